@@ -1,0 +1,21 @@
+// armor/armor.hpp: all of armor's core in one include.
+//
+//     #include <armor/armor.hpp>
+//     using namespace std::chrono_literals;
+//
+//     auto p = armor::pipeline{armor::deadline{2s}};
+//     auto v = p.execute([](const armor::context& ctx) { return fetch(ctx.remaining()); });
+//
+// Integrations that need a dependency are separate: armor/asio.hpp (Asio),
+// armor/fmt.hpp (fmt).
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/deadline.hpp>
+#include <armor/error.hpp>
+#include <armor/pipeline.hpp>
+#include <armor/policy.hpp>
+#include <armor/result.hpp>
+#include <armor/verdict.hpp>
+#include <armor/version.hpp>

@@ -1,0 +1,318 @@
+// armor/pipeline.hpp: policies stacked around a call, and the sync driver.
+//
+//     auto p = armor::pipeline{
+//         armor::deadline{2s},                     // outermost first
+//         armor::backoff{{.max_attempts = 4}},
+//         std::ref(shared_breaker),                // shared with other pipelines
+//     };
+//     std::string body = p.execute([&](const armor::context& ctx) {
+//         return http_get(url, ctx.remaining());
+//     });
+//
+// execute(f) returns what the operation returned, rethrows the operation's
+// own exception when that ended the call, and throws armor::error when armor
+// stopped it (open breaker, no tokens, deadline). try_execute(f) returns
+// armor::result<R> instead and never throws for armor's reasons; for any call,
+// `execute(f)` behaves as `try_execute(f).value()`.
+//
+// An operation that returns a value armor judges a failure (an error code, a
+// 503 response) still returns that value once armor stops retrying: armor
+// never swallows a value the operation produced.
+//
+// Thread-safety: execute and try_execute are const and may be called from any
+// number of threads at once (policies are thread-safe). Cost: no heap
+// allocation, no virtual call and no lock per call on the success path; one
+// clock read per attempt (two when a layer times calls, e.g. a breaker with a
+// slow-call threshold).
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/detail/config.hpp>
+#include <armor/error.hpp>
+#include <armor/policy.hpp>
+#include <armor/result.hpp>
+#include <armor/verdict.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace armor {
+
+namespace detail {
+
+/// How the driver calls the user's operation: with the context when it takes
+/// one, else with nothing.
+template <class F>
+[[nodiscard]] constexpr bool takes_context() {
+  return std::is_invocable_v<F&, const context&>;
+}
+
+template <class F>
+decltype(auto) call_operation(F& f, const context& ctx) {
+  if constexpr (takes_context<F>()) {
+    return std::invoke(f, ctx);
+  } else {
+    static_assert(std::is_invocable_v<F&>,
+                  "armor: the operation must be callable as f(const armor::context&) or as f()");
+    return std::invoke(f);
+  }
+}
+
+/// The type an operation returns, without references or cv-qualifiers
+/// (a returned reference is copied into the result).
+template <class F>
+using operation_result_t = std::remove_cvref_t<decltype(call_operation(std::declval<F&>(), std::declval<const context&>()))>;
+
+/// What one call has come to so far: the last attempt's value or exception,
+/// its verdict, and whether armor (rather than the operation) ended it.
+template <class R>
+struct call_outcome {
+  using stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+  std::optional<stored> value;  ///< what the last attempt returned
+  std::exception_ptr exception; ///< what the last attempt threw
+  verdict v;
+  bool stopped_by_armor = false;
+
+  /// armor ends the call here. The last exception stays as the cause.
+  void stop(outcome kind, std::error_code code, std::optional<std::chrono::nanoseconds> retry_after,
+            bool retryable) noexcept {
+    value.reset();
+    v = verdict{kind, retryable, retry_after, code};
+    stopped_by_armor = true;
+  }
+
+  /// The armor::result this outcome amounts to. `attempts` is how many times
+  /// the operation ran.
+  result<R> finish(unsigned attempts) && {
+    if (stopped_by_armor) return failure{v.code, v.retry_after, exception};
+    if (value) return result<R>(std::in_place, std::move(*value));
+    const bool exhausted = attempts > 1 && v.retryable;
+    return failure{exhausted ? errc::retries_exhausted : errc::operation_failed, v.retry_after, exception};
+  }
+};
+
+}  // namespace detail
+
+/// Policies stacked around an operation, outermost first, driven
+/// synchronously through `Clock`. Usually built with class template argument
+/// deduction: `armor::pipeline{policies...}`, `armor::pipeline{clock,
+/// policies...}`, or with a classifier: `armor::pipeline{clock,
+/// armor::classify{fn}, policies...}`. A layer is a policy held by value, or
+/// `std::ref(policy)` to share one policy (and its state) between pipelines.
+template <sleeping_clock Clock, detail::classifier_type Classifier, detail::layer... Layers>
+class pipeline {
+  static_assert((detail::clock_agrees<detail::policy_of<Layers>, Clock>() && ...),
+                "armor::pipeline: a policy's clock_type differs from the pipeline's clock; "
+                "give the pipeline the clock its policies use");
+
+ public:
+  using clock_type = Clock;
+  using classifier_type = Classifier;
+
+  /// Policies only; steady_clock and the default classifier.
+  explicit pipeline(Layers... layers)
+    requires(std::default_initializable<Clock> && std::default_initializable<Classifier>)
+      : layers_(std::move(layers)...) {}
+
+  /// A clock (a manual_clock in tests) and policies.
+  explicit pipeline(Clock clock, Layers... layers)
+    requires std::default_initializable<Classifier>
+      : clock_(std::move(clock)), layers_(std::move(layers)...) {}
+
+  /// A classifier and policies.
+  explicit pipeline(Classifier classifier, Layers... layers)
+    requires std::default_initializable<Clock>
+      : classifier_(std::move(classifier)), layers_(std::move(layers)...) {}
+
+  /// A clock, a classifier and policies.
+  pipeline(Clock clock, Classifier classifier, Layers... layers)
+      : clock_(std::move(clock)), classifier_(std::move(classifier)), layers_(std::move(layers)...) {}
+
+  /// Runs `f` through every layer. Returns what `f` returned; rethrows the
+  /// operation's exception when that ended the call; throws armor::error when
+  /// armor stopped the call (see the top of this header).
+  template <class F>
+  detail::operation_result_t<F> execute(F&& f, const call_options& options = {}) const {
+    using R = detail::operation_result_t<F>;
+    context ctx(read_clock(), options);
+    detail::call_outcome<R> out;
+    run<0>(ctx, f, out);
+    // The common case returns straight from the outcome; every other ending
+    // throws exactly what try_execute(f).value() would.
+    if (ARMOR_LIKELY(out.value.has_value() && !out.stopped_by_armor)) {
+      if constexpr (std::is_void_v<R>) {
+        return;
+      } else {
+        return std::move(*out.value);
+      }
+    }
+    std::move(out).finish(ctx.attempt()).error().raise();
+  }
+
+  /// Runs `f` through every layer. Returns its value, or the failure that
+  /// ended the call; never throws for armor's reasons (an exception escaping
+  /// the user's classifier or clock still propagates).
+  template <class F>
+  [[nodiscard]] result<detail::operation_result_t<F>> try_execute(F&& f, const call_options& options = {}) const {
+    using R = detail::operation_result_t<F>;
+    static_assert(!std::is_same_v<R, failure>, "armor: an operation must not return armor::failure");
+    context ctx(read_clock(), options);
+    detail::call_outcome<R> out;
+    run<0>(ctx, f, out);
+    return std::move(out).finish(ctx.attempt());
+  }
+
+  /// The policy at position I (outermost is 0), e.g. to read its stats.
+  template <std::size_t I>
+  [[nodiscard]] auto& layer() const noexcept {
+    return detail::unwrap(std::get<I>(layers_));
+  }
+
+  /// The number of layers.
+  [[nodiscard]] static constexpr std::size_t size() noexcept { return sizeof...(Layers); }
+
+  /// The clock the driver reads and sleeps through.
+  [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
+
+ private:
+  static constexpr bool times_calls = (detail::needs_completion_time<detail::policy_of<Layers>>() || ...);
+
+  [[nodiscard]] timestamp read_clock() const noexcept(noexcept(clock_.now())) { return to_timestamp(clock_.now()); }
+
+  // Sleeps until `t`, then takes the attempt's new clock reading.
+  void sleep_until(context& ctx, timestamp t) const {
+    clock_.sleep_until(from_timestamp<Clock>(t));
+    detail::context_access::set_now(ctx, read_clock());
+  }
+
+  // Layer I and everything inside it. A looping layer (retry) re-runs only
+  // the layers inside it.
+  template <std::size_t I, class F, class R>
+  void run(context& ctx, F& f, detail::call_outcome<R>& out) const {
+    if constexpr (I == sizeof...(Layers)) {
+      run_operation(ctx, f, out);
+    } else {
+      auto& pol = detail::unwrap(std::get<I>(layers_));
+      using P = std::remove_cvref_t<decltype(pol)>;
+      if constexpr (looping_policy<P>) {
+        typename P::loop_state state{};
+        for (;;) {
+          run_layer<I>(pol, ctx, f, out);
+          const step s = pol.next(std::as_const(ctx), out.v, state);
+          if (!s.again) return;
+          // A delay that would end at or past the deadline is not slept:
+          // the loop stops with the last outcome instead (a stop always
+          // wins over a requested delay).
+          const timestamp wake{std::chrono::nanoseconds{
+              detail::saturating_add(ctx.now().time_since_epoch().count(), s.delay.count())}};
+          if (wake >= ctx.deadline()) return;
+          if (s.delay > std::chrono::nanoseconds::zero()) sleep_until(ctx, wake);
+        }
+      } else {
+        run_layer<I>(pol, ctx, f, out);
+      }
+    }
+  }
+
+  // One admission of layer I: admit, wait if told to, run the inner layers,
+  // settle. The deadline the layer may have tightened is restored on the way
+  // out, so a deadline inside a retry layer is a per-attempt timeout.
+  template <std::size_t I, class P, class F, class R>
+  void run_layer(P& pol, context& ctx, F& f, detail::call_outcome<R>& out) const {
+    const timestamp outer_deadline = ctx.deadline();
+    auto adm = pol.admit(ctx);
+    bool go = true;
+    if (adm.kind == admission_kind::rejected) {
+      out.stop(outcome::rejected, adm.code, adm.retry_after, adm.retryable);
+      go = false;
+    } else if (adm.kind == admission_kind::wait) {
+      const timestamp wake{std::chrono::nanoseconds{
+          detail::saturating_add(ctx.now().time_since_epoch().count(), adm.delay.count())}};
+      if (wake >= ctx.deadline()) {
+        // Waiting would leave no time for the attempt: do not wait at all.
+        // Leaving this scope drops the permit, which gives the reservation back.
+        out.stop(outcome::rejected, errc::deadline_exceeded, adm.delay, true);
+        go = false;
+      } else if (adm.delay > std::chrono::nanoseconds::zero()) {
+        sleep_until(ctx, wake);
+      }
+    }
+    if (go) {
+      run<I + 1>(ctx, f, out);
+      pol.settle(ctx, std::move(adm.permit), out.v);
+    }
+    detail::context_access::set_deadline(ctx, outer_deadline);
+  }
+
+  // The innermost layer: one attempt of the operation.
+  template <class F, class R>
+  void run_operation(context& ctx, F& f, detail::call_outcome<R>& out) const {
+    if (ctx.expired()) {
+      // The budget is spent before the attempt: do not call the operation.
+      out.stop(outcome::rejected, errc::deadline_exceeded, std::nullopt, true);
+      return;
+    }
+    detail::context_access::begin_attempt(ctx);
+    out.stopped_by_armor = false;
+    out.value.reset();
+    out.exception = nullptr;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        detail::call_operation(f, std::as_const(ctx));
+        out.value.emplace();
+      } else {
+        out.value.emplace(detail::call_operation(f, std::as_const(ctx)));
+      }
+    } catch (...) {
+      out.exception = std::current_exception();
+    }
+    if (out.exception) {
+      out.v = detail::judge_exception(classifier_, out.exception);
+    } else if constexpr (std::is_void_v<R>) {
+      out.v = detail::judge_void(classifier_);
+    } else {
+      out.v = detail::judge_value(classifier_, *out.value);
+    }
+    if (times_calls || !out.v.ok()) {
+      // Failures always get a fresh reading: the retry layer measures its
+      // delay from it, and a failure that ends past the deadline is a timeout
+      // (the upstream was too slow), which the breaker counts as a failure.
+      detail::context_access::set_now(ctx, read_clock());
+      if (out.v.kind == outcome::failure && ctx.expired()) out.v.kind = outcome::timeout;
+    }
+  }
+
+  [[no_unique_address]] Clock clock_{};
+  [[no_unique_address]] Classifier classifier_{};
+  // Policies are thread-safe objects whose admit/settle change their own
+  // (atomic) state; a const pipeline still drives them.
+  mutable std::tuple<Layers...> layers_;
+};
+
+template <class... Ls>
+  requires(detail::layer<Ls> && ...)
+pipeline(Ls...) -> pipeline<steady_clock, default_classifier, Ls...>;
+
+template <class C, class... Ls>
+  requires(sleeping_clock<C> && !detail::layer<C> && (detail::layer<Ls> && ...))
+pipeline(C, Ls...) -> pipeline<C, default_classifier, Ls...>;
+
+template <class F, class... Ls>
+  requires(detail::layer<Ls> && ...)
+pipeline(classify<F>, Ls...) -> pipeline<steady_clock, classify<F>, Ls...>;
+
+template <class C, class F, class... Ls>
+  requires(sleeping_clock<C> && (detail::layer<Ls> && ...))
+pipeline(C, classify<F>, Ls...) -> pipeline<C, classify<F>, Ls...>;
+
+}  // namespace armor

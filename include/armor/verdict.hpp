@@ -1,0 +1,201 @@
+// armor/verdict.hpp: how the outcome of one attempt is judged.
+//
+// The operation runs once per attempt. Its value or exception is classified
+// once into a verdict, which flows back out through every policy: the breaker
+// counts failures, the retry layer retries retryable ones, the limiter
+// ignores them. A classifier decides; the default one says:
+//
+//   - an exception is a retryable failure (armor::error from a nested
+//     pipeline keeps its meaning: rejected, timeout or cancelled);
+//   - a truthy std::error_code is a retryable failure with that code;
+//   - a result-like value (has_value() == false: std::expected,
+//     armor::result, ...) is a retryable failure;
+//   - anything else, including void, is a success.
+//
+// A service that knows better gives its own, e.g. for HTTP responses:
+//
+//     auto p = armor::pipeline{armor::classify{[](const response& r) {
+//         if (r.status >= 500) return armor::verdict::failure();
+//         return armor::verdict::success();       // a 404 is the caller's problem
+//     }}, armor::backoff{...}};
+#pragma once
+
+#include <armor/error.hpp>
+#include <armor/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace armor {
+
+/// What kind of end an attempt had.
+enum class outcome : std::uint8_t {
+  success,    ///< the upstream did its job (a client error such as 404 may count here)
+  failure,    ///< the upstream failed: counts against its health
+  rejected,   ///< armor refused the attempt before it ran (open breaker, no tokens...)
+  timeout,    ///< the time budget ran out
+  cancelled,  ///< the caller gave up; says nothing about the upstream
+};
+
+/// The judgement of one attempt, handed to every policy on the way out.
+/// `retry_after` is a hint from the server or a policy; `code` says why.
+struct verdict {
+  outcome kind = outcome::success;
+  bool retryable = false;
+  std::optional<std::chrono::nanoseconds> retry_after;
+  /// Why, when it is not a success; "no error" (value 0) otherwise. Not
+  /// std::error_code{}: building that calls std::system_category() out of
+  /// line, and a verdict is built on every attempt.
+  std::error_code code{0, error_category()};
+
+  [[nodiscard]] constexpr bool ok() const noexcept { return kind == outcome::success; }
+
+  [[nodiscard]] static verdict success() noexcept { return {}; }
+  /// A failure of the upstream; retryable unless told otherwise.
+  [[nodiscard]] static verdict failure(std::error_code code = errc::operation_failed, bool retryable = true,
+                                       std::optional<std::chrono::nanoseconds> retry_after = std::nullopt) noexcept {
+    return {outcome::failure, retryable, retry_after, code};
+  }
+  /// A failure that retrying cannot fix (a 400, a bad credential).
+  [[nodiscard]] static verdict permanent_failure(std::error_code code = errc::operation_failed) noexcept {
+    return failure(code, false);
+  }
+  /// A retryable failure with the server's hint (a 503 or 429 with Retry-After).
+  [[nodiscard]] static verdict retry_later(std::chrono::nanoseconds after,
+                                           std::error_code code = errc::operation_failed) noexcept {
+    return failure(code, true, after);
+  }
+};
+
+/// Wraps a user classifier for a pipeline. `fn` is called with the
+/// operation's value (`const R&`) when it can take one, and with the
+/// exception (`std::exception_ptr`) when it can take that; whatever it cannot
+/// take goes to default_classifier. It must return armor::verdict.
+template <class F>
+struct classify {
+  F fn;
+};
+template <class F>
+classify(F) -> classify<F>;
+
+namespace detail {
+
+template <class T>
+concept result_like = requires(const T& t) {
+  { t.has_value() } -> std::convertible_to<bool>;
+  t.error();
+};
+
+template <class T>
+struct is_armor_result : std::false_type {};
+template <class T>
+struct is_armor_result<result<T>> : std::true_type {};
+
+}  // namespace detail
+
+/// armor's default judgement (see the top of this header). Stateless.
+struct default_classifier {
+  /// A returned value.
+  template <class T>
+  [[nodiscard]] verdict operator()(const T& value) const noexcept {
+    if constexpr (std::is_same_v<T, std::error_code>) {
+      return value ? verdict::failure(value) : verdict::success();
+    } else if constexpr (detail::is_armor_result<T>::value) {
+      if (value.has_value()) return verdict::success();
+      return from_code(value.code(), value.retry_after());
+    } else if constexpr (detail::result_like<T>) {
+      if (value.has_value()) return verdict::success();
+      if constexpr (std::is_convertible_v<decltype(value.error()), std::error_code>) {
+        return verdict::failure(static_cast<std::error_code>(value.error()));
+      } else {
+        return verdict::failure();
+      }
+    } else {
+      return verdict::success();
+    }
+  }
+
+  /// An exception the operation threw.
+  [[nodiscard]] verdict operator()(const std::exception_ptr& e) const noexcept {
+    try {
+      std::rethrow_exception(e);
+    } catch (const error& ex) {
+      return from_code(ex.code(), ex.retry_after());
+    } catch (const std::system_error& ex) {
+      return verdict::failure(ex.code());
+    } catch (...) {
+      return verdict::failure();
+    }
+  }
+
+  /// A void operation that returned.
+  [[nodiscard]] verdict operator()() const noexcept { return verdict::success(); }
+
+ private:
+  // A code from a nested armor pipeline keeps its meaning: its refusal is a
+  // rejection (not the upstream's failure), its deadline a timeout.
+  static verdict from_code(std::error_code code, std::optional<std::chrono::nanoseconds> retry_after) noexcept {
+    if (code.category() == error_category()) {
+      switch (static_cast<errc>(code.value())) {
+        case errc::circuit_open:
+        case errc::rate_limited:
+        case errc::quota_exhausted:
+        case errc::bulkhead_full:
+          return {outcome::rejected, true, retry_after, code};
+        case errc::deadline_exceeded:
+          return {outcome::timeout, true, retry_after, code};
+        case errc::cancelled:
+          return {outcome::cancelled, false, retry_after, code};
+        default:
+          break;
+      }
+    }
+    return verdict::failure(code, true, retry_after);
+  }
+};
+
+namespace detail {
+
+template <class K>
+struct is_classify : std::false_type {};
+template <class F>
+struct is_classify<classify<F>> : std::true_type {};
+
+/// What a pipeline accepts as its classifier.
+template <class K>
+concept classifier_type = std::is_same_v<K, default_classifier> || is_classify<K>::value;
+
+/// Judges a value with the user's classifier when it takes one, else the default.
+template <class K, class T>
+[[nodiscard]] verdict judge_value(const K& k, const T& value) {
+  if constexpr (is_classify<K>::value) {
+    if constexpr (std::is_invocable_r_v<verdict, const decltype(k.fn)&, const T&>) return k.fn(value);
+  }
+  return default_classifier{}(value);
+}
+
+/// Judges a completed void operation.
+template <class K>
+[[nodiscard]] verdict judge_void(const K& k) {
+  if constexpr (is_classify<K>::value) {
+    if constexpr (std::is_invocable_r_v<verdict, const decltype(k.fn)&>) return k.fn();
+  }
+  return default_classifier{}();
+}
+
+/// Judges an exception with the user's classifier when it takes one, else the default.
+template <class K>
+[[nodiscard]] verdict judge_exception(const K& k, const std::exception_ptr& e) {
+  if constexpr (is_classify<K>::value) {
+    if constexpr (std::is_invocable_r_v<verdict, const decltype(k.fn)&, const std::exception_ptr&>) return k.fn(e);
+  }
+  return default_classifier{}(e);
+}
+
+}  // namespace detail
+}  // namespace armor

@@ -1,0 +1,46 @@
+// armor::errc and armor::error.
+#include <armor/error.hpp>
+
+#include "armor_catch.hpp"
+
+#include <string>
+#include <system_error>
+
+using namespace std::chrono_literals;
+
+TEST_CASE("errc values are std::error_codes of the armor category") {
+  const std::error_code ec = armor::errc::rate_limited;
+  CHECK(ec.category() == armor::error_category());
+  CHECK(std::string(ec.category().name()) == "armor");
+  CHECK(ec.message() == "rate limited");
+  CHECK(ec == armor::errc::rate_limited);
+  CHECK(ec != armor::errc::circuit_open);
+  CHECK(static_cast<bool>(ec));
+}
+
+TEST_CASE("every errc has its own message") {
+  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::storage_unavailable);
+       ++v) {
+    const std::error_code ec{v, armor::error_category()};
+    CHECK(ec.message() != "unknown armor error");
+  }
+  CHECK(std::error_code(999, armor::error_category()).message() == "unknown armor error");
+}
+
+TEST_CASE("errc maps onto the portable conditions where one fits") {
+  CHECK(std::error_code(armor::errc::deadline_exceeded) == std::errc::timed_out);
+  CHECK(std::error_code(armor::errc::cancelled) == std::errc::operation_canceled);
+  CHECK(std::error_code(armor::errc::invalid_argument) == std::errc::invalid_argument);
+  CHECK(std::error_code(armor::errc::rate_limited) != std::errc::timed_out);
+}
+
+TEST_CASE("armor::error is a system_error that carries retry_after") {
+  const armor::error e{armor::errc::circuit_open, 30s};
+  const std::system_error& base = e;
+  CHECK(base.code() == armor::errc::circuit_open);
+  REQUIRE(e.retry_after().has_value());
+  CHECK(*e.retry_after() == 30s);
+  CHECK_FALSE(armor::error{armor::errc::bulkhead_full}.retry_after().has_value());
+  const armor::error with_text{armor::errc::invalid_argument, "armor::x: rate must be positive"};
+  CHECK(std::string(with_text.what()).find("rate must be positive") != std::string::npos);
+}
