@@ -10,6 +10,7 @@
 // armor/fmt.hpp (fmt).
 #pragma once
 
+#include <armor/backoff.hpp>
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/deadline.hpp>
