@@ -421,3 +421,26 @@ TEST_CASE("a wait of zero is not slept and costs no extra clock read") {
   CHECK(reads == 1);
   CHECK(permits.settled == 1);
 }
+
+TEST_CASE("the operation reports its real cost and policies see it at settle") {
+  struct cost_recorder {
+    using permit_type = armor::no_permit;
+    std::vector<std::optional<std::int64_t>> reported{};
+    armor::admission<> admit(armor::context&) { return armor::admission<>::admit(); }
+    void settle(armor::context& ctx, armor::no_permit, const armor::verdict&) { reported.push_back(ctx.reported_cost()); }
+  };
+  cost_recorder rec;
+  auto p = armor::pipeline{armor::manual_clock{}, scripted_retry{.max_attempts = 2}, std::ref(rec)};
+  (void)p.try_execute(
+      [](const armor::context& ctx) -> int {
+        if (ctx.attempt() == 1) {
+          ctx.report_cost(1234);
+          throw std::runtime_error("first attempt fails after spending tokens");
+        }
+        return 0;  // the second attempt reports nothing
+      },
+      {.cost = 1000});
+  REQUIRE(rec.reported.size() == 2);
+  CHECK(rec.reported[0] == std::optional<std::int64_t>{1234});
+  CHECK_FALSE(rec.reported[1].has_value());
+}

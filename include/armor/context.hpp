@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace armor {
@@ -75,8 +76,22 @@ class context {
   /// The key given in call_options (empty if none).
   [[nodiscard]] std::string_view key() const noexcept { return key_; }
 
-  /// The cost given in call_options (1 if none).
+  /// The cost given in call_options (1 if none): the estimate policies
+  /// charge at admission.
   [[nodiscard]] std::int64_t cost() const noexcept { return cost_; }
+
+  /// For the operation: the real cost of this attempt, once it is known (an
+  /// LLM call's token count arrives with the response). Policies that charge
+  /// by cost settle with it instead of the estimate. Callable through the
+  /// const context the operation receives; not thread-safe (one call, one
+  /// thread at a time).
+  void report_cost(std::int64_t actual) const noexcept { reported_cost_ = actual; }
+
+  /// The cost the operation reported for this attempt, if it did.
+  [[nodiscard]] std::optional<std::int64_t> reported_cost() const noexcept {
+    if (reported_cost_ < 0) return std::nullopt;
+    return reported_cost_;
+  }
 
   /// For policies: moves the deadline earlier to `t` (never later). The driver
   /// restores the outer deadline when the policy's layer is left, so a
@@ -92,6 +107,7 @@ class context {
   timestamp deadline_ = timestamp::max();
   std::string_view key_;
   std::int64_t cost_;
+  mutable std::int64_t reported_cost_ = -1;  // < 0: not reported
   unsigned attempt_ = 0;
 };
 
@@ -101,7 +117,10 @@ namespace detail {
 struct context_access {
   static void set_now(context& c, timestamp t) noexcept { c.now_ = t; }
   static void set_deadline(context& c, timestamp t) noexcept { c.deadline_ = t; }
-  static void begin_attempt(context& c) noexcept { ++c.attempt_; }
+  static void begin_attempt(context& c) noexcept {
+    ++c.attempt_;
+    c.reported_cost_ = -1;
+  }
 };
 
 }  // namespace detail
