@@ -34,6 +34,7 @@
 #include <armor/result.hpp>
 #include <armor/verdict.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -100,6 +101,88 @@ struct call_outcome {
     return failure{exhausted ? errc::retries_exhausted : errc::operation_failed, v.retry_after, exception};
   }
 };
+
+/// Grants the Asio driver (armor/asio.hpp) the same access to a pipeline's
+/// layers, clock and classifier as the sync driver has.
+struct pipeline_access;
+
+// The decision points of a driver. Both drivers call these, so every rule
+// about deadlines, waits and attempts is written once; only how a driver
+// waits differs.
+
+/// now + delay, saturating.
+[[nodiscard]] ARMOR_ALWAYS_INLINE timestamp wake_time(const context& ctx, std::chrono::nanoseconds delay) noexcept {
+  return timestamp{std::chrono::nanoseconds{detail::saturating_add(ctx.now().time_since_epoch().count(), delay.count())}};
+}
+
+/// What to do with an admission: true to run the inner layers (after
+/// sleeping until `wake` when it is later than now), false when the call
+/// stops here (`out` says why). A wait that would end at or past the deadline
+/// is refused: waiting would leave no time for the attempt.
+template <class Permit, class R>
+[[nodiscard]] ARMOR_ALWAYS_INLINE bool admitted(const context& ctx, const admission<Permit>& adm, call_outcome<R>& out,
+                            timestamp& wake) noexcept {
+  wake = ctx.now();
+  if (adm.kind == admission_kind::rejected) {
+    out.stop(outcome::rejected, adm.code, adm.retry_after, adm.retryable);
+    return false;
+  }
+  if (adm.kind == admission_kind::wait && adm.delay > std::chrono::nanoseconds::zero()) {
+    wake = wake_time(ctx, adm.delay);
+    if (wake >= ctx.deadline()) {
+      out.stop(outcome::rejected, errc::deadline_exceeded, adm.delay, true);
+      return false;
+    }
+  }
+  return true;
+}
+
+/// After a looping layer's next(): true to go round again after sleeping
+/// until `wake`. A delay that would end at or past the deadline is not
+/// slept; the loop stops with the last outcome (a stop always wins over a
+/// requested delay).
+[[nodiscard]] ARMOR_ALWAYS_INLINE bool loop_again(const context& ctx, const step& s, timestamp& wake) noexcept {
+  if (!s.again) return false;
+  wake = wake_time(ctx, std::max(s.delay, std::chrono::nanoseconds::zero()));
+  return wake < ctx.deadline();
+}
+
+/// Before calling the operation: false (and `out` stopped) when the budget
+/// is already spent; otherwise starts a new attempt.
+template <class R>
+[[nodiscard]] ARMOR_ALWAYS_INLINE bool begin_attempt(context& ctx, call_outcome<R>& out) noexcept {
+  if (ctx.expired()) {
+    out.stop(outcome::rejected, errc::deadline_exceeded, std::nullopt, true);
+    return false;
+  }
+  context_access::begin_attempt(ctx);
+  out.stopped_by_armor = false;
+  out.value.reset();
+  out.exception = nullptr;
+  return true;
+}
+
+/// Classifies what the attempt left in `out` (a value or an exception).
+template <class K, class R>
+ARMOR_ALWAYS_INLINE void judge_attempt(const K& classifier, call_outcome<R>& out) {
+  if (out.exception) {
+    out.v = judge_exception(classifier, out.exception);
+  } else if constexpr (std::is_void_v<R>) {
+    out.v = judge_void(classifier);
+  } else {
+    out.v = judge_value(classifier, *out.value);
+  }
+}
+
+/// After an attempt, with a fresh clock reading (always after a failure: the
+/// retry layer measures its delay from it; after every attempt when a layer
+/// times calls). A failure that ends past the deadline is a timeout: the
+/// upstream was too slow, which a breaker counts as a failure.
+template <class R>
+ARMOR_ALWAYS_INLINE void end_attempt(context& ctx, timestamp now, call_outcome<R>& out) noexcept {
+  context_access::set_now(ctx, now);
+  if (out.v.kind == outcome::failure && ctx.expired()) out.v.kind = outcome::timeout;
+}
 
 }  // namespace detail
 
@@ -185,6 +268,8 @@ class pipeline {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
+  friend struct detail::pipeline_access;
+
   static constexpr bool times_calls = (detail::needs_completion_time<detail::policy_of<Layers>>() || ...);
 
   [[nodiscard]] timestamp read_clock() const noexcept(noexcept(clock_.now())) { return to_timestamp(clock_.now()); }
@@ -208,15 +293,9 @@ class pipeline {
         typename P::loop_state state{};
         for (;;) {
           run_layer<I>(pol, ctx, f, out);
-          const step s = pol.next(std::as_const(ctx), out.v, state);
-          if (!s.again) return;
-          // A delay that would end at or past the deadline is not slept:
-          // the loop stops with the last outcome instead (a stop always
-          // wins over a requested delay).
-          const timestamp wake{std::chrono::nanoseconds{
-              detail::saturating_add(ctx.now().time_since_epoch().count(), s.delay.count())}};
-          if (wake >= ctx.deadline()) return;
-          if (s.delay > std::chrono::nanoseconds::zero()) sleep_until(ctx, wake);
+          timestamp wake{};
+          if (!detail::loop_again(ctx, pol.next(std::as_const(ctx), out.v, state), wake)) return;
+          if (wake > ctx.now()) sleep_until(ctx, wake);
         }
       } else {
         run_layer<I>(pol, ctx, f, out);
@@ -231,41 +310,21 @@ class pipeline {
   void run_layer(P& pol, context& ctx, F& f, detail::call_outcome<R>& out) const {
     const timestamp outer_deadline = ctx.deadline();
     auto adm = pol.admit(ctx);
-    bool go = true;
-    if (adm.kind == admission_kind::rejected) {
-      out.stop(outcome::rejected, adm.code, adm.retry_after, adm.retryable);
-      go = false;
-    } else if (adm.kind == admission_kind::wait) {
-      const timestamp wake{std::chrono::nanoseconds{
-          detail::saturating_add(ctx.now().time_since_epoch().count(), adm.delay.count())}};
-      if (wake >= ctx.deadline()) {
-        // Waiting would leave no time for the attempt: do not wait at all.
-        // Leaving this scope drops the permit, which gives the reservation back.
-        out.stop(outcome::rejected, errc::deadline_exceeded, adm.delay, true);
-        go = false;
-      } else if (adm.delay > std::chrono::nanoseconds::zero()) {
-        sleep_until(ctx, wake);
-      }
-    }
-    if (go) {
+    timestamp wake{};
+    if (detail::admitted(ctx, adm, out, wake)) {
+      if (wake > ctx.now()) sleep_until(ctx, wake);
       run<I + 1>(ctx, f, out);
       pol.settle(ctx, std::move(adm.permit), out.v);
     }
+    // Otherwise leaving this scope drops the permit, which gives any
+    // reservation it holds back.
     detail::context_access::set_deadline(ctx, outer_deadline);
   }
 
   // The innermost layer: one attempt of the operation.
   template <class F, class R>
   void run_operation(context& ctx, F& f, detail::call_outcome<R>& out) const {
-    if (ctx.expired()) {
-      // The budget is spent before the attempt: do not call the operation.
-      out.stop(outcome::rejected, errc::deadline_exceeded, std::nullopt, true);
-      return;
-    }
-    detail::context_access::begin_attempt(ctx);
-    out.stopped_by_armor = false;
-    out.value.reset();
-    out.exception = nullptr;
+    if (!detail::begin_attempt(ctx, out)) return;
     try {
       if constexpr (std::is_void_v<R>) {
         detail::call_operation(f, std::as_const(ctx));
@@ -276,20 +335,8 @@ class pipeline {
     } catch (...) {
       out.exception = std::current_exception();
     }
-    if (out.exception) {
-      out.v = detail::judge_exception(classifier_, out.exception);
-    } else if constexpr (std::is_void_v<R>) {
-      out.v = detail::judge_void(classifier_);
-    } else {
-      out.v = detail::judge_value(classifier_, *out.value);
-    }
-    if (times_calls || !out.v.ok()) {
-      // Failures always get a fresh reading: the retry layer measures its
-      // delay from it, and a failure that ends past the deadline is a timeout
-      // (the upstream was too slow), which the breaker counts as a failure.
-      detail::context_access::set_now(ctx, read_clock());
-      if (out.v.kind == outcome::failure && ctx.expired()) out.v.kind = outcome::timeout;
-    }
+    detail::judge_attempt(classifier_, out);
+    if (times_calls || !out.v.ok()) detail::end_attempt(ctx, read_clock(), out);
   }
 
   [[no_unique_address]] Clock clock_{};

@@ -27,3 +27,12 @@ inline constexpr std::size_t cache_line = 64;
 #define ARMOR_LIKELY(x) (x)
 #define ARMOR_UNLIKELY(x) (x)
 #endif
+
+// For the few tiny functions on the per-call path that both drivers share:
+// left to itself, GCC outlines them once a translation unit has many callers,
+// which costs more than the function body.
+#if defined(__GNUC__) || defined(__clang__)
+#define ARMOR_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ARMOR_ALWAYS_INLINE inline
+#endif
