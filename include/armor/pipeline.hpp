@@ -106,6 +106,12 @@ struct call_outcome {
 /// layers, clock and classifier as the sync driver has.
 struct pipeline_access;
 
+/// The Asio driver's entry points for an operation type F. Declared here,
+/// defined in armor/asio.hpp: pipeline.hpp never includes Asio, and calling
+/// async_execute without including armor/asio.hpp fails to compile.
+template <class F>
+struct async_entry;
+
 // The decision points of a driver. Both drivers call these, so every rule
 // about deadlines, waits and attempts is written once; only how a driver
 // waits differs.
@@ -254,6 +260,25 @@ class pipeline {
     run<0>(ctx, f, out);
     return std::move(out).finish(ctx.attempt());
   }
+
+  /// Asio: `co_await p.async_execute(f)`, where `f()` or `f(ctx)` returns
+  /// `asio::awaitable<R>`. Results, errors and verdicts as in execute();
+  /// waits are timers on the coroutine's executor, and the deadline cancels
+  /// the operation in flight. Needs `#include <armor/asio.hpp>`.
+  template <class F>
+  auto async_execute(F f, call_options options = {}) const {
+    return detail::async_entry<F>::execute(*this, std::move(f), options);
+  }
+
+  /// Asio: `co_await p.async_try_execute(f)`, the coroutine form of
+  /// try_execute(). Needs `#include <armor/asio.hpp>`.
+  template <class F>
+  auto async_try_execute(F f, call_options options = {}) const {
+    return detail::async_entry<F>::try_execute(*this, std::move(f), options);
+  }
+
+  /// The classifier that judges each attempt.
+  [[nodiscard]] const Classifier& classifier() const noexcept { return classifier_; }
 
   /// The policy at position I (outermost is 0), e.g. to read its stats.
   template <std::size_t I>

@@ -1,0 +1,325 @@
+// The Asio driver against real Asio operations: timers and loopback sockets.
+// These are driver tests, so they run in real (short) time; every policy rule
+// itself is tested on manual_clock elsewhere.
+#include <armor/asio.hpp>
+#include <armor/backoff.hpp>
+#include <armor/deadline.hpp>
+
+#include "armor_catch.hpp"
+#include "test_policies.hpp"
+
+#include <asio/buffer.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/thread_pool.hpp>
+#include <asio/write.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+struct boom : std::runtime_error {
+  boom() : std::runtime_error("boom") {}
+};
+
+// Runs `body` as a coroutine on a fresh io_context until it and everything it
+// started have finished; rethrows what it threw.
+template <class Body>
+void run_coroutine(Body body) {
+  asio::io_context io;
+  std::exception_ptr failure;
+  asio::co_spawn(io, std::move(body), [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
+awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(use_awaitable);
+}
+
+// A thread-safe policy that counts admissions and verdict kinds.
+struct counting_policy {
+  using permit_type = armor::no_permit;
+  std::atomic<long> admitted{0};
+  std::atomic<long> kinds[5]{};
+  armor::admission<> admit(armor::context&) noexcept {
+    admitted.fetch_add(1, std::memory_order_relaxed);
+    return armor::admission<>::admit();
+  }
+  void settle(armor::context&, armor::no_permit, const armor::verdict& v) noexcept {
+    kinds[static_cast<int>(v.kind)].fetch_add(1, std::memory_order_relaxed);
+  }
+  long count(armor::outcome k) const { return kinds[static_cast<int>(k)].load(); }
+};
+
+}  // namespace
+
+TEST_CASE("async_execute returns the awaitable's value and async_try_execute wraps it") {
+  const auto p = armor::pipeline{armor::deadline{5s}};
+  run_coroutine([&]() -> awaitable<void> {
+    const int v = co_await p.async_execute([]() -> awaitable<int> { co_return 42; });
+    CHECK(v == 42);
+    auto r = co_await p.async_try_execute([](const armor::context& ctx) -> awaitable<std::string> {
+      co_return ctx.has_deadline() ? std::string("with deadline") : std::string("none");
+    });
+    REQUIRE(r.has_value());
+    CHECK(*r == "with deadline");
+    co_await p.async_execute([]() -> awaitable<void> { co_return; });
+  });
+}
+
+TEST_CASE("async_execute rethrows the operation's exception; async_try_execute keeps it as the cause") {
+  const auto p = armor::pipeline{};
+  run_coroutine([&]() -> awaitable<void> {
+    bool thrown = false;
+    try {
+      (void)co_await p.async_execute([]() -> awaitable<int> { throw boom(); co_return 0; });
+    } catch (const boom&) {
+      thrown = true;
+    }
+    CHECK(thrown);
+    auto r = co_await p.async_try_execute([]() -> awaitable<int> { throw boom(); co_return 0; });
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.code() == armor::errc::operation_failed);
+    CHECK(r.error().from_operation());
+  });
+}
+
+TEST_CASE("the deadline cancels an operation in flight; its verdict is timeout") {
+  counting_policy counter;
+  const auto p = armor::pipeline{armor::deadline{50ms}, std::ref(counter)};
+  bool op_saw_abort = false;
+  const auto start = std::chrono::steady_clock::now();
+  run_coroutine([&]() -> awaitable<void> {
+    auto r = co_await p.async_try_execute([&]() -> awaitable<int> {
+      try {
+        co_await sleep_for(10s);
+      } catch (const std::system_error& e) {
+        op_saw_abort = e.code() == asio::error::operation_aborted;
+        throw;
+      }
+      co_return 1;
+    });
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.code() == armor::errc::deadline_exceeded);
+    CHECK(r.error().cause);  // the operation's own operation_aborted
+  });
+  CHECK(op_saw_abort);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(counter.count(armor::outcome::timeout) == 1);
+}
+
+TEST_CASE("a deadline cancels a slow socket read and the server sees the connection closed") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto port = acceptor.local_endpoint().port();
+  std::optional<std::error_code> server_saw;
+  std::optional<std::error_code> client_result;
+
+  // The server accepts, never answers, and waits for the client to go away.
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        tcp::socket s = co_await acceptor.async_accept(use_awaitable);
+        char byte = 0;
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(&byte, 1),
+                                                  asio::experimental::as_tuple(use_awaitable));
+        (void)n;
+        server_saw = ec;
+      },
+      asio::detached);
+
+  const auto p = armor::pipeline{armor::deadline{100ms}};
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        auto r = co_await p.async_try_execute([&]() -> awaitable<std::string> {
+          tcp::socket s(co_await asio::this_coro::executor);
+          co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), use_awaitable);
+          char buf[16];
+          const std::size_t n = co_await s.async_read_some(asio::buffer(buf), use_awaitable);
+          co_return std::string(buf, n);
+        });
+        client_result = r.code();
+      },
+      asio::detached);
+  io.run();
+  REQUIRE(client_result.has_value());
+  CHECK(*client_result == armor::errc::deadline_exceeded);
+  REQUIRE(server_saw.has_value());
+  CHECK(*server_saw == asio::error::eof);  // the client's socket was closed, not leaked
+}
+
+TEST_CASE("backoff waits of one call do not delay other coroutines on the same thread") {
+  const auto p = armor::pipeline{armor::backoff{{.max_attempts = 4,
+                                                 .schedule = armor::backoff_schedule::constant,
+                                                 .initial = 40ms,
+                                                 .jitter = armor::jitter_mode::none}}};
+  asio::io_context io;
+  int ticks_during_retries = 0;
+  bool retries_done = false;
+  int attempts = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        auto r = co_await p.async_try_execute([&]() -> awaitable<int> {
+          ++attempts;
+          throw boom();
+          co_return 0;
+        });
+        CHECK(r.code() == armor::errc::retries_exhausted);
+        retries_done = true;
+      },
+      asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        while (!retries_done) {
+          co_await sleep_for(5ms);
+          if (!retries_done) ++ticks_during_retries;
+        }
+      },
+      asio::detached);
+  const auto start = std::chrono::steady_clock::now();
+  io.run();
+  CHECK(attempts == 4);
+  CHECK(std::chrono::steady_clock::now() - start >= 120ms);  // three 40 ms waits were really waited
+  CHECK(ticks_during_retries >= 5);                          // while the other coroutine kept running
+}
+
+TEST_CASE("cancellation from the parent is reported as cancelled, not as an upstream failure") {
+  using namespace asio::experimental::awaitable_operators;
+  counting_policy counter;
+  const auto p = armor::pipeline{armor::deadline{10s}, std::ref(counter)};
+  std::optional<armor::result<int>> seen;
+  run_coroutine([&]() -> awaitable<void> {
+    auto call = [&]() -> awaitable<void> {
+      seen = co_await p.async_try_execute([]() -> awaitable<int> {
+        co_await sleep_for(10s);
+        co_return 1;
+      });
+    };
+    // The parent gives up after 30 ms: the || cancels the call.
+    co_await (call() || sleep_for(30ms));
+  });
+  REQUIRE(seen.has_value());
+  REQUIRE_FALSE(seen->has_value());
+  CHECK(seen->code() == armor::errc::cancelled);
+  CHECK(counter.count(armor::outcome::cancelled) == 1);
+  CHECK(counter.count(armor::outcome::failure) == 0);
+  CHECK(counter.count(armor::outcome::timeout) == 0);
+}
+
+TEST_CASE("a cancelled wait gives its reservation back") {
+  using namespace asio::experimental::awaitable_operators;
+  armor_test::permit_log permits;
+  const auto p = armor::pipeline{armor_test::waiting_policy{10s, &permits}};
+  bool ran = false;
+  run_coroutine([&]() -> awaitable<void> {
+    auto call = [&]() -> awaitable<void> {
+      auto r = co_await p.async_try_execute([&]() -> awaitable<void> {
+        ran = true;
+        co_return;
+      });
+      CHECK(r.code() == armor::errc::cancelled);
+    };
+    co_await (call() || sleep_for(20ms));
+  });
+  CHECK_FALSE(ran);
+  CHECK(permits.issued == 1);
+  CHECK(permits.dropped == 1);
+  CHECK(permits.settled == 0);
+}
+
+TEST_CASE("on a manual clock the driver waits in virtual time") {
+  armor::manual_clock clock;
+  const auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3,
+                                                        .schedule = armor::backoff_schedule::constant,
+                                                        .initial = 30s,
+                                                        .max_delay = 1min,
+                                                        .jitter = armor::jitter_mode::none}}};
+  std::vector<armor::timestamp> starts;
+  run_coroutine([&]() -> awaitable<void> {
+    const int v = co_await p.async_execute([&](const armor::context& ctx) -> awaitable<int> {
+      starts.push_back(ctx.now());
+      if (starts.size() < 3) throw boom();
+      co_return 7;
+    });
+    CHECK(v == 7);
+  });
+  REQUIRE(starts.size() == 3);
+  CHECK(starts[1] - starts[0] == 30s);
+  CHECK(starts[2] - starts[1] == 30s);
+}
+
+TEST_CASE("10 000 concurrent coroutines through one shared pipeline are all accounted for") {
+  counting_policy counter;
+  const auto p = armor::pipeline{armor::deadline{30s}, armor::backoff{{.max_attempts = 2, .initial = 1ms}},
+                                 std::ref(counter)};
+  constexpr int calls = 10000;
+  asio::io_context io;
+  int ok = 0;
+  int failed = 0;
+  for (int i = 0; i < calls; ++i) {
+    asio::co_spawn(
+        io,
+        [&, i]() -> awaitable<void> {
+          auto r = co_await p.async_try_execute([i](const armor::context& ctx) -> awaitable<int> {
+            co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+            // Every tenth call fails on its first attempt and succeeds on the retry.
+            if (i % 10 == 0 && ctx.attempt() == 1) throw boom();
+            co_return i;
+          });
+          (r ? ok : failed) += 1;
+        },
+        asio::detached);
+  }
+  io.run();
+  CHECK(ok == calls);
+  CHECK(failed == 0);
+  CHECK(counter.admitted.load() == calls + calls / 10);
+  CHECK(counter.count(armor::outcome::success) == calls);
+  CHECK(counter.count(armor::outcome::failure) == calls / 10);
+}
+
+TEST_CASE("a thread pool drives one shared pipeline from several threads") {
+  counting_policy counter;
+  const auto p = armor::pipeline{armor::deadline{30s}, std::ref(counter)};
+  constexpr int calls = 4000;
+  asio::thread_pool pool(4);
+  std::atomic<int> ok{0};
+  for (int i = 0; i < calls; ++i) {
+    asio::co_spawn(
+        pool,
+        [&]() -> awaitable<void> {
+          auto r = co_await p.async_try_execute([]() -> awaitable<int> {
+            co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+            co_return 1;
+          });
+          if (r) ok.fetch_add(1, std::memory_order_relaxed);
+        },
+        asio::detached);
+  }
+  pool.join();
+  CHECK(ok.load() == calls);
+  CHECK(counter.admitted.load() == calls);
+  CHECK(counter.count(armor::outcome::success) == calls);
+}
