@@ -42,6 +42,6 @@ armor_require() {
 # What building armor needs at all, and what each part adds.
 ARMOR_BUILD_PACKAGES=(cmake ninja-build g++)
 ARMOR_DEMO_PACKAGES=(libasio-dev libfmt-dev)
-ARMOR_TEST_PACKAGES=(libasio-dev libfmt-dev catch2 libbenchmark-dev)
+ARMOR_TEST_PACKAGES=(libasio-dev libfmt-dev catch2 libbenchmark-dev python3)
 
 armor_jobs() { nproc 2>/dev/null || echo 2; }
