@@ -15,8 +15,10 @@
 #include <armor/context.hpp>
 #include <armor/deadline.hpp>
 #include <armor/error.hpp>
+#include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/policy.hpp>
 #include <armor/result.hpp>
+#include <armor/token_bucket.hpp>
 #include <armor/verdict.hpp>
 #include <armor/version.hpp>

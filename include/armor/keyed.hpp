@@ -1,0 +1,492 @@
+// armor/keyed.hpp: one policy instance per key (per client IP, per user, per
+// route, per upstream), created on first use from shared options.
+//
+//     using namespace std::chrono_literals;
+//     // 100 requests a second per client IP, bursts of 20; at most 1e6 IPs.
+//     armor::keyed<armor::token_bucket<>> per_ip{{.rate = {100, 1s}, .burst = 20},
+//                                                {.max_keys = 1'000'000}};
+//
+//     // Directly, in a request handler:
+//     auto d = per_ip.get(client_ip)->try_acquire();
+//     if (!d) return too_many_requests(d);              // see armor::rate_limit_headers
+//
+//     // Or as a pipeline layer, keyed by call_options::key:
+//     auto p = armor::pipeline{std::ref(per_ip)};
+//     auto r = p.try_execute(handler, {.key = client_ip});
+//
+// keyed<P> is itself an armor::policy: admit(ctx) finds (or creates) the
+// instance for ctx.key() and lets it admit; settle() goes to the same
+// instance. What P must provide:
+//
+//   - P(const Options&, Clock): every instance is built from the one options
+//     object the keyed map holds (Options defaults to P::options_type, Clock
+//     to P::clock_type);
+//   - the policy protocol (admit/settle with a permit_type);
+//   - `bool idle(armor::timestamp now) const noexcept`: true when dropping
+//     the instance and creating a fresh one later changes no decision (a
+//     token bucket that is full again; a closed breaker with empty windows).
+//
+// A P may name a lighter type to store per key as `P::keyed_instance` (the
+// token bucket uses an unpadded copy of itself).
+//
+// Memory is bounded: at most `max_keys` keys in all (a shard may hold up to
+// twice its even share, so uneven hashing does not cost capacity). When a
+// new key arrives and the map (or its shard) is full, the shard it lands in
+// evicts every idle entry among the slots it scans (all of them, with the
+// default sizing), and then, if it is still full, its least recently used
+// entries. An entry in use (between admit and settle, or held by a handle)
+// is never evicted: if nothing else can go, the map holds it over the bound
+// until it is released. Dropping an idle entry cannot change a decision
+// (that is what idle means), so idle keys go first.
+//
+// Concurrency: the map is split into shards by a seeded hash of the key
+// (64 to 127 keys per shard by default, up to 65536 shards), each with its
+// own std::shared_mutex. Looking up an existing key takes the shard's lock
+// shared (readers never block each other), pins the entry with one atomic
+// increment, and releases the lock before the policy runs; only inserting
+// a new key or evicting takes a shard exclusively. Threads working on
+// different keys almost never meet on the same lock word; threads on the same
+// key meet on that key's policy state anyway. Looking up an existing key does
+// not allocate.
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/detail/config.hpp>
+#include <armor/detail/keyed_table.hpp>
+#include <armor/detail/random.hpp>
+#include <armor/error.hpp>
+#include <armor/policy.hpp>
+#include <armor/verdict.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace armor {
+
+/// The options of armor::keyed.
+struct keyed_options {
+  /// The most keys held at once; >= 1.
+  std::size_t max_keys = 100'000;
+  /// The number of shards: 0 (the default) picks the largest power of two
+  /// not above max_keys / 64 (at least 1, at most 65536); otherwise a power
+  /// of two, at most max_keys and 65536.
+  std::size_t shards = 0;
+};
+
+namespace detail {
+
+template <class P>
+struct keyed_instance_of {
+  using type = P;
+};
+template <class P>
+  requires requires { typename P::keyed_instance; }
+struct keyed_instance_of<P> {
+  using type = typename P::keyed_instance;
+};
+
+template <class P>
+struct keyed_clock_of {
+  using type = steady_clock;
+};
+template <class P>
+  requires requires { typename P::clock_type; }
+struct keyed_clock_of<P> {
+  using type = typename P::clock_type;
+};
+
+}  // namespace detail
+
+/// What armor::keyed needs of the policy it stores per key.
+template <class I, class Options, class Clock>
+concept keyable_policy = policy<I> && std::constructible_from<I, const Options&, Clock> &&
+                         requires(const I& i, timestamp now) {
+                           { i.idle(now) } noexcept -> std::same_as<bool>;
+                         };
+
+/// One P per key, created on first use from shared options (see the top of
+/// this header). Thread-safe; move it only before sharing it.
+template <class P, class Options = typename P::options_type, class Clock = typename detail::keyed_clock_of<P>::type>
+class keyed {
+ public:
+  /// What is stored per key.
+  using instance_type = typename detail::keyed_instance_of<P>::type;
+  using options_type = Options;
+  using clock_type = Clock;
+
+  static_assert(keyable_policy<instance_type, Options, Clock>,
+                "armor::keyed<P>: P must be an armor::policy constructible from (const Options&, Clock) with "
+                "`bool idle(armor::timestamp) const noexcept`");
+
+ private:
+  struct node {
+    node(std::string_view k, std::uint32_t h, const Options& options, const Clock& clock)
+        : hash(h), key(k), instance(options, clock) {}
+    std::atomic<std::uint32_t> refs{1};      // the table's reference + one per pin
+    std::uint32_t hash;                      // low half of the key's hash (the table's)
+    std::atomic<std::int64_t> last_used{0};  // ns, to lru_resolution
+    std::string key;
+    instance_type instance;
+  };
+
+ public:
+  /// A pinned reference to one key's instance: while it lives the entry is
+  /// not evicted, and its memory outlives an erase(). Move-only.
+  class handle {
+   public:
+    handle() noexcept = default;
+    handle(handle&& other) noexcept : n_(std::exchange(other.n_, nullptr)) {}
+    handle& operator=(handle&& other) noexcept {
+      if (this != &other) {
+        reset();
+        n_ = std::exchange(other.n_, nullptr);
+      }
+      return *this;
+    }
+    handle(const handle&) = delete;
+    handle& operator=(const handle&) = delete;
+    ~handle() { reset(); }
+
+    [[nodiscard]] explicit operator bool() const noexcept { return n_ != nullptr; }
+    [[nodiscard]] instance_type& operator*() const noexcept { return n_->instance; }
+    [[nodiscard]] instance_type* operator->() const noexcept { return &n_->instance; }
+    [[nodiscard]] std::string_view key() const noexcept { return n_->key; }
+
+    /// Unpins (the handle becomes empty).
+    void reset() noexcept {
+      if (node* n = std::exchange(n_, nullptr)) unpin(n);
+    }
+
+   private:
+    friend class keyed;
+    explicit handle(node* n) noexcept : n_(n) {}
+    node* n_ = nullptr;
+  };
+
+  /// The permit of one admission: the pinned entry and its instance's permit.
+  class permit {
+   public:
+    permit() noexcept = default;
+    permit(permit&& other) noexcept = default;
+    permit& operator=(permit&& other) noexcept {
+      if (this != &other) {
+        release();
+        entry_ = std::move(other.entry_);
+        inner_ = std::move(other.inner_);
+      }
+      return *this;
+    }
+    permit(const permit&) = delete;
+    permit& operator=(const permit&) = delete;
+    // Members are destroyed in reverse order: the instance's permit first,
+    // while its entry is still pinned.
+    ~permit() = default;
+
+   private:
+    friend class keyed;
+    permit(handle entry, typename instance_type::permit_type inner) noexcept
+        : entry_(std::move(entry)), inner_(std::move(inner)) {}
+    void release() noexcept {
+      { auto dropped = std::move(inner_); }
+      entry_.reset();
+    }
+    handle entry_;
+    typename instance_type::permit_type inner_{};
+  };
+  using permit_type = permit;
+
+  /// A map that creates each key's instance from `options` (validated now:
+  /// throws what P's constructor throws for bad options) and `clock`.
+  /// Throws armor::error(invalid_argument) for bad keyed_options.
+  explicit keyed(Options options, const keyed_options& map_options = {}, Clock clock = Clock{})
+      : options_(std::move(options)), clock_(std::move(clock)) {
+    { const instance_type probe(options_, clock_); }
+    if (map_options.max_keys < 1) detail::invalid_config("armor::keyed: max_keys must be at least 1");
+    std::size_t shards = map_options.shards;
+    if (shards == 0) {
+      shards = std::bit_floor(std::max<std::size_t>(map_options.max_keys / target_per_shard, 1));
+      shards = std::min(shards, max_shards);
+    } else if (!std::has_single_bit(shards) || shards > max_shards || shards > map_options.max_keys) {
+      detail::invalid_config("armor::keyed: shards must be a power of two no larger than max_keys and 65536 (got " +
+                             std::to_string(shards) + ")");
+    }
+    max_keys_ = map_options.max_keys;
+    shard_count_ = shards;
+    shard_shift_ = shards == 1 ? 0 : 64 - std::countr_zero(shards);
+    shards_ = std::make_unique<shard[]>(shards);
+    // Each shard may hold up to twice its even share, so that uneven hashing
+    // does not make the map evict before it holds max_keys in all.
+    const std::size_t share = (max_keys_ + shards - 1) / shards;
+    shard_cap_ = std::min(2 * share, max_keys_);
+    for (std::size_t i = 0; i < shards; ++i) shards_[i].table = detail::keyed_table<node>(share);
+    seed_ = detail::entropy_seed(this);
+  }
+
+  /// Not thread-safe: move a map before sharing it.
+  keyed(keyed&& other) noexcept
+      : options_(std::move(other.options_)),
+        clock_(std::move(other.clock_)),
+        shards_(std::move(other.shards_)),
+        shard_count_(std::exchange(other.shard_count_, 0)),
+        shard_shift_(other.shard_shift_),
+        max_keys_(other.max_keys_),
+        shard_cap_(other.shard_cap_),
+        seed_(other.seed_),
+        count_(other.count_.exchange(0, std::memory_order_relaxed)) {}
+  keyed& operator=(keyed&&) = delete;
+  keyed(const keyed&) = delete;
+  keyed& operator=(const keyed&) = delete;
+
+  /// Drops the map's references; entries still pinned by a handle or a
+  /// permit live until those are released.
+  ~keyed() {
+    if (!shards_) return;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      const auto& t = shards_[i].table;
+      for (std::size_t j = 0; j < t.slot_count(); ++j) {
+        if (node* n = t.slot(j)) unpin(n);
+      }
+    }
+  }
+
+  /// Policy protocol: the instance for ctx.key() (created if new) admits.
+  /// Throws std::bad_alloc if a new key cannot be stored.
+  [[nodiscard]] admission<permit> admit(context& ctx) {
+    handle h(acquire(ctx.key(), ctx.now()));
+    auto inner = h->admit(ctx);
+    switch (inner.kind) {
+      case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
+      case admission_kind::wait:
+        return admission<permit>::wait(inner.delay, permit(std::move(h), std::move(inner.permit)));
+      case admission_kind::rejected: break;
+    }
+    return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
+  }
+
+  /// Policy protocol: the instance that admitted settles.
+  void settle(context& ctx, permit p, const verdict& v) {
+    if (p.entry_) p.entry_->settle(ctx, std::move(p.inner_), v);
+  }
+
+  /// The instance for `key`, created if new (reads the clock for the
+  /// eviction and recency bookkeeping). Throws std::bad_alloc.
+  [[nodiscard]] handle get(std::string_view key) { return get(key, to_timestamp(clock_.now())); }
+
+  /// The instance for `key`, created if new, as of `now`.
+  [[nodiscard]] handle get(std::string_view key, timestamp now) { return handle(acquire(key, now)); }
+
+  /// The instance for `key` if it exists (an empty handle otherwise).
+  [[nodiscard]] handle find(std::string_view key) const noexcept {
+    const std::size_t h = hash_of(key);
+    shard& s = shard_for(h);
+    std::shared_lock lock(s.mutex);
+    node* n = s.table.find(key, low(h));
+    if (n == nullptr) return {};
+    pin(n);
+    return handle(n);
+  }
+
+  /// Removes `key` now (a handle to it stays valid). Returns whether it was there.
+  bool erase(std::string_view key) noexcept {
+    const std::size_t h = hash_of(key);
+    shard& s = shard_for(h);
+    node* n = nullptr;
+    {
+      std::unique_lock lock(s.mutex);
+      n = s.table.find(key, low(h));
+      if (n == nullptr) return false;
+      s.table.erase(n);
+      count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    unpin(n);
+    return true;
+  }
+
+  /// Evicts every idle entry not in use, in every shard. Returns how many.
+  /// (Entries are also evicted on demand when a shard is full; this is for
+  /// callers that want memory back sooner.)
+  std::size_t evict_idle(timestamp now) {
+    std::size_t evicted = 0;
+    std::vector<node*> victims;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      shard& s = shards_[i];
+      victims.clear();
+      std::unique_lock lock(s.mutex);
+      for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
+        node* n = s.table.slot(j);
+        if (n != nullptr && evictable(n) && n->instance.idle(now)) victims.push_back(n);
+      }
+      for (node* n : victims) drop(s, n);
+      evicted += victims.size();
+    }
+    return evicted;
+  }
+  /// evict_idle at the clock's now.
+  std::size_t evict_idle() { return evict_idle(to_timestamp(clock_.now())); }
+
+  /// Keys held now (exact when no other thread is inserting or evicting).
+  [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
+
+  [[nodiscard]] std::size_t max_keys() const noexcept { return max_keys_; }
+  [[nodiscard]] std::size_t shard_count() const noexcept { return shard_count_; }
+  [[nodiscard]] const Options& options() const noexcept { return options_; }
+  [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
+
+ private:
+  static constexpr std::size_t target_per_shard = 64;
+  static constexpr std::size_t max_shards = 65536;
+  // A full shard looks at this many slots for a victim: all of them in a
+  // shard sized by default (its share is under 128 keys, its cap twice
+  // that, so its table never needs more than 512 slots). The candidates sit
+  // on the stack (12 KB at most).
+  static constexpr std::size_t scan_window = 512;
+  // Recency is recorded to this resolution, so a hot key is written at most
+  // this often (a lookup otherwise only reads the entry).
+  static constexpr std::int64_t lru_resolution = 1'000'000;  // 1 ms
+
+  struct alignas(detail::cache_line) shard {
+    mutable std::shared_mutex mutex;
+    detail::keyed_table<node> table;
+    std::size_t hand = 0;  // where the next eviction scan starts
+  };
+
+  static void pin(node* n) noexcept {
+    // Relaxed: taken under the shard lock while the table holds a reference,
+    // so the node cannot be freed meanwhile; the lock orders it against the
+    // evictor's check.
+    n->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  static void unpin(node* n) noexcept {
+    // acq_rel: the last holder's writes to the instance happen before the delete.
+    if (n->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete n;
+  }
+  // Only the table holds it. Acquire pairs with unpin's release, so the
+  // idle check sees everything the last user did to the instance.
+  static bool evictable(const node* n) noexcept { return n->refs.load(std::memory_order_acquire) == 1; }
+
+  [[nodiscard]] std::size_t hash_of(std::string_view key) const noexcept {
+    return static_cast<std::size_t>(detail::splitmix64_mix(std::hash<std::string_view>{}(key) ^ seed_));
+  }
+  static constexpr std::uint32_t low(std::size_t h) noexcept { return static_cast<std::uint32_t>(h); }
+  [[nodiscard]] shard& shard_for(std::size_t h) const noexcept {
+    return shards_[shard_shift_ == 0 ? 0 : static_cast<std::size_t>(static_cast<std::uint64_t>(h) >> shard_shift_)];
+  }
+
+  static void touch(node* n, std::int64_t now) noexcept {
+    // Relaxed: recency is a hint for eviction, never a correctness condition.
+    if (now - n->last_used.load(std::memory_order_relaxed) >= lru_resolution) {
+      n->last_used.store(now, std::memory_order_relaxed);
+    }
+  }
+
+  // Finds or creates the entry for `key` and pins it.
+  node* acquire(std::string_view key, timestamp at) {
+    const std::int64_t now = at.time_since_epoch().count();
+    const std::size_t h = hash_of(key);
+    shard& s = shard_for(h);
+    node* n = nullptr;
+    {
+      std::shared_lock lock(s.mutex);
+      n = s.table.find(key, low(h));
+      if (n != nullptr) pin(n);
+    }
+    if (n != nullptr) {
+      touch(n, now);
+      return n;
+    }
+    std::unique_lock lock(s.mutex);
+    n = s.table.find(key, low(h));
+    if (n != nullptr) {
+      pin(n);
+      lock.unlock();
+      touch(n, now);
+      return n;
+    }
+    if (full(s)) make_room(s, at);
+    auto fresh = std::make_unique<node>(key, low(h), options_, clock_);
+    fresh->last_used.store(now, std::memory_order_relaxed);
+    s.table.insert(fresh.get());
+    count_.fetch_add(1, std::memory_order_relaxed);
+    n = fresh.release();
+    pin(n);
+    return n;
+  }
+
+  // With the shard held exclusively: evicts every idle entry among the
+  // slots scanned, then, while the shard is still full (or over its share),
+  // the least recently used entries not in use.
+  void make_room(shard& s, timestamp now) noexcept {
+    const std::size_t slots = s.table.slot_count();
+    if (slots == 0) return;
+    const std::size_t window = std::min(slots, scan_window);
+    node* idle[scan_window];
+    std::size_t idle_count = 0;
+    std::pair<std::int64_t, node*> busy[scan_window];  // (last used, entry)
+    std::size_t busy_count = 0;
+    std::size_t i = s.hand & (slots - 1);
+    for (std::size_t k = 0; k < window; ++k, i = (i + 1) & (slots - 1)) {
+      node* n = s.table.slot(i);
+      if (n == nullptr || !evictable(n)) continue;
+      if (n->instance.idle(now)) {
+        idle[idle_count++] = n;
+      } else {
+        // Stable while we hold the shard: only pinned entries are touched.
+        busy[busy_count++] = {n->last_used.load(std::memory_order_relaxed), n};
+      }
+    }
+    s.hand = i;
+    for (std::size_t k = 0; k < idle_count; ++k) drop(s, idle[k]);
+    const std::size_t size = s.table.size();
+    const std::size_t total = count_.load(std::memory_order_relaxed);
+    std::size_t excess = std::max(size >= shard_cap_ ? size - shard_cap_ + 1 : 0,
+                                  total >= max_keys_ ? total - max_keys_ + 1 : 0);
+    excess = std::min(excess, busy_count);
+    if (excess == 0) return;
+    std::partial_sort(busy, busy + excess, busy + busy_count,
+                      [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t k = 0; k < excess; ++k) drop(s, busy[k].second);
+  }
+
+  // Removes an entry nobody else holds (with the shard held exclusively).
+  void drop(shard& s, node* n) noexcept {
+    s.table.erase(n);
+    count_.fetch_sub(1, std::memory_order_relaxed);
+    unpin(n);  // the last reference: frees it
+  }
+
+  // With the shard held: no room for another key, in the map or in this
+  // shard. Relaxed: the count is a bound, not a synchronisation point;
+  // inserts racing in other shards can overshoot it by one each.
+  [[nodiscard]] bool full(const shard& s) const noexcept {
+    return s.table.size() >= shard_cap_ || count_.load(std::memory_order_relaxed) >= max_keys_;
+  }
+
+  Options options_;
+  [[no_unique_address]] Clock clock_;
+  std::unique_ptr<shard[]> shards_;
+  std::size_t shard_count_ = 0;
+  int shard_shift_ = 0;
+  std::size_t max_keys_ = 0;
+  std::size_t shard_cap_ = 0;
+  std::uint64_t seed_ = 0;
+  // Keys in the map. Written on insert and eviction only, never by a
+  // lookup; on its own cache line so that it does not slow the shards.
+  alignas(detail::cache_line) std::atomic<std::size_t> count_{0};
+};
+
+}  // namespace armor
