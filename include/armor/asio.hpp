@@ -95,8 +95,8 @@ struct pipeline_access {
     return p.clock_;
   }
   template <class P>
-  static constexpr bool times_calls() noexcept {
-    return P::times_calls;
+  static bool wants_completion_time(const P& p) noexcept {
+    return p.wants_completion_time();
   }
 };
 
@@ -258,7 +258,7 @@ class async_call {
       // too slow. Its own exception (operation_aborted) stays as the cause.
       out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
     }
-    if (pipeline_access::times_calls<P>() || !out.v.ok()) end_attempt(ctx, read_clock(), out);
+    if (!out.v.ok() || pipeline_access::wants_completion_time(p_)) end_attempt(ctx, read_clock(), out);
   }
 
   static auto deadline_time(timestamp t) {

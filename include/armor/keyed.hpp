@@ -210,6 +210,9 @@ class keyed {
   };
   using permit_type = permit;
 
+  /// Forwarded from P, so a keyed breaker still times its calls.
+  static constexpr bool needs_completion_time = detail::needs_completion_time<instance_type>();
+
   /// A map that creates each key's instance from `options` (validated now:
   /// throws what P's constructor throws for bad options) and `clock`.
   /// Throws armor::error(invalid_argument) for bad keyed_options.

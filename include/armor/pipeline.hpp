@@ -361,7 +361,18 @@ class pipeline {
       out.exception = std::current_exception();
     }
     detail::judge_attempt(classifier_, out);
-    if (times_calls || !out.v.ok()) detail::end_attempt(ctx, read_clock(), out);
+    if (!out.v.ok() || wants_completion_time()) detail::end_attempt(ctx, read_clock(), out);
+  }
+
+  // Whether any layer wants the clock read after the attempt. Decided per
+  // instance, at no cost when no layer type can want it.
+  [[nodiscard]] bool wants_completion_time() const noexcept {
+    if constexpr (!times_calls) {
+      return false;
+    } else {
+      return std::apply([](const auto&... l) { return (detail::wants_completion_time(detail::unwrap(l)) || ...); },
+                        layers_);
+    }
   }
 
   [[no_unique_address]] Clock clock_{};

@@ -129,17 +129,24 @@ namespace detail {
 /// A layer as a pipeline stores it: a policy, or std::reference_wrapper to
 /// one so that several pipelines share its state.
 template <class L>
-using policy_of = std::remove_reference_t<std::unwrap_reference_t<L>>;
+using policy_of = std::remove_reference_t<std::unwrap_reference_t<std::remove_cv_t<L>>>;
 
 template <class L>
 concept layer = policy<policy_of<L>>;
 
+template <class T>
+inline constexpr bool is_reference_wrapper_v = false;
+template <class T>
+inline constexpr bool is_reference_wrapper_v<std::reference_wrapper<T>> = true;
+
+/// The policy a layer stands for (cv-qualified layers included: a const
+/// std::reference_wrapper still leads to its policy).
 template <class L>
-[[nodiscard]] constexpr policy_of<L>& unwrap(L& l) noexcept {
-  if constexpr (std::is_same_v<policy_of<L>, L>) {
-    return l;
-  } else {
+[[nodiscard]] constexpr decltype(auto) unwrap(L& l) noexcept {
+  if constexpr (is_reference_wrapper_v<std::remove_cv_t<L>>) {
     return l.get();
+  } else {
+    return (l);
   }
 }
 
@@ -152,6 +159,20 @@ constexpr bool needs_completion_time() {
     return P::needs_completion_time;
   } else {
     return false;
+  }
+}
+
+/// Whether this policy instance wants the completion time. A policy that
+/// declares needs_completion_time may narrow it per instance with
+/// `bool wants_completion_time() const noexcept` (a breaker with no
+/// slow-call rule does not need to time calls); the driver then skips the
+/// second clock read on the success path.
+template <class P>
+[[nodiscard]] bool wants_completion_time(const P& p) noexcept {
+  if constexpr (requires { p.wants_completion_time(); }) {
+    return p.wants_completion_time();
+  } else {
+    return needs_completion_time<P>();
   }
 }
 
