@@ -11,6 +11,7 @@
 #pragma once
 
 #include <armor/backoff.hpp>
+#include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/deadline.hpp>
