@@ -5,6 +5,8 @@
 // sends one request every 250 ms through
 //
 //     deadline{1s} -> backoff{4 attempts, exponential, full jitter}
+//                  -> circuit_breaker{opens at 50 % failures of the last 10 calls}
+//                  -> token_bucket{8 per second, burst 4: client-side pacing}
 //
 // and the demo prints what armor did in each phase. It runs in virtual time on
 // a manual_clock, so two minutes of traffic take a few milliseconds and the
@@ -63,6 +65,7 @@ struct tally {
   int ok = 0;
   int failed = 0;
   int deadline = 0;
+  int fast_failed = 0;  // refused at once by the open breaker
   int upstream_requests = 0;
 };
 
@@ -73,9 +76,30 @@ struct retry_printer {
   void on_retry(unsigned attempt, std::chrono::nanoseconds delay, const armor::verdict& v) const {
     if ((*printed)++ >= 3) return;
     const double t = std::chrono::duration<double>(clock->now().time_since_epoch()).count();
+    const char* why = "";
+    if (v.kind == armor::outcome::rejected && v.code == armor::errc::circuit_open) {
+      why = "  (breaker open: waiting until it half-opens)";
+    } else if (v.kind == armor::outcome::rejected && v.code == armor::errc::rate_limited) {
+      why = "  (rate limited: waiting for a token)";
+    } else if (v.retry_after) {
+      why = "  (the server's Retry-After)";
+    }
     std::printf("  %7.2fs  retry #%u in %4lld ms%s\n", t, attempt,
-                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()),
-                v.retry_after ? "  (server said Retry-After)" : "");
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()), why);
+  }
+};
+
+// Prints every breaker transition as it happens.
+struct transition_printer {
+  const armor::manual_clock* clock;
+  void operator()(const armor::circuit_breaker_event& e) const {
+    const double t = std::chrono::duration<double>(clock->now().time_since_epoch()).count();
+    std::printf("  %7.2fs  breaker %s -> %s (%s)", t, std::string(armor::to_string(e.from)).c_str(),
+                std::string(armor::to_string(e.to)).c_str(), std::string(armor::to_string(e.reason)).c_str());
+    if (e.open_for > std::chrono::nanoseconds::zero()) {
+      std::printf(", open for %.1f s", std::chrono::duration<double>(e.open_for).count());
+    }
+    std::printf("\n");
   }
 };
 
@@ -114,11 +138,18 @@ int main(int argc, char** argv) {
           {.max_attempts = 4, .initial = 100ms, .max_delay = 2s, .max_retry_after = 5s, .count_calls = true},
           armor::seeded_rng{2026},
           retry_printer{&clock, &printed}},
+      armor::circuit_breaker<armor::manual_clock, transition_printer>{
+          {.failure_threshold = 0, .failure_rate = 0.5, .window_size = 10, .minimum_calls = 6, .open_for = 3s,
+           .count_calls = true},
+          clock,
+          transition_printer{&clock}},
+      armor::token_bucket<armor::manual_clock>{{.rate = {8, 1s}, .burst = 4, .max_wait = 200ms}, clock},
   };
 
   std::printf("armor demo: one request every 250 ms, %lld s per phase, virtual time\n",
               static_cast<long long>(phase_length.count()));
-  std::printf("pipeline: deadline 1 s -> backoff (4 attempts, 100 ms exponential, full jitter)\n\n");
+  std::printf("pipeline: deadline 1 s -> backoff (4 attempts, 100 ms exponential, full jitter)\n");
+  std::printf("          -> circuit breaker (50 %% of 10 calls, open 3 s) -> token bucket (8/s, burst 4)\n\n");
 
   tally total;
   for (int ph = 0; ph < phase_count; ++ph) {
@@ -142,7 +173,13 @@ int main(int argc, char** argv) {
         return response{p.status, p.retry_after};
       });
       if (!r) {
-        if (r.code() == armor::errc::deadline_exceeded) ++t.deadline; else ++t.failed;
+        if (r.code() == armor::errc::deadline_exceeded) {
+          ++t.deadline;
+        } else if (r.code() == armor::errc::circuit_open) {
+          ++t.fast_failed;
+        } else {
+          ++t.failed;
+        }
       } else if (judge(*r).ok()) {
         ++t.ok;
       } else {
@@ -150,12 +187,14 @@ int main(int argc, char** argv) {
       }
       if (clock.now() < next_send) clock.sleep_until(next_send);
     }
-    std::printf("  calls %d: %d ok, %d failed, %d out of time; %d requests reached the upstream\n\n", t.calls,
-                t.ok, t.failed, t.deadline, t.upstream_requests);
+    std::printf("  calls %d: %d ok, %d failed, %d failed fast (breaker open), %d out of time; "
+                "%d requests reached the upstream\n\n",
+                t.calls, t.ok, t.failed, t.fast_failed, t.deadline, t.upstream_requests);
     total.calls += t.calls;
     total.ok += t.ok;
     total.failed += t.failed;
     total.deadline += t.deadline;
+    total.fast_failed += t.fast_failed;
     total.upstream_requests += t.upstream_requests;
   }
 
@@ -163,10 +202,14 @@ int main(int argc, char** argv) {
   std::printf("summary\n");
   std::printf("  %-28s %8d\n", "calls", total.calls);
   std::printf("  %-28s %8d\n", "succeeded", total.ok);
-  std::printf("  %-28s %8d\n", "failed", total.failed + total.deadline);
+  std::printf("  %-28s %8d\n", "failed", total.failed + total.deadline + total.fast_failed);
+  std::printf("  %-28s %8d\n", "  of which failed fast", total.fast_failed);
   std::printf("  %-28s %8d\n", "requests sent upstream", total.upstream_requests);
   std::printf("  %-28s %8llu\n", "retries", static_cast<unsigned long long>(s.retries));
   std::printf("  %-28s %8llu\n", "succeeded after a retry", static_cast<unsigned long long>(s.successes_after_retry));
   std::printf("  %-28s %8llu\n", "stopped by the deadline", static_cast<unsigned long long>(s.deadline_stops));
+  const auto b = client.layer<2>().stats();
+  std::printf("  %-28s %8llu\n", "breaker opened", static_cast<unsigned long long>(b.times_opened));
+  std::printf("  %-28s %8llu\n", "calls the breaker refused", static_cast<unsigned long long>(b.rejections));
   return 0;
 }
