@@ -3,6 +3,8 @@
 // itself is tested on manual_clock elsewhere.
 #include <armor/asio.hpp>
 #include <armor/backoff.hpp>
+#include <armor/circuit_breaker.hpp>
+#include <armor/token_bucket.hpp>
 #include <armor/deadline.hpp>
 
 #include "armor_catch.hpp"
@@ -271,10 +273,13 @@ TEST_CASE("on a manual clock the driver waits in virtual time") {
 }
 
 TEST_CASE("10 000 concurrent coroutines through one shared pipeline are all accounted for") {
+  constexpr int calls = 10000;
+  constexpr int retried = calls / 10;  // every tenth call fails once, then succeeds
+  armor::circuit_breaker breaker{{.failure_threshold = 1000, .count_calls = true}};
+  armor::token_bucket bucket{{.rate = {1000, 24h}, .burst = 20000}};  // refills one token per 86 s
   counting_policy counter;
   const auto p = armor::pipeline{armor::deadline{30s}, armor::backoff{{.max_attempts = 2, .initial = 1ms}},
-                                 std::ref(counter)};
-  constexpr int calls = 10000;
+                                 std::ref(breaker), std::ref(bucket), std::ref(counter)};
   asio::io_context io;
   int ok = 0;
   int failed = 0;
@@ -284,7 +289,6 @@ TEST_CASE("10 000 concurrent coroutines through one shared pipeline are all acco
         [&, i]() -> awaitable<void> {
           auto r = co_await p.async_try_execute([i](const armor::context& ctx) -> awaitable<int> {
             co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
-            // Every tenth call fails on its first attempt and succeeds on the retry.
             if (i % 10 == 0 && ctx.attempt() == 1) throw boom();
             co_return i;
           });
@@ -295,9 +299,15 @@ TEST_CASE("10 000 concurrent coroutines through one shared pipeline are all acco
   io.run();
   CHECK(ok == calls);
   CHECK(failed == 0);
-  CHECK(counter.admitted.load() == calls + calls / 10);
+  // Every attempt went through every layer exactly once.
+  CHECK(counter.admitted.load() == calls + retried);
   CHECK(counter.count(armor::outcome::success) == calls);
-  CHECK(counter.count(armor::outcome::failure) == calls / 10);
+  CHECK(counter.count(armor::outcome::failure) == retried);
+  const auto b = breaker.stats();
+  CHECK(b.successes == static_cast<std::uint64_t>(calls));
+  CHECK(b.failures == static_cast<std::uint64_t>(retried));
+  CHECK(breaker.state() == armor::breaker_state::closed);
+  CHECK(bucket.available() == 20000 - calls - retried);  // one token per attempt, none lost
 }
 
 TEST_CASE("a thread pool drives one shared pipeline from several threads") {
