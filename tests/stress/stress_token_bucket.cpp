@@ -144,46 +144,6 @@ TEST_CASE("threads reserving, committing and abandoning waits never exceed the r
   CHECK(all.size() > 1000);
 }
 
-TEST_CASE("rate changes under load are race-free and never exceed the larger rate") {
-  constexpr int iterations = 60000;
-  armor::manual_clock clock;
-  armor::token_bucket b{{.rate = {1, 1us}, .burst = 20}, clock};
-  std::atomic<bool> done{false};
-  std::vector<std::vector<grant>> logs(threads);
-  std::vector<std::thread> pool;
-  pool.emplace_back([&] {
-    std::mt19937_64 rng(99);
-    while (!done.load(std::memory_order_relaxed)) {
-      const bool fast = rng() % 2 == 0;
-      b.set_rate(fast ? armor::rate{1, 1us} : armor::rate{1, 3us}, fast ? 20 : 10,
-                 armor::to_timestamp(clock.now()));
-      std::this_thread::yield();
-    }
-  });
-  for (int id = 0; id < threads - 1; ++id) {
-    pool.emplace_back([&, id] {
-      std::mt19937_64 rng(static_cast<std::uint64_t>(id) + 21);
-      auto& log = logs[static_cast<std::size_t>(id)];
-      for (int i = 0; i < iterations; ++i) {
-        const auto now = armor::to_timestamp(clock.now());
-        if (b.try_acquire(1, now)) {
-          log.push_back({now.time_since_epoch().count(), 1});
-        } else {
-          clock.advance(nanoseconds{1 + static_cast<std::int64_t>(rng() % 300)});
-        }
-      }
-    });
-  }
-  for (std::size_t i = 1; i < pool.size(); ++i) pool[i].join();
-  done.store(true);
-  pool[0].join();
-  std::vector<grant> all;
-  for (const auto& log : logs) all.insert(all.end(), log.begin(), log.end());
-  // Tokens are kept across changes, never created: the larger rate and burst bound every window.
-  CHECK(worst_window(all, 1, 1000, 20) <= 0);
-  CHECK(b.available(armor::to_timestamp(clock.now())) <= b.burst());
-}
-
 TEST_CASE("a keyed map churning under contention stays race-free and bounded") {
   constexpr int iterations = 20000;
   armor::manual_clock clock;

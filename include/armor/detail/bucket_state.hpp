@@ -23,7 +23,8 @@
 // A config slot holds {c, p, burst, base}. Changing the rate (or the base)
 // writes the slot the state does not use, then moves the state to it with
 // one CAS that also converts the TAT: readers never wait and never see a
-// TAT paired with the wrong rate. Writers of slots (set_rate, re-basing)
+// TAT paired with the wrong rate (but see the ABA note in
+// docs/token_bucket.md: a 4-bit tag can wrap). Writers of slots (re-basing)
 // take a small claim flag among themselves; the read and grant paths never
 // touch it.
 #pragma once
