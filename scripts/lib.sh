@@ -41,7 +41,7 @@ armor_require() {
 
 # What building armor needs at all, and what each part adds.
 ARMOR_BUILD_PACKAGES=(cmake ninja-build g++)
-ARMOR_DEMO_PACKAGES=(libasio-dev libfmt-dev)
-ARMOR_TEST_PACKAGES=(libasio-dev libfmt-dev catch2 libbenchmark-dev python3)
+ARMOR_DEMO_PACKAGES=(libasio-dev libfmt-dev libsqlite3-dev)
+ARMOR_TEST_PACKAGES=(libasio-dev libfmt-dev libsqlite3-dev catch2 libbenchmark-dev python3)
 
 armor_jobs() { nproc 2>/dev/null || echo 2; }

@@ -19,6 +19,7 @@
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/policy.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/result.hpp>
 #include <armor/token_bucket.hpp>
 #include <armor/verdict.hpp>

@@ -1,0 +1,818 @@
+// armor/quota_tracker.hpp: usage quotas over minutes, hours, days and
+// months, in requests, tokens or money; alerts at 80 % and 90 %; the time
+// until the reset.
+//
+//     using namespace std::chrono_literals;
+//
+//     // Gemini's free tier: 50 requests a day (resetting at midnight in
+//     // UTC-8), and no more than 10 a minute.
+//     armor::quota_tracker gemini{{
+//         .windows = {armor::quota_window::per_day(50), armor::quota_window::per_minute(10)},
+//         .utc_offset = -8h,
+//     }};
+//     if (auto d = gemini.try_consume(); !d) {
+//         log("quota spent, resets in {}s", d.retry_after() / 1s);
+//     }
+//
+//     // An LLM call whose cost (tokens) is known only after the response.
+//     auto r = tokens.reserve(4000);           // the estimate
+//     if (r) r.settle(call_llm().usage.total); // the real count; dropped: released
+//
+//     // In a pipeline: each call costs call_options::cost (1 by default).
+//     auto p = armor::pipeline{armor::backoff{}, std::ref(gemini)};
+//     auto reply = p.execute([&](const armor::context& ctx) { return ask(ctx); }, {.cost = 1});
+//
+// A tracker has up to 8 windows; a consumption is all or nothing across them.
+// Windows are fixed (calendar-aligned: on the minute, on the hour, at local
+// midnight, Monday, the 1st of the month, at a UTC offset) or rolling (the
+// last T, in buckets); docs/quota_tracker.md has the exact rules.
+//
+// Time. Calendar windows need wall time, so the tracker reads its own wall
+// clock (`WallClock`, armor::system_clock by default, a manual_clock in
+// tests) once per call. It does not declare a clock_type and ignores
+// ctx.now(): a pipeline driven by steady_clock may hold it. A steady reading
+// mapped to wall time through an offset taken at construction would drift
+// from the calendar whenever the host's clock is corrected or the machine
+// sleeps; quota-guarded calls are expensive, and one more clock read (about
+// 20 ns) is cheap beside them. A window never moves back to an earlier
+// period: if the wall clock steps back, counting stays in the later period.
+//
+// Pipeline. admit() reserves ctx.cost() units; settle() keeps them, or
+// settles with the cost the operation reported (ctx.report_cost(n)), or
+// gives them back when the attempt never ran (an inner layer rejected it); a
+// dropped permit gives them back. A refusal is errc::quota_exhausted with
+// retry_after = the time until the refusing window has room for the cost.
+// It is not retryable unless retry_after is shorter than
+// `retryable_within` (0 by default): waiting hours inside a call is
+// pointless, so the call ends at once and the caller reads retry_after. A
+// cost larger than a window's limit is errc::request_too_large (never
+// grantable); a negative cost errc::invalid_argument; a failing storage
+// errc::storage_unavailable (retryable).
+//
+// Thread-safety: every member may be called concurrently, except moving the
+// tracker (move it before sharing; share it with std::ref); reservations
+// must not outlive it. Cost with the memory backend: one wall-clock read, a
+// division per window (a civil-date conversion for a month window) and one
+// CAS per window; a rolling window also sums its buckets. Nothing allocates
+// per call; nothing locks. Construction throws armor::error(invalid_argument)
+// naming a bad option.
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/detail/config.hpp>
+#include <armor/detail/quota_calendar.hpp>
+#include <armor/detail/quota_storage.hpp>
+#include <armor/detail/quota_word.hpp>
+#include <armor/detail/time.hpp>
+#include <armor/error.hpp>
+#include <armor/policy.hpp>
+#include <armor/storage/memory.hpp>
+#include <armor/verdict.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace armor {
+
+/// How a quota window cuts time into periods.
+enum class quota_window_kind : std::uint8_t {
+  fixed,    ///< periods of `length` aligned on local midnight: per minute, per hour, per day
+  week,     ///< Monday 00:00 to Monday 00:00, local time
+  month,    ///< the 1st 00:00 to the next 1st 00:00, local time (28 to 31 days)
+  rolling,  ///< the last `length`, counted in `buckets` buckets (see docs/quota_tracker.md)
+};
+
+/// The most alert thresholds a tracker can have.
+inline constexpr std::size_t quota_max_alerts = 8;
+/// The most buckets a rolling window can have.
+inline constexpr std::uint32_t quota_max_buckets = 1024;
+/// The largest limit a window can have (2^39 - 1 units: $549,755 in micro-dollars).
+inline constexpr std::int64_t quota_max_limit = detail::quota_limit_max;
+
+/// One quota: at most `limit` units per period. An aggregate:
+/// `{.limit = 5000, .length = 1h}`, or one of the named constructors.
+struct quota_window {
+  /// Units per period; in [1, quota_max_limit].
+  std::int64_t limit = 0;
+  /// fixed and rolling: the period (> 0). week and month: leave it zero.
+  std::chrono::nanoseconds length{};
+  quota_window_kind kind = quota_window_kind::fixed;
+  /// rolling: how many buckets the window is counted in, in [1, 1024];
+  /// `length` must be a whole number of nanoseconds per bucket. A unit stays
+  /// counted for between length and length + length / buckets.
+  std::uint32_t buckets = 60;
+
+  [[nodiscard]] static quota_window per_minute(std::int64_t limit) noexcept { return {limit, std::chrono::minutes{1}}; }
+  [[nodiscard]] static quota_window per_hour(std::int64_t limit) noexcept { return {limit, std::chrono::hours{1}}; }
+  [[nodiscard]] static quota_window per_day(std::int64_t limit) noexcept { return {limit, std::chrono::hours{24}}; }
+  [[nodiscard]] static quota_window per_week(std::int64_t limit) noexcept {
+    return {limit, {}, quota_window_kind::week};
+  }
+  [[nodiscard]] static quota_window per_month(std::int64_t limit) noexcept {
+    return {limit, {}, quota_window_kind::month};
+  }
+  /// Periods of `length`, aligned on local midnight of 1970-01-01.
+  [[nodiscard]] static quota_window fixed(std::int64_t limit, std::chrono::nanoseconds length) noexcept {
+    return {limit, length};
+  }
+  /// The last `length`, counted in `buckets` buckets.
+  [[nodiscard]] static quota_window rolling(std::int64_t limit, std::chrono::nanoseconds length,
+                                            std::uint32_t buckets = 60) noexcept {
+    return {limit, length, quota_window_kind::rolling, buckets};
+  }
+};
+
+/// The options of armor::quota_tracker. An aggregate:
+/// `{.windows = {quota_window::per_day(50)}, .utc_offset = -8h}`.
+struct quota_options {
+  /// The windows, 1 to 8; a consumption must fit all of them.
+  std::vector<quota_window> windows{};
+  /// Where local time, and so every calendar period, begins: a daily window
+  /// resets at 00:00 in UTC + utc_offset. Within (-24h, 24h). Fixed: no
+  /// daylight saving time. Rolling windows ignore it.
+  std::chrono::minutes utc_offset{0};
+  /// Alert thresholds, as fractions of each window's limit, each in (0, 1];
+  /// at most 8. Each fires once per window period (see quota_alert).
+  std::vector<double> alerts{0.8, 0.9, 1.0};
+  /// In a pipeline, a refusal whose retry_after is shorter than this is
+  /// marked retryable, so an outer backoff may wait for it (within its
+  /// max_retry_after and the deadline). 0 (the default): refusals end the call.
+  std::chrono::nanoseconds retryable_within{0};
+};
+
+/// How a tracker answered.
+enum class quota_status : std::uint8_t {
+  granted,      ///< the units were counted (or reserved)
+  exhausted,    ///< a window has no room now; see retry_after()
+  too_large,    ///< more units than a window's limit: can never be granted
+  invalid,      ///< a negative number of units
+  unavailable,  ///< the storage failed; nothing was counted
+};
+
+/// A tracker's answer to try_consume() or reserve(). A small value.
+class quota_decision {
+ public:
+  constexpr quota_decision() noexcept = default;
+
+  [[nodiscard]] constexpr quota_status status() const noexcept { return status_; }
+  [[nodiscard]] constexpr bool allowed() const noexcept { return status_ == quota_status::granted; }
+  constexpr explicit operator bool() const noexcept { return allowed(); }
+
+  /// The window that refused (its position in quota_options::windows): of
+  /// the windows without room, the one with the longest wait; 0 when granted.
+  [[nodiscard]] constexpr std::size_t window() const noexcept { return window_; }
+  /// The refusing window's units used and limit (0 when granted).
+  [[nodiscard]] constexpr std::int64_t used() const noexcept { return used_; }
+  [[nodiscard]] constexpr std::int64_t limit() const noexcept { return limit_; }
+  /// exhausted: the time until the refusing window has room for the request
+  /// (its period ends; for a rolling window, enough units expire), if
+  /// nobody else consumes meanwhile. Zero when granted or unavailable;
+  /// nanoseconds::max() when it can never be granted.
+  [[nodiscard]] constexpr std::chrono::nanoseconds retry_after() const noexcept {
+    return std::chrono::nanoseconds{retry_after_};
+  }
+  /// The status as an error code: none when granted, else quota_exhausted,
+  /// request_too_large, invalid_argument or storage_unavailable.
+  [[nodiscard]] std::error_code code() const noexcept {
+    switch (status_) {
+      case quota_status::granted: break;
+      case quota_status::exhausted: return errc::quota_exhausted;
+      case quota_status::too_large: return errc::request_too_large;
+      case quota_status::invalid: return errc::invalid_argument;
+      case quota_status::unavailable: return errc::storage_unavailable;
+    }
+    return {0, error_category()};
+  }
+
+ private:
+  template <class, class, class>
+  friend class quota_tracker;
+
+  constexpr quota_decision(quota_status s, std::size_t window, std::int64_t used, std::int64_t limit,
+                           std::int64_t retry_after) noexcept
+      : status_(s), window_(window), used_(used), limit_(limit), retry_after_(retry_after) {}
+
+  quota_status status_ = quota_status::granted;
+  std::size_t window_ = 0;
+  std::int64_t used_ = 0;
+  std::int64_t limit_ = 0;
+  std::int64_t retry_after_ = 0;
+};
+
+/// One window's state, from quota_tracker::usage().
+struct quota_usage {
+  std::int64_t limit = 0;
+  /// Units counted now (may exceed the limit after a settled overrun).
+  std::int64_t used = 0;
+  /// Fixed windows: the time until the period ends. Rolling windows: the
+  /// time until the oldest units counted now expire (zero when none are).
+  std::chrono::nanoseconds resets_in{};
+  /// The same as a wall time.
+  std::chrono::sys_time<std::chrono::nanoseconds> resets_at{};
+  /// The time until `used` reaches the limit at the average rate of the
+  /// units counted now; zero when it has; none when nothing is used or the
+  /// projection lies past the reset (for a rolling window, past its length).
+  std::optional<std::chrono::nanoseconds> exhausted_in{};
+
+  [[nodiscard]] constexpr std::int64_t remaining() const noexcept { return used >= limit ? 0 : limit - used; }
+  /// used / limit (above 1 after an overrun).
+  [[nodiscard]] constexpr double fraction() const noexcept {
+    return limit > 0 ? static_cast<double>(used) / static_cast<double>(limit) : 0.0;
+  }
+  [[nodiscard]] constexpr double percent() const noexcept { return 100.0 * fraction(); }
+};
+
+/// What a listener hears when a window's usage reaches a threshold: once
+/// per threshold, window and period, on the thread whose consumption
+/// reached it. A rolling window's "period" for alerts is each span of its
+/// length since the Unix epoch.
+struct quota_alert {
+  std::size_t window = 0;    ///< position in quota_options::windows
+  double threshold = 0;      ///< the fraction reached (0.8 for 80 %)
+  std::int64_t used = 0;     ///< units counted after the consumption that reached it
+  std::int64_t limit = 0;
+  std::chrono::nanoseconds resets_in{};  ///< as in quota_usage
+  std::chrono::sys_time<std::chrono::nanoseconds> resets_at{};  ///< the same as a wall time
+};
+
+/// What quota_tracker accepts as a listener: no_listener, or a type (or
+/// std::ref to one) with `on_quota_alert(const armor::quota_alert&)`. It is
+/// called after the consumption, outside every atomic loop, concurrently
+/// from every thread that uses the tracker.
+template <class L>
+concept quota_listener = std::is_same_v<L, no_listener> ||
+                         requires(std::unwrap_reference_t<L>& l, const quota_alert& a) { l.on_quota_alert(a); };
+
+namespace detail {
+
+template <class L>
+[[nodiscard]] consteval bool quiet_quota_listener() {
+  if constexpr (std::is_same_v<L, no_listener>) {
+    return true;
+  } else {
+    return noexcept(std::declval<std::unwrap_reference_t<L>&>().on_quota_alert(std::declval<const quota_alert&>()));
+  }
+}
+
+// An alert cell: (period, highest threshold fired in it) in one word.
+//   bits 63..8  the period, modulo 2^56     bits 7..0  thresholds fired (a count)
+// A cell that has never fired holds level alert_unused (any period).
+inline constexpr std::uint64_t alert_period_mask = (std::uint64_t{1} << 56) - 1;
+inline constexpr std::uint64_t alert_unused = 0xff;
+
+[[nodiscard]] constexpr std::uint64_t alert_pack(std::int64_t period, std::size_t level) noexcept {
+  return ((static_cast<std::uint64_t>(period) & alert_period_mask) << 8) | static_cast<std::uint64_t>(level);
+}
+
+/// period - (the cell's period), as a signed distance (cells are never 2^55 periods apart).
+[[nodiscard]] constexpr std::int64_t alert_distance(std::uint64_t cell, std::int64_t period) noexcept {
+  std::uint64_t d = (static_cast<std::uint64_t>(period) - (cell >> 8)) & alert_period_mask;
+  if (d >= (alert_period_mask >> 1) + 1) d |= ~alert_period_mask;
+  return static_cast<std::int64_t>(d);
+}
+
+}  // namespace detail
+
+/// Usage quotas (see the top of this header). `WallClock` is read for the
+/// calendar; `Storage` keeps the counts (memory_quota_storage: this
+/// process; sqlite_quota_storage in armor/storage/sqlite.hpp: on disk,
+/// shared by the processes of one host); `Listener` hears alerts.
+template <class WallClock = system_clock, class Storage = memory_quota_storage, class Listener = no_listener>
+class quota_tracker {
+  static_assert(armor::clock<WallClock>, "armor::quota_tracker: WallClock must have now() returning its time_point");
+  static_assert(quota_storage<Storage>, "armor::quota_tracker: Storage must meet armor::quota_storage");
+  static_assert(quota_listener<Listener>,
+                "armor::quota_tracker: Listener must be no_listener or have on_quota_alert(const quota_alert&)");
+
+  static constexpr bool quiet =
+      noexcept(std::declval<const WallClock&>().now()) && detail::quiet_quota_listener<Listener>() &&
+      noexcept(std::declval<Storage&>().try_consume(std::declval<const quota_stamp&>(), std::int64_t{})) &&
+      noexcept(std::declval<Storage&>().charge(std::declval<const quota_stamp&>(), std::int64_t{}));
+
+ public:
+  using wall_clock_type = WallClock;
+  using storage_type = Storage;
+  using listener_type = Listener;
+
+  /// Units taken by reserve() or admit(), to be settled with the real cost,
+  /// committed, or cancelled; dropped unsettled, they are given back.
+  /// Move-only; the tracker must outlive it. Not thread-safe itself (one
+  /// owner at a time), but any number of reservations may be used at once.
+  class reservation {
+   public:
+    reservation() noexcept = default;
+    reservation(reservation&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr)), amount_(other.amount_), at_(other.at_),
+          decision_(other.decision_) {}
+    reservation& operator=(reservation&& other) noexcept {
+      if (this != &other) {
+        cancel();
+        owner_ = std::exchange(other.owner_, nullptr);
+        amount_ = other.amount_;
+        at_ = other.at_;
+        decision_ = other.decision_;
+      }
+      return *this;
+    }
+    reservation(const reservation&) = delete;
+    reservation& operator=(const reservation&) = delete;
+    ~reservation() { cancel(); }
+
+    /// Whether the units were granted (see decision() if not).
+    [[nodiscard]] explicit operator bool() const noexcept { return decision_.allowed(); }
+    [[nodiscard]] const quota_decision& decision() const noexcept { return decision_; }
+    /// The units reserved (the estimate).
+    [[nodiscard]] std::int64_t amount() const noexcept { return amount_; }
+    /// True until settled, committed or cancelled.
+    [[nodiscard]] bool pending() const noexcept { return owner_ != nullptr; }
+
+    /// Replaces the estimate with the real cost: a smaller cost gives the
+    /// difference back (to the periods the estimate was counted in, while
+    /// they last); a larger one counts the difference now, without a limit
+    /// check (the units were spent: the window may go above its limit and
+    /// refuse until it resets). A negative cost counts as zero. Returns
+    /// granted, or unavailable if the storage failed to count an overrun;
+    /// for a reservation that was not pending, its decision's status.
+    quota_status settle(std::int64_t actual) noexcept(quiet) {
+      quota_tracker* t = std::exchange(owner_, nullptr);
+      if (t == nullptr) return decision_.status();
+      if (actual < 0) actual = 0;
+      if (actual < amount_) {
+        t->storage_.release(at_, amount_ - actual);
+      } else if (actual > amount_) {
+        return t->charge(actual - amount_);
+      }
+      return quota_status::granted;
+    }
+    /// Keeps the estimate as the cost.
+    void commit() noexcept { owner_ = nullptr; }
+    /// Gives every unit back (while their periods last).
+    void cancel() noexcept {
+      if (quota_tracker* t = std::exchange(owner_, nullptr)) t->storage_.release(at_, amount_);
+    }
+
+   private:
+    friend class quota_tracker;
+    reservation(quota_tracker* owner, std::int64_t amount, const quota_stamp& at, const quota_decision& d) noexcept
+        : owner_(owner), amount_(amount), at_(at), decision_(d) {}
+
+    quota_tracker* owner_ = nullptr;
+    std::int64_t amount_ = 0;
+    quota_stamp at_{};
+    quota_decision decision_{};
+  };
+
+  using permit_type = reservation;
+
+  /// Validates the options (throws armor::error(invalid_argument) naming a
+  /// bad one) and binds the storage (which may throw, e.g.
+  /// armor::error(storage_unavailable) for a database it cannot open).
+  explicit quota_tracker(quota_options options, WallClock clock = WallClock{}, Storage storage = Storage{},
+                         Listener listener = Listener{})
+      : options_(checked(std::move(options))),
+        clock_(std::move(clock)),
+        storage_(std::move(storage)),
+        listener_(std::move(listener)) {
+    count_ = options_.windows.size();
+    std::vector<double> thresholds = options_.alerts;
+    std::sort(thresholds.begin(), thresholds.end());
+    thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
+    alert_count_ = thresholds.size();
+    std::copy(thresholds.begin(), thresholds.end(), thresholds_.begin());
+
+    const std::int64_t offset = detail::to_ns(options_.utc_offset);
+    std::vector<quota_window_layout> layouts;
+    for (std::size_t i = 0; i < count_; ++i) {
+      const quota_window& w = options_.windows[i];
+      window_state& s = windows_[i];
+      s.limit = w.limit;
+      switch (w.kind) {
+        case quota_window_kind::fixed: s.cycle = {detail::quota_cut::fixed, w.length.count(), offset}; break;
+        case quota_window_kind::week:
+          s.cycle = {detail::quota_cut::week, detail::ns_per_week, offset - detail::first_monday_ns};
+          break;
+        case quota_window_kind::month: s.cycle = {detail::quota_cut::month, 0, offset}; break;
+        case quota_window_kind::rolling:
+          s.cycle = {detail::quota_cut::rolling, w.length.count() / w.buckets, 0};
+          s.buckets = w.buckets;
+          break;
+      }
+      for (std::size_t k = 0; k < alert_count_; ++k) s.alert_units[k] = threshold_units(thresholds_[k], w.limit);
+      layouts.push_back({w.limit, s.buckets, window_key(w, options_.utc_offset)});
+    }
+    storage_.bind(layouts);
+    alerts_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
+    // Relaxed: not shared yet; whatever shares the tracker orders this.
+    for (std::size_t i = 0; i < count_; ++i) alerts_[i].store(detail::alert_unused, std::memory_order_relaxed);
+  }
+
+  /// Takes over the state (not while `other` is in use).
+  quota_tracker(quota_tracker&&) noexcept(std::is_nothrow_move_constructible_v<WallClock> &&
+                                          std::is_nothrow_move_constructible_v<Storage> &&
+                                          std::is_nothrow_move_constructible_v<Listener>) = default;
+  quota_tracker(const quota_tracker&) = delete;
+  quota_tracker& operator=(const quota_tracker&) = delete;
+  quota_tracker& operator=(quota_tracker&&) = delete;
+  ~quota_tracker() = default;
+
+  /// Counts `cost` units in every window now, or none.
+  [[nodiscard]] quota_decision try_consume(std::int64_t cost = 1) noexcept(quiet) {
+    return consume(cost, now_ns()).decision;
+  }
+
+  /// Reserves `estimate` units in every window now, or none. Settle the
+  /// reservation with the real cost when it is known; dropping it gives the
+  /// units back.
+  [[nodiscard]] reservation reserve(std::int64_t estimate) noexcept(quiet) {
+    const consume_result o = consume(estimate, now_ns());
+    if (!o.decision) return reservation(nullptr, 0, {}, o.decision);
+    return reservation(this, estimate, o.at, o.decision);
+  }
+
+  /// Counts `units` in every window now, whatever their limits: units spent
+  /// without asking (or a settled overrun). Alerts fire as for any
+  /// consumption. Returns granted, invalid (negative) or unavailable.
+  quota_status charge(std::int64_t units) noexcept(quiet) {
+    if (units < 0) return quota_status::invalid;
+    if (units == 0) return quota_status::granted;
+    const std::int64_t t = now_ns();
+    const quota_consumption c = storage_.charge(stamp(t), units);
+    if (c.status != quota_storage_status::consumed) return quota_status::unavailable;
+    notify(c, t);
+    return quota_status::granted;
+  }
+
+  /// Window w's state now. Throws armor::error(invalid_argument) for a
+  /// window that does not exist; a durable storage may throw
+  /// armor::error(storage_unavailable).
+  [[nodiscard]] quota_usage usage(std::size_t w) const {
+    if (w >= count_) {
+      detail::invalid_config("armor::quota_tracker::usage: no window " + std::to_string(w) + " (the tracker has " +
+                             std::to_string(count_) + ")");
+    }
+    const std::int64_t t = now_ns();
+    const window_state& s = windows_[w];
+    bucket_buffer buf;
+    const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
+    std::fill(out.begin(), out.end(), std::int64_t{0});
+    const std::int64_t slice = storage_.read(w, s.cycle.index(t), out);
+    quota_usage u;
+    u.limit = s.limit;
+    std::int64_t since = 0;  // when the units counted now began to be counted
+    std::int64_t horizon = 0;
+    if (s.buckets == 0) {
+      u.used = out[0];
+      since = s.cycle.start(slice);
+      horizon = s.cycle.end(slice);
+      u.resets_at = to_sys(horizon);
+    } else {
+      std::int64_t oldest = slice + 1;
+      for (std::uint32_t k = 0; k <= s.buckets; ++k) {
+        u.used = detail::quota_add(u.used, out[k]);
+        if (out[k] > 0 && oldest > slice) oldest = slice - s.buckets + k;
+      }
+      since = oldest <= slice ? s.cycle.start(oldest) : t;
+      u.resets_at = to_sys(oldest <= slice ? s.cycle.start(oldest + s.buckets + 1) : t);
+      horizon = detail::saturating_add(t, detail::saturating_mul(s.cycle.step, s.buckets));
+    }
+    u.resets_in = std::chrono::nanoseconds{std::max<std::int64_t>(u.resets_at.time_since_epoch().count() - t, 0)};
+    if (u.used >= u.limit) {
+      u.exhausted_in = std::chrono::nanoseconds::zero();
+    } else if (u.used > 0 && t > since) {
+      const auto projected = static_cast<detail::quota_int128>(u.limit - u.used) * (t - since) / u.used;
+      if (projected < static_cast<detail::quota_int128>(horizon) - t) {
+        u.exhausted_in = std::chrono::nanoseconds{static_cast<std::int64_t>(projected)};
+      }
+    }
+    return u;
+  }
+
+  /// The number of windows.
+  [[nodiscard]] std::size_t window_count() const noexcept { return count_; }
+  /// The options, as given.
+  [[nodiscard]] const quota_options& options() const noexcept { return options_; }
+  /// The wall clock the tracker reads.
+  [[nodiscard]] const WallClock& clock() const noexcept { return clock_; }
+  /// The storage backend (e.g. to flush a batched sqlite storage).
+  [[nodiscard]] Storage& storage() noexcept { return storage_; }
+  [[nodiscard]] const Storage& storage() const noexcept { return storage_; }
+
+  /// Policy protocol: reserves ctx.cost() units now (reading the wall
+  /// clock, not ctx.now()), or rejects (see the top of this header).
+  [[nodiscard]] admission<reservation> admit(context& ctx) noexcept(quiet) {
+    reservation r = reserve(ctx.cost());
+    if (r) return admission<reservation>::admit(std::move(r));
+    const quota_decision& d = r.decision();
+    switch (d.status()) {
+      case quota_status::exhausted:
+        return admission<reservation>::reject(errc::quota_exhausted, d.retry_after(),
+                                              d.retry_after() < options_.retryable_within);
+      case quota_status::unavailable:
+        return admission<reservation>::reject(errc::storage_unavailable, std::nullopt, true);
+      default: break;
+    }
+    return admission<reservation>::reject(d.code(), std::nullopt, false);
+  }
+
+  /// Policy protocol: settles with the reported cost when the operation
+  /// reported one; otherwise gives the units back if the attempt never ran
+  /// (an inner layer rejected it) and keeps them if it did.
+  void settle(context& ctx, reservation r, const verdict& v) noexcept(quiet) {
+    if (const std::optional<std::int64_t> actual = ctx.reported_cost()) {
+      (void)r.settle(*actual);
+    } else if (v.kind == outcome::rejected) {
+      r.cancel();
+    } else {
+      r.commit();
+    }
+  }
+
+ private:
+  struct window_state {
+    detail::quota_cycle cycle{};
+    std::int64_t limit = 0;
+    std::uint32_t buckets = 0;  // 0: fixed period
+    std::array<std::int64_t, quota_max_alerts> alert_units{};
+  };
+  struct consume_result {
+    quota_decision decision;
+    quota_stamp at;
+  };
+  using bucket_buffer = std::array<std::int64_t, quota_max_buckets + 1>;
+
+  [[nodiscard]] std::int64_t now_ns() const noexcept(noexcept(std::declval<const WallClock&>().now())) {
+    return detail::to_ns(clock_.now().time_since_epoch());
+  }
+
+  [[nodiscard]] quota_stamp stamp(std::int64_t t) const noexcept {
+    quota_stamp s{};
+    for (std::size_t i = 0; i < count_; ++i) s[i] = windows_[i].cycle.index(t);
+    return s;
+  }
+
+  [[nodiscard]] static std::chrono::sys_time<std::chrono::nanoseconds> to_sys(std::int64_t t) noexcept {
+    return std::chrono::sys_time<std::chrono::nanoseconds>{std::chrono::nanoseconds{t}};
+  }
+
+  consume_result consume(std::int64_t cost, std::int64_t t) noexcept(quiet) {
+    if (cost < 0) [[unlikely]] {
+      return {quota_decision(quota_status::invalid, 0, 0, 0, detail::ns_max), {}};
+    }
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (cost > windows_[i].limit) [[unlikely]] {
+        return {quota_decision(quota_status::too_large, i, 0, windows_[i].limit, detail::ns_max), {}};
+      }
+    }
+    const quota_consumption c = storage_.try_consume(stamp(t), cost);
+    if (c.status == quota_storage_status::consumed) [[likely]] {
+      notify(c, t);
+      return {quota_decision{}, c.at};
+    }
+    if (c.status == quota_storage_status::unavailable) {
+      return {quota_decision(quota_status::unavailable, 0, 0, 0, 0), {}};
+    }
+    // Of the windows that are full now, report the one with the longest
+    // wait: retrying before it has room is pointless.
+    std::size_t worst = c.window;
+    std::int64_t used = c.used[c.window];
+    std::int64_t wait = -1;
+    for (std::size_t i = 0; i < count_; ++i) {
+      std::int64_t u = 0;
+      const std::int64_t wi = wait_for(i, cost, t, u);
+      if (wi > wait) {
+        worst = i;
+        used = u;
+        wait = wi;
+      }
+    }
+    if (wait < 0) {  // room again already (a release in between)
+      worst = c.window;
+      used = c.used[c.window];
+      wait = 0;
+    }
+    return {quota_decision(quota_status::exhausted, worst, used, windows_[worst].limit, wait), {}};
+  }
+
+  // How long until window w has room for `cost` (-1: it has room now), if
+  // nobody else consumes meanwhile; `used` is set to its count.
+  [[nodiscard]] std::int64_t wait_for(std::size_t w, std::int64_t cost, std::int64_t t,
+                                      std::int64_t& used) const noexcept(quiet) {
+    const window_state& s = windows_[w];
+    bucket_buffer buf;
+    const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
+    std::fill(out.begin(), out.end(), std::int64_t{0});
+    std::int64_t slice = 0;
+    used = 0;
+    if (!read_quietly(w, s.cycle.index(t), out, slice)) return -1;  // unknown: say nothing
+    for (const std::int64_t u : out) used = detail::quota_add(used, u);
+    const std::int64_t excess = used + std::max<std::int64_t>(cost, 1) - s.limit;  // units that must go first
+    if (excess <= 0) return -1;
+    if (s.buckets == 0) return std::max<std::int64_t>(detail::saturating_sub(s.cycle.end(slice), t), 0);
+    std::int64_t freed = 0;
+    for (std::uint32_t k = 0; k < s.buckets; ++k) {
+      freed = detail::quota_add(freed, out[k]);
+      // Bucket slice - buckets + k stops counting when bucket slice + k + 1 begins.
+      if (freed >= excess) return std::max<std::int64_t>(detail::saturating_sub(s.cycle.start(slice + k + 1), t), 0);
+    }
+    return std::max<std::int64_t>(detail::saturating_sub(s.cycle.start(slice + s.buckets + 1), t), 0);
+  }
+
+  // Fires the thresholds a consumption reached, once per window and period.
+  void notify(const quota_consumption& c, std::int64_t t) noexcept(quiet) {
+    if (alert_count_ == 0) return;
+    for (std::size_t i = 0; i < count_; ++i) {
+      const window_state& s = windows_[i];
+      if (ARMOR_LIKELY(c.used[i] < s.alert_units[0])) continue;
+      std::size_t level = 1;
+      while (level < alert_count_ && c.used[i] >= s.alert_units[level]) ++level;
+      const std::int64_t period = s.buckets == 0 ? c.at[i] : detail::floor_div(c.at[i], s.buckets);
+      // Relaxed: the cell is a standalone number; the CAS alone decides which
+      // thread moves it past a threshold, and that thread alone fires it.
+      std::atomic<std::uint64_t>& cell = alerts_[i];
+      std::uint64_t cur = cell.load(std::memory_order_relaxed);
+      std::size_t fired = 0;
+      bool won = false;
+      for (;;) {
+        const bool unused = (cur & 0xff) == detail::alert_unused;
+        const std::int64_t d = unused ? 1 : detail::alert_distance(cur, period);
+        if (d < 0) break;  // the cell is in a later period already: this one is over
+        fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
+        if (fired >= level) break;
+        if (cell.compare_exchange_weak(cur, detail::alert_pack(period, level), std::memory_order_relaxed,
+                                       std::memory_order_relaxed)) {
+          won = true;
+          break;
+        }
+      }
+      if (!won) continue;
+      if constexpr (!std::is_same_v<Listener, no_listener>) {
+        quota_alert a;
+        a.window = i;
+        a.used = c.used[i];
+        a.limit = s.limit;
+        a.resets_in = alert_resets_in(i, c.at[i], t);
+        a.resets_at = to_sys(detail::saturating_add(t, a.resets_in.count()));
+        auto& l = static_cast<std::unwrap_reference_t<Listener>&>(listener_);
+        for (std::size_t k = fired; k < level; ++k) {
+          a.threshold = thresholds_[k];
+          l.on_quota_alert(a);
+        }
+      }
+    }
+  }
+
+  [[nodiscard]] std::chrono::nanoseconds alert_resets_in(std::size_t w, std::int64_t slice,
+                                                         std::int64_t t) const noexcept(quiet) {
+    const window_state& s = windows_[w];
+    if (s.buckets == 0) return std::chrono::nanoseconds{std::max<std::int64_t>(s.cycle.end(slice) - t, 0)};
+    bucket_buffer buf;
+    const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
+    std::fill(out.begin(), out.end(), std::int64_t{0});
+    std::int64_t now_slice = 0;
+    if (!read_quietly(w, slice, out, now_slice)) return std::chrono::nanoseconds::zero();
+    for (std::uint32_t k = 0; k <= s.buckets; ++k) {
+      if (out[k] > 0) {
+        return std::chrono::nanoseconds{
+            std::max<std::int64_t>(s.cycle.start(now_slice + k + 1) - t, 0)};
+      }
+    }
+    return std::chrono::nanoseconds::zero();
+  }
+
+  // Reads window w's counts; false when the storage failed to (a durable
+  // storage's read may throw; the paths that call this must not).
+  bool read_quietly(std::size_t w, std::int64_t i, std::span<std::int64_t> out, std::int64_t& slice) const noexcept {
+    if constexpr (noexcept(storage_.read(w, i, out))) {
+      slice = storage_.read(w, i, out);
+      return true;
+    } else {
+      try {
+        slice = storage_.read(w, i, out);
+        return true;
+      } catch (...) {
+        return false;
+      }
+    }
+  }
+
+  // ceil(fraction * limit), without a rounding error making 0.8 * 50 into 41.
+  [[nodiscard]] static std::int64_t threshold_units(double fraction, std::int64_t limit) noexcept {
+    const long double exact = static_cast<long double>(fraction) * static_cast<long double>(limit);
+    const long double nearest = std::nearbyint(exact);
+    const long double units =
+        std::fabs(exact - nearest) <= 1e-9L * std::max<long double>(exact, 1.0L) ? nearest : std::ceil(exact);
+    return std::max<std::int64_t>(static_cast<std::int64_t>(units), 1);
+  }
+
+  [[nodiscard]] static std::string window_key(const quota_window& w, std::chrono::minutes offset) {
+    const std::string at = (offset.count() >= 0 ? "+" : "") + std::to_string(offset.count()) + "min";
+    switch (w.kind) {
+      case quota_window_kind::fixed: return "fixed/" + std::to_string(w.length.count()) + "ns/" + at;
+      case quota_window_kind::week: return "week/" + at;
+      case quota_window_kind::month: return "month/" + at;
+      case quota_window_kind::rolling:
+        break;
+    }
+    return "rolling/" + std::to_string(w.length.count()) + "ns/" + std::to_string(w.buckets);
+  }
+
+  static quota_options checked(quota_options o) {
+    const auto fail = [](const std::string& what) { detail::invalid_config("armor::quota_tracker: " + what); };
+    if (o.windows.empty()) fail("at least one window is required (quota_options::windows is empty)");
+    if (o.windows.size() > quota_max_windows) {
+      fail("at most " + std::to_string(quota_max_windows) + " windows (got " + std::to_string(o.windows.size()) + ")");
+    }
+    if (o.utc_offset <= -std::chrono::hours{24} || o.utc_offset >= std::chrono::hours{24}) {
+      fail("utc_offset must be within (-24h, 24h) (got " + std::to_string(o.utc_offset.count()) + " min)");
+    }
+    for (std::size_t i = 0; i < o.windows.size(); ++i) {
+      const quota_window& w = o.windows[i];
+      const std::string name = "windows[" + std::to_string(i) + "]";
+      if (w.limit < 1) fail(name + ".limit must be at least 1 (got " + std::to_string(w.limit) + ")");
+      if (w.limit > quota_max_limit) {
+        fail(name + ".limit must be at most " + std::to_string(quota_max_limit) + " (got " + std::to_string(w.limit) +
+             ")");
+      }
+      const std::string length = std::to_string(w.length.count()) + " ns";
+      switch (w.kind) {
+        case quota_window_kind::fixed:
+          if (w.length.count() <= 0) fail(name + ".length must be positive (got " + length + ")");
+          break;
+        case quota_window_kind::week:
+        case quota_window_kind::month:
+          if (w.length.count() != 0) {
+            fail(name + ".length must be left zero for a week or month window (got " + length +
+                 "): the calendar sets it");
+          }
+          break;
+        case quota_window_kind::rolling:
+          if (w.length.count() <= 0) fail(name + ".length must be positive (got " + length + ")");
+          if (w.buckets < 1 || w.buckets > quota_max_buckets) {
+            fail(name + ".buckets must be within [1, " + std::to_string(quota_max_buckets) + "] (got " +
+                 std::to_string(w.buckets) + ")");
+          }
+          if (w.length.count() % w.buckets != 0) {
+            fail(name + ".length (" + length + ") must be a whole number of nanoseconds per bucket (buckets = " +
+                 std::to_string(w.buckets) + ")");
+          }
+          break;
+        default:
+          fail(name + ".kind is not a quota_window_kind value");
+      }
+    }
+    if (o.alerts.size() > quota_max_alerts) {
+      fail("at most " + std::to_string(quota_max_alerts) + " alert thresholds (got " + std::to_string(o.alerts.size()) +
+           ")");
+    }
+    for (std::size_t k = 0; k < o.alerts.size(); ++k) {
+      const double a = o.alerts[k];
+      if (!(a > 0.0 && a <= 1.0)) {
+        fail("alerts[" + std::to_string(k) + "] must be within (0, 1] (got " + std::to_string(a) + ")");
+      }
+    }
+    if (o.retryable_within.count() < 0) {
+      fail("retryable_within must not be negative (got " + std::to_string(o.retryable_within.count()) + " ns)");
+    }
+    return o;
+  }
+
+  // Read-only after construction.
+  quota_options options_;
+  std::array<window_state, quota_max_windows> windows_{};
+  std::size_t count_ = 0;
+  std::array<double, quota_max_alerts> thresholds_{};
+  std::size_t alert_count_ = 0;
+  [[no_unique_address]] WallClock clock_;
+  // Written by calls (its own cache lines, in the backend).
+  Storage storage_;
+  [[no_unique_address]] Listener listener_;
+  // Per window: (period, thresholds fired). Written once per threshold and period.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> alerts_;
+};
+
+quota_tracker(quota_options) -> quota_tracker<>;
+template <class C>
+quota_tracker(quota_options, C) -> quota_tracker<C>;
+template <class C, class S>
+quota_tracker(quota_options, C, S) -> quota_tracker<C, S>;
+template <class C, class S, class L>
+quota_tracker(quota_options, C, S, L) -> quota_tracker<C, S, L>;
+
+}  // namespace armor

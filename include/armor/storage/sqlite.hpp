@@ -1,0 +1,638 @@
+// armor/storage/sqlite.hpp: quota counts in an SQLite database: durable on
+// one host, surviving restarts, shared by the processes of that host.
+//
+//     armor::quota_tracker gemini{
+//         {.windows = {armor::quota_window::per_day(50)}},
+//         armor::system_clock{},
+//         armor::sqlite_quota_storage{{.path = "/var/lib/app/quota.db", .tracker = "gemini",
+//                                      .create_if_missing = true}},
+//     };
+//
+// The calling code is that of the memory backend; only this argument
+// changes. Link armor::sqlite (CMake) or -lsqlite3; only this header
+// includes <sqlite3.h>.
+//
+// Modes:
+//
+//   durable   each consumption, release and overrun is its own transaction,
+//             committed (WAL, synchronous=FULL: fsync'd) before the call
+//             returns, under the database's write lock: nothing admitted is
+//             lost on kill -9 or power loss, and processes sharing the file
+//             together admit exactly the limit. Cost: a commit per call
+//             (hundreds of microseconds with a disk flush; tens on tmpfs).
+//   batched   decisions are made in memory, against the counts read at the
+//             last sync plus this process's own changes since; every
+//             `flush_every` (a background thread; also a call that finds it
+//             due, flush(), and the destructor) one short transaction writes
+//             the changes and reads the counts back, other processes'
+//             included (WAL, synchronous=NORMAL). Bounded loss: a kill -9
+//             loses what was counted since the last sync, at most the last
+//             flush_every + flush_every / 4 (the thread's tick) of
+//             consumptions. Bounded over-admission across processes: each
+//             sees the others' consumptions one sync late, so together they
+//             may exceed a limit by what the others consume in one
+//             flush_every (within one process, decisions are exact). Cost:
+//             a mutex and some arithmetic per call; a few hundred
+//             microseconds per sync.
+//
+// Failures are errors, never a crash or a silent reset: construction of the
+// tracker throws armor::error(errc::storage_unavailable) naming the file and
+// the cause when the file is missing (unless create_if_missing), is not an
+// SQLite database, fails SQLite's quick_check, has another schema, or stays
+// locked by another process for busy_timeout. At run time, in durable mode,
+// a locked or failing database refuses consumptions with
+// errc::storage_unavailable (nothing is counted) and usage() throws it; in
+// batched mode a failed sync keeps the changes pending and is tried again
+// at the next one (the loss bound then grows until one succeeds).
+//
+// Schema (one table, shared by every tracker using the file):
+//
+//   armor_quota_usage(tracker TEXT, window TEXT, slice INTEGER, used INTEGER,
+//                     PRIMARY KEY (tracker, window, slice)) WITHOUT ROWID
+//   armor_meta(name TEXT PRIMARY KEY, value TEXT)  -- ('quota_schema', '1')
+//
+// `window` is the window's key (kind, length, UTC offset, buckets; not its
+// limit: a changed limit keeps what was used, a changed slicing starts
+// afresh); `slice` the period or bucket number. A fixed window keeps one row
+// (older periods are deleted when a new one begins), a rolling window one row
+// per bucket still counted. Alert state is per process: each process using
+// the file fires its own alerts.
+//
+// Thread-safety: every member may be called concurrently (one connection,
+// behind a mutex); moving is not thread-safe. Each operation takes the mutex
+// and, in durable mode, the database's write lock.
+#pragma once
+
+#include <armor/detail/quota_storage.hpp>
+#include <armor/detail/quota_word.hpp>
+#include <armor/error.hpp>
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace armor {
+
+/// When an sqlite_quota_storage commits (see the top of this header).
+enum class sqlite_mode : std::uint8_t {
+  durable,  ///< every operation committed before it returns
+  batched,  ///< decided in memory; written (and other processes' counts read) every flush_every
+};
+
+/// The options of armor::sqlite_quota_storage. An aggregate:
+/// `{.path = "quota.db", .tracker = "openai", .mode = armor::sqlite_mode::batched}`.
+struct sqlite_quota_options {
+  /// The database file. Required.
+  std::string path{};
+  /// The name this tracker's counts are kept under; several trackers (and
+  /// processes) share one file, and those with the same name share counts.
+  std::string tracker = "default";
+  sqlite_mode mode = sqlite_mode::durable;
+  /// batched: how often changes are written and counts read back; > 0.
+  std::chrono::milliseconds flush_every{100};
+  /// How long to wait for another process's lock before giving up (an
+  /// error at construction, storage_unavailable at run time); >= 0.
+  std::chrono::milliseconds busy_timeout{5000};
+  /// Create the file (and its directory must exist) when it is missing.
+  /// Off by default: a missing file is an error, not a silent reset to zero.
+  bool create_if_missing = false;
+};
+
+namespace detail {
+
+/// The state of one sqlite_quota_storage, behind a pointer so that the
+/// storage moves cheaply and the flusher thread has a stable address.
+class sqlite_quota_state {
+ public:
+  explicit sqlite_quota_state(sqlite_quota_options o) : options_(std::move(o)) {}
+  sqlite_quota_state(const sqlite_quota_state&) = delete;
+  sqlite_quota_state& operator=(const sqlite_quota_state&) = delete;
+
+  ~sqlite_quota_state() {
+    if (flusher_.joinable()) {
+      {
+        const std::lock_guard<std::mutex> lock(m_);
+        stop_ = true;
+      }
+      cv_.notify_all();
+      flusher_.join();
+    }
+    if (db_ != nullptr && options_.mode == sqlite_mode::batched) (void)sync();
+    for (sqlite3_stmt* s : {latest_, add_, sub_, prune_}) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+
+  void bind(std::span<const quota_window_layout> layouts) {
+    const std::lock_guard<std::mutex> lock(m_);
+    if (db_ != nullptr) fail("bind() called twice");
+    for (const quota_window_layout& l : layouts) windows_.push_back({l.limit, l.buckets, l.key});
+    open();
+    if (options_.mode == sqlite_mode::batched) {
+      caches_.resize(windows_.size());
+      synced_ = std::chrono::steady_clock::now();
+      flusher_ = std::thread([this] { flush_loop(); });
+    }
+  }
+
+  quota_consumption try_consume(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+    try {
+      const std::lock_guard<std::mutex> lock(m_);
+      return options_.mode == sqlite_mode::durable ? consume_durable(at, n, check) : consume_batched(at, n, check);
+    } catch (...) {
+      return unavailable();
+    }
+  }
+
+  void release(const quota_stamp& at, std::int64_t n) noexcept {
+    if (n <= 0) return;
+    try {
+      const std::lock_guard<std::mutex> lock(m_);
+      if (options_.mode == sqlite_mode::batched) {
+        release_batched(at, n);
+        return;
+      }
+      if (!begin()) return;
+      for (std::size_t i = 0; i < windows_.size(); ++i) {
+        if (!step(sub_, i, at[i], n)) {
+          (void)roll_back();
+          return;
+        }
+      }
+      (void)commit();
+    } catch (...) {
+      // A release that cannot be written leaves the units counted: fewer
+      // admissions, never more.
+    }
+  }
+
+  std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) {
+    const std::lock_guard<std::mutex> lock(m_);
+    if (options_.mode == sqlite_mode::batched) {
+      if (!cached(w, i)) cannot_read();
+      const cache& c = caches_[w];
+      const std::size_t n = std::min(out.size(), c.base.size());
+      for (std::size_t k = 0; k < n; ++k) out[k] = std::max<std::int64_t>(c.base[k] + c.pending[k], 0);
+      return c.slice;
+    }
+    view v;
+    if (!load(w, i, v, &out)) cannot_read();
+    return v.slice;
+  }
+
+  /// batched: writes this process's changes and reads everyone's counts
+  /// back, now. Returns false if that failed (the changes stay pending).
+  bool flush() {
+    const std::lock_guard<std::mutex> lock(m_);
+    return options_.mode == sqlite_mode::durable || sync();
+  }
+
+ private:
+  struct window {
+    std::int64_t limit;
+    std::uint32_t buckets;
+    std::string key;
+  };
+  struct view {
+    std::int64_t slice = 0;   // the slice counted in (never before the latest one stored)
+    std::int64_t latest = 0;  // the latest slice stored (or slice - 1 when none)
+    std::int64_t used = 0;    // units counted as of `slice`
+  };
+  // batched: this process's view of one window. base[k] and pending[k]
+  // are for slice `slice - buckets + k`: the counts read at the last sync,
+  // and this process's changes since (negative: releases).
+  struct cache {
+    bool loaded = false;
+    std::int64_t slice = 0;
+    std::vector<std::int64_t> base;
+    std::vector<std::int64_t> pending;
+  };
+
+  [[noreturn]] void cannot_read() const {
+    throw error(errc::storage_unavailable,
+                "armor::sqlite_quota_storage: cannot read '" + options_.path + "': " + sqlite3_errmsg(db_));
+  }
+
+  quota_consumption consume_durable(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+    if (!begin()) return unavailable();
+    const std::int64_t need = n > 0 ? n : 1;
+    std::array<view, quota_max_windows> seen{};
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      if (!load(i, at[i], seen[i], nullptr)) return roll_back();
+      if (check && seen[i].used + need > windows_[i].limit) {
+        (void)commit();  // nothing was written
+        return refused(i, seen[i].slice, seen[i].used);
+      }
+    }
+    const std::int64_t units = std::min(n, quota_used_cap);
+    quota_consumption r;
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      if (units > 0 && !step(add_, i, seen[i].slice, units)) return roll_back();
+      // A new period (or bucket): drop what no longer counts.
+      if (seen[i].slice > seen[i].latest && !step(prune_, i, seen[i].slice - windows_[i].buckets, 0)) {
+        return roll_back();
+      }
+      r.at[i] = seen[i].slice;
+      r.used[i] = quota_add(seen[i].used, units);
+    }
+    if (!commit()) return unavailable();
+    return r;
+  }
+
+  quota_consumption consume_batched(const quota_stamp& at, std::int64_t n, bool check) {
+    if (std::chrono::steady_clock::now() - synced_ >= options_.flush_every) (void)sync();
+    const std::int64_t need = n > 0 ? n : 1;
+    std::array<std::int64_t, quota_max_windows> used{};
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      if (!cached(i, at[i])) return unavailable();
+      used[i] = cached_used(caches_[i]);
+      if (check && used[i] + need > windows_[i].limit) return refused(i, caches_[i].slice, used[i]);
+    }
+    const std::int64_t units = std::min(n, quota_used_cap);
+    quota_consumption r;
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      cache& c = caches_[i];
+      c.pending.back() = std::min(c.pending.back() + units, quota_used_cap);  // both at most the cap
+      r.at[i] = c.slice;
+      r.used[i] = quota_add(used[i], units);
+    }
+    return r;
+  }
+
+  void release_batched(const quota_stamp& at, std::int64_t n) {
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      cache& c = caches_[i];
+      const std::int64_t first = c.slice - windows_[i].buckets;
+      if (!c.loaded || at[i] < first || at[i] > c.slice) continue;  // no longer counted
+      const auto k = static_cast<std::size_t>(at[i] - first);
+      // Never below zero in the view: what was read plus what was added.
+      c.pending[k] -= std::min(n, std::max<std::int64_t>(c.base[k] + c.pending[k], 0));
+    }
+  }
+
+  // Makes window w's view current as of slice i (loading it on first use).
+  bool cached(std::size_t w, std::int64_t i) {
+    cache& c = caches_[w];
+    const std::size_t size = std::size_t{windows_[w].buckets} + 1;
+    if (!c.loaded) {
+      c.base.assign(size, 0);
+      c.pending.assign(size, 0);
+      std::span<std::int64_t> out(c.base);
+      view v;
+      if (!load(w, i, v, &out)) return false;
+      c.slice = v.slice;
+      c.loaded = true;
+      return true;
+    }
+    if (i > c.slice) {  // the window moves on: older slices leave the view
+      const std::int64_t shift = i - c.slice;
+      for (std::size_t k = 0; k < size; ++k) {
+        const bool kept = static_cast<std::int64_t>(k) + shift < static_cast<std::int64_t>(size);
+        c.base[k] = kept ? c.base[k + static_cast<std::size_t>(shift)] : 0;
+        c.pending[k] = kept ? c.pending[k + static_cast<std::size_t>(shift)] : 0;
+      }
+      c.slice = i;
+    }
+    return true;
+  }
+
+  static std::int64_t cached_used(const cache& c) noexcept {
+    std::int64_t used = 0;
+    for (std::size_t k = 0; k < c.base.size(); ++k) {
+      used = quota_add(used, std::max<std::int64_t>(c.base[k] + c.pending[k], 0));
+    }
+    return used;
+  }
+
+  // batched: one transaction that writes every pending change and reads
+  // every window's counts back (other processes' included).
+  bool sync() noexcept {
+    try {
+      return sync_now();
+    } catch (...) {  // out of memory for the read-back buffers
+      if (in_tx_) (void)roll_back();
+      return false;
+    }
+  }
+
+  bool sync_now() {
+    synced_ = std::chrono::steady_clock::now();
+    if (std::none_of(caches_.begin(), caches_.end(), [](const cache& c) { return c.loaded; })) return true;
+    if (!begin()) return false;
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      cache& c = caches_[i];
+      if (!c.loaded) continue;
+      const std::int64_t first = c.slice - windows_[i].buckets;
+      for (std::size_t k = 0; k < c.pending.size(); ++k) {
+        const std::int64_t d = c.pending[k];
+        const std::int64_t slice = first + static_cast<std::int64_t>(k);
+        if ((d > 0 && !step(add_, i, slice, d)) || (d < 0 && !step(sub_, i, slice, -d))) {
+          (void)roll_back();
+          return false;
+        }
+      }
+      if (!step(prune_, i, first, 0)) {
+        (void)roll_back();
+        return false;
+      }
+    }
+    // Read back before committing, so that the view matches what is stored.
+    std::vector<std::vector<std::int64_t>> fresh(windows_.size());
+    std::vector<std::int64_t> slices(windows_.size(), 0);
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      const cache& c = caches_[i];
+      if (!c.loaded) continue;
+      fresh[i].assign(c.base.size(), 0);
+      std::span<std::int64_t> out(fresh[i]);
+      view v;
+      if (!load(i, c.slice, v, &out)) {
+        (void)roll_back();
+        return false;
+      }
+      slices[i] = v.slice;
+    }
+    if (!commit()) return false;
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+      cache& c = caches_[i];
+      if (!c.loaded) continue;
+      c.base = std::move(fresh[i]);
+      std::fill(c.pending.begin(), c.pending.end(), 0);
+      c.slice = slices[i];
+    }
+    return true;
+  }
+
+  static quota_consumption refused(std::size_t w, std::int64_t slice, std::int64_t used) noexcept {
+    quota_consumption r;
+    r.status = quota_storage_status::refused;
+    r.window = w;
+    r.at[w] = slice;
+    r.used[w] = used;
+    return r;
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw error(errc::storage_unavailable, "armor::sqlite_quota_storage: '" + options_.path + "': " + what);
+  }
+
+  [[noreturn]] void fail_sqlite(const std::string& doing) const {
+    const int code = db_ != nullptr ? sqlite3_extended_errcode(db_) : SQLITE_CANTOPEN;
+    std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+    if ((code & 0xff) == SQLITE_BUSY) {
+      why += " (locked by another connection for more than busy_timeout = " +
+             std::to_string(options_.busy_timeout.count()) + " ms)";
+    } else if ((code & 0xff) == SQLITE_NOTADB || (code & 0xff) == SQLITE_CORRUPT) {
+      why += " (the file is not a valid SQLite database; it is left untouched)";
+    }
+    fail(doing + ": " + why);
+  }
+
+  bool exec(const char* sql) noexcept { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) == SQLITE_OK; }
+
+  void exec_or_fail(const std::string& sql, const std::string& doing) {
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) fail_sqlite(doing);
+  }
+
+  // The first column of the first row of `sql`, as text.
+  std::string query_text(const char* sql, const std::string& doing) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) fail_sqlite(doing);
+    std::string out;
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(s, 0);
+      if (t != nullptr) out = reinterpret_cast<const char*>(t);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail_sqlite(doing);
+    return out;
+  }
+
+  sqlite3_stmt* prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(s);
+      fail_sqlite("the database has an unexpected schema (preparing \"" + std::string(sql) + "\")");
+    }
+    return s;
+  }
+
+  void open() {
+    if (!options_.create_if_missing && !std::filesystem::exists(options_.path)) {
+      fail("no such file (set create_if_missing to create a new, empty quota database)");
+    }
+    const int flags = SQLITE_OPEN_READWRITE | (options_.create_if_missing ? SQLITE_OPEN_CREATE : 0) |
+                      SQLITE_OPEN_NOMUTEX;  // one connection, behind m_
+    if (sqlite3_open_v2(options_.path.c_str(), &db_, flags, nullptr) != SQLITE_OK) fail_sqlite("cannot open");
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, static_cast<int>(std::min<std::int64_t>(options_.busy_timeout.count(), 1 << 30)));
+    // Reading the header is the first touch of the file: a file that is not
+    // a database fails here, before anything is written to it.
+    if (query_text("PRAGMA quick_check", "checking the database") != "ok") {
+      fail("the database failed SQLite's quick_check; it is left untouched");
+    }
+    if (query_text("PRAGMA journal_mode=WAL", "switching to WAL mode") != "wal") {
+      fail("cannot use WAL mode (is the file on a network file system, or read-only?)");
+    }
+    exec_or_fail(options_.mode == sqlite_mode::durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                 "setting synchronous");
+    exec_or_fail("BEGIN IMMEDIATE", "locking the database to create its tables");
+    in_tx_ = true;
+    exec_or_fail(
+        "CREATE TABLE IF NOT EXISTS armor_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+        "INSERT OR IGNORE INTO armor_meta (name, value) VALUES ('quota_schema', '1');"
+        "CREATE TABLE IF NOT EXISTS armor_quota_usage ("
+        "  tracker TEXT NOT NULL, window TEXT NOT NULL, slice INTEGER NOT NULL,"
+        "  used INTEGER NOT NULL CHECK (used >= 0),"
+        "  PRIMARY KEY (tracker, window, slice)) WITHOUT ROWID;",
+        "creating the tables");
+    const std::string version =
+        query_text("SELECT value FROM armor_meta WHERE name = 'quota_schema'", "reading the schema version");
+    if (version != "1") fail("the quota schema version is '" + version + "'; this armor reads version 1");
+    latest_ = prepare(
+        "SELECT slice, used FROM armor_quota_usage WHERE tracker = ?1 AND window = ?2 ORDER BY slice DESC LIMIT ?3");
+    add_ = prepare(
+        "INSERT INTO armor_quota_usage (tracker, window, slice, used) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (tracker, window, slice) DO UPDATE SET used = min(used + excluded.used, ?5)");
+    sub_ = prepare(
+        "UPDATE armor_quota_usage SET used = max(used - ?4, 0) WHERE tracker = ?1 AND window = ?2 AND slice = ?3");
+    prune_ = prepare("DELETE FROM armor_quota_usage WHERE tracker = ?1 AND window = ?2 AND slice < ?3");
+    exec_or_fail("COMMIT", "creating the tables");
+    in_tx_ = false;
+  }
+
+  // Reads window w as of slice `now`: the slice to count in (never before
+  // the latest stored) and the units counted there (a rolling window: in it
+  // and the buckets before it). With `out`, also each bucket's count.
+  bool load(std::size_t w, std::int64_t now, view& v, std::span<std::int64_t>* out) noexcept {
+    const window& win = windows_[w];
+    sqlite3_stmt* s = latest_;
+    sqlite3_reset(s);
+    sqlite3_bind_text(s, 1, options_.tracker.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, win.key.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, std::int64_t{win.buckets} + 1);
+    bool any = false;
+    v.used = 0;
+    // Rows come newest first; the newest decides the slice.
+    int rc = 0;
+    std::int64_t slice = now;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const std::int64_t row_slice = sqlite3_column_int64(s, 0);
+      const std::int64_t row_used = sqlite3_column_int64(s, 1);
+      if (!any) {
+        any = true;
+        slice = std::max(now, row_slice);
+        v.latest = row_slice;
+      }
+      if (row_slice <= slice && slice - row_slice <= win.buckets) {
+        v.used = quota_add(v.used, row_used);
+        if (out != nullptr) (*out)[static_cast<std::size_t>(row_slice - (slice - win.buckets))] = row_used;
+      }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return false;
+    if (!any) v.latest = slice - 1;
+    v.slice = slice;
+    return true;
+  }
+
+  // Runs add_, sub_ or prune_ for window w at `slice` with `n` units.
+  bool step(sqlite3_stmt* s, std::size_t w, std::int64_t slice, std::int64_t n) noexcept {
+    sqlite3_reset(s);
+    sqlite3_bind_text(s, 1, options_.tracker.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, windows_[w].key.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, slice);
+    if (s != prune_) sqlite3_bind_int64(s, 4, n);
+    if (s == add_) sqlite3_bind_int64(s, 5, quota_used_cap);
+    const int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE;
+  }
+
+  // Opens a write transaction (BEGIN IMMEDIATE: the database's write lock,
+  // waiting up to busy_timeout for another connection's).
+  bool begin() noexcept {
+    if (!exec("BEGIN IMMEDIATE")) return false;
+    in_tx_ = true;
+    return true;
+  }
+
+  bool commit() noexcept {
+    if (!in_tx_) return true;
+    in_tx_ = false;
+    if (exec("COMMIT")) return true;
+    (void)exec("ROLLBACK");  // a failed COMMIT may leave the transaction open
+    return false;
+  }
+
+  quota_consumption roll_back() noexcept {
+    (void)exec("ROLLBACK");
+    in_tx_ = false;
+    return unavailable();
+  }
+
+  static quota_consumption unavailable() noexcept {
+    quota_consumption r;
+    r.status = quota_storage_status::unavailable;
+    return r;
+  }
+
+  void flush_loop() {
+    const auto tick = std::max<std::chrono::milliseconds>(options_.flush_every / 4, std::chrono::milliseconds{1});
+    std::unique_lock<std::mutex> lock(m_);
+    while (!stop_) {
+      cv_.wait_for(lock, tick, [this] { return stop_; });
+      if (std::chrono::steady_clock::now() - synced_ >= options_.flush_every) (void)sync();
+    }
+  }
+
+  sqlite_quota_options options_;
+  std::vector<window> windows_;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* latest_ = nullptr;
+  sqlite3_stmt* add_ = nullptr;
+  sqlite3_stmt* sub_ = nullptr;
+  sqlite3_stmt* prune_ = nullptr;
+  std::mutex m_;
+  bool in_tx_ = false;
+  std::vector<cache> caches_;                            // batched
+  std::chrono::steady_clock::time_point synced_{};       // batched: the last sync
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread flusher_;
+};
+
+}  // namespace detail
+
+/// Quota counts in an SQLite database (see the top of this header). Give it
+/// to a quota_tracker as its Storage. Move-only.
+class sqlite_quota_storage {
+ public:
+  /// Checks the options (throws armor::error(invalid_argument) naming a bad
+  /// one); the file is opened when the tracker binds the storage.
+  explicit sqlite_quota_storage(sqlite_quota_options options)
+      : state_(std::make_unique<detail::sqlite_quota_state>(checked(std::move(options)))) {}
+
+  sqlite_quota_storage(sqlite_quota_storage&&) noexcept = default;
+  sqlite_quota_storage& operator=(sqlite_quota_storage&&) noexcept = default;
+  sqlite_quota_storage(const sqlite_quota_storage&) = delete;
+  sqlite_quota_storage& operator=(const sqlite_quota_storage&) = delete;
+  ~sqlite_quota_storage() = default;
+
+  /// Opens the file, checks it and creates the tables if need be. Throws
+  /// armor::error(storage_unavailable) saying what is wrong with the file.
+  void bind(std::span<const quota_window_layout> layouts) { state_->bind(layouts); }
+
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n) noexcept {
+    return state_->try_consume(at, n, true);
+  }
+  [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
+    return state_->try_consume(at, n, false);
+  }
+  void release(const quota_stamp& at, std::int64_t n) noexcept {
+    if (state_) state_->release(at, n);
+  }
+  /// Throws armor::error(storage_unavailable) when the database cannot be read.
+  [[nodiscard]] std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const {
+    return state_->read(w, i, out);
+  }
+
+  /// batched: commits what is pending now (durable: nothing to do). Returns
+  /// false when the commit failed (the batch is then lost).
+  bool flush() { return state_->flush(); }
+
+ private:
+  static sqlite_quota_options checked(sqlite_quota_options o) {
+    const auto fail = [](const std::string& what) { detail::invalid_config("armor::sqlite_quota_storage: " + what); };
+    if (o.path.empty()) fail("path must name the database file");
+    if (o.tracker.empty()) fail("tracker must not be empty");
+    if (o.mode != sqlite_mode::durable && o.mode != sqlite_mode::batched) fail("mode is not a sqlite_mode value");
+    if (o.flush_every.count() <= 0) {
+      fail("flush_every must be positive (got " + std::to_string(o.flush_every.count()) + " ms)");
+    }
+    if (o.busy_timeout.count() < 0) {
+      fail("busy_timeout must not be negative (got " + std::to_string(o.busy_timeout.count()) + " ms)");
+    }
+    return o;
+  }
+
+  std::unique_ptr<detail::sqlite_quota_state> state_;
+};
+
+static_assert(quota_storage<sqlite_quota_storage>);
+
+}  // namespace armor

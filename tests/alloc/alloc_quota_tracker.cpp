@@ -1,0 +1,69 @@
+// quota_tracker (memory backend) allocates nothing per call: consumptions,
+// refusals, reservations settled or dropped, alerts, usage reports, and
+// calls through a pipeline.
+#include <armor/backoff.hpp>
+#include <armor/pipeline.hpp>
+#include <armor/quota_tracker.hpp>
+
+#include "armor_catch.hpp"
+#include "counting_new.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+
+using namespace std::chrono_literals;
+using namespace std::chrono;
+using armor::quota_window;
+
+namespace {
+
+struct counting_listener {
+  std::atomic<int> alerts{0};
+  void on_quota_alert(const armor::quota_alert&) noexcept { alerts.fetch_add(1, std::memory_order_relaxed); }
+};
+
+}  // namespace
+
+TEST_CASE("quota_tracker allocates nothing per call") {
+  armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
+  counting_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_minute(100), quota_window::per_hour(1000),
+                                      quota_window::per_month(100'000), quota_window::rolling(5000, 1h, 60)}},
+                         clock, armor::memory_quota_storage{}, std::ref(heard)};
+  (void)t.try_consume();  // warm-up: nothing lazy should be left
+  armor_test::allocation_scope scope;
+  long granted = 0;
+  for (int minute = 0; minute < 5; ++minute) {
+    for (int i = 0; i < 120; ++i) granted += t.try_consume() ? 1 : 0;  // 100 granted, 20 refused
+    auto r = t.reserve(10);
+    (void)r.settle(3);
+    { auto dropped = t.reserve(5); }
+    (void)t.usage(3);
+    (void)t.charge(1);
+    clock.advance(1min);
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(granted == 99 + 4 * 100);  // the warm-up took one of the first minute
+  CHECK(heard.alerts.load() > 0);
+}
+
+TEST_CASE("a pipeline holding a quota_tracker allocates nothing per call") {
+  armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
+  armor::quota_tracker t{{.windows = {quota_window::per_day(1500), quota_window::rolling(2000, 1min, 6)}}, clock};
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 2}}, std::ref(t)};
+  (void)p.execute([] { return 1; });
+  armor_test::allocation_scope scope;
+  long sum = 0;
+  for (int i = 0; i < 1000; ++i) {
+    sum += p.execute([](const armor::context& ctx) {
+      ctx.report_cost(1);
+      return 1;
+    }, {.cost = 2});
+  }
+  int refused = 0;
+  for (int i = 0; i < 600; ++i) refused += p.try_execute([] { return 1; }).has_value() ? 0 : 1;
+  CHECK(scope.allocations() == 0);
+  CHECK(sum == 1000);
+  CHECK(refused == 101);
+}

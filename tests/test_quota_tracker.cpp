@@ -1,0 +1,856 @@
+// armor::quota_tracker: calendar and rolling windows, reservations, alerts,
+// usage reports and the pipeline protocol. Every test runs on a manual_clock
+// used as the wall clock: its epoch is 1970-01-01T00:00 UTC, so
+// sys_days{2024y / 2 / 29} is a real date.
+#include <armor/backoff.hpp>
+#include <armor/deadline.hpp>
+#include <armor/pipeline.hpp>
+#include <armor/quota_tracker.hpp>
+
+#include "armor_catch.hpp"
+#include "test_policies.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace std::chrono;
+using armor::quota_window;
+
+namespace {
+
+using tracker = armor::quota_tracker<armor::manual_clock>;
+
+/// A wall time: a date and a time of day, in UTC.
+sys_time<nanoseconds> utc(sys_days d, nanoseconds time_of_day = 0ns) { return d + time_of_day; }
+
+void set(const armor::manual_clock& c, sys_time<nanoseconds> t) {
+  c.set(armor::manual_clock::time_point{t.time_since_epoch()});
+}
+
+armor::manual_clock clock_at(sys_time<nanoseconds> t) {
+  armor::manual_clock c;
+  set(c, t);
+  return c;
+}
+
+/// The message of the armor::error that building a tracker from `o` throws.
+std::string refusal(armor::quota_options o) {
+  try {
+    tracker t{std::move(o)};
+    (void)t;
+  } catch (const armor::error& e) {
+    CHECK(e.code() == armor::errc::invalid_argument);
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// Consumes one unit at a time until refused; returns how many were granted.
+long fill(tracker& t, long at_most = 1'000'000) {
+  long n = 0;
+  while (n < at_most && t.try_consume(1)) ++n;
+  return n;
+}
+
+struct recording_listener {
+  std::vector<armor::quota_alert> alerts;
+  void on_quota_alert(const armor::quota_alert& a) { alerts.push_back(a); }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- the type
+
+TEST_CASE("quota_tracker is a policy, deduced from its options, movable and not copyable") {
+  armor::quota_tracker t{{.windows = {quota_window::per_day(50)}}};
+  static_assert(std::is_same_v<decltype(t), armor::quota_tracker<armor::system_clock, armor::memory_quota_storage,
+                                                                 armor::no_listener>>);
+  static_assert(armor::policy<decltype(t)>);
+  static_assert(!armor::looping_policy<decltype(t)>);
+  static_assert(std::is_nothrow_move_constructible_v<decltype(t)>);
+  static_assert(!std::is_copy_constructible_v<decltype(t)>);
+  static_assert(std::is_nothrow_move_constructible_v<tracker::reservation>);
+  static_assert(std::is_default_constructible_v<tracker::reservation>);
+  static_assert(!std::is_copy_constructible_v<tracker::reservation>);
+  // No clock_type: the tracker reads its own wall clock, so any pipeline may hold it.
+  static_assert(armor::detail::clock_agrees<decltype(t), armor::steady_clock>());
+  static_assert(armor::detail::clock_agrees<tracker, armor::steady_clock>());
+  static_assert(noexcept(t.try_consume(1)));
+
+  armor::manual_clock clock;
+  armor::quota_tracker m{{.windows = {quota_window::per_minute(3)}}, clock};
+  static_assert(std::is_same_v<decltype(m), tracker>);
+  CHECK(m.window_count() == 1);
+  CHECK(m.options().windows[0].limit == 3);
+  CHECK(m.clock() == clock);
+}
+
+TEST_CASE("the named windows are the calendar's") {
+  CHECK(quota_window::per_minute(1).length == 1min);
+  CHECK(quota_window::per_hour(1).length == 1h);
+  CHECK(quota_window::per_day(1).length == 24h);
+  CHECK(quota_window::per_week(1).kind == armor::quota_window_kind::week);
+  CHECK(quota_window::per_month(1).kind == armor::quota_window_kind::month);
+  CHECK(quota_window::per_month(7).limit == 7);
+  const quota_window r = quota_window::rolling(5, 1h, 12);
+  CHECK(r.kind == armor::quota_window_kind::rolling);
+  CHECK(r.buckets == 12);
+  CHECK(quota_window::fixed(4, 10min).length == 10min);
+}
+
+TEST_CASE("bad quota options are refused at construction with a message naming the option") {
+  CHECK(contains(refusal({}), "at least one window is required"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(0)}}), "windows[0].limit must be at least 1 (got 0)"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5), quota_window::per_hour(-1)}}),
+                 "windows[1].limit must be at least 1"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(armor::quota_max_limit + 1)}}),
+                 "windows[0].limit must be at most 549755813887"));
+  CHECK(contains(refusal({.windows = {{.limit = 5}}}), "windows[0].length must be positive (got 0 ns)"));
+  CHECK(contains(refusal({.windows = {quota_window::fixed(5, -1s)}}), "windows[0].length must be positive"));
+  CHECK(contains(refusal({.windows = {quota_window::rolling(5, 0s)}}), "windows[0].length must be positive"));
+  CHECK(contains(refusal({.windows = {quota_window::rolling(5, 1min, 0)}}),
+                 "windows[0].buckets must be within [1, 1024]"));
+  CHECK(contains(refusal({.windows = {quota_window::rolling(5, 1min, 2000)}}), "buckets must be within"));
+  CHECK(contains(refusal({.windows = {quota_window::rolling(5, 100ns, 7)}}),
+                 "must be a whole number of nanoseconds per bucket"));
+  CHECK(contains(refusal({.windows = {{.limit = 5, .length = 1h, .kind = armor::quota_window_kind::month}}}),
+                 "windows[0].length must be left zero for a week or month window"));
+  CHECK(contains(refusal({.windows = {{.limit = 5, .length = 1h, .kind = static_cast<armor::quota_window_kind>(9)}}}),
+                 "is not a quota_window_kind value"));
+  CHECK(contains(refusal({.windows = std::vector<quota_window>(9, quota_window::per_day(1))}),
+                 "at most 8 windows (got 9)"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .utc_offset = 24h}),
+                 "utc_offset must be within (-24h, 24h)"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .utc_offset = -24h}), "utc_offset"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .alerts = {0.8, 0.0}}),
+                 "alerts[1] must be within (0, 1] (got 0.000000)"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .alerts = {1.5}}), "alerts[0] must be within (0, 1]"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .alerts = {-0.1}}), "alerts[0]"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .alerts = {std::nan("")}}), "alerts[0]"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .alerts = std::vector<double>(9, 0.5)}),
+                 "at most 8 alert thresholds"));
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .retryable_within = -1s}),
+                 "retryable_within must not be negative"));
+  // The limits of the ranges are accepted.
+  CHECK(refusal({.windows = {quota_window::per_day(armor::quota_max_limit), quota_window::rolling(1, 1024ns, 1024)},
+                 .utc_offset = 23h + 59min,
+                 .alerts = {1.0, 1e-9}}) == "(accepted)");
+  CHECK(refusal({.windows = {quota_window::per_day(1)}, .alerts = {}}) == "(accepted)");
+}
+
+// ---------------------------------------------------------------- calendar windows
+
+TEST_CASE("a daily window resets at midnight UTC by default") {
+  const auto clock = clock_at(utc(sys_days{2024y / March / 10}, 23h + 59min));
+  tracker t{{.windows = {quota_window::per_day(3)}}, clock};
+  CHECK(fill(t) == 3);
+  const armor::quota_decision d = t.try_consume();
+  CHECK_FALSE(d);
+  CHECK(d.status() == armor::quota_status::exhausted);
+  CHECK(d.code() == armor::errc::quota_exhausted);
+  CHECK(d.window() == 0);
+  CHECK(d.used() == 3);
+  CHECK(d.limit() == 3);
+  CHECK(d.retry_after() == 1min);
+  clock.advance(1min - 1ns);
+  CHECK_FALSE(t.try_consume());
+  CHECK(t.try_consume(0).status() == armor::quota_status::exhausted);
+  clock.advance(1ns);  // 2024-03-11T00:00Z
+  CHECK(fill(t) == 3);
+  CHECK(t.try_consume().retry_after() == 24h);
+}
+
+TEST_CASE("a daily window resets at local midnight at any UTC offset") {
+  struct sample {
+    minutes offset;
+    nanoseconds reset_utc;  // local midnight, as a UTC time of day on the day before or of 2024-06-15
+  };
+  // 00:00 at UTC+5:30 is 18:30 UTC the day before; at UTC-8, 08:00 UTC; at
+  // UTC+14 (Kiribati), 10:00 UTC the day before; at UTC-11, 11:00 UTC.
+  const sample samples[] = {{0min, 24h},           {5h + 30min, 18h + 30min}, {-8h, 8h + 24h},
+                            {14h, 10h},            {-11h, 11h + 24h},         {1h, 23h},
+                            {-(3h + 30min), 3h + 30min + 24h}};
+  for (const sample& s : samples) {
+    INFO("offset " << s.offset.count() << " min");
+    // The last nanosecond of a local day, then its first.
+    const auto reset = utc(sys_days{2024y / June / 14}, s.reset_utc);
+    const auto clock = clock_at(reset - 1ns);
+    tracker t{{.windows = {quota_window::per_day(2)}, .utc_offset = s.offset}, clock};
+    CHECK(fill(t) == 2);
+    CHECK(t.try_consume().retry_after() == 1ns);
+    CHECK(t.usage(0).resets_at == reset);
+    clock.advance(1ns);
+    CHECK(fill(t) == 2);
+    CHECK(t.usage(0).resets_at == reset + 24h);
+    CHECK(t.try_consume().retry_after() == 24h);
+  }
+}
+
+TEST_CASE("an hourly window turns over on the local hour") {
+  // At UTC+5:30 the local hour begins at :30 UTC.
+  const auto clock = clock_at(utc(sys_days{2024y / June / 14}, 10h + 29min + 59s));
+  tracker india{{.windows = {quota_window::per_hour(1)}, .utc_offset = 5h + 30min}, clock};
+  tracker utc_hour{{.windows = {quota_window::per_hour(1)}}, clock};
+  CHECK(india.try_consume());
+  CHECK(utc_hour.try_consume());
+  CHECK(india.try_consume().retry_after() == 1s);
+  CHECK(utc_hour.try_consume().retry_after() == 30min + 1s);
+  clock.advance(1s);  // 10:30 UTC = 16:00 in India
+  CHECK(india.try_consume());
+  CHECK_FALSE(utc_hour.try_consume());
+  clock.advance(30min);  // 11:00 UTC
+  CHECK(utc_hour.try_consume());
+  CHECK_FALSE(india.try_consume());
+}
+
+TEST_CASE("a fixed window of any length is aligned on local midnight") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 14}, 10h + 7min));
+  tracker t{{.windows = {quota_window::fixed(1, 10min)}}, clock};
+  CHECK(t.try_consume());
+  CHECK(t.try_consume().retry_after() == 3min);  // the period is 10:00..10:10
+  tracker six{{.windows = {quota_window::fixed(1, 6h)}, .utc_offset = 2h}, clock};
+  CHECK(six.try_consume());
+  // Local time is 12:07: the period is 12:00..18:00 local, 10:00..16:00 UTC.
+  CHECK(six.try_consume().retry_after() == 5h + 53min);
+}
+
+TEST_CASE("a daily window counts the leap day as a day of its own") {
+  const auto clock = clock_at(utc(sys_days{2024y / February / 28}, 12h));
+  tracker t{{.windows = {quota_window::per_day(1)}}, clock};
+  CHECK(t.try_consume());
+  CHECK_FALSE(t.try_consume());
+  set(clock, utc(sys_days{2024y / February / 29}));
+  CHECK(t.try_consume());
+  CHECK(t.usage(0).resets_at == utc(sys_days{2024y / March / 1}));
+  CHECK_FALSE(t.try_consume());
+  set(clock, utc(sys_days{2024y / March / 1}));
+  CHECK(t.try_consume());
+}
+
+TEST_CASE("a monthly window resets on the 1st at local midnight, whatever the month's length") {
+  struct sample {
+    sys_days first;  // the first day of a month
+    days length;     // how long that month is
+  };
+  const sample samples[] = {
+      {sys_days{2024y / January / 1}, days{31}}, {sys_days{2024y / February / 1}, days{29}},  // leap year
+      {sys_days{2023y / February / 1}, days{28}}, {sys_days{2100y / February / 1}, days{28}},  // not a leap year
+      {sys_days{2000y / February / 1}, days{29}}, {sys_days{2024y / April / 1}, days{30}},
+      {sys_days{2024y / December / 1}, days{31}},  // into the next year
+  };
+  for (const sample& s : samples) {
+    for (const minutes offset : {0min, 9h + 0min, -(5h + 0min)}) {
+      INFO(s.first.time_since_epoch().count() << " at offset " << offset.count());
+      // Local midnight of the 1st is 00:00 - offset in UTC.
+      const auto begin = utc(s.first) - offset;
+      const auto end = begin + s.length;
+      const auto clock = clock_at(begin - 1ns);
+      tracker t{{.windows = {quota_window::per_month(1)}, .utc_offset = offset}, clock};
+      CHECK(t.try_consume());  // the last nanosecond of the month before
+      CHECK(t.try_consume().retry_after() == 1ns);
+      clock.advance(1ns);
+      CHECK(t.try_consume());
+      const armor::quota_decision d = t.try_consume();
+      CHECK(d.retry_after() == s.length);
+      CHECK(t.usage(0).resets_at == end);
+      set(clock, end - 1ns);
+      CHECK_FALSE(t.try_consume());
+      set(clock, end);
+      CHECK(t.try_consume());
+    }
+  }
+}
+
+TEST_CASE("a weekly window runs Monday to Monday, local time") {
+  // 2024-01-01 was a Monday.
+  const auto clock = clock_at(utc(sys_days{2024y / January / 3}, 15h));
+  tracker t{{.windows = {quota_window::per_week(1)}}, clock};
+  CHECK(t.try_consume());
+  CHECK(t.usage(0).resets_at == utc(sys_days{2024y / January / 8}));
+  tracker tokyo{{.windows = {quota_window::per_week(1)}, .utc_offset = 9h}, clock};
+  CHECK(tokyo.try_consume());
+  CHECK(tokyo.usage(0).resets_at == utc(sys_days{2024y / January / 7}, 15h));
+  set(clock, utc(sys_days{2024y / January / 7}, 15h));  // Monday 00:00 in Tokyo
+  CHECK(tokyo.try_consume());
+  CHECK_FALSE(t.try_consume());
+  set(clock, utc(sys_days{2024y / January / 8}));
+  CHECK(t.try_consume());
+}
+
+TEST_CASE("calendar windows work before the Unix epoch") {
+  const auto clock = clock_at(utc(sys_days{1969y / December / 31}, 23h + 59min));
+  tracker t{{.windows = {quota_window::per_day(1), quota_window::per_month(2)}}, clock};
+  CHECK(t.try_consume());
+  CHECK(t.try_consume().retry_after() == 1min);
+  CHECK(t.usage(1).resets_at == utc(sys_days{1970y / January / 1}));
+  clock.advance(1min);
+  CHECK(t.try_consume());
+}
+
+TEST_CASE("a window never moves back when the wall clock steps back") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 10s));
+  tracker t{{.windows = {quota_window::per_day(3)}}, clock};
+  CHECK(t.try_consume(2));
+  set(clock, utc(sys_days{2024y / June / 14}, 23h + 59min));  // NTP stepped the clock back
+  CHECK(t.usage(0).used == 2);                                  // no silent reset
+  CHECK(t.try_consume());                                       // counted in June 15
+  CHECK_FALSE(t.try_consume());
+  CHECK(t.try_consume().retry_after() == 24h + 1min);  // until June 16, as the clock now reads
+  set(clock, utc(sys_days{2024y / June / 16}));
+  CHECK(t.try_consume());
+}
+
+// ---------------------------------------------------------------- rolling windows
+
+TEST_CASE("a rolling window counts a unit for between its length and one bucket more") {
+  // 10 units per minute, in 6 buckets of 10 s.
+  const auto start = utc(sys_days{2024y / June / 15}, 12h);
+  const auto clock = clock_at(start + 5s);
+  tracker t{{.windows = {quota_window::rolling(10, 1min, 6)}}, clock};
+  CHECK(t.try_consume(10));  // in the bucket 12:00:00..12:00:10
+  const armor::quota_decision d = t.try_consume();
+  CHECK_FALSE(d);
+  // The bucket leaves the window when the seventh after it begins: 12:01:10.
+  CHECK(d.retry_after() == 65s);
+  set(clock, start + 70s - 1ns);
+  CHECK_FALSE(t.try_consume());
+  set(clock, start + 70s);
+  CHECK(t.try_consume(10));
+  CHECK_FALSE(t.try_consume());
+}
+
+TEST_CASE("a rolling window frees its oldest buckets first and says when enough is free") {
+  const auto start = utc(sys_days{2024y / June / 15}, 12h);
+  const auto clock = clock_at(start);
+  tracker t{{.windows = {quota_window::rolling(10, 1min, 6)}}, clock};
+  CHECK(t.try_consume(3));  // bucket 0
+  clock.advance(20s);
+  CHECK(t.try_consume(4));  // bucket 2
+  clock.advance(20s);
+  CHECK(t.try_consume(3));  // bucket 4, t = 40 s
+  CHECK(t.usage(0).used == 10);
+  // One unit: bucket 0 (3 units) leaves at 70 s.
+  CHECK(t.try_consume(1).retry_after() == 30s);
+  // Five units: buckets 0 and 2 (7 units) must leave; bucket 2 leaves at 90 s.
+  CHECK(t.try_consume(5).retry_after() == 50s);
+  // Ten: all of it; bucket 4 leaves at 110 s.
+  CHECK(t.try_consume(10).retry_after() == 70s);
+  const armor::quota_usage u = t.usage(0);
+  CHECK(u.resets_in == 30s);  // when the oldest units expire
+  set(clock, start + 70s);
+  CHECK(t.usage(0).used == 7);
+  CHECK(t.try_consume(3));
+  CHECK_FALSE(t.try_consume(1));
+  set(clock, start + 90s);
+  CHECK(t.usage(0).used == 6);
+}
+
+TEST_CASE("a rolling window never admits more than its limit in any span of its length") {
+  // Arrivals every 1.3 s for 10 minutes; an exact sliding log of the last
+  // 60 s must never hold more than the limit.
+  const auto start = utc(sys_days{2024y / June / 15}, 12h);
+  const auto clock = clock_at(start);
+  tracker t{{.windows = {quota_window::rolling(7, 1min, 4)}}, clock};
+  std::vector<nanoseconds> admitted;
+  for (int i = 0; i < 460; ++i) {
+    if (t.try_consume()) admitted.push_back(clock.now().time_since_epoch());
+    clock.advance(1300ms);
+  }
+  std::size_t worst = 0;
+  for (std::size_t i = 0; i < admitted.size(); ++i) {
+    std::size_t j = i;
+    while (j < admitted.size() && admitted[j] - admitted[i] < 1min) ++j;
+    worst = std::max(worst, j - i);
+  }
+  CHECK(worst == 7);
+  // And it is not far below: at least 7 in every 75 s (one bucket more).
+  CHECK(admitted.size() >= 460 * 1300 / 75'000 * 7);
+}
+
+TEST_CASE("a rolling window with one bucket is a sliding pair of periods") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::rolling(2, 10s, 1)}}, clock};
+  CHECK(t.try_consume(2));
+  clock.advance(10s);
+  CHECK_FALSE(t.try_consume());  // the previous bucket still counts
+  CHECK(t.try_consume().retry_after() == 10s);
+  clock.advance(10s);
+  CHECK(t.try_consume(2));
+}
+
+TEST_CASE("a window idle for a long time starts empty") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::rolling(5, 1s, 10), quota_window::fixed(5, 100ms)}}, clock};
+  CHECK(t.try_consume(5));
+  // A counter keeps its slice modulo 2^24 (detail/quota_word.hpp): after
+  // 2^24 + 5000 slices of 100 ms it is read as an old slice, as it is.
+  clock.advance(100ms * ((std::int64_t{1} << 24) + 5000));
+  CHECK(t.usage(0).used == 0);
+  CHECK(t.usage(1).used == 0);
+  CHECK(t.try_consume(5));
+}
+
+TEST_CASE("a counter idle for exactly 2^24 slices keeps its old count for a while, never fewer units") {
+  // The one misreading of a 24-bit slice tag, documented in
+  // detail/quota_word.hpp: it costs admissions, it never adds any.
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::fixed(5, 100ms)}}, clock};
+  CHECK(t.try_consume(5));
+  clock.advance(100ms * (std::int64_t{1} << 24));
+  CHECK(t.usage(0).used == 5);
+  CHECK_FALSE(t.try_consume(1));
+  clock.advance(100ms);
+  CHECK(t.try_consume(5));
+}
+
+// ---------------------------------------------------------------- several windows
+
+TEST_CASE("a consumption is all or nothing across windows") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 9h));
+  tracker t{{.windows = {quota_window::per_minute(3), quota_window::per_hour(5), quota_window::per_day(100)}}, clock};
+  CHECK(fill(t) == 3);
+  armor::quota_decision d = t.try_consume();
+  CHECK(d.window() == 0);
+  CHECK(d.retry_after() == 1min);
+  clock.advance(1min);
+  CHECK(t.try_consume(2));
+  d = t.try_consume(1);
+  CHECK_FALSE(d);
+  CHECK(d.window() == 1);  // the hour is full
+  CHECK(d.used() == 5);
+  CHECK(d.retry_after() == 59min);
+  // The refused unit was not counted in the minute or the day.
+  CHECK(t.usage(0).used == 2);
+  CHECK(t.usage(2).used == 5);
+  clock.advance(59min);
+  CHECK(fill(t) == 3);
+  CHECK(t.usage(2).used == 8);
+}
+
+TEST_CASE("a cost larger than a window's limit is too large, and a negative cost invalid") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(100), quota_window::per_minute(10)}}, clock};
+  armor::quota_decision d = t.try_consume(11);
+  CHECK(d.status() == armor::quota_status::too_large);
+  CHECK(d.code() == armor::errc::request_too_large);
+  CHECK(d.window() == 1);
+  CHECK(d.retry_after() == nanoseconds::max());
+  d = t.try_consume(-1);
+  CHECK(d.status() == armor::quota_status::invalid);
+  CHECK(d.code() == armor::errc::invalid_argument);
+  CHECK(t.usage(0).used == 0);
+  CHECK(t.try_consume(10));
+  CHECK(t.try_consume(0).status() == armor::quota_status::exhausted);
+}
+
+TEST_CASE("a zero cost is granted while a unit is left, and counts nothing") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(2)}}, clock};
+  CHECK(t.try_consume(0));
+  CHECK(t.try_consume(1));
+  CHECK(t.try_consume(0));
+  CHECK(t.usage(0).used == 1);
+  CHECK(t.try_consume(1));
+  CHECK_FALSE(t.try_consume(0));
+  CHECK(armor::quota_decision{}.code() == std::error_code(0, armor::error_category()));
+}
+
+// ---------------------------------------------------------------- reservations
+
+TEST_CASE("a reservation settled below its estimate gives the difference back") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(10'000)}}, clock};
+  auto r = t.reserve(4000);
+  REQUIRE(r);
+  CHECK(r.pending());
+  CHECK(r.amount() == 4000);
+  CHECK(t.usage(0).used == 4000);
+  CHECK(r.settle(1234) == armor::quota_status::granted);
+  CHECK_FALSE(r.pending());
+  CHECK(t.usage(0).used == 1234);
+  CHECK(r.settle(1) == armor::quota_status::granted);  // settled already: no effect
+  CHECK(t.usage(0).used == 1234);
+}
+
+TEST_CASE("a reservation settled above its estimate counts the overrun, past the limit if need be") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(1000), quota_window::per_hour(600)}}, clock};
+  auto r = t.reserve(500);
+  REQUIRE(r);
+  CHECK(r.settle(1500) == armor::quota_status::granted);
+  CHECK(t.usage(0).used == 1500);
+  CHECK(t.usage(1).used == 1500);
+  CHECK(t.usage(0).remaining() == 0);
+  CHECK(t.usage(0).fraction() == 1.5);
+  CHECK(t.usage(0).exhausted_in == 0ns);
+  CHECK_FALSE(t.try_consume(0));
+  CHECK(t.try_consume().used() == 1500);
+}
+
+TEST_CASE("a reservation cancelled, or dropped unsettled, gives everything back") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(10), quota_window::rolling(10, 1h, 6)}}, clock};
+  {
+    auto r = t.reserve(6);
+    REQUIRE(r);
+    CHECK(t.usage(0).used == 6);
+    CHECK(t.usage(1).used == 6);
+  }
+  CHECK(t.usage(0).used == 0);
+  CHECK(t.usage(1).used == 0);
+  auto r = t.reserve(10);
+  CHECK_FALSE(t.reserve(1));
+  r.cancel();
+  CHECK_FALSE(r.pending());
+  CHECK(t.usage(0).used == 0);
+  auto kept = t.reserve(7);
+  kept.commit();
+  { auto gone = std::move(kept); }  // committed: dropping it gives nothing back
+  CHECK(t.usage(0).used == 7);
+  // Move assignment cancels what the target held.
+  auto a = t.reserve(1);
+  auto b = t.reserve(2);
+  CHECK(t.usage(0).used == 10);
+  a = std::move(b);
+  CHECK(t.usage(0).used == 9);
+  CHECK(a.amount() == 2);
+}
+
+TEST_CASE("a refused reservation holds nothing and tells why") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h));
+  tracker t{{.windows = {quota_window::per_day(3)}}, clock};
+  auto ok = t.reserve(3);
+  auto r = t.reserve(1);
+  CHECK_FALSE(r);
+  CHECK_FALSE(r.pending());
+  CHECK(r.decision().status() == armor::quota_status::exhausted);
+  CHECK(r.decision().retry_after() == 1h);
+  CHECK(r.settle(1) == armor::quota_status::exhausted);
+  CHECK(t.usage(0).used == 3);
+}
+
+TEST_CASE("units given back after their period ended are not given to the next period") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h + 59min));
+  tracker t{{.windows = {quota_window::per_day(10), quota_window::rolling(10, 2min, 2)}}, clock};
+  auto r = t.reserve(8);
+  REQUIRE(r);
+  clock.advance(2min);  // a new day; the rolling bucket is still counted (2 to 3 minutes)
+  CHECK_FALSE(t.try_consume(3));
+  CHECK(t.try_consume(2));
+  r.cancel();
+  CHECK(t.usage(0).used == 2);  // the new day keeps its 2
+  CHECK(t.usage(1).used == 2);  // the rolling window got its 8 back
+  clock.advance(1min);
+  auto late = t.reserve(2);
+  clock.advance(3min);
+  late.cancel();  // its bucket has left the rolling window
+  CHECK(t.usage(1).used == 0);
+}
+
+TEST_CASE("an overrun settled after the period ended is counted in the current period") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h + 59min));
+  tracker t{{.windows = {quota_window::per_day(100)}}, clock};
+  auto r = t.reserve(10);
+  clock.advance(2min);
+  CHECK(r.settle(30) == armor::quota_status::granted);
+  CHECK(t.usage(0).used == 20);
+}
+
+TEST_CASE("charge counts units spent without asking, past the limit") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(10)}}, clock};
+  CHECK(t.charge(25) == armor::quota_status::granted);
+  CHECK(t.charge(0) == armor::quota_status::granted);
+  CHECK(t.charge(-1) == armor::quota_status::invalid);
+  CHECK(t.usage(0).used == 25);
+  CHECK(t.charge(std::numeric_limits<std::int64_t>::max()) == armor::quota_status::granted);
+  CHECK(t.usage(0).used == (std::int64_t{1} << 40) - 2);  // saturates
+}
+
+// ---------------------------------------------------------------- usage
+
+TEST_CASE("usage reports used, remaining, percentage, time until reset and projected exhaustion") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 6h));
+  tracker t{{.windows = {quota_window::per_day(100)}}, clock};
+  armor::quota_usage u = t.usage(0);
+  CHECK(u.limit == 100);
+  CHECK(u.used == 0);
+  CHECK(u.remaining() == 100);
+  CHECK(u.percent() == 0.0);
+  CHECK(u.resets_in == 18h);
+  CHECK(u.resets_at == utc(sys_days{2024y / June / 16}));
+  CHECK_FALSE(u.exhausted_in.has_value());  // nothing used: no rate
+
+  CHECK(t.try_consume(25));  // 25 in 6 h: 75 more take 18 h, exactly the reset
+  u = t.usage(0);
+  CHECK(u.used == 25);
+  CHECK(u.remaining() == 75);
+  CHECK(u.percent() == 25.0);
+  CHECK_FALSE(u.exhausted_in.has_value());
+
+  CHECK(t.try_consume(25));  // 50 in 6 h: the other 50 take 6 h
+  u = t.usage(0);
+  CHECK(u.exhausted_in == 6h);
+  clock.advance(2h);  // 50 in 8 h: 50 more take 8 h
+  CHECK(t.usage(0).exhausted_in == 8h);
+  CHECK(t.usage(0).resets_in == 16h);
+}
+
+TEST_CASE("usage of a rolling window") {
+  const auto start = utc(sys_days{2024y / June / 15}, 6h);
+  const auto clock = clock_at(start);
+  tracker t{{.windows = {quota_window::rolling(100, 1h, 4)}}, clock};
+  CHECK(t.usage(0).resets_in == 0ns);
+  CHECK(t.usage(0).resets_at == start);
+  CHECK(t.try_consume(20));
+  clock.advance(30min);
+  CHECK(t.try_consume(20));  // 40 in 30 min: 60 more in 45 min
+  const armor::quota_usage u = t.usage(0);
+  CHECK(u.used == 40);
+  CHECK(u.resets_in == 45min);  // the first bucket (06:00..06:15) leaves at 07:15
+  CHECK(u.exhausted_in == 45min);
+}
+
+TEST_CASE("usage of a window that does not exist is refused") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(1)}}, clock};
+  REQUIRE_THROWS_AS(t.usage(1), armor::error);
+}
+
+// ---------------------------------------------------------------- alerts
+
+TEST_CASE("alerts fire once per threshold and period, in order") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(50)}}, clock, armor::memory_quota_storage{},
+                         std::ref(heard)};
+  for (int i = 0; i < 39; ++i) REQUIRE(t.try_consume());
+  CHECK(heard.alerts.empty());
+  CHECK(t.try_consume());  // 40 = 80 %
+  REQUIRE(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].threshold == 0.8);
+  CHECK(heard.alerts[0].used == 40);
+  CHECK(heard.alerts[0].limit == 50);
+  CHECK(heard.alerts[0].window == 0);
+  CHECK(heard.alerts[0].resets_in == 12h);
+  for (int i = 0; i < 4; ++i) REQUIRE(t.try_consume());
+  CHECK(heard.alerts.size() == 1);
+  CHECK(t.try_consume(2));  // 46: 90 % crossed on the way
+  REQUIRE(heard.alerts.size() == 2);
+  CHECK(heard.alerts[1].threshold == 0.9);
+  CHECK(t.try_consume(4));  // 50: 100 %
+  REQUIRE(heard.alerts.size() == 3);
+  CHECK(heard.alerts[2].threshold == 1.0);
+  CHECK_FALSE(t.try_consume());
+  CHECK(t.charge(5) == armor::quota_status::granted);
+  CHECK(heard.alerts.size() == 3);
+
+  clock.advance(12h);  // the next day: everything again
+  CHECK(t.try_consume(50));  // all three at once, lowest first
+  REQUIRE(heard.alerts.size() == 6);
+  CHECK(heard.alerts[3].threshold == 0.8);
+  CHECK(heard.alerts[4].threshold == 0.9);
+  CHECK(heard.alerts[5].threshold == 1.0);
+  CHECK(heard.alerts[5].used == 50);
+}
+
+TEST_CASE("alerts are per window, with custom thresholds, and an overrun can fire them") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(1000), quota_window::per_hour(100)}, .alerts = {0.5, 0.25}},
+                         clock, armor::memory_quota_storage{}, std::ref(heard)};
+  auto r = t.reserve(10);
+  CHECK(heard.alerts.empty());
+  CHECK(r.settle(60) == armor::quota_status::granted);  // the hour reaches 25 % and 50 %
+  REQUIRE(heard.alerts.size() == 2);
+  CHECK(heard.alerts[0].window == 1);
+  CHECK(heard.alerts[0].threshold == 0.25);
+  CHECK(heard.alerts[1].threshold == 0.5);
+  CHECK(heard.alerts[1].used == 60);
+  CHECK(heard.alerts[1].resets_in == 1h);
+  // A release does not re-arm a threshold in the same period.
+  auto again = t.reserve(30);
+  again.cancel();
+  CHECK(t.try_consume(30));
+  CHECK(heard.alerts.size() == 2);
+}
+
+TEST_CASE("thresholds are whole units, rounded up, without floating-point surprises") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(3), quota_window::per_day(10)}, .alerts = {0.7, 0.3}},
+                         clock, armor::memory_quota_storage{}, std::ref(heard)};
+  CHECK(t.try_consume(2));  // 3 * 0.3 = 0.9 -> 1 unit; 3 * 0.7 = 2.1 -> 3 units; 10 * 0.3 = 3 exactly
+  REQUIRE(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].window == 0);
+  CHECK(heard.alerts[0].threshold == 0.3);
+  CHECK(t.try_consume(1));
+  REQUIRE(heard.alerts.size() == 3);
+  CHECK(heard.alerts[1].window == 0);
+  CHECK(heard.alerts[1].threshold == 0.7);
+  CHECK(heard.alerts[2].window == 1);
+  CHECK(heard.alerts[2].threshold == 0.3);
+}
+
+TEST_CASE("a rolling window re-arms its alerts once per span of its length") {
+  const auto start = utc(sys_days{2024y / June / 15}, 12h);
+  const auto clock = clock_at(start);
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::rolling(10, 1h, 4)}, .alerts = {0.5}}, clock,
+                         armor::memory_quota_storage{}, std::ref(heard)};
+  CHECK(t.try_consume(5));
+  CHECK(t.try_consume(1));
+  CHECK(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].resets_in == 75min);  // the bucket 12:00..12:15 leaves at 13:15
+  clock.advance(1h);  // 13:00: the next alert period; the 6 units still count
+  CHECK(t.try_consume(1));
+  REQUIRE(heard.alerts.size() == 2);  // still above 50 %: said again, once
+  CHECK(heard.alerts[1].used == 7);
+  CHECK(heard.alerts[1].resets_in == 15min);
+  CHECK(t.try_consume(1));
+  CHECK(heard.alerts.size() == 2);
+}
+
+// ---------------------------------------------------------------- moving and sharing
+
+TEST_CASE("moving a tracker keeps its counts and alert state") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  recording_listener heard;
+  armor::quota_tracker a{{.windows = {quota_window::per_day(10)}}, clock, armor::memory_quota_storage{},
+                         std::ref(heard)};
+  CHECK(a.try_consume(8));
+  CHECK(heard.alerts.size() == 1);
+  auto b = std::move(a);
+  CHECK(b.usage(0).used == 8);
+  CHECK(b.try_consume(1));
+  CHECK(heard.alerts.size() == 2);  // 90 %, not 80 % again
+  CHECK(b.try_consume(1));
+  CHECK_FALSE(b.try_consume(1));
+}
+
+// ---------------------------------------------------------------- pipeline
+
+TEST_CASE("in a pipeline a call costs ctx.cost() and a refusal is quota_exhausted with retry_after") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 22h));
+  tracker quota{{.windows = {quota_window::per_day(5)}}, clock};
+  auto p = armor::pipeline{clock, std::ref(quota)};
+  int calls = 0;
+  CHECK(p.execute([&] { return ++calls; }, {.cost = 2}) == 1);
+  CHECK(p.execute([&] { return ++calls; }, {.cost = 3}) == 2);
+  auto r = p.try_execute([&] { return ++calls; });
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::quota_exhausted);
+  CHECK(r.retry_after() == 2h);
+  CHECK(calls == 2);
+  try {
+    (void)p.execute([&] { return ++calls; });
+    FAIL("expected armor::error");
+  } catch (const armor::error& e) {
+    CHECK(e.code() == armor::errc::quota_exhausted);
+    CHECK(e.retry_after() == 2h);
+  }
+  auto big = p.try_execute([&] { return ++calls; }, {.cost = 6});
+  CHECK(big.code() == armor::errc::request_too_large);
+  auto negative = p.try_execute([&] { return ++calls; }, {.cost = -1});
+  CHECK(negative.code() == armor::errc::invalid_argument);
+  CHECK(calls == 2);
+}
+
+TEST_CASE("in a pipeline the reported cost settles the reservation") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker tokens{{.windows = {quota_window::per_day(10'000)}}, clock};
+  auto p = armor::pipeline{clock, std::ref(tokens)};
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(1234); }, {.cost = 4000});
+  CHECK(tokens.usage(0).used == 1234);
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(5000); }, {.cost = 100});
+  CHECK(tokens.usage(0).used == 6234);
+  (void)p.execute([] {}, {.cost = 100});  // nothing reported: the estimate stays
+  CHECK(tokens.usage(0).used == 6334);
+  // A failed attempt ran: its estimate stays too, unless it reported.
+  (void)p.try_execute([]() -> int { throw std::runtime_error("500"); }, {.cost = 6});
+  CHECK(tokens.usage(0).used == 6340);
+  (void)p.try_execute(
+      [](const armor::context& ctx) -> int {
+        ctx.report_cost(0);
+        throw std::runtime_error("refused before any token was used");
+      },
+      {.cost = 60});
+  CHECK(tokens.usage(0).used == 6340);
+}
+
+TEST_CASE("in a pipeline an attempt that never ran gives its units back") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker quota{{.windows = {quota_window::per_day(10)}}, clock};
+  armor_test::rejecting_policy breaker{armor::errc::circuit_open, 30s};
+  auto p = armor::pipeline{clock, std::ref(quota), std::ref(breaker)};
+  for (int i = 0; i < 20; ++i) {
+    auto r = p.try_execute([] { return 1; }, {.cost = 3});
+    CHECK(r.code() == armor::errc::circuit_open);
+  }
+  CHECK(quota.usage(0).used == 0);
+  // An expired budget stops the call before the operation: given back too.
+  auto direct = armor::pipeline{clock, std::ref(quota)};
+  auto late = direct.try_execute([] { return 1; }, {.cost = 3, .timeout = 0s});
+  CHECK(late.code() == armor::errc::deadline_exceeded);
+  CHECK(quota.usage(0).used == 0);
+}
+
+TEST_CASE("a refusal ends the call at once: a backoff around it does not retry") {
+  const auto start = utc(sys_days{2024y / June / 15}, 22h);
+  const auto clock = clock_at(start);
+  tracker quota{{.windows = {quota_window::per_day(1)}}, clock};
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 5}}, std::ref(quota)};
+  CHECK(p.execute([] { return 1; }) == 1);
+  auto r = p.try_execute([] { return 1; });
+  CHECK(r.code() == armor::errc::quota_exhausted);
+  CHECK(r.retry_after() == 2h);
+  CHECK(clock.now().time_since_epoch() == start.time_since_epoch());  // nobody slept
+}
+
+TEST_CASE("with retryable_within a short refusal is waited for by an outer backoff") {
+  const auto begin = utc(sys_days{2024y / June / 15}, 12h + 59s);
+  const auto clock = clock_at(begin);
+  tracker quota{{.windows = {quota_window::per_minute(1), quota_window::per_day(3)}, .retryable_within = 2min}, clock};
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3, .max_retry_after = 5min}}, std::ref(quota)};
+  CHECK(p.execute([] { return 1; }) == 1);
+  CHECK(p.execute([] { return 2; }) == 2);  // waited 1 s for the next minute
+  CHECK(clock.now().time_since_epoch() == (begin + 1s).time_since_epoch());
+  CHECK(p.execute([] { return 3; }) == 3);  // waited a minute
+  // The day is spent (and the minute too): the longer wait, 11 h 58 min, is
+  // reported, and is not worth waiting for.
+  auto r = p.try_execute([] { return 4; });
+  CHECK(r.code() == armor::errc::quota_exhausted);
+  CHECK(r.retry_after() == 11h + 58min);
+  CHECK(clock.now().time_since_epoch() == (begin + 1s + 1min).time_since_epoch());
+}
+
+TEST_CASE("one tracker shared by two pipelines through std::ref counts both") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker quota{{.windows = {quota_window::per_hour(3)}}, clock};
+  auto a = armor::pipeline{clock, std::ref(quota)};
+  auto b = armor::pipeline{clock, armor::deadline{1s}, std::ref(quota)};
+  CHECK(a.try_execute([] { return 1; }).has_value());
+  CHECK(b.try_execute([] { return 1; }).has_value());
+  CHECK(a.try_execute([] { return 1; }).has_value());
+  CHECK(b.try_execute([] { return 1; }).code() == armor::errc::quota_exhausted);
+  CHECK(quota.usage(0).used == 3);
+}
+
+TEST_CASE("a tracker held by value in a pipeline is reached through layer()") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  auto p = armor::pipeline{clock, tracker{{.windows = {quota_window::per_hour(2)}}, clock}};
+  CHECK(p.try_execute([] { return 1; }).has_value());
+  CHECK(p.layer<0>().usage(0).used == 1);
+}
