@@ -13,6 +13,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "baselines.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -21,17 +23,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int work(int x) {
-  benchmark::DoNotOptimize(x);
-  return x + 1;
-}
+using armor_bench::run_execute;
+using armor_bench::work;
 
-// ---------------------------------------------------------------- baselines
-
-void bm_clock_read(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(armor::steady_clock::now());
-}
-BENCHMARK(bm_clock_read);
+// ------------------------------------------ baselines of this file (the common ones: baselines.hpp)
 
 void bm_relaxed_fetch_add(benchmark::State& state) {
   static std::atomic<std::uint64_t> counter{0};
@@ -95,37 +90,6 @@ void bm_delay_attempt_10000(benchmark::State& state) {
 BENCHMARK(bm_delay_attempt_10000);
 
 // ---------------------------------------------------------------- success path
-
-void bm_direct_call(benchmark::State& state) {
-  int x = 0;
-  for (auto _ : state) {
-    x = work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bm_direct_call);
-
-void bm_direct_call_with_clock_read(benchmark::State& state) {
-  int x = 0;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(armor::steady_clock::now());
-    x = work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bm_direct_call_with_clock_read);
-
-template <class Pipeline>
-void run_execute(benchmark::State& state, const Pipeline& p) {
-  int x = 0;
-  for (auto _ : state) {
-    x = p.execute([&] { return work(x); });
-    benchmark::DoNotOptimize(x);
-  }
-}
-
-void bm_empty_pipeline(benchmark::State& state) { run_execute(state, armor::pipeline{}); }
-BENCHMARK(bm_empty_pipeline);
 
 void bm_backoff(benchmark::State& state) {
   run_execute(state, armor::pipeline{armor::backoff{{.max_attempts = 4, .initial = 100ms, .max_delay = 5s}}});

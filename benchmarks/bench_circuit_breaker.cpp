@@ -17,6 +17,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "baselines.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -25,6 +27,9 @@
 using namespace std::chrono_literals;
 
 namespace {
+
+using armor_bench::run_execute;
+using armor_bench::work;
 
 // A service is multi-threaded. A process that has never started a thread
 // gets glibc's single-threaded shortcuts (a std::mutex without atomic
@@ -299,20 +304,6 @@ BENCHMARK(bm_rejected_clock_armor)->Threads(1)->Threads(2);
 BENCHMARK(bm_rejected_clock_mutex)->Threads(1)->Threads(2);
 
 // ---------------------------------------------------------------- whole pipelines
-
-int work(int x) {
-  benchmark::DoNotOptimize(x);
-  return x + 1;
-}
-
-template <class Pipeline>
-void run_execute(benchmark::State& state, const Pipeline& p) {
-  int x = 0;
-  for (auto _ : state) {
-    x = p.execute([&] { return work(x); });
-    benchmark::DoNotOptimize(x);
-  }
-}
 
 void bm_pipeline_empty_manual_clock(benchmark::State& s) { run_execute(s, armor::pipeline{armor::manual_clock{}}); }
 void bm_pipeline_breaker_manual_clock(benchmark::State& s) {

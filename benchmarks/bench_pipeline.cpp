@@ -7,51 +7,15 @@
 
 #include <benchmark/benchmark.h>
 
+#include "baselines.hpp"
+
 #include <chrono>
 
 using namespace std::chrono_literals;
 
 namespace {
 
-// The operation: cheap, but not something the optimiser can delete.
-int work(int x) {
-  benchmark::DoNotOptimize(x);
-  return x + 1;
-}
-
-void bm_clock_read(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(armor::steady_clock::now());
-}
-BENCHMARK(bm_clock_read);
-
-void bm_direct_call(benchmark::State& state) {
-  int x = 0;
-  for (auto _ : state) {
-    x = work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bm_direct_call);
-
-void bm_direct_call_with_clock_read(benchmark::State& state) {
-  int x = 0;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(armor::steady_clock::now());
-    x = work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bm_direct_call_with_clock_read);
-
-void bm_empty_pipeline(benchmark::State& state) {
-  const auto p = armor::pipeline{};
-  int x = 0;
-  for (auto _ : state) {
-    x = p.execute([&] { return work(x); });
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bm_empty_pipeline);
+using armor_bench::work;
 
 void bm_deadline(benchmark::State& state) {
   const auto p = armor::pipeline{armor::deadline{2s}};

@@ -19,6 +19,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "baselines.hpp"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -34,6 +36,8 @@ using namespace std::chrono_literals;
 using armor::quota_window;
 
 namespace {
+
+using armor_bench::work;
 
 constexpr std::int64_t huge = armor::quota_max_limit;
 
@@ -135,21 +139,6 @@ void bm_reserve_settle(benchmark::State& state) {
   }
 }
 BENCHMARK(bm_reserve_settle);
-
-int work(int x) {
-  benchmark::DoNotOptimize(x);
-  return x + 1;
-}
-
-void bm_empty_pipeline(benchmark::State& state) {
-  const auto p = armor::pipeline{};
-  int x = 0;
-  for (auto _ : state) {
-    x = p.execute([&] { return work(x); });
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bm_empty_pipeline);
 
 void bm_pipeline_quota(benchmark::State& state) {
   const auto p = armor::pipeline{armor::quota_tracker{{.windows = three()}}};
