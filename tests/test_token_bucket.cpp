@@ -403,12 +403,119 @@ TEST_CASE("a grant given back after later grants were given back is still return
   c.permit.commit();
 }
 
-TEST_CASE("idle means full again") {
+TEST_CASE("a rate change between a grant and its cancellation forfeits the give-back") {
+  bucket b{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
+  auto r = b.reserve(1, 0s, at(0));
+  REQUIRE(r);
+  b.set_rate({2, 1s}, 2, at(0));
+  CHECK_FALSE(r.permit.cancel());
+  CHECK(b.available(at(0)) == 1);
+}
+
+// ---------------------------------------------------------------------------
+// Runtime rate changes
+
+TEST_CASE("set_rate keeps the tokens, whole and fractional") {
+  bucket b{{.rate = {1, 1s}, .burst = 10}, armor::manual_clock{}};
+  REQUIRE(b.try_acquire(10, at(0)));
+  // Half a token accrues at the old rate...
+  b.set_rate({2, 1s}, 10, at(500ms));
+  CHECK(b.rate() == armor::rate{2, 1s});
+  // ...and is kept: at 2/s the other half takes 250 ms, not 500 ms.
+  CHECK_FALSE(b.try_acquire(1, at(750ms - 1ns)));
+  CHECK(b.try_acquire(1, at(750ms)));
+
+  SECTION("whole tokens are kept exactly") {
+    bucket c{{.rate = {1, 1s}, .burst = 10}, armor::manual_clock{}};
+    REQUIRE(c.try_acquire(6, at(0)));
+    c.set_rate({1, 1min}, 10, at(0));
+    CHECK(c.available(at(0)) == 4);
+    CHECK(c.available(at(59s)) == 4);
+    CHECK(c.available(at(60s)) == 5);
+  }
+  SECTION("a smaller burst drops tokens above it") {
+    bucket c{{.rate = {1, 1s}, .burst = 10}, armor::manual_clock{}};
+    c.set_rate({1, 1s}, 3, at(0));
+    CHECK(c.burst() == 3);
+    CHECK(c.available(at(0)) == 3);
+    CHECK(c.try_acquire(3, at(0)));
+    CHECK_FALSE(c.try_acquire(1, at(0)));
+  }
+  SECTION("a larger burst adds no tokens: they refill at the rate") {
+    bucket c{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
+    c.set_rate({1, 1s}, 5, at(0));
+    CHECK(c.available(at(0)) == 2);
+    CHECK(c.available(at(3s)) == 5);
+  }
+  SECTION("debt from reservations is kept") {
+    bucket c{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
+    REQUIRE(c.try_acquire(2, at(0)));
+    auto r = c.reserve(2, 10s, at(0));  // tokens are now -2
+    REQUIRE(r);
+    r.permit.commit();
+    c.set_rate({2, 1s}, 2, at(0));  // 4 tokens short of full at 2/s: 2 s
+    CHECK(c.available(at(1999ms)) == 1);
+    CHECK(c.available(at(2s)) == 2);
+  }
+  SECTION("set_burst and set_rate(rate) change one thing") {
+    armor::manual_clock clock;
+    bucket c{{.rate = {1, 1s}, .burst = 2}, clock};
+    c.set_burst(4);
+    CHECK(c.burst() == 4);
+    CHECK(c.rate() == armor::rate{1, 1s});
+    c.set_rate({60, 1min});  // the same rate: nothing changes
+    CHECK(c.rate() == armor::rate{1, 1s});
+    c.set_rate({3, 1s});
+    CHECK(c.burst() == 4);
+    CHECK(c.rate() == armor::rate{3, 1s});
+  }
+  SECTION("bad values are refused and change nothing") {
+    bucket c{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
+    CHECK_THROWS_AS(c.set_rate({0, 1s}, 2, at(0)), armor::error);
+    CHECK_THROWS_AS(c.set_rate({1, 1s}, 0, at(0)), armor::error);
+    CHECK(c.rate() == armor::rate{1, 1s});
+    CHECK(c.burst() == 2);
+  }
+}
+
+TEST_CASE("rate changes on random sequences match the exact definition") {
+  std::mt19937_64 rng(99);
+  const auto& rates = sample_rates();
+  for (int round = 0; round < 20; ++round) {
+    const std::int64_t start = 5'000'000'000;
+    armor::rate r = rates[rng() % rates.size()];
+    std::int64_t burst = 1 + static_cast<std::int64_t>(rng() % 20);
+    bucket b{{.rate = r, .burst = burst}, armor::manual_clock{nanoseconds{start}}};
+    reference_bucket ref(r, burst, start);
+    std::int64_t t = start;
+    for (int i = 0; i < 1500; ++i) {
+      const std::int64_t interval = std::max<std::int64_t>(ref.p / ref.c, 1);
+      t += static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(3 * interval + 1));
+      if (rng() % 40 == 0) {
+        r = rates[rng() % rates.size()];
+        burst = 1 + static_cast<std::int64_t>(rng() % 20);
+        b.set_rate(r, burst, at(t));
+        ref.reset(r, burst, t, false);
+        continue;
+      }
+      const std::int64_t n = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(burst + 1));
+      INFO("round " << round << " step " << i << " t=" << t << " n=" << n);
+      check_same(b.try_acquire(n, at(t)), ref.acquire(n, t));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// idle(): what armor::keyed evicts first
+
+TEST_CASE("idle means full again, and a rate changed at runtime is never idle") {
   bucket b{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
   CHECK(b.idle(at(0)));
   REQUIRE(b.try_acquire(1, at(0)));
   CHECK_FALSE(b.idle(at(999'999'999)));
   CHECK(b.idle(at(1s)));
+  b.set_rate({2, 1s}, 2, at(1s));
+  CHECK_FALSE(b.idle(at(10s)));
 }
 
 TEST_CASE("dropping an idle bucket cannot change any decision: a fresh one decides alike") {
@@ -586,7 +693,7 @@ TEST_CASE("a bucket is moved into a pipeline and shared with std::ref") {
   static_assert(std::is_nothrow_move_constructible_v<armor::token_bucket<>>);
   static_assert(alignof(armor::token_bucket<>) == armor::detail::cache_line);
   static_assert(sizeof(armor::token_bucket<>) == armor::detail::cache_line);
-  static_assert(sizeof(armor::token_bucket<armor::steady_clock, false>) <= 88);
+  static_assert(sizeof(armor::token_bucket<armor::steady_clock, false>) <= 96);
 }
 
 // ---------------------------------------------------------------------------

@@ -231,11 +231,11 @@ class bucket_permit {
   template <class, bool>
   friend class token_bucket;
 
-  bucket_permit(detail::bucket_state* s, std::int64_t word, std::int64_t amount) noexcept
+  bucket_permit(detail::bucket_state* s, const detail::bucket_word& word, std::int64_t amount) noexcept
       : state_(s), word_(word), amount_(amount) {}
 
   detail::bucket_state* state_ = nullptr;
-  std::int64_t word_ = 0;    // the state word the grant wrote
+  detail::bucket_word word_{};  // the state the grant wrote
   std::int64_t amount_ = 0;  // the ticks it took
 };
 
@@ -302,7 +302,7 @@ inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, st
 /// state can hold at that rate (2^57 ticks: 4.5 years at whole-nanosecond
 /// intervals; docs/token_bucket.md).
 template <class Clock = steady_clock, bool Padded = true>
-class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket {
+class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token_bucket {
   static_assert(armor::clock<Clock>, "armor::token_bucket: Clock must have now() returning its time_point");
 
  public:
@@ -320,7 +320,6 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
   /// Moves the state. Not thread-safe: move a bucket before sharing it.
   token_bucket(token_bucket&& other) noexcept
       : state_(other.state_),
-        max_wait_(other.max_wait_),
         clock_(std::move(other.clock_)) {}
   token_bucket(const token_bucket&) = delete;
   token_bucket& operator=(const token_bucket&) = delete;
@@ -365,8 +364,8 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
     }
     const std::int64_t now = ns(ctx.now());
     std::int64_t limit = -1;  // no waiting
-    if (max_wait_ > 0) {
-      limit = max_wait_;
+    if (state_.max_wait() > 0) {
+      limit = state_.max_wait();
       if (ctx.has_deadline()) {
         // The driver refuses a wait that ends at or past the deadline.
         const std::int64_t room = detail::saturating_sub(detail::saturating_sub(ns(ctx.deadline()), now), 1);
@@ -385,7 +384,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
       case detail::bucket_outcome::denied: {
         const std::chrono::nanoseconds after{detail::ceil_div(r.late, r.config.count)};
         // Within max_wait but refused: only the deadline can have been in the way.
-        const bool deadline_bound = max_wait_ > 0 && after.count() <= max_wait_;
+        const bool deadline_bound = state_.max_wait() > 0 && after.count() <= state_.max_wait();
         return admission<bucket_permit>::reject(deadline_bound ? errc::deadline_exceeded : errc::rate_limited, after,
                                                 true);
       }
@@ -397,11 +396,49 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
   /// Policy protocol: the attempt ran, the tokens stay spent (whatever its outcome).
   void settle(context&, bucket_permit permit, const verdict&) noexcept { permit.commit(); }
 
-  // Changing rate and burst at runtime (set_rate, set_burst) is withdrawn
-  // until it is sound: the two config slots under a 4-bit tag let a
-  // try_acquire preempted across 16 changes commit a decision made with a
-  // stale config (an ABA on the state word), which the threaded stress test
-  // caught as over-admission. See docs/token_bucket.md.
+  /// Changes rate and burst at once, now (reads the clock), keeping the
+  /// tokens the bucket holds: tokens above the new burst are dropped, none
+  /// are added, debt from reservations is kept. Lock-free for every other
+  /// caller (concurrent changes queue behind each other). Throws
+  /// armor::error(invalid_argument) for values the constructor would
+  /// refuse, changing nothing.
+  void set_rate(const armor::rate& r, std::int64_t burst) {
+    const detail::bucket_config next = checked(r, burst, "armor::token_bucket::set_rate");
+    change([&](const detail::bucket_config&) { return next; }, [this] { return ns(to_timestamp(clock_.now())); });
+  }
+
+  /// Changes rate and burst at `now`, keeping the tokens (see above). `now`
+  /// must not be earlier than the time of calls already decided (the new
+  /// rate would refill, backwards, time the old one already paid out): pass
+  /// a fresh reading of this bucket's clock.
+  void set_rate(const armor::rate& r, std::int64_t burst, timestamp now) {
+    const detail::bucket_config next = checked(r, burst, "armor::token_bucket::set_rate");
+    state_.reconfigure(next, ns(now));
+  }
+
+  /// Changes the rate, keeping the burst and the tokens (reads the clock).
+  void set_rate(const armor::rate& r) {
+    change([&](const detail::bucket_config& c) { return checked(r, c.burst, "armor::token_bucket::set_rate"); },
+           [this] { return ns(to_timestamp(clock_.now())); });
+  }
+
+  /// Changes the rate at `now`, keeping the burst and the tokens.
+  void set_rate(const armor::rate& r, timestamp now) {
+    change([&](const detail::bucket_config& c) { return checked(r, c.burst, "armor::token_bucket::set_rate"); },
+           [now] { return ns(now); });
+  }
+
+  /// Changes the burst, keeping the rate and the tokens (reads the clock).
+  void set_burst(std::int64_t burst) {
+    change([&](const detail::bucket_config& c) { return checked(rate_of(c), burst, "armor::token_bucket::set_burst"); },
+           [this] { return ns(to_timestamp(clock_.now())); });
+  }
+
+  /// Changes the burst at `now`, keeping the rate and the tokens.
+  void set_burst(std::int64_t burst, timestamp now) {
+    change([&](const detail::bucket_config& c) { return checked(rate_of(c), burst, "armor::token_bucket::set_burst"); },
+           [now] { return ns(now); });
+  }
 
   /// The current rate, in lowest terms ({60, 1min} reads back as {1, 1s}).
   [[nodiscard]] armor::rate rate() const noexcept {
@@ -411,7 +448,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
   /// The current burst.
   [[nodiscard]] std::int64_t burst() const noexcept { return state_.config().burst; }
   /// The longest wait admit() grants.
-  [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return std::chrono::nanoseconds{max_wait_}; }
+  [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return std::chrono::nanoseconds{state_.max_wait()}; }
 
   /// Whole tokens available at `now`, without taking any.
   [[nodiscard]] std::int64_t available(timestamp now) const noexcept {
@@ -433,9 +470,22 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
 
  private:
   token_bucket(const detail::bucket_config& config, std::chrono::nanoseconds max_wait, Clock& clock)
-      : state_(config, ns(to_timestamp(clock.now()))), max_wait_(max_wait.count()), clock_(std::move(clock)) {}
+      : state_(config, ns(to_timestamp(clock.now())), max_wait.count()), clock_(std::move(clock)) {}
 
   static constexpr std::int64_t ns(timestamp t) noexcept { return t.time_since_epoch().count(); }
+
+  static armor::rate rate_of(const detail::bucket_config& c) noexcept {
+    return {c.count, std::chrono::nanoseconds{c.period}};
+  }
+
+  detail::bucket_config checked(const armor::rate& r, std::int64_t burst, const char* who) const {
+    return detail::checked_bucket_config(r, burst, std::chrono::nanoseconds{state_.max_wait()}, who);
+  }
+
+  template <class F, class Now>
+  void change(F&& make_next, Now&& now_fn) {
+    state_.update(std::forward<F>(make_next), std::forward<Now>(now_fn));
+  }
 
   static bucket_decision decide(const detail::bucket_result& r) noexcept {
     bucket_status s = bucket_status::granted;
@@ -454,7 +504,6 @@ class alignas(Padded ? detail::cache_line : alignof(std::int64_t)) token_bucket 
   }
 
   detail::bucket_state state_;
-  std::int64_t max_wait_;  // ns
   [[no_unique_address]] Clock clock_;
 };
 

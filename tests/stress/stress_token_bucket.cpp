@@ -144,6 +144,95 @@ TEST_CASE("threads reserving, committing and abandoning waits never exceed the r
   CHECK(all.size() > 1000);
 }
 
+TEST_CASE("rate changes under load are race-free and never exceed the larger rate") {
+  constexpr int iterations = 60000;
+  armor::manual_clock clock;
+  armor::token_bucket b{{.rate = {1, 1us}, .burst = 20}, clock};
+  std::atomic<bool> done{false};
+  std::vector<std::vector<grant>> logs(threads);
+  std::vector<std::thread> pool;
+  pool.emplace_back([&] {
+    std::mt19937_64 rng(99);
+    while (!done.load(std::memory_order_relaxed)) {
+      const bool fast = rng() % 2 == 0;
+      b.set_rate(fast ? armor::rate{1, 1us} : armor::rate{1, 3us}, fast ? 20 : 10);
+      std::this_thread::yield();
+    }
+  });
+  for (int id = 0; id < threads - 1; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(id) + 21);
+      auto& log = logs[static_cast<std::size_t>(id)];
+      for (int i = 0; i < iterations; ++i) {
+        const auto now = armor::to_timestamp(clock.now());
+        if (b.try_acquire(1, now)) {
+          log.push_back({now.time_since_epoch().count(), 1});
+        } else {
+          clock.advance(nanoseconds{1 + static_cast<std::int64_t>(rng() % 300)});
+        }
+      }
+    });
+  }
+  for (std::size_t i = 1; i < pool.size(); ++i) pool[i].join();
+  done.store(true);
+  pool[0].join();
+  std::vector<grant> all;
+  for (const auto& log : logs) all.insert(all.end(), log.begin(), log.end());
+  // Tokens are kept across changes, never created: the larger rate and burst bound every window.
+  CHECK(worst_window(all, 1, 1000, 20) <= 0);
+  CHECK(b.available(armor::to_timestamp(clock.now())) <= b.burst());
+}
+
+TEST_CASE("callers preempted across many rate changes never commit a stale decision") {
+  // The writer changes the config as fast as it can (no yield), among four
+  // configs, so that a caller preempted between reading the state and its
+  // CAS sees many generations pass: with a narrow generation tag the state
+  // came back to the very value it had read, and the caller's CAS committed
+  // a decision made with another config's rate and burst (seen as
+  // over-admission). The fastest rate (1 per us) and largest burst (20)
+  // bound every window, whatever the interleaving.
+  constexpr int iterations = 40000;
+  struct config {
+    armor::rate r;
+    std::int64_t burst;
+  };
+  const config configs[] = {{{1, 1us}, 20}, {{1, 3us}, 10}, {{2, 5us}, 4}, {{1, 7us}, 1}};
+  armor::manual_clock clock;
+  armor::token_bucket b{{.rate = {1, 1us}, .burst = 20}, clock};
+  std::atomic<bool> done{false};
+  std::vector<std::vector<grant>> logs(threads);
+  std::vector<std::thread> pool;
+  pool.emplace_back([&] {
+    std::mt19937_64 rng(7);
+    while (!done.load(std::memory_order_relaxed)) {
+      const config& c = configs[rng() % 4];
+      b.set_rate(c.r, c.burst);
+    }
+  });
+  for (int id = 0; id < threads - 1; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(id) + 5);
+      auto& log = logs[static_cast<std::size_t>(id)];
+      for (int i = 0; i < iterations; ++i) {
+        const auto now = armor::to_timestamp(clock.now());
+        const std::int64_t n = 1 + static_cast<std::int64_t>(rng() % 3);
+        if (b.try_acquire(n, now)) {
+          log.push_back({now.time_since_epoch().count(), n});
+        } else {
+          clock.advance(nanoseconds{1 + static_cast<std::int64_t>(rng() % 500)});
+        }
+      }
+    });
+  }
+  for (std::size_t i = 1; i < pool.size(); ++i) pool[i].join();
+  done.store(true);
+  pool[0].join();
+  std::vector<grant> all;
+  for (const auto& log : logs) all.insert(all.end(), log.begin(), log.end());
+  CHECK(worst_window(all, 1, 1000, 20) <= 0);
+  CHECK(all.size() > 1000);
+}
+
 TEST_CASE("a keyed map churning under contention stays race-free and bounded") {
   constexpr int iterations = 20000;
   armor::manual_clock clock;

@@ -14,26 +14,34 @@
 //
 // Ticks overflow int64 after 2^63/c ns, so the state is relative to a *base*
 // time (ns) kept beside the rate in a config slot, and it is re-based when
-// time has moved far from it. The hot state is one std::atomic<int64_t>:
+// time has moved far from it. The hot state is a pair changed together by
+// one 16-byte CAS (detail/wide_cas.hpp):
 //
-//     bits 63..60  generation tag (which of two config slots is current)
-//     bits 59..0   TAT, the theoretical arrival time, in ticks since the
-//                  slot's base (signed, 60 bits)
+//     value       TAT, the theoretical arrival time, in ticks since the
+//                 current slot's base (signed 64 bits, kept within 2^59)
+//     generation  which config is current: slot (generation & 1); 64 bits,
+//                 it only grows and never wraps
 //
 // A config slot holds {c, p, burst, base}. Changing the rate (or the base)
 // writes the slot the state does not use, then moves the state to it with
-// one CAS that also converts the TAT: readers never wait and never see a
-// TAT paired with the wrong rate (but see the ABA note in
-// docs/token_bucket.md: a 4-bit tag can wrap). Writers of slots (re-basing)
-// take a small claim flag among themselves; the read and grant paths never
-// touch it.
+// one CAS that also converts the TAT and bumps the generation. A reader
+// loads the generation, then the value, then the slot; its grant is a CAS
+// of the whole pair, so it succeeds only if the generation is still the one
+// whose slot it read (a slot is rewritten only two generations later), and
+// its denial is checked the same way by re-reading the generation. The
+// generation never coming back is what rules out the ABA a narrower tag had
+// (16 changes during one preempted call). Writers of slots (rate changes,
+// re-basing) take a small claim flag among themselves; the read and grant
+// paths never touch it.
 #pragma once
 
 #include <armor/detail/time.hpp>
+#include <armor/detail/wide_cas.hpp>
 
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <utility>
 
 namespace armor::detail {
 
@@ -52,9 +60,6 @@ struct bucket_config {
   friend constexpr bool operator==(const bucket_config&, const bucket_config&) = default;
 };
 
-// The value field: 60-bit signed ticks, [-2^59, 2^59).
-inline constexpr int bucket_tag_shift = 60;
-inline constexpr std::uint64_t bucket_value_mask = (std::uint64_t{1} << bucket_tag_shift) - 1;
 /// The oldest time the state represents, in ticks from the base. An older
 /// TAT means "full" for every time the state can be asked about.
 inline constexpr std::int64_t bucket_floor = -(std::int64_t{1} << 58);
@@ -69,13 +74,20 @@ inline constexpr std::int64_t bucket_max_span = std::int64_t{1} << 57;
 /// What one acquire came to.
 enum class bucket_outcome : std::uint8_t { granted, denied, too_large };
 
+/// A reading of the state pair: the TAT and the generation it belongs to.
+struct bucket_word {
+  std::int64_t value = 0;
+  std::uint64_t generation = 0;
+  friend constexpr bool operator==(const bucket_word&, const bucket_word&) = default;
+};
+
 struct bucket_result {
   bucket_outcome outcome = bucket_outcome::denied;
   bucket_config config{};
   std::int64_t n = 0;     ///< tokens asked for
   std::int64_t debt = 0;  ///< ticks until full: after a grant, or as found by a denial (>= 0)
   std::int64_t late = 0;  ///< ticks until the n tokens are due: > 0 for a reservation or a denial
-  std::int64_t word = 0;  ///< the state word a grant wrote (for giving it back)
+  bucket_word word{};     ///< the state a grant wrote (for giving it back)
 };
 
 /// A reading of the state without changing it.
@@ -84,39 +96,27 @@ struct bucket_snapshot {
   std::int64_t debt = 0;  ///< ticks until full (>= 0)
 };
 
-[[nodiscard]] constexpr std::int64_t bucket_word(unsigned tag, std::int64_t value) noexcept {
-  return static_cast<std::int64_t>((std::uint64_t{tag & 15U} << bucket_tag_shift) |
-                                   (static_cast<std::uint64_t>(value) & bucket_value_mask));
-}
-[[nodiscard]] constexpr unsigned bucket_tag(std::int64_t word) noexcept {
-  return static_cast<unsigned>(static_cast<std::uint64_t>(word) >> bucket_tag_shift);
-}
-[[nodiscard]] constexpr std::int64_t bucket_value(std::int64_t word) noexcept {
-  // Sign-extends the 60-bit field (arithmetic right shift is defined in C++20).
-  return static_cast<std::int64_t>(static_cast<std::uint64_t>(word) << (64 - bucket_tag_shift)) >>
-         (64 - bucket_tag_shift);
-}
-
 /// ceil(a / b) for a >= 0, b > 0.
 [[nodiscard]] constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) noexcept {
   return a / b + (a % b != 0 ? 1 : 0);
 }
 
-class bucket_state {
+class alignas(16) bucket_state {
  public:
-  /// A full bucket with `config`, based at `now` (ns).
-  bucket_state(const bucket_config& config, std::int64_t now) noexcept {
+  /// A full bucket with `config`, based at `now` (ns). `max_wait` (ns) is
+  /// only kept for the owner (see max_wait()).
+  bucket_state(const bucket_config& config, std::int64_t now, std::int64_t max_wait = 0) noexcept
+      : max_wait_(max_wait) {
     write_slot(0, config, now);
-    word_.store(bucket_word(0, bucket_floor), std::memory_order_relaxed);
+    store({bucket_floor, 0});
   }
 
   /// A snapshot of another state (for moving a bucket before it is shared).
-  bucket_state(const bucket_state& other) noexcept {
-    const std::int64_t w = other.word_.load(std::memory_order_acquire);
-    const unsigned tag = bucket_tag(w);
-    const slot_values s = other.read_slot(tag);
-    write_slot(tag, s.config, s.base);
-    word_.store(w, std::memory_order_relaxed);
+  bucket_state(const bucket_state& other) noexcept : max_wait_(other.max_wait_) {
+    const bucket_word w = other.load();
+    const slot_values s = other.read_slot(w.generation);
+    write_slot(w.generation, s.config, s.base);
+    store(w);
     modified_.store(other.modified(), std::memory_order_relaxed);
   }
   bucket_state& operator=(const bucket_state&) = delete;
@@ -128,41 +128,42 @@ class bucket_state {
   /// The common case (now near the base, n within the burst) is this
   /// small inline loop; everything else goes to acquire_general().
   [[nodiscard]] bucket_result acquire(std::int64_t n, std::int64_t now, std::int64_t wait_limit) noexcept {
-    std::int64_t w = word_.load(std::memory_order_acquire);
     for (;;) {
-      const unsigned tag = bucket_tag(w);
-      const slot_values s = read_slot(tag);
+      const bucket_word w = load();
+      const slot_values s = read_slot(w.generation);
       std::int64_t d = 0;
       std::int64_t nt = 0;
       if (__builtin_sub_overflow(now, s.base, &d) || __builtin_mul_overflow(d, s.config.count, &nt) ||
           nt > bucket_soft_limit || nt < bucket_floor || n > s.config.burst || wait_limit >= 0) [[unlikely]] {
         return acquire_general(n, now, wait_limit);
       }
+      // A consistent config has tau <= bucket_max_span (validated when it
+      // was made), so with n <= burst nothing below overflows. Fields torn
+      // by a slot rewrite need not: such a reading cannot stand anyway (its
+      // generation has moved on), so start over.
+      std::int64_t tau = 0;
+      if (__builtin_mul_overflow(s.config.burst, s.config.period, &tau) || tau > bucket_max_span) [[unlikely]] {
+        continue;
+      }
+      const std::int64_t cost = n * s.config.period;
       bucket_result r;
       r.config = s.config;
       r.n = n;
-      const std::int64_t v = bucket_value(w);
-      const std::int64_t start = v > nt ? v : nt;
-      const std::int64_t end = start + n * s.config.period;
-      r.late = end - nt - s.config.tau();
+      const std::int64_t start = w.value > nt ? w.value : nt;
+      const std::int64_t end = start + cost;
+      r.late = end - nt - tau;
       if (r.late > 0 || n == 0) {
-        if (!unchanged(w)) {
-          w = word_.load(std::memory_order_acquire);
-          continue;
-        }
+        if (!unchanged(w.generation)) continue;
         r.outcome = r.late > 0 ? bucket_outcome::denied : bucket_outcome::granted;
         r.debt = start - nt;
         if (n == 0) r.word = w;
         return r;
       }
-      // A failed CAS leaves the current word in w (acquire on failure, as a
-      // load of it would be): retry from it at once, while this core still
-      // owns the cache line. See acquire_general for the success order.
-      if (word_.compare_exchange_weak(w, bucket_word(tag, end), std::memory_order_acq_rel,
-                                      std::memory_order_acquire)) {
+      const bucket_word next{end, w.generation};
+      if (exchange(w, next)) {
         r.outcome = bucket_outcome::granted;
         r.debt = end - nt;
-        r.word = bucket_word(tag, end);
+        r.word = next;
         return r;
       }
     }
@@ -172,9 +173,8 @@ class bucket_state {
   /// reservations.
   [[gnu::noinline]] bucket_result acquire_general(std::int64_t n, std::int64_t now, std::int64_t wait_limit) noexcept {
     for (;;) {
-      std::int64_t w = word_.load(std::memory_order_acquire);
-      const unsigned tag = bucket_tag(w);
-      const slot_values s = read_slot(tag);
+      const bucket_word w = load();
+      const slot_values s = read_slot(w.generation);
       std::int64_t nt = 0;
       const span where = ticks_since(now, s.base, s.config.count, nt);
       if (where != span::near) [[unlikely]] {
@@ -187,16 +187,20 @@ class bucket_state {
       bucket_result r;
       r.config = s.config;
       r.n = n;
-      const std::int64_t v = bucket_value(w);
+      const std::int64_t v = w.value;
       if (n > s.config.burst) [[unlikely]] {
-        if (!unchanged(w)) continue;
+        if (!unchanged(w.generation)) continue;
         r.outcome = bucket_outcome::too_large;
         r.debt = v > nt ? v - nt : 0;
         return r;
       }
-      const std::int64_t tau = s.config.tau();
+      std::int64_t tau = 0;
+      if (__builtin_mul_overflow(s.config.burst, s.config.period, &tau) || tau > bucket_max_span) [[unlikely]] {
+        continue;  // torn fields (see acquire)
+      }
+      const std::int64_t cost = n * s.config.period;
       const std::int64_t start = v > nt ? v : nt;
-      const std::int64_t end = start + n * s.config.period;  // n <= burst: fits (tau <= max span)
+      const std::int64_t end = start + cost;  // n <= burst: fits (tau <= max span)
       r.late = end - nt - tau;
       if (r.late > 0) {
         // Not there yet: deny, or reserve if the wait is allowed.
@@ -206,9 +210,9 @@ class bucket_state {
           if (limit > bucket_max_span - tau) limit = bucket_max_span - tau;
         }
         if (r.late > limit) {
-          // Read, decide, return: the decision is valid if the word did
+          // Read, decide, return: the decision stands if the generation did
           // not change while the slot was read (a re-base or rate change).
-          if (!unchanged(w)) continue;
+          if (!unchanged(w.generation)) continue;
           r.outcome = bucket_outcome::denied;
           r.debt = start - nt;
           return r;
@@ -216,16 +220,14 @@ class bucket_state {
       }
       r.outcome = bucket_outcome::granted;
       if (n == 0) {
-        if (!unchanged(w)) continue;
+        if (!unchanged(w.generation)) continue;
         r.debt = start - nt;
         r.late = 0;
         r.word = w;
         return r;
       }
-      const std::int64_t next = bucket_word(tag, end);
-      // acq_rel: release publishes nothing new, but keeps this RMW in the
-      // release sequence of a slot writer's CAS; acquire pairs with it.
-      if (word_.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      const bucket_word next{end, w.generation};
+      if (exchange(w, next)) {
         r.debt = end - nt;
         r.word = next;
         return r;
@@ -234,23 +236,21 @@ class bucket_state {
   }
 
   /// Gives back `amount` ticks a grant took, if the state is still exactly
-  /// the word that grant wrote (nothing was granted or reserved after it, no
-  /// rate change): the state becomes what it would be had the grant never
-  /// happened. Otherwise gives nothing back and returns false.
-  bool give_back(std::int64_t word, std::int64_t amount) noexcept {
-    std::int64_t expected = word;
-    const std::int64_t back = bucket_word(bucket_tag(word), bucket_value(word) - amount);
-    return word_.compare_exchange_strong(expected, back, std::memory_order_acq_rel, std::memory_order_relaxed);
+  /// what that grant wrote (nothing was granted or reserved after it, no
+  /// rate change, no re-base): the state becomes what it would be had the
+  /// grant never happened. Otherwise gives nothing back and returns false.
+  bool give_back(const bucket_word& word, std::int64_t amount) noexcept {
+    return exchange(word, {word.value - amount, word.generation});
   }
 
   /// The state at `now`, unchanged.
   [[nodiscard]] bucket_snapshot peek(std::int64_t now) const noexcept {
     for (;;) {
-      const std::int64_t w = word_.load(std::memory_order_acquire);
-      const slot_values s = read_slot(bucket_tag(w));
-      if (!unchanged(w)) continue;
+      const bucket_word w = load();
+      const slot_values s = read_slot(w.generation);
+      if (!unchanged(w.generation)) continue;
       const bucket_int128 nt = clamped_ticks(now, s);
-      const bucket_int128 debt = static_cast<bucket_int128>(bucket_value(w)) - nt;
+      const bucket_int128 debt = static_cast<bucket_int128>(w.value) - nt;
       return {s.config, debt > 0 ? static_cast<std::int64_t>(debt) : 0};
     }
   }
@@ -258,11 +258,15 @@ class bucket_state {
   /// The current config.
   [[nodiscard]] bucket_config config() const noexcept {
     for (;;) {
-      const std::int64_t w = word_.load(std::memory_order_acquire);
-      const slot_values s = read_slot(bucket_tag(w));
-      if (unchanged(w)) return s.config;
+      const std::uint64_t g = pair_.second.load(std::memory_order_acquire);
+      const slot_values s = read_slot(g);
+      if (unchanged(g)) return s.config;
     }
   }
+
+  /// The longest wait the owner grants, in ns: fixed at construction. Kept
+  /// here because it fits in the padding the 16-byte alignment leaves.
+  [[nodiscard]] std::int64_t max_wait() const noexcept { return max_wait_; }
 
   /// True once reconfigure() has changed the config (re-basing does not count).
   /// Relaxed: a hint for armor::keyed's eviction, read after the entry's
@@ -273,17 +277,36 @@ class bucket_state {
   /// golang.org/x/time/rate's SetLimit/SetBurst do): tokens at the old rate
   /// are converted to time at the new one. Tokens above the new burst are
   /// dropped (the bucket is full); a fraction of a token that the new tick
-  /// cannot express is rounded down (less than 1/period of a token). Returns
-  /// false if `next` is the current config (nothing to do).
+  /// cannot express is rounded towards fewer tokens (less than 1/period of
+  /// a token). Returns false if `next` is the current config (nothing to do).
   bool reconfigure(const bucket_config& next, std::int64_t now) noexcept {
+    return update([&](const bucket_config&) { return next; }, [now] { return now; });
+  }
+
+  /// reconfigure() to `make_next(current config)`, the reading and the
+  /// change together under the writers' claim (so two changes of different
+  /// fields cannot undo each other). If make_next throws, nothing changes.
+  ///
+  /// The change takes effect at `now_fn()`, called after each reading of
+  /// the state: with a clock, that time is no earlier than the stamp of any
+  /// call whose grant the reading includes, and a grant after the reading
+  /// makes the CAS fail and the time be read again. Converting at a time
+  /// before a grant's own stamp would let the new rate refill, backwards, a
+  /// stretch the old rate already paid out.
+  template <class F, class Now>
+  bool update(F&& make_next, Now&& now_fn) noexcept(noexcept(make_next(std::declval<const bucket_config&>())) &&
+                                                     noexcept(now_fn())) {
     claim_guard guard(claim_);
+    // Only claim holders write slots, and only the next generation's: the
+    // current slot holds still while the claim is held.
+    const bucket_config next = make_next(read_slot(pair_.second.load(std::memory_order_acquire)).config);
     for (;;) {
-      std::int64_t w = word_.load(std::memory_order_acquire);
-      const unsigned tag = bucket_tag(w);
-      const slot_values s = read_slot(tag);
+      const bucket_word w = load();
+      const slot_values s = read_slot(w.generation);
       if (s.config == next) return false;
+      const std::int64_t now = now_fn();
       const bucket_int128 nt = clamped_ticks(now, s);
-      bucket_int128 debt = static_cast<bucket_int128>(bucket_value(w)) - nt;  // old ticks
+      bucket_int128 debt = static_cast<bucket_int128>(w.value) - nt;  // old ticks
       if (debt < 0) debt = 0;
       // tokens = b1 - debt / p1  ->  new debt = (b2 - tokens) * p2 ticks of the new size.
       const bucket_int128 scaled = debt * next.period;
@@ -295,9 +318,10 @@ class bucket_state {
       } else if (converted > 0) {
         value = static_cast<std::int64_t>(converted);
       }
-      write_slot(tag + 1, next, now);
-      if (word_.compare_exchange_strong(w, bucket_word(tag + 1, value), std::memory_order_acq_rel,
-                                        std::memory_order_relaxed)) {
+      // The slot of the next generation is read by nobody whose decision
+      // can stand: a reader of it holds generation - 1 or older.
+      write_slot(w.generation + 1, next, now);
+      if (exchange(w, {value, w.generation + 1})) {
         modified_.store(true, std::memory_order_relaxed);
         return true;
       }
@@ -340,41 +364,61 @@ class bucket_state {
     std::atomic<std::uint32_t>& c_;
   };
 
-  // Read after an acquire load of the word. That load sees the slot as its
-  // writer left it: the writer stored the fields before the CAS that
-  // published the tag, and every later change of the word is an RMW, so that
-  // CAS heads a release sequence every reader of the word synchronises with.
-  // The loads are acquire themselves for the opposite case, a slot being
-  // rewritten under a reader holding a stale word (see write_slot): then the
-  // reader's re-check of the word, or its CAS, must fail. On x86 an acquire
-  // load is a plain load; unlike a fence, ThreadSanitizer understands it.
-  [[nodiscard]] slot_values read_slot(unsigned tag) const noexcept {
-    const slot& s = slots_[tag & 1U];
+  // The generation first, then the value: a value read after generation g
+  // belongs to g or a later generation, and the caller's CAS (or re-check
+  // of the generation) tells which.
+  [[nodiscard]] bucket_word load() const noexcept {
+    const std::uint64_t g = pair_.second.load(std::memory_order_acquire);
+    const auto v = static_cast<std::int64_t>(pair_.first.load(std::memory_order_acquire));
+    return {v, g};
+  }
+
+  // Only before the state is shared (constructors).
+  void store(const bucket_word& w) noexcept {
+    pair_.first.store(static_cast<std::uint64_t>(w.value), std::memory_order_relaxed);
+    pair_.second.store(w.generation, std::memory_order_relaxed);
+  }
+
+  // One CAS of the pair (acquire-release: it heads or continues the release
+  // sequence a slot writer's CAS started, and it sees that writer's slot).
+  bool exchange(const bucket_word& expected, const bucket_word& desired) noexcept {
+    return pair_.compare_exchange(static_cast<std::uint64_t>(expected.value), expected.generation,
+                                  static_cast<std::uint64_t>(desired.value), desired.generation);
+  }
+
+  // Read after an acquire load of the generation g. That load sees the slot
+  // as its writer left it: the writer stored the fields before the CAS that
+  // published g. The slot is next rewritten for generation g + 2, which
+  // only starts once g + 1 is published; so if the generation is still g
+  // when the caller's CAS succeeds or its re-check runs, the fields read are
+  // g's. The loads are acquire so that a field written for g + 2 (seen by a
+  // stale reader) makes that reader's later re-check see the generation
+  // move on. On x86 an acquire load is a plain load; unlike a fence,
+  // ThreadSanitizer understands it.
+  [[nodiscard]] slot_values read_slot(std::uint64_t generation) const noexcept {
+    const slot& s = slots_[generation & 1U];
     return {{s.count.load(std::memory_order_acquire), s.period.load(std::memory_order_acquire),
              s.burst.load(std::memory_order_acquire)},
             s.base.load(std::memory_order_acquire)};
   }
 
-  // Called only with the claim held, on the slot the word does not use.
-  // Release: a reader whose acquire load sees one of these values then sees
-  // the word as at least the state this writer observed before writing (a
-  // newer tag), so its re-check or CAS fails and it retries: a reader never
-  // acts on a word paired with a slot rewritten for a later generation
-  // (short of 16 generations passing between its two loads; see the docs).
-  void write_slot(unsigned tag, const bucket_config& c, std::int64_t base) noexcept {
-    slot& s = slots_[tag & 1U];
+  // Called only with the claim held (or before the state is shared), on the
+  // slot of a generation not yet published.
+  void write_slot(std::uint64_t generation, const bucket_config& c, std::int64_t base) noexcept {
+    slot& s = slots_[generation & 1U];
     s.count.store(c.count, std::memory_order_release);
     s.period.store(c.period, std::memory_order_release);
     s.burst.store(c.burst, std::memory_order_release);
     s.base.store(base, std::memory_order_release);
   }
 
-  // True if the word is still `w` after the slot was read (seqlock-style
-  // validation for paths that decide without a CAS). Relaxed suffices: the
-  // slot loads before it are acquire, so it cannot be reordered before them,
-  // and it cannot read a word older than one it already depends on.
-  [[nodiscard]] bool unchanged(std::int64_t w) const noexcept {
-    return word_.load(std::memory_order_relaxed) == w;
+  // True if the generation is still `g` after the slot was read
+  // (seqlock-style validation for paths that decide without a CAS). The
+  // generation only grows, so "still g" means "g all along". Relaxed
+  // suffices: the slot loads before it are acquire, so it cannot be
+  // reordered before them.
+  [[nodiscard]] bool unchanged(std::uint64_t g) const noexcept {
+    return pair_.second.load(std::memory_order_relaxed) == g;
   }
 
   // Ticks from `base` to `now`, clamped below at the floor (an older time is
@@ -418,25 +462,22 @@ class bucket_state {
 
   bool rebase_claimed(std::int64_t now) noexcept {
     for (;;) {
-      std::int64_t w = word_.load(std::memory_order_acquire);
-      const unsigned tag = bucket_tag(w);
-      const slot_values s = read_slot(tag);
+      const bucket_word w = load();
+      const slot_values s = read_slot(w.generation);
       const bucket_int128 nt = clamped_ticks(now, s);
       if (nt <= bucket_soft_limit) return true;  // done by another writer
-      const bucket_int128 moved = static_cast<bucket_int128>(bucket_value(w)) - nt;
+      const bucket_int128 moved = static_cast<bucket_int128>(w.value) - nt;
       const std::int64_t value = moved < bucket_floor ? bucket_floor : static_cast<std::int64_t>(moved);
-      write_slot(tag + 1, s.config, now);
-      if (word_.compare_exchange_strong(w, bucket_word(tag + 1, value), std::memory_order_acq_rel,
-                                        std::memory_order_relaxed)) {
-        return true;
-      }
+      write_slot(w.generation + 1, s.config, now);
+      if (exchange(w, {value, w.generation + 1})) return true;
     }
   }
 
-  std::atomic<std::int64_t> word_{0};
+  atomic_pair pair_;  // first: the TAT (value), second: the generation
+  slot slots_[2];
+  std::int64_t max_wait_ = 0;
   std::atomic<std::uint32_t> claim_{0};
   std::atomic<bool> modified_{false};
-  slot slots_[2];
 };
 
 }  // namespace armor::detail
