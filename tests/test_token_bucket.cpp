@@ -853,3 +853,63 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
   CHECK(armor::retry_after_seconds(2s) == 2);
   CHECK(armor::retry_after_seconds(2001ms) == 3);
 }
+
+// ---------------------------------------------------------------------------
+// stats()
+
+TEST_CASE("stats report the limit, the level and, with count_calls, every decision") {
+  armor::manual_clock clock;
+  bucket b{{.rate = {1, 1s}, .burst = 3, .count_calls = true}, clock};
+  auto s = b.stats(at(0));
+  CHECK(s.rate == armor::rate{1, 1s});
+  CHECK(s.burst == 3);
+  CHECK(s.available == 3);
+  CHECK(s.until_full == 0s);
+  CHECK(s.counting);
+  CHECK(s.granted == 0);
+
+  REQUIRE(b.try_acquire(2, at(0)));
+  CHECK_FALSE(b.try_acquire(2, at(0)));
+  CHECK_FALSE(b.try_acquire(4, at(0)));
+  auto r = b.reserve(1, 10s, at(0));
+  REQUIRE(r);
+  r.permit.commit();
+  s = b.stats(at(500ms));
+  CHECK(s.granted == 2);
+  CHECK(s.rejected == 1);
+  CHECK(s.too_large == 1);
+  CHECK(s.available == 0);
+  CHECK(s.until_full == 2500ms);  // 3 tokens owed at 0 s, 0.5 s refilled
+
+  SECTION("a pipeline's admissions count too") {
+    auto p = armor::pipeline{clock, std::ref(b)};
+    clock.set(armor::manual_clock::time_point{10s});
+    CHECK(p.try_execute([] { return 1; }).has_value());
+    CHECK(b.stats().granted == 3);
+  }
+  SECTION("a rate change shows at once") {
+    b.set_rate({2, 1s}, 4, at(1s));
+    s = b.stats(at(1s));
+    CHECK(s.rate == armor::rate{2, 1s});
+    CHECK(s.burst == 4);
+  }
+}
+
+TEST_CASE("without count_calls a bucket counts nothing, and keyed buckets never count") {
+  bucket b{{.rate = {1, 1s}, .burst = 1}, armor::manual_clock{}};
+  REQUIRE(b.try_acquire(1, at(0)));
+  CHECK_FALSE(b.try_acquire(1, at(0)));
+  const auto s = b.stats(at(0));
+  CHECK_FALSE(s.counting);
+  CHECK(s.granted == 0);
+  CHECK(s.rejected == 0);
+  CHECK(s.available == 0);
+  CHECK(s.until_full == 1s);
+
+  armor::token_bucket<armor::manual_clock, false> unpadded{{.rate = {1, 1s}, .burst = 1, .count_calls = true},
+                                                            armor::manual_clock{}};
+  REQUIRE(unpadded.try_acquire(1, at(0)));
+  CHECK_FALSE(unpadded.stats(at(0)).counting);
+  CHECK(unpadded.stats(at(0)).granted == 0);
+  static_assert(sizeof(armor::token_bucket<armor::steady_clock, false>) <= 96, "counters cost no memory per key");
+}

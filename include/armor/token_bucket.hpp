@@ -101,6 +101,12 @@ struct token_bucket_options {
   /// In a pipeline, how long a call may wait for its tokens; 0 (the
   /// default) rejects at once with rate_limited and retry_after. >= 0.
   std::chrono::nanoseconds max_wait{0};
+  /// Count granted, rejected and too-large calls in stats() (one relaxed
+  /// atomic add per call, on the bucket's own cache line). Off by default:
+  /// it turns a denial, which otherwise writes nothing, into a write.
+  /// Buckets inside armor::keyed never count (they are unpadded, and per
+  /// key counts would cost memory per key).
+  bool count_calls = false;
 
   /// Parses a rate and options: "100/s", "10r/s burst=20",
   /// "5000/h, burst=100, max_wait=2s" (burst defaults to 1, max_wait to 0).
@@ -123,6 +129,42 @@ enum class bucket_status : std::uint8_t {
 
 template <class Clock, bool Padded>
 class token_bucket;
+
+/// A snapshot of a token bucket: its limit, its level now, and (with
+/// token_bucket_options::count_calls) what it has decided. Each field is
+/// read with a relaxed load: consistent one by one, not as a whole.
+struct token_bucket_stats {
+  armor::rate rate{};                        ///< the current rate, in lowest terms
+  std::int64_t burst = 0;                    ///< the current burst
+  std::int64_t available = 0;                ///< whole tokens available now (< 0: owed to reservations)
+  std::chrono::nanoseconds until_full{0};    ///< time until the bucket is full again
+  bool counting = false;                     ///< whether the counters below are kept
+  std::uint64_t granted = 0;                 ///< calls granted, waits included
+  std::uint64_t rejected = 0;                ///< calls refused: too few tokens within the wait allowed
+  std::uint64_t too_large = 0;               ///< calls refused for asking more than the burst
+};
+
+namespace detail {
+/// The counters of a padded bucket (they fit in its cache-line padding).
+struct bucket_counters {
+  std::atomic<std::uint64_t> granted{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> too_large{0};
+  bool on = false;
+
+  explicit bucket_counters(bool count) noexcept : on(count) {}
+  bucket_counters(const bucket_counters& o) noexcept
+      : granted(o.granted.load(std::memory_order_relaxed)),
+        rejected(o.rejected.load(std::memory_order_relaxed)),
+        too_large(o.too_large.load(std::memory_order_relaxed)),
+        on(o.on) {}
+  bucket_counters& operator=(const bucket_counters&) = delete;
+};
+/// Unpadded buckets (per key in armor::keyed) count nothing.
+struct no_bucket_counters {
+  explicit no_bucket_counters(bool) noexcept {}
+};
+}  // namespace detail
 
 /// A token bucket's answer to try_acquire or reserve: whether the tokens were
 /// granted, and the numbers a server puts in its rate-limit headers. A small
@@ -315,11 +357,12 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// A full bucket. Reads the clock once (the start of its time scale).
   explicit token_bucket(const token_bucket_options& options, Clock clock = Clock{})
       : token_bucket(detail::checked_bucket_config(options.rate, options.burst, options.max_wait, "armor::token_bucket"),
-                     options.max_wait, clock) {}
+                     options.max_wait, options.count_calls, clock) {}
 
   /// Moves the state. Not thread-safe: move a bucket before sharing it.
   token_bucket(token_bucket&& other) noexcept
       : state_(other.state_),
+        counters_(other.counters_),
         clock_(std::move(other.clock_)) {}
   token_bucket(const token_bucket&) = delete;
   token_bucket& operator=(const token_bucket&) = delete;
@@ -334,7 +377,7 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// Takes n tokens at `now` (a reading of this bucket's clock), or none.
   [[nodiscard]] bucket_decision try_acquire(std::int64_t n, timestamp now) noexcept {
     if (n < 0) [[unlikely]] return invalid(n);
-    return decide(state_.acquire(n, ns(now), -1));
+    return decide(counted(state_.acquire(n, ns(now), -1)));
   }
 
   /// Reserves n tokens if they are there within `max_wait` of now (reads
@@ -349,7 +392,8 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// behind them. A denial reserves nothing.
   [[nodiscard]] bucket_reservation reserve(std::int64_t n, std::chrono::nanoseconds max_wait, timestamp now) noexcept {
     if (n < 0) [[unlikely]] return {invalid(n), {}};
-    const detail::bucket_result r = state_.acquire(n, ns(now), max_wait.count() < 0 ? 0 : max_wait.count());
+    const detail::bucket_result r =
+        counted(state_.acquire(n, ns(now), max_wait.count() < 0 ? 0 : max_wait.count()));
     return {decide(r), permit_for(r)};
   }
 
@@ -372,7 +416,7 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
         if (room < limit) limit = room < 0 ? -1 : room;
       }
     }
-    const detail::bucket_result r = state_.acquire(n, now, limit);
+    const detail::bucket_result r = counted(state_.acquire(n, now, limit));
     switch (r.outcome) {
       case detail::bucket_outcome::granted: {
         if (r.late > 0) {
@@ -458,6 +502,26 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// Whole tokens available now (reads the clock).
   [[nodiscard]] std::int64_t available() const { return available(to_timestamp(clock_.now())); }
 
+  /// A snapshot at `now`: limit, level and counters (see token_bucket_stats).
+  [[nodiscard]] token_bucket_stats stats(timestamp now) const noexcept {
+    const detail::bucket_snapshot s = state_.peek(ns(now));
+    token_bucket_stats out;
+    out.rate = rate_of(s.config);
+    out.burst = s.config.burst;
+    const bucket_decision d(bucket_status::granted, s.config, 0, s.debt, 0);
+    out.available = d.remaining();
+    out.until_full = d.reset();
+    if constexpr (Padded) {
+      out.counting = counters_.on;
+      out.granted = counters_.granted.load(std::memory_order_relaxed);
+      out.rejected = counters_.rejected.load(std::memory_order_relaxed);
+      out.too_large = counters_.too_large.load(std::memory_order_relaxed);
+    }
+    return out;
+  }
+  /// A snapshot now (reads the clock).
+  [[nodiscard]] token_bucket_stats stats() const { return stats(to_timestamp(clock_.now())); }
+
   /// For armor::keyed: true when dropping this bucket and creating a fresh
   /// one from the same options changes no decision for requests at or after
   /// `now`: the bucket is full at `now` and its rate was never changed.
@@ -469,8 +533,23 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  token_bucket(const detail::bucket_config& config, std::chrono::nanoseconds max_wait, Clock& clock)
-      : state_(config, ns(to_timestamp(clock.now())), max_wait.count()), clock_(std::move(clock)) {}
+  token_bucket(const detail::bucket_config& config, std::chrono::nanoseconds max_wait, bool count_calls, Clock& clock)
+      : state_(config, ns(to_timestamp(clock.now())), max_wait.count()),
+        counters_(count_calls),
+        clock_(std::move(clock)) {}
+
+  // Counts the outcome when counting is on (padded buckets only).
+  const detail::bucket_result& counted(const detail::bucket_result& r) noexcept {
+    if constexpr (Padded) {
+      if (counters_.on) [[unlikely]] {
+        std::atomic<std::uint64_t>& c = r.outcome == detail::bucket_outcome::granted ? counters_.granted
+                                        : r.outcome == detail::bucket_outcome::denied ? counters_.rejected
+                                                                                      : counters_.too_large;
+        c.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    return r;
+  }
 
   static constexpr std::int64_t ns(timestamp t) noexcept { return t.time_since_epoch().count(); }
 
@@ -504,6 +583,7 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   }
 
   detail::bucket_state state_;
+  [[no_unique_address]] std::conditional_t<Padded, detail::bucket_counters, detail::no_bucket_counters> counters_;
   [[no_unique_address]] Clock clock_;
 };
 
