@@ -299,17 +299,19 @@ namespace detail {
 /// Throws armor::error(invalid_argument) naming the option.
 inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, std::chrono::nanoseconds max_wait,
                                            const char* who) {
-  const std::string name(who);
+  // The name is a std::string only on the way to an error: checking (as
+  // set_rate does on every call) allocates nothing.
+  const auto name = [who] { return std::string(who); };
   const std::int64_t per = r.per.count();
-  if (r.count <= 0) invalid_config(name + ": rate.count must be positive (got " + std::to_string(r.count) + ")");
-  if (per <= 0) invalid_config(name + ": rate.per must be positive (got " + std::to_string(per) + " ns)");
+  if (r.count <= 0) invalid_config(name() + ": rate.count must be positive (got " + std::to_string(r.count) + ")");
+  if (per <= 0) invalid_config(name() + ": rate.per must be positive (got " + std::to_string(per) + " ns)");
   if (r.count > per) {
-    invalid_config(name + ": rate " + std::to_string(r.count) + " per " + std::to_string(per) +
+    invalid_config(name() + ": rate " + std::to_string(r.count) + " per " + std::to_string(per) +
                    " ns is more than one token per nanosecond");
   }
-  if (burst < 1) invalid_config(name + ": burst must be at least 1 (got " + std::to_string(burst) + ")");
+  if (burst < 1) invalid_config(name() + ": burst must be at least 1 (got " + std::to_string(burst) + ")");
   if (max_wait.count() < 0) {
-    invalid_config(name + ": max_wait must not be negative (got " + std::to_string(max_wait.count()) + " ns)");
+    invalid_config(name() + ": max_wait must not be negative (got " + std::to_string(max_wait.count()) + " ns)");
   }
   const std::int64_t g = std::gcd(r.count, per);
   const bucket_config c{r.count / g, per / g, burst};
@@ -318,7 +320,7 @@ inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, st
   std::int64_t span = 0;
   if (__builtin_mul_overflow(burst, c.period, &tau) || __builtin_mul_overflow(max_wait.count(), c.count, &wait) ||
       __builtin_add_overflow(tau, wait, &span) || span > bucket_max_span) {
-    invalid_config(name + ": burst * interval + max_wait is too long for this rate (the bucket holds at most " +
+    invalid_config(name() + ": burst * interval + max_wait is too long for this rate (the bucket holds at most " +
                    std::to_string(bucket_max_span / c.count) + " ns of time at " + std::to_string(r.count) + " per " +
                    std::to_string(per) + " ns)");
   }

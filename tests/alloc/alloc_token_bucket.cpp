@@ -76,3 +76,19 @@ TEST_CASE("keyed lookup of an existing key allocates nothing, in a pipeline too"
   CHECK(scope.allocations() == 0);
   CHECK(ok > 0);
 }
+
+TEST_CASE("changing the rate and the burst allocates nothing") {
+  armor::manual_clock clock;
+  armor::token_bucket b{{.rate = {1000, 1s}, .burst = 10}, clock};
+  armor_test::allocation_scope scope;
+  for (int i = 0; i < 100; ++i) {
+    b.set_rate({100 + i, 1s}, 5 + i % 7);
+    b.set_rate({50 + i, 1s});
+    b.set_burst(3 + i % 5);
+    b.set_rate({7, 1min}, 2, armor::to_timestamp(clock.now()));
+    clock.advance(1ms);
+    (void)b.try_acquire();
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(b.rate() == armor::rate{7, 1min});
+}
