@@ -913,3 +913,42 @@ TEST_CASE("without count_calls a bucket counts nothing, and keyed buckets never 
   CHECK(unpadded.stats(at(0)).granted == 0);
   static_assert(sizeof(armor::token_bucket<armor::steady_clock, false>) <= 96, "counters cost no memory per key");
 }
+
+// ---------------------------------------------------------------------------
+// The listener
+
+TEST_CASE("a listener hears every refusal, once, with what the caller is told") {
+  struct recorder {
+    std::vector<armor::token_bucket_event> events;
+    void operator()(const armor::token_bucket_event& e) noexcept { events.push_back(e); }
+  };
+  recorder heard;
+  armor::manual_clock clock;
+  armor::token_bucket b{{.rate = {1, 1s}, .burst = 2}, clock, std::ref(heard)};
+  static_assert(std::is_same_v<decltype(b), armor::token_bucket<armor::manual_clock, true, std::reference_wrapper<recorder>>>);
+  REQUIRE(b.try_acquire(2, at(0)));
+  CHECK(heard.events.empty());  // grants are not events
+  const auto d = b.try_acquire(1, at(250ms));
+  REQUIRE_FALSE(d);
+  REQUIRE(heard.events.size() == 1);
+  CHECK(heard.events[0].status == armor::bucket_status::denied);
+  CHECK(heard.events[0].tokens == 1);
+  CHECK(heard.events[0].retry_after == 750ms);
+  CHECK(heard.events[0].retry_after == d.retry_after());
+  CHECK_FALSE(b.try_acquire(3, at(250ms)));
+  REQUIRE(heard.events.size() == 2);
+  CHECK(heard.events[1].status == armor::bucket_status::too_large);
+  CHECK(heard.events[1].retry_after == 0s);
+
+  SECTION("a pipeline's rejection is heard too") {
+    auto p = armor::pipeline{clock, std::ref(b)};
+    clock.set(armor::manual_clock::time_point{300ms});
+    CHECK_FALSE(p.try_execute([] { return 1; }).has_value());
+    REQUIRE(heard.events.size() == 3);
+    CHECK(heard.events[2].retry_after == 700ms);
+  }
+  SECTION("a listener costs nothing without one") {
+    static_assert(sizeof(armor::token_bucket<>) == armor::detail::cache_line);
+    static_assert(!armor::bucket_listener<int>);
+  }
+}

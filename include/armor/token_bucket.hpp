@@ -127,7 +127,7 @@ enum class bucket_status : std::uint8_t {
   invalid,    ///< a negative number of tokens
 };
 
-template <class Clock, bool Padded>
+template <class Clock, bool Padded, class Listener>
 class token_bucket;
 
 /// A snapshot of a token bucket: its limit, its level now, and (with
@@ -143,6 +143,24 @@ struct token_bucket_stats {
   std::uint64_t rejected = 0;                ///< calls refused: too few tokens within the wait allowed
   std::uint64_t too_large = 0;               ///< calls refused for asking more than the burst
 };
+
+/// What a token bucket's listener hears: a call it refused.
+struct token_bucket_event {
+  bucket_status status = bucket_status::denied;  ///< denied, or too_large
+  std::int64_t tokens = 0;                        ///< tokens the call asked for
+  /// For `denied`: when the tokens will be there (what the caller is told
+  /// to wait); zero for `too_large`, which no wait can grant.
+  std::chrono::nanoseconds retry_after{0};
+};
+
+/// What a token bucket accepts as its listener: no_listener (the default:
+/// nothing is called, nothing is stored), or anything callable (or
+/// std::ref to it) as `listener(const armor::token_bucket_event&)` without
+/// throwing. It runs on the refused caller's thread, once per refusal.
+template <class L>
+concept bucket_listener =
+    std::is_same_v<L, no_listener> ||
+    std::is_nothrow_invocable_v<std::unwrap_reference_t<L>&, const token_bucket_event&>;
 
 namespace detail {
 /// The counters of a padded bucket (they fit in its cache-line padding).
@@ -211,7 +229,7 @@ class bucket_decision {
   }
 
  private:
-  template <class, bool>
+  template <class, bool, class>
   friend class token_bucket;
 
   constexpr bucket_decision(bucket_status s, const detail::bucket_config& c, std::int64_t n, std::int64_t debt,
@@ -270,7 +288,7 @@ class bucket_permit {
   }
 
  private:
-  template <class, bool>
+  template <class, bool, class>
   friend class token_bucket;
 
   bucket_permit(detail::bucket_state* s, const detail::bucket_word& word, std::int64_t amount) noexcept
@@ -345,27 +363,34 @@ inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, st
 /// nanosecond, a negative max_wait, or a burst and max_wait longer than the
 /// state can hold at that rate (2^57 ticks: 4.5 years at whole-nanosecond
 /// intervals; docs/token_bucket.md).
-template <class Clock = steady_clock, bool Padded = true>
+template <class Clock = steady_clock, bool Padded = true, class Listener = no_listener>
 class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token_bucket {
   static_assert(armor::clock<Clock>, "armor::token_bucket: Clock must have now() returning its time_point");
+  static_assert(bucket_listener<Listener>,
+                "armor::token_bucket: Listener must be no_listener or callable as "
+                "listener(const armor::token_bucket_event&) noexcept");
 
  public:
   using clock_type = Clock;
   using options_type = token_bucket_options;
   using permit_type = bucket_permit;
   /// What armor::keyed stores per key: the same bucket, unpadded.
+  /// (Without the listener: per-key buckets report through the map.)
   using keyed_instance = token_bucket<Clock, false>;
+  using listener_type = Listener;
 
   /// A full bucket. Reads the clock once (the start of its time scale).
-  explicit token_bucket(const token_bucket_options& options, Clock clock = Clock{})
+  /// `listener` hears every refusal (see token_bucket_event).
+  explicit token_bucket(const token_bucket_options& options, Clock clock = Clock{}, Listener listener = Listener{})
       : token_bucket(detail::checked_bucket_config(options.rate, options.burst, options.max_wait, "armor::token_bucket"),
-                     options.max_wait, options.count_calls, clock) {}
+                     options.max_wait, options.count_calls, clock, listener) {}
 
   /// Moves the state. Not thread-safe: move a bucket before sharing it.
   token_bucket(token_bucket&& other) noexcept
       : state_(other.state_),
         counters_(other.counters_),
-        clock_(std::move(other.clock_)) {}
+        clock_(std::move(other.clock_)),
+        listener_(std::move(other.listener_)) {}
   token_bucket(const token_bucket&) = delete;
   token_bucket& operator=(const token_bucket&) = delete;
   token_bucket& operator=(token_bucket&&) = delete;
@@ -535,12 +560,15 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  token_bucket(const detail::bucket_config& config, std::chrono::nanoseconds max_wait, bool count_calls, Clock& clock)
+  token_bucket(const detail::bucket_config& config, std::chrono::nanoseconds max_wait, bool count_calls, Clock& clock,
+               Listener& listener)
       : state_(config, ns(to_timestamp(clock.now())), max_wait.count()),
         counters_(count_calls),
-        clock_(std::move(clock)) {}
+        clock_(std::move(clock)),
+        listener_(std::move(listener)) {}
 
-  // Counts the outcome when counting is on (padded buckets only).
+  // Counts the outcome when counting is on (padded buckets only), and tells
+  // the listener about a refusal (if there is a listener).
   const detail::bucket_result& counted(const detail::bucket_result& r) noexcept {
     if constexpr (Padded) {
       if (counters_.on) [[unlikely]] {
@@ -548,6 +576,19 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
                                         : r.outcome == detail::bucket_outcome::denied ? counters_.rejected
                                                                                       : counters_.too_large;
         c.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if constexpr (!std::is_same_v<Listener, no_listener>) {
+      if (r.outcome != detail::bucket_outcome::granted) {
+        token_bucket_event e;
+        e.tokens = r.n;
+        if (r.outcome == detail::bucket_outcome::denied) {
+          e.retry_after = std::chrono::nanoseconds{detail::ceil_div(r.late, r.config.count)};
+        } else {
+          e.status = bucket_status::too_large;
+        }
+        std::unwrap_reference_t<Listener>& l = listener_;
+        l(e);
       }
     }
     return r;
@@ -587,11 +628,14 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   detail::bucket_state state_;
   [[no_unique_address]] std::conditional_t<Padded, detail::bucket_counters, detail::no_bucket_counters> counters_;
   [[no_unique_address]] Clock clock_;
+  [[no_unique_address]] Listener listener_;
 };
 
 token_bucket(const token_bucket_options&) -> token_bucket<steady_clock>;
 template <class C>
 token_bucket(const token_bucket_options&, C) -> token_bucket<C>;
+template <class C, class L>
+token_bucket(const token_bucket_options&, C, L) -> token_bucket<C, true, L>;
 
 // ---------------------------------------------------------------------------
 // Response headers for a server that limits its clients.

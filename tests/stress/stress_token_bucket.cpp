@@ -281,3 +281,48 @@ TEST_CASE("a keyed map churning under contention stays race-free and bounded") {
   CHECK(oversize.load() == 0);
   CHECK(per_key.size() <= 16);
 }
+
+TEST_CASE("a bucket's listener hears each refusal exactly once under contention") {
+  struct counter {
+    std::atomic<long> denied{0};
+    std::atomic<long> too_large{0};
+    void operator()(const armor::token_bucket_event& e) noexcept {
+      (e.status == armor::bucket_status::too_large ? too_large : denied).fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  counter heard;
+  armor::manual_clock clock;
+  armor::token_bucket b{{.rate = {1, 1us}, .burst = 4, .count_calls = true}, clock, std::ref(heard)};
+  std::vector<long> refused(threads, 0);
+  std::vector<long> oversize(threads, 0);
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(id) + 77);
+      for (int i = 0; i < 20000; ++i) {
+        const std::int64_t n = 1 + static_cast<std::int64_t>(rng() % 5);  // 5 > burst: too large
+        const auto d = b.try_acquire(n);
+        if (d.status() == armor::bucket_status::too_large) {
+          ++oversize[static_cast<std::size_t>(id)];
+        } else if (!d) {
+          ++refused[static_cast<std::size_t>(id)];
+          clock.advance(nanoseconds{static_cast<std::int64_t>(rng() % 700)});
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  long total_refused = 0;
+  long total_oversize = 0;
+  for (int id = 0; id < threads; ++id) {
+    total_refused += refused[static_cast<std::size_t>(id)];
+    total_oversize += oversize[static_cast<std::size_t>(id)];
+  }
+  CHECK(total_refused > 100);
+  CHECK(heard.denied.load() == total_refused);
+  CHECK(heard.too_large.load() == total_oversize);
+  const auto s = b.stats();
+  CHECK(static_cast<long>(s.rejected) == total_refused);
+  CHECK(static_cast<long>(s.too_large) == total_oversize);
+  CHECK(static_cast<long>(s.granted) == threads * 20000L - total_refused - total_oversize);
+}
