@@ -6,12 +6,15 @@
 //
 //     deadline{2s} -> backoff{4 attempts} -> deadline{300ms per attempt}
 //
-// with a classifier that reads the status line and Retry-After. It prints
+// with armor::http::status_classifier, which reads the status and the
+// server's Retry-After (the response's headers are collected in an
+// armor::http::header_map). It prints
 // each attempt and the outcome, and exits 0 if armor did what it promises:
 // the 503s were retried after the server's Retry-After, and the silent path
 // was cut off by the per-attempt deadline (its socket closed, not leaked).
 #include <armor/armor.hpp>
 #include <armor/asio.hpp>
+#include <armor/http.hpp>
 
 #include <asio/buffer.hpp>
 #include <asio/co_spawn.hpp>
@@ -24,9 +27,9 @@
 #include <asio/streambuf.hpp>
 #include <asio/write.hpp>
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,25 +41,22 @@ using tcp = asio::ip::tcp;
 namespace {
 
 struct http_response {
-  int status = 0;
-  std::chrono::seconds retry_after{0};
+  armor::http::header_map headers;  // the status line sets headers.status()
   std::string body;
+  [[nodiscard]] int status() const { return headers.status(); }
 };
+// How armor::http reads an http_response (found by argument-dependent lookup).
+std::optional<std::string_view> armor_http_header(const http_response& r, std::string_view name) {
+  return r.headers.find(name);
+}
+int armor_http_status(const http_response& r) { return r.headers.status(); }
 
-// Parses "HTTP/1.1 503 ...\r\nRetry-After: 1\r\n...\r\n\r\nbody".
+// Splits "HTTP/1.1 503 ...\r\nRetry-After: 1\r\n...\r\n\r\nbody" into lines for the header map.
 http_response parse_response(std::string_view raw) {
   http_response r;
-  if (raw.size() > 12 && raw.substr(0, 5) == "HTTP/") {
-    const auto sp = raw.find(' ');
-    if (sp != std::string_view::npos) std::from_chars(raw.data() + sp + 1, raw.data() + raw.size(), r.status);
-  }
-  constexpr std::string_view header = "\r\nRetry-After: ";
-  if (const auto at = raw.find(header); at != std::string_view::npos) {
-    long long s = 0;
-    const char* first = raw.data() + at + header.size();
-    if (std::from_chars(first, raw.data() + raw.size(), s).ec == std::errc{} && s >= 0 && s < 86400) {
-      r.retry_after = std::chrono::seconds{s};
-    }
+  std::size_t pos = 0;
+  for (std::size_t eol; (eol = raw.find("\r\n", pos)) != std::string_view::npos && eol != pos; pos = eol + 2) {
+    r.headers.add_line(raw.substr(pos, eol - pos));
   }
   if (const auto end = raw.find("\r\n\r\n"); end != std::string_view::npos) r.body = std::string(raw.substr(end + 4));
   return r;
@@ -113,14 +113,6 @@ struct upstream {
   }
 };
 
-// 5xx, 408 and 429 are retryable failures, with the server's Retry-After.
-armor::verdict judge(const http_response& r) {
-  if (r.status >= 500 || r.status == 408 || r.status == 429) {
-    return r.retry_after > 0s ? armor::verdict::retry_later(r.retry_after) : armor::verdict::failure();
-  }
-  return armor::verdict::success();
-}
-
 struct print_retries {
   void on_retry(unsigned attempt, std::chrono::nanoseconds delay, const armor::verdict& v) const {
     std::printf("  attempt %u failed (%s), retrying in %lld ms\n", attempt,
@@ -139,7 +131,7 @@ int main() {
   asio::co_spawn(io, up.accept_loop(acceptor), asio::detached);
 
   const auto client = armor::pipeline{
-      armor::classify{judge},
+      armor::classify{armor::http::status_classifier{}},  // 408/429/5xx retried after Retry-After
       armor::deadline{3s},
       armor::backoff<armor::thread_rng, print_retries>{{.max_attempts = 4, .initial = 50ms, .max_retry_after = 2s}},
       armor::deadline{300ms},
@@ -151,8 +143,8 @@ int main() {
       [&]() -> awaitable<void> {
         std::printf("GET /flaky (503 + Retry-After: 1 twice, then 200)\n");
         auto r = co_await client.async_try_execute([&] { return http_get(server, "/flaky"); });
-        if (r && r->status == 200) {
-          std::printf("  -> %d \"%s\" after %d requests\n", r->status, r->body.c_str(), up.flaky_requests);
+        if (r && r->status() == 200) {
+          std::printf("  -> %d \"%s\" after %d requests\n", r->status(), r->body.c_str(), up.flaky_requests);
         } else {
           std::printf("  -> failed: %s\n", r.code().message().c_str());
           ok = false;
