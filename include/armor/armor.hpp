@@ -11,11 +11,15 @@
 #pragma once
 
 #include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/deadline.hpp>
 #include <armor/error.hpp>
+#include <armor/fallback.hpp>
+#include <armor/hedge.hpp>
+#include <armor/http.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/policy.hpp>

@@ -37,12 +37,19 @@
 // `asio::co_spawn(ex, p.async_execute(f), asio::use_future)`.
 #pragma once
 
+#include <armor/hedge.hpp>
 #include <armor/pipeline.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/concurrent_channel.hpp>
 #include <asio/experimental/parallel_group.hpp>
 #include <asio/post.hpp>
+#include <asio/strand.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/system_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -56,10 +63,13 @@
 #endif
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <optional>
 #include <system_error>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -100,6 +110,40 @@ struct pipeline_access {
   }
 };
 
+/// The Asio driver's place in a queue (see queue_waiter): the coroutine
+/// waits on a one-message channel, which the policy's wake-up fills from
+/// whichever thread released the slot (try_send is thread-safe and posts
+/// the receiver's completion, never runs it inline). The message is only a
+/// wake-up: whether the slot was granted is read from the policy afterwards
+/// (leave_queue), so a message Asio 1.22 drops after a cancelled receive
+/// loses nothing.
+template <class Executor>
+class asio_waiter final : public queue_waiter {
+ public:
+  // (Asio 1.22 cannot instantiate a channel of void(error_code) alone.)
+  using channel_type = ::asio::experimental::concurrent_channel<Executor, void(std::error_code, int)>;
+
+  explicit asio_waiter(const Executor& ex) : queue_waiter(&on_wake), channel_(ex, 1) {}
+
+  [[nodiscard]] channel_type& channel() noexcept { return channel_; }
+  [[nodiscard]] bool woken() const noexcept { return woken_.load(std::memory_order_acquire); }
+
+ private:
+  static void on_wake(queue_waiter& w) noexcept {
+    auto& self = static_cast<asio_waiter&>(w);
+    self.woken_.store(true, std::memory_order_release);
+    (void)self.channel_.try_send(std::error_code{}, 0);
+  }
+
+  channel_type channel_;
+  std::atomic<bool> woken_{false};
+};
+
+template <class Tuple>
+struct has_hedge_layer;
+template <class... Ls>
+struct has_hedge_layer<std::tuple<Ls...>> : std::bool_constant<(hedges<policy_of<Ls>>() || ...)> {};
+
 /// Runs one call of pipeline P around operation F on Asio. One instance per
 /// call, living in the call's coroutine frame.
 template <class P, class F>
@@ -122,10 +166,17 @@ class async_call {
   }
 
  private:
-  static constexpr std::size_t layer_count = std::tuple_size_v<std::remove_cvref_t<decltype(pipeline_access::layers(std::declval<const P&>()))>>;
-  static constexpr bool real_clock =
-      std::is_same_v<clock_type, steady_clock> || std::is_same_v<clock_type, system_clock>;
+  using layers_type = std::remove_cvref_t<decltype(pipeline_access::layers(std::declval<const P&>()))>;
+  static constexpr std::size_t layer_count = std::tuple_size_v<layers_type>;
+  static constexpr bool real_clock = is_real_clock_v<clock_type>;
   static constexpr auto use_awaitable = ::asio::use_awaitable_t<executor_type>{};
+  using timer_type = std::conditional_t<std::is_same_v<clock_type, system_clock>,
+                                        ::asio::basic_waitable_timer<std::chrono::system_clock>,
+                                        ::asio::basic_waitable_timer<std::chrono::steady_clock>>;
+
+  static_assert(!has_hedge_layer<layers_type>::value || is_idempotent_v<F>,
+                "armor::hedge runs the operation more than once, side by side: mark it safe to repeat by "
+                "passing armor::idempotent{op} to async_execute / async_try_execute");
 
   [[nodiscard]] timestamp read_clock() const { return to_timestamp(pipeline_access::clock(p_).now()); }
 
@@ -143,9 +194,6 @@ class async_call {
     auto ex = co_await ::asio::this_coro::executor;
     bool ok = true;
     if constexpr (real_clock) {
-      using timer_type = std::conditional_t<std::is_same_v<clock_type, steady_clock>,
-                                            ::asio::basic_waitable_timer<std::chrono::steady_clock>,
-                                            ::asio::basic_waitable_timer<std::chrono::system_clock>>;
       timer_type timer(ex);
       timer.expires_at(from_timestamp<clock_type>(t));
       try {
@@ -201,16 +249,210 @@ class async_call {
   task<void> run_layer(Pol& pol, context& ctx, call_outcome<R>& out) {
     const timestamp outer_deadline = ctx.deadline();
     auto adm = pol.admit(ctx);
+    if constexpr (queueing_policy<Pol>) {
+      if (adm.kind == admission_kind::queue) {
+        co_await run_queued<I>(pol, ctx, out);
+        context_access::set_deadline(ctx, outer_deadline);
+        if constexpr (recovers<Pol>()) recover(pol, std::as_const(ctx), out);
+        co_return;
+      }
+    }
     timestamp wake{};
     if (admitted(ctx, adm, out, wake)) {
       if (wake > ctx.now() && !co_await sleep_until(ctx, wake)) {
         stop_cancelled(out);  // the permit is dropped below: its reservation goes back
       } else {
-        co_await run_layers<I + 1>(ctx, out);
+        if constexpr (hedges<Pol>()) {
+          co_await run_hedged<I>(pol, ctx, out);
+        } else {
+          co_await run_layers<I + 1>(ctx, out);
+        }
         pol.settle(ctx, std::move(adm.permit), out.v);
       }
     }
     context_access::set_deadline(ctx, outer_deadline);
+    if constexpr (recovers<Pol>()) recover(pol, std::as_const(ctx), out);
+  }
+
+  // A queueing layer found no free slot: wait in its queue without blocking
+  // the thread until a slot is handed over (the waiter's channel), the
+  // layer's longest wait passes or the deadline (a timer), or the caller
+  // cancels. Dropping the permit on any early exit gives back the place, or
+  // the slot if one was handed over meanwhile.
+  template <std::size_t I, class Pol>
+  task<void> run_queued(Pol& pol, context& ctx, call_outcome<R>& out) {
+    auto ex = co_await ::asio::this_coro::executor;
+    asio_waiter<executor_type> waiter(ex);
+    auto adm = pol.enqueue(ctx, waiter);
+    if (adm.kind == admission_kind::queued) {
+      const timestamp give_up = queue_give_up(ctx, adm);
+      if constexpr (real_clock) {
+        timer_type timer(ex);
+        timer.expires_at(deadline_time(give_up));
+        auto [order, receive_error, unused, timer_error] =
+            co_await ::asio::experimental::make_parallel_group(waiter.channel().async_receive(asio_deferred),
+                                                               timer.async_wait(asio_deferred))
+                .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
+        (void)order;
+        (void)receive_error;
+        (void)unused;
+        (void)timer_error;
+        if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
+          stop_cancelled(out);
+          co_return;
+        }
+        context_access::set_now(ctx, read_clock());
+      } else {
+        if (!waiter.woken() && !co_await sleep_until(ctx, give_up)) {
+          stop_cancelled(out);
+          co_return;
+        }
+        context_access::set_now(ctx, read_clock());
+      }
+      if (!queue_served(ctx, adm, give_up, out)) co_return;
+    } else if (!queue_admitted(adm, out)) {
+      co_return;
+    }
+    if constexpr (hedges<Pol>()) {
+      co_await run_hedged<I>(pol, ctx, out);
+    } else {
+      co_await run_layers<I + 1>(ctx, out);
+    }
+    pol.settle(ctx, std::move(adm.permit), out.v);
+  }
+
+  // Puts k on the hedge's channel. Not try_send: Asio 1.22's channel stops
+  // buffering once a receive has been cancelled (cancel_by_key leaves it
+  // blocking), so try_send could drop the message; an async_send waits for
+  // the receiver instead, and needs nothing of ours once delivered.
+  template <class Channel>
+  static void report(Channel& ch, std::size_t k) {
+    ch.async_send(std::error_code{}, k, ::asio::detached);
+  }
+
+  // One hedged attempt: the layers inside the hedge, on its own context.
+  struct hedge_slot {
+    std::optional<context> ctx;
+    call_outcome<R> out;
+    ::asio::cancellation_signal cancel;
+    std::exception_ptr error;  // an exception that escaped a policy
+    bool ended = false;        // written on the spawn executor only
+  };
+
+  // The layers inside a hedge, run up to pol.max_attempts() times side by
+  // side (see armor/hedge.hpp). Attempts run as their own coroutines on one
+  // strand of our executor; each reports its end on a channel, and every
+  // cancellation is emitted from that strand. The call does not return
+  // before every attempt has ended, so nothing outlives this frame.
+  template <std::size_t I, class Pol>
+  task<void> run_hedged(Pol& pol, context& ctx, call_outcome<R>& out) {
+    constexpr std::size_t limit = Pol::attempt_limit;
+    constexpr std::size_t cancel_done = limit;  // the channel message of the canceller
+    auto ex = co_await ::asio::this_coro::executor;
+    // Once the caller cancels us, Asio would throw from every co_await that
+    // follows, and this frame must outlive the attempts: wait for them
+    // without that, and put the caller's setting back before returning.
+    const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+    co_await ::asio::this_coro::throw_if_cancelled(false);
+    auto spawn_ex = [&] {
+      if constexpr (std::is_constructible_v<executor_type, ::asio::strand<executor_type>>) {
+        return ::asio::make_strand(ex);
+      } else {
+        return ex;  // a concrete executor type: attempts run on it directly
+      }
+    }();
+    ::asio::experimental::concurrent_channel<executor_type, void(std::error_code, std::size_t)> ended(ex, limit + 1);
+    std::array<hedge_slot, limit> slots;
+    const std::size_t max_attempts = std::min<std::size_t>(pol.max_attempts(), limit);
+    const unsigned base_attempt = ctx.attempt();
+    std::size_t started = 0;
+    std::size_t running = 0;  // attempts (and the canceller) not yet reported on `ended`
+    std::optional<std::size_t> final_k;
+    std::size_t last_k = 0;
+    bool cancelling = false;
+    bool parent_cancelled = false;
+    timestamp next_start = timestamp::max();
+
+    auto start = [&] {
+      const std::size_t k = started++;
+      hedge_slot& s = slots[k];
+      s.ctx.emplace(ctx);
+      for (std::size_t n = 0; n < k; ++n) context_access::begin_attempt(*s.ctx);
+      context_access::set_now(*s.ctx, read_clock());
+      ++running;
+      next_start = started < max_attempts ? wake_time(*s.ctx, pol.delay()) : timestamp::max();
+      ::asio::co_spawn(spawn_ex, run_layers<I + 1>(*s.ctx, s.out),
+                       ::asio::bind_cancellation_slot(s.cancel.slot(), [&ended, &s, k](std::exception_ptr e) {
+                         s.error = e;
+                         s.ended = true;
+                         report(ended, k);
+                       }));
+    };
+    // Cancels every attempt still running, once, from the spawn executor.
+    auto cancel_all = [&] {
+      if (cancelling) return;
+      cancelling = true;
+      ++running;
+      ::asio::post(spawn_ex, [&ended, &slots, started] {
+        for (std::size_t k = 0; k < started; ++k) {
+          if (!slots[k].ended) slots[k].cancel.emit(::asio::cancellation_type::terminal);
+        }
+        report(ended, std::size_t{Pol::attempt_limit});  // cancel_done
+      });
+    };
+    auto on_ended = [&](std::size_t k) {
+      --running;
+      if (k == cancel_done) return;
+      last_k = k;
+      const verdict& v = slots[k].out.v;
+      if (final_k || cancelling) return;
+      if (Pol::is_final(v)) {
+        final_k = k;
+        cancel_all();
+      } else if (started < max_attempts && Pol::start_next_now(v)) {
+        start();
+      }
+    };
+
+    start();
+    while (running > 0) {
+      const bool hedge_timer = real_clock && !cancelling && started < max_attempts;
+      if (hedge_timer) {
+        timer_type timer(ex);
+        timer.expires_at(deadline_time(next_start));
+        auto [order, receive_error, k, timer_error] =
+            co_await ::asio::experimental::make_parallel_group(ended.async_receive(asio_deferred),
+                                                               timer.async_wait(asio_deferred))
+                .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
+        (void)order;
+        if (!receive_error) on_ended(k);
+        if (!timer_error && !cancelling && started < max_attempts) start();
+      } else if (cancelling) {
+        // Draining: nothing may cut this wait short (attempts use our frame).
+        auto [receive_error, k] = co_await ended.async_receive(
+            ::asio::bind_cancellation_slot(::asio::cancellation_slot(), ::asio::experimental::as_tuple(use_awaitable)));
+        if (!receive_error) on_ended(k);
+      } else {
+        auto [receive_error, k] = co_await ended.async_receive(::asio::experimental::as_tuple(use_awaitable));
+        if (!receive_error) on_ended(k);
+      }
+      if (!cancelling && is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
+        parent_cancelled = true;
+        cancel_all();
+      }
+    }
+
+    co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+    while (ctx.attempt() < base_attempt + started) context_access::begin_attempt(ctx);
+    context_access::set_now(ctx, read_clock());
+    for (std::size_t k = 0; k < started; ++k) {
+      if (slots[k].error) std::rethrow_exception(slots[k].error);
+    }
+    if (parent_cancelled) {
+      stop_cancelled(out);
+      co_return;
+    }
+    out = std::move(slots[final_k.value_or(last_k)].out);
   }
 
   // The operation itself, its value or exception captured into `out`.

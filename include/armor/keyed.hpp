@@ -193,6 +193,12 @@ class keyed {
     }
     permit(const permit&) = delete;
     permit& operator=(const permit&) = delete;
+    /// For instances that queue: ends the wait (see armor::queue_waiter).
+    [[nodiscard]] bool leave_queue() noexcept
+      requires queueing_policy<instance_type>
+    {
+      return inner_.leave_queue();
+    }
     // Members are destroyed in reverse order: the instance's permit first,
     // while its entry is still pinned.
     ~permit() = default;
@@ -276,7 +282,27 @@ class keyed {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
       case admission_kind::wait:
         return admission<permit>::wait(inner.delay, permit(std::move(h), std::move(inner.permit)));
+      case admission_kind::queue:
+        if constexpr (queueing_policy<instance_type>) return admission<permit>::queue(inner.code);
+        break;
+      case admission_kind::queued:
       case admission_kind::rejected: break;
+    }
+    return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
+  }
+
+  /// Policy protocol, for instances that queue (armor::bulkhead): the
+  /// instance for ctx.key() puts the driver's waiter in its queue.
+  [[nodiscard]] admission<permit> enqueue(context& ctx, queue_waiter& waiter)
+    requires queueing_policy<instance_type>
+  {
+    handle h(acquire(ctx.key(), ctx.now()));
+    auto inner = h->enqueue(ctx, waiter);
+    switch (inner.kind) {
+      case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
+      case admission_kind::queued:
+        return admission<permit>::queued(inner.delay, permit(std::move(h), std::move(inner.permit)), inner.code);
+      default: break;
     }
     return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
   }
@@ -341,6 +367,25 @@ class keyed {
   }
   /// evict_idle at the clock's now.
   std::size_t evict_idle() { return evict_idle(to_timestamp(clock_.now())); }
+
+  /// Calls `f(std::string_view key, const instance_type& instance)` for every
+  /// key held, one shard at a time, with that shard's lock held shared: keys
+  /// of that shard cannot be inserted or evicted meanwhile (lookups of
+  /// existing keys go on), so no key is visited twice, and a key present for
+  /// the whole visit is visited once. For exporting metrics: `f` should be
+  /// quick, must not insert into, erase from or evict this map, and must not
+  /// keep the references past its return. Allocates nothing.
+  template <class F>
+    requires std::invocable<F&, std::string_view, const instance_type&>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      const shard& s = shards_[i];
+      std::shared_lock lock(s.mutex);
+      for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
+        if (const node* n = s.table.slot(j)) f(std::string_view{n->key}, std::as_const(n->instance));
+      }
+    }
+  }
 
   /// Keys held now (exact when no other thread is inserting or evicting).
   [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }

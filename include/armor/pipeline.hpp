@@ -37,9 +37,11 @@
 #include <algorithm>
 #include <chrono>
 #include <concepts>
+#include <condition_variable>
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -83,6 +85,7 @@ struct call_outcome {
   std::exception_ptr exception; ///< what the last attempt threw
   verdict v;
   bool stopped_by_armor = false;
+  bool recovered = false;  ///< a fallback gave the value; outer fallbacks leave it alone
 
   /// armor ends the call here. The last exception stays as the cause.
   void stop(outcome kind, std::error_code code, std::optional<std::chrono::nanoseconds> retry_after,
@@ -90,6 +93,18 @@ struct call_outcome {
     value.reset();
     v = verdict{kind, retryable, retry_after, code};
     stopped_by_armor = true;
+  }
+
+  /// Why this outcome is not a success, as the failure a fallback sees: what
+  /// finish() would report, and for a value judged a failure (an error code,
+  /// a 503 response) the verdict's code.
+  [[nodiscard]] failure current_failure(unsigned attempts) const {
+    if (stopped_by_armor) return failure{v.code, v.retry_after, exception};
+    if (exception) {
+      const bool exhausted = attempts > 1 && v.retryable;
+      return failure{exhausted ? errc::retries_exhausted : errc::operation_failed, v.retry_after, exception};
+    }
+    return failure{v.code, v.retry_after, nullptr};
   }
 
   /// The armor::result this outcome amounts to. `attempts` is how many times
@@ -129,19 +144,113 @@ template <class Permit, class R>
 [[nodiscard]] ARMOR_ALWAYS_INLINE bool admitted(const context& ctx, const admission<Permit>& adm, call_outcome<R>& out,
                             timestamp& wake) noexcept {
   wake = ctx.now();
-  if (adm.kind == admission_kind::rejected) {
-    out.stop(outcome::rejected, adm.code, adm.retry_after, adm.retryable);
-    return false;
-  }
-  if (adm.kind == admission_kind::wait && adm.delay > std::chrono::nanoseconds::zero()) {
-    wake = wake_time(ctx, adm.delay);
-    if (wake >= ctx.deadline()) {
-      out.stop(outcome::rejected, errc::deadline_exceeded, adm.delay, true);
-      return false;
+  if (ARMOR_LIKELY(adm.kind == admission_kind::admitted)) return true;
+  if (adm.kind == admission_kind::wait) {
+    if (adm.delay > std::chrono::nanoseconds::zero()) {
+      wake = wake_time(ctx, adm.delay);
+      if (wake >= ctx.deadline()) {
+        out.stop(outcome::rejected, errc::deadline_exceeded, adm.delay, true);
+        return false;
+      }
     }
+    return true;
   }
-  return true;
+  // rejected; or an invitation to queue that this layer cannot take up.
+  out.stop(outcome::rejected, adm.code, adm.retry_after, adm.retryable);
+  return false;
 }
+
+/// When a queued wait (see queue_waiter) gives up: after the policy's
+/// longest wait, or at the deadline, whichever comes first.
+template <class Permit>
+[[nodiscard]] ARMOR_ALWAYS_INLINE timestamp queue_give_up(const context& ctx, const admission<Permit>& adm) noexcept {
+  return std::min(wake_time(ctx, std::max(adm.delay, std::chrono::nanoseconds::zero())), ctx.deadline());
+}
+
+/// After a queued wait ended (woken, or at `give_up`): true when the policy
+/// handed the waiter a slot; otherwise `out` is stopped with the policy's
+/// code, or deadline_exceeded when the deadline ended the wait.
+template <class Permit, class R>
+[[nodiscard]] bool queue_served(const context& ctx, admission<Permit>& adm, timestamp give_up,
+                                call_outcome<R>& out) noexcept {
+  if (adm.permit.leave_queue()) return true;
+  const bool deadline_bound = give_up >= ctx.deadline();
+  out.stop(outcome::rejected, deadline_bound ? std::error_code(errc::deadline_exceeded) : adm.code, std::nullopt,
+           true);
+  return false;
+}
+
+/// What to do with an enqueue() answer other than `queued`: true to run.
+template <class Permit, class R>
+[[nodiscard]] bool queue_admitted(const admission<Permit>& adm, call_outcome<R>& out) noexcept {
+  if (adm.kind == admission_kind::admitted) return true;
+  out.stop(outcome::rejected, adm.code, adm.retry_after, adm.retryable);
+  return false;
+}
+
+/// The sync driver's place in a queue: the calling thread blocks on a
+/// condition variable until the policy wakes it or the wait times out.
+class sync_waiter final : public queue_waiter {
+ public:
+  sync_waiter() noexcept : queue_waiter(&on_wake) {}
+
+  /// Blocks until woken or until `t` (a std::chrono time point).
+  template <class TimePoint>
+  void wait_until(TimePoint t) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_until(lock, t, [this] { return woken_; });
+  }
+
+  [[nodiscard]] bool woken() {
+    const std::lock_guard lock(mutex_);
+    return woken_;
+  }
+
+ private:
+  static void on_wake(queue_waiter& w) noexcept {
+    auto& self = static_cast<sync_waiter&>(w);
+    const std::lock_guard lock(self.mutex_);
+    self.woken_ = true;
+    self.cv_.notify_one();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool woken_ = false;
+};
+
+/// For a layer that recovers (armor::fallback): turns a failed outcome into
+/// the fallback's value when the policy handles that failure. The verdict
+/// stays as it was (layers outside still see that the call failed); an
+/// exception from the fallback function ends the call as the operation's
+/// own exception would.
+template <class P, class R>
+void recover(P& pol, const context& ctx, call_outcome<R>& out) {
+  if (ARMOR_LIKELY(out.v.ok()) || out.recovered) return;
+  const failure why = out.current_failure(ctx.attempt());
+  if (!pol.handles(out.v, why)) return;
+  try {
+    if constexpr (std::is_void_v<R>) {
+      pol.template recover<R>(why, ctx);
+      out.value.emplace();
+    } else {
+      out.value.emplace(pol.template recover<R>(why, ctx));
+    }
+    out.exception = nullptr;
+    out.recovered = true;
+  } catch (...) {
+    out.value.reset();
+    out.exception = std::current_exception();
+    // Not retryable; the original retry_after still tells when to try again.
+    out.v = verdict::failure(errc::operation_failed, false, out.v.retry_after);
+  }
+  out.stopped_by_armor = false;
+}
+
+/// True when a clock is one a driver can block on for real (a condition
+/// variable, an Asio timer); other clocks (manual_clock) are moved instead.
+template <class Clock>
+inline constexpr bool is_real_clock_v = std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>;
 
 /// After a looping layer's next(): true to go round again after sleeping
 /// until `wake`. A delay that would end at or past the deadline is not
@@ -163,6 +272,7 @@ template <class R>
   }
   context_access::begin_attempt(ctx);
   out.stopped_by_armor = false;
+  out.recovered = false;
   out.value.reset();
   out.exception = nullptr;
   return true;
@@ -232,6 +342,10 @@ class pipeline {
   /// armor stopped the call (see the top of this header).
   template <class F>
   detail::operation_result_t<F> execute(F&& f, const call_options& options = {}) const {
+    static_assert(!has_hedge,
+                  "armor::hedge: hedging runs attempts side by side, which the sync driver cannot do; "
+                  "call async_execute / async_try_execute (armor/asio.hpp) instead, or take the hedge out of this "
+                  "pipeline");
     using R = detail::operation_result_t<F>;
     context ctx(read_clock(), options);
     detail::call_outcome<R> out;
@@ -255,6 +369,10 @@ class pipeline {
   [[nodiscard]] result<detail::operation_result_t<F>> try_execute(F&& f, const call_options& options = {}) const {
     using R = detail::operation_result_t<F>;
     static_assert(!std::is_same_v<R, failure>, "armor: an operation must not return armor::failure");
+    static_assert(!has_hedge,
+                  "armor::hedge: hedging runs attempts side by side, which the sync driver cannot do; "
+                  "call async_execute / async_try_execute (armor/asio.hpp) instead, or take the hedge out of this "
+                  "pipeline");
     context ctx(read_clock(), options);
     detail::call_outcome<R> out;
     run<0>(ctx, f, out);
@@ -296,6 +414,7 @@ class pipeline {
   friend struct detail::pipeline_access;
 
   static constexpr bool times_calls = (detail::needs_completion_time<detail::policy_of<Layers>>() || ...);
+  static constexpr bool has_hedge = (detail::hedges<detail::policy_of<Layers>>() || ...);
 
   [[nodiscard]] timestamp read_clock() const noexcept(noexcept(clock_.now())) { return to_timestamp(clock_.now()); }
 
@@ -335,6 +454,14 @@ class pipeline {
   void run_layer(P& pol, context& ctx, F& f, detail::call_outcome<R>& out) const {
     const timestamp outer_deadline = ctx.deadline();
     auto adm = pol.admit(ctx);
+    if constexpr (queueing_policy<P>) {
+      if (ARMOR_UNLIKELY(adm.kind == admission_kind::queue)) {
+        run_queued<I>(pol, ctx, f, out);
+        detail::context_access::set_deadline(ctx, outer_deadline);
+        if constexpr (detail::recovers<P>()) detail::recover(pol, std::as_const(ctx), out);
+        return;
+      }
+    }
     timestamp wake{};
     if (detail::admitted(ctx, adm, out, wake)) {
       if (wake > ctx.now()) sleep_until(ctx, wake);
@@ -344,6 +471,31 @@ class pipeline {
     // Otherwise leaving this scope drops the permit, which gives any
     // reservation it holds back.
     detail::context_access::set_deadline(ctx, outer_deadline);
+    if constexpr (detail::recovers<P>()) detail::recover(pol, std::as_const(ctx), out);
+  }
+
+  // A queueing layer found no free slot: join its queue and block until a
+  // slot is handed over, the layer's longest wait passes, or the deadline.
+  // Over a clock this driver cannot block on, the clock is moved to the end
+  // of the wait instead.
+  template <std::size_t I, class P, class F, class R>
+  void run_queued(P& pol, context& ctx, F& f, detail::call_outcome<R>& out) const {
+    detail::sync_waiter waiter;
+    auto adm = pol.enqueue(ctx, waiter);
+    if (adm.kind == admission_kind::queued) {
+      const timestamp give_up = detail::queue_give_up(ctx, adm);
+      if constexpr (detail::is_real_clock_v<Clock>) {
+        waiter.wait_until(from_timestamp<Clock>(give_up));
+      } else {
+        if (!waiter.woken()) clock_.sleep_until(from_timestamp<Clock>(give_up));
+      }
+      detail::context_access::set_now(ctx, read_clock());
+      if (!detail::queue_served(ctx, adm, give_up, out)) return;
+    } else if (!detail::queue_admitted(adm, out)) {
+      return;
+    }
+    run<I + 1>(ctx, f, out);
+    pol.settle(ctx, std::move(adm.permit), out.v);
   }
 
   // The innermost layer: one attempt of the operation.

@@ -8,6 +8,8 @@
 //                                       | wait{delay, permit}
 //   settle(ctx, permit, v)   records verdict v of the attempt this layer admitted
 //   next(ctx, v, state)   -> step: done | again{delay}      (only looping policies)
+//   enqueue(ctx, waiter)  -> admission: admitted | rejected | queued{delay, permit}
+//                            (only queueing policies, after admit() answered `queue`)
 //
 // A permit is a small RAII value owned by the driver between admit and
 // settle. Dropping it unsettled (an exception, a destroyed coroutine, a wait
@@ -59,6 +61,8 @@ enum class admission_kind : std::uint8_t {
   admitted,  ///< go ahead now
   rejected,  ///< do not run the attempt; fail with `code`
   wait,      ///< go ahead after `delay`; the permit holds the reservation
+  queue,     ///< (queueing policies) nothing free now: the driver may join the policy's queue with enqueue()
+  queued,    ///< (from enqueue) in the queue: wait for the waiter's wake-up, at most `delay`; see queue_waiter
 };
 
 /// A policy's answer to admit(). Permit must be default-constructible and
@@ -95,6 +99,69 @@ struct admission {
     a.permit = std::move(p);
     return a;
   }
+  /// For queueing policies: nothing free now, but the caller may join the
+  /// queue (the driver calls enqueue()). A driver that cannot queue treats it
+  /// as a rejection with `code`.
+  [[nodiscard]] static admission queue(std::error_code code) noexcept {
+    admission a;
+    a.kind = admission_kind::queue;
+    a.code = code;
+    a.retryable = true;
+    return a;
+  }
+  /// For queueing policies' enqueue(): in the queue, for at most `longest`;
+  /// a wait that ends unserved fails with `code`. The permit holds the place.
+  [[nodiscard]] static admission queued(std::chrono::nanoseconds longest, Permit p, std::error_code code) noexcept(
+      std::is_nothrow_move_constructible_v<Permit>) {
+    admission a;
+    a.kind = admission_kind::queued;
+    a.delay = longest;
+    a.permit = std::move(p);
+    a.code = code;
+    a.retryable = true;
+    return a;
+  }
+};
+
+/// A driver's place in a queueing policy's wait queue (armor::bulkhead with
+/// a queue). The driver owns it (on its stack, or in its coroutine frame)
+/// and keeps it alive until the permit enqueue() returned has left the
+/// queue; the policy links it into its queue and, when it grants the waiter
+/// a slot, sets `granted` and calls wake() (under the policy's own lock, so
+/// wake() must be quick and must not call back into the policy).
+///
+/// The protocol, for a policy P that meets armor::queueing_policy:
+///
+///     auto a = p.admit(ctx);              // kind queue: full, but there is a queue
+///     waiter w{...};                      // the driver's, with its wake-up
+///     auto q = p.enqueue(ctx, w);         // admitted | rejected | queued{delay, permit}
+///     // queued: wait until w is woken or `delay` (or the deadline) has passed, then
+///     bool in = q.permit.leave_queue();   // true: granted, the permit holds the slot;
+///                                         // false: not granted, the permit is empty
+///
+/// Dropping a queued permit without leave_queue() (an exception, a destroyed
+/// coroutine) takes the waiter out of the queue, or gives back the slot if
+/// it was granted meanwhile: no slot is ever lost.
+class queue_waiter {
+ public:
+  /// How the driver is told: called once, by the policy, under its lock.
+  using wake_fn = void (*)(queue_waiter&) noexcept;
+
+  explicit queue_waiter(wake_fn fn) noexcept : wake_(fn) {}
+  queue_waiter(const queue_waiter&) = delete;
+  queue_waiter& operator=(const queue_waiter&) = delete;
+  ~queue_waiter() = default;
+
+  /// For the policy: tells the driver its turn has come.
+  void wake() noexcept { wake_(*this); }
+
+  // Owned by the policy while the waiter is queued, under the policy's lock.
+  queue_waiter* prev = nullptr;  ///< the policy's queue links
+  queue_waiter* next = nullptr;
+  bool granted = false;          ///< set by the policy before wake()
+
+ private:
+  wake_fn wake_;
 };
 
 /// A looping policy's answer to next(): stop here, or run the inner layers
@@ -124,7 +191,42 @@ concept looping_policy = policy<P> && requires(P& p, const context& ctx, const v
   { p.next(ctx, v, s) } -> std::same_as<step>;
 };
 
+/// A policy that can make callers wait in line for a slot that another call
+/// will give back (see queue_waiter): admit() may answer `queue`, and then
+/// enqueue() puts the driver's waiter in the queue. The permit of a queued
+/// admission has `bool leave_queue() noexcept`.
+template <class P>
+concept queueing_policy = policy<P> && requires(P& p, context& ctx, queue_waiter& w, typename P::permit_type& permit) {
+  { p.enqueue(ctx, w) } -> std::same_as<admission<typename P::permit_type>>;
+  { permit.leave_queue() } noexcept -> std::same_as<bool>;
+};
+
 namespace detail {
+
+/// True for a policy that turns a failed call into a value (armor::fallback).
+/// Declared by the policy as `static constexpr bool recovers = true;` with
+/// `bool handles(const verdict&, const failure&) const noexcept` and
+/// `template <class R> R recover(const failure&, const context&)`.
+template <class P>
+constexpr bool recovers() {
+  if constexpr (requires { P::recovers; }) {
+    return P::recovers;
+  } else {
+    return false;
+  }
+}
+
+/// True for a policy that runs the layers inside it several times at once
+/// (armor::hedge). Declared as `static constexpr bool hedges = true;`. Only
+/// the Asio driver can run such a layer.
+template <class P>
+constexpr bool hedges() {
+  if constexpr (requires { P::hedges; }) {
+    return P::hedges;
+  } else {
+    return false;
+  }
+}
 
 /// A layer as a pipeline stores it: a policy, or std::reference_wrapper to
 /// one so that several pipelines share its state.

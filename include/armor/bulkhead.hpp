@@ -1,0 +1,223 @@
+// armor/bulkhead.hpp: a concurrency limit. At most N calls inside at once;
+// the next one fails fast, or waits in line for a bounded time.
+//
+//     using namespace std::chrono_literals;
+//
+//     // A proxy: at most 100 requests to the upstream at once; the 101st gets
+//     // errc::bulkhead_full at once (answer 503) instead of queueing without bound.
+//     armor::bulkhead upstream_slots{{.max_concurrent = 100}};
+//     auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream_slots)};
+//     auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); });
+//     if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable();
+//
+//     // Or let up to 50 callers wait, in arrival order, up to 200 ms each
+//     // (never past their deadline):
+//     armor::bulkhead db{{.max_concurrent = 8, .max_queue = 50, .max_wait = 200ms}};
+//
+// In a pipeline a call holds its slot from admission until the layer settles,
+// that is for the whole of the layers inside it (retries inside it included).
+// The slot is given back on every path: success, failure, an exception, a
+// cancelled or destroyed coroutine (the permit's destructor gives it back).
+//
+// Waiting: with `max_queue = 0` (the default) nothing waits. Otherwise a
+// caller that finds every slot taken joins a FIFO queue of at most
+// `max_queue` callers (beyond that: bulkhead_full at once) and waits until a
+// slot is handed to it, `max_wait` passes (bulkhead_full) or its deadline
+// passes (deadline_exceeded). A released slot goes straight to the head of
+// the queue, and a newcomer never overtakes a waiter. The sync driver blocks
+// the calling thread on a condition variable; the Asio driver suspends the
+// coroutine (no thread blocks). Over a clock it cannot block on (manual_clock)
+// a driver does not block: it moves the clock to the end of the wait and
+// takes the slot only if one was handed over meanwhile.
+//
+// Thread-safety: every member may be called concurrently, except moving the
+// bulkhead (move it before sharing it; share it with std::ref). Cost: a call
+// that finds a free slot is one load and one CAS to enter and the same to
+// leave, on one std::atomic<uint64_t>; a refusal is one load and writes
+// nothing. Only callers that queue (and the releases that serve them) take
+// a lock. No allocation, no clock read.
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/detail/bulkhead_state.hpp>
+#include <armor/detail/config.hpp>
+#include <armor/error.hpp>
+#include <armor/policy.hpp>
+#include <armor/verdict.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace armor {
+
+/// The options of armor::bulkhead. An aggregate:
+/// `{.max_concurrent = 100, .max_queue = 10, .max_wait = 200ms}`.
+struct bulkhead_options {
+  /// Calls inside at once; in [1, 2^31).
+  std::uint32_t max_concurrent = 100;
+  /// Callers that may wait for a slot at once; 0 (the default) fails fast
+  /// with bulkhead_full. In [0, 2^31).
+  std::uint32_t max_queue = 0;
+  /// How long a queued caller waits at most (its deadline may cut it
+  /// shorter); > 0 when max_queue > 0.
+  std::chrono::nanoseconds max_wait = std::chrono::seconds{1};
+};
+
+class bulkhead;
+
+/// A bulkhead's receipt: a slot held, or a place in its queue. Move-only.
+/// Dropping it gives back what it holds (the slot, or the place: if a slot
+/// was handed to the place meanwhile, that slot). Must not outlive its
+/// bulkhead.
+class bulkhead_permit {
+ public:
+  bulkhead_permit() noexcept = default;
+  bulkhead_permit(bulkhead_permit&& other) noexcept
+      : state_(std::exchange(other.state_, nullptr)), waiter_(std::exchange(other.waiter_, nullptr)) {}
+  bulkhead_permit& operator=(bulkhead_permit&& other) noexcept {
+    if (this != &other) {
+      release();
+      state_ = std::exchange(other.state_, nullptr);
+      waiter_ = std::exchange(other.waiter_, nullptr);
+    }
+    return *this;
+  }
+  bulkhead_permit(const bulkhead_permit&) = delete;
+  bulkhead_permit& operator=(const bulkhead_permit&) = delete;
+  ~bulkhead_permit() { release(); }
+
+  /// True while it holds a slot or a place in the queue.
+  [[nodiscard]] explicit operator bool() const noexcept { return state_ != nullptr; }
+  /// True while it holds a place in the queue (not yet a slot).
+  [[nodiscard]] bool queued() const noexcept { return waiter_ != nullptr; }
+
+  /// Ends a wait in the queue: true when a slot was handed over (the permit
+  /// now holds it), false when not (the permit is empty, the place given
+  /// back). For a permit that holds a slot already: true.
+  [[nodiscard]] bool leave_queue() noexcept {
+    if (state_ == nullptr) return false;
+    if (waiter_ == nullptr) return true;
+    const bool granted = state_->leave(*std::exchange(waiter_, nullptr));
+    if (!granted) state_ = nullptr;
+    return granted;
+  }
+
+  /// Gives back the slot or the place now; the permit is empty afterwards.
+  void release() noexcept {
+    detail::bulkhead_state* s = std::exchange(state_, nullptr);
+    if (s == nullptr) return;
+    if (queue_waiter* w = std::exchange(waiter_, nullptr); w != nullptr && !s->leave(*w)) return;
+    s->release();
+  }
+
+ private:
+  friend class bulkhead;
+  explicit bulkhead_permit(detail::bulkhead_state* s, queue_waiter* w = nullptr) noexcept : state_(s), waiter_(w) {}
+
+  detail::bulkhead_state* state_ = nullptr;
+  queue_waiter* waiter_ = nullptr;
+};
+
+/// A concurrency limit, and an armor::policy that may queue (see the top of
+/// this header). Constructors throw armor::error(invalid_argument), naming
+/// the option, for max_concurrent outside [1, 2^31), max_queue of 2^31 or
+/// more, a negative max_wait, or a zero max_wait with a queue.
+class bulkhead {
+ public:
+  using permit_type = bulkhead_permit;
+  using options_type = bulkhead_options;  ///< for armor::keyed<armor::bulkhead>
+
+  explicit bulkhead(const bulkhead_options& options = {})
+      : state_(checked(options).max_concurrent, options.max_queue), max_wait_(options.max_wait) {}
+
+  /// For armor::keyed: a bulkhead reads no clock, so it ignores the one given.
+  template <clock C>
+  bulkhead(const bulkhead_options& options, const C&) : bulkhead(options) {}
+
+  /// Moves the counts. Not thread-safe: move a bulkhead before sharing it
+  /// (nobody may be queued).
+  bulkhead(bulkhead&& other) noexcept : state_(other.state_), max_wait_(other.max_wait_) {}
+  bulkhead(const bulkhead&) = delete;
+  bulkhead& operator=(const bulkhead&) = delete;
+  bulkhead& operator=(bulkhead&&) = delete;
+  ~bulkhead() = default;
+
+  /// Takes a slot if one is free (and nobody is queued): a permit holding
+  /// it, or an empty permit. Never waits.
+  [[nodiscard]] bulkhead_permit try_acquire() noexcept {
+    return state_.try_enter() ? bulkhead_permit(&state_) : bulkhead_permit();
+  }
+
+  /// Policy protocol: a slot now; or, when every slot is taken, bulkhead_full
+  /// (no queue) or an invitation to queue (the driver then calls enqueue()).
+  [[nodiscard]] ARMOR_ALWAYS_INLINE admission<bulkhead_permit> admit(context&) noexcept {
+    if (ARMOR_LIKELY(state_.try_enter())) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
+    if (state_.max_queue() == 0) return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
+    return admission<bulkhead_permit>::queue(errc::bulkhead_full);
+  }
+
+  /// Policy protocol (queueing): puts the driver's waiter in line. Answers
+  /// admitted (a slot came free), rejected (the queue is full:
+  /// bulkhead_full), or queued for at most max_wait (the permit holds the
+  /// place; see queue_waiter).
+  [[nodiscard]] admission<bulkhead_permit> enqueue(context&, queue_waiter& waiter) noexcept {
+    switch (state_.join(waiter)) {
+      case detail::bulkhead_state::join_result::entered:
+        return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
+      case detail::bulkhead_state::join_result::queued:
+        return admission<bulkhead_permit>::queued(max_wait_, bulkhead_permit(&state_, &waiter), errc::bulkhead_full);
+      case detail::bulkhead_state::join_result::full: break;
+    }
+    return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
+  }
+
+  /// Policy protocol: the call is over; its slot goes back (to the head of
+  /// the queue, if someone waits).
+  ARMOR_ALWAYS_INLINE void settle(context&, bulkhead_permit&& permit, const verdict&) noexcept { permit.release(); }
+
+  /// Calls inside now.
+  [[nodiscard]] std::uint32_t in_use() const noexcept { return detail::bulkhead_state::inside(state_.load()); }
+  /// Callers waiting in the queue now.
+  [[nodiscard]] std::uint32_t queued() const noexcept { return detail::bulkhead_state::queued(state_.load()); }
+  /// Slots free now (0 while anyone waits).
+  [[nodiscard]] std::uint32_t available() const noexcept {
+    const std::uint64_t w = state_.load();
+    if (detail::bulkhead_state::queued(w) != 0) return 0;
+    return state_.max_inside() - detail::bulkhead_state::inside(w);
+  }
+  [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.max_inside(); }
+  [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.max_queue(); }
+  [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return max_wait_; }
+
+  /// For armor::keyed: true when nobody is inside or waiting, so a fresh
+  /// bulkhead would decide exactly the same.
+  [[nodiscard]] bool idle(timestamp) const noexcept { return state_.load() == 0; }
+
+ private:
+  static const bulkhead_options& checked(const bulkhead_options& o) {
+    constexpr std::uint32_t limit = std::uint32_t{1} << 31;
+    if (o.max_concurrent < 1 || o.max_concurrent >= limit) {
+      detail::invalid_config("armor::bulkhead: max_concurrent must be in [1, 2^31) (got " +
+                             std::to_string(o.max_concurrent) + ")");
+    }
+    if (o.max_queue >= limit) {
+      detail::invalid_config("armor::bulkhead: max_queue must be below 2^31 (got " + std::to_string(o.max_queue) + ")");
+    }
+    if (o.max_wait.count() < 0) {
+      detail::invalid_config("armor::bulkhead: max_wait must not be negative (got " +
+                             std::to_string(o.max_wait.count()) + " ns)");
+    }
+    if (o.max_queue > 0 && o.max_wait.count() == 0) {
+      detail::invalid_config("armor::bulkhead: max_wait must be positive when max_queue > 0");
+    }
+    return o;
+  }
+
+  detail::bulkhead_state state_;
+  std::chrono::nanoseconds max_wait_;
+};
+
+}  // namespace armor

@@ -1,0 +1,169 @@
+// armor/detail/bulkhead_state.hpp: the shared state of a bulkhead.
+// Not API: anything here may change without notice.
+//
+// One std::atomic<uint64_t> holds both counts: the calls inside (low 32
+// bits) and the callers waiting in the queue (high 32 bits). Two rules keep
+// the fast path to one CAS and make the queue fair:
+//
+//   - a caller enters at once only when a slot is free AND nobody is queued
+//     (so a newcomer never overtakes a waiter);
+//   - nobody queues while a slot is free, so `queued > 0` implies
+//     `inside == max_inside`.
+//
+// Entering and leaving without waiters are one CAS each on the word. Every
+// change to the queue (joining it, leaving it unserved, handing a released
+// slot to its head) happens under `mutex`; while the queue is not empty the
+// fast paths cannot change the word (their CAS sees `queued > 0` and fails),
+// so a holder of the lock can rely on it. A released slot goes straight to
+// the head of the queue: `inside` stays at the maximum and `queued` drops by
+// one, and the waiter is told by its wake-up. A waiter that gives up takes
+// the lock, and either finds it was granted meanwhile (then it holds the
+// slot) or unlinks itself: a slot is never handed to a waiter that has left,
+// and never lost.
+#pragma once
+
+#include <armor/detail/config.hpp>
+#include <armor/policy.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ARMOR_BULKHEAD_COLD __attribute__((noinline, cold))
+#else
+#define ARMOR_BULKHEAD_COLD
+#endif
+
+namespace armor::detail {
+
+class bulkhead_state {
+ public:
+  static constexpr std::uint64_t one_inside = 1;
+  static constexpr std::uint64_t one_queued = std::uint64_t{1} << 32;
+
+  bulkhead_state(std::uint32_t max_inside, std::uint32_t max_queue) noexcept
+      : max_inside_(max_inside), max_queue_(max_queue) {}
+
+  /// Not thread-safe (a bulkhead is moved before it is shared); the queue
+  /// must be empty.
+  bulkhead_state(const bulkhead_state& other) noexcept
+      : word_(other.word_.load(std::memory_order_relaxed)),
+        max_inside_(other.max_inside_),
+        max_queue_(other.max_queue_) {}
+  bulkhead_state& operator=(const bulkhead_state&) = delete;
+  ~bulkhead_state() = default;
+
+  static constexpr std::uint32_t inside(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w); }
+  static constexpr std::uint32_t queued(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+
+  [[nodiscard]] std::uint64_t load() const noexcept { return word_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::uint32_t max_inside() const noexcept { return max_inside_; }
+  [[nodiscard]] std::uint32_t max_queue() const noexcept { return max_queue_; }
+
+  /// Takes a slot if one is free and nobody waits. A refusal writes nothing.
+  [[nodiscard]] ARMOR_ALWAYS_INLINE bool try_enter() noexcept {
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    do {
+      if (inside(w) >= max_inside_ || queued(w) != 0) return false;
+    } while (!word_.compare_exchange_weak(w, w + one_inside, std::memory_order_acquire, std::memory_order_relaxed));
+    return true;
+  }
+
+  /// Gives a slot back: to the head of the queue if someone waits.
+  ARMOR_ALWAYS_INLINE void release() noexcept {
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    while (queued(w) == 0) {
+      if (word_.compare_exchange_weak(w, w - one_inside, std::memory_order_release, std::memory_order_relaxed)) return;
+    }
+    hand_over();
+  }
+
+  enum class join_result : std::uint8_t { entered, queued, full };
+
+  /// Puts `waiter` at the tail of the queue; or, if a slot came free and
+  /// nobody waits, takes it at once (entered); or refuses (full) when the
+  /// queue holds max_queue waiters already.
+  [[nodiscard]] join_result join(queue_waiter& waiter) noexcept {
+    const std::lock_guard lock(mutex_);
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (queued(w) == 0 && inside(w) < max_inside_) {
+        if (word_.compare_exchange_weak(w, w + one_inside, std::memory_order_acquire, std::memory_order_relaxed)) {
+          return join_result::entered;
+        }
+        continue;
+      }
+      if (queued(w) >= max_queue_) return join_result::full;
+      // inside == max here; while queued was 0 the fast paths may still
+      // change the word, hence the CAS.
+      if (word_.compare_exchange_weak(w, w + one_queued, std::memory_order_relaxed, std::memory_order_relaxed)) break;
+    }
+    waiter.granted = false;
+    waiter.next = nullptr;
+    waiter.prev = tail_;
+    if (tail_ != nullptr) {
+      tail_->next = &waiter;
+    } else {
+      head_ = &waiter;
+    }
+    tail_ = &waiter;
+    return join_result::queued;
+  }
+
+  /// The waiter stops waiting: true if it was granted a slot meanwhile (it
+  /// now holds it), false if it left the queue unserved.
+  [[nodiscard]] bool leave(queue_waiter& waiter) noexcept {
+    const std::lock_guard lock(mutex_);
+    if (waiter.granted) return true;
+    unlink(waiter);
+    word_.fetch_sub(one_queued, std::memory_order_relaxed);
+    return false;
+  }
+
+ private:
+  void unlink(queue_waiter& waiter) noexcept {
+    if (waiter.prev != nullptr) {
+      waiter.prev->next = waiter.next;
+    } else {
+      head_ = waiter.next;
+    }
+    if (waiter.next != nullptr) {
+      waiter.next->prev = waiter.prev;
+    } else {
+      tail_ = waiter.prev;
+    }
+    waiter.prev = waiter.next = nullptr;
+  }
+
+  // The slow half of release(): someone was queued when we looked.
+  ARMOR_BULKHEAD_COLD void hand_over() noexcept {
+    const std::lock_guard lock(mutex_);
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (queued(w) == 0) {
+        // The last waiter left before we got the lock.
+        if (word_.compare_exchange_weak(w, w - one_inside, std::memory_order_release, std::memory_order_relaxed)) {
+          return;
+        }
+        continue;
+      }
+      // Queued and holding the lock: nobody else can change the word now.
+      word_.fetch_sub(one_queued, std::memory_order_acq_rel);
+      queue_waiter* head = head_;
+      unlink(*head);
+      head->granted = true;
+      head->wake();
+      return;
+    }
+  }
+
+  alignas(cache_line) std::atomic<std::uint64_t> word_{0};
+  std::uint32_t max_inside_;
+  std::uint32_t max_queue_;
+  std::mutex mutex_;  // the queue; never taken while nobody waits
+  queue_waiter* head_ = nullptr;
+  queue_waiter* tail_ = nullptr;
+};
+
+}  // namespace armor::detail

@@ -1,0 +1,381 @@
+// armor::bulkhead: the concurrency limit, its queue (arrival order, bounded
+// waits, abandonment), permits released on every path, and keyed<bulkhead>.
+// Single-threaded, on manual_clock; threads are in tests/stress/.
+#include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
+#include <armor/deadline.hpp>
+#include <armor/keyed.hpp>
+#include <armor/pipeline.hpp>
+
+#include "armor_catch.hpp"
+#include "test_policies.hpp"
+
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct boom : std::runtime_error {
+  boom() : std::runtime_error("boom") {}
+};
+
+// A waiter for the policy-level tests: counts its wake-ups.
+struct test_waiter : armor::queue_waiter {
+  test_waiter() : armor::queue_waiter(&on_wake) {}
+  int wakes = 0;
+  static void on_wake(armor::queue_waiter& w) noexcept { ++static_cast<test_waiter&>(w).wakes; }
+};
+
+std::string config_error(const armor::bulkhead_options& o) {
+  try {
+    armor::bulkhead b{o};
+  } catch (const armor::error& e) {
+    if (e.code() == armor::errc::invalid_argument) return e.what();
+    return "wrong code";
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("bulkhead options are validated, naming the option") {
+  CHECK(config_error({}).empty());
+  CHECK(config_error({.max_concurrent = 0}).find("max_concurrent") != std::string::npos);
+  CHECK(config_error({.max_concurrent = 1u << 31}).find("max_concurrent") != std::string::npos);
+  CHECK(config_error({.max_concurrent = 1, .max_queue = 1u << 31}).find("max_queue") != std::string::npos);
+  CHECK(config_error({.max_concurrent = 1, .max_queue = 0, .max_wait = -1ms}).find("max_wait") != std::string::npos);
+  CHECK(config_error({.max_concurrent = 1, .max_queue = 3, .max_wait = 0ms}).find("max_wait") != std::string::npos);
+  CHECK(config_error({.max_concurrent = 1, .max_queue = 0, .max_wait = 0ms}).empty());  // no queue: unused
+  const armor::bulkhead defaults;
+  CHECK(defaults.max_concurrent() == 100);
+  CHECK(defaults.max_queue() == 0);
+  CHECK(defaults.max_wait() == 1s);
+}
+
+TEST_CASE("try_acquire admits max_concurrent holders and refuses the next; a release frees a slot") {
+  armor::bulkhead b{{.max_concurrent = 3}};
+  std::vector<armor::bulkhead_permit> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(b.try_acquire());
+    CHECK(static_cast<bool>(held.back()));
+  }
+  CHECK(b.in_use() == 3);
+  CHECK(b.available() == 0);
+  auto refused = b.try_acquire();
+  CHECK_FALSE(refused);
+  CHECK(b.in_use() == 3);  // a refusal writes nothing
+  held.pop_back();          // dropping a permit gives its slot back
+  CHECK(b.in_use() == 2);
+  auto again = b.try_acquire();
+  CHECK(static_cast<bool>(again));
+  again.release();
+  CHECK_FALSE(again);
+  again.release();  // releasing twice gives back nothing more
+  CHECK(b.in_use() == 2);
+  held.clear();
+  CHECK(b.in_use() == 0);
+  CHECK(b.available() == 3);
+}
+
+TEST_CASE("a full bulkhead without a queue fails fast with bulkhead_full and does not call the operation") {
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 2}};
+  auto p = armor::pipeline{clock, std::ref(b)};
+  auto a = b.try_acquire();
+  auto c = b.try_acquire();
+  int calls = 0;
+  auto r = p.try_execute([&] { return ++calls; });
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(r.code() == std::errc::resource_unavailable_try_again);
+  CHECK_FALSE(r.retry_after().has_value());
+  CHECK_THROWS_AS(p.execute([&] { return ++calls; }), armor::error);
+  CHECK(calls == 0);
+  CHECK(clock.now().time_since_epoch() == 0ns);  // nothing waited
+  a.release();
+  CHECK(p.execute([&] { return ++calls; }) == 1);
+  CHECK(b.in_use() == 1);  // only `c` is left inside
+}
+
+TEST_CASE("the operation runs inside the bulkhead and its slot comes back on every path") {
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 1}};
+  auto p = armor::pipeline{clock, std::ref(b)};
+  std::uint32_t inside_during = 0;
+
+  SECTION("success") {
+    CHECK(p.execute([&] {
+      inside_during = b.in_use();
+      return 5;
+    }) == 5);
+  }
+  SECTION("an exception") {
+    CHECK_THROWS_AS(p.execute([&]() -> int {
+      inside_during = b.in_use();
+      throw boom();
+    }),
+                    boom);
+    auto r = p.try_execute([&]() -> int { throw boom(); });
+    CHECK(r.code() == armor::errc::operation_failed);
+  }
+  SECTION("an error value") {
+    const std::error_code ec = p.execute([&] {
+      inside_during = b.in_use();
+      return std::make_error_code(std::errc::connection_refused);
+    });
+    CHECK(ec == std::errc::connection_refused);
+  }
+  SECTION("void") {
+    p.execute([&] { inside_during = b.in_use(); });
+  }
+  CHECK(inside_during == 1);
+  CHECK(b.in_use() == 0);
+  CHECK(b.queued() == 0);
+}
+
+TEST_CASE("a retry layer inside the bulkhead keeps one slot; outside it, each attempt takes one") {
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 1}};
+  const armor::backoff_options retry{.max_attempts = 3, .initial = 10ms, .jitter = armor::jitter_mode::none};
+  std::vector<std::uint32_t> seen;
+  auto failing_twice = [&](const armor::context& ctx) {
+    seen.push_back(b.in_use());
+    if (ctx.attempt() < 3) throw boom();
+    return 1;
+  };
+
+  auto slot_outside = armor::pipeline{clock, std::ref(b), armor::backoff{retry}};
+  CHECK(slot_outside.execute(failing_twice) == 1);
+  CHECK(seen == std::vector<std::uint32_t>{1, 1, 1});
+  CHECK(b.in_use() == 0);
+
+  // Outside: while another holder keeps the only slot, every attempt is
+  // refused and retried, and the call ends refused.
+  seen.clear();
+  auto slot_per_attempt = armor::pipeline{clock, armor::backoff{retry}, std::ref(b)};
+  auto other = b.try_acquire();
+  auto r = slot_per_attempt.try_execute(failing_twice);
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(seen.empty());
+  other.release();
+  CHECK(slot_per_attempt.execute(failing_twice) == 1);
+  CHECK(b.in_use() == 0);
+}
+
+TEST_CASE("queued callers are served in arrival order; a newcomer never overtakes them") {
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 3, .max_wait = 1s}};
+  armor::context ctx(armor::timestamp{});
+  auto inside = b.admit(ctx);
+  REQUIRE(inside.kind == armor::admission_kind::admitted);
+
+  auto full = b.admit(ctx);
+  CHECK(full.kind == armor::admission_kind::queue);  // invited to queue
+  CHECK(full.code == armor::errc::bulkhead_full);
+
+  test_waiter w1;
+  test_waiter w2;
+  test_waiter w3;
+  test_waiter w4;
+  auto q1 = b.enqueue(ctx, w1);
+  auto q2 = b.enqueue(ctx, w2);
+  auto q3 = b.enqueue(ctx, w3);
+  REQUIRE(q1.kind == armor::admission_kind::queued);
+  REQUIRE(q2.kind == armor::admission_kind::queued);
+  REQUIRE(q3.kind == armor::admission_kind::queued);
+  CHECK(q1.delay == 1s);
+  CHECK(q1.code == armor::errc::bulkhead_full);
+  CHECK(b.queued() == 3);
+  CHECK(b.available() == 0);
+
+  // The queue is full: the fourth is refused at once.
+  auto q4 = b.enqueue(ctx, w4);
+  CHECK(q4.kind == armor::admission_kind::rejected);
+  CHECK(q4.code == armor::errc::bulkhead_full);
+
+  // The holder leaves: its slot goes to the head of the queue, not to a newcomer.
+  b.settle(ctx, std::move(inside.permit), armor::verdict::success());
+  CHECK(w1.wakes == 1);
+  CHECK(w2.wakes == 0);
+  CHECK(b.in_use() == 1);
+  CHECK(b.queued() == 2);
+  CHECK_FALSE(b.try_acquire());
+  CHECK(b.admit(ctx).kind == armor::admission_kind::queue);
+
+  // w2 gives up: it leaves the queue unserved, and w3 is next.
+  CHECK_FALSE(q2.permit.leave_queue());
+  CHECK_FALSE(q2.permit);
+  CHECK(b.queued() == 1);
+
+  CHECK(q1.permit.leave_queue());  // w1 was granted: it now holds the slot
+  CHECK(static_cast<bool>(q1.permit));
+  CHECK_FALSE(q1.permit.queued());
+  b.settle(ctx, std::move(q1.permit), armor::verdict::success());
+  CHECK(w3.wakes == 1);
+  CHECK(w2.wakes == 0);
+  CHECK(b.queued() == 0);
+  CHECK(b.in_use() == 1);
+  CHECK(q3.permit.leave_queue());
+  q3.permit.release();
+  CHECK(b.in_use() == 0);
+  CHECK(b.idle(armor::timestamp{}));
+}
+
+TEST_CASE("a queued permit dropped unserved leaves the queue; one granted meanwhile gives its slot on") {
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 4, .max_wait = 1s}};
+  armor::context ctx(armor::timestamp{});
+  auto holder = b.try_acquire();
+  test_waiter w1;
+  test_waiter w2;
+  test_waiter w3;
+  std::optional<armor::admission<armor::bulkhead_permit>> q1{b.enqueue(ctx, w1)};
+  std::optional<armor::admission<armor::bulkhead_permit>> q2{b.enqueue(ctx, w2)};
+  auto q3 = b.enqueue(ctx, w3);
+  CHECK(b.queued() == 3);
+
+  q2.reset();  // dropped while waiting (a destroyed coroutine): out of the queue
+  CHECK(b.queued() == 2);
+
+  holder.release();  // handed to w1
+  CHECK(w1.wakes == 1);
+  q1.reset();  // w1 was granted but its permit is dropped without leave_queue: the slot goes on to w3
+  CHECK(w3.wakes == 1);
+  CHECK(w2.wakes == 0);
+  CHECK(b.queued() == 0);
+  CHECK(b.in_use() == 1);
+  q3.permit.release();  // granted, dropped without leave_queue: back to free
+  CHECK(b.in_use() == 0);
+  CHECK(b.available() == 1);
+}
+
+TEST_CASE("enqueue takes a slot at once when one came free after admit") {
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
+  armor::context ctx(armor::timestamp{});
+  auto holder = b.try_acquire();
+  REQUIRE(b.admit(ctx).kind == armor::admission_kind::queue);
+  holder.release();
+  test_waiter w;
+  auto q = b.enqueue(ctx, w);
+  CHECK(q.kind == armor::admission_kind::admitted);
+  CHECK(b.in_use() == 1);
+  CHECK(b.queued() == 0);
+  CHECK(w.wakes == 0);
+}
+
+TEST_CASE("in a pipeline on a manual clock, a queued call waits max_wait and then fails with bulkhead_full") {
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 200ms}};
+  auto p = armor::pipeline{clock, std::ref(b)};
+  auto holder = b.try_acquire();
+  int calls = 0;
+  auto r = p.try_execute([&] { return ++calls; });
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(clock.now().time_since_epoch() == 200ms);  // waited exactly max_wait, in virtual time
+  CHECK(calls == 0);
+  CHECK(b.queued() == 0);  // it left the queue
+  CHECK(b.in_use() == 1);
+}
+
+TEST_CASE("a queued wait is cut short by the deadline: deadline_exceeded at the deadline") {
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 10s}};
+  auto p = armor::pipeline{clock, armor::deadline{300ms}, std::ref(b)};
+  auto holder = b.try_acquire();
+  auto r = p.try_execute([] { return 1; });
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::deadline_exceeded);
+  CHECK(clock.now().time_since_epoch() == 300ms);
+  CHECK(b.queued() == 0);
+
+  // A per-call timeout does the same.
+  auto q = armor::pipeline{clock, std::ref(b)};
+  auto r2 = q.try_execute([] { return 1; }, {.timeout = 40ms});
+  CHECK(r2.code() == armor::errc::deadline_exceeded);
+  CHECK(clock.now().time_since_epoch() == 340ms);
+}
+
+TEST_CASE("a call that finds the queue full is refused at once, without waiting") {
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
+  auto p = armor::pipeline{clock, std::ref(b)};
+  armor::context ctx(armor::timestamp{});
+  auto holder = b.try_acquire();
+  test_waiter w;
+  auto q = b.enqueue(ctx, w);  // takes the only place in the queue
+  REQUIRE(q.kind == armor::admission_kind::queued);
+  auto r = p.try_execute([] { return 1; });
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(clock.now().time_since_epoch() == 0ns);
+}
+
+TEST_CASE("layers outside a bulkhead see its refusal as a rejection") {
+  armor::manual_clock clock;
+  armor_test::verdict_recorder outer;
+  armor::bulkhead b{{.max_concurrent = 1}};
+  auto p = armor::pipeline{clock, std::ref(outer), std::ref(b)};
+  auto holder = b.try_acquire();
+  (void)p.try_execute([] { return 1; });
+  REQUIRE(outer.verdicts.size() == 1);
+  CHECK(outer.verdicts[0].kind == armor::outcome::rejected);
+  CHECK(outer.verdicts[0].code == armor::errc::bulkhead_full);
+  CHECK(outer.verdicts[0].retryable);
+}
+
+TEST_CASE("keyed<bulkhead> limits each key on its own and evicts only idle keys") {
+  armor::manual_clock clock;
+  // keyed<bulkhead> alone uses steady_clock; this pipeline runs on a manual clock.
+  armor::keyed<armor::bulkhead, armor::bulkhead_options, armor::manual_clock> per_upstream{
+      {.max_concurrent = 2}, {.max_keys = 16}, clock};
+  static_assert(std::is_same_v<armor::keyed<armor::bulkhead>::clock_type, armor::steady_clock>);
+  auto p = armor::pipeline{clock, std::ref(per_upstream)};
+
+  auto a1 = per_upstream.get("api.a")->try_acquire();
+  auto a2 = per_upstream.get("api.a")->try_acquire();
+  CHECK(p.try_execute([] { return 1; }, {.key = "api.a"}).code() == armor::errc::bulkhead_full);
+  CHECK(p.execute([] { return 2; }, {.key = "api.b"}) == 2);  // another upstream is not affected
+  CHECK(per_upstream.get("api.a")->in_use() == 2);
+  CHECK(per_upstream.get("api.b")->in_use() == 0);
+
+  // api.b is idle and goes; api.a has callers inside and stays.
+  CHECK(per_upstream.size() == 2);
+  CHECK(per_upstream.evict_idle(armor::timestamp{}) == 1);
+  CHECK(per_upstream.find("api.a"));
+  CHECK_FALSE(per_upstream.find("api.b"));
+  a1.release();
+  a2.release();
+  CHECK(per_upstream.evict_idle(armor::timestamp{}) == 1);
+  CHECK(per_upstream.size() == 0);
+}
+
+TEST_CASE("keyed<bulkhead> with a queue: the key's callers queue, and give up after max_wait") {
+  armor::manual_clock clock;
+  armor::keyed<armor::bulkhead, armor::bulkhead_options, armor::manual_clock> per_upstream{
+      {.max_concurrent = 1, .max_queue = 2, .max_wait = 80ms}, {.max_keys = 16}, clock};
+  static_assert(armor::queueing_policy<decltype(per_upstream)>);
+  auto p = armor::pipeline{clock, std::ref(per_upstream)};
+  auto holder = per_upstream.get("api.a")->try_acquire();
+  auto r = p.try_execute([] { return 1; }, {.key = "api.a"});
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(clock.now().time_since_epoch() == 80ms);
+  CHECK(per_upstream.get("api.a")->queued() == 0);
+  CHECK(p.execute([] { return 2; }, {.key = "api.b"}) == 2);
+  CHECK(clock.now().time_since_epoch() == 80ms);
+
+  // Policy level: a queued keyed permit that was granted holds the slot.
+  armor::context ctx(armor::timestamp{}, {.key = "api.a"});
+  REQUIRE(per_upstream.admit(ctx).kind == armor::admission_kind::queue);
+  test_waiter w;
+  auto q = per_upstream.enqueue(ctx, w);
+  REQUIRE(q.kind == armor::admission_kind::queued);
+  holder.release();
+  CHECK(w.wakes == 1);
+  CHECK(q.permit.leave_queue());
+  CHECK(per_upstream.get("api.a")->in_use() == 1);
+  per_upstream.settle(ctx, std::move(q.permit), armor::verdict::success());
+  CHECK(per_upstream.get("api.a")->in_use() == 0);
+}
