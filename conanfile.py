@@ -40,17 +40,20 @@ class ArmorConan(ConanFile):
     topics = ("resilience", "circuit-breaker", "retry", "backoff", "rate-limiting", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    # Each option adds one component (armor::asio, armor::fmt, armor::sqlite)
+    # Each option adds one component (armor::asio, armor::fmt, armor::sqlite,
+    # armor::redis)
     # and its dependency. All off by default: a default must not add API.
     options = {
         "with_asio": [True, False],
         "with_fmt": [True, False],
         "with_sqlite": [True, False],
+        "with_redis": [True, False],
     }
     default_options = {
         "with_asio": False,
         "with_fmt": False,
         "with_sqlite": False,
+        "with_redis": False,
     }
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*"
     no_copy_source = True
@@ -88,6 +91,8 @@ class ArmorConan(ConanFile):
             self.requires("fmt/[>=9 <12]")
         if self.options.with_sqlite:
             self.requires("sqlite3/[>=3.35 <4]")
+        if self.options.with_redis:
+            self.requires("hiredis/[>=1.0 <2]")
 
     def package_id(self):
         # Headers only, the same for every configuration and option.
@@ -102,6 +107,7 @@ class ArmorConan(ConanFile):
         switches["ARMOR_WITH_ASIO"] = bool(self.options.with_asio)
         switches["ARMOR_WITH_FMT"] = bool(self.options.with_fmt)
         switches["ARMOR_WITH_SQLITE"] = bool(self.options.with_sqlite)
+        switches["ARMOR_WITH_REDIS"] = bool(self.options.with_redis)
         return switches
 
     def generate(self):
@@ -114,7 +120,7 @@ class ArmorConan(ConanFile):
             include_dir = self.dependencies["asio"].cpp_info.includedirs[0]
             toolchain.cache_variables["ARMOR_ASIO_INCLUDE_DIR"] = include_dir.replace("\\", "/")
         toolchain.generate()
-        # fmt and SQLite3 are found with find_package, through these files.
+        # fmt, SQLite3 and hiredis are found with find_package, through these files.
         CMakeDeps(self).generate()
 
     def build(self):
@@ -168,3 +174,8 @@ class ArmorConan(ConanFile):
             self._header_only(sqlite, "armor::sqlite")
             sqlite.includedirs = []
             sqlite.requires = ["armor", "sqlite3::sqlite3"]
+        if self.options.with_redis:
+            redis = self.cpp_info.components["redis"]
+            self._header_only(redis, "armor::redis")
+            redis.includedirs = []
+            redis.requires = ["armor", "hiredis::hiredis"]

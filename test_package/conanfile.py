@@ -23,7 +23,7 @@ class ArmorTestPackageConan(ConanFile):
         armor = self.dependencies["armor"]
         # The components this armor package has, from its options; the CMake
         # project checks that exactly these exist.
-        components = [name for name in ("asio", "fmt", "sqlite")
+        components = [name for name in ("asio", "fmt", "sqlite", "redis")
                       if armor.options.get_safe(f"with_{name}")]
         toolchain.cache_variables["ARMOR_TEST_COMPONENTS"] = ";".join(components)
         toolchain.generate()

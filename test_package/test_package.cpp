@@ -34,6 +34,13 @@
 #include <sqlite3.h>
 #endif
 
+#if ARMOR_TEST_PACKAGE_REDIS
+#if __has_include(<armor/storage/redis.hpp>)
+#include <armor/storage/redis.hpp>
+#endif
+#include <hiredis/hiredis.h>
+#endif
+
 using namespace std::chrono_literals;
 
 int main() {
@@ -57,6 +64,13 @@ int main() {
 #endif
 #if ARMOR_TEST_PACKAGE_SQLITE
   ok = ok && sqlite3_libversion_number() > 0;
+#endif
+#if ARMOR_TEST_PACKAGE_REDIS
+  // Links hiredis without needing a server: formatting a command is local.
+  char* cmd = nullptr;
+  const int len = redisFormatCommand(&cmd, "PING");
+  ok = ok && len > 0;
+  redisFreeCommand(cmd);
 #endif
 
   std::printf("armor %d.%d.%d test package: %s\n", ARMOR_VERSION_MAJOR, ARMOR_VERSION_MINOR,

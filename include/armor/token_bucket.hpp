@@ -130,6 +130,12 @@ enum class bucket_status : std::uint8_t {
 template <class Clock, bool Padded, class Listener>
 class token_bucket;
 
+namespace detail {
+/// Builds bucket_decisions for other bucket implementations (the Redis
+/// bucket); defined after bucket_decision.
+struct bucket_decision_access;
+}  // namespace detail
+
 /// A snapshot of a token bucket: its limit, its level now, and (with
 /// token_bucket_options::count_calls) what it has decided. Each field is
 /// read with a relaxed load: consistent one by one, not as a whole.
@@ -231,6 +237,7 @@ class bucket_decision {
  private:
   template <class, bool, class>
   friend class token_bucket;
+  friend struct detail::bucket_decision_access;
 
   constexpr bucket_decision(bucket_status s, const detail::bucket_config& c, std::int64_t n, std::int64_t debt,
                             std::int64_t late) noexcept
@@ -244,6 +251,15 @@ class bucket_decision {
   std::int64_t debt_;    // ticks until full
   std::int64_t late_;    // ticks until the requested tokens are due
 };
+
+namespace detail {
+struct bucket_decision_access {
+  [[nodiscard]] static constexpr bucket_decision make(bucket_status s, const bucket_config& c, std::int64_t n,
+                                                      std::int64_t debt, std::int64_t late) noexcept {
+    return bucket_decision(s, c, n, debt, late);
+  }
+};
+}  // namespace detail
 
 /// A token bucket's receipt for tokens taken by admit() or reserve(). Move-only.
 ///

@@ -21,8 +21,10 @@ set(ARMOR_PORT_OPTIONS
 # vcpkg_check_features(FEATURES ...) takes. A feature that is not selected
 # passes its switch as OFF, so no switch is ever left to armor's default.
 # The feature names are those in vcpkg.json and the names of the components
-# the feature adds (armor::asio, armor::fmt, armor::sqlite).
+# the feature adds (armor::asio, armor::fmt, armor::sqlite,
+# armor::redis).
 set(ARMOR_PORT_FEATURES
   asio   ARMOR_WITH_ASIO
   fmt    ARMOR_WITH_FMT
-  sqlite ARMOR_WITH_SQLITE)
+  sqlite ARMOR_WITH_SQLITE
+  redis  ARMOR_WITH_REDIS)

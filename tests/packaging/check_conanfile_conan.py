@@ -98,7 +98,7 @@ def stand_in(recipe_class, source_dir, version=None, os_name="Linux", cppstd="20
     instance.settings = settings
     instance.info = Info(settings)
     instance.options = type("Options", (), {})()
-    for name in ("with_asio", "with_fmt", "with_sqlite"):
+    for name in ("with_asio", "with_fmt", "with_sqlite", "with_redis"):
         setattr(instance.options, name, options.get(name, False))
     instance.recipe_folder = str(source_dir)
     instance.version = version
@@ -156,7 +156,7 @@ def main(argv):
     print(f"Conan {version}: running {recipe.__name__}'s methods on a stand-in")
 
     defaults = dict(getattr(recipe, "default_options", {}))
-    expect(sorted(defaults) == ["with_asio", "with_fmt", "with_sqlite"]
+    expect(sorted(defaults) == ["with_asio", "with_fmt", "with_redis", "with_sqlite"]
            and all(value is False for value in defaults.values()),
            f"default_options must turn every integration off, not {defaults}")
 
@@ -180,8 +180,9 @@ def main(argv):
                             ({"with_asio": True}, ["asio"]),
                             ({"with_fmt": True}, ["fmt"]),
                             ({"with_sqlite": True}, ["sqlite3"]),
-                            ({"with_asio": True, "with_fmt": True, "with_sqlite": True},
-                             ["asio", "fmt", "sqlite3"])):
+                            ({"with_redis": True}, ["hiredis"]),
+                            ({"with_asio": True, "with_fmt": True, "with_sqlite": True, "with_redis": True},
+                             ["asio", "fmt", "hiredis", "sqlite3"])):
         r = stand_in(recipe, source_dir, **options)
         r.requirements()
         got = sorted(ref.split("/")[0] for ref in r.required)
@@ -203,9 +204,9 @@ def main(argv):
 
     # The CMake switches generate() applies.
     for flag in (False, True):
-        r = stand_in(recipe, source_dir, with_asio=flag, with_fmt=flag, with_sqlite=flag)
+        r = stand_in(recipe, source_dir, with_asio=flag, with_fmt=flag, with_sqlite=flag, with_redis=flag)
         switches = r._cmake_switches()
-        for name in ("ARMOR_WITH_ASIO", "ARMOR_WITH_FMT", "ARMOR_WITH_SQLITE"):
+        for name in ("ARMOR_WITH_ASIO", "ARMOR_WITH_FMT", "ARMOR_WITH_SQLITE", "ARMOR_WITH_REDIS"):
             expect(switches.get(name) is flag, f"{name} is {switches.get(name)!r} with the options {flag}")
         for name, value in (("ARMOR_BUILD_TESTS", False), ("ARMOR_BUILD_EXAMPLES", False),
                             ("ARMOR_BUILD_BENCHMARKS", False), ("ARMOR_INSTALL", True)):
@@ -214,8 +215,8 @@ def main(argv):
     # package_info: armor::armor alone by default; each option adds its component.
     for options, wanted in (({}, {"armor"}),
                             ({"with_asio": True}, {"armor", "asio"}),
-                            ({"with_asio": True, "with_fmt": True, "with_sqlite": True},
-                             {"armor", "asio", "fmt", "sqlite"})):
+                            ({"with_asio": True, "with_fmt": True, "with_sqlite": True, "with_redis": True},
+                             {"armor", "asio", "fmt", "sqlite", "redis"})):
         r = stand_in(recipe, source_dir, **options)
         r.package_info()
         info = r.cpp_info
@@ -231,7 +232,8 @@ def main(argv):
             expect(component.libdirs == [] and component.bindirs == [],
                    f"component {name} declares library or binary directories in a header-only package")
         expect("pthread" in info.components["armor"].system_libs, "armor::armor does not link pthread on Linux")
-        for name, dependency in (("asio", "asio::asio"), ("fmt", "fmt::fmt"), ("sqlite", "sqlite3::sqlite3")):
+        for name, dependency in (("asio", "asio::asio"), ("fmt", "fmt::fmt"), ("sqlite", "sqlite3::sqlite3"),
+                                 ("redis", "hiredis::hiredis")):
             if name in info.components:
                 requires = info.components[name].requires
                 expect("armor" in requires and dependency in requires,

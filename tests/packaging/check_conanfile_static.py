@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-FEATURES = ("asio", "fmt", "sqlite")
+FEATURES = ("asio", "fmt", "sqlite", "redis")
 COMPONENTS = {"armor", *FEATURES}
 METHODS = ("set_version", "layout", "requirements", "package_id", "validate", "generate",
            "build", "package", "package_info")
@@ -170,7 +170,7 @@ def main(argv):
         check.check(defaults.get(option) is False,
                     f"default_options must turn {option} off (a default must not add API)")
     check.check(set(options) == {f"with_{f}" for f in FEATURES},
-                f"options are exactly with_asio, with_fmt, with_sqlite, not {sorted(options)}")
+                f"options are exactly with_asio, with_fmt, with_sqlite, with_redis, not {sorted(options)}")
 
     for name in METHODS:
         check.check(name in defs, f"the recipe has no {name}() method")
@@ -192,8 +192,8 @@ def main(argv):
     if "requirements" in defs:
         refs = [literal(c.args[0]) for c in calls(defs["requirements"], "requires") if c.args]
         names = sorted(str(ref).split("/")[0] for ref in refs if isinstance(ref, str))
-        check.check(names == ["asio", "fmt", "sqlite3"],
-                    f"requirements() must require asio, fmt and sqlite3 (one per option), not {names}")
+        check.check(names == ["asio", "fmt", "hiredis", "sqlite3"],
+                    f"requirements() must require asio, fmt, hiredis and sqlite3 (one per option), not {names}")
     if "package_info" in defs:
         found = component_names(defs["package_info"])
         check.check(found == COMPONENTS,

@@ -21,7 +21,8 @@
 #   HINT_<var>      a dependency location armor's own build found, passed on
 #                   as -D<var>= so both configures find the same one:
 #                   HINT_ARMOR_ASIO_INCLUDE_DIR, HINT_fmt_DIR,
-#                   HINT_SQLite3_INCLUDE_DIR, HINT_SQLite3_LIBRARY
+#                   HINT_SQLite3_INCLUDE_DIR, HINT_SQLite3_LIBRARY,
+#                   HINT_ARMOR_HIREDIS_INCLUDE_DIR, HINT_ARMOR_HIREDIS_LIBRARY
 cmake_minimum_required(VERSION 3.21)  # policies for this script (IN_LIST, ...)
 include("${CMAKE_CURRENT_LIST_DIR}/../consumer/common.cmake")
 
@@ -78,7 +79,8 @@ foreach(_feature IN LISTS _selected)
 endforeach()
 
 set(_hints "")
-foreach(_var IN ITEMS ARMOR_ASIO_INCLUDE_DIR fmt_DIR SQLite3_INCLUDE_DIR SQLite3_LIBRARY)
+foreach(_var IN ITEMS ARMOR_ASIO_INCLUDE_DIR fmt_DIR SQLite3_INCLUDE_DIR SQLite3_LIBRARY
+                       ARMOR_HIREDIS_INCLUDE_DIR ARMOR_HIREDIS_LIBRARY)
   if(HINT_${_var})
     list(APPEND _hints "-D${_var}=${HINT_${_var}}")
   endif()

@@ -1,0 +1,623 @@
+// armor/storage/redis.hpp: limits shared by every instance of a service,
+// kept in Redis.
+//
+//     armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
+//     armor::quota_tracker gemini{
+//         {.windows = {armor::quota_window::per_day(50)}},
+//         armor::system_clock{},
+//         armor::redis_quota_storage{redis, {.tracker = "gemini"}},
+//     };
+//
+// The calling code is that of the memory backend; only the storage argument
+// changes. Link armor::redis (CMake) or -lhiredis; only this header (and
+// detail/redis_client.hpp) includes <hiredis/hiredis.h>. docs/redis.md says
+// when to choose it and how to run it.
+//
+// One transition, one script. Every consumption (all windows or none),
+// charge, release and read is one Lua script (detail/redis_scripts.hpp): one
+// round trip, atomic in Redis, with the rules of detail/quota_storage.hpp.
+// Replicas sharing a tracker name together admit exactly the limit (leases
+// off). All of a tracker's keys carry the hash tag {tracker}, so each script
+// touches one hash slot (Redis Cluster works); a window's key expires by
+// itself when its newest slice stops counting (idle trackers cost nothing).
+//
+// Time. With `time = redis_time_source::server` (the default) the scripts
+// number the slices from Redis's own clock (TIME), so replicas whose clocks
+// disagree still turn the day over at the same instant. The tracker's
+// wall clock still computes retry_after and usage() resets (off by the
+// skew). `caller` uses the slices the tracker computed from its own clock,
+// which is what a test on a manual_clock needs (decisions then match the
+// memory backend's call for call). Windows must be whole microseconds
+// (rolling: each bucket), which the scripts' arithmetic needs.
+//
+// When Redis fails (down, slow, restarting), each call still ends within
+// the connection's bounds (redis_options: command_timeout waiting for a
+// connection, connect_timeout to reconnect, command_timeout for the reply),
+// and after `breaker.failure_threshold` consecutive failures the breaker
+// refuses at once for `breaker.open_for`, then probes (which reconnects).
+// What the storage then answers is `on_failure`:
+//
+//   fail_closed     refuse: errc::storage_unavailable (not quota_exhausted)
+//   fail_open       admit, uncounted; stats().failed_open counts them
+//   fallback_local  decide in this process, against a memory_quota_storage
+//                   whose limits are `local_share` of the real ones (set it
+//                   to 1 / replicas); its counts are not merged into Redis
+//                   when Redis comes back
+//
+// Units admitted without Redis are tagged in the slices the tracker keeps,
+// so releasing them never subtracts from Redis's counts. Alerts do not fire
+// for them. The quota_storage interface carries no deadline: keep the
+// connection's timeouts below the deadlines of the calls it guards.
+//
+// Leases (`lease` > 0 units). A consumption that finds no lease takes one:
+// `lease` units (or what is left, if less but enough), counted in Redis in
+// every window in one round trip; later consumptions are served from it
+// with one CAS, no lock and no I/O, while the tracker's slices are those
+// the lease was taken in. A lease that cannot serve a request (too few
+// units, or a new period or bucket) is returned (its unused units are
+// released in Redis) and another taken; the destructor and return_lease()
+// give the last one back. The bound: leased units are counted before they
+// are served, so replicas never admit more than a limit (over-admission 0);
+// at any moment each storage holds at most `lease` units counted but not
+// yet served, so with N replicas a period may end with up to N * lease
+// units unused (under-admission <= N * lease per window and period; 0 when
+// every replica keeps consuming until refused, which uses up its lease).
+// With server time, a lease taken just before Redis's period ends may be
+// served until the replica's own clock turns over: by at most the skew.
+// Leases off (0, the default): every consumption is one script, exact.
+//
+// Thread-safety: every member may be called concurrently; moving is not
+// thread-safe. A call that reaches Redis takes one of the connection's
+// connections (a std::mutex each; see redis_options::connections); the
+// lease fast path takes nothing. hiredis allocates per round trip; the
+// lease fast path allocates nothing.
+#pragma once
+
+#include <armor/detail/config.hpp>
+#include <armor/detail/quota_calendar.hpp>
+#include <armor/detail/quota_storage.hpp>
+#include <armor/detail/quota_word.hpp>
+#include <armor/detail/redis_client.hpp>
+#include <armor/detail/redis_scripts.hpp>
+#include <armor/detail/time.hpp>
+#include <armor/error.hpp>
+#include <armor/storage/memory.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace armor {
+
+/// What a Redis-backed limit does when Redis does not answer.
+enum class redis_failure_mode : std::uint8_t {
+  fail_closed,     ///< refuse with errc::storage_unavailable
+  fail_open,       ///< admit without counting, and count that in stats
+  fallback_local,  ///< decide in this process against `local_share` of the limit
+};
+
+/// Whose clock numbers the periods.
+enum class redis_time_source : std::uint8_t {
+  server,  ///< Redis's TIME, read inside each script: replicas agree whatever their clocks
+  caller,  ///< the caller's clock (the tracker's WallClock): for tests on a manual clock
+};
+
+/// A shared handle on a pool of connections to one Redis, with its circuit
+/// breaker (see detail/redis_client.hpp). Copies share the pool; give the
+/// same handle to every limit that uses this Redis. Connects on first use.
+class redis_connection {
+ public:
+  /// Checks the options (throws armor::error(invalid_argument) naming a bad
+  /// one). Does not connect yet.
+  explicit redis_connection(redis_options options = {})
+      : client_(std::make_shared<detail::redis_client>(std::move(options))) {}
+
+  [[nodiscard]] const redis_options& options() const noexcept { return client_->options(); }
+  [[nodiscard]] redis_connection_stats stats() const noexcept { return client_->stats(); }
+  /// The state of the breaker in front of the connections.
+  [[nodiscard]] breaker_state breaker() const noexcept { return client_->breaker(); }
+
+  /// For armor's backends.
+  [[nodiscard]] detail::redis_client& client() const noexcept { return *client_; }
+
+ private:
+  std::shared_ptr<detail::redis_client> client_;
+};
+
+/// The options of armor::redis_quota_storage. An aggregate:
+/// `{.tracker = "gemini", .on_failure = armor::redis_failure_mode::fail_open}`.
+struct redis_quota_options {
+  /// The name the counts are kept under: trackers (in any process) with the
+  /// same name and windows share counts. No '{' or '}'.
+  std::string tracker = "default";
+  redis_failure_mode on_failure = redis_failure_mode::fail_closed;
+  /// fallback_local: each window's local limit is this share of its limit
+  /// (at least 1 unit); in (0, 1], required with fallback_local (1 / replicas).
+  double local_share = 0;
+  /// Units a replica takes from Redis at once and serves locally; 0 (the
+  /// default) turns leases off. In [0, quota_max_limit].
+  std::int64_t lease = 0;
+  redis_time_source time = redis_time_source::server;
+};
+
+/// Counters of a redis_quota_storage, since it was made.
+struct redis_quota_stats {
+  std::uint64_t unanswered = 0;      ///< calls Redis did not answer (failure, open breaker, busy pool)
+  std::uint64_t failed_open = 0;     ///< consumptions admitted uncounted (fail_open)
+  std::uint64_t failed_closed = 0;   ///< consumptions refused with storage_unavailable (fail_closed)
+  std::uint64_t served_locally = 0;  ///< consumptions decided by the local fallback (fallback_local)
+  std::uint64_t leases = 0;          ///< leases taken
+  std::uint64_t leased_units = 0;    ///< units taken by leases
+  std::uint64_t returned_units = 0;  ///< leased units given back unused
+};
+
+namespace detail {
+
+// Slices tagged as not counted in Redis (see the top of armor/storage/redis.hpp).
+// Real slices stay within +-2^53 (the scripts' exact range).
+inline constexpr std::int64_t redis_slice_max = std::int64_t{1} << 53;
+inline constexpr std::int64_t redis_tag_open = std::numeric_limits<std::int64_t>::min();
+inline constexpr std::int64_t redis_tag_local = -(std::int64_t{1} << 62);
+
+/// A window as the scripts see it, from its layout key.
+struct redis_window {
+  std::int64_t limit = 0;
+  std::uint32_t buckets = 0;
+  int cut = 0;  // 0: periods of step, 1: calendar months
+  std::int64_t step_us = 0;
+  std::int64_t shift_us = 0;
+  std::string key;  // the Redis key
+};
+
+/// The state of one redis_quota_storage, behind a pointer so that the
+/// storage moves cheaply.
+class redis_quota_state {
+ public:
+  redis_quota_state(redis_connection c, redis_quota_options o) : conn_(std::move(c)), options_(std::move(o)) {}
+  redis_quota_state(const redis_quota_state&) = delete;
+  redis_quota_state& operator=(const redis_quota_state&) = delete;
+  ~redis_quota_state() { (void)return_lease(); }
+
+  void bind(std::span<const quota_window_layout> layouts) {
+    if (layouts.size() > quota_max_windows) fail("too many windows");
+    count_ = layouts.size();
+    std::vector<quota_window_layout> local(layouts.begin(), layouts.end());
+    for (std::size_t i = 0; i < count_; ++i) {
+      windows_[i] = parse(layouts[i]);
+      if (options_.on_failure == redis_failure_mode::fallback_local) {
+        const auto share = static_cast<long double>(options_.local_share) * static_cast<long double>(layouts[i].limit);
+        local[i].limit = std::max<std::int64_t>(1, static_cast<std::int64_t>(share));
+      }
+    }
+    if (options_.on_failure == redis_failure_mode::fallback_local) local_.bind(local);
+  }
+
+  quota_consumption consume(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+    quota_consumption r;
+    if (check && options_.lease > 0 && n <= options_.lease) {
+      if (lease_take(at, n, r)) return r;
+      r = lease_refill(at, n);
+    } else {
+      r = remote_consume(at, n, n, check, nullptr);
+    }
+    if (r.status != quota_storage_status::unavailable) return r;
+    return degrade(at, n, check);
+  }
+
+  void release(const quota_stamp& at, std::int64_t n) noexcept {
+    if (n <= 0 || count_ == 0) return;
+    if (at[0] == redis_tag_open) return;
+    if (at[0] < redis_tag_local / 2) {
+      quota_stamp local{};
+      for (std::size_t i = 0; i < count_; ++i) local[i] = at[i] - redis_tag_local;
+      local_.release(local, n);
+      return;
+    }
+    (void)remote_release(at, n);
+  }
+
+  std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const {
+    const redis_window& win = windows_[w];
+    redis_args args;
+    args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
+    args.add(i);
+    args.add(std::int64_t{win.buckets});
+    args.add(std::int64_t{win.cut});
+    args.add(win.step_us);
+    args.add(win.shift_us);
+    const std::array<std::string_view, 1> keys{win.key};
+    const redis_answer a = conn_.client().run(redis_script::quota_read, keys, args.views());
+    const redisReply* r = a.reply.get();
+    if (a && r->type == REDIS_REPLY_ARRAY && r->elements == std::size_t{win.buckets} + 2) {
+      const std::size_t k = std::min(out.size(), std::size_t{win.buckets} + 1);
+      for (std::size_t j = 0; j < k; ++j) out[j] = integer(r->element[j + 1]);
+      return integer(r->element[0]);
+    }
+    count(stats_.unanswered);
+    if (options_.on_failure == redis_failure_mode::fallback_local) return local_.read(w, i, out);
+    throw error(errc::storage_unavailable, "armor::redis_quota_storage: cannot read tracker '" + options_.tracker +
+                                               "' from Redis at " + conn_.options().host + ":" +
+                                               std::to_string(conn_.options().port));
+  }
+
+  /// Gives the unused units of the current lease back to Redis.
+  bool return_lease() noexcept {
+    if (options_.lease <= 0 || count_ == 0) return true;
+    if (!redis_lock_within(refill_, conn_.options().command_timeout)) return false;
+    const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
+    return drain();
+  }
+
+  [[nodiscard]] redis_quota_stats stats() const noexcept {
+    redis_quota_stats s;
+    s.unanswered = stats_.unanswered.load(std::memory_order_relaxed);
+    s.failed_open = stats_.failed_open.load(std::memory_order_relaxed);
+    s.failed_closed = stats_.failed_closed.load(std::memory_order_relaxed);
+    s.served_locally = stats_.served_locally.load(std::memory_order_relaxed);
+    s.leases = stats_.leases.load(std::memory_order_relaxed);
+    s.leased_units = stats_.leased_units.load(std::memory_order_relaxed);
+    s.returned_units = stats_.returned_units.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  /// Units held by the current lease, not yet served.
+  [[nodiscard]] std::int64_t leased() const noexcept {
+    return static_cast<std::int64_t>(lease_word_.load(std::memory_order_relaxed) & lease_units_mask);
+  }
+
+  [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
+
+ private:
+  // The lease word: generation (24 bits) | units left (40 bits).
+  static constexpr unsigned lease_units_bits = 40;
+  static constexpr std::uint64_t lease_units_mask = (std::uint64_t{1} << lease_units_bits) - 1;
+  static constexpr std::uint64_t lease_gen_mask = (std::uint64_t{1} << (64 - lease_units_bits)) - 1;
+
+  // Written only under refill_, for a generation not yet published; read by
+  // the fast path, whose CAS on the word fails unless the generation it read
+  // them for is still current (the slot is rewritten only for generation + 2).
+  struct lease_slot {
+    std::array<std::atomic<std::int64_t>, quota_max_windows> caller_at{};
+    std::array<std::atomic<std::int64_t>, quota_max_windows> redis_at{};
+    std::array<std::atomic<std::int64_t>, quota_max_windows> used{};  // counts right after the lease
+  };
+  struct counters {
+    std::atomic<std::uint64_t> unanswered{0}, failed_open{0}, failed_closed{0}, served_locally{0}, leases{0},
+        leased_units{0}, returned_units{0};
+  };
+
+  [[noreturn]] void fail(const std::string& what) const {
+    invalid_config("armor::redis_quota_storage (tracker '" + options_.tracker + "'): " + what);
+  }
+
+  static void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.fetch_add(n, std::memory_order_relaxed);
+  }
+
+  static std::int64_t integer(const redisReply* r) noexcept {
+    return r != nullptr && r->type == REDIS_REPLY_INTEGER ? static_cast<std::int64_t>(r->integer) : 0;
+  }
+
+  // The window's slicing, read back from its layout key (quota_tracker
+  // names a window "fixed/<ns>ns/<+-min>min", "week/<+-min>min",
+  // "month/<+-min>min" or "rolling/<ns>ns/<buckets>").
+  redis_window parse(const quota_window_layout& l) const {
+    redis_window w;
+    w.limit = l.limit;
+    w.buckets = l.buckets;
+    w.key = conn_.options().prefix + ":q:{" + options_.tracker + "}:" + l.key;
+    std::string_view k = l.key;
+    const auto number = [&](std::string_view unit) {
+      if (!k.empty() && k.front() == '+') k.remove_prefix(1);
+      std::int64_t v = 0;
+      const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), v);
+      const std::string_view rest(end, static_cast<std::size_t>(k.data() + k.size() - end));
+      if (ec != std::errc{} || !rest.starts_with(unit)) fail("cannot read the window key '" + l.key + "'");
+      k = rest.substr(unit.size());
+      return v;
+    };
+    const auto prefix = [&](std::string_view p) {
+      if (!k.starts_with(p)) return false;
+      k.remove_prefix(p.size());
+      return true;
+    };
+    constexpr std::int64_t ns_per_minute = 60'000'000'000;
+    std::int64_t step = 0;
+    std::int64_t shift = 0;
+    if (prefix("fixed/")) {
+      step = number("ns/");
+      shift = number("min") * ns_per_minute;
+    } else if (prefix("week/")) {
+      step = ns_per_week;
+      shift = number("min") * ns_per_minute - first_monday_ns;
+    } else if (prefix("month/")) {
+      w.cut = 1;
+      step = 1000;
+      shift = number("min") * ns_per_minute;
+    } else if (prefix("rolling/")) {
+      const std::int64_t length = number("ns/");
+      const std::int64_t buckets = number("");
+      if (buckets != l.buckets || buckets <= 0) fail("cannot read the window key '" + l.key + "'");
+      step = length / buckets;
+    } else {
+      fail("cannot read the window key '" + l.key + "'");
+    }
+    if (!k.empty()) fail("cannot read the window key '" + l.key + "'");
+    if (step < 1000 || step % 1000 != 0 || shift % 1000 != 0) {
+      fail("window '" + l.key +
+           "': its periods (a rolling window: each bucket) must be whole microseconds, at least 1 us");
+    }
+    w.step_us = step / 1000;
+    w.shift_us = shift / 1000;
+    return w;
+  }
+
+  bool add_stamp(redis_args& args, const quota_stamp& at, std::size_t i) const noexcept {
+    if (at[i] > redis_slice_max || at[i] < -redis_slice_max) return false;
+    args.add(at[i]);
+    return true;
+  }
+
+  // One consumption script: n units (a lease: up to `want`), all windows or
+  // none. `granted` receives the units counted.
+  quota_consumption remote_consume(const quota_stamp& at, std::int64_t n, std::int64_t want, bool check,
+                                   std::int64_t* granted) const noexcept {
+    redis_args args;
+    args.add(n);
+    args.add(std::max<std::int64_t>(n, 1));
+    args.add(want);
+    args.add(check ? std::string_view("1") : std::string_view("0"));
+    args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
+    args.add(quota_used_cap);
+    std::array<std::string_view, quota_max_windows> keys{};
+    for (std::size_t i = 0; i < count_; ++i) {
+      const redis_window& w = windows_[i];
+      keys[i] = w.key;
+      if (!add_stamp(args, at, i)) return unavailable();
+      args.add(w.limit);
+      args.add(std::int64_t{w.buckets});
+      args.add(std::int64_t{w.cut});
+      args.add(w.step_us);
+      args.add(w.shift_us);
+    }
+    if (args.overflow()) return unavailable();
+    const redis_answer a = conn_.client().run(redis_script::quota_consume, {keys.data(), count_}, args.views());
+    const redisReply* r = a.reply.get();
+    if (!a || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+      count(stats_.unanswered);
+      return unavailable();
+    }
+    quota_consumption c;
+    if (integer(r->element[0]) != 0) {
+      if (r->elements != 5) return unavailable();
+      const auto w = static_cast<std::size_t>(integer(r->element[1]));
+      if (w >= count_) return unavailable();
+      c.status = quota_storage_status::refused;
+      c.window = w;
+      c.at[w] = integer(r->element[3]);
+      c.used[w] = integer(r->element[4]);
+      return c;
+    }
+    if (r->elements != 3 + 2 * count_) return unavailable();
+    if (granted != nullptr) *granted = integer(r->element[2]);
+    for (std::size_t i = 0; i < count_; ++i) {
+      c.at[i] = integer(r->element[3 + 2 * i]);
+      c.used[i] = integer(r->element[4 + 2 * i]);
+    }
+    return c;
+  }
+
+  bool remote_release(const quota_stamp& at, std::int64_t n) const noexcept {
+    redis_args args;
+    args.add(n);
+    std::array<std::string_view, quota_max_windows> keys{};
+    for (std::size_t i = 0; i < count_; ++i) {
+      keys[i] = windows_[i].key;
+      if (!add_stamp(args, at, i)) return false;
+      args.add(std::int64_t{windows_[i].buckets});
+    }
+    const redis_answer a = conn_.client().run(redis_script::quota_release, {keys.data(), count_}, args.views());
+    if (!a) count(stats_.unanswered);
+    return static_cast<bool>(a);
+  }
+
+  static quota_consumption unavailable() noexcept {
+    quota_consumption r;
+    r.status = quota_storage_status::unavailable;
+    return r;
+  }
+
+  // What on_failure says to do when Redis did not answer.
+  quota_consumption degrade(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+    switch (options_.on_failure) {
+      case redis_failure_mode::fail_open: {
+        count(stats_.failed_open);
+        quota_consumption r;
+        for (std::size_t i = 0; i < count_; ++i) r.at[i] = redis_tag_open;  // used stays 0: no alerts
+        return r;
+      }
+      case redis_failure_mode::fallback_local: {
+        count(stats_.served_locally);
+        quota_consumption r = check ? local_.try_consume(at, n) : local_.charge(at, n);
+        if (r.status == quota_storage_status::consumed) {
+          for (std::size_t i = 0; i < count_; ++i) {
+            r.at[i] += redis_tag_local;
+            r.used[i] = 0;  // no alerts from local counts
+          }
+        }
+        return r;
+      }
+      case redis_failure_mode::fail_closed: break;
+    }
+    count(stats_.failed_closed);
+    return unavailable();
+  }
+
+  // The fast path: n units from the current lease, if it was taken in the
+  // caller's slices and holds enough.
+  bool lease_take(const quota_stamp& at, std::int64_t n, quota_consumption& r) noexcept {
+    const auto need = static_cast<std::uint64_t>(n > 0 ? n : 1);
+    // Acquire: sees the slot written before the generation was published.
+    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint64_t left = w & lease_units_mask;
+      if (left < need) return false;
+      const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+      for (std::size_t i = 0; i < count_; ++i) {
+        if (s.caller_at[i].load(std::memory_order_acquire) != at[i]) return false;
+        r.at[i] = s.redis_at[i].load(std::memory_order_acquire);
+        r.used[i] = s.used[i].load(std::memory_order_acquire) - static_cast<std::int64_t>(left) + n;
+      }
+      // Acquire-release: the slot loads above cannot move past it, and it
+      // fails if the generation (or the count) moved on meanwhile.
+      if (lease_word_.compare_exchange_weak(w, w - static_cast<std::uint64_t>(n), std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+        return true;
+      }
+    }
+  }
+
+  // Empties the lease word and gives its units back. Under refill_.
+  bool drain() noexcept {
+    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
+    while (!lease_word_.compare_exchange_weak(w, w & ~lease_units_mask, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+    }
+    const auto left = static_cast<std::int64_t>(w & lease_units_mask);
+    if (left == 0) return true;
+    const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+    quota_stamp at{};
+    for (std::size_t i = 0; i < count_; ++i) at[i] = s.redis_at[i].load(std::memory_order_relaxed);
+    count(stats_.returned_units, static_cast<std::uint64_t>(left));
+    return remote_release(at, left);
+  }
+
+  // The slow path: returns the current lease and takes another (serving n
+  // units of it to the caller).
+  quota_consumption lease_refill(const quota_stamp& at, std::int64_t n) noexcept {
+    if (!redis_lock_within(refill_, conn_.options().command_timeout)) return unavailable();
+    const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
+    quota_consumption r;
+    if (lease_take(at, n, r)) return r;  // another thread refilled meanwhile
+    (void)drain();
+    std::int64_t granted = 0;
+    r = remote_consume(at, n, options_.lease, true, &granted);
+    if (r.status != quota_storage_status::consumed) return r;
+    const std::uint64_t gen = ((lease_word_.load(std::memory_order_relaxed) >> lease_units_bits) + 1) & lease_gen_mask;
+    lease_slot& s = slots_[gen & 1U];
+    for (std::size_t i = 0; i < count_; ++i) {
+      s.caller_at[i].store(at[i], std::memory_order_release);
+      s.redis_at[i].store(r.at[i], std::memory_order_release);
+      s.used[i].store(r.used[i], std::memory_order_release);
+    }
+    const std::int64_t left = granted - n;
+    for (std::size_t i = 0; i < count_; ++i) r.used[i] -= left;
+    count(stats_.leases);
+    count(stats_.leased_units, static_cast<std::uint64_t>(granted));
+    // Release: publishes the slot with the new generation.
+    lease_word_.store((gen << lease_units_bits) | static_cast<std::uint64_t>(left), std::memory_order_release);
+    return r;
+  }
+
+  redis_connection conn_;
+  redis_quota_options options_;
+  std::array<redis_window, quota_max_windows> windows_{};
+  std::size_t count_ = 0;
+  memory_quota_storage local_;
+  alignas(cache_line) std::atomic<std::uint64_t> lease_word_{0};
+  std::array<lease_slot, 2> slots_{};
+  std::mutex refill_;
+  mutable counters stats_;
+};
+
+}  // namespace detail
+
+/// Quota counts in Redis, shared by every process that names the same
+/// tracker (see the top of this header). Give it to a quota_tracker as its
+/// Storage. Move-only.
+class redis_quota_storage {
+ public:
+  /// Checks the options (throws armor::error(invalid_argument) naming a bad
+  /// one). Nothing is sent to Redis before the first consumption.
+  redis_quota_storage(redis_connection connection, redis_quota_options options)
+      : state_(std::make_unique<detail::redis_quota_state>(std::move(connection), checked(std::move(options)))) {}
+
+  redis_quota_storage(redis_quota_storage&&) noexcept = default;
+  redis_quota_storage& operator=(redis_quota_storage&&) noexcept = default;
+  redis_quota_storage(const redis_quota_storage&) = delete;
+  redis_quota_storage& operator=(const redis_quota_storage&) = delete;
+  ~redis_quota_storage() = default;
+
+  /// Reads the windows' slicing. Throws armor::error(invalid_argument) for a
+  /// window the scripts cannot count exactly (narrower than a microsecond).
+  void bind(std::span<const quota_window_layout> layouts) { state_->bind(layouts); }
+
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n) noexcept {
+    return state_->consume(at, n, true);
+  }
+  [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
+    return state_->consume(at, n, false);
+  }
+  void release(const quota_stamp& at, std::int64_t n) noexcept {
+    if (state_) state_->release(at, n);
+  }
+  /// Throws armor::error(storage_unavailable) when Redis does not answer
+  /// (fallback_local: reads the local counts instead).
+  [[nodiscard]] std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const {
+    return state_->read(w, i, out);
+  }
+
+  /// Gives the current lease's unused units back to Redis now (the
+  /// destructor does too). False if Redis did not take them.
+  bool return_lease() noexcept { return state_->return_lease(); }
+  /// Units the current lease still holds.
+  [[nodiscard]] std::int64_t leased() const noexcept { return state_->leased(); }
+
+  [[nodiscard]] redis_quota_stats stats() const noexcept { return state_->stats(); }
+  [[nodiscard]] const redis_connection& connection() const noexcept { return state_->connection(); }
+
+ private:
+  static redis_quota_options checked(redis_quota_options o) {
+    const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_quota_storage: " + what); };
+    if (o.tracker.empty()) fail("tracker must not be empty");
+    if (o.tracker.find_first_of("{}") != std::string::npos) {
+      fail("tracker must not contain '{' or '}' (got \"" + o.tracker + "\")");
+    }
+    if (o.on_failure != redis_failure_mode::fail_closed && o.on_failure != redis_failure_mode::fail_open &&
+        o.on_failure != redis_failure_mode::fallback_local) {
+      fail("on_failure is not a redis_failure_mode value");
+    }
+    if (o.on_failure == redis_failure_mode::fallback_local && !(o.local_share > 0.0 && o.local_share <= 1.0)) {
+      fail("local_share must be within (0, 1] with fallback_local (got " + std::to_string(o.local_share) +
+           "); 1 / replicas keeps the replicas together within the limit");
+    }
+    if (o.lease < 0 || o.lease > detail::quota_limit_max) {
+      fail("lease must be within [0, " + std::to_string(detail::quota_limit_max) + "] units (got " +
+           std::to_string(o.lease) + ")");
+    }
+    if (o.time != redis_time_source::server && o.time != redis_time_source::caller) {
+      fail("time is not a redis_time_source value");
+    }
+    return o;
+  }
+
+  std::unique_ptr<detail::redis_quota_state> state_;
+};
+
+static_assert(quota_storage<redis_quota_storage>);
+
+}  // namespace armor

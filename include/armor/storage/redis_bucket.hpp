@@ -1,0 +1,716 @@
+// armor/storage/redis_bucket.hpp: a token bucket shared by every instance
+// of a service, kept in Redis.
+//
+//     armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
+//     armor::redis_token_bucket<> api{{.rate = {100, 1s}, .burst = 20}, redis, {.name = "upstream-api"}};
+//     if (auto d = api.try_acquire(); !d) return too_many_requests(d);   // d.retry_after(), headers
+//
+//     // Per client: one object, one Redis key per client (nothing per key in this process).
+//     armor::redis_token_bucket<> per_ip{{.rate = {10, 1s}, .burst = 20}, redis, {.name = "per-ip"}};
+//     auto p = armor::pipeline{std::ref(per_ip)};
+//     auto r = p.try_execute(handler, {.key = client_ip});
+//
+// The rules are those of armor::token_bucket (GCRA, exact integer ticks of
+// 1/c ns): every decision is one Lua script (detail/redis_scripts.hpp), one
+// round trip, atomic in Redis, on one key. With `time = caller` and the same
+// sequence of (time, n), decisions are those of a token_bucket call for call
+// (retry_after, remaining and reset included). Buckets (in any process)
+// with the same connection prefix and `name` share their tokens.
+//
+// Keys: `<prefix>:b:{<name>}` for the bucket, `<prefix>:b:{<name>}:k:<key>`
+// per call_options::key (or try_acquire(key, n)), `<prefix>:b:{<name>}:config`
+// once set_rate/set_burst was called. The hash tag {<name>} keeps a
+// limiter's keys in one hash slot (Redis Cluster: one node). A bucket's key
+// expires by itself (PEXPIREAT) a second after the bucket is full again, so
+// idle buckets cost nothing in Redis, and per-key use costs nothing per key
+// in this process (except under fallback_local while Redis is away: at most
+// `local_keys` local buckets).
+//
+// Time. `server` (the default): the scripts read Redis's TIME, so hosts with
+// skewed clocks agree; the bucket's Clock only times leases and the local
+// fallback. `caller`: the bucket's Clock (a manual_clock in tests); keys
+// then expire a minute of Redis's time after the caller's debt ends.
+//
+// Limits beyond token_bucket's: burst * interval must be at most 2^52 ticks
+// of 1/c ns (the scripts' exact range; 52 days of whole-nanosecond
+// intervals, 4.5 million tokens at 3/s), and max_wait must be 0: this
+// bucket does not reserve tokens, so a call never waits for its tokens (a
+// pipeline rejects it with rate_limited and retry_after instead). Both are
+// refused at construction, naming the option.
+//
+// Failures (down, slow, restarting Redis): each call ends within the
+// connection's bounds (redis_options) and its breaker; then `on_failure`:
+// fail_closed rejects with errc::storage_unavailable (not rate_limited),
+// fail_open admits (stats().failed_open), fallback_local decides against a
+// bucket in this process with `local_share` of the rate and burst.
+//
+// Leases (`lease` = L > 0 tokens): a try_acquire without a key that finds
+// no lease takes up to L tokens in one script and serves them locally with
+// one CAS (no lock, no I/O, no allocation). A lease is served only within
+// V = max(g * interval, lease_ttl) of its taking (g tokens taken; g
+// intervals is the time the bucket needs to refill them), and its unused
+// tokens are given back when it is replaced (or return_lease(), or the
+// destructor) if no other grant touched the key since; otherwise they stay
+// spent (stats().lost_tokens). The exact bounds, for N instances: all
+// instances together never admit more than Redis granted, so from any
+// moment the bucket is full they admit at most burst + floor(rate * t)
+// (over-admission 0); over any window of length w they admit at most
+// burst + floor(rate * w) + E, E = min(N * L, max(L, ceil(rate *
+// lease_ttl))), since a lease may carry tokens granted up to V before the
+// window (E = L with the default lease_ttl). Under-admission: at any
+// moment at most N * L tokens are granted but not yet served, plus the
+// lost tokens counted in stats(); 0 when every instance keeps calling until
+// refused. Leases off (0, the default): exact, every call one script.
+//
+// Thread-safety: every member may be called concurrently, except moving.
+// A call that reaches Redis takes one of the connection's connections.
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/detail/config.hpp>
+#include <armor/detail/redis_client.hpp>
+#include <armor/detail/redis_scripts.hpp>
+#include <armor/error.hpp>
+#include <armor/keyed.hpp>
+#include <armor/policy.hpp>
+#include <armor/storage/redis.hpp>
+#include <armor/token_bucket.hpp>
+#include <armor/verdict.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace armor {
+
+/// The Redis side of armor::redis_token_bucket. An aggregate:
+/// `{.name = "upstream-api", .on_failure = armor::redis_failure_mode::fail_open}`.
+struct redis_bucket_options {
+  /// The limiter's name: buckets (in any process) with the same name share
+  /// their tokens. Not empty; no '{' or '}'.
+  std::string name = "default";
+  redis_failure_mode on_failure = redis_failure_mode::fail_closed;
+  /// fallback_local: the local bucket has this share of the rate and burst
+  /// (at least 1 token); in (0, 1], required with fallback_local (1 / replicas).
+  double local_share = 0;
+  /// Tokens an instance takes at once and serves locally; 0 (the default)
+  /// turns leases off. In [0, burst].
+  std::int64_t lease = 0;
+  /// How long a lease may be served: 0 (the default) for as long as the
+  /// bucket takes to refill it (g tokens taken: g intervals), which keeps
+  /// every window within L tokens of the limit; longer suits rates so high
+  /// that L intervals are too short to use a lease (see the top of this
+  /// header for the bound). >= 0.
+  std::chrono::nanoseconds lease_ttl{0};
+  redis_time_source time = redis_time_source::server;
+  /// fallback_local: the most per-key local buckets held while Redis is
+  /// away; >= 1.
+  std::size_t local_keys = 10'000;
+};
+
+/// Who decided a redis_token_bucket call.
+enum class redis_bucket_source : std::uint8_t {
+  redis,          ///< a script in Redis
+  lease,          ///< this instance's lease (tokens Redis granted earlier)
+  failed_open,    ///< nobody: Redis did not answer, fail_open admitted
+  failed_closed,  ///< nobody: Redis did not answer, fail_closed refused
+  local,          ///< the local fallback bucket (fallback_local)
+};
+
+/// A redis_token_bucket's answer: a bucket_decision (the same numbers as
+/// token_bucket's, usable with rate_limit_headers) and who decided it. A
+/// failed_closed answer is not allowed() with retry_after() zero: tell it
+/// from a rate limit by code(). A failed_open answer reports a full bucket.
+class redis_bucket_decision : public bucket_decision {
+ public:
+  redis_bucket_decision(const bucket_decision& d, redis_bucket_source source) noexcept
+      : bucket_decision(d), source_(source) {}
+
+  [[nodiscard]] redis_bucket_source source() const noexcept { return source_; }
+  /// Empty when allowed; else rate_limited, request_too_large,
+  /// invalid_argument, or storage_unavailable (fail_closed).
+  [[nodiscard]] std::error_code code() const noexcept {
+    if (source_ == redis_bucket_source::failed_closed) return errc::storage_unavailable;
+    switch (status()) {
+      case bucket_status::granted: return {};
+      case bucket_status::denied: return errc::rate_limited;
+      case bucket_status::too_large: return errc::request_too_large;
+      case bucket_status::invalid: break;
+    }
+    return errc::invalid_argument;
+  }
+
+ private:
+  redis_bucket_source source_;
+};
+
+/// Counters of a redis_token_bucket, since it was made.
+struct redis_bucket_stats {
+  std::uint64_t unanswered = 0;       ///< calls Redis did not answer (failure, open breaker, busy pool)
+  std::uint64_t failed_open = 0;      ///< calls admitted without Redis (fail_open)
+  std::uint64_t failed_closed = 0;    ///< calls refused with storage_unavailable (fail_closed)
+  std::uint64_t served_locally = 0;   ///< calls decided by the local fallback (fallback_local)
+  std::uint64_t leases = 0;           ///< leases taken
+  std::uint64_t leased_tokens = 0;    ///< tokens taken by leases
+  std::uint64_t returned_tokens = 0;  ///< leased tokens given back unused
+  std::uint64_t lost_tokens = 0;      ///< leased tokens neither served nor given back (the key moved on)
+};
+
+namespace detail {
+
+/// The scripts' exact range: the most ticks burst * interval may span.
+inline constexpr std::int64_t redis_bucket_max_span = std::int64_t{1} << 52;
+
+/// Builds bucket_decisions from a script's numbers.
+struct redis_bucket_maker {
+  [[nodiscard]] static constexpr bucket_decision decision(bucket_status s, const bucket_config& c, std::int64_t n,
+                                                          std::int64_t debt, std::int64_t late) noexcept {
+    return bucket_decision_access::make(s, c, n, debt, late);
+  }
+};
+
+/// What one acquire script answered.
+struct redis_bucket_reply {
+  bool ok = false;
+  std::int64_t status = 0;  // 0 granted, 1 denied, 2 too large
+  std::int64_t debt = 0;
+  std::int64_t late = 0;
+  std::int64_t granted = 0;
+  bucket_config config{};
+  std::int64_t q = 0;
+  std::int64_t t = 0;
+};
+
+/// The state of a redis_token_bucket, behind a pointer so that it moves.
+template <class Clock>
+class redis_bucket_state {
+ public:
+  redis_bucket_state(redis_connection conn, redis_bucket_options o, const bucket_config& config,
+                     std::optional<token_bucket_options> local, Clock clock)
+      : conn_(std::move(conn)),
+        options_(std::move(o)),
+        config_(config),
+        key_(conn_.options().prefix + ":b:{" + options_.name + "}"),
+        config_key_(key_ + ":config") {
+    seen_c_.store(config.count, std::memory_order_relaxed);
+    seen_p_.store(config.period, std::memory_order_relaxed);
+    seen_b_.store(config.burst, std::memory_order_relaxed);
+    if (local) {
+      local_ = std::make_unique<keyed<token_bucket<Clock>>>(*local, keyed_options{.max_keys = options_.local_keys},
+                                                            std::move(clock));
+    }
+  }
+  redis_bucket_state(const redis_bucket_state&) = delete;
+  redis_bucket_state& operator=(const redis_bucket_state&) = delete;
+  ~redis_bucket_state() { (void)return_lease(); }
+
+  redis_bucket_decision acquire(std::string_view key, std::int64_t n, std::int64_t now) noexcept {
+    if (n < 0) return {redis_bucket_maker::decision(bucket_status::invalid, seen(), n, 0, 0), redis_bucket_source::redis};
+    if (options_.lease > 0 && key.empty() && n > 0 && n <= options_.lease) {
+      std::optional<redis_bucket_decision> d = lease_take(n, now);
+      if (d) return *d;
+      return lease_refill(n, now);
+    }
+    try {
+      if (key.empty()) return remote_decision(key_, key, n, now);
+      const std::size_t len = key_.size() + 3 + key.size();
+      if (len <= stack_key) {
+        std::array<char, stack_key> buf;
+        std::copy(key_.begin(), key_.end(), buf.begin());
+        std::copy_n(":k:", 3, buf.begin() + static_cast<std::ptrdiff_t>(key_.size()));
+        std::copy(key.begin(), key.end(), buf.begin() + static_cast<std::ptrdiff_t>(key_.size() + 3));
+        return remote_decision(std::string_view(buf.data(), len), key, n, now);
+      }
+      std::string long_key = key_;
+      long_key += ":k:";
+      long_key += key;
+      return remote_decision(long_key, key, n, now);
+    } catch (...) {  // out of memory for a long key or a local bucket
+      count(stats_.failed_closed);
+      return closed(n);
+    }
+  }
+
+  /// Changes the shared config (0: keep that part); throws as documented.
+  void configure(std::int64_t c, std::int64_t p, std::int64_t b, std::int64_t now, const char* who) {
+    if (!redis_lock_within(refill_, conn_.options().command_timeout)) unavailable(who);
+    const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
+    (void)drain();  // a lease of the old config could not be given back after the change
+    redis_args args;
+    add_time(args, now);
+    args.add(config_.count);
+    args.add(config_.period);
+    args.add(config_.burst);
+    args.add(c);
+    args.add(p);
+    args.add(b);
+    const std::array<std::string_view, 2> keys{config_key_, key_};
+    const redis_answer a = conn_.client().run(redis_script::bucket_configure, keys, args.views());
+    const redisReply* r = a.reply.get();
+    if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+      count(stats_.unanswered);
+      unavailable(who);
+    }
+    const bucket_config now_config{integer(r->element[1]), integer(r->element[2]), integer(r->element[3])};
+    if (integer(r->element[0]) != 0) {
+      invalid_config(std::string(who) + ": burst " + std::to_string(now_config.burst) + " at " +
+                     std::to_string(now_config.count) + " per " + std::to_string(now_config.period) +
+                     " ns is too long for the Redis bucket (burst * interval at most 2^52 ticks of 1/" +
+                     std::to_string(now_config.count) + " ns)");
+    }
+    see(now_config);
+  }
+
+  bool return_lease() noexcept {
+    if (options_.lease <= 0) return true;
+    if (!redis_lock_within(refill_, conn_.options().command_timeout)) return false;
+    const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
+    return drain();
+  }
+
+  [[nodiscard]] std::int64_t leased() const noexcept {
+    return static_cast<std::int64_t>(lease_word_.load(std::memory_order_relaxed) & lease_units_mask);
+  }
+
+  [[nodiscard]] bucket_config seen() const noexcept {
+    return {seen_c_.load(std::memory_order_relaxed), seen_p_.load(std::memory_order_relaxed),
+            seen_b_.load(std::memory_order_relaxed)};
+  }
+
+  [[nodiscard]] redis_bucket_stats stats() const noexcept {
+    redis_bucket_stats s;
+    s.unanswered = stats_.unanswered.load(std::memory_order_relaxed);
+    s.failed_open = stats_.failed_open.load(std::memory_order_relaxed);
+    s.failed_closed = stats_.failed_closed.load(std::memory_order_relaxed);
+    s.served_locally = stats_.served_locally.load(std::memory_order_relaxed);
+    s.leases = stats_.leases.load(std::memory_order_relaxed);
+    s.leased_tokens = stats_.leased_tokens.load(std::memory_order_relaxed);
+    s.returned_tokens = stats_.returned_tokens.load(std::memory_order_relaxed);
+    s.lost_tokens = stats_.lost_tokens.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
+  [[nodiscard]] const redis_bucket_options& options() const noexcept { return options_; }
+
+ private:
+  static constexpr std::size_t stack_key = 256;
+  // The lease word: generation (24 bits) | tokens left (40 bits).
+  static constexpr unsigned lease_units_bits = 40;
+  static constexpr std::uint64_t lease_units_mask = (std::uint64_t{1} << lease_units_bits) - 1;
+  static constexpr std::uint64_t lease_gen_mask = (std::uint64_t{1} << (64 - lease_units_bits)) - 1;
+
+  // Written only under refill_, for a generation not yet published; the
+  // fast path's CAS on the word fails unless the generation it read them
+  // for is still current (a slot is rewritten only for generation + 2).
+  struct lease_slot {
+    std::atomic<std::int64_t> expires{0};  // caller-clock ns: served only before
+    std::atomic<std::int64_t> debt{0};     // ticks until full right after the grant
+    std::atomic<std::int64_t> q{0};        // what the grant wrote (for the give-back)
+    std::atomic<std::int64_t> t{0};
+    std::atomic<std::int64_t> c{1}, p{1}, b{1};
+  };
+  struct counters {
+    std::atomic<std::uint64_t> unanswered{0}, failed_open{0}, failed_closed{0}, served_locally{0}, leases{0},
+        leased_tokens{0}, returned_tokens{0}, lost_tokens{0};
+  };
+
+  static void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.fetch_add(n, std::memory_order_relaxed);
+  }
+
+  static std::int64_t integer(const redisReply* r) noexcept {
+    return r != nullptr && r->type == REDIS_REPLY_INTEGER ? static_cast<std::int64_t>(r->integer) : 0;
+  }
+
+  [[noreturn]] void unavailable(const char* who) const {
+    throw error(errc::storage_unavailable, std::string(who) + ": Redis at " + conn_.options().host + ":" +
+                                               std::to_string(conn_.options().port) + " did not answer");
+  }
+
+  void see(const bucket_config& c) noexcept {
+    seen_c_.store(c.count, std::memory_order_relaxed);
+    seen_p_.store(c.period, std::memory_order_relaxed);
+    seen_b_.store(c.burst, std::memory_order_relaxed);
+  }
+
+  // server flag, then the caller's time as whole seconds and nanoseconds.
+  void add_time(redis_args& args, std::int64_t now) const noexcept {
+    constexpr std::int64_t ns = 1'000'000'000;
+    std::int64_t s = now / ns;
+    std::int64_t r = now % ns;
+    if (r < 0) {
+      --s;
+      r += ns;
+    }
+    args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
+    args.add(s);
+    args.add(r);
+  }
+
+  redis_bucket_reply remote(std::string_view key, std::int64_t n, std::int64_t want, std::int64_t now) noexcept {
+    redis_bucket_reply out;
+    redis_args args;
+    add_time(args, now);
+    args.add(n);
+    args.add(want);
+    args.add(config_.count);
+    args.add(config_.period);
+    args.add(config_.burst);
+    const std::array<std::string_view, 2> keys{key, config_key_};
+    const redis_answer a = conn_.client().run(redis_script::bucket_acquire, keys, args.views());
+    const redisReply* r = a.reply.get();
+    if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
+      count(stats_.unanswered);
+      return out;
+    }
+    out.ok = true;
+    out.status = integer(r->element[0]);
+    out.debt = integer(r->element[1]);
+    out.late = integer(r->element[2]);
+    out.granted = integer(r->element[3]);
+    out.config = {integer(r->element[4]), integer(r->element[5]), integer(r->element[6])};
+    out.q = integer(r->element[7]);
+    out.t = integer(r->element[8]);
+    if (out.config.count <= 0 || out.config.period <= 0 || out.config.burst <= 0) out.ok = false;
+    if (out.ok && out.config != seen()) see(out.config);
+    return out;
+  }
+
+  static bucket_status status_of(std::int64_t s) noexcept {
+    return s == 0 ? bucket_status::granted : s == 1 ? bucket_status::denied : bucket_status::too_large;
+  }
+
+  redis_bucket_decision remote_decision(std::string_view redis_key, std::string_view key, std::int64_t n,
+                                        std::int64_t now) {
+    const redis_bucket_reply r = remote(redis_key, n, n, now);
+    if (!r.ok) return degrade(key, n, now);
+    return {redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late), redis_bucket_source::redis};
+  }
+
+  redis_bucket_decision closed(std::int64_t n) const noexcept {
+    return {redis_bucket_maker::decision(bucket_status::denied, seen(), n, 0, 0), redis_bucket_source::failed_closed};
+  }
+
+  // What on_failure says to do when Redis did not answer. May throw (a new
+  // local bucket); the caller turns that into fail_closed.
+  redis_bucket_decision degrade(std::string_view key, std::int64_t n, std::int64_t now) {
+    switch (options_.on_failure) {
+      case redis_failure_mode::fail_open:
+        count(stats_.failed_open);
+        return {redis_bucket_maker::decision(bucket_status::granted, seen(), n, 0, 0), redis_bucket_source::failed_open};
+      case redis_failure_mode::fallback_local: {
+        count(stats_.served_locally);
+        const timestamp at{std::chrono::nanoseconds{now}};
+        auto h = local_->get(key, at);
+        return {h->try_acquire(n, at), redis_bucket_source::local};
+      }
+      case redis_failure_mode::fail_closed: break;
+    }
+    count(stats_.failed_closed);
+    return closed(n);
+  }
+
+  redis_bucket_decision degrade_noexcept(std::int64_t n, std::int64_t now) noexcept {
+    try {
+      return degrade({}, n, now);
+    } catch (...) {
+      count(stats_.failed_closed);
+      return closed(n);
+    }
+  }
+
+  // The fast path: n tokens from the current lease, if it holds enough and
+  // has not expired.
+  std::optional<redis_bucket_decision> lease_take(std::int64_t n, std::int64_t now) noexcept {
+    const auto need = static_cast<std::uint64_t>(n);
+    // Acquire: sees the slot written before the generation was published.
+    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint64_t left = w & lease_units_mask;
+      if (left < need) return std::nullopt;
+      const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+      if (now >= s.expires.load(std::memory_order_acquire)) return std::nullopt;
+      const bucket_config c{s.c.load(std::memory_order_acquire), s.p.load(std::memory_order_acquire),
+                            s.b.load(std::memory_order_acquire)};
+      const std::int64_t debt = s.debt.load(std::memory_order_acquire);
+      // Acquire-release: the slot loads above cannot move past it, and it
+      // fails if the generation (or the count) moved on meanwhile.
+      if (lease_word_.compare_exchange_weak(w, w - need, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        // The numbers of the lease's grant, counting its unused tokens as there.
+        const std::int64_t unused = static_cast<std::int64_t>(left - need);
+        return redis_bucket_decision{
+            redis_bucket_maker::decision(bucket_status::granted, c, n, debt - unused * c.period, 0),
+            redis_bucket_source::lease};
+      }
+    }
+  }
+
+  // Empties the lease word and gives its tokens back. Under refill_.
+  bool drain() noexcept {
+    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
+    while (!lease_word_.compare_exchange_weak(w, w & ~lease_units_mask, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+    }
+    const auto left = static_cast<std::int64_t>(w & lease_units_mask);
+    if (left == 0) return true;
+    const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+    redis_args args;
+    args.add(s.q.load(std::memory_order_relaxed));
+    args.add(s.t.load(std::memory_order_relaxed));
+    args.add(left);
+    args.add(s.c.load(std::memory_order_relaxed));
+    args.add(s.p.load(std::memory_order_relaxed));
+    args.add(s.b.load(std::memory_order_relaxed));
+    const std::array<std::string_view, 1> keys{key_};
+    const redis_answer a = conn_.client().run(redis_script::bucket_return, keys, args.views());
+    const bool back = a && integer(a.reply.get()) == 1;
+    if (!a) count(stats_.unanswered);
+    count(back ? stats_.returned_tokens : stats_.lost_tokens, static_cast<std::uint64_t>(left));
+    return back;
+  }
+
+  // The slow path: gives the current lease back and takes another, serving
+  // n tokens of it to the caller.
+  redis_bucket_decision lease_refill(std::int64_t n, std::int64_t now) noexcept {
+    if (!redis_lock_within(refill_, conn_.options().command_timeout)) return degrade_noexcept(n, now);
+    const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
+    if (std::optional<redis_bucket_decision> d = lease_take(n, now)) return *d;  // refilled meanwhile
+    (void)drain();
+    const redis_bucket_reply r = remote(key_, n, options_.lease, now);
+    if (!r.ok) return degrade_noexcept(n, now);
+    const bucket_decision d = redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late);
+    if (r.status != 0) return {d, redis_bucket_source::redis};
+    const std::int64_t left = r.granted - n;
+    const std::uint64_t gen = ((lease_word_.load(std::memory_order_relaxed) >> lease_units_bits) + 1) & lease_gen_mask;
+    lease_slot& s = slots_[gen & 1U];
+    // Served only until the bucket would have refilled what was granted
+    // (measured from before the request: never later than Redis's grant).
+    const std::int64_t refill = r.granted * r.config.period / r.config.count;
+    s.expires.store(saturating_add(now, std::max(refill, options_.lease_ttl.count())), std::memory_order_release);
+    s.debt.store(r.debt, std::memory_order_release);
+    s.q.store(r.q, std::memory_order_release);
+    s.t.store(r.t, std::memory_order_release);
+    s.c.store(r.config.count, std::memory_order_release);
+    s.p.store(r.config.period, std::memory_order_release);
+    s.b.store(r.config.burst, std::memory_order_release);
+    count(stats_.leases);
+    count(stats_.leased_tokens, static_cast<std::uint64_t>(r.granted));
+    // Release: publishes the slot with the new generation.
+    lease_word_.store((gen << lease_units_bits) | static_cast<std::uint64_t>(left), std::memory_order_release);
+    return {redis_bucket_maker::decision(bucket_status::granted, r.config, n, r.debt - left * r.config.period, 0),
+            redis_bucket_source::redis};
+  }
+
+  redis_connection conn_;
+  redis_bucket_options options_;
+  bucket_config config_;  // the construction options, used until set_rate writes a config to Redis
+  std::string key_;
+  std::string config_key_;
+  std::atomic<std::int64_t> seen_c_{1}, seen_p_{1}, seen_b_{1};
+  std::unique_ptr<keyed<token_bucket<Clock>>> local_;
+  alignas(cache_line) std::atomic<std::uint64_t> lease_word_{0};
+  std::array<lease_slot, 2> slots_{};
+  std::mutex refill_;
+  counters stats_;
+};
+
+}  // namespace detail
+
+/// A token bucket in Redis, shared by every instance that names the same
+/// limiter (see the top of this header), and an armor::policy. `Clock` is
+/// the clock try_acquire() reads (caller time: the decisions' time; server
+/// time: only lease expiry and the local fallback) and the pipeline's clock.
+/// Move-only; moving is not thread-safe.
+template <class Clock = steady_clock>
+class redis_token_bucket {
+  static_assert(armor::clock<Clock>, "armor::redis_token_bucket: Clock must have now() returning its time_point");
+
+ public:
+  using clock_type = Clock;
+  using options_type = token_bucket_options;
+  /// Tokens are spent when admitted; dropping a permit gives nothing back.
+  using permit_type = no_permit;
+
+  /// Checks the options (throws armor::error(invalid_argument) naming a bad
+  /// one: those token_bucket refuses, a max_wait other than 0, a burst *
+  /// interval beyond 2^52 ticks, a lease above the burst). Sends nothing to
+  /// Redis yet. count_calls is ignored (see stats()).
+  redis_token_bucket(const token_bucket_options& bucket, redis_connection connection, redis_bucket_options options,
+                     Clock clock = Clock{})
+      : state_(make_state(bucket, std::move(connection), std::move(options), clock)), clock_(std::move(clock)) {}
+
+  redis_token_bucket(redis_token_bucket&&) noexcept = default;
+  redis_token_bucket& operator=(redis_token_bucket&&) noexcept = default;
+  redis_token_bucket(const redis_token_bucket&) = delete;
+  redis_token_bucket& operator=(const redis_token_bucket&) = delete;
+  ~redis_token_bucket() = default;
+
+  /// Takes n tokens now (reads the clock), or none. Never waits.
+  [[nodiscard]] redis_bucket_decision try_acquire(std::int64_t n = 1) noexcept(noexcept(std::declval<const Clock&>().now())) {
+    return try_acquire(n, to_timestamp(clock_.now()));
+  }
+  /// Takes n tokens at `now` (caller time: the decision's time).
+  [[nodiscard]] redis_bucket_decision try_acquire(std::int64_t n, timestamp now) noexcept {
+    return state_->acquire({}, n, ns(now));
+  }
+  /// Takes n tokens from `key`'s bucket (one Redis key per key; never leased).
+  [[nodiscard]] redis_bucket_decision try_acquire(std::string_view key, std::int64_t n = 1) noexcept(
+      noexcept(std::declval<const Clock&>().now())) {
+    return try_acquire(key, n, to_timestamp(clock_.now()));
+  }
+  /// Takes n tokens from `key`'s bucket at `now`.
+  [[nodiscard]] redis_bucket_decision try_acquire(std::string_view key, std::int64_t n, timestamp now) noexcept {
+    return state_->acquire(key, n, ns(now));
+  }
+
+  /// Policy protocol: takes ctx.cost() tokens from the bucket of ctx.key()
+  /// (the unkeyed bucket when empty) at ctx.now(). Rejections: rate_limited
+  /// with retry_after (retryable), request_too_large (cost > burst),
+  /// storage_unavailable (fail_closed), invalid_argument (negative cost).
+  [[nodiscard]] admission<no_permit> admit(context& ctx) noexcept {
+    const std::int64_t n = ctx.cost();
+    if (n == 0) return admission<no_permit>::admit();
+    const redis_bucket_decision d = state_->acquire(ctx.key(), n, ns(ctx.now()));
+    if (d.allowed()) return admission<no_permit>::admit();
+    if (d.source() == redis_bucket_source::failed_closed) {
+      return admission<no_permit>::reject(errc::storage_unavailable, std::nullopt, true);
+    }
+    switch (d.status()) {
+      case bucket_status::denied: return admission<no_permit>::reject(errc::rate_limited, d.retry_after(), true);
+      case bucket_status::too_large: return admission<no_permit>::reject(errc::request_too_large, std::nullopt, false);
+      default: break;
+    }
+    return admission<no_permit>::reject(errc::invalid_argument, std::nullopt, false);
+  }
+  /// Policy protocol: nothing to do (the tokens stay spent).
+  void settle(context&, no_permit, const verdict&) noexcept {}
+
+  /// Changes rate and burst for every instance sharing the name, keeping
+  /// the tokens (the rule of token_bucket::set_rate), in one script: the
+  /// unkeyed bucket is converted at once; a per-key bucket when it is next
+  /// used, as of the change's time (exact unless its key saw no write
+  /// across two changes: then it converts from its own config at the later
+  /// change). Throws armor::error(invalid_argument) for values the
+  /// constructor refuses, armor::error(storage_unavailable) when Redis does
+  /// not answer (nothing changed then, or the change is unknown).
+  void set_rate(const armor::rate& r, std::int64_t burst) { set_rate(r, burst, to_timestamp(clock_.now())); }
+  /// The same at `now` (caller time).
+  void set_rate(const armor::rate& r, std::int64_t burst, timestamp now) {
+    const detail::bucket_config c = checked(r, burst, "armor::redis_token_bucket::set_rate");
+    state_->configure(c.count, c.period, c.burst, ns(now), "armor::redis_token_bucket::set_rate");
+  }
+  /// Changes the rate, keeping the burst (as stored in Redis) and the tokens.
+  void set_rate(const armor::rate& r) { set_rate(r, to_timestamp(clock_.now())); }
+  void set_rate(const armor::rate& r, timestamp now) {
+    const detail::bucket_config c = detail::checked_bucket_config(r, 1, std::chrono::nanoseconds{0},
+                                                                  "armor::redis_token_bucket::set_rate");
+    state_->configure(c.count, c.period, 0, ns(now), "armor::redis_token_bucket::set_rate");
+  }
+  /// Changes the burst, keeping the rate (as stored in Redis) and the tokens.
+  void set_burst(std::int64_t burst) { set_burst(burst, to_timestamp(clock_.now())); }
+  void set_burst(std::int64_t burst, timestamp now) {
+    if (burst < 1) {
+      detail::invalid_config("armor::redis_token_bucket::set_burst: burst must be at least 1 (got " +
+                             std::to_string(burst) + ")");
+    }
+    state_->configure(0, 0, burst, ns(now), "armor::redis_token_bucket::set_burst");
+  }
+
+  /// The rate of the latest answer from Redis (or the construction options),
+  /// in lowest terms.
+  [[nodiscard]] armor::rate rate() const noexcept {
+    const detail::bucket_config c = state_->seen();
+    return {c.count, std::chrono::nanoseconds{c.period}};
+  }
+  /// The burst of the latest answer from Redis (or the construction options).
+  [[nodiscard]] std::int64_t burst() const noexcept { return state_->seen().burst; }
+
+  /// Gives the current lease's unused tokens back to Redis now (the
+  /// destructor does too), if no grant touched the bucket since the lease
+  /// was taken. False if they could not be given back.
+  bool return_lease() noexcept { return state_->return_lease(); }
+  /// Tokens the current lease still holds.
+  [[nodiscard]] std::int64_t leased() const noexcept { return state_->leased(); }
+
+  [[nodiscard]] redis_bucket_stats stats() const noexcept { return state_->stats(); }
+  [[nodiscard]] const redis_connection& connection() const noexcept { return state_->connection(); }
+  [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
+
+ private:
+  static constexpr std::int64_t ns(timestamp t) noexcept { return t.time_since_epoch().count(); }
+
+  static detail::bucket_config checked(const armor::rate& r, std::int64_t burst, const char* who) {
+    const detail::bucket_config c = detail::checked_bucket_config(r, burst, std::chrono::nanoseconds{0}, who);
+    if (c.tau() > detail::redis_bucket_max_span) {
+      detail::invalid_config(std::string(who) + ": burst " + std::to_string(burst) +
+                             " is too large for the Redis bucket at this rate: burst * interval must be at most " +
+                             std::to_string(detail::redis_bucket_max_span / c.count) +
+                             " ns (2^52 ticks, the scripts' exact range)");
+    }
+    return c;
+  }
+
+  static std::unique_ptr<detail::redis_bucket_state<Clock>> make_state(const token_bucket_options& b,
+                                                                       redis_connection conn, redis_bucket_options o,
+                                                                       const Clock& clock) {
+    const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_token_bucket: " + what); };
+    if (b.max_wait.count() != 0) {
+      fail("max_wait must be 0 (got " + std::to_string(b.max_wait.count()) +
+           " ns): the Redis bucket does not reserve tokens, so calls never wait for them");
+    }
+    const detail::bucket_config c = checked(b.rate, b.burst, "armor::redis_token_bucket");
+    if (o.name.empty()) fail("name must not be empty");
+    if (o.name.find_first_of("{}") != std::string::npos) {
+      fail("name must not contain '{' or '}' (got \"" + o.name + "\")");
+    }
+    if (o.on_failure != redis_failure_mode::fail_closed && o.on_failure != redis_failure_mode::fail_open &&
+        o.on_failure != redis_failure_mode::fallback_local) {
+      fail("on_failure is not a redis_failure_mode value");
+    }
+    if (o.time != redis_time_source::server && o.time != redis_time_source::caller) {
+      fail("time is not a redis_time_source value");
+    }
+    if (o.lease < 0 || o.lease > b.burst) {
+      fail("lease must be within [0, burst = " + std::to_string(b.burst) + "] tokens (got " + std::to_string(o.lease) +
+           ")");
+    }
+    if (o.lease_ttl.count() < 0) {
+      fail("lease_ttl must not be negative (got " + std::to_string(o.lease_ttl.count()) + " ns)");
+    }
+    std::optional<token_bucket_options> local;
+    if (o.on_failure == redis_failure_mode::fallback_local) {
+      if (!(o.local_share > 0.0 && o.local_share <= 1.0)) {
+        fail("local_share must be within (0, 1] with fallback_local (got " + std::to_string(o.local_share) +
+             "); 1 / replicas keeps the replicas together within the limit");
+      }
+      if (o.local_keys < 1) fail("local_keys must be at least 1");
+      // share of the rate: the interval stretched (rounded up); share of the burst (rounded down, >= 1)
+      const long double per = std::ceil(static_cast<long double>(b.rate.per.count()) / o.local_share);
+      if (per > static_cast<long double>(std::numeric_limits<std::int64_t>::max())) {
+        fail("local_share " + std::to_string(o.local_share) + " makes the local rate's period too long");
+      }
+      const auto burst = std::max<std::int64_t>(
+          1, static_cast<std::int64_t>(static_cast<long double>(b.burst) * static_cast<long double>(o.local_share)));
+      local = token_bucket_options{{b.rate.count, std::chrono::nanoseconds{static_cast<std::int64_t>(per)}}, burst};
+    }
+    return std::make_unique<detail::redis_bucket_state<Clock>>(std::move(conn), std::move(o), c, local, clock);
+  }
+
+  std::unique_ptr<detail::redis_bucket_state<Clock>> state_;
+  [[no_unique_address]] Clock clock_;
+};
+
+}  // namespace armor

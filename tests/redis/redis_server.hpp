@@ -1,0 +1,168 @@
+// A redis-server of the tests' own: started on 127.0.0.1 and a free port,
+// in a temporary directory, with nothing persisted (--save '' --appendonly
+// no); killed and the directory removed by the destructor, also when a test
+// fails. It dies with the test process (PR_SET_PDEATHSIG) if that crashes.
+//
+// Without redis-server on PATH the whole executable exits with 77 before
+// any test runs, which CTest reports as skipped (SKIP_RETURN_CODE), never as
+// passed.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace armor_test {
+
+/// The path of redis-server, or "" when it is not on PATH.
+inline std::string redis_server_path() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const std::filesystem::path p = std::filesystem::path(dir.empty() ? "." : dir) / "redis-server";
+    if (::access(p.c_str(), X_OK) == 0) return p.string();
+  }
+  return {};
+}
+
+/// A loopback port nobody listens on now.
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("free_port: cannot bind a loopback socket");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class redis_server {
+ public:
+  redis_server() : port_(free_port()) {
+    static int n = 0;
+    dir_ = std::filesystem::temp_directory_path() /
+           ("armor_redis_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+    std::filesystem::create_directories(dir_);
+    start();
+  }
+  ~redis_server() {
+    stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  redis_server(const redis_server&) = delete;
+  redis_server& operator=(const redis_server&) = delete;
+
+  [[nodiscard]] int port() const noexcept { return port_; }
+
+  /// Starts the server (again, on the same port) and waits until it answers PING.
+  void start() {
+    if (pid_ > 0) return;
+    const std::string exe = redis_server_path();
+    const std::string port = std::to_string(port_);
+    const std::string dir = dir_.string();
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("redis_server: fork failed");
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);
+      const std::string log = (dir_ / "redis.log").string();
+      ::execl(exe.c_str(), exe.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no", "--dir", dir.c_str(), "--logfile", log.c_str(), "--daemonize", "no",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (std::chrono::steady_clock::now() < until) {
+      if (ping()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    stop();
+    throw std::runtime_error("redis_server: redis-server did not answer on port " + port);
+  }
+
+  /// kill -9, and reaps it.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  void stop() { kill(); }
+  /// Freezes it (SIGSTOP): connections are accepted by the kernel, nothing answers.
+  void pause() const {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void resume() const {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
+
+  /// True when the server answers PING.
+  [[nodiscard]] bool ping() const {
+    const timeval tv{0, 200'000};
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+    bool ok = false;
+    if (c != nullptr && c->err == 0) {
+      redisSetTimeout(c, tv);
+      auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+      ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+      if (r != nullptr) freeReplyObject(r);
+    }
+    if (c != nullptr) redisFree(c);
+    return ok;
+  }
+
+  /// Runs a command (printf-style, as redisCommand) and returns its integer
+  /// reply, or -1.
+  template <class... A>
+  long long integer(const char* fmt, A... args) const {
+    const timeval tv{1, 0};
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+    long long v = -1;
+    if (c != nullptr && c->err == 0) {
+      auto* r = static_cast<redisReply*>(redisCommand(c, fmt, args...));
+      if (r != nullptr && r->type == REDIS_REPLY_INTEGER) v = r->integer;
+      if (r != nullptr) freeReplyObject(r);
+    }
+    if (c != nullptr) redisFree(c);
+    return v;
+  }
+
+ private:
+  int port_;
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+};
+
+/// One server shared by the tests that do not stop theirs.
+inline redis_server& shared_redis() {
+  static redis_server s;
+  return s;
+}
+
+}  // namespace armor_test

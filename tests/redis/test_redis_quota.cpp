@@ -1,0 +1,546 @@
+// armor::redis_quota_storage against a real redis-server (started here):
+// the same decisions as the memory backend, call for call; slices from
+// Redis's clock; processes sharing one quota admit exactly its limit (and
+// within the documented bound with leases); Redis killed and restarted
+// under each failure mode, with every call bounded in time.
+#include <armor/deadline.hpp>
+#include <armor/pipeline.hpp>
+#include <armor/quota_tracker.hpp>
+#include <armor/storage/redis.hpp>
+
+#include "armor_catch.hpp"
+#include "redis/redis_server.hpp"
+
+#include <poll.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace std::chrono;
+using armor::quota_window;
+
+namespace {
+
+// Without redis-server there is nothing to test: exit 77 (CTest: skipped).
+const bool have_redis_server = [] {
+  if (armor_test::redis_server_path().empty()) {
+    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
+    std::fflush(stdout);
+    std::_Exit(77);
+  }
+  return true;
+}();
+
+armor::manual_clock clock_at(sys_time<nanoseconds> t) {
+  armor::manual_clock c;
+  c.set(armor::manual_clock::time_point{t.time_since_epoch()});
+  return c;
+}
+
+const auto noon = sys_days{2024y / June / 15} + 12h;
+
+std::string unique_name(const char* what) {
+  static std::atomic<int> n{0};
+  return std::string(what) + "-" + std::to_string(::getpid()) + "-" + std::to_string(n.fetch_add(1));
+}
+
+armor::redis_options local_redis(int port) {
+  armor::redis_options o;
+  o.port = static_cast<std::uint16_t>(port);
+  o.prefix = "armor-test";
+  return o;
+}
+
+using redis_tracker = armor::quota_tracker<armor::manual_clock, armor::redis_quota_storage>;
+using memory_tracker = armor::quota_tracker<armor::manual_clock>;
+
+armor::redis_quota_storage caller_time_storage(const armor::redis_connection& c, const std::string& name,
+                                               std::int64_t lease = 0) {
+  return armor::redis_quota_storage{c, {.tracker = name, .lease = lease, .time = armor::redis_time_source::caller}};
+}
+
+struct alert_log {
+  std::vector<std::string>* out = nullptr;
+  void on_quota_alert(const armor::quota_alert& a) const {
+    out->push_back(std::to_string(a.window) + "@" + std::to_string(a.threshold) + ":" + std::to_string(a.used));
+  }
+};
+
+std::string describe(const armor::quota_decision& d) {
+  return "status " + std::to_string(static_cast<int>(d.status())) + " window " + std::to_string(d.window()) +
+         " used " + std::to_string(d.used()) + "/" + std::to_string(d.limit()) + " retry_after " +
+         std::to_string(d.retry_after().count());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- options
+
+TEST_CASE("redis options: bad ones are refused by name") {
+  const auto message = [](auto make) -> std::string {
+    try {
+      make();
+    } catch (const armor::error& e) {
+      CHECK(e.code() == armor::errc::invalid_argument);
+      return e.what();
+    }
+    return "(nothing thrown)";
+  };
+  CHECK(message([] { armor::redis_connection c{{.prefix = "a{b"}}; }).find("prefix") != std::string::npos);
+  CHECK(message([] { armor::redis_connection c{{.command_timeout = 0ms}}; }).find("command_timeout") !=
+        std::string::npos);
+  CHECK(message([] { armor::redis_connection c{{.connect_timeout = -1ms}}; }).find("connect_timeout") !=
+        std::string::npos);
+  CHECK(message([] { armor::redis_connection c{{.connections = 0}}; }).find("connections") != std::string::npos);
+  const armor::redis_connection conn{local_redis(1)};
+  CHECK(message([&] {
+          armor::redis_quota_storage s{conn, {.on_failure = armor::redis_failure_mode::fallback_local}};
+        }).find("local_share") != std::string::npos);
+  CHECK(message([&] { armor::redis_quota_storage s{conn, {.lease = -1}}; }).find("lease") != std::string::npos);
+  CHECK(message([&] { armor::redis_quota_storage s{conn, {.tracker = "x}"}}; }).find("tracker") !=
+        std::string::npos);
+  // 512 us in 1024 buckets: 500 ns a bucket, below the scripts' microsecond.
+  CHECK(message([&] {
+          armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+              {.windows = {quota_window::rolling(10, 512us, 1024)}}, {}, armor::redis_quota_storage{conn, {}}};
+        }).find("whole microseconds") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- semantics
+
+TEST_CASE("redis backend: the same decisions as the memory backend, call for call") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const std::vector<armor::quota_options> configs{
+      {.windows = {quota_window::per_day(40), quota_window::per_minute(7)}, .utc_offset = -8h},
+      {.windows = {quota_window::rolling(15, 10min, 10), quota_window::per_hour(25)}},
+      {.windows = {quota_window::per_month(60), quota_window::per_week(30), quota_window::fixed(9, 90s)},
+       .utc_offset = 5h + 30min},
+  };
+  std::mt19937 rng{20240615};
+  for (std::size_t c = 0; c < configs.size(); ++c) {
+    INFO("config " << c);
+    const auto clock_m = clock_at(noon - 40min);
+    const auto clock_r = clock_at(noon - 40min);
+    std::vector<std::string> alerts_m;
+    std::vector<std::string> alerts_r;
+    armor::quota_tracker<armor::manual_clock, armor::memory_quota_storage, alert_log> mem{
+        configs[c], clock_m, {}, alert_log{&alerts_m}};
+    armor::quota_tracker<armor::manual_clock, armor::redis_quota_storage, alert_log> red{
+        configs[c], clock_r, caller_time_storage(conn, unique_name("same")), alert_log{&alerts_r}};
+    using reservation_m = decltype(mem)::reservation;
+    using reservation_r = decltype(red)::reservation;
+    std::vector<std::pair<reservation_m, reservation_r>> held;
+    for (int step = 0; step < 600; ++step) {
+      INFO("step " << step);
+      const unsigned op = rng() % 10;
+      const std::int64_t cost = static_cast<std::int64_t>(rng() % 4);
+      if (op < 4) {
+        const auto a = mem.try_consume(cost);
+        const auto b = red.try_consume(cost);
+        REQUIRE(describe(a) == describe(b));
+      } else if (op < 6) {
+        auto a = mem.reserve(cost + 1);
+        auto b = red.reserve(cost + 1);
+        REQUIRE(describe(a.decision()) == describe(b.decision()));
+        if (a) held.emplace_back(std::move(a), std::move(b));
+      } else if (op == 6 && !held.empty()) {
+        const std::int64_t actual = static_cast<std::int64_t>(rng() % 6);
+        auto& [a, b] = held.back();
+        REQUIRE(a.settle(actual) == b.settle(actual));
+        held.pop_back();
+      } else if (op == 7 && !held.empty()) {
+        held.front().first.cancel();
+        held.front().second.cancel();
+        held.erase(held.begin());
+      } else if (op == 8) {
+        REQUIRE(mem.charge(cost) == red.charge(cost));
+      } else {
+        const auto d = nanoseconds{static_cast<std::int64_t>(rng() % 240) * 1'000'000'000};
+        clock_m.advance(d);
+        clock_r.advance(d);
+      }
+      for (std::size_t w = 0; w < mem.window_count(); ++w) {
+        const auto um = mem.usage(w);
+        const auto ur = red.usage(w);
+        REQUIRE(um.used == ur.used);
+        REQUIRE(um.resets_in == ur.resets_in);
+      }
+    }
+    CHECK(alerts_m == alerts_r);
+    CHECK_FALSE(alerts_m.empty());
+  }
+}
+
+TEST_CASE("redis backend: slices come from Redis's clock, not the caller's") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  armor::redis_quota_storage s{conn, {.tracker = unique_name("time")}};
+  // The windows of a tracker, as quota_tracker would lay them out.
+  const std::vector<armor::quota_window_layout> layouts{
+      {5, 0, "fixed/600000000000ns/-480min"},
+      {5, 0, "week/+330min"},
+      {5, 0, "month/-180min"},
+      {5, 60, "rolling/3600000000000ns/60"},
+  };
+  s.bind(layouts);
+  const std::vector<armor::detail::quota_cycle> cycles{
+      {armor::detail::quota_cut::fixed, 600'000'000'000, -480LL * 60'000'000'000},
+      {armor::detail::quota_cut::week, armor::detail::ns_per_week, 330LL * 60'000'000'000 - armor::detail::first_monday_ns},
+      {armor::detail::quota_cut::month, 0, -180LL * 60'000'000'000},
+      {armor::detail::quota_cut::rolling, 60'000'000'000, 0},
+  };
+  for (int attempt = 0;; ++attempt) {
+    const std::int64_t before = duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count();
+    const armor::quota_consumption c = s.try_consume(armor::quota_stamp{}, 1);  // the caller says: slice 0
+    const std::int64_t after = duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count();
+    REQUIRE(c.status == armor::quota_storage_status::consumed);
+    bool stable = true;
+    for (std::size_t i = 0; i < cycles.size(); ++i) stable = stable && cycles[i].index(before) == cycles[i].index(after);
+    if (!stable && attempt < 3) continue;  // a boundary passed during the call: try again
+    for (std::size_t i = 0; i < cycles.size(); ++i) {
+      INFO("window " << i);
+      CHECK(c.at[i] == cycles[i].index(after));
+      CHECK(c.used[i] == 1);
+    }
+    break;
+  }
+}
+
+TEST_CASE("redis backend: a window never moves back (caller time, a host behind)") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const std::string name = unique_name("behind");
+  const armor::quota_options options{.windows = {quota_window::per_day(5)}};
+  redis_tracker ahead{options, clock_at(noon + 24h), caller_time_storage(conn, name)};
+  redis_tracker behind{options, clock_at(noon), caller_time_storage(conn, name)};
+  REQUIRE(ahead.try_consume(3));
+  // The later day is stored: the host behind counts in it too.
+  const auto d = behind.try_consume(3);
+  CHECK(d.status() == armor::quota_status::exhausted);
+  CHECK(d.used() == 3);
+  CHECK(behind.try_consume(2));
+  CHECK(ahead.usage(0).used == 5);
+  CHECK(behind.usage(0).used == 5);
+}
+
+TEST_CASE("redis backend: an idle tracker's keys expire by themselves") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const std::string name = unique_name("ttl");
+  armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+      {.windows = {quota_window::fixed(5, 2s)}}, {}, armor::redis_quota_storage{conn, {.tracker = name}}};
+  REQUIRE(t.try_consume(1));
+  const std::string key = "armor-test:q:{" + name + "}:fixed/2000000000ns/+0min";
+  const long long ttl = server.integer("PTTL %s", key.c_str());
+  CHECK(ttl > 0);
+  CHECK(ttl <= 3000);  // the period's end (at most 2 s away) plus a second's grace
+}
+
+// ---------------------------------------------------------------- leases
+
+TEST_CASE("redis leases: served locally, returned when unused, bounded") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const std::string name = unique_name("lease");
+  const armor::quota_options options{.windows = {quota_window::per_day(100)}};
+  const auto clock = clock_at(noon);
+  redis_tracker a{options, clock, caller_time_storage(conn, name, 10)};
+  redis_tracker b{options, clock, caller_time_storage(conn, name, 0)};
+
+  REQUIRE(a.try_consume(1));
+  CHECK(a.storage().leased() == 9);
+  CHECK(b.usage(0).used == 10);  // the whole lease is counted in Redis
+  const auto calls = conn.stats().calls;
+  for (int i = 0; i < 9; ++i) REQUIRE(a.try_consume(1));
+  CHECK(conn.stats().calls == calls);  // served from the lease: no round trip
+  REQUIRE(a.try_consume(1));           // a new lease
+  CHECK(a.storage().stats().leases == 2);
+  CHECK(a.storage().leased() == 9);
+
+  // b consumes until refused: a's 9 unused units are the under-admission.
+  int admitted = 0;
+  while (b.try_consume(1)) ++admitted;
+  CHECK(admitted == 100 - 20);
+  REQUIRE(a.storage().return_lease());
+  CHECK(a.storage().stats().returned_units == 9);
+  while (b.try_consume(1)) ++admitted;
+  CHECK(admitted == 100 - 11);
+  CHECK(b.usage(0).used == 100);
+
+  // A new day: the old lease's slices are over; a new lease is taken.
+  clock.advance(24h);
+  REQUIRE(a.try_consume(3));
+  CHECK(a.storage().leased() == 7);
+  CHECK(b.usage(0).used == 10);
+}
+
+TEST_CASE("redis leases: threads sharing one storage admit exactly the limit") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+      {.windows = {quota_window::per_day(3000)}}, {}, armor::redis_quota_storage{conn, {.tracker = unique_name("threads"), .lease = 7}}};
+  std::atomic<std::int64_t> admitted{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      std::int64_t mine = 0;
+      while (t.try_consume(1)) ++mine;
+      admitted.fetch_add(mine);
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(admitted.load() == 3000);
+  CHECK(t.usage(0).used == 3000);
+}
+
+// ---------------------------------------------------------------- processes
+
+namespace {
+
+/// Forks `children` processes that each build a tracker named `name` and
+/// consume one unit at a time until refused; returns the units they report.
+std::int64_t run_children(int port, const std::string& name, std::int64_t lease, int children,
+                          const armor::quota_options& options) {
+  std::vector<std::pair<pid_t, int>> kids;
+  for (int c = 0; c < children; ++c) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      int status = 0;
+      try {
+        const armor::redis_connection conn{local_redis(port)};
+        armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+            options, {}, armor::redis_quota_storage{conn, {.tracker = name, .lease = lease}}};
+        std::int64_t n = 0;
+        while (t.try_consume(1)) ++n;
+        if (t.try_consume(1).status() != armor::quota_status::exhausted) status = 4;
+        if (::write(fds[1], &n, sizeof n) != static_cast<ssize_t>(sizeof n)) status = 2;
+      } catch (...) {
+        status = 3;
+      }
+      ::_exit(status);
+    }
+    ::close(fds[1]);
+    kids.emplace_back(pid, fds[0]);
+  }
+  std::int64_t total = 0;
+  for (auto [pid, fd] : kids) {
+    std::int64_t n = 0;
+    CHECK(::read(fd, &n, sizeof n) == static_cast<ssize_t>(sizeof n));
+    total += n;
+    ::close(fd);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("redis backend: processes sharing one quota admit exactly its limit") {
+  auto& server = armor_test::shared_redis();
+  const armor::quota_options options{.windows = {quota_window::per_day(600), quota_window::rolling(900, 1h, 60)}};
+  const std::string name = unique_name("procs");
+  CHECK(run_children(server.port(), name, 0, 4, options) == 600);
+  const armor::redis_connection conn{local_redis(server.port())};
+  armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+      options, {}, armor::redis_quota_storage{conn, {.tracker = name}}};
+  CHECK(t.usage(0).used == 600);
+  CHECK(t.usage(1).used == 600);
+}
+
+TEST_CASE("redis backend: processes with leases stay within the documented bound") {
+  auto& server = armor_test::shared_redis();
+  const armor::quota_options options{.windows = {quota_window::per_day(600)}};
+  constexpr std::int64_t lease = 16;
+  constexpr int children = 4;
+  const std::string name = unique_name("procs-lease");
+  const std::int64_t total = run_children(server.port(), name, lease, children, options);
+  CHECK(total <= 600);
+  CHECK(total >= 600 - children * lease);
+  const armor::redis_connection conn{local_redis(server.port())};
+  armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+      options, {}, armor::redis_quota_storage{conn, {.tracker = name}}};
+  CHECK(t.usage(0).used <= 600);
+}
+
+// ---------------------------------------------------------------- failures
+
+namespace {
+
+armor::redis_options failing_redis(int port) {
+  armor::redis_options o = local_redis(port);
+  o.connect_timeout = 100ms;
+  o.command_timeout = 100ms;
+  o.breaker.failure_threshold = 2;
+  o.breaker.open_for = 200ms;
+  return o;
+}
+
+// The longest a call may take while Redis is down or frozen: a wait for a
+// connection, a reconnection, a reply (see detail/redis_client.hpp), and
+// slack for a loaded machine.
+constexpr auto call_bound = 100ms + 100ms + 100ms + 100ms + 400ms;
+
+template <class F>
+nanoseconds timed(F f) {
+  const auto t0 = steady_clock::now();
+  f();
+  return steady_clock::now() - t0;
+}
+
+/// Calls `f` until it returns true, for at most `limit`; true if it did.
+template <class F>
+bool eventually(F f, milliseconds limit = 5000ms) {
+  const auto until = steady_clock::now() + limit;
+  while (steady_clock::now() < until) {
+    if (f()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+using sys_tracker = armor::quota_tracker<armor::system_clock, armor::redis_quota_storage>;
+
+}  // namespace
+
+TEST_CASE("redis killed and restarted: fail_closed refuses with storage_unavailable, in time, then recovers") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{failing_redis(server.port())};
+  sys_tracker t{{.windows = {quota_window::per_day(100)}}, {}, armor::redis_quota_storage{conn, {.tracker = "closed"}}};
+  REQUIRE(t.try_consume(1));
+  server.kill();
+  nanoseconds worst{0};
+  for (int i = 0; i < 50; ++i) {
+    armor::quota_decision d;
+    worst = std::max(worst, timed([&] { d = t.try_consume(1); }));
+    REQUIRE(d.status() == armor::quota_status::unavailable);
+    REQUIRE(d.code() == armor::errc::storage_unavailable);
+  }
+  CHECK(worst < call_bound);
+  CHECK(conn.stats().breaker_rejections > 0);  // most calls never touched the network
+  CHECK(t.storage().stats().failed_closed == 50);
+  CHECK_THROWS_AS((void)t.usage(0), armor::error);
+
+  // Through a pipeline with a deadline: the call ends in time, with the storage's own code.
+  auto p = armor::pipeline{armor::deadline{300ms}, std::ref(t)};
+  armor::result<int> r{0};
+  const auto took = timed([&] { r = p.try_execute([] { return 1; }); });
+  CHECK_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::storage_unavailable);
+  CHECK(took < call_bound);
+
+  server.start();  // same port, empty (nothing persisted)
+  CHECK(eventually([&] { return t.try_consume(1).allowed(); }));
+  CHECK(t.usage(0).used == 1);
+  CHECK(conn.stats().connects >= 2);
+}
+
+TEST_CASE("redis killed and restarted: fail_open admits and says so") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{failing_redis(server.port())};
+  sys_tracker t{{.windows = {quota_window::per_day(5)}},
+                {},
+                armor::redis_quota_storage{conn, {.tracker = "open", .on_failure = armor::redis_failure_mode::fail_open}}};
+  REQUIRE(t.try_consume(5));
+  CHECK(t.try_consume(1).status() == armor::quota_status::exhausted);
+  server.kill();
+  nanoseconds worst{0};
+  for (int i = 0; i < 20; ++i) {
+    worst = std::max(worst, timed([&] {
+      auto r = t.reserve(2);  // admitted uncounted; dropping it must not touch Redis
+      REQUIRE(r);
+    }));
+  }
+  CHECK(worst < call_bound);
+  CHECK(t.storage().stats().failed_open == 20);
+  server.start();
+  // fail_open admits either way: wait for a consumption Redis counted.
+  CHECK(eventually([&] {
+    const auto open_before = t.storage().stats().failed_open;
+    return t.try_consume(1).allowed() && t.storage().stats().failed_open == open_before;
+  }));
+  CHECK(t.usage(0).used == 1);  // a fresh server; nothing was subtracted from it
+}
+
+TEST_CASE("redis killed and restarted: fallback_local serves its share, then Redis again") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{failing_redis(server.port())};
+  sys_tracker t{{.windows = {quota_window::per_day(10)}},
+                {},
+                armor::redis_quota_storage{
+                    conn, {.tracker = "local", .on_failure = armor::redis_failure_mode::fallback_local, .local_share = 0.5}}};
+  REQUIRE(t.try_consume(1));
+  server.kill();
+  int admitted = 0;
+  nanoseconds worst{0};
+  for (int i = 0; i < 20; ++i) {
+    armor::quota_decision d;
+    worst = std::max(worst, timed([&] { d = t.try_consume(1); }));
+    if (d) ++admitted;
+    else CHECK(d.status() == armor::quota_status::exhausted);
+  }
+  CHECK(admitted == 5);  // half of 10
+  CHECK(worst < call_bound);
+  CHECK(t.usage(0).used == 5);  // the local counts, while Redis is away
+  CHECK(t.storage().stats().served_locally == 20);
+  server.start();
+  CHECK(eventually([&] { return t.try_consume(2).allowed(); }));
+  CHECK(t.usage(0).used == 2);  // Redis's counts again (a fresh server)
+}
+
+TEST_CASE("redis frozen (SIGSTOP): calls time out within the bound; the breaker makes them fast") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{failing_redis(server.port())};
+  sys_tracker t{{.windows = {quota_window::per_day(100)}}, {}, armor::redis_quota_storage{conn, {.tracker = "slow"}}};
+  REQUIRE(t.try_consume(1));
+  server.pause();
+  std::vector<nanoseconds> took;
+  for (int i = 0; i < 10; ++i) {
+    took.push_back(timed([&] { CHECK(t.try_consume(1).status() == armor::quota_status::unavailable); }));
+  }
+  server.resume();
+  CHECK(*std::max_element(took.begin(), took.end()) < call_bound);
+  CHECK(took.front() >= 90ms);  // the first call waited for its reply (command_timeout)
+  CHECK(took.back() < 50ms);    // by then the breaker refused at once
+  CHECK(eventually([&] { return t.try_consume(1).allowed(); }));
+  // The reply that arrived late was not taken for a later command's: the
+  // count is what this test consumed (2 and the frozen call's unit, if
+  // Redis ran it after waking).
+  const auto used = t.usage(0).used;
+  CHECK(used >= 2);
+  CHECK(used <= 3);
+}
+
+TEST_CASE("redis killed mid-run: leases under fail_closed; recovery takes a new lease") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{failing_redis(server.port())};
+  sys_tracker t{{.windows = {quota_window::per_day(100)}}, {}, armor::redis_quota_storage{conn, {.tracker = "lease-kill", .lease = 5}}};
+  REQUIRE(t.try_consume(1));
+  server.kill();
+  int served = 0;
+  while (t.try_consume(1)) ++served;
+  CHECK(served == 4);  // what the lease held; then the refill fails closed
+  CHECK(t.try_consume(1).status() == armor::quota_status::unavailable);
+  server.start();
+  CHECK(eventually([&] { return t.try_consume(1).allowed(); }));
+  CHECK(t.storage().leased() == 4);
+}
