@@ -854,3 +854,37 @@ TEST_CASE("a tracker held by value in a pipeline is reached through layer()") {
   CHECK(p.try_execute([] { return 1; }).has_value());
   CHECK(p.layer<0>().usage(0).used == 1);
 }
+
+TEST_CASE("stats count refusals by reason and alerts fired, with or without a listener") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  tracker t{{.windows = {quota_window::per_day(10), quota_window::per_minute(4)}}, clock};
+  CHECK(t.stats().rejected() == 0);
+  CHECK(t.try_consume(3));  // 3 of 4 a minute: below 80 % (thresholds round up: ceil(3.2) = 4)
+  CHECK(t.stats().alerts == 0);
+  CHECK(t.try_consume(1));  // the minute is full: 80 %, 90 % and 100 % of it at once
+  CHECK(t.stats().alerts == 3);
+  CHECK_FALSE(t.try_consume(1));  // exhausted
+  CHECK_FALSE(t.try_consume(1));
+  CHECK_FALSE(t.try_consume(11));  // larger than the day's limit
+  CHECK_FALSE(t.try_consume(-1));
+  {
+    auto r = t.reserve(1);  // a refused reservation counts as a refusal too
+    CHECK_FALSE(r);
+  }
+  const armor::quota_tracker_stats s = t.stats();
+  CHECK(s.exhausted == 3);
+  CHECK(s.too_large == 1);
+  CHECK(s.invalid == 1);
+  CHECK(s.unavailable == 0);
+  CHECK(s.rejected() == 5);
+  CHECK(s.alerts == 3);
+
+  clock.advance(1min);  // a new minute: its alerts fire again, the day's 80 % too
+  CHECK(t.try_consume(4));
+  CHECK(t.stats().alerts == 7);
+  CHECK(t.stats().exhausted == 3);  // grants count nothing
+
+  tracker moved{std::move(t)};
+  CHECK(moved.stats().alerts == 7);
+  CHECK(moved.stats().rejected() == 5);
+}

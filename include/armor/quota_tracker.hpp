@@ -252,6 +252,23 @@ struct quota_alert {
   std::chrono::sys_time<std::chrono::nanoseconds> resets_at{};  ///< the same as a wall time
 };
 
+/// A tracker's counters since construction (relaxed atomics, read one by
+/// one: under load the fields may be a few events apart). Only refusals and
+/// alerts are counted, so a granted consumption writes nothing more than its
+/// windows; the units in use are in quota_tracker::usage().
+struct quota_tracker_stats {
+  std::uint64_t exhausted = 0;    ///< consumptions refused because a window had no room
+  std::uint64_t too_large = 0;    ///< consumptions refused as larger than a window's limit
+  std::uint64_t invalid = 0;      ///< consumptions refused for a negative number of units
+  std::uint64_t unavailable = 0;  ///< consumptions and charges the storage failed to count
+  std::uint64_t alerts = 0;       ///< alerts fired (once per threshold, window and period)
+
+  /// Consumptions refused, for any reason.
+  [[nodiscard]] constexpr std::uint64_t rejected() const noexcept {
+    return exhausted + too_large + invalid + unavailable;
+  }
+};
+
 /// What quota_tracker accepts as a listener: no_listener, or a type (or
 /// std::ref to one) with `on_quota_alert(const armor::quota_alert&)`. It is
 /// called after the consumption, outside every atomic loop, concurrently
@@ -276,6 +293,20 @@ template <class L>
 // A cell that has never fired holds level alert_unused (any period).
 inline constexpr std::uint64_t alert_period_mask = (std::uint64_t{1} << 56) - 1;
 inline constexpr std::uint64_t alert_unused = 0xff;
+
+/// A tracker's event counters (quota_tracker_stats), on a cache line of
+/// their own. Relaxed: standalone numbers that order nothing else.
+struct alignas(cache_line) quota_counters {
+  std::atomic<std::uint64_t> exhausted{0};
+  std::atomic<std::uint64_t> too_large{0};
+  std::atomic<std::uint64_t> invalid{0};
+  std::atomic<std::uint64_t> unavailable{0};
+  std::atomic<std::uint64_t> alerts{0};
+
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.fetch_add(n, std::memory_order_relaxed);
+  }
+};
 
 [[nodiscard]] constexpr std::uint64_t alert_pack(std::int64_t period, std::size_t level) noexcept {
   return ((static_cast<std::uint64_t>(period) & alert_period_mask) << 8) | static_cast<std::uint64_t>(level);
@@ -418,6 +449,7 @@ class quota_tracker {
       layouts.push_back({w.limit, s.buckets, window_key(w, options_.utc_offset)});
     }
     storage_.bind(layouts);
+    counters_ = std::make_unique<detail::quota_counters>();
     alerts_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
     // Relaxed: not shared yet; whatever shares the tracker orders this.
     for (std::size_t i = 0; i < count_; ++i) alerts_[i].store(detail::alert_unused, std::memory_order_relaxed);
@@ -454,7 +486,10 @@ class quota_tracker {
     if (units == 0) return quota_status::granted;
     const std::int64_t t = now_ns();
     const quota_consumption c = storage_.charge(stamp(t), units);
-    if (c.status != quota_storage_status::consumed) return quota_status::unavailable;
+    if (c.status != quota_storage_status::consumed) {
+      detail::quota_counters::bump(counters_->unavailable);
+      return quota_status::unavailable;
+    }
     notify(c, t);
     return quota_status::granted;
   }
@@ -502,6 +537,18 @@ class quota_tracker {
       }
     }
     return u;
+  }
+
+  /// The counters of refusals and alerts (see quota_tracker_stats).
+  [[nodiscard]] quota_tracker_stats stats() const noexcept {
+    constexpr auto r = std::memory_order_relaxed;  // a snapshot of standalone numbers
+    quota_tracker_stats s;
+    s.exhausted = counters_->exhausted.load(r);
+    s.too_large = counters_->too_large.load(r);
+    s.invalid = counters_->invalid.load(r);
+    s.unavailable = counters_->unavailable.load(r);
+    s.alerts = counters_->alerts.load(r);
+    return s;
   }
 
   /// The number of windows.
@@ -573,10 +620,12 @@ class quota_tracker {
 
   consume_result consume(std::int64_t cost, std::int64_t t) noexcept(quiet) {
     if (cost < 0) [[unlikely]] {
+      detail::quota_counters::bump(counters_->invalid);
       return {quota_decision(quota_status::invalid, 0, 0, 0, detail::ns_max), {}};
     }
     for (std::size_t i = 0; i < count_; ++i) {
       if (cost > windows_[i].limit) [[unlikely]] {
+        detail::quota_counters::bump(counters_->too_large);
         return {quota_decision(quota_status::too_large, i, 0, windows_[i].limit, detail::ns_max), {}};
       }
     }
@@ -586,6 +635,7 @@ class quota_tracker {
       return {quota_decision{}, c.at};
     }
     if (c.status == quota_storage_status::unavailable) {
+      detail::quota_counters::bump(counters_->unavailable);
       return {quota_decision(quota_status::unavailable, 0, 0, 0, 0), {}};
     }
     // Of the windows that are full now, report the one with the longest
@@ -607,6 +657,7 @@ class quota_tracker {
       used = c.used[c.window];
       wait = 0;
     }
+    detail::quota_counters::bump(counters_->exhausted);
     return {quota_decision(quota_status::exhausted, worst, used, windows_[worst].limit, wait), {}};
   }
 
@@ -662,6 +713,7 @@ class quota_tracker {
         }
       }
       if (!won) continue;
+      detail::quota_counters::bump(counters_->alerts, level - fired);
       if constexpr (!std::is_same_v<Listener, no_listener>) {
         quota_alert a;
         a.window = i;
@@ -805,6 +857,8 @@ class quota_tracker {
   [[no_unique_address]] Listener listener_;
   // Per window: (period, thresholds fired). Written once per threshold and period.
   std::unique_ptr<std::atomic<std::uint64_t>[]> alerts_;
+  // Refusals and alerts (stats()). Written only by refusals and alerts.
+  std::unique_ptr<detail::quota_counters> counters_;
 };
 
 quota_tracker(quota_options) -> quota_tracker<>;
