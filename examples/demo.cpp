@@ -1,215 +1,845 @@
-// armor demo: a client calling a flaky upstream through a pipeline.
+// armor demo: a client calling a flaky HTTP upstream through a full pipeline,
+// over real sockets on 127.0.0.1.
 //
-// The upstream lives a scripted life: healthy, then failing with 500s, then
-// throttling with 429 + Retry-After, then slow, then healthy again. The client
-// sends one request every 250 ms through
+// The upstream (examples/demo/upstream.hpp) lives a scripted life: healthy,
+// then failing with 500s, then throttling with 429 + Retry-After, then slow,
+// then healthy again. It limits each client to 10 requests a second (2 in
+// the throttling phase) and says so in RateLimit headers, as public APIs do.
 //
-//     deadline{1s} -> backoff{4 attempts, exponential, full jitter}
-//                  -> circuit_breaker{opens at 50 % failures of the last 10 calls}
-//                  -> token_bucket{8 per second, burst 4: client-side pacing}
+// Calls arrive at random (Poisson, 8 a second by default, seeded) and each
+// one goes out twice, at the same moment:
 //
-// and the demo prints what armor did in each phase. It runs in virtual time on
-// a manual_clock, so two minutes of traffic take a few milliseconds and the
-// output is the same on every machine (the jitter is seeded).
+//   - through armor:  deadline 1.5 s -> circuit breaker (50 % failures or
+//     slow calls over the last 10) -> backoff (3 attempts, honours
+//     Retry-After) -> token bucket (9/s, burst 2, waits up to 500 ms) ->
+//     quota (requests per hour, alerts at 80 % and 90 %) -> HTTP GET;
+//   - through a plain client with the same 1.5 s timeout and nothing else.
 //
-// Usage: armor_demo [--seconds N]   (length of each phase, default 20)
+// While it runs it prints a timeline (phases, breaker transitions, retries
+// with their delays, waits for tokens, rejections, quota alerts, one line a
+// second); at the end a summary that compares the two clients, with every
+// number measured in this run (the upstream counts what it answered each
+// client), and an SVG timeline.
+//
+// Usage: armor_demo [--phase-seconds S | --quick] [--rate N] [--svg PATH]
+//                   [--no-color] [--seed N]
 #include <armor/armor.hpp>
+#include <armor/http.hpp>
 
+#include "demo/svg.hpp"
+#include "demo/upstream.hpp"
+
+#include <fmt/color.h>
+#include <fmt/format.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
 #include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
+using std::chrono::duration;
+using std::chrono::nanoseconds;
+using steady = std::chrono::steady_clock;
 
 namespace {
 
-struct response {
-  int status = 0;
-  std::chrono::seconds retry_after{0};  // from a Retry-After header, 0 if none
+// ---------------------------------------------------------------------------
+// Options
+
+struct options {
+  std::chrono::milliseconds phase{5000};  // length of each phase
+  double rate = 8;                        // calls per second
+  std::string svg = "armor-demo.svg";
+  bool color = isatty(STDOUT_FILENO) != 0;
+  std::uint64_t seed = 2026;
 };
 
-// The upstream's life, phase by phase.
-struct phase {
-  const char* name;
-  int status;                           // what it answers
-  std::chrono::milliseconds latency;    // how long it takes
-  std::chrono::seconds retry_after;     // Retry-After it sends, if any
-};
-
-constexpr phase script[] = {
-    {"healthy", 200, 20ms, 0s},
-    {"failing (500)", 500, 30ms, 0s},
-    {"throttling (429 + Retry-After: 2)", 429, 5ms, 2s},
-    {"slow (1.5 s per call)", 200, 1500ms, 0s},
-    {"healthy again", 200, 20ms, 0s},
-};
-constexpr int phase_count = static_cast<int>(sizeof(script) / sizeof(script[0]));
-
-// HTTP statuses judged the way armor/http.hpp will: 5xx, 408 and 429 are
-// retryable failures (429 and 503 carry their Retry-After), other 4xx are the
-// caller's problem and say nothing about the upstream's health.
-armor::verdict judge(const response& r) {
-  if (r.status == 429 || r.status == 503 || r.status >= 500 || r.status == 408) {
-    if (r.retry_after > 0s) return armor::verdict::retry_later(r.retry_after);
-    return armor::verdict::failure();
-  }
-  return armor::verdict::success();
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "armor_demo: %s (try --help)\n", message.c_str());
+  std::exit(2);
 }
 
-// Counts of what happened in one phase.
-struct tally {
-  int calls = 0;
-  int ok = 0;
-  int failed = 0;
-  int deadline = 0;
-  int fast_failed = 0;  // refused at once by the open breaker
-  int upstream_requests = 0;
-};
-
-// Prints every retry as it is scheduled, for the first few of each phase.
-struct retry_printer {
-  const armor::manual_clock* clock;
-  int* printed;
-  void on_retry(unsigned attempt, std::chrono::nanoseconds delay, const armor::verdict& v) const {
-    if ((*printed)++ >= 3) return;
-    const double t = std::chrono::duration<double>(clock->now().time_since_epoch()).count();
-    const char* why = "";
-    if (v.kind == armor::outcome::rejected && v.code == armor::errc::circuit_open) {
-      why = "  (breaker open: waiting until it half-opens)";
-    } else if (v.kind == armor::outcome::rejected && v.code == armor::errc::rate_limited) {
-      why = "  (rate limited: waiting for a token)";
-    } else if (v.retry_after) {
-      why = "  (the server's Retry-After)";
-    }
-    std::printf("  %7.2fs  retry #%u in %4lld ms%s\n", t, attempt,
-                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()), why);
+double parse_number(std::string_view flag, const char* text, double lo, double hi) {
+  char* end = nullptr;
+  const double v = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(v >= lo && v <= hi)) {
+    usage_error(fmt::format("{} must be a number from {:g} to {:g} (got '{}')", flag, lo, hi, text));
   }
-};
+  return v;
+}
 
-// Prints every breaker transition as it happens.
-struct transition_printer {
-  const armor::manual_clock* clock;
-  void operator()(const armor::circuit_breaker_event& e) const {
-    const double t = std::chrono::duration<double>(clock->now().time_since_epoch()).count();
-    std::printf("  %7.2fs  breaker %s -> %s (%s)", t, std::string(armor::to_string(e.from)).c_str(),
-                std::string(armor::to_string(e.to)).c_str(), std::string(armor::to_string(e.reason)).c_str());
-    if (e.open_for > std::chrono::nanoseconds::zero()) {
-      std::printf(", open for %.1f s", std::chrono::duration<double>(e.open_for).count());
-    }
-    std::printf("\n");
-  }
-};
-
-int parse_seconds(int argc, char** argv) {
+options parse_options(int argc, char** argv) {
+  options o;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-      const int s = std::atoi(argv[i + 1]);
-      if (s < 1 || s > 3600) {
-        std::fprintf(stderr, "armor_demo: --seconds must be between 1 and 3600 (got '%s')\n", argv[i + 1]);
-        std::exit(2);
-      }
-      return s;
-    }
-    if (std::strcmp(argv[i], "--help") == 0) {
-      std::printf("usage: armor_demo [--seconds N]   (seconds per phase, default 20)\n");
+    const std::string_view a = argv[i];
+    const auto value = [&]() -> const char* {
+      if (i + 1 >= argc) usage_error(fmt::format("{} needs a value", a));
+      return argv[++i];
+    };
+    if (a == "--phase-seconds") {
+      o.phase = std::chrono::milliseconds{std::lround(1000 * parse_number(a, value(), 0.5, 600))};
+    } else if (a == "--quick") {
+      o.phase = 1s;
+    } else if (a == "--rate") {
+      o.rate = parse_number(a, value(), 1, 40);
+    } else if (a == "--svg") {
+      o.svg = value();
+    } else if (a == "--no-color") {
+      o.color = false;
+    } else if (a == "--color") {
+      o.color = true;
+    } else if (a == "--seed") {
+      o.seed = static_cast<std::uint64_t>(parse_number(a, value(), 0, 1e15));
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: armor_demo [options]\n\n"
+          "  --phase-seconds S  length of each of the 5 phases, 0.5 to 600 (default 5: about 27 s in all)\n"
+          "  --quick            1-second phases (about 7 s in all)\n"
+          "  --rate N           calls per second, 1 to 40 (default 8)\n"
+          "  --svg PATH         where to write the SVG timeline (default ./armor-demo.svg)\n"
+          "  --no-color         no ANSI colours (the default when stdout is not a terminal)\n"
+          "  --seed N           seed of the call schedule and the upstream's randomness (default 2026)\n");
       std::exit(0);
+    } else {
+      usage_error(fmt::format("unknown argument '{}'", a));
     }
-    std::fprintf(stderr, "armor_demo: unknown argument '%s' (try --help)\n", argv[i]);
-    std::exit(2);
   }
-  return 20;
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// What the recorder keeps
+
+// How a call ended.
+enum class ending : std::uint8_t {
+  ok,            // 2xx
+  failed,        // requests went out, and the last answer (or timeout) was a failure
+  fast_failed,   // the open breaker refused it before anything was sent
+  not_sent,      // the token bucket or the deadline refused it before anything was sent
+  quota,         // the quota refused it before anything was sent
+};
+
+struct call_record {
+  double start = 0, end = 0;  // seconds since the scenario began
+  int phase = 0;
+  int sent = 0;         // requests sent upstream
+  int throttled = 0;    // 429s received
+  double waited = 0;    // seconds spent waiting for tokens
+  ending how = ending::ok;
+};
+
+// Per-call scratch, filled on the calling thread by the operation and the
+// listeners of the call that thread is running (listeners run on the
+// calling thread).
+struct call_scratch {
+  int sent = 0;
+  int throttled = 0;
+  int last_status = 0;   // of the last attempt; 0 when it got no answer
+  double waited = 0;
+};
+thread_local call_scratch scratch;
+
+// The kinds of detail line, each printed a few times per phase.
+enum class detail : std::uint8_t { retry, wait, reject, give_up };
+constexpr std::size_t detail_kinds = 4;
+constexpr int detail_per_phase = 3;
+
+// The event log and the live timeline. Listeners call it from every calling
+// thread; one mutex keeps lines whole and the records consistent (the demo
+// is not a hot path).
+class recorder {
+ public:
+  recorder(steady::time_point t0, bool color) : t0_(t0), color_(color) {}
+
+  // Moves time zero (before anything is recorded).
+  void restart(steady::time_point t0) { t0_ = t0; }
+
+  [[nodiscard]] double seconds(steady::time_point t) const { return duration<double>(t - t0_).count(); }
+  [[nodiscard]] double now() const { return seconds(steady::now()); }
+  [[nodiscard]] double seconds(armor::timestamp t) const {
+    return duration<double>(t - armor::to_timestamp(t0_)).count();
+  }
+
+  // One timeline line: "  12.34s  tag      text".
+  template <class... A>
+  void line(double t, fmt::text_style style, std::string_view tag, fmt::format_string<A...> f, A&&... args) {
+    const std::lock_guard lock(mutex_);
+    emit(t, style, tag, fmt::format(f, std::forward<A>(args)...));
+  }
+
+  void phase_started(int k, double t, std::string_view what) {
+    const std::lock_guard lock(mutex_);
+    phase_ = k;
+    printed_.fill(0);
+    std::fputc('\n', stdout);
+    fmt::print(style(fmt::emphasis::bold | fg(fmt::terminal_color::cyan)), "phase {}/{} {}", k + 1, demo::phase_count,
+               demo::phase_names[static_cast<std::size_t>(k)]);
+    fmt::print(style(fmt::emphasis::faint), "  (from {:.2f}s: the upstream {})\n", t, what);
+    std::fflush(stdout);
+  }
+
+  // A detail line, unless this phase has printed enough of its kind.
+  template <class... A>
+  void detail_line(detail kind, double t, fmt::text_style st, std::string_view tag, fmt::format_string<A...> f,
+                   A&&... args) {
+    const std::lock_guard lock(mutex_);
+    int& n = printed_[static_cast<std::size_t>(kind)];
+    ++n;
+    if (n <= detail_per_phase) {
+      emit(t, st, tag, fmt::format(f, std::forward<A>(args)...));
+    } else if (n == detail_per_phase + 1) {
+      static constexpr std::array<std::string_view, detail_kinds> plural = {"retries", "waits", "rejections",
+                                                                            "give-ups"};
+      emit(t, style(fmt::emphasis::faint), "",
+           fmt::format("(further {} in this phase are counted in the per-second lines)",
+                       plural[static_cast<std::size_t>(kind)]));
+    }
+  }
+
+  void breaker_changed(const armor::circuit_breaker_event& e) {
+    const double t = seconds(e.at);
+    const std::lock_guard lock(mutex_);
+    transitions_.push_back({t, e.to});
+    const auto colour = e.to == armor::breaker_state::open        ? fmt::terminal_color::red
+                        : e.to == armor::breaker_state::half_open ? fmt::terminal_color::yellow
+                                                                  : fmt::terminal_color::green;
+    std::string text = fmt::format("{} -> {} ({})", armor::to_string(e.from), armor::to_string(e.to),
+                                   armor::to_string(e.reason));
+    if (e.to == armor::breaker_state::open) {
+      text += fmt::format(": calls fail fast for {:.1f} s", duration<double>(e.open_for).count());
+    }
+    emit(t, style(fmt::emphasis::bold | fg(colour)), "breaker", text);
+  }
+
+  void quota_alert(const armor::quota_alert& a) {
+    const double t = now();
+    const std::lock_guard lock(mutex_);
+    alerts_.push_back({t, 100 * a.threshold});
+    emit(t, style(fmt::emphasis::bold | fg(fmt::terminal_color::magenta)), "quota",
+         fmt::format("alert: {:.0f} % of the hourly quota used ({} of {} requests)", 100 * a.threshold, a.used,
+                     a.limit));
+  }
+
+  void retried() {
+    const std::lock_guard lock(mutex_);
+    ++retries_[static_cast<std::size_t>(phase_)];
+  }
+
+  void waited(nanoseconds d) {
+    const std::lock_guard lock(mutex_);
+    ++waits_;
+    wait_total_ += duration<double>(d).count();
+  }
+
+  void call_ended(const call_record& r) {
+    const std::lock_guard lock(mutex_);
+    calls_.push_back(r);
+  }
+
+  void plain_call_ended(const call_record& r) {
+    const std::lock_guard lock(mutex_);
+    plain_.push_back(r);
+  }
+
+  void quota_sample(double t, double percent) {
+    const std::lock_guard lock(mutex_);
+    quota_.push_back({t, percent});
+  }
+
+  // Copies of the records, for the tick lines and the summary.
+  [[nodiscard]] std::vector<call_record> calls() const {
+    const std::lock_guard lock(mutex_);
+    return calls_;
+  }
+  [[nodiscard]] std::vector<call_record> plain_calls() const {
+    const std::lock_guard lock(mutex_);
+    return plain_;
+  }
+  [[nodiscard]] std::vector<std::pair<double, armor::breaker_state>> transitions() const {
+    const std::lock_guard lock(mutex_);
+    return transitions_;
+  }
+  [[nodiscard]] std::vector<demo::svg_input::sample> quota_samples() const {
+    const std::lock_guard lock(mutex_);
+    return quota_;
+  }
+  [[nodiscard]] std::vector<demo::svg_input::alert> alerts() const {
+    const std::lock_guard lock(mutex_);
+    return alerts_;
+  }
+  [[nodiscard]] std::array<std::uint64_t, demo::phase_count> retries_per_phase() const {
+    const std::lock_guard lock(mutex_);
+    return retries_;
+  }
+  [[nodiscard]] std::pair<std::uint64_t, double> waits() const {
+    const std::lock_guard lock(mutex_);
+    return {waits_, wait_total_};
+  }
+
+  [[nodiscard]] fmt::text_style style(fmt::text_style s) const { return color_ ? s : fmt::text_style{}; }
+
+ private:
+  void emit(double t, fmt::text_style st, std::string_view tag, const std::string& text) {
+    fmt::print("{:8.2f}s  ", t);
+    fmt::print(style(st), "{:<8} {}", tag, text);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+  steady::time_point t0_;
+  bool color_;
+  mutable std::mutex mutex_;
+  int phase_ = 0;
+  std::array<int, detail_kinds> printed_{};
+  std::vector<call_record> calls_, plain_;
+  std::vector<std::pair<double, armor::breaker_state>> transitions_;
+  std::vector<demo::svg_input::sample> quota_;
+  std::vector<demo::svg_input::alert> alerts_;
+  std::array<std::uint64_t, demo::phase_count> retries_{};
+  std::uint64_t waits_ = 0;
+  double wait_total_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// HTTP judgement: armor::http::status_classifier. 2xx/3xx succeed; 408,
+// 429, 500, 502, 503 and 504 are retryable failures carrying the server's
+// Retry-After; any other 4xx is the caller's mistake (not retried, and no
+// sign of the upstream's health). It reads httplib::Response as it is (an
+// `int status` member and a `headers` range).
+using http_judge = armor::http::status_classifier;
+
+// What a failed attempt was, in words, from its verdict and the status the
+// operation saw.
+std::string describe(const armor::verdict& v, int status) {
+  if (v.kind == armor::outcome::rejected) {
+    if (v.code == armor::errc::circuit_open) return "refused by the open breaker";
+    if (v.code == armor::errc::rate_limited) return "no token in time";
+    if (v.code == armor::errc::quota_exhausted) return "quota spent";
+    return fmt::format("refused ({})", v.code.message());
+  }
+  if (v.kind == armor::outcome::timeout) return "timed out";
+  if (status > 0) {
+    std::string text = fmt::format("HTTP {}", status);
+    if (v.retry_after) text += fmt::format(", Retry-After {:g} s", duration<double>(*v.retry_after).count());
+    return text;
+  }
+  return "no answer";
+}
+
+// ---------------------------------------------------------------------------
+// Listeners
+
+// backoff's listener: prints retries and give-ups.
+struct retry_log {
+  recorder* rec;
+
+  void on_retry(unsigned attempt, nanoseconds delay, const armor::verdict& v) const {
+    rec->retried();
+    const double ms = duration<double, std::milli>(delay).count();
+    const bool server_said = v.retry_after.has_value() && v.kind != armor::outcome::rejected;
+    rec->detail_line(detail::retry, rec->now(), rec->style(fg(fmt::terminal_color::yellow)), "retry",
+                     "attempt {} {}: retrying in {:.0f} ms{}", attempt, describe(v, scratch.last_status), ms,
+                     server_said ? " (the server's Retry-After)" : "");
+  }
+
+  void on_give_up(unsigned attempts, armor::backoff_stop why, const armor::verdict& last) const {
+    if (why == armor::backoff_stop::non_retryable) return;  // reported as the call's own ending
+    const char* reason = why == armor::backoff_stop::deadline  ? "the next try would miss the deadline"
+                         : why == armor::backoff_stop::budget  ? "the retry budget is spent"
+                                                               : "no attempts left";
+    rec->detail_line(detail::give_up, rec->now(), rec->style(fg(fmt::terminal_color::bright_black)), "give up",
+                     "after {} attempt{} ({}): {}", attempts, attempts == 1 ? "" : "s",
+                     describe(last, scratch.last_status), reason);
+  }
+};
+
+// circuit_breaker's listener: one line per transition.
+struct breaker_log {
+  recorder* rec;
+  void operator()(const armor::circuit_breaker_event& e) const { rec->breaker_changed(e); }
+};
+
+// quota_tracker's listener: the 80 %, 90 % and 100 % alerts.
+struct quota_log {
+  recorder* rec;
+  void on_quota_alert(const armor::quota_alert& a) const { rec->quota_alert(a); }
+};
+
+// A layer that forwards to a token bucket and reports its waits: armor has
+// no wait listener, and any type with admit/settle is a policy.
+template <class Bucket>
+class observed_bucket {
+ public:
+  using permit_type = typename Bucket::permit_type;
+  using clock_type = typename Bucket::clock_type;
+
+  observed_bucket(Bucket& bucket, recorder& rec) : bucket_(&bucket), rec_(&rec) {}
+
+  armor::admission<permit_type> admit(armor::context& ctx) {
+    auto a = bucket_->admit(ctx);
+    if (a.kind == armor::admission_kind::wait) {
+      scratch.waited += duration<double>(a.delay).count();
+      rec_->waited(a.delay);
+      rec_->detail_line(detail::wait, rec_->now(), rec_->style(fg(fmt::terminal_color::blue)), "wait",
+                        "token bucket: {:.0f} ms for a token (keeps us under the upstream's limit)",
+                        duration<double, std::milli>(a.delay).count());
+    }
+    return a;
+  }
+  void settle(armor::context& ctx, permit_type p, const armor::verdict& v) { bucket_->settle(ctx, std::move(p), v); }
+
+ private:
+  Bucket* bucket_;
+  recorder* rec_;
+};
+
+// ---------------------------------------------------------------------------
+// The run
+
+constexpr auto call_deadline = 1500ms;
+constexpr auto client_bucket_rate = armor::rate{9, 1s};
+constexpr std::int64_t client_bucket_burst = 2;
+constexpr auto client_bucket_wait = 500ms;
+
+class demo_run {
+ public:
+  explicit demo_run(const options& o)
+      : opt_(o),
+        arrivals_(schedule(o)),
+        t0_(steady::now()),
+        rec_(t0_, o.color),
+        upstream_(demo::upstream_limits{}, o.seed),
+        breaker_({.failure_threshold = 0,
+                  .failure_rate = 0.5,
+                  .slow_call_threshold = 800ms,
+                  .slow_call_rate = 0.5,
+                  .window_size = 10,
+                  .minimum_calls = 5,
+                  .open_for = std::max<nanoseconds>(500ms, o.phase / 5),
+                  .count_calls = true},
+                 armor::steady_clock{}, breaker_log{&rec_}),
+        bucket_({.rate = client_bucket_rate, .burst = client_bucket_burst, .max_wait = client_bucket_wait}),
+        quota_limit_(std::max<std::int64_t>(10, std::llround(0.6 * static_cast<double>(arrivals_.size())))),
+        quota_({.windows = {armor::quota_window::rolling(quota_limit_, 1h)}, .alerts = {0.8, 0.9, 1.0}},
+               armor::system_clock{}, armor::memory_quota_storage{}, quota_log{&rec_}),
+        client_(armor::classify<http_judge>{},
+                armor::deadline{call_deadline}, std::ref(breaker_),
+                armor::backoff<armor::thread_rng, retry_log>{
+                    {.max_attempts = 3, .initial = 100ms, .max_delay = 1s, .max_retry_after = 1500ms,
+                     .budget = armor::retry_budget{.max_tokens = 10, .token_ratio = 0.5}, .count_calls = true},
+                    {},
+                    retry_log{&rec_}},
+                observed_bucket<armor::token_bucket<>>{bucket_, rec_}, std::ref(quota_)) {}
+
+  int run();
+
+ private:
+  // When the calls arrive, in seconds from the start: a Poisson process at
+  // the chosen rate, seeded, so every run makes the same calls.
+  static std::vector<double> schedule(const options& o) {
+    std::mt19937_64 rng(o.seed);
+    std::exponential_distribution<double> gap(o.rate);
+    const double end = demo::phase_count * duration<double>(o.phase).count();
+    std::vector<double> at;
+    for (double t = gap(rng); t < end; t += gap(rng)) at.push_back(t);
+    return at;
+  }
+
+  void armor_call(int phase);
+  void plain_call(int phase);
+  void tick(double t, bool final = false);
+  void summary();
+  void write_svg(double total);
+
+  // A fixed set of threads running calls as they arrive.
+  struct task {
+    bool plain = false;
+    int phase = 0;
+  };
+  void start_workers(int n);
+  void submit(task t);
+  void drain_and_stop_workers();
+
+  options opt_;
+  // The quota is an hourly plan sized for this run: with the default
+  // settings armor sends about 0.55 requests per call, so the run ends near
+  // 90 % of the plan and both alerts fire (other settings may stop short of
+  // them or run out).
+  std::vector<double> arrivals_;
+  steady::time_point t0_;
+  recorder rec_;
+  demo::upstream upstream_;
+  using breaker_type = armor::circuit_breaker<armor::steady_clock, breaker_log>;
+  using quota_type = armor::quota_tracker<armor::system_clock, armor::memory_quota_storage, quota_log>;
+  breaker_type breaker_;
+  armor::token_bucket<> bucket_;
+  std::int64_t quota_limit_;
+  quota_type quota_;
+  // Outermost first.
+  armor::pipeline<armor::steady_clock, armor::classify<http_judge>, armor::deadline,
+                  std::reference_wrapper<breaker_type>, armor::backoff<armor::thread_rng, retry_log>,
+                  observed_bucket<armor::token_bucket<>>, std::reference_wrapper<quota_type>>
+      client_;
+
+  std::mutex tasks_mutex_;
+  std::condition_variable tasks_cv_;
+  std::deque<task> tasks_;
+  bool closing_ = false;
+  std::vector<std::thread> workers_;
+
+  std::size_t ticked_calls_ = 0;  // calls already counted by tick lines
+  demo::answer_counts ticked_answers_{};
+};
+
+void demo_run::armor_call(int phase) {
+  scratch = {};
+  call_record r;
+  r.phase = phase;
+  r.start = rec_.now();
+  const int port = upstream_.port();
+  auto result = client_.try_execute([&](const armor::context& ctx) {
+    ++scratch.sent;
+    scratch.last_status = 0;
+    httplib::Client http("127.0.0.1", port);
+    http.set_connection_timeout(std::min<nanoseconds>(ctx.remaining(), 1s));
+    http.set_read_timeout(ctx.remaining());  // never outlive the deadline
+    auto res = http.Get("/api", {{"X-Client", "armor"}});
+    if (!res) {
+      const bool timed_out = res.error() == httplib::Error::Read || res.error() == httplib::Error::ConnectionTimeout;
+      throw std::system_error(std::make_error_code(timed_out ? std::errc::timed_out : std::errc::connection_refused),
+                              httplib::to_string(res.error()));
+    }
+    scratch.last_status = res->status;
+    if (res->status == 429) ++scratch.throttled;
+    return std::move(res.value());
+  });
+  r.end = rec_.now();
+  r.sent = scratch.sent;
+  r.throttled = scratch.throttled;
+  r.waited = scratch.waited;
+  const double ms = (r.end - r.start) * 1000;
+  if (result && result->status >= 200 && result->status < 300) {
+    r.how = ending::ok;
+  } else if (r.sent > 0) {
+    r.how = ending::failed;
+  } else if (result.code() == armor::errc::circuit_open) {
+    r.how = ending::fast_failed;
+    rec_.detail_line(detail::reject, r.end, rec_.style(fg(fmt::terminal_color::red)), "reject",
+                     "breaker open: failed fast in {:.1f} ms, no request sent", ms);
+  } else if (result.code() == armor::errc::quota_exhausted) {
+    r.how = ending::quota;
+    rec_.detail_line(detail::reject, r.end, rec_.style(fg(fmt::terminal_color::magenta)), "reject",
+                     "quota spent: not sent (retry in {:.0f} s)",
+                     duration<double>(result.retry_after().value_or(nanoseconds{0})).count());
+  } else {
+    r.how = ending::not_sent;
+    rec_.detail_line(detail::reject, r.end, rec_.style(fg(fmt::terminal_color::red)), "reject",
+                     "{}: not sent, after {:.0f} ms", result.code().message(), ms);
+  }
+  rec_.call_ended(r);
+}
+
+void demo_run::plain_call(int phase) {
+  call_record r;
+  r.phase = phase;
+  r.start = rec_.now();
+  httplib::Client http("127.0.0.1", upstream_.port());
+  http.set_connection_timeout(1s);
+  http.set_read_timeout(call_deadline);
+  auto res = http.Get("/api", {{"X-Client", "plain"}});
+  r.end = rec_.now();
+  r.sent = 1;
+  r.throttled = res && res->status == 429 ? 1 : 0;
+  r.how = res && res->status >= 200 && res->status < 300 ? ending::ok : ending::failed;
+  rec_.plain_call_ended(r);
+}
+
+void demo_run::start_workers(int n) {
+  for (int i = 0; i < n; ++i) {
+    workers_.emplace_back([this] {
+      for (;;) {
+        task t;
+        {
+          std::unique_lock lock(tasks_mutex_);
+          tasks_cv_.wait(lock, [this] { return closing_ || !tasks_.empty(); });
+          if (tasks_.empty()) return;
+          t = tasks_.front();
+          tasks_.pop_front();
+        }
+        if (t.plain) {
+          plain_call(t.phase);
+        } else {
+          armor_call(t.phase);
+        }
+      }
+    });
+  }
+}
+
+void demo_run::submit(task t) {
+  {
+    const std::lock_guard lock(tasks_mutex_);
+    tasks_.push_back(t);
+  }
+  tasks_cv_.notify_one();
+}
+
+void demo_run::drain_and_stop_workers() {
+  {
+    const std::lock_guard lock(tasks_mutex_);
+    closing_ = true;
+  }
+  tasks_cv_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+// One line a second: how the calls that ended in that second went.
+void demo_run::tick(double t, bool final) {
+  const std::vector<call_record> calls = rec_.calls();
+  std::array<int, 5> n{};
+  for (std::size_t i = ticked_calls_; i < calls.size(); ++i) ++n[static_cast<std::size_t>(calls[i].how)];
+  ticked_calls_ = calls.size();
+  const demo::answer_counts a = upstream_.counts(demo::client::armor);
+  const auto d200 = a.ok - ticked_answers_.ok;
+  const auto d500 = a.server_errors - ticked_answers_.server_errors;
+  const auto d429 = a.throttled - ticked_answers_.throttled;
+  ticked_answers_ = a;
+  if (final && n == std::array<int, 5>{} && d200 + d500 + d429 == 0) return;
+  const auto q = quota_.usage(0);
+  const armor::breaker_state s = breaker_.stats().state;
+  rec_.line(t, rec_.style(fmt::emphasis::faint), "|",
+            "{} ok, {} failed, {} failed fast, {} not sent | upstream sent 200 x{}, 500 x{}, 429 x{} | "
+            "breaker {} | quota {:.0f} %",
+            n[0], n[1], n[2], n[3] + n[4], d200, d500, d429, armor::to_string(s), q.percent());
+}
+
+int demo_run::run() {
+  const double total = demo::phase_count * duration<double>(opt_.phase).count();
+  // Time zero is now, with the upstream listening and the callers ready.
+  start_workers(64);
+  t0_ = steady::now();
+  rec_.restart(t0_);
+  fmt::print(rec_.style(fmt::emphasis::bold), "armor demo");
+  fmt::print(": {} calls ({:g}/s at random, seed {}) in {} phases of {:g} s, over real sockets\n", arrivals_.size(),
+             opt_.rate, opt_.seed, demo::phase_count, duration<double>(opt_.phase).count());
+  fmt::print("  upstream  http://127.0.0.1:{}/api allows each client 10 requests/s (burst 2): RateLimit headers,\n"
+             "            and 429 + Retry-After beyond the limit\n",
+             upstream_.port());
+  fmt::print("  armor     deadline {:g} s -> circuit breaker (opens at 50 % failures or slow calls > 800 ms in\n"
+             "            the last 10; open {:.1f} s) -> backoff (3 attempts, retry budget, honours Retry-After)\n"
+             "            -> token bucket (9/s, burst 2, waits up to 500 ms) -> quota ({} requests an hour)\n",
+             duration<double>(call_deadline).count(), duration<double>(breaker_.options().open_for).count(),
+             quota_limit_);
+  fmt::print("  plain     the same calls at the same moments: one GET each, {:g} s timeout, nothing else\n",
+             duration<double>(call_deadline).count());
+  std::fflush(stdout);
+
+  static constexpr std::array<std::string_view, demo::phase_count> what = {
+      "answers 200 in 5-15 ms",
+      "answers 500 to every request",
+      "allows 2 requests/s: 429 + Retry-After beyond that",
+      "answers 200 after 1 to 2.8 s",
+      "answers 200 in 5-15 ms again",
+  };
+
+  const auto at = [&](double s) { return t0_ + std::chrono::duration_cast<steady::duration>(duration<double>(s)); };
+  std::size_t arrived = 0;
+  const auto next_call = [&] { return arrived < arrivals_.size() ? arrivals_[arrived] : total + 1; };
+  double next_tick = 1;
+  double next_sample = 0;
+  const double bin = std::max(0.1, total / 300);
+  for (int k = 0; k < demo::phase_count; ++k) {
+    const double phase_end = (k + 1) * duration<double>(opt_.phase).count();
+    upstream_.set_phase(static_cast<demo::phase>(k));
+    rec_.phase_started(k, rec_.now(), what[static_cast<std::size_t>(k)]);
+    for (;;) {
+      const double next = std::min({next_call(), next_tick, next_sample, phase_end});
+      std::this_thread::sleep_until(at(next));
+      if (next_sample <= next) {
+        rec_.quota_sample(next_sample, quota_.usage(0).percent());
+        next_sample += bin;
+      }
+      if (next_call() <= next && next_call() < phase_end) {
+        submit({false, k});
+        submit({true, k});
+        ++arrived;
+      }
+      if (next_tick <= next) {
+        tick(next_tick);
+        next_tick += 1;
+      }
+      if (next >= phase_end) break;
+    }
+  }
+  drain_and_stop_workers();
+  rec_.quota_sample(rec_.now(), quota_.usage(0).percent());
+  tick(rec_.now(), true);
+  upstream_.stop();
+  const double ran = rec_.now();
+  summary();
+  write_svg(std::max(total, ran));
+  return 0;
+}
+
+void demo_run::summary() {
+  const auto calls = rec_.calls();
+  const auto plain = rec_.plain_calls();
+  const demo::answer_counts a = upstream_.counts(demo::client::armor);
+  const demo::answer_counts p = upstream_.counts(demo::client::plain);
+  const armor::backoff_stats bs = client_.layer<2>().stats();
+  const armor::circuit_breaker_stats cs = breaker_.stats();
+  const auto [waits, wait_seconds] = rec_.waits();
+  const auto retries = rec_.retries_per_phase();
+
+  struct totals {
+    int calls = 0, ok = 0, failed = 0, fast = 0, not_sent = 0, quota = 0, throttled = 0;
+    double failing_seconds = 0;  // time callers spent in calls that did not succeed
+  };
+  const auto add = [](totals& t, const call_record& r) {
+    ++t.calls;
+    t.throttled += r.throttled;
+    switch (r.how) {
+      case ending::ok: ++t.ok; return;
+      case ending::failed: ++t.failed; break;
+      case ending::fast_failed: ++t.fast; break;
+      case ending::not_sent: ++t.not_sent; break;
+      case ending::quota: ++t.quota; break;
+    }
+    t.failing_seconds += r.end - r.start;
+  };
+  std::array<totals, demo::phase_count> ap{}, pp{};
+  totals at, pt;
+  for (const auto& r : calls) {
+    add(ap[static_cast<std::size_t>(r.phase)], r);
+    add(at, r);
+  }
+  for (const auto& r : plain) {
+    add(pp[static_cast<std::size_t>(r.phase)], r);
+    add(pt, r);
+  }
+
+  const auto heading = rec_.style(fmt::emphasis::bold);
+  fmt::print("\n");
+  fmt::print(heading, "summary by phase");
+  fmt::print("{:>14}{:>16}{:>16}{:>10}{:>14}\n", "calls", "succeeded", "429s received", "retries", "failed fast");
+  fmt::print("{:>46}{:>16}\n", "armor / plain", "armor / plain");
+  for (std::size_t k = 0; k < demo::phase_count; ++k) {
+    fmt::print("  {:<22}{:>6}{:>16}{:>16}{:>10}{:>14}\n",
+               fmt::format("{}/{} {}", k + 1, demo::phase_count, demo::phase_names[k]), ap[k].calls,
+               fmt::format("{} / {}", ap[k].ok, pp[k].ok), fmt::format("{} / {}", ap[k].throttled, pp[k].throttled),
+               retries[k], ap[k].fast);
+  }
+
+  const auto row = [](std::string_view name, const std::string& armor_value, const std::string& plain_value) {
+    fmt::print("  {:<44} {:>12} {:>14}\n", name, armor_value, plain_value);
+  };
+  const auto num = [](auto v) { return fmt::format("{}", v); };
+  fmt::print("\n");
+  fmt::print(heading, "summary");
+  fmt::print("{:>50}{:>15}\n", "with armor", "without armor");
+  row("calls", num(at.calls), num(pt.calls));
+  row("succeeded", num(at.ok), num(pt.ok));
+  row("failed after sending", num(at.failed), num(pt.failed));
+  row("failed fast (breaker open, nothing sent)", num(at.fast), "-");
+  row("not sent (no token in time, deadline)", num(at.not_sent), "-");
+  row("refused by the quota", num(at.quota), "-");
+  row("requests the upstream received", num(a.requests), num(p.requests));
+  row("retries", num(bs.retries), "-");
+  row("succeeded after a retry", num(bs.successes_after_retry), "-");
+  row("waits for a token (total)", fmt::format("{} ({:.1f} s)", waits, wait_seconds), "-");
+  row("429s received (counted by the upstream)", num(a.throttled), num(p.throttled));
+  row("500s received", num(a.server_errors), num(p.server_errors));
+  row("seconds callers spent in calls that failed", fmt::format("{:.1f}", at.failing_seconds),
+      fmt::format("{:.1f}", pt.failing_seconds));
+  row("breaker opened", fmt::format("{} times", cs.times_opened), "-");
+  const auto q = quota_.usage(0);
+  row("quota used", fmt::format("{} of {} ({:.0f} %)", q.used, q.limit, q.percent()), "-");
+  fmt::print("\n");
+  const auto avoided = static_cast<long long>(p.throttled) - static_cast<long long>(a.throttled);
+  fmt::print(heading, "  429s avoided: {}", avoided);
+  fmt::print(" (the plain client got {}, armor {}: same calls, same moments, same upstream)\n", p.throttled,
+             a.throttled);
+  double slowest_fast = 0;
+  for (const auto& r : calls) {
+    if (r.how == ending::fast_failed) slowest_fast = std::max(slowest_fast, r.end - r.start);
+  }
+  fmt::print(heading, "  fast failures: {}", at.fast);
+  fmt::print(" calls refused while the breaker was open, each in {:.0f} us or less, with no request sent\n",
+             std::ceil(slowest_fast * 1e6));
+  const double saved = pt.failing_seconds - at.failing_seconds;
+  fmt::print("  time callers spent in calls that failed: {:.1f} s with armor, {:.1f} s without ({:.1f} s {})\n",
+             at.failing_seconds, pt.failing_seconds, std::abs(saved), saved >= 0 ? "saved" : "more with armor");
+  std::fflush(stdout);
+}
+
+void demo_run::write_svg(double total) {
+  demo::svg_input in;
+  in.title = "armor demo: a flaky upstream through deadline, backoff, circuit breaker, token bucket and quota";
+  in.total_seconds = total;
+  const double len = duration<double>(opt_.phase).count();
+  for (int k = 0; k < demo::phase_count; ++k) {
+    in.phases.push_back({k * len, k + 1 == demo::phase_count ? total : (k + 1) * len,
+                         fmt::format("{}/{} {}", k + 1, demo::phase_count, demo::phase_names[static_cast<std::size_t>(k)])});
+  }
+  in.breaker.push_back({0, "closed"});
+  for (const auto& [t, s] : rec_.transitions()) in.breaker.push_back({t, std::string(armor::to_string(s))});
+  in.bin_seconds = std::max(0.1, total / 300);
+  const auto bins = static_cast<std::size_t>(std::ceil(total / in.bin_seconds));
+  in.admitted.assign(bins, 0);
+  in.rejected.assign(bins, 0);
+  for (const auto& r : rec_.calls()) {
+    const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
+    ++(r.sent > 0 ? in.admitted : in.rejected)[b];
+  }
+  in.quota = rec_.quota_samples();
+  in.quota_label = fmt::format("(of {} requests)", quota_limit_);
+  in.alerts = rec_.alerts();
+
+  std::error_code ec;
+  const std::filesystem::path path = std::filesystem::absolute(opt_.svg, ec);
+  std::ofstream out(path, std::ios::binary);
+  out << demo::render_svg(in);
+  out.close();
+  if (!out) {
+    fmt::print(stderr, "armor_demo: could not write the SVG timeline to {}\n", path.string());
+    std::exit(1);
+  }
+  fmt::print("\nSVG timeline written to {}\n", path.string());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::chrono::seconds phase_length{parse_seconds(argc, argv)};
-  armor::manual_clock clock;
-  int printed = 0;
-
-  auto client = armor::pipeline{
-      clock,
-      armor::classify{judge},
-      armor::deadline{1s},
-      armor::backoff<armor::seeded_rng, retry_printer>{
-          {.max_attempts = 4, .initial = 100ms, .max_delay = 2s, .max_retry_after = 5s, .count_calls = true},
-          armor::seeded_rng{2026},
-          retry_printer{&clock, &printed}},
-      armor::circuit_breaker<armor::manual_clock, transition_printer>{
-          {.failure_threshold = 0, .failure_rate = 0.5, .window_size = 10, .minimum_calls = 6, .open_for = 3s,
-           .count_calls = true},
-          clock,
-          transition_printer{&clock}},
-      armor::token_bucket<armor::manual_clock>{{.rate = {8, 1s}, .burst = 4, .max_wait = 200ms}, clock},
-  };
-
-  std::printf("armor demo: one request every 250 ms, %lld s per phase, virtual time\n",
-              static_cast<long long>(phase_length.count()));
-  std::printf("pipeline: deadline 1 s -> backoff (4 attempts, 100 ms exponential, full jitter)\n");
-  std::printf("          -> circuit breaker (50 %% of 10 calls, open 3 s) -> token bucket (8/s, burst 4)\n\n");
-
-  tally total;
-  for (int ph = 0; ph < phase_count; ++ph) {
-    const phase& p = script[ph];
-    const auto phase_end = clock.now() + phase_length;
-    std::printf("[%s]\n", p.name);
-    printed = 0;
-    tally t;
-    while (clock.now() < phase_end) {
-      const auto next_send = clock.now() + 250ms;
-      ++t.calls;
-      auto r = client.try_execute([&](const armor::context& ctx) {
-        ++t.upstream_requests;
-        // The upstream answers after its latency, or the client's own I/O
-        // timeout (ctx.remaining()) fires first.
-        if (p.latency > ctx.remaining()) {
-          clock.advance(ctx.remaining());
-          return response{408};
-        }
-        clock.advance(p.latency);
-        return response{p.status, p.retry_after};
-      });
-      if (!r) {
-        if (r.code() == armor::errc::deadline_exceeded) {
-          ++t.deadline;
-        } else if (r.code() == armor::errc::circuit_open) {
-          ++t.fast_failed;
-        } else {
-          ++t.failed;
-        }
-      } else if (judge(*r).ok()) {
-        ++t.ok;
-      } else {
-        ++t.failed;
-      }
-      if (clock.now() < next_send) clock.sleep_until(next_send);
-    }
-    std::printf("  calls %d: %d ok, %d failed, %d failed fast (breaker open), %d out of time; "
-                "%d requests reached the upstream\n\n",
-                t.calls, t.ok, t.failed, t.fast_failed, t.deadline, t.upstream_requests);
-    total.calls += t.calls;
-    total.ok += t.ok;
-    total.failed += t.failed;
-    total.deadline += t.deadline;
-    total.fast_failed += t.fast_failed;
-    total.upstream_requests += t.upstream_requests;
+  const options o = parse_options(argc, argv);
+  try {
+    demo_run run(o);
+    return run.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "armor_demo: %s\n", e.what());
+    return 1;
   }
-
-  const auto s = client.layer<1>().stats();
-  std::printf("summary\n");
-  std::printf("  %-28s %8d\n", "calls", total.calls);
-  std::printf("  %-28s %8d\n", "succeeded", total.ok);
-  std::printf("  %-28s %8d\n", "failed", total.failed + total.deadline + total.fast_failed);
-  std::printf("  %-28s %8d\n", "  of which failed fast", total.fast_failed);
-  std::printf("  %-28s %8d\n", "requests sent upstream", total.upstream_requests);
-  std::printf("  %-28s %8llu\n", "retries", static_cast<unsigned long long>(s.retries));
-  std::printf("  %-28s %8llu\n", "succeeded after a retry", static_cast<unsigned long long>(s.successes_after_retry));
-  std::printf("  %-28s %8llu\n", "stopped by the deadline", static_cast<unsigned long long>(s.deadline_stops));
-  const auto b = client.layer<2>().stats();
-  std::printf("  %-28s %8llu\n", "breaker opened", static_cast<unsigned long long>(b.times_opened));
-  std::printf("  %-28s %8llu\n", "calls the breaker refused", static_cast<unsigned long long>(b.rejections));
-  return 0;
 }
