@@ -6,6 +6,8 @@
 // registering the baselines here registers them exactly once per run.
 #pragma once
 
+#include "multithreaded.hpp"
+
 #include <armor/clock.hpp>
 #include <armor/pipeline.hpp>
 

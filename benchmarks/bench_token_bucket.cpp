@@ -17,6 +17,8 @@
 //
 // Ratios are recorded in docs/token_bucket.md. Run with
 // --benchmark_min_time=0.2 on shared machines.
+#include "multithreaded.hpp"
+
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/token_bucket.hpp>
