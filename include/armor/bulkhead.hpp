@@ -121,6 +121,16 @@ class bulkhead_permit {
   queue_waiter* waiter_ = nullptr;
 };
 
+/// A snapshot of a bulkhead: what is inside and waiting now, and its limits.
+/// Read with one relaxed load of the bulkhead's word: a bulkhead keeps no
+/// counters, so neither an admission nor a refusal writes anything for it.
+struct bulkhead_stats {
+  std::uint32_t in_use = 0;          ///< calls inside now
+  std::uint32_t queued = 0;          ///< callers waiting for a slot now
+  std::uint32_t max_concurrent = 0;  ///< the limit on calls inside
+  std::uint32_t max_queue = 0;       ///< the limit on callers waiting (0: fail fast)
+};
+
 /// A concurrency limit, and an armor::policy that may queue (see the top of
 /// this header). Constructors throw armor::error(invalid_argument), naming
 /// the option, for max_concurrent outside [1, 2^31), max_queue of 2^31 or
@@ -191,6 +201,13 @@ class bulkhead {
   [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.max_inside(); }
   [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.max_queue(); }
   [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return max_wait_; }
+
+  /// In use, queued and the limits, from one reading of the state.
+  [[nodiscard]] bulkhead_stats stats() const noexcept {
+    const std::uint64_t w = state_.load();
+    return {detail::bulkhead_state::inside(w), detail::bulkhead_state::queued(w), state_.max_inside(),
+            state_.max_queue()};
+  }
 
   /// For armor::keyed: true when nobody is inside or waiting, so a fresh
   /// bulkhead would decide exactly the same.

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/error.hpp>
 #include <armor/quota_tracker.hpp>
@@ -365,6 +366,17 @@ struct fmt::formatter<armor::token_bucket_stats> : armor::detail::fmt_no_spec {
     out = armor::detail::fmt_duration(out, s.until_full);
     if (!s.counting) return out;
     return fmt::format_to(out, " granted={} rejected={} too_large={}", s.granted, s.rejected, s.too_large);
+  }
+};
+
+// ---------------------------------------------------------------- bulkhead
+
+/// "in_use=3/10 queued=2/50".
+template <>
+struct fmt::formatter<armor::bulkhead_stats> : armor::detail::fmt_no_spec {
+  template <class FormatContext>
+  auto format(const armor::bulkhead_stats& s, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return fmt::format_to(ctx.out(), "in_use={}/{} queued={}/{}", s.in_use, s.max_concurrent, s.queued, s.max_queue);
   }
 };
 

@@ -65,6 +65,7 @@
 #pragma once
 
 #include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/error.hpp>
 #include <armor/fmt.hpp>
@@ -309,6 +310,29 @@ struct exporter<token_bucket<Clock, Padded, Listener>> {
       case 4: return w.sample(s.granted);
       case 5: return w.sample(s.rejected);
       case 6: return w.sample(s.too_large);
+      default: return;
+    }
+  }
+};
+
+inline constexpr std::array<family, 4> bulkhead_families{{
+    {"armor_bulkhead_in_use", "gauge", "Calls inside the bulkhead now."},
+    {"armor_bulkhead_queued", "gauge", "Callers waiting for a bulkhead slot now."},
+    {"armor_bulkhead_max_concurrent", "gauge", "The bulkhead's limit on calls inside at once."},
+    {"armor_bulkhead_max_queue", "gauge", "The bulkhead's limit on callers waiting (0: it fails fast)."},
+}};
+
+template <>
+struct exporter<bulkhead> {
+  static constexpr std::span<const family> families{bulkhead_families};
+
+  static void write(const bulkhead& b, std::size_t f, sample_writer& w) {
+    const bulkhead_stats s = b.stats();
+    switch (f) {
+      case 0: return w.sample(s.in_use);
+      case 1: return w.sample(s.queued);
+      case 2: return w.sample(s.max_concurrent);
+      case 3: return w.sample(s.max_queue);
       default: return;
     }
   }

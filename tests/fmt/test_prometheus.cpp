@@ -4,6 +4,7 @@
 // `promtool check metrics`, in the test tagged [promtool] (CTest runs it as
 // armor_fmt_promtool and reports it skipped when promtool is not on PATH).
 #include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
@@ -252,9 +253,12 @@ struct scene {
   armor::keyed<armor::token_bucket<armor::manual_clock>> per_ip{{.rate = {1, 1s}, .burst = 3}, {.max_keys = 100}, clock};
   armor::keyed<armor::circuit_breaker<armor::manual_clock>> per_host{{.failure_threshold = 1, .open_for = 5s},
                                                                       {.max_keys = 100}, clock};
+  armor::bulkhead pool{{.max_concurrent = 4, .max_queue = 8, .max_wait = 1s}};
+  std::vector<armor::bulkhead_permit> inside;  // three calls in flight while the metrics are written
   armor::prometheus::registry metrics;
 
   scene() {
+    for (int i = 0; i < 3; ++i) inside.push_back(pool.try_acquire());
     // s3: three failures open it; two calls are refused.
     auto p = armor::pipeline{clock, std::ref(s3)};
     for (int i = 0; i < 4; ++i) (void)p.try_execute([] { return 1; });
@@ -297,7 +301,8 @@ struct scene {
         .add(quota, {{"api", "gemini"}})
         .add(gh, {{"upstream", std::string_view{awkward}}})
         .add(per_ip, {{"route", "/login"}}, "client")
-        .add(per_host, {});
+        .add(per_host, {})
+        .add(pool, {{"upstream", "s3-products"}});
   }
 };
 
@@ -393,6 +398,14 @@ TEST_CASE("prometheus: the exposition parses back, each family once, with the po
   CHECK(e.value("armor_quota_rejected_total", {{"api", "gemini"}, {"reason", "too_large"}}) == 0.0);
   CHECK(e.value("armor_quota_alerts_total", {{"api", "gemini"}}) == static_cast<double>(s.quota.stats().alerts));
   CHECK(s.quota.stats().alerts > 0);
+
+  // The bulkhead: gauges only (it keeps no counters).
+  REQUIRE(s.inside.size() == 3);
+  CHECK(e.value("armor_bulkhead_in_use", up) == 3.0);
+  CHECK(e.value("armor_bulkhead_queued", up) == 0.0);
+  CHECK(e.value("armor_bulkhead_max_concurrent", up) == 4.0);
+  CHECK(e.value("armor_bulkhead_max_queue", up) == 8.0);
+  CHECK(fmt::format("{}", s.pool.stats()) == "in_use=3/4 queued=0/8");
 
   // Keyed maps: one series per key, the key in its label, escaped.
   CHECK(e.value("armor_rate_limit_available_tokens", {{"route", "/login"}, {"client", std::string(awkward)}}) == 1.0);
