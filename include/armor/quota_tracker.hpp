@@ -773,16 +773,23 @@ class quota_tracker {
     return std::max<std::int64_t>(static_cast<std::int64_t>(units), 1);
   }
 
+  // Built by appending: GCC 12 warns (-Wrestrict, a false positive, GCC
+  // bug 105329) about `"literal" + std::string` in optimised builds.
   [[nodiscard]] static std::string window_key(const quota_window& w, std::chrono::minutes offset) {
-    const std::string at = (offset.count() >= 0 ? "+" : "") + std::to_string(offset.count()) + "min";
+    std::string at(offset.count() >= 0 ? "+" : "");
+    at.append(std::to_string(offset.count())).append("min");
+    std::string key;
     switch (w.kind) {
-      case quota_window_kind::fixed: return "fixed/" + std::to_string(w.length.count()) + "ns/" + at;
-      case quota_window_kind::week: return "week/" + at;
-      case quota_window_kind::month: return "month/" + at;
-      case quota_window_kind::rolling:
-        break;
+      case quota_window_kind::fixed:
+        return key.append("fixed/").append(std::to_string(w.length.count())).append("ns/").append(at);
+      case quota_window_kind::week: return key.append("week/").append(at);
+      case quota_window_kind::month: return key.append("month/").append(at);
+      case quota_window_kind::rolling: break;
     }
-    return "rolling/" + std::to_string(w.length.count()) + "ns/" + std::to_string(w.buckets);
+    return key.append("rolling/")
+        .append(std::to_string(w.length.count()))
+        .append("ns/")
+        .append(std::to_string(w.buckets));
   }
 
   static quota_options checked(quota_options o) {
