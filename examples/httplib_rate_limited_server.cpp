@@ -129,6 +129,7 @@ int main() {
   // 1. A burst from one client: 5 pass, the rest get 429 and the headers.
   std::vector<int> statuses;
   std::optional<httplib::Response> first_429;
+  const auto burst_start = std::chrono::steady_clock::now();
   for (int i = 0; i < 8; ++i) {
     auto r = a.Get("/");
     statuses.push_back(r ? r->status : 0);
@@ -139,8 +140,11 @@ int main() {
   std::printf("\n");
   int passed = 0;
   for (int s : statuses) passed += s == 200 ? 1 : 0;
-  // The bucket refills one token a second; 8 quick requests may see one more.
-  ok = ok && passed >= 5 && passed <= 6 && first_429;
+  // The bucket refills one token a second: 8 requests spread over t seconds
+  // (a loaded machine) may see up to floor(t) + 1 more than the burst.
+  const auto burst_took = std::chrono::steady_clock::now() - burst_start;
+  const int refilled = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(burst_took).count()) + 1;
+  ok = ok && passed >= 5 && passed <= 5 + refilled && first_429;
   if (first_429) {
     const auto now = std::chrono::system_clock::now();
     std::printf("first 429:\n");
