@@ -11,9 +11,12 @@
 #include "test_policies.hpp"
 
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -378,4 +381,183 @@ TEST_CASE("keyed<bulkhead> with a queue: the key's callers queue, and give up af
   CHECK(per_upstream.get("api.a")->in_use() == 1);
   per_upstream.settle(ctx, std::move(q.permit), armor::verdict::success());
   CHECK(per_upstream.get("api.a")->in_use() == 0);
+}
+
+// ---------------------------------------------------------------------------
+// The listener (basic_bulkhead<L>).
+
+namespace {
+
+// Records what it hears (single-threaded tests only).
+struct event_log {
+  std::vector<armor::bulkhead_event> events;
+  void operator()(const armor::bulkhead_event& e) noexcept { events.push_back(e); }
+
+  [[nodiscard]] bool saw(armor::bulkhead_event_kind k, std::uint32_t in_use, std::uint32_t queued,
+                         std::size_t i) const {
+    return i < events.size() && events[i].kind == k && events[i].in_use == in_use && events[i].queued == queued;
+  }
+};
+
+// Counts inside itself: held by value, it tells which bulkhead's listener heard.
+struct counting_listener {
+  int heard = 0;
+  void operator()(const armor::bulkhead_event&) noexcept { ++heard; }
+};
+
+struct throwing_listener {
+  void operator()(const armor::bulkhead_event&) {}
+};
+
+// The layout of armor::bulkhead before it had a listener: the listener must
+// cost the plain bulkhead no space.
+struct alignas(armor::detail::cache_line) old_bulkhead_state {
+  std::atomic<std::uint64_t> word;
+  std::uint32_t max_inside;
+  std::uint32_t max_queue;
+  std::mutex mutex;
+  armor::queue_waiter* head;
+  armor::queue_waiter* tail;
+};
+struct old_bulkhead {
+  old_bulkhead_state state;
+  std::chrono::nanoseconds max_wait;
+};
+
+using rk = armor::bulkhead_event_kind;
+
+}  // namespace
+
+static_assert(std::is_same_v<armor::bulkhead, armor::basic_bulkhead<armor::no_listener>>);
+static_assert(sizeof(armor::bulkhead) == sizeof(old_bulkhead), "the listener must not grow a bulkhead without one");
+static_assert(armor::queueing_policy<armor::basic_bulkhead<std::reference_wrapper<event_log>>>);
+static_assert(armor::bulkhead_listener<event_log>);
+static_assert(armor::bulkhead_listener<std::reference_wrapper<event_log>>);
+static_assert(!armor::bulkhead_listener<throwing_listener>);  // must be noexcept
+static_assert(!armor::bulkhead_listener<int>);
+// keyed<basic_bulkhead<L>> stores plain bulkheads per key.
+static_assert(std::is_same_v<armor::keyed<armor::basic_bulkhead<counting_listener>>::instance_type, armor::bulkhead>);
+
+TEST_CASE("bulkhead listener: a refusal without a queue is heard once, with the counts; admissions are not") {
+  armor::manual_clock clock;
+  event_log log;
+  armor::basic_bulkhead b{{.max_concurrent = 2}, std::ref(log)};
+  static_assert(std::is_same_v<decltype(b), armor::basic_bulkhead<std::reference_wrapper<event_log>>>);
+  auto p = armor::pipeline{clock, std::ref(b)};
+
+  CHECK(p.execute([] { return 1; }) == 1);
+  auto h1 = b.try_acquire();
+  auto h2 = b.try_acquire();
+  REQUIRE(h2);
+  CHECK(log.events.empty());  // nothing refused yet
+
+  int calls = 0;
+  auto r = p.try_execute([&] { return ++calls; });
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(calls == 0);
+  REQUIRE(log.events.size() == 1);
+  CHECK(log.saw(rk::rejected, 2, 0, 0));
+
+  CHECK_FALSE(b.try_acquire());  // a failed try_acquire is a refusal too
+  REQUIRE(log.events.size() == 2);
+  CHECK(log.saw(rk::rejected, 2, 0, 1));
+
+  h1.release();
+  CHECK(p.execute([] { return 2; }) == 2);
+  CHECK(log.events.size() == 2);
+}
+
+TEST_CASE("bulkhead listener: joining the queue, a full queue, and leaving it unserved are each heard once") {
+  event_log log;
+  armor::basic_bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 1s}, std::ref(log)};
+  armor::context ctx(armor::timestamp{});
+  auto holder = b.try_acquire();
+  REQUIRE(b.admit(ctx).kind == armor::admission_kind::queue);
+  CHECK(log.events.empty());  // an invitation to queue is not an event yet
+
+  test_waiter w1;
+  test_waiter w2;
+  test_waiter w3;
+  test_waiter w4;
+  auto q1 = b.enqueue(ctx, w1);
+  std::optional<armor::admission<armor::bulkhead_permit>> q2{b.enqueue(ctx, w2)};
+  REQUIRE(log.events.size() == 2);
+  CHECK(log.saw(rk::queued, 1, 1, 0));
+  CHECK(log.saw(rk::queued, 1, 2, 1));
+
+  auto q3 = b.enqueue(ctx, w3);  // the queue is full
+  CHECK(q3.kind == armor::admission_kind::rejected);
+  REQUIRE(log.events.size() == 3);
+  CHECK(log.saw(rk::rejected, 1, 2, 2));
+
+  // q1 gives up (max_wait, deadline or cancellation: the driver's call).
+  CHECK_FALSE(q1.permit.leave_queue());
+  REQUIRE(log.events.size() == 4);
+  CHECK(log.saw(rk::abandoned, 1, 1, 3));
+  CHECK_FALSE(q1.permit.leave_queue());  // already out: heard once only
+  CHECK(log.events.size() == 4);
+
+  // q2's permit is dropped while queued (a destroyed coroutine): abandoned too.
+  q2.reset();
+  REQUIRE(log.events.size() == 5);
+  CHECK(log.saw(rk::abandoned, 1, 0, 4));
+
+  // A waiter that was served is not abandoned, even if its permit is dropped.
+  auto q4 = b.enqueue(ctx, w4);
+  REQUIRE(q4.kind == armor::admission_kind::queued);
+  CHECK(log.saw(rk::queued, 1, 1, 5));
+  holder.release();
+  CHECK(w4.wakes == 1);
+  q4.permit.release();
+  CHECK(log.events.size() == 6);
+  CHECK(b.idle(armor::timestamp{}));
+}
+
+TEST_CASE("bulkhead listener in a pipeline: max_wait and the deadline end a wait as queued, then abandoned") {
+  armor::manual_clock clock;
+  event_log log;
+  armor::basic_bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 200ms}, std::ref(log)};
+  auto holder = b.try_acquire();
+
+  auto p = armor::pipeline{clock, std::ref(b)};
+  CHECK(p.try_execute([] { return 1; }).code() == armor::errc::bulkhead_full);
+  REQUIRE(log.events.size() == 2);
+  CHECK(log.saw(rk::queued, 1, 1, 0));
+  CHECK(log.saw(rk::abandoned, 1, 0, 1));
+
+  auto d = armor::pipeline{clock, armor::deadline{50ms}, std::ref(b)};
+  CHECK(d.try_execute([] { return 1; }).code() == armor::errc::deadline_exceeded);
+  REQUIRE(log.events.size() == 4);
+  CHECK(log.saw(rk::queued, 1, 1, 2));
+  CHECK(log.saw(rk::abandoned, 1, 0, 3));
+
+  // Served while queued: queued only. (Over a manual clock the driver does
+  // not block; the slot must have been handed over when it looks.)
+  holder.release();
+  CHECK(p.execute([] { return 3; }) == 3);
+  CHECK(log.events.size() == 4);
+}
+
+TEST_CASE("bulkhead listener held by value moves with the bulkhead, abandon hook included") {
+  armor::basic_bulkhead<counting_listener> b2 = [] {
+    armor::basic_bulkhead<counting_listener> b1{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
+    return armor::basic_bulkhead<counting_listener>(std::move(b1));
+  }();
+  armor::context ctx(armor::timestamp{});
+  auto holder = b2.try_acquire();
+  CHECK_FALSE(b2.try_acquire());  // rejected
+  test_waiter w;
+  auto q = b2.enqueue(ctx, w);      // queued
+  CHECK_FALSE(q.permit.leave_queue());  // abandoned: told through the moved-to bulkhead's hook
+  CHECK(b2.listener().heard == 3);
+}
+
+TEST_CASE("keyed<basic_bulkhead<L>>: per-key bulkheads have no listener and still limit") {
+  armor::manual_clock clock;
+  armor::keyed<armor::basic_bulkhead<counting_listener>, armor::bulkhead_options, armor::manual_clock> per_key{
+      {.max_concurrent = 1}, {.max_keys = 4}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_key)};
+  auto h = per_key.get("a")->try_acquire();
+  CHECK(p.try_execute([] { return 1; }, {.key = "a"}).code() == armor::errc::bulkhead_full);
+  CHECK(p.execute([] { return 2; }, {.key = "b"}) == 2);
 }

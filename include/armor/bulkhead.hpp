@@ -36,6 +36,14 @@
 // leave, on one std::atomic<uint64_t>; a refusal is one load and writes
 // nothing. Only callers that queue (and the releases that serve them) take
 // a lock. No allocation, no clock read.
+//
+// Listening: `armor::bulkhead` is `basic_bulkhead<no_listener>`, which calls
+// nothing and stores nothing for it. `basic_bulkhead<L>` calls a listener
+// (see bulkhead_event) when it refuses a call, when a caller joins its queue
+// and when a queued caller leaves it without a slot:
+//
+//     auto log = [](const armor::bulkhead_event& e) noexcept { ... };
+//     armor::basic_bulkhead upstream_slots{{.max_concurrent = 100}, log};  // or std::ref(listener)
 #pragma once
 
 #include <armor/clock.hpp>
@@ -49,6 +57,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace armor {
@@ -66,7 +75,8 @@ struct bulkhead_options {
   std::chrono::nanoseconds max_wait = std::chrono::seconds{1};
 };
 
-class bulkhead;
+template <class Listener>
+class basic_bulkhead;
 
 /// A bulkhead's receipt: a slot held, or a place in its queue. Move-only.
 /// Dropping it gives back what it holds (the slot, or the place: if a slot
@@ -114,7 +124,8 @@ class bulkhead_permit {
   }
 
  private:
-  friend class bulkhead;
+  template <class>
+  friend class basic_bulkhead;
   explicit bulkhead_permit(detail::bulkhead_state* s, queue_waiter* w = nullptr) noexcept : state_(s), waiter_(w) {}
 
   detail::bulkhead_state* state_ = nullptr;
@@ -131,41 +142,95 @@ struct bulkhead_stats {
   std::uint32_t max_queue = 0;       ///< the limit on callers waiting (0: fail fast)
 };
 
+/// What happened, for a bulkhead's listener.
+enum class bulkhead_event_kind : std::uint8_t {
+  rejected,   ///< a call refused: every slot taken and no queue, or the queue full (or a failed try_acquire)
+  queued,     ///< a caller joined the queue: every slot was taken
+  abandoned,  ///< a queued caller left without a slot: max_wait, its deadline, cancellation, or its permit dropped
+};
+
+/// What a bulkhead's listener hears. `in_use` and `queued` are read just
+/// after the event (a caller that abandoned is no longer counted). The
+/// bulkhead cannot tell why a queued caller gave up (the driver decides
+/// that: the caller sees bulkhead_full after max_wait, deadline_exceeded at
+/// its deadline).
+struct bulkhead_event {
+  bulkhead_event_kind kind = bulkhead_event_kind::rejected;
+  std::uint32_t in_use = 0;  ///< calls inside
+  std::uint32_t queued = 0;  ///< callers waiting for a slot
+};
+
+/// What a bulkhead accepts as its listener: no_listener (the default:
+/// nothing is called, nothing is stored), or anything callable (or
+/// std::ref to it) as `listener(const armor::bulkhead_event&)` without
+/// throwing. It runs on the thread of the caller the event is about, once
+/// per event, outside the bulkhead's lock; it may read the bulkhead's
+/// stats() but must not call into its queue.
+template <class L>
+concept bulkhead_listener = std::is_same_v<L, no_listener> ||
+                            std::is_nothrow_invocable_v<std::unwrap_reference_t<L>&, const bulkhead_event&>;
+
 /// A concurrency limit, and an armor::policy that may queue (see the top of
-/// this header). Constructors throw armor::error(invalid_argument), naming
-/// the option, for max_concurrent outside [1, 2^31), max_queue of 2^31 or
-/// more, a negative max_wait, or a zero max_wait with a queue.
-class bulkhead {
+/// this header), with a listener for its refusals and its queue (see
+/// bulkhead_event; `armor::bulkhead` is the one without). Constructors throw
+/// armor::error(invalid_argument), naming the option, for max_concurrent
+/// outside [1, 2^31), max_queue of 2^31 or more, a negative max_wait, or a
+/// zero max_wait with a queue.
+template <class Listener = no_listener>
+class basic_bulkhead {
+  static_assert(bulkhead_listener<Listener>,
+                "armor::basic_bulkhead: Listener must be no_listener or callable as "
+                "listener(const armor::bulkhead_event&) noexcept");
+
+  static constexpr bool listening = !std::is_same_v<Listener, no_listener>;
+
  public:
   using permit_type = bulkhead_permit;
   using options_type = bulkhead_options;  ///< for armor::keyed<armor::bulkhead>
+  /// What armor::keyed stores per key: the same bulkhead, without the
+  /// listener (per-key bulkheads report through their stats()).
+  using keyed_instance = basic_bulkhead<no_listener>;
+  using listener_type = Listener;
 
-  explicit bulkhead(const bulkhead_options& options = {})
-      : state_(checked(options).max_concurrent, options.max_queue), max_wait_(options.max_wait) {}
+  /// `listener` hears every refusal and every queue event (see bulkhead_event).
+  explicit basic_bulkhead(const bulkhead_options& options = {}, Listener listener = Listener{})
+      : state_(checked(options).max_concurrent, options.max_queue),
+        max_wait_(options.max_wait),
+        listener_(std::move(listener)) {
+    hook();
+  }
 
   /// For armor::keyed: a bulkhead reads no clock, so it ignores the one given.
   template <clock C>
-  bulkhead(const bulkhead_options& options, const C&) : bulkhead(options) {}
+  basic_bulkhead(const bulkhead_options& options, const C&) : basic_bulkhead(options) {}
 
-  /// Moves the counts. Not thread-safe: move a bulkhead before sharing it
-  /// (nobody may be queued).
-  bulkhead(bulkhead&& other) noexcept : state_(other.state_), max_wait_(other.max_wait_) {}
-  bulkhead(const bulkhead&) = delete;
-  bulkhead& operator=(const bulkhead&) = delete;
-  bulkhead& operator=(bulkhead&&) = delete;
-  ~bulkhead() = default;
+  /// Moves the counts (and the listener). Not thread-safe: move a bulkhead
+  /// before sharing it (nobody may be queued).
+  basic_bulkhead(basic_bulkhead&& other) noexcept
+      : state_(other.state_), max_wait_(other.max_wait_), listener_(std::move(other.listener_)) {
+    hook();
+  }
+  basic_bulkhead(const basic_bulkhead&) = delete;
+  basic_bulkhead& operator=(const basic_bulkhead&) = delete;
+  basic_bulkhead& operator=(basic_bulkhead&&) = delete;
+  ~basic_bulkhead() = default;
 
   /// Takes a slot if one is free (and nobody is queued): a permit holding
-  /// it, or an empty permit. Never waits.
+  /// it, or an empty permit (a refusal, for the listener). Never waits.
   [[nodiscard]] bulkhead_permit try_acquire() noexcept {
-    return state_.try_enter() ? bulkhead_permit(&state_) : bulkhead_permit();
+    if (state_.try_enter()) return bulkhead_permit(&state_);
+    notify(bulkhead_event_kind::rejected);
+    return bulkhead_permit();
   }
 
   /// Policy protocol: a slot now; or, when every slot is taken, bulkhead_full
   /// (no queue) or an invitation to queue (the driver then calls enqueue()).
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<bulkhead_permit> admit(context&) noexcept {
     if (ARMOR_LIKELY(state_.try_enter())) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
-    if (state_.max_queue() == 0) return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
+    if (state_.max_queue() == 0) {
+      notify(bulkhead_event_kind::rejected);
+      return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
+    }
     return admission<bulkhead_permit>::queue(errc::bulkhead_full);
   }
 
@@ -178,9 +243,11 @@ class bulkhead {
       case detail::bulkhead_state::join_result::entered:
         return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
       case detail::bulkhead_state::join_result::queued:
+        notify(bulkhead_event_kind::queued);
         return admission<bulkhead_permit>::queued(max_wait_, bulkhead_permit(&state_, &waiter), errc::bulkhead_full);
       case detail::bulkhead_state::join_result::full: break;
     }
+    notify(bulkhead_event_kind::rejected);
     return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
   }
 
@@ -213,7 +280,32 @@ class bulkhead {
   /// bulkhead would decide exactly the same.
   [[nodiscard]] bool idle(timestamp) const noexcept { return state_.load() == 0; }
 
+  /// The listener.
+  [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
+
  private:
+  // Points the state's abandon hook at this bulkhead (with a listener only).
+  void hook() noexcept {
+    if constexpr (listening) state_.set_abandon_hook(&on_abandon, this);
+  }
+
+  static void on_abandon(void* self, std::uint64_t word) noexcept {
+    static_cast<basic_bulkhead*>(self)->tell(bulkhead_event_kind::abandoned, word);
+  }
+
+  // Tells the listener (if any) about an event, with the counts read now.
+  ARMOR_ALWAYS_INLINE void notify(bulkhead_event_kind kind) noexcept {
+    if constexpr (listening) tell(kind, state_.load());
+  }
+
+  void tell(bulkhead_event_kind kind, std::uint64_t word) noexcept {
+    if constexpr (listening) {
+      const bulkhead_event e{kind, detail::bulkhead_state::inside(word), detail::bulkhead_state::queued(word)};
+      std::unwrap_reference_t<Listener>& l = listener_;
+      l(e);
+    }
+  }
+
   static const bulkhead_options& checked(const bulkhead_options& o) {
     constexpr std::uint32_t limit = std::uint32_t{1} << 31;
     if (o.max_concurrent < 1 || o.max_concurrent >= limit) {
@@ -235,6 +327,14 @@ class bulkhead {
 
   detail::bulkhead_state state_;
   std::chrono::nanoseconds max_wait_;
+  [[no_unique_address]] Listener listener_;
 };
+
+template <class L>
+  requires(!clock<L>)
+basic_bulkhead(const bulkhead_options&, L) -> basic_bulkhead<L>;
+
+/// A bulkhead without a listener: what most code names.
+using bulkhead = basic_bulkhead<no_listener>;
 
 }  // namespace armor

@@ -322,11 +322,11 @@ inline constexpr std::array<family, 4> bulkhead_families{{
     {"armor_bulkhead_max_queue", "gauge", "The bulkhead's limit on callers waiting (0: it fails fast)."},
 }};
 
-template <>
-struct exporter<bulkhead> {
+template <class Listener>
+struct exporter<basic_bulkhead<Listener>> {
   static constexpr std::span<const family> families{bulkhead_families};
 
-  static void write(const bulkhead& b, std::size_t f, sample_writer& w) {
+  static void write(const basic_bulkhead<Listener>& b, std::size_t f, sample_writer& w) {
     const bulkhead_stats s = b.stats();
     switch (f) {
       case 0: return w.sample(s.in_use);

@@ -236,3 +236,129 @@ TEST_CASE("keyed<bulkhead> under threads: per-key limits hold and keys come and 
   per_key.evict_idle();
   CHECK(per_key.size() == 0);  // nobody inside anywhere: every key was idle
 }
+
+// ---------------------------------------------------------------------------
+// The listener: every refusal and every abandoned wait is heard exactly once.
+
+namespace {
+
+// Counts each kind of event, and the largest counts an event carried.
+struct event_counter {
+  std::atomic<long> rejected{0};
+  std::atomic<long> queued{0};
+  std::atomic<long> abandoned{0};
+  std::atomic<std::uint32_t> most_in_use{0};
+  std::atomic<std::uint32_t> most_queued{0};
+
+  static void raise(std::atomic<std::uint32_t>& m, std::uint32_t v) noexcept {
+    std::uint32_t cur = m.load(std::memory_order_relaxed);
+    while (v > cur && !m.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
+
+  void operator()(const armor::bulkhead_event& e) noexcept {
+    switch (e.kind) {
+      case armor::bulkhead_event_kind::rejected: rejected.fetch_add(1, std::memory_order_relaxed); break;
+      case armor::bulkhead_event_kind::queued: queued.fetch_add(1, std::memory_order_relaxed); break;
+      case armor::bulkhead_event_kind::abandoned: abandoned.fetch_add(1, std::memory_order_relaxed); break;
+    }
+    raise(most_in_use, e.in_use);
+    raise(most_queued, e.queued);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("listener, fail-fast: each refusal is heard exactly once across threads") {
+  constexpr std::uint32_t limit = 2;
+  constexpr int iterations = 50000;
+  event_counter heard;
+  armor::basic_bulkhead b{{.max_concurrent = limit}, std::ref(heard)};
+  const auto p = armor::pipeline{std::ref(b)};
+  std::vector<long> ok(threads), refused(threads);
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 31);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 4;
+        if (dice == 0) {
+          if (auto slot = b.try_acquire()) {
+            std::this_thread::yield();
+            ++ok[static_cast<std::size_t>(id)];
+          } else {
+            ++refused[static_cast<std::size_t>(id)];
+          }
+          continue;
+        }
+        auto r = p.try_execute([&] {
+          if (dice == 1) std::this_thread::yield();
+          return 1;
+        });
+        ++(r ? ok : refused)[static_cast<std::size_t>(id)];
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  long total_ok = 0;
+  long total_refused = 0;
+  for (int id = 0; id < threads; ++id) {
+    total_ok += ok[static_cast<std::size_t>(id)];
+    total_refused += refused[static_cast<std::size_t>(id)];
+  }
+  CAPTURE(total_ok, total_refused);
+  CHECK(total_ok + total_refused == long{threads} * iterations);
+  CHECK(total_refused > 0);  // 4 threads on 2 slots: some calls must be refused
+  CHECK(heard.rejected.load() == total_refused);
+  CHECK(heard.queued.load() == 0);
+  CHECK(heard.abandoned.load() == 0);
+  CHECK(heard.most_in_use.load() <= limit);
+  CHECK(heard.most_queued.load() == 0);
+  CHECK(b.in_use() == 0);
+}
+
+TEST_CASE("listener, queueing: refusals plus abandoned waits equal the bulkhead_full calls, each heard once") {
+  constexpr std::uint32_t limit = 1;
+  constexpr std::uint32_t max_queue = 2;
+  constexpr int iterations = 2000;
+  event_counter heard;
+  armor::basic_bulkhead b{{.max_concurrent = limit, .max_queue = max_queue, .max_wait = 300us}, std::ref(heard)};
+  const auto p = armor::pipeline{std::ref(b)};
+  std::atomic<long> ok{0};
+  std::atomic<long> full{0};
+  std::atomic<long> other{0};
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 57);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 4;
+        auto r = p.try_execute([&] {
+          if (dice == 0) std::this_thread::sleep_for(std::chrono::microseconds(100 + rng() % 400));
+          return 1;
+        });
+        if (r) {
+          ok.fetch_add(1, std::memory_order_relaxed);
+        } else if (r.code() == armor::errc::bulkhead_full) {
+          full.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          other.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CAPTURE(ok.load(), full.load(), other.load(), heard.rejected.load(), heard.queued.load(), heard.abandoned.load());
+  CHECK(other.load() == 0);
+  CHECK(ok.load() + full.load() == long{threads} * iterations);
+  CHECK(full.load() > 0);
+  // A bulkhead_full call was either refused (queue full) or gave up after
+  // max_wait: heard as exactly one rejected or one abandoned event.
+  CHECK(heard.rejected.load() + heard.abandoned.load() == full.load());
+  CHECK(heard.queued.load() >= heard.abandoned.load());  // the rest of the queued were served
+  CHECK(heard.queued.load() > 0);
+  CHECK(heard.most_in_use.load() <= limit);
+  CHECK(heard.most_queued.load() <= max_queue);
+  CHECK(b.in_use() == 0);
+  CHECK(b.queued() == 0);
+}

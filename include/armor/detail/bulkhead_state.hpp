@@ -20,6 +20,12 @@
 // the lock, and either finds it was granted meanwhile (then it holds the
 // slot) or unlinks itself: a slot is never handed to a waiter that has left,
 // and never lost.
+//
+// A bulkhead with a listener sets an abandon hook: leave() calls it, after
+// the lock is released, when a waiter left unserved (the permit that holds
+// the place knows the state, not the bulkhead). Without a listener the hook
+// is null and leave() tests it once; the hook's two pointers sit in the
+// padding of the cache-line-aligned state, so the state does not grow.
 #pragma once
 
 #include <armor/detail/config.hpp>
@@ -46,7 +52,8 @@ class bulkhead_state {
       : max_inside_(max_inside), max_queue_(max_queue) {}
 
   /// Not thread-safe (a bulkhead is moved before it is shared); the queue
-  /// must be empty.
+  /// must be empty. The abandon hook is not copied (its new owner sets its
+  /// own).
   bulkhead_state(const bulkhead_state& other) noexcept
       : word_(other.word_.load(std::memory_order_relaxed)),
         max_inside_(other.max_inside_),
@@ -77,6 +84,16 @@ class bulkhead_state {
       if (word_.compare_exchange_weak(w, w - one_inside, std::memory_order_release, std::memory_order_relaxed)) return;
     }
     hand_over();
+  }
+
+  /// Told, outside the lock, that a waiter left the queue unserved; gets
+  /// the owner given to set_abandon_hook() and the word after it left.
+  using abandon_hook = void (*)(void* owner, std::uint64_t word) noexcept;
+
+  /// Not thread-safe: set before the state is shared.
+  void set_abandon_hook(abandon_hook hook, void* owner) noexcept {
+    hook_ = hook;
+    hook_owner_ = owner;
   }
 
   enum class join_result : std::uint8_t { entered, queued, full };
@@ -114,10 +131,14 @@ class bulkhead_state {
   /// The waiter stops waiting: true if it was granted a slot meanwhile (it
   /// now holds it), false if it left the queue unserved.
   [[nodiscard]] bool leave(queue_waiter& waiter) noexcept {
-    const std::lock_guard lock(mutex_);
-    if (waiter.granted) return true;
-    unlink(waiter);
-    word_.fetch_sub(one_queued, std::memory_order_relaxed);
+    std::uint64_t after = 0;
+    {
+      const std::lock_guard lock(mutex_);
+      if (waiter.granted) return true;
+      unlink(waiter);
+      after = word_.fetch_sub(one_queued, std::memory_order_relaxed) - one_queued;
+    }
+    if (hook_ != nullptr) hook_(hook_owner_, after);
     return false;
   }
 
@@ -164,6 +185,8 @@ class bulkhead_state {
   std::mutex mutex_;  // the queue; never taken while nobody waits
   queue_waiter* head_ = nullptr;
   queue_waiter* tail_ = nullptr;
+  abandon_hook hook_ = nullptr;  // set only by a bulkhead with a listener
+  void* hook_owner_ = nullptr;
 };
 
 }  // namespace armor::detail
