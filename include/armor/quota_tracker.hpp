@@ -335,7 +335,8 @@ class quota_tracker {
   static constexpr bool quiet =
       noexcept(std::declval<const WallClock&>().now()) && detail::quiet_quota_listener<Listener>() &&
       noexcept(std::declval<Storage&>().try_consume(std::declval<const quota_stamp&>(), std::int64_t{})) &&
-      noexcept(std::declval<Storage&>().charge(std::declval<const quota_stamp&>(), std::int64_t{}));
+      noexcept(std::declval<Storage&>().charge(std::declval<const quota_stamp&>(), std::int64_t{})) &&
+      detail::quiet_deadline_storage<Storage>();
 
  public:
   using wall_clock_type = WallClock;
@@ -562,9 +563,18 @@ class quota_tracker {
   [[nodiscard]] const Storage& storage() const noexcept { return storage_; }
 
   /// Policy protocol: reserves ctx.cost() units now (reading the wall
-  /// clock, not ctx.now()), or rejects (see the top of this header).
+  /// clock, not ctx.now()), or rejects (see the top of this header). A
+  /// storage that meets deadline_quota_storage (Redis) is given the call's
+  /// deadline: if it passes before the storage answers, the call is
+  /// rejected with errc::deadline_exceeded (retryable, as the drivers'
+  /// own deadline refusals), whatever the storage's failure mode.
   [[nodiscard]] admission<reservation> admit(context& ctx) noexcept(quiet) {
-    reservation r = reserve(ctx.cost());
+    const consume_result o = consume(ctx.cost(), now_ns(), deadline_of(ctx));
+    if (o.late) [[unlikely]] {
+      return admission<reservation>::reject(errc::deadline_exceeded, std::nullopt, true);
+    }
+    reservation r =
+        o.decision ? reservation(this, ctx.cost(), o.at, o.decision) : reservation(nullptr, 0, {}, o.decision);
     if (r) return admission<reservation>::admit(std::move(r));
     const quota_decision& d = r.decision();
     switch (d.status()) {
@@ -601,7 +611,29 @@ class quota_tracker {
   struct consume_result {
     quota_decision decision;
     quota_stamp at;
+    bool late = false;  // unavailable because the deadline passed first
   };
+
+  // The deadline a deadline_quota_storage gets for this call; reads a clock
+  // only for such a storage and a call with a deadline.
+  [[nodiscard]] static quota_deadline deadline_of(const context& ctx) noexcept {
+    if constexpr (deadline_quota_storage<Storage>) {
+      if (ctx.has_deadline()) return detail::quota_deadline_after(ctx.remaining());
+    }
+    (void)ctx;
+    return quota_deadline::max();
+  }
+
+  quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost,
+                                        quota_deadline until) noexcept(quiet) {
+    if constexpr (deadline_quota_storage<Storage>) {
+      return storage_.try_consume(at, cost, until);
+    } else {
+      (void)until;
+      return storage_.try_consume(at, cost);
+    }
+  }
+
   using bucket_buffer = std::array<std::int64_t, quota_max_buckets + 1>;
 
   [[nodiscard]] std::int64_t now_ns() const noexcept(noexcept(std::declval<const WallClock&>().now())) {
@@ -618,7 +650,8 @@ class quota_tracker {
     return std::chrono::sys_time<std::chrono::nanoseconds>{std::chrono::nanoseconds{t}};
   }
 
-  consume_result consume(std::int64_t cost, std::int64_t t) noexcept(quiet) {
+  consume_result consume(std::int64_t cost, std::int64_t t,
+                         quota_deadline until = quota_deadline::max()) noexcept(quiet) {
     if (cost < 0) [[unlikely]] {
       detail::quota_counters::bump(counters_->invalid);
       return {quota_decision(quota_status::invalid, 0, 0, 0, detail::ns_max), {}};
@@ -629,14 +662,15 @@ class quota_tracker {
         return {quota_decision(quota_status::too_large, i, 0, windows_[i].limit, detail::ns_max), {}};
       }
     }
-    const quota_consumption c = storage_.try_consume(stamp(t), cost);
+    const quota_consumption c = storage_try_consume(stamp(t), cost, until);
     if (c.status == quota_storage_status::consumed) [[likely]] {
-      notify(c, t);
+      notify(c, t, until);
       return {quota_decision{}, c.at};
     }
-    if (c.status == quota_storage_status::unavailable) {
+    if (c.status == quota_storage_status::unavailable || c.status == quota_storage_status::deadline_exceeded) {
       detail::quota_counters::bump(counters_->unavailable);
-      return {quota_decision(quota_status::unavailable, 0, 0, 0, 0), {}};
+      return {quota_decision(quota_status::unavailable, 0, 0, 0, 0), {},
+              c.status == quota_storage_status::deadline_exceeded};
     }
     // Of the windows that are full now, report the one with the longest
     // wait: retrying before it has room is pointless.
@@ -645,7 +679,7 @@ class quota_tracker {
     std::int64_t wait = -1;
     for (std::size_t i = 0; i < count_; ++i) {
       std::int64_t u = 0;
-      const std::int64_t wi = wait_for(i, cost, t, u);
+      const std::int64_t wi = wait_for(i, cost, t, u, until);
       if (wi > wait) {
         worst = i;
         used = u;
@@ -663,15 +697,15 @@ class quota_tracker {
 
   // How long until window w has room for `cost` (-1: it has room now), if
   // nobody else consumes meanwhile; `used` is set to its count.
-  [[nodiscard]] std::int64_t wait_for(std::size_t w, std::int64_t cost, std::int64_t t,
-                                      std::int64_t& used) const noexcept(quiet) {
+  [[nodiscard]] std::int64_t wait_for(std::size_t w, std::int64_t cost, std::int64_t t, std::int64_t& used,
+                                      quota_deadline until) const noexcept(quiet) {
     const window_state& s = windows_[w];
     bucket_buffer buf;
     const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
     std::fill(out.begin(), out.end(), std::int64_t{0});
     std::int64_t slice = 0;
     used = 0;
-    if (!read_quietly(w, s.cycle.index(t), out, slice)) return -1;  // unknown: say nothing
+    if (!read_quietly(w, s.cycle.index(t), out, slice, until)) return -1;  // unknown: say nothing
     for (const std::int64_t u : out) used = detail::quota_add(used, u);
     const std::int64_t excess = used + std::max<std::int64_t>(cost, 1) - s.limit;  // units that must go first
     if (excess <= 0) return -1;
@@ -686,7 +720,8 @@ class quota_tracker {
   }
 
   // Fires the thresholds a consumption reached, once per window and period.
-  void notify(const quota_consumption& c, std::int64_t t) noexcept(quiet) {
+  void notify(const quota_consumption& c, std::int64_t t,
+              quota_deadline until = quota_deadline::max()) noexcept(quiet) {
     if (alert_count_ == 0) return;
     for (std::size_t i = 0; i < count_; ++i) {
       const window_state& s = windows_[i];
@@ -719,7 +754,7 @@ class quota_tracker {
         a.window = i;
         a.used = c.used[i];
         a.limit = s.limit;
-        a.resets_in = alert_resets_in(i, c.at[i], t);
+        a.resets_in = alert_resets_in(i, c.at[i], t, until);
         a.resets_at = to_sys(detail::saturating_add(t, a.resets_in.count()));
         auto& l = static_cast<std::unwrap_reference_t<Listener>&>(listener_);
         for (std::size_t k = fired; k < level; ++k) {
@@ -730,15 +765,15 @@ class quota_tracker {
     }
   }
 
-  [[nodiscard]] std::chrono::nanoseconds alert_resets_in(std::size_t w, std::int64_t slice,
-                                                         std::int64_t t) const noexcept(quiet) {
+  [[nodiscard]] std::chrono::nanoseconds alert_resets_in(std::size_t w, std::int64_t slice, std::int64_t t,
+                                                         quota_deadline until) const noexcept(quiet) {
     const window_state& s = windows_[w];
     if (s.buckets == 0) return std::chrono::nanoseconds{std::max<std::int64_t>(s.cycle.end(slice) - t, 0)};
     bucket_buffer buf;
     const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
     std::fill(out.begin(), out.end(), std::int64_t{0});
     std::int64_t now_slice = 0;
-    if (!read_quietly(w, slice, out, now_slice)) return std::chrono::nanoseconds::zero();
+    if (!read_quietly(w, slice, out, now_slice, until)) return std::chrono::nanoseconds::zero();
     for (std::uint32_t k = 0; k <= s.buckets; ++k) {
       if (out[k] > 0) {
         return std::chrono::nanoseconds{
@@ -750,13 +785,23 @@ class quota_tracker {
 
   // Reads window w's counts; false when the storage failed to (a durable
   // storage's read may throw; the paths that call this must not).
-  bool read_quietly(std::size_t w, std::int64_t i, std::span<std::int64_t> out, std::int64_t& slice) const noexcept {
-    if constexpr (noexcept(storage_.read(w, i, out))) {
-      slice = storage_.read(w, i, out);
+  // A deadline_quota_storage reads by `until`.
+  bool read_quietly(std::size_t w, std::int64_t i, std::span<std::int64_t> out, std::int64_t& slice,
+                    quota_deadline until = quota_deadline::max()) const noexcept {
+    const auto read = [&] {
+      if constexpr (deadline_quota_storage<Storage>) {
+        return storage_.read(w, i, out, until);
+      } else {
+        (void)until;
+        return storage_.read(w, i, out);
+      }
+    };
+    if constexpr (detail::nothrow_quota_read<Storage>()) {
+      slice = read();
       return true;
     } else {
       try {
-        slice = storage_.read(w, i, out);
+        slice = read();
         return true;
       } catch (...) {
         return false;

@@ -29,16 +29,27 @@
 //   - A release gives back only to the slices named, only while they are
 //     still counted, and never below zero.
 //   - A refusal writes nothing that outlives the call.
+//
+// Deadlines. A backend that does I/O (Redis) may also offer try_consume and
+// read with a trailing `quota_deadline`: the steady_clock instant by which
+// the call must end (a pipeline call's deadline; quota_deadline::max() for
+// none). Such a backend meets `deadline_quota_storage`, and quota_tracker's
+// admit(ctx) then passes the deadline of a call that has one; a backend that
+// runs out of time answers `deadline_exceeded` (nothing counted). The
+// overloads are optional: a backend without them (memory, sqlite, any
+// custom one) is called exactly as before, and reads no clock for it.
 #pragma once
 
 #include <armor/detail/config.hpp>
 
 #include <array>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace armor {
 
@@ -66,7 +77,11 @@ enum class quota_storage_status : std::uint8_t {
   consumed,     ///< every window counted the units
   refused,      ///< some window had no room; nothing was counted
   unavailable,  ///< the storage failed (locked, I/O error); nothing was counted
+  deadline_exceeded,  ///< the caller's quota_deadline passed first; nothing was counted
 };
+
+/// When a storage call must end (see "Deadlines" above); max() for never.
+using quota_deadline = std::chrono::steady_clock::time_point;
 
 /// A backend's answer to try_consume() or charge().
 struct quota_consumption {
@@ -95,4 +110,46 @@ concept quota_storage =
       { cs.read(w, n, out) } -> std::same_as<std::int64_t>;
     };
 
+/// A quota_storage whose try_consume and read also take a quota_deadline
+/// (see "Deadlines" at the top of this header).
+template <class S>
+concept deadline_quota_storage =
+    quota_storage<S> && requires(S& s, const S& cs, const quota_stamp& at, std::int64_t n, std::size_t w,
+                                 std::span<std::int64_t> out, quota_deadline until) {
+      { s.try_consume(at, n, until) } -> std::same_as<quota_consumption>;
+      { cs.read(w, n, out, until) } -> std::same_as<std::int64_t>;
+    };
+
+namespace detail {
+
+/// The quota_deadline `left` from now (saturating; reads steady_clock).
+[[nodiscard]] inline quota_deadline quota_deadline_after(std::chrono::nanoseconds left) noexcept {
+  const quota_deadline now = std::chrono::steady_clock::now();
+  if (left >= quota_deadline::max() - now) return quota_deadline::max() - quota_deadline::duration{1};
+  return now + std::chrono::duration_cast<quota_deadline::duration>(left);
+}
+
+/// Whether the deadline overload of try_consume (if any) is noexcept.
+template <class S>
+[[nodiscard]] consteval bool quiet_deadline_storage() {
+  if constexpr (deadline_quota_storage<S>) {
+    return noexcept(std::declval<S&>().try_consume(std::declval<const quota_stamp&>(), std::int64_t{},
+                                                   quota_deadline{}));
+  } else {
+    return true;
+  }
+}
+
+/// Whether the read quota_tracker calls (with a deadline if it can) is noexcept.
+template <class S>
+[[nodiscard]] consteval bool nothrow_quota_read() {
+  if constexpr (deadline_quota_storage<S>) {
+    return noexcept(std::declval<const S&>().read(std::size_t{}, std::int64_t{}, std::span<std::int64_t>{},
+                                                  quota_deadline{}));
+  } else {
+    return noexcept(std::declval<const S&>().read(std::size_t{}, std::int64_t{}, std::span<std::int64_t>{}));
+  }
+}
+
+}  // namespace detail
 }  // namespace armor

@@ -20,6 +20,18 @@
 // connect_timeout to reconnect (and as much again per script to load), plus
 // command_timeout for the reply; an open breaker makes it a few nanoseconds.
 //
+// A call may also carry a deadline (a std::chrono::steady_clock instant: what
+// a pipeline call has left, see redis_until): then every step of it (the
+// pool wait, the connect, each command) waits at most until the deadline,
+// when that comes before the step's own timeout, so the call ends by
+// min(its bounds above, the deadline). A call whose deadline has passed
+// sends nothing and asks nothing of the breaker. A call that the deadline
+// cut short is redis_status::deadline; its breaker permit goes back
+// unsettled (the caller's deadline says nothing of Redis), but the
+// connection is dropped all the same (a late reply would answer the wrong
+// command). Each command whose limit the deadline shortens costs one
+// redisSetTimeout (two setsockopt calls); the next command restores it.
+//
 // Allocation: hiredis allocates the command buffer and the reply; the
 // arguments are formatted on the stack.
 #pragma once
@@ -84,12 +96,27 @@ struct redis_connection_stats {
   std::uint64_t pool_timeouts = 0;      ///< calls that found no free connection within command_timeout
   std::uint64_t connects = 0;           ///< connections made (the first ones and every reconnection)
   std::uint64_t script_reloads = 0;     ///< NOSCRIPT answers handled by EVAL
+  std::uint64_t deadline_exceeded = 0;  ///< calls the caller's deadline ended (or found out of time) before an answer
 };
 
 namespace detail {
 
 /// Why a call got no answer.
-enum class redis_status : std::uint8_t { ok, breaker_open, pool_busy, failed };
+enum class redis_status : std::uint8_t { ok, breaker_open, pool_busy, failed, deadline };
+
+/// When a call must end: a steady_clock instant; max() for none.
+using redis_deadline = std::chrono::steady_clock::time_point;
+inline constexpr redis_deadline redis_no_deadline = redis_deadline::max();
+
+/// The deadline of a call with `left` to go (a context's remaining());
+/// nanoseconds::max() (no deadline) reads no clock.
+[[nodiscard]] inline redis_deadline redis_until(std::chrono::nanoseconds left) noexcept {
+  if (left == std::chrono::nanoseconds::max()) return redis_no_deadline;
+  const auto now = std::chrono::steady_clock::now();
+  const auto room = redis_no_deadline - now;  // saturate rather than overflow
+  if (left >= room) return redis_no_deadline - std::chrono::nanoseconds{1};
+  return now + std::chrono::duration_cast<redis_deadline::duration>(left);
+}
 
 struct redis_reply_deleter {
   void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
@@ -158,8 +185,9 @@ class redis_args {
 /// sleeps rather than std::timed_mutex::try_lock_for, which ThreadSanitizer
 /// (GCC 12) cannot follow (pthread_mutex_clocklock is not intercepted). Off
 /// the hot path: only a call that finds every connection busy waits here.
-[[nodiscard]] inline bool redis_lock_within(std::mutex& m, std::chrono::milliseconds limit) noexcept {
+[[nodiscard]] inline bool redis_lock_within(std::mutex& m, std::chrono::nanoseconds limit) noexcept {
   if (m.try_lock()) return true;
+  if (limit <= std::chrono::nanoseconds::zero()) return false;
   const auto until = std::chrono::steady_clock::now() + limit;
   auto pause = std::chrono::microseconds{20};
   while (std::chrono::steady_clock::now() < until) {
@@ -170,10 +198,37 @@ class redis_args {
   return false;
 }
 
-[[nodiscard]] inline timeval redis_timeval(std::chrono::milliseconds d) noexcept {
+/// The shorter of `limit` and the time left until `until` (zero or less:
+/// none left); `cut` says whether the deadline was the shorter.
+[[nodiscard]] inline std::chrono::nanoseconds redis_limit(std::chrono::nanoseconds limit, redis_deadline until,
+                                                          bool& cut) noexcept {
+  cut = false;
+  if (until == redis_no_deadline) return limit;
+  const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+  if (left < limit) {
+    cut = true;
+    return left;
+  }
+  return limit;
+}
+
+/// Locks `m` if it frees up within `limit` and before `until`; `cut` says
+/// whether the deadline ended the wait (or left none).
+[[nodiscard]] inline bool redis_lock_until(std::mutex& m, std::chrono::nanoseconds limit, redis_deadline until,
+                                           bool& cut) noexcept {
+  cut = false;
+  if (until == redis_no_deadline) return redis_lock_within(m, limit);
+  if (m.try_lock()) return true;
+  return redis_lock_within(m, redis_limit(limit, until, cut));
+}
+
+/// A positive duration as a timeval, rounded up to whole microseconds (a
+/// timeout never ends before the instant it stands for).
+[[nodiscard]] inline timeval redis_timeval(std::chrono::nanoseconds d) noexcept {
+  const auto us = std::chrono::ceil<std::chrono::microseconds>(std::max(d, std::chrono::nanoseconds{1})).count();
   timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(d.count() / 1000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((d.count() % 1000) * 1000);
+  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(us / 1'000'000);
+  tv.tv_usec = static_cast<decltype(tv.tv_usec)>(us % 1'000'000);
   return tv;
 }
 
@@ -192,28 +247,45 @@ class redis_client {
   [[nodiscard]] const redis_options& options() const noexcept { return options_; }
 
   /// Runs script `id` with `keys` and `args`: one round trip when the
-  /// connection is up and the script loaded. Never throws.
+  /// connection is up and the script loaded; ends by `until` (see the top
+  /// of this header). Never throws.
   [[nodiscard]] redis_answer run(redis_script id, std::span<const std::string_view> keys,
-                                 std::span<const std::string_view> args) noexcept {
+                                 std::span<const std::string_view> args,
+                                 redis_deadline until = redis_no_deadline) noexcept {
     redis_answer a;
+    if (until != redis_no_deadline && std::chrono::steady_clock::now() >= until) {
+      count(stats_.deadline_exceeded);
+      a.status = redis_status::deadline;
+      return a;  // out of time: touches neither Redis nor the breaker
+    }
     auto permit = breaker_.try_acquire();
     if (permit.kind == admission_kind::rejected) {
       count(stats_.breaker_rejections);
       a.status = redis_status::breaker_open;
       return a;
     }
-    link* l = take();
+    bool cut = false;
+    link* l = take(until, cut);
+    if (l == nullptr && cut) {
+      count(stats_.deadline_exceeded);
+      a.status = redis_status::deadline;
+      return a;  // the permit goes back unsettled
+    }
     if (l == nullptr) {
       count(stats_.pool_timeouts);
       a.status = redis_status::pool_busy;
       return a;  // the permit goes back unsettled: a busy pool says nothing of Redis
     }
     const std::lock_guard<std::mutex> hold(l->m, std::adopt_lock);
-    a.reply = call(*l, id, keys, args);
+    a.reply = call(*l, id, keys, args, until);
     if (a.reply) {
       a.status = redis_status::ok;
       count(stats_.calls);
       breaker_.record(std::move(permit.permit), verdict::success());
+    } else if (l->cut && std::chrono::steady_clock::now() >= until) {
+      // The deadline ended the step that failed; the permit goes back unsettled.
+      a.status = redis_status::deadline;
+      count(stats_.deadline_exceeded);
     } else {
       a.status = redis_status::failed;
       count(stats_.failures);
@@ -230,6 +302,7 @@ class redis_client {
     s.pool_timeouts = stats_.pool_timeouts.load(std::memory_order_relaxed);
     s.connects = stats_.connects.load(std::memory_order_relaxed);
     s.script_reloads = stats_.script_reloads.load(std::memory_order_relaxed);
+    s.deadline_exceeded = stats_.deadline_exceeded.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -240,6 +313,8 @@ class redis_client {
     std::mutex m;
     redisContext* ctx = nullptr;
     std::array<std::string, static_cast<std::size_t>(redis_script::count)> sha;
+    std::chrono::nanoseconds timeout{0};  // the reply timeout set on ctx
+    bool cut = false;                     // the last step's limit was the caller's deadline
     void drop() noexcept {
       if (ctx != nullptr) redisFree(ctx);
       ctx = nullptr;
@@ -248,7 +323,7 @@ class redis_client {
   };
   struct counters {
     std::atomic<std::uint64_t> calls{0}, failures{0}, breaker_rejections{0}, pool_timeouts{0}, connects{0},
-        script_reloads{0};
+        script_reloads{0}, deadline_exceeded{0};
   };
 
   static void count(std::atomic<std::uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
@@ -272,7 +347,7 @@ class redis_client {
   }
 
   // A free connection, locked; nullptr when none frees up in time.
-  link* take() noexcept {
+  link* take(redis_deadline until, bool& cut) noexcept {
     const std::size_t n = options_.connections;
     const std::size_t first = next_.fetch_add(1, std::memory_order_relaxed) % n;
     for (std::size_t k = 0; k < n; ++k) {
@@ -280,13 +355,15 @@ class redis_client {
       if (l.m.try_lock()) return &l;
     }
     link& l = links_[first];
-    return redis_lock_within(l.m, options_.command_timeout) ? &l : nullptr;
+    return redis_lock_until(l.m, options_.command_timeout, until, cut) ? &l : nullptr;
   }
 
-  bool connect(link& l) noexcept {
+  bool connect(link& l, redis_deadline until) noexcept {
     l.drop();
+    const std::chrono::nanoseconds limit = redis_limit(options_.connect_timeout, until, l.cut);
+    if (limit <= std::chrono::nanoseconds::zero()) return false;
     count(stats_.connects);
-    const timeval ct = redis_timeval(options_.connect_timeout);
+    const timeval ct = redis_timeval(limit);
     l.ctx = options_.port == 0 ? redisConnectUnixWithTimeout(options_.host.c_str(), ct)
                                : redisConnectWithTimeout(options_.host.c_str(), options_.port, ct);
     if (l.ctx == nullptr || l.ctx->err != 0) {
@@ -297,10 +374,11 @@ class redis_client {
       l.drop();
       return false;
     }
+    l.timeout = options_.command_timeout;
     (void)redisEnableKeepAlive(l.ctx);
     if (!options_.password.empty()) {
       const std::array<std::string_view, 2> auth{"AUTH", options_.password};
-      const redis_reply_ptr r = command(l, auth);
+      const redis_reply_ptr r = command(l, auth, until);
       if (!r || r->type == REDIS_REPLY_ERROR) {
         l.drop();
         return false;
@@ -310,7 +388,18 @@ class redis_client {
   }
 
   // One command; null (and the connection dropped) on I/O error or timeout.
-  static redis_reply_ptr command(link& l, std::span<const std::string_view> words) noexcept {
+  // The reply may take command_timeout, or until `until` if that is sooner
+  // (null, the connection kept, if no time is left).
+  redis_reply_ptr command(link& l, std::span<const std::string_view> words, redis_deadline until) noexcept {
+    const std::chrono::nanoseconds limit = redis_limit(options_.command_timeout, until, l.cut);
+    if (limit <= std::chrono::nanoseconds::zero()) return nullptr;
+    if (limit != l.timeout) {
+      if (redisSetTimeout(l.ctx, redis_timeval(limit)) != REDIS_OK) {
+        l.drop();
+        return nullptr;
+      }
+      l.timeout = limit;
+    }
     std::array<const char*, redis_args::max_args + 8> argv{};
     std::array<std::size_t, redis_args::max_args + 8> lens{};
     if (words.size() > argv.size()) return nullptr;
@@ -327,14 +416,15 @@ class redis_client {
   }
 
   redis_reply_ptr call(link& l, redis_script id, std::span<const std::string_view> keys,
-                       std::span<const std::string_view> args) noexcept {
+                       std::span<const std::string_view> args, redis_deadline until) noexcept {
+    l.cut = false;
     try {
-      if ((l.ctx == nullptr || l.ctx->err != 0) && !connect(l)) return nullptr;
+      if ((l.ctx == nullptr || l.ctx->err != 0) && !connect(l, until)) return nullptr;
       const auto sid = static_cast<std::size_t>(id);
       const std::string& body = redis_script_body(id);
       if (l.sha[sid].empty()) {
         const std::array<std::string_view, 3> load{"SCRIPT", "LOAD", body};
-        redis_reply_ptr r = command(l, load);
+        redis_reply_ptr r = command(l, load, until);
         if (!r) return nullptr;
         if (r->type != REDIS_REPLY_STRING) return nullptr;
         l.sha[sid].assign(r->str, r->len);
@@ -350,12 +440,12 @@ class redis_client {
       words[w++] = std::string_view(nkeys.data(), static_cast<std::size_t>(end - nkeys.data()));
       for (const std::string_view k : keys) words[w++] = k;
       for (const std::string_view a : args) words[w++] = a;
-      redis_reply_ptr r = command(l, {words.data(), w});
+      redis_reply_ptr r = command(l, {words.data(), w}, until);
       if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
         count(stats_.script_reloads);
         words[0] = "EVAL";
         words[1] = body;
-        r = command(l, {words.data(), w});
+        r = command(l, {words.data(), w}, until);
       }
       if (!r || r->type == REDIS_REPLY_ERROR) return nullptr;
       return r;

@@ -46,8 +46,19 @@
 //
 // Units admitted without Redis are tagged in the slices the tracker keeps,
 // so releasing them never subtracts from Redis's counts. Alerts do not fire
-// for them. The quota_storage interface carries no deadline: keep the
-// connection's timeouts below the deadlines of the calls it guards.
+// for them.
+//
+// Deadlines. The storage meets deadline_quota_storage: in a pipeline,
+// quota_tracker::admit(ctx) hands it the call's deadline, and every round
+// trip of that call (the wait for a connection or for the lease refill, a
+// reconnect, each command) ends by min(its timeout above, the deadline). A
+// call whose deadline passes first, or has passed already (then nothing is
+// sent), answers quota_storage_status::deadline_exceeded, which the
+// pipeline reports as errc::deadline_exceeded, whatever `on_failure` says
+// (the call has no time left to be admitted in); stats().deadline_exceeded
+// counts them. Such a call does not count against the breaker. Releases
+// (a reservation given back or settled lower) carry no deadline: they keep
+// the connection's timeouts, so units are not lost to a spent deadline.
 //
 // Leases (`lease` > 0 units). A consumption that finds no lease takes one:
 // `lease` units (or what is left, if less but enough), counted in Redis in
@@ -163,6 +174,7 @@ struct redis_quota_stats {
   std::uint64_t leases = 0;          ///< leases taken
   std::uint64_t leased_units = 0;    ///< units taken by leases
   std::uint64_t returned_units = 0;  ///< leased units given back unused
+  std::uint64_t deadline_exceeded = 0;  ///< consumptions and reads the caller's deadline ended before Redis answered
 };
 
 namespace detail {
@@ -206,13 +218,18 @@ class redis_quota_state {
     if (options_.on_failure == redis_failure_mode::fallback_local) local_.bind(local);
   }
 
-  quota_consumption consume(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+  quota_consumption consume(const quota_stamp& at, std::int64_t n, bool check,
+                            redis_deadline until = redis_no_deadline) noexcept {
     quota_consumption r;
     if (check && options_.lease > 0 && n <= options_.lease) {
       if (lease_take(at, n, r)) return r;
-      r = lease_refill(at, n);
+      r = lease_refill(at, n, until);
     } else {
-      r = remote_consume(at, n, n, check, nullptr);
+      r = remote_consume(at, n, n, check, nullptr, until);
+    }
+    if (r.status == quota_storage_status::deadline_exceeded) {
+      count(stats_.deadline_exceeded);
+      return r;
     }
     if (r.status != quota_storage_status::unavailable) return r;
     return degrade(at, n, check);
@@ -230,7 +247,8 @@ class redis_quota_state {
     (void)remote_release(at, n);
   }
 
-  std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const {
+  std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out,
+                    redis_deadline until = redis_no_deadline) const {
     const redis_window& win = windows_[w];
     redis_args args;
     args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
@@ -240,7 +258,7 @@ class redis_quota_state {
     args.add(win.step_us);
     args.add(win.shift_us);
     const std::array<std::string_view, 1> keys{win.key};
-    const redis_answer a = conn_.client().run(redis_script::quota_read, keys, args.views());
+    const redis_answer a = conn_.client().run(redis_script::quota_read, keys, args.views(), until);
     const redisReply* r = a.reply.get();
     if (a && r->type == REDIS_REPLY_ARRAY && r->elements == std::size_t{win.buckets} + 2) {
       const std::size_t k = std::min(out.size(), std::size_t{win.buckets} + 1);
@@ -248,10 +266,13 @@ class redis_quota_state {
       return integer(r->element[0]);
     }
     count(stats_.unanswered);
+    const bool late = a.status == redis_status::deadline;
+    if (late) count(stats_.deadline_exceeded);
     if (options_.on_failure == redis_failure_mode::fallback_local) return local_.read(w, i, out);
-    throw error(errc::storage_unavailable, "armor::redis_quota_storage: cannot read tracker '" + options_.tracker +
-                                               "' from Redis at " + conn_.options().host + ":" +
-                                               std::to_string(conn_.options().port));
+    throw error(late ? errc::deadline_exceeded : errc::storage_unavailable,
+                "armor::redis_quota_storage: cannot read tracker '" + options_.tracker + "' from Redis at " +
+                    conn_.options().host + ":" + std::to_string(conn_.options().port) +
+                    (late ? " before the deadline" : ""));
   }
 
   /// Gives the unused units of the current lease back to Redis.
@@ -271,6 +292,7 @@ class redis_quota_state {
     s.leases = stats_.leases.load(std::memory_order_relaxed);
     s.leased_units = stats_.leased_units.load(std::memory_order_relaxed);
     s.returned_units = stats_.returned_units.load(std::memory_order_relaxed);
+    s.deadline_exceeded = stats_.deadline_exceeded.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -297,7 +319,7 @@ class redis_quota_state {
   };
   struct counters {
     std::atomic<std::uint64_t> unanswered{0}, failed_open{0}, failed_closed{0}, served_locally{0}, leases{0},
-        leased_units{0}, returned_units{0};
+        leased_units{0}, returned_units{0}, deadline_exceeded{0};
   };
 
   [[noreturn]] void fail(const std::string& what) const {
@@ -375,7 +397,7 @@ class redis_quota_state {
   // One consumption script: n units (a lease: up to `want`), all windows or
   // none. `granted` receives the units counted.
   quota_consumption remote_consume(const quota_stamp& at, std::int64_t n, std::int64_t want, bool check,
-                                   std::int64_t* granted) const noexcept {
+                                   std::int64_t* granted, redis_deadline until) const noexcept {
     redis_args args;
     args.add(n);
     args.add(std::max<std::int64_t>(n, 1));
@@ -395,11 +417,12 @@ class redis_quota_state {
       args.add(w.shift_us);
     }
     if (args.overflow()) return unavailable();
-    const redis_answer a = conn_.client().run(redis_script::quota_consume, {keys.data(), count_}, args.views());
+    const redis_answer a =
+        conn_.client().run(redis_script::quota_consume, {keys.data(), count_}, args.views(), until);
     const redisReply* r = a.reply.get();
     if (!a || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
       count(stats_.unanswered);
-      return unavailable();
+      return a.status == redis_status::deadline ? late() : unavailable();
     }
     quota_consumption c;
     if (integer(r->element[0]) != 0) {
@@ -421,7 +444,7 @@ class redis_quota_state {
     return c;
   }
 
-  bool remote_release(const quota_stamp& at, std::int64_t n) const noexcept {
+  bool remote_release(const quota_stamp& at, std::int64_t n, redis_deadline until = redis_no_deadline) const noexcept {
     redis_args args;
     args.add(n);
     std::array<std::string_view, quota_max_windows> keys{};
@@ -430,7 +453,8 @@ class redis_quota_state {
       if (!add_stamp(args, at, i)) return false;
       args.add(std::int64_t{windows_[i].buckets});
     }
-    const redis_answer a = conn_.client().run(redis_script::quota_release, {keys.data(), count_}, args.views());
+    const redis_answer a =
+        conn_.client().run(redis_script::quota_release, {keys.data(), count_}, args.views(), until);
     if (!a) count(stats_.unanswered);
     return static_cast<bool>(a);
   }
@@ -438,6 +462,11 @@ class redis_quota_state {
   static quota_consumption unavailable() noexcept {
     quota_consumption r;
     r.status = quota_storage_status::unavailable;
+    return r;
+  }
+  static quota_consumption late() noexcept {
+    quota_consumption r;
+    r.status = quota_storage_status::deadline_exceeded;
     return r;
   }
 
@@ -492,7 +521,7 @@ class redis_quota_state {
   }
 
   // Empties the lease word and gives its units back. Under refill_.
-  bool drain() noexcept {
+  bool drain(redis_deadline until = redis_no_deadline) noexcept {
     std::uint64_t w = lease_word_.load(std::memory_order_acquire);
     while (!lease_word_.compare_exchange_weak(w, w & ~lease_units_mask, std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {
@@ -503,19 +532,22 @@ class redis_quota_state {
     quota_stamp at{};
     for (std::size_t i = 0; i < count_; ++i) at[i] = s.redis_at[i].load(std::memory_order_relaxed);
     count(stats_.returned_units, static_cast<std::uint64_t>(left));
-    return remote_release(at, left);
+    return remote_release(at, left, until);
   }
 
   // The slow path: returns the current lease and takes another (serving n
   // units of it to the caller).
-  quota_consumption lease_refill(const quota_stamp& at, std::int64_t n) noexcept {
-    if (!redis_lock_within(refill_, conn_.options().command_timeout)) return unavailable();
+  quota_consumption lease_refill(const quota_stamp& at, std::int64_t n, redis_deadline until) noexcept {
+    bool cut = false;
+    if (!redis_lock_until(refill_, conn_.options().command_timeout, until, cut)) {
+      return cut ? late() : unavailable();
+    }
     const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
     quota_consumption r;
     if (lease_take(at, n, r)) return r;  // another thread refilled meanwhile
-    (void)drain();
+    (void)drain(until);
     std::int64_t granted = 0;
-    r = remote_consume(at, n, options_.lease, true, &granted);
+    r = remote_consume(at, n, options_.lease, true, &granted, until);
     if (r.status != quota_storage_status::consumed) return r;
     const std::uint64_t gen = ((lease_word_.load(std::memory_order_relaxed) >> lease_units_bits) + 1) & lease_gen_mask;
     lease_slot& s = slots_[gen & 1U];
@@ -572,6 +604,12 @@ class redis_quota_storage {
   [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
     return state_->consume(at, n, false);
   }
+  /// The same, ending by `until` (see "Deadlines" at the top of this
+  /// header): deadline_exceeded if it passes before Redis answers, or has
+  /// passed (then nothing is sent). The lease fast path reads no clock.
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until) noexcept {
+    return state_->consume(at, n, true, until);
+  }
   void release(const quota_stamp& at, std::int64_t n) noexcept {
     if (state_) state_->release(at, n);
   }
@@ -579,6 +617,12 @@ class redis_quota_storage {
   /// (fallback_local: reads the local counts instead).
   [[nodiscard]] std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const {
     return state_->read(w, i, out);
+  }
+  /// The same, ending by `until`: throws armor::error(deadline_exceeded) if
+  /// it passes first (fallback_local: reads the local counts instead).
+  [[nodiscard]] std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out,
+                                  quota_deadline until) const {
+    return state_->read(w, i, out, until);
   }
 
   /// Gives the current lease's unused units back to Redis now (the
@@ -618,6 +662,6 @@ class redis_quota_storage {
   std::unique_ptr<detail::redis_quota_state> state_;
 };
 
-static_assert(quota_storage<redis_quota_storage>);
+static_assert(deadline_quota_storage<redis_quota_storage>);
 
 }  // namespace armor

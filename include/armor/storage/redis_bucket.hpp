@@ -44,6 +44,15 @@
 // fail_open admits (stats().failed_open), fallback_local decides against a
 // bucket in this process with `local_share` of the rate and burst.
 //
+// Deadlines. In a pipeline, admit(ctx) also bounds the call by ctx's
+// deadline: each round trip (the wait for a connection or for the lease
+// refill, a reconnect, each command) ends by min(its timeout, what the call
+// has left at ctx.now()). A call whose deadline passes first, or has passed
+// (then nothing is sent), is rejected with errc::deadline_exceeded
+// (retryable), whatever `on_failure` says; source() is `deadline`,
+// stats().deadline_exceeded counts them, and the breaker does not count
+// them. The lease fast path reads no clock for it.
+//
 // Leases (`lease` = L > 0 tokens): a try_acquire without a key that finds
 // no lease takes up to L tokens in one script and serves them locally with
 // one CAS (no lock, no I/O, no allocation). A lease is served only within
@@ -127,6 +136,7 @@ enum class redis_bucket_source : std::uint8_t {
   failed_open,    ///< nobody: Redis did not answer, fail_open admitted
   failed_closed,  ///< nobody: Redis did not answer, fail_closed refused
   local,          ///< the local fallback bucket (fallback_local)
+  deadline,       ///< nobody: the caller's deadline passed before Redis answered (admit(ctx) only); refused
 };
 
 /// A redis_token_bucket's answer: a bucket_decision (the same numbers as
@@ -140,9 +150,11 @@ class redis_bucket_decision : public bucket_decision {
 
   [[nodiscard]] redis_bucket_source source() const noexcept { return source_; }
   /// Empty when allowed; else rate_limited, request_too_large,
-  /// invalid_argument, or storage_unavailable (fail_closed).
+  /// invalid_argument, storage_unavailable (fail_closed) or
+  /// deadline_exceeded (source() == deadline).
   [[nodiscard]] std::error_code code() const noexcept {
     if (source_ == redis_bucket_source::failed_closed) return errc::storage_unavailable;
+    if (source_ == redis_bucket_source::deadline) return errc::deadline_exceeded;
     switch (status()) {
       case bucket_status::granted: return {};
       case bucket_status::denied: return errc::rate_limited;
@@ -166,6 +178,7 @@ struct redis_bucket_stats {
   std::uint64_t leased_tokens = 0;    ///< tokens taken by leases
   std::uint64_t returned_tokens = 0;  ///< leased tokens given back unused
   std::uint64_t lost_tokens = 0;      ///< leased tokens neither served nor given back (the key moved on)
+  std::uint64_t deadline_exceeded = 0;  ///< calls the caller's deadline ended before Redis answered (admit(ctx))
 };
 
 namespace detail {
@@ -184,6 +197,7 @@ struct redis_bucket_maker {
 /// What one acquire script answered.
 struct redis_bucket_reply {
   bool ok = false;
+  bool out_of_time = false;  // no answer: the caller's deadline passed first
   std::int64_t status = 0;  // 0 granted, 1 denied, 2 too large
   std::int64_t debt = 0;
   std::int64_t late = 0;
@@ -216,27 +230,30 @@ class redis_bucket_state {
   redis_bucket_state& operator=(const redis_bucket_state&) = delete;
   ~redis_bucket_state() { (void)return_lease(); }
 
-  redis_bucket_decision acquire(std::string_view key, std::int64_t n, std::int64_t now) noexcept {
+  // `left`: the time the call has left (nanoseconds::max(): no deadline).
+  redis_bucket_decision acquire(std::string_view key, std::int64_t n, std::int64_t now,
+                                std::chrono::nanoseconds left = std::chrono::nanoseconds::max()) noexcept {
     if (n < 0) return {redis_bucket_maker::decision(bucket_status::invalid, seen(), n, 0, 0), redis_bucket_source::redis};
     if (options_.lease > 0 && key.empty() && n > 0 && n <= options_.lease) {
       std::optional<redis_bucket_decision> d = lease_take(n, now);
       if (d) return *d;
-      return lease_refill(n, now);
+      return lease_refill(n, now, redis_until(left));
     }
+    const redis_deadline until = redis_until(left);
     try {
-      if (key.empty()) return remote_decision(key_, key, n, now);
+      if (key.empty()) return remote_decision(key_, key, n, now, until);
       const std::size_t len = key_.size() + 3 + key.size();
       if (len <= stack_key) {
         std::array<char, stack_key> buf;
         std::copy(key_.begin(), key_.end(), buf.begin());
         std::copy_n(":k:", 3, buf.begin() + static_cast<std::ptrdiff_t>(key_.size()));
         std::copy(key.begin(), key.end(), buf.begin() + static_cast<std::ptrdiff_t>(key_.size() + 3));
-        return remote_decision(std::string_view(buf.data(), len), key, n, now);
+        return remote_decision(std::string_view(buf.data(), len), key, n, now, until);
       }
       std::string long_key = key_;
       long_key += ":k:";
       long_key += key;
-      return remote_decision(long_key, key, n, now);
+      return remote_decision(long_key, key, n, now, until);
     } catch (...) {  // out of memory for a long key or a local bucket
       count(stats_.failed_closed);
       return closed(n);
@@ -298,6 +315,7 @@ class redis_bucket_state {
     s.leases = stats_.leases.load(std::memory_order_relaxed);
     s.leased_tokens = stats_.leased_tokens.load(std::memory_order_relaxed);
     s.returned_tokens = stats_.returned_tokens.load(std::memory_order_relaxed);
+    s.deadline_exceeded = stats_.deadline_exceeded.load(std::memory_order_relaxed);
     s.lost_tokens = stats_.lost_tokens.load(std::memory_order_relaxed);
     return s;
   }
@@ -324,7 +342,7 @@ class redis_bucket_state {
   };
   struct counters {
     std::atomic<std::uint64_t> unanswered{0}, failed_open{0}, failed_closed{0}, served_locally{0}, leases{0},
-        leased_tokens{0}, returned_tokens{0}, lost_tokens{0};
+        leased_tokens{0}, returned_tokens{0}, lost_tokens{0}, deadline_exceeded{0};
   };
 
   static void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -360,7 +378,8 @@ class redis_bucket_state {
     args.add(r);
   }
 
-  redis_bucket_reply remote(std::string_view key, std::int64_t n, std::int64_t want, std::int64_t now) noexcept {
+  redis_bucket_reply remote(std::string_view key, std::int64_t n, std::int64_t want, std::int64_t now,
+                            redis_deadline until) noexcept {
     redis_bucket_reply out;
     redis_args args;
     add_time(args, now);
@@ -370,10 +389,11 @@ class redis_bucket_state {
     args.add(config_.period);
     args.add(config_.burst);
     const std::array<std::string_view, 2> keys{key, config_key_};
-    const redis_answer a = conn_.client().run(redis_script::bucket_acquire, keys, args.views());
+    const redis_answer a = conn_.client().run(redis_script::bucket_acquire, keys, args.views(), until);
     const redisReply* r = a.reply.get();
     if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
       count(stats_.unanswered);
+      out.out_of_time = a.status == redis_status::deadline;
       return out;
     }
     out.ok = true;
@@ -394,14 +414,20 @@ class redis_bucket_state {
   }
 
   redis_bucket_decision remote_decision(std::string_view redis_key, std::string_view key, std::int64_t n,
-                                        std::int64_t now) {
-    const redis_bucket_reply r = remote(redis_key, n, n, now);
+                                        std::int64_t now, redis_deadline until) {
+    const redis_bucket_reply r = remote(redis_key, n, n, now, until);
+    if (r.out_of_time) return out_of_time(n);
     if (!r.ok) return degrade(key, n, now);
     return {redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late), redis_bucket_source::redis};
   }
 
   redis_bucket_decision closed(std::int64_t n) const noexcept {
     return {redis_bucket_maker::decision(bucket_status::denied, seen(), n, 0, 0), redis_bucket_source::failed_closed};
+  }
+
+  redis_bucket_decision out_of_time(std::int64_t n) noexcept {
+    count(stats_.deadline_exceeded);
+    return {redis_bucket_maker::decision(bucket_status::denied, seen(), n, 0, 0), redis_bucket_source::deadline};
   }
 
   // What on_failure says to do when Redis did not answer. May throw (a new
@@ -459,7 +485,7 @@ class redis_bucket_state {
   }
 
   // Empties the lease word and gives its tokens back. Under refill_.
-  bool drain() noexcept {
+  bool drain(redis_deadline until = redis_no_deadline) noexcept {
     std::uint64_t w = lease_word_.load(std::memory_order_acquire);
     while (!lease_word_.compare_exchange_weak(w, w & ~lease_units_mask, std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {
@@ -475,7 +501,7 @@ class redis_bucket_state {
     args.add(s.p.load(std::memory_order_relaxed));
     args.add(s.b.load(std::memory_order_relaxed));
     const std::array<std::string_view, 1> keys{key_};
-    const redis_answer a = conn_.client().run(redis_script::bucket_return, keys, args.views());
+    const redis_answer a = conn_.client().run(redis_script::bucket_return, keys, args.views(), until);
     const bool back = a && integer(a.reply.get()) == 1;
     if (!a) count(stats_.unanswered);
     count(back ? stats_.returned_tokens : stats_.lost_tokens, static_cast<std::uint64_t>(left));
@@ -484,12 +510,16 @@ class redis_bucket_state {
 
   // The slow path: gives the current lease back and takes another, serving
   // n tokens of it to the caller.
-  redis_bucket_decision lease_refill(std::int64_t n, std::int64_t now) noexcept {
-    if (!redis_lock_within(refill_, conn_.options().command_timeout)) return degrade_noexcept(n, now);
+  redis_bucket_decision lease_refill(std::int64_t n, std::int64_t now, redis_deadline until) noexcept {
+    bool cut = false;
+    if (!redis_lock_until(refill_, conn_.options().command_timeout, until, cut)) {
+      return cut ? out_of_time(n) : degrade_noexcept(n, now);
+    }
     const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
     if (std::optional<redis_bucket_decision> d = lease_take(n, now)) return *d;  // refilled meanwhile
-    (void)drain();
-    const redis_bucket_reply r = remote(key_, n, options_.lease, now);
+    (void)drain(until);
+    const redis_bucket_reply r = remote(key_, n, options_.lease, now, until);
+    if (r.out_of_time) return out_of_time(n);
     if (!r.ok) return degrade_noexcept(n, now);
     const bucket_decision d = redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late);
     if (r.status != 0) return {d, redis_bucket_source::redis};
@@ -577,16 +607,22 @@ class redis_token_bucket {
   }
 
   /// Policy protocol: takes ctx.cost() tokens from the bucket of ctx.key()
-  /// (the unkeyed bucket when empty) at ctx.now(). Rejections: rate_limited
-  /// with retry_after (retryable), request_too_large (cost > burst),
-  /// storage_unavailable (fail_closed), invalid_argument (negative cost).
+  /// (the unkeyed bucket when empty) at ctx.now(), Redis's round trips
+  /// bounded by ctx.remaining() (see "Deadlines" above). Rejections:
+  /// rate_limited with retry_after (retryable), request_too_large (cost >
+  /// burst), storage_unavailable (fail_closed), deadline_exceeded
+  /// (retryable: the deadline passed before Redis answered),
+  /// invalid_argument (negative cost).
   [[nodiscard]] admission<no_permit> admit(context& ctx) noexcept {
     const std::int64_t n = ctx.cost();
     if (n == 0) return admission<no_permit>::admit();
-    const redis_bucket_decision d = state_->acquire(ctx.key(), n, ns(ctx.now()));
+    const redis_bucket_decision d = state_->acquire(ctx.key(), n, ns(ctx.now()), ctx.remaining());
     if (d.allowed()) return admission<no_permit>::admit();
     if (d.source() == redis_bucket_source::failed_closed) {
       return admission<no_permit>::reject(errc::storage_unavailable, std::nullopt, true);
+    }
+    if (d.source() == redis_bucket_source::deadline) {
+      return admission<no_permit>::reject(errc::deadline_exceeded, std::nullopt, true);
     }
     switch (d.status()) {
       case bucket_status::denied: return admission<no_permit>::reject(errc::rate_limited, d.retry_after(), true);
