@@ -7,6 +7,7 @@
 #include <armor/fallback.hpp>
 
 #include "armor_catch.hpp"
+#include "asio/asio_support.hpp"
 
 #include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -25,28 +26,7 @@ using namespace std::chrono_literals;
 using asio::awaitable;
 using asio::use_awaitable;
 
-namespace {
-
-struct boom : std::runtime_error {
-  boom() : std::runtime_error("boom") {}
-};
-
-template <class Body>
-void run_coroutine(Body body) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, std::move(body), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
-
-awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(use_awaitable);
-}
-
-}  // namespace
+using namespace armor_test;  // boom, run_coroutine, sleep_for, counting_policy (asio_support.hpp)
 
 TEST_CASE("queued coroutines enter one at a time, in arrival order, on one thread") {
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 8, .max_wait = 5s}};

@@ -8,6 +8,7 @@
 #include <armor/deadline.hpp>
 
 #include "armor_catch.hpp"
+#include "asio/asio_support.hpp"
 #include "test_policies.hpp"
 
 #include <asio/buffer.hpp>
@@ -34,45 +35,7 @@ using asio::awaitable;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 
-namespace {
-
-struct boom : std::runtime_error {
-  boom() : std::runtime_error("boom") {}
-};
-
-// Runs `body` as a coroutine on a fresh io_context until it and everything it
-// started have finished; rethrows what it threw.
-template <class Body>
-void run_coroutine(Body body) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, std::move(body), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
-
-awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(use_awaitable);
-}
-
-// A thread-safe policy that counts admissions and verdict kinds.
-struct counting_policy {
-  using permit_type = armor::no_permit;
-  std::atomic<long> admitted{0};
-  std::atomic<long> kinds[5]{};
-  armor::admission<> admit(armor::context&) noexcept {
-    admitted.fetch_add(1, std::memory_order_relaxed);
-    return armor::admission<>::admit();
-  }
-  void settle(armor::context&, armor::no_permit, const armor::verdict& v) noexcept {
-    kinds[static_cast<int>(v.kind)].fetch_add(1, std::memory_order_relaxed);
-  }
-  long count(armor::outcome k) const { return kinds[static_cast<int>(k)].load(); }
-};
-
-}  // namespace
+using namespace armor_test;  // boom, run_coroutine, sleep_for, counting_policy (asio_support.hpp)
 
 TEST_CASE("async_execute returns the awaitable's value and async_try_execute wraps it") {
   const auto p = armor::pipeline{armor::deadline{5s}};

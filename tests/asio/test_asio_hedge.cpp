@@ -6,6 +6,7 @@
 #include <armor/hedge.hpp>
 
 #include "armor_catch.hpp"
+#include "asio/asio_support.hpp"
 
 #include <asio/buffer.hpp>
 #include <asio/detached.hpp>
@@ -29,43 +30,7 @@ using asio::awaitable;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 
-namespace {
-
-struct boom : std::runtime_error {
-  boom() : std::runtime_error("boom") {}
-};
-
-template <class Body>
-void run_coroutine(Body body) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, std::move(body), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
-
-awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(use_awaitable);
-}
-
-// Counts admissions and verdict kinds (thread-safe).
-struct counting_policy {
-  using permit_type = armor::no_permit;
-  std::atomic<long> admitted{0};
-  std::atomic<long> kinds[5]{};
-  armor::admission<> admit(armor::context&) noexcept {
-    admitted.fetch_add(1, std::memory_order_relaxed);
-    return armor::admission<>::admit();
-  }
-  void settle(armor::context&, armor::no_permit, const armor::verdict& v) noexcept {
-    kinds[static_cast<int>(v.kind)].fetch_add(1, std::memory_order_relaxed);
-  }
-  long count(armor::outcome k) const { return kinds[static_cast<int>(k)].load(); }
-};
-
-}  // namespace
+using namespace armor_test;  // boom, run_coroutine, sleep_for, counting_policy (asio_support.hpp)
 
 TEST_CASE("hedging: a slow first attempt is overtaken by the second, and the loser's socket is closed") {
   asio::io_context io;

@@ -9,6 +9,8 @@
 #include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
+#include "redis/failure_support.hpp"
+#include "redis/fork_children.hpp"
 #include "redis/redis_server.hpp"
 
 #include <sys/types.h>
@@ -397,42 +399,14 @@ namespace {
 /// time) and take one token at a time until refused; returns the total.
 std::int64_t run_bucket_children(int port, const std::string& name, std::int64_t lease, int children,
                                  const armor::token_bucket_options& options) {
-  std::vector<std::pair<pid_t, int>> kids;
-  for (int c = 0; c < children; ++c) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      int status = 0;
-      try {
-        const armor::redis_connection conn{bucket_redis(port)};
-        armor::redis_token_bucket<> b{options, conn, {.name = name, .lease = lease}};
-        std::int64_t n = 0;
-        while (b.try_acquire(1)) ++n;
-        if (b.try_acquire(1).code() != armor::errc::rate_limited) status = 4;
-        if (::write(fds[1], &n, sizeof n) != static_cast<ssize_t>(sizeof n)) status = 2;
-      } catch (...) {
-        status = 3;
-      }
-      ::_exit(status);
-    }
-    ::close(fds[1]);
-    kids.emplace_back(pid, fds[0]);
-  }
-  std::int64_t total = 0;
-  for (auto [pid, fd] : kids) {
-    std::int64_t n = 0;
-    CHECK(::read(fd, &n, sizeof n) == static_cast<ssize_t>(sizeof n));
-    total += n;
-    ::close(fd);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
-  return total;
+  return armor_test::sum_over_children(children, [&] {
+    const armor::redis_connection conn{bucket_redis(port)};
+    armor::redis_token_bucket<> b{options, conn, {.name = name, .lease = lease}};
+    armor_test::child_report r;
+    while (b.try_acquire(1)) ++r.units;
+    r.refused_as_expected = b.try_acquire(1).code() == armor::errc::rate_limited;
+    return r;
+  });
 }
 
 }  // namespace
@@ -458,34 +432,6 @@ TEST_CASE("redis bucket: processes with leases stay within the documented bound"
 
 namespace {
 
-armor::redis_options failing_bucket_redis(int port) {
-  armor::redis_options o = bucket_redis(port);
-  o.connect_timeout = 100ms;
-  o.command_timeout = 100ms;
-  o.breaker.failure_threshold = 2;
-  o.breaker.open_for = 200ms;
-  return o;
-}
-
-// A wait for a connection, a reconnection, a reply, and slack for a loaded machine.
-constexpr auto bucket_call_bound = 100ms + 100ms + 100ms + 100ms + 400ms;
-
-template <class F>
-nanoseconds time_of(F f) {
-  const auto t0 = steady_clock::now();
-  f();
-  return steady_clock::now() - t0;
-}
-
-template <class F>
-bool within(F f, milliseconds limit = 5000ms) {
-  const auto until = steady_clock::now() + limit;
-  while (steady_clock::now() < until) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
 
 const armor::token_bucket_options slow_bucket{.rate = {1, 1h}, .burst = 10};
 
@@ -493,31 +439,31 @@ const armor::token_bucket_options slow_bucket{.rate = {1, 1h}, .burst = 10};
 
 TEST_CASE("redis bucket, Redis killed and restarted: fail_closed refuses with storage_unavailable") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_bucket_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(bucket_redis(server.port()))};
   armor::redis_token_bucket<> b{slow_bucket, conn, {.name = "closed"}};
   REQUIRE(b.try_acquire(1));
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 50; ++i) {
     armor::redis_bucket_decision d = b.try_acquire(1);
-    worst = std::max(worst, time_of([&] { d = b.try_acquire(i % 2 == 0 ? std::string_view{} : "key", 1); }));
+    worst = std::max(worst, armor_test::timed([&] { d = b.try_acquire(i % 2 == 0 ? std::string_view{} : "key", 1); }));
     REQUIRE_FALSE(d.allowed());
     REQUIRE(d.code() == armor::errc::storage_unavailable);
     REQUIRE(d.source() == armor::redis_bucket_source::failed_closed);
   }
-  CHECK(worst < bucket_call_bound);
+  CHECK(worst < armor_test::redis_call_bound);
   CHECK(conn.stats().breaker_rejections > 0);
   CHECK(b.stats().failed_closed == 100);
   CHECK_THROWS_AS(b.set_rate({2, 1h}), armor::error);
 
   auto p = armor::pipeline{armor::deadline{300ms}, std::ref(b)};
   armor::result<int> r{0};
-  const auto took = time_of([&] { r = p.try_execute([] { return 1; }); });
+  const auto took = armor_test::timed([&] { r = p.try_execute([] { return 1; }); });
   CHECK(r.code() == armor::errc::storage_unavailable);
-  CHECK(took < bucket_call_bound);
+  CHECK(took < armor_test::redis_call_bound);
 
   server.start();  // same port, empty
-  CHECK(within([&] { return b.try_acquire(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return b.try_acquire(1).allowed(); }));
   const auto d = b.try_acquire(1);
   CHECK(d.source() == armor::redis_bucket_source::redis);
   CHECK(d.remaining() == 8);  // a fresh bucket: 10 - 2
@@ -525,28 +471,28 @@ TEST_CASE("redis bucket, Redis killed and restarted: fail_closed refuses with st
 
 TEST_CASE("redis bucket, Redis killed and restarted: fail_open admits and says so") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_bucket_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(bucket_redis(server.port()))};
   armor::redis_token_bucket<> b{slow_bucket, conn, {.name = "open", .on_failure = armor::redis_failure_mode::fail_open}};
   REQUIRE(b.try_acquire(10));
   CHECK(b.try_acquire(1).code() == armor::errc::rate_limited);
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
-    worst = std::max(worst, time_of([&] {
+    worst = std::max(worst, armor_test::timed([&] {
       const auto d = b.try_acquire(1);
       REQUIRE(d);
       REQUIRE(d.source() == armor::redis_bucket_source::failed_open);
     }));
   }
-  CHECK(worst < bucket_call_bound);
+  CHECK(worst < armor_test::redis_call_bound);
   CHECK(b.stats().failed_open == 20);
   server.start();
-  CHECK(within([&] { return b.try_acquire(1).source() == armor::redis_bucket_source::redis; }));
+  CHECK(armor_test::eventually([&] { return b.try_acquire(1).source() == armor::redis_bucket_source::redis; }));
 }
 
 TEST_CASE("redis bucket, Redis killed and restarted: fallback_local serves its share, per key too") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_bucket_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(bucket_redis(server.port()))};
   armor::redis_token_bucket<> b{
       slow_bucket, conn, {.name = "local", .on_failure = armor::redis_failure_mode::fallback_local, .local_share = 0.5}};
   REQUIRE(b.try_acquire(1));
@@ -555,7 +501,7 @@ TEST_CASE("redis bucket, Redis killed and restarted: fallback_local serves its s
   int admitted_key = 0;
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
-    worst = std::max(worst, time_of([&] {
+    worst = std::max(worst, armor_test::timed([&] {
       const auto d = b.try_acquire(1);
       if (d) ++admitted;
       else CHECK(d.code() == armor::errc::rate_limited);
@@ -566,31 +512,31 @@ TEST_CASE("redis bucket, Redis killed and restarted: fallback_local serves its s
   CHECK(admitted == 5);      // half of the burst of 10
   CHECK(admitted_key == 5);  // and as much for this key alone
   CHECK(b.stats().served_locally == 40);
-  CHECK(worst < bucket_call_bound);
+  CHECK(worst < armor_test::redis_call_bound);
   server.start();
-  CHECK(within([&] { return b.try_acquire(1).source() == armor::redis_bucket_source::redis; }));
+  CHECK(armor_test::eventually([&] { return b.try_acquire(1).source() == armor::redis_bucket_source::redis; }));
 }
 
 TEST_CASE("redis bucket, Redis frozen (SIGSTOP): calls time out within the bound; the breaker makes them fast") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_bucket_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(bucket_redis(server.port()))};
   armor::redis_token_bucket<> b{slow_bucket, conn, {.name = "slow"}};
   REQUIRE(b.try_acquire(1));
   server.pause();
   std::vector<nanoseconds> took;
   for (int i = 0; i < 10; ++i) {
-    took.push_back(time_of([&] { CHECK(b.try_acquire(1).code() == armor::errc::storage_unavailable); }));
+    took.push_back(armor_test::timed([&] { CHECK(b.try_acquire(1).code() == armor::errc::storage_unavailable); }));
   }
   server.resume();
-  CHECK(*std::max_element(took.begin(), took.end()) < bucket_call_bound);
+  CHECK(*std::max_element(took.begin(), took.end()) < armor_test::redis_call_bound);
   CHECK(took.front() >= 90ms);
   CHECK(took.back() < 50ms);
-  CHECK(within([&] { return b.try_acquire(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return b.try_acquire(1).allowed(); }));
 }
 
 TEST_CASE("redis bucket, Redis killed mid-run: a lease keeps serving, then fail_closed; recovery leases again") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_bucket_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(bucket_redis(server.port()))};
   armor::redis_token_bucket<> b{slow_bucket, conn, {.name = "lease-kill", .lease = 5}};
   REQUIRE(b.try_acquire(1));
   server.kill();
@@ -599,6 +545,6 @@ TEST_CASE("redis bucket, Redis killed mid-run: a lease keeps serving, then fail_
   CHECK(served == 4);
   CHECK(b.try_acquire(1).code() == armor::errc::storage_unavailable);
   server.start();
-  CHECK(within([&] { return b.try_acquire(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return b.try_acquire(1).allowed(); }));
   CHECK(b.leased() == 4);
 }

@@ -10,6 +10,7 @@
 #include <armor/storage/redis_bucket.hpp>
 
 #include "armor_catch.hpp"
+#include "redis/failure_support.hpp"
 #include "redis/redis_server.hpp"
 
 #include <unistd.h>
@@ -60,22 +61,6 @@ armor::redis_options patient_redis(int port) {
 constexpr auto call_deadline = 150ms;
 constexpr auto slack = 300ms;  // generous, for a loaded CI machine
 
-template <class F>
-nanoseconds elapsed(F f) {
-  const auto t0 = steady_clock::now();
-  f();
-  return steady_clock::now() - t0;
-}
-
-template <class F>
-bool soon(F f, milliseconds limit = 5000ms) {
-  const auto until = steady_clock::now() + limit;
-  while (steady_clock::now() < until) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
 
 using redis_tracker = armor::quota_tracker<armor::system_clock, armor::redis_quota_storage>;
 
@@ -101,7 +86,7 @@ TEST_CASE("redis quota, Redis frozen: a pipeline call ends at its deadline, not 
   auto p = armor::pipeline{armor::deadline{call_deadline}, std::ref(t)};
   armor::result<int> r{0};
   bool ran = false;
-  const nanoseconds took = elapsed([&] {
+  const nanoseconds took = armor_test::timed([&] {
     r = p.try_execute([&] {
       ran = true;
       return 1;
@@ -122,7 +107,7 @@ TEST_CASE("redis quota, Redis frozen: a pipeline call ends at its deadline, not 
 
   // Redis is back: the tracker counts again (the frozen call's script may
   // have run when Redis woke; its late reply was not taken for another's).
-  CHECK(soon([&] { return t.try_consume(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return t.try_consume(1).allowed(); }));
   // Each of the three consumptions (before, frozen, after) counts `unit`
   // units in Redis: one, or a whole lease.
   const std::int64_t used = t.usage(0).used;
@@ -146,7 +131,7 @@ TEST_CASE("redis bucket, Redis frozen: a pipeline call ends at its deadline, not
   auto p = armor::pipeline{armor::deadline{call_deadline}, std::ref(b)};
   armor::result<int> r{0};
   bool ran = false;
-  const nanoseconds took = elapsed([&] {
+  const nanoseconds took = armor_test::timed([&] {
     r = p.try_execute(
         [&] {
           ran = true;
@@ -166,7 +151,7 @@ TEST_CASE("redis bucket, Redis frozen: a pipeline call ends at its deadline, not
   CHECK(conn.stats().deadline_exceeded == 1);
   CHECK(conn.stats().failures == 0);
   CHECK(conn.breaker() == armor::breaker_state::closed);
-  CHECK(soon([&] { return b.try_acquire(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return b.try_acquire(1).allowed(); }));
 }
 
 TEST_CASE("redis quota and bucket: a call whose deadline has passed sends nothing") {

@@ -9,6 +9,8 @@
 #include <armor/storage/redis.hpp>
 
 #include "armor_catch.hpp"
+#include "redis/failure_support.hpp"
+#include "redis/fork_children.hpp"
 #include "redis/redis_server.hpp"
 
 #include <poll.h>
@@ -314,43 +316,15 @@ namespace {
 /// consume one unit at a time until refused; returns the units they report.
 std::int64_t run_children(int port, const std::string& name, std::int64_t lease, int children,
                           const armor::quota_options& options) {
-  std::vector<std::pair<pid_t, int>> kids;
-  for (int c = 0; c < children; ++c) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      int status = 0;
-      try {
-        const armor::redis_connection conn{local_redis(port)};
-        armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
-            options, {}, armor::redis_quota_storage{conn, {.tracker = name, .lease = lease}}};
-        std::int64_t n = 0;
-        while (t.try_consume(1)) ++n;
-        if (t.try_consume(1).status() != armor::quota_status::exhausted) status = 4;
-        if (::write(fds[1], &n, sizeof n) != static_cast<ssize_t>(sizeof n)) status = 2;
-      } catch (...) {
-        status = 3;
-      }
-      ::_exit(status);
-    }
-    ::close(fds[1]);
-    kids.emplace_back(pid, fds[0]);
-  }
-  std::int64_t total = 0;
-  for (auto [pid, fd] : kids) {
-    std::int64_t n = 0;
-    CHECK(::read(fd, &n, sizeof n) == static_cast<ssize_t>(sizeof n));
-    total += n;
-    ::close(fd);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
-  return total;
+  return armor_test::sum_over_children(children, [&] {
+    const armor::redis_connection conn{local_redis(port)};
+    armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
+        options, {}, armor::redis_quota_storage{conn, {.tracker = name, .lease = lease}}};
+    armor_test::child_report r;
+    while (t.try_consume(1)) ++r.units;
+    r.refused_as_expected = t.try_consume(1).status() == armor::quota_status::exhausted;
+    return r;
+  });
 }
 
 }  // namespace
@@ -386,37 +360,6 @@ TEST_CASE("redis backend: processes with leases stay within the documented bound
 
 namespace {
 
-armor::redis_options failing_redis(int port) {
-  armor::redis_options o = local_redis(port);
-  o.connect_timeout = 100ms;
-  o.command_timeout = 100ms;
-  o.breaker.failure_threshold = 2;
-  o.breaker.open_for = 200ms;
-  return o;
-}
-
-// The longest a call may take while Redis is down or frozen: a wait for a
-// connection, a reconnection, a reply (see detail/redis_client.hpp), and
-// slack for a loaded machine.
-constexpr auto call_bound = 100ms + 100ms + 100ms + 100ms + 400ms;
-
-template <class F>
-nanoseconds timed(F f) {
-  const auto t0 = steady_clock::now();
-  f();
-  return steady_clock::now() - t0;
-}
-
-/// Calls `f` until it returns true, for at most `limit`; true if it did.
-template <class F>
-bool eventually(F f, milliseconds limit = 5000ms) {
-  const auto until = steady_clock::now() + limit;
-  while (steady_clock::now() < until) {
-    if (f()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
 
 using sys_tracker = armor::quota_tracker<armor::system_clock, armor::redis_quota_storage>;
 
@@ -424,18 +367,18 @@ using sys_tracker = armor::quota_tracker<armor::system_clock, armor::redis_quota
 
 TEST_CASE("redis killed and restarted: fail_closed refuses with storage_unavailable, in time, then recovers") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(local_redis(server.port()))};
   sys_tracker t{{.windows = {quota_window::per_day(100)}}, {}, armor::redis_quota_storage{conn, {.tracker = "closed"}}};
   REQUIRE(t.try_consume(1));
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 50; ++i) {
     armor::quota_decision d;
-    worst = std::max(worst, timed([&] { d = t.try_consume(1); }));
+    worst = std::max(worst, armor_test::timed([&] { d = t.try_consume(1); }));
     REQUIRE(d.status() == armor::quota_status::unavailable);
     REQUIRE(d.code() == armor::errc::storage_unavailable);
   }
-  CHECK(worst < call_bound);
+  CHECK(worst < armor_test::redis_call_bound);
   CHECK(conn.stats().breaker_rejections > 0);  // most calls never touched the network
   CHECK(t.storage().stats().failed_closed == 50);
   CHECK_THROWS_AS((void)t.usage(0), armor::error);
@@ -443,20 +386,20 @@ TEST_CASE("redis killed and restarted: fail_closed refuses with storage_unavaila
   // Through a pipeline with a deadline: the call ends in time, with the storage's own code.
   auto p = armor::pipeline{armor::deadline{300ms}, std::ref(t)};
   armor::result<int> r{0};
-  const auto took = timed([&] { r = p.try_execute([] { return 1; }); });
+  const auto took = armor_test::timed([&] { r = p.try_execute([] { return 1; }); });
   CHECK_FALSE(r.has_value());
   CHECK(r.code() == armor::errc::storage_unavailable);
-  CHECK(took < call_bound);
+  CHECK(took < armor_test::redis_call_bound);
 
   server.start();  // same port, empty (nothing persisted)
-  CHECK(eventually([&] { return t.try_consume(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return t.try_consume(1).allowed(); }));
   CHECK(t.usage(0).used == 1);
   CHECK(conn.stats().connects >= 2);
 }
 
 TEST_CASE("redis killed and restarted: fail_open admits and says so") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(local_redis(server.port()))};
   sys_tracker t{{.windows = {quota_window::per_day(5)}},
                 {},
                 armor::redis_quota_storage{conn, {.tracker = "open", .on_failure = armor::redis_failure_mode::fail_open}}};
@@ -465,16 +408,16 @@ TEST_CASE("redis killed and restarted: fail_open admits and says so") {
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
-    worst = std::max(worst, timed([&] {
+    worst = std::max(worst, armor_test::timed([&] {
       auto r = t.reserve(2);  // admitted uncounted; dropping it must not touch Redis
       REQUIRE(r);
     }));
   }
-  CHECK(worst < call_bound);
+  CHECK(worst < armor_test::redis_call_bound);
   CHECK(t.storage().stats().failed_open == 20);
   server.start();
   // fail_open admits either way: wait for a consumption Redis counted.
-  CHECK(eventually([&] {
+  CHECK(armor_test::eventually([&] {
     const auto open_before = t.storage().stats().failed_open;
     return t.try_consume(1).allowed() && t.storage().stats().failed_open == open_before;
   }));
@@ -483,7 +426,7 @@ TEST_CASE("redis killed and restarted: fail_open admits and says so") {
 
 TEST_CASE("redis killed and restarted: fallback_local serves its share, then Redis again") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(local_redis(server.port()))};
   sys_tracker t{{.windows = {quota_window::per_day(10)}},
                 {},
                 armor::redis_quota_storage{
@@ -494,34 +437,34 @@ TEST_CASE("redis killed and restarted: fallback_local serves its share, then Red
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
     armor::quota_decision d;
-    worst = std::max(worst, timed([&] { d = t.try_consume(1); }));
+    worst = std::max(worst, armor_test::timed([&] { d = t.try_consume(1); }));
     if (d) ++admitted;
     else CHECK(d.status() == armor::quota_status::exhausted);
   }
   CHECK(admitted == 5);  // half of 10
-  CHECK(worst < call_bound);
+  CHECK(worst < armor_test::redis_call_bound);
   CHECK(t.usage(0).used == 5);  // the local counts, while Redis is away
   CHECK(t.storage().stats().served_locally == 20);
   server.start();
-  CHECK(eventually([&] { return t.try_consume(2).allowed(); }));
+  CHECK(armor_test::eventually([&] { return t.try_consume(2).allowed(); }));
   CHECK(t.usage(0).used == 2);  // Redis's counts again (a fresh server)
 }
 
 TEST_CASE("redis frozen (SIGSTOP): calls time out within the bound; the breaker makes them fast") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(local_redis(server.port()))};
   sys_tracker t{{.windows = {quota_window::per_day(100)}}, {}, armor::redis_quota_storage{conn, {.tracker = "slow"}}};
   REQUIRE(t.try_consume(1));
   server.pause();
   std::vector<nanoseconds> took;
   for (int i = 0; i < 10; ++i) {
-    took.push_back(timed([&] { CHECK(t.try_consume(1).status() == armor::quota_status::unavailable); }));
+    took.push_back(armor_test::timed([&] { CHECK(t.try_consume(1).status() == armor::quota_status::unavailable); }));
   }
   server.resume();
-  CHECK(*std::max_element(took.begin(), took.end()) < call_bound);
+  CHECK(*std::max_element(took.begin(), took.end()) < armor_test::redis_call_bound);
   CHECK(took.front() >= 90ms);  // the first call waited for its reply (command_timeout)
   CHECK(took.back() < 50ms);    // by then the breaker refused at once
-  CHECK(eventually([&] { return t.try_consume(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return t.try_consume(1).allowed(); }));
   // The reply that arrived late was not taken for a later command's: the
   // count is what this test consumed (2 and the frozen call's unit, if
   // Redis ran it after waking).
@@ -532,7 +475,7 @@ TEST_CASE("redis frozen (SIGSTOP): calls time out within the bound; the breaker 
 
 TEST_CASE("redis killed mid-run: leases under fail_closed; recovery takes a new lease") {
   armor_test::redis_server server;
-  const armor::redis_connection conn{failing_redis(server.port())};
+  const armor::redis_connection conn{armor_test::failing_redis_options(local_redis(server.port()))};
   sys_tracker t{{.windows = {quota_window::per_day(100)}}, {}, armor::redis_quota_storage{conn, {.tracker = "lease-kill", .lease = 5}}};
   REQUIRE(t.try_consume(1));
   server.kill();
@@ -541,6 +484,6 @@ TEST_CASE("redis killed mid-run: leases under fail_closed; recovery takes a new 
   CHECK(served == 4);  // what the lease held; then the refill fails closed
   CHECK(t.try_consume(1).status() == armor::quota_status::unavailable);
   server.start();
-  CHECK(eventually([&] { return t.try_consume(1).allowed(); }));
+  CHECK(armor_test::eventually([&] { return t.try_consume(1).allowed(); }));
   CHECK(t.storage().leased() == 4);
 }
