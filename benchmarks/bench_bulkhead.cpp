@@ -27,18 +27,18 @@ namespace {
 
 constexpr std::uint32_t limit = 64;
 
-armor::bulkhead& shared_bulkhead() {
+armor::bulkhead<>& shared_bulkhead() {
   static armor::bulkhead b{{.max_concurrent = limit}};
   return b;
 }
 
 void bm_bulkhead_try_acquire_release(benchmark::State& state) {
-  armor::bulkhead& b = shared_bulkhead();
+  armor::bulkhead<>& b = shared_bulkhead();
   long refused = 0;
   for (auto _ : state) {
-    armor::bulkhead_permit p = b.try_acquire();
-    if (!p) ++refused;
-    benchmark::DoNotOptimize(p);
+    auto d = b.try_acquire();
+    if (!d) ++refused;
+    benchmark::DoNotOptimize(d);
   }
   if (refused != 0) state.SkipWithError("the bulkhead refused a call");
 }

@@ -136,7 +136,7 @@ B& opened(B& b) {
   const armor::timestamp now = armor::to_timestamp(armor::steady_clock::now());
   for (int i = 0; i < 10; ++i) {
     auto a = b.try_acquire(now);
-    if (a.permit) b.record(std::move(a.permit), armor::verdict::failure(), now);
+    if (a) b.record(std::move(a).permit(), armor::verdict::failure(), now);
   }
   return b;
 }
@@ -212,8 +212,9 @@ void closed_given(benchmark::State& state, B& b) {
   armor::timestamp now{1s};
   for (auto _ : state) {
     auto a = b.try_acquire(now);
-    benchmark::DoNotOptimize(a.kind);
-    b.record(std::move(a.permit), success, now);
+    bool granted = static_cast<bool>(a);
+    benchmark::DoNotOptimize(granted);
+    b.record(std::move(a).permit(), success, now);
     now += 1us;
   }
 }
@@ -223,8 +224,9 @@ void closed_clock(benchmark::State& state, B& b) {
   for (auto _ : state) {
     const armor::timestamp now = armor::to_timestamp(armor::steady_clock::now());
     auto a = b.try_acquire(now);
-    benchmark::DoNotOptimize(a.kind);
-    b.record(std::move(a.permit), success, now);
+    bool granted = static_cast<bool>(a);
+    benchmark::DoNotOptimize(granted);
+    b.record(std::move(a).permit(), success, now);
   }
 }
 
@@ -268,7 +270,8 @@ void bm_rejected_given_armor(benchmark::State& state) {
   const armor::timestamp now{1s};
   for (auto _ : state) {
     auto a = b.try_acquire(now);
-    benchmark::DoNotOptimize(a.retry_after);
+    auto retry_after = a.retry_after();
+    benchmark::DoNotOptimize(retry_after);
   }
   if (b.state() != armor::breaker_state::open) state.SkipWithError("the breaker is not open");
 }
@@ -277,7 +280,8 @@ void bm_rejected_given_armor_count_calls(benchmark::State& state) {
   const armor::timestamp now{1s};
   for (auto _ : state) {
     auto a = b.try_acquire(now);
-    benchmark::DoNotOptimize(a.retry_after);
+    auto retry_after = a.retry_after();
+    benchmark::DoNotOptimize(retry_after);
   }
 }
 void bm_rejected_given_mutex(benchmark::State& state) {
@@ -292,7 +296,8 @@ void bm_rejected_clock_armor(benchmark::State& state) {
   auto& b = open_armor();
   for (auto _ : state) {
     auto a = b.try_acquire(armor::to_timestamp(armor::steady_clock::now()));
-    benchmark::DoNotOptimize(a.retry_after);
+    auto retry_after = a.retry_after();
+    benchmark::DoNotOptimize(retry_after);
   }
   if (b.state() != armor::breaker_state::open) state.SkipWithError("the breaker is not open");
 }

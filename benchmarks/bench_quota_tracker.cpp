@@ -6,7 +6,7 @@
 //     one thread and two sharing the tracker;
 //   - a mutex-based tracker with the same window arithmetic, the obvious way
 //     to write one, for the same cases;
-//   - reserve + settle, and a call through a pipeline;
+//   - reserve + commit, and a call through a pipeline;
 //   - with ARMOR_BENCH_SQLITE (the build defines it when armor::sqlite is
 //     enabled), the sqlite backend in durable and batched modes.
 //
@@ -131,14 +131,14 @@ void bm_memory_manual_clock(benchmark::State& state) {
 }
 BENCHMARK(bm_memory_manual_clock)->Threads(1)->Threads(2);
 
-void bm_reserve_settle(benchmark::State& state) {
+void bm_reserve_commit(benchmark::State& state) {
   static armor::quota_tracker t{{.windows = three()}};
   for (auto _ : state) {
-    auto r = t.reserve(100);
-    benchmark::DoNotOptimize(r.settle(40));
+    auto d = t.reserve(100);
+    benchmark::DoNotOptimize(d.permit().commit(40));
   }
 }
-BENCHMARK(bm_reserve_settle);
+BENCHMARK(bm_reserve_commit);
 
 void bm_pipeline_quota(benchmark::State& state) {
   const auto p = armor::pipeline{armor::quota_tracker{{.windows = three()}}};

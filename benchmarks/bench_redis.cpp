@@ -12,8 +12,8 @@
 // on PATH the Redis benchmarks report themselves skipped. Limits are so high
 // that nothing is refused during a run.
 #include <armor/quota_tracker.hpp>
-#include <armor/storage/redis.hpp>
-#include <armor/storage/redis_bucket.hpp>
+#include <armor/redis/quota_storage.hpp>
+#include <armor/redis/token_bucket.hpp>
 #include <armor/token_bucket.hpp>
 
 #include <benchmark/benchmark.h>
@@ -160,7 +160,7 @@ void redis_bench(benchmark::State& state, std::int64_t lease, shared_tracker<red
     o.connections = 4;
     o.prefix = "armor-bench";
     shared.tracker = std::make_unique<redis_tracker>(
-        armor::quota_options{.windows = {quota_window::per_day(huge)}}, armor::system_clock{},
+        armor::quota_tracker_options{.windows = {quota_window::per_day(huge)}}, armor::system_clock{},
         armor::redis_quota_storage{armor::redis_connection{o},
                                    {.tracker = "bench-" + std::to_string(lease), .lease = lease}});
     shared.ready.store(true);
@@ -218,7 +218,8 @@ void redis_bucket_bench(benchmark::State& state, std::int64_t lease, shared_trac
     o.connections = 4;
     o.prefix = "armor-bench";
     shared.tracker = std::make_unique<redis_bucket>(
-        open_bucket, armor::redis_connection{o}, armor::redis_bucket_options{.name = "bucket-" + std::to_string(lease), .lease = lease, .lease_ttl = 1s});
+        open_bucket, armor::redis_connection{o},
+        armor::redis_token_bucket_options{.name = "bucket-" + std::to_string(lease), .lease = lease, .lease_ttl = 1s});
     shared.ready.store(true);
   }
   while (!shared.ready.load()) std::this_thread::yield();

@@ -39,17 +39,12 @@ struct transitions {
 
 struct retry_events {
   std::atomic<std::uint64_t> count{0};
-  void on_retry(unsigned, std::chrono::nanoseconds, const armor::verdict&) noexcept {
-    count.fetch_add(1, std::memory_order_relaxed);
-  }
-  void on_give_up(unsigned, armor::backoff_stop, const armor::verdict&) noexcept {
-    count.fetch_add(1, std::memory_order_relaxed);
-  }
+  void operator()(const armor::backoff_event&) noexcept { count.fetch_add(1, std::memory_order_relaxed); }
 };
 
 struct quota_events {
   std::atomic<std::uint64_t> count{0};
-  void on_quota_alert(const armor::quota_alert&) noexcept { count.fetch_add(1, std::memory_order_relaxed); }
+  void operator()(const armor::quota_tracker_event&) noexcept { count.fetch_add(1, std::memory_order_relaxed); }
 };
 
 /// Reads `read()` in a loop on another thread while it lives.
@@ -80,7 +75,7 @@ void run_breaker(benchmark::State& state, Breaker& b) {
   const armor::verdict ok = armor::verdict::success();
   for (auto _ : state) {
     auto a = b.try_acquire(now);
-    b.record(std::move(a.permit), ok, now);
+    b.record(std::move(a).permit(), ok, now);
   }
 }
 
@@ -153,13 +148,13 @@ BENCHMARK(bm_backoff_count_calls);
 template <class Tracker>
 void run_quota(benchmark::State& state, Tracker& q) {
   for (auto _ : state) {
-    auto r = q.reserve(1);
-    benchmark::DoNotOptimize(r.amount());
-    r.cancel();
+    auto d = q.reserve(1);
+    benchmark::DoNotOptimize(d.permit().amount());
+    d.permit().cancel();
   }
 }
 
-armor::quota_options quota_options() {
+armor::quota_tracker_options quota_options() {
   return {.windows = {armor::quota_window::per_day(armor::quota_max_limit)}};
 }
 

@@ -1,5 +1,6 @@
 # Finds hiredis (the C client for Redis) and adds what a target needs to use
-# it with armor/storage/redis.hpp.
+# it with armor/redis.hpp (armor/redis/*.hpp: the connection, the quota
+# storage, the token bucket).
 #
 # Used twice: by armor's own CMakeLists.txt, and by the installed
 # armorConfig.cmake on the consumer's machine, so an installed armor::redis

@@ -114,10 +114,11 @@ struct upstream {
 };
 
 struct print_retries {
-  void on_retry(unsigned attempt, std::chrono::nanoseconds delay, const armor::verdict& v) const {
-    std::printf("  attempt %u failed (%s), retrying in %lld ms\n", attempt,
-                v.kind == armor::outcome::timeout ? "timed out" : "server error",
-                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()));
+  void operator()(const armor::backoff_event& e) const noexcept {
+    if (e.kind != armor::backoff_event_kind::retry) return;
+    std::printf("  attempt %u failed (%s), retrying in %lld ms\n", e.attempt,
+                e.last.kind == armor::outcome::timeout ? "timed out" : "server error",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(e.delay).count()));
   }
 };
 

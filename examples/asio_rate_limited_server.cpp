@@ -8,6 +8,7 @@
 // and gets 5 answers and then 429s; the second, limited separately, gets all
 // of its 3. The example prints the first 429 in full and exits 0 if every
 // count is as expected.
+#include <armor/http/rate_limit.hpp>
 #include <armor/keyed.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -45,7 +46,7 @@ awaitable<void> serve(tcp::socket socket, per_ip_limits& limits) {
   const auto decision = limits.get(ip)->try_acquire();
   std::string head = decision ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.1 429 Too Many Requests\r\n";
   // Retry-After on a refusal; RateLimit-* and X-RateLimit-* on every answer.
-  armor::rate_limit_headers(decision, [&](std::string_view name, std::string_view value) {
+  armor::http::rate_limit_headers(decision, [&](std::string_view name, std::string_view value) {
     head.append(name).append(": ").append(value).append("\r\n");
   });
   const std::string body = decision ? "hello\n" : "slow down\n";

@@ -234,7 +234,7 @@ class recorder {
     emit(t, style(fmt::emphasis::bold | fg(colour)), "breaker", text);
   }
 
-  void quota_alert(const armor::quota_alert& a) {
+  void quota_alert(const armor::quota_tracker_event& a) {
     const double t = now();
     const std::lock_guard lock(mutex_);
     alerts_.push_back({t, 100 * a.threshold});
@@ -352,11 +352,20 @@ std::string describe(const armor::verdict& v, int status) {
 // ---------------------------------------------------------------------------
 // Listeners
 
-// backoff's listener: prints retries and give-ups.
+// backoff's listener: prints retries and give-ups. Listeners are noexcept:
+// if printing ever threw (out of memory), the demo would end.
 struct retry_log {
   recorder* rec;
 
-  void on_retry(unsigned attempt, nanoseconds delay, const armor::verdict& v) const {
+  void operator()(const armor::backoff_event& e) const noexcept {
+    if (e.kind == armor::backoff_event_kind::retry) {
+      retried(e.attempt, e.delay, e.last);
+    } else {
+      gave_up(e.attempt, e.stop, e.last);
+    }
+  }
+
+  void retried(unsigned attempt, nanoseconds delay, const armor::verdict& v) const {
     rec->retried();
     const double ms = duration<double, std::milli>(delay).count();
     const bool server_said = v.retry_after.has_value() && v.kind != armor::outcome::rejected;
@@ -365,7 +374,7 @@ struct retry_log {
                      server_said ? " (the server's Retry-After)" : "");
   }
 
-  void on_give_up(unsigned attempts, armor::backoff_stop why, const armor::verdict& last) const {
+  void gave_up(unsigned attempts, armor::backoff_stop why, const armor::verdict& last) const {
     if (why == armor::backoff_stop::non_retryable) return;  // reported as the call's own ending
     const char* reason = why == armor::backoff_stop::deadline  ? "the next try would miss the deadline"
                          : why == armor::backoff_stop::budget  ? "the retry budget is spent"
@@ -379,13 +388,13 @@ struct retry_log {
 // circuit_breaker's listener: one line per transition.
 struct breaker_log {
   recorder* rec;
-  void operator()(const armor::circuit_breaker_event& e) const { rec->breaker_changed(e); }
+  void operator()(const armor::circuit_breaker_event& e) const noexcept { rec->breaker_changed(e); }
 };
 
 // quota_tracker's listener: the 80 %, 90 % and 100 % alerts.
 struct quota_log {
   recorder* rec;
-  void on_quota_alert(const armor::quota_alert& a) const { rec->quota_alert(a); }
+  void operator()(const armor::quota_tracker_event& a) const noexcept { rec->quota_alert(a); }
 };
 
 // A layer that forwards to a token bucket and reports its waits: armor has

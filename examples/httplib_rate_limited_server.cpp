@@ -3,7 +3,7 @@
 //
 // The server (127.0.0.1, an ephemeral port, in a thread) keeps one token
 // bucket per client IP in an armor::keyed map: one request a second, burst 5.
-// Every answer carries the rate-limit headers armor::rate_limit_headers
+// Every answer carries the rate-limit headers armor::http::rate_limit_headers
 // writes (RateLimit-*, X-RateLimit-* with the reset as a Unix time, as
 // GitHub sends it); a refusal is 429 with Retry-After.
 //
@@ -47,8 +47,8 @@ class limited_server {
  public:
   limited_server() : limits_(armor::token_bucket_options::parse("1/s burst=5"), {.max_keys = 10'000}) {
     svr_.Get("/", [this](const httplib::Request& req, httplib::Response& res) {
-      const armor::bucket_decision d = limits_.get(req.remote_addr)->try_acquire();
-      armor::rate_limit_headers(
+      const armor::token_bucket_decision<> d = limits_.get(req.remote_addr)->try_acquire();
+      armor::http::rate_limit_headers(
           d, [&](std::string_view name, std::string_view value) { res.set_header(std::string(name), std::string(value)); },
           {.wall_now = std::chrono::system_clock::now()});
       if (!d) {

@@ -14,7 +14,7 @@
 //                                armor::system_clock{},
 //                                armor::redis_quota_storage{redis, {.tracker = "gemini-free-tier"}}};
 #include <armor/quota_tracker.hpp>
-#include <armor/storage/redis.hpp>
+#include <armor/redis/quota_storage.hpp>
 
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
@@ -79,7 +79,7 @@ int worker(int id, int port) {
                              armor::redis_quota_storage{redis, {.tracker = "gemini-free-tier"}}};
   int spent = 0;
   for (;;) {
-    const armor::quota_decision d = quota.try_consume(1);
+    const armor::quota_tracker_decision<> d = quota.try_consume(1);
     if (!d) {
       std::printf("worker %d: refused (%s), %lld/%lld used today, resets in %lld min\n", id,
                   d.code().message().c_str(), static_cast<long long>(d.used()), static_cast<long long>(d.limit()),

@@ -35,8 +35,8 @@
 #endif
 
 #if ARMOR_TEST_PACKAGE_REDIS
-#if __has_include(<armor/storage/redis.hpp>)
-#include <armor/storage/redis.hpp>
+#if __has_include(<armor/redis.hpp>)
+#include <armor/redis.hpp>
 #endif
 #include <hiredis/hiredis.h>
 #endif

@@ -4,6 +4,7 @@
 #include <armor/backoff.hpp>
 #include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
+#include <armor/stats.hpp>
 
 #include "armor_catch.hpp"
 #include "test_policies.hpp"
@@ -65,32 +66,30 @@ std::string refusal(const armor::backoff_options& o) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-/// A listener that records everything it hears.
+/// A listener that records everything it hears (single-threaded tests:
+/// push_back may throw only on memory exhaustion, which ends the test).
 struct recording_listener {
-  struct retry {
-    unsigned attempt;
-    nanoseconds delay;
-    armor::outcome kind;
-  };
-  struct give_up {
-    unsigned attempts;
-    armor::backoff_stop why;
-  };
-  std::vector<retry> retries;
-  std::vector<give_up> give_ups;
+  std::vector<armor::backoff_event> events;    ///< all of them, in order
+  std::vector<armor::backoff_event> retries;   ///< kind retry
+  std::vector<armor::backoff_event> give_ups;  ///< kind give_up
 
-  void on_retry(unsigned attempt, nanoseconds delay, const armor::verdict& v) {
-    retries.push_back({attempt, delay, v.kind});
-  }
-  void on_give_up(unsigned attempts, armor::backoff_stop why, const armor::verdict&) {
-    give_ups.push_back({attempts, why});
+  void operator()(const armor::backoff_event& e) noexcept {
+    events.push_back(e);
+    (e.kind == armor::backoff_event_kind::retry ? retries : give_ups).push_back(e);
   }
 };
 
-/// A listener with only on_retry.
+/// A listener that looks only at retries.
 struct retry_counter {
   int retries = 0;
-  void on_retry(unsigned, nanoseconds, const armor::verdict&) noexcept { ++retries; }
+  void operator()(const armor::backoff_event& e) noexcept {
+    if (e.kind == armor::backoff_event_kind::retry) ++retries;
+  }
+};
+
+/// A listener that may throw: refused at compile time.
+struct throwing_listener {
+  void operator()(const armor::backoff_event&) {}
 };
 
 }  // namespace
@@ -112,7 +111,8 @@ TEST_CASE("backoff is a looping policy built from designated options") {
   CHECK(defaults.options().max_attempts == 3);
   CHECK(defaults.options().schedule == armor::backoff_schedule::exponential);
   CHECK(defaults.options().jitter == armor::jitter_mode::full);
-  CHECK_FALSE(defaults.budget_tokens().has_value());
+  CHECK_FALSE(defaults.stats().has_budget);
+  CHECK(defaults.stats().budget_tokens == 0.0);
 
   armor::backoff seeded{{}, armor::seeded_rng{1}};
   static_assert(std::is_same_v<decltype(seeded), armor::backoff<armor::seeded_rng>>);
@@ -745,7 +745,7 @@ TEST_CASE("an inner layer's refusal with a retry_after is retried after that tim
   CHECK(limiter.admits == 3);
   CHECK(clock.now().time_since_epoch() == 1500ms);
   CHECK(r.code() == armor::errc::rate_limited);  // armor stopped the call
-  CHECK(p.layer<0>().budget_tokens() == 2.0);    // refusals drain no tokens
+  CHECK(p.layer<0>().stats().budget_tokens == 2.0);  // refusals drain no tokens
 }
 
 // ---------------------------------------------------------------- retry budget
@@ -761,19 +761,19 @@ TEST_CASE("the retry budget drains on failures, refuses retries at half, and ref
     ++calls;
     return 1;
   };
-  REQUIRE(policy.budget_tokens() == 10.0);  // starts full
+  REQUIRE(policy.stats().budget_tokens == 10.0);  // starts full
 
   // Call 1: three attempts, 10 -> 9 -> 8 -> 7.
   (void)p.try_execute(fail);
   CHECK(calls == 3);
-  CHECK(policy.budget_tokens() == 7.0);
+  CHECK(policy.stats().budget_tokens == 7.0);
 
   // Call 2: 7 -> 6 (retry), 6 -> 5: at half, the retry is refused.
   calls = 0;
   auto r = p.try_execute(fail);
   CHECK(calls == 2);
   CHECK(r.code() == armor::errc::retries_exhausted);
-  CHECK(policy.budget_tokens() == 5.0);
+  CHECK(policy.stats().budget_tokens == 5.0);
   CHECK(policy.stats().budget_refusals == 1);
 
   // While the budget is low, first attempts still run; only retries are refused.
@@ -783,23 +783,23 @@ TEST_CASE("the retry budget drains on failures, refuses retries at half, and ref
     CHECK(calls == 1);
     CHECK(r1.code() == armor::errc::operation_failed);
   }
-  CHECK(policy.budget_tokens() == 0.0);  // never below zero
+  CHECK(policy.stats().budget_tokens == 0.0);  // never below zero
   CHECK(policy.stats().budget_refusals == 9);
 
   // Successes refill by token_ratio: 11 successes bring it to 5.5 > 5.
   for (int i = 0; i < 10; ++i) (void)p.execute(succeed);
-  CHECK(policy.budget_tokens() == 5.0);
+  CHECK(policy.stats().budget_tokens == 5.0);
   calls = 0;
   (void)p.try_execute(fail);
   CHECK(calls == 1);  // 5 -> 4: still refused
   for (int i = 0; i < 3; ++i) (void)p.execute(succeed);
-  CHECK(policy.budget_tokens() == 5.5);
+  CHECK(policy.stats().budget_tokens == 5.5);
   calls = 0;
   (void)p.try_execute(fail);  // 5.5 -> 4.5: refused again (the failure drains first)
   CHECK(calls == 1);
 
   for (int i = 0; i < 100; ++i) (void)p.execute(succeed);
-  CHECK(policy.budget_tokens() == 10.0);  // never above max_tokens
+  CHECK(policy.stats().budget_tokens == 10.0);  // never above max_tokens
   calls = 0;
   (void)p.try_execute(fail);
   CHECK(calls == 3);  // retries are back
@@ -812,7 +812,7 @@ TEST_CASE("non-retryable failures do not drain the budget") {
                            }},
                            armor::backoff{{.budget = armor::retry_budget{}}}};
   for (int i = 0; i < 20; ++i) (void)p.try_execute([]() -> int { throw transient(1); });
-  CHECK(p.layer<0>().budget_tokens() == 10.0);
+  CHECK(p.layer<0>().stats().budget_tokens == 10.0);
 }
 
 TEST_CASE("a moved backoff keeps its counters and budget level; std::ref shares one policy") {
@@ -823,12 +823,13 @@ TEST_CASE("a moved backoff keeps its counters and budget level; std::ref shares 
   (void)p1.try_execute([]() -> int { throw transient(1); });
   (void)p2.try_execute([]() -> int { throw transient(1); });
   CHECK(original.stats().retries == 2);
-  CHECK(original.budget_tokens() == 6.0);
+  CHECK(original.stats().budget_tokens == 6.0);
 
   armor::backoff moved{std::move(original)};
   CHECK(moved.stats().retries == 2);
   CHECK(moved.stats().exhausted == 2);
-  CHECK(moved.budget_tokens() == 6.0);
+  CHECK(moved.stats().has_budget);
+  CHECK(moved.stats().budget_tokens == 6.0);
   CHECK(moved.options().max_attempts == 2);
 }
 
@@ -844,12 +845,12 @@ TEST_CASE("the listener hears each retry with its attempt, delay and verdict, an
   REQUIRE(heard.retries.size() == 2);
   CHECK(heard.retries[0].attempt == 1);
   CHECK(heard.retries[0].delay == 100ms);
-  CHECK(heard.retries[0].kind == armor::outcome::failure);
+  CHECK(heard.retries[0].last.kind == armor::outcome::failure);
   CHECK(heard.retries[1].attempt == 2);
   CHECK(heard.retries[1].delay == 200ms);
   REQUIRE(heard.give_ups.size() == 1);
-  CHECK(heard.give_ups[0].attempts == 3);
-  CHECK(heard.give_ups[0].why == armor::backoff_stop::exhausted);
+  CHECK(heard.give_ups[0].attempt == 3);
+  CHECK(heard.give_ups[0].stop == armor::backoff_stop::exhausted);
 
   (void)p.execute([] { return 1; });  // a success is neither a retry nor a give-up
   CHECK(heard.retries.size() == 2);
@@ -872,18 +873,159 @@ TEST_CASE("give-up reasons: non-retryable, budget, deadline") {
                                                 armor::thread_rng{}, std::ref(heard)}};
   (void)bounded.try_execute([]() -> int { throw transient(1); });
   REQUIRE(heard.give_ups.size() == 3);
-  CHECK(heard.give_ups[0].why == armor::backoff_stop::non_retryable);
-  CHECK(heard.give_ups[1].why == armor::backoff_stop::budget);
-  CHECK(heard.give_ups[2].why == armor::backoff_stop::deadline);
+  CHECK(heard.give_ups[0].stop == armor::backoff_stop::non_retryable);
+  CHECK(heard.give_ups[1].stop == armor::backoff_stop::budget);
+  CHECK(heard.give_ups[2].stop == armor::backoff_stop::deadline);
   CHECK(heard.retries.empty());
 }
 
-TEST_CASE("a listener with only on_retry is enough") {
+TEST_CASE("a listener may look only at retry events") {
   armor::manual_clock clock;
   retry_counter counter;
   auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 4}, armor::seeded_rng{3}, std::ref(counter)}};
   (void)p.try_execute([]() -> int { throw transient(1); });
   CHECK(counter.retries == 3);
+}
+
+TEST_CASE("backoff events: a retry carries the attempt, the delay and the failed verdict; a give-up its stop") {
+  armor::manual_clock clock;
+  recording_listener heard;
+  auto p = armor::pipeline{
+      clock, armor::classify{[](const std::error_code& ec) {
+        if (!ec) return armor::verdict::success();
+        if (ec == std::errc::connection_refused) return armor::verdict::retry_later(3s, ec);
+        if (ec == std::errc::timed_out) return armor::verdict{armor::outcome::timeout, true, std::nullopt, ec};
+        return armor::verdict::failure(ec);
+      }},
+      armor::backoff{{.max_attempts = 3, .initial = 100ms, .jitter = armor::jitter_mode::none}, armor::thread_rng{},
+                     std::ref(heard)}};
+  const std::array<std::errc, 3> errors{std::errc::connection_refused, std::errc::timed_out, std::errc::io_error};
+  int calls = 0;
+  const std::error_code last = p.execute([&] { return std::make_error_code(errors[calls++]); });
+  CHECK(last == std::errc::io_error);
+  REQUIRE(heard.events.size() == 3);
+
+  const armor::backoff_event& first = heard.events[0];
+  CHECK(first.kind == armor::backoff_event_kind::retry);
+  CHECK(first.attempt == 1);
+  CHECK(first.delay == 3s);  // the verdict's retry_after, not the schedule's 100 ms
+  CHECK(first.last.kind == armor::outcome::failure);
+  CHECK(first.last.code == std::errc::connection_refused);
+  CHECK(first.last.retry_after == std::optional<nanoseconds>{3s});
+
+  const armor::backoff_event& second = heard.events[1];
+  CHECK(second.kind == armor::backoff_event_kind::retry);
+  CHECK(second.attempt == 2);
+  CHECK(second.delay == 200ms);
+  CHECK(second.last.kind == armor::outcome::timeout);
+  CHECK(second.last.code == std::errc::timed_out);
+  CHECK_FALSE(second.last.retry_after.has_value());
+
+  const armor::backoff_event& end = heard.events[2];
+  CHECK(end.kind == armor::backoff_event_kind::give_up);
+  CHECK(end.attempt == 3);
+  CHECK(end.stop == armor::backoff_stop::exhausted);
+  CHECK(end.delay == 0ns);
+  CHECK(end.last.kind == armor::outcome::failure);
+  CHECK(end.last.code == std::errc::io_error);
+  CHECK(clock.now().time_since_epoch() == 3200ms);
+
+  // A non-retryable failure is one give-up event, with its code.
+  heard = {};
+  calls = 0;
+  auto permanent = armor::pipeline{clock, armor::classify{[](const std::error_code& ec) {
+                                     return ec ? armor::verdict::permanent_failure(ec) : armor::verdict::success();
+                                   }},
+                                   armor::backoff{{}, armor::thread_rng{}, std::ref(heard)}};
+  (void)permanent.execute([] { return std::make_error_code(std::errc::permission_denied); });
+  REQUIRE(heard.events.size() == 1);
+  CHECK(heard.events[0].kind == armor::backoff_event_kind::give_up);
+  CHECK(heard.events[0].attempt == 1);
+  CHECK(heard.events[0].stop == armor::backoff_stop::non_retryable);
+  CHECK(heard.events[0].last.code == std::errc::permission_denied);
+  CHECK_FALSE(heard.events[0].last.retryable);
+}
+
+TEST_CASE("a backoff listener must be a noexcept callable of backoff_event") {
+  static_assert(armor::listener_for<recording_listener, armor::backoff_event>);
+  static_assert(armor::listener_for<std::reference_wrapper<recording_listener>, armor::backoff_event>);
+  static_assert(!armor::listener_for<throwing_listener, armor::backoff_event>);
+  static_assert(!armor::listener_for<int, armor::backoff_event>);
+  // With a noexcept random source, next() cannot throw, listener or not.
+  using loud = armor::backoff<armor::thread_rng, std::reference_wrapper<recording_listener>>;
+  static_assert(noexcept(std::declval<loud&>().next(std::declval<const armor::context&>(),
+                                                    std::declval<const armor::verdict&>(),
+                                                    std::declval<loud::loop_state&>())));
+  SUCCEED();
+}
+
+TEST_CASE("backoff enums have to_string") {
+  CHECK(armor::to_string(armor::backoff_stop::non_retryable) == "non_retryable");
+  CHECK(armor::to_string(armor::backoff_stop::exhausted) == "exhausted");
+  CHECK(armor::to_string(armor::backoff_stop::budget) == "budget");
+  CHECK(armor::to_string(armor::backoff_stop::deadline) == "deadline");
+  CHECK(armor::to_string(armor::backoff_schedule::constant) == "constant");
+  CHECK(armor::to_string(armor::backoff_schedule::linear) == "linear");
+  CHECK(armor::to_string(armor::backoff_schedule::exponential) == "exponential");
+  CHECK(armor::to_string(armor::backoff_schedule::decorrelated) == "decorrelated");
+  CHECK(armor::to_string(armor::jitter_mode::none) == "none");
+  CHECK(armor::to_string(armor::jitter_mode::full) == "full");
+  CHECK(armor::to_string(armor::jitter_mode::equal) == "equal");
+  CHECK(armor::to_string(armor::jitter_mode::proportional) == "proportional");
+  CHECK(armor::to_string(armor::backoff_event_kind::retry) == "retry");
+  CHECK(armor::to_string(armor::backoff_event_kind::give_up) == "give_up");
+  static_assert(armor::to_string(armor::backoff_stop::budget) == "budget");
+}
+
+namespace {
+
+/// "name metric" for each field of `s` that would be exported.
+std::vector<std::string> exported_fields(const armor::backoff_stats& s) {
+  std::vector<std::string> out;
+  armor::detail::for_each_field<armor::backoff_stats>([&](const auto& f) {
+    if (armor::detail::exported(f, s)) out.push_back(std::string(f.name) + " " + std::string(f.metric));
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("backoff_stats describes its fields: calls only when counting, the budget's level only with a budget") {
+  static_assert(armor::described_stats<armor::backoff_stats>);
+  const std::vector<std::string> always{
+      "retries armor_retry_attempts_total",
+      "successes_after_retry armor_retry_successes_after_retry_total",
+      "exhausted armor_retry_exhausted_total",
+      "budget_refusals armor_retry_budget_refused_total",
+      "deadline_stops armor_retry_deadline_stopped_total",
+      "non_retryable armor_retry_non_retryable_total",
+  };
+
+  const armor::backoff plain{};
+  CHECK_FALSE(plain.stats().counting);
+  CHECK_FALSE(plain.stats().has_budget);
+  CHECK(exported_fields(plain.stats()) == always);
+
+  const armor::backoff counting{{.count_calls = true}};
+  CHECK(counting.stats().counting);
+  std::vector<std::string> with_calls{"calls armor_retry_calls_total"};
+  with_calls.insert(with_calls.end(), always.begin(), always.end());
+  CHECK(exported_fields(counting.stats()) == with_calls);
+
+  const armor::backoff budgeted{{.budget = armor::retry_budget{.max_tokens = 4}}};
+  const armor::backoff_stats s = budgeted.stats();
+  CHECK(s.has_budget);
+  CHECK(s.budget_tokens == 4.0);
+  std::vector<std::string> with_budget = always;
+  with_budget.emplace_back("budget_tokens armor_retry_budget_tokens");
+  CHECK(exported_fields(s) == with_budget);
+
+  // The types: counters, and the level a gauge.
+  armor::detail::for_each_field<armor::backoff_stats>([](const auto& f) {
+    CAPTURE(std::string(f.name));
+    CHECK(f.type == (f.name == "budget_tokens" ? armor::metric_type::gauge : armor::metric_type::counter));
+    CHECK_FALSE(f.help.empty());
+  });
 }
 
 // ---------------------------------------------------------------- the documented example

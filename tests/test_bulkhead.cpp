@@ -6,6 +6,7 @@
 #include <armor/deadline.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
+#include <armor/stats.hpp>
 
 #include "armor_catch.hpp"
 #include "test_policies.hpp"
@@ -17,6 +18,7 @@
 #include <string>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -64,33 +66,93 @@ TEST_CASE("try_acquire admits max_concurrent holders and refuses the next; a rel
   armor::bulkhead b{{.max_concurrent = 3}};
   std::vector<armor::bulkhead_permit> held;
   for (int i = 0; i < 3; ++i) {
-    held.push_back(b.try_acquire());
+    held.push_back(b.try_acquire().permit());
     CHECK(static_cast<bool>(held.back()));
   }
   CHECK(b.in_use() == 3);
   CHECK(b.available() == 0);
   auto refused = b.try_acquire();
   CHECK_FALSE(refused);
+  CHECK_FALSE(refused.permit());
   CHECK(b.in_use() == 3);  // a refusal writes nothing
   held.pop_back();          // dropping a permit gives its slot back
   CHECK(b.in_use() == 2);
   auto again = b.try_acquire();
   CHECK(static_cast<bool>(again));
-  again.release();
-  CHECK_FALSE(again);
-  again.release();  // releasing twice gives back nothing more
+  again.permit().release();
+  CHECK_FALSE(again.permit());
+  again.permit().release();  // releasing twice gives back nothing more
   CHECK(b.in_use() == 2);
   held.clear();
   CHECK(b.in_use() == 0);
   CHECK(b.available() == 3);
 }
 
+TEST_CASE("try_acquire answers an armor::decision: the permit when granted; bulkhead_full, no known wait, when refused") {
+  static_assert(std::is_same_v<decltype(std::declval<armor::bulkhead<>&>().try_acquire()),
+                               armor::decision<armor::bulkhead_permit>>);
+  static_assert(armor::decision_like<armor::decision<armor::bulkhead_permit>>);
+  armor::bulkhead b{{.max_concurrent = 1}};
+
+  auto granted = b.try_acquire();
+  REQUIRE(granted);
+  CHECK_FALSE(granted.code());
+  CHECK(granted.retry_after() == std::chrono::nanoseconds::zero());
+  CHECK(static_cast<bool>(granted.permit()));
+  CHECK(b.in_use() == 1);
+
+  auto refused = b.try_acquire();
+  CHECK_FALSE(refused);
+  CHECK(refused.code() == armor::errc::bulkhead_full);
+  CHECK(refused.code() == std::errc::resource_unavailable_try_again);
+  CHECK(refused.retry_after() == std::chrono::nanoseconds::max());  // a bulkhead cannot know when a slot frees
+  CHECK_FALSE(refused.permit());
+  CHECK(b.in_use() == 1);
+
+  // The permit moves out of the decision and holds the slot on its own.
+  armor::bulkhead_permit held = std::move(granted).permit();
+  CHECK(static_cast<bool>(held));
+  CHECK(b.in_use() == 1);
+  held.release();
+  CHECK(b.in_use() == 0);
+
+  // A granted decision dropped with its permit inside gives the slot back.
+  {
+    const auto dropped = b.try_acquire();
+    CHECK(static_cast<bool>(dropped));
+    CHECK(b.in_use() == 1);
+  }
+  CHECK(b.in_use() == 0);
+}
+
+TEST_CASE("bulkhead enums have to_string; bulkhead_stats describes its four gauges") {
+  CHECK(armor::to_string(armor::bulkhead_event_kind::rejected) == "rejected");
+  CHECK(armor::to_string(armor::bulkhead_event_kind::queued) == "queued");
+  CHECK(armor::to_string(armor::bulkhead_event_kind::abandoned) == "abandoned");
+  static_assert(armor::to_string(armor::bulkhead_event_kind::queued) == "queued");
+
+  static_assert(armor::described_stats<armor::bulkhead_stats>);
+  armor::bulkhead b{{.max_concurrent = 3, .max_queue = 2, .max_wait = 1s}};
+  auto h = b.try_acquire();
+  const armor::bulkhead_stats s = b.stats();
+  std::vector<std::string> seen;
+  armor::detail::for_each_field<armor::bulkhead_stats>([&](const auto& f) {
+    CHECK(f.type == armor::metric_type::gauge);
+    CHECK_FALSE(f.counted);
+    CHECK(armor::detail::exported(f, s));
+    seen.push_back(std::string(f.name) + "=" + std::to_string(s.*(f.member)) + " " + std::string(f.metric));
+  });
+  CHECK(seen == std::vector<std::string>{"in_use=1 armor_bulkhead_in_use", "queued=0 armor_bulkhead_queued",
+                                         "max_concurrent=3 armor_bulkhead_max_concurrent",
+                                         "max_queue=2 armor_bulkhead_max_queue"});
+}
+
 TEST_CASE("a full bulkhead without a queue fails fast with bulkhead_full and does not call the operation") {
   armor::manual_clock clock;
   armor::bulkhead b{{.max_concurrent = 2}};
   auto p = armor::pipeline{clock, std::ref(b)};
-  auto a = b.try_acquire();
-  auto c = b.try_acquire();
+  auto a = b.try_acquire().permit();
+  auto c = b.try_acquire().permit();
   int calls = 0;
   auto r = p.try_execute([&] { return ++calls; });
   REQUIRE_FALSE(r.has_value());
@@ -161,7 +223,7 @@ TEST_CASE("a retry layer inside the bulkhead keeps one slot; outside it, each at
   // refused and retried, and the call ends refused.
   seen.clear();
   auto slot_per_attempt = armor::pipeline{clock, armor::backoff{retry}, std::ref(b)};
-  auto other = b.try_acquire();
+  auto other = b.try_acquire().permit();
   auto r = slot_per_attempt.try_execute(failing_twice);
   CHECK(r.code() == armor::errc::bulkhead_full);
   CHECK(seen.empty());
@@ -231,7 +293,7 @@ TEST_CASE("queued callers are served in arrival order; a newcomer never overtake
 TEST_CASE("a queued permit dropped unserved leaves the queue; one granted meanwhile gives its slot on") {
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 4, .max_wait = 1s}};
   armor::context ctx(armor::timestamp{});
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   test_waiter w1;
   test_waiter w2;
   test_waiter w3;
@@ -258,7 +320,7 @@ TEST_CASE("a queued permit dropped unserved leaves the queue; one granted meanwh
 TEST_CASE("enqueue takes a slot at once when one came free after admit") {
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
   armor::context ctx(armor::timestamp{});
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   REQUIRE(b.admit(ctx).kind == armor::admission_kind::queue);
   holder.release();
   test_waiter w;
@@ -273,7 +335,7 @@ TEST_CASE("in a pipeline on a manual clock, a queued call waits max_wait and the
   armor::manual_clock clock;
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 200ms}};
   auto p = armor::pipeline{clock, std::ref(b)};
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   int calls = 0;
   auto r = p.try_execute([&] { return ++calls; });
   REQUIRE_FALSE(r.has_value());
@@ -288,7 +350,7 @@ TEST_CASE("a queued wait is cut short by the deadline: deadline_exceeded at the 
   armor::manual_clock clock;
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 10s}};
   auto p = armor::pipeline{clock, armor::deadline{300ms}, std::ref(b)};
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   auto r = p.try_execute([] { return 1; });
   REQUIRE_FALSE(r.has_value());
   CHECK(r.code() == armor::errc::deadline_exceeded);
@@ -307,7 +369,7 @@ TEST_CASE("a call that finds the queue full is refused at once, without waiting"
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
   auto p = armor::pipeline{clock, std::ref(b)};
   armor::context ctx(armor::timestamp{});
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   test_waiter w;
   auto q = b.enqueue(ctx, w);  // takes the only place in the queue
   REQUIRE(q.kind == armor::admission_kind::queued);
@@ -321,7 +383,7 @@ TEST_CASE("layers outside a bulkhead see its refusal as a rejection") {
   armor_test::verdict_recorder outer;
   armor::bulkhead b{{.max_concurrent = 1}};
   auto p = armor::pipeline{clock, std::ref(outer), std::ref(b)};
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   (void)p.try_execute([] { return 1; });
   REQUIRE(outer.verdicts.size() == 1);
   CHECK(outer.verdicts[0].kind == armor::outcome::rejected);
@@ -332,13 +394,13 @@ TEST_CASE("layers outside a bulkhead see its refusal as a rejection") {
 TEST_CASE("keyed<bulkhead> limits each key on its own and evicts only idle keys") {
   armor::manual_clock clock;
   // keyed<bulkhead> alone uses steady_clock; this pipeline runs on a manual clock.
-  armor::keyed<armor::bulkhead, armor::bulkhead_options, armor::manual_clock> per_upstream{
+  armor::keyed<armor::bulkhead<>, armor::bulkhead_options, armor::manual_clock> per_upstream{
       {.max_concurrent = 2}, {.max_keys = 16}, clock};
-  static_assert(std::is_same_v<armor::keyed<armor::bulkhead>::clock_type, armor::steady_clock>);
+  static_assert(std::is_same_v<armor::keyed<armor::bulkhead<>>::clock_type, armor::steady_clock>);
   auto p = armor::pipeline{clock, std::ref(per_upstream)};
 
-  auto a1 = per_upstream.get("api.a")->try_acquire();
-  auto a2 = per_upstream.get("api.a")->try_acquire();
+  auto a1 = per_upstream.get("api.a")->try_acquire().permit();
+  auto a2 = per_upstream.get("api.a")->try_acquire().permit();
   CHECK(p.try_execute([] { return 1; }, {.key = "api.a"}).code() == armor::errc::bulkhead_full);
   CHECK(p.execute([] { return 2; }, {.key = "api.b"}) == 2);  // another upstream is not affected
   CHECK(per_upstream.get("api.a")->in_use() == 2);
@@ -357,11 +419,11 @@ TEST_CASE("keyed<bulkhead> limits each key on its own and evicts only idle keys"
 
 TEST_CASE("keyed<bulkhead> with a queue: the key's callers queue, and give up after max_wait") {
   armor::manual_clock clock;
-  armor::keyed<armor::bulkhead, armor::bulkhead_options, armor::manual_clock> per_upstream{
+  armor::keyed<armor::bulkhead<>, armor::bulkhead_options, armor::manual_clock> per_upstream{
       {.max_concurrent = 1, .max_queue = 2, .max_wait = 80ms}, {.max_keys = 16}, clock};
   static_assert(armor::queueing_policy<decltype(per_upstream)>);
   auto p = armor::pipeline{clock, std::ref(per_upstream)};
-  auto holder = per_upstream.get("api.a")->try_acquire();
+  auto holder = per_upstream.get("api.a")->try_acquire().permit();
   auto r = p.try_execute([] { return 1; }, {.key = "api.a"});
   CHECK(r.code() == armor::errc::bulkhead_full);
   CHECK(clock.now().time_since_epoch() == 80ms);
@@ -384,7 +446,7 @@ TEST_CASE("keyed<bulkhead> with a queue: the key's callers queue, and give up af
 }
 
 // ---------------------------------------------------------------------------
-// The listener (basic_bulkhead<L>).
+// The listener (bulkhead<L>).
 
 namespace {
 
@@ -428,26 +490,26 @@ using rk = armor::bulkhead_event_kind;
 
 }  // namespace
 
-static_assert(std::is_same_v<armor::bulkhead, armor::basic_bulkhead<armor::no_listener>>);
-static_assert(sizeof(armor::bulkhead) == sizeof(old_bulkhead), "the listener must not grow a bulkhead without one");
-static_assert(armor::queueing_policy<armor::basic_bulkhead<std::reference_wrapper<event_log>>>);
-static_assert(armor::bulkhead_listener<event_log>);
-static_assert(armor::bulkhead_listener<std::reference_wrapper<event_log>>);
-static_assert(!armor::bulkhead_listener<throwing_listener>);  // must be noexcept
-static_assert(!armor::bulkhead_listener<int>);
-// keyed<basic_bulkhead<L>> stores plain bulkheads per key.
-static_assert(std::is_same_v<armor::keyed<armor::basic_bulkhead<counting_listener>>::instance_type, armor::bulkhead>);
+static_assert(std::is_same_v<armor::bulkhead<>, armor::bulkhead<armor::no_listener>>);
+static_assert(sizeof(armor::bulkhead<>) == sizeof(old_bulkhead), "the listener must not grow a bulkhead without one");
+static_assert(armor::queueing_policy<armor::bulkhead<std::reference_wrapper<event_log>>>);
+static_assert(armor::listener_for<event_log, armor::bulkhead_event>);
+static_assert(armor::listener_for<std::reference_wrapper<event_log>, armor::bulkhead_event>);
+static_assert(!armor::listener_for<throwing_listener, armor::bulkhead_event>);  // must be noexcept
+static_assert(!armor::listener_for<int, armor::bulkhead_event>);
+// keyed<bulkhead<L>> stores plain bulkheads per key.
+static_assert(std::is_same_v<armor::keyed<armor::bulkhead<counting_listener>>::instance_type, armor::bulkhead<>>);
 
 TEST_CASE("bulkhead listener: a refusal without a queue is heard once, with the counts; admissions are not") {
   armor::manual_clock clock;
   event_log log;
-  armor::basic_bulkhead b{{.max_concurrent = 2}, std::ref(log)};
-  static_assert(std::is_same_v<decltype(b), armor::basic_bulkhead<std::reference_wrapper<event_log>>>);
+  armor::bulkhead b{{.max_concurrent = 2}, std::ref(log)};
+  static_assert(std::is_same_v<decltype(b), armor::bulkhead<std::reference_wrapper<event_log>>>);
   auto p = armor::pipeline{clock, std::ref(b)};
 
   CHECK(p.execute([] { return 1; }) == 1);
-  auto h1 = b.try_acquire();
-  auto h2 = b.try_acquire();
+  auto h1 = b.try_acquire().permit();
+  auto h2 = b.try_acquire().permit();
   REQUIRE(h2);
   CHECK(log.events.empty());  // nothing refused yet
 
@@ -469,9 +531,9 @@ TEST_CASE("bulkhead listener: a refusal without a queue is heard once, with the 
 
 TEST_CASE("bulkhead listener: joining the queue, a full queue, and leaving it unserved are each heard once") {
   event_log log;
-  armor::basic_bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 1s}, std::ref(log)};
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 1s}, std::ref(log)};
   armor::context ctx(armor::timestamp{});
-  auto holder = b.try_acquire();
+  auto holder = b.try_acquire().permit();
   REQUIRE(b.admit(ctx).kind == armor::admission_kind::queue);
   CHECK(log.events.empty());  // an invitation to queue is not an event yet
 
@@ -516,8 +578,8 @@ TEST_CASE("bulkhead listener: joining the queue, a full queue, and leaving it un
 TEST_CASE("bulkhead listener in a pipeline: max_wait and the deadline end a wait as queued, then abandoned") {
   armor::manual_clock clock;
   event_log log;
-  armor::basic_bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 200ms}, std::ref(log)};
-  auto holder = b.try_acquire();
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 200ms}, std::ref(log)};
+  auto holder = b.try_acquire().permit();
 
   auto p = armor::pipeline{clock, std::ref(b)};
   CHECK(p.try_execute([] { return 1; }).code() == armor::errc::bulkhead_full);
@@ -539,12 +601,12 @@ TEST_CASE("bulkhead listener in a pipeline: max_wait and the deadline end a wait
 }
 
 TEST_CASE("bulkhead listener held by value moves with the bulkhead, abandon hook included") {
-  armor::basic_bulkhead<counting_listener> b2 = [] {
-    armor::basic_bulkhead<counting_listener> b1{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
-    return armor::basic_bulkhead<counting_listener>(std::move(b1));
+  armor::bulkhead<counting_listener> b2 = [] {
+    armor::bulkhead<counting_listener> b1{{.max_concurrent = 1, .max_queue = 1, .max_wait = 1s}};
+    return armor::bulkhead<counting_listener>(std::move(b1));
   }();
   armor::context ctx(armor::timestamp{});
-  auto holder = b2.try_acquire();
+  auto holder = b2.try_acquire().permit();
   CHECK_FALSE(b2.try_acquire());  // rejected
   test_waiter w;
   auto q = b2.enqueue(ctx, w);      // queued
@@ -552,12 +614,12 @@ TEST_CASE("bulkhead listener held by value moves with the bulkhead, abandon hook
   CHECK(b2.listener().heard == 3);
 }
 
-TEST_CASE("keyed<basic_bulkhead<L>>: per-key bulkheads have no listener and still limit") {
+TEST_CASE("keyed<bulkhead<L>>: per-key bulkheads have no listener and still limit") {
   armor::manual_clock clock;
-  armor::keyed<armor::basic_bulkhead<counting_listener>, armor::bulkhead_options, armor::manual_clock> per_key{
+  armor::keyed<armor::bulkhead<counting_listener>, armor::bulkhead_options, armor::manual_clock> per_key{
       {.max_concurrent = 1}, {.max_keys = 4}, clock};
   auto p = armor::pipeline{clock, std::ref(per_key)};
-  auto h = per_key.get("a")->try_acquire();
+  auto h = per_key.get("a")->try_acquire().permit();
   CHECK(p.try_execute([] { return 1; }, {.key = "a"}).code() == armor::errc::bulkhead_full);
   CHECK(p.execute([] { return 2; }, {.key = "b"}) == 2);
 }

@@ -28,7 +28,7 @@ using breaker = armor::circuit_breaker<armor::manual_clock>;
 
 struct event_log {
   std::vector<armor::circuit_breaker_event> events;
-  void operator()(const armor::circuit_breaker_event& e) { events.push_back(e); }
+  void operator()(const armor::circuit_breaker_event& e) noexcept { events.push_back(e); }
 };
 using logged_breaker = armor::circuit_breaker<armor::manual_clock, std::reference_wrapper<event_log>>;
 
@@ -39,9 +39,9 @@ armor::verdict of_kind(armor::outcome k) { return armor::verdict{k, false, std::
 // One call through the breaker, standalone: admitted (and settled with `v`) or not.
 template <class B>
 bool call(B& b, const armor::verdict& v) {
-  auto a = b.try_acquire();
-  if (a.kind != armor::admission_kind::admitted) return false;
-  b.record(std::move(a.permit), v);
+  auto d = b.try_acquire();
+  if (!d) return false;
+  b.record(std::move(d).permit(), v);
   return true;
 }
 
@@ -72,14 +72,14 @@ struct io_failure : std::runtime_error {
 static_assert(armor::policy<armor::circuit_breaker<>>);
 static_assert(armor::policy<breaker>);
 static_assert(armor::policy<logged_breaker>);
-static_assert(std::is_same_v<breaker::permit_type, armor::breaker_permit>);
+static_assert(std::is_same_v<breaker::permit_type, armor::circuit_breaker_permit>);
 static_assert(std::is_same_v<breaker::clock_type, armor::manual_clock>);
 static_assert(armor::detail::needs_completion_time<breaker>());
-static_assert(std::is_nothrow_move_constructible_v<armor::breaker_permit>);
-static_assert(!std::is_copy_constructible_v<armor::breaker_permit>);
+static_assert(std::is_nothrow_move_constructible_v<armor::circuit_breaker_permit>);
+static_assert(!std::is_copy_constructible_v<armor::circuit_breaker_permit>);
 static_assert(std::is_move_constructible_v<breaker>);
 static_assert(!std::is_copy_constructible_v<breaker>);
-static_assert(sizeof(armor::breaker_permit) <= 24);
+static_assert(sizeof(armor::circuit_breaker_permit) <= 24);
 
 // ---------------------------------------------------------------- options
 
@@ -94,8 +94,8 @@ TEST_CASE("a default breaker is closed; five consecutive failures open it for 30
   calls(b, 1, bad());
   CHECK(b.state() == breaker_state::open);
   auto a = b.try_acquire();
-  CHECK(a.kind == armor::admission_kind::rejected);
-  CHECK(a.retry_after == 30s);
+  CHECK(!a);
+  CHECK(a.retry_after() == 30s);
 }
 
 TEST_CASE("class template argument deduction picks steady_clock and no listener by default") {
@@ -252,14 +252,20 @@ TEST_CASE("an open breaker rejects at once with circuit_open and the time until 
   for (auto elapsed : {0s, 1s, 4s, 9s}) {
     clock.set(armor::manual_clock::time_point{elapsed});
     auto a = b.try_acquire();
-    CHECK(a.kind == armor::admission_kind::rejected);
-    CHECK(a.code == armor::errc::circuit_open);
-    CHECK(a.retryable);
-    CHECK(a.retry_after == 10s - elapsed);
-    CHECK_FALSE(a.permit);
+    CHECK(!a);
+    CHECK(a.code() == armor::errc::circuit_open);
+    CHECK(a.retry_after() == 10s - elapsed);
+    CHECK_FALSE(a.permit());
+    // In a pipeline, the same refusal is retryable, after the same time.
+    armor::context ctx(armor::to_timestamp(clock.now()));
+    auto in_pipeline = b.admit(ctx);
+    CHECK(in_pipeline.kind == armor::admission_kind::rejected);
+    CHECK(in_pipeline.code == armor::errc::circuit_open);
+    CHECK(in_pipeline.retryable);
+    CHECK(in_pipeline.retry_after == 10s - elapsed);
   }
   clock.set(armor::manual_clock::time_point{10s});
-  CHECK(b.try_acquire().kind == armor::admission_kind::admitted);
+  CHECK(b.try_acquire());
 }
 
 TEST_CASE("through a pipeline an open breaker fails the call without running the operation") {
@@ -294,11 +300,11 @@ TEST_CASE("open_for grows on consecutive trips by open_for_multiplier, up to max
 
   calls(b, 1, bad());  // trip 1
   for (auto expected : {20s, 40s, 60s, 60s}) {
-    CHECK(b.try_acquire().retry_after == b.open_time(1));
-    clock.advance(b.try_acquire().retry_after.value());
+    CHECK(b.try_acquire().retry_after() == b.open_time(1));
+    clock.advance(b.try_acquire().retry_after());
     calls(b, 1, bad());  // the probe fails: another consecutive trip
     CHECK(b.state() == breaker_state::open);
-    CHECK(b.try_acquire().retry_after == expected);
+    CHECK(b.try_acquire().retry_after() == expected);
     clock.advance(expected - b.open_time(1));
   }
   SECTION("closing starts the count again") {
@@ -306,7 +312,7 @@ TEST_CASE("open_for grows on consecutive trips by open_for_multiplier, up to max
     calls(b, 1, ok());
     REQUIRE(b.state() == breaker_state::closed);
     calls(b, 1, bad());
-    CHECK(b.try_acquire().retry_after == 10s);
+    CHECK(b.try_acquire().retry_after() == 10s);
   }
 }
 
@@ -315,21 +321,21 @@ TEST_CASE("a failure's retry_after (a 503 with Retry-After) extends the open tim
   breaker b{{.failure_threshold = 1, .open_for = 10s, .max_open_for = 2min}, clock};
   SECTION("longer than open_for: open at least that long") {
     calls(b, 1, armor::verdict::retry_later(45s));
-    CHECK(b.try_acquire().retry_after == 45s);
+    CHECK(b.try_acquire().retry_after() == 45s);
   }
   SECTION("shorter than open_for: open_for still holds") {
     calls(b, 1, armor::verdict::retry_later(2s));
-    CHECK(b.try_acquire().retry_after == 10s);
+    CHECK(b.try_acquire().retry_after() == 10s);
   }
   SECTION("longer than max_open_for: capped") {
     calls(b, 1, armor::verdict::retry_later(1h));
-    CHECK(b.try_acquire().retry_after == 2min);
+    CHECK(b.try_acquire().retry_after() == 2min);
   }
   SECTION("a failed probe's retry_after counts too") {
     calls(b, 1, bad());
     clock.advance(10s);
     calls(b, 1, armor::verdict::retry_later(90s));
-    CHECK(b.try_acquire().retry_after == 90s);
+    CHECK(b.try_acquire().retry_after() == 90s);
   }
 }
 
@@ -343,8 +349,8 @@ TEST_CASE("after open_for the next call becomes the first probe") {
   clock.advance(10s);
   CHECK(b.state() == breaker_state::open);  // the change happens when a call arrives
   auto a = b.try_acquire();
-  REQUIRE(a.kind == armor::admission_kind::admitted);
-  CHECK(a.permit.probe());
+  REQUIRE(a);
+  CHECK(a.permit().probe());
   CHECK(b.state() == breaker_state::half_open);
   REQUIRE(log.events.size() == 2);
   CHECK(log.events[1].from == breaker_state::open);
@@ -358,25 +364,99 @@ TEST_CASE("half-open admits at most half_open_max_calls probes at a time") {
   breaker b{{.failure_threshold = 1, .open_for = 1s, .half_open_max_calls = 3, .success_threshold = 10}, clock};
   calls(b, 1, bad());
   clock.advance(1s);
-  std::vector<armor::breaker_permit> probes;
+  std::vector<armor::circuit_breaker_permit> probes;
   for (int i = 0; i < 3; ++i) {
     auto a = b.try_acquire();
-    REQUIRE(a.kind == armor::admission_kind::admitted);
-    CHECK(a.permit.probe());
-    probes.push_back(std::move(a.permit));
+    REQUIRE(a);
+    CHECK(a.permit().probe());
+    probes.push_back(std::move(a).permit());
   }
   CHECK(b.stats().probes_in_flight == 3);
   for (int i = 0; i < 5; ++i) {
     auto a = b.try_acquire();
-    CHECK(a.kind == armor::admission_kind::rejected);
-    CHECK(a.code == armor::errc::circuit_open);
-    CHECK_FALSE(a.retry_after.has_value());  // no way to know when a slot frees
+    CHECK(!a);
+    CHECK(a.code() == armor::errc::circuit_open);
+    CHECK(a.retry_after() == std::chrono::nanoseconds::max());  // no way to know when a slot frees
+    armor::context ctx(armor::to_timestamp(clock.now()));
+    auto in_pipeline = b.admit(ctx);
+    CHECK(in_pipeline.kind == armor::admission_kind::rejected);
+    CHECK(in_pipeline.retryable);
+    CHECK_FALSE(in_pipeline.retry_after.has_value());
   }
   b.record(std::move(probes[0]), ok());  // one slot back
   CHECK(b.stats().probes_in_flight == 2);
   auto again = b.try_acquire();
-  CHECK(again.kind == armor::admission_kind::admitted);
-  CHECK(b.try_acquire().kind == armor::admission_kind::rejected);
+  CHECK(again);
+  CHECK(!b.try_acquire());
+}
+
+TEST_CASE("try_acquire answers armor::decision: bool, code, retry_after and the permit") {
+  static_assert(std::is_same_v<decltype(std::declval<breaker&>().try_acquire()),
+                               armor::decision<armor::circuit_breaker_permit>>);
+  static_assert(armor::decision_like<armor::decision<armor::circuit_breaker_permit>>);
+  armor::manual_clock clock;
+  breaker b{{.failure_threshold = 1, .open_for = 10s}, clock};
+  SECTION("granted: true, no code, zero retry_after, a permit") {
+    auto d = b.try_acquire();
+    CHECK(static_cast<bool>(d));
+    CHECK_FALSE(d.code());
+    CHECK(d.retry_after() == 0ns);
+    CHECK(static_cast<bool>(d.permit()));
+    CHECK_FALSE(d.permit().probe());
+    CHECK(d.permit().admitted_at() == armor::timestamp{});
+    armor::circuit_breaker_permit p = std::move(d).permit();
+    CHECK(static_cast<bool>(p));
+    CHECK_FALSE(d.permit());  // moved out
+    b.record(std::move(p), ok());
+    CHECK_FALSE(p);  // record takes it over
+  }
+  SECTION("refused while open: circuit_open, the time until half-open, no permit") {
+    calls(b, 1, bad());
+    clock.advance(3s);
+    auto d = b.try_acquire();
+    CHECK_FALSE(static_cast<bool>(d));
+    CHECK(d.code() == armor::errc::circuit_open);
+    CHECK(d.code() == std::error_code{armor::errc::circuit_open});
+    CHECK(d.retry_after() == 7s);
+    CHECK_FALSE(d.permit());
+  }
+  SECTION("refused while half-open and full, or isolated: no wait is known, nanoseconds::max()") {
+    calls(b, 1, bad());
+    clock.advance(10s);
+    auto probe = b.try_acquire();
+    REQUIRE(probe);
+    CHECK(b.try_acquire().retry_after() == std::chrono::nanoseconds::max());
+    b.isolate();
+    CHECK(b.try_acquire().retry_after() == std::chrono::nanoseconds::max());
+    CHECK(b.try_acquire().code() == armor::errc::circuit_open);
+  }
+}
+
+TEST_CASE("cancel() gives a probe permit back without an outcome, as dropping it does") {
+  armor::manual_clock clock;
+  breaker b{{.failure_threshold = 1, .open_for = 1s}, clock};
+  SECTION("a probe") {
+    calls(b, 1, bad());
+    clock.advance(1s);
+    auto d = b.try_acquire();
+    REQUIRE(d.permit().probe());
+    CHECK(b.stats().probes_in_flight == 1);
+    d.permit().cancel();
+    CHECK_FALSE(d.permit());
+    CHECK(b.stats().probes_in_flight == 0);
+    d.permit().cancel();  // twice: nothing more
+    CHECK(b.state() == breaker_state::half_open);
+    CHECK(b.stats().calls() == 1);  // only the first failure was recorded
+    b.record(std::move(d).permit(), bad());  // an empty permit: ignored
+    CHECK(b.state() == breaker_state::half_open);
+  }
+  SECTION("a call admitted while closed: nothing to give back, nothing counted") {
+    auto d = b.try_acquire();
+    d.permit().cancel();
+    CHECK_FALSE(d.permit());
+    CHECK(b.stats().calls() == 0);
+    CHECK(b.state() == breaker_state::closed);
+  }
 }
 
 TEST_CASE("success_threshold successful probes close the breaker with an empty window") {
@@ -415,8 +495,8 @@ TEST_CASE("any failed probe reopens the breaker") {
   clock.advance(1s);
   auto p1 = b.try_acquire();
   auto p2 = b.try_acquire();
-  b.record(std::move(p1.permit), ok());
-  b.record(std::move(p2.permit), bad());
+  b.record(std::move(p1).permit(), ok());
+  b.record(std::move(p2).permit(), bad());
   CHECK(b.state() == breaker_state::open);
   REQUIRE_FALSE(log.events.empty());
   CHECK(log.events.back().from == breaker_state::half_open);
@@ -432,9 +512,9 @@ TEST_CASE("a probe that ends rejected or cancelled gives its slot back without c
   clock.advance(1s);
   for (auto kind : {armor::outcome::rejected, armor::outcome::cancelled}) {
     auto a = b.try_acquire();
-    REQUIRE(a.permit.probe());
-    CHECK(b.try_acquire().kind == armor::admission_kind::rejected);
-    b.record(std::move(a.permit), of_kind(kind));
+    REQUIRE(a.permit().probe());
+    CHECK(!b.try_acquire());
+    b.record(std::move(a).permit(), of_kind(kind));
     CHECK(b.state() == breaker_state::half_open);
     CHECK(b.stats().probes_in_flight == 0);
   }
@@ -450,17 +530,17 @@ TEST_CASE("a probe whose permit is dropped without an outcome gives its slot bac
   SECTION("the permit is destroyed") {
     for (int i = 0; i < 100; ++i) {
       auto a = b.try_acquire();
-      REQUIRE(a.permit.probe());
+      REQUIRE(a.permit().probe());
     }
     CHECK(b.state() == breaker_state::half_open);
     CHECK(b.stats().probes_in_flight == 0);
   }
   SECTION("the permit is overwritten by move assignment") {
     auto a = b.try_acquire();
-    REQUIRE(a.permit.probe());
-    a.permit = armor::breaker_permit{};
+    REQUIRE(a.permit().probe());
+    a.permit() = armor::circuit_breaker_permit{};
     CHECK(b.stats().probes_in_flight == 0);
-    CHECK(b.try_acquire().permit.probe());
+    CHECK(b.try_acquire().permit().probe());
   }
   SECTION("an exception escapes the pipeline (here, from the classifier)") {
     auto p = armor::pipeline{clock, armor::classify{[](const int&) -> armor::verdict { throw std::logic_error("x"); }},
@@ -481,13 +561,13 @@ TEST_CASE("a slow probe reopens the breaker") {
   clock.advance(1s);
   auto a = b.try_acquire();
   clock.advance(3s);
-  b.record(std::move(a.permit), ok());
+  b.record(std::move(a).permit(), ok());
   CHECK(b.state() == breaker_state::open);
   CHECK(log.events.back().reason == breaker_reason::probe_slow);
   clock.advance(1s);
   a = b.try_acquire();
   clock.advance(2s);  // exactly the threshold: not slow
-  b.record(std::move(a.permit), ok());
+  b.record(std::move(a).permit(), ok());
   CHECK(b.state() == breaker_state::closed);
 }
 
@@ -498,18 +578,18 @@ TEST_CASE("half_open_timeout: slots held too long reopen the breaker on the next
   calls(b, 1, bad());
   clock.advance(10s);
   auto hung = b.try_acquire();
-  REQUIRE(hung.permit.probe());
+  REQUIRE(hung.permit().probe());
   clock.advance(59s);
-  CHECK(b.try_acquire().retry_after == std::nullopt);  // full, not yet timed out
+  CHECK(b.try_acquire().retry_after() == std::chrono::nanoseconds::max());  // full, not yet timed out
   CHECK(b.state() == breaker_state::half_open);
   clock.advance(1s);
   auto a = b.try_acquire();
-  CHECK(a.kind == armor::admission_kind::rejected);
-  CHECK(a.retry_after == 10s);
+  CHECK(!a);
+  CHECK(a.retry_after() == 10s);
   CHECK(b.state() == breaker_state::open);
   CHECK(log.events.back().reason == breaker_reason::half_open_timeout);
   // The hung probe's late outcome belongs to a gone generation.
-  b.record(std::move(hung.permit), ok());
+  b.record(std::move(hung).permit(), ok());
   CHECK(b.state() == breaker_state::open);
   clock.advance(10s);
   calls(b, 1, ok());
@@ -523,8 +603,8 @@ TEST_CASE("without half_open_timeout a held probe slot stays held") {
   clock.advance(1s);
   auto held = b.try_acquire();
   clock.advance(24h);
-  CHECK(b.try_acquire().kind == armor::admission_kind::rejected);
-  b.record(std::move(held.permit), ok());
+  CHECK(!b.try_acquire());
+  b.record(std::move(held).permit(), ok());
   CHECK(b.state() == breaker_state::closed);
 }
 
@@ -534,34 +614,34 @@ TEST_CASE("the outcome of a call admitted in an earlier generation is ignored") 
   armor::manual_clock clock;
   breaker b{{.failure_threshold = 1, .open_for = 1s, .half_open_max_calls = 2, .success_threshold = 2}, clock};
   auto early = b.try_acquire();  // admitted while closed
-  REQUIRE(early.kind == armor::admission_kind::admitted);
-  CHECK_FALSE(early.permit.probe());
+  REQUIRE(early);
+  CHECK_FALSE(early.permit().probe());
   calls(b, 1, bad());
   REQUIRE(b.state() == breaker_state::open);
 
   SECTION("a call started while closed that fails while open changes nothing") {
-    const auto before = b.try_acquire().retry_after;
-    b.record(std::move(early.permit), bad());
-    CHECK(b.try_acquire().retry_after == before);
+    const auto before = b.try_acquire().retry_after();
+    b.record(std::move(early).permit(), bad());
+    CHECK(b.try_acquire().retry_after() == before);
     CHECK(b.stats().times_opened == 1);
   }
   SECTION("a call started while closed that fails while half-open does not reopen") {
     clock.advance(1s);
     auto probe = b.try_acquire();
-    REQUIRE(probe.permit.probe());
-    b.record(std::move(early.permit), bad());
+    REQUIRE(probe.permit().probe());
+    b.record(std::move(early).permit(), bad());
     CHECK(b.state() == breaker_state::half_open);
-    b.record(std::move(probe.permit), ok());
+    b.record(std::move(probe).permit(), ok());
     calls(b, 1, ok());
     CHECK(b.state() == breaker_state::closed);
   }
   SECTION("a call started while closed that succeeds while half-open does not count as a probe") {
     clock.advance(1s);
     auto probe = b.try_acquire();
-    b.record(std::move(early.permit), ok());
+    b.record(std::move(early).permit(), ok());
     CHECK(b.state() == breaker_state::half_open);
     CHECK(b.stats().probes_in_flight == 1);
-    b.record(std::move(probe.permit), ok());
+    b.record(std::move(probe).permit(), ok());
     CHECK(b.state() == breaker_state::half_open);  // success_threshold is 2
   }
   SECTION("a probe of an earlier half-open period neither closes nor reopens") {
@@ -570,22 +650,22 @@ TEST_CASE("the outcome of a call admitted in an earlier generation is ignored") 
     calls(b, 1, bad());  // reopened by another probe
     clock.advance(1s);
     auto probe = b.try_acquire();
-    REQUIRE(probe.permit.probe());
-    CHECK(probe.permit.generation() != old_probe.permit.generation());
-    b.record(std::move(old_probe.permit), bad());
+    REQUIRE(probe.permit().probe());
+    CHECK(probe.permit().generation() != old_probe.permit().generation());
+    b.record(std::move(old_probe).permit(), bad());
     CHECK(b.state() == breaker_state::half_open);
     CHECK(b.stats().probes_in_flight == 1);
   }
   SECTION("a call started before reset() does not count after it") {
     b.reset();
-    b.record(std::move(early.permit), bad());
+    b.record(std::move(early).permit(), bad());
     CHECK(b.state() == breaker_state::closed);
     CHECK(b.stats().consecutive_failures == 0);
   }
   SECTION("a success started before reset() is ignored too, and counted as ignored") {
     b.reset();
     const auto before = b.stats().ignored;
-    b.record(std::move(early.permit), ok());
+    b.record(std::move(early).permit(), ok());
     CHECK(b.stats().ignored == before + 1);
   }
   CHECK(b.stats().ignored >= 1);
@@ -594,17 +674,17 @@ TEST_CASE("the outcome of a call admitted in an earlier generation is ignored") 
 TEST_CASE("every transition starts a new generation") {
   armor::manual_clock clock;
   breaker b{{.failure_threshold = 1, .open_for = 1s}, clock};
-  const auto g0 = b.try_acquire().permit.generation();
-  CHECK(b.try_acquire().permit.generation() == g0);  // calls in one closed period share it
+  const auto g0 = b.try_acquire().permit().generation();
+  CHECK(b.try_acquire().permit().generation() == g0);  // calls in one closed period share it
   calls(b, 1, bad());
   clock.advance(1s);
   auto probe = b.try_acquire();
-  const auto g2 = probe.permit.generation();
+  const auto g2 = probe.permit().generation();
   CHECK(g2 == g0 + 2);  // closed -> open -> half-open
-  b.record(std::move(probe.permit), ok());
-  CHECK(b.try_acquire().permit.generation() == g0 + 3);
+  b.record(std::move(probe).permit(), ok());
+  CHECK(b.try_acquire().permit().generation() == g0 + 3);
   b.reset();  // closed -> closed still clears
-  CHECK(b.try_acquire().permit.generation() == g0 + 4);
+  CHECK(b.try_acquire().permit().generation() == g0 + 4);
 }
 
 // ---------------------------------------------------------------- rate rules
@@ -750,7 +830,7 @@ TEST_CASE("a slow failure counts both as a failure and as a slow call") {
   breaker b{{.failure_threshold = 10, .slow_call_threshold = 1s, .window_size = 10, .minimum_calls = 10}, clock};
   auto a = b.try_acquire();
   clock.advance(2s);
-  b.record(std::move(a.permit), bad());
+  b.record(std::move(a).permit(), bad());
   const auto s = b.stats();
   CHECK(s.failures == 1);
   CHECK(s.slow_calls == 1);
@@ -793,10 +873,14 @@ TEST_CASE("isolate() holds the breaker open until reset()") {
   CHECK(b.state() == breaker_state::isolated);
   clock.advance(1h);
   auto a = b.try_acquire();
-  CHECK(a.kind == armor::admission_kind::rejected);
-  CHECK(a.code == armor::errc::circuit_open);
-  CHECK_FALSE(a.retryable);
-  CHECK_FALSE(a.retry_after.has_value());
+  CHECK(!a);
+  CHECK(a.code() == armor::errc::circuit_open);
+  CHECK(a.retry_after() == std::chrono::nanoseconds::max());
+  armor::context ctx(armor::to_timestamp(clock.now()));
+  auto in_pipeline = b.admit(ctx);
+  CHECK(in_pipeline.kind == armor::admission_kind::rejected);
+  CHECK_FALSE(in_pipeline.retryable);
+  CHECK_FALSE(in_pipeline.retry_after.has_value());
   b.isolate();  // no change, no event
   b.reset();
   CHECK(b.state() == breaker_state::closed);
@@ -830,11 +914,11 @@ TEST_CASE("reset() closes the breaker and clears its counters") {
     calls(b, 3, bad());
     clock.advance(10s);
     calls(b, 1, bad());
-    CHECK(b.try_acquire().retry_after == 30s);
+    CHECK(b.try_acquire().retry_after() == 30s);
     b.reset();
     CHECK(b.state() == breaker_state::closed);
     calls(b, 3, bad());
-    CHECK(b.try_acquire().retry_after == 10s);
+    CHECK(b.try_acquire().retry_after() == 10s);
   }
   SECTION("the lifetime counters stay") {
     calls(b, 3, bad());
@@ -907,26 +991,64 @@ TEST_CASE("the listener hears every transition exactly once, with from, to and r
 TEST_CASE("the listener may be a lambda, held by value") {
   armor::manual_clock clock;
   int opened = 0;
-  armor::circuit_breaker b{{.failure_threshold = 1}, clock, [&](const armor::circuit_breaker_event& e) {
+  armor::circuit_breaker b{{.failure_threshold = 1}, clock, [&](const armor::circuit_breaker_event& e) noexcept {
                              if (e.to == breaker_state::open) ++opened;
                            }};
   calls(b, 1, bad());
   CHECK(opened == 1);
 }
 
-TEST_CASE("a throwing listener leaves the breaker consistent") {
+// A listener that may throw is refused at compile time, with a static_assert
+// (tests/compile_fail/circuit_breaker_throwing_listener.cpp checks its
+// message): a throw in the middle of a transition would leave the caller
+// holding half a decision.
+namespace {
+struct throwing_listener {
+  void operator()(const armor::circuit_breaker_event&) {}
+};
+}  // namespace
+
+static_assert(armor::listener_for<armor::no_listener, armor::circuit_breaker_event>);
+static_assert(armor::listener_for<event_log, armor::circuit_breaker_event>);
+static_assert(armor::listener_for<std::reference_wrapper<event_log>, armor::circuit_breaker_event>);
+static_assert(!armor::listener_for<throwing_listener, armor::circuit_breaker_event>);
+static_assert(!armor::listener_for<std::reference_wrapper<throwing_listener>, armor::circuit_breaker_event>);
+
+TEST_CASE("with a listener every call is still noexcept, and the listener is called through it") {
   armor::manual_clock clock;
-  auto thrower = [](const armor::circuit_breaker_event& e) {
-    if (e.to == breaker_state::half_open) throw std::runtime_error("listener");
-  };
-  armor::circuit_breaker b{{.failure_threshold = 1, .open_for = 1s}, clock, thrower};
+  event_log log;
+  logged_breaker b{{.failure_threshold = 1, .open_for = 1s}, clock, std::ref(log)};
+  armor::context ctx(armor::timestamp{});
+  const armor::timestamp t{};
+  const armor::verdict v = ok();
+  armor::circuit_breaker_permit none;
+  static_assert(noexcept(b.admit(ctx)));
+  static_assert(noexcept(b.try_acquire()));
+  static_assert(noexcept(b.try_acquire(t)));
+  static_assert(noexcept(b.record(std::move(none), v)));
+  static_assert(noexcept(b.record(std::move(none), v, t)));
+  static_assert(noexcept(b.settle(ctx, std::move(none), v)));
+  static_assert(noexcept(b.isolate()));
+  static_assert(noexcept(b.reset()));
+  static_assert(noexcept(b.disable()));
   calls(b, 1, bad());
   clock.advance(1s);
-  CHECK_THROWS_AS(b.try_acquire(), std::runtime_error);
+  auto probe = b.try_acquire();
+  REQUIRE(probe);
   CHECK(b.state() == breaker_state::half_open);
-  CHECK(b.stats().probes_in_flight == 0);  // the probe's permit gave its slot back
-  calls(b, 1, ok());
-  CHECK(b.state() == breaker_state::closed);
+  REQUIRE(log.events.size() == 2);
+  CHECK(log.events[1].to == breaker_state::half_open);
+  CHECK(log.events[1].key.empty());  // a breaker on its own has no key unless given one
+}
+
+TEST_CASE("a breaker given a key tells its listener which breaker changed") {
+  armor::manual_clock clock;
+  event_log log;
+  const std::string name = "inference-api";
+  logged_breaker b{{.failure_threshold = 1}, clock, std::ref(log), name};
+  calls(b, 1, bad());
+  REQUIRE(log.events.size() == 1);
+  CHECK(log.events[0].key == "inference-api");
 }
 
 TEST_CASE("stats() counts outcomes, rejections with count_calls, and the window") {
@@ -965,7 +1087,7 @@ TEST_CASE("stats() counts outcomes, rejections with count_calls, and the window"
     calls(b, 2, bad());
     auto a = b.try_acquire();
     clock.advance(3s);
-    b.record(std::move(a.permit), ok());  // slides one success out
+    b.record(std::move(a).permit(), ok());  // slides one success out
     const auto s = b.stats();
     CHECK(s.window_calls == 8);
     CHECK(s.window_failures == 2);
@@ -1018,6 +1140,84 @@ TEST_CASE("breaker states and reasons have names") {
   CHECK(armor::to_string(breaker_reason::half_open_timeout) == "half_open_timeout");
 }
 
+TEST_CASE("every breaker enumerator's to_string is its identifier") {
+  using s = breaker_state;
+  for (auto [e, name] : std::vector<std::pair<s, std::string_view>>{{s::closed, "closed"},
+                                                                     {s::open, "open"},
+                                                                     {s::half_open, "half_open"},
+                                                                     {s::isolated, "isolated"},
+                                                                     {s::disabled, "disabled"}}) {
+    CHECK(armor::to_string(e) == name);
+  }
+  using r = breaker_reason;
+  for (auto [e, name] : std::vector<std::pair<r, std::string_view>>{{r::failure_threshold, "failure_threshold"},
+                                                                     {r::failure_rate, "failure_rate"},
+                                                                     {r::slow_call_rate, "slow_call_rate"},
+                                                                     {r::open_elapsed, "open_elapsed"},
+                                                                     {r::probes_succeeded, "probes_succeeded"},
+                                                                     {r::probe_failed, "probe_failed"},
+                                                                     {r::probe_slow, "probe_slow"},
+                                                                     {r::half_open_timeout, "half_open_timeout"},
+                                                                     {r::isolated, "isolated"},
+                                                                     {r::reset, "reset"},
+                                                                     {r::disabled, "disabled"}}) {
+    CHECK(armor::to_string(e) == name);
+  }
+  CHECK(armor::to_string(armor::breaker_window::count) == "count");
+  CHECK(armor::to_string(armor::breaker_window::time) == "time");
+  static_assert(armor::to_string(armor::breaker_window::time) == "time");  // constexpr
+  CHECK(armor::to_string(static_cast<breaker_state>(200)) == "unknown");
+  CHECK(armor::to_string(static_cast<breaker_reason>(200)) == "unknown");
+  CHECK(armor::to_string(static_cast<armor::breaker_window>(200)) == "unknown");
+}
+
+TEST_CASE("each state and reason the core reports maps to the public enumerator of the same value") {
+  for (unsigned v = 0; v < 256; ++v) {
+    const auto state = armor::detail::breaker_state_of(static_cast<armor::detail::breaker_phase>(v));
+    CHECK(state.has_value() == (armor::to_string(static_cast<breaker_state>(v)) != "unknown"));
+    if (state) CHECK(static_cast<unsigned>(*state) == v);
+    const auto reason = armor::detail::breaker_reason_of(static_cast<armor::detail::breaker_cause>(v));
+    CHECK(reason.has_value() == (armor::to_string(static_cast<breaker_reason>(v)) != "unknown"));
+    if (reason) CHECK(static_cast<unsigned>(*reason) == v);
+  }
+}
+
+TEST_CASE("stats describe their fields: the breaker's Prometheus families; successes and rejections when counting") {
+  struct row {
+    std::string name, metric, label;
+    armor::metric_type type;
+    bool counted;
+  };
+  std::vector<row> rows;
+  armor::detail::for_each_field<armor::circuit_breaker_stats>([&](const auto& f) {
+    rows.push_back({std::string(f.name), std::string(f.metric), std::string(f.label_value), f.type, f.counted});
+  });
+  const std::vector<std::string> names{"state",          "opened",         "successes",         "failures",
+                                       "ignored",        "slow_calls",     "rejections",        "consecutive_failures",
+                                       "probes_in_flight", "window_calls", "window_failures",   "window_slow_calls",
+                                       "failure_rate",   "slow_call_rate"};
+  REQUIRE(rows.size() == names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) CHECK(rows[i].name == names[i]);
+  CHECK(rows[0].metric == "armor_circuit_breaker_state");
+  CHECK(rows[0].type == armor::metric_type::gauge);
+  CHECK(rows[1].metric == "armor_circuit_breaker_opened_total");
+  for (std::size_t i : {2, 3, 4}) {
+    CHECK(rows[i].metric == "armor_circuit_breaker_calls_total");
+    CHECK(rows[i].type == armor::metric_type::counter);
+  }
+  CHECK(rows[2].label == "success");
+  CHECK(rows[3].label == "failure");
+  CHECK(rows[4].label == "ignored");
+  CHECK(rows[6].metric == "armor_circuit_breaker_rejected_total");
+  for (const auto& r : rows) CHECK(r.counted == (r.name == "successes" || r.name == "rejections"));
+  CHECK(rows[10].type == armor::metric_type::none);  // window_failures: printed only
+  CHECK(rows[11].type == armor::metric_type::none);
+
+  armor::manual_clock clock;
+  CHECK_FALSE(breaker({}, clock).stats().counting);
+  CHECK(breaker({.count_calls = true}, clock).stats().counting);
+}
+
 // ---------------------------------------------------------------- permits, moves, pipelines
 
 TEST_CASE("a permit of another breaker, or an empty one, is ignored") {
@@ -1025,17 +1225,17 @@ TEST_CASE("a permit of another breaker, or an empty one, is ignored") {
   breaker a{{.failure_threshold = 1, .open_for = 1s}, clock};
   breaker b{{.failure_threshold = 1}, clock};
   auto from_a = a.try_acquire();
-  b.record(std::move(from_a.permit), bad());
+  b.record(std::move(from_a).permit(), bad());
   CHECK(b.state() == breaker_state::closed);
   CHECK(a.state() == breaker_state::closed);
-  b.record(armor::breaker_permit{}, bad());
+  b.record(armor::circuit_breaker_permit{}, bad());
   CHECK(b.state() == breaker_state::closed);
   SECTION("a probe of another breaker is released in its own") {
     calls(a, 1, bad());
     clock.advance(1s);
     auto probe = a.try_acquire();
-    REQUIRE(probe.permit.probe());
-    b.record(std::move(probe.permit), bad());
+    REQUIRE(probe.permit().probe());
+    b.record(std::move(probe).permit(), bad());
     CHECK(a.stats().probes_in_flight == 0);
     CHECK(a.state() == breaker_state::half_open);
   }
@@ -1047,12 +1247,12 @@ TEST_CASE("a breaker moves into a pipeline by value; permits issued before the m
   calls(b, 2, bad());
   clock.advance(1s);
   auto probe = b.try_acquire();
-  REQUIRE(probe.permit.probe());
+  REQUIRE(probe.permit().probe());
   auto p = armor::pipeline{clock, std::move(b)};
   auto& moved = p.layer<0>();
   CHECK(moved.state() == breaker_state::half_open);
   CHECK(moved.stats().probes_in_flight == 1);
-  moved.record(std::move(probe.permit), ok());
+  moved.record(std::move(probe).permit(), ok());
   CHECK(moved.state() == breaker_state::closed);
   CHECK(p.execute([] { return 7; }) == 7);
   CHECK(moved.stats().failures == 2);
@@ -1146,4 +1346,63 @@ TEST_CASE("a keyed breaker in a pipeline still measures slow calls") {
   auto r = p.try_execute([] { return 1; }, {.key = "slow.example"});
   CHECK(r.code() == armor::errc::circuit_open);
   CHECK(p.try_execute([] { return 1; }, {.key = "fast.example"}).has_value());
+}
+
+TEST_CASE("a keyed breaker with a listener: each key's breaker calls a copy of it, with its key") {
+  armor::manual_clock clock;
+  SECTION("std::ref: every key's copy refers to one listener") {
+    event_log log;
+    using logged = armor::keyed<logged_breaker>;
+    static_assert(std::is_same_v<logged::listener_type, std::reference_wrapper<event_log>>);
+    static_assert(armor::keyable_policy<logged_breaker, armor::circuit_breaker_options, armor::manual_clock>);
+    logged per_host{{.failure_threshold = 1, .open_for = 10s}, {.max_keys = 10}, clock, std::ref(log)};
+    auto p = armor::pipeline{clock, std::ref(per_host)};
+    auto fail = [&](std::string_view host) {
+      return p.try_execute([] { return std::make_error_code(std::errc::io_error); }, {.key = host});
+    };
+    (void)fail("s3.eu-west-1");
+    (void)fail("s3.us-east-1");
+    REQUIRE(log.events.size() == 2);
+    CHECK(log.events[0].key == "s3.eu-west-1");
+    CHECK(log.events[0].to == breaker_state::open);
+    CHECK(log.events[1].key == "s3.us-east-1");
+    // Directly, through a handle, too.
+    per_host.get("s3.eu-west-1")->isolate();
+    REQUIRE(log.events.size() == 3);
+    CHECK(log.events[2].key == "s3.eu-west-1");
+    CHECK(log.events[2].reason == breaker_reason::isolated);
+  }
+  SECTION("by value: every key's breaker holds its own copy") {
+    struct counter {
+      std::vector<int>* seen;
+      int mine = 0;
+      void operator()(const armor::circuit_breaker_event&) noexcept { seen->push_back(++mine); }
+    };
+    std::vector<int> seen;
+    armor::keyed<armor::circuit_breaker<armor::manual_clock, counter>> per_host{
+        {.failure_threshold = 1, .open_for = 1s}, {}, clock, counter{&seen}};
+    auto trip = [&](std::string_view host) {
+      auto h = per_host.get(host);
+      auto d = h->try_acquire();
+      h->record(std::move(d).permit(), bad());
+    };
+    trip("a");                                 // a: closed -> open
+    trip("b");                                 // b: closed -> open
+    clock.advance(1s);
+    trip("a");                                 // a: open -> half_open, half_open -> open
+    CHECK(seen == std::vector<int>{1, 1, 2, 3});  // "a"'s copy heard three events, "b"'s one
+  }
+}
+
+TEST_CASE("a keyed breaker whose listener is a stateless lambda needs no listener argument") {
+  armor::manual_clock clock;
+  static int opened = 0;
+  auto on_open = [](const armor::circuit_breaker_event& e) noexcept {
+    if (e.to == breaker_state::open) ++opened;
+  };
+  armor::keyed<armor::circuit_breaker<armor::manual_clock, decltype(on_open)>> per_host{{.failure_threshold = 1}, {},
+                                                                                      clock};
+  auto d = per_host.get("x")->try_acquire();
+  per_host.get("x")->record(std::move(d).permit(), bad());
+  CHECK(opened == 1);
 }

@@ -470,9 +470,9 @@ TEST_CASE("http: read_rate_limit understands what real servers send", "[http][ra
   SECTION("armor's own server headers round-trip") {
     armor::token_bucket<armor::manual_clock> bucket{{.rate = {10, 1s}, .burst = 5}, armor::manual_clock{}};
     for (int k = 0; k < 3; ++k) (void)bucket.try_acquire();
-    const armor::bucket_decision d = bucket.try_acquire();
+    const armor::token_bucket_decision<> d = bucket.try_acquire();
     member_response r;
-    armor::rate_limit_headers(d, [&](std::string_view n, std::string_view v) { r.headers.emplace(n, v); },
+    http::rate_limit_headers(d, [&](std::string_view n, std::string_view v) { r.headers.emplace(n, v); },
                               {.wall_now = now});
     const auto i = http::read_rate_limit(r, now);
     CHECK(i.limit == 5);
@@ -523,6 +523,94 @@ TEST_CASE("http: structured-field garbage never breaks the RateLimit reader", "[
 
 // ---------------------------------------------------------------------------
 // Header access
+
+namespace {
+
+/// A rate limiter's answer that is not armor's: the writers take any type
+/// with limit(), remaining(), reset(), retry_after() and explicit bool.
+struct foreign_decision {
+  bool granted = false;
+  std::int64_t lim = 10;
+  std::int64_t left = 0;
+  nanoseconds until_whole{2'500'000'000};
+  nanoseconds wait{1'200'000'000};
+  explicit operator bool() const noexcept { return granted; }
+  std::int64_t limit() const noexcept { return lim; }
+  std::int64_t remaining() const noexcept { return left; }
+  nanoseconds reset() const noexcept { return until_whole; }
+  nanoseconds retry_after() const noexcept { return wait; }
+};
+
+struct not_a_decision {
+  explicit operator bool() const noexcept { return true; }
+  std::int64_t limit() const noexcept { return 1; }
+};
+
+std::map<std::string, std::string> written(const foreign_decision& d, const http::rate_limit_header_options& o = {}) {
+  std::map<std::string, std::string> h;
+  http::rate_limit_headers(d, [&](std::string_view n, std::string_view v) { h.emplace(n, v); }, o);
+  return h;
+}
+
+}  // namespace
+
+static_assert(http::rate_limit_decision<foreign_decision>);
+static_assert(!http::rate_limit_decision<not_a_decision>);
+static_assert(http::rate_limit_decision<decltype(std::declval<armor::token_bucket<>&>().try_acquire())>);
+static_assert(http::rate_limit_decision<decltype(std::declval<armor::token_bucket<>&>().reserve(1, 1s))>);
+
+TEST_CASE("http: rate_limit_headers writes any limiter's decision", "[http][rate-limit][server]") {
+  SECTION("a refusal: the numbers, rounded up, and Retry-After") {
+    CHECK(written({}) == std::map<std::string, std::string>{{"RateLimit-Limit", "10"},
+                                                            {"RateLimit-Remaining", "0"},
+                                                            {"RateLimit-Reset", "3"},
+                                                            {"X-RateLimit-Limit", "10"},
+                                                            {"X-RateLimit-Remaining", "0"},
+                                                            {"X-RateLimit-Reset", "3"},
+                                                            {"Retry-After", "2"}});
+  }
+  SECTION("a grant has no Retry-After") {
+    const auto h = written({.granted = true, .left = 4, .wait = nanoseconds::zero()});
+    CHECK(h.count("Retry-After") == 0);
+    CHECK(h.at("RateLimit-Remaining") == "4");
+  }
+  SECTION("a refusal no wait can fix has no Retry-After") {
+    CHECK(written({.wait = nanoseconds::max()}).count("Retry-After") == 0);
+  }
+  SECTION("options choose the spellings; X-RateLimit-Reset as Unix time") {
+    const auto h = written({}, {.standard = false, .retry_after = false, .wall_now = now});
+    CHECK(h == std::map<std::string, std::string>{
+                   {"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "1700000003"}});
+  }
+  SECTION("the list form holds the same headers") {
+    const auto list = http::rate_limit_headers(foreign_decision{});
+    CHECK(list.size() == 7);
+    std::map<std::string, std::string> h;
+    for (const auto& f : list) h.emplace(f.name, f.value());
+    CHECK(h == written({}));
+    CHECK(list.find("Retry-After") == std::optional<std::string_view>{"2"});
+    CHECK_FALSE(list.find("retry-after"));  // exact spelling
+  }
+  SECTION("what is written is read back") {
+    member_response r;
+    http::rate_limit_headers(foreign_decision{.left = 0}, [&](std::string_view n, std::string_view v) {
+      r.headers.emplace(n, v);
+    });
+    const auto i = http::read_rate_limit(r, now);
+    CHECK(i.limit == 10);
+    CHECK(i.remaining == 0);
+    CHECK(i.reset_after == nanoseconds{3s});
+    CHECK(http::parse_retry_after(*http::header(r, "Retry-After"), now) == nanoseconds{2s});
+  }
+}
+
+TEST_CASE("http: retry_after_seconds is whole seconds, rounded up, at least 1", "[http][retry-after]") {
+  static_assert(http::retry_after_seconds(nanoseconds{1}) == 1);
+  CHECK(http::retry_after_seconds(0ns) == 1);
+  CHECK(http::retry_after_seconds(-5s) == 1);
+  CHECK(http::retry_after_seconds(2s) == 2);
+  CHECK(http::retry_after_seconds(2001ms) == 3);
+}
 
 TEST_CASE("http: header_map collects libcurl's header lines", "[http][headers]") {
   http::header_map h;
@@ -597,6 +685,14 @@ TEST_CASE("http: default status rules", "[http][classify]") {
   }
   CHECK(http::classify_status(503, 2s).retry_after == nanoseconds{2s});
   CHECK_FALSE(http::classify_status(501, 2s).retry_after);  // not retryable: no hint
+}
+
+TEST_CASE("http: status_rule has a name for every rule", "[http][classify]") {
+  static_assert(http::to_string(http::status_rule::retryable_failure) == "retryable_failure");
+  CHECK(to_string(http::status_rule::success) == "success");  // found by ADL
+  CHECK(to_string(http::status_rule::retryable_failure) == "retryable_failure");
+  CHECK(to_string(http::status_rule::failure) == "failure");
+  CHECK(to_string(static_cast<http::status_rule>(7)) == "unknown");
 }
 
 TEST_CASE("http: status codes as error codes", "[http][classify]") {

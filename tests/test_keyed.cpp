@@ -1,5 +1,6 @@
 // armor::keyed: one policy instance per key, bounded memory, idle-first
 // eviction (and why it is safe), pinning, and keyed as a pipeline layer.
+#include <armor/http/date.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/token_bucket.hpp>
@@ -16,6 +17,8 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -117,7 +120,7 @@ TEST_CASE("as a pipeline layer it routes each call by call_options::key") {
   REQUIRE_FALSE(r.has_value());
   CHECK(r.code() == armor::errc::rate_limited);
   CHECK(*r.retry_after() == 750ms);
-  CHECK(armor::retry_after_seconds(*r.retry_after()) == 1);
+  CHECK(armor::http::retry_after_seconds(*r.retry_after()) == 1);
   CHECK(p.try_execute(op, {.key = "c"}).has_value());
   CHECK(per_ip.size() == 3);
 }
@@ -344,4 +347,70 @@ TEST_CASE("the shard table finds, inserts and erases like a map, under heavy col
     }
     for (const auto& [key, e] : model) REQUIRE(table.find(key, e->hash) == e.get());
   }
+}
+
+namespace {
+
+/// A policy with a listener, to show how keyed hands one out: each key's
+/// instance is built as P(options, clock, listener, key).
+struct announced_event {
+  std::string_view key;
+};
+
+template <class Listener>
+class announcing_policy {
+ public:
+  using options_type = inflight_options;
+  using clock_type = armor::manual_clock;
+  using listener_type = Listener;
+  using permit_type = armor::no_permit;
+
+  announcing_policy(const inflight_options&, armor::manual_clock, Listener l, std::string_view key)
+      : listener_(std::move(l)), key_(key) {}
+
+  armor::admission<> admit(armor::context&) noexcept {
+    armor::detail::notify(listener_, [&] { return announced_event{key_}; });
+    return armor::admission<>::admit();
+  }
+  void settle(armor::context&, armor::no_permit, const armor::verdict&) noexcept {}
+  [[nodiscard]] bool idle(armor::timestamp) const noexcept { return true; }
+
+ private:
+  Listener listener_;
+  std::string_view key_;
+};
+
+struct key_log {
+  std::vector<std::string> keys;
+  void operator()(const announced_event& e) noexcept { keys.emplace_back(e.key); }
+};
+
+}  // namespace
+
+TEST_CASE("a policy with a listener gets a copy of the map's listener and the key it serves") {
+  armor::manual_clock clock;
+  SECTION("std::ref: every copy calls the one listener") {
+    key_log log;
+    armor::keyed<announcing_policy<std::reference_wrapper<key_log>>> m{{}, {}, clock, std::ref(log)};
+    static_assert(std::is_same_v<decltype(m)::listener_type, std::reference_wrapper<key_log>>);
+    auto p = armor::pipeline{clock, std::ref(m)};
+    p.execute([] {}, {.key = "a"});
+    p.execute([] {}, {.key = "b"});
+    p.execute([] {}, {.key = "a"});
+    CHECK(log.keys == std::vector<std::string>{"a", "b", "a"});
+  }
+  SECTION("by value: each key's instance holds its own copy") {
+    struct counting {
+      std::vector<int>* seen;
+      int mine = 0;
+      void operator()(const announced_event&) noexcept { seen->push_back(++mine); }
+    };
+    std::vector<int> seen;
+    armor::keyed<announcing_policy<counting>> m{{}, {}, clock, counting{&seen}};
+    auto p = armor::pipeline{clock, std::ref(m)};
+    for (const char* key : {"a", "b", "a", "c"}) p.execute([] {}, {.key = key});
+    CHECK(seen == std::vector<int>{1, 1, 2, 1});  // "a"'s copy counted twice, the others once
+  }
+  // A policy without a listener is built from (options, clock) as before.
+  static_assert(std::is_same_v<keyed_buckets::listener_type, armor::no_listener>);
 }

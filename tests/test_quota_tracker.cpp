@@ -15,9 +15,11 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -44,7 +46,7 @@ armor::manual_clock clock_at(sys_time<nanoseconds> t) {
 }
 
 /// The message of the armor::error that building a tracker from `o` throws.
-std::string refusal(armor::quota_options o) {
+std::string refusal(armor::quota_tracker_options o) {
   try {
     tracker t{std::move(o)};
     (void)t;
@@ -64,9 +66,11 @@ long fill(tracker& t, long at_most = 1'000'000) {
   return n;
 }
 
+/// Keeps every event it hears (held by std::ref: the tracker calls it
+/// through the reference).
 struct recording_listener {
-  std::vector<armor::quota_alert> alerts;
-  void on_quota_alert(const armor::quota_alert& a) { alerts.push_back(a); }
+  std::vector<armor::quota_tracker_event> alerts;
+  void operator()(const armor::quota_tracker_event& e) noexcept { alerts.push_back(e); }
 };
 
 }  // namespace
@@ -81,9 +85,13 @@ TEST_CASE("quota_tracker is a policy, deduced from its options, movable and not 
   static_assert(!armor::looping_policy<decltype(t)>);
   static_assert(std::is_nothrow_move_constructible_v<decltype(t)>);
   static_assert(!std::is_copy_constructible_v<decltype(t)>);
-  static_assert(std::is_nothrow_move_constructible_v<tracker::reservation>);
-  static_assert(std::is_default_constructible_v<tracker::reservation>);
-  static_assert(!std::is_copy_constructible_v<tracker::reservation>);
+  static_assert(std::is_same_v<tracker::permit_type, armor::quota_tracker_permit<armor::manual_clock>>);
+  static_assert(std::is_same_v<decltype(t)::permit_type, armor::quota_tracker_permit<>>);
+  static_assert(std::is_nothrow_move_constructible_v<tracker::permit_type>);
+  static_assert(std::is_default_constructible_v<tracker::permit_type>);
+  static_assert(!std::is_copy_constructible_v<tracker::permit_type>);
+  static_assert(std::is_same_v<decltype(t.try_consume()), armor::quota_tracker_decision<>>);
+  static_assert(std::is_same_v<decltype(t.reserve(1)), armor::quota_tracker_decision<armor::quota_tracker_permit<>>>);
   // No clock_type: the tracker reads its own wall clock, so any pipeline may hold it.
   static_assert(armor::detail::clock_agrees<decltype(t), armor::steady_clock>());
   static_assert(armor::detail::clock_agrees<tracker, armor::steady_clock>());
@@ -156,9 +164,9 @@ TEST_CASE("a daily window resets at midnight UTC by default") {
   const auto clock = clock_at(utc(sys_days{2024y / March / 10}, 23h + 59min));
   tracker t{{.windows = {quota_window::per_day(3)}}, clock};
   CHECK(fill(t) == 3);
-  const armor::quota_decision d = t.try_consume();
+  const armor::quota_tracker_decision<> d = t.try_consume();
   CHECK_FALSE(d);
-  CHECK(d.status() == armor::quota_status::exhausted);
+  CHECK(d.status() == armor::quota_tracker_status::exhausted);
   CHECK(d.code() == armor::errc::quota_exhausted);
   CHECK(d.window() == 0);
   CHECK(d.used() == 3);
@@ -166,7 +174,7 @@ TEST_CASE("a daily window resets at midnight UTC by default") {
   CHECK(d.retry_after() == 1min);
   clock.advance(1min - 1ns);
   CHECK_FALSE(t.try_consume());
-  CHECK(t.try_consume(0).status() == armor::quota_status::exhausted);
+  CHECK(t.try_consume(0).status() == armor::quota_tracker_status::exhausted);
   clock.advance(1ns);  // 2024-03-11T00:00Z
   CHECK(fill(t) == 3);
   CHECK(t.try_consume().retry_after() == 24h);
@@ -262,7 +270,7 @@ TEST_CASE("a monthly window resets on the 1st at local midnight, whatever the mo
       CHECK(t.try_consume().retry_after() == 1ns);
       clock.advance(1ns);
       CHECK(t.try_consume());
-      const armor::quota_decision d = t.try_consume();
+      const armor::quota_tracker_decision<> d = t.try_consume();
       CHECK(d.retry_after() == s.length);
       CHECK(t.usage(0).resets_at == end);
       set(clock, end - 1ns);
@@ -320,7 +328,7 @@ TEST_CASE("a rolling window counts a unit for between its length and one bucket 
   const auto clock = clock_at(start + 5s);
   tracker t{{.windows = {quota_window::rolling(10, 1min, 6)}}, clock};
   CHECK(t.try_consume(10));  // in the bucket 12:00:00..12:00:10
-  const armor::quota_decision d = t.try_consume();
+  const armor::quota_tracker_decision<> d = t.try_consume();
   CHECK_FALSE(d);
   // The bucket leaves the window when the seventh after it begins: 12:01:10.
   CHECK(d.retry_after() == 65s);
@@ -421,7 +429,7 @@ TEST_CASE("a consumption is all or nothing across windows") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 9h));
   tracker t{{.windows = {quota_window::per_minute(3), quota_window::per_hour(5), quota_window::per_day(100)}}, clock};
   CHECK(fill(t) == 3);
-  armor::quota_decision d = t.try_consume();
+  armor::quota_tracker_decision<> d = t.try_consume();
   CHECK(d.window() == 0);
   CHECK(d.retry_after() == 1min);
   clock.advance(1min);
@@ -442,17 +450,17 @@ TEST_CASE("a consumption is all or nothing across windows") {
 TEST_CASE("a cost larger than a window's limit is too large, and a negative cost invalid") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
   tracker t{{.windows = {quota_window::per_day(100), quota_window::per_minute(10)}}, clock};
-  armor::quota_decision d = t.try_consume(11);
-  CHECK(d.status() == armor::quota_status::too_large);
+  armor::quota_tracker_decision<> d = t.try_consume(11);
+  CHECK(d.status() == armor::quota_tracker_status::too_large);
   CHECK(d.code() == armor::errc::request_too_large);
   CHECK(d.window() == 1);
   CHECK(d.retry_after() == nanoseconds::max());
   d = t.try_consume(-1);
-  CHECK(d.status() == armor::quota_status::invalid);
+  CHECK(d.status() == armor::quota_tracker_status::invalid);
   CHECK(d.code() == armor::errc::invalid_argument);
   CHECK(t.usage(0).used == 0);
   CHECK(t.try_consume(10));
-  CHECK(t.try_consume(0).status() == armor::quota_status::exhausted);
+  CHECK(t.try_consume(0).status() == armor::quota_tracker_status::exhausted);
 }
 
 TEST_CASE("a zero cost is granted while a unit is left, and counts nothing") {
@@ -464,32 +472,36 @@ TEST_CASE("a zero cost is granted while a unit is left, and counts nothing") {
   CHECK(t.usage(0).used == 1);
   CHECK(t.try_consume(1));
   CHECK_FALSE(t.try_consume(0));
-  CHECK(armor::quota_decision{}.code() == std::error_code(0, armor::error_category()));
+  CHECK_FALSE(armor::quota_tracker_decision<>{}.code());  // granted: an empty code
+  CHECK(armor::quota_tracker_decision<>{}.code() == std::error_code{});
 }
 
-// ---------------------------------------------------------------- reservations
+// ---------------------------------------------------------------- reservations (permits)
 
-TEST_CASE("a reservation settled below its estimate gives the difference back") {
+TEST_CASE("a permit committed below its estimate gives the difference back") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
   tracker t{{.windows = {quota_window::per_day(10'000)}}, clock};
-  auto r = t.reserve(4000);
-  REQUIRE(r);
+  auto d = t.reserve(4000);
+  REQUIRE(d);
+  auto& r = d.permit();
   CHECK(r.pending());
   CHECK(r.amount() == 4000);
   CHECK(t.usage(0).used == 4000);
-  CHECK(r.settle(1234) == armor::quota_status::granted);
+  CHECK(r.commit(1234) == armor::quota_tracker_status::granted);
   CHECK_FALSE(r.pending());
   CHECK(t.usage(0).used == 1234);
-  CHECK(r.settle(1) == armor::quota_status::granted);  // settled already: no effect
+  CHECK(r.commit(1) == armor::quota_tracker_status::granted);  // committed already: no effect
+  CHECK(t.usage(0).used == 1234);
+  r.cancel();  // nor does a cancel after the commit
   CHECK(t.usage(0).used == 1234);
 }
 
-TEST_CASE("a reservation settled above its estimate counts the overrun, past the limit if need be") {
+TEST_CASE("a permit committed above its estimate counts the overrun, past the limit if need be") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
   tracker t{{.windows = {quota_window::per_day(1000), quota_window::per_hour(600)}}, clock};
-  auto r = t.reserve(500);
-  REQUIRE(r);
-  CHECK(r.settle(1500) == armor::quota_status::granted);
+  auto r = t.reserve(500).permit();
+  REQUIRE(r.pending());
+  CHECK(r.commit(1500) == armor::quota_tracker_status::granted);
   CHECK(t.usage(0).used == 1500);
   CHECK(t.usage(1).used == 1500);
   CHECK(t.usage(0).remaining() == 0);
@@ -499,53 +511,80 @@ TEST_CASE("a reservation settled above its estimate counts the overrun, past the
   CHECK(t.try_consume().used() == 1500);
 }
 
-TEST_CASE("a reservation cancelled, or dropped unsettled, gives everything back") {
+TEST_CASE("a permit committed with a negative cost counts zero, and commit() keeps the estimate") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker t{{.windows = {quota_window::per_day(100)}}, clock};
+  auto r = t.reserve(40).permit();
+  CHECK(r.commit(-5) == armor::quota_tracker_status::granted);
+  CHECK(t.usage(0).used == 0);
+  auto same = t.reserve(40).permit();
+  CHECK(same.commit(40) == armor::quota_tracker_status::granted);
+  CHECK(t.usage(0).used == 40);
+  auto kept = t.reserve(25).permit();
+  kept.commit();
+  CHECK_FALSE(kept.pending());
+  CHECK(t.usage(0).used == 65);
+}
+
+TEST_CASE("a permit cancelled, or dropped uncommitted, gives everything back") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
   tracker t{{.windows = {quota_window::per_day(10), quota_window::rolling(10, 1h, 6)}}, clock};
   {
-    auto r = t.reserve(6);
-    REQUIRE(r);
+    auto d = t.reserve(6);
+    REQUIRE(d);
     CHECK(t.usage(0).used == 6);
     CHECK(t.usage(1).used == 6);
-  }
+  }  // the decision held the permit: dropped with it
   CHECK(t.usage(0).used == 0);
   CHECK(t.usage(1).used == 0);
-  auto r = t.reserve(10);
+  {
+    auto r = t.reserve(6).permit();  // moved out of the decision, then dropped
+    CHECK(t.usage(0).used == 6);
+  }
+  CHECK(t.usage(0).used == 0);
+  auto r = t.reserve(10).permit();
   CHECK_FALSE(t.reserve(1));
   r.cancel();
   CHECK_FALSE(r.pending());
   CHECK(t.usage(0).used == 0);
-  auto kept = t.reserve(7);
+  auto kept = t.reserve(7).permit();
   kept.commit();
   { auto gone = std::move(kept); }  // committed: dropping it gives nothing back
   CHECK(t.usage(0).used == 7);
   // Move assignment cancels what the target held.
-  auto a = t.reserve(1);
-  auto b = t.reserve(2);
+  auto a = t.reserve(1).permit();
+  auto b = t.reserve(2).permit();
   CHECK(t.usage(0).used == 10);
   a = std::move(b);
   CHECK(t.usage(0).used == 9);
   CHECK(a.amount() == 2);
+  CHECK_FALSE(b.pending());
 }
 
 TEST_CASE("a refused reservation holds nothing and tells why") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h));
   tracker t{{.windows = {quota_window::per_day(3)}}, clock};
   auto ok = t.reserve(3);
-  auto r = t.reserve(1);
-  CHECK_FALSE(r);
-  CHECK_FALSE(r.pending());
-  CHECK(r.decision().status() == armor::quota_status::exhausted);
-  CHECK(r.decision().retry_after() == 1h);
-  CHECK(r.settle(1) == armor::quota_status::exhausted);
+  auto d = t.reserve(1);
+  CHECK_FALSE(d);
+  CHECK(d.status() == armor::quota_tracker_status::exhausted);
+  CHECK(d.code() == armor::errc::quota_exhausted);
+  CHECK(d.retry_after() == 1h);
+  CHECK(d.window() == 0);
+  CHECK_FALSE(d.permit().pending());
+  CHECK(d.permit().commit(1) == armor::quota_tracker_status::exhausted);  // says why, counts nothing
+  CHECK(t.usage(0).used == 3);
+  auto big = t.reserve(4);
+  CHECK(big.code() == armor::errc::request_too_large);
+  CHECK(std::move(big).permit().commit(4) == armor::quota_tracker_status::too_large);
   CHECK(t.usage(0).used == 3);
 }
 
 TEST_CASE("units given back after their period ended are not given to the next period") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h + 59min));
   tracker t{{.windows = {quota_window::per_day(10), quota_window::rolling(10, 2min, 2)}}, clock};
-  auto r = t.reserve(8);
-  REQUIRE(r);
+  auto r = t.reserve(8).permit();
+  REQUIRE(r.pending());
   clock.advance(2min);  // a new day; the rolling bucket is still counted (2 to 3 minutes)
   CHECK_FALSE(t.try_consume(3));
   CHECK(t.try_consume(2));
@@ -553,29 +592,29 @@ TEST_CASE("units given back after their period ended are not given to the next p
   CHECK(t.usage(0).used == 2);  // the new day keeps its 2
   CHECK(t.usage(1).used == 2);  // the rolling window got its 8 back
   clock.advance(1min);
-  auto late = t.reserve(2);
+  auto late = t.reserve(2).permit();
   clock.advance(3min);
   late.cancel();  // its bucket has left the rolling window
   CHECK(t.usage(1).used == 0);
 }
 
-TEST_CASE("an overrun settled after the period ended is counted in the current period") {
+TEST_CASE("an overrun committed after the period ended is counted in the current period") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h + 59min));
   tracker t{{.windows = {quota_window::per_day(100)}}, clock};
-  auto r = t.reserve(10);
+  auto r = t.reserve(10).permit();
   clock.advance(2min);
-  CHECK(r.settle(30) == armor::quota_status::granted);
+  CHECK(r.commit(30) == armor::quota_tracker_status::granted);
   CHECK(t.usage(0).used == 20);
 }
 
 TEST_CASE("charge counts units spent without asking, past the limit") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
   tracker t{{.windows = {quota_window::per_day(10)}}, clock};
-  CHECK(t.charge(25) == armor::quota_status::granted);
-  CHECK(t.charge(0) == armor::quota_status::granted);
-  CHECK(t.charge(-1) == armor::quota_status::invalid);
+  CHECK(t.charge(25) == armor::quota_tracker_status::granted);
+  CHECK(t.charge(0) == armor::quota_tracker_status::granted);
+  CHECK(t.charge(-1) == armor::quota_tracker_status::invalid);
   CHECK(t.usage(0).used == 25);
-  CHECK(t.charge(std::numeric_limits<std::int64_t>::max()) == armor::quota_status::granted);
+  CHECK(t.charge(std::numeric_limits<std::int64_t>::max()) == armor::quota_tracker_status::granted);
   CHECK(t.usage(0).used == (std::int64_t{1} << 40) - 2);  // saturates
 }
 
@@ -654,7 +693,7 @@ TEST_CASE("alerts fire once per threshold and period, in order") {
   REQUIRE(heard.alerts.size() == 3);
   CHECK(heard.alerts[2].threshold == 1.0);
   CHECK_FALSE(t.try_consume());
-  CHECK(t.charge(5) == armor::quota_status::granted);
+  CHECK(t.charge(5) == armor::quota_tracker_status::granted);
   CHECK(heard.alerts.size() == 3);
 
   clock.advance(12h);  // the next day: everything again
@@ -671,9 +710,9 @@ TEST_CASE("alerts are per window, with custom thresholds, and an overrun can fir
   recording_listener heard;
   armor::quota_tracker t{{.windows = {quota_window::per_day(1000), quota_window::per_hour(100)}, .alerts = {0.5, 0.25}},
                          clock, armor::memory_quota_storage{}, std::ref(heard)};
-  auto r = t.reserve(10);
+  auto r = t.reserve(10).permit();
   CHECK(heard.alerts.empty());
-  CHECK(r.settle(60) == armor::quota_status::granted);  // the hour reaches 25 % and 50 %
+  CHECK(r.commit(60) == armor::quota_tracker_status::granted);  // the hour reaches 25 % and 50 %
   REQUIRE(heard.alerts.size() == 2);
   CHECK(heard.alerts[0].window == 1);
   CHECK(heard.alerts[0].threshold == 0.25);
@@ -681,7 +720,7 @@ TEST_CASE("alerts are per window, with custom thresholds, and an overrun can fir
   CHECK(heard.alerts[1].used == 60);
   CHECK(heard.alerts[1].resets_in == 1h);
   // A release does not re-arm a threshold in the same period.
-  auto again = t.reserve(30);
+  auto again = t.reserve(30).permit();
   again.cancel();
   CHECK(t.try_consume(30));
   CHECK(heard.alerts.size() == 2);
@@ -768,7 +807,7 @@ TEST_CASE("in a pipeline a call costs ctx.cost() and a refusal is quota_exhauste
   CHECK(calls == 2);
 }
 
-TEST_CASE("in a pipeline the reported cost settles the reservation") {
+TEST_CASE("in a pipeline the reported cost commits the permit") {
   const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
   tracker tokens{{.windows = {quota_window::per_day(10'000)}}, clock};
   auto p = armor::pipeline{clock, std::ref(tokens)};
@@ -887,4 +926,173 @@ TEST_CASE("stats count refusals by reason and alerts fired, with or without a li
   tracker moved{std::move(t)};
   CHECK(moved.stats().alerts == 7);
   CHECK(moved.stats().rejected() == 5);
+}
+
+// ---------------------------------------------------------------- the one shape (decision, event, stats, names)
+
+TEST_CASE("a quota decision has the shape of every armor decision") {
+  static_assert(armor::decision_like<armor::quota_tracker_decision<>>);
+  static_assert(armor::decision_like<armor::quota_tracker_decision<armor::quota_tracker_permit<>>>);
+  static_assert(!std::is_convertible_v<armor::quota_tracker_decision<>, bool>);
+  static_assert(std::is_nothrow_copy_constructible_v<armor::quota_tracker_decision<>>);
+  static_assert(!std::is_copy_constructible_v<armor::quota_tracker_decision<armor::quota_tracker_permit<>>>);
+  static_assert(std::is_nothrow_move_constructible_v<armor::quota_tracker_decision<armor::quota_tracker_permit<>>>);
+
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 23h));
+  tracker t{{.windows = {quota_window::per_day(3), quota_window::per_minute(100)}}, clock};
+  // Granted: true, no code, no wait.
+  const armor::quota_tracker_decision<> granted = t.try_consume(2);
+  CHECK(static_cast<bool>(granted));
+  CHECK(granted.status() == armor::quota_tracker_status::granted);
+  CHECK_FALSE(granted.code());
+  CHECK(granted.retry_after() == 0ns);
+  CHECK(granted.window() == 0);
+  CHECK(granted.used() == 0);
+  CHECK(granted.limit() == 0);
+  // Exhausted: quota_exhausted, retry after the refusing window resets.
+  const auto exhausted = t.try_consume(2);
+  CHECK_FALSE(exhausted);
+  CHECK(exhausted.code() == armor::errc::quota_exhausted);
+  CHECK(exhausted.code() == std::error_code(armor::errc::quota_exhausted));
+  CHECK(exhausted.retry_after() == 1h);
+  CHECK(exhausted.used() == 2);
+  CHECK(exhausted.limit() == 3);
+  // Too large and invalid: no wait helps.
+  const auto too_large = t.try_consume(4);
+  CHECK(too_large.code() == armor::errc::request_too_large);
+  CHECK(too_large.retry_after() == nanoseconds::max());
+  const auto invalid = t.try_consume(-3);
+  CHECK(invalid.code() == armor::errc::invalid_argument);
+  CHECK(invalid.retry_after() == nanoseconds::max());
+  // A granted reservation holds its units in the permit.
+  auto d = t.reserve(1);
+  REQUIRE(d);
+  CHECK_FALSE(d.code());
+  CHECK(d.retry_after() == 0ns);
+  CHECK(d.permit().pending());
+  CHECK(d.permit().amount() == 1);
+  const auto& cd = d;
+  CHECK(cd.permit().pending());
+  auto p = std::move(d).permit();
+  CHECK(p.pending());
+  CHECK_FALSE(d.permit().pending());  // NOLINT(bugprone-use-after-move): moved out, empty
+  CHECK(t.usage(0).used == 3);
+}
+
+/// A listener taken by value: a noexcept lambda that counts into a shared
+/// vector (the tracker keeps its own copy).
+TEST_CASE("the listener hears one quota_tracker_event per threshold, from any noexcept callable") {
+  const auto start = utc(sys_days{2024y / June / 15}, 18h);
+  const auto clock = clock_at(start);
+  auto heard = std::make_shared<std::vector<armor::quota_tracker_event>>();
+  auto listener = [heard](const armor::quota_tracker_event& e) noexcept { heard->push_back(e); };
+  static_assert(armor::listener_for<decltype(listener), armor::quota_tracker_event>);
+  armor::quota_tracker t{{.windows = {quota_window::per_hour(100), quota_window::per_day(10)}, .alerts = {0.5, 1.0}},
+                         clock, armor::memory_quota_storage{}, listener};
+  static_assert(std::is_same_v<decltype(t)::listener_type, decltype(listener)>);
+  static_assert(std::is_same_v<decltype(t)::event_type, armor::quota_tracker_event>);
+  static_assert(noexcept(t.try_consume()));
+  CHECK(t.try_consume(4));
+  CHECK(heard->empty());
+  CHECK(t.try_consume(6));  // the day: 50 % and 100 % at once, lowest first
+  REQUIRE(heard->size() == 2);
+  const armor::quota_tracker_event& half = (*heard)[0];
+  CHECK(half.window == 1);
+  CHECK(half.threshold == 0.5);
+  CHECK(half.used == 10);
+  CHECK(half.limit == 10);
+  CHECK(half.resets_in == 6h);
+  CHECK(half.resets_at == utc(sys_days{2024y / June / 16}));
+  CHECK((*heard)[1].threshold == 1.0);
+  CHECK((*heard)[1].resets_at == half.resets_at);
+  CHECK(t.stats().alerts == 2);
+
+  // A throwing callable, or one of the wrong signature, is no listener.
+  auto throwing = [](const armor::quota_tracker_event&) {};
+  static_assert(!armor::listener_for<decltype(throwing), armor::quota_tracker_event>);
+  struct named_member {
+    void on_quota_alert(const armor::quota_tracker_event&) noexcept {}
+  };
+  static_assert(!armor::listener_for<named_member, armor::quota_tracker_event>);
+  static_assert(armor::listener_for<armor::no_listener, armor::quota_tracker_event>);
+  static_assert(armor::listener_for<std::reference_wrapper<recording_listener>, armor::quota_tracker_event>);
+}
+
+TEST_CASE("without a listener the tracker costs no byte for one") {
+  static_assert(sizeof(armor::quota_tracker<armor::manual_clock>) ==
+                sizeof(armor::quota_tracker<armor::manual_clock, armor::memory_quota_storage,
+                                            std::reference_wrapper<recording_listener>>) -
+                    sizeof(void*));
+}
+
+TEST_CASE("every public quota enum has a to_string naming its enumerator") {
+  using armor::to_string;
+  static_assert(to_string(armor::quota_tracker_status::granted) == "granted");
+  CHECK(to_string(armor::quota_tracker_status::exhausted) == "exhausted");
+  CHECK(to_string(armor::quota_tracker_status::too_large) == "too_large");
+  CHECK(to_string(armor::quota_tracker_status::invalid) == "invalid");
+  CHECK(to_string(armor::quota_tracker_status::unavailable) == "unavailable");
+  CHECK(to_string(static_cast<armor::quota_tracker_status>(99)) == "unknown");
+  static_assert(to_string(armor::quota_window_kind::fixed) == "fixed");
+  CHECK(to_string(armor::quota_window_kind::week) == "week");
+  CHECK(to_string(armor::quota_window_kind::month) == "month");
+  CHECK(to_string(armor::quota_window_kind::rolling) == "rolling");
+  CHECK(to_string(static_cast<armor::quota_window_kind>(9)) == "unknown");
+  static_assert(to_string(armor::quota_storage_status::consumed) == "consumed");
+  CHECK(to_string(armor::quota_storage_status::refused) == "refused");
+  CHECK(to_string(armor::quota_storage_status::unavailable) == "unavailable");
+  CHECK(to_string(armor::quota_storage_status::deadline_exceeded) == "deadline_exceeded");
+  // Found by ADL too, as fmt's generic formatter calls it.
+  const armor::quota_tracker_status s = armor::quota_tracker_status::exhausted;
+  CHECK(to_string(s) == "exhausted");
+}
+
+TEST_CASE("quota stats and usage describe their own metric families") {
+  static_assert(armor::described_stats<armor::quota_tracker_stats>);
+  static_assert(armor::described_stats<armor::quota_usage>);
+  constexpr auto f = armor::quota_tracker_stats::fields();
+  static_assert(std::tuple_size_v<decltype(f)> == 5);
+  std::vector<std::string> seen;
+  const armor::quota_tracker_stats s{.exhausted = 3, .too_large = 1, .invalid = 2, .unavailable = 4, .alerts = 7};
+  armor::detail::for_each_field<armor::quota_tracker_stats>([&](const auto& field) {
+    seen.push_back(std::string(field.name) + " " + std::string(field.metric) + " " + std::string(field.label_name) +
+                   "=" + std::string(field.label_value) + " " + std::string(armor::to_string(field.type)) + " " +
+                   std::to_string(s.*field.member));
+  });
+  CHECK(seen == std::vector<std::string>{
+                    "exhausted armor_quota_rejected_total reason=exhausted counter 3",
+                    "too_large armor_quota_rejected_total reason=too_large counter 1",
+                    "invalid armor_quota_rejected_total reason=invalid counter 2",
+                    "unavailable armor_quota_rejected_total reason=unavailable counter 4",
+                    "alerts armor_quota_alerts_total = counter 7",
+                });
+  CHECK(std::get<0>(f).help == "Consumptions the quota tracker refused, by reason.");
+  CHECK(std::get<4>(f).help == "Quota alerts fired (once per threshold, window and period).");
+
+  constexpr auto u = armor::quota_usage::fields();
+  CHECK(std::get<0>(u).metric == "armor_quota_used");
+  CHECK(std::get<0>(u).type == armor::metric_type::gauge);
+  CHECK(std::get<1>(u).metric == "armor_quota_limit");
+  CHECK(std::get<2>(u).metric == "armor_quota_reset_seconds");
+  CHECK(std::get<2>(u).help == "Seconds until the quota window resets (rolling: until its oldest units expire).");
+  const armor::quota_usage usage{.used = 40, .limit = 50, .resets_in = 90s};
+  CHECK(armor::detail::metric_value(usage.*std::get<2>(u).member) == 90.0);
+  CHECK(std::get<3>(u).type == armor::metric_type::none);  // exhausted_in: printed, not exported
+}
+
+TEST_CASE("a call's remaining time becomes a storage deadline; nanoseconds::max() is none") {
+  using armor::quota_deadline;
+  // No deadline: max(), without reading a clock.
+  CHECK(armor::detail::quota_deadline_after(nanoseconds::max()) == quota_deadline::max());
+  // A deadline too far to represent saturates just below "none".
+  CHECK(armor::detail::quota_deadline_after(nanoseconds::max() - 1ns) == quota_deadline::max() - 1ns);
+  // Otherwise now + left (in the past for a negative left).
+  const auto before = steady_clock::now();
+  const quota_deadline in_a_second = armor::detail::quota_deadline_after(1s);
+  const quota_deadline gone = armor::detail::quota_deadline_after(-1s);
+  const auto after = steady_clock::now();
+  CHECK(in_a_second >= before + 1s);
+  CHECK(in_a_second <= after + 1s);
+  CHECK(gone <= after - 1s);
+  CHECK(gone >= before - 1s);
 }

@@ -2,6 +2,8 @@
 // and their cancellation, runtime rate changes, the pipeline layer, the rate
 // parser, option checks and the response-header helper.
 #include <armor/deadline.hpp>
+#include <armor/http/date.hpp>
+#include <armor/http/rate_limit.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -19,6 +21,9 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -96,7 +101,7 @@ struct reference_bucket {
   }
 };
 
-void check_same(const armor::bucket_decision& d, const reference_bucket::answer& a) {
+void check_same(const armor::token_bucket_decision<>& d, const reference_bucket::answer& a) {
   CHECK(d.allowed() == a.ok);
   CHECK(d.remaining() == a.remaining);
   CHECK(d.retry_after().count() == a.retry_ns);
@@ -125,7 +130,7 @@ TEST_CASE("the bucket starts full: burst tokens at once, then one per interval")
   CHECK(b.try_acquire());
   const auto d = b.try_acquire();
   CHECK_FALSE(d);
-  CHECK(d.status() == armor::bucket_status::denied);
+  CHECK(d.status() == armor::token_bucket_status::denied);
   CHECK(d.retry_after() == 100ms);
 
   clock.advance(100ms - 1ns);
@@ -225,7 +230,7 @@ TEST_CASE("a request is all or nothing, and a denial writes nothing") {
 TEST_CASE("a request larger than the burst fails at once, and n = 0 always succeeds") {
   bucket b{{.rate = {1, 1s}, .burst = 4}, armor::manual_clock{}};
   const auto d = b.try_acquire(5, at(0));
-  CHECK(d.status() == armor::bucket_status::too_large);
+  CHECK(d.status() == armor::token_bucket_status::too_large);
   CHECK(d.retry_after() == nanoseconds::max());
   CHECK(d.remaining() == 4);  // nothing taken
   CHECK(b.try_acquire(4, at(0)));
@@ -233,16 +238,92 @@ TEST_CASE("a request larger than the burst fails at once, and n = 0 always succe
   CHECK(zero.allowed());
   CHECK(zero.remaining() == 0);
   const auto neg = b.try_acquire(-1, at(0));
-  CHECK(neg.status() == armor::bucket_status::invalid);
+  CHECK(neg.status() == armor::token_bucket_status::invalid);
   CHECK_FALSE(neg);
   // Behind a reservation the bucket is below zero: 0 tokens are not there
   // either (AllowN(t, 0) in x/time/rate), but a free pipeline call passes.
   auto r = b.reserve(2, 10s, at(0));
   REQUIRE(r);
-  r.permit.commit();
+  r.permit().commit();
   CHECK_FALSE(b.try_acquire(0, at(0)));
   armor::context ctx(at(0), {.cost = 0});
   CHECK(b.admit(ctx).kind == armor::admission_kind::admitted);
+}
+
+TEST_CASE("a decision has the shape of every armor decision: bool, code() per status, retry_after()") {
+  using decision = armor::token_bucket_decision<>;
+  using reservation = armor::token_bucket_decision<armor::token_bucket_permit>;
+  static_assert(armor::decision_like<decision>);
+  static_assert(armor::decision_like<reservation>);
+  static_assert(!std::is_convertible_v<decision, bool>);
+  static_assert(!std::is_convertible_v<reservation, bool>);
+  static_assert(std::is_nothrow_copy_constructible_v<decision>);
+  static_assert(!std::is_copy_constructible_v<reservation>);
+  static_assert(std::is_nothrow_move_constructible_v<reservation>);
+  static_assert(std::is_same_v<decltype(std::declval<bucket&>().try_acquire()), decision>);
+  static_assert(std::is_same_v<decltype(std::declval<bucket&>().reserve(1, 1s)), reservation>);
+  static_assert(std::is_same_v<decltype(std::declval<reservation&>().permit()), armor::token_bucket_permit&>);
+  static_assert(
+      std::is_same_v<decltype(std::declval<const reservation&>().permit()), const armor::token_bucket_permit&>);
+  static_assert(std::is_same_v<decltype(std::declval<reservation>().permit()), armor::token_bucket_permit&&>);
+  bucket b{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
+
+  const auto granted = b.try_acquire(2, at(0));
+  CHECK(granted);
+  CHECK(granted.status() == armor::token_bucket_status::granted);
+  CHECK_FALSE(granted.code());
+  CHECK(granted.code() == std::error_code{});
+  CHECK(granted.retry_after() == 0ns);
+
+  const auto denied = b.try_acquire(1, at(250ms));
+  CHECK_FALSE(denied);
+  CHECK(denied.status() == armor::token_bucket_status::denied);
+  CHECK(denied.code() == armor::errc::rate_limited);
+  CHECK(denied.retry_after() == 750ms);
+
+  const auto too_large = b.try_acquire(3, at(0));
+  CHECK_FALSE(too_large);
+  CHECK(too_large.status() == armor::token_bucket_status::too_large);
+  CHECK(too_large.code() == armor::errc::request_too_large);
+  CHECK(too_large.retry_after() == nanoseconds::max());  // no wait can grant it
+
+  const auto invalid = b.try_acquire(-1, at(0));
+  CHECK_FALSE(invalid);
+  CHECK(invalid.status() == armor::token_bucket_status::invalid);
+  CHECK(invalid.code() == armor::errc::invalid_argument);
+  CHECK(invalid.retry_after() == nanoseconds::max());
+
+  SECTION("another bucket implementation may deny for its own reason (Redis away)") {
+    const armor::detail::bucket_config one_per_second{1, 1'000'000'000, 2};
+    const auto away =
+        armor::detail::bucket_decision_access::refused(armor::errc::storage_unavailable, one_per_second, 1);
+    CHECK_FALSE(away);
+    CHECK(away.status() == armor::token_bucket_status::denied);
+    CHECK(away.code() == armor::errc::storage_unavailable);
+    CHECK(away.retry_after() == 0ns);
+    CHECK(away.remaining() == 2);
+  }
+  SECTION("a reservation's decision is granted, with the wait apart from retry_after") {
+    auto r = b.reserve(1, 5s, at(250ms));
+    REQUIRE(r);
+    CHECK_FALSE(r.code());
+    CHECK(r.retry_after() == 0ns);
+    CHECK(r.wait() == 750ms);
+    r.permit().commit();
+    const auto refused = b.reserve(1, 1s, at(250ms));
+    CHECK_FALSE(refused);
+    CHECK(refused.code() == armor::errc::rate_limited);
+    CHECK(refused.retry_after() == 1750ms);
+    CHECK_FALSE(refused.permit());
+  }
+}
+
+TEST_CASE("to_string names every token_bucket_status") {
+  static_assert(armor::to_string(armor::token_bucket_status::granted) == "granted");
+  CHECK(armor::to_string(armor::token_bucket_status::granted) == "granted");
+  CHECK(armor::to_string(armor::token_bucket_status::denied) == "denied");
+  CHECK(armor::to_string(armor::token_bucket_status::too_large) == "too_large");
+  CHECK(armor::to_string(armor::token_bucket_status::invalid) == "invalid");
 }
 
 TEST_CASE("decision numbers: remaining, reset and retry_after are exact") {
@@ -339,21 +420,21 @@ TEST_CASE("reservations are served in arrival order, each at its exact time") {
   REQUIRE(r1);
   REQUIRE(r2);
   REQUIRE(r3);
-  CHECK(r1.delay() == 1s);
-  CHECK(r2.delay() == 3s);
-  CHECK(r3.delay() == 3900ms);  // due at 4 s
-  CHECK(r1.decision.remaining() == 0);
+  CHECK(r1.wait() == 1s);
+  CHECK(r2.wait() == 3s);
+  CHECK(r3.wait() == 3900ms);  // due at 4 s
+  CHECK(r1.remaining() == 0);
   // Nobody can jump the queue: an immediate request at 1 s finds nothing.
   CHECK_FALSE(b.try_acquire(1, at(1s)));
   CHECK(b.try_acquire(1, at(5s)));
   // A reservation longer than allowed is refused and reserves nothing.
   const auto no = b.reserve(1, 999ms, at(5s));
   CHECK_FALSE(no);
-  CHECK(no.decision.retry_after() == 1s);
+  CHECK(no.retry_after() == 1s);
   CHECK(b.try_acquire(1, at(6s)));
-  r1.permit.commit();
-  r2.permit.commit();
-  r3.permit.commit();
+  r1.permit().commit();
+  r2.permit().commit();
+  r3.permit().commit();
 }
 
 TEST_CASE("an abandoned reservation gives its tokens back when nothing was taken after it") {
@@ -362,13 +443,42 @@ TEST_CASE("an abandoned reservation gives its tokens back when nothing was taken
   {
     auto r = b.reserve(1, 5s, at(0));
     REQUIRE(r);
-    CHECK(r.delay() == 1s);
+    CHECK(r.wait() == 1s);
   }  // dropped uncommitted: the bucket is as if it had never been made
   auto again = b.reserve(1, 5s, at(0));
-  CHECK(again.delay() == 1s);
-  CHECK(again.permit.cancel());
-  CHECK_FALSE(again.permit.cancel());  // only once
+  CHECK(again.wait() == 1s);
+  CHECK(again.permit().cancel());
+  CHECK_FALSE(again.permit().cancel());  // only once
   CHECK(b.try_acquire(1, at(1s)));
+}
+
+TEST_CASE("a reservation's permit is taken out of its decision, which then holds nothing") {
+  bucket b{{.rate = {1, 1s}, .burst = 1}, armor::manual_clock{}};
+  REQUIRE(b.try_acquire(1, at(0)));
+  {
+    auto d = b.reserve(1, 5s, at(0));
+    REQUIRE(d);
+    CHECK(d.permit());
+    armor::token_bucket_permit p = std::move(d).permit();
+    CHECK(p);
+    CHECK_FALSE(d.permit());  // NOLINT(bugprone-use-after-move): moved from, empty
+    CHECK(d);                 // still the answer it was
+    CHECK(d.wait() == 1s);
+  }  // the permit, dropped uncommitted, gave the token back
+  CHECK(b.available(at(1s)) == 1);
+  {
+    auto d = b.reserve(1, 5s, at(0));
+    armor::token_bucket_permit p = std::move(d).permit();
+    p.commit();
+  }  // committed: kept
+  CHECK(b.available(at(1s)) == 0);
+  CHECK(b.available(at(2s)) == 1);
+  // A refused reservation, and a granted one of 0 tokens, hold nothing.
+  CHECK_FALSE(b.reserve(1, 0s, at(1s)).permit());
+  const auto zero = b.reserve(0, 0s, at(2s));
+  CHECK(zero);
+  CHECK_FALSE(zero.permit());
+  CHECK(b.reserve(-1, 5s, at(2s)).status() == armor::token_bucket_status::invalid);
 }
 
 TEST_CASE("a reservation followed by others is not given back, so promised times stay valid") {
@@ -378,11 +488,11 @@ TEST_CASE("a reservation followed by others is not given back, so promised times
   auto r2 = b.reserve(1, 1s, at(0));  // due at 30 ns
   REQUIRE(r1);
   REQUIRE(r2);
-  CHECK(r1.delay() == 20ns);
-  CHECK(r2.delay() == 30ns);
-  CHECK_FALSE(r1.permit.cancel());  // r2 came after: nothing is given back
+  CHECK(r1.wait() == 20ns);
+  CHECK(r2.wait() == 30ns);
+  CHECK_FALSE(r1.permit().cancel());  // r2 came after: nothing is given back
   // r2 runs at 30 ns as promised; the next token after it is due at 40 ns.
-  r2.permit.commit();
+  r2.permit().commit();
   CHECK_FALSE(b.try_acquire(1, at(39)));
   CHECK(b.try_acquire(1, at(40)));
 }
@@ -393,14 +503,14 @@ TEST_CASE("a grant given back after later grants were given back is still return
   auto c = b.reserve(1, 0s, at(0));
   REQUIRE(a);
   REQUIRE(c);
-  CHECK_FALSE(a.permit.cancel());  // c is later
+  CHECK_FALSE(a.permit().cancel());  // c is later
   bucket b2{{.rate = {1, 1s}, .burst = 3}, armor::manual_clock{}};
   auto a2 = b2.reserve(1, 0s, at(0));
   auto c2 = b2.reserve(1, 0s, at(0));
-  CHECK(c2.permit.cancel());  // the last one first
-  CHECK(a2.permit.cancel());  // then this one is the last
+  CHECK(c2.permit().cancel());  // the last one first
+  CHECK(a2.permit().cancel());  // then this one is the last
   CHECK(b2.available(at(0)) == 3);
-  c.permit.commit();
+  c.permit().commit();
 }
 
 TEST_CASE("a rate change between a grant and its cancellation forfeits the give-back") {
@@ -408,7 +518,7 @@ TEST_CASE("a rate change between a grant and its cancellation forfeits the give-
   auto r = b.reserve(1, 0s, at(0));
   REQUIRE(r);
   b.set_rate({2, 1s}, 2, at(0));
-  CHECK_FALSE(r.permit.cancel());
+  CHECK_FALSE(r.permit().cancel());
   CHECK(b.available(at(0)) == 1);
 }
 
@@ -452,7 +562,7 @@ TEST_CASE("set_rate keeps the tokens, whole and fractional") {
     REQUIRE(c.try_acquire(2, at(0)));
     auto r = c.reserve(2, 10s, at(0));  // tokens are now -2
     REQUIRE(r);
-    r.permit.commit();
+    r.permit().commit();
     c.set_rate({2, 1s}, 2, at(0));  // 4 tokens short of full at 2/s: 2 s
     CHECK(c.available(at(1999ms)) == 1);
     CHECK(c.available(at(2s)) == 2);
@@ -533,7 +643,7 @@ TEST_CASE("dropping an idle bucket cannot change any decision: a fresh one decid
       t += static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(interval + 1));
       if (rng() % 3 == 0) {
         auto res = used.reserve(1 + static_cast<std::int64_t>(rng() % burst), nanoseconds{interval * 4}, at(t));
-        res.permit.commit();
+        res.permit().commit();
       } else {
         (void)used.try_acquire(static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(burst + 1)), at(t));
       }
@@ -627,13 +737,13 @@ TEST_CASE("with max_wait the pipeline waits for its reserved tokens, in arrival 
     REQUIRE(ahead);
     auto ahead2 = b.reserve(1, 5s, armor::to_timestamp(clock.now()));
     REQUIRE(ahead2);
-    CHECK(ahead2.delay() == 2s);
+    CHECK(ahead2.wait() == 2s);
     auto r = p.try_execute(op);  // would need 3 s
     REQUIRE_FALSE(r.has_value());
     CHECK(r.code() == armor::errc::rate_limited);
     CHECK(*r.retry_after() == 3s);
-    CHECK(ahead2.permit.cancel());  // still the last: nothing was reserved after it
-    ahead.permit.commit();
+    CHECK(ahead2.permit().cancel());  // still the last: nothing was reserved after it
+    ahead.permit().commit();
   }
 }
 
@@ -799,10 +909,11 @@ TEST_CASE("malformed rate text fails with a message that quotes the input") {
 // Response headers
 
 namespace {
-std::map<std::string, std::string> headers_of(const armor::bucket_decision& d,
-                                              const armor::rate_limit_header_options& o = {}) {
+template <class Permit>
+std::map<std::string, std::string> headers_of(const armor::token_bucket_decision<Permit>& d,
+                                              const armor::http::rate_limit_header_options& o = {}) {
   std::map<std::string, std::string> h;
-  armor::rate_limit_headers(d, [&](std::string_view name, std::string_view value) {
+  armor::http::rate_limit_headers(d, [&](std::string_view name, std::string_view value) {
     CHECK(h.count(std::string(name)) == 0);
     h[std::string(name)] = std::string(value);
   }, o);
@@ -827,6 +938,17 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
   CHECK(headers_of(b.try_acquire(1, at(2s - 1ns)))["Retry-After"] == "1");  // 1 ns: still a whole second
   CHECK(headers_of(b.try_acquire(1, at(0)))["Retry-After"] == "2");         // exactly 2 s
 
+  SECTION("a reservation's decision writes the same headers") {
+    auto r = b.reserve(1, 10s, at(0));
+    REQUIRE(r);
+    CHECK(r.wait() == 2s);
+    auto h = headers_of(r);
+    CHECK(h.count("Retry-After") == 0);
+    CHECK(h["RateLimit-Remaining"] == "0");
+    CHECK(h["RateLimit-Reset"] == "8");  // 4 tokens owed at 2 s each
+    CHECK(armor::http::rate_limit_headers(r).size() == 6);
+    r.permit().commit();
+  }
   SECTION("a request larger than the burst gets no Retry-After") {
     auto h = headers_of(b.try_acquire(4, at(0)));
     CHECK(h.count("Retry-After") == 0);
@@ -839,7 +961,7 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
     CHECK(h["X-RateLimit-Reset"] == "1700000006");
   }
   SECTION("the list form holds the same headers without allocating") {
-    const auto list = armor::rate_limit_headers(b.try_acquire(1, at(500ms)));
+    const auto list = armor::http::rate_limit_headers(b.try_acquire(1, at(500ms)));
     CHECK(list.size() == 7);
     CHECK(list.find("Retry-After") == std::optional<std::string_view>{"2"});
     CHECK(list.find("X-RateLimit-Limit") == std::optional<std::string_view>{"3"});
@@ -848,10 +970,10 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
     for (const auto& f : list) n += f.name.empty() ? 0 : 1;
     CHECK(n == 7);
   }
-  CHECK(armor::retry_after_seconds(1ns) == 1);
-  CHECK(armor::retry_after_seconds(0ns) == 1);
-  CHECK(armor::retry_after_seconds(2s) == 2);
-  CHECK(armor::retry_after_seconds(2001ms) == 3);
+  CHECK(armor::http::retry_after_seconds(1ns) == 1);
+  CHECK(armor::http::retry_after_seconds(0ns) == 1);
+  CHECK(armor::http::retry_after_seconds(2s) == 2);
+  CHECK(armor::http::retry_after_seconds(2001ms) == 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -873,7 +995,7 @@ TEST_CASE("stats report the limit, the level and, with count_calls, every decisi
   CHECK_FALSE(b.try_acquire(4, at(0)));
   auto r = b.reserve(1, 10s, at(0));
   REQUIRE(r);
-  r.permit.commit();
+  r.permit().commit();
   s = b.stats(at(500ms));
   CHECK(s.granted == 2);
   CHECK(s.rejected == 1);
@@ -893,6 +1015,39 @@ TEST_CASE("stats report the limit, the level and, with count_calls, every decisi
     CHECK(s.rate == armor::rate{2, 1s});
     CHECK(s.burst == 4);
   }
+}
+
+TEST_CASE("stats describe their fields: the armor_rate_limit_* families, counters only while counting") {
+  using stats = armor::token_bucket_stats;
+  std::vector<std::string> names;
+  std::vector<std::string> metrics;
+  std::vector<bool> counted;
+  armor::detail::for_each_field<stats>([&](const auto& f) {
+    names.emplace_back(f.name);
+    metrics.emplace_back(f.metric);
+    counted.push_back(f.counted);
+    CHECK_FALSE(f.help.empty());
+    CHECK(f.type != armor::metric_type::none);
+  });
+  CHECK(names == std::vector<std::string>{"rate", "burst", "available", "until_full", "granted", "rejected",
+                                          "too_large"});
+  CHECK(metrics == std::vector<std::string>{"armor_rate_limit_tokens_per_second", "armor_rate_limit_burst",
+                                            "armor_rate_limit_available_tokens", "armor_rate_limit_full_in_seconds",
+                                            "armor_rate_limit_granted_total", "armor_rate_limit_rejected_total",
+                                            "armor_rate_limit_too_large_total"});
+  CHECK(counted == std::vector<bool>{false, false, false, false, true, true, true});
+  CHECK(std::get<4>(stats::fields()).type == armor::metric_type::counter);
+  CHECK(std::get<0>(stats::fields()).type == armor::metric_type::gauge);
+
+  // The rate is exported in tokens per second, durations in seconds.
+  CHECK(armor::detail::metric_value(armor::rate{100, 1s}) == 100.0);
+  CHECK(armor::detail::metric_value(armor::rate{1, 1min}) == 1.0 / 60.0);
+  CHECK(armor::detail::metric_value(armor::rate{3, 2ms}) == 1500.0);
+  bucket b{{.rate = {1, 1s}, .burst = 3}, armor::manual_clock{}};
+  (void)b.try_acquire(2, at(0));
+  const stats s = b.stats(at(500ms));
+  CHECK(armor::detail::metric_value(s.*(std::get<3>(stats::fields()).member)) == 1.5);
+  CHECK_FALSE(armor::detail::counting(s));
 }
 
 TEST_CASE("without count_calls a bucket counts nothing, and keyed buckets never count") {
@@ -931,13 +1086,13 @@ TEST_CASE("a listener hears every refusal, once, with what the caller is told") 
   const auto d = b.try_acquire(1, at(250ms));
   REQUIRE_FALSE(d);
   REQUIRE(heard.events.size() == 1);
-  CHECK(heard.events[0].status == armor::bucket_status::denied);
+  CHECK(heard.events[0].status == armor::token_bucket_status::denied);
   CHECK(heard.events[0].tokens == 1);
   CHECK(heard.events[0].retry_after == 750ms);
   CHECK(heard.events[0].retry_after == d.retry_after());
   CHECK_FALSE(b.try_acquire(3, at(250ms)));
   REQUIRE(heard.events.size() == 2);
-  CHECK(heard.events[1].status == armor::bucket_status::too_large);
+  CHECK(heard.events[1].status == armor::token_bucket_status::too_large);
   CHECK(heard.events[1].retry_after == 0s);
 
   SECTION("a pipeline's rejection is heard too") {
@@ -949,6 +1104,6 @@ TEST_CASE("a listener hears every refusal, once, with what the caller is told") 
   }
   SECTION("a listener costs nothing without one") {
     static_assert(sizeof(armor::token_bucket<>) == armor::detail::cache_line);
-    static_assert(!armor::bucket_listener<int>);
+    static_assert(!armor::listener_for<int, armor::token_bucket_event>);
   }
 }

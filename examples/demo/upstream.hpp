@@ -8,6 +8,7 @@
 // counted per client, so the demo can compare what two clients received.
 #pragma once
 
+#include <armor/http/rate_limit.hpp>
 #include <armor/token_bucket.hpp>
 
 #include <httplib.h>
@@ -121,8 +122,8 @@ class upstream {
 
     // The rate limit comes first, whatever state the upstream is in.
     armor::token_bucket<>& bucket = p == phase::throttling ? throttled_[c] : normal_[c];
-    const armor::bucket_decision d = bucket.try_acquire();
-    armor::rate_limit_headers(d, [&](std::string_view name, std::string_view value) {
+    const armor::token_bucket_decision<> d = bucket.try_acquire();
+    armor::http::rate_limit_headers(d, [&](std::string_view name, std::string_view value) {
       res.set_header(std::string(name), std::string(value));
     });
     if (!d) {

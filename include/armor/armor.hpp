@@ -6,8 +6,10 @@
 //     auto p = armor::pipeline{armor::deadline{2s}};
 //     auto v = p.execute([](const armor::context& ctx) { return fetch(ctx.remaining()); });
 //
-// Integrations that need a dependency are separate: armor/asio.hpp (Asio),
-// armor/fmt.hpp (fmt).
+// Integrations that need a dependency are separate, each pulling in only its
+// own: armor/asio.hpp (Asio), armor/fmt.hpp and armor/prometheus.hpp (fmt),
+// armor/storage/sqlite.hpp (SQLite), armor/redis.hpp (hiredis). See
+// docs/architecture.md for the layout and the shape every policy follows.
 #pragma once
 
 #include <armor/backoff.hpp>
@@ -15,16 +17,19 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
+#include <armor/decision.hpp>
 #include <armor/deadline.hpp>
 #include <armor/error.hpp>
 #include <armor/fallback.hpp>
 #include <armor/hedge.hpp>
 #include <armor/http.hpp>
 #include <armor/keyed.hpp>
+#include <armor/listener.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/policy.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/result.hpp>
+#include <armor/stats.hpp>
 #include <armor/token_bucket.hpp>
 #include <armor/verdict.hpp>
 #include <armor/version.hpp>

@@ -1,5 +1,7 @@
-// armor/backoff.hpp: retries with backoff and jitter, honouring Retry-After,
-// under an optional retry budget.
+// armor/backoff.hpp: retries with exponential backoff and jitter, honouring
+// Retry-After, bounded by the deadline and an optional retry budget. Defines
+// armor::backoff<Rng, Listener>, its options, stats and event, and the
+// random sources thread_rng and seeded_rng.
 //
 //     using namespace std::chrono_literals;
 //     auto p = armor::pipeline{
@@ -8,34 +10,8 @@
 //     };
 //     auto body = p.execute([&](const armor::context& ctx) { return http_get(url, ctx.remaining()); });
 //
-// What is retried: a verdict that is retryable and not `cancelled` (by
-// default every exception and every error value; a classifier decides for
-// HTTP responses, see docs/backoff.md). A non-retryable failure ends the call
-// after one attempt.
-//
-// How long to wait before retry n (n = the attempt that just failed):
-//
-//   1. the verdict's `retry_after` (a server's Retry-After, an inner rate
-//      limiter's hint) when it has one, capped at `max_retry_after`; else
-//   2. the schedule (`initial`, `multiplier`, capped at `max_delay`), with
-//      jitter: by default exponential with full jitter, uniform in
-//      [0, initial * multiplier^(n-1)), which is what AWS, Envoy and gRPC use.
-//
-// When the wait would end at or past the enclosing deadline, the policy stops
-// at once with the last failure rather than sleeping in vain. The policy never
-// sleeps itself: it tells the driver how long, and the driver sleeps through
-// the pipeline's clock (so a manual_clock makes tests instant and exact).
-//
-// When the call ends, execute() rethrows the operation's last exception (or
-// returns its last value); try_execute() returns a failure with code
-// errc::retries_exhausted (more than one attempt) whose cause is that
-// exception.
-//
-// Thread-safety: one backoff may serve any number of threads at once (its
-// state is atomics). Cost: on the success path a few predictable branches
-// and, with a retry budget, one relaxed load (about 2.5 ns over the bare
-// driver); no shared write unless `count_calls`, no allocation, no lock, no
-// virtual call.
+// What is retried, how long each wait is, the budget, the listener and the
+// cost: docs/backoff.md.
 #pragma once
 
 #include <armor/context.hpp>
@@ -45,7 +21,9 @@
 #include <armor/detail/random.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/policy.hpp>
+#include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
 #include <algorithm>
@@ -58,6 +36,8 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -73,6 +53,17 @@ enum class backoff_schedule : std::uint8_t {
                 ///< ignores `multiplier` and `jitter`, which it replaces
 };
 
+/// The enumerator's name: "constant", "linear", "exponential", "decorrelated".
+[[nodiscard]] constexpr std::string_view to_string(backoff_schedule s) noexcept {
+  switch (s) {
+    case backoff_schedule::constant: return "constant";
+    case backoff_schedule::linear: return "linear";
+    case backoff_schedule::exponential: return "exponential";
+    case backoff_schedule::decorrelated: return "decorrelated";
+  }
+  return "unknown";
+}
+
 /// How a schedule's delay d is randomised, so that clients that failed
 /// together do not retry together.
 enum class jitter_mode : std::uint8_t {
@@ -81,6 +72,17 @@ enum class jitter_mode : std::uint8_t {
   equal,         ///< uniform in [d/2, d)
   proportional,  ///< uniform in [d * (1 - f), min(d * (1 + f), max_delay)), f = jitter_fraction
 };
+
+/// The enumerator's name: "none", "full", "equal", "proportional".
+[[nodiscard]] constexpr std::string_view to_string(jitter_mode j) noexcept {
+  switch (j) {
+    case jitter_mode::none: return "none";
+    case jitter_mode::full: return "full";
+    case jitter_mode::equal: return "equal";
+    case jitter_mode::proportional: return "proportional";
+  }
+  return "unknown";
+}
 
 /// A retry budget shared by every call through one backoff policy, in the
 /// style of gRPC's retry throttling: each retryably failed attempt takes one
@@ -132,8 +134,59 @@ enum class backoff_stop : std::uint8_t {
   deadline,       ///< the next delay would end at or past the deadline
 };
 
-/// A snapshot of a backoff policy's counters. Each number is read atomically,
-/// the set is not: under load the fields may be a few events apart.
+/// The enumerator's name: "non_retryable", "exhausted", "budget", "deadline".
+[[nodiscard]] constexpr std::string_view to_string(backoff_stop s) noexcept {
+  switch (s) {
+    case backoff_stop::non_retryable: return "non_retryable";
+    case backoff_stop::exhausted: return "exhausted";
+    case backoff_stop::budget: return "budget";
+    case backoff_stop::deadline: return "deadline";
+  }
+  return "unknown";
+}
+
+/// What happened, for a backoff policy's listener.
+enum class backoff_event_kind : std::uint8_t {
+  retry,    ///< an attempt failed and the policy asked the driver to run another after `delay`
+  give_up,  ///< an attempt failed and the policy ended the call (see `stop`)
+};
+
+/// The enumerator's name: "retry", "give_up".
+[[nodiscard]] constexpr std::string_view to_string(backoff_event_kind k) noexcept {
+  switch (k) {
+    case backoff_event_kind::retry: return "retry";
+    case backoff_event_kind::give_up: return "give_up";
+  }
+  return "unknown";
+}
+
+/// What a backoff policy's listener hears: once per retry, and once per
+/// call the policy ends without success. A success is not an event.
+struct backoff_event {
+  backoff_event_kind kind = backoff_event_kind::retry;
+  /// The attempt that failed, counted from 1; for give_up, also the number
+  /// of attempts the call ran.
+  unsigned attempt = 0;
+  /// retry: how long the driver waits before the next attempt; give_up: zero.
+  std::chrono::nanoseconds delay{};
+  /// give_up: why the policy stopped; retry: not meaningful (exhausted).
+  backoff_stop stop = backoff_stop::exhausted;
+  /// The failed attempt's verdict: `last.code` says why it failed,
+  /// `last.kind` how (failure, timeout, rejected, cancelled), and
+  /// `last.retry_after` carries the server's (or an inner layer's) hint.
+  verdict last{};
+
+  /// How fmt prints it (armor/stats.hpp); `last` comes last, as it holds spaces.
+  static constexpr auto fields() noexcept {
+    using e = backoff_event;
+    return std::tuple{armor::field("kind", &e::kind), armor::field("attempt", &e::attempt),
+                      armor::field("delay", &e::delay), armor::field("stop", &e::stop), armor::field("last", &e::last)};
+  }
+};
+
+/// A snapshot of a backoff policy's counters and retry budget. Each number
+/// is read atomically, the set is not: under load the fields may be a few
+/// events apart.
 ///
 /// Every failed attempt ends in exactly one of: a retry, or a give-up
 /// (exhausted, budget_refusals, deadline_stops, non_retryable). Only `calls`
@@ -146,17 +199,42 @@ struct backoff_stats {
   std::uint64_t budget_refusals = 0;        ///< retries the retry budget refused
   std::uint64_t deadline_stops = 0;         ///< retries given up because the delay would not fit the deadline
   std::uint64_t non_retryable = 0;          ///< calls ended by a non-retryable (or cancelled) verdict
+  bool counting = false;                    ///< count_calls: `calls` is counted
+  bool has_budget = false;                  ///< the policy has a retry budget
+  double budget_tokens = 0;                 ///< the budget's level in tokens (0 without a budget)
 
   /// Attempts the policy ran: every call's first attempt plus every retry
   /// (needs count_calls; without it, this is the number of retries).
   [[nodiscard]] constexpr std::uint64_t attempts() const noexcept { return calls + retries; }
   /// Attempts that did not succeed (each one was retried or ended its call).
-  [[nodiscard]] constexpr std::uint64_t failed_attempts() const noexcept {
-    return retries + gave_up();
-  }
+  [[nodiscard]] constexpr std::uint64_t failed_attempts() const noexcept { return retries + gave_up(); }
   /// Calls that ended without success because the policy stopped retrying.
   [[nodiscard]] constexpr std::uint64_t gave_up() const noexcept {
     return exhausted + budget_refusals + deadline_stops + non_retryable;
+  }
+
+  /// How fmt prints and Prometheus exports it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using s = backoff_stats;
+    return std::tuple{
+        counter("calls", &s::calls, "armor_retry_calls_total",
+                "Calls through the retry policy (only with count_calls).")
+            .when_counting(),
+        counter("retries", &s::retries, "armor_retry_attempts_total",
+                "Retries granted: attempts after a call's first one."),
+        counter("successes_after_retry", &s::successes_after_retry, "armor_retry_successes_after_retry_total",
+                "Calls that succeeded on a second or later attempt."),
+        counter("exhausted", &s::exhausted, "armor_retry_exhausted_total", "Calls that failed max_attempts times."),
+        counter("budget_refusals", &s::budget_refusals, "armor_retry_budget_refused_total",
+                "Retries the retry budget refused."),
+        counter("deadline_stops", &s::deadline_stops, "armor_retry_deadline_stopped_total",
+                "Retries given up because the delay would not fit the deadline."),
+        counter("non_retryable", &s::non_retryable, "armor_retry_non_retryable_total",
+                "Calls ended by a non-retryable or cancelled attempt."),
+        gauge("budget_tokens", &s::budget_tokens, "armor_retry_budget_tokens",
+              "Tokens left in the retry budget (retries stop at half).")
+            .when(&s::has_budget),
+    };
   }
 };
 
@@ -207,21 +285,6 @@ class seeded_rng {
 template <class G>
 concept random_source = std::invocable<G&> && std::convertible_to<std::invoke_result_t<G&>, std::uint64_t>;
 
-/// What backoff accepts as a listener: no_listener, or a type (or
-/// std::ref to one) with `on_retry(unsigned attempt, std::chrono::nanoseconds
-/// delay, const armor::verdict& v)`, called before each retry with the number
-/// of the attempt that failed, the delay the driver will sleep, and that
-/// attempt's verdict. It may also have `on_give_up(unsigned attempts,
-/// armor::backoff_stop why, const armor::verdict& last)`, called when the
-/// policy ends a call that did not succeed. Listeners run on the calling
-/// thread, concurrently from every thread that uses the policy.
-template <class L>
-concept backoff_listener =
-    std::is_same_v<L, no_listener> ||
-    requires(std::unwrap_reference_t<L>& l, unsigned n, std::chrono::nanoseconds d, const verdict& v) {
-      l.on_retry(n, d, v);
-    };
-
 namespace detail {
 
 template <class G>
@@ -238,51 +301,33 @@ template <class G>
   }
 }
 
-template <class L>
-[[nodiscard]] consteval bool has_give_up() {
-  return requires(std::unwrap_reference_t<L>& l, unsigned n, const verdict& v) {
-    l.on_give_up(n, backoff_stop::exhausted, v);
-  };
-}
-
-template <class L>
-[[nodiscard]] consteval bool quiet_listener() {
-  if constexpr (std::is_same_v<L, no_listener>) {
-    return true;
-  } else {
-    using U = std::unwrap_reference_t<L>;
-    constexpr bool retry_quiet = noexcept(std::declval<U&>().on_retry(0U, std::chrono::nanoseconds{},
-                                                                      std::declval<const verdict&>()));
-    if constexpr (has_give_up<L>()) {
-      return retry_quiet && noexcept(std::declval<U&>().on_give_up(0U, backoff_stop::exhausted,
-                                                                  std::declval<const verdict&>()));
-    } else {
-      return retry_quiet;
-    }
-  }
-}
-
 }  // namespace detail
 
-/// Retries retryable failures (see the top of this header). A looping
-/// policy: admit() always admits (a first attempt runs even when the retry
-/// budget is empty); next() decides after each attempt whether and when to
-/// run the layers inside it again.
+/// Retries retryable failures (see docs/backoff.md). A looping policy:
+/// admit() always admits (a first attempt runs even when the retry budget
+/// is empty); next() decides after each attempt whether and when to run the
+/// layers inside it again.
 ///
 /// `Rng` draws the jitter (thread_rng by default; seeded_rng in tests).
-/// `Listener` hears about retries and give-ups (no_listener by default:
-/// nothing is called and nothing is paid).
+/// `Listener` (armor/listener.hpp) hears each retry and each give-up as a
+/// backoff_event: no_listener (the default: nothing is called, nothing is
+/// stored) or a callable `void(const backoff_event&) noexcept`, or std::ref
+/// to one. It runs on the calling thread, concurrently from every thread
+/// that uses the policy.
 ///
 /// Construction throws armor::error(errc::invalid_argument) for bad options.
 /// Thread-safe. Move-constructible so that pipelines can hold it by value;
 /// the move takes over the counters and budget with plain loads, so it must
 /// not race with calls through the source. To share one policy (and its
 /// budget and counters) between pipelines, give them std::ref(policy).
-template <random_source Rng = thread_rng, backoff_listener Listener = no_listener>
+template <random_source Rng = thread_rng, class Listener = no_listener>
 class backoff {
   static_assert(detail::full_range_generator<Rng>(),
                 "armor::backoff: the random source must produce the full 64-bit range "
                 "(use std::mt19937_64, not std::mt19937)");
+  static_assert(listener_for<Listener, backoff_event>,
+                "armor::backoff: Listener must be no_listener or callable as "
+                "listener(const armor::backoff_event&) noexcept (or std::ref to such a callable)");
 
  public:
   using permit_type = no_permit;
@@ -305,7 +350,7 @@ class backoff {
         draws_(options.schedule == backoff_schedule::decorrelated || options.jitter != jitter_mode::none),
         rng_(std::move(rng)),
         listener_(std::move(listener)) {
-    counters_.tokens.store(budget_.max, std::memory_order_relaxed);  // the bucket starts full
+    shared_.tokens.store(budget_.max, std::memory_order_relaxed);  // the bucket starts full
   }
 
   /// Takes over `other`'s options, counters and budget level (plain loads:
@@ -319,9 +364,8 @@ class backoff {
         budget_(other.budget_),
         draws_(other.draws_),
         rng_(std::move(other.rng_)),
-        listener_(std::move(other.listener_)) {
-    counters_.copy_from(other.counters_);
-  }
+        listener_(std::move(other.listener_)),
+        shared_(other.shared_) {}
 
   backoff(const backoff&) = delete;  // a copy would split the budget; share with std::ref
   backoff& operator=(const backoff&) = delete;
@@ -348,27 +392,29 @@ class backoff {
     return std::chrono::nanoseconds{base(attempt)};
   }
 
-  /// The counters (see backoff_stats). Relaxed reads.
+  /// The counters and the budget's level (see backoff_stats). Relaxed reads.
   [[nodiscard]] backoff_stats stats() const noexcept {
-    constexpr auto r = std::memory_order_relaxed;  // a snapshot of standalone numbers
+    const auto& c = shared_.counters;
     backoff_stats s;
-    s.calls = counters_.calls.load(r);
-    s.retries = counters_.retries.load(r);
-    s.successes_after_retry = counters_.successes_after_retry.load(r);
-    s.exhausted = counters_.exhausted.load(r);
-    s.budget_refusals = counters_.budget_refusals.load(r);
-    s.deadline_stops = counters_.deadline_stops.load(r);
-    s.non_retryable = counters_.non_retryable.load(r);
+    s.calls = c.load(counter::calls);
+    s.retries = c.load(counter::retries);
+    s.successes_after_retry = c.load(counter::successes_after_retry);
+    s.exhausted = c.load(counter::exhausted);
+    s.budget_refusals = c.load(counter::budget_refusals);
+    s.deadline_stops = c.load(counter::deadline_stops);
+    s.non_retryable = c.load(counter::non_retryable);
+    s.counting = options_.count_calls;
+    s.has_budget = budget_.enabled();
+    if (s.has_budget) {
+      // Relaxed: a reading of a standalone number.
+      s.budget_tokens = static_cast<double>(shared_.tokens.load(std::memory_order_relaxed)) /
+                        static_cast<double>(detail::milli_tokens);
+    }
     return s;
   }
 
-  /// The retry budget's level in tokens, or nothing when there is no budget.
-  [[nodiscard]] std::optional<double> budget_tokens() const noexcept {
-    if (!budget_.enabled()) return std::nullopt;
-    // Relaxed: a reading of a standalone number.
-    return static_cast<double>(counters_.tokens.load(std::memory_order_relaxed)) /
-           static_cast<double>(detail::milli_tokens);
-  }
+  /// The listener.
+  [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
   /// Always admits: the retry budget limits retries, never first attempts.
   [[nodiscard]] admission<> admit(context&) const noexcept { return admission<>::admit(); }
@@ -378,25 +424,27 @@ class backoff {
   /// After each attempt: done, or run the inner layers again after a delay.
   [[nodiscard]] step next(const context& ctx, const verdict& v, loop_state& s) noexcept(quiet) {
     const unsigned attempt = ++s.rounds;
-    if (attempt == 1 && options_.count_calls) detail::backoff_counters::bump(counters_.calls);
+    if (attempt == 1 && options_.count_calls) shared_.counters.add(counter::calls);
 
     if (ARMOR_LIKELY(v.ok())) {
-      if (budget_.enabled()) detail::budget_refill(counters_.tokens, budget_);
-      if (attempt > 1) detail::backoff_counters::bump(counters_.successes_after_retry);
+      if (budget_.enabled()) detail::budget_refill(shared_.tokens, budget_);
+      if (attempt > 1) shared_.counters.add(counter::successes_after_retry);
       return step::done();
     }
     return after_failure(ctx, v, s, attempt);
   }
 
  private:
-  static constexpr bool quiet =
-      std::is_nothrow_invocable_v<Rng&> && detail::quiet_listener<Listener>();
+  using counter = detail::backoff_counter;
+
+  // Listeners are noexcept (listener_for), so only the random source may throw.
+  static constexpr bool quiet = std::is_nothrow_invocable_v<Rng&>;
 
   // Everything but the success path, in a function of its own so that the
   // success path stays small enough to inline into the driver.
   step after_failure(const context& ctx, const verdict& v, loop_state& s, unsigned attempt) noexcept(quiet) {
     if (!v.retryable || v.kind == outcome::cancelled) {
-      detail::backoff_counters::bump(counters_.non_retryable);
+      shared_.counters.add(counter::non_retryable);
       return give_up(attempt, backoff_stop::non_retryable, v);
     }
 
@@ -404,11 +452,11 @@ class backoff {
     // inner armor layer (open breaker, empty bucket) put no load on it.
     std::int64_t level = budget_.max;
     if (budget_.enabled() && (v.kind == outcome::failure || v.kind == outcome::timeout)) {
-      level = detail::budget_drain(counters_.tokens);
+      level = detail::budget_drain(shared_.tokens);
     }
 
     if (attempt >= options_.max_attempts) {
-      detail::backoff_counters::bump(counters_.exhausted);
+      shared_.counters.add(counter::exhausted);
       return give_up(attempt, backoff_stop::exhausted, v);
     }
 
@@ -416,10 +464,10 @@ class backoff {
       // Decided on the level this failure left, or (for a rejection, which
       // drained nothing) on the current level.
       if (v.kind != outcome::failure && v.kind != outcome::timeout) {
-        level = counters_.tokens.load(std::memory_order_relaxed);  // relaxed: a standalone number
+        level = shared_.tokens.load(std::memory_order_relaxed);  // relaxed: a standalone number
       }
       if (level <= budget_.threshold) {
-        detail::backoff_counters::bump(counters_.budget_refusals);
+        shared_.counters.add(counter::budget_refusals);
         return give_up(attempt, backoff_stop::budget, v);
       }
     }
@@ -437,26 +485,25 @@ class backoff {
     // (The driver checks this too; deciding here keeps the stats right.)
     if (ctx.has_deadline() &&
         detail::saturating_add(ctx.now().time_since_epoch().count(), d) >= ctx.deadline().time_since_epoch().count()) {
-      detail::backoff_counters::bump(counters_.deadline_stops);
+      shared_.counters.add(counter::deadline_stops);
       return give_up(attempt, backoff_stop::deadline, v);
     }
 
     s.previous_ns = d;
-    detail::backoff_counters::bump(counters_.retries);
+    shared_.counters.add(counter::retries);
     const std::chrono::nanoseconds delay{d};
-    if constexpr (!std::is_same_v<Listener, no_listener>) listener().on_retry(attempt, delay, v);
+    detail::notify(listener_, [&] {
+      return backoff_event{.kind = backoff_event_kind::retry, .attempt = attempt, .delay = delay, .last = v};
+    });
     return step::retry_after(delay);
   }
 
-  step give_up([[maybe_unused]] unsigned attempts, [[maybe_unused]] backoff_stop why,
-               [[maybe_unused]] const verdict& v) noexcept(quiet) {
-    if constexpr (!std::is_same_v<Listener, no_listener>) {
-      if constexpr (detail::has_give_up<Listener>()) listener().on_give_up(attempts, why, v);
-    }
+  step give_up(unsigned attempts, backoff_stop why, const verdict& v) noexcept {
+    detail::notify(listener_, [&] {
+      return backoff_event{.kind = backoff_event_kind::give_up, .attempt = attempts, .stop = why, .last = v};
+    });
     return step::done();
   }
-
-  auto& listener() noexcept { return static_cast<std::unwrap_reference_t<Listener>&>(listener_); }
 
   [[nodiscard]] std::int64_t base(unsigned attempt) const noexcept {
     switch (options_.schedule) {
@@ -541,7 +588,7 @@ class backoff {
   [[no_unique_address]] Rng rng_;
   [[no_unique_address]] Listener listener_;
   // Written by calls: on a cache line of its own.
-  detail::backoff_counters counters_;
+  detail::backoff_shared shared_;
 };
 
 backoff() -> backoff<>;

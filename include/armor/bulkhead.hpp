@@ -1,63 +1,36 @@
 // armor/bulkhead.hpp: a concurrency limit. At most N calls inside at once;
-// the next one fails fast, or waits in line for a bounded time.
+// the next one fails fast (errc::bulkhead_full), or waits in line (FIFO) for
+// a bounded time. Defines armor::bulkhead<Listener>, its options, permit,
+// stats and event.
 //
 //     using namespace std::chrono_literals;
-//
-//     // A proxy: at most 100 requests to the upstream at once; the 101st gets
-//     // errc::bulkhead_full at once (answer 503) instead of queueing without bound.
+//     // At most 100 requests to the upstream at once; the 101st gets
+//     // bulkhead_full at once (answer 503) instead of queueing without bound.
 //     armor::bulkhead upstream_slots{{.max_concurrent = 100}};
 //     auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream_slots)};
 //     auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); });
 //     if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable();
 //
-//     // Or let up to 50 callers wait, in arrival order, up to 200 ms each
-//     // (never past their deadline):
-//     armor::bulkhead db{{.max_concurrent = 8, .max_queue = 50, .max_wait = 200ms}};
-//
-// In a pipeline a call holds its slot from admission until the layer settles,
-// that is for the whole of the layers inside it (retries inside it included).
-// The slot is given back on every path: success, failure, an exception, a
-// cancelled or destroyed coroutine (the permit's destructor gives it back).
-//
-// Waiting: with `max_queue = 0` (the default) nothing waits. Otherwise a
-// caller that finds every slot taken joins a FIFO queue of at most
-// `max_queue` callers (beyond that: bulkhead_full at once) and waits until a
-// slot is handed to it, `max_wait` passes (bulkhead_full) or its deadline
-// passes (deadline_exceeded). A released slot goes straight to the head of
-// the queue, and a newcomer never overtakes a waiter. The sync driver blocks
-// the calling thread on a condition variable; the Asio driver suspends the
-// coroutine (no thread blocks). Over a clock it cannot block on (manual_clock)
-// a driver does not block: it moves the clock to the end of the wait and
-// takes the slot only if one was handed over meanwhile.
-//
-// Thread-safety: every member may be called concurrently, except moving the
-// bulkhead (move it before sharing it; share it with std::ref). Cost: a call
-// that finds a free slot is one load and one CAS to enter and the same to
-// leave, on one std::atomic<uint64_t>; a refusal is one load and writes
-// nothing. Only callers that queue (and the releases that serve them) take
-// a lock. No allocation, no clock read.
-//
-// Listening: `armor::bulkhead` is `basic_bulkhead<no_listener>`, which calls
-// nothing and stores nothing for it. `basic_bulkhead<L>` calls a listener
-// (see bulkhead_event) when it refuses a call, when a caller joins its queue
-// and when a queued caller leaves it without a slot:
-//
-//     auto log = [](const armor::bulkhead_event& e) noexcept { ... };
-//     armor::basic_bulkhead upstream_slots{{.max_concurrent = 100}, log};  // or std::ref(listener)
+// Queueing, direct use (try_acquire), the listener, keyed bulkheads, how it
+// works and what it costs: docs/policies_order.md#bulkhead.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
+#include <armor/decision.hpp>
 #include <armor/detail/bulkhead_state.hpp>
 #include <armor/detail/config.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/policy.hpp>
+#include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <string>
-#include <type_traits>
+#include <string_view>
+#include <tuple>
 #include <utility>
 
 namespace armor {
@@ -76,7 +49,7 @@ struct bulkhead_options {
 };
 
 template <class Listener>
-class basic_bulkhead;
+class bulkhead;
 
 /// A bulkhead's receipt: a slot held, or a place in its queue. Move-only.
 /// Dropping it gives back what it holds (the slot, or the place: if a slot
@@ -125,7 +98,7 @@ class bulkhead_permit {
 
  private:
   template <class>
-  friend class basic_bulkhead;
+  friend class bulkhead;
   explicit bulkhead_permit(detail::bulkhead_state* s, queue_waiter* w = nullptr) noexcept : state_(s), waiter_(w) {}
 
   detail::bulkhead_state* state_ = nullptr;
@@ -140,6 +113,18 @@ struct bulkhead_stats {
   std::uint32_t queued = 0;          ///< callers waiting for a slot now
   std::uint32_t max_concurrent = 0;  ///< the limit on calls inside
   std::uint32_t max_queue = 0;       ///< the limit on callers waiting (0: fail fast)
+
+  /// How fmt prints and Prometheus exports it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    return std::tuple{
+        gauge("in_use", &bulkhead_stats::in_use, "armor_bulkhead_in_use", "Calls inside the bulkhead now."),
+        gauge("queued", &bulkhead_stats::queued, "armor_bulkhead_queued", "Callers waiting for a bulkhead slot now."),
+        gauge("max_concurrent", &bulkhead_stats::max_concurrent, "armor_bulkhead_max_concurrent",
+              "The bulkhead's limit on calls inside at once."),
+        gauge("max_queue", &bulkhead_stats::max_queue, "armor_bulkhead_max_queue",
+              "The bulkhead's limit on callers waiting (0: it fails fast)."),
+    };
+  }
 };
 
 /// What happened, for a bulkhead's listener.
@@ -148,6 +133,16 @@ enum class bulkhead_event_kind : std::uint8_t {
   queued,     ///< a caller joined the queue: every slot was taken
   abandoned,  ///< a queued caller left without a slot: max_wait, its deadline, cancellation, or its permit dropped
 };
+
+/// The enumerator's name: "rejected", "queued", "abandoned".
+[[nodiscard]] constexpr std::string_view to_string(bulkhead_event_kind k) noexcept {
+  switch (k) {
+    case bulkhead_event_kind::rejected: return "rejected";
+    case bulkhead_event_kind::queued: return "queued";
+    case bulkhead_event_kind::abandoned: return "abandoned";
+  }
+  return "unknown";
+}
 
 /// What a bulkhead's listener hears. `in_use` and `queued` are read just
 /// after the event (a caller that abandoned is no longer counted). The
@@ -158,42 +153,53 @@ struct bulkhead_event {
   bulkhead_event_kind kind = bulkhead_event_kind::rejected;
   std::uint32_t in_use = 0;  ///< calls inside
   std::uint32_t queued = 0;  ///< callers waiting for a slot
+
+  /// How fmt prints it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using e = bulkhead_event;
+    return std::tuple{armor::field("kind", &e::kind), armor::field("in_use", &e::in_use),
+                      armor::field("queued", &e::queued)};
+  }
 };
 
-/// What a bulkhead accepts as its listener: no_listener (the default:
-/// nothing is called, nothing is stored), or anything callable (or
-/// std::ref to it) as `listener(const armor::bulkhead_event&)` without
-/// throwing. It runs on the thread of the caller the event is about, once
-/// per event, outside the bulkhead's lock; it may read the bulkhead's
-/// stats() but must not call into its queue.
-template <class L>
-concept bulkhead_listener = std::is_same_v<L, no_listener> ||
-                            std::is_nothrow_invocable_v<std::unwrap_reference_t<L>&, const bulkhead_event&>;
+// bulkhead::try_acquire answers armor::decision<bulkhead_permit>.
+static_assert(decision_like<decision<bulkhead_permit>>);
 
-/// A concurrency limit, and an armor::policy that may queue (see the top of
-/// this header), with a listener for its refusals and its queue (see
-/// bulkhead_event; `armor::bulkhead` is the one without). Constructors throw
-/// armor::error(invalid_argument), naming the option, for max_concurrent
-/// outside [1, 2^31), max_queue of 2^31 or more, a negative max_wait, or a
-/// zero max_wait with a queue.
+/// A concurrency limit, and an armor::policy that may queue (see
+/// docs/policies_order.md#bulkhead).
+///
+/// `Listener` (armor/listener.hpp) hears every refusal and every queue
+/// event as a bulkhead_event: no_listener (the default: nothing is called,
+/// nothing is stored) or a callable `void(const bulkhead_event&) noexcept`,
+/// or std::ref to one. It runs on the thread of the caller the event is
+/// about, outside the bulkhead's lock; it may read stats() but must not call
+/// into the queue. Admissions are not reported.
+///
+/// Thread-safety: every member may be called concurrently, except moving
+/// the bulkhead (move it before sharing it; share it with std::ref). Cost:
+/// a call that finds a free slot is one load and one CAS to enter and the
+/// same to leave; a refusal is one load and writes nothing; only callers
+/// that queue take a lock. No allocation, no clock read.
+///
+/// Constructors throw armor::error(invalid_argument), naming the option,
+/// for max_concurrent outside [1, 2^31), max_queue of 2^31 or more, a
+/// negative max_wait, or a zero max_wait with a queue.
 template <class Listener = no_listener>
-class basic_bulkhead {
-  static_assert(bulkhead_listener<Listener>,
-                "armor::basic_bulkhead: Listener must be no_listener or callable as "
-                "listener(const armor::bulkhead_event&) noexcept");
-
-  static constexpr bool listening = !std::is_same_v<Listener, no_listener>;
+class bulkhead {
+  static_assert(listener_for<Listener, bulkhead_event>,
+                "armor::bulkhead: Listener must be no_listener or callable as "
+                "listener(const armor::bulkhead_event&) noexcept (or std::ref to such a callable)");
 
  public:
   using permit_type = bulkhead_permit;
-  using options_type = bulkhead_options;  ///< for armor::keyed<armor::bulkhead>
+  using options_type = bulkhead_options;  ///< for armor::keyed<armor::bulkhead<>>
   /// What armor::keyed stores per key: the same bulkhead, without the
   /// listener (per-key bulkheads report through their stats()).
-  using keyed_instance = basic_bulkhead<no_listener>;
+  using keyed_instance = bulkhead<no_listener>;
   using listener_type = Listener;
 
   /// `listener` hears every refusal and every queue event (see bulkhead_event).
-  explicit basic_bulkhead(const bulkhead_options& options = {}, Listener listener = Listener{})
+  explicit bulkhead(const bulkhead_options& options = {}, Listener listener = Listener{})
       : state_(checked(options).max_concurrent, options.max_queue),
         max_wait_(options.max_wait),
         listener_(std::move(listener)) {
@@ -202,25 +208,27 @@ class basic_bulkhead {
 
   /// For armor::keyed: a bulkhead reads no clock, so it ignores the one given.
   template <clock C>
-  basic_bulkhead(const bulkhead_options& options, const C&) : basic_bulkhead(options) {}
+  bulkhead(const bulkhead_options& options, const C&) : bulkhead(options) {}
 
   /// Moves the counts (and the listener). Not thread-safe: move a bulkhead
   /// before sharing it (nobody may be queued).
-  basic_bulkhead(basic_bulkhead&& other) noexcept
+  bulkhead(bulkhead&& other) noexcept
       : state_(other.state_), max_wait_(other.max_wait_), listener_(std::move(other.listener_)) {
     hook();
   }
-  basic_bulkhead(const basic_bulkhead&) = delete;
-  basic_bulkhead& operator=(const basic_bulkhead&) = delete;
-  basic_bulkhead& operator=(basic_bulkhead&&) = delete;
-  ~basic_bulkhead() = default;
+  bulkhead(const bulkhead&) = delete;
+  bulkhead& operator=(const bulkhead&) = delete;
+  bulkhead& operator=(bulkhead&&) = delete;
+  ~bulkhead() = default;
 
-  /// Takes a slot if one is free (and nobody is queued): a permit holding
-  /// it, or an empty permit (a refusal, for the listener). Never waits.
-  [[nodiscard]] bulkhead_permit try_acquire() noexcept {
-    if (state_.try_enter()) return bulkhead_permit(&state_);
+  /// Takes a slot if one is free (and nobody is queued): granted, the
+  /// permit holding the slot; or refused with bulkhead_full, a refusal the
+  /// listener hears. Never waits. A refusal's retry_after() is
+  /// nanoseconds::max(): a bulkhead cannot know when a holder will leave.
+  [[nodiscard]] decision<bulkhead_permit> try_acquire() noexcept {
+    if (state_.try_enter()) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
     notify(bulkhead_event_kind::rejected);
-    return bulkhead_permit();
+    return decision<bulkhead_permit>::refused(errc::bulkhead_full, std::chrono::nanoseconds::max());
   }
 
   /// Policy protocol: a slot now; or, when every slot is taken, bulkhead_full
@@ -284,26 +292,27 @@ class basic_bulkhead {
   [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
  private:
-  // Points the state's abandon hook at this bulkhead (with a listener only).
+  // Points the state's abandon hook at this bulkhead (with a listener only:
+  // without one the hook stays null and leave() calls nothing).
   void hook() noexcept {
-    if constexpr (listening) state_.set_abandon_hook(&on_abandon, this);
+    if constexpr (detail::listens<Listener>) state_.set_abandon_hook(&on_abandon, this);
   }
 
   static void on_abandon(void* self, std::uint64_t word) noexcept {
-    static_cast<basic_bulkhead*>(self)->tell(bulkhead_event_kind::abandoned, word);
+    static_cast<bulkhead*>(self)->tell(bulkhead_event_kind::abandoned, word);
   }
 
   // Tells the listener (if any) about an event, with the counts read now.
   ARMOR_ALWAYS_INLINE void notify(bulkhead_event_kind kind) noexcept {
-    if constexpr (listening) tell(kind, state_.load());
+    detail::notify(listener_, [&] { return event(kind, state_.load()); });
   }
 
   void tell(bulkhead_event_kind kind, std::uint64_t word) noexcept {
-    if constexpr (listening) {
-      const bulkhead_event e{kind, detail::bulkhead_state::inside(word), detail::bulkhead_state::queued(word)};
-      std::unwrap_reference_t<Listener>& l = listener_;
-      l(e);
-    }
+    detail::notify(listener_, [&] { return event(kind, word); });
+  }
+
+  static bulkhead_event event(bulkhead_event_kind kind, std::uint64_t word) noexcept {
+    return {kind, detail::bulkhead_state::inside(word), detail::bulkhead_state::queued(word)};
   }
 
   static const bulkhead_options& checked(const bulkhead_options& o) {
@@ -332,9 +341,6 @@ class basic_bulkhead {
 
 template <class L>
   requires(!clock<L>)
-basic_bulkhead(const bulkhead_options&, L) -> basic_bulkhead<L>;
-
-/// A bulkhead without a listener: what most code names.
-using bulkhead = basic_bulkhead<no_listener>;
+bulkhead(const bulkhead_options&, L) -> bulkhead<L>;
 
 }  // namespace armor

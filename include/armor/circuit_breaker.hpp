@@ -1,72 +1,46 @@
-// armor/circuit_breaker.hpp: stop calling an upstream that is failing; probe
-// it; recover by itself.
+// armor/circuit_breaker.hpp: armor::circuit_breaker, which stops calling an
+// upstream that is failing, probes it, and recovers by itself; and its
+// options, permit, event and stats.
 //
 //     using namespace std::chrono_literals;
 //     armor::circuit_breaker upstream{{.failure_threshold = 5, .open_for = 30s}};
+//     if (auto d = upstream.try_acquire()) {
+//         upstream.record(std::move(d).permit(), call_upstream());   // the call's armor::verdict
+//     } else {
+//         reply_503(d.retry_after());            // errc::circuit_open, and when it half-opens
+//     }
+//     // Or as a pipeline layer:
 //     auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream)};
-//     auto r = p.try_execute([&](const armor::context& ctx) { return http_get(url, ctx.remaining()); });
-//     if (!r && r.code() == armor::errc::circuit_open) return unavailable(r.retry_after());
 //
-// Closed, it lets calls through and watches their verdicts. It opens when any
-// of its rules fires: `failure_threshold` consecutive failures; a failure rate
-// of at least `failure_rate` over a sliding window (the last `window_size`
-// calls, or the last `window_duration` in `window_buckets` buckets) once
-// `minimum_calls` are in it; a slow-call rate of at least `slow_call_rate`,
-// a call being slow when it takes longer than `slow_call_threshold`. Open, it
-// refuses every call at once with errc::circuit_open and a `retry_after` until
-// it half-opens, `open_for` later (longer on consecutive trips with
-// `open_for_multiplier`, and at least a failure's own `retry_after`, e.g. a
-// 503's Retry-After, up to `max_open_for`). Half-open, it admits up to
-// `half_open_max_calls` probes at a time: `success_threshold` successful
-// probes close it, one failed probe opens it again.
-//
-// What counts: only verdicts of kind `failure` and `timeout` are failures. A
-// success is a success (a 404 a classifier calls a success does not hurt the
-// upstream's health). `rejected` (armor refused the attempt, e.g. an inner
-// rate limiter) and `cancelled` count as neither.
-//
-// Generations: every transition starts a new generation and every permit
-// carries the one it was admitted in; the outcome of a call admitted in an
-// earlier generation is ignored (a slow call started while closed that fails
-// while half-open neither reopens nor closes the breaker). A probe whose
-// permit is dropped without an outcome (an exception, a destroyed coroutine)
-// gives its slot back, so half-open can never be wedged by lost probes.
-//
-// Manual control: isolate() holds it open until reset(); reset() closes it and
-// clears its counters; disable() lets everything through and only records.
-//
-// Thread-safety: every member function may be called from any number of
-// threads at once, except the move constructor. No mutex: the state is one
-// packed std::atomic<uint64_t> (see detail/breaker_word.hpp) and the windows
-// are atomics (detail/breaker_window.hpp). A rejection writes no shared
-// memory. No heap allocation per call (the state is allocated once, at
-// construction), no virtual call, no std::function.
-//
-// Cost (g++ 12 -O2, see docs/circuit_breaker.md): a closed admit + settle of
-// a success about 2 ns (two relaxed loads, no write), a rejection about 4 ns
-// (no write), against 32 and 14 ns for the same breaker under a std::mutex;
-// a rate rule adds its window's write (10-13 ns).
+// Thread-safety: every member may be called concurrently, except the move
+// constructor. Lock-free; a rejection and a healthy call write no shared
+// memory; nothing allocates per call. The states, the rules, what counts as a
+// failure, generations, the listener, keyed breakers and measured costs:
+// docs/circuit_breaker.md.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
+#include <armor/decision.hpp>
 #include <armor/detail/breaker_core.hpp>
 #include <armor/detail/breaker_window.hpp>
 #include <armor/detail/breaker_word.hpp>
+#include <armor/detail/config.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/policy.hpp>
+#include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
 #include <chrono>
 #include <cmath>
-#include <concepts>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -126,6 +100,14 @@ struct circuit_breaker_options {
   bool count_calls = false;
 };
 
+[[nodiscard]] constexpr std::string_view to_string(breaker_window w) noexcept {
+  switch (w) {
+    case breaker_window::count: return "count";
+    case breaker_window::time: return "time";
+  }
+  return "unknown";
+}
+
 /// The state of a breaker.
 enum class breaker_state : std::uint8_t {
   closed = 0,     ///< calls go through; outcomes are watched
@@ -134,6 +116,17 @@ enum class breaker_state : std::uint8_t {
   isolated = 3,   ///< held open by isolate() until reset()
   disabled = 4,   ///< every call goes through; outcomes are only recorded
 };
+
+[[nodiscard]] constexpr std::string_view to_string(breaker_state s) noexcept {
+  switch (s) {
+    case breaker_state::closed: return "closed";
+    case breaker_state::open: return "open";
+    case breaker_state::half_open: return "half_open";
+    case breaker_state::isolated: return "isolated";
+    case breaker_state::disabled: return "disabled";
+  }
+  return "unknown";
+}
 
 /// Why a breaker changed state.
 enum class breaker_reason : std::uint8_t {
@@ -149,20 +142,6 @@ enum class breaker_reason : std::uint8_t {
   reset,              ///< reset()
   disabled,           ///< disable()
 };
-
-static_assert(static_cast<int>(breaker_state::disabled) == static_cast<int>(detail::breaker_phase::disabled));
-static_assert(static_cast<int>(breaker_reason::disabled) == static_cast<int>(detail::breaker_cause::disabled));
-
-[[nodiscard]] constexpr std::string_view to_string(breaker_state s) noexcept {
-  switch (s) {
-    case breaker_state::closed: return "closed";
-    case breaker_state::open: return "open";
-    case breaker_state::half_open: return "half_open";
-    case breaker_state::isolated: return "isolated";
-    case breaker_state::disabled: return "disabled";
-  }
-  return "unknown";
-}
 
 [[nodiscard]] constexpr std::string_view to_string(breaker_reason r) noexcept {
   switch (r) {
@@ -181,13 +160,78 @@ static_assert(static_cast<int>(breaker_reason::disabled) == static_cast<int>(det
   return "unknown";
 }
 
+namespace detail {
+
+// breaker_state and breaker_reason are the core's breaker_phase and
+// breaker_cause under the names a user reads, converted by static_cast. These
+// switches have no default, so a phase or cause added without its public
+// counterpart fails to compile (-Wswitch); breaker_enums_agree checks that
+// every enumerator, on either side, has its counterpart with the same value.
+[[nodiscard]] constexpr std::optional<breaker_state> breaker_state_of(breaker_phase p) noexcept {
+  switch (p) {
+    case breaker_phase::closed: return breaker_state::closed;
+    case breaker_phase::open: return breaker_state::open;
+    case breaker_phase::half_open: return breaker_state::half_open;
+    case breaker_phase::isolated: return breaker_state::isolated;
+    case breaker_phase::disabled: return breaker_state::disabled;
+  }
+  return std::nullopt;
+}
+
+[[nodiscard]] constexpr std::optional<breaker_reason> breaker_reason_of(breaker_cause c) noexcept {
+  switch (c) {
+    case breaker_cause::failure_threshold: return breaker_reason::failure_threshold;
+    case breaker_cause::failure_rate: return breaker_reason::failure_rate;
+    case breaker_cause::slow_call_rate: return breaker_reason::slow_call_rate;
+    case breaker_cause::open_elapsed: return breaker_reason::open_elapsed;
+    case breaker_cause::probes_succeeded: return breaker_reason::probes_succeeded;
+    case breaker_cause::probe_failed: return breaker_reason::probe_failed;
+    case breaker_cause::probe_slow: return breaker_reason::probe_slow;
+    case breaker_cause::half_open_timeout: return breaker_reason::half_open_timeout;
+    case breaker_cause::isolated: return breaker_reason::isolated;
+    case breaker_cause::reset: return breaker_reason::reset;
+    case breaker_cause::disabled: return breaker_reason::disabled;
+  }
+  return std::nullopt;
+}
+
+/// True when each of the 256 values of the underlying type is named by both
+/// enums or by neither, and a value the core names maps to the same value.
+template <class Public, class Core, class Map>
+[[nodiscard]] constexpr bool breaker_enums_agree(Map to_public) noexcept {
+  for (unsigned v = 0; v <= 0xFF; ++v) {
+    const auto pub = static_cast<Public>(v);
+    const std::optional<Public> mapped = to_public(static_cast<Core>(v));
+    if (mapped.has_value() != (armor::to_string(pub) != "unknown")) return false;
+    if (mapped && *mapped != pub) return false;
+  }
+  return true;
+}
+
+}  // namespace detail
+
+static_assert(detail::breaker_enums_agree<breaker_state, detail::breaker_phase>(detail::breaker_state_of),
+              "armor::breaker_state and detail::breaker_phase must have the same enumerators and values");
+static_assert(detail::breaker_enums_agree<breaker_reason, detail::breaker_cause>(detail::breaker_reason_of),
+              "armor::breaker_reason and detail::breaker_cause must have the same enumerators and values");
+
 /// What the listener hears: one event per state transition.
 struct circuit_breaker_event {
-  breaker_state from;
-  breaker_state to;
-  breaker_reason reason;
-  timestamp at;                       ///< the time of the call (or manual action) that made the change
-  std::chrono::nanoseconds open_for;  ///< to == open: how long it stays open; zero otherwise
+  breaker_state from = breaker_state::closed;
+  breaker_state to = breaker_state::closed;
+  breaker_reason reason = breaker_reason::reset;
+  timestamp at{};                       ///< the time of the call (or manual action) that made the change
+  std::chrono::nanoseconds open_for{};  ///< to == open: how long it stays open; zero otherwise
+  /// The breaker's key: in armor::keyed, the key it serves; otherwise the one
+  /// given to its constructor (empty by default). Valid during the call only.
+  std::string_view key{};
+
+  /// How fmt prints it (armor/stats.hpp); `at`, on the breaker's clock, is left out.
+  static constexpr auto fields() noexcept {
+    using e = circuit_breaker_event;
+    return std::tuple{armor::field("from", &e::from), armor::field("to", &e::to), armor::field("reason", &e::reason),
+                      armor::field("open_for", &e::open_for), armor::field("key", &e::key)};
+  }
 };
 
 /// A snapshot of a breaker. Each number is read atomically, the set is not:
@@ -209,20 +253,50 @@ struct circuit_breaker_stats {
   std::uint64_t window_slow_calls = 0;
   double failure_rate = 0;    ///< window_failures / window_calls (0 when empty)
   double slow_call_rate = 0;  ///< window_slow_calls / window_calls (0 when empty)
+  /// The breaker's count_calls option: successes and rejections are counted
+  /// (and exported) only when it is on.
+  bool counting = false;
 
   /// Outcomes recorded: successes + failures + ignored.
   [[nodiscard]] constexpr std::uint64_t calls() const noexcept { return successes + failures + ignored; }
-};
 
-/// What a breaker accepts as its listener: no_listener, or anything callable
-/// (or std::ref to it) as `listener(const armor::circuit_breaker_event&)`.
-/// It is called exactly once per transition, by the thread whose call made
-/// it, after the change (never under a lock: there is none), concurrently
-/// from every thread using the breaker. With no_listener nothing is called
-/// and nothing is paid.
-template <class L>
-concept breaker_listener =
-    std::is_same_v<L, no_listener> || std::invocable<std::unwrap_reference_t<L>&, const circuit_breaker_event&>;
+  /// How fmt prints and Prometheus exports it (see armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using s = circuit_breaker_stats;
+    constexpr std::string_view calls_help =
+        "Outcomes the circuit breaker recorded, by kind (success only with count_calls).";
+    return std::tuple{
+        gauge("state", &s::state, "armor_circuit_breaker_state",
+              "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 isolated (held open), 4 disabled (only "
+              "recording)."),
+        counter("opened", &s::times_opened, "armor_circuit_breaker_opened_total", "Times the circuit breaker opened."),
+        counter("successes", &s::successes, "armor_circuit_breaker_calls_total", calls_help)
+            .labelled("outcome", "success")
+            .when_counting(),
+        counter("failures", &s::failures, "armor_circuit_breaker_calls_total", calls_help)
+            .labelled("outcome", "failure"),
+        counter("ignored", &s::ignored, "armor_circuit_breaker_calls_total", calls_help)
+            .labelled("outcome", "ignored"),
+        counter("slow_calls", &s::slow_calls, "armor_circuit_breaker_slow_calls_total",
+                "Calls slower than slow_call_threshold."),
+        counter("rejections", &s::rejections, "armor_circuit_breaker_rejected_total",
+                "Calls the circuit breaker refused (only with count_calls).")
+            .when_counting(),
+        gauge("consecutive_failures", &s::consecutive_failures, "armor_circuit_breaker_consecutive_failures",
+              "The current run of failures (closed or disabled)."),
+        gauge("probes_in_flight", &s::probes_in_flight, "armor_circuit_breaker_probes_in_flight",
+              "Half-open probe slots taken."),
+        gauge("window_calls", &s::window_calls, "armor_circuit_breaker_window_calls",
+              "Calls in the sliding window (0 without a rate rule)."),
+        field("window_failures", &s::window_failures),
+        field("window_slow_calls", &s::window_slow_calls),
+        gauge("failure_rate", &s::failure_rate, "armor_circuit_breaker_failure_rate",
+              "Failures over calls in the sliding window, 0 to 1."),
+        gauge("slow_call_rate", &s::slow_call_rate, "armor_circuit_breaker_slow_call_rate",
+              "Slow calls over calls in the sliding window, 0 to 1."),
+    };
+  }
+};
 
 namespace detail {
 struct breaker_permit_access;
@@ -230,17 +304,21 @@ struct breaker_permit_access;
 
 /// A breaker's receipt for one admitted call: which generation admitted it,
 /// when, and whether it holds a half-open probe slot. Move-only; 24 bytes.
-/// Settle it with the breaker (record(), or the pipeline's settle); dropping
-/// an unsettled probe permit gives its slot back. A default-constructed or
-/// moved-from permit holds nothing. A permit must not outlive its breaker.
-class breaker_permit {
+/// Hand it back with the call's outcome (circuit_breaker::record, or the
+/// pipeline's settle); cancel() or dropping it without an outcome gives a
+/// probe slot back. A default-constructed or moved-from permit holds
+/// nothing. A permit must not outlive its breaker.
+class circuit_breaker_permit {
  public:
-  breaker_permit() noexcept = default;
-  breaker_permit(breaker_permit&& other) noexcept
-      : core_(std::exchange(other.core_, nullptr)), admitted_(other.admitted_), gen_(other.gen_), probe_(other.probe_) {}
-  breaker_permit& operator=(breaker_permit&& other) noexcept {
+  circuit_breaker_permit() noexcept = default;
+  circuit_breaker_permit(circuit_breaker_permit&& other) noexcept
+      : core_(std::exchange(other.core_, nullptr)),
+        admitted_(other.admitted_),
+        gen_(other.gen_),
+        probe_(other.probe_) {}
+  circuit_breaker_permit& operator=(circuit_breaker_permit&& other) noexcept {
     if (this != &other) {
-      release();
+      cancel();
       core_ = std::exchange(other.core_, nullptr);
       admitted_ = other.admitted_;
       gen_ = other.gen_;
@@ -248,11 +326,11 @@ class breaker_permit {
     }
     return *this;
   }
-  breaker_permit(const breaker_permit&) = delete;
-  breaker_permit& operator=(const breaker_permit&) = delete;
-  ~breaker_permit() { release(); }
+  circuit_breaker_permit(const circuit_breaker_permit&) = delete;
+  circuit_breaker_permit& operator=(const circuit_breaker_permit&) = delete;
+  ~circuit_breaker_permit() { cancel(); }
 
-  /// True when the permit admits a call (not yet settled).
+  /// True when the permit admits a call (no outcome recorded yet).
   [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
   /// True when it holds a half-open probe slot.
   [[nodiscard]] bool probe() const noexcept { return core_ != nullptr && probe_; }
@@ -261,16 +339,18 @@ class breaker_permit {
   /// The generation that admitted it (changes with every transition).
   [[nodiscard]] std::uint32_t generation() const noexcept { return gen_; }
 
- private:
-  friend struct detail::breaker_permit_access;
-
-  breaker_permit(detail::breaker_core* core, std::uint32_t gen, bool probe, std::int64_t admitted) noexcept
-      : core_(core), admitted_(admitted), gen_(gen), probe_(probe) {}
-
-  void release() noexcept {
+  /// Gives the permit back without an outcome, as dropping it does: a probe
+  /// slot is freed, nothing is counted. The permit becomes empty.
+  void cancel() noexcept {
     if (core_ != nullptr && probe_) core_->release_probe(gen_);
     core_ = nullptr;
   }
+
+ private:
+  friend struct detail::breaker_permit_access;
+
+  circuit_breaker_permit(detail::breaker_core* core, std::uint32_t gen, bool probe, std::int64_t admitted) noexcept
+      : core_(core), admitted_(admitted), gen_(gen), probe_(probe) {}
 
   detail::breaker_core* core_ = nullptr;
   std::int64_t admitted_ = 0;
@@ -278,19 +358,25 @@ class breaker_permit {
   bool probe_ = false;
 };
 
+static_assert(decision_like<decision<circuit_breaker_permit>>);
+
 namespace detail {
 
 struct breaker_permit_access {
-  static breaker_permit make(breaker_core* core, std::uint32_t gen, bool probe, std::int64_t admitted) noexcept {
-    return breaker_permit{core, gen, probe, admitted};
+  static circuit_breaker_permit make(breaker_core* core, std::uint32_t gen, bool probe,
+                                     std::int64_t admitted) noexcept {
+    return circuit_breaker_permit{core, gen, probe, admitted};
   }
-  static breaker_core* core(const breaker_permit& p) noexcept { return p.core_; }
+  static breaker_core* core(const circuit_breaker_permit& p) noexcept { return p.core_; }
   /// Takes the permit's contents, leaving it empty (nothing to release).
-  static void disarm(breaker_permit& p) noexcept { p.core_ = nullptr; }
-  static std::uint32_t gen(const breaker_permit& p) noexcept { return p.gen_; }
-  static bool probe(const breaker_permit& p) noexcept { return p.probe_; }
-  static std::int64_t admitted(const breaker_permit& p) noexcept { return p.admitted_; }
+  static void disarm(circuit_breaker_permit& p) noexcept { p.core_ = nullptr; }
+  static std::uint32_t gen(const circuit_breaker_permit& p) noexcept { return p.gen_; }
+  static bool probe(const circuit_breaker_permit& p) noexcept { return p.probe_; }
+  static std::int64_t admitted(const circuit_breaker_permit& p) noexcept { return p.admitted_; }
 };
+
+/// No key stored: a breaker without a listener has nobody to tell it to.
+struct breaker_no_key {};
 
 [[noreturn]] inline void breaker_refuse(const std::string& what) {
   invalid_config("armor::circuit_breaker: " + what);
@@ -374,24 +460,29 @@ inline breaker_config breaker_checked(const circuit_breaker_options& o) {
 
 }  // namespace detail
 
-/// The circuit breaker policy (see the top of this header).
+/// The circuit breaker policy (see the top of this header and
+/// docs/circuit_breaker.md).
 ///
 /// `Clock` is the clock it reads when used on its own (try_acquire(),
 /// record(), stats() without a time) and must be the pipeline's clock inside
-/// a pipeline; `Listener` hears about every transition.
+/// a pipeline; `Listener` (armor::listener_for circuit_breaker_event) hears
+/// every transition, once, on the thread whose call made it.
 ///
 /// Construction throws armor::error(errc::invalid_argument) naming a bad
-/// option, and allocates the breaker's state once. Thread-safe, except the
-/// move constructor. Move-constructible so that pipelines can hold it by
-/// value: the move takes over the state (a pointer), so permits issued before
-/// the move stay valid; a moved-from breaker may only be destroyed. Not
-/// copyable: to share one breaker between pipelines, give each
-/// std::ref(breaker).
-template <clock Clock = steady_clock, breaker_listener Listener = no_listener>
+/// option, and allocates the breaker's state once. Move-constructible, so a
+/// pipeline can hold it by value (permits issued before the move stay valid;
+/// a moved-from breaker may only be destroyed); not copyable: share one
+/// breaker with std::ref(breaker).
+template <class Clock = steady_clock, class Listener = no_listener>
 class circuit_breaker {
+  static_assert(armor::clock<Clock>, "armor::circuit_breaker: Clock must have now() returning its time_point");
+  static_assert(listener_for<Listener, circuit_breaker_event>,
+                "armor::circuit_breaker: Listener must be no_listener or callable as "
+                "listener(const armor::circuit_breaker_event&) noexcept");
+
  public:
   using clock_type = Clock;
-  using permit_type = breaker_permit;
+  using permit_type = circuit_breaker_permit;
   using listener_type = Listener;
   using options_type = circuit_breaker_options;  ///< for armor::keyed<circuit_breaker<...>>
 
@@ -405,9 +496,15 @@ class circuit_breaker {
 
   explicit circuit_breaker(const circuit_breaker_options& options = {}, Clock clock = Clock{},
                            Listener listener = Listener{})
+      : circuit_breaker(options, std::move(clock), std::move(listener), std::string_view{}) {}
+
+  /// A breaker whose events carry `key` (circuit_breaker_event::key): what
+  /// armor::keyed builds for each key. `key` must outlive the breaker.
+  circuit_breaker(const circuit_breaker_options& options, Clock clock, Listener listener, std::string_view key)
       : options_(options),
         clock_(std::move(clock)),
         listener_(std::move(listener)),
+        key_(key_of(key)),
         core_(std::make_unique<detail::breaker_core>(detail::breaker_checked(options), read_clock())) {}
 
   circuit_breaker(circuit_breaker&& other) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
@@ -419,86 +516,88 @@ class circuit_breaker {
 
   // ---------------------------------------------------------------- policy protocol
 
-  /// Admits the call (a permit), or refuses it with errc::circuit_open and,
-  /// when open, retry_after = the time until it half-opens.
-  [[nodiscard]] ARMOR_ALWAYS_INLINE admission<breaker_permit> admit(context& ctx) noexcept(quiet) {
-    return try_acquire(ctx.now());
+  /// Admits the call (a permit), or refuses it with errc::circuit_open:
+  /// retryable with retry_after = the time until it half-opens when open;
+  /// retryable without retry_after when half-open with every probe slot
+  /// taken; not retryable when isolated.
+  [[nodiscard]] ARMOR_ALWAYS_INLINE admission<circuit_breaker_permit> admit(context& ctx) noexcept {
+    const std::int64_t t = ctx.now().time_since_epoch().count();
+    const detail::breaker_grant g = core_->acquire(t);
+    report(g.change);
+    if (g.kind == detail::breaker_grant_kind::rejected) {
+      return admission<circuit_breaker_permit>::reject(
+          errc::circuit_open,
+          g.retry_after_ns >= 0 ? std::optional<std::chrono::nanoseconds>{std::chrono::nanoseconds{g.retry_after_ns}}
+                                : std::nullopt,
+          g.retryable);
+    }
+    return admission<circuit_breaker_permit>::admit(permit_of(g, t));
   }
 
   /// Records the verdict of a call this breaker admitted; `ctx.now()` is when it ended.
-  ARMOR_ALWAYS_INLINE void settle(context& ctx, breaker_permit&& permit, const verdict& v) noexcept(quiet) {
+  ARMOR_ALWAYS_INLINE void settle(context& ctx, circuit_breaker_permit&& permit, const verdict& v) noexcept {
     record(std::move(permit), v, ctx.now());
   }
 
   // ---------------------------------------------------------------- standalone use
 
-  /// admit() outside a pipeline, reading the breaker's clock:
-  ///
-  ///     auto a = breaker.try_acquire();
-  ///     if (!a.permit) return reply_503(a.retry_after);
-  ///     auto response = call_upstream();
-  ///     breaker.record(std::move(a.permit), judge(response));
-  [[nodiscard]] admission<breaker_permit> try_acquire() noexcept(quiet && noexcept(std::declval<const Clock&>().now())) {
+  /// Asks to make a call now (the breaker's clock): granted with a permit,
+  /// to be handed back with the call's outcome by record(); or refused with
+  /// errc::circuit_open and retry_after() = the time until the breaker
+  /// half-opens (nanoseconds::max() when no time is known: half-open with
+  /// every probe slot taken, or isolated).
+  [[nodiscard]] decision<circuit_breaker_permit> try_acquire() noexcept(noexcept(std::declval<const Clock&>().now())) {
     return try_acquire(now());
   }
 
-  /// admit() at the given time (on the breaker's clock).
-  [[nodiscard]] ARMOR_ALWAYS_INLINE admission<breaker_permit> try_acquire(timestamp now) noexcept(quiet) {
+  /// try_acquire() at the given time (on the breaker's clock).
+  [[nodiscard]] ARMOR_ALWAYS_INLINE decision<circuit_breaker_permit> try_acquire(timestamp now) noexcept {
     const std::int64_t t = now.time_since_epoch().count();
     const detail::breaker_grant g = core_->acquire(t);
+    report(g.change);
     if (g.kind == detail::breaker_grant_kind::rejected) {
-      auto a = admission<breaker_permit>::reject(
-          errc::circuit_open,
-          g.retry_after_ns >= 0 ? std::optional<std::chrono::nanoseconds>{std::chrono::nanoseconds{g.retry_after_ns}}
-                                : std::nullopt,
-          g.retryable);
-      notify(g.change);
-      return a;
+      return decision<circuit_breaker_permit>::refused(
+          errc::circuit_open, g.retry_after_ns >= 0 ? std::chrono::nanoseconds{g.retry_after_ns}
+                                                    : std::chrono::nanoseconds::max());
     }
-    // The permit exists before the listener runs: if the listener throws, the
-    // permit's destructor gives the probe slot back.
-    auto a = admission<breaker_permit>::admit(detail::breaker_permit_access::make(
-        core_.get(), g.gen, g.kind == detail::breaker_grant_kind::probe, t));
-    notify(g.change);
-    return a;
+    return decision<circuit_breaker_permit>::granted(permit_of(g, t));
   }
 
   /// Records the verdict of a call, ended now (the breaker's clock).
-  void record(breaker_permit&& permit, const verdict& v) noexcept(quiet && noexcept(std::declval<const Clock&>().now())) {
+  void record(circuit_breaker_permit&& permit,
+              const verdict& v) noexcept(noexcept(std::declval<const Clock&>().now())) {
     record(std::move(permit), v, now());
   }
 
   /// Records the verdict of a call that ended at `now`, and empties the
   /// permit. A permit that is empty, or comes from another breaker, is
-  /// ignored here (another breaker's is released, in that breaker).
-  ARMOR_ALWAYS_INLINE void record(breaker_permit&& permit, const verdict& v, timestamp now) noexcept(quiet) {
+  /// ignored here (another breaker's is cancelled, in that breaker).
+  ARMOR_ALWAYS_INLINE void record(circuit_breaker_permit&& permit, const verdict& v, timestamp now) noexcept {
     using access = detail::breaker_permit_access;
     if (core_ == nullptr || access::core(permit) != core_.get()) {
-      breaker_permit dropped = std::move(permit);
+      permit.cancel();
       return;
     }
     access::disarm(permit);  // the outcome settles the probe slot, if any
-    const detail::breaker_change c =
-        core_->record(access::gen(permit), access::probe(permit), access::admitted(permit),
-                      now.time_since_epoch().count(), v);
-    notify(c);
+    report(core_->record(access::gen(permit), access::probe(permit), access::admitted(permit),
+                         now.time_since_epoch().count(), v));
   }
 
   // ---------------------------------------------------------------- manual control
 
   /// Holds the breaker open (state isolated) until reset(): every call is
   /// refused with errc::circuit_open, not retryable, without retry_after.
-  void isolate() { force(detail::breaker_phase::isolated); }
+  void isolate() noexcept(noexcept(std::declval<const Clock&>().now())) { force(detail::breaker_phase::isolated); }
 
   /// Closes the breaker and clears what its decisions rest on (the windows,
   /// the run of failures, the count of consecutive trips). Calls admitted
   /// before are of an earlier generation: their outcomes are ignored. The
   /// lifetime counters of stats() are kept.
-  void reset() { force(detail::breaker_phase::closed); }
+  void reset() noexcept(noexcept(std::declval<const Clock&>().now())) { force(detail::breaker_phase::closed); }
 
   /// Lets every call through and only records outcomes (stats, windows)
   /// until reset() or isolate().
-  void disable() { force(detail::breaker_phase::disabled); }
+  void disable() noexcept(noexcept(std::declval<const Clock&>().now())) { force(detail::breaker_phase::disabled); }
 
   // ---------------------------------------------------------------- observation
 
@@ -513,19 +612,20 @@ class circuit_breaker {
 
   /// A snapshot of the counters, with the window as of `now`.
   [[nodiscard]] circuit_breaker_stats stats(timestamp now) const noexcept {
+    using count = detail::breaker_count;
     const detail::breaker_word w = core_->word();
     const detail::breaker_totals t = core_->totals();
     const detail::breaker_window_counts c = core_->window(now.time_since_epoch().count());
     circuit_breaker_stats s;
     s.state = static_cast<breaker_state>(w.phase);
-    s.successes = t.successes;
-    s.failures = t.failures;
-    s.slow_calls = t.slow;
-    s.ignored = t.ignored;
-    s.rejections = t.rejections;
-    s.times_opened = t.opened;
-    const bool counting = w.phase == detail::breaker_phase::closed || w.phase == detail::breaker_phase::disabled;
-    s.consecutive_failures = counting ? w.a : 0;
+    s.successes = t.load(count::successes);
+    s.failures = t.load(count::failures);
+    s.slow_calls = t.load(count::slow);
+    s.ignored = t.load(count::ignored);
+    s.rejections = t.load(count::rejections);
+    s.times_opened = t.load(count::opened);
+    const bool runs = w.phase == detail::breaker_phase::closed || w.phase == detail::breaker_phase::disabled;
+    s.consecutive_failures = runs ? w.a : 0;
     s.probes_in_flight = w.phase == detail::breaker_phase::half_open ? w.a : 0;
     s.window_calls = static_cast<std::uint64_t>(c.calls);
     s.window_failures = static_cast<std::uint64_t>(c.failures);
@@ -534,6 +634,7 @@ class circuit_breaker {
       s.failure_rate = static_cast<double>(c.failures) / static_cast<double>(c.calls);
       s.slow_call_rate = static_cast<double>(c.slow) / static_cast<double>(c.calls);
     }
+    s.counting = core_->config().count_calls;
     return s;
   }
 
@@ -559,38 +660,56 @@ class circuit_breaker {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  static constexpr bool quiet = []() {
-    if constexpr (std::is_same_v<Listener, no_listener>) {
-      return true;
+  // The key is kept only when there is a listener to tell it to.
+  using key_type = std::conditional_t<detail::listens<Listener>, std::string_view, detail::breaker_no_key>;
+
+  static key_type key_of(std::string_view key) noexcept {
+    if constexpr (detail::listens<Listener>) {
+      return key;
     } else {
-      return std::is_nothrow_invocable_v<std::unwrap_reference_t<Listener>&, const circuit_breaker_event&>;
+      (void)key;
+      return {};
     }
-  }();
+  }
 
   [[nodiscard]] timestamp now() const noexcept(noexcept(std::declval<const Clock&>().now())) {
     return to_timestamp(clock_.now());
   }
 
-  [[nodiscard]] std::int64_t read_clock() const { return now().time_since_epoch().count(); }
+  [[nodiscard]] std::int64_t read_clock() const noexcept(noexcept(std::declval<const Clock&>().now())) {
+    return now().time_since_epoch().count();
+  }
 
-  void force(detail::breaker_phase to) { notify(core_->force(to, read_clock())); }
+  circuit_breaker_permit permit_of(const detail::breaker_grant& g, std::int64_t t) noexcept {
+    return detail::breaker_permit_access::make(core_.get(), g.gen, g.kind == detail::breaker_grant_kind::probe, t);
+  }
 
-  void notify(const detail::breaker_change& c) noexcept(quiet) {
-    if constexpr (std::is_same_v<Listener, no_listener>) {
-      (void)c;
+  void force(detail::breaker_phase to) noexcept(noexcept(std::declval<const Clock&>().now())) {
+    report(core_->force(to, read_clock()));
+  }
+
+  [[nodiscard]] std::string_view key() const noexcept {
+    if constexpr (detail::listens<Listener>) {
+      return key_;
     } else {
-      if (!c.happened) return;
-      const circuit_breaker_event e{static_cast<breaker_state>(c.from), static_cast<breaker_state>(c.to),
-                                    static_cast<breaker_reason>(c.cause),
-                                    timestamp{std::chrono::nanoseconds{c.at}}, std::chrono::nanoseconds{c.open_ns}};
-      std::unwrap_reference_t<Listener>& l = listener_;
-      std::invoke(l, e);
+      return {};
     }
+  }
+
+  // Tells the listener about a transition, if the call made one.
+  void report(const detail::breaker_change& c) noexcept {
+    if (!c.happened) return;
+    detail::notify(listener_, [&] {
+      return circuit_breaker_event{static_cast<breaker_state>(c.from), static_cast<breaker_state>(c.to),
+                                   static_cast<breaker_reason>(c.cause), timestamp{std::chrono::nanoseconds{c.at}},
+                                   std::chrono::nanoseconds{c.open_ns}, key()};
+    });
   }
 
   circuit_breaker_options options_;
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] Listener listener_;
+  [[no_unique_address]] key_type key_;
   std::unique_ptr<detail::breaker_core> core_;
 };
 

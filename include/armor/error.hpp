@@ -15,6 +15,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace armor {
@@ -33,6 +34,24 @@ enum class errc {
   invalid_argument,       ///< bad configuration or input, refused up front
   storage_unavailable,    ///< a storage backend could not be reached or read
 };
+
+/// The name of an errc, as written in the code (`rate_limited`).
+[[nodiscard]] constexpr std::string_view to_string(errc e) noexcept {
+  switch (e) {
+    case errc::circuit_open: return "circuit_open";
+    case errc::rate_limited: return "rate_limited";
+    case errc::quota_exhausted: return "quota_exhausted";
+    case errc::deadline_exceeded: return "deadline_exceeded";
+    case errc::bulkhead_full: return "bulkhead_full";
+    case errc::retries_exhausted: return "retries_exhausted";
+    case errc::operation_failed: return "operation_failed";
+    case errc::cancelled: return "cancelled";
+    case errc::request_too_large: return "request_too_large";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::storage_unavailable: return "storage_unavailable";
+  }
+  return "unknown";
+}
 
 }  // namespace armor
 

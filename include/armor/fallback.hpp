@@ -1,4 +1,5 @@
 // armor/fallback.hpp: when the call fails, answer with something else.
+// Defines armor::fallback<F>, fallback_options and errc_set.
 //
 //     using namespace std::chrono_literals;
 //     auto p = armor::pipeline{
@@ -10,33 +11,8 @@
 //     };
 //     std::string body = p.execute([&] { return fetch(key); });   // live, or the cached copy
 //
-// A fallback layer runs the layers inside it; when they end in a failure it
-// handles, the call returns what `fn` returns instead. Which failures, by
-// fallback_options: the verdict kinds (an upstream failure, a timeout, armor
-// refusing the call: an open breaker, no tokens, a spent quota, a full
-// bulkhead; not a cancellation, by default), narrowed if wanted to some codes
-// (`.codes = {armor::errc::circuit_open, armor::errc::quota_exhausted}`).
-//
-// `fn` may take `(const armor::failure&, const armor::context&)`,
-// `(const armor::failure&)` or nothing. The failure is what try_execute
-// would have reported (code, retry_after, the operation's exception as the
-// cause); for a value the classifier judged a failure (an error code, a 503
-// response), its code is the verdict's. `fn` must return the operation's
-// type (or one convertible to it); for a void operation, void (a side
-// effect: log, serve from a cache). The pipeline checks this at compile time.
-//
-// The verdict is left as it was, so layers outside the fallback still see
-// that the upstream failed; only the answer changes. If `fn` throws, the
-// call fails with that exception, as if the operation had thrown it
-// (execute rethrows it; try_execute keeps it as the cause). Put a fallback
-// outermost (see docs/policies_order.md): then it also covers the deadline and
-// every refusal inside it. Fallbacks stack into a degradation ladder: the
-// inner one is tried first, an outer one handles what the inner one let
-// through or threw.
-//
-// Both drivers run fallbacks; with the Asio driver `fn` is still a plain
-// function (no co_await in it). Stateless: costs nothing on success beyond
-// one test of the verdict; no allocation.
+// Which failures it handles, what `fn` may take and must return, where to
+// put it and how fallbacks stack: docs/policies_order.md#fallback.
 #pragma once
 
 #include <armor/context.hpp>
@@ -97,8 +73,14 @@ struct fallback_options {
   errc_set codes{};
 };
 
-/// A layer that answers with `fn`'s value when the layers inside it fail
-/// (see the top of this header). An armor::policy with no permit.
+/// A layer that answers with `fn`'s value when the layers inside it end in
+/// a failure it handles (see fallback_options). An armor::policy with no
+/// permit. `fn` may take `(const armor::failure&, const armor::context&)`,
+/// `(const armor::failure&)` or nothing, and must return the operation's
+/// type (void for a void operation); the pipeline checks this at compile
+/// time. If `fn` throws, the call fails with that exception. Both drivers
+/// run fallbacks (with the Asio driver `fn` is still a plain function).
+/// Stateless: costs one test of the verdict on success; no allocation.
 template <class F>
 class fallback {
  public:

@@ -1,32 +1,34 @@
-// armor/fmt.hpp: fmt::formatter specialisations for armor's states,
-// decisions, stats, results and errors (needs fmt 9 or later; link
-// armor::fmt).
+// armor/fmt.hpp: fmt formatters for armor's types (needs fmt 9 or later;
+// link armor::fmt). Nothing here names a policy: what a type prints comes
+// from the type itself.
 //
 //     #include <armor/fmt.hpp>
-//     fmt::print("{}\n", breaker.stats());
-//     // state=closed opened=1 successes=0 failures=3 slow_calls=0 ignored=0 rejections=0 ...
-//     fmt::print("{}\n", bucket.try_acquire());     // denied 1 of 10 (0 left, retry after 100ms)
+//     fmt::print("{}\n", breaker.stats());       // state=closed opened=1 failures=3 ...
+//     fmt::print("{}\n", bucket.try_acquire());  // granted, or "rate_limited (retry after 100ms)"
 //     fmt::print("{:>9}|\n", armor::breaker_state::open);   // "     open|"
 //
-// Enumerations print as their names (the identifiers, `half_open`,
-// `quota_exhausted`) and take the format spec of a string (width, fill,
-// alignment). Everything else takes no spec, `{}` only, and prints one line:
-// stats as `name=value` pairs (easy to read and to grep), decisions and
-// events as a short sentence. Durations print compactly: 1h30m, 2.5s, 250ms,
-// 12us, 40ns.
+//   - an enumeration of armor's with a `to_string` beside it prints that
+//     name and takes a string's format spec (width, fill, alignment);
+//   - a stats snapshot, event or other struct with `fields()` (armor/stats.hpp)
+//     prints `name=value` pairs, in the order of its fields (fields exported
+//     only when counting, or only while a flag holds, are left out when
+//     they hold no value);
+//   - a decision (armor::decision_like) prints "granted" or its code and
+//     retry_after;
+//   - verdicts, failures, results, errors and armor::rate have their own.
+// Durations print compactly: 1h30m, 2.5s, 250ms, 12us, 40ns ("never" for
+// nanoseconds::max()). Everything but enumerations takes no spec, `{}` only.
 //
-// Formatting is for logs and debugging, not for a hot path: a failure's
-// cause is rethrown to read its what(), and error messages come from
-// std::error_category::message (a std::string).
+// Formatting is for logs and debugging, not for a hot path: a failure's cause
+// is rethrown to read its what(), and error messages come from
+// std::error_category::message (a std::string). See docs/observability.md.
 #pragma once
 
-#include <armor/backoff.hpp>
-#include <armor/bulkhead.hpp>
-#include <armor/circuit_breaker.hpp>
+#include <armor/decision.hpp>
 #include <armor/error.hpp>
-#include <armor/quota_tracker.hpp>
 #include <armor/result.hpp>
-#include <armor/token_bucket.hpp>
+#include <armor/stats.hpp>
+#include <armor/rate.hpp>
 #include <armor/verdict.hpp>
 
 #include <fmt/format.h>
@@ -41,106 +43,6 @@
 #include <type_traits>
 
 namespace armor::detail {
-
-[[nodiscard]] constexpr std::string_view fmt_name(errc e) noexcept {
-  switch (e) {
-    case errc::circuit_open: return "circuit_open";
-    case errc::rate_limited: return "rate_limited";
-    case errc::quota_exhausted: return "quota_exhausted";
-    case errc::deadline_exceeded: return "deadline_exceeded";
-    case errc::bulkhead_full: return "bulkhead_full";
-    case errc::retries_exhausted: return "retries_exhausted";
-    case errc::operation_failed: return "operation_failed";
-    case errc::cancelled: return "cancelled";
-    case errc::request_too_large: return "request_too_large";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::storage_unavailable: return "storage_unavailable";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(breaker_state s) noexcept { return to_string(s); }
-[[nodiscard]] constexpr std::string_view fmt_name(breaker_reason r) noexcept { return to_string(r); }
-
-[[nodiscard]] constexpr std::string_view fmt_name(breaker_window w) noexcept {
-  switch (w) {
-    case breaker_window::count: return "count";
-    case breaker_window::time: return "time";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(backoff_stop s) noexcept {
-  switch (s) {
-    case backoff_stop::non_retryable: return "non_retryable";
-    case backoff_stop::exhausted: return "exhausted";
-    case backoff_stop::budget: return "budget";
-    case backoff_stop::deadline: return "deadline";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(backoff_schedule s) noexcept {
-  switch (s) {
-    case backoff_schedule::constant: return "constant";
-    case backoff_schedule::linear: return "linear";
-    case backoff_schedule::exponential: return "exponential";
-    case backoff_schedule::decorrelated: return "decorrelated";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(jitter_mode j) noexcept {
-  switch (j) {
-    case jitter_mode::none: return "none";
-    case jitter_mode::full: return "full";
-    case jitter_mode::equal: return "equal";
-    case jitter_mode::proportional: return "proportional";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(quota_status s) noexcept {
-  switch (s) {
-    case quota_status::granted: return "granted";
-    case quota_status::exhausted: return "exhausted";
-    case quota_status::too_large: return "too_large";
-    case quota_status::invalid: return "invalid";
-    case quota_status::unavailable: return "unavailable";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(quota_window_kind k) noexcept {
-  switch (k) {
-    case quota_window_kind::fixed: return "fixed";
-    case quota_window_kind::week: return "week";
-    case quota_window_kind::month: return "month";
-    case quota_window_kind::rolling: return "rolling";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(bucket_status s) noexcept {
-  switch (s) {
-    case bucket_status::granted: return "granted";
-    case bucket_status::denied: return "denied";
-    case bucket_status::too_large: return "too_large";
-    case bucket_status::invalid: return "invalid";
-  }
-  return "unknown";
-}
-
-[[nodiscard]] constexpr std::string_view fmt_name(outcome o) noexcept {
-  switch (o) {
-    case outcome::success: return "success";
-    case outcome::failure: return "failure";
-    case outcome::rejected: return "rejected";
-    case outcome::timeout: return "timeout";
-    case outcome::cancelled: return "cancelled";
-  }
-  return "unknown";
-}
 
 /// Writes a duration compactly: "1h30m", "1m0.5s", "2.5s", "250ms", "1.5us",
 /// "40ns", "0s"; nanoseconds::max() (armor's "never") as "never".
@@ -190,19 +92,40 @@ Out fmt_duration(Out out, std::chrono::nanoseconds d) {
   return decimal(out, ns, s, "s");
 }
 
-/// Writes a fraction as a percentage, to a tenth: 0.3 -> "30%", 1/3 -> "33.3%".
-template <class Out>
-Out fmt_percent(Out out, double fraction) {
-  if (!std::isfinite(fraction)) return fmt::format_to(out, "{}%", fraction);
-  return fmt::format_to(out, "{}%", std::round(fraction * 1000.0) / 10.0);
-}
-
 /// An error code: armor's by name ("circuit_open"), any other as
 /// "category:value (message)".
 template <class Out>
 Out fmt_code(Out out, const std::error_code& code) {
-  if (code.category() == error_category()) return fmt::format_to(out, "{}", fmt_name(static_cast<errc>(code.value())));
+  if (code.category() == error_category()) return fmt::format_to(out, "{}", to_string(static_cast<errc>(code.value())));
   return fmt::format_to(out, "{}:{} ({})", code.category().name(), code.value(), code.message());
+}
+
+/// An enumeration of armor's: it has a `to_string` found by ADL that
+/// returns its name.
+template <class E>
+concept named_enum = std::is_enum_v<E> && requires(E e) {
+  { to_string(e) } -> std::convertible_to<std::string_view>;
+};
+
+/// A struct that lists its fields (stats snapshots, events).
+template <class S>
+concept described = requires { S::fields(); };
+
+/// Writes one field's value: durations compactly, enums by name, bool as
+/// true/false, anything else as fmt formats it.
+template <class Out, class T>
+Out fmt_value(Out out, const T& v) {
+  if constexpr (is_optional_v<T>) {
+    return v ? fmt_value(out, *v) : fmt::format_to(out, "none");
+  } else if constexpr (is_duration_v<T>) {
+    return fmt_duration(out, std::chrono::duration_cast<std::chrono::nanoseconds>(v));
+  } else if constexpr (named_enum<T>) {
+    return fmt::format_to(out, "{}", to_string(v));
+  } else if constexpr (std::is_same_v<T, std::error_code>) {
+    return v ? fmt_code(out, v) : fmt::format_to(out, "none");
+  } else {
+    return fmt::format_to(out, "{}", v);
+  }
 }
 
 /// The base of every armor formatter that takes no format spec.
@@ -214,92 +137,53 @@ struct fmt_no_spec {
   }
 };
 
-/// The base of the enumerations' formatters: the name, formatted as a string.
+}  // namespace armor::detail
+
+/// Enumerations: the name from `to_string`, formatted as a string.
 template <class E>
-struct fmt_enum : fmt::formatter<fmt::string_view> {
+  requires armor::detail::named_enum<E>
+struct fmt::formatter<E, char> : fmt::formatter<fmt::string_view> {
   template <class FormatContext>
   auto format(E e, FormatContext& ctx) const -> decltype(ctx.out()) {
-    const std::string_view name = fmt_name(e);
+    const std::string_view name = to_string(e);
     return fmt::formatter<fmt::string_view>::format(fmt::string_view(name.data(), name.size()), ctx);
   }
 };
 
-}  // namespace armor::detail
-
-// ---------------------------------------------------------------- enumerations
-
-template <>
-struct fmt::formatter<armor::errc> : armor::detail::fmt_enum<armor::errc> {};
-template <>
-struct fmt::formatter<armor::breaker_state> : armor::detail::fmt_enum<armor::breaker_state> {};
-template <>
-struct fmt::formatter<armor::breaker_reason> : armor::detail::fmt_enum<armor::breaker_reason> {};
-template <>
-struct fmt::formatter<armor::breaker_window> : armor::detail::fmt_enum<armor::breaker_window> {};
-template <>
-struct fmt::formatter<armor::backoff_stop> : armor::detail::fmt_enum<armor::backoff_stop> {};
-template <>
-struct fmt::formatter<armor::backoff_schedule> : armor::detail::fmt_enum<armor::backoff_schedule> {};
-template <>
-struct fmt::formatter<armor::jitter_mode> : armor::detail::fmt_enum<armor::jitter_mode> {};
-template <>
-struct fmt::formatter<armor::quota_status> : armor::detail::fmt_enum<armor::quota_status> {};
-template <>
-struct fmt::formatter<armor::quota_window_kind> : armor::detail::fmt_enum<armor::quota_window_kind> {};
-template <>
-struct fmt::formatter<armor::bucket_status> : armor::detail::fmt_enum<armor::bucket_status> {};
-template <>
-struct fmt::formatter<armor::outcome> : armor::detail::fmt_enum<armor::outcome> {};
-
-// ---------------------------------------------------------------- circuit breaker
-
-/// "closed -> open (failure_threshold) for 30s"; "open -> half_open (open_elapsed)".
-template <>
-struct fmt::formatter<armor::circuit_breaker_event> : armor::detail::fmt_no_spec {
+/// Stats snapshots and events: "name=value name=value ...".
+template <class S>
+  requires armor::detail::described<S>
+struct fmt::formatter<S, char> : armor::detail::fmt_no_spec {
   template <class FormatContext>
-  auto format(const armor::circuit_breaker_event& e, FormatContext& ctx) const -> decltype(ctx.out()) {
-    auto out = fmt::format_to(ctx.out(), "{} -> {} ({})", e.from, e.to, e.reason);
-    if (e.to == armor::breaker_state::open && e.open_for.count() > 0) {
-      out = armor::detail::fmt_duration(fmt::format_to(out, " for "), e.open_for);
-    }
+  auto format(const S& s, FormatContext& ctx) const -> decltype(ctx.out()) {
+    auto out = ctx.out();
+    bool first = true;
+    armor::detail::for_each_field<S>([&](const auto& f) {
+      if (!armor::detail::present(f, s)) return;
+      if (!first) *out++ = ' ';
+      first = false;
+      out = fmt::format_to(out, "{}=", f.name);
+      out = armor::detail::fmt_value(out, s.*(f.member));
+    });
     return out;
   }
 };
 
-/// "state=closed opened=1 successes=120 failures=3 ... failure_rate=2.5% slow_call_rate=0%".
-template <>
-struct fmt::formatter<armor::circuit_breaker_stats> : armor::detail::fmt_no_spec {
+/// Decisions: "granted", or "<code> (retry after <duration>)".
+template <class D>
+  requires(armor::decision_like<D> && !armor::detail::described<D>)
+struct fmt::formatter<D, char> : armor::detail::fmt_no_spec {
   template <class FormatContext>
-  auto format(const armor::circuit_breaker_stats& s, FormatContext& ctx) const -> decltype(ctx.out()) {
-    auto out = fmt::format_to(ctx.out(),
-                              "state={} opened={} successes={} failures={} slow_calls={} ignored={} rejections={} "
-                              "consecutive_failures={} probes_in_flight={} window_calls={} window_failures={} "
-                              "window_slow_calls={} failure_rate=",
-                              s.state, s.times_opened, s.successes, s.failures, s.slow_calls, s.ignored, s.rejections,
-                              s.consecutive_failures, s.probes_in_flight, s.window_calls, s.window_failures,
-                              s.window_slow_calls);
-    out = armor::detail::fmt_percent(out, s.failure_rate);
-    out = fmt::format_to(out, " slow_call_rate=");
-    return armor::detail::fmt_percent(out, s.slow_call_rate);
+  auto format(const D& d, FormatContext& ctx) const -> decltype(ctx.out()) {
+    if (d) return fmt::format_to(ctx.out(), "granted");
+    auto out = armor::detail::fmt_code(ctx.out(), d.code());
+    const std::chrono::nanoseconds after = d.retry_after();
+    if (after == std::chrono::nanoseconds::max()) return out;
+    return fmt::format_to(armor::detail::fmt_duration(fmt::format_to(out, " (retry after "), after), ")");
   }
 };
 
-// ---------------------------------------------------------------- backoff
-
-/// "calls=10 retries=4 successes_after_retry=2 exhausted=1 budget_refusals=0 deadline_stops=0 non_retryable=1".
-template <>
-struct fmt::formatter<armor::backoff_stats> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::backoff_stats& s, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::format_to(ctx.out(),
-                          "calls={} retries={} successes_after_retry={} exhausted={} budget_refusals={} "
-                          "deadline_stops={} non_retryable={}",
-                          s.calls, s.retries, s.successes_after_retry, s.exhausted, s.budget_refusals,
-                          s.deadline_stops, s.non_retryable);
-  }
-};
-
-// ---------------------------------------------------------------- token bucket
+// ---------------------------------------------------------------- rate
 
 /// "100/s", "5000/h", "60/min", "50/d"; a rate over another period in the
 /// first of s, min, h, d that makes the count whole ({1, 20ms}, as a bucket
@@ -327,113 +211,6 @@ struct fmt::formatter<armor::rate> : armor::detail::fmt_no_spec {
       }
     }
     return armor::detail::fmt_duration(fmt::format_to(ctx.out(), "{}/", r.count), r.per);
-  }
-};
-
-/// "granted 1 of 10 (9 left)"; "denied 3 of 10 (0 left, retry after 250ms)";
-/// "too_large: 11 > burst 10"; "invalid: -1 tokens".
-template <>
-struct fmt::formatter<armor::bucket_decision> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::bucket_decision& d, FormatContext& ctx) const -> decltype(ctx.out()) {
-    switch (d.status()) {
-      case armor::bucket_status::granted: {
-        auto out = fmt::format_to(ctx.out(), "granted {} of {} ({} left", d.requested(), d.limit(), d.remaining());
-        if (d.wait().count() > 0) out = armor::detail::fmt_duration(fmt::format_to(out, ", due in "), d.wait());
-        return fmt::format_to(out, ")");
-      }
-      case armor::bucket_status::denied: {
-        auto out = fmt::format_to(ctx.out(), "denied {} of {} ({} left, retry after ", d.requested(), d.limit(),
-                                  d.remaining());
-        return fmt::format_to(armor::detail::fmt_duration(out, d.retry_after()), ")");
-      }
-      case armor::bucket_status::too_large:
-        return fmt::format_to(ctx.out(), "too_large: {} > burst {}", d.requested(), d.limit());
-      case armor::bucket_status::invalid:
-        break;
-    }
-    return fmt::format_to(ctx.out(), "invalid: {} tokens", d.requested());
-  }
-};
-
-/// "rate=100/s burst=10 available=7 until_full=30ms granted=12 rejected=3 too_large=0"
-/// (the counters only when the bucket counts calls).
-template <>
-struct fmt::formatter<armor::token_bucket_stats> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::token_bucket_stats& s, FormatContext& ctx) const -> decltype(ctx.out()) {
-    auto out = fmt::format_to(ctx.out(), "rate={} burst={} available={} until_full=", s.rate, s.burst, s.available);
-    out = armor::detail::fmt_duration(out, s.until_full);
-    if (!s.counting) return out;
-    return fmt::format_to(out, " granted={} rejected={} too_large={}", s.granted, s.rejected, s.too_large);
-  }
-};
-
-// ---------------------------------------------------------------- bulkhead
-
-/// "in_use=3/10 queued=2/50".
-template <>
-struct fmt::formatter<armor::bulkhead_stats> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::bulkhead_stats& s, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::format_to(ctx.out(), "in_use={}/{} queued={}/{}", s.in_use, s.max_concurrent, s.queued, s.max_queue);
-  }
-};
-
-// ---------------------------------------------------------------- quota tracker
-
-/// "granted"; "exhausted: window 0 at 50/50, retry after 11h58m";
-/// "too_large: window 1 limit 10"; "invalid"; "unavailable".
-template <>
-struct fmt::formatter<armor::quota_decision> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::quota_decision& d, FormatContext& ctx) const -> decltype(ctx.out()) {
-    switch (d.status()) {
-      case armor::quota_status::exhausted: {
-        auto out = fmt::format_to(ctx.out(), "exhausted: window {} at {}/{}, retry after ", d.window(), d.used(),
-                                  d.limit());
-        return armor::detail::fmt_duration(out, d.retry_after());
-      }
-      case armor::quota_status::too_large:
-        return fmt::format_to(ctx.out(), "too_large: window {} limit {}", d.window(), d.limit());
-      default:
-        break;
-    }
-    return fmt::format_to(ctx.out(), "{}", d.status());
-  }
-};
-
-/// "used=40/50 (80%) resets_in=12h exhausted_in=3h".
-template <>
-struct fmt::formatter<armor::quota_usage> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::quota_usage& u, FormatContext& ctx) const -> decltype(ctx.out()) {
-    auto out = fmt::format_to(ctx.out(), "used={}/{} (", u.used, u.limit);
-    out = armor::detail::fmt_percent(out, u.fraction());
-    out = armor::detail::fmt_duration(fmt::format_to(out, ") resets_in="), u.resets_in);
-    if (u.exhausted_in) out = armor::detail::fmt_duration(fmt::format_to(out, " exhausted_in="), *u.exhausted_in);
-    return out;
-  }
-};
-
-/// "window 0 reached 80%: 40/50, resets in 12h".
-template <>
-struct fmt::formatter<armor::quota_alert> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::quota_alert& a, FormatContext& ctx) const -> decltype(ctx.out()) {
-    auto out = armor::detail::fmt_percent(fmt::format_to(ctx.out(), "window {} reached ", a.window), a.threshold);
-    out = fmt::format_to(out, ": {}/{}, resets in ", a.used, a.limit);
-    return armor::detail::fmt_duration(out, a.resets_in);
-  }
-};
-
-/// "exhausted=3 too_large=1 invalid=0 unavailable=0 alerts=2".
-template <>
-struct fmt::formatter<armor::quota_tracker_stats> : armor::detail::fmt_no_spec {
-  template <class FormatContext>
-  auto format(const armor::quota_tracker_stats& s, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::format_to(ctx.out(), "exhausted={} too_large={} invalid={} unavailable={} alerts={}", s.exhausted,
-                          s.too_large, s.invalid, s.unavailable, s.alerts);
   }
 };
 

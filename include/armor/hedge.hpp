@@ -1,4 +1,5 @@
-// armor/hedge.hpp: cut tail latency with a second request.
+// armor/hedge.hpp: cut tail latency with a second request (Asio driver
+// only). Defines armor::hedge, hedge_options and armor::idempotent.
 //
 //     #include <armor/asio.hpp>
 //     #include <armor/hedge.hpp>
@@ -10,25 +11,8 @@
 //         return http_get(url, ctx);                      // asio::awaitable<std::string>
 //     }});
 //
-// The hedge layer starts the layers inside it (and the operation) once; if
-// no attempt has finished `delay` after the last one started, it starts
-// another, up to `max_attempts` running side by side. The first success is
-// the answer, and every other attempt still running is cancelled through
-// Asio's per-operation cancellation (its socket closed, its permits given
-// back; its verdict is `cancelled`, which a breaker does not count) before
-// the call returns. An attempt that fails with a retryable failure starts
-// the next one at once instead of waiting for `delay`; a failure that is not
-// retryable (a 400) is final and cancels the rest. When every attempt has
-// ended without a success, the call ends as the last one did.
-//
-// Only the Asio driver can run attempts side by side: the sync driver
-// (execute, try_execute) refuses a pipeline with a hedge at compile time.
-// Hedging repeats requests, so it is only for operations that are safe to
-// repeat: the Asio driver refuses to hedge an operation not wrapped in
-// armor::idempotent. Each attempt gets its own copy of the context
-// (ctx.attempt() counts 1, 2, ...). With the Asio driver, attempts run on
-// one strand of the caller's executor, so the operation is never called
-// concurrently with itself even on a thread pool.
+// When another attempt starts, which one wins, how the others are
+// cancelled, and why the sync driver refuses a hedge: docs/policies_order.md#hedge.
 #pragma once
 
 #include <armor/context.hpp>
@@ -56,8 +40,11 @@ struct hedge_options {
   std::chrono::nanoseconds delay = std::chrono::milliseconds{50};
 };
 
-/// A hedging layer (see the top of this header). Stateless and thread-safe;
-/// its decisions are plain functions the Asio driver asks.
+/// A hedging layer: starts the layers inside it once, and another attempt
+/// when none has finished `delay` after the last one started (at once after
+/// a retryable failure), up to `max_attempts` side by side; the first
+/// success wins and the Asio driver cancels the rest. Stateless and
+/// thread-safe; its decisions are plain functions the Asio driver asks.
 class hedge {
  public:
   using permit_type = no_permit;

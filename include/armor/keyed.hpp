@@ -8,7 +8,7 @@
 //
 //     // Directly, in a request handler:
 //     auto d = per_ip.get(client_ip)->try_acquire();
-//     if (!d) return too_many_requests(d);              // see armor::rate_limit_headers
+//     if (!d) return too_many_requests(d);              // see armor::http::rate_limit_headers
 //
 //     // Or as a pipeline layer, keyed by call_options::key:
 //     auto p = armor::pipeline{std::ref(per_ip)};
@@ -28,6 +28,13 @@
 //
 // A P may name a lighter type to store per key as `P::keyed_instance` (the
 // token bucket uses an unpadded copy of itself).
+//
+// A P with a listener (`P::listener_type` other than armor::no_listener, as
+// in circuit_breaker<Clock, Listener>) gets one from the map: give it as the
+// constructor's fourth argument. Each key's instance is built as
+// P(options, clock, listener, key): it holds its own copy of the listener
+// (give std::ref(listener) to have every key call one object, which must then
+// outlive the map) and the key it serves, which its events carry.
 //
 // Memory is bounded: at most `max_keys` keys in all (a shard may hold up to
 // twice its even share, so uneven hashing does not cost capacity). When a
@@ -56,6 +63,7 @@
 #include <armor/detail/keyed_table.hpp>
 #include <armor/detail/random.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/policy.hpp>
 #include <armor/verdict.hpp>
 
@@ -101,6 +109,25 @@ struct keyed_instance_of<P> {
 };
 
 template <class P>
+struct keyed_listener_of {
+  using type = no_listener;
+};
+template <class P>
+  requires requires { typename P::listener_type; }
+struct keyed_listener_of<P> {
+  using type = typename P::listener_type;
+};
+
+/// How keyed builds the instance of a key: with the map's listener and the
+/// key when the instance has a listener, from the options and clock alone
+/// otherwise.
+template <class I, class Options, class Clock, class Listener>
+concept keyed_buildable =
+    (std::is_same_v<Listener, no_listener> && std::constructible_from<I, const Options&, Clock>) ||
+    (!std::is_same_v<Listener, no_listener> &&
+     std::constructible_from<I, const Options&, Clock, const Listener&, std::string_view>);
+
+template <class P>
 struct keyed_clock_of {
   using type = steady_clock;
 };
@@ -114,7 +141,8 @@ struct keyed_clock_of<P> {
 
 /// What armor::keyed needs of the policy it stores per key.
 template <class I, class Options, class Clock>
-concept keyable_policy = policy<I> && std::constructible_from<I, const Options&, Clock> &&
+concept keyable_policy = policy<I> &&
+                         detail::keyed_buildable<I, Options, Clock, typename detail::keyed_listener_of<I>::type> &&
                          requires(const I& i, timestamp now) {
                            { i.idle(now) } noexcept -> std::same_as<bool>;
                          };
@@ -129,14 +157,25 @@ class keyed {
   using options_type = Options;
   using clock_type = Clock;
 
-  static_assert(keyable_policy<instance_type, Options, Clock>,
-                "armor::keyed<P>: P must be an armor::policy constructible from (const Options&, Clock) with "
-                "`bool idle(armor::timestamp) const noexcept`");
+  /// The listener every key's instance gets a copy of (no_listener when P has none).
+  using listener_type = typename detail::keyed_listener_of<instance_type>::type;
+
+  static_assert(policy<instance_type>, "armor::keyed<P>: P must be an armor::policy (admit and settle)");
+  static_assert(std::is_same_v<listener_type, no_listener> || std::is_copy_constructible_v<listener_type>,
+                "armor::keyed<P>: P's listener must be copyable: every key's instance gets a copy (give the map "
+                "std::ref(listener) to share one listener object)");
+  static_assert(detail::keyed_buildable<instance_type, Options, Clock, listener_type>,
+                "armor::keyed<P>: P must be constructible from (const Options&, Clock), or, when it has a listener, "
+                "from (const Options&, Clock, const Listener&, std::string_view key)");
+  static_assert(requires(const instance_type& i, timestamp now) {
+                  { i.idle(now) } noexcept -> std::same_as<bool>;
+                }, "armor::keyed<P>: P must have `bool idle(armor::timestamp) const noexcept`");
 
  private:
   struct node {
-    node(std::string_view k, std::uint32_t h, const Options& options, const Clock& clock)
-        : hash(h), key(k), instance(options, clock) {}
+    node(std::string_view k, std::uint32_t h, const Options& options, const Clock& clock,
+         const listener_type& listener)
+        : hash(h), key(k), instance(make_instance(options, clock, listener, key)) {}
     std::atomic<std::uint32_t> refs{1};      // the table's reference + one per pin
     std::uint32_t hash;                      // low half of the key's hash (the table's)
     std::atomic<std::int64_t> last_used{0};  // ns, to lru_resolution
@@ -208,7 +247,7 @@ class keyed {
     permit(handle entry, typename instance_type::permit_type inner) noexcept
         : entry_(std::move(entry)), inner_(std::move(inner)) {}
     void release() noexcept {
-      { auto dropped = std::move(inner_); }
+      { [[maybe_unused]] auto dropped = std::move(inner_); }
       entry_.reset();
     }
     handle entry_;
@@ -220,11 +259,13 @@ class keyed {
   static constexpr bool needs_completion_time = detail::needs_completion_time<instance_type>();
 
   /// A map that creates each key's instance from `options` (validated now:
-  /// throws what P's constructor throws for bad options) and `clock`.
-  /// Throws armor::error(invalid_argument) for bad keyed_options.
-  explicit keyed(Options options, const keyed_options& map_options = {}, Clock clock = Clock{})
-      : options_(std::move(options)), clock_(std::move(clock)) {
-    { const instance_type probe(options_, clock_); }
+  /// throws what P's constructor throws for bad options), `clock` and, when
+  /// P has a listener, a copy of `listener`. Throws
+  /// armor::error(invalid_argument) for bad keyed_options.
+  explicit keyed(Options options, const keyed_options& map_options = {}, Clock clock = Clock{},
+                 listener_type listener = listener_type{})
+      : options_(std::move(options)), clock_(std::move(clock)), listener_(std::move(listener)) {
+    (void)make_instance(options_, clock_, listener_, std::string_view{});  // validates the options
     if (map_options.max_keys < 1) detail::invalid_config("armor::keyed: max_keys must be at least 1");
     std::size_t shards = map_options.shards;
     if (shards == 0) {
@@ -250,6 +291,7 @@ class keyed {
   keyed(keyed&& other) noexcept
       : options_(std::move(other.options_)),
         clock_(std::move(other.clock_)),
+        listener_(std::move(other.listener_)),
         shards_(std::move(other.shards_)),
         shard_count_(std::exchange(other.shard_count_, 0)),
         shard_shift_(other.shard_shift_),
@@ -413,6 +455,17 @@ class keyed {
     std::size_t hand = 0;  // where the next eviction scan starts
   };
 
+  static instance_type make_instance(const Options& options, const Clock& clock, const listener_type& listener,
+                                     std::string_view key) {
+    if constexpr (std::is_same_v<listener_type, no_listener>) {
+      (void)listener;
+      (void)key;
+      return instance_type(options, clock);
+    } else {
+      return instance_type(options, clock, listener, key);
+    }
+  }
+
   static void pin(node* n) noexcept {
     // Relaxed: taken under the shard lock while the table holds a reference,
     // so the node cannot be freed meanwhile; the lock orders it against the
@@ -466,7 +519,7 @@ class keyed {
       return n;
     }
     if (full(s)) make_room(s, at);
-    auto fresh = std::make_unique<node>(key, low(h), options_, clock_);
+    auto fresh = std::make_unique<node>(key, low(h), options_, clock_, listener_);
     fresh->last_used.store(now, std::memory_order_relaxed);
     s.table.insert(fresh.get());
     count_.fetch_add(1, std::memory_order_relaxed);
@@ -526,6 +579,7 @@ class keyed {
 
   Options options_;
   [[no_unique_address]] Clock clock_;
+  [[no_unique_address]] listener_type listener_;
   std::unique_ptr<shard[]> shards_;
   std::size_t shard_count_ = 0;
   int shard_shift_ = 0;

@@ -33,7 +33,9 @@
 #pragma once
 
 #include <armor/context.hpp>
+#include <armor/decision.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/verdict.hpp>
 
 #include <chrono>
@@ -41,20 +43,12 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
 
 namespace armor {
-
-/// The permit of a policy that holds nothing between admit and settle.
-struct no_permit {};
-
-/// The default event listener of a policy: none. Policies take their
-/// listener as a template argument and test for this type at compile time,
-/// so a policy without a listener pays nothing for the feature (no branch,
-/// no std::function, no allocation).
-struct no_listener {};
 
 /// What admit() answers.
 enum class admission_kind : std::uint8_t {
@@ -64,6 +58,18 @@ enum class admission_kind : std::uint8_t {
   queue,     ///< (queueing policies) nothing free now: the driver may join the policy's queue with enqueue()
   queued,    ///< (from enqueue) in the queue: wait for the waiter's wake-up, at most `delay`; see queue_waiter
 };
+
+/// The name of an admission_kind (`admitted`, `rejected`, ...).
+[[nodiscard]] constexpr std::string_view to_string(admission_kind k) noexcept {
+  switch (k) {
+    case admission_kind::admitted: return "admitted";
+    case admission_kind::rejected: return "rejected";
+    case admission_kind::wait: return "wait";
+    case admission_kind::queue: return "queue";
+    case admission_kind::queued: return "queued";
+  }
+  return "unknown";
+}
 
 /// A policy's answer to admit(). Permit must be default-constructible and
 /// movable; a rejected admission holds a default (empty) permit.

@@ -1,9 +1,9 @@
-// armor/quota_tracker.hpp: usage quotas over minutes, hours, days and
-// months, in requests, tokens or money; alerts at 80 % and 90 %; the time
-// until the reset.
+// armor/quota_tracker.hpp: usage quotas over minutes, hours, days and months,
+// in requests, tokens or money; alerts at 80 % and 90 %; the time until the
+// reset. Defines armor::quota_tracker<WallClock, Storage, Listener>, its
+// options, decision, permit, event, stats and usage report.
 //
 //     using namespace std::chrono_literals;
-//
 //     // Gemini's free tier: 50 requests a day (resetting at midnight in
 //     // UTC-8), and no more than 10 a minute.
 //     armor::quota_tracker gemini{{
@@ -11,63 +11,40 @@
 //         .utc_offset = -8h,
 //     }};
 //     if (auto d = gemini.try_consume(); !d) {
-//         log("quota spent, resets in {}s", d.retry_after() / 1s);
+//         std::printf("%s, resets in %llds\n", d.code().message().c_str(),
+//                     static_cast<long long>(d.retry_after() / 1s));
 //     }
 //
-//     // An LLM call whose cost (tokens) is known only after the response.
-//     auto r = tokens.reserve(4000);           // the estimate
-//     if (r) r.settle(call_llm().usage.total); // the real count; dropped: released
+// The template parameters, all defaulted (name the type to keep trackers in
+// a map: `std::map<std::string, armor::quota_tracker<>>`):
 //
-//     // In a pipeline: each call costs call_options::cost (1 by default).
-//     auto p = armor::pipeline{armor::backoff{}, std::ref(gemini)};
-//     auto reply = p.execute([&](const armor::context& ctx) { return ask(ctx); }, {.cost = 1});
+//   WallClock  the clock read for the calendar (armor::system_clock;
+//              a manual_clock in tests)
+//   Storage    where the counts live: armor::memory_quota_storage (this
+//              process), armor::sqlite_quota_storage (armor/storage/sqlite.hpp:
+//              on disk, one host), armor::redis_quota_storage (armor/redis.hpp:
+//              many hosts), or your own armor::quota_storage
+//   Listener   armor::no_listener, or a noexcept callable taking
+//              `const armor::quota_tracker_event&` (or std::ref to one)
 //
-// A tracker has up to 8 windows; a consumption is all or nothing across them.
-// Windows are fixed (calendar-aligned: on the minute, on the hour, at local
-// midnight, Monday, the 1st of the month, at a UTC offset) or rolling (the
-// last T, in buckets); docs/quota_tracker.md has the exact rules.
-//
-// Time. Calendar windows need wall time, so the tracker reads its own wall
-// clock (`WallClock`, armor::system_clock by default, a manual_clock in
-// tests) once per call. It does not declare a clock_type and ignores
-// ctx.now(): a pipeline driven by steady_clock may hold it. A steady reading
-// mapped to wall time through an offset taken at construction would drift
-// from the calendar whenever the host's clock is corrected or the machine
-// sleeps; quota-guarded calls are expensive, and one more clock read (about
-// 20 ns) is cheap beside them. A window never moves back to an earlier
-// period: if the wall clock steps back, counting stays in the later period.
-//
-// Pipeline. admit() reserves ctx.cost() units; settle() keeps them, or
-// settles with the cost the operation reported (ctx.report_cost(n)), or
-// gives them back when the attempt never ran (an inner layer rejected it); a
-// dropped permit gives them back. A refusal is errc::quota_exhausted with
-// retry_after = the time until the refusing window has room for the cost.
-// It is not retryable unless retry_after is shorter than
-// `retryable_within` (0 by default): waiting hours inside a call is
-// pointless, so the call ends at once and the caller reads retry_after. A
-// cost larger than a window's limit is errc::request_too_large (never
-// grantable); a negative cost errc::invalid_argument; a failing storage
-// errc::storage_unavailable (retryable).
-//
-// Thread-safety: every member may be called concurrently, except moving the
-// tracker (move it before sharing; share it with std::ref); reservations
-// must not outlive it. Cost with the memory backend: one wall-clock read, a
-// division per window (a civil-date conversion for a month window) and one
-// CAS per window; a rolling window also sums its buckets. Nothing allocates
-// per call; nothing locks. Construction throws armor::error(invalid_argument)
-// naming a bad option.
+// Windows, reservations, alerts, the pipeline protocol, costs and proofs:
+// docs/quota_tracker.md.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
+#include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/counter_set.hpp>
 #include <armor/detail/quota_calendar.hpp>
-#include <armor/detail/quota_storage.hpp>
 #include <armor/detail/quota_word.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/policy.hpp>
+#include <armor/stats.hpp>
 #include <armor/storage/memory.hpp>
+#include <armor/storage/quota_storage.hpp>
 #include <armor/verdict.hpp>
 
 #include <algorithm>
@@ -84,7 +61,9 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -98,6 +77,17 @@ enum class quota_window_kind : std::uint8_t {
   month,    ///< the 1st 00:00 to the next 1st 00:00, local time (28 to 31 days)
   rolling,  ///< the last `length`, counted in `buckets` buckets (see docs/quota_tracker.md)
 };
+
+/// The name of a quota_window_kind, as written in the code (`rolling`).
+[[nodiscard]] constexpr std::string_view to_string(quota_window_kind k) noexcept {
+  switch (k) {
+    case quota_window_kind::fixed: return "fixed";
+    case quota_window_kind::week: return "week";
+    case quota_window_kind::month: return "month";
+    case quota_window_kind::rolling: return "rolling";
+  }
+  return "unknown";
+}
 
 /// The most alert thresholds a tracker can have.
 inline constexpr std::size_t quota_max_alerts = 8;
@@ -141,7 +131,7 @@ struct quota_window {
 
 /// The options of armor::quota_tracker. An aggregate:
 /// `{.windows = {quota_window::per_day(50)}, .utc_offset = -8h}`.
-struct quota_options {
+struct quota_tracker_options {
   /// The windows, 1 to 8; a consumption must fit all of them.
   std::vector<quota_window> windows{};
   /// Where local time, and so every calendar period, begins: a daily window
@@ -149,7 +139,7 @@ struct quota_options {
   /// daylight saving time. Rolling windows ignore it.
   std::chrono::minutes utc_offset{0};
   /// Alert thresholds, as fractions of each window's limit, each in (0, 1];
-  /// at most 8. Each fires once per window period (see quota_alert).
+  /// at most 8. Each fires once per window period (see quota_tracker_event).
   std::vector<double> alerts{0.8, 0.9, 1.0};
   /// In a pipeline, a refusal whose retry_after is shorter than this is
   /// marked retryable, so an outer backoff may wait for it (within its
@@ -158,7 +148,7 @@ struct quota_options {
 };
 
 /// How a tracker answered.
-enum class quota_status : std::uint8_t {
+enum class quota_tracker_status : std::uint8_t {
   granted,      ///< the units were counted (or reserved)
   exhausted,    ///< a window has no room now; see retry_after()
   too_large,    ///< more units than a window's limit: can never be granted
@@ -166,61 +156,104 @@ enum class quota_status : std::uint8_t {
   unavailable,  ///< the storage failed; nothing was counted
 };
 
-/// A tracker's answer to try_consume() or reserve(). A small value.
-class quota_decision {
+/// The name of a quota_tracker_status, as written in the code (`too_large`).
+[[nodiscard]] constexpr std::string_view to_string(quota_tracker_status s) noexcept {
+  switch (s) {
+    case quota_tracker_status::granted: return "granted";
+    case quota_tracker_status::exhausted: return "exhausted";
+    case quota_tracker_status::too_large: return "too_large";
+    case quota_tracker_status::invalid: return "invalid";
+    case quota_tracker_status::unavailable: return "unavailable";
+  }
+  return "unknown";
+}
+
+/// A tracker's answer (armor::decision_like): to try_consume() with no
+/// permit (the units are counted already), to reserve() with the
+/// quota_tracker_permit that holds them. A small value; move-only when it
+/// holds a permit.
+///
+///     if (auto d = tokens.reserve(4000)) {
+///         d.permit().commit(call_llm().usage.total);  // the real count
+///     }                                               // not committed: given back
+template <class Permit = no_permit>
+class quota_tracker_decision {
  public:
-  constexpr quota_decision() noexcept = default;
+  using permit_type = Permit;
 
-  [[nodiscard]] constexpr quota_status status() const noexcept { return status_; }
-  [[nodiscard]] constexpr bool allowed() const noexcept { return status_ == quota_status::granted; }
-  constexpr explicit operator bool() const noexcept { return allowed(); }
+  /// Granted, holding nothing.
+  quota_tracker_decision() noexcept = default;
 
-  /// The window that refused (its position in quota_options::windows): of
-  /// the windows without room, the one with the longest wait; 0 when granted.
+  [[nodiscard]] constexpr quota_tracker_status status() const noexcept { return status_; }
+  /// Whether the units were granted (the same as `explicit operator bool`).
+  [[nodiscard]] constexpr bool allowed() const noexcept { return status_ == quota_tracker_status::granted; }
+  [[nodiscard]] constexpr explicit operator bool() const noexcept { return allowed(); }
+
+  /// Why the units were refused: empty when granted, else
+  /// errc::quota_exhausted, request_too_large, invalid_argument or
+  /// storage_unavailable.
+  [[nodiscard]] std::error_code code() const noexcept {
+    switch (status_) {
+      case quota_tracker_status::granted: break;
+      case quota_tracker_status::exhausted: return errc::quota_exhausted;
+      case quota_tracker_status::too_large: return errc::request_too_large;
+      case quota_tracker_status::invalid: return errc::invalid_argument;
+      case quota_tracker_status::unavailable: return errc::storage_unavailable;
+    }
+    return {};
+  }
+  /// exhausted: the time until the refusing window has room for the
+  /// request (its period ends; for a rolling window, enough units expire),
+  /// if nobody else consumes meanwhile. nanoseconds::max() for too_large and
+  /// invalid (no wait helps). Zero when granted, and when the storage failed
+  /// (asking again at once may succeed).
+  [[nodiscard]] constexpr std::chrono::nanoseconds retry_after() const noexcept {
+    return std::chrono::nanoseconds{retry_after_};
+  }
+
+  /// The window that refused (its position in quota_tracker_options::windows):
+  /// of the windows without room, the one with the longest wait; 0 when granted.
   [[nodiscard]] constexpr std::size_t window() const noexcept { return window_; }
   /// The refusing window's units used and limit (0 when granted).
   [[nodiscard]] constexpr std::int64_t used() const noexcept { return used_; }
   [[nodiscard]] constexpr std::int64_t limit() const noexcept { return limit_; }
-  /// exhausted: the time until the refusing window has room for the request
-  /// (its period ends; for a rolling window, enough units expire), if
-  /// nobody else consumes meanwhile. Zero when granted or unavailable;
-  /// nanoseconds::max() when it can never be granted.
-  [[nodiscard]] constexpr std::chrono::nanoseconds retry_after() const noexcept {
-    return std::chrono::nanoseconds{retry_after_};
-  }
-  /// The status as an error code: none when granted, else quota_exhausted,
-  /// request_too_large, invalid_argument or storage_unavailable.
-  [[nodiscard]] std::error_code code() const noexcept {
-    switch (status_) {
-      case quota_status::granted: break;
-      case quota_status::exhausted: return errc::quota_exhausted;
-      case quota_status::too_large: return errc::request_too_large;
-      case quota_status::invalid: return errc::invalid_argument;
-      case quota_status::unavailable: return errc::storage_unavailable;
-    }
-    return {0, error_category()};
-  }
+
+  /// The permit holding the units (reserve() only; empty when refused).
+  [[nodiscard]] Permit& permit() & noexcept { return permit_; }
+  [[nodiscard]] const Permit& permit() const& noexcept { return permit_; }
+  [[nodiscard]] Permit&& permit() && noexcept { return std::move(permit_); }
 
  private:
   template <class, class, class>
   friend class quota_tracker;
+  template <class>
+  friend class quota_tracker_decision;
 
-  constexpr quota_decision(quota_status s, std::size_t window, std::int64_t used, std::int64_t limit,
-                           std::int64_t retry_after) noexcept
+  constexpr quota_tracker_decision(quota_tracker_status s, std::size_t window, std::int64_t used, std::int64_t limit,
+                                   std::int64_t retry_after) noexcept
       : status_(s), window_(window), used_(used), limit_(limit), retry_after_(retry_after) {}
+  // `d`'s answer, holding `p`.
+  quota_tracker_decision(const quota_tracker_decision<>& d, Permit p) noexcept
+    requires(!std::is_same_v<Permit, no_permit>)
+      : status_(d.status_), window_(d.window_), used_(d.used_), limit_(d.limit_), retry_after_(d.retry_after_),
+        permit_(std::move(p)) {}
 
-  quota_status status_ = quota_status::granted;
+  quota_tracker_status status_ = quota_tracker_status::granted;
   std::size_t window_ = 0;
   std::int64_t used_ = 0;
   std::int64_t limit_ = 0;
   std::int64_t retry_after_ = 0;
+  [[no_unique_address]] Permit permit_{};  // last: measured cheaper for reserve() than first
 };
 
-/// One window's state, from quota_tracker::usage().
+static_assert(decision_like<quota_tracker_decision<>>);
+
+/// One window's state, from quota_tracker::usage(). Its fields() are the
+/// per-window gauges (armor/prometheus.hpp adds the `window` label).
 struct quota_usage {
-  std::int64_t limit = 0;
-  /// Units counted now (may exceed the limit after a settled overrun).
+  /// Units counted now (may exceed the limit after an overrun).
   std::int64_t used = 0;
+  std::int64_t limit = 0;
   /// Fixed windows: the time until the period ends. Rolling windows: the
   /// time until the oldest units counted now expire (zero when none are).
   std::chrono::nanoseconds resets_in{};
@@ -237,19 +270,37 @@ struct quota_usage {
     return limit > 0 ? static_cast<double>(used) / static_cast<double>(limit) : 0.0;
   }
   [[nodiscard]] constexpr double percent() const noexcept { return 100.0 * fraction(); }
+
+  static constexpr auto fields() noexcept {
+    return std::tuple{
+        armor::gauge("used", &quota_usage::used, "armor_quota_used", "Units counted in the quota window now."),
+        armor::gauge("limit", &quota_usage::limit, "armor_quota_limit", "Units the quota window allows per period."),
+        armor::gauge("resets_in", &quota_usage::resets_in, "armor_quota_reset_seconds",
+                     "Seconds until the quota window resets (rolling: until its oldest units expire)."),
+        armor::field("exhausted_in", &quota_usage::exhausted_in),
+    };
+  }
 };
 
-/// What a listener hears when a window's usage reaches a threshold: once
-/// per threshold, window and period, on the thread whose consumption
-/// reached it. A rolling window's "period" for alerts is each span of its
-/// length since the Unix epoch.
-struct quota_alert {
-  std::size_t window = 0;    ///< position in quota_options::windows
+/// What the listener hears when a window's usage reaches an alert
+/// threshold: once per threshold, window and period, on the thread whose
+/// consumption reached it. A rolling window's "period" for alerts is each
+/// span of its length since the Unix epoch.
+struct quota_tracker_event {
+  std::size_t window = 0;    ///< position in quota_tracker_options::windows
   double threshold = 0;      ///< the fraction reached (0.8 for 80 %)
   std::int64_t used = 0;     ///< units counted after the consumption that reached it
   std::int64_t limit = 0;
-  std::chrono::nanoseconds resets_in{};  ///< as in quota_usage
+  std::chrono::nanoseconds resets_in{};                         ///< as in quota_usage
   std::chrono::sys_time<std::chrono::nanoseconds> resets_at{};  ///< the same as a wall time
+
+  /// How fmt prints it (armor/stats.hpp); resets_at, the same as resets_in, is left out.
+  static constexpr auto fields() noexcept {
+    using e = quota_tracker_event;
+    return std::tuple{armor::field("window", &e::window), armor::field("threshold", &e::threshold),
+                      armor::field("used", &e::used), armor::field("limit", &e::limit),
+                      armor::field("resets_in", &e::resets_in)};
+  }
 };
 
 /// A tracker's counters since construction (relaxed atomics, read one by
@@ -267,46 +318,167 @@ struct quota_tracker_stats {
   [[nodiscard]] constexpr std::uint64_t rejected() const noexcept {
     return exhausted + too_large + invalid + unavailable;
   }
+
+  static constexpr auto fields() noexcept {
+    constexpr std::string_view rejected_total = "armor_quota_rejected_total";
+    constexpr std::string_view rejected_help = "Consumptions the quota tracker refused, by reason.";
+    return std::tuple{
+        armor::counter("exhausted", &quota_tracker_stats::exhausted, rejected_total, rejected_help)
+            .labelled("reason", "exhausted"),
+        armor::counter("too_large", &quota_tracker_stats::too_large, rejected_total, rejected_help)
+            .labelled("reason", "too_large"),
+        armor::counter("invalid", &quota_tracker_stats::invalid, rejected_total, rejected_help)
+            .labelled("reason", "invalid"),
+        armor::counter("unavailable", &quota_tracker_stats::unavailable, rejected_total, rejected_help)
+            .labelled("reason", "unavailable"),
+        armor::counter("alerts", &quota_tracker_stats::alerts, "armor_quota_alerts_total",
+                       "Quota alerts fired (once per threshold, window and period)."),
+    };
+  }
 };
 
-/// What quota_tracker accepts as a listener: no_listener, or a type (or
-/// std::ref to one) with `on_quota_alert(const armor::quota_alert&)`. It is
-/// called after the consumption, outside every atomic loop, concurrently
-/// from every thread that uses the tracker.
-template <class L>
-concept quota_listener = std::is_same_v<L, no_listener> ||
-                         requires(std::unwrap_reference_t<L>& l, const quota_alert& a) { l.on_quota_alert(a); };
+template <class WallClock = system_clock, class Storage = memory_quota_storage, class Listener = no_listener>
+class quota_tracker;
+
+/// The units a quota_tracker reserved (reserve(), or admit() in a
+/// pipeline): commit() keeps them, commit(actual) replaces the estimate
+/// with the real cost, cancel() or dropping it uncommitted gives them back.
+/// Move-only; the tracker must outlive it. Not thread-safe itself (one owner
+/// at a time), but any number of permits may be used at once.
+template <class WallClock = system_clock, class Storage = memory_quota_storage, class Listener = no_listener>
+class quota_tracker_permit {
+  using tracker_type = quota_tracker<WallClock, Storage, Listener>;
+
+ public:
+  quota_tracker_permit() noexcept = default;
+  quota_tracker_permit(quota_tracker_permit&& other) noexcept
+      : owner_(std::exchange(other.owner_, nullptr)), amount_(other.amount_), at_(other.at_),
+        status_(other.status_) {}
+  quota_tracker_permit& operator=(quota_tracker_permit&& other) noexcept {
+    if (this != &other) {
+      cancel();
+      owner_ = std::exchange(other.owner_, nullptr);
+      amount_ = other.amount_;
+      at_ = other.at_;
+      status_ = other.status_;
+    }
+    return *this;
+  }
+  quota_tracker_permit(const quota_tracker_permit&) = delete;
+  quota_tracker_permit& operator=(const quota_tracker_permit&) = delete;
+  ~quota_tracker_permit() { cancel(); }
+
+  /// The units reserved (the estimate).
+  [[nodiscard]] std::int64_t amount() const noexcept { return amount_; }
+  /// True until committed or cancelled.
+  [[nodiscard]] bool pending() const noexcept { return owner_ != nullptr; }
+
+  /// Keeps the estimate as the cost.
+  void commit() noexcept { owner_ = nullptr; }
+  /// Replaces the estimate with the real cost: a smaller cost gives the
+  /// difference back (to the periods the estimate was counted in, while
+  /// they last); a larger one counts the difference now, without a limit
+  /// check (the units were spent: the window may go above its limit and
+  /// refuse until it resets). A negative cost counts as zero. Returns
+  /// granted, or unavailable if the storage failed to count an overrun; for
+  /// a permit that was not pending, the status it was made with (granted,
+  /// or the refusal of the decision it came from).
+  quota_tracker_status commit(std::int64_t actual) noexcept(tracker_type::quiet) {
+    tracker_type* t = std::exchange(owner_, nullptr);
+    if (t == nullptr) return status_;
+    if (actual < 0) actual = 0;
+    if (actual < amount_) {
+      t->storage_.release(at_, amount_ - actual);
+    } else if (actual > amount_) {
+      return t->charge(actual - amount_);
+    }
+    return quota_tracker_status::granted;
+  }
+  /// Gives every unit back (while their periods last).
+  void cancel() noexcept {
+    if (tracker_type* t = std::exchange(owner_, nullptr)) t->storage_.release(at_, amount_);
+  }
+
+ private:
+  friend tracker_type;
+  quota_tracker_permit(tracker_type* owner, std::int64_t amount, const quota_stamp& at,
+                       quota_tracker_status s) noexcept
+      : owner_(owner), amount_(amount), at_(at), status_(s) {}
+
+  tracker_type* owner_ = nullptr;
+  std::int64_t amount_ = 0;
+  quota_stamp at_{};
+  quota_tracker_status status_ = quota_tracker_status::granted;
+};
 
 namespace detail {
 
-template <class L>
-[[nodiscard]] consteval bool quiet_quota_listener() {
-  if constexpr (std::is_same_v<L, no_listener>) {
-    return true;
-  } else {
-    return noexcept(std::declval<std::unwrap_reference_t<L>&>().on_quota_alert(std::declval<const quota_alert&>()));
+/// Appends a duration as whole units, largest first: 1h30m, 90s -> 1m30s,
+/// 1500ms -> 1s500ms, 0 -> 0s.
+inline void append_compact_duration(std::string& out, std::chrono::nanoseconds d) {
+  std::int64_t ns = d.count();
+  if (ns <= 0) {
+    out += ns == 0 ? "0s" : "negative";
+    return;
+  }
+  constexpr std::pair<std::int64_t, const char*> units[] = {
+      {3'600'000'000'000, "h"}, {60'000'000'000, "m"}, {1'000'000'000, "s"},
+      {1'000'000, "ms"},        {1'000, "us"},         {1, "ns"}};
+  for (const auto& [size, name] : units) {
+    if (ns >= size) {
+      out += std::to_string(ns / size);
+      out += name;
+      ns %= size;
+    }
   }
 }
+
+/// The name metrics give window `w` of `windows` (quota_tracker::window_name).
+inline std::string quota_window_name(const std::vector<quota_window>& windows, std::size_t w) {
+  const auto base = [](const quota_window& q) {
+    using namespace std::chrono;
+    std::string name;
+    switch (q.kind) {
+      case quota_window_kind::week: return std::string("week");
+      case quota_window_kind::month: return std::string("month");
+      case quota_window_kind::fixed:
+        if (q.length == minutes{1}) return std::string("minute");
+        if (q.length == hours{1}) return std::string("hour");
+        if (q.length == hours{24}) return std::string("day");
+        name = "fixed_";
+        break;
+      case quota_window_kind::rolling:
+        name = "rolling_";
+        break;
+    }
+    append_compact_duration(name, q.length);
+    return name;
+  };
+  std::string name = base(windows[w]);
+  for (std::size_t i = 0; i < w; ++i) {
+    if (base(windows[i]) == name) {
+      name += "_" + std::to_string(w);
+      break;
+    }
+  }
+  return name;
+}
+
+
+/// The counters of quota_tracker_stats.
+enum class quota_counter : std::uint8_t { exhausted, too_large, invalid, unavailable, alerts, count };
+
+/// A tracker's counters, on a cache line of their own (refusals and alerts
+/// write them; grants do not).
+struct alignas(cache_line) quota_counters {
+  counter_set<quota_counter> c;
+};
 
 // An alert cell: (period, highest threshold fired in it) in one word.
 //   bits 63..8  the period, modulo 2^56     bits 7..0  thresholds fired (a count)
 // A cell that has never fired holds level alert_unused (any period).
 inline constexpr std::uint64_t alert_period_mask = (std::uint64_t{1} << 56) - 1;
 inline constexpr std::uint64_t alert_unused = 0xff;
-
-/// A tracker's event counters (quota_tracker_stats), on a cache line of
-/// their own. Relaxed: standalone numbers that order nothing else.
-struct alignas(cache_line) quota_counters {
-  std::atomic<std::uint64_t> exhausted{0};
-  std::atomic<std::uint64_t> too_large{0};
-  std::atomic<std::uint64_t> invalid{0};
-  std::atomic<std::uint64_t> unavailable{0};
-  std::atomic<std::uint64_t> alerts{0};
-
-  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-    c.fetch_add(n, std::memory_order_relaxed);
-  }
-};
 
 [[nodiscard]] constexpr std::uint64_t alert_pack(std::int64_t period, std::size_t level) noexcept {
   return ((static_cast<std::uint64_t>(period) & alert_period_mask) << 8) | static_cast<std::uint64_t>(level);
@@ -321,108 +493,49 @@ struct alignas(cache_line) quota_counters {
 
 }  // namespace detail
 
-/// Usage quotas (see the top of this header). `WallClock` is read for the
-/// calendar; `Storage` keeps the counts (memory_quota_storage: this
-/// process; sqlite_quota_storage in armor/storage/sqlite.hpp: on disk,
-/// shared by the processes of one host); `Listener` hears alerts.
-template <class WallClock = system_clock, class Storage = memory_quota_storage, class Listener = no_listener>
+/// Usage quotas (see the top of this header and docs/quota_tracker.md).
+/// Thread-safety: every member may be called concurrently, except moving
+/// the tracker (move it before sharing; share it with std::ref); permits
+/// must not outlive it. With the memory backend nothing allocates or locks
+/// per call. Construction throws armor::error(invalid_argument) naming a bad
+/// option.
+template <class WallClock, class Storage, class Listener>
 class quota_tracker {
   static_assert(armor::clock<WallClock>, "armor::quota_tracker: WallClock must have now() returning its time_point");
   static_assert(quota_storage<Storage>, "armor::quota_tracker: Storage must meet armor::quota_storage");
-  static_assert(quota_listener<Listener>,
-                "armor::quota_tracker: Listener must be no_listener or have on_quota_alert(const quota_alert&)");
+  static_assert(listener_for<Listener, quota_tracker_event>,
+                "armor::quota_tracker: Listener must be no_listener or callable as "
+                "listener(const armor::quota_tracker_event&) noexcept");
 
   static constexpr bool quiet =
-      noexcept(std::declval<const WallClock&>().now()) && detail::quiet_quota_listener<Listener>() &&
+      noexcept(std::declval<const WallClock&>().now()) &&
       noexcept(std::declval<Storage&>().try_consume(std::declval<const quota_stamp&>(), std::int64_t{})) &&
       noexcept(std::declval<Storage&>().charge(std::declval<const quota_stamp&>(), std::int64_t{})) &&
       detail::quiet_deadline_storage<Storage>();
+
+  friend class quota_tracker_permit<WallClock, Storage, Listener>;
 
  public:
   using wall_clock_type = WallClock;
   using storage_type = Storage;
   using listener_type = Listener;
-
-  /// Units taken by reserve() or admit(), to be settled with the real cost,
-  /// committed, or cancelled; dropped unsettled, they are given back.
-  /// Move-only; the tracker must outlive it. Not thread-safe itself (one
-  /// owner at a time), but any number of reservations may be used at once.
-  class reservation {
-   public:
-    reservation() noexcept = default;
-    reservation(reservation&& other) noexcept
-        : owner_(std::exchange(other.owner_, nullptr)), amount_(other.amount_), at_(other.at_),
-          decision_(other.decision_) {}
-    reservation& operator=(reservation&& other) noexcept {
-      if (this != &other) {
-        cancel();
-        owner_ = std::exchange(other.owner_, nullptr);
-        amount_ = other.amount_;
-        at_ = other.at_;
-        decision_ = other.decision_;
-      }
-      return *this;
-    }
-    reservation(const reservation&) = delete;
-    reservation& operator=(const reservation&) = delete;
-    ~reservation() { cancel(); }
-
-    /// Whether the units were granted (see decision() if not).
-    [[nodiscard]] explicit operator bool() const noexcept { return decision_.allowed(); }
-    [[nodiscard]] const quota_decision& decision() const noexcept { return decision_; }
-    /// The units reserved (the estimate).
-    [[nodiscard]] std::int64_t amount() const noexcept { return amount_; }
-    /// True until settled, committed or cancelled.
-    [[nodiscard]] bool pending() const noexcept { return owner_ != nullptr; }
-
-    /// Replaces the estimate with the real cost: a smaller cost gives the
-    /// difference back (to the periods the estimate was counted in, while
-    /// they last); a larger one counts the difference now, without a limit
-    /// check (the units were spent: the window may go above its limit and
-    /// refuse until it resets). A negative cost counts as zero. Returns
-    /// granted, or unavailable if the storage failed to count an overrun;
-    /// for a reservation that was not pending, its decision's status.
-    quota_status settle(std::int64_t actual) noexcept(quiet) {
-      quota_tracker* t = std::exchange(owner_, nullptr);
-      if (t == nullptr) return decision_.status();
-      if (actual < 0) actual = 0;
-      if (actual < amount_) {
-        t->storage_.release(at_, amount_ - actual);
-      } else if (actual > amount_) {
-        return t->charge(actual - amount_);
-      }
-      return quota_status::granted;
-    }
-    /// Keeps the estimate as the cost.
-    void commit() noexcept { owner_ = nullptr; }
-    /// Gives every unit back (while their periods last).
-    void cancel() noexcept {
-      if (quota_tracker* t = std::exchange(owner_, nullptr)) t->storage_.release(at_, amount_);
-    }
-
-   private:
-    friend class quota_tracker;
-    reservation(quota_tracker* owner, std::int64_t amount, const quota_stamp& at, const quota_decision& d) noexcept
-        : owner_(owner), amount_(amount), at_(at), decision_(d) {}
-
-    quota_tracker* owner_ = nullptr;
-    std::int64_t amount_ = 0;
-    quota_stamp at_{};
-    quota_decision decision_{};
-  };
-
-  using permit_type = reservation;
+  using options_type = quota_tracker_options;
+  using stats_type = quota_tracker_stats;
+  using event_type = quota_tracker_event;
+  /// What reserve() and admit() hand out.
+  using permit_type = quota_tracker_permit<WallClock, Storage, Listener>;
 
   /// Validates the options (throws armor::error(invalid_argument) naming a
   /// bad one) and binds the storage (which may throw, e.g.
   /// armor::error(storage_unavailable) for a database it cannot open).
-  explicit quota_tracker(quota_options options, WallClock clock = WallClock{}, Storage storage = Storage{},
+  explicit quota_tracker(quota_tracker_options options, WallClock clock = WallClock{}, Storage storage = Storage{},
                          Listener listener = Listener{})
       : options_(checked(std::move(options))),
         clock_(std::move(clock)),
         storage_(std::move(storage)),
         listener_(std::move(listener)) {
     count_ = options_.windows.size();
+    for (std::size_t i = 0; i < count_; ++i) names_.push_back(detail::quota_window_name(options_.windows, i));
     std::vector<double> thresholds = options_.alerts;
     std::sort(thresholds.begin(), thresholds.end());
     thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
@@ -466,33 +579,32 @@ class quota_tracker {
   ~quota_tracker() = default;
 
   /// Counts `cost` units in every window now, or none.
-  [[nodiscard]] quota_decision try_consume(std::int64_t cost = 1) noexcept(quiet) {
+  [[nodiscard]] quota_tracker_decision<> try_consume(std::int64_t cost = 1) noexcept(quiet) {
     return consume(cost, now_ns()).decision;
   }
 
-  /// Reserves `estimate` units in every window now, or none. Settle the
-  /// reservation with the real cost when it is known; dropping it gives the
-  /// units back.
-  [[nodiscard]] reservation reserve(std::int64_t estimate) noexcept(quiet) {
+  /// Reserves `estimate` units in every window now, or none: a granted
+  /// decision holds them in its permit(). Commit the permit with the real
+  /// cost when it is known; dropping it uncommitted gives the units back.
+  [[nodiscard]] quota_tracker_decision<permit_type> reserve(std::int64_t estimate) noexcept(quiet) {
     const consume_result o = consume(estimate, now_ns());
-    if (!o.decision) return reservation(nullptr, 0, {}, o.decision);
-    return reservation(this, estimate, o.at, o.decision);
+    return {o.decision, permit_of(o, estimate)};
   }
 
   /// Counts `units` in every window now, whatever their limits: units spent
-  /// without asking (or a settled overrun). Alerts fire as for any
+  /// without asking (or a committed overrun). Alerts fire as for any
   /// consumption. Returns granted, invalid (negative) or unavailable.
-  quota_status charge(std::int64_t units) noexcept(quiet) {
-    if (units < 0) return quota_status::invalid;
-    if (units == 0) return quota_status::granted;
+  quota_tracker_status charge(std::int64_t units) noexcept(quiet) {
+    if (units < 0) return quota_tracker_status::invalid;
+    if (units == 0) return quota_tracker_status::granted;
     const std::int64_t t = now_ns();
     const quota_consumption c = storage_.charge(stamp(t), units);
     if (c.status != quota_storage_status::consumed) {
-      detail::quota_counters::bump(counters_->unavailable);
-      return quota_status::unavailable;
+      counters_->c.add(detail::quota_counter::unavailable);
+      return quota_tracker_status::unavailable;
     }
     notify(c, t);
-    return quota_status::granted;
+    return quota_tracker_status::granted;
   }
 
   /// Window w's state now. Throws armor::error(invalid_argument) for a
@@ -542,20 +654,25 @@ class quota_tracker {
 
   /// The counters of refusals and alerts (see quota_tracker_stats).
   [[nodiscard]] quota_tracker_stats stats() const noexcept {
-    constexpr auto r = std::memory_order_relaxed;  // a snapshot of standalone numbers
+    const detail::counter_set<detail::quota_counter>& c = counters_->c;
     quota_tracker_stats s;
-    s.exhausted = counters_->exhausted.load(r);
-    s.too_large = counters_->too_large.load(r);
-    s.invalid = counters_->invalid.load(r);
-    s.unavailable = counters_->unavailable.load(r);
-    s.alerts = counters_->alerts.load(r);
+    s.exhausted = c.load(detail::quota_counter::exhausted);
+    s.too_large = c.load(detail::quota_counter::too_large);
+    s.invalid = c.load(detail::quota_counter::invalid);
+    s.unavailable = c.load(detail::quota_counter::unavailable);
+    s.alerts = c.load(detail::quota_counter::alerts);
     return s;
   }
 
   /// The number of windows.
   [[nodiscard]] std::size_t window_count() const noexcept { return count_; }
+  /// Window `w`'s name, as metrics label it: "minute", "hour", "day" (fixed
+  /// windows of those lengths), "week", "month", "fixed_<length>" or
+  /// "rolling_<length>" (length as 90s, 1h30m, 250ms), with "_<w>" added
+  /// when an earlier window has the same name.
+  [[nodiscard]] std::string_view window_name(std::size_t w) const noexcept { return names_[w]; }
   /// The options, as given.
-  [[nodiscard]] const quota_options& options() const noexcept { return options_; }
+  [[nodiscard]] const quota_tracker_options& options() const noexcept { return options_; }
   /// The wall clock the tracker reads.
   [[nodiscard]] const WallClock& clock() const noexcept { return clock_; }
   /// The storage backend (e.g. to flush a batched sqlite storage).
@@ -563,41 +680,39 @@ class quota_tracker {
   [[nodiscard]] const Storage& storage() const noexcept { return storage_; }
 
   /// Policy protocol: reserves ctx.cost() units now (reading the wall
-  /// clock, not ctx.now()), or rejects (see the top of this header). A
+  /// clock, not ctx.now()), or rejects (docs/quota_tracker.md). A
   /// storage that meets deadline_quota_storage (Redis) is given the call's
   /// deadline: if it passes before the storage answers, the call is
   /// rejected with errc::deadline_exceeded (retryable, as the drivers'
   /// own deadline refusals), whatever the storage's failure mode.
-  [[nodiscard]] admission<reservation> admit(context& ctx) noexcept(quiet) {
+  [[nodiscard]] admission<permit_type> admit(context& ctx) noexcept(quiet) {
     const consume_result o = consume(ctx.cost(), now_ns(), deadline_of(ctx));
     if (o.late) [[unlikely]] {
-      return admission<reservation>::reject(errc::deadline_exceeded, std::nullopt, true);
+      return admission<permit_type>::reject(errc::deadline_exceeded, std::nullopt, true);
     }
-    reservation r =
-        o.decision ? reservation(this, ctx.cost(), o.at, o.decision) : reservation(nullptr, 0, {}, o.decision);
-    if (r) return admission<reservation>::admit(std::move(r));
-    const quota_decision& d = r.decision();
+    const quota_tracker_decision<>& d = o.decision;
     switch (d.status()) {
-      case quota_status::exhausted:
-        return admission<reservation>::reject(errc::quota_exhausted, d.retry_after(),
+      case quota_tracker_status::granted: return admission<permit_type>::admit(permit_of(o, ctx.cost()));
+      case quota_tracker_status::exhausted:
+        return admission<permit_type>::reject(errc::quota_exhausted, d.retry_after(),
                                               d.retry_after() < options_.retryable_within);
-      case quota_status::unavailable:
-        return admission<reservation>::reject(errc::storage_unavailable, std::nullopt, true);
+      case quota_tracker_status::unavailable:
+        return admission<permit_type>::reject(errc::storage_unavailable, std::nullopt, true);
       default: break;
     }
-    return admission<reservation>::reject(d.code(), std::nullopt, false);
+    return admission<permit_type>::reject(d.code(), std::nullopt, false);
   }
 
-  /// Policy protocol: settles with the reported cost when the operation
+  /// Policy protocol: commits the reported cost when the operation
   /// reported one; otherwise gives the units back if the attempt never ran
   /// (an inner layer rejected it) and keeps them if it did.
-  void settle(context& ctx, reservation r, const verdict& v) noexcept(quiet) {
+  void settle(context& ctx, permit_type p, const verdict& v) noexcept(quiet) {
     if (const std::optional<std::int64_t> actual = ctx.reported_cost()) {
-      (void)r.settle(*actual);
+      (void)p.commit(*actual);
     } else if (v.kind == outcome::rejected) {
-      r.cancel();
+      p.cancel();
     } else {
-      r.commit();
+      p.commit();
     }
   }
 
@@ -609,7 +724,7 @@ class quota_tracker {
     std::array<std::int64_t, quota_max_alerts> alert_units{};
   };
   struct consume_result {
-    quota_decision decision;
+    quota_tracker_decision<> decision;
     quota_stamp at;
     bool late = false;  // unavailable because the deadline passed first
   };
@@ -618,10 +733,17 @@ class quota_tracker {
   // only for such a storage and a call with a deadline.
   [[nodiscard]] static quota_deadline deadline_of(const context& ctx) noexcept {
     if constexpr (deadline_quota_storage<Storage>) {
-      if (ctx.has_deadline()) return detail::quota_deadline_after(ctx.remaining());
+      return detail::quota_deadline_after(ctx.remaining());  // max(): none, no clock read
+    } else {
+      (void)ctx;
+      return quota_deadline::max();
     }
-    (void)ctx;
-    return quota_deadline::max();
+  }
+
+  // The permit holding what `o` granted (empty, with the refusal, if not).
+  [[nodiscard]] permit_type permit_of(const consume_result& o, std::int64_t amount) noexcept {
+    if (!o.decision) return permit_type(nullptr, 0, {}, o.decision.status());
+    return permit_type(this, amount, o.at, quota_tracker_status::granted);
   }
 
   quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost,
@@ -653,23 +775,28 @@ class quota_tracker {
   consume_result consume(std::int64_t cost, std::int64_t t,
                          quota_deadline until = quota_deadline::max()) noexcept(quiet) {
     if (cost < 0) [[unlikely]] {
-      detail::quota_counters::bump(counters_->invalid);
-      return {quota_decision(quota_status::invalid, 0, 0, 0, detail::ns_max), {}};
+      counters_->c.add(detail::quota_counter::invalid);
+      return {quota_tracker_decision<>(quota_tracker_status::invalid, 0, 0, 0, detail::ns_max), {}};
     }
     for (std::size_t i = 0; i < count_; ++i) {
       if (cost > windows_[i].limit) [[unlikely]] {
-        detail::quota_counters::bump(counters_->too_large);
-        return {quota_decision(quota_status::too_large, i, 0, windows_[i].limit, detail::ns_max), {}};
+        counters_->c.add(detail::quota_counter::too_large);
+        return {quota_tracker_decision<>(quota_tracker_status::too_large, i, 0, windows_[i].limit, detail::ns_max),
+                {}};
       }
     }
     const quota_consumption c = storage_try_consume(stamp(t), cost, until);
     if (c.status == quota_storage_status::consumed) [[likely]] {
       notify(c, t, until);
-      return {quota_decision{}, c.at};
+      // Named, not `return {decision, c.at}`: GCC 12 zero-fills the whole
+      // result (rep stos, 112 bytes) for the braced form.
+      consume_result r;
+      r.at = c.at;
+      return r;
     }
     if (c.status == quota_storage_status::unavailable || c.status == quota_storage_status::deadline_exceeded) {
-      detail::quota_counters::bump(counters_->unavailable);
-      return {quota_decision(quota_status::unavailable, 0, 0, 0, 0), {},
+      counters_->c.add(detail::quota_counter::unavailable);
+      return {quota_tracker_decision<>(quota_tracker_status::unavailable, 0, 0, 0, 0), {},
               c.status == quota_storage_status::deadline_exceeded};
     }
     // Of the windows that are full now, report the one with the longest
@@ -691,8 +818,8 @@ class quota_tracker {
       used = c.used[c.window];
       wait = 0;
     }
-    detail::quota_counters::bump(counters_->exhausted);
-    return {quota_decision(quota_status::exhausted, worst, used, windows_[worst].limit, wait), {}};
+    counters_->c.add(detail::quota_counter::exhausted);
+    return {quota_tracker_decision<>(quota_tracker_status::exhausted, worst, used, windows_[worst].limit, wait), {}};
   }
 
   // How long until window w has room for `cost` (-1: it has room now), if
@@ -748,18 +875,14 @@ class quota_tracker {
         }
       }
       if (!won) continue;
-      detail::quota_counters::bump(counters_->alerts, level - fired);
-      if constexpr (!std::is_same_v<Listener, no_listener>) {
-        quota_alert a;
-        a.window = i;
-        a.used = c.used[i];
-        a.limit = s.limit;
-        a.resets_in = alert_resets_in(i, c.at[i], t, until);
-        a.resets_at = to_sys(detail::saturating_add(t, a.resets_in.count()));
-        auto& l = static_cast<std::unwrap_reference_t<Listener>&>(listener_);
+      counters_->c.add(detail::quota_counter::alerts, level - fired);
+      if constexpr (detail::listens<Listener>) {
+        const std::chrono::nanoseconds resets_in = alert_resets_in(i, c.at[i], t, until);
         for (std::size_t k = fired; k < level; ++k) {
-          a.threshold = thresholds_[k];
-          l.on_quota_alert(a);
+          detail::notify(listener_, [&] {
+            return quota_tracker_event{i, thresholds_[k], c.used[i], s.limit, resets_in,
+                                       to_sys(detail::saturating_add(t, resets_in.count()))};
+          });
         }
       }
     }
@@ -837,9 +960,9 @@ class quota_tracker {
         .append(std::to_string(w.buckets));
   }
 
-  static quota_options checked(quota_options o) {
+  static quota_tracker_options checked(quota_tracker_options o) {
     const auto fail = [](const std::string& what) { detail::invalid_config("armor::quota_tracker: " + what); };
-    if (o.windows.empty()) fail("at least one window is required (quota_options::windows is empty)");
+    if (o.windows.empty()) fail("at least one window is required (quota_tracker_options::windows is empty)");
     if (o.windows.size() > quota_max_windows) {
       fail("at most " + std::to_string(quota_max_windows) + " windows (got " + std::to_string(o.windows.size()) + ")");
     }
@@ -898,9 +1021,10 @@ class quota_tracker {
   }
 
   // Read-only after construction.
-  quota_options options_;
+  quota_tracker_options options_;
   std::array<window_state, quota_max_windows> windows_{};
   std::size_t count_ = 0;
+  std::vector<std::string> names_;  // window_name(i)
   std::array<double, quota_max_alerts> thresholds_{};
   std::size_t alert_count_ = 0;
   [[no_unique_address]] WallClock clock_;
@@ -913,12 +1037,12 @@ class quota_tracker {
   std::unique_ptr<detail::quota_counters> counters_;
 };
 
-quota_tracker(quota_options) -> quota_tracker<>;
+quota_tracker(quota_tracker_options) -> quota_tracker<>;
 template <class C>
-quota_tracker(quota_options, C) -> quota_tracker<C>;
+quota_tracker(quota_tracker_options, C) -> quota_tracker<C>;
 template <class C, class S>
-quota_tracker(quota_options, C, S) -> quota_tracker<C, S>;
+quota_tracker(quota_tracker_options, C, S) -> quota_tracker<C, S>;
 template <class C, class S, class L>
-quota_tracker(quota_options, C, S, L) -> quota_tracker<C, S, L>;
+quota_tracker(quota_tracker_options, C, S, L) -> quota_tracker<C, S, L>;
 
 }  // namespace armor

@@ -1,93 +1,56 @@
-// armor/token_bucket.hpp: a token bucket rate limiter (rate + burst).
+// armor/token_bucket.hpp: armor::token_bucket, an exact, lock-free rate
+// limiter (rate + burst), and its options, decision, permit, event and stats.
 //
 //     using namespace std::chrono_literals;
-//
-//     // Client side: pace calls to an API that allows 50 requests a second,
-//     // waiting up to 2 s for a token rather than failing.
-//     auto p = armor::pipeline{
-//         armor::deadline{5s},
-//         armor::token_bucket{{.rate = {50, 1s}, .burst = 10, .max_wait = 2s}},
-//     };
-//     auto body = p.execute([&] { return http_get(url); });
-//
-//     // Server side: decide, and answer 429 with the standard headers.
-//     armor::token_bucket bucket{armor::token_bucket_options::parse("100/s burst=20")};
-//     if (auto d = bucket.try_acquire(); !d) {
-//         armor::rate_limit_headers(d, [&](std::string_view name, std::string_view value) {
-//             response.set(name, value);                  // Retry-After, RateLimit-*, X-RateLimit-*
-//         });
-//         return too_many_requests();
+//     armor::token_bucket bucket{{.rate = {100, 1s}, .burst = 20}};
+//     if (armor::token_bucket_decision<> d = bucket.try_acquire(); !d) {
+//         reject(d.code(), d.retry_after());  // rate_limited, and exactly when a token is there
 //     }
+//     // Or as a pipeline layer that waits up to 2 s for its token:
+//     auto p = armor::pipeline{armor::token_bucket{{.rate = {50, 1s}, .burst = 10, .max_wait = 2s}}};
 //
-// Semantics are those of the classic token bucket as golang.org/x/time/rate
-// defines AllowN(t, n): the bucket starts full with `burst` tokens, refills
-// continuously at `rate` up to `burst`, a request for n tokens is all or
-// nothing, and n > burst is never granted (it fails at once as too large).
-// Arithmetic is exact: the state is integer ticks of 1/c ns where the rate
-// is c tokens per p ns in lowest terms, so no rate is rounded and over any
-// run exactly burst + floor(rate * t) tokens are admitted (see
-// docs/token_bucket.md for the representation and its limits).
-//
-// In a pipeline a call costs `ctx.cost()` tokens (call_options::cost, 1 by
-// default). Without `max_wait` a call that finds too few tokens is rejected
-// with errc::rate_limited and the exact `retry_after` (retryable). With
-// `max_wait` it reserves its tokens at once (callers are served in arrival
-// order) and the driver waits; a wait longer than max_wait is rejected with
-// rate_limited, one that would outlast the call's deadline with
-// deadline_exceeded (no reservation is made in either case). A cost larger
-// than the burst is rejected with errc::request_too_large (not retryable).
+// Semantics are golang.org/x/time/rate's AllowN(t, n), in exact integer
+// arithmetic: the bucket starts full, refills continuously up to `burst`, a
+// request is all or nothing, and n > burst fails at once (request_too_large).
+// armor/http/rate_limit.hpp turns a decision into 429 response headers.
 //
 // Thread-safety: every member may be called concurrently, except moving the
-// bucket (move it before sharing it; share it with std::ref). Cost: a grant
-// is one load and one CAS on one std::atomic<int64_t>; a denial is two loads
-// and writes nothing; nothing allocates, nothing locks, no floating point.
+// bucket (move it before sharing it; share it with std::ref). Cost: the
+// state is a pair {TAT, 64-bit generation} changed by one 16-byte CAS; a
+// grant reads it and its config slot and does that CAS, a denial reads the
+// same and writes nothing. Nothing allocates, nothing locks, no floating
+// point. The representation, its limits, the proofs and measured costs:
+// docs/token_bucket.md.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
+#include <armor/decision.hpp>
 #include <armor/detail/bucket_parse.hpp>
 #include <armor/detail/bucket_state.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/counter_set.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
+#include <armor/listener.hpp>
 #include <armor/policy.hpp>
+#include <armor/rate.hpp>
+#include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
-#include <array>
-#include <charconv>
 #include <chrono>
-#include <concepts>
-#include <cstddef>
 #include <cstdint>
-#include <limits>
+#include <functional>
 #include <numeric>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace armor {
-
-/// A rate: `count` events every `per`. `{100, 1s}`, `{60, 1min}`, `{5000, 1h}`.
-/// At most one per nanosecond.
-struct rate {
-  std::int64_t count = 0;
-  std::chrono::nanoseconds per{std::chrono::seconds{1}};
-
-  /// Parses "100/s", "60/minute", "5000/h", "10r/s", "100/10s", "3 per second".
-  /// Throws armor::error(invalid_argument) quoting the text when it is malformed.
-  [[nodiscard]] static rate parse(std::string_view text) {
-    const detail::parsed_limit p = detail::limit_parser(text, "armor::rate::parse").rate_only();
-    return {p.count, std::chrono::nanoseconds{p.per_ns}};
-  }
-
-  /// Equal when they are the same rate: {60, 1min} == {1, 1s}.
-  friend constexpr bool operator==(const rate& a, const rate& b) noexcept {
-    return static_cast<detail::bucket_int128>(a.count) * b.per.count() ==
-           static_cast<detail::bucket_int128>(b.count) * a.per.count();
-  }
-};
 
 /// The options of armor::token_bucket. An aggregate:
 /// `{.rate = {100, 1s}, .burst = 20, .max_wait = 500ms}`.
@@ -120,19 +83,30 @@ struct token_bucket_options {
 };
 
 /// How a token bucket answered.
-enum class bucket_status : std::uint8_t {
+enum class token_bucket_status : std::uint8_t {
   granted,    ///< the tokens were taken (for a reservation: reserved; see wait())
   denied,     ///< too few tokens now (or within the allowed wait); see retry_after()
   too_large,  ///< more tokens than the burst: can never be granted
   invalid,    ///< a negative number of tokens
 };
 
+/// The enumerator's name: "granted", "denied", "too_large", "invalid".
+[[nodiscard]] constexpr std::string_view to_string(token_bucket_status s) noexcept {
+  switch (s) {
+    case token_bucket_status::granted: return "granted";
+    case token_bucket_status::denied: return "denied";
+    case token_bucket_status::too_large: return "too_large";
+    case token_bucket_status::invalid: return "invalid";
+  }
+  return "unknown";
+}
+
 template <class Clock, bool Padded, class Listener>
 class token_bucket;
 
 namespace detail {
-/// Builds bucket_decisions for other bucket implementations (the Redis
-/// bucket); defined after bucket_decision.
+/// Builds token_bucket_decision<>s for other bucket implementations (the
+/// Redis bucket); defined after token_bucket_decision.
 struct bucket_decision_access;
 }  // namespace detail
 
@@ -148,41 +122,64 @@ struct token_bucket_stats {
   std::uint64_t granted = 0;                 ///< calls granted, waits included
   std::uint64_t rejected = 0;                ///< calls refused: too few tokens within the wait allowed
   std::uint64_t too_large = 0;               ///< calls refused for asking more than the burst
+
+  /// The fields as armor/fmt.hpp prints them and armor/prometheus.hpp
+  /// exports them (armor_rate_limit_*; the counters only while counting).
+  static constexpr auto fields() noexcept {
+    using s = token_bucket_stats;
+    return std::tuple{
+        armor::gauge("rate", &s::rate, "armor_rate_limit_tokens_per_second", "The token bucket's refill rate."),
+        armor::gauge("burst", &s::burst, "armor_rate_limit_burst",
+                     "The token bucket's size: tokens available at once."),
+        armor::gauge("available", &s::available, "armor_rate_limit_available_tokens",
+                     "Whole tokens in the bucket now (below zero: owed to reservations)."),
+        armor::gauge("until_full", &s::until_full, "armor_rate_limit_full_in_seconds",
+                     "Seconds until the token bucket is full again."),
+        armor::counter("granted", &s::granted, "armor_rate_limit_granted_total",
+                       "Calls the token bucket granted, waits included (count_calls only).")
+            .when_counting(),
+        armor::counter("rejected", &s::rejected, "armor_rate_limit_rejected_total",
+                       "Calls the token bucket refused for too few tokens (count_calls only).")
+            .when_counting(),
+        armor::counter("too_large", &s::too_large, "armor_rate_limit_too_large_total",
+                       "Calls the token bucket refused for asking more than the burst (count_calls only).")
+            .when_counting(),
+    };
+  }
 };
 
-/// What a token bucket's listener hears: a call it refused.
+/// What a token bucket's listener hears: a call it refused. A listener is
+/// armor::no_listener (the default: nothing stored, nothing called) or
+/// anything callable as `listener(const token_bucket_event&) noexcept` (or
+/// std::ref to it); it runs on the refused caller's thread, once per refusal.
 struct token_bucket_event {
-  bucket_status status = bucket_status::denied;  ///< denied, or too_large
-  std::int64_t tokens = 0;                        ///< tokens the call asked for
+  token_bucket_status status = token_bucket_status::denied;  ///< denied, or too_large
+  std::int64_t tokens = 0;                                   ///< tokens the call asked for
   /// For `denied`: when the tokens will be there (what the caller is told
   /// to wait); zero for `too_large`, which no wait can grant.
   std::chrono::nanoseconds retry_after{0};
+
+  /// How fmt prints it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using e = token_bucket_event;
+    return std::tuple{armor::field("status", &e::status), armor::field("tokens", &e::tokens),
+                      armor::field("retry_after", &e::retry_after)};
+  }
 };
 
-/// What a token bucket accepts as its listener: no_listener (the default:
-/// nothing is called, nothing is stored), or anything callable (or
-/// std::ref to it) as `listener(const armor::token_bucket_event&)` without
-/// throwing. It runs on the refused caller's thread, once per refusal.
-template <class L>
-concept bucket_listener =
-    std::is_same_v<L, no_listener> ||
-    std::is_nothrow_invocable_v<std::unwrap_reference_t<L>&, const token_bucket_event&>;
-
 namespace detail {
-/// The counters of a padded bucket (they fit in its cache-line padding).
+/// The counters of a padded bucket (they fit in its cache-line padding),
+/// indexed like bucket_outcome.
+enum class bucket_counter : std::uint8_t { granted, rejected, too_large, count };
+static_assert(static_cast<int>(bucket_counter::granted) == static_cast<int>(bucket_outcome::granted) &&
+              static_cast<int>(bucket_counter::rejected) == static_cast<int>(bucket_outcome::denied) &&
+              static_cast<int>(bucket_counter::too_large) == static_cast<int>(bucket_outcome::too_large));
+
 struct bucket_counters {
-  std::atomic<std::uint64_t> granted{0};
-  std::atomic<std::uint64_t> rejected{0};
-  std::atomic<std::uint64_t> too_large{0};
+  counter_set<bucket_counter> calls;
   bool on = false;
 
   explicit bucket_counters(bool count) noexcept : on(count) {}
-  bucket_counters(const bucket_counters& o) noexcept
-      : granted(o.granted.load(std::memory_order_relaxed)),
-        rejected(o.rejected.load(std::memory_order_relaxed)),
-        too_large(o.too_large.load(std::memory_order_relaxed)),
-        on(o.on) {}
-  bucket_counters& operator=(const bucket_counters&) = delete;
 };
 /// Unpadded buckets (per key in armor::keyed) count nothing.
 struct no_bucket_counters {
@@ -190,15 +187,44 @@ struct no_bucket_counters {
 };
 }  // namespace detail
 
-/// A token bucket's answer to try_acquire or reserve: whether the tokens were
-/// granted, and the numbers a server puts in its rate-limit headers. A small
-/// value (no allocation); the numbers are computed on demand from the exact
-/// state the decision saw, so asking costs a division or two.
-class bucket_decision {
+/// A token bucket's answer (an armor::decision_like): to try_acquire() with
+/// no permit (the tokens are spent already), to reserve() with the
+/// token_bucket_permit that holds the reserved tokens. Whether the tokens
+/// were granted, why not, and the numbers a server puts in its rate-limit
+/// headers. A small value (no allocation); move-only when it holds a permit.
+/// The numbers are computed on demand from the exact state the decision
+/// saw, so asking costs a division or two.
+///
+///     if (auto d = bucket.reserve(1, 2s)) {
+///         sleep_for(d.wait());   // until the reserved token is due
+///         d.permit().commit();   // used: keep it (dropped uncommitted, it goes back)
+///         call_upstream();
+///     }
+template <class Permit = no_permit>
+class token_bucket_decision {
  public:
-  [[nodiscard]] constexpr bucket_status status() const noexcept { return status_; }
-  [[nodiscard]] constexpr bool allowed() const noexcept { return status_ == bucket_status::granted; }
-  constexpr explicit operator bool() const noexcept { return allowed(); }
+  using permit_type = Permit;
+
+  [[nodiscard]] constexpr token_bucket_status status() const noexcept { return status_; }
+  /// Whether the tokens were granted (the same as `explicit operator bool`).
+  [[nodiscard]] constexpr bool allowed() const noexcept { return status_ == token_bucket_status::granted; }
+  [[nodiscard]] constexpr explicit operator bool() const noexcept { return allowed(); }
+
+  /// Why the tokens were not granted: empty when granted; errc::rate_limited
+  /// (denied), errc::request_too_large (too_large) or errc::invalid_argument
+  /// (a negative number of tokens). A bucket whose state lives elsewhere
+  /// (armor::redis_token_bucket) may deny for its own reason, e.g.
+  /// errc::storage_unavailable.
+  [[nodiscard]] std::error_code code() const noexcept {
+    if (code_ != errc{}) return code_;
+    switch (status_) {
+      case token_bucket_status::granted: return {};
+      case token_bucket_status::denied: return errc::rate_limited;
+      case token_bucket_status::too_large: return errc::request_too_large;
+      case token_bucket_status::invalid: break;
+    }
+    return errc::invalid_argument;
+  }
 
   /// The burst: what the bucket holds when full (RateLimit-Limit).
   [[nodiscard]] constexpr std::int64_t limit() const noexcept { return burst_; }
@@ -222,44 +248,79 @@ class bucket_decision {
   /// nanoseconds::max() when the request can never be granted.
   [[nodiscard]] constexpr std::chrono::nanoseconds retry_after() const noexcept {
     switch (status_) {
-      case bucket_status::granted: return std::chrono::nanoseconds::zero();
-      case bucket_status::denied: return std::chrono::nanoseconds{detail::ceil_div(late_, count_)};
+      case token_bucket_status::granted: return std::chrono::nanoseconds::zero();
+      case token_bucket_status::denied: return std::chrono::nanoseconds{detail::ceil_div(late_, count_)};
       default: return std::chrono::nanoseconds::max();
     }
   }
   /// For a granted reservation: how long until its tokens are due (zero for
-  /// an immediate grant and for anything not granted).
+  /// an immediate grant and for anything not granted). Wait this long
+  /// before using the tokens.
   [[nodiscard]] constexpr std::chrono::nanoseconds wait() const noexcept {
-    if (status_ != bucket_status::granted || late_ <= 0) return std::chrono::nanoseconds::zero();
+    if (status_ != token_bucket_status::granted || late_ <= 0) return std::chrono::nanoseconds::zero();
     return std::chrono::nanoseconds{detail::ceil_div(late_, count_)};
   }
+
+  /// The permit holding the reserved tokens (reserve() only; empty when
+  /// refused, and for a grant of 0 tokens).
+  [[nodiscard]] Permit& permit() & noexcept { return permit_; }
+  [[nodiscard]] const Permit& permit() const& noexcept { return permit_; }
+  [[nodiscard]] Permit&& permit() && noexcept { return std::move(permit_); }
 
  private:
   template <class, bool, class>
   friend class token_bucket;
+  template <class>
+  friend class token_bucket_decision;
   friend struct detail::bucket_decision_access;
 
-  constexpr bucket_decision(bucket_status s, const detail::bucket_config& c, std::int64_t n, std::int64_t debt,
-                            std::int64_t late) noexcept
+  constexpr token_bucket_decision(token_bucket_status s, const detail::bucket_config& c, std::int64_t n,
+                                  std::int64_t debt, std::int64_t late) noexcept
       : status_(s), n_(n), burst_(c.burst), period_(c.period), count_(c.count), debt_(debt), late_(late) {}
+  // `d`'s answer, holding `p`.
+  token_bucket_decision(const token_bucket_decision<>& d, Permit p) noexcept
+    requires(!std::is_same_v<Permit, no_permit>)
+      : status_(d.status_),
+        code_(d.code_),
+        n_(d.n_),
+        burst_(d.burst_),
+        period_(d.period_),
+        count_(d.count_),
+        debt_(d.debt_),
+        late_(d.late_),
+        permit_(std::move(p)) {}
 
-  bucket_status status_;
+  token_bucket_status status_;
+  errc code_{};  // a denial's reason other than the status's own (set by bucket_decision_access::refused)
   std::int64_t n_;
   std::int64_t burst_;
   std::int64_t period_;  // ticks per token
   std::int64_t count_;   // ticks per nanosecond
   std::int64_t debt_;    // ticks until full
   std::int64_t late_;    // ticks until the requested tokens are due
+  [[no_unique_address]] Permit permit_{};  // last, as in quota_tracker_decision
 };
 
 namespace detail {
 struct bucket_decision_access {
-  [[nodiscard]] static constexpr bucket_decision make(bucket_status s, const bucket_config& c, std::int64_t n,
-                                                      std::int64_t debt, std::int64_t late) noexcept {
-    return bucket_decision(s, c, n, debt, late);
+  [[nodiscard]] static constexpr token_bucket_decision<> make(token_bucket_status s, const bucket_config& c,
+                                                              std::int64_t n, std::int64_t debt,
+                                                              std::int64_t late) noexcept {
+    return token_bucket_decision<>(s, c, n, debt, late);
+  }
+  /// A denial for a reason of the implementation's own (`code`, e.g.
+  /// storage_unavailable), with no numbers from the state: remaining() is
+  /// the burst, reset() and retry_after() zero.
+  [[nodiscard]] static constexpr token_bucket_decision<> refused(errc code, const bucket_config& c,
+                                                                 std::int64_t n) noexcept {
+    token_bucket_decision<> d(token_bucket_status::denied, c, n, 0, 0);
+    d.code_ = code;
+    return d;
   }
 };
 }  // namespace detail
+
+static_assert(decision_like<token_bucket_decision<>>);
 
 /// A token bucket's receipt for tokens taken by admit() or reserve(). Move-only.
 ///
@@ -272,12 +333,12 @@ struct bucket_decision_access {
 /// already count them (returning them would let a newcomer run alongside a
 /// waiter that was told to wait for those very tokens, exceeding the rate).
 /// The bucket must outlive the permit.
-class bucket_permit {
+class token_bucket_permit {
  public:
-  bucket_permit() noexcept = default;
-  bucket_permit(bucket_permit&& other) noexcept
+  token_bucket_permit() noexcept = default;
+  token_bucket_permit(token_bucket_permit&& other) noexcept
       : state_(std::exchange(other.state_, nullptr)), word_(other.word_), amount_(other.amount_) {}
-  bucket_permit& operator=(bucket_permit&& other) noexcept {
+  token_bucket_permit& operator=(token_bucket_permit&& other) noexcept {
     if (this != &other) {
       cancel();
       state_ = std::exchange(other.state_, nullptr);
@@ -286,9 +347,9 @@ class bucket_permit {
     }
     return *this;
   }
-  bucket_permit(const bucket_permit&) = delete;
-  bucket_permit& operator=(const bucket_permit&) = delete;
-  ~bucket_permit() { cancel(); }
+  token_bucket_permit(const token_bucket_permit&) = delete;
+  token_bucket_permit& operator=(const token_bucket_permit&) = delete;
+  ~token_bucket_permit() { cancel(); }
 
   /// True while the permit holds tokens it could give back.
   [[nodiscard]] explicit operator bool() const noexcept { return state_ != nullptr; }
@@ -307,7 +368,7 @@ class bucket_permit {
   template <class, bool, class>
   friend class token_bucket;
 
-  bucket_permit(detail::bucket_state* s, const detail::bucket_word& word, std::int64_t amount) noexcept
+  token_bucket_permit(detail::bucket_state* s, const detail::bucket_word& word, std::int64_t amount) noexcept
       : state_(s), word_(word), amount_(amount) {}
 
   detail::bucket_state* state_ = nullptr;
@@ -315,17 +376,7 @@ class bucket_permit {
   std::int64_t amount_ = 0;  // the ticks it took
 };
 
-/// What reserve() answers: the decision and, when granted, the permit that
-/// holds the reserved tokens. Wait decision.wait(), then commit the permit
-/// and make the call; drop it to give the tokens back.
-struct bucket_reservation {
-  bucket_decision decision;
-  bucket_permit permit;
-
-  [[nodiscard]] explicit operator bool() const noexcept { return decision.allowed(); }
-  /// How long to wait before using the tokens.
-  [[nodiscard]] std::chrono::nanoseconds delay() const noexcept { return decision.wait(); }
-};
+static_assert(decision_like<token_bucket_decision<token_bucket_permit>>);
 
 namespace detail {
 
@@ -361,11 +412,6 @@ inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, st
   return c;
 }
 
-/// Whole seconds, rounded up (for Retry-After and RateLimit-Reset).
-[[nodiscard]] constexpr std::int64_t ceil_seconds(std::chrono::nanoseconds d) noexcept {
-  return d.count() <= 0 ? 0 : ceil_div(d.count(), 1'000'000'000);
-}
-
 }  // namespace detail
 
 /// A token bucket rate limiter, and an armor::policy (see the top of this
@@ -382,14 +428,14 @@ inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, st
 template <class Clock = steady_clock, bool Padded = true, class Listener = no_listener>
 class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token_bucket {
   static_assert(armor::clock<Clock>, "armor::token_bucket: Clock must have now() returning its time_point");
-  static_assert(bucket_listener<Listener>,
+  static_assert(listener_for<Listener, token_bucket_event>,
                 "armor::token_bucket: Listener must be no_listener or callable as "
                 "listener(const armor::token_bucket_event&) noexcept");
 
  public:
   using clock_type = Clock;
   using options_type = token_bucket_options;
-  using permit_type = bucket_permit;
+  using permit_type = token_bucket_permit;
   /// What armor::keyed stores per key: the same bucket, unpadded.
   /// (Without the listener: per-key buckets report through the map.)
   using keyed_instance = token_bucket<Clock, false>;
@@ -413,27 +459,31 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   ~token_bucket() = default;
 
   /// Takes n tokens now (reads the clock), or none. Never waits.
-  [[nodiscard]] bucket_decision try_acquire(std::int64_t n = 1) noexcept(noexcept(std::declval<const Clock&>().now())) {
+  [[nodiscard]] token_bucket_decision<> try_acquire(std::int64_t n = 1) noexcept(
+      noexcept(std::declval<const Clock&>().now())) {
     return try_acquire(n, to_timestamp(clock_.now()));
   }
 
   /// Takes n tokens at `now` (a reading of this bucket's clock), or none.
-  [[nodiscard]] bucket_decision try_acquire(std::int64_t n, timestamp now) noexcept {
+  [[nodiscard]] token_bucket_decision<> try_acquire(std::int64_t n, timestamp now) noexcept {
     if (n < 0) [[unlikely]] return invalid(n);
     return decide(counted(state_.acquire(n, ns(now), -1)));
   }
 
   /// Reserves n tokens if they are there within `max_wait` of now (reads
-  /// the clock). See bucket_reservation.
-  [[nodiscard]] bucket_reservation reserve(std::int64_t n, std::chrono::nanoseconds max_wait) noexcept(
+  /// the clock); see below.
+  [[nodiscard]] token_bucket_decision<permit_type> reserve(std::int64_t n, std::chrono::nanoseconds max_wait) noexcept(
       noexcept(std::declval<const Clock&>().now())) {
     return reserve(n, max_wait, to_timestamp(clock_.now()));
   }
 
   /// Reserves n tokens if they are there within `max_wait` of `now`: the
-  /// tokens are taken now and due at now + delay(); later callers queue
-  /// behind them. A denial reserves nothing.
-  [[nodiscard]] bucket_reservation reserve(std::int64_t n, std::chrono::nanoseconds max_wait, timestamp now) noexcept {
+  /// tokens are taken now and due at now + wait(); later callers queue
+  /// behind them. A granted decision holds them in its permit(): commit it
+  /// and make the call once they are due; dropping it uncommitted gives
+  /// them back (see token_bucket_permit). A denial reserves nothing.
+  [[nodiscard]] token_bucket_decision<permit_type> reserve(std::int64_t n, std::chrono::nanoseconds max_wait,
+                                                           timestamp now) noexcept {
     if (n < 0) [[unlikely]] return {invalid(n), {}};
     const detail::bucket_result r =
         counted(state_.acquire(n, ns(now), max_wait.count() < 0 ? 0 : max_wait.count()));
@@ -442,12 +492,12 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
 
   /// Policy protocol: takes ctx.cost() tokens at ctx.now(), or reserves them
   /// and asks the driver to wait (with max_wait), or rejects.
-  [[nodiscard]] admission<bucket_permit> admit(context& ctx) noexcept {
+  [[nodiscard]] admission<token_bucket_permit> admit(context& ctx) noexcept {
     const std::int64_t n = ctx.cost();
     if (n <= 0) [[unlikely]] {
       // A free call passes, even behind reservations.
-      if (n == 0) return admission<bucket_permit>::admit();
-      return admission<bucket_permit>::reject(errc::invalid_argument, std::nullopt, false);
+      if (n == 0) return admission<token_bucket_permit>::admit();
+      return admission<token_bucket_permit>::reject(errc::invalid_argument, std::nullopt, false);
     }
     const std::int64_t now = ns(ctx.now());
     std::int64_t limit = -1;  // no waiting
@@ -463,25 +513,25 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
     switch (r.outcome) {
       case detail::bucket_outcome::granted: {
         if (r.late > 0) {
-          return admission<bucket_permit>::wait(std::chrono::nanoseconds{detail::ceil_div(r.late, r.config.count)},
-                                                permit_for(r));
+          return admission<token_bucket_permit>::wait(
+              std::chrono::nanoseconds{detail::ceil_div(r.late, r.config.count)}, permit_for(r));
         }
-        return admission<bucket_permit>::admit(permit_for(r));
+        return admission<token_bucket_permit>::admit(permit_for(r));
       }
       case detail::bucket_outcome::denied: {
         const std::chrono::nanoseconds after{detail::ceil_div(r.late, r.config.count)};
         // Within max_wait but refused: only the deadline can have been in the way.
         const bool deadline_bound = state_.max_wait() > 0 && after.count() <= state_.max_wait();
-        return admission<bucket_permit>::reject(deadline_bound ? errc::deadline_exceeded : errc::rate_limited, after,
-                                                true);
+        return admission<token_bucket_permit>::reject(
+            deadline_bound ? errc::deadline_exceeded : errc::rate_limited, after, true);
       }
       case detail::bucket_outcome::too_large: break;
     }
-    return admission<bucket_permit>::reject(errc::request_too_large, std::nullopt, false);
+    return admission<token_bucket_permit>::reject(errc::request_too_large, std::nullopt, false);
   }
 
   /// Policy protocol: the attempt ran, the tokens stay spent (whatever its outcome).
-  void settle(context&, bucket_permit permit, const verdict&) noexcept { permit.commit(); }
+  void settle(context&, token_bucket_permit permit, const verdict&) noexcept { permit.commit(); }
 
   /// Changes rate and burst at once, now (reads the clock), keeping the
   /// tokens the bucket holds: tokens above the new burst are dropped, none
@@ -540,7 +590,7 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// Whole tokens available at `now`, without taking any.
   [[nodiscard]] std::int64_t available(timestamp now) const noexcept {
     const detail::bucket_snapshot s = state_.peek(ns(now));
-    return bucket_decision(bucket_status::granted, s.config, 0, s.debt, 0).remaining();
+    return token_bucket_decision<>(token_bucket_status::granted, s.config, 0, s.debt, 0).remaining();
   }
   /// Whole tokens available now (reads the clock).
   [[nodiscard]] std::int64_t available() const { return available(to_timestamp(clock_.now())); }
@@ -551,14 +601,14 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
     token_bucket_stats out;
     out.rate = rate_of(s.config);
     out.burst = s.config.burst;
-    const bucket_decision d(bucket_status::granted, s.config, 0, s.debt, 0);
+    const token_bucket_decision<> d(token_bucket_status::granted, s.config, 0, s.debt, 0);
     out.available = d.remaining();
     out.until_full = d.reset();
     if constexpr (Padded) {
       out.counting = counters_.on;
-      out.granted = counters_.granted.load(std::memory_order_relaxed);
-      out.rejected = counters_.rejected.load(std::memory_order_relaxed);
-      out.too_large = counters_.too_large.load(std::memory_order_relaxed);
+      out.granted = counters_.calls.load(detail::bucket_counter::granted);
+      out.rejected = counters_.calls.load(detail::bucket_counter::rejected);
+      out.too_large = counters_.calls.load(detail::bucket_counter::too_large);
     }
     return out;
   }
@@ -584,28 +634,22 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
         listener_(std::move(listener)) {}
 
   // Counts the outcome when counting is on (padded buckets only), and tells
-  // the listener about a refusal (if there is a listener).
+  // the listener about a refusal.
   const detail::bucket_result& counted(const detail::bucket_result& r) noexcept {
     if constexpr (Padded) {
-      if (counters_.on) [[unlikely]] {
-        std::atomic<std::uint64_t>& c = r.outcome == detail::bucket_outcome::granted ? counters_.granted
-                                        : r.outcome == detail::bucket_outcome::denied ? counters_.rejected
-                                                                                      : counters_.too_large;
-        c.fetch_add(1, std::memory_order_relaxed);
-      }
+      if (counters_.on) [[unlikely]] counters_.calls.add(static_cast<detail::bucket_counter>(r.outcome));
     }
-    if constexpr (!std::is_same_v<Listener, no_listener>) {
-      if (r.outcome != detail::bucket_outcome::granted) {
+    if (r.outcome != detail::bucket_outcome::granted) {
+      detail::notify(listener_, [&] {
         token_bucket_event e;
         e.tokens = r.n;
         if (r.outcome == detail::bucket_outcome::denied) {
           e.retry_after = std::chrono::nanoseconds{detail::ceil_div(r.late, r.config.count)};
         } else {
-          e.status = bucket_status::too_large;
+          e.status = token_bucket_status::too_large;
         }
-        std::unwrap_reference_t<Listener>& l = listener_;
-        l(e);
-      }
+        return e;
+      });
     }
     return r;
   }
@@ -625,18 +669,18 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
     state_.update(std::forward<F>(make_next), std::forward<Now>(now_fn));
   }
 
-  static bucket_decision decide(const detail::bucket_result& r) noexcept {
-    bucket_status s = bucket_status::granted;
-    if (r.outcome == detail::bucket_outcome::denied) s = bucket_status::denied;
-    if (r.outcome == detail::bucket_outcome::too_large) s = bucket_status::too_large;
+  static token_bucket_decision<> decide(const detail::bucket_result& r) noexcept {
+    token_bucket_status s = token_bucket_status::granted;
+    if (r.outcome == detail::bucket_outcome::denied) s = token_bucket_status::denied;
+    if (r.outcome == detail::bucket_outcome::too_large) s = token_bucket_status::too_large;
     return {s, r.config, r.n, r.debt, r.late};
   }
 
-  bucket_decision invalid(std::int64_t n) const noexcept {
-    return {bucket_status::invalid, state_.config(), n, 0, 0};
+  token_bucket_decision<> invalid(std::int64_t n) const noexcept {
+    return {token_bucket_status::invalid, state_.config(), n, 0, 0};
   }
 
-  bucket_permit permit_for(const detail::bucket_result& r) noexcept {
+  token_bucket_permit permit_for(const detail::bucket_result& r) noexcept {
     if (r.outcome != detail::bucket_outcome::granted || r.n == 0) return {};
     return {&state_, r.word, r.n * r.config.period};
   }
@@ -653,112 +697,8 @@ token_bucket(const token_bucket_options&, C) -> token_bucket<C>;
 template <class C, class L>
 token_bucket(const token_bucket_options&, C, L) -> token_bucket<C, true, L>;
 
-// ---------------------------------------------------------------------------
-// Response headers for a server that limits its clients.
-
-/// Which headers rate_limit_headers() writes.
-struct rate_limit_header_options {
-  /// RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (IETF draft
-  /// "RateLimit header fields for HTTP"; Reset in seconds from now).
-  bool standard = true;
-  /// X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset.
-  bool x_prefixed = true;
-  /// Retry-After on a denial, in whole seconds rounded up.
-  bool retry_after = true;
-  /// Wall time now. When given, X-RateLimit-Reset is the Unix time (seconds,
-  /// rounded up) at which the bucket is full, as GitHub sends it; otherwise
-  /// it is seconds from now, like RateLimit-Reset.
-  std::optional<std::chrono::system_clock::time_point> wall_now{};
-};
-
-/// Writes the rate-limit response headers of a decision by calling
-/// `emit(name, value)` once per header, both std::string_view (the value's
-/// characters live only during the call; copy them). Allocates nothing.
-/// Numbers: limit = burst, remaining = whole tokens left, reset = seconds
-/// until full (rounded up), Retry-After = seconds until the request would be
-/// granted (rounded up; only for a denial, never for a request larger than
-/// the burst, which waiting cannot fix).
-template <class Emit>
-  requires std::invocable<Emit&, std::string_view, std::string_view>
-void rate_limit_headers(const bucket_decision& d, Emit&& emit, const rate_limit_header_options& options = {}) {
-  std::array<char, 24> buf{};
-  auto put = [&](std::string_view name, std::int64_t value) {
-    const auto res = std::to_chars(buf.data(), buf.data() + buf.size(), value);
-    emit(name, std::string_view(buf.data(), static_cast<std::size_t>(res.ptr - buf.data())));
-  };
-  const std::int64_t reset = detail::ceil_seconds(d.reset());
-  if (options.standard) {
-    put("RateLimit-Limit", d.limit());
-    put("RateLimit-Remaining", d.remaining());
-    put("RateLimit-Reset", reset);
-  }
-  if (options.x_prefixed) {
-    put("X-RateLimit-Limit", d.limit());
-    put("X-RateLimit-Remaining", d.remaining());
-    if (options.wall_now) {
-      const auto full_at = options.wall_now->time_since_epoch() + d.reset();
-      put("X-RateLimit-Reset", detail::ceil_seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(full_at)));
-    } else {
-      put("X-RateLimit-Reset", reset);
-    }
-  }
-  if (options.retry_after && d.status() == bucket_status::denied) {
-    put("Retry-After", detail::ceil_seconds(d.retry_after()));
-  }
-}
-
-/// Retry-After for a retry_after duration (e.g. from a failed
-/// pipeline call's failure::retry_after): whole seconds, rounded up, at least 1.
-[[nodiscard]] constexpr std::int64_t retry_after_seconds(std::chrono::nanoseconds d) noexcept {
-  const std::int64_t s = detail::ceil_seconds(d);
-  return s < 1 ? 1 : s;
-}
-
-/// The headers of a decision as a small fixed-capacity list (no allocation),
-/// for code that prefers a range to a callback:
-///
-///     for (const auto& h : armor::rate_limit_headers(d)) res.set(h.name, h.value());
-class rate_limit_header_list {
- public:
-  struct field {
-    std::string_view name;
-    [[nodiscard]] std::string_view value() const noexcept { return {chars.data(), size}; }
-    std::array<char, 24> chars{};
-    std::size_t size = 0;
-  };
-
-  [[nodiscard]] const field* begin() const noexcept { return fields_.data(); }
-  [[nodiscard]] const field* end() const noexcept { return fields_.data() + count_; }
-  [[nodiscard]] std::size_t size() const noexcept { return count_; }
-  [[nodiscard]] const field& operator[](std::size_t i) const noexcept { return fields_[i]; }
-
-  /// The value of the header `name` (exact spelling), or empty.
-  [[nodiscard]] std::optional<std::string_view> find(std::string_view name) const noexcept {
-    for (const field& f : *this) {
-      if (f.name == name) return f.value();
-    }
-    return std::nullopt;
-  }
-
-  void add(std::string_view name, std::string_view value) noexcept {
-    if (count_ == fields_.size() || value.size() > field{}.chars.size()) return;
-    field& f = fields_[count_++];
-    f.name = name;  // always one of the static names above
-    f.size = value.copy(f.chars.data(), f.chars.size());
-  }
-
- private:
-  std::array<field, 7> fields_{};
-  std::size_t count_ = 0;
-};
-
-/// The headers of a decision as a list (see the callback form for the numbers).
-[[nodiscard]] inline rate_limit_header_list rate_limit_headers(const bucket_decision& d,
-                                                               const rate_limit_header_options& options = {}) {
-  rate_limit_header_list list;
-  rate_limit_headers(
-      d, [&](std::string_view name, std::string_view value) { list.add(name, value); }, options);
-  return list;
-}
+// The counters live in the padding of the bucket's cache line(s).
+static_assert(sizeof(token_bucket<>) ==
+              (sizeof(detail::bucket_state) + detail::cache_line - 1) / detail::cache_line * detail::cache_line);
 
 }  // namespace armor

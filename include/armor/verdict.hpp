@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <exception>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -41,6 +42,18 @@ enum class outcome : std::uint8_t {
   timeout,    ///< the time budget ran out
   cancelled,  ///< the caller gave up; says nothing about the upstream
 };
+
+/// The name of an outcome (`success`, `failure`, ...).
+[[nodiscard]] constexpr std::string_view to_string(outcome o) noexcept {
+  switch (o) {
+    case outcome::success: return "success";
+    case outcome::failure: return "failure";
+    case outcome::rejected: return "rejected";
+    case outcome::timeout: return "timeout";
+    case outcome::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
 
 /// The judgement of one attempt, handed to every policy on the way out.
 /// `retry_after` is a hint from the server or a policy; `code` says why.

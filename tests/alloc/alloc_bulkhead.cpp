@@ -25,10 +25,10 @@ TEST_CASE("a pipeline with a bulkhead allocates nothing per call, admitted, refu
   armor_test::allocation_scope scope;
   for (int i = 0; i < 1000; ++i) {
     if (p.try_execute([] { return 1; })) ++ok;
-    armor::bulkhead_permit held = fail_fast.try_acquire();
+    armor::bulkhead_permit held = fail_fast.try_acquire().permit();
     if (!p.try_execute([] { return 1; })) ++full;  // refused
     held.release();
-    armor::bulkhead_permit busy = queueing.try_acquire();
+    armor::bulkhead_permit busy = queueing.try_acquire().permit();
     if (!q.try_execute([] { return 1; })) ++full;  // queued, then gave up after max_wait
     busy.release();
     if (q.try_execute([] { return 1; })) ++ok;
@@ -57,8 +57,8 @@ struct tally {
 TEST_CASE("a bulkhead's listener adds no allocation: refused, queued and abandoned calls") {
   armor::manual_clock clock;
   tally heard;
-  armor::basic_bulkhead fail_fast{{.max_concurrent = 1}, std::ref(heard)};
-  armor::basic_bulkhead queueing{{.max_concurrent = 1, .max_queue = 4, .max_wait = 1ms}, std::ref(heard)};
+  armor::bulkhead fail_fast{{.max_concurrent = 1}, std::ref(heard)};
+  armor::bulkhead queueing{{.max_concurrent = 1, .max_queue = 4, .max_wait = 1ms}, std::ref(heard)};
   auto p = armor::pipeline{clock, std::ref(fail_fast)};
   auto q = armor::pipeline{clock, std::ref(queueing)};
   (void)p.try_execute([] { return 0; });  // warm-up
@@ -68,10 +68,10 @@ TEST_CASE("a bulkhead's listener adds no allocation: refused, queued and abandon
   armor_test::allocation_scope scope;
   for (int i = 0; i < 1000; ++i) {
     if (p.try_execute([] { return 1; })) ++ok;
-    armor::bulkhead_permit held = fail_fast.try_acquire();
+    armor::bulkhead_permit held = fail_fast.try_acquire().permit();
     if (!p.try_execute([] { return 1; })) ++full;  // refused: heard
     held.release();
-    armor::bulkhead_permit busy = queueing.try_acquire();
+    armor::bulkhead_permit busy = queueing.try_acquire().permit();
     if (!q.try_execute([] { return 1; })) ++full;  // queued, then abandoned after max_wait: heard twice
     busy.release();
     if (q.try_execute([] { return 1; })) ++ok;

@@ -73,7 +73,8 @@ TEST_CASE("circuit_breaker allocates nothing per call, in any state") {
     sum += cycle(p1, clock);
     sum += cycle(p2, clock);
     auto a = count_window.try_acquire();
-    count_window.record(std::move(a.permit), armor::verdict::success());
+    count_window.record(std::move(a).permit(), armor::verdict::success());
+    count_window.try_acquire().permit().cancel();
     (void)count_window.stats();
     (void)time_window.idle(armor::to_timestamp(clock.now()));
   }

@@ -10,7 +10,10 @@
 #include "counting_new.hpp"
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,27 +34,39 @@ const http::wall_time now{std::chrono::duration_cast<http::wall_time::duration>(
 }  // namespace
 
 TEST_CASE("http parsers allocate nothing") {
+  using std::chrono::nanoseconds;
+  using std::chrono::seconds;
   // Long values, beyond any small-string buffer, built before measuring.
   const std::string long_garbage(4096, 'x');
   const std::string long_zeros = std::string(4096, '0') + "5";
-  std::int64_t sum = 0;
+  const std::string_view dates[] = {"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
+                                    "Sun Nov  6 08:49:37 1994", long_garbage};
+  const http::wall_time nov_6_1994{std::chrono::duration_cast<http::wall_time::duration>(seconds{784'111'777})};
+  const std::optional<http::wall_time> expected_dates[] = {nov_6_1994, nov_6_1994, nov_6_1994, std::nullopt};
+  // now is Tue, 14 Nov 2023 22:13:20 GMT.
+  const std::string_view waits[] = {"120", "Tue, 14 Nov 2023 22:13:50 GMT", long_zeros, long_garbage};
+  const std::optional<nanoseconds> expected_waits[] = {seconds{120}, seconds{30}, seconds{5}, std::nullopt};
+  const std::string_view resets[] = {"1700000060", "1.5", "6m0s", "1700000060000", "garbage"};
+  const std::optional<nanoseconds> expected_resets[] = {seconds{60}, nanoseconds{1'500'000'000}, seconds{360},
+                                                         seconds{60}, std::nullopt};
+  int wrong = 0;
   armor_test::allocation_scope scope;
   for (int i = 0; i < 100; ++i) {
-    for (const std::string_view v : {std::string_view("Sun, 06 Nov 1994 08:49:37 GMT"),
-                                     std::string_view("Sunday, 06-Nov-94 08:49:37 GMT"),
-                                     std::string_view("Sun Nov  6 08:49:37 1994"), std::string_view(long_garbage)}) {
-      if (const auto t = http::parse_http_date(v, now)) sum += t->time_since_epoch().count() % 7;
+    for (std::size_t k = 0; k < std::size(dates); ++k) {
+      if (http::parse_http_date(dates[k], now) != expected_dates[k]) ++wrong;
     }
-    for (const std::string_view v : {std::string_view("120"), std::string_view("Tue, 14 Nov 2023 22:13:50 GMT"),
-                                     std::string_view(long_zeros), std::string_view(long_garbage)}) {
-      if (const auto d = http::parse_retry_after(v, now)) sum += d->count() % 7;
+    for (std::size_t k = 0; k < std::size(waits); ++k) {
+      if (http::parse_retry_after(waits[k], now) != expected_waits[k]) ++wrong;
     }
-    for (const std::string_view v : {"1700000060", "1.5", "6m0s", "1700000060000"}) {
-      if (const auto r = http::parse_rate_limit_reset(v, now)) sum += r->after.count() % 7;
+    for (std::size_t k = 0; k < std::size(resets); ++k) {
+      const auto r = http::parse_rate_limit_reset(resets[k], now);
+      const std::optional<nanoseconds> after = r ? std::optional<nanoseconds>{r->after} : std::nullopt;
+      if (after != expected_resets[k]) ++wrong;
+      if (r && r->at != now + std::chrono::duration_cast<http::wall_time::duration>(r->after)) ++wrong;
     }
   }
   CHECK(scope.allocations() == 0);
-  CHECK(sum >= 0);
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("reading rate-limit headers, judging and pacing allocate nothing") {
@@ -69,25 +84,29 @@ TEST_CASE("reading rate-limit headers, judging and pacing allocate nothing") {
   http::pacer pacer{bucket, {.ceiling = {100, 1s}, .max_burst = 5}};
   http::status_classifier c;
   c.set(404, http::status_rule::failure);
-  std::int64_t seen = 0;
+  int wrong = 0;
   armor_test::allocation_scope scope;
   for (int i = 0; i < 100; ++i) {
     const http::rate_limit_info a = http::read_rate_limit(gh, now);
     const http::rate_limit_info b = http::read_rate_limit(ietf, now);
-    seen += a.remaining.value_or(0) + b.remaining.value_or(0);
-    seen += c(gh, now).retry_after.value_or(0ns).count() > 0 ? 1 : 0;
-    seen += c(retry, now).retry_after.value_or(0ns).count() > 0 ? 1 : 0;
-    seen += http::classify_transport_error(std::errc::connection_reset).retryable ? 1 : 0;
+    if (a.limit != 5000 || a.remaining != 0 || a.used != 5000 || a.reset_after != 600s) ++wrong;
+    // The policy with the fewest remaining ("daily") is the one read.
+    if (b.limit != 1000 || b.remaining != 3 || b.reset_after != 7200s || b.window != 86400s) ++wrong;
+    // GitHub's exhausted 429 waits for the reset; the 503 for its Retry-After date.
+    const armor::verdict gv = c(gh, now);
+    if (!gv.retryable || gv.retry_after != 600s) ++wrong;
+    const armor::verdict rv = c(retry, now);
+    if (!rv.retryable || rv.retry_after != 30s) ++wrong;
+    if (!http::classify_transport_error(std::errc::connection_reset).retryable) ++wrong;
     // The decision; pacer::observe adds token_bucket::set_rate, which is
     // the bucket's to keep allocation-free (alloc_token_bucket.cpp).
-    if (const auto t = http::pace(b, pacer.options(), bucket.available(armor::to_timestamp(clock.now())),
-                                  bucket.max_wait())) {
-      seen += t->burst;
-    }
+    const auto t = http::pace(b, pacer.options(), bucket.available(armor::to_timestamp(clock.now())),
+                              bucket.max_wait());
+    if (!t || t->burst != 3 || t->drain) ++wrong;  // min(max_burst 5, 3 remaining)
     clock.advance(1ms);
   }
   CHECK(scope.allocations() == 0);
-  CHECK(seen > 0);
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("a pipeline judging responses with status_classifier allocates nothing per call") {

@@ -24,13 +24,14 @@ namespace {
 struct retry_listener {
   long retries = 0;
   long gave_up = 0;
-  void on_retry(unsigned, std::chrono::nanoseconds, const armor::verdict&) noexcept { ++retries; }
-  void on_give_up(unsigned, armor::backoff_stop, const armor::verdict&) noexcept { ++gave_up; }
+  void operator()(const armor::backoff_event& e) noexcept {
+    ++(e.kind == armor::backoff_event_kind::retry ? retries : gave_up);
+  }
 };
 
 struct alert_listener {
   long alerts = 0;
-  void on_quota_alert(const armor::quota_alert&) noexcept { ++alerts; }
+  void operator()(const armor::quota_tracker_event&) noexcept { ++alerts; }
 };
 
 struct transition_listener {
@@ -65,12 +66,12 @@ void breaker_rounds(Breaker& b, const armor::manual_clock& clock) {
   for (int round = 0; round < 5; ++round) {
     for (int i = 0; i < 3; ++i) {
       auto a = b.try_acquire();
-      b.record(std::move(a.permit), armor::verdict::failure());
+      b.record(std::move(a).permit(), armor::verdict::failure());
     }
     (void)b.try_acquire();  // refused while open
     clock.advance(1s);
     auto probe = b.try_acquire();
-    b.record(std::move(probe.permit), armor::verdict::success());
+    b.record(std::move(probe).permit(), armor::verdict::success());
   }
 }
 
@@ -134,6 +135,20 @@ TEST_CASE("alloc: a breaker listener adds no allocation per call") {
   (void)loud.stats();
   CHECK(scope.allocations() == 0);
   CHECK(heard.transitions == 30);  // closed -> open -> half_open -> closed, 5 times, twice
+}
+
+TEST_CASE("alloc: a keyed breaker's listener adds no allocation per call once its key exists") {
+  armor::manual_clock clock;
+  transition_listener heard;
+  armor::keyed<armor::circuit_breaker<armor::manual_clock, std::reference_wrapper<transition_listener>>> per_host{
+      {.failure_threshold = 3, .open_for = 1s}, {}, clock, std::ref(heard)};
+  auto host = per_host.get("s3.eu-west-1");
+  breaker_rounds(*host, clock);
+
+  armor_test::allocation_scope scope;
+  breaker_rounds(*host, clock);
+  CHECK(scope.allocations() == 0);
+  CHECK(heard.transitions == 30);
 }
 
 TEST_CASE("alloc: visiting a keyed map allocates nothing") {

@@ -1,5 +1,5 @@
 // quota_tracker (memory backend) allocates nothing per call: consumptions,
-// refusals, reservations settled or dropped, alerts, usage reports, and
+// refusals, reservations committed or dropped, alerts, usage reports, and
 // calls through a pipeline.
 #include <armor/backoff.hpp>
 #include <armor/pipeline.hpp>
@@ -20,7 +20,7 @@ namespace {
 
 struct counting_listener {
   std::atomic<int> alerts{0};
-  void on_quota_alert(const armor::quota_alert&) noexcept { alerts.fetch_add(1, std::memory_order_relaxed); }
+  void operator()(const armor::quota_tracker_event&) noexcept { alerts.fetch_add(1, std::memory_order_relaxed); }
 };
 
 }  // namespace
@@ -36,9 +36,10 @@ TEST_CASE("quota_tracker allocates nothing per call") {
   long granted = 0;
   for (int minute = 0; minute < 5; ++minute) {
     for (int i = 0; i < 120; ++i) granted += t.try_consume() ? 1 : 0;  // 100 granted, 20 refused
-    auto r = t.reserve(10);
-    (void)r.settle(3);
+    auto r = t.reserve(10).permit();
+    (void)r.commit(3);
     { auto dropped = t.reserve(5); }
+    { auto moved_out = t.reserve(5).permit(); }
     (void)t.usage(3);
     (void)t.charge(1);
     clock.advance(1min);

@@ -1,6 +1,7 @@
 // The token bucket allocates nothing per call (granted, denied, waiting, in a
 // pipeline, with response headers), and armor::keyed allocates nothing to
 // look up a key it already holds.
+#include <armor/http/rate_limit.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/token_bucket.hpp>
@@ -24,11 +25,12 @@ TEST_CASE("try_acquire, reserve and the header helpers allocate nothing") {
   for (int i = 0; i < 1000; ++i) {
     const auto d = b.try_acquire(1 + i % 3);
     if (d) ++granted;
-    armor::rate_limit_headers(d, [&](std::string_view n, std::string_view v) { header_bytes += n.size() + v.size(); });
-    const auto list = armor::rate_limit_headers(d);
+    armor::http::rate_limit_headers(d, [&](std::string_view n, std::string_view v) { header_bytes += n.size() + v.size(); });
+    const auto list = armor::http::rate_limit_headers(d);
     header_bytes += list.size();
     auto r = b.reserve(1, 5ms);
-    if (i % 2 == 0) r.permit.commit();
+    header_bytes += armor::http::rate_limit_headers(r).size();
+    if (i % 2 == 0) r.permit().commit();
     clock.advance(1ms);
   }
   CHECK(scope.allocations() == 0);

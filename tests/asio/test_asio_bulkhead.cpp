@@ -78,7 +78,7 @@ TEST_CASE("a queued coroutine gives up after max_wait with bulkhead_full, or at 
   const auto p = armor::pipeline{std::ref(b)};
   const auto with_deadline = armor::pipeline{armor::deadline{20ms}, std::ref(b)};
   run_coroutine([&]() -> awaitable<void> {
-    auto holder = b.try_acquire();
+    auto holder = b.try_acquire().permit();
     const auto start = std::chrono::steady_clock::now();
     auto r = co_await p.async_try_execute([]() -> awaitable<int> { co_return 1; });
     CHECK(r.code() == armor::errc::bulkhead_full);
@@ -100,7 +100,7 @@ TEST_CASE("cancelling a queued coroutine takes it out of the queue; the slot goe
   std::optional<armor::result<int>> cancelled;
   std::optional<armor::result<int>> next;
   run_coroutine([&]() -> awaitable<void> {
-    auto holder = b.try_acquire();
+    auto holder = b.try_acquire().permit();
     auto ex = co_await asio::this_coro::executor;
     auto waiting = [&]() -> awaitable<void> {
       cancelled = co_await p.async_try_execute([]() -> awaitable<int> { co_return 1; });
@@ -131,7 +131,7 @@ TEST_CASE("on a manual clock the Asio driver waits in the queue in virtual time"
   armor::bulkhead b{{.max_concurrent = 1, .max_queue = 4, .max_wait = 250ms}};
   const auto p = armor::pipeline{clock, std::ref(b)};
   run_coroutine([&]() -> awaitable<void> {
-    auto holder = b.try_acquire();
+    auto holder = b.try_acquire().permit();
     auto r = co_await p.async_try_execute([]() -> awaitable<int> { co_return 1; });
     CHECK(r.code() == armor::errc::bulkhead_full);
   });

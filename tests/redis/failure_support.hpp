@@ -2,7 +2,7 @@
 // on one call while Redis is down or frozen, and timing helpers.
 #pragma once
 
-#include <armor/storage/redis.hpp>
+#include <armor/redis/connection.hpp>
 
 #include <chrono>
 #include <thread>
@@ -22,7 +22,7 @@ inline armor::redis_options failing_redis_options(armor::redis_options o) {
 
 /// The longest a call may take while Redis is down or frozen, with the
 /// options above: a wait for a connection, a reconnection, a reply (see
-/// detail/redis_client.hpp), and slack for a loaded machine.
+/// docs/redis.md, "When Redis fails"), and slack for a loaded machine.
 inline constexpr std::chrono::milliseconds redis_call_bound{100 + 100 + 100 + 100 + 400};
 
 /// How long `f()` took.

@@ -5,7 +5,7 @@
 // killed, restarted and frozen under each failure mode.
 #include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
-#include <armor/storage/redis_bucket.hpp>
+#include <armor/redis/token_bucket.hpp>
 #include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
@@ -67,7 +67,22 @@ redis_bucket caller_bucket(const armor::token_bucket_options& o, const armor::re
   return redis_bucket{o, c, {.name = name, .lease = lease, .time = armor::redis_time_source::caller}, clock};
 }
 
-std::string describe(const armor::bucket_decision& d) {
+/// A decision and whether Redis answered it: the connection counts each
+/// script run to an answer, so a call served from a lease, by fail_open or
+/// by the local fallback leaves its count as it was.
+struct traced {
+  armor::token_bucket_decision<> d;
+  bool by_redis;
+};
+
+template <class F>
+traced trace(const armor::redis_connection& c, F f) {
+  const std::uint64_t before = c.stats().calls;
+  const armor::token_bucket_decision<> d = f();
+  return {d, c.stats().calls > before};
+}
+
+std::string describe(const armor::token_bucket_decision<>& d) {
   return "status " + std::to_string(static_cast<int>(d.status())) + " remaining " + std::to_string(d.remaining()) +
          " retry_after " + std::to_string(d.retry_after().count()) + " reset " + std::to_string(d.reset().count()) +
          " limit " + std::to_string(d.limit());
@@ -104,6 +119,21 @@ TEST_CASE("redis bucket options: bad ones are refused by name") {
         }).find("local_share") != std::string::npos);
 }
 
+TEST_CASE("redis bucket stats describe their fields") {
+  std::size_t count = 0;
+  armor::redis_token_bucket_stats s{};
+  armor::detail::for_each_field<armor::redis_token_bucket_stats>([&](const auto& f) {
+    ++count;
+    INFO(f.name);
+    CHECK(s.*(f.member) == 0);  // the members are distinct
+    s.*(f.member) = count;
+    CHECK(f.type == armor::metric_type::counter);
+    CHECK(f.metric.starts_with("armor_redis_rate_limit_"));
+    CHECK(f.metric.ends_with("_total"));
+  });
+  CHECK(count == 9);
+}
+
 // ---------------------------------------------------------------- semantics
 
 TEST_CASE("redis bucket: the same decisions as token_bucket, call for call (caller time)") {
@@ -135,9 +165,10 @@ TEST_CASE("redis bucket: the same decisions as token_bucket, call for call (call
         std::int64_t n = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(std::min<std::int64_t>(burst, 6) + 2));
         if (op == 0) n = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(burst + 2));
         const auto a = mem.try_acquire(n);
-        const auto b = red.try_acquire(n);
-        REQUIRE(b.source() == armor::redis_bucket_source::redis);
-        REQUIRE(describe(a) == describe(b));
+        const traced b = trace(conn, [&] { return red.try_acquire(n); });
+        REQUIRE(b.by_redis);
+        REQUIRE(a.code() == b.d.code());
+        REQUIRE(describe(a) == describe(b.d));
       } else if (op < 18) {
         // Forward by a part of an interval, a few intervals, or (rarely) a long idle time.
         const std::int64_t i = interval();
@@ -315,16 +346,16 @@ TEST_CASE("redis bucket leases: served locally, expire, returned when unused") {
   redis_bucket a = caller_bucket(o, conn, name, clock, 10);
   redis_bucket b = caller_bucket(o, conn, name, clock, 0);
 
-  const auto first = a.try_acquire(1);
-  REQUIRE(first);
-  CHECK(first.source() == armor::redis_bucket_source::redis);
+  const traced first = trace(conn, [&] { return a.try_acquire(1); });
+  REQUIRE(first.d);
+  CHECK(first.by_redis);
   CHECK(a.leased() == 9);
-  CHECK(first.remaining() == 99);  // the lease's unused tokens count as there
+  CHECK(first.d.remaining() == 99);  // the lease's unused tokens count as there
   const auto calls = conn.stats().calls;
   for (int i = 0; i < 9; ++i) {
-    const auto d = a.try_acquire(1);
-    REQUIRE(d);
-    CHECK(d.source() == armor::redis_bucket_source::lease);
+    const traced d = trace(conn, [&] { return a.try_acquire(1); });
+    REQUIRE(d.d);
+    CHECK_FALSE(d.by_redis);  // served from the lease
   }
   CHECK(conn.stats().calls == calls);  // no round trip
   CHECK(a.try_acquire(1));             // a new lease
@@ -365,10 +396,13 @@ TEST_CASE("redis bucket leases: lease_ttl keeps a lease longer than its refill t
                  clock};
   REQUIRE(a.try_acquire(1));
   clock.advance(4s);  // far beyond 10 intervals (10 ms), within lease_ttl
-  const auto d = a.try_acquire(1);
-  CHECK(d.source() == armor::redis_bucket_source::lease);
+  const traced d = trace(conn, [&] { return a.try_acquire(1); });
+  CHECK(d.d);
+  CHECK_FALSE(d.by_redis);  // served from the lease
   clock.advance(1s);
-  CHECK(a.try_acquire(1).source() == armor::redis_bucket_source::redis);
+  const traced e = trace(conn, [&] { return a.try_acquire(1); });
+  CHECK(e.d);
+  CHECK(e.by_redis);
   CHECK(a.stats().returned_tokens == 8);
 }
 
@@ -445,11 +479,11 @@ TEST_CASE("redis bucket, Redis killed and restarted: fail_closed refuses with st
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 50; ++i) {
-    armor::redis_bucket_decision d = b.try_acquire(1);
+    armor::token_bucket_decision<> d = b.try_acquire(1);
     worst = std::max(worst, armor_test::timed([&] { d = b.try_acquire(i % 2 == 0 ? std::string_view{} : "key", 1); }));
     REQUIRE_FALSE(d.allowed());
     REQUIRE(d.code() == armor::errc::storage_unavailable);
-    REQUIRE(d.source() == armor::redis_bucket_source::failed_closed);
+    REQUIRE(d.retry_after() == 0ns);
   }
   CHECK(worst < armor_test::redis_call_bound);
   CHECK(conn.stats().breaker_rejections > 0);
@@ -464,9 +498,9 @@ TEST_CASE("redis bucket, Redis killed and restarted: fail_closed refuses with st
 
   server.start();  // same port, empty
   CHECK(armor_test::eventually([&] { return b.try_acquire(1).allowed(); }));
-  const auto d = b.try_acquire(1);
-  CHECK(d.source() == armor::redis_bucket_source::redis);
-  CHECK(d.remaining() == 8);  // a fresh bucket: 10 - 2
+  const traced d = trace(conn, [&] { return b.try_acquire(1); });
+  CHECK(d.by_redis);
+  CHECK(d.d.remaining() == 8);  // a fresh bucket: 10 - 2
 }
 
 TEST_CASE("redis bucket, Redis killed and restarted: fail_open admits and says so") {
@@ -478,16 +512,18 @@ TEST_CASE("redis bucket, Redis killed and restarted: fail_open admits and says s
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
+    const auto open_before = b.stats().failed_open;
     worst = std::max(worst, armor_test::timed([&] {
       const auto d = b.try_acquire(1);
       REQUIRE(d);
-      REQUIRE(d.source() == armor::redis_bucket_source::failed_open);
+      REQUIRE(d.remaining() == slow_bucket.burst);  // a fail_open answer reports a full bucket
     }));
+    REQUIRE(b.stats().failed_open == open_before + 1);
   }
   CHECK(worst < armor_test::redis_call_bound);
   CHECK(b.stats().failed_open == 20);
   server.start();
-  CHECK(armor_test::eventually([&] { return b.try_acquire(1).source() == armor::redis_bucket_source::redis; }));
+  CHECK(armor_test::eventually([&] { return trace(conn, [&] { return b.try_acquire(1); }).by_redis; }));
 }
 
 TEST_CASE("redis bucket, Redis killed and restarted: fallback_local serves its share, per key too") {
@@ -501,12 +537,13 @@ TEST_CASE("redis bucket, Redis killed and restarted: fallback_local serves its s
   int admitted_key = 0;
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
+    const auto local_before = b.stats().served_locally;
     worst = std::max(worst, armor_test::timed([&] {
       const auto d = b.try_acquire(1);
       if (d) ++admitted;
       else CHECK(d.code() == armor::errc::rate_limited);
-      CHECK(d.source() == armor::redis_bucket_source::local);
     }));
+    CHECK(b.stats().served_locally == local_before + 1);
     if (b.try_acquire("client", 1)) ++admitted_key;
   }
   CHECK(admitted == 5);      // half of the burst of 10
@@ -514,7 +551,7 @@ TEST_CASE("redis bucket, Redis killed and restarted: fallback_local serves its s
   CHECK(b.stats().served_locally == 40);
   CHECK(worst < armor_test::redis_call_bound);
   server.start();
-  CHECK(armor_test::eventually([&] { return b.try_acquire(1).source() == armor::redis_bucket_source::redis; }));
+  CHECK(armor_test::eventually([&] { return trace(conn, [&] { return b.try_acquire(1); }).by_redis; }));
 }
 
 TEST_CASE("redis bucket, Redis frozen (SIGSTOP): calls time out within the bound; the breaker makes them fast") {

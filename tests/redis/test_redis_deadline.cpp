@@ -6,8 +6,9 @@
 #include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/quota_tracker.hpp>
-#include <armor/storage/redis.hpp>
-#include <armor/storage/redis_bucket.hpp>
+#include <armor/redis/quota_storage.hpp>
+#include <armor/redis/token_bucket.hpp>
+#include <armor/detail/redis_io.hpp>
 
 #include "armor_catch.hpp"
 #include "redis/failure_support.hpp"
@@ -199,6 +200,29 @@ TEST_CASE("redis quota and bucket: a call whose deadline has passed sends nothin
   CHECK(conn.stats().connects >= 1);
 }
 
+TEST_CASE("redis: a call without a deadline is bounded only by the connection's timeouts") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{armor_test::failing_redis_options(patient_redis(server.port()))};
+  armor::redis_token_bucket<> b{hourly_bucket, conn, {.name = deadline_name("none")}};
+  REQUIRE(b.try_acquire(1));  // connected, scripts loaded
+  armor::context ctx{armor::timestamp{1s}};
+  REQUIRE_FALSE(ctx.has_deadline());
+  REQUIRE(ctx.remaining() == nanoseconds::max());
+  server.pause();
+  armor::admission<armor::no_permit> a;
+  const nanoseconds took = armor_test::timed([&] { a = b.admit(ctx); });
+  server.resume();
+  CHECK(a.kind == armor::admission_kind::rejected);
+  CHECK(a.code == armor::errc::storage_unavailable);  // not deadline_exceeded: there was none
+  CHECK(took >= 90ms);                                // it waited command_timeout (100 ms)
+  CHECK(took < armor_test::redis_call_bound);
+  CHECK(conn.stats().deadline_exceeded == 0);
+  CHECK(conn.stats().failures == 1);
+  CHECK(conn.stats().breaker == armor::breaker_state::closed);  // one failure of the two that open it
+  CHECK(b.stats().deadline_exceeded == 0);
+  CHECK(b.stats().failed_closed == 1);
+}
+
 // ------------------------------------------ the storage trait, without Redis
 
 namespace {
@@ -274,4 +298,30 @@ TEST_CASE("quota_tracker::admit hands a deadline-taking storage the call's deadl
   CHECK(t.try_consume(1).allowed());
   CHECK(*rec.deadline_calls == 5);
   CHECK(*rec.seen == armor::quota_deadline::max());
+}
+
+TEST_CASE("redis_until: nanoseconds::max() means no deadline, as everywhere in armor") {
+  using armor::detail::redis_no_deadline;
+  using armor::detail::redis_until;
+  // One meaning of "none" for every deadline instant in the library.
+  static_assert(redis_no_deadline == armor::quota_deadline::max());
+  CHECK(redis_until(nanoseconds::max()) == redis_no_deadline);
+
+  // Any other time left is a deadline, however far: saturated, never "none".
+  const armor::detail::redis_deadline far = redis_until(nanoseconds::max() - 1ns);
+  CHECK(far != redis_no_deadline);
+  CHECK(far > steady_clock::now() + hours{24 * 365 * 200});
+
+  const auto before = steady_clock::now();
+  const armor::detail::redis_deadline soon = redis_until(40ms);
+  const auto after = steady_clock::now();
+  CHECK(soon >= before + 40ms);
+  CHECK(soon <= after + 40ms);
+
+  // No time left, or less than none: a deadline that has passed.
+  const armor::detail::redis_deadline now_ = redis_until(0ns);
+  const armor::detail::redis_deadline past = redis_until(-5s);
+  const auto later = steady_clock::now();
+  CHECK(now_ <= later);
+  CHECK(past < later - 4s);
 }

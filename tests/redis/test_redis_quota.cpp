@@ -6,7 +6,7 @@
 #include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/quota_tracker.hpp>
-#include <armor/storage/redis.hpp>
+#include <armor/redis/quota_storage.hpp>
 
 #include "armor_catch.hpp"
 #include "redis/failure_support.hpp"
@@ -25,7 +25,9 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -75,12 +77,13 @@ armor::redis_quota_storage caller_time_storage(const armor::redis_connection& c,
 
 struct alert_log {
   std::vector<std::string>* out = nullptr;
-  void on_quota_alert(const armor::quota_alert& a) const {
+  void operator()(const armor::quota_tracker_event& a) const noexcept {
     out->push_back(std::to_string(a.window) + "@" + std::to_string(a.threshold) + ":" + std::to_string(a.used));
   }
 };
 
-std::string describe(const armor::quota_decision& d) {
+template <class Permit>
+std::string describe(const armor::quota_tracker_decision<Permit>& d) {
   return "status " + std::to_string(static_cast<int>(d.status())) + " window " + std::to_string(d.window()) +
          " used " + std::to_string(d.used()) + "/" + std::to_string(d.limit()) + " retry_after " +
          std::to_string(d.retry_after().count());
@@ -120,12 +123,61 @@ TEST_CASE("redis options: bad ones are refused by name") {
         }).find("whole microseconds") != std::string::npos);
 }
 
+// ---------------------------------------------------------------- names
+
+namespace {
+
+/// Checks a Redis stats type's fields(): `n` fields, each exported in an
+/// armor_redis_* family with a help text; the counters are distinct members
+/// and their families end in _total.
+template <class S>
+void check_redis_fields(std::size_t n, std::string_view prefix) {
+  std::size_t count = 0;
+  S s{};
+  armor::detail::for_each_field<S>([&](const auto& f) {
+    ++count;
+    INFO(f.name);
+    CHECK(f.metric.starts_with(prefix));
+    CHECK_FALSE(f.help.empty());
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(s.*(f.member))>, std::uint64_t>) {
+      CHECK(s.*(f.member) == 0);  // not set by an earlier field: the members are distinct
+      s.*(f.member) = count;
+      CHECK(f.type == armor::metric_type::counter);
+      CHECK(f.metric.ends_with("_total"));
+    } else {
+      CHECK(f.type == armor::metric_type::gauge);
+    }
+  });
+  CHECK(count == n);
+}
+
+}  // namespace
+
+TEST_CASE("redis: enums name themselves, stats describe their fields") {
+  CHECK(armor::to_string(armor::redis_failure_mode::fail_closed) == "fail_closed");
+  CHECK(armor::to_string(armor::redis_failure_mode::fail_open) == "fail_open");
+  CHECK(armor::to_string(armor::redis_failure_mode::fallback_local) == "fallback_local");
+  CHECK(armor::to_string(armor::redis_time_source::server) == "server");
+  CHECK(armor::to_string(armor::redis_time_source::caller) == "caller");
+  check_redis_fields<armor::redis_connection_stats>(8, "armor_redis_");
+  check_redis_fields<armor::redis_quota_storage_stats>(8, "armor_redis_quota_");
+  // Every call of a connection ends in one outcome of armor_redis_calls_total.
+  std::size_t outcomes = 0;
+  armor::detail::for_each_field<armor::redis_connection_stats>([&](const auto& f) {
+    if (f.metric == "armor_redis_calls_total") {
+      ++outcomes;
+      CHECK(f.label_name == "outcome");
+    }
+  });
+  CHECK(outcomes == 5);
+}
+
 // ---------------------------------------------------------------- semantics
 
 TEST_CASE("redis backend: the same decisions as the memory backend, call for call") {
   auto& server = armor_test::shared_redis();
   const armor::redis_connection conn{local_redis(server.port())};
-  const std::vector<armor::quota_options> configs{
+  const std::vector<armor::quota_tracker_options> configs{
       {.windows = {quota_window::per_day(40), quota_window::per_minute(7)}, .utc_offset = -8h},
       {.windows = {quota_window::rolling(15, 10min, 10), quota_window::per_hour(25)}},
       {.windows = {quota_window::per_month(60), quota_window::per_week(30), quota_window::fixed(9, 90s)},
@@ -142,8 +194,8 @@ TEST_CASE("redis backend: the same decisions as the memory backend, call for cal
         configs[c], clock_m, {}, alert_log{&alerts_m}};
     armor::quota_tracker<armor::manual_clock, armor::redis_quota_storage, alert_log> red{
         configs[c], clock_r, caller_time_storage(conn, unique_name("same")), alert_log{&alerts_r}};
-    using reservation_m = decltype(mem)::reservation;
-    using reservation_r = decltype(red)::reservation;
+    using reservation_m = decltype(mem)::permit_type;
+    using reservation_r = decltype(red)::permit_type;
     std::vector<std::pair<reservation_m, reservation_r>> held;
     for (int step = 0; step < 600; ++step) {
       INFO("step " << step);
@@ -156,12 +208,12 @@ TEST_CASE("redis backend: the same decisions as the memory backend, call for cal
       } else if (op < 6) {
         auto a = mem.reserve(cost + 1);
         auto b = red.reserve(cost + 1);
-        REQUIRE(describe(a.decision()) == describe(b.decision()));
-        if (a) held.emplace_back(std::move(a), std::move(b));
+        REQUIRE(describe(a) == describe(b));
+        if (a) held.emplace_back(std::move(a).permit(), std::move(b).permit());
       } else if (op == 6 && !held.empty()) {
         const std::int64_t actual = static_cast<std::int64_t>(rng() % 6);
         auto& [a, b] = held.back();
-        REQUIRE(a.settle(actual) == b.settle(actual));
+        REQUIRE(a.commit(actual) == b.commit(actual));
         held.pop_back();
       } else if (op == 7 && !held.empty()) {
         held.front().first.cancel();
@@ -225,13 +277,13 @@ TEST_CASE("redis backend: a window never moves back (caller time, a host behind)
   auto& server = armor_test::shared_redis();
   const armor::redis_connection conn{local_redis(server.port())};
   const std::string name = unique_name("behind");
-  const armor::quota_options options{.windows = {quota_window::per_day(5)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(5)}};
   redis_tracker ahead{options, clock_at(noon + 24h), caller_time_storage(conn, name)};
   redis_tracker behind{options, clock_at(noon), caller_time_storage(conn, name)};
   REQUIRE(ahead.try_consume(3));
   // The later day is stored: the host behind counts in it too.
   const auto d = behind.try_consume(3);
-  CHECK(d.status() == armor::quota_status::exhausted);
+  CHECK(d.status() == armor::quota_tracker_status::exhausted);
   CHECK(d.used() == 3);
   CHECK(behind.try_consume(2));
   CHECK(ahead.usage(0).used == 5);
@@ -257,7 +309,7 @@ TEST_CASE("redis leases: served locally, returned when unused, bounded") {
   auto& server = armor_test::shared_redis();
   const armor::redis_connection conn{local_redis(server.port())};
   const std::string name = unique_name("lease");
-  const armor::quota_options options{.windows = {quota_window::per_day(100)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(100)}};
   const auto clock = clock_at(noon);
   redis_tracker a{options, clock, caller_time_storage(conn, name, 10)};
   redis_tracker b{options, clock, caller_time_storage(conn, name, 0)};
@@ -315,14 +367,14 @@ namespace {
 /// Forks `children` processes that each build a tracker named `name` and
 /// consume one unit at a time until refused; returns the units they report.
 std::int64_t run_children(int port, const std::string& name, std::int64_t lease, int children,
-                          const armor::quota_options& options) {
+                          const armor::quota_tracker_options& options) {
   return armor_test::sum_over_children(children, [&] {
     const armor::redis_connection conn{local_redis(port)};
     armor::quota_tracker<armor::system_clock, armor::redis_quota_storage> t{
         options, {}, armor::redis_quota_storage{conn, {.tracker = name, .lease = lease}}};
     armor_test::child_report r;
     while (t.try_consume(1)) ++r.units;
-    r.refused_as_expected = t.try_consume(1).status() == armor::quota_status::exhausted;
+    r.refused_as_expected = t.try_consume(1).status() == armor::quota_tracker_status::exhausted;
     return r;
   });
 }
@@ -331,7 +383,7 @@ std::int64_t run_children(int port, const std::string& name, std::int64_t lease,
 
 TEST_CASE("redis backend: processes sharing one quota admit exactly its limit") {
   auto& server = armor_test::shared_redis();
-  const armor::quota_options options{.windows = {quota_window::per_day(600), quota_window::rolling(900, 1h, 60)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(600), quota_window::rolling(900, 1h, 60)}};
   const std::string name = unique_name("procs");
   CHECK(run_children(server.port(), name, 0, 4, options) == 600);
   const armor::redis_connection conn{local_redis(server.port())};
@@ -343,7 +395,7 @@ TEST_CASE("redis backend: processes sharing one quota admit exactly its limit") 
 
 TEST_CASE("redis backend: processes with leases stay within the documented bound") {
   auto& server = armor_test::shared_redis();
-  const armor::quota_options options{.windows = {quota_window::per_day(600)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(600)}};
   constexpr std::int64_t lease = 16;
   constexpr int children = 4;
   const std::string name = unique_name("procs-lease");
@@ -373,9 +425,9 @@ TEST_CASE("redis killed and restarted: fail_closed refuses with storage_unavaila
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 50; ++i) {
-    armor::quota_decision d;
+    armor::quota_tracker_decision<> d;
     worst = std::max(worst, armor_test::timed([&] { d = t.try_consume(1); }));
-    REQUIRE(d.status() == armor::quota_status::unavailable);
+    REQUIRE(d.status() == armor::quota_tracker_status::unavailable);
     REQUIRE(d.code() == armor::errc::storage_unavailable);
   }
   CHECK(worst < armor_test::redis_call_bound);
@@ -404,7 +456,7 @@ TEST_CASE("redis killed and restarted: fail_open admits and says so") {
                 {},
                 armor::redis_quota_storage{conn, {.tracker = "open", .on_failure = armor::redis_failure_mode::fail_open}}};
   REQUIRE(t.try_consume(5));
-  CHECK(t.try_consume(1).status() == armor::quota_status::exhausted);
+  CHECK(t.try_consume(1).status() == armor::quota_tracker_status::exhausted);
   server.kill();
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
@@ -436,10 +488,10 @@ TEST_CASE("redis killed and restarted: fallback_local serves its share, then Red
   int admitted = 0;
   nanoseconds worst{0};
   for (int i = 0; i < 20; ++i) {
-    armor::quota_decision d;
+    armor::quota_tracker_decision<> d;
     worst = std::max(worst, armor_test::timed([&] { d = t.try_consume(1); }));
     if (d) ++admitted;
-    else CHECK(d.status() == armor::quota_status::exhausted);
+    else CHECK(d.status() == armor::quota_tracker_status::exhausted);
   }
   CHECK(admitted == 5);  // half of 10
   CHECK(worst < armor_test::redis_call_bound);
@@ -458,7 +510,7 @@ TEST_CASE("redis frozen (SIGSTOP): calls time out within the bound; the breaker 
   server.pause();
   std::vector<nanoseconds> took;
   for (int i = 0; i < 10; ++i) {
-    took.push_back(armor_test::timed([&] { CHECK(t.try_consume(1).status() == armor::quota_status::unavailable); }));
+    took.push_back(armor_test::timed([&] { CHECK(t.try_consume(1).status() == armor::quota_tracker_status::unavailable); }));
   }
   server.resume();
   CHECK(*std::max_element(took.begin(), took.end()) < armor_test::redis_call_bound);
@@ -482,7 +534,7 @@ TEST_CASE("redis killed mid-run: leases under fail_closed; recovery takes a new 
   int served = 0;
   while (t.try_consume(1)) ++served;
   CHECK(served == 4);  // what the lease held; then the refill fails closed
-  CHECK(t.try_consume(1).status() == armor::quota_status::unavailable);
+  CHECK(t.try_consume(1).status() == armor::quota_tracker_status::unavailable);
   server.start();
   CHECK(armor_test::eventually([&] { return t.try_consume(1).allowed(); }));
   CHECK(t.storage().leased() == 4);

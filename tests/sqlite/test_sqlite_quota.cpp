@@ -132,7 +132,7 @@ std::string read_all(int fd) {
 TEST_CASE("a quota kept in sqlite survives a restart") {
   temp_db db;
   const auto clock = clock_at(noon + 11h + 30min);  // 23:30
-  const armor::quota_options options{
+  const armor::quota_tracker_options options{
       .windows = {quota_window::per_day(5), quota_window::rolling(8, 1h, 4), quota_window::per_month(100)}};
   {
     sql_tracker t{options, clock, storage(db)};
@@ -143,12 +143,12 @@ TEST_CASE("a quota kept in sqlite survives a restart") {
   CHECK(t.usage(1).used == 3);
   CHECK(t.usage(2).used == 3);
   CHECK(t.try_consume(2));
-  const armor::quota_decision d = t.try_consume();
-  CHECK(d.status() == armor::quota_status::exhausted);
+  const armor::quota_tracker_decision<> d = t.try_consume();
+  CHECK(d.status() == armor::quota_tracker_status::exhausted);
   CHECK(d.window() == 0);
   CHECK(d.retry_after() == 30min);
   // Both full: the rolling window waits longest (its bucket leaves at 00:45).
-  const armor::quota_decision both = t.try_consume(4);
+  const armor::quota_tracker_decision<> both = t.try_consume(4);
   CHECK(both.window() == 1);
   CHECK(both.retry_after() == 1h + 15min);
   clock.advance(30min);  // a new day; the rolling window still holds 5 of 8
@@ -181,7 +181,7 @@ TEST_CASE("the database is in WAL mode and keeps one row per fixed window") {
 TEST_CASE("two trackers on one file share their counts, as two processes would") {
   temp_db db;
   const auto clock = clock_at(noon);
-  const armor::quota_options options{.windows = {quota_window::per_hour(5)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_hour(5)}};
   sql_tracker a{options, clock, storage(db)};
   sql_tracker b{options, clock, storage(db)};
   sql_tracker other{options, clock, storage(db, armor::sqlite_mode::durable, "another")};
@@ -210,25 +210,25 @@ TEST_CASE("a changed limit keeps what was used; a changed window starts afresh")
   CHECK(shifted.usage(0).used == 0);
 }
 
-TEST_CASE("reservations through sqlite settle, cancel and release like the memory backend") {
+TEST_CASE("reservations through sqlite commit, cancel and release like the memory backend") {
   temp_db db;
   const auto clock = clock_at(noon);
   sql_tracker t{{.windows = {quota_window::per_day(10'000), quota_window::rolling(20'000, 1h, 6)}}, clock, storage(db)};
-  auto r = t.reserve(4000);
-  REQUIRE(r);
-  CHECK(r.settle(1000) == armor::quota_status::granted);
+  auto d = t.reserve(4000);
+  REQUIRE(d);
+  CHECK(d.permit().commit(1000) == armor::quota_tracker_status::granted);
   CHECK(t.usage(0).used == 1000);
-  auto over = t.reserve(100);
-  CHECK(over.settle(600) == armor::quota_status::granted);
+  auto over = t.reserve(100).permit();
+  CHECK(over.commit(600) == armor::quota_tracker_status::granted);
   CHECK(t.usage(0).used == 1600);
   CHECK(t.usage(1).used == 1600);
   { auto dropped = t.reserve(5000); }
-  auto cancelled = t.reserve(5000);
+  auto cancelled = t.reserve(5000).permit();
   cancelled.cancel();
   CHECK(t.usage(0).used == 1600);
-  CHECK(t.charge(10'000) == armor::quota_status::granted);
+  CHECK(t.charge(10'000) == armor::quota_tracker_status::granted);
   CHECK(t.usage(0).used == 11'600);
-  CHECK(t.try_consume(0).status() == armor::quota_status::exhausted);
+  CHECK(t.try_consume(0).status() == armor::quota_tracker_status::exhausted);
 }
 
 TEST_CASE("a pipeline over an sqlite-backed tracker") {
@@ -294,7 +294,7 @@ TEST_CASE("batched mode commits on flush, on its own within flush_every, and on 
 TEST_CASE("batched trackers see each other's counts one sync late") {
   temp_db db;
   const auto clock = clock_at(noon);
-  const armor::quota_options options{.windows = {quota_window::per_day(5), quota_window::rolling(50, 1h, 6)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(5), quota_window::rolling(50, 1h, 6)}};
   const auto batched = [&] {
     return armor::sqlite_quota_storage{{.path = db.path, .tracker = "shared", .mode = armor::sqlite_mode::batched,
                                         .flush_every = 1h, .create_if_missing = true}};
@@ -324,7 +324,7 @@ TEST_CASE("batched trackers see each other's counts one sync late") {
   CHECK(b.usage(1).used == 10);  // the noon units have left the rolling hour
   // Releases reach the file too.
   clock.advance(24h);
-  auto r = a.reserve(4);
+  auto r = a.reserve(4).permit();
   CHECK(a.storage().flush());
   CHECK(b.storage().flush());
   CHECK(b.usage(0).used == 4);
@@ -401,7 +401,7 @@ TEST_CASE("a file that is not a quota database is refused and left untouched") {
 TEST_CASE("a locked database is an error at construction and a refusal at run time, never a crash") {
   temp_db db;
   const auto clock = clock_at(noon);
-  const armor::quota_options options{.windows = {quota_window::per_day(5)}};
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(5)}};
   const auto quick = [&] {
     return armor::sqlite_quota_storage{{.path = db.path, .tracker = "t", .busy_timeout = 20ms,
                                         .create_if_missing = true}};
@@ -417,8 +417,8 @@ TEST_CASE("a locked database is an error at construction and a refusal at run ti
   CHECK(code == armor::errc::storage_unavailable);
   CHECK(contains(what, "locked by another connection for more than busy_timeout = 20 ms"));
 
-  const armor::quota_decision d = t.try_consume(1);
-  CHECK(d.status() == armor::quota_status::unavailable);
+  const armor::quota_tracker_decision<> d = t.try_consume(1);
+  CHECK(d.status() == armor::quota_tracker_status::unavailable);
   CHECK(d.code() == armor::errc::storage_unavailable);
   auto p = armor::pipeline{clock, std::ref(t)};
   auto r = p.try_execute([] { return 1; });
@@ -477,7 +477,7 @@ TEST_CASE("processes sharing a database admit exactly its limit between them") {
 
 namespace {
 
-const armor::quota_options crash_options{
+const armor::quota_tracker_options crash_options{
     .windows = {quota_window::per_day(armor::quota_max_limit), quota_window::rolling(armor::quota_max_limit, 1h, 60)}};
 
 /// Forks a child that consumes one unit at a time through `mode` until it
@@ -560,4 +560,10 @@ TEST_CASE("crash test: in batched mode a SIGKILL loses nothing committed by a fl
     CHECK(t.usage(0).used >= flushed);
     CHECK(t.usage(0).used <= reported + 1);
   }
+}
+
+TEST_CASE("sqlite_mode has a to_string naming its enumerator") {
+  static_assert(armor::to_string(armor::sqlite_mode::durable) == "durable");
+  CHECK(armor::to_string(armor::sqlite_mode::batched) == "batched");
+  CHECK(armor::to_string(static_cast<armor::sqlite_mode>(7)) == "unknown");
 }

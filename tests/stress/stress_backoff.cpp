@@ -56,7 +56,7 @@ TEST_CASE("during an outage the shared budget grants at most ceil(max_tokens / 2
   // the levels 99..51 can each be left once, so at most 49 retries.
   CHECK(s.retries <= 49);
   CHECK(s.retries >= 1);
-  CHECK(p.layer<0>().budget_tokens() == 0.0);
+  CHECK(p.layer<0>().stats().budget_tokens == 0.0);
   CHECK(s.calls == static_cast<std::uint64_t>(calls));
   CHECK(static_cast<long>(s.attempts()) == operation_calls.load());
   CHECK(s.exhausted + s.budget_refusals == s.calls);
@@ -77,7 +77,7 @@ TEST_CASE("under mixed load the budget stays within [0, max_tokens] and every ca
 
   std::thread watcher([&] {
     while (!done.load(std::memory_order_relaxed)) {
-      const double level = *p.layer<0>().budget_tokens();
+      const double level = p.layer<0>().stats().budget_tokens;
       if (level < 0 || level > max_tokens) out_of_range.fetch_add(1, std::memory_order_relaxed);
       std::this_thread::yield();
     }

@@ -210,7 +210,7 @@ TEST_CASE("queue places dropped or abandoned at any moment never lose or double 
 
 TEST_CASE("keyed<bulkhead> under threads: per-key limits hold and keys come and go") {
   constexpr std::uint32_t limit = 2;
-  armor::keyed<armor::bulkhead> per_key{{.max_concurrent = limit}, {.max_keys = 8}};
+  armor::keyed<armor::bulkhead<>> per_key{{.max_concurrent = limit}, {.max_keys = 8}};
   const auto p = armor::pipeline{std::ref(per_key)};
   std::vector<occupancy> occ(16);
   std::vector<std::thread> pool;
@@ -273,7 +273,7 @@ TEST_CASE("listener, fail-fast: each refusal is heard exactly once across thread
   constexpr std::uint32_t limit = 2;
   constexpr int iterations = 50000;
   event_counter heard;
-  armor::basic_bulkhead b{{.max_concurrent = limit}, std::ref(heard)};
+  armor::bulkhead b{{.max_concurrent = limit}, std::ref(heard)};
   const auto p = armor::pipeline{std::ref(b)};
   std::vector<long> ok(threads), refused(threads);
   std::vector<std::thread> pool;
@@ -322,7 +322,7 @@ TEST_CASE("listener, queueing: refusals plus abandoned waits equal the bulkhead_
   constexpr std::uint32_t max_queue = 2;
   constexpr int iterations = 2000;
   event_counter heard;
-  armor::basic_bulkhead b{{.max_concurrent = limit, .max_queue = max_queue, .max_wait = 300us}, std::ref(heard)};
+  armor::bulkhead b{{.max_concurrent = limit, .max_queue = max_queue, .max_wait = 300us}, std::ref(heard)};
   const auto p = armor::pipeline{std::ref(b)};
   std::atomic<long> ok{0};
   std::atomic<long> full{0};

@@ -5,7 +5,7 @@
 //     generation admitted at a time;
 //   - every transition is heard exactly once (each state is entered and left
 //     a matching number of times, opens == times_opened);
-//   - no probe slot leaks (probes dropped or settled by any thread);
+//   - no probe slot leaks (probes dropped, cancelled or settled by any thread);
 //   - after any round the breaker recovers once the upstream is healthy;
 //   - the lock-free windows keep exact totals: after a storm of concurrent
 //     writers and resets, N sequential calls leave exactly those N in the
@@ -105,16 +105,16 @@ void storm(std::optional<std::chrono::nanoseconds> half_open_timeout) {
         const std::uint32_t failure_percent = phase == 0 ? 70 : 3;
         for (int op = 0; op < ops_per_phase; ++op) {
           auto a = b.try_acquire();
-          if (a.kind != armor::admission_kind::admitted) {
+          if (!a) {
             rejected.fetch_add(1, relaxed);
             if (r.chance(25)) clock.advance(1ms);  // someone has to move time
             continue;
           }
           admitted.fetch_add(1, relaxed);
           std::atomic<int>* slot = nullptr;
-          if (a.permit.probe()) {
+          if (a.permit().probe()) {
             probes_seen.fetch_add(1, relaxed);
-            slot = &held[a.permit.generation() & 0xFFFF];
+            slot = &held[a.permit().generation() & 0xFFFF];
             const int now_held = slot->fetch_add(1, relaxed) + 1;
             if (now_held > static_cast<int>(max_probes)) over_limit.fetch_add(1, relaxed);
             int seen = max_held.load(relaxed);
@@ -126,15 +126,17 @@ void storm(std::optional<std::chrono::nanoseconds> half_open_timeout) {
           // Stop counting the probe before its slot can be given back.
           if (slot != nullptr) slot->fetch_sub(1, relaxed);
           const std::uint32_t roll = r() % 100;
-          if (roll < 5) {
+          if (roll < 3) {
             continue;  // dropped without an outcome: the permit's destructor releases the slot
+          } else if (roll < 5) {
+            a.permit().cancel();  // given back without an outcome, explicitly
           } else if (roll < 10) {
-            b.record(std::move(a.permit), armor::verdict{armor::outcome::cancelled, false, std::nullopt,
+            b.record(std::move(a).permit(), armor::verdict{armor::outcome::cancelled, false, std::nullopt,
                                                          armor::errc::cancelled});
           } else if (r.chance(failure_percent)) {
-            b.record(std::move(a.permit), armor::verdict::failure());
+            b.record(std::move(a).permit(), armor::verdict::failure());
           } else {
-            b.record(std::move(a.permit), armor::verdict::success());
+            b.record(std::move(a).permit(), armor::verdict::success());
           }
         }
       }
@@ -147,7 +149,7 @@ void storm(std::optional<std::chrono::nanoseconds> half_open_timeout) {
         for (int step = 0; step < 20 && b.state() != armor::breaker_state::closed; ++step) {
           clock.advance(40ms);
           auto a = b.try_acquire();
-          if (a.permit) b.record(std::move(a.permit), armor::verdict::success());
+          if (a) b.record(std::move(a).permit(), armor::verdict::success());
         }
         if (b.state() != armor::breaker_state::closed) wedged.fetch_add(1, relaxed);
       }
@@ -209,7 +211,7 @@ TEST_CASE("the count window keeps exact totals through concurrent writers and re
       for (int i = 0; i < ops; ++i) {
         auto a = b.try_acquire(armor::timestamp{});
         const bool slow = r.chance(30);
-        b.record(std::move(a.permit), r.chance(50) ? armor::verdict::failure() : armor::verdict::success(),
+        b.record(std::move(a).permit(), r.chance(50) ? armor::verdict::failure() : armor::verdict::success(),
                  armor::timestamp{slow ? 2ms : 0ms});
         // One thread clears the window now and then, racing the writers.
         if (t == 0 && i % 101 == 0) b.reset();
@@ -226,7 +228,7 @@ TEST_CASE("the count window keeps exact totals through concurrent writers and re
   // N sequential successes replace every slot: nothing may be left over.
   for (std::uint32_t i = 0; i < size; ++i) {
     auto a = b.try_acquire(armor::timestamp{});
-    b.record(std::move(a.permit), armor::verdict::success(), armor::timestamp{});
+    b.record(std::move(a).permit(), armor::verdict::success(), armor::timestamp{});
   }
   const auto s = b.stats(armor::timestamp{});
   CHECK(s.window_calls == size);
@@ -249,7 +251,7 @@ TEST_CASE("the time window keeps exact totals through concurrent writers, resets
       }
       for (int i = 0; i < ops; ++i) {
         auto a = b.try_acquire();
-        b.record(std::move(a.permit), r.chance(20) ? armor::verdict::failure() : armor::verdict::success());
+        b.record(std::move(a).permit(), r.chance(20) ? armor::verdict::failure() : armor::verdict::success());
         if (t == 0 && i % 50 == 0) clock.advance(3ms);
         if (t == 1 && i % 1777 == 0) b.reset();
       }
@@ -263,7 +265,7 @@ TEST_CASE("the time window keeps exact totals through concurrent writers, resets
   clock.advance(100ms);
   for (int i = 0; i < 30; ++i) {
     auto a = b.try_acquire();
-    b.record(std::move(a.permit), i % 3 == 0 ? armor::verdict::failure() : armor::verdict::success());
+    b.record(std::move(a).permit(), i % 3 == 0 ? armor::verdict::failure() : armor::verdict::success());
   }
   const auto s = b.stats();
   CHECK(s.window_calls == 30);

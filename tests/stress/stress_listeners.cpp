@@ -1,8 +1,8 @@
 // Listeners and stats under concurrency. Several threads share one policy;
 // afterwards, exactly:
 //
-//   - backoff: on_retry is heard once per retry and on_give_up once per
-//     call that did not succeed, with the reason the counters give (a retry
+//   - backoff: a retry event is heard once per retry and a give_up event once
+//     per call that did not succeed, with the reason the counters give (a retry
 //     budget makes budget refusals happen alongside exhaustion and
 //     non-retryable failures);
 //   - quota_tracker: each alert threshold fires once per period however many
@@ -57,9 +57,12 @@ struct retry_counts {
   std::atomic<std::uint64_t> retries{0};
   std::array<std::atomic<std::uint64_t>, 4> gave_up{};  // by backoff_stop
 
-  void on_retry(unsigned, std::chrono::nanoseconds, const armor::verdict&) noexcept { retries.fetch_add(1, relaxed); }
-  void on_give_up(unsigned, armor::backoff_stop why, const armor::verdict&) noexcept {
-    gave_up[static_cast<std::size_t>(why)].fetch_add(1, relaxed);
+  void operator()(const armor::backoff_event& e) noexcept {
+    if (e.kind == armor::backoff_event_kind::retry) {
+      retries.fetch_add(1, relaxed);
+    } else {
+      gave_up[static_cast<std::size_t>(e.stop)].fetch_add(1, relaxed);
+    }
   }
 };
 
@@ -131,7 +134,7 @@ struct alert_counts {
   std::atomic<int> out_of_range{0};
   armor::manual_clock::time_point start{};
 
-  void on_quota_alert(const armor::quota_alert& a) noexcept {
+  void operator()(const armor::quota_tracker_event& a) noexcept {
     // resets_at is the end of the period the alert belongs to.
     const auto minute = std::chrono::duration_cast<std::chrono::minutes>(a.resets_at.time_since_epoch() -
                                                                          start.time_since_epoch()).count() - 1;

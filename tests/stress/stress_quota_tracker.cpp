@@ -3,7 +3,7 @@
 //
 //   - threads that consume one unit at a time until refused admit, in all,
 //     exactly the smallest limit (fixed and rolling windows alike);
-//   - with mixed costs, reservations settled and cancelled, every window's
+//   - with mixed costs, reservations committed and cancelled, every window's
 //     count equals what was finally kept, and never exceeds its limit;
 //   - each alert threshold fires exactly once per period, however many
 //     threads cross it together;
@@ -75,7 +75,7 @@ struct counting_listener {
   std::array<std::atomic<int>, 3> fired{};
   std::mutex m;
   std::map<std::pair<std::int64_t, double>, int> per_period;  // window 0: (period end, threshold) -> times
-  void on_quota_alert(const armor::quota_alert& a) {
+  void operator()(const armor::quota_tracker_event& a) noexcept {
     const auto k = a.threshold < 0.85 ? 0 : a.threshold < 0.95 ? 1 : 2;
     fired[static_cast<std::size_t>(k)].fetch_add(1, std::memory_order_relaxed);
     if (a.window != 0) return;
@@ -151,14 +151,15 @@ TEST_CASE("with mixed costs and reservations every window keeps exactly what was
         }
         continue;
       }
-      auto r = t.reserve(cost);
-      if (!r) {
+      auto d = t.reserve(cost);
+      if (!d) {
         ++refusals;
         continue;
       }
+      auto r = std::move(d).permit();
       if (roll < 6) {
         const auto actual = cost == 0 ? 0 : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(cost + 1));
-        (void)r.settle(actual);  // at most the estimate: the limit holds
+        (void)r.commit(actual);  // at most the estimate: the limit holds
         mine += actual;
       } else if (roll < 7) {
         r.commit();

@@ -127,11 +127,11 @@ TEST_CASE("threads reserving, committing and abandoning waits never exceed the r
           continue;
         }
         if (rng() % 5 == 0) {
-          if (r.permit.cancel()) given_back.fetch_add(1, std::memory_order_relaxed);  // abandoned
+          if (r.permit().cancel()) given_back.fetch_add(1, std::memory_order_relaxed);  // abandoned
           continue;
         }
-        r.permit.commit();
-        log.push_back({now.time_since_epoch().count() + r.delay().count(), n});  // runs when due
+        r.permit().commit();
+        log.push_back({now.time_since_epoch().count() + r.wait().count(), n});  // runs when due
         if (rng() % 3 == 0) clock.advance(nanoseconds{static_cast<std::int64_t>(rng() % 1000)});
       }
     });
@@ -287,7 +287,7 @@ TEST_CASE("a bucket's listener hears each refusal exactly once under contention"
     std::atomic<long> denied{0};
     std::atomic<long> too_large{0};
     void operator()(const armor::token_bucket_event& e) noexcept {
-      (e.status == armor::bucket_status::too_large ? too_large : denied).fetch_add(1, std::memory_order_relaxed);
+      (e.status == armor::token_bucket_status::too_large ? too_large : denied).fetch_add(1, std::memory_order_relaxed);
     }
   };
   counter heard;
@@ -302,7 +302,7 @@ TEST_CASE("a bucket's listener hears each refusal exactly once under contention"
       for (int i = 0; i < 20000; ++i) {
         const std::int64_t n = 1 + static_cast<std::int64_t>(rng() % 5);  // 5 > burst: too large
         const auto d = b.try_acquire(n);
-        if (d.status() == armor::bucket_status::too_large) {
+        if (d.status() == armor::token_bucket_status::too_large) {
           ++oversize[static_cast<std::size_t>(id)];
         } else if (!d) {
           ++refused[static_cast<std::size_t>(id)];

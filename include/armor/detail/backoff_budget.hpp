@@ -1,6 +1,7 @@
 // armor/detail/backoff_budget.hpp: the shared state of a backoff policy: its
 // retry budget (gRPC-style retry throttling) and its event counters.
-// Not API: armor::backoff and armor::retry_budget are the public face.
+// Not API: armor::backoff, armor::retry_budget and armor::backoff_stats are
+// the public face (docs/backoff.md, "The retry budget").
 //
 // The budget is a token count, kept in thousandths of a token so that a
 // ratio such as 0.1 is exact integer arithmetic:
@@ -22,6 +23,7 @@
 #pragma once
 
 #include <armor/detail/config.hpp>
+#include <armor/detail/counter_set.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -42,47 +44,35 @@ struct retry_budget_config {
   [[nodiscard]] constexpr bool enabled() const noexcept { return max > 0; }
 };
 
+/// The events a backoff policy counts (see armor::backoff_stats).
+enum class backoff_counter : std::uint8_t {
+  calls,
+  retries,
+  successes_after_retry,
+  exhausted,
+  budget_refusals,
+  deadline_stops,
+  non_retryable,
+  count
+};
+
 /// Everything a backoff policy writes, on one cache line of its own so that
 /// the read-only configuration next to it is never invalidated by a write,
 /// and so that a failing call dirties one line, not several. Every member is
 /// a standalone number accessed relaxed (see the top of this file).
-struct alignas(cache_line) backoff_counters {
-  std::atomic<std::int64_t> tokens{0};
-  std::atomic<std::uint64_t> calls{0};
-  std::atomic<std::uint64_t> retries{0};
-  std::atomic<std::uint64_t> successes_after_retry{0};
-  std::atomic<std::uint64_t> exhausted{0};
-  std::atomic<std::uint64_t> budget_refusals{0};
-  std::atomic<std::uint64_t> deadline_stops{0};
-  std::atomic<std::uint64_t> non_retryable{0};
+struct alignas(cache_line) backoff_shared {
+  std::atomic<std::int64_t> tokens{0};     ///< the budget's level, in milli-tokens
+  counter_set<backoff_counter> counters;  ///< the event counts
 
-  backoff_counters() = default;
-  backoff_counters(const backoff_counters&) = delete;
-  backoff_counters& operator=(const backoff_counters&) = delete;
-
+  backoff_shared() noexcept = default;
   /// Takes over `other`'s values. Not atomic as a whole: only for building a
   /// policy (a move), never while other threads use either object.
-  void copy_from(const backoff_counters& other) noexcept {
-    copy(tokens, other.tokens);
-    copy(calls, other.calls);
-    copy(retries, other.retries);
-    copy(successes_after_retry, other.successes_after_retry);
-    copy(exhausted, other.exhausted);
-    copy(budget_refusals, other.budget_refusals);
-    copy(deadline_stops, other.deadline_stops);
-    copy(non_retryable, other.non_retryable);
-  }
-
-  /// Adds one to a counter. Relaxed: the counter orders nothing else.
-  static void bump(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
-
- private:
-  template <class T>
-  static void copy(std::atomic<T>& to, const std::atomic<T>& from) noexcept {
-    // Relaxed: construction happens before the object is shared; whatever
-    // publishes the new object (thread start, a mutex) orders this store.
-    to.store(from.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  }
+  backoff_shared(const backoff_shared& other) noexcept
+      // Relaxed: construction happens before the object is shared; whatever
+      // publishes the new object (thread start, a mutex) orders this store.
+      : tokens(other.tokens.load(std::memory_order_relaxed)), counters(other.counters) {}
+  backoff_shared& operator=(const backoff_shared&) = delete;
+  ~backoff_shared() = default;
 };
 
 /// A retryable failure takes one token (not below zero). Returns the level

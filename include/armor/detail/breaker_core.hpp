@@ -29,6 +29,7 @@
 #include <armor/detail/breaker_window.hpp>
 #include <armor/detail/breaker_word.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/counter_set.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/verdict.hpp>
 
@@ -64,7 +65,8 @@ struct breaker_config {
   [[nodiscard]] constexpr bool windowed() const noexcept { return failure_rate_ppm != 0 || slow_ns != 0; }
 };
 
-/// Why the breaker changed phase (mirrors armor::breaker_reason).
+/// Why the breaker changed phase (armor::breaker_reason, value for value:
+/// armor/circuit_breaker.hpp checks every enumerator).
 enum class breaker_cause : std::uint8_t {
   failure_threshold,
   failure_rate,
@@ -100,15 +102,17 @@ struct breaker_grant {
   breaker_change change{};
 };
 
-/// Lifetime counters (monotonic; reset() does not clear them).
-struct breaker_totals {
-  std::uint64_t successes = 0;
-  std::uint64_t failures = 0;
-  std::uint64_t slow = 0;
-  std::uint64_t ignored = 0;
-  std::uint64_t rejections = 0;
-  std::uint64_t opened = 0;
+/// The lifetime counters (monotonic; reset() does not clear them).
+enum class breaker_count : std::uint8_t {
+  successes,   ///< counted only with count_calls
+  failures,
+  slow,
+  ignored,
+  rejections,  ///< counted only with count_calls
+  opened,
+  count
 };
+using breaker_totals = counter_set<breaker_count>;
 
 class breaker_core {
  public:
@@ -243,7 +247,7 @@ class breaker_core {
     if (!failed && v.kind != outcome::success) {
       // Rejected or cancelled: says nothing about the upstream.
       if (probe) release_probe(gen);
-      bump(totals_.ignored);
+      bump(breaker_count::ignored);
       return {};
     }
     const bool slow = cfg_.slow_ns > 0 && saturating_sub(now, admitted) > cfg_.slow_ns;
@@ -303,17 +307,8 @@ class breaker_core {
     return {};
   }
 
-  [[nodiscard]] breaker_totals totals() const noexcept {
-    constexpr auto r = std::memory_order_relaxed;  // a snapshot of standalone counters
-    breaker_totals t;
-    t.successes = totals_.successes.load(r);
-    t.failures = totals_.failures.load(r);
-    t.slow = totals_.slow.load(r);
-    t.ignored = totals_.ignored.load(r);
-    t.rejections = totals_.rejections.load(r);
-    t.opened = totals_.opened.load(r);
-    return t;
-  }
+  /// A snapshot of the lifetime counters.
+  [[nodiscard]] breaker_totals totals() const noexcept { return totals_; }
 
   /// Closed, no run of failures, and no failure or slow call in the window
   /// at `now`.
@@ -347,7 +342,7 @@ class breaker_core {
     std::uint64_t raw = state_.load(std::memory_order_relaxed);
     breaker_word w = breaker_word::decode(raw);
     if (!counts_calls(w, gen)) {
-      bump(totals_.ignored);  // admitted in an earlier generation
+      bump(breaker_count::ignored);  // admitted in an earlier generation
       return {};
     }
     count_outcome(failed, slow);
@@ -415,7 +410,7 @@ class breaker_core {
     for (;;) {
       const breaker_word w = breaker_word::decode(raw);
       if (w.phase != breaker_phase::half_open || w.gen != gen) {
-        bump(totals_.ignored);  // its generation has gone, and its slot with it
+        bump(breaker_count::ignored);  // its generation has gone, and its slot with it
         return {};
       }
       breaker_word next = w;
@@ -469,7 +464,7 @@ class breaker_core {
                         std::optional<std::chrono::nanoseconds> hint, breaker_cause cause) noexcept {
     const std::int64_t d = open_duration(next.trips, hint);
     publish(next.gen, saturating_add(now, d));
-    bump(totals_.opened);
+    bump(breaker_count::opened);
     return {true, from, breaker_phase::open, cause, now, d};
   }
 
@@ -500,22 +495,19 @@ class breaker_core {
   }
 
   void count_rejection() noexcept {
-    if (cfg_.count_calls) bump(totals_.rejections);
+    if (cfg_.count_calls) bump(breaker_count::rejections);
   }
 
   void count_outcome(bool failed, bool slow) noexcept {
     if (failed) {
-      bump(totals_.failures);
+      bump(breaker_count::failures);
     } else if (cfg_.count_calls) {
-      bump(totals_.successes);
+      bump(breaker_count::successes);
     }
-    if (slow) bump(totals_.slow);
+    if (slow) bump(breaker_count::slow);
   }
 
-  static void bump(std::atomic<std::uint64_t>& counter) noexcept {
-    // Relaxed: a standalone counter; it orders nothing else.
-    counter.fetch_add(1, std::memory_order_relaxed);
-  }
+  void bump(breaker_count which) noexcept { totals_.add(which); }
 
   // Read-only after construction: kept off the lines that calls write.
   const breaker_config cfg_;
@@ -529,15 +521,7 @@ class breaker_core {
   std::atomic<std::uint64_t> info_{0};
 
   // Written by failures (and, with count_calls, by every call and rejection).
-  struct alignas(cache_line) counters {
-    std::atomic<std::uint64_t> successes{0};
-    std::atomic<std::uint64_t> failures{0};
-    std::atomic<std::uint64_t> slow{0};
-    std::atomic<std::uint64_t> ignored{0};
-    std::atomic<std::uint64_t> rejections{0};
-    std::atomic<std::uint64_t> opened{0};
-  };
-  counters totals_;
+  alignas(cache_line) breaker_totals totals_;
 };
 
 }  // namespace armor::detail

@@ -39,7 +39,8 @@
 
 namespace armor::detail {
 
-/// The breaker's phases, in the order of armor::breaker_state.
+/// The breaker's phases (armor::breaker_state, value for value:
+/// armor/circuit_breaker.hpp checks every enumerator).
 enum class breaker_phase : std::uint8_t {
   closed = 0,
   open = 1,

@@ -1,4 +1,5 @@
-// armor/detail/http_parse.hpp: the parsers behind armor/http.hpp. Not API.
+// armor/detail/http_parse.hpp: the parsers behind armor/http/date.hpp and
+// armor/http/rate_limit.hpp, and header_map's line reader. Not API.
 //
 // Every function here reads a std::string_view with explicit bounds checks,
 // never allocates, never throws, never reads a locale, and answers "nothing"

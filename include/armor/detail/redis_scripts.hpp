@@ -17,7 +17,7 @@
 // A fixed window keeps one slice field, a rolling one the latest slice and
 // the `buckets` before it; older fields are deleted when the window moves
 // on, and the key expires by itself when its newest slice stops counting.
-// The rules are those of detail/quota_storage.hpp, statement for statement.
+// The rules are those of storage/quota_storage.hpp, statement for statement.
 #pragma once
 
 #include <cstddef>
@@ -209,7 +209,7 @@ return out
 )lua";
 
 // ---------------------------------------------------------------------------
-// Token bucket (armor::redis_token_bucket, armor/storage/redis_bucket.hpp).
+// Token bucket (armor::redis_token_bucket, armor/redis/token_bucket.hpp).
 //
 // The GCRA of detail/bucket_state.hpp on one hash per bucket. A rate of c
 // tokens per p ns (lowest terms) counts time in ticks of 1/c ns; a token is

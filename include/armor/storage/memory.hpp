@@ -1,53 +1,14 @@
-// armor/storage/memory.hpp: the default storage of armor::quota_tracker:
-// lock-free atomics in this process.
+// armor/storage/memory.hpp: armor::memory_quota_storage, the default
+// storage of armor::quota_tracker: lock-free atomics in this process, one
+// word per window on one shared cache line.
 //
 //     armor::quota_tracker quota{{.windows = {armor::quota_window::per_day(50)}}};
 //     // is armor::quota_tracker<armor::system_clock, armor::memory_quota_storage>
 //
 // The counts live as long as the tracker and are not shared with other
-// processes; armor/storage/sqlite.hpp keeps them on disk instead, with the
-// same semantics (detail/quota_storage.hpp states them).
-//
-// Layout. Each window has one 64-bit word packing (slice, units used in it)
-// (detail/quota_word.hpp). A fixed window is that word alone. A rolling
-// window over N + 1 buckets keeps its current bucket in the word and the N
-// buckets before it in a ring of N sealed words, one per bucket, indexed by
-// bucket number mod N. The words of all windows (at most 8) share one cache
-// line of their own: every consumption touches all of them, so under
-// contention one line moves between cores instead of one per window (three
-// CASes on one line ran 3.5 times faster than on three lines, with two
-// threads contending).
-//
-// All or nothing. try_consume() goes through the windows in order; each step
-// is one CAS that checks the window's room and adds the units, or stops
-// without writing. When window k refuses, windows 0..k-1 are given their
-// units back (release). No window ever holds more than its limit of units
-// that were finally admitted: each CAS checks the count it replaces, and a
-// rollback only lowers counts. While a consumer that will roll back is
-// between its steps, its units sit in the earlier windows, so a concurrent
-// consumer may be refused there although the units end up returned (a
-// spurious refusal). It cannot change the outcome when every call costs the
-// same: a step refuses only when the count with in-flight units is full; each
-// in-flight unit is either admitted (so the window does fill) or rolled back
-// because a later window is full for that same cost. By induction from the
-// last window (whose count holds no in-flight units), once every consumer has
-// been refused, some window is exactly full: threads that consume until
-// refused admit exactly the smallest limit in all. With mixed costs a large
-// request in flight can make a small one fail spuriously (never the reverse
-// problem: admitting too much).
-//
-// Rolling windows. A consumer first reads the word; if its bucket is older
-// than the current one, it seals the old bucket's count into the ring (a
-// max, so a late sealer cannot lower it) before the CAS that starts the new
-// bucket (release), and every reader acquires the word before summing the
-// ring, so it sees every bucket sealed before the word moved. Sealed buckets
-// only shrink (releases) or leave the window, so a sum read before the CAS is
-// never below the true count when the CAS succeeds: the check is
-// conservative, and exact when no release races with it. A release into a
-// bucket that is being sealed at the same moment may be lost; its units then
-// stay counted until the bucket leaves the window (never fewer units than
-// were used). Cost: a consumption sums the N sealed buckets (N relaxed loads
-// of a few shared cache lines, about 60 by default).
+// processes (armor/storage/sqlite.hpp keeps them on disk, with the same
+// rules). Layout, the all-or-nothing proof and the rolling-window sealing:
+// docs/quota_tracker.md, "All or nothing, without a lock".
 //
 // Thread-safety: every member but the move and bind() may be called
 // concurrently. Nothing allocates after bind(); nothing locks.
@@ -55,7 +16,7 @@
 
 #include <armor/detail/config.hpp>
 #include <armor/detail/quota_calendar.hpp>
-#include <armor/detail/quota_storage.hpp>
+#include <armor/storage/quota_storage.hpp>
 #include <armor/detail/quota_word.hpp>
 #include <armor/error.hpp>
 
@@ -98,7 +59,7 @@ class memory_quota_storage {
     }
   }
 
-  /// n units in every window, or none (see the top of this header).
+  /// n units in every window, or none (rolled back on a refusal).
   [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n) noexcept {
     quota_consumption r;  // one object, returned in place on every path
     for (std::size_t i = 0; i < count_; ++i) {

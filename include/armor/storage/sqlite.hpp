@@ -1,5 +1,7 @@
-// armor/storage/sqlite.hpp: quota counts in an SQLite database: durable on
-// one host, surviving restarts, shared by the processes of that host.
+// armor/storage/sqlite.hpp: armor::sqlite_quota_storage, quota counts in an
+// SQLite database: durable on one host, surviving restarts, shared by the
+// processes of that host. Link armor::sqlite (CMake) or -lsqlite3; only
+// this header includes <sqlite3.h>.
 //
 //     armor::quota_tracker gemini{
 //         {.windows = {armor::quota_window::per_day(50)}},
@@ -9,61 +11,17 @@
 //     };
 //
 // The calling code is that of the memory backend; only this argument
-// changes. Link armor::sqlite (CMake) or -lsqlite3; only this header
-// includes <sqlite3.h>.
-//
-// Modes:
-//
-//   durable   each consumption, release and overrun is its own transaction,
-//             committed (WAL, synchronous=FULL: fsync'd) before the call
-//             returns, under the database's write lock: nothing admitted is
-//             lost on kill -9 or power loss, and processes sharing the file
-//             together admit exactly the limit. Cost: a commit per call
-//             (hundreds of microseconds with a disk flush; tens on tmpfs).
-//   batched   decisions are made in memory, against the counts read at the
-//             last sync plus this process's own changes since; every
-//             `flush_every` (a background thread; also a call that finds it
-//             due, flush(), and the destructor) one short transaction writes
-//             the changes and reads the counts back, other processes'
-//             included (WAL, synchronous=NORMAL). Bounded loss: a kill -9
-//             loses what was counted since the last sync, at most the last
-//             flush_every + flush_every / 4 (the thread's tick) of
-//             consumptions. Bounded over-admission across processes: each
-//             sees the others' consumptions one sync late, so together they
-//             may exceed a limit by what the others consume in one
-//             flush_every (within one process, decisions are exact). Cost:
-//             a mutex and some arithmetic per call; a few hundred
-//             microseconds per sync.
-//
-// Failures are errors, never a crash or a silent reset: construction of the
-// tracker throws armor::error(errc::storage_unavailable) naming the file and
-// the cause when the file is missing (unless create_if_missing), is not an
-// SQLite database, fails SQLite's quick_check, has another schema, or stays
-// locked by another process for busy_timeout. At run time, in durable mode,
-// a locked or failing database refuses consumptions with
-// errc::storage_unavailable (nothing is counted) and usage() throws it; in
-// batched mode a failed sync keeps the changes pending and is tried again
-// at the next one (the loss bound then grows until one succeeds).
-//
-// Schema (one table, shared by every tracker using the file):
-//
-//   armor_quota_usage(tracker TEXT, window TEXT, slice INTEGER, used INTEGER,
-//                     PRIMARY KEY (tracker, window, slice)) WITHOUT ROWID
-//   armor_meta(name TEXT PRIMARY KEY, value TEXT)  -- ('quota_schema', '1')
-//
-// `window` is the window's key (kind, length, UTC offset, buckets; not its
-// limit: a changed limit keeps what was used, a changed slicing starts
-// afresh); `slice` the period or bucket number. A fixed window keeps one row
-// (older periods are deleted when a new one begins), a rolling window one row
-// per bucket still counted. Alert state is per process: each process using
-// the file fires its own alerts.
+// changes. Modes (durable, batched), their loss and over-admission bounds,
+// failures, the schema and costs: docs/quota_tracker.md,
+// "armor::sqlite_quota_storage".
 //
 // Thread-safety: every member may be called concurrently (one connection,
-// behind a mutex); moving is not thread-safe. Each operation takes the mutex
-// and, in durable mode, the database's write lock.
+// behind a mutex); moving is not thread-safe. Construction of the tracker
+// throws armor::error(errc::storage_unavailable) naming the file and the
+// cause when the database cannot be used.
 #pragma once
 
-#include <armor/detail/quota_storage.hpp>
+#include <armor/storage/quota_storage.hpp>
 #include <armor/detail/quota_word.hpp>
 #include <armor/error.hpp>
 
@@ -81,6 +39,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -88,11 +47,20 @@
 
 namespace armor {
 
-/// When an sqlite_quota_storage commits (see the top of this header).
+/// When an sqlite_quota_storage commits (docs/quota_tracker.md, "Modes").
 enum class sqlite_mode : std::uint8_t {
   durable,  ///< every operation committed before it returns
   batched,  ///< decided in memory; written (and other processes' counts read) every flush_every
 };
+
+/// The name of an sqlite_mode, as written in the code (`batched`).
+[[nodiscard]] constexpr std::string_view to_string(sqlite_mode m) noexcept {
+  switch (m) {
+    case sqlite_mode::durable: return "durable";
+    case sqlite_mode::batched: return "batched";
+  }
+  return "unknown";
+}
 
 /// The options of armor::sqlite_quota_storage. An aggregate:
 /// `{.path = "quota.db", .tracker = "openai", .mode = armor::sqlite_mode::batched}`.

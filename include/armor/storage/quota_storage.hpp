@@ -1,46 +1,25 @@
-// armor/detail/quota_storage.hpp: the interface between armor::quota_tracker
-// and the storage that keeps its counters. The names are public (namespace
-// armor); they live in this header so that quota_tracker.hpp and every
-// backend (armor/storage/memory.hpp, armor/storage/sqlite.hpp) can include
-// them without including each other.
+// armor/storage/quota_storage.hpp: the interface between armor::quota_tracker
+// and the storage that keeps its counts: the concept armor::quota_storage
+// (and armor::deadline_quota_storage for backends that do I/O) and the
+// types a backend author implements it with. The backends armor ships:
+// armor/storage/memory.hpp (the default), armor/storage/sqlite.hpp,
+// armor/redis/quota_storage.hpp.
 //
-// A backend keeps, for each window of one tracker, the units used per slice
-// (a fixed window's period, a rolling window's bucket). It never reads a
-// clock and knows nothing of calendars: the tracker numbers the slices
-// (detail/quota_calendar.hpp) and hands the backend, per call, the slice
-// each window is in now. The backend performs each transition atomically:
+// A backend performs each transition atomically; the tracker does the
+// calendar and hands it, per call, the slice each window is in now:
 //
-//   bind(layouts)          once, at the tracker's construction (may throw)
-//   try_consume(at, n)     all windows or none: n units, if every window fits
-//   charge(at, n)          n units in every window, without a limit check
-//   release(at, n)         gives back n units a consumption put in slices `at`
-//   read(w, i, out)        window w's counts, as of slice i
+//     struct my_storage {
+//         void bind(std::span<const armor::quota_window_layout> windows);   // once; may throw
+//         armor::quota_consumption try_consume(const armor::quota_stamp& at, std::int64_t n);  // all or none
+//         armor::quota_consumption charge(const armor::quota_stamp& at, std::int64_t n);       // no limit check
+//         void release(const armor::quota_stamp& at, std::int64_t n) noexcept;                // give back
+//         std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const;
+//     };
+//     static_assert(armor::quota_storage<my_storage>);
 //
-// Rules every backend keeps, so that code does not change with the backend:
-//
-//   - A window never moves back: when a window's counter already holds a
-//     later slice than the one asked for (a thread whose clock reading was a
-//     little older, or a wall clock that stepped back), the later slice is
-//     used. `at` in the answer says which slice each window counted in.
-//   - A window fits n units when used + max(n, 1) <= limit: a consumption of
-//     zero units (an unknown estimate) needs one unit left.
-//   - A rolling window with `buckets` = N counts its current bucket and the
-//     N before it.
-//   - A release gives back only to the slices named, only while they are
-//     still counted, and never below zero.
-//   - A refusal writes nothing that outlives the call.
-//
-// Deadlines. A backend that does I/O (Redis) may also offer try_consume and
-// read with a trailing `quota_deadline`: the steady_clock instant by which
-// the call must end (a pipeline call's deadline; quota_deadline::max() for
-// none). Such a backend meets `deadline_quota_storage`, and quota_tracker's
-// admit(ctx) then passes the deadline of a call that has one; a backend that
-// runs out of time answers `deadline_exceeded` (nothing counted). The
-// overloads are optional: a backend without them (memory, sqlite, any
-// custom one) is called exactly as before, and reads no clock for it.
+// The rules every backend keeps, and deadlines: docs/quota_tracker.md,
+// "Writing a storage backend".
 #pragma once
-
-#include <armor/detail/config.hpp>
 
 #include <array>
 #include <chrono>
@@ -49,6 +28,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace armor {
@@ -80,7 +60,19 @@ enum class quota_storage_status : std::uint8_t {
   deadline_exceeded,  ///< the caller's quota_deadline passed first; nothing was counted
 };
 
-/// When a storage call must end (see "Deadlines" above); max() for never.
+/// The name of a quota_storage_status, as written in the code (`refused`).
+[[nodiscard]] constexpr std::string_view to_string(quota_storage_status s) noexcept {
+  switch (s) {
+    case quota_storage_status::consumed: return "consumed";
+    case quota_storage_status::refused: return "refused";
+    case quota_storage_status::unavailable: return "unavailable";
+    case quota_storage_status::deadline_exceeded: return "deadline_exceeded";
+  }
+  return "unknown";
+}
+
+/// When a storage call must end: a steady_clock instant; max() for never
+/// (see deadline_quota_storage).
 using quota_deadline = std::chrono::steady_clock::time_point;
 
 /// A backend's answer to try_consume() or charge().
@@ -92,12 +84,13 @@ struct quota_consumption {
                            ///< (refused: the other entries are unspecified)
 };
 
-/// The interface of a quota storage backend (see the top of this header).
-/// try_consume, charge and read are called concurrently from every thread
-/// that uses the tracker; release is noexcept because it runs in
-/// destructors. `out` in read() has one element for a fixed window (its
-/// count) and N + 1 for a rolling one (oldest bucket first); read returns
-/// the slice it read as of, which is `i` or a later one (see above).
+/// The interface of a quota storage backend (see the top of this header;
+/// its rules: docs/quota_tracker.md). try_consume, charge and read are
+/// called concurrently from every thread that uses the tracker; release is
+/// noexcept because it runs in destructors. `out` in read() has one
+/// element for a fixed window (its count) and N + 1 for a rolling one
+/// (oldest bucket first); read returns the slice it read as of, which is
+/// `i` or a later one (a window never moves back).
 template <class S>
 concept quota_storage =
     std::move_constructible<S> &&
@@ -110,8 +103,12 @@ concept quota_storage =
       { cs.read(w, n, out) } -> std::same_as<std::int64_t>;
     };
 
-/// A quota_storage whose try_consume and read also take a quota_deadline
-/// (see "Deadlines" at the top of this header).
+/// A quota_storage whose try_consume and read also take a quota_deadline,
+/// the steady_clock instant by which the call must end: quota_tracker's
+/// admit(ctx) then passes the deadline of a call that has one (max() for a
+/// call without), and a backend that runs out of time answers
+/// deadline_exceeded, nothing counted. Optional: a backend without these
+/// overloads is called without a deadline and no clock is read for it.
 template <class S>
 concept deadline_quota_storage =
     quota_storage<S> && requires(S& s, const S& cs, const quota_stamp& at, std::int64_t n, std::size_t w,
@@ -122,8 +119,13 @@ concept deadline_quota_storage =
 
 namespace detail {
 
-/// The quota_deadline `left` from now (saturating; reads steady_clock).
+/// The quota_deadline of a call with `left` to go (a context's remaining()).
+/// nanoseconds::max() means no deadline: quota_deadline::max(), and no
+/// clock is read. Any other `left` is a deadline, now + left (in the past
+/// when `left` is negative), saturating at quota_deadline::max() - 1ns so
+/// that a far deadline is never mistaken for none.
 [[nodiscard]] inline quota_deadline quota_deadline_after(std::chrono::nanoseconds left) noexcept {
+  if (left == std::chrono::nanoseconds::max()) return quota_deadline::max();
   const quota_deadline now = std::chrono::steady_clock::now();
   if (left >= quota_deadline::max() - now) return quota_deadline::max() - quota_deadline::duration{1};
   return now + std::chrono::duration_cast<quota_deadline::duration>(left);

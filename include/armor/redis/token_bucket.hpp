@@ -1,89 +1,31 @@
-// armor/storage/redis_bucket.hpp: a token bucket shared by every instance
-// of a service, kept in Redis.
+// armor/redis/token_bucket.hpp: armor::redis_token_bucket, the GCRA token
+// bucket of armor::token_bucket with its state in Redis, shared by every
+// instance of a service that names the same limiter; a pipeline policy.
 //
 //     armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
 //     armor::redis_token_bucket<> api{{.rate = {100, 1s}, .burst = 20}, redis, {.name = "upstream-api"}};
-//     if (auto d = api.try_acquire(); !d) return too_many_requests(d);   // d.retry_after(), headers
+//     if (armor::token_bucket_decision<> d = api.try_acquire(); !d) {
+//         reject(d.code(), d.retry_after());  // rate_limited, or storage_unavailable (fail_closed)
+//     }
 //
-//     // Per client: one object, one Redis key per client (nothing per key in this process).
-//     armor::redis_token_bucket<> per_ip{{.rate = {10, 1s}, .burst = 20}, redis, {.name = "per-ip"}};
-//     auto p = armor::pipeline{std::ref(per_ip)};
-//     auto r = p.try_execute(handler, {.key = client_ip});
-//
-// The rules are those of armor::token_bucket (GCRA, exact integer ticks of
-// 1/c ns): every decision is one Lua script (detail/redis_scripts.hpp), one
-// round trip, atomic in Redis, on one key. With `time = caller` and the same
-// sequence of (time, n), decisions are those of a token_bucket call for call
-// (retry_after, remaining and reset included). Buckets (in any process)
-// with the same connection prefix and `name` share their tokens.
-//
-// Keys: `<prefix>:b:{<name>}` for the bucket, `<prefix>:b:{<name>}:k:<key>`
-// per call_options::key (or try_acquire(key, n)), `<prefix>:b:{<name>}:config`
-// once set_rate/set_burst was called. The hash tag {<name>} keeps a
-// limiter's keys in one hash slot (Redis Cluster: one node). A bucket's key
-// expires by itself (PEXPIREAT) a second after the bucket is full again, so
-// idle buckets cost nothing in Redis, and per-key use costs nothing per key
-// in this process (except under fallback_local while Redis is away: at most
-// `local_keys` local buckets).
-//
-// Time. `server` (the default): the scripts read Redis's TIME, so hosts with
-// skewed clocks agree; the bucket's Clock only times leases and the local
-// fallback. `caller`: the bucket's Clock (a manual_clock in tests); keys
-// then expire a minute of Redis's time after the caller's debt ends.
-//
-// Limits beyond token_bucket's: burst * interval must be at most 2^52 ticks
-// of 1/c ns (the scripts' exact range; 52 days of whole-nanosecond
-// intervals, 4.5 million tokens at 3/s), and max_wait must be 0: this
-// bucket does not reserve tokens, so a call never waits for its tokens (a
-// pipeline rejects it with rate_limited and retry_after instead). Both are
-// refused at construction, naming the option.
-//
-// Failures (down, slow, restarting Redis): each call ends within the
-// connection's bounds (redis_options) and its breaker; then `on_failure`:
-// fail_closed rejects with errc::storage_unavailable (not rate_limited),
-// fail_open admits (stats().failed_open), fallback_local decides against a
-// bucket in this process with `local_share` of the rate and burst.
-//
-// Deadlines. In a pipeline, admit(ctx) also bounds the call by ctx's
-// deadline: each round trip (the wait for a connection or for the lease
-// refill, a reconnect, each command) ends by min(its timeout, what the call
-// has left at ctx.now()). A call whose deadline passes first, or has passed
-// (then nothing is sent), is rejected with errc::deadline_exceeded
-// (retryable), whatever `on_failure` says; source() is `deadline`,
-// stats().deadline_exceeded counts them, and the breaker does not count
-// them. The lease fast path reads no clock for it.
-//
-// Leases (`lease` = L > 0 tokens): a try_acquire without a key that finds
-// no lease takes up to L tokens in one script and serves them locally with
-// one CAS (no lock, no I/O, no allocation). A lease is served only within
-// V = max(g * interval, lease_ttl) of its taking (g tokens taken; g
-// intervals is the time the bucket needs to refill them), and its unused
-// tokens are given back when it is replaced (or return_lease(), or the
-// destructor) if no other grant touched the key since; otherwise they stay
-// spent (stats().lost_tokens). The exact bounds, for N instances: all
-// instances together never admit more than Redis granted, so from any
-// moment the bucket is full they admit at most burst + floor(rate * t)
-// (over-admission 0); over any window of length w they admit at most
-// burst + floor(rate * w) + E, E = min(N * L, max(L, ceil(rate *
-// lease_ttl))), since a lease may carry tokens granted up to V before the
-// window (E = L with the default lease_ttl). Under-admission: at any
-// moment at most N * L tokens are granted but not yet served, plus the
-// lost tokens counted in stats(); 0 when every instance keeps calling until
-// refused. Leases off (0, the default): exact, every call one script.
-//
-// Thread-safety: every member may be called concurrently, except moving.
-// A call that reaches Redis takes one of the connection's connections.
+// It answers with token_bucket's own decision, numbers included (with
+// `time = caller`, call for call as token_bucket would); in a pipeline,
+// call_options::key picks a Redis key per client. Every decision is one Lua
+// script: one round trip, atomic in Redis. One Redis server (not Cluster or
+// Sentinel; see redis/connection.hpp). It never waits (max_wait must be 0).
+// Keys, time, failure modes, deadlines, leases and their bounds:
+// docs/redis.md.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/detail/config.hpp>
-#include <armor/detail/redis_client.hpp>
+#include <armor/redis/connection.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/error.hpp>
 #include <armor/keyed.hpp>
 #include <armor/policy.hpp>
-#include <armor/storage/redis.hpp>
+#include <armor/redis/quota_storage.hpp>
 #include <armor/token_bucket.hpp>
 #include <armor/verdict.hpp>
 
@@ -106,10 +48,11 @@ namespace armor {
 
 /// The Redis side of armor::redis_token_bucket. An aggregate:
 /// `{.name = "upstream-api", .on_failure = armor::redis_failure_mode::fail_open}`.
-struct redis_bucket_options {
+struct redis_token_bucket_options {
   /// The limiter's name: buckets (in any process) with the same name share
   /// their tokens. Not empty; no '{' or '}'.
   std::string name = "default";
+  /// What a call does when Redis does not answer (docs/redis.md).
   redis_failure_mode on_failure = redis_failure_mode::fail_closed;
   /// fallback_local: the local bucket has this share of the rate and burst
   /// (at least 1 token); in (0, 1], required with fallback_local (1 / replicas).
@@ -120,65 +63,52 @@ struct redis_bucket_options {
   /// How long a lease may be served: 0 (the default) for as long as the
   /// bucket takes to refill it (g tokens taken: g intervals), which keeps
   /// every window within L tokens of the limit; longer suits rates so high
-  /// that L intervals are too short to use a lease (see the top of this
-  /// header for the bound). >= 0.
+  /// that L intervals are too short to use a lease (the bounds:
+  /// docs/redis.md). >= 0.
   std::chrono::nanoseconds lease_ttl{0};
+  /// Whose clock the scripts read: Redis's (the default), or the bucket's
+  /// Clock (for tests on a manual clock).
   redis_time_source time = redis_time_source::server;
   /// fallback_local: the most per-key local buckets held while Redis is
   /// away; >= 1.
   std::size_t local_keys = 10'000;
 };
 
-/// Who decided a redis_token_bucket call.
-enum class redis_bucket_source : std::uint8_t {
-  redis,          ///< a script in Redis
-  lease,          ///< this instance's lease (tokens Redis granted earlier)
-  failed_open,    ///< nobody: Redis did not answer, fail_open admitted
-  failed_closed,  ///< nobody: Redis did not answer, fail_closed refused
-  local,          ///< the local fallback bucket (fallback_local)
-  deadline,       ///< nobody: the caller's deadline passed before Redis answered (admit(ctx) only); refused
-};
-
-/// A redis_token_bucket's answer: a bucket_decision (the same numbers as
-/// token_bucket's, usable with rate_limit_headers) and who decided it. A
-/// failed_closed answer is not allowed() with retry_after() zero: tell it
-/// from a rate limit by code(). A failed_open answer reports a full bucket.
-class redis_bucket_decision : public bucket_decision {
- public:
-  redis_bucket_decision(const bucket_decision& d, redis_bucket_source source) noexcept
-      : bucket_decision(d), source_(source) {}
-
-  [[nodiscard]] redis_bucket_source source() const noexcept { return source_; }
-  /// Empty when allowed; else rate_limited, request_too_large,
-  /// invalid_argument, storage_unavailable (fail_closed) or
-  /// deadline_exceeded (source() == deadline).
-  [[nodiscard]] std::error_code code() const noexcept {
-    if (source_ == redis_bucket_source::failed_closed) return errc::storage_unavailable;
-    if (source_ == redis_bucket_source::deadline) return errc::deadline_exceeded;
-    switch (status()) {
-      case bucket_status::granted: return {};
-      case bucket_status::denied: return errc::rate_limited;
-      case bucket_status::too_large: return errc::request_too_large;
-      case bucket_status::invalid: break;
-    }
-    return errc::invalid_argument;
-  }
-
- private:
-  redis_bucket_source source_;
-};
-
-/// Counters of a redis_token_bucket, since it was made.
-struct redis_bucket_stats {
-  std::uint64_t unanswered = 0;       ///< calls Redis did not answer (failure, open breaker, busy pool)
-  std::uint64_t failed_open = 0;      ///< calls admitted without Redis (fail_open)
-  std::uint64_t failed_closed = 0;    ///< calls refused with storage_unavailable (fail_closed)
-  std::uint64_t served_locally = 0;   ///< calls decided by the local fallback (fallback_local)
-  std::uint64_t leases = 0;           ///< leases taken
-  std::uint64_t leased_tokens = 0;    ///< tokens taken by leases
-  std::uint64_t returned_tokens = 0;  ///< leased tokens given back unused
-  std::uint64_t lost_tokens = 0;      ///< leased tokens neither served nor given back (the key moved on)
+/// Counters of a redis_token_bucket, since it was made; each read with a
+/// relaxed load (consistent one by one, not as a whole).
+struct redis_token_bucket_stats {
+  std::uint64_t unanswered = 0;         ///< calls Redis did not answer (failure, open breaker, busy pool)
+  std::uint64_t failed_open = 0;        ///< calls admitted without Redis (fail_open)
+  std::uint64_t failed_closed = 0;      ///< calls refused with storage_unavailable (fail_closed)
+  std::uint64_t served_locally = 0;     ///< calls decided by the local fallback (fallback_local)
   std::uint64_t deadline_exceeded = 0;  ///< calls the caller's deadline ended before Redis answered (admit(ctx))
+  std::uint64_t leases = 0;             ///< leases taken
+  std::uint64_t leased_tokens = 0;      ///< tokens taken by leases
+  std::uint64_t returned_tokens = 0;    ///< leased tokens given back unused
+  std::uint64_t lost_tokens = 0;        ///< leased tokens neither served nor given back (the key moved on)
+
+  static constexpr auto fields() noexcept {
+    using s = redis_token_bucket_stats;
+    return std::tuple{
+        armor::counter("unanswered", &s::unanswered, "armor_redis_rate_limit_unanswered_total",
+                       "Calls of the Redis token bucket that Redis did not answer (failure, open breaker, busy pool)."),
+        armor::counter("failed_open", &s::failed_open, "armor_redis_rate_limit_failed_open_total",
+                       "Calls admitted without Redis while it was away (fail_open)."),
+        armor::counter("failed_closed", &s::failed_closed, "armor_redis_rate_limit_failed_closed_total",
+                       "Calls refused with storage_unavailable while Redis was away (fail_closed)."),
+        armor::counter("served_locally", &s::served_locally, "armor_redis_rate_limit_served_locally_total",
+                       "Calls decided by the local fallback bucket while Redis was away (fallback_local)."),
+        armor::counter("deadline_exceeded", &s::deadline_exceeded, "armor_redis_rate_limit_deadline_exceeded_total",
+                       "Calls that the caller's deadline ended before Redis answered."),
+        armor::counter("leases", &s::leases, "armor_redis_rate_limit_leases_total", "Token leases taken from Redis."),
+        armor::counter("leased_tokens", &s::leased_tokens, "armor_redis_rate_limit_leased_tokens_total",
+                       "Tokens taken from Redis by leases."),
+        armor::counter("returned_tokens", &s::returned_tokens, "armor_redis_rate_limit_returned_tokens_total",
+                       "Leased tokens given back to Redis unused."),
+        armor::counter("lost_tokens", &s::lost_tokens, "armor_redis_rate_limit_lost_tokens_total",
+                       "Leased tokens neither served nor given back (the bucket was written meanwhile)."),
+    };
+  }
 };
 
 namespace detail {
@@ -186,11 +116,17 @@ namespace detail {
 /// The scripts' exact range: the most ticks burst * interval may span.
 inline constexpr std::int64_t redis_bucket_max_span = std::int64_t{1} << 52;
 
-/// Builds bucket_decisions from a script's numbers.
+/// Builds token_bucket_decisions: from a script's numbers, or refused
+/// without them (Redis did not answer in time: `code` says why).
 struct redis_bucket_maker {
-  [[nodiscard]] static constexpr bucket_decision decision(bucket_status s, const bucket_config& c, std::int64_t n,
-                                                          std::int64_t debt, std::int64_t late) noexcept {
+  [[nodiscard]] static constexpr token_bucket_decision<> decision(token_bucket_status s, const bucket_config& c,
+                                                                  std::int64_t n, std::int64_t debt,
+                                                                  std::int64_t late) noexcept {
     return bucket_decision_access::make(s, c, n, debt, late);
+  }
+  [[nodiscard]] static constexpr token_bucket_decision<> refused(errc code, const bucket_config& c,
+                                                                 std::int64_t n) noexcept {
+    return bucket_decision_access::refused(code, c, n);
   }
 };
 
@@ -211,7 +147,7 @@ struct redis_bucket_reply {
 template <class Clock>
 class redis_bucket_state {
  public:
-  redis_bucket_state(redis_connection conn, redis_bucket_options o, const bucket_config& config,
+  redis_bucket_state(redis_connection conn, redis_token_bucket_options o, const bucket_config& config,
                      std::optional<token_bucket_options> local, Clock clock)
       : conn_(std::move(conn)),
         options_(std::move(o)),
@@ -231,12 +167,13 @@ class redis_bucket_state {
   ~redis_bucket_state() { (void)return_lease(); }
 
   // `left`: the time the call has left (nanoseconds::max(): no deadline).
-  redis_bucket_decision acquire(std::string_view key, std::int64_t n, std::int64_t now,
-                                std::chrono::nanoseconds left = std::chrono::nanoseconds::max()) noexcept {
-    if (n < 0) return {redis_bucket_maker::decision(bucket_status::invalid, seen(), n, 0, 0), redis_bucket_source::redis};
+  token_bucket_decision<> acquire(std::string_view key, std::int64_t n, std::int64_t now,
+                                  std::chrono::nanoseconds left = std::chrono::nanoseconds::max()) noexcept {
+    if (n < 0) {
+      return redis_bucket_maker::decision(token_bucket_status::invalid, seen(), n, 0, 0);
+    }
     if (options_.lease > 0 && key.empty() && n > 0 && n <= options_.lease) {
-      std::optional<redis_bucket_decision> d = lease_take(n, now);
-      if (d) return *d;
+      if (std::optional<token_bucket_decision<>> d = lease_take(n, now)) return *d;
       return lease_refill(n, now, redis_until(left));
     }
     const redis_deadline until = redis_until(left);
@@ -255,7 +192,7 @@ class redis_bucket_state {
       long_key += key;
       return remote_decision(long_key, key, n, now, until);
     } catch (...) {  // out of memory for a long key or a local bucket
-      count(stats_.failed_closed);
+      count(counter::failed_closed);
       return closed(n);
     }
   }
@@ -277,7 +214,7 @@ class redis_bucket_state {
     const redis_answer a = conn_.client().run(redis_script::bucket_configure, keys, args.views());
     const redisReply* r = a.reply.get();
     if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
-      count(stats_.unanswered);
+      count(counter::unanswered);
       unavailable(who);
     }
     const bucket_config now_config{integer(r->element[1]), integer(r->element[2]), integer(r->element[3])};
@@ -298,7 +235,7 @@ class redis_bucket_state {
   }
 
   [[nodiscard]] std::int64_t leased() const noexcept {
-    return static_cast<std::int64_t>(lease_word_.load(std::memory_order_relaxed) & lease_units_mask);
+    return static_cast<std::int64_t>(lease::units(lease_word_.load(std::memory_order_relaxed)));
   }
 
   [[nodiscard]] bucket_config seen() const noexcept {
@@ -306,29 +243,23 @@ class redis_bucket_state {
             seen_b_.load(std::memory_order_relaxed)};
   }
 
-  [[nodiscard]] redis_bucket_stats stats() const noexcept {
-    redis_bucket_stats s;
-    s.unanswered = stats_.unanswered.load(std::memory_order_relaxed);
-    s.failed_open = stats_.failed_open.load(std::memory_order_relaxed);
-    s.failed_closed = stats_.failed_closed.load(std::memory_order_relaxed);
-    s.served_locally = stats_.served_locally.load(std::memory_order_relaxed);
-    s.leases = stats_.leases.load(std::memory_order_relaxed);
-    s.leased_tokens = stats_.leased_tokens.load(std::memory_order_relaxed);
-    s.returned_tokens = stats_.returned_tokens.load(std::memory_order_relaxed);
-    s.deadline_exceeded = stats_.deadline_exceeded.load(std::memory_order_relaxed);
-    s.lost_tokens = stats_.lost_tokens.load(std::memory_order_relaxed);
+  [[nodiscard]] redis_token_bucket_stats stats() const noexcept {
+    const redis_limit_counters c = counters_;
+    redis_token_bucket_stats s;
+    redis_limit_snapshot(s, c);
+    s.leased_tokens = c.load(counter::leased);
+    s.returned_tokens = c.load(counter::returned);
+    s.lost_tokens = c.load(counter::lost);
     return s;
   }
 
   [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
-  [[nodiscard]] const redis_bucket_options& options() const noexcept { return options_; }
+  [[nodiscard]] const redis_token_bucket_options& options() const noexcept { return options_; }
 
  private:
   static constexpr std::size_t stack_key = 256;
-  // The lease word: generation (24 bits) | tokens left (40 bits).
-  static constexpr unsigned lease_units_bits = 40;
-  static constexpr std::uint64_t lease_units_mask = (std::uint64_t{1} << lease_units_bits) - 1;
-  static constexpr std::uint64_t lease_gen_mask = (std::uint64_t{1} << (64 - lease_units_bits)) - 1;
+  using lease = redis_lease_word;  // generation | tokens left
+  using counter = redis_limit_counter;
 
   // Written only under refill_, for a generation not yet published; the
   // fast path's CAS on the word fails unless the generation it read them
@@ -340,18 +271,9 @@ class redis_bucket_state {
     std::atomic<std::int64_t> t{0};
     std::atomic<std::int64_t> c{1}, p{1}, b{1};
   };
-  struct counters {
-    std::atomic<std::uint64_t> unanswered{0}, failed_open{0}, failed_closed{0}, served_locally{0}, leases{0},
-        leased_tokens{0}, returned_tokens{0}, lost_tokens{0}, deadline_exceeded{0};
-  };
+  void count(counter c, std::uint64_t n = 1) noexcept { counters_.add(c, n); }
 
-  static void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-    c.fetch_add(n, std::memory_order_relaxed);
-  }
-
-  static std::int64_t integer(const redisReply* r) noexcept {
-    return r != nullptr && r->type == REDIS_REPLY_INTEGER ? static_cast<std::int64_t>(r->integer) : 0;
-  }
+  static std::int64_t integer(const redisReply* r) noexcept { return redis_integer(r); }
 
   [[noreturn]] void unavailable(const char* who) const {
     throw error(errc::storage_unavailable, std::string(who) + ": Redis at " + conn_.options().host + ":" +
@@ -373,7 +295,7 @@ class redis_bucket_state {
       --s;
       r += ns;
     }
-    args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
+    args.add_flag(options_.time == redis_time_source::server);
     args.add(s);
     args.add(r);
   }
@@ -392,7 +314,7 @@ class redis_bucket_state {
     const redis_answer a = conn_.client().run(redis_script::bucket_acquire, keys, args.views(), until);
     const redisReply* r = a.reply.get();
     if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
-      count(stats_.unanswered);
+      count(counter::unanswered);
       out.out_of_time = a.status == redis_status::deadline;
       return out;
     }
@@ -409,65 +331,67 @@ class redis_bucket_state {
     return out;
   }
 
-  static bucket_status status_of(std::int64_t s) noexcept {
-    return s == 0 ? bucket_status::granted : s == 1 ? bucket_status::denied : bucket_status::too_large;
+  static token_bucket_status status_of(std::int64_t s) noexcept {
+    return s == 0   ? token_bucket_status::granted
+           : s == 1 ? token_bucket_status::denied
+                    : token_bucket_status::too_large;
   }
 
-  redis_bucket_decision remote_decision(std::string_view redis_key, std::string_view key, std::int64_t n,
-                                        std::int64_t now, redis_deadline until) {
+  token_bucket_decision<> remote_decision(std::string_view redis_key, std::string_view key, std::int64_t n,
+                                          std::int64_t now, redis_deadline until) {
     const redis_bucket_reply r = remote(redis_key, n, n, now, until);
     if (r.out_of_time) return out_of_time(n);
     if (!r.ok) return degrade(key, n, now);
-    return {redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late), redis_bucket_source::redis};
+    return redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late);
   }
 
-  redis_bucket_decision closed(std::int64_t n) const noexcept {
-    return {redis_bucket_maker::decision(bucket_status::denied, seen(), n, 0, 0), redis_bucket_source::failed_closed};
+  token_bucket_decision<> closed(std::int64_t n) const noexcept {
+    return redis_bucket_maker::refused(errc::storage_unavailable, seen(), n);
   }
 
-  redis_bucket_decision out_of_time(std::int64_t n) noexcept {
-    count(stats_.deadline_exceeded);
-    return {redis_bucket_maker::decision(bucket_status::denied, seen(), n, 0, 0), redis_bucket_source::deadline};
+  token_bucket_decision<> out_of_time(std::int64_t n) noexcept {
+    count(counter::deadline_exceeded);
+    return redis_bucket_maker::refused(errc::deadline_exceeded, seen(), n);
   }
 
   // What on_failure says to do when Redis did not answer. May throw (a new
   // local bucket); the caller turns that into fail_closed.
-  redis_bucket_decision degrade(std::string_view key, std::int64_t n, std::int64_t now) {
+  token_bucket_decision<> degrade(std::string_view key, std::int64_t n, std::int64_t now) {
     switch (options_.on_failure) {
       case redis_failure_mode::fail_open:
-        count(stats_.failed_open);
-        return {redis_bucket_maker::decision(bucket_status::granted, seen(), n, 0, 0), redis_bucket_source::failed_open};
+        count(counter::failed_open);
+        return redis_bucket_maker::decision(token_bucket_status::granted, seen(), n, 0, 0);  // a full bucket
       case redis_failure_mode::fallback_local: {
-        count(stats_.served_locally);
+        count(counter::served_locally);
         const timestamp at{std::chrono::nanoseconds{now}};
         auto h = local_->get(key, at);
-        return {h->try_acquire(n, at), redis_bucket_source::local};
+        return h->try_acquire(n, at);
       }
       case redis_failure_mode::fail_closed: break;
     }
-    count(stats_.failed_closed);
+    count(counter::failed_closed);
     return closed(n);
   }
 
-  redis_bucket_decision degrade_noexcept(std::int64_t n, std::int64_t now) noexcept {
+  token_bucket_decision<> degrade_noexcept(std::int64_t n, std::int64_t now) noexcept {
     try {
       return degrade({}, n, now);
     } catch (...) {
-      count(stats_.failed_closed);
+      count(counter::failed_closed);
       return closed(n);
     }
   }
 
   // The fast path: n tokens from the current lease, if it holds enough and
   // has not expired.
-  std::optional<redis_bucket_decision> lease_take(std::int64_t n, std::int64_t now) noexcept {
+  std::optional<token_bucket_decision<>> lease_take(std::int64_t n, std::int64_t now) noexcept {
     const auto need = static_cast<std::uint64_t>(n);
     // Acquire: sees the slot written before the generation was published.
     std::uint64_t w = lease_word_.load(std::memory_order_acquire);
     for (;;) {
-      const std::uint64_t left = w & lease_units_mask;
+      const std::uint64_t left = lease::units(w);
       if (left < need) return std::nullopt;
-      const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+      const lease_slot& s = slots_[lease::slot(w)];
       if (now >= s.expires.load(std::memory_order_acquire)) return std::nullopt;
       const bucket_config c{s.c.load(std::memory_order_acquire), s.p.load(std::memory_order_acquire),
                             s.b.load(std::memory_order_acquire)};
@@ -477,9 +401,7 @@ class redis_bucket_state {
       if (lease_word_.compare_exchange_weak(w, w - need, std::memory_order_acq_rel, std::memory_order_acquire)) {
         // The numbers of the lease's grant, counting its unused tokens as there.
         const std::int64_t unused = static_cast<std::int64_t>(left - need);
-        return redis_bucket_decision{
-            redis_bucket_maker::decision(bucket_status::granted, c, n, debt - unused * c.period, 0),
-            redis_bucket_source::lease};
+        return redis_bucket_maker::decision(token_bucket_status::granted, c, n, debt - unused * c.period, 0);
       }
     }
   }
@@ -487,12 +409,12 @@ class redis_bucket_state {
   // Empties the lease word and gives its tokens back. Under refill_.
   bool drain(redis_deadline until = redis_no_deadline) noexcept {
     std::uint64_t w = lease_word_.load(std::memory_order_acquire);
-    while (!lease_word_.compare_exchange_weak(w, w & ~lease_units_mask, std::memory_order_acq_rel,
+    while (!lease_word_.compare_exchange_weak(w, w & ~lease::units_mask, std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {
     }
-    const auto left = static_cast<std::int64_t>(w & lease_units_mask);
+    const auto left = static_cast<std::int64_t>(lease::units(w));
     if (left == 0) return true;
-    const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+    const lease_slot& s = slots_[lease::slot(w)];
     redis_args args;
     args.add(s.q.load(std::memory_order_relaxed));
     args.add(s.t.load(std::memory_order_relaxed));
@@ -503,28 +425,28 @@ class redis_bucket_state {
     const std::array<std::string_view, 1> keys{key_};
     const redis_answer a = conn_.client().run(redis_script::bucket_return, keys, args.views(), until);
     const bool back = a && integer(a.reply.get()) == 1;
-    if (!a) count(stats_.unanswered);
-    count(back ? stats_.returned_tokens : stats_.lost_tokens, static_cast<std::uint64_t>(left));
+    if (!a) count(counter::unanswered);
+    count(back ? counter::returned : counter::lost, static_cast<std::uint64_t>(left));
     return back;
   }
 
   // The slow path: gives the current lease back and takes another, serving
   // n tokens of it to the caller.
-  redis_bucket_decision lease_refill(std::int64_t n, std::int64_t now, redis_deadline until) noexcept {
+  token_bucket_decision<> lease_refill(std::int64_t n, std::int64_t now, redis_deadline until) noexcept {
     bool cut = false;
     if (!redis_lock_until(refill_, conn_.options().command_timeout, until, cut)) {
       return cut ? out_of_time(n) : degrade_noexcept(n, now);
     }
     const std::lock_guard<std::mutex> lock(refill_, std::adopt_lock);
-    if (std::optional<redis_bucket_decision> d = lease_take(n, now)) return *d;  // refilled meanwhile
+    if (std::optional<token_bucket_decision<>> d = lease_take(n, now)) return *d;  // refilled meanwhile
     (void)drain(until);
     const redis_bucket_reply r = remote(key_, n, options_.lease, now, until);
     if (r.out_of_time) return out_of_time(n);
     if (!r.ok) return degrade_noexcept(n, now);
-    const bucket_decision d = redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late);
-    if (r.status != 0) return {d, redis_bucket_source::redis};
+    const token_bucket_decision<> d = redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late);
+    if (r.status != 0) return d;
     const std::int64_t left = r.granted - n;
-    const std::uint64_t gen = ((lease_word_.load(std::memory_order_relaxed) >> lease_units_bits) + 1) & lease_gen_mask;
+    const std::uint64_t gen = lease::next_gen(lease_word_.load(std::memory_order_relaxed));
     lease_slot& s = slots_[gen & 1U];
     // Served only until the bucket would have refilled what was granted
     // (measured from before the request: never later than Redis's grant).
@@ -536,16 +458,15 @@ class redis_bucket_state {
     s.c.store(r.config.count, std::memory_order_release);
     s.p.store(r.config.period, std::memory_order_release);
     s.b.store(r.config.burst, std::memory_order_release);
-    count(stats_.leases);
-    count(stats_.leased_tokens, static_cast<std::uint64_t>(r.granted));
+    count(counter::leases);
+    count(counter::leased, static_cast<std::uint64_t>(r.granted));
     // Release: publishes the slot with the new generation.
-    lease_word_.store((gen << lease_units_bits) | static_cast<std::uint64_t>(left), std::memory_order_release);
-    return {redis_bucket_maker::decision(bucket_status::granted, r.config, n, r.debt - left * r.config.period, 0),
-            redis_bucket_source::redis};
+    lease_word_.store(lease::make(gen, static_cast<std::uint64_t>(left)), std::memory_order_release);
+    return redis_bucket_maker::decision(token_bucket_status::granted, r.config, n, r.debt - left * r.config.period, 0);
   }
 
   redis_connection conn_;
-  redis_bucket_options options_;
+  redis_token_bucket_options options_;
   bucket_config config_;  // the construction options, used until set_rate writes a config to Redis
   std::string key_;
   std::string config_key_;
@@ -554,16 +475,18 @@ class redis_bucket_state {
   alignas(cache_line) std::atomic<std::uint64_t> lease_word_{0};
   std::array<lease_slot, 2> slots_{};
   std::mutex refill_;
-  counters stats_;
+  redis_limit_counters counters_;
 };
 
 }  // namespace detail
 
 /// A token bucket in Redis, shared by every instance that names the same
-/// limiter (see the top of this header), and an armor::policy. `Clock` is
-/// the clock try_acquire() reads (caller time: the decisions' time; server
-/// time: only lease expiry and the local fallback) and the pipeline's clock.
-/// Move-only; moving is not thread-safe.
+/// limiter, and an armor::policy. `Clock` is the clock try_acquire() reads
+/// (caller time: the decisions' time; server time: only lease expiry and the
+/// local fallback) and the pipeline's clock. Move-only; moving is not
+/// thread-safe, every other member is. A call that reaches Redis holds one
+/// of the connection's connections for its round trip; a call served from a
+/// lease takes one CAS (no lock, no I/O, no allocation).
 template <class Clock = steady_clock>
 class redis_token_bucket {
   static_assert(armor::clock<Clock>, "armor::redis_token_bucket: Clock must have now() returning its time_point");
@@ -578,7 +501,7 @@ class redis_token_bucket {
   /// one: those token_bucket refuses, a max_wait other than 0, a burst *
   /// interval beyond 2^52 ticks, a lease above the burst). Sends nothing to
   /// Redis yet. count_calls is ignored (see stats()).
-  redis_token_bucket(const token_bucket_options& bucket, redis_connection connection, redis_bucket_options options,
+  redis_token_bucket(const token_bucket_options& bucket, redis_connection connection, redis_token_bucket_options options,
                      Clock clock = Clock{})
       : state_(make_state(bucket, std::move(connection), std::move(options), clock)), clock_(std::move(clock)) {}
 
@@ -588,48 +511,45 @@ class redis_token_bucket {
   redis_token_bucket& operator=(const redis_token_bucket&) = delete;
   ~redis_token_bucket() = default;
 
-  /// Takes n tokens now (reads the clock), or none. Never waits.
-  [[nodiscard]] redis_bucket_decision try_acquire(std::int64_t n = 1) noexcept(noexcept(std::declval<const Clock&>().now())) {
+  /// Takes n tokens now (reads the clock), or none. Never waits. Refused
+  /// with code() rate_limited (and the exact retry_after()),
+  /// request_too_large, invalid_argument, or storage_unavailable
+  /// (fail_closed; retry_after() zero). A fail_open answer reports a full
+  /// bucket.
+  [[nodiscard]] token_bucket_decision<> try_acquire(std::int64_t n = 1) noexcept(
+      noexcept(std::declval<const Clock&>().now())) {
     return try_acquire(n, to_timestamp(clock_.now()));
   }
   /// Takes n tokens at `now` (caller time: the decision's time).
-  [[nodiscard]] redis_bucket_decision try_acquire(std::int64_t n, timestamp now) noexcept {
+  [[nodiscard]] token_bucket_decision<> try_acquire(std::int64_t n, timestamp now) noexcept {
     return state_->acquire({}, n, ns(now));
   }
   /// Takes n tokens from `key`'s bucket (one Redis key per key; never leased).
-  [[nodiscard]] redis_bucket_decision try_acquire(std::string_view key, std::int64_t n = 1) noexcept(
+  [[nodiscard]] token_bucket_decision<> try_acquire(std::string_view key, std::int64_t n = 1) noexcept(
       noexcept(std::declval<const Clock&>().now())) {
     return try_acquire(key, n, to_timestamp(clock_.now()));
   }
   /// Takes n tokens from `key`'s bucket at `now`.
-  [[nodiscard]] redis_bucket_decision try_acquire(std::string_view key, std::int64_t n, timestamp now) noexcept {
+  [[nodiscard]] token_bucket_decision<> try_acquire(std::string_view key, std::int64_t n, timestamp now) noexcept {
     return state_->acquire(key, n, ns(now));
   }
 
   /// Policy protocol: takes ctx.cost() tokens from the bucket of ctx.key()
-  /// (the unkeyed bucket when empty) at ctx.now(), Redis's round trips
-  /// bounded by ctx.remaining() (see "Deadlines" above). Rejections:
-  /// rate_limited with retry_after (retryable), request_too_large (cost >
-  /// burst), storage_unavailable (fail_closed), deadline_exceeded
-  /// (retryable: the deadline passed before Redis answered),
-  /// invalid_argument (negative cost).
+  /// (the unkeyed bucket when empty) at ctx.now(), every round trip to
+  /// Redis ending by ctx's deadline. Rejections: rate_limited with
+  /// retry_after, storage_unavailable (fail_closed) and deadline_exceeded
+  /// (the deadline passed before Redis answered) are retryable;
+  /// request_too_large (cost > burst) and invalid_argument (negative cost)
+  /// are not.
   [[nodiscard]] admission<no_permit> admit(context& ctx) noexcept {
     const std::int64_t n = ctx.cost();
     if (n == 0) return admission<no_permit>::admit();
-    const redis_bucket_decision d = state_->acquire(ctx.key(), n, ns(ctx.now()), ctx.remaining());
-    if (d.allowed()) return admission<no_permit>::admit();
-    if (d.source() == redis_bucket_source::failed_closed) {
-      return admission<no_permit>::reject(errc::storage_unavailable, std::nullopt, true);
-    }
-    if (d.source() == redis_bucket_source::deadline) {
-      return admission<no_permit>::reject(errc::deadline_exceeded, std::nullopt, true);
-    }
-    switch (d.status()) {
-      case bucket_status::denied: return admission<no_permit>::reject(errc::rate_limited, d.retry_after(), true);
-      case bucket_status::too_large: return admission<no_permit>::reject(errc::request_too_large, std::nullopt, false);
-      default: break;
-    }
-    return admission<no_permit>::reject(errc::invalid_argument, std::nullopt, false);
+    const token_bucket_decision<> d = state_->acquire(ctx.key(), n, ns(ctx.now()), ctx.remaining());
+    if (d) return admission<no_permit>::admit();
+    const std::error_code code = d.code();
+    if (code == errc::rate_limited) return admission<no_permit>::reject(code, d.retry_after(), true);
+    const bool retryable = code == errc::storage_unavailable || code == errc::deadline_exceeded;
+    return admission<no_permit>::reject(code, std::nullopt, retryable);
   }
   /// Policy protocol: nothing to do (the tokens stay spent).
   void settle(context&, no_permit, const verdict&) noexcept {}
@@ -681,7 +601,7 @@ class redis_token_bucket {
   /// Tokens the current lease still holds.
   [[nodiscard]] std::int64_t leased() const noexcept { return state_->leased(); }
 
-  [[nodiscard]] redis_bucket_stats stats() const noexcept { return state_->stats(); }
+  [[nodiscard]] redis_token_bucket_stats stats() const noexcept { return state_->stats(); }
   [[nodiscard]] const redis_connection& connection() const noexcept { return state_->connection(); }
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
@@ -700,7 +620,7 @@ class redis_token_bucket {
   }
 
   static std::unique_ptr<detail::redis_bucket_state<Clock>> make_state(const token_bucket_options& b,
-                                                                       redis_connection conn, redis_bucket_options o,
+                                                                       redis_connection conn, redis_token_bucket_options o,
                                                                        const Clock& clock) {
     const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_token_bucket: " + what); };
     if (b.max_wait.count() != 0) {
@@ -708,17 +628,7 @@ class redis_token_bucket {
            " ns): the Redis bucket does not reserve tokens, so calls never wait for them");
     }
     const detail::bucket_config c = checked(b.rate, b.burst, "armor::redis_token_bucket");
-    if (o.name.empty()) fail("name must not be empty");
-    if (o.name.find_first_of("{}") != std::string::npos) {
-      fail("name must not contain '{' or '}' (got \"" + o.name + "\")");
-    }
-    if (o.on_failure != redis_failure_mode::fail_closed && o.on_failure != redis_failure_mode::fail_open &&
-        o.on_failure != redis_failure_mode::fallback_local) {
-      fail("on_failure is not a redis_failure_mode value");
-    }
-    if (o.time != redis_time_source::server && o.time != redis_time_source::caller) {
-      fail("time is not a redis_time_source value");
-    }
+    detail::redis_check_limit_options(fail, "name", o.name, o.on_failure, o.local_share, o.time);
     if (o.lease < 0 || o.lease > b.burst) {
       fail("lease must be within [0, burst = " + std::to_string(b.burst) + "] tokens (got " + std::to_string(o.lease) +
            ")");
@@ -728,10 +638,6 @@ class redis_token_bucket {
     }
     std::optional<token_bucket_options> local;
     if (o.on_failure == redis_failure_mode::fallback_local) {
-      if (!(o.local_share > 0.0 && o.local_share <= 1.0)) {
-        fail("local_share must be within (0, 1] with fallback_local (got " + std::to_string(o.local_share) +
-             "); 1 / replicas keeps the replicas together within the limit");
-      }
       if (o.local_keys < 1) fail("local_keys must be at least 1");
       // share of the rate: the interval stretched (rounded up); share of the burst (rounded down, >= 1)
       const long double per = std::ceil(static_cast<long double>(b.rate.per.count()) / o.local_share);

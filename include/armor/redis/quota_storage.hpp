@@ -1,5 +1,6 @@
-// armor/storage/redis.hpp: limits shared by every instance of a service,
-// kept in Redis.
+// armor/redis/quota_storage.hpp: armor::redis_quota_storage, a quota_tracker
+// storage that keeps the counts in Redis, shared by every instance of a
+// service that names the same tracker.
 //
 //     armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
 //     armor::quota_tracker gemini{
@@ -8,91 +9,26 @@
 //         armor::redis_quota_storage{redis, {.tracker = "gemini"}},
 //     };
 //
-// The calling code is that of the memory backend; only the storage argument
-// changes. Link armor::redis (CMake) or -lhiredis; only this header (and
-// detail/redis_client.hpp) includes <hiredis/hiredis.h>. docs/redis.md says
-// when to choose it and how to run it.
-//
-// One transition, one script. Every consumption (all windows or none),
-// charge, release and read is one Lua script (detail/redis_scripts.hpp): one
-// round trip, atomic in Redis, with the rules of detail/quota_storage.hpp.
-// Replicas sharing a tracker name together admit exactly the limit (leases
-// off). All of a tracker's keys carry the hash tag {tracker}, so each script
-// touches one hash slot (Redis Cluster works); a window's key expires by
-// itself when its newest slice stops counting (idle trackers cost nothing).
-//
-// Time. With `time = redis_time_source::server` (the default) the scripts
-// number the slices from Redis's own clock (TIME), so replicas whose clocks
-// disagree still turn the day over at the same instant. The tracker's
-// wall clock still computes retry_after and usage() resets (off by the
-// skew). `caller` uses the slices the tracker computed from its own clock,
-// which is what a test on a manual_clock needs (decisions then match the
-// memory backend's call for call). Windows must be whole microseconds
-// (rolling: each bucket), which the scripts' arithmetic needs.
-//
-// When Redis fails (down, slow, restarting), each call still ends within
-// the connection's bounds (redis_options: command_timeout waiting for a
-// connection, connect_timeout to reconnect, command_timeout for the reply),
-// and after `breaker.failure_threshold` consecutive failures the breaker
-// refuses at once for `breaker.open_for`, then probes (which reconnects).
-// What the storage then answers is `on_failure`:
-//
-//   fail_closed     refuse: errc::storage_unavailable (not quota_exhausted)
-//   fail_open       admit, uncounted; stats().failed_open counts them
-//   fallback_local  decide in this process, against a memory_quota_storage
-//                   whose limits are `local_share` of the real ones (set it
-//                   to 1 / replicas); its counts are not merged into Redis
-//                   when Redis comes back
-//
-// Units admitted without Redis are tagged in the slices the tracker keeps,
-// so releasing them never subtracts from Redis's counts. Alerts do not fire
-// for them.
-//
-// Deadlines. The storage meets deadline_quota_storage: in a pipeline,
-// quota_tracker::admit(ctx) hands it the call's deadline, and every round
-// trip of that call (the wait for a connection or for the lease refill, a
-// reconnect, each command) ends by min(its timeout above, the deadline). A
-// call whose deadline passes first, or has passed already (then nothing is
-// sent), answers quota_storage_status::deadline_exceeded, which the
-// pipeline reports as errc::deadline_exceeded, whatever `on_failure` says
-// (the call has no time left to be admitted in); stats().deadline_exceeded
-// counts them. Such a call does not count against the breaker. Releases
-// (a reservation given back or settled lower) carry no deadline: they keep
-// the connection's timeouts, so units are not lost to a spent deadline.
-//
-// Leases (`lease` > 0 units). A consumption that finds no lease takes one:
-// `lease` units (or what is left, if less but enough), counted in Redis in
-// every window in one round trip; later consumptions are served from it
-// with one CAS, no lock and no I/O, while the tracker's slices are those
-// the lease was taken in. A lease that cannot serve a request (too few
-// units, or a new period or bucket) is returned (its unused units are
-// released in Redis) and another taken; the destructor and return_lease()
-// give the last one back. The bound: leased units are counted before they
-// are served, so replicas never admit more than a limit (over-admission 0);
-// at any moment each storage holds at most `lease` units counted but not
-// yet served, so with N replicas a period may end with up to N * lease
-// units unused (under-admission <= N * lease per window and period; 0 when
-// every replica keeps consuming until refused, which uses up its lease).
-// With server time, a lease taken just before Redis's period ends may be
-// served until the replica's own clock turns over: by at most the skew.
-// Leases off (0, the default): every consumption is one script, exact.
-//
-// Thread-safety: every member may be called concurrently; moving is not
-// thread-safe. A call that reaches Redis takes one of the connection's
-// connections (a std::mutex each; see redis_options::connections); the
-// lease fast path takes nothing. hiredis allocates per round trip; the
-// lease fast path allocates nothing.
+// The calling code is that of memory_quota_storage; only the storage
+// argument changes. Each consumption, charge, release and read is one Lua
+// script: one round trip, atomic in Redis, with the rules of
+// storage/quota_storage.hpp. One Redis server (not Cluster or Sentinel; see
+// redis/connection.hpp). Failure modes, deadlines, leases and their bounds,
+// keys and time: docs/redis.md.
 #pragma once
 
 #include <armor/detail/config.hpp>
+#include <armor/detail/counter_set.hpp>
 #include <armor/detail/quota_calendar.hpp>
-#include <armor/detail/quota_storage.hpp>
 #include <armor/detail/quota_word.hpp>
-#include <armor/detail/redis_client.hpp>
+#include <armor/detail/redis_io.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
+#include <armor/redis/connection.hpp>
+#include <armor/stats.hpp>
 #include <armor/storage/memory.hpp>
+#include <armor/storage/quota_storage.hpp>
 
 #include <algorithm>
 #include <array>
@@ -109,77 +45,69 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 namespace armor {
 
-/// What a Redis-backed limit does when Redis does not answer.
-enum class redis_failure_mode : std::uint8_t {
-  fail_closed,     ///< refuse with errc::storage_unavailable
-  fail_open,       ///< admit without counting, and count that in stats
-  fallback_local,  ///< decide in this process against `local_share` of the limit
-};
-
-/// Whose clock numbers the periods.
-enum class redis_time_source : std::uint8_t {
-  server,  ///< Redis's TIME, read inside each script: replicas agree whatever their clocks
-  caller,  ///< the caller's clock (the tracker's WallClock): for tests on a manual clock
-};
-
-/// A shared handle on a pool of connections to one Redis, with its circuit
-/// breaker (see detail/redis_client.hpp). Copies share the pool; give the
-/// same handle to every limit that uses this Redis. Connects on first use.
-class redis_connection {
- public:
-  /// Checks the options (throws armor::error(invalid_argument) naming a bad
-  /// one). Does not connect yet.
-  explicit redis_connection(redis_options options = {})
-      : client_(std::make_shared<detail::redis_client>(std::move(options))) {}
-
-  [[nodiscard]] const redis_options& options() const noexcept { return client_->options(); }
-  [[nodiscard]] redis_connection_stats stats() const noexcept { return client_->stats(); }
-  /// The state of the breaker in front of the connections.
-  [[nodiscard]] breaker_state breaker() const noexcept { return client_->breaker(); }
-
-  /// For armor's backends.
-  [[nodiscard]] detail::redis_client& client() const noexcept { return *client_; }
-
- private:
-  std::shared_ptr<detail::redis_client> client_;
-};
-
 /// The options of armor::redis_quota_storage. An aggregate:
 /// `{.tracker = "gemini", .on_failure = armor::redis_failure_mode::fail_open}`.
-struct redis_quota_options {
+struct redis_quota_storage_options {
   /// The name the counts are kept under: trackers (in any process) with the
-  /// same name and windows share counts. No '{' or '}'.
+  /// same name and windows share counts. Not empty; no '{' or '}'.
   std::string tracker = "default";
+  /// What a call does when Redis does not answer (docs/redis.md).
   redis_failure_mode on_failure = redis_failure_mode::fail_closed;
   /// fallback_local: each window's local limit is this share of its limit
   /// (at least 1 unit); in (0, 1], required with fallback_local (1 / replicas).
   double local_share = 0;
   /// Units a replica takes from Redis at once and serves locally; 0 (the
-  /// default) turns leases off. In [0, quota_max_limit].
+  /// default) turns leases off. In [0, quota_max_limit]. Bounds: docs/redis.md.
   std::int64_t lease = 0;
+  /// Whose clock numbers the periods. Windows must be whole microseconds
+  /// (rolling: each bucket), which the scripts' arithmetic needs.
   redis_time_source time = redis_time_source::server;
 };
 
-/// Counters of a redis_quota_storage, since it was made.
-struct redis_quota_stats {
-  std::uint64_t unanswered = 0;      ///< calls Redis did not answer (failure, open breaker, busy pool)
-  std::uint64_t failed_open = 0;     ///< consumptions admitted uncounted (fail_open)
-  std::uint64_t failed_closed = 0;   ///< consumptions refused with storage_unavailable (fail_closed)
-  std::uint64_t served_locally = 0;  ///< consumptions decided by the local fallback (fallback_local)
-  std::uint64_t leases = 0;          ///< leases taken
-  std::uint64_t leased_units = 0;    ///< units taken by leases
-  std::uint64_t returned_units = 0;  ///< leased units given back unused
+/// Counters of a redis_quota_storage, since it was made; each read with a
+/// relaxed load (consistent one by one, not as a whole).
+struct redis_quota_storage_stats {
+  std::uint64_t unanswered = 0;         ///< calls Redis did not answer (failure, open breaker, busy pool)
+  std::uint64_t failed_open = 0;        ///< consumptions admitted uncounted (fail_open)
+  std::uint64_t failed_closed = 0;      ///< consumptions refused with storage_unavailable (fail_closed)
+  std::uint64_t served_locally = 0;     ///< consumptions decided by the local fallback (fallback_local)
   std::uint64_t deadline_exceeded = 0;  ///< consumptions and reads the caller's deadline ended before Redis answered
+  std::uint64_t leases = 0;             ///< leases taken
+  std::uint64_t leased_units = 0;       ///< units taken by leases
+  std::uint64_t returned_units = 0;     ///< leased units given back unused
+
+  static constexpr auto fields() noexcept {
+    using s = redis_quota_storage_stats;
+    return std::tuple{
+        armor::counter("unanswered", &s::unanswered, "armor_redis_quota_unanswered_total",
+                       "Calls of the Redis quota storage that Redis did not answer (failure, open breaker, busy pool)."),
+        armor::counter("failed_open", &s::failed_open, "armor_redis_quota_failed_open_total",
+                       "Consumptions admitted uncounted while Redis was away (fail_open)."),
+        armor::counter("failed_closed", &s::failed_closed, "armor_redis_quota_failed_closed_total",
+                       "Consumptions refused with storage_unavailable while Redis was away (fail_closed)."),
+        armor::counter("served_locally", &s::served_locally, "armor_redis_quota_served_locally_total",
+                       "Consumptions decided by the local fallback while Redis was away (fallback_local)."),
+        armor::counter("deadline_exceeded", &s::deadline_exceeded, "armor_redis_quota_deadline_exceeded_total",
+                       "Consumptions and reads that the caller's deadline ended before Redis answered."),
+        armor::counter("leases", &s::leases, "armor_redis_quota_leases_total", "Quota leases taken from Redis."),
+        armor::counter("leased_units", &s::leased_units, "armor_redis_quota_leased_units_total",
+                       "Units taken from Redis by leases."),
+        armor::counter("returned_units", &s::returned_units, "armor_redis_quota_returned_units_total",
+                       "Leased units given back to Redis unused."),
+    };
+  }
 };
 
 namespace detail {
 
-// Slices tagged as not counted in Redis (see the top of armor/storage/redis.hpp).
+// Slices tagged as not counted in Redis: units admitted by fail_open or the
+// local fallback, which a release must not subtract from Redis (docs/redis.md).
 // Real slices stay within +-2^53 (the scripts' exact range).
 inline constexpr std::int64_t redis_slice_max = std::int64_t{1} << 53;
 inline constexpr std::int64_t redis_tag_open = std::numeric_limits<std::int64_t>::min();
@@ -199,7 +127,7 @@ struct redis_window {
 /// storage moves cheaply.
 class redis_quota_state {
  public:
-  redis_quota_state(redis_connection c, redis_quota_options o) : conn_(std::move(c)), options_(std::move(o)) {}
+  redis_quota_state(redis_connection c, redis_quota_storage_options o) : conn_(std::move(c)), options_(std::move(o)) {}
   redis_quota_state(const redis_quota_state&) = delete;
   redis_quota_state& operator=(const redis_quota_state&) = delete;
   ~redis_quota_state() { (void)return_lease(); }
@@ -228,7 +156,7 @@ class redis_quota_state {
       r = remote_consume(at, n, n, check, nullptr, until);
     }
     if (r.status == quota_storage_status::deadline_exceeded) {
-      count(stats_.deadline_exceeded);
+      count(counter::deadline_exceeded);
       return r;
     }
     if (r.status != quota_storage_status::unavailable) return r;
@@ -251,7 +179,7 @@ class redis_quota_state {
                     redis_deadline until = redis_no_deadline) const {
     const redis_window& win = windows_[w];
     redis_args args;
-    args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
+    args.add_flag(options_.time == redis_time_source::server);
     args.add(i);
     args.add(std::int64_t{win.buckets});
     args.add(std::int64_t{win.cut});
@@ -265,9 +193,9 @@ class redis_quota_state {
       for (std::size_t j = 0; j < k; ++j) out[j] = integer(r->element[j + 1]);
       return integer(r->element[0]);
     }
-    count(stats_.unanswered);
+    count(counter::unanswered);
     const bool late = a.status == redis_status::deadline;
-    if (late) count(stats_.deadline_exceeded);
+    if (late) count(counter::deadline_exceeded);
     if (options_.on_failure == redis_failure_mode::fallback_local) return local_.read(w, i, out);
     throw error(late ? errc::deadline_exceeded : errc::storage_unavailable,
                 "armor::redis_quota_storage: cannot read tracker '" + options_.tracker + "' from Redis at " +
@@ -283,31 +211,25 @@ class redis_quota_state {
     return drain();
   }
 
-  [[nodiscard]] redis_quota_stats stats() const noexcept {
-    redis_quota_stats s;
-    s.unanswered = stats_.unanswered.load(std::memory_order_relaxed);
-    s.failed_open = stats_.failed_open.load(std::memory_order_relaxed);
-    s.failed_closed = stats_.failed_closed.load(std::memory_order_relaxed);
-    s.served_locally = stats_.served_locally.load(std::memory_order_relaxed);
-    s.leases = stats_.leases.load(std::memory_order_relaxed);
-    s.leased_units = stats_.leased_units.load(std::memory_order_relaxed);
-    s.returned_units = stats_.returned_units.load(std::memory_order_relaxed);
-    s.deadline_exceeded = stats_.deadline_exceeded.load(std::memory_order_relaxed);
+  [[nodiscard]] redis_quota_storage_stats stats() const noexcept {
+    const redis_limit_counters c = counters_;
+    redis_quota_storage_stats s;
+    redis_limit_snapshot(s, c);
+    s.leased_units = c.load(counter::leased);
+    s.returned_units = c.load(counter::returned);
     return s;
   }
 
   /// Units held by the current lease, not yet served.
   [[nodiscard]] std::int64_t leased() const noexcept {
-    return static_cast<std::int64_t>(lease_word_.load(std::memory_order_relaxed) & lease_units_mask);
+    return static_cast<std::int64_t>(lease::units(lease_word_.load(std::memory_order_relaxed)));
   }
 
   [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
 
  private:
-  // The lease word: generation (24 bits) | units left (40 bits).
-  static constexpr unsigned lease_units_bits = 40;
-  static constexpr std::uint64_t lease_units_mask = (std::uint64_t{1} << lease_units_bits) - 1;
-  static constexpr std::uint64_t lease_gen_mask = (std::uint64_t{1} << (64 - lease_units_bits)) - 1;
+  using lease = redis_lease_word;  // generation | units left
+  using counter = redis_limit_counter;
 
   // Written only under refill_, for a generation not yet published; read by
   // the fast path, whose CAS on the word fails unless the generation it read
@@ -317,22 +239,14 @@ class redis_quota_state {
     std::array<std::atomic<std::int64_t>, quota_max_windows> redis_at{};
     std::array<std::atomic<std::int64_t>, quota_max_windows> used{};  // counts right after the lease
   };
-  struct counters {
-    std::atomic<std::uint64_t> unanswered{0}, failed_open{0}, failed_closed{0}, served_locally{0}, leases{0},
-        leased_units{0}, returned_units{0}, deadline_exceeded{0};
-  };
 
   [[noreturn]] void fail(const std::string& what) const {
     invalid_config("armor::redis_quota_storage (tracker '" + options_.tracker + "'): " + what);
   }
 
-  static void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-    c.fetch_add(n, std::memory_order_relaxed);
-  }
+  void count(counter c, std::uint64_t n = 1) const noexcept { counters_.add(c, n); }
 
-  static std::int64_t integer(const redisReply* r) noexcept {
-    return r != nullptr && r->type == REDIS_REPLY_INTEGER ? static_cast<std::int64_t>(r->integer) : 0;
-  }
+  static std::int64_t integer(const redisReply* r) noexcept { return redis_integer(r); }
 
   // The window's slicing, read back from its layout key (quota_tracker
   // names a window "fixed/<ns>ns/<+-min>min", "week/<+-min>min",
@@ -402,8 +316,8 @@ class redis_quota_state {
     args.add(n);
     args.add(std::max<std::int64_t>(n, 1));
     args.add(want);
-    args.add(check ? std::string_view("1") : std::string_view("0"));
-    args.add(options_.time == redis_time_source::server ? std::string_view("1") : std::string_view("0"));
+    args.add_flag(check);
+    args.add_flag(options_.time == redis_time_source::server);
     args.add(quota_used_cap);
     std::array<std::string_view, quota_max_windows> keys{};
     for (std::size_t i = 0; i < count_; ++i) {
@@ -421,7 +335,7 @@ class redis_quota_state {
         conn_.client().run(redis_script::quota_consume, {keys.data(), count_}, args.views(), until);
     const redisReply* r = a.reply.get();
     if (!a || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
-      count(stats_.unanswered);
+      count(counter::unanswered);
       return a.status == redis_status::deadline ? late() : unavailable();
     }
     quota_consumption c;
@@ -455,7 +369,7 @@ class redis_quota_state {
     }
     const redis_answer a =
         conn_.client().run(redis_script::quota_release, {keys.data(), count_}, args.views(), until);
-    if (!a) count(stats_.unanswered);
+    if (!a) count(counter::unanswered);
     return static_cast<bool>(a);
   }
 
@@ -474,13 +388,13 @@ class redis_quota_state {
   quota_consumption degrade(const quota_stamp& at, std::int64_t n, bool check) noexcept {
     switch (options_.on_failure) {
       case redis_failure_mode::fail_open: {
-        count(stats_.failed_open);
+        count(counter::failed_open);
         quota_consumption r;
         for (std::size_t i = 0; i < count_; ++i) r.at[i] = redis_tag_open;  // used stays 0: no alerts
         return r;
       }
       case redis_failure_mode::fallback_local: {
-        count(stats_.served_locally);
+        count(counter::served_locally);
         quota_consumption r = check ? local_.try_consume(at, n) : local_.charge(at, n);
         if (r.status == quota_storage_status::consumed) {
           for (std::size_t i = 0; i < count_; ++i) {
@@ -492,7 +406,7 @@ class redis_quota_state {
       }
       case redis_failure_mode::fail_closed: break;
     }
-    count(stats_.failed_closed);
+    count(counter::failed_closed);
     return unavailable();
   }
 
@@ -503,9 +417,9 @@ class redis_quota_state {
     // Acquire: sees the slot written before the generation was published.
     std::uint64_t w = lease_word_.load(std::memory_order_acquire);
     for (;;) {
-      const std::uint64_t left = w & lease_units_mask;
+      const std::uint64_t left = lease::units(w);
       if (left < need) return false;
-      const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+      const lease_slot& s = slots_[lease::slot(w)];
       for (std::size_t i = 0; i < count_; ++i) {
         if (s.caller_at[i].load(std::memory_order_acquire) != at[i]) return false;
         r.at[i] = s.redis_at[i].load(std::memory_order_acquire);
@@ -523,15 +437,15 @@ class redis_quota_state {
   // Empties the lease word and gives its units back. Under refill_.
   bool drain(redis_deadline until = redis_no_deadline) noexcept {
     std::uint64_t w = lease_word_.load(std::memory_order_acquire);
-    while (!lease_word_.compare_exchange_weak(w, w & ~lease_units_mask, std::memory_order_acq_rel,
+    while (!lease_word_.compare_exchange_weak(w, w & ~lease::units_mask, std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {
     }
-    const auto left = static_cast<std::int64_t>(w & lease_units_mask);
+    const auto left = static_cast<std::int64_t>(lease::units(w));
     if (left == 0) return true;
-    const lease_slot& s = slots_[(w >> lease_units_bits) & 1U];
+    const lease_slot& s = slots_[lease::slot(w)];
     quota_stamp at{};
     for (std::size_t i = 0; i < count_; ++i) at[i] = s.redis_at[i].load(std::memory_order_relaxed);
-    count(stats_.returned_units, static_cast<std::uint64_t>(left));
+    count(counter::returned, static_cast<std::uint64_t>(left));
     return remote_release(at, left, until);
   }
 
@@ -549,7 +463,7 @@ class redis_quota_state {
     std::int64_t granted = 0;
     r = remote_consume(at, n, options_.lease, true, &granted, until);
     if (r.status != quota_storage_status::consumed) return r;
-    const std::uint64_t gen = ((lease_word_.load(std::memory_order_relaxed) >> lease_units_bits) + 1) & lease_gen_mask;
+    const std::uint64_t gen = lease::next_gen(lease_word_.load(std::memory_order_relaxed));
     lease_slot& s = slots_[gen & 1U];
     for (std::size_t i = 0; i < count_; ++i) {
       s.caller_at[i].store(at[i], std::memory_order_release);
@@ -558,34 +472,36 @@ class redis_quota_state {
     }
     const std::int64_t left = granted - n;
     for (std::size_t i = 0; i < count_; ++i) r.used[i] -= left;
-    count(stats_.leases);
-    count(stats_.leased_units, static_cast<std::uint64_t>(granted));
+    count(counter::leases);
+    count(counter::leased, static_cast<std::uint64_t>(granted));
     // Release: publishes the slot with the new generation.
-    lease_word_.store((gen << lease_units_bits) | static_cast<std::uint64_t>(left), std::memory_order_release);
+    lease_word_.store(lease::make(gen, static_cast<std::uint64_t>(left)), std::memory_order_release);
     return r;
   }
 
   redis_connection conn_;
-  redis_quota_options options_;
+  redis_quota_storage_options options_;
   std::array<redis_window, quota_max_windows> windows_{};
   std::size_t count_ = 0;
   memory_quota_storage local_;
   alignas(cache_line) std::atomic<std::uint64_t> lease_word_{0};
   std::array<lease_slot, 2> slots_{};
   std::mutex refill_;
-  mutable counters stats_;
+  mutable redis_limit_counters counters_;
 };
 
 }  // namespace detail
 
 /// Quota counts in Redis, shared by every process that names the same
-/// tracker (see the top of this header). Give it to a quota_tracker as its
-/// Storage. Move-only.
+/// tracker. Give it to a quota_tracker as its Storage. Move-only; moving is
+/// not thread-safe, every other member is. A call that reaches Redis holds
+/// one of the connection's connections for its round trip; a call served
+/// from a lease takes one CAS (no lock, no I/O, no allocation).
 class redis_quota_storage {
  public:
   /// Checks the options (throws armor::error(invalid_argument) naming a bad
   /// one). Nothing is sent to Redis before the first consumption.
-  redis_quota_storage(redis_connection connection, redis_quota_options options)
+  redis_quota_storage(redis_connection connection, redis_quota_storage_options options)
       : state_(std::make_unique<detail::redis_quota_state>(std::move(connection), checked(std::move(options)))) {}
 
   redis_quota_storage(redis_quota_storage&&) noexcept = default;
@@ -604,12 +520,14 @@ class redis_quota_storage {
   [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
     return state_->consume(at, n, false);
   }
-  /// The same, ending by `until` (see "Deadlines" at the top of this
-  /// header): deadline_exceeded if it passes before Redis answers, or has
-  /// passed (then nothing is sent). The lease fast path reads no clock.
+  /// The same, ending by `until` (quota_tracker::admit passes a pipeline
+  /// call's deadline): deadline_exceeded if it passes before Redis answers,
+  /// or has passed (then nothing is sent), whatever on_failure says. The
+  /// lease fast path reads no clock.
   [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until) noexcept {
     return state_->consume(at, n, true, until);
   }
+  /// Carries no deadline: units are not lost to a spent one.
   void release(const quota_stamp& at, std::int64_t n) noexcept {
     if (state_) state_->release(at, n);
   }
@@ -631,30 +549,16 @@ class redis_quota_storage {
   /// Units the current lease still holds.
   [[nodiscard]] std::int64_t leased() const noexcept { return state_->leased(); }
 
-  [[nodiscard]] redis_quota_stats stats() const noexcept { return state_->stats(); }
+  [[nodiscard]] redis_quota_storage_stats stats() const noexcept { return state_->stats(); }
   [[nodiscard]] const redis_connection& connection() const noexcept { return state_->connection(); }
 
  private:
-  static redis_quota_options checked(redis_quota_options o) {
+  static redis_quota_storage_options checked(redis_quota_storage_options o) {
     const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_quota_storage: " + what); };
-    if (o.tracker.empty()) fail("tracker must not be empty");
-    if (o.tracker.find_first_of("{}") != std::string::npos) {
-      fail("tracker must not contain '{' or '}' (got \"" + o.tracker + "\")");
-    }
-    if (o.on_failure != redis_failure_mode::fail_closed && o.on_failure != redis_failure_mode::fail_open &&
-        o.on_failure != redis_failure_mode::fallback_local) {
-      fail("on_failure is not a redis_failure_mode value");
-    }
-    if (o.on_failure == redis_failure_mode::fallback_local && !(o.local_share > 0.0 && o.local_share <= 1.0)) {
-      fail("local_share must be within (0, 1] with fallback_local (got " + std::to_string(o.local_share) +
-           "); 1 / replicas keeps the replicas together within the limit");
-    }
+    detail::redis_check_limit_options(fail, "tracker", o.tracker, o.on_failure, o.local_share, o.time);
     if (o.lease < 0 || o.lease > detail::quota_limit_max) {
       fail("lease must be within [0, " + std::to_string(detail::quota_limit_max) + "] units (got " +
            std::to_string(o.lease) + ")");
-    }
-    if (o.time != redis_time_source::server && o.time != redis_time_source::caller) {
-      fail("time is not a redis_time_source value");
     }
     return o;
   }

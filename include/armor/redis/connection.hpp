@@ -1,69 +1,75 @@
-// armor/detail/redis_client.hpp: armor's connection to Redis. Not API:
-// armor::redis_connection (armor/storage/redis.hpp) is the public face.
+// armor/redis/connection.hpp: armor::redis_connection, a shared handle on a
+// small pool of connections to one Redis with a circuit breaker in front of
+// them, and what every Redis-backed limit shares (redis_options,
+// redis_connection_stats, redis_failure_mode, redis_time_source).
 //
-// A small pool of hiredis connections (synchronous API), each behind its own
-// std::mutex, and one armor::circuit_breaker in front of them all:
+//     armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379, .connections = 4}};
+//     // Give `redis` (copies share the pool) to every limit kept in this Redis:
+//     // armor::redis_quota_storage, armor::redis_token_bucket.
+//     if (redis.breaker() == armor::breaker_state::open) log(redis.stats().failures);
 //
-//   - every call first asks the breaker; an open breaker refuses at once,
-//     with no network I/O (a dead Redis costs one fast refusal per call);
-//   - a call takes a free connection (try_lock round the pool), or waits
-//     for one at most command_timeout, then gives up;
-//   - a connection that is missing or broken is (re)made on the spot, with
-//     connect_timeout, and its scripts are loaded again (SCRIPT LOAD);
-//   - the script runs with EVALSHA; a NOSCRIPT answer (Redis restarted, or
-//     SCRIPT FLUSH) falls back to EVAL, which caches it again;
-//   - a reply that does not arrive within command_timeout, an I/O error or
-//     an error reply is a failure: the connection is dropped (a late reply
-//     would answer the wrong command) and the breaker records it.
-//
-// So a call costs at most command_timeout waiting for a connection, plus
-// connect_timeout to reconnect (and as much again per script to load), plus
-// command_timeout for the reply; an open breaker makes it a few nanoseconds.
-//
-// A call may also carry a deadline (a std::chrono::steady_clock instant: what
-// a pipeline call has left, see redis_until): then every step of it (the
-// pool wait, the connect, each command) waits at most until the deadline,
-// when that comes before the step's own timeout, so the call ends by
-// min(its bounds above, the deadline). A call whose deadline has passed
-// sends nothing and asks nothing of the breaker. A call that the deadline
-// cut short is redis_status::deadline; its breaker permit goes back
-// unsettled (the caller's deadline says nothing of Redis), but the
-// connection is dropped all the same (a late reply would answer the wrong
-// command). Each command whose limit the deadline shortens costs one
-// redisSetTimeout (two setsockopt calls); the next command restores it.
-//
-// Allocation: hiredis allocates the command buffer and the reply; the
-// arguments are formatted on the stack.
+// One Redis server (a standalone node, or the primary of a replicated
+// pair): Redis Cluster (MOVED/ASK redirections) and Sentinel are not
+// supported yet. How a call is bounded (timeouts, the breaker, a pipeline's
+// deadline) and what it costs: docs/redis.md. Link armor::redis (hiredis).
 #pragma once
 
 #include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
+#include <armor/detail/counter_set.hpp>
+#include <armor/detail/redis_io.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/error.hpp>
+#include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
 #include <hiredis/hiredis.h>
 
-#include <sys/time.h>
-
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
+#include <tuple>
 #include <utility>
-#include <vector>
 
 namespace armor {
+
+/// What a Redis-backed limit does when Redis does not answer.
+enum class redis_failure_mode : std::uint8_t {
+  fail_closed,     ///< refuse with errc::storage_unavailable
+  fail_open,       ///< admit without counting, and count that in stats
+  fallback_local,  ///< decide in this process against `local_share` of the limit
+};
+
+[[nodiscard]] constexpr std::string_view to_string(redis_failure_mode m) noexcept {
+  switch (m) {
+    case redis_failure_mode::fail_closed: return "fail_closed";
+    case redis_failure_mode::fail_open: return "fail_open";
+    case redis_failure_mode::fallback_local: return "fallback_local";
+  }
+  return "unknown";
+}
+
+/// Whose clock a Redis-backed limit's scripts read.
+enum class redis_time_source : std::uint8_t {
+  server,  ///< Redis's TIME, read inside each script: replicas agree whatever their clocks
+  caller,  ///< the caller's clock (the limit's Clock): for tests on a manual clock
+};
+
+[[nodiscard]] constexpr std::string_view to_string(redis_time_source t) noexcept {
+  switch (t) {
+    case redis_time_source::server: return "server";
+    case redis_time_source::caller: return "caller";
+  }
+  return "unknown";
+}
 
 /// How to reach Redis. An aggregate: `{.host = "10.0.0.5", .port = 6379}`.
 struct redis_options {
@@ -88,151 +94,57 @@ struct redis_options {
   circuit_breaker_options breaker{.failure_threshold = 3, .open_for = std::chrono::seconds{1}};
 };
 
-/// Counters of a redis_connection, since it was made.
+/// A redis_connection's breaker state, and its counters since it was made.
+/// Every call ends in exactly one of the first five counters; each field is
+/// read with a relaxed load (consistent one by one, not as a whole).
 struct redis_connection_stats {
+  breaker_state breaker = breaker_state::closed;  ///< the breaker in front of the connections
   std::uint64_t calls = 0;              ///< scripts run to an answer
   std::uint64_t failures = 0;           ///< calls that failed (I/O, timeout, error reply, no connection)
   std::uint64_t breaker_rejections = 0; ///< calls the open breaker refused without touching the network
   std::uint64_t pool_timeouts = 0;      ///< calls that found no free connection within command_timeout
+  std::uint64_t deadline_exceeded = 0;  ///< calls the caller's deadline ended (or found out of time) before an answer
   std::uint64_t connects = 0;           ///< connections made (the first ones and every reconnection)
   std::uint64_t script_reloads = 0;     ///< NOSCRIPT answers handled by EVAL
-  std::uint64_t deadline_exceeded = 0;  ///< calls the caller's deadline ended (or found out of time) before an answer
+
+  static constexpr auto fields() noexcept {
+    using s = redis_connection_stats;
+    constexpr std::string_view calls_help = "Calls to Redis, by how they ended.";
+    return std::tuple{
+        armor::gauge("breaker", &s::breaker, "armor_redis_breaker_state",
+                     "State of the circuit breaker in front of the Redis connections: 0 closed, 1 open, 2 half-open."),
+        armor::counter("calls", &s::calls, "armor_redis_calls_total", calls_help).labelled("outcome", "answered"),
+        armor::counter("failures", &s::failures, "armor_redis_calls_total", calls_help).labelled("outcome", "failed"),
+        armor::counter("breaker_rejections", &s::breaker_rejections, "armor_redis_calls_total", calls_help)
+            .labelled("outcome", "breaker_open"),
+        armor::counter("pool_timeouts", &s::pool_timeouts, "armor_redis_calls_total", calls_help)
+            .labelled("outcome", "pool_busy"),
+        armor::counter("deadline_exceeded", &s::deadline_exceeded, "armor_redis_calls_total", calls_help)
+            .labelled("outcome", "deadline_exceeded"),
+        armor::counter("connects", &s::connects, "armor_redis_connects_total",
+                       "Connections made to Redis (the first ones and every reconnection)."),
+        armor::counter("script_reloads", &s::script_reloads, "armor_redis_script_reloads_total",
+                       "Scripts sent again with EVAL after a NOSCRIPT answer (Redis restarted or flushed its scripts)."),
+    };
+  }
 };
 
 namespace detail {
 
-/// Why a call got no answer.
-enum class redis_status : std::uint8_t { ok, breaker_open, pool_busy, failed, deadline };
-
-/// When a call must end: a steady_clock instant; max() for none.
-using redis_deadline = std::chrono::steady_clock::time_point;
-inline constexpr redis_deadline redis_no_deadline = redis_deadline::max();
-
-/// The deadline of a call with `left` to go (a context's remaining());
-/// nanoseconds::max() (no deadline) reads no clock.
-[[nodiscard]] inline redis_deadline redis_until(std::chrono::nanoseconds left) noexcept {
-  if (left == std::chrono::nanoseconds::max()) return redis_no_deadline;
-  const auto now = std::chrono::steady_clock::now();
-  const auto room = redis_no_deadline - now;  // saturate rather than overflow
-  if (left >= room) return redis_no_deadline - std::chrono::nanoseconds{1};
-  return now + std::chrono::duration_cast<redis_deadline::duration>(left);
-}
-
-struct redis_reply_deleter {
-  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
-
-/// A script's answer: the reply (an array or integer), or why there is none.
-struct redis_answer {
-  redis_status status = redis_status::failed;
-  redis_reply_ptr reply;
-  [[nodiscard]] explicit operator bool() const noexcept { return status == redis_status::ok; }
+/// The counters behind redis_connection_stats.
+enum class redis_connection_counter : std::uint8_t {
+  calls,
+  failures,
+  breaker_rejections,
+  pool_timeouts,
+  deadline_exceeded,
+  connects,
+  script_reloads,
+  count
 };
 
-/// The body of a script, prelude included.
-[[nodiscard]] inline const std::string& redis_script_body(redis_script id) {
-  static const std::array<std::string, static_cast<std::size_t>(redis_script::count)> bodies = [] {
-    std::array<std::string, static_cast<std::size_t>(redis_script::count)> b;
-    const auto with_prelude = [](std::string_view s) {
-      std::string out(redis_lua_prelude);
-      out += s;
-      return out;
-    };
-    b[static_cast<std::size_t>(redis_script::quota_consume)] = with_prelude(redis_lua_quota_consume);
-    b[static_cast<std::size_t>(redis_script::quota_release)] = with_prelude(redis_lua_quota_release);
-    b[static_cast<std::size_t>(redis_script::quota_read)] = with_prelude(redis_lua_quota_read);
-    const auto bucket = [&](std::string_view s) { return with_prelude(std::string(redis_lua_bucket_prelude) += s); };
-    b[static_cast<std::size_t>(redis_script::bucket_acquire)] = bucket(redis_lua_bucket_acquire);
-    b[static_cast<std::size_t>(redis_script::bucket_return)] = bucket(redis_lua_bucket_return);
-    b[static_cast<std::size_t>(redis_script::bucket_configure)] = bucket(redis_lua_bucket_configure);
-    return b;
-  }();
-  return bodies[static_cast<std::size_t>(id)];
-}
-
-/// Formats integers into one stack buffer and hands out views of them.
-class redis_args {
- public:
-  static constexpr std::size_t max_args = 96;
-
-  void add(std::string_view s) noexcept {
-    if (count_ < max_args) views_[count_++] = s;
-    else overflow_ = true;
-  }
-  void add(std::int64_t v) noexcept {
-    char* at = buf_.data() + used_;
-    const auto [end, ec] = std::to_chars(at, buf_.data() + buf_.size(), v);
-    if (ec != std::errc{}) {
-      overflow_ = true;
-      return;
-    }
-    used_ = static_cast<std::size_t>(end - buf_.data());
-    add(std::string_view(at, static_cast<std::size_t>(end - at)));
-  }
-  [[nodiscard]] std::span<const std::string_view> views() const noexcept { return {views_.data(), count_}; }
-  [[nodiscard]] bool overflow() const noexcept { return overflow_; }
-
- private:
-  std::array<char, max_args * 21> buf_;
-  std::array<std::string_view, max_args> views_;
-  std::size_t used_ = 0;
-  std::size_t count_ = 0;
-  bool overflow_ = false;
-};
-
-/// Locks `m` if it frees up within `limit`. Polls try_lock() with short
-/// sleeps rather than std::timed_mutex::try_lock_for, which ThreadSanitizer
-/// (GCC 12) cannot follow (pthread_mutex_clocklock is not intercepted). Off
-/// the hot path: only a call that finds every connection busy waits here.
-[[nodiscard]] inline bool redis_lock_within(std::mutex& m, std::chrono::nanoseconds limit) noexcept {
-  if (m.try_lock()) return true;
-  if (limit <= std::chrono::nanoseconds::zero()) return false;
-  const auto until = std::chrono::steady_clock::now() + limit;
-  auto pause = std::chrono::microseconds{20};
-  while (std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(pause);
-    if (m.try_lock()) return true;
-    pause = std::min(pause * 2, std::chrono::microseconds{1000});
-  }
-  return false;
-}
-
-/// The shorter of `limit` and the time left until `until` (zero or less:
-/// none left); `cut` says whether the deadline was the shorter.
-[[nodiscard]] inline std::chrono::nanoseconds redis_limit(std::chrono::nanoseconds limit, redis_deadline until,
-                                                          bool& cut) noexcept {
-  cut = false;
-  if (until == redis_no_deadline) return limit;
-  const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
-  if (left < limit) {
-    cut = true;
-    return left;
-  }
-  return limit;
-}
-
-/// Locks `m` if it frees up within `limit` and before `until`; `cut` says
-/// whether the deadline ended the wait (or left none).
-[[nodiscard]] inline bool redis_lock_until(std::mutex& m, std::chrono::nanoseconds limit, redis_deadline until,
-                                           bool& cut) noexcept {
-  cut = false;
-  if (until == redis_no_deadline) return redis_lock_within(m, limit);
-  if (m.try_lock()) return true;
-  return redis_lock_within(m, redis_limit(limit, until, cut));
-}
-
-/// A positive duration as a timeval, rounded up to whole microseconds (a
-/// timeout never ends before the instant it stands for).
-[[nodiscard]] inline timeval redis_timeval(std::chrono::nanoseconds d) noexcept {
-  const auto us = std::chrono::ceil<std::chrono::microseconds>(std::max(d, std::chrono::nanoseconds{1})).count();
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(us / 1'000'000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>(us % 1'000'000);
-  return tv;
-}
-
-/// The pool, the breaker and the scripts (see the top of this header).
+/// The pool, the breaker and the scripts behind a redis_connection (how a
+/// call goes: docs/redis.md, "How a call is bounded").
 class redis_client {
  public:
   explicit redis_client(redis_options o) : options_(checked(std::move(o))), breaker_(options_.breaker) {
@@ -247,32 +159,31 @@ class redis_client {
   [[nodiscard]] const redis_options& options() const noexcept { return options_; }
 
   /// Runs script `id` with `keys` and `args`: one round trip when the
-  /// connection is up and the script loaded; ends by `until` (see the top
-  /// of this header). Never throws.
+  /// connection is up and the script loaded; ends by `until`. Never throws.
   [[nodiscard]] redis_answer run(redis_script id, std::span<const std::string_view> keys,
                                  std::span<const std::string_view> args,
                                  redis_deadline until = redis_no_deadline) noexcept {
     redis_answer a;
     if (until != redis_no_deadline && std::chrono::steady_clock::now() >= until) {
-      count(stats_.deadline_exceeded);
+      count(counter::deadline_exceeded);
       a.status = redis_status::deadline;
       return a;  // out of time: touches neither Redis nor the breaker
     }
     auto permit = breaker_.try_acquire();
-    if (permit.kind == admission_kind::rejected) {
-      count(stats_.breaker_rejections);
+    if (!permit) {
+      count(counter::breaker_rejections);
       a.status = redis_status::breaker_open;
       return a;
     }
     bool cut = false;
     link* l = take(until, cut);
     if (l == nullptr && cut) {
-      count(stats_.deadline_exceeded);
+      count(counter::deadline_exceeded);
       a.status = redis_status::deadline;
       return a;  // the permit goes back unsettled
     }
     if (l == nullptr) {
-      count(stats_.pool_timeouts);
+      count(counter::pool_timeouts);
       a.status = redis_status::pool_busy;
       return a;  // the permit goes back unsettled: a busy pool says nothing of Redis
     }
@@ -280,30 +191,30 @@ class redis_client {
     a.reply = call(*l, id, keys, args, until);
     if (a.reply) {
       a.status = redis_status::ok;
-      count(stats_.calls);
-      breaker_.record(std::move(permit.permit), verdict::success());
+      count(counter::calls);
+      breaker_.record(std::move(permit).permit(), verdict::success());
     } else if (l->cut && std::chrono::steady_clock::now() >= until) {
       // The deadline ended the step that failed; the permit goes back unsettled.
       a.status = redis_status::deadline;
-      count(stats_.deadline_exceeded);
+      count(counter::deadline_exceeded);
     } else {
       a.status = redis_status::failed;
-      count(stats_.failures);
-      breaker_.record(std::move(permit.permit), verdict::failure(errc::storage_unavailable));
+      count(counter::failures);
+      breaker_.record(std::move(permit).permit(), verdict::failure(errc::storage_unavailable));
     }
     return a;
   }
 
   [[nodiscard]] redis_connection_stats stats() const noexcept {
-    redis_connection_stats s;
-    s.calls = stats_.calls.load(std::memory_order_relaxed);
-    s.failures = stats_.failures.load(std::memory_order_relaxed);
-    s.breaker_rejections = stats_.breaker_rejections.load(std::memory_order_relaxed);
-    s.pool_timeouts = stats_.pool_timeouts.load(std::memory_order_relaxed);
-    s.connects = stats_.connects.load(std::memory_order_relaxed);
-    s.script_reloads = stats_.script_reloads.load(std::memory_order_relaxed);
-    s.deadline_exceeded = stats_.deadline_exceeded.load(std::memory_order_relaxed);
-    return s;
+    const counter_set<counter> c = counters_;  // one relaxed load per counter
+    return {.breaker = breaker_.state(),
+            .calls = c.load(counter::calls),
+            .failures = c.load(counter::failures),
+            .breaker_rejections = c.load(counter::breaker_rejections),
+            .pool_timeouts = c.load(counter::pool_timeouts),
+            .deadline_exceeded = c.load(counter::deadline_exceeded),
+            .connects = c.load(counter::connects),
+            .script_reloads = c.load(counter::script_reloads)};
   }
 
   [[nodiscard]] breaker_state breaker() const noexcept { return breaker_.state(); }
@@ -321,15 +232,12 @@ class redis_client {
       for (auto& s : sha) s.clear();
     }
   };
-  struct counters {
-    std::atomic<std::uint64_t> calls{0}, failures{0}, breaker_rejections{0}, pool_timeouts{0}, connects{0},
-        script_reloads{0}, deadline_exceeded{0};
-  };
+  using counter = redis_connection_counter;
 
-  static void count(std::atomic<std::uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
+  void count(counter c) noexcept { counters_.add(c); }
 
   static redis_options checked(redis_options o) {
-    const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_options: " + what); };
+    const auto fail = [](const std::string& what) { invalid_config("armor::redis_options: " + what); };
     if (o.host.empty()) fail("host must not be empty");
     if (o.prefix.find_first_of("{}") != std::string::npos) {
       fail("prefix must not contain '{' or '}' (got \"" + o.prefix + "\"): armor adds the hash tags");
@@ -362,7 +270,7 @@ class redis_client {
     l.drop();
     const std::chrono::nanoseconds limit = redis_limit(options_.connect_timeout, until, l.cut);
     if (limit <= std::chrono::nanoseconds::zero()) return false;
-    count(stats_.connects);
+    count(counter::connects);
     const timeval ct = redis_timeval(limit);
     l.ctx = options_.port == 0 ? redisConnectUnixWithTimeout(options_.host.c_str(), ct)
                                : redisConnectWithTimeout(options_.host.c_str(), options_.port, ct);
@@ -442,7 +350,7 @@ class redis_client {
       for (const std::string_view a : args) words[w++] = a;
       redis_reply_ptr r = command(l, {words.data(), w}, until);
       if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
-        count(stats_.script_reloads);
+        count(counter::script_reloads);
         words[0] = "EVAL";
         words[1] = body;
         r = command(l, {words.data(), w}, until);
@@ -458,8 +366,85 @@ class redis_client {
   circuit_breaker<steady_clock> breaker_;
   std::unique_ptr<link[]> links_;
   std::atomic<std::size_t> next_{0};
-  counters stats_;
+  counter_set<counter> counters_;
 };
 
+/// The counters of a Redis-backed limit (redis_quota_storage,
+/// redis_token_bucket); `leased`, `returned` and `lost` count units or
+/// tokens. Their stats types share the members named after the first five
+/// and `leases` (redis_limit_snapshot fills them).
+enum class redis_limit_counter : std::uint8_t {
+  unanswered,
+  failed_open,
+  failed_closed,
+  served_locally,
+  deadline_exceeded,
+  leases,
+  leased,
+  returned,
+  lost,
+  count
+};
+using redis_limit_counters = counter_set<redis_limit_counter>;
+
+/// Fills the members every Redis limit's stats share from a snapshot of
+/// its counters.
+template <class Stats>
+void redis_limit_snapshot(Stats& s, const redis_limit_counters& c) noexcept {
+  s.unanswered = c.load(redis_limit_counter::unanswered);
+  s.failed_open = c.load(redis_limit_counter::failed_open);
+  s.failed_closed = c.load(redis_limit_counter::failed_closed);
+  s.served_locally = c.load(redis_limit_counter::served_locally);
+  s.deadline_exceeded = c.load(redis_limit_counter::deadline_exceeded);
+  s.leases = c.load(redis_limit_counter::leases);
+}
+
+/// Checks the options every Redis limit shares: its name (`what` names the
+/// option), on_failure with local_share, and time. `fail(message)` throws.
+template <class Fail>
+void redis_check_limit_options(const Fail& fail, std::string_view what, const std::string& name,
+                               redis_failure_mode on_failure, double local_share, redis_time_source time) {
+  if (name.empty()) fail(std::string(what) + " must not be empty");
+  if (name.find_first_of("{}") != std::string::npos) {
+    fail(std::string(what) + " must not contain '{' or '}' (got \"" + name + "\")");
+  }
+  if (on_failure != redis_failure_mode::fail_closed && on_failure != redis_failure_mode::fail_open &&
+      on_failure != redis_failure_mode::fallback_local) {
+    fail("on_failure is not a redis_failure_mode value");
+  }
+  if (on_failure == redis_failure_mode::fallback_local && !(local_share > 0.0 && local_share <= 1.0)) {
+    fail("local_share must be within (0, 1] with fallback_local (got " + std::to_string(local_share) +
+         "); 1 / replicas keeps the replicas together within the limit");
+  }
+  if (time != redis_time_source::server && time != redis_time_source::caller) {
+    fail("time is not a redis_time_source value");
+  }
+}
+
 }  // namespace detail
+
+/// A shared handle on a pool of connections to one Redis, with its circuit
+/// breaker. Copies share the pool: give the same handle to every limit that
+/// uses this Redis. Connects on first use. Every member is thread-safe; a
+/// call that reaches Redis holds one pooled connection (a std::mutex each)
+/// for its round trip.
+class redis_connection {
+ public:
+  /// Checks the options (throws armor::error(invalid_argument) naming a bad
+  /// one). Does not connect yet.
+  explicit redis_connection(redis_options options = {})
+      : client_(std::make_shared<detail::redis_client>(std::move(options))) {}
+
+  [[nodiscard]] const redis_options& options() const noexcept { return client_->options(); }
+  [[nodiscard]] redis_connection_stats stats() const noexcept { return client_->stats(); }
+  /// The state of the breaker in front of the connections.
+  [[nodiscard]] breaker_state breaker() const noexcept { return client_->breaker(); }
+
+  /// For armor's Redis backends.
+  [[nodiscard]] detail::redis_client& client() const noexcept { return *client_; }
+
+ private:
+  std::shared_ptr<detail::redis_client> client_;
+};
+
 }  // namespace armor

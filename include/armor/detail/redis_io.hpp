@@ -1,0 +1,190 @@
+// armor/detail/redis_io.hpp: the pieces of a Redis call that no user names
+// (deadlines as instants, replies, arguments on the stack, timed locks, the
+// lease word), shared by armor/redis/connection.hpp and the Redis backends.
+#pragma once
+
+#include <armor/detail/redis_scripts.hpp>
+
+#include <hiredis/hiredis.h>
+
+#include <sys/time.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace armor::detail {
+
+/// Why a call got no answer.
+enum class redis_status : std::uint8_t { ok, breaker_open, pool_busy, failed, deadline };
+
+/// When a call must end: a steady_clock instant (the same type as
+/// armor::quota_deadline); redis_no_deadline for none.
+using redis_deadline = std::chrono::steady_clock::time_point;
+inline constexpr redis_deadline redis_no_deadline = redis_deadline::max();
+
+/// The deadline of a call with `left` to go (a context's remaining()).
+/// nanoseconds::max() means no deadline, as everywhere in armor: it gives
+/// redis_no_deadline and reads no clock. Any other value is a deadline,
+/// saturated just below redis_no_deadline (so a huge `left` stays one).
+[[nodiscard]] inline redis_deadline redis_until(std::chrono::nanoseconds left) noexcept {
+  if (left == std::chrono::nanoseconds::max()) return redis_no_deadline;
+  const auto now = std::chrono::steady_clock::now();
+  const auto room = redis_no_deadline - now;  // saturate rather than overflow
+  if (left >= room) return redis_no_deadline - redis_deadline::duration{1};
+  return now + std::chrono::duration_cast<redis_deadline::duration>(left);
+}
+
+struct redis_reply_deleter {
+  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
+
+/// A script's answer: the reply (an array or integer), or why there is none.
+struct redis_answer {
+  redis_status status = redis_status::failed;
+  redis_reply_ptr reply;
+  [[nodiscard]] explicit operator bool() const noexcept { return status == redis_status::ok; }
+};
+
+/// An integer reply's value; 0 for anything else.
+[[nodiscard]] inline std::int64_t redis_integer(const redisReply* r) noexcept {
+  return r != nullptr && r->type == REDIS_REPLY_INTEGER ? static_cast<std::int64_t>(r->integer) : 0;
+}
+
+/// The body of a script, prelude included.
+[[nodiscard]] inline const std::string& redis_script_body(redis_script id) {
+  static const std::array<std::string, static_cast<std::size_t>(redis_script::count)> bodies = [] {
+    std::array<std::string, static_cast<std::size_t>(redis_script::count)> b;
+    const auto with_prelude = [](std::string_view s) {
+      std::string out(redis_lua_prelude);
+      out += s;
+      return out;
+    };
+    b[static_cast<std::size_t>(redis_script::quota_consume)] = with_prelude(redis_lua_quota_consume);
+    b[static_cast<std::size_t>(redis_script::quota_release)] = with_prelude(redis_lua_quota_release);
+    b[static_cast<std::size_t>(redis_script::quota_read)] = with_prelude(redis_lua_quota_read);
+    const auto bucket = [&](std::string_view s) { return with_prelude(std::string(redis_lua_bucket_prelude) += s); };
+    b[static_cast<std::size_t>(redis_script::bucket_acquire)] = bucket(redis_lua_bucket_acquire);
+    b[static_cast<std::size_t>(redis_script::bucket_return)] = bucket(redis_lua_bucket_return);
+    b[static_cast<std::size_t>(redis_script::bucket_configure)] = bucket(redis_lua_bucket_configure);
+    return b;
+  }();
+  return bodies[static_cast<std::size_t>(id)];
+}
+
+/// Formats integers into one stack buffer and hands out views of them.
+class redis_args {
+ public:
+  static constexpr std::size_t max_args = 96;
+
+  void add(std::string_view s) noexcept {
+    if (count_ < max_args) views_[count_++] = s;
+    else overflow_ = true;
+  }
+  void add(std::int64_t v) noexcept {
+    char* at = buf_.data() + used_;
+    const auto [end, ec] = std::to_chars(at, buf_.data() + buf_.size(), v);
+    if (ec != std::errc{}) {
+      overflow_ = true;
+      return;
+    }
+    used_ = static_cast<std::size_t>(end - buf_.data());
+    add(std::string_view(at, static_cast<std::size_t>(end - at)));
+  }
+  void add_flag(bool flag) noexcept { add(flag ? std::string_view("1") : std::string_view("0")); }
+  [[nodiscard]] std::span<const std::string_view> views() const noexcept { return {views_.data(), count_}; }
+  [[nodiscard]] bool overflow() const noexcept { return overflow_; }
+
+ private:
+  std::array<char, max_args * 21> buf_;
+  std::array<std::string_view, max_args> views_;
+  std::size_t used_ = 0;
+  std::size_t count_ = 0;
+  bool overflow_ = false;
+};
+
+/// Locks `m` if it frees up within `limit`. Polls try_lock() with short
+/// sleeps rather than std::timed_mutex::try_lock_for, which ThreadSanitizer
+/// (GCC 12) cannot follow (pthread_mutex_clocklock is not intercepted). Off
+/// the hot path: only a call that finds every connection busy waits here.
+[[nodiscard]] inline bool redis_lock_within(std::mutex& m, std::chrono::nanoseconds limit) noexcept {
+  if (m.try_lock()) return true;
+  if (limit <= std::chrono::nanoseconds::zero()) return false;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  auto pause = std::chrono::microseconds{20};
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(pause);
+    if (m.try_lock()) return true;
+    pause = std::min(pause * 2, std::chrono::microseconds{1000});
+  }
+  return false;
+}
+
+/// The shorter of `limit` and the time left until `until` (zero or less:
+/// none left); `cut` says whether the deadline was the shorter.
+[[nodiscard]] inline std::chrono::nanoseconds redis_limit(std::chrono::nanoseconds limit, redis_deadline until,
+                                                          bool& cut) noexcept {
+  cut = false;
+  if (until == redis_no_deadline) return limit;
+  const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+  if (left < limit) {
+    cut = true;
+    return left;
+  }
+  return limit;
+}
+
+/// Locks `m` if it frees up within `limit` and before `until`; `cut` says
+/// whether the deadline ended the wait (or left none).
+[[nodiscard]] inline bool redis_lock_until(std::mutex& m, std::chrono::nanoseconds limit, redis_deadline until,
+                                           bool& cut) noexcept {
+  cut = false;
+  if (until == redis_no_deadline) return redis_lock_within(m, limit);
+  if (m.try_lock()) return true;
+  return redis_lock_within(m, redis_limit(limit, until, cut));
+}
+
+/// A positive duration as a timeval, rounded up to whole microseconds (a
+/// timeout never ends before the instant it stands for).
+[[nodiscard]] inline timeval redis_timeval(std::chrono::nanoseconds d) noexcept {
+  const auto us = std::chrono::ceil<std::chrono::microseconds>(std::max(d, std::chrono::nanoseconds{1})).count();
+  timeval tv{};
+  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(us / 1'000'000);
+  tv.tv_usec = static_cast<decltype(tv.tv_usec)>(us % 1'000'000);
+  return tv;
+}
+
+/// The lease word of a Redis backend: generation (24 bits) | units left (40
+/// bits), one CAS per leased grant. A slot is written only under the refill
+/// lock, for a generation not yet published; the fast path's CAS fails unless
+/// the generation it read the slot for is still current (a slot is rewritten
+/// only for generation + 2).
+struct redis_lease_word {
+  static constexpr unsigned units_bits = 40;
+  static constexpr std::uint64_t units_mask = (std::uint64_t{1} << units_bits) - 1;
+  static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << (64 - units_bits)) - 1;
+
+  [[nodiscard]] static constexpr std::uint64_t units(std::uint64_t w) noexcept { return w & units_mask; }
+  [[nodiscard]] static constexpr std::size_t slot(std::uint64_t w) noexcept {
+    return static_cast<std::size_t>((w >> units_bits) & 1U);
+  }
+  /// The generation after the one in `w`.
+  [[nodiscard]] static constexpr std::uint64_t next_gen(std::uint64_t w) noexcept {
+    return ((w >> units_bits) + 1) & gen_mask;
+  }
+  [[nodiscard]] static constexpr std::uint64_t make(std::uint64_t gen, std::uint64_t units) noexcept {
+    return (gen << units_bits) | units;
+  }
+};
+
+}  // namespace armor::detail

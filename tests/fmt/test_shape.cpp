@@ -1,0 +1,87 @@
+// The one policy shape, checked for every public enumeration and every
+// stats type of the core (see shape_checks.hpp; the Redis and SQLite ones
+// are checked in tests/redis and tests/sqlite). tests/shape/check_shape.py
+// fails when a public enumeration or stats type is missing from these lists.
+#include <armor/armor.hpp>
+
+#include "fmt/promtool.hpp"
+#include "fmt/shape_checks.hpp"
+
+#include <string>
+
+TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[shape]") {
+  armor_test::check_enum<armor::errc>("errc");
+  armor_test::check_enum<armor::outcome>("outcome");
+  armor_test::check_enum<armor::admission_kind>("admission_kind");
+  armor_test::check_enum<armor::metric_type>("metric_type");
+  armor_test::check_enum<armor::breaker_window>("breaker_window");
+  armor_test::check_enum<armor::breaker_state>("breaker_state");
+  armor_test::check_enum<armor::breaker_reason>("breaker_reason");
+  armor_test::check_enum<armor::bulkhead_event_kind>("bulkhead_event_kind");
+  armor_test::check_enum<armor::backoff_schedule>("backoff_schedule");
+  armor_test::check_enum<armor::jitter_mode>("jitter_mode");
+  armor_test::check_enum<armor::backoff_stop>("backoff_stop");
+  armor_test::check_enum<armor::backoff_event_kind>("backoff_event_kind");
+  armor_test::check_enum<armor::quota_window_kind>("quota_window_kind");
+  armor_test::check_enum<armor::quota_tracker_status>("quota_tracker_status");
+  armor_test::check_enum<armor::quota_storage_status>("quota_storage_status");
+  armor_test::check_enum<armor::token_bucket_status>("token_bucket_status");
+  armor_test::check_enum<armor::http::status_rule>("http::status_rule");
+}
+
+namespace {
+
+armor::circuit_breaker_stats breaker_sample() {
+  armor::circuit_breaker_stats s{};
+  s.counting = true;
+  return s;
+}
+armor::backoff_stats backoff_sample() {
+  armor::backoff_stats s{};
+  s.counting = true;
+  s.has_budget = true;
+  return s;
+}
+armor::token_bucket_stats bucket_sample() {
+  armor::token_bucket_stats s{};
+  s.counting = true;
+  s.rate = {10, std::chrono::seconds{1}};
+  return s;
+}
+
+/// Every core stats type in one registry, as a service would expose them.
+struct every_stats {
+  armor_test::stats_stub<armor::circuit_breaker_stats> breaker{breaker_sample()};
+  armor_test::stats_stub<armor::backoff_stats> backoff{backoff_sample()};
+  armor_test::stats_stub<armor::bulkhead_stats> bulkhead{};
+  armor_test::stats_stub<armor::token_bucket_stats> bucket{bucket_sample()};
+  armor_test::stats_stub<armor::quota_tracker_stats> quota{};
+  armor_test::stats_stub<armor::quota_usage> usage{};
+
+  [[nodiscard]] std::string text() const {
+    armor::prometheus::registry metrics;
+    metrics.add(breaker, {{"policy", "sample"}})
+        .add(backoff, {{"policy", "sample"}})
+        .add(bulkhead, {{"policy", "sample"}})
+        .add(bucket, {{"policy", "sample"}})
+        .add(quota, {{"policy", "sample"}})
+        .add(usage, {{"policy", "sample"}});
+    return metrics.text();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("shape: every stats type prints its fields and exports its families", "[shape]") {
+  armor_test::check_stats("circuit_breaker_stats", breaker_sample());
+  armor_test::check_stats("backoff_stats", backoff_sample());
+  armor_test::check_stats<armor::bulkhead_stats>("bulkhead_stats");
+  armor_test::check_stats("token_bucket_stats", bucket_sample());
+  armor_test::check_stats<armor::quota_tracker_stats>("quota_tracker_stats");
+  armor_test::check_stats<armor::quota_usage>("quota_usage");
+}
+
+// Hidden from the default run: CTest runs it as armor_fmt_promtool.
+TEST_CASE("shape: promtool accepts every stats type's exposition", "[.promtool]") {
+  armor_test::promtool_check(every_stats{}.text());
+}
