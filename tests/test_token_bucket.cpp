@@ -265,7 +265,7 @@ TEST_CASE("a decision has the shape of every armor decision: bool, code() per st
   static_assert(std::is_same_v<decltype(std::declval<reservation&>().permit()), armor::token_bucket_permit&>);
   static_assert(
       std::is_same_v<decltype(std::declval<const reservation&>().permit()), const armor::token_bucket_permit&>);
-  static_assert(std::is_same_v<decltype(std::declval<reservation>().permit()), armor::token_bucket_permit&&>);
+  static_assert(std::is_same_v<decltype(std::declval<reservation>().permit()), armor::token_bucket_permit>);  // by value: no dangling reference
   bucket b{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
 
   const auto granted = b.try_acquire(2, at(0));

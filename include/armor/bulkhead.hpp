@@ -193,8 +193,8 @@ class bulkhead {
  public:
   using permit_type = bulkhead_permit;
   using options_type = bulkhead_options;  ///< for armor::keyed<armor::bulkhead<>>
-  /// What armor::keyed stores per key: the same bulkhead, without the
-  /// listener (per-key bulkheads report through their stats()).
+  /// What armor::keyed stores per key: the same bulkhead, without a
+  /// listener (armor::keyed refuses a bulkhead that has one).
   using keyed_instance = bulkhead<no_listener>;
   using listener_type = Listener;
 

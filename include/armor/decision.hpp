@@ -15,7 +15,8 @@
 //   - `explicit operator bool`: granted or not;
 //   - `code()`: why not (an armor::errc; empty when granted);
 //   - `retry_after()`: how long until asking again may succeed: zero when
-//     granted, nanoseconds::max() when no wait is known to help;
+//     granted (or when asking again at once may succeed: a storage that did
+//     not answer), nanoseconds::max() when no wait is known to help;
 //   - `permit()`: what the grant holds, for policies that hand one out.
 //
 // armor::decision<Permit> is that shape with nothing more; a policy whose
@@ -71,7 +72,10 @@ class decision {
   /// The permit (empty when refused).
   [[nodiscard]] Permit& permit() & noexcept { return permit_; }
   [[nodiscard]] const Permit& permit() const& noexcept { return permit_; }
-  [[nodiscard]] Permit&& permit() && noexcept { return std::move(permit_); }
+  /// By value from a temporary decision, so that
+  /// `auto p = bulkhead.try_acquire().permit();` cannot leave a dangling
+  /// reference to a permit that was already given back.
+  [[nodiscard]] Permit permit() && noexcept(std::is_nothrow_move_constructible_v<Permit>) { return std::move(permit_); }
 
  private:
   decision(Permit p, errc code, std::chrono::nanoseconds retry_after) noexcept(

@@ -35,6 +35,16 @@ enum class errc {
   storage_unavailable,    ///< a storage backend could not be reached or read
 };
 
+/// Marks the types of namespace armor as armor's own, for the generic
+/// formatters of armor/fmt.hpp; found by argument-dependent lookup only, so
+/// a user's enum with a `to_string` is never formatted by armor. A library
+/// built on armor can declare the same function in its own namespace to
+/// have its enums, stats and decisions formatted the same way.
+template <class T>
+constexpr bool armor_fmt_owned(const T*) noexcept {
+  return true;
+}
+
 /// The name of an errc, as written in the code (`rate_limited`).
 [[nodiscard]] constexpr std::string_view to_string(errc e) noexcept {
   switch (e) {

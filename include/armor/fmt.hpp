@@ -9,6 +9,9 @@
 //
 //   - an enumeration of armor's with a `to_string` beside it prints that
 //     name and takes a string's format spec (width, fill, alignment);
+//     "armor's" means declared in a namespace that declares
+//     armor_fmt_owned (armor, armor::http; see error.hpp): a user's own
+//     enum with a to_string is left alone;
 //   - a stats snapshot, event or other struct with `fields()` (armor/stats.hpp)
 //     prints `name=value` pairs, in the order of its fields (fields exported
 //     only when counting, or only while a flag holds, are left out when
@@ -41,6 +44,15 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+
+// Outside namespace armor, so that only argument-dependent lookup finds
+// armor_fmt_owned: a type is armor's when its own namespace declares it.
+namespace armor_fmt_adl {
+template <class T>
+concept owned = requires(const T* p) {
+  { armor_fmt_owned(p) } -> std::same_as<bool>;
+};
+}  // namespace armor_fmt_adl
 
 namespace armor::detail {
 
@@ -100,16 +112,20 @@ Out fmt_code(Out out, const std::error_code& code) {
   return fmt::format_to(out, "{}:{} ({})", code.category().name(), code.value(), code.message());
 }
 
-/// An enumeration of armor's: it has a `to_string` found by ADL that
-/// returns its name.
+/// An enumeration of armor's (see armor_fmt_adl::owned) with a `to_string`
+/// beside it that returns its name.
 template <class E>
-concept named_enum = std::is_enum_v<E> && requires(E e) {
-  { to_string(e) } -> std::convertible_to<std::string_view>;
+concept named_enum = std::is_enum_v<E> && armor_fmt_adl::owned<E> && requires(E e) {
+  { to_string(e) } -> std::same_as<std::string_view>;
 };
 
-/// A struct that lists its fields (stats snapshots, events).
+/// A struct of armor's that lists its fields (stats snapshots, events).
 template <class S>
-concept described = requires { S::fields(); };
+concept described = armor_fmt_adl::owned<S> && requires { S::fields(); };
+
+/// A decision of armor's.
+template <class D>
+concept armor_decision = armor_fmt_adl::owned<D> && decision_like<D>;
 
 /// Writes one field's value: durations compactly, enums by name, bool as
 /// true/false, anything else as fmt formats it.
@@ -171,7 +187,7 @@ struct fmt::formatter<S, char> : armor::detail::fmt_no_spec {
 
 /// Decisions: "granted", or "<code> (retry after <duration>)".
 template <class D>
-  requires(armor::decision_like<D> && !armor::detail::described<D>)
+  requires(armor::detail::armor_decision<D> && !armor::detail::described<D>)
 struct fmt::formatter<D, char> : armor::detail::fmt_no_spec {
   template <class FormatContext>
   auto format(const D& d, FormatContext& ctx) const -> decltype(ctx.out()) {

@@ -43,7 +43,9 @@
 // default sizing), and then, if it is still full, its least recently used
 // entries. An entry in use (between admit and settle, or held by a handle)
 // is never evicted: if nothing else can go, the map holds it over the bound
-// until it is released. Dropping an idle entry cannot change a decision
+// until it is released. A permit taken from an instance directly
+// (`map.get(k)->try_acquire()`) does not pin it: keep the handle while the
+// permit lives. Dropping an idle entry cannot change a decision
 // (that is what idle means), so idle keys go first.
 //
 // Concurrency: the map is split into shards by a seeded hash of the key
@@ -161,6 +163,10 @@ class keyed {
   using listener_type = typename detail::keyed_listener_of<instance_type>::type;
 
   static_assert(policy<instance_type>, "armor::keyed<P>: P must be an armor::policy (admit and settle)");
+  static_assert(std::is_same_v<typename detail::keyed_listener_of<P>::type, no_listener> ||
+                    !std::is_same_v<listener_type, no_listener>,
+                "armor::keyed<P>: P has a listener, but the instance stored per key (P::keyed_instance) takes none, "
+                "so the listener would never be called; use P without a listener in keyed");
   static_assert(std::is_same_v<listener_type, no_listener> || std::is_copy_constructible_v<listener_type>,
                 "armor::keyed<P>: P's listener must be copyable: every key's instance gets a copy (give the map "
                 "std::ref(listener) to share one listener object)");

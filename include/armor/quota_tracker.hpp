@@ -221,7 +221,10 @@ class quota_tracker_decision {
   /// The permit holding the units (reserve() only; empty when refused).
   [[nodiscard]] Permit& permit() & noexcept { return permit_; }
   [[nodiscard]] const Permit& permit() const& noexcept { return permit_; }
-  [[nodiscard]] Permit&& permit() && noexcept { return std::move(permit_); }
+  /// By value from a temporary decision, so that
+  /// `auto p = bulkhead.try_acquire().permit();` cannot leave a dangling
+  /// reference to a permit that was already given back.
+  [[nodiscard]] Permit permit() && noexcept(std::is_nothrow_move_constructible_v<Permit>) { return std::move(permit_); }
 
  private:
   template <class, class, class>

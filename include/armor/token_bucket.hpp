@@ -265,7 +265,10 @@ class token_bucket_decision {
   /// refused, and for a grant of 0 tokens).
   [[nodiscard]] Permit& permit() & noexcept { return permit_; }
   [[nodiscard]] const Permit& permit() const& noexcept { return permit_; }
-  [[nodiscard]] Permit&& permit() && noexcept { return std::move(permit_); }
+  /// By value from a temporary decision, so that
+  /// `auto p = bulkhead.try_acquire().permit();` cannot leave a dangling
+  /// reference to a permit that was already given back.
+  [[nodiscard]] Permit permit() && noexcept(std::is_nothrow_move_constructible_v<Permit>) { return std::move(permit_); }
 
  private:
   template <class, bool, class>
@@ -437,7 +440,7 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   using options_type = token_bucket_options;
   using permit_type = token_bucket_permit;
   /// What armor::keyed stores per key: the same bucket, unpadded.
-  /// (Without the listener: per-key buckets report through the map.)
+  /// (Without a listener: armor::keyed refuses a bucket that has one.)
   using keyed_instance = token_bucket<Clock, false>;
   using listener_type = Listener;
 

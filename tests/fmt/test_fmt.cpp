@@ -5,6 +5,7 @@
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/fmt.hpp>
+#include <armor/http/status.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/quota_tracker.hpp>
@@ -23,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -419,4 +421,29 @@ TEST_CASE("keyed::for_each visits every key once with its instance") {
     CHECK(key != "client-7");
   });
   CHECK(visits == 299);
+}
+
+namespace user_code {
+enum class colour { red, green };
+// A user's own to_string, returning std::string: armor/fmt.hpp must not
+// claim this enum (it is not armor's, and a string_view of the returned
+// std::string would dangle).
+inline std::string to_string(colour c) { return c == colour::red ? "red" : "green"; }
+enum class level { low, high };
+inline std::string_view to_string(level l) { return l == level::low ? "low" : "high"; }
+struct my_stats {
+  std::int64_t in_use = 0;
+  static constexpr auto fields() noexcept {
+    return std::tuple{armor::gauge("in_use", &my_stats::in_use, "my_in_use", "Calls inside.")};
+  }
+};
+}  // namespace user_code
+
+TEST_CASE("fmt: armor's generic formatters leave a user's own types alone") {
+  static_assert(!fmt::is_formattable<user_code::colour>::value);
+  static_assert(!fmt::is_formattable<user_code::level>::value);
+  static_assert(!fmt::is_formattable<user_code::my_stats>::value);
+  static_assert(fmt::is_formattable<armor::errc>::value);
+  static_assert(fmt::is_formattable<armor::http::status_rule>::value);
+  CHECK(fmt::format("{}", armor::http::status_rule::retryable_failure) == "retryable_failure");
 }

@@ -19,6 +19,9 @@
 
 namespace armor::http {
 
+// The types of armor::http are armor's own for armor/fmt.hpp (see error.hpp).
+using armor::armor_fmt_owned;
+
 // ---------------------------------------------------------------------------
 // Status codes as error codes
 
