@@ -1,40 +1,22 @@
-// armor/asio.hpp: the Asio driver. The same pipeline, around awaitables.
-//
-//     #include <armor/asio.hpp>
+// armor/asio.hpp: the Asio driver: the same pipeline around operations that
+// return asio::awaitable, with real cancellation. Only this header includes
+// Asio (standalone, ASIO_STANDALONE, 1.22 or later); link armor::asio.
 //
 //     asio::awaitable<std::string> fetch(const armor::context& ctx);  // your operation
 //
-//     const auto p = armor::pipeline{armor::deadline{2s}, armor::backoff{{.max_attempts = 3}}};
-//     std::string body = co_await p.async_execute([&](const armor::context& ctx) { return fetch(ctx); });
+//     asio::awaitable<std::string> fetch_with_retries() {
+//         const auto p = armor::pipeline{armor::deadline{2s}, armor::backoff{{.max_attempts = 3}}};
+//         co_return co_await p.async_execute([&](const armor::context& ctx) { return fetch(ctx); });
+//     }
 //
-// Every policy decision is the sync driver's (armor/pipeline.hpp); only
-// waiting and cancelling differ:
-//
-// - waits (rate-limit waits, retry delays) are timers on the coroutine's
-//   executor: no thread is ever blocked, and thousands of calls can wait at
-//   once on one thread;
-// - the deadline cancels the operation in flight through Asio's
-//   per-operation cancellation: the operation sees operation_aborted, and it
-//   has finished (its sockets and timers released) before the call returns.
-//   The attempt's verdict is `timeout` and the call fails with
-//   deadline_exceeded;
-// - cancelling the calling coroutine (its cancellation slot, e.g. from
-//   awaitable operators or a parallel group) aborts waits and the operation
-//   the same way, and the call ends with errc::cancelled: a verdict of kind
-//   `cancelled`, which a breaker does not count and a retry layer never retries.
-//
-// Only this header includes Asio (standalone, `ASIO_STANDALONE`); link the
-// CMake target armor::asio. Works with Asio 1.22 and later.
-//
-// Clocks: over armor::steady_clock or armor::system_clock the driver waits on
-// the matching Asio timer. Over a clock it cannot wait on (manual_clock in
-// tests) it moves that clock with sleep_until and yields to the executor; the
-// deadline is then still enforced before attempts and waits, but an attempt
-// in flight is not cancelled (virtual time never fires a real timer).
-//
-// Completion tokens: the entry points return asio::awaitable. Callbacks and
-// futures come from co_spawn, as for any awaitable:
-// `asio::co_spawn(ex, p.async_execute(f), asio::use_future)`.
+// Policies decide as under the sync driver (armor/pipeline.hpp); only
+// waiting and cancelling differ. Waits are timers on the coroutine's
+// executor (no thread blocks); the deadline cancels the operation in flight
+// and returns once it has finished (errc::deadline_exceeded); cancelling
+// the calling coroutine ends the call with errc::cancelled. Callbacks and
+// futures come from co_spawn: `asio::co_spawn(ex, p.async_execute(f),
+// asio::use_future)`. Clocks, cancellation and costs:
+// docs/architecture.md#the-asio-driver-asiohpp.
 #pragma once
 
 #include <armor/hedge.hpp>

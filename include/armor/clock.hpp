@@ -13,6 +13,7 @@
 // Policies keep time as armor::timestamp: nanoseconds since the epoch of the
 // pipeline's clock. Mixing readings of different clocks is a bug; pipelines
 // check at compile time that a policy which declares a clock_type agrees.
+// See docs/architecture.md#time.
 #pragma once
 
 #include <armor/detail/time.hpp>

@@ -8,7 +8,8 @@
 //     }, {.key = upstream, .cost = 1});
 //
 // now() is the clock reading the driver took for this attempt (one read per
-// attempt, shared by every layer); remaining() is measured from it.
+// attempt, shared by every layer); remaining() is measured from it. See
+// docs/architecture.md#deadlines.
 #pragma once
 
 #include <armor/clock.hpp>

@@ -12,7 +12,8 @@
 // operation again, and it never starts a wait (rate limiter, backoff delay)
 // that would end past the deadline. The operation sees the budget as
 // `ctx.remaining()` and should use it as its own I/O timeout: the sync driver
-// cannot interrupt a blocking call; the Asio driver cancels it.
+// cannot interrupt a blocking call; the Asio driver cancels it. See
+// docs/architecture.md#deadlines.
 #pragma once
 
 #include <armor/context.hpp>

@@ -1,4 +1,5 @@
-// armor/decision.hpp: the one shape of every standalone decision.
+// armor/decision.hpp: the one shape of every standalone decision: the
+// concept armor::decision_like and armor::decision<Permit>.
 //
 // Each policy that can be asked directly, outside a pipeline
 // (circuit_breaker::try_acquire, token_bucket::try_acquire,
@@ -7,21 +8,19 @@
 //
 //     if (auto d = breaker.try_acquire()) {
 //         auto permit = std::move(d).permit();   // when the policy hands one out
-//         ...
+//         breaker.record(std::move(permit), call_upstream());
 //     } else {
 //         log(d.code().message(), d.retry_after());
 //     }
 //
-//   - `explicit operator bool`: granted or not;
-//   - `code()`: why not (an armor::errc; empty when granted);
-//   - `retry_after()`: how long until asking again may succeed: zero when
-//     granted (or when asking again at once may succeed: a storage that did
-//     not answer), nanoseconds::max() when no wait is known to help;
-//   - `permit()`: what the grant holds, for policies that hand one out.
-//
-// armor::decision<Permit> is that shape with nothing more; a policy whose
-// answer carries more (a token bucket's remaining tokens, a quota's usage)
-// has its own type that meets armor::decision_like.
+// `explicit operator bool` (granted or not), `code()` (why not: an
+// armor::errc; empty when granted), `retry_after()` (how long until asking
+// again may succeed: zero when granted, nanoseconds::max() when no wait is
+// known to help) and `permit()` (what the grant holds, for policies that
+// hand one out). armor::decision<Permit> is that shape with nothing more; a
+// policy whose answer carries more (a token bucket's remaining tokens, a
+// quota's usage) has its own type that meets armor::decision_like. See
+// docs/architecture.md#one-shape-for-every-policy.
 #pragma once
 
 #include <armor/error.hpp>

@@ -4,12 +4,13 @@
 // std::error_code, travel through Asio completion handlers, and map onto the
 // portable std::errc conditions where one fits:
 //
-//     std::error_code ec = armor::errc::rate_limited;
+//     std::error_code ec = armor::errc::deadline_exceeded;
 //     if (ec == armor::errc::rate_limited) respond_429();
-//     if (ec == std::errc::timed_out) ...   // true for deadline_exceeded
+//     if (ec == std::errc::timed_out) respond_504();   // true for deadline_exceeded
 //
 // armor::error is what execute() throws for armor's own reasons; it carries
 // the code and, when armor knows it, how long to wait before trying again.
+// See docs/architecture.md#results-resulthpp-errorhpp.
 #pragma once
 
 #include <chrono>

@@ -3,7 +3,7 @@
 //
 //     using namespace std::chrono_literals;
 //     auto p = armor::pipeline{
-//         armor::fallback{[&](const armor::failure& why, const armor::context&) {
+//         armor::fallback{[&](const armor::failure&, const armor::context&) {
 //             return cache.get(key);                      // a stale answer beats none
 //         }},
 //         armor::deadline{2s},

@@ -7,24 +7,13 @@
 //     fmt::print("{}\n", bucket.try_acquire());  // granted, or "rate_limited (retry after 100ms)"
 //     fmt::print("{:>9}|\n", armor::breaker_state::open);   // "     open|"
 //
-//   - an enumeration of armor's with a `to_string` beside it prints that
-//     name and takes a string's format spec (width, fill, alignment);
-//     "armor's" means declared in a namespace that declares
-//     armor_fmt_owned (armor, armor::http; see error.hpp): a user's own
-//     enum with a to_string is left alone;
-//   - a stats snapshot, event or other struct with `fields()` (armor/stats.hpp)
-//     prints `name=value` pairs, in the order of its fields (fields exported
-//     only when counting, or only while a flag holds, are left out when
-//     they hold no value);
-//   - a decision (armor::decision_like) prints "granted" or its code and
-//     retry_after;
-//   - verdicts, failures, results, errors and armor::rate have their own.
-// Durations print compactly: 1h30m, 2.5s, 250ms, 12us, 40ns ("never" for
-// nanoseconds::max()). Everything but enumerations takes no spec, `{}` only.
-//
-// Formatting is for logs and debugging, not for a hot path: a failure's cause
-// is rethrown to read its what(), and error messages come from
-// std::error_category::message (a std::string). See docs/observability.md.
+// Formatted: armor's enumerations (by the `to_string` beside them, with a
+// string's format spec), structs with `fields()` (armor/stats.hpp: stats
+// snapshots, events) as `name=value` pairs, decisions, verdicts, failures,
+// results, errors and armor::rate. "Armor's" means declared in a namespace
+// that declares armor_fmt_owned (armor, armor::http; see error.hpp): a
+// user's own enum with a to_string is left alone. For logs and debugging,
+// not for a hot path. What each type prints: docs/observability.md#fmt.
 #pragma once
 
 #include <armor/decision.hpp>

@@ -3,13 +3,15 @@
 //
 //     #include <armor/asio.hpp>
 //     #include <armor/hedge.hpp>
-//     using namespace std::chrono_literals;
 //
-//     const auto p = armor::pipeline{armor::deadline{2s}, armor::hedge{{.max_attempts = 2, .delay = 50ms}}};
-//     // GET is safe to repeat: say so, or the pipeline refuses to compile.
-//     std::string body = co_await p.async_execute(armor::idempotent{[&](const armor::context& ctx) {
-//         return http_get(url, ctx);                      // asio::awaitable<std::string>
-//     }});
+//     asio::awaitable<std::string> hedged_get(std::string url) {
+//         using namespace std::chrono_literals;
+//         const auto p = armor::pipeline{armor::deadline{2s}, armor::hedge{{.max_attempts = 2, .delay = 50ms}}};
+//         // GET is safe to repeat: say so, or the pipeline refuses to compile.
+//         co_return co_await p.async_execute(armor::idempotent{[&](const armor::context& ctx) {
+//             return http_get(url, ctx);                  // asio::awaitable<std::string>
+//         }});
+//     }
 //
 // When another attempt starts, which one wins, how the others are
 // cancelled, and why the sync driver refuses a hedge: docs/policies_order.md#hedge.

@@ -1,62 +1,24 @@
-// armor/keyed.hpp: one policy instance per key (per client IP, per user, per
-// route, per upstream), created on first use from shared options.
+// armor/keyed.hpp: armor::keyed<P>, one instance of a policy per key (per
+// client IP, per user, per route, per upstream), created on first use from
+// shared options, in a bounded map; and armor::keyed_options.
 //
 //     using namespace std::chrono_literals;
 //     // 100 requests a second per client IP, bursts of 20; at most 1e6 IPs.
 //     armor::keyed<armor::token_bucket<>> per_ip{{.rate = {100, 1s}, .burst = 20},
 //                                                {.max_keys = 1'000'000}};
-//
 //     // Directly, in a request handler:
-//     auto d = per_ip.get(client_ip)->try_acquire();
-//     if (!d) return too_many_requests(d);              // see armor::http::rate_limit_headers
-//
+//     if (auto d = per_ip.get(client_ip)->try_acquire(); !d) return too_many_requests(d);
 //     // Or as a pipeline layer, keyed by call_options::key:
 //     auto p = armor::pipeline{std::ref(per_ip)};
 //     auto r = p.try_execute(handler, {.key = client_ip});
 //
-// keyed<P> is itself an armor::policy: admit(ctx) finds (or creates) the
-// instance for ctx.key() and lets it admit; settle() goes to the same
-// instance. What P must provide:
-//
-//   - P(const Options&, Clock): every instance is built from the one options
-//     object the keyed map holds (Options defaults to P::options_type, Clock
-//     to P::clock_type);
-//   - the policy protocol (admit/settle with a permit_type);
-//   - `bool idle(armor::timestamp now) const noexcept`: true when dropping
-//     the instance and creating a fresh one later changes no decision (a
-//     token bucket that is full again; a closed breaker with empty windows).
-//
-// A P may name a lighter type to store per key as `P::keyed_instance` (the
-// token bucket uses an unpadded copy of itself).
-//
-// A P with a listener (`P::listener_type` other than armor::no_listener, as
-// in circuit_breaker<Clock, Listener>) gets one from the map: give it as the
-// constructor's fourth argument. Each key's instance is built as
-// P(options, clock, listener, key): it holds its own copy of the listener
-// (give std::ref(listener) to have every key call one object, which must then
-// outlive the map) and the key it serves, which its events carry.
-//
-// Memory is bounded: at most `max_keys` keys in all (a shard may hold up to
-// twice its even share, so uneven hashing does not cost capacity). When a
-// new key arrives and the map (or its shard) is full, the shard it lands in
-// evicts every idle entry among the slots it scans (all of them, with the
-// default sizing), and then, if it is still full, its least recently used
-// entries. An entry in use (between admit and settle, or held by a handle)
-// is never evicted: if nothing else can go, the map holds it over the bound
-// until it is released. A permit taken from an instance directly
-// (`map.get(k)->try_acquire()`) does not pin it: keep the handle while the
-// permit lives. Dropping an idle entry cannot change a decision
-// (that is what idle means), so idle keys go first.
-//
-// Concurrency: the map is split into shards by a seeded hash of the key
-// (64 to 127 keys per shard by default, up to 65536 shards), each with its
-// own std::shared_mutex. Looking up an existing key takes the shard's lock
-// shared (readers never block each other), pins the entry with one atomic
-// increment, and releases the lock before the policy runs; only inserting
-// a new key or evicting takes a shard exclusively. Threads working on
-// different keys almost never meet on the same lock word; threads on the same
-// key meet on that key's policy state anyway. Looking up an existing key does
-// not allocate.
+// keyed<P> is itself an armor::policy. P is built as P(options, clock) (with
+// a listener: the map's, copied per key) and says when dropping an instance
+// changes no decision (`idle(now)`). At most max_keys keys: idle ones are
+// evicted first, then the least recently used, never one in use (a handle
+// from get() pins its instance; a permit taken from it does not). What P
+// must provide, eviction, locking and costs:
+// docs/token_bucket.md#keyedp-one-instance-per-key.
 #pragma once
 
 #include <armor/clock.hpp>

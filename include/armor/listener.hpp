@@ -13,6 +13,8 @@
 //                      armor::to_string(e.to).data());
 //     };
 //     armor::circuit_breaker breaker{{.failure_threshold = 5}, armor::steady_clock{}, log_breaker};
+//
+// Each policy's event and when it fires: docs/observability.md#listeners.
 #pragma once
 
 #include <concepts>

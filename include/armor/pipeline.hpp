@@ -1,4 +1,5 @@
-// armor/pipeline.hpp: policies stacked around a call, and the sync driver.
+// armor/pipeline.hpp: armor::pipeline, policies stacked around a call, and
+// the sync driver that runs them.
 //
 //     auto p = armor::pipeline{
 //         armor::deadline{2s},                     // outermost first
@@ -9,21 +10,17 @@
 //         return http_get(url, ctx.remaining());
 //     });
 //
-// execute(f) returns what the operation returned, rethrows the operation's
-// own exception when that ended the call, and throws armor::error when armor
-// stopped it (open breaker, no tokens, deadline). try_execute(f) returns
-// armor::result<R> instead and never throws for armor's reasons; for any call,
-// `execute(f)` behaves as `try_execute(f).value()`.
+// execute(f) returns what the operation returned (even a value judged a
+// failure, once armor stops retrying), rethrows the operation's exception
+// when that ended the call, and throws armor::error when armor stopped it
+// (open breaker, no tokens, deadline); try_execute(f) returns
+// armor::result<R> instead and never throws for armor's reasons.
 //
-// An operation that returns a value armor judges a failure (an error code, a
-// 503 response) still returns that value once armor stops retrying: armor
-// never swallows a value the operation produced.
-//
-// Thread-safety: execute and try_execute are const and may be called from any
-// number of threads at once (policies are thread-safe). Cost: no heap
-// allocation, no virtual call and no lock per call on the success path; one
-// clock read per attempt (two when a layer times calls, e.g. a breaker with a
-// slow-call threshold).
+// Thread-safety: execute and try_execute are const and may be called from
+// any number of threads at once. Cost: no heap allocation, no virtual call
+// and no lock per call on the success path; one clock read per attempt. How
+// the driver runs the layers, time and deadlines:
+// docs/architecture.md#the-sync-driver-pipelinehpp.
 #pragma once
 
 #include <armor/clock.hpp>

@@ -1,22 +1,12 @@
-// armor/policy.hpp: the protocol every policy speaks.
+// armor/policy.hpp: the protocol every policy speaks: the concepts
+// armor::policy, looping_policy and queueing_policy, and the answers
+// (admission, step) and permits they trade in.
 //
 // Policies decide; drivers act. A policy never sleeps, blocks or starts a
-// timer: it answers questions from the time in the context, and a driver (the
-// sync driver in pipeline.hpp, the Asio driver in asio.hpp) does the waiting.
-//
-//   admit(ctx)            -> admission: admitted{permit} | rejected{code, retry_after}
-//                                       | wait{delay, permit}
-//   settle(ctx, permit, v)   records verdict v of the attempt this layer admitted
-//   next(ctx, v, state)   -> step: done | again{delay}      (only looping policies)
-//   enqueue(ctx, waiter)  -> admission: admitted | rejected | queued{delay, permit}
-//                            (only queueing policies, after admit() answered `queue`)
-//
-// A permit is a small RAII value owned by the driver between admit and
-// settle. Dropping it unsettled (an exception, a destroyed coroutine, a wait
-// the driver refused because it would outlast the deadline) must release
-// whatever it holds. A wait carries a reservation already made.
-//
-// A user policy is any type that meets armor::policy, for example:
+// timer: admit(ctx) answers admitted, rejected or wait from the time in the
+// context, settle(ctx, permit, verdict) records the attempt it admitted, and
+// a looping policy's next() says whether to go round again. A user policy is
+// any type that meets armor::policy, for example:
 //
 //     struct count_calls {
 //         using permit_type = armor::no_permit;
@@ -28,8 +18,10 @@
 //         void settle(armor::context&, armor::no_permit, const armor::verdict&) noexcept {}
 //     };
 //
-// Policies are called concurrently from every thread that uses the pipeline;
-// admit/settle/next must be thread-safe.
+// Policies are called concurrently from every thread that uses the
+// pipeline: admit/settle/next must be thread-safe. A permit dropped
+// unsettled gives back what it holds. The protocol, queueing and permits:
+// docs/architecture.md#the-protocol-policyhpp.
 #pragma once
 
 #include <armor/context.hpp>

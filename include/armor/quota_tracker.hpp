@@ -1,6 +1,7 @@
 // armor/quota_tracker.hpp: usage quotas over minutes, hours, days and months,
 // in requests, tokens or money; alerts at 80 % and 90 %; the time until the
-// reset. Defines armor::quota_tracker<WallClock, Storage, Listener>, its
+// reset. Defines armor::quota_tracker<WallClock, Storage, Listener> (all
+// defaulted: quota_tracker<> counts in memory, on the system clock), its
 // options, decision, permit, event, stats and usage report.
 //
 //     using namespace std::chrono_literals;
@@ -15,20 +16,10 @@
 //                     static_cast<long long>(d.retry_after() / 1s));
 //     }
 //
-// The template parameters, all defaulted (name the type to keep trackers in
-// a map: `std::map<std::string, armor::quota_tracker<>>`):
-//
-//   WallClock  the clock read for the calendar (armor::system_clock;
-//              a manual_clock in tests)
-//   Storage    where the counts live: armor::memory_quota_storage (this
-//              process), armor::sqlite_quota_storage (armor/storage/sqlite.hpp:
-//              on disk, one host), armor::redis_quota_storage (armor/redis.hpp:
-//              many hosts), or your own armor::quota_storage
-//   Listener   armor::no_listener, or a noexcept callable taking
-//              `const armor::quota_tracker_event&` (or std::ref to one)
-//
-// Windows, reservations, alerts, the pipeline protocol, costs and proofs:
-// docs/quota_tracker.md.
+// The counts live in a storage: this process (the default), one host
+// (armor/storage/sqlite.hpp), many hosts (armor/redis/quota_storage.hpp),
+// or your own (armor/storage/quota_storage.hpp). Windows, reservations,
+// alerts, the pipeline protocol, costs and proofs: docs/quota_tracker.md.
 #pragma once
 
 #include <armor/clock.hpp>

@@ -1,6 +1,8 @@
 // armor/redis.hpp: limits shared by every instance of a service through
-// one Redis server (link armor::redis; needs hiredis). Includes the
-// connection, the quota storage and the token bucket; see docs/redis.md.
+// one Redis server (link armor::redis; needs hiredis). An umbrella over the
+// headers that show the examples: armor/redis/connection.hpp (the
+// connection), armor/redis/quota_storage.hpp (quota counts in Redis) and
+// armor/redis/token_bucket.hpp (a token bucket in Redis). See docs/redis.md.
 #pragma once
 
 #include <armor/redis/connection.hpp>

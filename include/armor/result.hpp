@@ -1,4 +1,5 @@
-// armor/result.hpp: the value of a call, or why there is none.
+// armor/result.hpp: armor::result<R>, the value of a call or why there is
+// none (armor::failure: code, retry_after, cause).
 //
 // try_execute() returns armor::result<R> and never throws for armor's own
 // reasons, so a server can turn a refusal straight into a response:
@@ -7,6 +8,9 @@
 //     if (!r && r.code() == armor::errc::rate_limited)
 //         return too_many_requests(r.retry_after());   // 429 + Retry-After
 //     return *r;
+//
+// What execute() and try_execute() return and throw:
+// docs/architecture.md#results-resulthpp-errorhpp.
 #pragma once
 
 #include <armor/error.hpp>

@@ -1,10 +1,10 @@
 // armor/stats.hpp: how a stats snapshot describes its own fields, so that
 // printing it (armor/fmt.hpp) and exporting it (armor/prometheus.hpp) need
-// no code of their own per policy.
+// no code of their own per policy: armor::stat_field, and armor::gauge,
+// armor::counter and armor::field, which make one.
 //
 // A `<policy>_stats` struct lists its fields in a static member function
-// `fields()` returning a std::tuple of armor::stat_field, each naming the
-// member, how fmt prints it, and the Prometheus metric family it feeds:
+// `fields()`: the member, the name fmt prints, the Prometheus family it feeds.
 //
 //     struct my_policy_stats {
 //         std::int64_t in_use = 0;
@@ -19,12 +19,9 @@
 //         }
 //     };
 //
-// Adding a field to a stats struct and to its fields() is all it takes for
-// fmt and Prometheus to show it. Values a metric can hold: integers, bool
-// (0/1), floating point, std::chrono durations (exported in seconds),
-// enumerations (exported as their underlying integer, printed with the
-// `to_string` beside them), and a std::optional of those (left out while
-// empty).
+// Adding a field to the struct and to its fields() is all it takes for fmt
+// and Prometheus to show it. The value types a field may have:
+// docs/observability.md#describing-a-stats-type.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,5 @@
-// armor/verdict.hpp: how the outcome of one attempt is judged.
+// armor/verdict.hpp: armor::verdict, how the outcome of one attempt is
+// judged, and armor::classify, which gives a pipeline its own judge.
 //
 // The operation runs once per attempt. Its value or exception is classified
 // once into a verdict, which flows back out through every policy: the breaker
@@ -17,7 +18,10 @@
 //     auto p = armor::pipeline{armor::classify{[](const response& r) {
 //         if (r.status >= 500) return armor::verdict::failure();
 //         return armor::verdict::success();       // a 404 is the caller's problem
-//     }}, armor::backoff{...}};
+//     }}, armor::backoff{{.max_attempts = 3}}};
+//
+// Verdict kinds and what each policy does with them:
+// docs/architecture.md#verdicts-and-classifiers-verdicthpp.
 #pragma once
 
 #include <armor/error.hpp>

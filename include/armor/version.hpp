@@ -4,6 +4,8 @@
 // header is the single source of truth for it.
 //
 //     static_assert(ARMOR_VERSION >= 100); // 0.1.0 or newer
+//
+// The packages carry the same version (README.md#installing).
 #pragma once
 
 #define ARMOR_VERSION_MAJOR 0

@@ -5,8 +5,8 @@
 //     armor::http::header_map h;               // fed by libcurl's CURLOPT_HEADERFUNCTION
 //     h.add_line("HTTP/1.1 429 Too Many Requests\r\n");
 //     h.add_line("Retry-After: 3\r\n");
-//     armor::http::status(h);                  // 429
-//     armor::http::header(h, "retry-after");   // "3"
+//     int code = armor::http::status(h);                     // 429
+//     auto retry = armor::http::header(h, "retry-after");    // std::optional: "3"
 //
 // A type with an `int status` member and a `headers` range of name/value
 // pairs (httplib::Response) works as it is; any other type customizes by

@@ -1,0 +1,638 @@
+// The examples at the top of armor's core headers, compiled and run with
+// stand-ins for the HTTP clients, upstreams and handlers they call.
+//
+// Each example is copied verbatim under a `// header example: <armor/...>`
+// line; tests/shape/check_examples.py (CTest armor_header_examples_check)
+// fails when a header's example and its copy here differ. Change both
+// together. The examples that need Asio, fmt, SQLite or Redis are in
+// tests/<that>/test_header_examples.cpp.
+#include <armor/armor.hpp>
+#include <armor/storage/quota_storage.hpp>
+#include <armor/version.hpp>
+
+#include "armor_catch.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace header_examples {
+
+// A response as cpp-httplib's: a status and a range of headers.
+struct http_response {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// ---------------------------------------------------------------------------
+// header example: <armor/armor.hpp>
+namespace armor_ex {
+std::string fetch(std::chrono::nanoseconds timeout) { return timeout <= 2s ? "fetched" : "given too long"; }
+
+std::string example() {
+  using namespace std::chrono_literals;
+
+  auto p = armor::pipeline{armor::deadline{2s}};
+  auto v = p.execute([](const armor::context& ctx) { return fetch(ctx.remaining()); });
+  return v;
+}
+}  // namespace armor_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/backoff.hpp>
+namespace backoff_ex {
+int calls = 0;
+std::string http_get(const std::string& url, std::chrono::nanoseconds timeout) {
+  ++calls;
+  if (timeout > 2s) throw std::logic_error("more time than the deadline");
+  return "body of " + url;
+}
+
+std::string example() {
+  const std::string url = "https://example.com/";
+  using namespace std::chrono_literals;
+  auto p = armor::pipeline{
+      armor::deadline{2s},                       // retries and delays included
+      armor::backoff{{.max_attempts = 4, .initial = 100ms, .max_delay = 5s}},
+  };
+  auto body = p.execute([&](const armor::context& ctx) { return http_get(url, ctx.remaining()); });
+  return body;
+}
+}  // namespace backoff_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/bulkhead.hpp>
+namespace bulkhead_ex {
+struct request {
+  std::string path;
+};
+struct response {
+  int status = 200;
+  std::string body;
+};
+response forward(const request& req, std::chrono::nanoseconds) { return {200, req.path}; }
+response service_unavailable() { return {503, {}}; }
+
+response handle(const request& req) {
+  using namespace std::chrono_literals;
+  // At most 100 requests to the upstream at once; the 101st gets
+  // bulkhead_full at once (answer 503) instead of queueing without bound.
+  armor::bulkhead upstream_slots{{.max_concurrent = 100}};
+  auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream_slots)};
+  auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); });
+  if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable();
+  return r ? *r : response{500, {}};
+}
+}  // namespace bulkhead_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/circuit_breaker.hpp>
+namespace circuit_breaker_ex {
+int upstream_calls = 0;
+int replies_503 = 0;
+armor::verdict call_upstream() {
+  ++upstream_calls;
+  return armor::verdict::success();
+}
+void reply_503(std::chrono::nanoseconds) { ++replies_503; }
+
+int example() {
+  using namespace std::chrono_literals;
+  armor::circuit_breaker upstream{{.failure_threshold = 5, .open_for = 30s}};
+  if (auto d = upstream.try_acquire()) {
+      upstream.record(std::move(d).permit(), call_upstream());   // the call's armor::verdict
+  } else {
+      reply_503(d.retry_after());            // errc::circuit_open, and when it half-opens
+  }
+  // Or as a pipeline layer:
+  auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream)};
+  return p.execute([] { return 42; });
+}
+}  // namespace circuit_breaker_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/clock.hpp>
+namespace clock_ex {
+std::chrono::nanoseconds example() {
+  armor::manual_clock clock;            // starts at its epoch
+  auto p = armor::pipeline{clock, armor::deadline{2s}};
+  clock.advance(500ms);                 // every copy of clock sees it
+  return p.execute([](const armor::context& ctx) { return ctx.now().time_since_epoch(); });
+}
+}  // namespace clock_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/context.hpp>
+namespace context_ex {
+std::chrono::nanoseconds given{};
+std::string http_get(const std::string& url, std::chrono::nanoseconds timeout) {
+  given = timeout;
+  return url;
+}
+
+void example() {
+  auto p = armor::pipeline{armor::deadline{2s}};
+  const std::string url = "https://example.com/";
+  const std::string_view upstream = "example.com";
+  p.execute([&](const armor::context& ctx) {
+      return http_get(url, ctx.remaining());   // never outlive the deadline
+  }, {.key = upstream, .cost = 1});
+}
+}  // namespace context_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/deadline.hpp>
+namespace deadline_ex {
+std::chrono::nanoseconds example() {
+  auto p = armor::pipeline{
+      armor::deadline{2s},                       // the whole call: 2 s
+      armor::backoff{{.max_attempts = 5}},
+      armor::deadline{500ms},                    // each attempt: 500 ms
+  };
+  return p.execute([](const armor::context& ctx) { return ctx.remaining(); });
+}
+}  // namespace deadline_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/decision.hpp>
+namespace decision_ex {
+armor::verdict next_verdict = armor::verdict::success();
+int logged = 0;
+armor::verdict call_upstream() { return next_verdict; }
+void log(const std::string& why, std::chrono::nanoseconds retry_after) {
+  if (!why.empty() && retry_after > 0ns) ++logged;
+}
+
+void example(armor::circuit_breaker<>& breaker) {
+  if (auto d = breaker.try_acquire()) {
+      auto permit = std::move(d).permit();   // when the policy hands one out
+      breaker.record(std::move(permit), call_upstream());
+  } else {
+      log(d.code().message(), d.retry_after());
+  }
+}
+}  // namespace decision_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/error.hpp>
+namespace error_ex {
+int responses_429 = 0;
+int responses_504 = 0;
+void respond_429() { ++responses_429; }
+void respond_504() { ++responses_504; }
+
+void example() {
+  std::error_code ec = armor::errc::deadline_exceeded;
+  if (ec == armor::errc::rate_limited) respond_429();
+  if (ec == std::errc::timed_out) respond_504();   // true for deadline_exceeded
+}
+}  // namespace error_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/fallback.hpp>
+namespace fallback_ex {
+struct stale_cache {
+  std::string get(const std::string& key) const { return "cached " + key; }
+};
+std::string fetch(const std::string& key) { throw std::runtime_error("the upstream of " + key + " is down"); }
+
+std::string example(armor::circuit_breaker<>& breaker) {
+  const stale_cache cache;
+  const std::string key = "products";
+  using namespace std::chrono_literals;
+  auto p = armor::pipeline{
+      armor::fallback{[&](const armor::failure&, const armor::context&) {
+          return cache.get(key);                      // a stale answer beats none
+      }},
+      armor::deadline{2s},
+      std::ref(breaker),
+  };
+  std::string body = p.execute([&] { return fetch(key); });   // live, or the cached copy
+  return body;
+}
+}  // namespace fallback_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/classifier.hpp>
+namespace classifier_ex {
+int example() {
+  armor::http::status_classifier judge;
+  judge.set(404, armor::http::status_rule::failure);    // this API's 404 means "broken"
+  auto p = armor::pipeline{armor::classify{judge}, armor::backoff{{.max_attempts = 4}}};
+  return p.execute([] { return http_response{200, {}}; }).status;
+}
+}  // namespace classifier_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/date.hpp>
+namespace date_ex {
+std::chrono::nanoseconds slept{};
+void sleep_for(std::chrono::nanoseconds d) { slept = d; }
+
+void example(std::string_view value) {
+  const auto wait = armor::http::parse_retry_after(value, std::chrono::system_clock::now());
+  if (wait) sleep_for(*wait);              // "120" or "Sun, 06 Nov 1994 08:49:37 GMT"
+}
+}  // namespace date_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/headers.hpp>
+namespace headers_ex {
+std::pair<int, std::string> example() {
+  armor::http::header_map h;               // fed by libcurl's CURLOPT_HEADERFUNCTION
+  h.add_line("HTTP/1.1 429 Too Many Requests\r\n");
+  h.add_line("Retry-After: 3\r\n");
+  int code = armor::http::status(h);                     // 429
+  auto retry = armor::http::header(h, "retry-after");    // std::optional: "3"
+  return {code, std::string(retry.value_or("none"))};
+}
+}  // namespace headers_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/pacer.hpp>
+namespace pacer_ex {
+struct fake_client {
+  // 100 calls left, for the next 60 seconds.
+  http_response get(const std::string&) const {
+    return {200, {{"X-RateLimit-Limit", "5000"}, {"X-RateLimit-Remaining", "100"}, {"X-RateLimit-Reset", "60"}}};
+  }
+};
+
+armor::rate example() {
+  const fake_client client;
+  const std::string url = "https://api.example.com/";
+  armor::token_bucket bucket{{.rate = {50, 1s}, .burst = 5, .max_wait = 30s}};
+  armor::http::pacer pace{bucket, {.ceiling = {50, 1s}, .max_burst = 5}};
+  auto res = client.get(url);
+  pace.observe(res);                       // reads the rate-limit headers, sets the bucket's rate
+  return bucket.rate();
+}
+}  // namespace pacer_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/rate_limit.hpp>
+namespace rate_limit_ex {
+struct server_response {
+  std::vector<std::pair<std::string, std::string>> headers;
+  void set_header(std::string_view name, std::string_view value) { headers.emplace_back(name, value); }
+};
+
+std::pair<armor::http::rate_limit_info, server_response> example() {
+  const http_response response{429, {{"RateLimit-Limit", "100"}, {"RateLimit-Remaining", "0"}, {"RateLimit-Reset", "30"}}};
+  const auto now = std::chrono::system_clock::now();
+  armor::token_bucket bucket{{.rate = {1, 1h}, .burst = 1}};
+  (void)bucket.try_acquire();  // spends the one token: the example's request is refused
+  server_response res;
+  // Client: how many calls are left, and when the window resets.
+  const armor::http::rate_limit_info info = armor::http::read_rate_limit(response, now);
+
+  // Server: answer with RateLimit-*, X-RateLimit-* and, on a refusal, Retry-After.
+  if (auto d = bucket.try_acquire(); !d) {
+      armor::http::rate_limit_headers(d, [&](std::string_view name, std::string_view value) {
+          res.set_header(name, value);
+      });
+  }
+  return {info, res};
+}
+}  // namespace rate_limit_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/status.hpp>
+namespace status_ex {
+std::pair<armor::verdict, armor::verdict> example() {
+  armor::verdict v = armor::http::classify_status(503);   // retryable failure, "HTTP 503 Service Unavailable"
+  armor::verdict t = armor::http::classify_transport_error(std::errc::connection_reset);  // retryable
+  return {v, t};
+}
+}  // namespace status_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/keyed.hpp>
+namespace keyed_ex {
+struct response {
+  int status = 200;
+};
+template <class Decision>
+response too_many_requests(const Decision& d) {
+  return {d.code() == armor::errc::rate_limited ? 429 : 500};
+}
+
+response handle(const std::string& client_ip) {
+  auto handler = [] { return response{200}; };
+  using namespace std::chrono_literals;
+  // 100 requests a second per client IP, bursts of 20; at most 1e6 IPs.
+  armor::keyed<armor::token_bucket<>> per_ip{{.rate = {100, 1s}, .burst = 20},
+                                             {.max_keys = 1'000'000}};
+  // Directly, in a request handler:
+  if (auto d = per_ip.get(client_ip)->try_acquire(); !d) return too_many_requests(d);
+  // Or as a pipeline layer, keyed by call_options::key:
+  auto p = armor::pipeline{std::ref(per_ip)};
+  auto r = p.try_execute(handler, {.key = client_ip});
+  return r ? *r : response{503};
+}
+}  // namespace keyed_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/listener.hpp>
+namespace listener_ex {
+armor::breaker_state example() {
+  auto log_breaker = [](const armor::circuit_breaker_event& e) noexcept {
+      std::fprintf(stderr, "breaker %s -> %s\n", armor::to_string(e.from).data(),
+                   armor::to_string(e.to).data());
+  };
+  armor::circuit_breaker breaker{{.failure_threshold = 5}, armor::steady_clock{}, log_breaker};
+  for (int i = 0; i < 5; ++i) {
+    if (auto d = breaker.try_acquire()) breaker.record(std::move(d).permit(), armor::verdict::failure());
+  }
+  return breaker.state();
+}
+}  // namespace listener_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/pipeline.hpp>
+namespace pipeline_ex {
+std::string http_get(const std::string& url, std::chrono::nanoseconds timeout) {
+  if (timeout > 2s) throw std::logic_error("more time than the deadline");
+  return "body of " + url;
+}
+
+std::string example(armor::circuit_breaker<>& shared_breaker) {
+  const std::string url = "https://example.com/";
+  auto p = armor::pipeline{
+      armor::deadline{2s},                     // outermost first
+      armor::backoff{{.max_attempts = 4}},
+      std::ref(shared_breaker),                // shared with other pipelines
+  };
+  std::string body = p.execute([&](const armor::context& ctx) {
+      return http_get(url, ctx.remaining());
+  });
+  return body;
+}
+}  // namespace pipeline_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/policy.hpp>
+namespace policy_ex {
+struct count_calls {
+    using permit_type = armor::no_permit;
+    std::atomic<long> calls{0};
+    armor::admission<> admit(armor::context&) noexcept {
+        calls.fetch_add(1, std::memory_order_relaxed);
+        return armor::admission<>::admit();
+    }
+    void settle(armor::context&, armor::no_permit, const armor::verdict&) noexcept {}
+};
+static_assert(armor::policy<count_calls>);
+}  // namespace policy_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/quota_tracker.hpp>
+namespace quota_tracker_ex {
+void example() {
+  using namespace std::chrono_literals;
+  // Gemini's free tier: 50 requests a day (resetting at midnight in
+  // UTC-8), and no more than 10 a minute.
+  armor::quota_tracker gemini{{
+      .windows = {armor::quota_window::per_day(50), armor::quota_window::per_minute(10)},
+      .utc_offset = -8h,
+  }};
+  if (auto d = gemini.try_consume(); !d) {
+      std::printf("%s, resets in %llds\n", d.code().message().c_str(),
+                  static_cast<long long>(d.retry_after() / 1s));
+  }
+}
+}  // namespace quota_tracker_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/rate.hpp>
+namespace rate_ex {
+armor::rate example() {
+  armor::rate r = armor::rate::parse("5000/h");   // == armor::rate{5000, 1h}
+  return r;
+}
+}  // namespace rate_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/result.hpp>
+namespace result_ex {
+struct http_request {
+  std::string path;
+};
+struct response {
+  int status = 200;
+};
+response handle(const http_request&) { return {200}; }
+response too_many_requests(std::optional<std::chrono::nanoseconds> retry_after) {
+  return {retry_after ? 429 : 500};
+}
+
+template <class Limits>
+response serve(const Limits& limits, const http_request& request) {
+  auto r = limits.try_execute([&] { return handle(request); });
+  if (!r && r.code() == armor::errc::rate_limited)
+      return too_many_requests(r.retry_after());   // 429 + Retry-After
+  return *r;
+}
+}  // namespace result_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/stats.hpp>
+namespace stats_ex {
+struct my_policy_stats {
+    std::int64_t in_use = 0;
+    std::uint64_t rejected = 0;
+    static constexpr auto fields() noexcept {
+        return std::tuple{
+            armor::gauge("in_use", &my_policy_stats::in_use,
+                         "armor_my_policy_in_use", "Calls inside now."),
+            armor::counter("rejected", &my_policy_stats::rejected,
+                           "armor_my_policy_rejected_total", "Calls refused."),
+        };
+    }
+};
+static_assert(armor::described_stats<my_policy_stats>);
+static_assert(std::tuple_size_v<decltype(my_policy_stats::fields())> == 2);
+}  // namespace stats_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/storage/memory.hpp>
+namespace memory_ex {
+bool example() {
+  armor::quota_tracker quota{{.windows = {armor::quota_window::per_day(50)}}};
+  // is armor::quota_tracker<armor::system_clock, armor::memory_quota_storage>
+  static_assert(std::is_same_v<decltype(quota), armor::quota_tracker<armor::system_clock, armor::memory_quota_storage>>);
+  return static_cast<bool>(quota.try_consume());
+}
+}  // namespace memory_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/storage/quota_storage.hpp>
+namespace quota_storage_ex {
+struct my_storage {
+    void bind(std::span<const armor::quota_window_layout> windows);   // once; may throw
+    armor::quota_consumption try_consume(const armor::quota_stamp& at, std::int64_t n);  // all or none
+    armor::quota_consumption charge(const armor::quota_stamp& at, std::int64_t n);       // no limit check
+    void release(const armor::quota_stamp& at, std::int64_t n) noexcept;                // give back
+    std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const;
+};
+static_assert(armor::quota_storage<my_storage>);
+}  // namespace quota_storage_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/token_bucket.hpp>
+namespace token_bucket_ex {
+int rejected = 0;
+void reject(std::error_code code, std::chrono::nanoseconds retry_after) {
+  if (code == armor::errc::rate_limited && retry_after > 0ns) ++rejected;
+}
+
+int example() {
+  using namespace std::chrono_literals;
+  armor::token_bucket bucket{{.rate = {100, 1s}, .burst = 20}};
+  if (armor::token_bucket_decision<> d = bucket.try_acquire(); !d) {
+      reject(d.code(), d.retry_after());  // rate_limited, and exactly when a token is there
+  }
+  // Or as a pipeline layer that waits up to 2 s for its token:
+  auto p = armor::pipeline{armor::token_bucket{{.rate = {50, 1s}, .burst = 10, .max_wait = 2s}}};
+  return p.execute([] { return 7; });
+}
+}  // namespace token_bucket_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/verdict.hpp>
+namespace verdict_ex {
+struct response {
+  int status = 200;
+};
+
+int example(int status) {
+  auto p = armor::pipeline{armor::classify{[](const response& r) {
+      if (r.status >= 500) return armor::verdict::failure();
+      return armor::verdict::success();       // a 404 is the caller's problem
+  }}, armor::backoff{{.max_attempts = 3}}};
+  return p.execute([&] { return response{status}; }).status;
+}
+}  // namespace verdict_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/version.hpp>
+namespace version_ex {
+static_assert(ARMOR_VERSION >= 100); // 0.1.0 or newer
+}  // namespace version_ex
+
+}  // namespace header_examples
+
+namespace hx = header_examples;
+
+TEST_CASE("header examples: armor.hpp, pipeline.hpp, deadline.hpp, context.hpp, clock.hpp") {
+  CHECK(hx::armor_ex::example() == "fetched");
+
+  armor::circuit_breaker<> shared_breaker{{.failure_threshold = 5, .open_for = 30s}};
+  CHECK(hx::pipeline_ex::example(shared_breaker) == "body of https://example.com/");
+
+  const auto left = hx::deadline_ex::example();
+  CHECK(left > 0ns);
+  CHECK(left <= 500ms);  // the inner deadline: the earliest wins
+
+  hx::context_ex::example();
+  CHECK(hx::context_ex::given > 0ns);
+  CHECK(hx::context_ex::given <= 2s);
+
+  CHECK(hx::clock_ex::example() == 500ms);  // the call ran at the time the clock was moved to
+}
+
+TEST_CASE("header examples: backoff.hpp, fallback.hpp, verdict.hpp, result.hpp, error.hpp") {
+  CHECK(hx::backoff_ex::example() == "body of https://example.com/");
+  CHECK(hx::backoff_ex::calls == 1);
+
+  armor::circuit_breaker<> breaker{{.failure_threshold = 5, .open_for = 30s}};
+  CHECK(hx::fallback_ex::example(breaker) == "cached products");
+
+  CHECK(hx::verdict_ex::example(404) == 404);  // a success: no retry, the value comes back
+
+  const auto limits = armor::pipeline{armor::token_bucket{{.rate = {1, 1h}, .burst = 1}}};
+  CHECK(hx::result_ex::serve(limits, {"/a"}).status == 200);
+  CHECK(hx::result_ex::serve(limits, {"/b"}).status == 429);
+
+  hx::error_ex::example();
+  CHECK(hx::error_ex::responses_429 == 0);
+  CHECK(hx::error_ex::responses_504 == 1);
+}
+
+TEST_CASE("header examples: circuit_breaker.hpp, decision.hpp, listener.hpp") {
+  CHECK(hx::circuit_breaker_ex::example() == 42);
+  CHECK(hx::circuit_breaker_ex::upstream_calls == 1);
+  CHECK(hx::circuit_breaker_ex::replies_503 == 0);
+
+  armor::circuit_breaker<> breaker{{.failure_threshold = 1, .open_for = 30s}};
+  hx::decision_ex::example(breaker);  // granted, and it succeeds
+  CHECK(hx::decision_ex::logged == 0);
+  hx::decision_ex::next_verdict = armor::verdict::failure();
+  hx::decision_ex::example(breaker);  // granted, and it fails: the breaker opens
+  hx::decision_ex::example(breaker);  // refused, and logged with the time until half-open
+  CHECK(hx::decision_ex::logged == 1);
+
+  CHECK(hx::listener_ex::example() == armor::breaker_state::open);
+}
+
+TEST_CASE("header examples: token_bucket.hpp, keyed.hpp, rate.hpp, bulkhead.hpp, policy.hpp") {
+  CHECK(hx::token_bucket_ex::example() == 7);
+  CHECK(hx::token_bucket_ex::rejected == 0);
+
+  CHECK(hx::keyed_ex::handle("192.0.2.1").status == 200);
+
+  CHECK(hx::rate_ex::example() == armor::rate{5000, 1h});
+
+  CHECK(hx::bulkhead_ex::handle({"/upstream"}).body == "/upstream");
+
+  hx::policy_ex::count_calls counter;
+  const auto p = armor::pipeline{std::ref(counter)};
+  CHECK(p.execute([] { return 1; }) == 1);
+  CHECK(counter.calls.load() == 1);
+}
+
+TEST_CASE("header examples: quota_tracker.hpp, storage/memory.hpp, storage/quota_storage.hpp, stats.hpp") {
+  hx::quota_tracker_ex::example();  // granted: nothing printed
+  CHECK(hx::memory_ex::example());
+}
+
+TEST_CASE("header examples: http/status.hpp, http/date.hpp, http/headers.hpp, http/classifier.hpp") {
+  const auto [v, t] = hx::status_ex::example();
+  CHECK(v.kind == armor::outcome::failure);
+  CHECK(v.retryable);
+  CHECK(t.kind == armor::outcome::failure);
+  CHECK(t.retryable);
+
+  hx::date_ex::example("120");
+  CHECK(hx::date_ex::slept == 120s);
+
+  CHECK(hx::headers_ex::example() == std::pair<int, std::string>{429, "3"});
+
+  CHECK(hx::classifier_ex::example() == 200);
+}
+
+TEST_CASE("header examples: http/rate_limit.hpp, http/pacer.hpp") {
+  const auto [info, res] = hx::rate_limit_ex::example();
+  CHECK(info.remaining == 0);
+  CHECK(info.reset_after == std::optional<std::chrono::nanoseconds>{30s});
+  bool retry_after = false;
+  for (const auto& [name, value] : res.headers) retry_after = retry_after || name == "Retry-After";
+  CHECK(retry_after);
+
+  // 100 calls left for 60 s: the bucket is slowed below the ceiling of 50/s.
+  CHECK(hx::pacer_ex::example() != armor::rate{50, 1s});
+}
