@@ -2,7 +2,8 @@
 // the RateLimit headers.
 //
 // The server (Asio coroutines, 127.0.0.1, an ephemeral port) keeps one token
-// bucket per client IP in an armor::keyed map: 5 requests a minute, burst 5.
+// bucket per client IP in an armor::keyed map: 5 requests a minute, burst 5
+// (RateLimit-Limit: 5, RateLimit-Policy: 5;w=60).
 // Two clients connect from different loopback addresses (127.0.0.2 and
 // 127.0.0.3, which Linux routes like 127.0.0.1): the first sends 8 requests
 // and gets 5 answers and then 429s; the second, limited separately, gets all
@@ -45,7 +46,8 @@ awaitable<void> serve(tcp::socket socket, per_ip_limits& limits) {
 
   const auto decision = limits.get(ip)->try_acquire();
   std::string head = decision ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.1 429 Too Many Requests\r\n";
-  // Retry-After on a refusal; RateLimit-* and X-RateLimit-* on every answer.
+  // Retry-After on a refusal; RateLimit-* (the policy included) and
+  // X-RateLimit-* on every answer.
   armor::http::rate_limit_headers(decision, [&](std::string_view name, std::string_view value) {
     head.append(name).append(": ").append(value).append("\r\n");
   });
@@ -119,7 +121,8 @@ int main() {
 
   const bool ok = seen["127.0.0.2"][200] == 5 && seen["127.0.0.2"][429] == 3 && seen["127.0.0.3"][200] == 3 &&
                   first_429.find("Retry-After: 12\r\n") != std::string::npos &&
-                  first_429.find("RateLimit-Remaining: 0\r\n") != std::string::npos;
+                  first_429.find("RateLimit-Remaining: 0\r\n") != std::string::npos &&
+                  first_429.find("RateLimit-Policy: 5;w=60\r\n") != std::string::npos;
   std::printf("%s\n", ok ? "ok" : "UNEXPECTED RESULT");
   return ok ? 0 : 1;
 }

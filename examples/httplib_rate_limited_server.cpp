@@ -4,8 +4,10 @@
 // The server (127.0.0.1, an ephemeral port, in a thread) keeps one token
 // bucket per client IP in an armor::keyed map: one request a second, burst 5.
 // Every answer carries the rate-limit headers armor::http::rate_limit_headers
-// writes (RateLimit-*, X-RateLimit-* with the reset as a Unix time, as
-// GitHub sends it); a refusal is 429 with Retry-After.
+// writes (RateLimit-Limit/-Remaining/-Reset with the burst, RateLimit-Policy
+// with the rate as the IETF draft's quota policy, "5;w=5": 5 tokens refill
+// in 5 s; X-RateLimit-* with the reset as a Unix time, as GitHub sends it);
+// a refusal is 429 with Retry-After.
 //
 // Then, on 127.0.0.1:
 //   1. client A sends 8 requests at once: 5 answers, then 429s. The example
@@ -155,9 +157,13 @@ int main() {
     const auto reset_unix = x_reset ? http::parse_rate_limit_count(*x_reset) : std::nullopt;
     const bool headers_ok = info.limit == 5 && info.remaining == 0 && info.reset_after &&
                             *info.reset_after <= 5s && retry_after == std::chrono::nanoseconds{1s} && reset_unix &&
-                            *reset_unix > 1'000'000'000;  // X-RateLimit-Reset is a Unix time here
-    std::printf("read back: limit %lld, remaining %lld, reset in %lld ms, Retry-After %lld s, X-RateLimit-Reset is %s\n",
-                static_cast<long long>(info.limit.value_or(-1)), static_cast<long long>(info.remaining.value_or(-1)),
+                            *reset_unix > 1'000'000'000 &&  // X-RateLimit-Reset is a Unix time here
+                            http::header(*first_429, "RateLimit-Policy") == "5;w=5" && info.window == 5s;
+    std::printf("read back: limit %lld per %lld s, remaining %lld, reset in %lld ms, Retry-After %lld s, "
+                "X-RateLimit-Reset is %s\n",
+                static_cast<long long>(info.limit.value_or(-1)),
+                static_cast<long long>(info.window ? info.window->count() / 1'000'000'000 : -1),
+                static_cast<long long>(info.remaining.value_or(-1)),
                 static_cast<long long>(info.reset_after ? info.reset_after->count() / 1'000'000 : -1),
                 static_cast<long long>(retry_after ? retry_after->count() / 1'000'000'000 : -1),
                 reset_unix && *reset_unix > 1'000'000'000 ? "a Unix time" : "not a Unix time");

@@ -167,6 +167,47 @@ TEST_CASE("a full bulkhead without a queue fails fast with bulkhead_full and doe
   CHECK(b.in_use() == 1);  // only `c` is left inside
 }
 
+TEST_CASE("retry_after_hint: a refusal says when to try again, so a server can send Retry-After") {
+  CHECK(config_error({.retry_after_hint = -1ms}).find("retry_after_hint") != std::string::npos);
+  CHECK(armor::bulkhead{}.retry_after_hint() == 0ns);  // none by default
+  armor::manual_clock clock;
+  armor::bulkhead b{{.max_concurrent = 1, .retry_after_hint = 250ms}};
+  CHECK(b.retry_after_hint() == 250ms);
+  auto holder = b.try_acquire().permit();
+
+  const auto refused = b.try_acquire();
+  CHECK(refused.code() == armor::errc::bulkhead_full);
+  CHECK(refused.retry_after() == 250ms);
+
+  // In a pipeline: the failure carries it (the default carries none, above).
+  auto p = armor::pipeline{clock, std::ref(b)};
+  const auto r = p.try_execute([] { return 1; });
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(r.retry_after() == std::optional<std::chrono::nanoseconds>{250ms});
+
+  // With a queue: a full queue, and a wait that ends unserved after max_wait,
+  // say the same; a wait the deadline ended says nothing (it is the
+  // caller's deadline, not the bulkhead, that refused).
+  armor::bulkhead q{{.max_concurrent = 1, .max_queue = 1, .max_wait = 100ms, .retry_after_hint = 2s}};
+  auto qp = armor::pipeline{clock, std::ref(q)};
+  auto inside = q.try_acquire().permit();
+  const auto timed_out = qp.try_execute([] { return 1; });
+  CHECK(timed_out.code() == armor::errc::bulkhead_full);
+  CHECK(timed_out.retry_after() == std::optional<std::chrono::nanoseconds>{2s});
+  armor::context ctx(armor::timestamp{});
+  test_waiter w;
+  auto place = q.enqueue(ctx, w);  // takes the only place in the queue
+  REQUIRE(place.kind == armor::admission_kind::queued);
+  const auto full = qp.try_execute([] { return 1; });
+  CHECK(full.code() == armor::errc::bulkhead_full);
+  CHECK(full.retry_after() == std::optional<std::chrono::nanoseconds>{2s});
+  place.permit.release();
+  const auto cut = qp.try_execute([] { return 1; }, {.timeout = 50ms});
+  CHECK(cut.code() == armor::errc::deadline_exceeded);
+  CHECK_FALSE(cut.retry_after().has_value());
+}
+
 TEST_CASE("the operation runs inside the bulkhead and its slot comes back on every path") {
   armor::manual_clock clock;
   armor::bulkhead b{{.max_concurrent = 1}};

@@ -478,6 +478,34 @@ TEST_CASE("http: read_rate_limit understands what real servers send", "[http][ra
     CHECK(i.limit == 5);
     CHECK(i.remaining == 1);
     CHECK(i.reset_after == nanoseconds{1s});  // 400 ms of debt, rounded up to the second
+    // RateLimit-Policy says 10;w=1 (the refill rate); RateLimit-Limit, the
+    // expiring limit, is the burst. The policy's window is not the limit's.
+    CHECK(http::header(r, "RateLimit-Policy") == "10;w=1");
+    CHECK_FALSE(i.window);
+    // A bucket whose burst refills in whole seconds: limit and window pair up.
+    armor::token_bucket<armor::manual_clock> even{{.rate = {10, 1s}, .burst = 20}, armor::manual_clock{}};
+    member_response e;
+    http::rate_limit_headers(even.try_acquire(), [&](std::string_view n, std::string_view v) {
+      e.headers.emplace(n, v);
+    });
+    const auto j = http::read_rate_limit(e, now);
+    CHECK(http::header(e, "RateLimit-Policy") == "20;w=2");
+    CHECK(j.limit == 20);
+    CHECK(j.window == nanoseconds{2s});
+  }
+  SECTION("IETF draft 06: a lone policy whose quota is not the limit is not the limit's window") {
+    const auto r = with(200, {{"RateLimit-Limit", "5"},
+                              {"RateLimit-Remaining", "4"},
+                              {"RateLimit-Reset", "1"},
+                              {"RateLimit-Policy", "10;w=1"}});
+    const auto i = http::read_rate_limit(r, now);
+    CHECK(i.limit == 5);  // RateLimit-Limit, not the policy's quota
+    CHECK(i.remaining == 4);
+    CHECK_FALSE(i.window);
+    // Without RateLimit-Limit the lone policy gives both.
+    const auto p = http::read_rate_limit(with(200, {{"RateLimit-Policy", "10;w=1"}}), now);
+    CHECK(p.limit == 10);
+    CHECK(p.window == nanoseconds{1s});
   }
   SECTION("malformed fields are absent, the rest still read") {
     const auto r = with(200, {{"X-RateLimit-Limit", "lots"},
@@ -601,6 +629,100 @@ TEST_CASE("http: rate_limit_headers writes any limiter's decision", "[http][rate
     CHECK(i.remaining == 0);
     CHECK(i.reset_after == nanoseconds{3s});
     CHECK(http::parse_retry_after(*http::header(r, "Retry-After"), now) == nanoseconds{2s});
+  }
+}
+
+namespace {
+__extension__ typedef __int128 i128;
+
+/// A decision that also knows its limiter's rate: it gets RateLimit-Policy.
+struct rated_decision : foreign_decision {
+  armor::rate r{10, 1s};
+  armor::rate rate() const noexcept { return r; }
+};
+
+std::string policy_of(armor::rate r, std::int64_t burst) {
+  rated_decision d;
+  d.r = r;
+  d.lim = burst;
+  const auto list = http::rate_limit_headers(d);
+  const auto v = list.find("RateLimit-Policy");
+  return v ? std::string(*v) : std::string("(none)");
+}
+}  // namespace
+
+static_assert(http::rate_limit_decision<rated_decision>);
+static_assert(http::rate_limit_decision_with_rate<rated_decision>);
+static_assert(!http::rate_limit_decision_with_rate<foreign_decision>);
+static_assert(http::rate_limit_policy_for(10, 1s, 10) == http::rate_limit_policy{10, 1s});
+static_assert(http::rate_limit_policy_for(100, 1min, 10) == http::rate_limit_policy{10, 6s});
+
+TEST_CASE("http: rate_limit_policy_for refuses what no header can say", "[http][rate-limit][server]") {
+  CHECK_FALSE(http::rate_limit_policy_for(0, 1s, 1));
+  CHECK_FALSE(http::rate_limit_policy_for(1, 0s, 1));
+  CHECK_FALSE(http::rate_limit_policy_for(1, 1s, 0));
+  CHECK_FALSE(http::rate_limit_policy_for(-1, 1s, 1));
+  CHECK_FALSE(http::rate_limit_policy_for(INT64_MAX, 1ns, 1));  // 9.2e27 a second
+  CHECK_FALSE(http::rate_limit_policy_for(1, nanoseconds{INT64_MAX}, INT64_MAX));
+  // A large but sayable one: a billion a second, burst 10^12 (1000 s to fill).
+  CHECK(http::rate_limit_policy_for(1, 1ns, 1'000'000'000'000) ==
+        http::rate_limit_policy{1'000'000'000'000, std::chrono::seconds{1000}});
+}
+
+TEST_CASE("http: RateLimit-Policy gives a token bucket's quota and window (IETF draft)", "[http][rate-limit][server]") {
+  SECTION("quota = burst, window = the time an empty bucket takes to fill, when that is whole seconds") {
+    CHECK(policy_of({10, 1s}, 10) == "10;w=1");
+    CHECK(policy_of({10, 1s}, 20) == "20;w=2");
+    CHECK(policy_of({1, 2s}, 3) == "3;w=6");
+    CHECK(policy_of({100, 1min}, 10) == "10;w=6");
+    CHECK(policy_of({5000, 1h}, 100) == "100;w=72");
+    CHECK(policy_of({1, 1h}, 1) == "1;w=3600");
+  }
+  SECTION("otherwise the next window that refills whole tokens, and those tokens as the quota") {
+    CHECK(policy_of({10, 1s}, 5) == "10;w=1");      // fills in 0.5 s
+    CHECK(policy_of({50, 1s}, 5) == "50;w=1");      // 0.1 s
+    CHECK(policy_of({10, 1s}, 15) == "20;w=2");     // 1.5 s
+    CHECK(policy_of({5000, 1h}, 1) == "25;w=18");   // one token per 720 ms: 25 tokens in 18 s
+    CHECK(policy_of({60, 1min}, 1) == "1;w=1");     // the rate in lowest terms: one per second
+    CHECK(policy_of({1000, 1ns * 1'000'000'000}, 1) == "1000;w=1");
+  }
+  SECTION("no such window within 366 days: the fill time rounded up, the quota rounded down") {
+    CHECK(policy_of({1, 333'333'333ns}, 1) == "3;w=1");  // 3.000000003 per second
+  }
+  SECTION("q/w is the refill rate, never more; the quota is never below the burst") {
+    int checked = 0;
+    for (const armor::rate r : {armor::rate{10, 1s}, armor::rate{1, 720ms}, armor::rate{7, 3s}, armor::rate{3, 1ms},
+                                armor::rate{1, 333'333'333ns}, armor::rate{1, 24h}, armor::rate{999, 1min}}) {
+      for (const std::int64_t burst : {1LL, 2LL, 5LL, 10LL, 99LL, 1000LL}) {
+        rated_decision d;
+        d.r = r;
+        d.lim = burst;
+        const auto v = http::rate_limit_headers(d).find("RateLimit-Policy");
+        REQUIRE(v);
+        const std::string s(*v);
+        const std::size_t semi = s.find(";w=");
+        REQUIRE(semi != std::string::npos);
+        const long long q = std::stoll(s.substr(0, semi));
+        const long long w = std::stoll(s.substr(semi + 3));
+        INFO(s << " for " << r.count << " per " << r.per.count() << " ns, burst " << burst);
+        CHECK(w >= 1);
+        CHECK(q >= burst);
+        // q per w s <= count per per: q * per <= count * w * 1e9
+        CHECK(static_cast<i128>(q) * r.per.count() <= static_cast<i128>(r.count) * w * 1'000'000'000);
+        ++checked;
+      }
+    }
+    CHECK(checked == 42);
+  }
+  SECTION("only a decision that knows its rate gets one; options turn it off") {
+    CHECK_FALSE(http::rate_limit_headers(foreign_decision{}).find("RateLimit-Policy"));
+    CHECK(http::rate_limit_headers(rated_decision{}).size() == 8);
+    CHECK_FALSE(http::rate_limit_headers(rated_decision{}, {.policy = false}).find("RateLimit-Policy"));
+    CHECK_FALSE(http::rate_limit_headers(rated_decision{}, {.standard = false}).find("RateLimit-Policy"));
+    armor::token_bucket<armor::manual_clock> bucket{{.rate = {1, 2s}, .burst = 3}, armor::manual_clock{}};
+    CHECK(bucket.try_acquire().rate() == armor::rate{1, 2s});
+    CHECK(http::rate_limit_headers(bucket.try_acquire()).find("RateLimit-Policy") ==
+          std::optional<std::string_view>{"3;w=6"});
   }
 }
 

@@ -197,12 +197,88 @@ TEST_CASE("http pacing: the pacer sets the bucket", "[http][pacing]") {
   CHECK(bucket.available() == 0);
   clock.advance(4s);
   CHECK(bucket.available() == 0);
-  clock.advance(1s);
-  CHECK(bucket.available() == 1);
 
-  // A response without the numbers changes nothing.
+  // A response without the numbers changes nothing (before the reset; after
+  // it, see the next test).
   CHECK_FALSE(pacer.observe(http::rate_limit_info{}));
   CHECK(bucket.rate() == armor::rate{1, 5s});
+
+  clock.advance(1s);
+  CHECK(bucket.available() == 1);
+}
+
+TEST_CASE("http pacing: after the reset (plus the margin) the pacer returns the bucket to its ceiling on its own",
+          "[http][pacing]") {
+  // The server said "nothing left, reset in 60 s", then went down: an outage
+  // answering 500s without rate-limit headers. The old numbers must not pace
+  // the client beyond the reset.
+  armor::manual_clock clock;
+  armor::token_bucket<armor::manual_clock> bucket{{.rate = {10, 1s}, .burst = 10, .max_wait = 2min}, clock};
+  http::pacer pacer{bucket, {.ceiling = {10, 1s}, .max_burst = 3}};  // margin: 1 s
+  const http::rate_limit_info outage{};
+  const auto stamp = [&] { return armor::to_timestamp(clock.now()); };
+  const auto t = pacer.observe(info(0, 60s));
+  REQUIRE(t);
+  CHECK(t->horizon == 61s);
+  CHECK(bucket.rate() == armor::rate{1, 61s});
+
+  SECTION("responses without headers: paced until reset + margin, at the ceiling from then on") {
+    clock.advance(30s);
+    CHECK_FALSE(pacer.observe(outage));
+    CHECK(bucket.rate() == armor::rate{1, 61s});
+    clock.advance(31s - 1ns);  // 1 ns before reset + margin: still paced
+    CHECK_FALSE(pacer.observe(outage));
+    CHECK_FALSE(pacer.refresh());
+    CHECK(bucket.rate() == armor::rate{1, 61s});
+    clock.advance(1ns);
+    const auto back = pacer.observe(outage);
+    REQUIRE(back);
+    CHECK(back->rate == armor::rate{10, 1s});
+    CHECK(back->burst == 3);  // max_burst
+    CHECK_FALSE(back->drain);
+    CHECK(bucket.rate() == armor::rate{10, 1s});
+    CHECK(bucket.burst() == 3);
+    // The token that came at the reset is there; the next ones come at the
+    // ceiling's pace, not one a minute.
+    CHECK(bucket.try_acquire(1, stamp()));
+    const auto next = bucket.try_acquire(1, stamp());
+    CHECK_FALSE(next);
+    CHECK(next.retry_after() == 100ms);
+    // Restored once: later responses without headers change nothing more.
+    clock.advance(1h);
+    CHECK_FALSE(pacer.observe(outage));
+    CHECK(bucket.rate() == armor::rate{10, 1s});
+  }
+  SECTION("the callers' path: refresh() before taking a token restores the ceiling without a response") {
+    clock.advance(61s);
+    const auto back = pacer.refresh();
+    REQUIRE(back);
+    CHECK(back->rate == armor::rate{10, 1s});
+    CHECK(bucket.rate() == armor::rate{10, 1s});
+    CHECK_FALSE(pacer.refresh());  // once
+  }
+  SECTION("a new header during the outage still wins") {
+    clock.advance(30s);
+    REQUIRE(pacer.observe(info(0, 60s)));  // one answer with headers: a new reset, 60 s from now
+    clock.advance(31s);                    // the first reset + margin: its numbers are stale, the new ones hold
+    CHECK_FALSE(pacer.observe(outage));
+    CHECK(bucket.rate() == armor::rate{1, 61s});
+    clock.advance(30s - 1ns);
+    CHECK_FALSE(pacer.observe(outage));
+    clock.advance(1ns);  // the new reset + margin
+    REQUIRE(pacer.observe(outage));
+    CHECK(bucket.rate() == armor::rate{10, 1s});
+  }
+  SECTION("a header after the reset is applied as it says") {
+    clock.advance(2min);
+    const auto again = pacer.observe(info(40, 9s));
+    REQUIRE(again);
+    CHECK(bucket.rate() == every(10s, 39));  // 40 left, 1 held (the paced bucket's burst was 1)
+    CHECK_FALSE(pacer.observe(outage));      // and holds until its own reset + margin
+    clock.advance(10s);
+    CHECK(pacer.observe(outage));
+    CHECK(bucket.rate() == armor::rate{10, 1s});
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -927,6 +927,7 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
   CHECK(ok == std::map<std::string, std::string>{{"RateLimit-Limit", "3"},
                                                  {"RateLimit-Remaining", "1"},
                                                  {"RateLimit-Reset", "4"},
+                                                 {"RateLimit-Policy", "3;w=6"},  // 3 tokens refill in 6 s
                                                  {"X-RateLimit-Limit", "3"},
                                                  {"X-RateLimit-Remaining", "1"},
                                                  {"X-RateLimit-Reset", "4"}});
@@ -946,7 +947,7 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
     CHECK(h.count("Retry-After") == 0);
     CHECK(h["RateLimit-Remaining"] == "0");
     CHECK(h["RateLimit-Reset"] == "8");  // 4 tokens owed at 2 s each
-    CHECK(armor::http::rate_limit_headers(r).size() == 6);
+    CHECK(armor::http::rate_limit_headers(r).size() == 7);
     r.permit().commit();
   }
   SECTION("a request larger than the burst gets no Retry-After") {
@@ -962,13 +963,14 @@ TEST_CASE("rate_limit_headers writes Retry-After, RateLimit-* and X-RateLimit-*"
   }
   SECTION("the list form holds the same headers without allocating") {
     const auto list = armor::http::rate_limit_headers(b.try_acquire(1, at(500ms)));
-    CHECK(list.size() == 7);
+    CHECK(list.size() == 8);
     CHECK(list.find("Retry-After") == std::optional<std::string_view>{"2"});
     CHECK(list.find("X-RateLimit-Limit") == std::optional<std::string_view>{"3"});
+    CHECK(list.find("RateLimit-Policy") == std::optional<std::string_view>{"3;w=6"});
     CHECK_FALSE(list.find("Nope").has_value());
     std::size_t n = 0;
     for (const auto& f : list) n += f.name.empty() ? 0 : 1;
-    CHECK(n == 7);
+    CHECK(n == 8);
   }
   CHECK(armor::http::retry_after_seconds(1ns) == 1);
   CHECK(armor::http::retry_after_seconds(0ns) == 1);

@@ -6,10 +6,10 @@
 //     using namespace std::chrono_literals;
 //     // At most 100 requests to the upstream at once; the 101st gets
 //     // bulkhead_full at once (answer 503) instead of queueing without bound.
-//     armor::bulkhead upstream_slots{{.max_concurrent = 100}};
+//     armor::bulkhead upstream_slots{{.max_concurrent = 100, .retry_after_hint = 1s}};
 //     auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream_slots)};
 //     auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); });
-//     if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable();
+//     if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable(*r.retry_after());  // 1 s
 //
 // Queueing, direct use (try_acquire), the listener, keyed bulkheads, how it
 // works and what it costs: docs/policies_order.md#bulkhead.
@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -46,6 +47,13 @@ struct bulkhead_options {
   /// How long a queued caller waits at most (its deadline may cut it
   /// shorter); > 0 when max_queue > 0.
   std::chrono::nanoseconds max_wait = std::chrono::seconds{1};
+  /// What a refusal says about when to try again: the retry_after() of
+  /// try_acquire()'s refusal and of a pipeline's bulkhead_full failure,
+  /// which a server sends as Retry-After with its 503. A bulkhead cannot
+  /// know when a slot frees, so this is your estimate (about the time a
+  /// call holds a slot). 0 (the default): no hint (retry_after() is
+  /// nanoseconds::max(), the pipeline's failure has none). >= 0.
+  std::chrono::nanoseconds retry_after_hint{0};
 };
 
 template <class Listener>
@@ -202,6 +210,7 @@ class bulkhead {
   explicit bulkhead(const bulkhead_options& options = {}, Listener listener = Listener{})
       : state_(checked(options).max_concurrent, options.max_queue),
         max_wait_(options.max_wait),
+        retry_after_(options.retry_after_hint),
         listener_(std::move(listener)) {
     hook();
   }
@@ -213,7 +222,10 @@ class bulkhead {
   /// Moves the counts (and the listener). Not thread-safe: move a bulkhead
   /// before sharing it (nobody may be queued).
   bulkhead(bulkhead&& other) noexcept
-      : state_(other.state_), max_wait_(other.max_wait_), listener_(std::move(other.listener_)) {
+      : state_(other.state_),
+        max_wait_(other.max_wait_),
+        retry_after_(other.retry_after_),
+        listener_(std::move(other.listener_)) {
     hook();
   }
   bulkhead(const bulkhead&) = delete;
@@ -223,12 +235,14 @@ class bulkhead {
 
   /// Takes a slot if one is free (and nobody is queued): granted, the
   /// permit holding the slot; or refused with bulkhead_full, a refusal the
-  /// listener hears. Never waits. A refusal's retry_after() is
-  /// nanoseconds::max(): a bulkhead cannot know when a holder will leave.
+  /// listener hears. Never waits. A refusal's retry_after() is the
+  /// options' retry_after_hint, or nanoseconds::max() without one: a
+  /// bulkhead cannot know when a holder will leave.
   [[nodiscard]] decision<bulkhead_permit> try_acquire() noexcept {
     if (state_.try_enter()) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
     notify(bulkhead_event_kind::rejected);
-    return decision<bulkhead_permit>::refused(errc::bulkhead_full, std::chrono::nanoseconds::max());
+    return decision<bulkhead_permit>::refused(
+        errc::bulkhead_full, retry_after_.count() > 0 ? retry_after_ : std::chrono::nanoseconds::max());
   }
 
   /// Policy protocol: a slot now; or, when every slot is taken, bulkhead_full
@@ -237,9 +251,11 @@ class bulkhead {
     if (ARMOR_LIKELY(state_.try_enter())) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
     if (state_.max_queue() == 0) {
       notify(bulkhead_event_kind::rejected);
-      return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
+      return admission<bulkhead_permit>::reject(errc::bulkhead_full, hint(), true);
     }
-    return admission<bulkhead_permit>::queue(errc::bulkhead_full);
+    auto a = admission<bulkhead_permit>::queue(errc::bulkhead_full);
+    a.retry_after = hint();  // for a driver that cannot queue
+    return a;
   }
 
   /// Policy protocol (queueing): puts the driver's waiter in line. Answers
@@ -250,13 +266,16 @@ class bulkhead {
     switch (state_.join(waiter)) {
       case detail::bulkhead_state::join_result::entered:
         return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
-      case detail::bulkhead_state::join_result::queued:
+      case detail::bulkhead_state::join_result::queued: {
         notify(bulkhead_event_kind::queued);
-        return admission<bulkhead_permit>::queued(max_wait_, bulkhead_permit(&state_, &waiter), errc::bulkhead_full);
+        auto a = admission<bulkhead_permit>::queued(max_wait_, bulkhead_permit(&state_, &waiter), errc::bulkhead_full);
+        a.retry_after = hint();  // for a wait that ends unserved after max_wait
+        return a;
+      }
       case detail::bulkhead_state::join_result::full: break;
     }
     notify(bulkhead_event_kind::rejected);
-    return admission<bulkhead_permit>::reject(errc::bulkhead_full, std::nullopt, true);
+    return admission<bulkhead_permit>::reject(errc::bulkhead_full, hint(), true);
   }
 
   /// Policy protocol: the call is over; its slot goes back (to the head of
@@ -276,6 +295,8 @@ class bulkhead {
   [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.max_inside(); }
   [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.max_queue(); }
   [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return max_wait_; }
+  /// The options' retry_after_hint (zero: none).
+  [[nodiscard]] std::chrono::nanoseconds retry_after_hint() const noexcept { return retry_after_; }
 
   /// In use, queued and the limits, from one reading of the state.
   [[nodiscard]] bulkhead_stats stats() const noexcept {
@@ -331,11 +352,22 @@ class bulkhead {
     if (o.max_queue > 0 && o.max_wait.count() == 0) {
       detail::invalid_config("armor::bulkhead: max_wait must be positive when max_queue > 0");
     }
+    if (o.retry_after_hint.count() < 0) {
+      detail::invalid_config("armor::bulkhead: retry_after_hint must not be negative (got " +
+                             std::to_string(o.retry_after_hint.count()) + " ns)");
+    }
     return o;
+  }
+
+  // A refusal's retry_after: the hint, if there is one.
+  [[nodiscard]] std::optional<std::chrono::nanoseconds> hint() const noexcept {
+    if (retry_after_.count() > 0) return retry_after_;
+    return std::nullopt;
   }
 
   detail::bulkhead_state state_;
   std::chrono::nanoseconds max_wait_;
+  std::chrono::nanoseconds retry_after_;  // 0: none
   [[no_unique_address]] Listener listener_;
 };
 

@@ -166,14 +166,18 @@ template <class Permit>
 
 /// After a queued wait ended (woken, or at `give_up`): true when the policy
 /// handed the waiter a slot; otherwise `out` is stopped with the policy's
-/// code, or deadline_exceeded when the deadline ended the wait.
+/// code and retry_after, or deadline_exceeded (no retry_after) when the
+/// deadline ended the wait.
 template <class Permit, class R>
 [[nodiscard]] bool queue_served(const context& ctx, admission<Permit>& adm, timestamp give_up,
                                 call_outcome<R>& out) noexcept {
   if (adm.permit.leave_queue()) return true;
   const bool deadline_bound = give_up >= ctx.deadline();
-  out.stop(outcome::rejected, deadline_bound ? std::error_code(errc::deadline_exceeded) : adm.code, std::nullopt,
-           true);
+  if (deadline_bound) {
+    out.stop(outcome::rejected, errc::deadline_exceeded, std::nullopt, true);
+  } else {
+    out.stop(outcome::rejected, adm.code, adm.retry_after, true);
+  }
   return false;
 }
 

@@ -228,6 +228,8 @@ class token_bucket_decision {
 
   /// The burst: what the bucket holds when full (RateLimit-Limit).
   [[nodiscard]] constexpr std::int64_t limit() const noexcept { return burst_; }
+  /// The bucket's rate when it decided, in lowest terms (RateLimit-Policy).
+  [[nodiscard]] constexpr armor::rate rate() const noexcept { return {count_, std::chrono::nanoseconds{period_}}; }
   /// The tokens this decision was asked for.
   [[nodiscard]] constexpr std::int64_t requested() const noexcept { return n_; }
   /// Whole tokens left after this decision (RateLimit-Remaining); 0 while

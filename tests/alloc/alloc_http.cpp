@@ -103,6 +103,12 @@ TEST_CASE("reading rate-limit headers, judging and pacing allocate nothing") {
     const auto t = http::pace(b, pacer.options(), bucket.available(armor::to_timestamp(clock.now())),
                               bucket.max_wait());
     if (!t || t->burst != 3 || t->drain) ++wrong;  // min(max_burst 5, 3 remaining)
+    // Applied, and (after its reset plus the margin, with nothing newer)
+    // returned to the ceiling, by observe() and by refresh().
+    if (!pacer.observe(b, armor::to_timestamp(clock.now()))) ++wrong;
+    clock.advance(7201s);
+    if (!(i % 2 == 0 ? pacer.observe(http::rate_limit_info{}) : pacer.refresh())) ++wrong;
+    if (bucket.rate() != armor::rate{100, 1s}) ++wrong;
     clock.advance(1ms);
   }
   CHECK(scope.allocations() == 0);

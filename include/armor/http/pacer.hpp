@@ -1,7 +1,9 @@
 // armor/http/pacer.hpp: pacing a client by what the server says. pacer keeps
 // a token bucket's rate where the server's remaining quota lasts until its
 // reset, so calls are spread over the window instead of running into 429s;
-// pace() is the same decision as a pure function.
+// once the reset (plus a margin) has passed without new numbers, it returns
+// the bucket to the client's own ceiling. pace() is the same decision as a
+// pure function.
 //
 //     armor::token_bucket bucket{{.rate = {50, 1s}, .burst = 5, .max_wait = 30s}};
 //     armor::http::pacer pace{bucket, {.ceiling = {50, 1s}, .max_burst = 5}};
@@ -21,8 +23,10 @@
 #include <armor/token_bucket.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -56,6 +60,11 @@ struct pace_target {
   /// The server says nothing remains: take every token left in the bucket,
   /// so that no call goes out before the reset.
   bool drain = false;
+  /// How long the target holds: the reset plus the margin (at least
+  /// min_horizon). After it the server's numbers are stale, and pacer
+  /// returns the bucket to the ceiling unless newer ones came. Zero for the
+  /// ceiling itself, which holds until the server says otherwise.
+  std::chrono::nanoseconds horizon{0};
 
   friend constexpr bool operator==(const pace_target&, const pace_target&) noexcept = default;
 };
@@ -113,6 +122,9 @@ inline void check_pacer_options(const pacer_options& o) {
 ///     hold it (burst * interval + max_wait within a token bucket's span of
 ///     2^57 ticks), so set_rate accepts the target.
 ///
+/// The target holds for T (`horizon`): after the reset the numbers say
+/// nothing about the next window.
+///
 /// nullopt when the headers lack `remaining` or a reset (the bucket should
 /// be left as it is), or when no burst fits `max_wait` at the target rate.
 /// Allocates nothing; the options must be valid (pacer checks them at
@@ -125,6 +137,7 @@ inline void check_pacer_options(const pacer_options& o) {
   std::int64_t horizon = armor::detail::saturating_add(info.reset_after->count(), o.margin.count());
   if (horizon < o.min_horizon.count()) horizon = o.min_horizon.count();
   pace_target t;
+  t.horizon = std::chrono::nanoseconds{horizon};
   t.burst = std::clamp<std::int64_t>(left, 1, o.max_burst);
   t.drain = left <= 0;
   const std::int64_t kept = t.drain ? 0 : std::clamp<std::int64_t>(held, 0, t.burst);
@@ -149,10 +162,21 @@ inline void check_pacer_options(const pacer_options& o) {
 }
 
 /// Keeps a token bucket's rate where the server's quota lasts until its
-/// reset (see pace()). Holds the bucket by reference; the bucket must
-/// outlive it. observe() may be called from any thread: it only calls the
-/// bucket's set_rate, which is lock-free and safe alongside acquires.
-/// Responses observed out of order are applied in the order observed.
+/// reset (see pace()), and returns it to the ceiling once that reset (plus
+/// the margin) has passed without newer numbers: an outage answering
+/// without rate-limit headers must not keep the client at the pace of a
+/// window long gone. No timer: the return happens in the first observe()
+/// (or refresh()) at or after that time. Holds the bucket by reference; the
+/// bucket must outlive it.
+///
+/// Thread-safety: observe() and refresh() may be called from any thread;
+/// they call the bucket's set_rate (lock-free for the bucket's acquirers)
+/// and keep one atomic word of their own (when the numbers go stale).
+/// Responses observed out of order are applied in the order observed; the
+/// return to the ceiling never undoes numbers observed after the stale
+/// ones, except in a race at the very same moment (the return's set_rate
+/// landing after a new header's), which the next response with headers
+/// corrects. Copying or moving a pacer is not thread-safe.
 ///
 ///     armor::token_bucket bucket{{.rate = {50, 1s}, .burst = 5, .max_wait = 30s}};
 ///     armor::http::pacer pace{bucket, {.ceiling = {50, 1s}, .max_burst = 5}};
@@ -168,13 +192,30 @@ class pacer {
                                                "armor::http::pacer (ceiling and max_burst)");
   }
 
+  pacer(const pacer& other) noexcept
+      : bucket_(other.bucket_),
+        options_(other.options_),
+        stale_at_(other.stale_at_.load(std::memory_order_relaxed)) {}
+  pacer& operator=(const pacer& other) noexcept {
+    bucket_ = other.bucket_;
+    options_ = other.options_;
+    stale_at_.store(other.stale_at_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return *this;
+  }
+  ~pacer() = default;
+
   /// Applies what a response says (a response type, or a rate_limit_info),
   /// read at wall time `wall_now`; the bucket is changed at its own clock's
-  /// `now`. Returns the target applied, or nullopt when the response says
-  /// too little (nothing changes).
+  /// `now`. Returns the target applied. When the response says too little
+  /// (no `remaining` or no reset), it changes nothing unless the last
+  /// numbers have gone stale: then it is refresh(now), which returns the
+  /// ceiling it applied. nullopt when nothing changed.
   std::optional<pace_target> observe(const rate_limit_info& info, timestamp now) {
     const auto t = pace(info, options_, bucket_->available(now), bucket_->max_wait());
-    if (!t) return t;
+    if (!t) return refresh(now);
+    // The new deadline first: a refresh() that read the old one fails its
+    // CAS from here on instead of restoring the ceiling over these numbers.
+    stale_at_.store(armor::detail::saturating_add(stamp(now), t->horizon.count()), std::memory_order_relaxed);
     bucket_->set_rate(t->rate, t->burst, now);
     if (t->drain) {
       const std::int64_t left = bucket_->available(now);
@@ -200,11 +241,43 @@ class pacer {
     return observe(read_rate_limit(r, std::chrono::system_clock::now()));
   }
 
+  /// When the numbers last applied are stale at `now` (their reset plus the
+  /// margin has passed), sets the bucket to the ceiling with max_burst and
+  /// returns that target; otherwise changes nothing and returns nullopt.
+  /// observe() does this for every response without numbers; call it also
+  /// on the callers' path (before taking a token) when responses may stop
+  /// coming at all, or when a paced interval is long: it costs one relaxed
+  /// load while nothing is due. Tokens the bucket holds are kept (none are
+  /// added); reservations already made at the paced rate keep their times.
+  std::optional<pace_target> refresh(timestamp now) {
+    std::int64_t due = stale_at_.load(std::memory_order_relaxed);
+    if (stamp(now) < due) return std::nullopt;  // not yet, or nothing to return from (never)
+    // One caller returns the bucket; a newer deadline stored meanwhile wins.
+    if (!stale_at_.compare_exchange_strong(due, never, std::memory_order_relaxed)) return std::nullopt;
+    pace_target t;
+    t.rate = options_.ceiling;
+    t.burst = options_.max_burst;
+    bucket_->set_rate(t.rate, t.burst, now);  // accepted: the constructor checked it
+    return t;
+  }
+
+  /// Same, reading the bucket's clock.
+  std::optional<pace_target> refresh() { return refresh(to_timestamp(bucket_->clock().now())); }
+
   [[nodiscard]] const pacer_options& options() const noexcept { return options_; }
 
  private:
+  // No stale numbers to return from.
+  static constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
+
+  static constexpr std::int64_t stamp(timestamp t) noexcept { return t.time_since_epoch().count(); }
+
   Bucket* bucket_;
   pacer_options options_;
+  // When the numbers last applied go stale, in the bucket's clock's ns;
+  // `never` when none apply. Relaxed: it is only a time, and the bucket's
+  // own state orders the rate changes.
+  std::atomic<std::int64_t> stale_at_{never};
 };
 
 template <class Bucket>

@@ -29,6 +29,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <numeric>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -179,8 +180,9 @@ struct ietf_rate_limit {
 }
 
 /// Reads `RateLimit-Policy` for the policy `rl` refers to: by name (draft
-/// 08+: `"name";q=<quota>;w=<seconds>`), by limit (draft 07: `100;w=60`),
-/// or the only one listed. Fills limit (q) and window (w).
+/// 08+: `"name";q=<quota>;w=<seconds>`), by limit (drafts 06 and 07:
+/// `100;w=60`), or the only one listed unless its quota contradicts
+/// `rl`'s limit. Fills limit (q) and window (w).
 constexpr void read_ietf_policy(std::string_view value, const ietf_rate_limit* rl, rate_limit_info& out) noexcept {
   namespace d = armor::detail;
   std::size_t pos = 0;
@@ -213,7 +215,9 @@ constexpr void read_ietf_policy(std::string_view value, const ietf_rate_limit* r
       return;
     }
   }
-  if (count == 1) {
+  // The only policy listed: unless its quota contradicts a limit known
+  // already (then its window is not that limit's).
+  if (count == 1 && !(rl != nullptr && rl->limit && first_quota && *first_quota != *rl->limit)) {
     if (first_quota && !out.limit) out.limit = first_quota;
     if (first_window && *first_window <= max_server_hint.count()) out.window = std::chrono::seconds{*first_window};
   }
@@ -297,11 +301,17 @@ template <response R>
       if (const auto p = header(r, "RateLimit-Policy")) detail::read_ietf_policy(*p, &*rl, out);
     }
   }
-  if (!out.window) {
-    if (const auto p = header(r, "RateLimit-Policy")) detail::read_ietf_policy(*p, nullptr, out);
-  }
+  // Drafts up to 06: RateLimit-Limit is the limit (the "expiring limit");
+  // RateLimit-Policy gives the window of the policy with that quota.
   if (!out.limit) {
     if (const auto v = header(r, "RateLimit-Limit")) detail::read_old_ietf_limit(*v, out);
+  }
+  if (!out.window) {
+    if (const auto p = header(r, "RateLimit-Policy")) {
+      detail::ietf_rate_limit known;
+      known.limit = out.limit;
+      detail::read_ietf_policy(*p, out.limit ? &known : nullptr, out);
+    }
   }
   for (const detail::rate_limit_names& n : detail::rate_limit_families) {
     if (!out.limit) {
@@ -342,11 +352,88 @@ concept rate_limit_decision = std::is_constructible_v<bool, const D&> && require
   { d.retry_after() } -> std::convertible_to<std::chrono::nanoseconds>;
 };
 
+/// A decision whose limiter also says its refill rate: `rate()` returning
+/// something with `count` and `per` (an armor::rate, as
+/// token_bucket_decision's). rate_limit_headers() then writes
+/// RateLimit-Policy too.
+template <class D>
+concept rate_limit_decision_with_rate = rate_limit_decision<D> && requires(const D& d) {
+  { d.rate().count } -> std::convertible_to<std::int64_t>;
+  { d.rate().per } -> std::convertible_to<std::chrono::nanoseconds>;
+};
+
+/// A quota policy item of RateLimit-Policy: `quota` units per `window`.
+struct rate_limit_policy {
+  std::int64_t quota = 0;
+  std::chrono::seconds window{0};
+
+  friend constexpr bool operator==(const rate_limit_policy&, const rate_limit_policy&) noexcept = default;
+};
+
+namespace detail {
+__extension__ typedef __int128 http_int128;
+}  // namespace detail
+
+/// The RateLimit-Policy item that describes a token bucket refilling
+/// `count` tokens every `per` with a burst of `burst` (IETF draft: `q;w=`,
+/// the window in whole seconds). The rule:
+///
+///   - the window is the time an empty bucket takes to fill again, rounded
+///     up to whole seconds and then to the next window in which the bucket
+///     refills a whole number of tokens; the quota is the tokens it refills
+///     in that window. So the quota is the burst whenever the burst refills
+///     in whole seconds (10/s with burst 10: `10;w=1`; 100/min with burst 10:
+///     `10;w=6`), and quota / window is exactly the refill rate (10/s with
+///     burst 5: `10;w=1`; 5000/h with burst 1: `25;w=18`);
+///   - when no such window lies within 366 days (odd nanosecond rates), the
+///     window is the fill time rounded up and the quota is rounded down:
+///     never more than the rate.
+///
+/// The quota is never below the burst. nullopt for a rate or burst that is
+/// not positive, or numbers too large for the header.
+[[nodiscard]] constexpr std::optional<rate_limit_policy> rate_limit_policy_for(std::int64_t count,
+                                                                              std::chrono::nanoseconds per,
+                                                                              std::int64_t burst) noexcept {
+  using i128 = detail::http_int128;
+  constexpr std::int64_t second = 1'000'000'000;
+  constexpr std::int64_t int64_max = 0x7fff'ffff'ffff'ffff;
+  std::int64_t c = count;
+  std::int64_t p = per.count();
+  if (c <= 0 || p <= 0 || burst < 1) return std::nullopt;
+  const std::int64_t g = std::gcd(c, p);
+  c /= g;
+  p /= g;
+  // c tokens every p ns: c * 1e9 / p tokens a second. The burst refills in
+  // burst * p / (c * 1e9) seconds: `fill`, rounded up, at least 1.
+  const i128 c_s = static_cast<i128>(c) * second;
+  const i128 burst_p = static_cast<i128>(burst) * p;
+  i128 fill = burst_p / c_s + (burst_p % c_s != 0 ? 1 : 0);
+  if (fill < 1) fill = 1;
+  if (fill > int64_max) return std::nullopt;
+  // A window of W seconds refills c * W * 1e9 / p tokens: whole when W is a
+  // multiple of p / gcd(p, 1e9) (c and p are coprime).
+  const std::int64_t step = p / std::gcd(p, second);
+  i128 window = (fill + step - 1) / step * step;
+  if (window != fill && window > max_server_hint.count()) window = fill;
+  // quota = floor(c * 1e9 * window / p), without overflowing.
+  const i128 whole = c_s / p;
+  const i128 part = c_s % p;
+  if (whole != 0 && window > int64_max / whole) return std::nullopt;
+  const i128 quota = whole * window + part * window / p;
+  if (quota > int64_max) return std::nullopt;
+  return rate_limit_policy{static_cast<std::int64_t>(quota),
+                           std::chrono::seconds{static_cast<std::int64_t>(window)}};
+}
+
 /// Which headers rate_limit_headers() writes.
 struct rate_limit_header_options {
   /// RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (IETF draft
-  /// "RateLimit header fields for HTTP"; Reset in seconds from now).
+  /// "RateLimit header fields for HTTP", up to draft 06; Reset in seconds
+  /// from now).
   bool standard = true;
+  /// With `standard`, RateLimit-Policy too, for a decision that says its
+  /// rate (rate_limit_decision_with_rate): rate_limit_policy_for()'s `q;w=`.
+  bool policy = true;
   /// X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset.
   bool x_prefixed = true;
   /// Retry-After on a refusal, in whole seconds rounded up.
@@ -363,7 +450,8 @@ struct rate_limit_header_options {
 /// Numbers: limit(), remaining(), reset() in seconds rounded up, and
 /// Retry-After = retry_after() in seconds rounded up, only for a refusal
 /// that waiting can fix (never for a request larger than the burst, whose
-/// retry_after() is nanoseconds::max()).
+/// retry_after() is nanoseconds::max()). A decision that says its rate
+/// also gets RateLimit-Policy: rate_limit_policy_for(rate, limit()).
 template <rate_limit_decision D, class Emit>
   requires std::invocable<Emit&, std::string_view, std::string_view>
 void rate_limit_headers(const D& d, Emit&& emit, const rate_limit_header_options& options = {}) {
@@ -378,6 +466,20 @@ void rate_limit_headers(const D& d, Emit&& emit, const rate_limit_header_options
     put("RateLimit-Limit", d.limit());
     put("RateLimit-Remaining", d.remaining());
     put("RateLimit-Reset", reset);
+    if constexpr (rate_limit_decision_with_rate<D>) {
+      if (options.policy) {
+        const auto r = d.rate();
+        if (const auto q = rate_limit_policy_for(r.count, r.per, d.limit())) {
+          std::array<char, 48> item{};  // "<quota>;w=<seconds>"
+          char* const end = item.data() + item.size();
+          char* it = std::to_chars(item.data(), end, q->quota).ptr;
+          for (const char ch : {';', 'w', '='}) *it++ = ch;
+          it = std::to_chars(it, end, q->window.count()).ptr;
+          emit(std::string_view("RateLimit-Policy"),
+               std::string_view(item.data(), static_cast<std::size_t>(it - item.data())));
+        }
+      }
+    }
   }
   if (options.x_prefixed) {
     put("X-RateLimit-Limit", d.limit());
@@ -404,7 +506,7 @@ class rate_limit_header_list {
   struct field {
     std::string_view name;
     [[nodiscard]] std::string_view value() const noexcept { return {chars.data(), size}; }
-    std::array<char, 24> chars{};
+    std::array<char, 48> chars{};
     std::size_t size = 0;
   };
 
@@ -429,7 +531,7 @@ class rate_limit_header_list {
   }
 
  private:
-  std::array<field, 7> fields_{};
+  std::array<field, 8> fields_{};
   std::size_t count_ = 0;
 };
 
