@@ -378,6 +378,7 @@ struct retry_log {
     if (why == armor::backoff_stop::non_retryable) return;  // reported as the call's own ending
     const char* reason = why == armor::backoff_stop::deadline  ? "the next try would miss the deadline"
                          : why == armor::backoff_stop::budget  ? "the retry budget is spent"
+                         : why == armor::backoff_stop::refused ? "a refusal not worth waiting for"
                                                                : "no attempts left";
     rec->detail_line(detail::give_up, rec->now(), rec->style(fg(fmt::terminal_color::bright_black)), "give up",
                      "after {} attempt{} ({}): {}", attempts, attempts == 1 ? "" : "s",

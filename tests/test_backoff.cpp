@@ -2,9 +2,12 @@
 // the retry budget, listeners and stats. Every test runs on a manual_clock:
 // the driver "sleeps" by moving it, so schedules are checked exactly.
 #include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
+#include <armor/circuit_breaker.hpp>
 #include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/stats.hpp>
+#include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
 #include "test_policies.hpp"
@@ -149,6 +152,7 @@ TEST_CASE("bad options are refused at construction with a message naming the opt
   CHECK(contains(refusal({.jitter_fraction = 1.5}), "jitter_fraction"));
   CHECK(contains(refusal({.jitter_fraction = std::nan("")}), "jitter_fraction"));
   CHECK(contains(refusal({.max_retry_after = -1s}), "max_retry_after must not be negative"));
+  CHECK(contains(refusal({.max_refusal_wait = -1ns}), "max_refusal_wait must not be negative"));
   CHECK(contains(refusal({.budget = armor::retry_budget{.max_tokens = 0}}), "budget.max_tokens"));
   CHECK(contains(refusal({.budget = armor::retry_budget{.token_ratio = 0.0}}), "budget.token_ratio"));
   CHECK(contains(refusal({.budget = armor::retry_budget{.max_tokens = 2, .token_ratio = 3.0}}), "budget.token_ratio"));
@@ -161,6 +165,8 @@ TEST_CASE("bad options are refused at construction with a message naming the opt
   CHECK(refusal({.initial = 0ns, .multiplier = 1.0, .max_delay = 0ns}) == "(accepted)");
   CHECK(refusal({.jitter_fraction = 0.0}) == "(accepted)");
   CHECK(refusal({.jitter_fraction = 1.0}) == "(accepted)");
+  CHECK(refusal({.max_refusal_wait = 0ns}) == "(accepted)");
+  CHECK(refusal({.max_refusal_wait = nanoseconds::max()}) == "(accepted)");
   CHECK(refusal({.budget = armor::retry_budget{.max_tokens = 1, .token_ratio = 1.0}}) == "(accepted)");
 }
 
@@ -748,6 +754,155 @@ TEST_CASE("an inner layer's refusal with a retry_after is retried after that tim
   CHECK(p.layer<0>().stats().budget_tokens == 2.0);  // refusals drain no tokens
 }
 
+// ---------------------------------------------------------------- refusals: which are worth waiting for
+
+namespace {
+
+using manual_breaker = armor::circuit_breaker<armor::manual_clock>;
+
+/// A breaker on `clock` opened for 30 s by one failure.
+void trip(manual_breaker& b, const armor::manual_clock& clock) {
+  auto direct = armor::pipeline{clock, std::ref(b)};
+  (void)direct.try_execute([]() -> int { throw transient(0); });
+  REQUIRE(b.state() == armor::breaker_state::open);
+}
+
+}  // namespace
+
+TEST_CASE("an open breaker inside a retry layer fails the call at once with circuit_open", "[backoff][refusal]") {
+  armor::manual_clock clock;
+  manual_breaker breaker{{.failure_threshold = 1, .open_for = 30s}, clock};
+  trip(breaker, clock);
+  recording_listener heard;
+  armor::backoff retry{{.max_attempts = 4}, armor::thread_rng{}, std::ref(heard)};
+  int calls = 0;
+  const auto op = [&] { return ++calls; };
+  const auto start = clock.now();
+
+  std::optional<armor::result<int>> r;
+  SECTION("without a deadline") {
+    // Before: the call slept the breaker's 30 s, then ran as its probe.
+    r = armor::pipeline{clock, std::ref(retry), std::ref(breaker)}.try_execute(op);
+  }
+  SECTION("with a deadline the open time would fit in") {
+    r = armor::pipeline{clock, armor::deadline{60s}, std::ref(retry), std::ref(breaker)}.try_execute(op);
+  }
+  SECTION("with a deadline shorter than the open time") {
+    // Before: also at once, but counted as a deadline stop.
+    r = armor::pipeline{clock, armor::deadline{2s}, std::ref(retry), std::ref(breaker)}.try_execute(op);
+  }
+  SECTION("with a per-call timeout") {
+    r = armor::pipeline{clock, std::ref(retry), std::ref(breaker)}.try_execute(op, {.timeout = 45s});
+  }
+  REQUIRE(r.has_value());
+  REQUIRE_FALSE(r->has_value());
+  CHECK(r->code() == armor::errc::circuit_open);
+  CHECK(r->retry_after() == std::optional<nanoseconds>{30s});  // the caller still learns when to come back
+  CHECK(clock.now() == start);                                   // no wait at all
+  CHECK(calls == 0);
+  const armor::backoff_stats s = retry.stats();
+  CHECK(s.refusal_stops == 1);
+  CHECK(s.retries == 0);
+  CHECK(s.deadline_stops == 0);
+  CHECK(s.gave_up() == 1);
+  REQUIRE(heard.give_ups.size() == 1);
+  CHECK(heard.give_ups[0].stop == armor::backoff_stop::refused);
+  CHECK(heard.give_ups[0].attempt == 1);
+  CHECK(heard.give_ups[0].last.code == armor::errc::circuit_open);
+  CHECK(heard.retries.empty());
+}
+
+TEST_CASE("a short token wait inside a retry layer is still waited for", "[backoff][refusal]") {
+  armor::manual_clock clock;
+  // 50 a second, burst 1, no waiting in the bucket: the second call is
+  // refused with rate_limited and a retry_after of 20 ms.
+  armor::token_bucket<armor::manual_clock> bucket{{.rate = {50, 1s}, .burst = 1}, clock};
+  armor::backoff<> retry{};
+  SECTION("without a deadline") {
+    auto p = armor::pipeline{clock, std::ref(retry), std::ref(bucket)};
+    CHECK(p.execute([] { return 1; }) == 1);
+    CHECK(p.execute([] { return 2; }) == 2);
+  }
+  SECTION("with a deadline") {
+    auto p = armor::pipeline{clock, armor::deadline{2s}, std::ref(retry), std::ref(bucket)};
+    CHECK(p.execute([] { return 1; }) == 1);
+    CHECK(p.execute([] { return 2; }) == 2);
+  }
+  CHECK(clock.now().time_since_epoch() == 20ms);  // waited exactly for the token
+  CHECK(retry.stats().retries == 1);
+  CHECK(retry.stats().refusal_stops == 0);
+}
+
+TEST_CASE("a refusal is waited for up to max_refusal_wait, inclusive", "[backoff][refusal]") {
+  armor::manual_clock clock;
+  SECTION("at the limit: retried after its retry_after") {
+    armor_test::rejecting_policy limiter{armor::errc::rate_limited, 1s, true};
+    auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 2}}, std::ref(limiter)};
+    CHECK(p.try_execute([] { return 1; }).code() == armor::errc::rate_limited);
+    CHECK(limiter.admits == 2);
+    CHECK(clock.now().time_since_epoch() == 1s);
+    CHECK(p.layer<0>().stats().exhausted == 1);
+  }
+  SECTION("a nanosecond past it: the call ends at once") {
+    armor_test::rejecting_policy limiter{armor::errc::rate_limited, 1s + 1ns, true};
+    auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 2}}, std::ref(limiter)};
+    CHECK(p.try_execute([] { return 1; }).code() == armor::errc::rate_limited);
+    CHECK(limiter.admits == 1);
+    CHECK(clock.now().time_since_epoch() == 0s);
+    CHECK(p.layer<0>().stats().refusal_stops == 1);
+  }
+  SECTION("max_refusal_wait = 0: no refusal is waited for, not even one due now") {
+    armor_test::rejecting_policy limiter{armor::errc::rate_limited, 1ns, true};
+    auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3, .max_refusal_wait = 0ns}}, std::ref(limiter)};
+    CHECK(p.try_execute([] { return 1; }).code() == armor::errc::rate_limited);
+    CHECK(limiter.admits == 1);
+  }
+  SECTION("a not-retryable refusal is never retried, whatever its retry_after") {
+    armor_test::rejecting_policy limiter{armor::errc::quota_exhausted, 1ms, false};
+    auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3}}, std::ref(limiter)};
+    CHECK(p.try_execute([] { return 1; }).code() == armor::errc::quota_exhausted);
+    CHECK(limiter.admits == 1);
+    CHECK(p.layer<0>().stats().non_retryable == 1);
+  }
+}
+
+TEST_CASE("a refusal that does not say when to come back is not waited for", "[backoff][refusal]") {
+  armor::manual_clock clock;
+  // A full fail-fast bulkhead cannot know when a holder leaves (its queue is
+  // the way to wait for a slot).
+  armor::bulkhead<> slots{{.max_concurrent = 1}};
+  auto holder = slots.try_acquire().permit();
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 4, .max_refusal_wait = 1h}}, std::ref(slots)};
+  int calls = 0;
+  auto r = p.try_execute([&] { return ++calls; });
+  CHECK(r.code() == armor::errc::bulkhead_full);
+  CHECK(calls == 0);
+  CHECK(clock.now().time_since_epoch() == 0s);  // before: three delays of the schedule
+  CHECK(p.layer<0>().stats().refusal_stops == 1);
+  CHECK(p.layer<0>().stats().retries == 0);
+}
+
+TEST_CASE("max_refusal_wait set high waits out an open breaker; the retry is its probe", "[backoff][refusal]") {
+  armor::manual_clock clock;
+  manual_breaker breaker{{.failure_threshold = 1, .open_for = 30s}, clock};
+  trip(breaker, clock);
+  const auto start = clock.now();
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 2, .max_refusal_wait = 1min}}, std::ref(breaker)};
+  CHECK(p.execute([] { return 7; }) == 7);
+  CHECK(clock.now() - start == 30s);
+  CHECK(breaker.state() == armor::breaker_state::closed);
+  CHECK(p.layer<0>().stats().retries == 1);
+
+  // Still bounded by the deadline.
+  trip(breaker, clock);
+  const auto again = clock.now();
+  auto bounded = armor::pipeline{clock, armor::deadline{10s},
+                                 armor::backoff{{.max_attempts = 2, .max_refusal_wait = 1min}}, std::ref(breaker)};
+  CHECK(bounded.try_execute([] { return 7; }).code() == armor::errc::circuit_open);
+  CHECK(clock.now() == again);
+  CHECK(bounded.layer<1>().stats().deadline_stops == 1);
+}
+
 // ---------------------------------------------------------------- retry budget
 
 TEST_CASE("the retry budget drains on failures, refuses retries at half, and refills on successes") {
@@ -857,7 +1012,7 @@ TEST_CASE("the listener hears each retry with its attempt, delay and verdict, an
   CHECK(heard.give_ups.size() == 1);
 }
 
-TEST_CASE("give-up reasons: non-retryable, budget, deadline") {
+TEST_CASE("give-up reasons: non-retryable, budget, deadline, refused") {
   armor::manual_clock clock;
   recording_listener heard;
   auto permanent = armor::pipeline{clock, armor::classify{[](const std::exception_ptr&) {
@@ -872,10 +1027,17 @@ TEST_CASE("give-up reasons: non-retryable, budget, deadline") {
                                  armor::backoff{{.initial = 1s, .jitter = armor::jitter_mode::none},
                                                 armor::thread_rng{}, std::ref(heard)}};
   (void)bounded.try_execute([]() -> int { throw transient(1); });
-  REQUIRE(heard.give_ups.size() == 3);
+  armor_test::rejecting_policy open_breaker{armor::errc::circuit_open, 30s, true};
+  // Three layers: with exactly two, clang's std::tuple<backoff<R, std::reference_wrapper<L>>, X> checks
+  // whether the backoff is default-constructible, which instantiates `Listener{}` as a hard error.
+  auto refused = armor::pipeline{clock, armor::deadline{1min}, armor::backoff{{}, armor::thread_rng{}, std::ref(heard)},
+                                 std::ref(open_breaker)};
+  (void)refused.try_execute([] { return 1; });
+  REQUIRE(heard.give_ups.size() == 4);
   CHECK(heard.give_ups[0].stop == armor::backoff_stop::non_retryable);
   CHECK(heard.give_ups[1].stop == armor::backoff_stop::budget);
   CHECK(heard.give_ups[2].stop == armor::backoff_stop::deadline);
+  CHECK(heard.give_ups[3].stop == armor::backoff_stop::refused);
   CHECK(heard.retries.empty());
 }
 
@@ -964,6 +1126,7 @@ TEST_CASE("backoff enums have to_string") {
   CHECK(armor::to_string(armor::backoff_stop::exhausted) == "exhausted");
   CHECK(armor::to_string(armor::backoff_stop::budget) == "budget");
   CHECK(armor::to_string(armor::backoff_stop::deadline) == "deadline");
+  CHECK(armor::to_string(armor::backoff_stop::refused) == "refused");
   CHECK(armor::to_string(armor::backoff_schedule::constant) == "constant");
   CHECK(armor::to_string(armor::backoff_schedule::linear) == "linear");
   CHECK(armor::to_string(armor::backoff_schedule::exponential) == "exponential");
@@ -999,6 +1162,7 @@ TEST_CASE("backoff_stats describes its fields: calls only when counting, the bud
       "budget_refusals armor_retry_budget_refused_total",
       "deadline_stops armor_retry_deadline_stopped_total",
       "non_retryable armor_retry_non_retryable_total",
+      "refusal_stops armor_retry_refusal_stopped_total",
   };
 
   const armor::backoff plain{};

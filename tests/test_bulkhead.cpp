@@ -260,8 +260,9 @@ TEST_CASE("a retry layer inside the bulkhead keeps one slot; outside it, each at
   CHECK(seen == std::vector<std::uint32_t>{1, 1, 1});
   CHECK(b.in_use() == 0);
 
-  // Outside: while another holder keeps the only slot, every attempt is
-  // refused and retried, and the call ends refused.
+  // Outside: while another holder keeps the only slot, the attempt is
+  // refused, and the call ends refused at once (a full bulkhead gives no
+  // retry_after, so the retry layer does not wait for it).
   seen.clear();
   auto slot_per_attempt = armor::pipeline{clock, armor::backoff{retry}, std::ref(b)};
   auto other = b.try_acquire().permit();

@@ -5,8 +5,11 @@
 #include "armor_catch.hpp"
 #include "test_policies.hpp"
 
+#include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -78,6 +81,30 @@ TEST_CASE("an exhausted budget fails with deadline_exceeded without calling the 
   CHECK(calls == 0);
 }
 
+TEST_CASE("a wait that would not fit says wait_exceeds_deadline; a spent budget says deadline_exceeded") {
+  armor::manual_clock clock;
+  armor_test::permit_log permits;
+  auto p = armor::pipeline{clock, armor::deadline{10s}, armor_test::waiting_policy{7s, &permits}};
+  int calls = 0;
+  // With 6.5 s of the budget left (3.5 s into a 10 s deadline) a 7 s wait is
+  // asked for: refused at once, with a code that says so.
+  auto early = p.try_execute([&] { ++calls; }, {.timeout = 6500ms});
+  REQUIRE_FALSE(early.has_value());
+  CHECK(early.code() == armor::errc::wait_exceeds_deadline);
+  CHECK(early.code() != armor::errc::deadline_exceeded);
+  CHECK(early.code() == std::errc::timed_out);  // portable code still sees a timeout
+  CHECK(early.code().message() == "wait would not fit before the deadline");
+  CHECK(early.retry_after() == std::optional<std::chrono::nanoseconds>{7s});
+  CHECK(clock.now().time_since_epoch() == 0s);
+  CHECK(permits.dropped == 1);
+
+  // The budget really spent: deadline_exceeded, as before.
+  auto late = p.try_execute([&] { ++calls; }, {.timeout = 0ns});
+  CHECK(late.code() == armor::errc::deadline_exceeded);
+  CHECK(late.code() == std::errc::timed_out);
+  CHECK(calls == 0);
+}
+
 TEST_CASE("a caller's timeout and the layers' deadlines take the earliest") {
   auto p = armor::pipeline{armor::manual_clock{}, armor::deadline{2s}};
   p.execute([](const armor::context& ctx) { CHECK(ctx.remaining() == 700ms); }, {.timeout = 700ms});
@@ -135,7 +162,7 @@ TEST_CASE("waits inside a deadline never exceed it") {
   SECTION("a wait that does not fit fails at once") {
     auto p = armor::pipeline{clock, armor::deadline{2s}, armor_test::waiting_policy{2s, &permits}};
     auto r = p.try_execute([] {});
-    CHECK(r.code() == armor::errc::deadline_exceeded);
+    CHECK(r.code() == armor::errc::wait_exceeds_deadline);
     CHECK(clock.now().time_since_epoch() == 0s);
     CHECK(permits.dropped == 1);
   }

@@ -19,7 +19,7 @@ TEST_CASE("errc values are std::error_codes of the armor category") {
 }
 
 TEST_CASE("every errc has its own message") {
-  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::storage_unavailable);
+  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::wait_exceeds_deadline);
        ++v) {
     const std::error_code ec{v, armor::error_category()};
     CHECK(ec.message() != "unknown armor error");
@@ -29,9 +29,22 @@ TEST_CASE("every errc has its own message") {
 
 TEST_CASE("errc maps onto the portable conditions where one fits") {
   CHECK(std::error_code(armor::errc::deadline_exceeded) == std::errc::timed_out);
+  // A wait refused because it would not fit the deadline is the deadline's doing too.
+  CHECK(std::error_code(armor::errc::wait_exceeds_deadline) == std::errc::timed_out);
   CHECK(std::error_code(armor::errc::cancelled) == std::errc::operation_canceled);
   CHECK(std::error_code(armor::errc::invalid_argument) == std::errc::invalid_argument);
   CHECK(std::error_code(armor::errc::rate_limited) != std::errc::timed_out);
+}
+
+TEST_CASE("wait_exceeds_deadline is its own code, named and explained") {
+  const std::error_code ec = armor::errc::wait_exceeds_deadline;
+  CHECK(ec != armor::errc::deadline_exceeded);
+  CHECK(armor::to_string(armor::errc::wait_exceeds_deadline) == "wait_exceeds_deadline");
+  CHECK(ec.message() == "wait would not fit before the deadline");
+  CHECK(ec.message() != std::error_code(armor::errc::deadline_exceeded).message());
+  // Appended: the values of the older codes did not move.
+  CHECK(static_cast<int>(armor::errc::storage_unavailable) == 11);
+  CHECK(static_cast<int>(armor::errc::wait_exceeds_deadline) == 12);
 }
 
 TEST_CASE("armor::error is a system_error that carries retry_after") {

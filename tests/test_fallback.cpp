@@ -126,6 +126,15 @@ TEST_CASE("the verdict kinds a fallback handles are configurable") {
     auto q = armor::pipeline{clock, armor::fallback{[] { return 0; }}};
     CHECK(q.execute([] { return 1; }, {.timeout = 0ns}) == 0);
   }
+  SECTION("not timeouts: a wait that would not fit the budget counts as a timeout") {
+    armor_test::permit_log permits;
+    auto p = armor::pipeline{clock, armor::fallback{[] { return 0; }, {.on_timeout = false}},
+                             armor_test::waiting_policy{2s, &permits}};
+    CHECK(p.try_execute([] { return 1; }, {.timeout = 1s}).code() == armor::errc::wait_exceeds_deadline);
+    auto q = armor::pipeline{clock, armor::fallback{[] { return 0; }, {.on_rejected = false}},
+                             armor_test::waiting_policy{2s, &permits}};
+    CHECK(q.execute([] { return 1; }, {.timeout = 1s}) == 0);
+  }
 }
 
 TEST_CASE("a failure past the deadline is a timeout the fallback answers for") {

@@ -862,7 +862,9 @@ TEST_CASE("with retryable_within a short refusal is waited for by an outer backo
   const auto begin = utc(sys_days{2024y / June / 15}, 12h + 59s);
   const auto clock = clock_at(begin);
   tracker quota{{.windows = {quota_window::per_minute(1), quota_window::per_day(3)}, .retryable_within = 2min}, clock};
-  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3, .max_retry_after = 5min}}, std::ref(quota)};
+  // The backoff must be willing to wait that long for a refusal too.
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3, .max_retry_after = 5min, .max_refusal_wait = 5min}},
+                           std::ref(quota)};
   CHECK(p.execute([] { return 1; }) == 1);
   CHECK(p.execute([] { return 2; }) == 2);  // waited 1 s for the next minute
   CHECK(clock.now().time_since_epoch() == (begin + 1s).time_since_epoch());

@@ -747,7 +747,7 @@ TEST_CASE("with max_wait the pipeline waits for its reserved tokens, in arrival 
   }
 }
 
-TEST_CASE("a wait that would outlast the deadline fails with deadline_exceeded and reserves nothing") {
+TEST_CASE("a wait that would outlast the deadline fails at once with wait_exceeds_deadline and reserves nothing") {
   armor::manual_clock clock;
   armor::token_bucket b{{.rate = {1, 1s}, .burst = 1, .max_wait = 5s}, clock};
   auto p = armor::pipeline{clock, armor::deadline{1s}, std::ref(b)};
@@ -759,11 +759,24 @@ TEST_CASE("a wait that would outlast the deadline fails with deadline_exceeded a
   // Now a token is due in 1 s: waiting would end exactly at the deadline.
   auto r = p.try_execute(op);
   REQUIRE_FALSE(r.has_value());
-  CHECK(r.code() == armor::errc::deadline_exceeded);
+  CHECK(r.code() == armor::errc::wait_exceeds_deadline);  // not deadline_exceeded: 1 s of budget is left
+  CHECK(r.code() == std::errc::timed_out);
   CHECK(*r.retry_after() == 1s);
   // Nothing was reserved: the token is still due at 2 s.
   CHECK(b.available(armor::timestamp{2s}) == 1);
   CHECK(clock.now().time_since_epoch() == 1s);
+
+  // Asked directly: before the deadline the wait would not fit; once the
+  // deadline has passed, the budget is spent.
+  armor::context fits_not(armor::timestamp{1s}, {.timeout = 500ms});
+  auto a = b.admit(fits_not);
+  CHECK(a.kind == armor::admission_kind::rejected);
+  CHECK(a.code == armor::errc::wait_exceeds_deadline);
+  CHECK(a.retry_after == std::optional<std::chrono::nanoseconds>{1s});
+  armor::context spent(armor::timestamp{1s}, {.timeout = 0ns});
+  auto s = b.admit(spent);
+  CHECK(s.kind == armor::admission_kind::rejected);
+  CHECK(s.code == armor::errc::deadline_exceeded);
 }
 
 TEST_CASE("a wait admission dropped by the driver gives its reservation back") {

@@ -75,6 +75,11 @@ TEST_CASE("armor::error from a nested pipeline keeps its meaning") {
   CHECK(*v.retry_after == 10s);
   v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::deadline_exceeded)));
   CHECK(v.kind == armor::outcome::timeout);
+  // A wait it refused for its deadline: the upstream was not called.
+  v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::wait_exceeds_deadline, 3s)));
+  CHECK(v.kind == armor::outcome::rejected);
+  CHECK(v.retryable);
+  CHECK(*v.retry_after == 3s);
   v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::cancelled)));
   CHECK(v.kind == armor::outcome::cancelled);
   CHECK_FALSE(v.retryable);

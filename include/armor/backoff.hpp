@@ -116,6 +116,16 @@ struct backoff_options {
   /// A verdict's retry_after (a server's Retry-After) replaces the computed
   /// delay, but waits at most this long; >= 0.
   std::chrono::nanoseconds max_retry_after = std::chrono::seconds{60};
+  /// The longest refusal worth waiting for inside one call; >= 0. A refusal
+  /// by an inner armor layer (verdict kind `rejected`: an open breaker, an
+  /// empty token bucket, a full bulkhead, a spent quota) is retried only
+  /// when it says when to come back (retry_after) and that is at most this
+  /// long; otherwise the call ends at once with the refusal
+  /// (backoff_stop::refused). The default waits for a token due in tens or
+  /// hundreds of milliseconds and fails fast on a breaker open for seconds
+  /// (see docs/backoff.md). Failures from the upstream itself (a 429 or 503
+  /// with Retry-After) are not refusals: max_retry_after bounds those.
+  std::chrono::nanoseconds max_refusal_wait = std::chrono::seconds{1};
   /// The retry budget; none by default (see docs/backoff.md for why).
   std::optional<retry_budget> budget{};
   /// Count every call in stats().calls (and so stats().attempts()). Off by
@@ -132,15 +142,17 @@ enum class backoff_stop : std::uint8_t {
   exhausted,      ///< max_attempts attempts ran
   budget,         ///< the retry budget refused the retry
   deadline,       ///< the next delay would end at or past the deadline
+  refused,        ///< an inner layer refused the attempt without a retry_after, or one above max_refusal_wait
 };
 
-/// The enumerator's name: "non_retryable", "exhausted", "budget", "deadline".
+/// The enumerator's name: "non_retryable", "exhausted", "budget", "deadline", "refused".
 [[nodiscard]] constexpr std::string_view to_string(backoff_stop s) noexcept {
   switch (s) {
     case backoff_stop::non_retryable: return "non_retryable";
     case backoff_stop::exhausted: return "exhausted";
     case backoff_stop::budget: return "budget";
     case backoff_stop::deadline: return "deadline";
+    case backoff_stop::refused: return "refused";
   }
   return "unknown";
 }
@@ -189,8 +201,9 @@ struct backoff_event {
 /// events apart.
 ///
 /// Every failed attempt ends in exactly one of: a retry, or a give-up
-/// (exhausted, budget_refusals, deadline_stops, non_retryable). Only `calls`
-/// needs a write per call, so it is counted only with `count_calls`.
+/// (exhausted, budget_refusals, deadline_stops, non_retryable,
+/// refusal_stops). Only `calls` needs a write per call, so it is counted
+/// only with `count_calls`.
 struct backoff_stats {
   std::uint64_t calls = 0;                  ///< calls through the policy (counted only with count_calls)
   std::uint64_t retries = 0;                ///< retries granted (delays handed to the driver)
@@ -199,6 +212,7 @@ struct backoff_stats {
   std::uint64_t budget_refusals = 0;        ///< retries the retry budget refused
   std::uint64_t deadline_stops = 0;         ///< retries given up because the delay would not fit the deadline
   std::uint64_t non_retryable = 0;          ///< calls ended by a non-retryable (or cancelled) verdict
+  std::uint64_t refusal_stops = 0;          ///< calls ended by an inner layer's refusal not worth waiting for
   bool counting = false;                    ///< count_calls: `calls` is counted
   bool has_budget = false;                  ///< the policy has a retry budget
   double budget_tokens = 0;                 ///< the budget's level in tokens (0 without a budget)
@@ -210,7 +224,7 @@ struct backoff_stats {
   [[nodiscard]] constexpr std::uint64_t failed_attempts() const noexcept { return retries + gave_up(); }
   /// Calls that ended without success because the policy stopped retrying.
   [[nodiscard]] constexpr std::uint64_t gave_up() const noexcept {
-    return exhausted + budget_refusals + deadline_stops + non_retryable;
+    return exhausted + budget_refusals + deadline_stops + non_retryable + refusal_stops;
   }
 
   /// How fmt prints and Prometheus exports it (armor/stats.hpp).
@@ -231,6 +245,8 @@ struct backoff_stats {
                 "Retries given up because the delay would not fit the deadline."),
         counter("non_retryable", &s::non_retryable, "armor_retry_non_retryable_total",
                 "Calls ended by a non-retryable or cancelled attempt."),
+        counter("refusal_stops", &s::refusal_stops, "armor_retry_refusal_stopped_total",
+                "Calls ended by an inner layer's refusal without a retry_after or one above max_refusal_wait."),
         gauge("budget_tokens", &s::budget_tokens, "armor_retry_budget_tokens",
               "Tokens left in the retry budget (retries stop at half).")
             .when(&s::has_budget),
@@ -346,6 +362,7 @@ class backoff {
         initial_(options.initial.count()),
         max_delay_(options.max_delay.count()),
         max_retry_after_(options.max_retry_after.count()),
+        max_refusal_wait_(options.max_refusal_wait.count()),
         budget_(budget_config(options.budget)),
         draws_(options.schedule == backoff_schedule::decorrelated || options.jitter != jitter_mode::none),
         rng_(std::move(rng)),
@@ -361,6 +378,7 @@ class backoff {
         initial_(other.initial_),
         max_delay_(other.max_delay_),
         max_retry_after_(other.max_retry_after_),
+        max_refusal_wait_(other.max_refusal_wait_),
         budget_(other.budget_),
         draws_(other.draws_),
         rng_(std::move(other.rng_)),
@@ -403,6 +421,7 @@ class backoff {
     s.budget_refusals = c.load(counter::budget_refusals);
     s.deadline_stops = c.load(counter::deadline_stops);
     s.non_retryable = c.load(counter::non_retryable);
+    s.refusal_stops = c.load(counter::refusal_stops);
     s.counting = options_.count_calls;
     s.has_budget = budget_.enabled();
     if (s.has_budget) {
@@ -458,6 +477,14 @@ class backoff {
     if (attempt >= options_.max_attempts) {
       shared_.counters.add(counter::exhausted);
       return give_up(attempt, backoff_stop::exhausted, v);
+    }
+
+    // A refusal is waited for only when the layer said when to come back
+    // and that is soon: a token due in 20 ms, yes; a breaker open for 30 s,
+    // or a full bulkhead that cannot know when a slot frees, no (fail fast).
+    if (v.kind == outcome::rejected && (!v.retry_after || v.retry_after->count() > max_refusal_wait_)) {
+      shared_.counters.add(counter::refusal_stops);
+      return give_up(attempt, backoff_stop::refused, v);
     }
 
     if (budget_.enabled()) {
@@ -559,6 +586,9 @@ class backoff {
     if (o.max_retry_after.count() < 0) {
       fail("max_retry_after must not be negative (got " + std::to_string(o.max_retry_after.count()) + " ns)");
     }
+    if (o.max_refusal_wait.count() < 0) {
+      fail("max_refusal_wait must not be negative (got " + std::to_string(o.max_refusal_wait.count()) + " ns)");
+    }
     if (o.budget) {
       if (o.budget->max_tokens == 0) fail("budget.max_tokens must be at least 1");
       const double ratio = o.budget->token_ratio;
@@ -583,6 +613,7 @@ class backoff {
   std::int64_t initial_;
   std::int64_t max_delay_;
   std::int64_t max_retry_after_;
+  std::int64_t max_refusal_wait_;
   detail::retry_budget_config budget_;
   bool draws_;  // whether a delay needs a random word
   [[no_unique_address]] Rng rng_;

@@ -34,6 +34,12 @@ enum class errc {
   request_too_large,      ///< asked for more than a limit can ever grant (n > burst)
   invalid_argument,       ///< bad configuration or input, refused up front
   storage_unavailable,    ///< a storage backend could not be reached or read
+  /// A wait (for a token, a reservation) would have ended at or past the
+  /// deadline, so the call was refused at once, before the deadline, without
+  /// waiting and without calling the operation. The deadline is not spent:
+  /// retry_after says how long the wait would have been. Like
+  /// deadline_exceeded it compares equal to std::errc::timed_out.
+  wait_exceeds_deadline,
 };
 
 /// Marks the types of namespace armor as armor's own, for the generic
@@ -60,6 +66,7 @@ constexpr bool armor_fmt_owned(const T*) noexcept {
     case errc::request_too_large: return "request_too_large";
     case errc::invalid_argument: return "invalid_argument";
     case errc::storage_unavailable: return "storage_unavailable";
+    case errc::wait_exceeds_deadline: return "wait_exceeds_deadline";
   }
   return "unknown";
 }
@@ -92,13 +99,18 @@ class error_category_impl final : public std::error_category {
       case errc::request_too_large: return "request larger than the limit can ever grant";
       case errc::invalid_argument: return "invalid argument";
       case errc::storage_unavailable: return "storage unavailable";
+      case errc::wait_exceeds_deadline: return "wait would not fit before the deadline";
     }
     return "unknown armor error";
   }
 
   std::error_condition default_error_condition(int ev) const noexcept override {
     switch (static_cast<errc>(ev)) {
-      case errc::deadline_exceeded: return std::errc::timed_out;
+      // A wait refused for the deadline is the time budget's doing too:
+      // portable code that handles timed_out (a 504, "took too long")
+      // handles it alike; armor::errc tells the two apart.
+      case errc::deadline_exceeded:
+      case errc::wait_exceeds_deadline: return std::errc::timed_out;
       case errc::cancelled: return std::errc::operation_canceled;
       case errc::invalid_argument: return std::errc::invalid_argument;
       case errc::request_too_large: return std::errc::value_too_large;

@@ -60,7 +60,8 @@ class errc_set {
 struct fallback_options {
   /// The upstream failed (verdict `failure`): an exception, an error value, a 5xx.
   bool on_failure = true;
-  /// The time budget ran out (verdict `timeout`, or deadline_exceeded before an attempt).
+  /// The time budget ran out (verdict `timeout`, or deadline_exceeded before an
+  /// attempt), or a wait would not fit in it (wait_exceeds_deadline).
   bool on_timeout = true;
   /// armor refused the call (verdict `rejected`): circuit_open, rate_limited,
   /// quota_exhausted, bulkhead_full, ...
@@ -96,8 +97,9 @@ class fallback {
   /// Whether this fallback answers for a call that ended with `v` and `why`.
   [[nodiscard]] bool handles(const verdict& v, const failure& why) const noexcept {
     bool kind = false;
-    // A refusal before any attempt on a spent budget is a timeout to the caller.
-    const bool deadline = why.code == errc::deadline_exceeded;
+    // A refusal before any attempt on a spent budget, or of a wait that would
+    // not fit in it, is a timeout to the caller.
+    const bool deadline = why.code == errc::deadline_exceeded || why.code == errc::wait_exceeds_deadline;
     switch (v.kind) {
       case outcome::success: return false;
       case outcome::failure: kind = options_.on_failure; break;

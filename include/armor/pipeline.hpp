@@ -136,7 +136,10 @@ struct async_entry;
 /// What to do with an admission: true to run the inner layers (after
 /// sleeping until `wake` when it is later than now), false when the call
 /// stops here (`out` says why). A wait that would end at or past the deadline
-/// is refused: waiting would leave no time for the attempt.
+/// is refused at once: waiting would leave no time for the attempt. Before
+/// the deadline that is wait_exceeds_deadline (the budget is not spent, the
+/// wait would not fit in it); once the deadline has passed,
+/// deadline_exceeded, as for an attempt. Either way retry_after is the wait.
 template <class Permit, class R>
 [[nodiscard]] ARMOR_ALWAYS_INLINE bool admitted(const context& ctx, const admission<Permit>& adm, call_outcome<R>& out,
                             timestamp& wake) noexcept {
@@ -146,7 +149,8 @@ template <class Permit, class R>
     if (adm.delay > std::chrono::nanoseconds::zero()) {
       wake = wake_time(ctx, adm.delay);
       if (wake >= ctx.deadline()) {
-        out.stop(outcome::rejected, errc::deadline_exceeded, adm.delay, true);
+        out.stop(outcome::rejected, ctx.expired() ? errc::deadline_exceeded : errc::wait_exceeds_deadline,
+                 adm.delay, true);
         return false;
       }
     }

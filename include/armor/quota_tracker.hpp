@@ -134,7 +134,8 @@ struct quota_tracker_options {
   std::vector<double> alerts{0.8, 0.9, 1.0};
   /// In a pipeline, a refusal whose retry_after is shorter than this is
   /// marked retryable, so an outer backoff may wait for it (within its
-  /// max_retry_after and the deadline). 0 (the default): refusals end the call.
+  /// max_refusal_wait, max_retry_after and the deadline). 0 (the default):
+  /// refusals end the call.
   std::chrono::nanoseconds retryable_within{0};
 };
 

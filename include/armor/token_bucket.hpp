@@ -506,12 +506,14 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
     }
     const std::int64_t now = ns(ctx.now());
     std::int64_t limit = -1;  // no waiting
+    bool spent = false;       // the deadline has passed
     if (state_.max_wait() > 0) {
       limit = state_.max_wait();
       if (ctx.has_deadline()) {
         // The driver refuses a wait that ends at or past the deadline.
         const std::int64_t room = detail::saturating_sub(detail::saturating_sub(ns(ctx.deadline()), now), 1);
-        if (room < limit) limit = room < 0 ? -1 : room;
+        spent = room < 0;
+        if (room < limit) limit = spent ? -1 : room;
       }
     }
     const detail::bucket_result r = counted(state_.acquire(n, now, limit));
@@ -525,10 +527,12 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
       }
       case detail::bucket_outcome::denied: {
         const std::chrono::nanoseconds after{detail::ceil_div(r.late, r.config.count)};
-        // Within max_wait but refused: only the deadline can have been in the way.
+        // Within max_wait but refused: only the deadline can have been in the
+        // way. Before it, the wait would not fit; after it, the budget is spent.
         const bool deadline_bound = state_.max_wait() > 0 && after.count() <= state_.max_wait();
-        return admission<token_bucket_permit>::reject(
-            deadline_bound ? errc::deadline_exceeded : errc::rate_limited, after, true);
+        if (!deadline_bound) return admission<token_bucket_permit>::reject(errc::rate_limited, after, true);
+        return admission<token_bucket_permit>::reject(spent ? errc::deadline_exceeded : errc::wait_exceeds_deadline,
+                                                      after, true);
       }
       case detail::bucket_outcome::too_large: break;
     }

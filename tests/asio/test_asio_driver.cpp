@@ -235,6 +235,57 @@ TEST_CASE("on a manual clock the driver waits in virtual time") {
   CHECK(starts[2] - starts[1] == 30s);
 }
 
+TEST_CASE("an open breaker inside a retry layer fails the async call at once with circuit_open") {
+  armor::manual_clock clock;
+  armor::circuit_breaker<armor::manual_clock> breaker{{.failure_threshold = 1, .open_for = 30s}, clock};
+  const auto trip = armor::pipeline{clock, std::ref(breaker)};
+  const auto with_deadline = armor::pipeline{clock, armor::deadline{60s}, armor::backoff{{.max_attempts = 4}},
+                                             std::ref(breaker)};
+  const auto without = armor::pipeline{clock, armor::backoff{{.max_attempts = 4}}, std::ref(breaker)};
+  int calls = 0;
+  run_coroutine([&]() -> awaitable<void> {
+    (void)co_await trip.async_try_execute([]() -> awaitable<int> { throw boom(); co_return 0; });
+    CHECK(breaker.state() == armor::breaker_state::open);
+    const auto start = clock.now();
+    auto r1 = co_await without.async_try_execute([&]() -> awaitable<int> { co_return ++calls; });
+    auto r2 = co_await with_deadline.async_try_execute([&]() -> awaitable<int> { co_return ++calls; });
+    for (const auto* r : {&r1, &r2}) {
+      REQUIRE_FALSE(r->has_value());
+      CHECK(r->code() == armor::errc::circuit_open);
+      CHECK(r->retry_after() == std::optional<std::chrono::nanoseconds>{30s});
+    }
+    CHECK(clock.now() == start);  // before: each call slept the 30 s
+  });
+  CHECK(calls == 0);
+  CHECK(without.layer<0>().stats().refusal_stops == 1);
+  CHECK(with_deadline.layer<1>().stats().refusal_stops == 1);
+}
+
+TEST_CASE("the Asio driver refuses a wait that would not fit with wait_exceeds_deadline, at once") {
+  armor::manual_clock clock;
+  armor_test::permit_log permits;
+  const auto p = armor::pipeline{clock, armor::deadline{10s}, armor_test::waiting_policy{7s, &permits}};
+  int calls = 0;
+  run_coroutine([&]() -> awaitable<void> {
+    auto early = co_await p.async_try_execute([&]() -> awaitable<void> { ++calls; co_return; },
+                                              {.timeout = 6500ms});
+    REQUIRE_FALSE(early.has_value());
+    CHECK(early.code() == armor::errc::wait_exceeds_deadline);
+    CHECK(early.code() == std::errc::timed_out);
+    CHECK(early.retry_after() == std::optional<std::chrono::nanoseconds>{7s});
+    CHECK(clock.now().time_since_epoch() == 0s);
+    auto late = co_await p.async_try_execute([&]() -> awaitable<void> { ++calls; co_return; }, {.timeout = 0ns});
+    CHECK(late.code() == armor::errc::deadline_exceeded);
+    // A wait that fits is waited (in virtual time).
+    auto fits = co_await p.async_try_execute([&]() -> awaitable<void> { ++calls; co_return; });
+    CHECK(fits.has_value());
+  });
+  CHECK(calls == 1);
+  CHECK(clock.now().time_since_epoch() == 7s);
+  CHECK(permits.dropped == 2);
+  CHECK(permits.settled == 1);
+}
+
 TEST_CASE("10 000 concurrent coroutines through one shared pipeline are all accounted for") {
   constexpr int calls = 10000;
   constexpr int retried = calls / 10;  // every tenth call fails once, then succeeds

@@ -57,6 +57,8 @@ TEST_CASE("fmt: enumerations print their names and take a string's spec") {
   CHECK(fmt::format("{}", armor::breaker_state::half_open) == "half_open");
   CHECK(fmt::format("{}", armor::breaker_reason::failure_rate) == "failure_rate");
   CHECK(fmt::format("{}", armor::backoff_stop::budget) == "budget");
+  CHECK(fmt::format("{}", armor::backoff_stop::refused) == "refused");
+  CHECK(fmt::format("{}", armor::errc::wait_exceeds_deadline) == "wait_exceeds_deadline");
   CHECK(fmt::format("{}", armor::backoff_event_kind::give_up) == "give_up");
   CHECK(fmt::format("{}", armor::quota_tracker_status::exhausted) == "exhausted");
   CHECK(fmt::format("{}", armor::token_bucket_status::too_large) == "too_large");
@@ -223,24 +225,28 @@ TEST_CASE("fmt: backoff stats, with and without counting and a budget") {
   s.budget_refusals = 3;
   s.deadline_stops = 5;
   s.non_retryable = 6;
+  s.refusal_stops = 8;
   s.budget_tokens = 7.5;  // not printed: has_budget is false
   CHECK(fmt::format("{}", s) ==
-        "retries=4 successes_after_retry=2 exhausted=1 budget_refusals=3 deadline_stops=5 non_retryable=6");
+        "retries=4 successes_after_retry=2 exhausted=1 budget_refusals=3 deadline_stops=5 non_retryable=6 "
+        "refusal_stops=8");
   s.counting = true;
   CHECK(fmt::format("{}", s) ==
-        "calls=10 retries=4 successes_after_retry=2 exhausted=1 budget_refusals=3 deadline_stops=5 non_retryable=6");
+        "calls=10 retries=4 successes_after_retry=2 exhausted=1 budget_refusals=3 deadline_stops=5 non_retryable=6 "
+        "refusal_stops=8");
   s.has_budget = true;
   CHECK(fmt::format("{}", s) ==
         "calls=10 retries=4 successes_after_retry=2 exhausted=1 budget_refusals=3 deadline_stops=5 non_retryable=6 "
-        "budget_tokens=7.5");
+        "refusal_stops=8 budget_tokens=7.5");
 
   const armor::backoff plain{};
   CHECK(fmt::format("{}", plain.stats()) ==
-        "retries=0 successes_after_retry=0 exhausted=0 budget_refusals=0 deadline_stops=0 non_retryable=0");
+        "retries=0 successes_after_retry=0 exhausted=0 budget_refusals=0 deadline_stops=0 non_retryable=0 "
+        "refusal_stops=0");
   const armor::backoff budgeted{{.budget = armor::retry_budget{.max_tokens = 10}, .count_calls = true}};
   CHECK(fmt::format("{}", budgeted.stats()) ==
         "calls=0 retries=0 successes_after_retry=0 exhausted=0 budget_refusals=0 deadline_stops=0 non_retryable=0 "
-        "budget_tokens=10");
+        "refusal_stops=0 budget_tokens=10");
 }
 
 TEST_CASE("fmt: backoff events print the failed attempt's verdict last") {

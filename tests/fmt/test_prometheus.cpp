@@ -345,6 +345,7 @@ TEST_CASE("prometheus: the exposition parses back, each family once, with the po
   CHECK(e.value("armor_retry_budget_refused_total", up) == 0.0);
   CHECK(e.value("armor_retry_deadline_stopped_total", up) == 0.0);
   CHECK(e.value("armor_retry_non_retryable_total", up) == 0.0);
+  CHECK(e.value("armor_retry_refusal_stopped_total", up) == 0.0);
   REQUIRE(s.retries.stats().has_budget);
   CHECK(e.value("armor_retry_budget_tokens", up) == s.retries.stats().budget_tokens);
 

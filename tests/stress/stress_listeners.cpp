@@ -55,7 +55,7 @@ struct rng {
 // Called concurrently: atomics only.
 struct retry_counts {
   std::atomic<std::uint64_t> retries{0};
-  std::array<std::atomic<std::uint64_t>, 4> gave_up{};  // by backoff_stop
+  std::array<std::atomic<std::uint64_t>, 5> gave_up{};  // by backoff_stop
 
   void operator()(const armor::backoff_event& e) noexcept {
     if (e.kind == armor::backoff_event_kind::retry) {
@@ -115,6 +115,7 @@ TEST_CASE("stress: backoff listeners hear every retry and give-up exactly once")
   CHECK(heard.gave_up[static_cast<std::size_t>(armor::backoff_stop::budget)].load() == s.budget_refusals);
   CHECK(heard.gave_up[static_cast<std::size_t>(armor::backoff_stop::deadline)].load() == s.deadline_stops);
   CHECK(heard.gave_up[static_cast<std::size_t>(armor::backoff_stop::non_retryable)].load() == s.non_retryable);
+  CHECK(heard.gave_up[static_cast<std::size_t>(armor::backoff_stop::refused)].load() == s.refusal_stops);
   std::uint64_t failed = 0;
   for (const std::uint64_t f : failed_calls) failed += f;
   CHECK(failed == s.gave_up());

@@ -53,13 +53,17 @@ enum class backoff_counter : std::uint8_t {
   budget_refusals,
   deadline_stops,
   non_retryable,
+  refusal_stops,
   count
 };
 
 /// Everything a backoff policy writes, on one cache line of its own so that
 /// the read-only configuration next to it is never invalidated by a write,
-/// and so that a failing call dirties one line, not several. Every member is
-/// a standalone number accessed relaxed (see the top of this file).
+/// and so that a failing call dirties one line, not several. (72 bytes: on
+/// 64-byte-line targets the last counter, refusal_stops, spills onto a
+/// second line; a refusal drains no token, so it still writes one line.)
+/// Every member is a standalone number accessed relaxed (see the top of
+/// this file).
 struct alignas(cache_line) backoff_shared {
   std::atomic<std::int64_t> tokens{0};     ///< the budget's level, in milli-tokens
   counter_set<backoff_counter> counters;  ///< the event counts
