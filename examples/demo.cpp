@@ -325,10 +325,12 @@ class recorder {
 
 // ---------------------------------------------------------------------------
 // HTTP judgement: armor::http::status_classifier. 2xx/3xx succeed; 408,
-// 429, 500, 502, 503 and 504 are retryable failures carrying the server's
-// Retry-After; any other 4xx is the caller's mistake (not retried, and no
-// sign of the upstream's health). It reads httplib::Response as it is (an
-// `int status` member and a `headers` range).
+// 500, 502, 503 and 504 are retryable failures carrying the server's
+// Retry-After; 429 is throttled: retried after its Retry-After too, but no
+// failure for the breaker (the upstream is up, it limits us); any other 4xx
+// is the caller's mistake (not retried, and no sign of the upstream's
+// health). It reads httplib::Response as it is (an `int status` member and a
+// `headers` range).
 using http_judge = armor::http::status_classifier;
 
 // What a failed attempt was, in words, from its verdict and the status the

@@ -901,6 +901,27 @@ TEST_CASE("max_refusal_wait set high waits out an open breaker; the retry is its
   CHECK(bounded.try_execute([] { return 7; }).code() == armor::errc::circuit_open);
   CHECK(clock.now() == again);
   CHECK(bounded.layer<1>().stats().deadline_stops == 1);
+TEST_CASE("a throttled verdict is retried after its retry_after, and drains the budget like a failure") {
+  armor::manual_clock clock;
+  auto p = armor::pipeline{clock, armor::classify{[](const reply& r) {
+                             if (r.status == 429) return armor::verdict::throttled(armor::errc::operation_failed, r.retry_after);
+                             return armor::verdict::success();
+                           }},
+                           armor::backoff{{.max_attempts = 3, .initial = 100ms, .jitter = armor::jitter_mode::none,
+                                           .budget = armor::retry_budget{.max_tokens = 10}}}};
+  std::vector<nanoseconds> starts;
+  const auto r = p.execute([&](const armor::context& ctx) {
+    starts.push_back(ctx.now().time_since_epoch());
+    switch (starts.size()) {
+      case 1: return reply{429, 3s};   // the server's wait
+      case 2: return reply{429, {}};   // none: the schedule's 200 ms
+      default: return reply{200, {}};
+    }
+  });
+  CHECK(r.status == 200);
+  CHECK(gaps(starts) == std::vector<nanoseconds>{3s, 200ms});
+  CHECK(p.layer<0>().stats().retries == 2);
+  CHECK(p.layer<0>().stats().budget_tokens == 8.1);  // two answers drained one each; the success refilled 0.1
 }
 
 // ---------------------------------------------------------------- retry budget

@@ -1,5 +1,6 @@
 // armor::circuit_breaker: each rule of docs/circuit_breaker.md, on a manual clock.
 #include <armor/circuit_breaker.hpp>
+#include <armor/deadline.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 
@@ -133,6 +134,7 @@ TEST_CASE("bad breaker options are refused at construction with a message naming
   CHECK(mentions(refusal(o{.open_for_multiplier = 0.5}), "open_for_multiplier"));
   CHECK(mentions(refusal(o{.open_for_multiplier = std::numeric_limits<double>::infinity()}), "open_for_multiplier"));
   CHECK(mentions(refusal(o{.open_for = 10s, .max_open_for = 5s}), "max_open_for"));
+  CHECK(mentions(refusal(o{.count_throttled = true, .health = &armor::default_health}), "count_throttled"));
   CHECK(mentions(refusal(o{.half_open_max_calls = 0}), "half_open_max_calls"));
   CHECK(mentions(refusal(o{.half_open_max_calls = 65536}), "half_open_max_calls"));
   CHECK(mentions(refusal(o{.success_threshold = 0}), "success_threshold"));
@@ -207,6 +209,127 @@ TEST_CASE("only failure and timeout verdicts count as failures") {
     calls(b, 2, armor::verdict::permanent_failure());
     CHECK(b.state() == breaker_state::open);
   }
+  SECTION("throttled (a 429: the upstream limits this client) counts as neither") {
+    calls(b, 1, bad());
+    calls(b, 10, armor::verdict::throttled(armor::errc::operation_failed, 5s));
+    CHECK(b.state() == breaker_state::closed);
+    CHECK(b.stats().consecutive_failures == 1);  // not a failure, and not a success either
+    CHECK(b.stats().throttled == 10);
+    CHECK(b.stats().ignored == 0);
+    CHECK(b.stats().calls() == 11);
+    calls(b, 1, bad());
+    CHECK(b.state() == breaker_state::open);
+  }
+}
+
+TEST_CASE("throttled outcomes stay out of the failure rate, and the window") {
+  armor::manual_clock clock;
+  breaker b{{.failure_threshold = 0, .failure_rate = 0.5, .window_size = 10, .minimum_calls = 4}, clock};
+  calls(b, 2, ok());
+  calls(b, 50, armor::verdict::throttled());
+  calls(b, 1, bad());
+  CHECK(b.state() == breaker_state::closed);
+  CHECK(b.stats().window_calls == 3);
+  CHECK(b.stats().window_failures == 1);
+  calls(b, 1, bad());  // 2 failures of 4 calls: 50 %
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEST_CASE("count_throttled counts a throttled outcome as a failure, with its retry_after") {
+  armor::manual_clock clock;
+  breaker b{{.failure_threshold = 2, .open_for = 10s, .count_throttled = true}, clock};
+  calls(b, 1, armor::verdict::throttled());
+  CHECK(b.stats().consecutive_failures == 1);
+  calls(b, 1, armor::verdict::throttled(armor::errc::operation_failed, 40s));
+  CHECK(b.state() == breaker_state::open);
+  CHECK(b.stats().failures == 2);
+  CHECK(b.stats().throttled == 0);
+  auto refused = b.try_acquire();
+  REQUIRE_FALSE(refused);
+  CHECK(refused.retry_after() == 40s);  // the server's wait, beyond open_for
+}
+
+namespace {
+
+// A health rule of one's own: an upstream whose "not found" means it lost
+// its data (unhealthy), and whose throttling is counted too.
+armor::health strict_health(const armor::verdict& v) noexcept {
+  if (v.kind == armor::outcome::throttled) return armor::health::unhealthy;
+  if (v.code == std::errc::no_such_file_or_directory) return armor::health::unhealthy;
+  return armor::default_health(v);
+}
+
+}  // namespace
+
+TEST_CASE("a breaker's own health rule decides what counts") {
+  armor::manual_clock clock;
+  SECTION("a function") {
+    breaker b{{.failure_threshold = 3, .health = &strict_health}, clock};
+    calls(b, 1, armor::verdict::throttled());
+    calls(b, 1, armor::verdict{armor::outcome::success, false, std::nullopt,
+                               std::make_error_code(std::errc::no_such_file_or_directory)});
+    CHECK(b.stats().consecutive_failures == 2);
+    calls(b, 1, of_kind(armor::outcome::rejected));  // the default's answer: neither
+    CHECK(b.stats().consecutive_failures == 2);
+    calls(b, 1, bad());
+    CHECK(b.state() == breaker_state::open);
+  }
+  SECTION("a captureless lambda; a probe the rule calls neutral gives its slot back") {
+    breaker b{{.failure_threshold = 1,
+               .open_for = 1s,
+               .health = [](const armor::verdict& v) noexcept {
+                 return v.kind == armor::outcome::failure ? armor::health::neutral : armor::default_health(v);
+               }},
+              clock};
+    calls(b, 5, bad());  // failures are neutral by this rule
+    CHECK(b.state() == breaker_state::closed);
+    CHECK(b.stats().ignored == 5);
+    calls(b, 1, of_kind(armor::outcome::timeout));
+    CHECK(b.state() == breaker_state::open);
+    clock.advance(1s);
+    auto probe = b.try_acquire();
+    REQUIRE(probe.permit().probe());
+    b.record(std::move(probe).permit(), bad());
+    CHECK(b.state() == breaker_state::half_open);
+    CHECK(b.stats().probes_in_flight == 0);
+  }
+  SECTION("a rule makes the driver time every call (it may call a success a failure)") {
+    const breaker plain{{}, clock};
+    const breaker ruled{{.health = &strict_health}, clock};
+    CHECK_FALSE(plain.wants_completion_time());
+    CHECK(ruled.wants_completion_time());
+  }
+}
+
+TEST_CASE("a throttled answer that arrives past the deadline stays throttled, not a timeout") {
+  armor::manual_clock clock;
+  breaker b{{.failure_threshold = 1}, clock};
+  const auto p = armor::pipeline{clock, armor::classify{[](const int&) { return armor::verdict::throttled(); }},
+                                 armor::deadline{100ms}, std::ref(b)};
+  const auto r = p.try_execute([&] {
+    clock.advance(150ms);
+    return 429;
+  });
+  REQUIRE(r);  // the value itself: armor never swallows one
+  CHECK(b.state() == breaker_state::closed);
+  CHECK(b.stats().throttled == 1);
+  CHECK(b.stats().failures == 0);
+}
+
+TEST_CASE("armor's default health rule, kind by kind") {
+  using armor::health;
+  using armor::outcome;
+  const auto of = [](outcome k) { return armor::default_health(of_kind(k)); };
+  CHECK(of(outcome::success) == health::healthy);
+  CHECK(of(outcome::failure) == health::unhealthy);
+  CHECK(of(outcome::timeout) == health::unhealthy);
+  CHECK(of(outcome::throttled) == health::neutral);
+  CHECK(of(outcome::rejected) == health::neutral);
+  CHECK(of(outcome::cancelled) == health::neutral);
+  CHECK(armor::to_string(health::healthy) == "healthy");
+  CHECK(armor::to_string(health::unhealthy) == "unhealthy");
+  CHECK(armor::to_string(health::neutral) == "neutral");
+  CHECK(armor::to_string(static_cast<health>(9)) == "unknown");
 }
 
 TEST_CASE("a 404 a classifier calls a success does not hurt the upstream's health") {
@@ -505,12 +628,12 @@ TEST_CASE("any failed probe reopens the breaker") {
   CHECK(log.events.back().open_for == 1s);
 }
 
-TEST_CASE("a probe that ends rejected or cancelled gives its slot back without counting") {
+TEST_CASE("a probe that ends rejected, cancelled or throttled gives its slot back without counting") {
   armor::manual_clock clock;
   breaker b{{.failure_threshold = 1, .open_for = 1s}, clock};
   calls(b, 1, bad());
   clock.advance(1s);
-  for (auto kind : {armor::outcome::rejected, armor::outcome::cancelled}) {
+  for (auto kind : {armor::outcome::rejected, armor::outcome::cancelled, armor::outcome::throttled}) {
     auto a = b.try_acquire();
     REQUIRE(a.permit().probe());
     CHECK(!b.try_acquire());
@@ -1192,26 +1315,27 @@ TEST_CASE("stats describe their fields: the breaker's Prometheus families; succe
   armor::detail::for_each_field<armor::circuit_breaker_stats>([&](const auto& f) {
     rows.push_back({std::string(f.name), std::string(f.metric), std::string(f.label_value), f.type, f.counted});
   });
-  const std::vector<std::string> names{"state",          "opened",         "successes",         "failures",
-                                       "ignored",        "slow_calls",     "rejections",        "consecutive_failures",
-                                       "probes_in_flight", "window_calls", "window_failures",   "window_slow_calls",
-                                       "failure_rate",   "slow_call_rate"};
+  const std::vector<std::string> names{"state",          "opened",           "successes",       "failures",
+                                       "throttled",      "ignored",          "slow_calls",      "rejections",
+                                       "consecutive_failures", "probes_in_flight", "window_calls", "window_failures",
+                                       "window_slow_calls", "failure_rate",  "slow_call_rate"};
   REQUIRE(rows.size() == names.size());
   for (std::size_t i = 0; i < names.size(); ++i) CHECK(rows[i].name == names[i]);
   CHECK(rows[0].metric == "armor_circuit_breaker_state");
   CHECK(rows[0].type == armor::metric_type::gauge);
   CHECK(rows[1].metric == "armor_circuit_breaker_opened_total");
-  for (std::size_t i : {2, 3, 4}) {
+  for (std::size_t i : {2, 3, 4, 5}) {
     CHECK(rows[i].metric == "armor_circuit_breaker_calls_total");
     CHECK(rows[i].type == armor::metric_type::counter);
   }
   CHECK(rows[2].label == "success");
   CHECK(rows[3].label == "failure");
-  CHECK(rows[4].label == "ignored");
-  CHECK(rows[6].metric == "armor_circuit_breaker_rejected_total");
+  CHECK(rows[4].label == "throttled");
+  CHECK(rows[5].label == "ignored");
+  CHECK(rows[7].metric == "armor_circuit_breaker_rejected_total");
   for (const auto& r : rows) CHECK(r.counted == (r.name == "successes" || r.name == "rejections"));
-  CHECK(rows[10].type == armor::metric_type::none);  // window_failures: printed only
-  CHECK(rows[11].type == armor::metric_type::none);
+  CHECK(rows[11].type == armor::metric_type::none);  // window_failures: printed only
+  CHECK(rows[12].type == armor::metric_type::none);
 
   armor::manual_clock clock;
   CHECK_FALSE(breaker({}, clock).stats().counting);

@@ -120,6 +120,13 @@ TEST_CASE("the verdict kinds a fallback handles are configurable") {
     auto p = armor::pipeline{clock, armor::fallback{[] { return 0; }, {.on_rejected = false}}, std::ref(gate)};
     CHECK(p.try_execute([] { return 1; }).code() == armor::errc::bulkhead_full);
   }
+  SECTION("not throttled answers (a 429), which are not failures") {
+    const auto throttled = armor::classify{[](const int&) { return armor::verdict::throttled(); }};
+    auto p = armor::pipeline{clock, throttled, armor::fallback{[] { return 0; }, {.on_throttled = false}}};
+    CHECK(p.execute([] { return 1; }) == 1);  // the throttled value itself
+    auto q = armor::pipeline{clock, throttled, armor::fallback{[] { return 0; }, {.on_failure = false}}};
+    CHECK(q.execute([] { return 1; }) == 0);
+  }
   SECTION("not timeouts: a spent budget before the attempt counts as a timeout") {
     auto p = armor::pipeline{clock, armor::fallback{[] { return 0; }, {.on_timeout = false}}};
     CHECK(p.try_execute([] { return 1; }, {.timeout = 0ns}).code() == armor::errc::deadline_exceeded);

@@ -791,8 +791,13 @@ TEST_CASE("http: default status rules", "[http][classify]") {
   for (int s = 0; s < 1000; ++s) {
     INFO(s);
     const armor::verdict v = http::classify_status(s);
-    const bool retryable = s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
-    if (retryable) {
+    const bool retryable = s == 408 || s == 500 || s == 502 || s == 503 || s == 504;
+    if (s == 429) {
+      CHECK(v.kind == armor::outcome::throttled);
+      CHECK(v.retryable);
+      CHECK(v.code == http::make_status_code(s));
+      CHECK(http::default_status_rule(s) == http::status_rule::throttled);
+    } else if (retryable) {
       CHECK(v.kind == armor::outcome::failure);
       CHECK(v.retryable);
       CHECK(v.code == http::make_status_code(s));
@@ -806,6 +811,8 @@ TEST_CASE("http: default status rules", "[http][classify]") {
     }
   }
   CHECK(http::classify_status(503, 2s).retry_after == nanoseconds{2s});
+  CHECK(http::classify_status(503, 2s).kind == armor::outcome::failure);  // a 503 is the upstream's health
+  CHECK(http::classify_status(429, 2s).retry_after == nanoseconds{2s});
   CHECK_FALSE(http::classify_status(501, 2s).retry_after);  // not retryable: no hint
 }
 
@@ -814,6 +821,7 @@ TEST_CASE("http: status_rule has a name for every rule", "[http][classify]") {
   CHECK(to_string(http::status_rule::success) == "success");  // found by ADL
   CHECK(to_string(http::status_rule::retryable_failure) == "retryable_failure");
   CHECK(to_string(http::status_rule::failure) == "failure");
+  CHECK(to_string(http::status_rule::throttled) == "throttled");
   CHECK(to_string(static_cast<http::status_rule>(7)) == "unknown");
 }
 
@@ -893,13 +901,19 @@ TEST_CASE("http: GitHub's rate-limit 403s", "[http][classify]") {
   const http::status_classifier c;
   const auto primary = with(403, {{"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset", "1700000600"}});
   const armor::verdict v = c(primary, now);
-  CHECK(v.kind == armor::outcome::failure);
+  CHECK(v.kind == armor::outcome::throttled);
   CHECK(v.retryable);
   CHECK(v.retry_after == nanoseconds{600s});
+  CHECK(v.code == http::make_status_code(403));
   const armor::verdict secondary = c(with(403, {{"retry-after", "60"}}), now);
+  CHECK(secondary.kind == armor::outcome::throttled);
   CHECK(secondary.retryable);
   CHECK(secondary.retry_after == nanoseconds{60s});
+  // The IETF fields say the same as GitHub's.
+  CHECK(c(with(403, {{"RateLimit-Remaining", "0"}, {"RateLimit-Reset", "30"}}), now).kind ==
+        armor::outcome::throttled);
   CHECK(c(with(403, {{"x-ratelimit-remaining", "12"}}), now).ok());  // an ordinary 403
+  CHECK(c(with(403, {{"retry-after", "soon"}}), now).ok());          // no valid wait, no exhausted limit
   CHECK(c(with(403, {}), now).ok());
   http::status_classifier off;
   off.github_403(false);
@@ -908,6 +922,34 @@ TEST_CASE("http: GitHub's rate-limit 403s", "[http][classify]") {
   http::status_classifier retry_403;
   retry_403.set(403, http::status_rule::retryable_failure);
   CHECK(retry_403(with(403, {{"retry-after", "5"}}), now).retry_after == nanoseconds{5s});
+  CHECK(retry_403(with(403, {{"retry-after", "5"}}), now).kind == armor::outcome::failure);
+  // One that makes 403 a failure is still throttled when the headers say rate limit.
+  http::status_classifier fail_403;
+  fail_403.set(403, http::status_rule::failure);
+  CHECK(fail_403(primary, now).kind == armor::outcome::throttled);
+  CHECK(fail_403(with(403, {}), now).kind == armor::outcome::failure);
+}
+
+TEST_CASE("http: throttled is a rule a status can be given, and a 429 can be made a failure again",
+          "[http][classify][throttled]") {
+  http::status_classifier c;
+  c.set(503, http::status_rule::throttled).set(429, http::status_rule::retryable_failure);
+  const armor::verdict maintenance = c(with(503, {{"Retry-After", "120"}}), now);
+  CHECK(maintenance.kind == armor::outcome::throttled);
+  CHECK(maintenance.retryable);
+  CHECK(maintenance.retry_after == nanoseconds{120s});
+  // A 429 made a retryable failure keeps the rate-limit reset as its wait.
+  const armor::verdict limited =
+      c(with(429, {{"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "1700000045"}}), now);
+  CHECK(limited.kind == armor::outcome::failure);
+  CHECK(limited.retryable);
+  CHECK(limited.retry_after == nanoseconds{45s});
+  // And the default's 429, with and without a wait.
+  const http::status_classifier def;
+  CHECK(def(with(429, {{"Retry-After", "7"}}), now).retry_after == nanoseconds{7s});
+  CHECK(def(with(429, {}), now).kind == armor::outcome::throttled);
+  CHECK_FALSE(def(with(429, {}), now).retry_after);
+  CHECK(http::verdict_for(http::status_rule::throttled, 429, 3s).retry_after == nanoseconds{3s});
 }
 
 TEST_CASE("http: the classifier on the real wall clock", "[http][classify]") {
@@ -961,4 +1003,101 @@ TEST_CASE("http: client errors do not open a breaker, server errors do", "[http]
   const auto refused = p.try_execute([] { return with(200, {}); });
   REQUIRE_FALSE(refused);
   CHECK(refused.code() == armor::errc::circuit_open);
+}
+
+// ---------------------------------------------------------------------------
+// Throttling: retried after the server's wait, never counted against health
+
+namespace {
+
+// A breaker that two failures in a row open, inside a retry layer that waits
+// out the server's Retry-After (up to 30 s); the classifier judges each
+// response at the fixed wall time `now`.
+struct throttle_rig {
+  armor::manual_clock clock;
+  armor::circuit_breaker<armor::manual_clock> breaker{{.failure_threshold = 2, .open_for = 10s}, clock};
+
+  [[nodiscard]] auto pipeline() {
+    return armor::pipeline{
+        clock,
+        armor::classify{[](const member_response& r) { return http::status_classifier{}(r, now); }},
+        armor::backoff{{.max_attempts = 3, .initial = 100ms, .jitter = armor::jitter_mode::none,
+                        .max_retry_after = 30s}},
+        std::ref(breaker),
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("http: a 429 does not move the breaker, and is retried after its Retry-After", "[http][classify][throttled]") {
+  throttle_rig rig;
+  const auto p = rig.pipeline();
+  for (int call = 0; call < 5; ++call) {
+    INFO("call " << call);
+    int attempts = 0;
+    const auto start = rig.clock.now();
+    const auto r = p.try_execute([&] {
+      ++attempts;
+      return attempts < 3 ? with(429, {{"Retry-After", "2"}}) : with(200, {});
+    });
+    // Before: the second 429 in a row opened the breaker, and the third
+    // attempt was refused with circuit_open.
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(attempts == 3);
+    CHECK(rig.clock.now() - start == nanoseconds{4s});  // two waits of the server's 2 s
+    CHECK(rig.breaker.state() == armor::breaker_state::closed);
+  }
+  CHECK(rig.breaker.stats().failures == 0);
+  CHECK(rig.breaker.stats().throttled == 10);  // seen, and counted as neither
+  CHECK(rig.breaker.stats().times_opened == 0);
+}
+
+TEST_CASE("http: with count_throttled, 429s open the breaker as before", "[http][classify][throttled]") {
+  armor::manual_clock clock;
+  armor::circuit_breaker<armor::manual_clock> breaker{
+      {.failure_threshold = 2, .open_for = 10s, .count_throttled = true}, clock};
+  const auto p = armor::pipeline{clock, armor::classify{http::status_classifier{}}, std::ref(breaker)};
+  for (int i = 0; i < 2; ++i) (void)p.try_execute([] { return with(429, {{"Retry-After", "20"}}); });
+  CHECK(breaker.state() == armor::breaker_state::open);
+  CHECK(breaker.stats().failures == 2);
+  CHECK(breaker.stats().throttled == 0);
+  // Open for the server's 20 s, not open_for's 10 s: a counted 429 keeps its hint.
+  const auto refused = p.try_execute([] { return with(200, {}); });
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().retry_after == nanoseconds{20s});
+}
+
+TEST_CASE("http: GitHub's exhausted rate limit (403) does not move the breaker", "[http][classify][throttled]") {
+  throttle_rig rig;
+  const auto p = rig.pipeline();
+  int attempts = 0;
+  const auto start = rig.clock.now();
+  const auto r = p.try_execute([&] {
+    ++attempts;
+    if (attempts == 1) return with(403, {{"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset", "1700000005"}});
+    if (attempts == 2) return with(403, {{"retry-after", "3"}});  // a secondary rate limit
+    return with(200, {});
+  });
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(attempts == 3);
+  CHECK(rig.clock.now() - start == nanoseconds{8s});  // the reset in 5 s, then the secondary limit's 3 s
+  CHECK(rig.breaker.state() == armor::breaker_state::closed);
+  CHECK(rig.breaker.stats().failures == 0);
+}
+
+TEST_CASE("http: 500s still open the breaker", "[http][classify][throttled]") {
+  throttle_rig rig;
+  const auto p = rig.pipeline();
+  int attempts = 0;
+  const auto r = p.try_execute([&] {
+    ++attempts;
+    return with(500, {});
+  });
+  REQUIRE_FALSE(r);
+  CHECK(rig.breaker.state() == armor::breaker_state::open);
+  CHECK(rig.breaker.stats().failures == 2);
+  CHECK(attempts == 2);  // the third attempt met the open breaker
 }

@@ -94,4 +94,11 @@ TEST_CASE("verdict helpers build what they say") {
   CHECK(later.retryable);
   CHECK(*later.retry_after == 30s);
   CHECK(later.kind == armor::outcome::failure);
+  const auto slow_down = armor::verdict::throttled(armor::errc::operation_failed, 2s);
+  CHECK(slow_down.kind == armor::outcome::throttled);
+  CHECK(slow_down.retryable);
+  CHECK(*slow_down.retry_after == 2s);
+  CHECK_FALSE(slow_down.ok());
+  CHECK_FALSE(armor::verdict::throttled().retry_after);
+  CHECK(armor::to_string(armor::outcome::throttled) == "throttled");
 }

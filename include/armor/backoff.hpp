@@ -184,7 +184,7 @@ struct backoff_event {
   /// give_up: why the policy stopped; retry: not meaningful (exhausted).
   backoff_stop stop = backoff_stop::exhausted;
   /// The failed attempt's verdict: `last.code` says why it failed,
-  /// `last.kind` how (failure, timeout, rejected, cancelled), and
+  /// `last.kind` how (failure, throttled, timeout, rejected, cancelled), and
   /// `last.retry_after` carries the server's (or an inner layer's) hint.
   verdict last{};
 
@@ -467,12 +467,13 @@ class backoff {
       return give_up(attempt, backoff_stop::non_retryable, v);
     }
 
-    // Only the upstream's own failures drain the budget; a refusal by an
-    // inner armor layer (open breaker, empty bucket) put no load on it.
+    // Only the upstream's own answers drain the budget (a failure, a timeout,
+    // a throttled answer: each put load on it); a refusal by an inner armor
+    // layer (open breaker, empty bucket) did not.
+    const bool upstream_answered =
+        v.kind == outcome::failure || v.kind == outcome::timeout || v.kind == outcome::throttled;
     std::int64_t level = budget_.max;
-    if (budget_.enabled() && (v.kind == outcome::failure || v.kind == outcome::timeout)) {
-      level = detail::budget_drain(shared_.tokens);
-    }
+    if (budget_.enabled() && upstream_answered) level = detail::budget_drain(shared_.tokens);
 
     if (attempt >= options_.max_attempts) {
       shared_.counters.add(counter::exhausted);
@@ -490,9 +491,7 @@ class backoff {
     if (budget_.enabled()) {
       // Decided on the level this failure left, or (for a rejection, which
       // drained nothing) on the current level.
-      if (v.kind != outcome::failure && v.kind != outcome::timeout) {
-        level = shared_.tokens.load(std::memory_order_relaxed);  // relaxed: a standalone number
-      }
+      if (!upstream_answered) level = shared_.tokens.load(std::memory_order_relaxed);  // relaxed: a standalone number
       if (level <= budget_.threshold) {
         shared_.counters.add(counter::budget_refusals);
         return give_up(attempt, backoff_stop::budget, v);

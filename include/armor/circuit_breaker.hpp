@@ -93,6 +93,19 @@ struct circuit_breaker_options {
   /// the next call reopens the breaker (the probes count as failed); none by
   /// default (a hung probe holds its slot until it ends). > 0.
   std::optional<std::chrono::nanoseconds> half_open_timeout{};
+  // ---- what counts
+  /// Count a throttled outcome (a 429, an exhausted rate limit: see
+  /// armor::outcome) as a failure. Off by default: a server that limits this
+  /// client is working, and its Retry-After is the retry layer's business.
+  /// Applies to the default rule only (not with `health`).
+  bool count_throttled = false;
+  /// The breaker's own rule for what an outcome says about the upstream
+  /// (healthy = a success, unhealthy = a failure, neutral = neither); nullptr
+  /// (the default) = armor::default_health, with count_throttled. A plain
+  /// function: one indirect call per settled call, and one more clock read
+  /// per successful call (the driver times every call for a breaker that has
+  /// a rule, since the rule may call a success a failure).
+  health_rule health = nullptr;
   // ---- observability
   /// Count every success and every rejection in stats() (one relaxed
   /// increment of a shared counter each). Off by default, so that a rejection
@@ -240,9 +253,10 @@ struct circuit_breaker_stats {
   breaker_state state = breaker_state::closed;
   // Lifetime counters (monotonic; reset() does not clear them).
   std::uint64_t successes = 0;   ///< successful outcomes (counted only with count_calls)
-  std::uint64_t failures = 0;    ///< failure and timeout outcomes
+  std::uint64_t failures = 0;    ///< outcomes counted as failures (failure and timeout by default)
   std::uint64_t slow_calls = 0;  ///< calls longer than slow_call_threshold (successes and failures)
-  std::uint64_t ignored = 0;     ///< outcomes that counted as neither: rejected, cancelled, or of an earlier generation
+  std::uint64_t throttled = 0;   ///< throttled outcomes that counted as neither (a 429 by default; see count_throttled)
+  std::uint64_t ignored = 0;     ///< other outcomes that counted as neither: rejected, cancelled, or of an earlier generation
   std::uint64_t rejections = 0;  ///< calls the breaker refused (counted only with count_calls)
   std::uint64_t times_opened = 0;
   // The present.
@@ -257,8 +271,8 @@ struct circuit_breaker_stats {
   /// (and exported) only when it is on.
   bool counting = false;
 
-  /// Outcomes recorded: successes + failures + ignored.
-  [[nodiscard]] constexpr std::uint64_t calls() const noexcept { return successes + failures + ignored; }
+  /// Outcomes recorded: successes + failures + throttled + ignored.
+  [[nodiscard]] constexpr std::uint64_t calls() const noexcept { return successes + failures + throttled + ignored; }
 
   /// How fmt prints and Prometheus exports it (see armor/stats.hpp).
   static constexpr auto fields() noexcept {
@@ -275,6 +289,8 @@ struct circuit_breaker_stats {
             .when_counting(),
         counter("failures", &s::failures, "armor_circuit_breaker_calls_total", calls_help)
             .labelled("outcome", "failure"),
+        counter("throttled", &s::throttled, "armor_circuit_breaker_calls_total", calls_help)
+            .labelled("outcome", "throttled"),
         counter("ignored", &s::ignored, "armor_circuit_breaker_calls_total", calls_help)
             .labelled("outcome", "ignored"),
         counter("slow_calls", &s::slow_calls, "armor_circuit_breaker_slow_calls_total",
@@ -454,6 +470,12 @@ inline breaker_config breaker_checked(const circuit_breaker_options& o) {
     if (o.half_open_timeout->count() <= 0) breaker_refuse("half_open_timeout must be positive");
     c.half_open_timeout_ns = o.half_open_timeout->count();
   }
+  if (o.health != nullptr && o.count_throttled) {
+    breaker_refuse("count_throttled applies to the default health rule only: with a health rule, count throttled "
+                   "outcomes in the rule");
+  }
+  c.count_throttled = o.count_throttled;
+  c.health = o.health;
   c.count_calls = o.count_calls;
   return c;
 }
@@ -490,9 +512,12 @@ class circuit_breaker {
   /// when the call ended (slow calls, the time window, the open time).
   static constexpr bool needs_completion_time = true;
 
-  /// Only a slow-call rule needs the end of a successful call; without one
-  /// the driver skips that clock read (failures are always re-timed).
-  [[nodiscard]] bool wants_completion_time() const noexcept { return core_->config().slow_ns != 0; }
+  /// Only a slow-call rule, or a health rule (which may call a success a
+  /// failure), needs the end of a successful call; without one the driver
+  /// skips that clock read (failures are always re-timed).
+  [[nodiscard]] bool wants_completion_time() const noexcept {
+    return core_->config().slow_ns != 0 || core_->config().health != nullptr;
+  }
 
   explicit circuit_breaker(const circuit_breaker_options& options = {}, Clock clock = Clock{},
                            Listener listener = Listener{})
@@ -621,6 +646,7 @@ class circuit_breaker {
     s.successes = t.load(count::successes);
     s.failures = t.load(count::failures);
     s.slow_calls = t.load(count::slow);
+    s.throttled = t.load(count::throttled);
     s.ignored = t.load(count::ignored);
     s.rejections = t.load(count::rejections);
     s.times_opened = t.load(count::opened);

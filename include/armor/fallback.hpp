@@ -60,6 +60,9 @@ class errc_set {
 struct fallback_options {
   /// The upstream failed (verdict `failure`): an exception, an error value, a 5xx.
   bool on_failure = true;
+  /// The upstream throttled the call (verdict `throttled`): a 429, an
+  /// exhausted rate limit, once the layers inside stopped retrying it.
+  bool on_throttled = true;
   /// The time budget ran out (verdict `timeout`, or deadline_exceeded before an
   /// attempt), or a wait would not fit in it (wait_exceeds_deadline).
   bool on_timeout = true;
@@ -103,6 +106,7 @@ class fallback {
     switch (v.kind) {
       case outcome::success: return false;
       case outcome::failure: kind = options_.on_failure; break;
+      case outcome::throttled: kind = options_.on_throttled; break;
       case outcome::timeout: kind = options_.on_timeout; break;
       case outcome::rejected: kind = deadline ? options_.on_timeout : options_.on_rejected; break;
       case outcome::cancelled: kind = options_.on_cancelled; break;

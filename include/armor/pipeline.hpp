@@ -298,7 +298,8 @@ ARMOR_ALWAYS_INLINE void judge_attempt(const K& classifier, call_outcome<R>& out
 /// After an attempt, with a fresh clock reading (always after a failure: the
 /// retry layer measures its delay from it; after every attempt when a layer
 /// times calls). A failure that ends past the deadline is a timeout: the
-/// upstream was too slow, which a breaker counts as a failure.
+/// upstream was too slow, which a breaker counts as a failure. A throttled
+/// answer stays throttled: the upstream said why it did not serve the call.
 template <class R>
 ARMOR_ALWAYS_INLINE void end_attempt(context& ctx, timestamp now, call_outcome<R>& out) noexcept {
   context_access::set_now(ctx, now);

@@ -2,9 +2,13 @@
 // judged, and armor::classify, which gives a pipeline its own judge.
 //
 // The operation runs once per attempt. Its value or exception is classified
-// once into a verdict, which flows back out through every policy: the breaker
-// counts failures, the retry layer retries retryable ones, the limiter
-// ignores them. A classifier decides; the default one says:
+// once into a verdict, which flows back out through every policy. Each policy
+// reads it by its own rule: the retry layer retries what is `retryable`
+// (after `retry_after` when there is one); the breaker asks what it says about
+// the upstream's health (armor::health: by default a failure or a timeout is
+// unhealthy, a success healthy, and a throttled answer, a refusal or a
+// cancellation neither; a breaker may take its own health_rule); the limiter
+// ignores it. A classifier decides; the default one says:
 //
 //   - an exception is a retryable failure (armor::error from a nested
 //     pipeline keeps its meaning: rejected, timeout or cancelled);
@@ -45,6 +49,10 @@ enum class outcome : std::uint8_t {
   rejected,   ///< armor refused the attempt before it ran (open breaker, no tokens...)
   timeout,    ///< the time budget ran out
   cancelled,  ///< the caller gave up; says nothing about the upstream
+  /// The upstream answered "not now, not you": a 429, an exhausted rate
+  /// limit. Retryable after its retry_after; by default no sign of bad
+  /// health (the upstream is working: it is limiting this client).
+  throttled,
 };
 
 /// The name of an outcome (`success`, `failure`, ...).
@@ -55,6 +63,7 @@ enum class outcome : std::uint8_t {
     case outcome::rejected: return "rejected";
     case outcome::timeout: return "timeout";
     case outcome::cancelled: return "cancelled";
+    case outcome::throttled: return "throttled";
   }
   return "unknown";
 }
@@ -82,12 +91,58 @@ struct verdict {
   [[nodiscard]] static verdict permanent_failure(std::error_code code = errc::operation_failed) noexcept {
     return failure(code, false);
   }
-  /// A retryable failure with the server's hint (a 503 or 429 with Retry-After).
+  /// A retryable failure with the server's hint (a 503 with Retry-After).
   [[nodiscard]] static verdict retry_later(std::chrono::nanoseconds after,
                                            std::error_code code = errc::operation_failed) noexcept {
     return failure(code, true, after);
   }
+  /// The upstream throttled this client (a 429, an exhausted rate limit):
+  /// retryable, after `retry_after` when the server said how long; not a
+  /// failure of the upstream (see armor::health).
+  [[nodiscard]] static verdict throttled(std::error_code code = errc::operation_failed,
+                                         std::optional<std::chrono::nanoseconds> retry_after = std::nullopt) noexcept {
+    return {outcome::throttled, true, retry_after, code};
+  }
 };
+
+/// What one outcome says about the upstream's health, to a policy that
+/// watches it (armor::circuit_breaker).
+enum class health : std::uint8_t {
+  healthy,    ///< counts as a success
+  unhealthy,  ///< counts as a failure
+  neutral,    ///< counts as neither: says nothing about the upstream
+};
+
+/// The name of a health value (`healthy`, `unhealthy`, `neutral`).
+[[nodiscard]] constexpr std::string_view to_string(health h) noexcept {
+  switch (h) {
+    case health::healthy: return "healthy";
+    case health::unhealthy: return "unhealthy";
+    case health::neutral: return "neutral";
+  }
+  return "unknown";
+}
+
+/// A policy's own rule for what an outcome says about health: a plain
+/// function (a captureless lambda converts to one), so a policy holds it in
+/// one pointer and calls it without allocating. It must not throw.
+using health_rule = health (*)(const verdict&) noexcept;
+
+/// armor's health rule, the default of every policy that takes one: a
+/// success is healthy; a failure (retryable or not) and a timeout are
+/// unhealthy; throttled, rejected and cancelled are neutral (the upstream
+/// was working, or was never asked).
+[[nodiscard]] constexpr health default_health(const verdict& v) noexcept {
+  switch (v.kind) {
+    case outcome::success: return health::healthy;
+    case outcome::failure:
+    case outcome::timeout: return health::unhealthy;
+    case outcome::throttled:
+    case outcome::rejected:
+    case outcome::cancelled: return health::neutral;
+  }
+  return health::neutral;
+}
 
 /// Wraps a user classifier for a pipeline. `fn` is called with the
 /// operation's value (`const R&`) when it can take one, and with the

@@ -140,7 +140,8 @@ TEST_CASE("fmt: circuit breaker stats, decisions and events") {
   armor::circuit_breaker breaker{{.failure_threshold = 2, .open_for = 30s, .count_calls = true}, clock,
                                  std::ref(heard)};
   CHECK(fmt::format("{}", breaker.stats()) ==
-        "state=closed opened=0 successes=0 failures=0 ignored=0 slow_calls=0 rejections=0 consecutive_failures=0 "
+        "state=closed opened=0 successes=0 failures=0 throttled=0 ignored=0 slow_calls=0 rejections=0 "
+        "consecutive_failures=0 "
         "probes_in_flight=0 window_calls=0 window_failures=0 window_slow_calls=0 failure_rate=0 slow_call_rate=0");
   for (int i = 0; i < 2; ++i) {
     auto d = breaker.try_acquire();
@@ -151,13 +152,15 @@ TEST_CASE("fmt: circuit breaker stats, decisions and events") {
   clock.advance(12s);
   CHECK(fmt::format("{}", breaker.try_acquire()) == "circuit_open (retry after 18s)");
   CHECK(fmt::format("{}", breaker.stats()) ==
-        "state=open opened=1 successes=0 failures=2 ignored=0 slow_calls=0 rejections=2 consecutive_failures=0 "
+        "state=open opened=1 successes=0 failures=2 throttled=0 ignored=0 slow_calls=0 rejections=2 "
+        "consecutive_failures=0 "
         "probes_in_flight=0 window_calls=0 window_failures=0 window_slow_calls=0 failure_rate=0 slow_call_rate=0");
   clock.advance(18s);
   auto probe = breaker.try_acquire();
   CHECK(fmt::format("{}", probe) == "granted");
   CHECK(fmt::format("{}", breaker.stats()) ==
-        "state=half_open opened=1 successes=0 failures=2 ignored=0 slow_calls=0 rejections=2 consecutive_failures=0 "
+        "state=half_open opened=1 successes=0 failures=2 throttled=0 ignored=0 slow_calls=0 rejections=2 "
+        "consecutive_failures=0 "
         "probes_in_flight=1 window_calls=0 window_failures=0 window_slow_calls=0 failure_rate=0 slow_call_rate=0");
   breaker.record(std::move(probe).permit(), armor::verdict::success());
   // The events: from, to, reason, open_for (zero unless it opened); no key outside keyed.
@@ -180,7 +183,7 @@ TEST_CASE("fmt: circuit breaker stats without count_calls leave out successes an
   }
   (void)breaker.try_acquire();  // refused, not counted
   CHECK(fmt::format("{}", breaker.stats()) ==
-        "state=open opened=1 failures=1 ignored=0 slow_calls=0 consecutive_failures=0 probes_in_flight=0 "
+        "state=open opened=1 failures=1 throttled=0 ignored=0 slow_calls=0 consecutive_failures=0 probes_in_flight=0 "
         "window_calls=0 window_failures=0 window_slow_calls=0 failure_rate=0 slow_call_rate=0");
 }
 
@@ -203,14 +206,14 @@ TEST_CASE("fmt: circuit breaker window rates print as fractions") {
     breaker.record(std::move(d).permit(), ok ? armor::verdict::success() : armor::verdict::failure());
   }
   CHECK(fmt::format("{}", breaker.stats()) ==
-        "state=closed opened=0 failures=1 ignored=0 slow_calls=0 consecutive_failures=0 probes_in_flight=0 "
+        "state=closed opened=0 failures=1 throttled=0 ignored=0 slow_calls=0 consecutive_failures=0 probes_in_flight=0 "
         "window_calls=3 window_failures=1 window_slow_calls=0 failure_rate=0.3333333333333333 slow_call_rate=0");
   {
     auto d = breaker.try_acquire();
     breaker.record(std::move(d).permit(), armor::verdict::failure());
   }
   CHECK(fmt::format("{}", breaker.stats()) ==
-        "state=closed opened=0 failures=2 ignored=0 slow_calls=0 consecutive_failures=1 probes_in_flight=0 "
+        "state=closed opened=0 failures=2 throttled=0 ignored=0 slow_calls=0 consecutive_failures=1 probes_in_flight=0 "
         "window_calls=4 window_failures=2 window_slow_calls=0 failure_rate=0.5 slow_call_rate=0");
 }
 
@@ -369,6 +372,8 @@ TEST_CASE("fmt: verdicts, failures, results and errors") {
   CHECK(fmt::format("{}", armor::verdict::success()) == "success");
   CHECK(fmt::format("{}", armor::verdict::retry_later(2s)) == "failure (retryable, retry after 2s): operation_failed");
   CHECK(fmt::format("{}", armor::verdict::permanent_failure()) == "failure: operation_failed");
+  CHECK(fmt::format("{}", armor::verdict::throttled(armor::errc::operation_failed, 2s)) ==
+        "throttled (retryable, retry after 2s): operation_failed");
   CHECK(fmt::format("{}", armor::verdict::failure(std::make_error_code(std::errc::connection_refused))) ==
         fmt::format("failure (retryable): generic:{} ({})", static_cast<int>(std::errc::connection_refused),
                     std::make_error_code(std::errc::connection_refused).message()));

@@ -12,6 +12,7 @@
 TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[shape]") {
   armor_test::check_enum<armor::errc>("errc");
   armor_test::check_enum<armor::outcome>("outcome");
+  armor_test::check_enum<armor::health>("health");
   armor_test::check_enum<armor::admission_kind>("admission_kind");
   armor_test::check_enum<armor::metric_type>("metric_type");
   armor_test::check_enum<armor::breaker_window>("breaker_window");

@@ -17,6 +17,8 @@
 //     counter;
 //   - settle, failure: one compare-exchange (consecutive failures, or the trip
 //     itself), the window, one counter;
+//   - settle, neither (throttled, rejected, cancelled by default): one counter
+//     (and, for a probe, the compare-exchange that gives its slot back);
 //   - a transition: the compare-exchange that makes it, then the info word.
 //
 // Memory orders: the state word and the info word are self-contained values;
@@ -60,6 +62,8 @@ struct breaker_config {
   std::uint32_t success_threshold = 1;
   std::int64_t half_open_timeout_ns = 0;  ///< 0 = none
   bool count_calls = false;
+  bool count_throttled = false;       ///< the default rule counts a throttled outcome as a failure
+  health_rule health = nullptr;       ///< the user's rule; nullptr = default_health (and count_throttled)
 
   /// True when a rate rule needs a window.
   [[nodiscard]] constexpr bool windowed() const noexcept { return failure_rate_ppm != 0 || slow_ns != 0; }
@@ -108,6 +112,7 @@ enum class breaker_count : std::uint8_t {
   failures,
   slow,
   ignored,
+  throttled,   ///< throttled outcomes that counted as neither
   rejections,  ///< counted only with count_calls
   opened,
   count
@@ -119,7 +124,9 @@ class breaker_core {
   /// `base_ns`: a time near the ones the breaker will be given (its clock's
   /// reading at construction); the info word counts microseconds from it.
   breaker_core(const breaker_config& config, std::int64_t base_ns)
-      : cfg_(config), base_(base_ns), lean_success_(!config.windowed() && !config.count_calls) {
+      : cfg_(config),
+        base_(base_ns),
+        lean_success_(!config.windowed() && !config.count_calls && config.health == nullptr) {
     if (cfg_.windowed()) {
       if (cfg_.time_window) {
         time_.emplace(cfg_.buckets, cfg_.bucket_ns);
@@ -243,16 +250,24 @@ class breaker_core {
   /// The rest of record().
   breaker_change record_slow(std::uint32_t gen, bool probe, std::int64_t admitted, std::int64_t now,
                              const verdict& v) noexcept {
-    const bool failed = v.kind == outcome::failure || v.kind == outcome::timeout;
-    if (!failed && v.kind != outcome::success) {
-      // Rejected or cancelled: says nothing about the upstream.
+    const health h = judge(v);
+    if (h == health::neutral) {
+      // Throttled, rejected or cancelled (by default): says nothing about the upstream.
       if (probe) release_probe(gen);
-      bump(breaker_count::ignored);
+      bump(v.kind == outcome::throttled ? breaker_count::throttled : breaker_count::ignored);
       return {};
     }
+    const bool failed = h == health::unhealthy;
     const bool slow = cfg_.slow_ns > 0 && saturating_sub(now, admitted) > cfg_.slow_ns;
     return probe ? record_probe(gen, failed, slow, now, v.retry_after)
                  : record_call(gen, failed, slow, now, v.retry_after);
+  }
+
+  /// What `v` says about the upstream's health, by the breaker's rule.
+  [[nodiscard]] health judge(const verdict& v) const noexcept {
+    if (cfg_.health != nullptr) return cfg_.health(v);
+    if (v.kind == outcome::throttled && cfg_.count_throttled) return health::unhealthy;
+    return default_health(v);
   }
 
   /// Gives back the slot of a probe that ends without an outcome.

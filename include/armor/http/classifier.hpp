@@ -1,7 +1,9 @@
 // armor/http/classifier.hpp: status_classifier, which judges HTTP responses
 // for a pipeline: the status decides (default_status_rule, or per-status
-// overrides), and a retryable failure carries the server's wait (Retry-After,
-// or the rate-limit reset of an exhausted quota) as its retry_after.
+// overrides), a 429 or GitHub's rate-limit 403 is throttled (retried, not an
+// upstream failure), and a retryable verdict carries the server's wait
+// (Retry-After, or the rate-limit reset of an exhausted quota) as its
+// retry_after.
 //
 //     armor::http::status_classifier judge;
 //     judge.set(404, armor::http::status_rule::failure);    // this API's 404 means "broken"
@@ -35,14 +37,20 @@ namespace armor::http {
 /// `max_overrides` per-status overrides (`set(404, status_rule::failure)`),
 /// held in a small fixed array: no allocation, copied by value.
 ///
-/// A retryable failure carries the server's wait as `retry_after`, which a
-/// retry layer (armor::backoff) uses instead of its own delay: the
-/// Retry-After header; or, for a 429 without it, the rate-limit reset when
-/// the rate-limit headers say nothing remains. GitHub answers an exhausted
-/// primary rate limit with 403 and X-RateLimit-Remaining: 0 (and its
-/// secondary limits with 403 + Retry-After): with `github_403` (on by
-/// default) such a 403 is a retryable failure too; a 403 without those
-/// headers follows the rules.
+/// A retryable failure or a throttled verdict carries the server's wait as
+/// `retry_after`, which a retry layer (armor::backoff) uses instead of its
+/// own delay: the Retry-After header; or, for a 429 without it, the
+/// rate-limit reset when the rate-limit headers say nothing remains.
+///
+/// Throttled (armor::outcome::throttled: retried, but by default no failure
+/// for a circuit breaker): a 429 (status_rule::throttled by default); and,
+/// with `github_403` (on by default), a 403 that GitHub sends for a rate
+/// limit: one with a valid Retry-After (its secondary limits), or whose
+/// rate-limit headers (read_rate_limit) say `remaining` is 0 (its primary
+/// limit, X-RateLimit-Remaining: 0). Any other 403 follows its rule. A 403
+/// overridden to retryable_failure or throttled takes that rule, with the
+/// Retry-After hint, whatever its headers; one overridden to success or
+/// failure is still throttled when its headers say rate limit.
 ///
 /// The wall clock is read only when a retryable response carries a hint
 /// that needs it (an HTTP-date, a Unix time).
@@ -74,7 +82,7 @@ class status_classifier {
     return *this;
   }
 
-  /// Treats GitHub's rate-limit 403s as retryable (see above). On by default.
+  /// Treats GitHub's rate-limit 403s as throttled (see above). On by default.
   constexpr status_classifier& github_403(bool on) noexcept {
     github_403_ = on;
     return *this;
@@ -111,8 +119,9 @@ class status_classifier {
   verdict judge(const R& r, Now&& now) const {
     const int s = http::status(r);
     const status_rule base = rule(s);
-    const bool maybe_github = github_403_ && s == 403 && base != status_rule::retryable_failure;
-    if (base != status_rule::retryable_failure && !maybe_github) return verdict_for(base, s);
+    const bool retryable = base == status_rule::retryable_failure || base == status_rule::throttled;
+    const bool maybe_github = github_403_ && s == 403 && !retryable;
+    if (!retryable && !maybe_github) return verdict_for(base, s);
     std::optional<wall_time> t;
     auto wall = [&] {
       if (!t) t = now();
@@ -132,7 +141,7 @@ class status_classifier {
       // A 403 that is neither GitHub's primary nor its secondary limit.
       if (maybe_github && !exhausted) return verdict_for(base, s);
     }
-    return verdict_for(status_rule::retryable_failure, s, after);
+    return verdict_for(maybe_github ? status_rule::throttled : base, s, after);
   }
 
   struct entry {

@@ -3,6 +3,7 @@
 // each status (status_rule), and the verdicts a pipeline's classifier returns.
 //
 //     armor::verdict v = armor::http::classify_status(503);   // retryable failure, "HTTP 503 Service Unavailable"
+//     armor::verdict w = armor::http::classify_status(429);   // throttled: retried, not a failure
 //     armor::verdict t = armor::http::classify_transport_error(std::errc::connection_reset);  // retryable
 //
 // The rules, per status, are in docs/http.md ("Judging responses").
@@ -97,6 +98,9 @@ enum class status_rule : std::uint8_t {
   success,            ///< the upstream did its job; includes client errors (4xx) by default
   retryable_failure,  ///< the upstream failed and may do better later: retry, count against its health
   failure,            ///< the upstream failed; retrying will not help: count it, do not retry
+  /// The upstream limits this client (429): retry after its wait; by
+  /// default not counted against its health (verdict kind `throttled`).
+  throttled,
 };
 
 /// The name of a status_rule, as written in the code (`retryable_failure`).
@@ -105,19 +109,22 @@ enum class status_rule : std::uint8_t {
     case status_rule::success: return "success";
     case status_rule::retryable_failure: return "retryable_failure";
     case status_rule::failure: return "failure";
+    case status_rule::throttled: return "throttled";
   }
   return "unknown";
 }
 
-/// The default rule for a status: 408, 429, 500, 502, 503, 504 are
-/// retryable failures; any other 5xx and anything outside 100..599 are
-/// failures; 1xx, 2xx, 3xx and every other 4xx are successes (a client
-/// error says nothing bad about the upstream's health, and retrying the same
-/// request cannot fix it; the caller still gets the response and decides).
+/// The default rule for a status: 429 is throttled; 408, 500, 502, 503, 504
+/// are retryable failures (a 503 too, with or without Retry-After: the
+/// service is unavailable to every client, which is the upstream's health);
+/// any other 5xx and anything outside 100..599 are failures; 1xx, 2xx, 3xx
+/// and every other 4xx are successes (a client error says nothing bad about
+/// the upstream's health, and retrying the same request cannot fix it; the
+/// caller still gets the response and decides).
 [[nodiscard]] constexpr status_rule default_status_rule(int status) noexcept {
   switch (status) {
+    case 429: return status_rule::throttled;
     case 408:
-    case 429:
     case 500:
     case 502:
     case 503:
@@ -129,13 +136,15 @@ enum class status_rule : std::uint8_t {
 }
 
 /// The verdict for a status under a rule: success (code 0), or a failure
-/// whose code is make_status_code(status); `retry_after` is kept only on a
-/// retryable failure (a retry layer uses it instead of its own delay).
+/// or throttled verdict whose code is make_status_code(status);
+/// `retry_after` is kept only on a retryable failure and a throttled
+/// verdict (a retry layer uses it instead of its own delay).
 [[nodiscard]] inline verdict verdict_for(status_rule rule, int status,
                                          std::optional<std::chrono::nanoseconds> retry_after = std::nullopt) noexcept {
   switch (rule) {
     case status_rule::success: return verdict::success();
     case status_rule::retryable_failure: return verdict::failure(make_status_code(status), true, retry_after);
+    case status_rule::throttled: return verdict::throttled(make_status_code(status), retry_after);
     case status_rule::failure: break;
   }
   return verdict::failure(make_status_code(status), false);
