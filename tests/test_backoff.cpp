@@ -901,6 +901,8 @@ TEST_CASE("max_refusal_wait set high waits out an open breaker; the retry is its
   CHECK(bounded.try_execute([] { return 7; }).code() == armor::errc::circuit_open);
   CHECK(clock.now() == again);
   CHECK(bounded.layer<1>().stats().deadline_stops == 1);
+}
+
 TEST_CASE("a throttled verdict is retried after its retry_after, and drains the budget like a failure") {
   armor::manual_clock clock;
   auto p = armor::pipeline{clock, armor::classify{[](const reply& r) {
