@@ -762,6 +762,139 @@ TEST_CASE("a rolling window re-arms its alerts once per span of its length") {
   CHECK(heard.alerts.size() == 2);
 }
 
+TEST_CASE("alerts follow settled use: a reservation counts for alerts once committed") {
+  // Issue 17, item 4: reserve(85) of 100 fired the 80 % alert, commit(10)
+  // left 10 used, and the real crossing later was never reported.
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(100)}}, clock, armor::memory_quota_storage{},
+                         std::ref(heard)};
+  auto r = t.reserve(85);
+  REQUIRE(r);
+  CHECK(t.usage(0).used == 85);  // the reservation holds the units...
+  CHECK(heard.alerts.empty());   // ...but is not yet use worth an alert
+  CHECK(r.permit().commit(10) == armor::quota_tracker_status::granted);
+  CHECK(t.usage(0).used == 10);
+  CHECK(heard.alerts.empty());
+  CHECK(t.try_consume(69));  // 79
+  CHECK(heard.alerts.empty());
+  CHECK(t.try_consume(1));  // 80: the real crossing
+  REQUIRE(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].threshold == 0.8);
+  CHECK(heard.alerts[0].used == 80);
+  CHECK(t.stats().alerts == 1);
+}
+
+TEST_CASE("a reservation's units reach an alert when the permit commits them") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(100), quota_window::per_hour(1000)}}, clock,
+                         armor::memory_quota_storage{}, std::ref(heard)};
+  auto a = t.reserve(85).permit();
+  CHECK(heard.alerts.empty());
+  a.commit();  // the estimate was the cost: 85 used
+  REQUIRE(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].threshold == 0.8);
+  CHECK(heard.alerts[0].used == 85);
+  CHECK(heard.alerts[0].resets_in == 12h);
+  auto b = t.reserve(10).permit();
+  auto c = t.reserve(5).permit();  // 100 held, 85 settled
+  CHECK(heard.alerts.size() == 1);
+  CHECK(b.commit(7) == armor::quota_tracker_status::granted);  // 92: 90 % (the 5 held still do not count)
+  REQUIRE(heard.alerts.size() == 2);
+  CHECK(heard.alerts[1].threshold == 0.9);
+  CHECK(heard.alerts[1].used == 92);
+  c.cancel();
+  CHECK(t.usage(0).used == 92);
+  auto d = t.reserve(1).permit();
+  CHECK(d.commit(8) == armor::quota_tracker_status::granted);  // an overrun past the estimate: 100 %
+  REQUIRE(heard.alerts.size() == 3);
+  CHECK(heard.alerts[2].threshold == 1.0);
+  CHECK(heard.alerts[2].used == 100);
+  CHECK(t.stats().alerts == 3);
+}
+
+TEST_CASE("units held by other reservations do not count towards an alert") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(100)}}, clock, armor::memory_quota_storage{},
+                         std::ref(heard)};
+  auto held = t.reserve(50).permit();
+  CHECK(t.try_consume(40));  // 90 counted, 40 settled
+  CHECK(heard.alerts.empty());
+  held.cancel();
+  CHECK(t.try_consume(39));  // 79
+  CHECK(heard.alerts.empty());
+  CHECK(t.try_consume(1));
+  REQUIRE(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].used == 80);
+  // In a pipeline: the reported cost is what counts.
+  auto p = armor::pipeline{clock, std::ref(t)};
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(1); }, {.cost = 19});  // 81
+  CHECK(heard.alerts.size() == 1);
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(9); }, {.cost = 1});  // 90
+  REQUIRE(heard.alerts.size() == 2);
+  CHECK(heard.alerts[1].threshold == 0.9);
+  CHECK(heard.alerts[1].used == 90);
+}
+
+TEST_CASE("a crossing a commit completes with units counted after its reservation is heard at the next call") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(100)}, .alerts = {1.0}}, clock,
+                         armor::memory_quota_storage{}, std::ref(heard)};
+  CHECK(t.try_consume(85));
+  auto x = t.reserve(10).permit();  // 95 counted: the commit alone cannot reach 100
+  CHECK(t.try_consume(5));          // 100 counted, 90 settled
+  x.commit();                       // 100 settled: not re-read (see docs/quota_tracker.md, Alerts)
+  CHECK(heard.alerts.empty());
+  CHECK_FALSE(t.try_consume(1));  // refused, and the refusing window's 100 % is heard
+  REQUIRE(heard.alerts.size() == 1);
+  CHECK(heard.alerts[0].used == 100);
+  CHECK_FALSE(t.try_consume(1));
+  CHECK(heard.alerts.size() == 1);
+}
+
+TEST_CASE("with alert_basis = reserved a reservation counts when made, and a fall below re-arms the threshold") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  recording_listener heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_day(100)}, .alert_basis = armor::quota_alert_basis::reserved},
+                         clock, armor::memory_quota_storage{}, std::ref(heard)};
+  auto r = t.reserve(85).permit();
+  REQUIRE(heard.alerts.size() == 1);  // at once, on the reservation
+  CHECK(heard.alerts[0].used == 85);
+  CHECK(r.commit(10) == armor::quota_tracker_status::granted);  // 10 used: below 80 % again, re-armed
+  CHECK(t.try_consume(69));
+  CHECK(heard.alerts.size() == 1);
+  CHECK(t.try_consume(1));  // 80: reported again, as the crossing it is
+  REQUIRE(heard.alerts.size() == 2);
+  CHECK(heard.alerts[1].threshold == 0.8);
+  CHECK(heard.alerts[1].used == 80);
+  // A cancel re-arms too, but only the thresholds the use fell below.
+  auto big = t.reserve(15).permit();  // 95: 90 %
+  REQUIRE(heard.alerts.size() == 3);
+  CHECK(heard.alerts[2].threshold == 0.9);
+  big.cancel();  // 80: 90 % re-armed, 80 % still reached
+  CHECK(t.try_consume(9));  // 89
+  CHECK(heard.alerts.size() == 3);
+  CHECK(t.try_consume(1));  // 90
+  REQUIRE(heard.alerts.size() == 4);
+  CHECK(heard.alerts[3].threshold == 0.9);
+  CHECK(t.stats().alerts == 4);
+  // Otherwise still once per threshold and period.
+  auto small = t.reserve(2).permit();
+  small.cancel();  // 90 again: nothing fell below a threshold
+  CHECK(t.try_consume(1));
+  CHECK(heard.alerts.size() == 4);
+}
+
+TEST_CASE("alert_basis has a to_string and a bad value is refused by name") {
+  CHECK(armor::to_string(armor::quota_alert_basis::settled) == "settled");
+  CHECK(armor::to_string(armor::quota_alert_basis::reserved) == "reserved");
+  CHECK(contains(refusal({.windows = {quota_window::per_day(5)}, .alert_basis = armor::quota_alert_basis{7}}),
+                 "alert_basis"));
+}
+
 // ---------------------------------------------------------------- moving and sharing
 
 TEST_CASE("moving a tracker keeps its counts and alert state") {

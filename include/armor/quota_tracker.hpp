@@ -80,6 +80,26 @@ enum class quota_window_kind : std::uint8_t {
   return "unknown";
 }
 
+/// What a tracker's alerts count (quota_tracker_options::alert_basis).
+enum class quota_alert_basis : std::uint8_t {
+  /// Units used for good: consumed, charged, or committed by a permit. A
+  /// reservation's units count once its permit commits them (its real
+  /// cost), not while it holds the estimate.
+  settled,
+  /// Every unit counted, a reservation's from the moment it is made (an
+  /// estimate given back later re-arms the thresholds it fell below).
+  reserved,
+};
+
+/// The name of a quota_alert_basis, as written in the code (`settled`).
+[[nodiscard]] constexpr std::string_view to_string(quota_alert_basis b) noexcept {
+  switch (b) {
+    case quota_alert_basis::settled: return "settled";
+    case quota_alert_basis::reserved: return "reserved";
+  }
+  return "unknown";
+}
+
 /// The most alert thresholds a tracker can have.
 inline constexpr std::size_t quota_max_alerts = 8;
 /// The most buckets a rolling window can have.
@@ -130,8 +150,12 @@ struct quota_tracker_options {
   /// daylight saving time. Rolling windows ignore it.
   std::chrono::minutes utc_offset{0};
   /// Alert thresholds, as fractions of each window's limit, each in (0, 1];
-  /// at most 8. Each fires once per window period (see quota_tracker_event).
+  /// at most 8. Each fires once per window period (see quota_tracker_event),
+  /// and again after the use fell back below it in that period.
   std::vector<double> alerts{0.8, 0.9, 1.0};
+  /// What the alerts count: settled use (the default; a reservation counts
+  /// once committed, with its real cost) or every reserved unit.
+  quota_alert_basis alert_basis = quota_alert_basis::settled;
   /// In a pipeline, a refusal whose retry_after is shorter than this is
   /// marked retryable, so an outer backoff may wait for it (within its
   /// max_refusal_wait, max_retry_after and the deadline). 0 (the default):
@@ -277,14 +301,18 @@ struct quota_usage {
   }
 };
 
-/// What the listener hears when a window's usage reaches an alert
-/// threshold: once per threshold, window and period, on the thread whose
-/// consumption reached it. A rolling window's "period" for alerts is each
-/// span of its length since the Unix epoch.
+/// What the listener hears when a window's use reaches an alert threshold:
+/// once per threshold, window and period (again only after the use fell
+/// back below it), on the thread whose consumption or commit reached it.
+/// The use is settled use unless quota_tracker_options::alert_basis says
+/// `reserved`. A rolling window's "period" for alerts is each span of its
+/// length since the Unix epoch. With a storage that keeps alert state
+/// (armor::alert_quota_storage: SQLite, Redis), once between every tracker
+/// sharing the counts, restarts included.
 struct quota_tracker_event {
   std::size_t window = 0;    ///< position in quota_tracker_options::windows
   double threshold = 0;      ///< the fraction reached (0.8 for 80 %)
-  std::int64_t used = 0;     ///< units counted after the consumption that reached it
+  std::int64_t used = 0;     ///< the use that reached it (settled units, by default)
   std::int64_t limit = 0;
   std::chrono::nanoseconds resets_in{};                         ///< as in quota_usage
   std::chrono::sys_time<std::chrono::nanoseconds> resets_at{};  ///< the same as a wall time
@@ -348,14 +376,16 @@ class quota_tracker_permit {
   quota_tracker_permit() noexcept = default;
   quota_tracker_permit(quota_tracker_permit&& other) noexcept
       : owner_(std::exchange(other.owner_, nullptr)), amount_(other.amount_), at_(other.at_),
-        status_(other.status_) {}
+        trigger_(other.trigger_), status_(other.status_), pended_(other.pended_) {}
   quota_tracker_permit& operator=(quota_tracker_permit&& other) noexcept {
     if (this != &other) {
       cancel();
       owner_ = std::exchange(other.owner_, nullptr);
       amount_ = other.amount_;
       at_ = other.at_;
+      trigger_ = other.trigger_;
       status_ = other.status_;
+      pended_ = other.pended_;
     }
     return *this;
   }
@@ -369,7 +399,9 @@ class quota_tracker_permit {
   [[nodiscard]] bool pending() const noexcept { return owner_ != nullptr; }
 
   /// Keeps the estimate as the cost.
-  void commit() noexcept { owner_ = nullptr; }
+  void commit() noexcept {
+    if (tracker_type* t = std::exchange(owner_, nullptr)) t->keep(amount_, trigger_, pended_);
+  }
   /// Replaces the estimate with the real cost: a smaller cost gives the
   /// difference back (to the periods the estimate was counted in, while
   /// they last); a larger one counts the difference now, without a limit
@@ -381,29 +413,26 @@ class quota_tracker_permit {
   quota_tracker_status commit(std::int64_t actual) noexcept(tracker_type::quiet) {
     tracker_type* t = std::exchange(owner_, nullptr);
     if (t == nullptr) return status_;
-    if (actual < 0) actual = 0;
-    if (actual < amount_) {
-      t->storage_.release(at_, amount_ - actual);
-    } else if (actual > amount_) {
-      return t->charge(actual - amount_);
-    }
-    return quota_tracker_status::granted;
+    return t->settle_permit(at_, amount_, actual < 0 ? 0 : actual, trigger_, pended_);
   }
   /// Gives every unit back (while their periods last).
   void cancel() noexcept {
-    if (tracker_type* t = std::exchange(owner_, nullptr)) t->storage_.release(at_, amount_);
+    if (tracker_type* t = std::exchange(owner_, nullptr)) t->give_back(at_, amount_, pended_);
   }
 
  private:
   friend tracker_type;
-  quota_tracker_permit(tracker_type* owner, std::int64_t amount, const quota_stamp& at,
-                       quota_tracker_status s) noexcept
-      : owner_(owner), amount_(amount), at_(at), status_(s) {}
+  quota_tracker_permit(tracker_type* owner, std::int64_t amount, const quota_stamp& at, quota_tracker_status s,
+                       std::int64_t trigger = 0, bool pended = false) noexcept
+      : owner_(owner), amount_(amount), at_(at), trigger_(trigger), status_(s), pended_(pended) {}
 
   tracker_type* owner_ = nullptr;
   std::int64_t amount_ = 0;
   quota_stamp at_{};
+  // Settled alerts: a commit of this many units or more may reach a threshold (re-read then).
+  std::int64_t trigger_ = 0;
   quota_tracker_status status_ = quota_tracker_status::granted;
+  bool pended_ = false;  // the units are in the tracker's pending count (settled alerts)
 };
 
 namespace detail {
@@ -486,6 +515,12 @@ inline constexpr std::uint64_t alert_unused = 0xff;
   return static_cast<std::int64_t>(d);
 }
 
+/// The units a settled-alert tracker's uncommitted permits hold, on a cache
+/// line of its own: every reservation and its commit write it.
+struct alignas(cache_line) quota_pending {
+  std::atomic<std::int64_t> units{0};
+};
+
 }  // namespace detail
 
 /// Usage quotas (see the top of this header and docs/quota_tracker.md).
@@ -562,6 +597,9 @@ class quota_tracker {
     alerts_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
     // Relaxed: not shared yet; whatever shares the tracker orders this.
     for (std::size_t i = 0; i < count_; ++i) alerts_[i].store(detail::alert_unused, std::memory_order_relaxed);
+    if (alert_count_ > 0 && options_.alert_basis == quota_alert_basis::settled) {
+      pending_ = std::make_unique<detail::quota_pending>();
+    }
   }
 
   /// Takes over the state (not while `other` is in use).
@@ -582,7 +620,7 @@ class quota_tracker {
   /// decision holds them in its permit(). Commit the permit with the real
   /// cost when it is known; dropping it uncommitted gives the units back.
   [[nodiscard]] quota_tracker_decision<permit_type> reserve(std::int64_t estimate) noexcept(quiet) {
-    const consume_result o = consume(estimate, now_ns());
+    const consume_result o = consume(estimate, now_ns(), quota_deadline::max(), true);
     return {o.decision, permit_of(o, estimate)};
   }
 
@@ -592,14 +630,7 @@ class quota_tracker {
   quota_tracker_status charge(std::int64_t units) noexcept(quiet) {
     if (units < 0) return quota_tracker_status::invalid;
     if (units == 0) return quota_tracker_status::granted;
-    const std::int64_t t = now_ns();
-    const quota_consumption c = storage_.charge(stamp(t), units);
-    if (c.status != quota_storage_status::consumed) {
-      counters_->c.add(detail::quota_counter::unavailable);
-      return quota_tracker_status::unavailable;
-    }
-    notify(c, t);
-    return quota_tracker_status::granted;
+    return charge_now(units, 0, false);
   }
 
   /// Window w's state now. Throws armor::error(invalid_argument) for a
@@ -681,7 +712,7 @@ class quota_tracker {
   /// rejected with errc::deadline_exceeded (retryable, as the drivers'
   /// own deadline refusals), whatever the storage's failure mode.
   [[nodiscard]] admission<permit_type> admit(context& ctx) noexcept(quiet) {
-    const consume_result o = consume(ctx.cost(), now_ns(), deadline_of(ctx));
+    const consume_result o = consume(ctx.cost(), now_ns(), deadline_of(ctx), true);
     if (o.late) [[unlikely]] {
       return admission<permit_type>::reject(errc::deadline_exceeded, std::nullopt, true);
     }
@@ -721,7 +752,14 @@ class quota_tracker {
   struct consume_result {
     quota_tracker_decision<> decision;
     quota_stamp at;
-    bool late = false;  // unavailable because the deadline passed first
+    std::int64_t trigger = 0;  // for the permit (see quota_tracker_permit::trigger_)
+    bool late = false;         // unavailable because the deadline passed first
+    bool pended = false;       // for the permit
+  };
+  // What after_consumption() tells a reservation's permit.
+  struct alert_outlook {
+    std::int64_t trigger = std::numeric_limits<std::int64_t>::max();
+    bool pended = false;
   };
 
   // The deadline a deadline_quota_storage gets for this call; reads a clock
@@ -738,7 +776,7 @@ class quota_tracker {
   // The permit holding what `o` granted (empty, with the refusal, if not).
   [[nodiscard]] permit_type permit_of(const consume_result& o, std::int64_t amount) noexcept {
     if (!o.decision) return permit_type(nullptr, 0, {}, o.decision.status());
-    return permit_type(this, amount, o.at, quota_tracker_status::granted);
+    return permit_type(this, amount, o.at, quota_tracker_status::granted, o.trigger, o.pended);
   }
 
   quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost,
@@ -767,8 +805,10 @@ class quota_tracker {
     return std::chrono::sys_time<std::chrono::nanoseconds>{std::chrono::nanoseconds{t}};
   }
 
-  consume_result consume(std::int64_t cost, std::int64_t t,
-                         quota_deadline until = quota_deadline::max()) noexcept(quiet) {
+  // Counts `cost` units now in every window, or none; `reserving`: they
+  // are a reservation, held by a permit (settled alerts leave them out).
+  consume_result consume(std::int64_t cost, std::int64_t t, quota_deadline until = quota_deadline::max(),
+                         bool reserving = false) noexcept(quiet) {
     if (cost < 0) [[unlikely]] {
       counters_->c.add(detail::quota_counter::invalid);
       return {quota_tracker_decision<>(quota_tracker_status::invalid, 0, 0, 0, detail::ns_max), {}};
@@ -782,18 +822,22 @@ class quota_tracker {
     }
     const quota_consumption c = storage_try_consume(stamp(t), cost, until);
     if (c.status == quota_storage_status::consumed) [[likely]] {
-      notify(c, t, until);
+      const alert_outlook a = after_consumption(c, t, until, reserving ? cost : 0);
       // Named, not `return {decision, c.at}`: GCC 12 zero-fills the whole
       // result (rep stos, 112 bytes) for the braced form.
       consume_result r;
       r.at = c.at;
+      r.trigger = a.trigger;
+      r.pended = a.pended;
       return r;
     }
     if (c.status == quota_storage_status::unavailable || c.status == quota_storage_status::deadline_exceeded) {
       counters_->c.add(detail::quota_counter::unavailable);
-      return {quota_tracker_decision<>(quota_tracker_status::unavailable, 0, 0, 0, 0), {},
-              c.status == quota_storage_status::deadline_exceeded};
+      consume_result r{quota_tracker_decision<>(quota_tracker_status::unavailable, 0, 0, 0, 0), {}};
+      r.late = c.status == quota_storage_status::deadline_exceeded;
+      return r;
     }
+    after_refusal(c, t, until);
     // Of the windows that are full now, report the one with the longest
     // wait: retrying before it has room is pointless.
     std::size_t worst = c.window;
@@ -841,50 +885,266 @@ class quota_tracker {
     return std::max<std::int64_t>(detail::saturating_sub(s.cycle.start(slice + s.buckets + 1), t), 0);
   }
 
-  // Fires the thresholds a consumption reached, once per window and period.
-  void notify(const quota_consumption& c, std::int64_t t,
-              quota_deadline until = quota_deadline::max()) noexcept(quiet) {
-    if (alert_count_ == 0) return;
+  // ---- alerts (docs/quota_tracker.md, "Alerts")
+  //
+  // Per window, the tracker keeps an alert cell, (period, thresholds fired);
+  // with settled alerts, one pending count: the units its uncommitted
+  // permits hold, which every window counts (all or none). The alert use is
+  // a window's count minus the pending units (settled) or the count itself
+  // (reserved). Units of a permit reserved in a period that has ended are
+  // no longer in the window's count but still pending: the use is then
+  // underestimated (an alert late, never early) until the permit ends, and
+  // the count never goes negative (a permit takes away exactly what it
+  // added).
+  //
+  // A consumption raises a cell to the thresholds its use reaches. Only a
+  // re-read after a permit gave units back lowers it (re-arms), and only
+  // with reserved alerts: it reads the cell before the count, so the count
+  // holds the units of every raise it could undo (a consumption's own count
+  // may be older than a raise). Settled use read from two words (count,
+  // pending) may be off for an instant while another thread reserves or
+  // gives back, so it only raises; within a period it never falls in this
+  // tracker anyway (units given back were never settled).
+
+  [[nodiscard]] std::int64_t alert_period(std::size_t w, std::int64_t slice) const noexcept {
+    const window_state& s = windows_[w];
+    return s.buckets == 0 ? slice : detail::floor_div(slice, s.buckets);
+  }
+
+  // How many thresholds `use` reaches in window w.
+  [[nodiscard]] std::size_t reached(std::size_t w, std::int64_t use) const noexcept {
+    const window_state& s = windows_[w];
+    std::size_t level = 0;
+    while (level < alert_count_ && use >= s.alert_units[level]) ++level;
+    return level;
+  }
+
+  // After a consumption counted `c` (of which `reserved` units are a
+  // reservation): records the reservation as pending, raises each window's
+  // alerts to its alert use, and tells the permit when a commit may reach
+  // the next threshold: when its cost and everything else counted now (the
+  // other permits' units as if they settle too) reach it. A commit of fewer
+  // units cannot reach it unless units are counted after this reservation;
+  // the next consumption, granted or refused, reports the crossing then.
+  alert_outlook after_consumption(const quota_consumption& c, std::int64_t t, quota_deadline until,
+                                  std::int64_t reserved) noexcept {
+    alert_outlook o;
+    if (alert_count_ == 0) return o;
+    // A degraded storage answer (Redis fail_open, fallback_local) counts
+    // nothing shared and reports no use: no pending units, no alerts.
+    o.pended = pending_ && reserved > 0 && c.used[0] >= reserved;
+    // Relaxed: an estimate subtracted from the counts, never a decision; the
+    // RMWs keep the sum exact.
+    std::int64_t held = o.pended ? pending_->units.fetch_add(reserved, std::memory_order_relaxed) + reserved : -1;
     for (std::size_t i = 0; i < count_; ++i) {
       const window_state& s = windows_[i];
-      if (ARMOR_LIKELY(c.used[i] < s.alert_units[0])) continue;
-      std::size_t level = 1;
-      while (level < alert_count_ && c.used[i] >= s.alert_units[level]) ++level;
-      const std::int64_t period = s.buckets == 0 ? c.at[i] : detail::floor_div(c.at[i], s.buckets);
-      // Relaxed: the cell is a standalone number; the CAS alone decides which
-      // thread moves it past a threshold, and that thread alone fires it.
-      std::atomic<std::uint64_t>& cell = alerts_[i];
-      std::uint64_t cur = cell.load(std::memory_order_relaxed);
-      std::size_t fired = 0;
-      bool won = false;
-      for (;;) {
-        const bool unused = (cur & 0xff) == detail::alert_unused;
-        const std::int64_t d = unused ? 1 : detail::alert_distance(cur, period);
-        if (d < 0) break;  // the cell is in a later period already: this one is over
-        fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
-        if (fired >= level) break;
-        if (cell.compare_exchange_weak(cur, detail::alert_pack(period, level), std::memory_order_relaxed,
-                                       std::memory_order_relaxed)) {
-          won = true;
-          break;
-        }
+      std::int64_t use = c.used[i];
+      if (pending_ && (held >= 0 || use >= s.alert_units[0])) {
+        if (held < 0) held = pending_->units.load(std::memory_order_relaxed);
+        use -= std::min(use, held);
       }
-      if (!won) continue;
-      counters_->c.add(detail::quota_counter::alerts, level - fired);
-      if constexpr (detail::listens<Listener>) {
-        const std::chrono::nanoseconds resets_in = alert_resets_in(i, c.at[i], t, until);
-        for (std::size_t k = fired; k < level; ++k) {
-          detail::notify(listener_, [&] {
-            return quota_tracker_event{i, thresholds_[k], c.used[i], s.limit, resets_in,
-                                       to_sys(detail::saturating_add(t, resets_in.count()))};
-          });
-        }
+      const std::int64_t others = c.used[i] - reserved;  // for the trigger
+      if (ARMOR_LIKELY(use < s.alert_units[0])) {
+        o.trigger = std::min(o.trigger, s.alert_units[0] - others);
+        continue;
+      }
+      const std::size_t fired = raise(i, c.at[i], use, t, until);
+      if (fired < alert_count_) o.trigger = std::min(o.trigger, s.alert_units[fired] - others);
+    }
+    return o;
+  }
+
+  // After a refusal: the refusing window's count may have reached a
+  // threshold no consumption reported (a commit's crossing, see
+  // after_consumption()); a full window refuses every later consumption,
+  // so this is where its 100 % is heard. Writes nothing unless it fires.
+  void after_refusal(const quota_consumption& c, std::int64_t t, quota_deadline until) noexcept {
+    if (alert_count_ == 0) return;
+    const std::size_t w = c.window;
+    std::int64_t use = c.used[w];
+    if (ARMOR_LIKELY(use < windows_[w].alert_units[0])) return;
+    if (pending_) use -= std::min(use, pending_->units.load(std::memory_order_relaxed));
+    if (use >= windows_[w].alert_units[0]) (void)raise(w, c.at[w], use, t, until);
+  }
+
+  // Raises window w's cell to the thresholds `use` reaches in the period of
+  // `slice`, firing those this thread moved it past. Returns the thresholds
+  // fired in that period now (alert_count_ if a later period began).
+  std::size_t raise(std::size_t w, std::int64_t slice, std::int64_t use, std::int64_t t,
+                    quota_deadline until) noexcept {
+    const std::size_t level = reached(w, use);
+    const std::int64_t period = alert_period(w, slice);
+    std::atomic<std::uint64_t>& cell = alerts_[w];
+    // Relaxed: the cell is a standalone number; the CAS alone decides which
+    // thread moves it past a threshold, and that thread alone fires it.
+    std::uint64_t cur = cell.load(std::memory_order_relaxed);
+    std::size_t fired = 0;
+    for (;;) {
+      const bool unused = (cur & 0xff) == detail::alert_unused;
+      const std::int64_t d = unused ? 1 : detail::alert_distance(cur, period);
+      if (d < 0) return alert_count_;  // the cell is in a later period already: this one is over
+      fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
+      if (fired >= level) return fired;
+      // Release: a re-read that acquires this cell and then reads the
+      // counts sees the units that raised it (see recheck()).
+      if (cell.compare_exchange_weak(cur, detail::alert_pack(period, level), std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+        break;
+      }
+    }
+    if constexpr (alert_quota_storage<Storage>) {
+      // Another tracker sharing the storage (another process, or this one
+      // before a restart) may have fired some already.
+      fired = std::max(fired, std::min(storage_.claim_alerts(w, period, level), level));
+    }
+    if (fired >= level) return level;
+    counters_->c.add(detail::quota_counter::alerts, level - fired);
+    if constexpr (detail::listens<Listener>) {
+      const window_state& s = windows_[w];
+      const std::chrono::nanoseconds resets_in = alert_resets_in(w, slice, t, until);
+      for (std::size_t k = fired; k < level; ++k) {
+        detail::notify(listener_, [&] {
+          return quota_tracker_event{w, thresholds_[k], use, s.limit, resets_in,
+                                     to_sys(detail::saturating_add(t, resets_in.count()))};
+        });
+      }
+    }
+    return level;
+  }
+
+  // Re-reads window w at time t and moves its alerts to what its use
+  // reaches now: up, firing, or (reserved alerts) down, re-arming the
+  // thresholds it fell below. Runs after a permit commits or gives units back.
+  void recheck(std::size_t w, std::int64_t t) noexcept {
+    const window_state& s = windows_[w];
+    std::atomic<std::uint64_t>& cell = alerts_[w];
+    // Acquire, before the counts are read: they then hold the units of the
+    // consumption that raised the cell to what is read here.
+    const std::uint64_t cur = cell.load(std::memory_order_acquire);
+    // Settled alerts: the pending units, read before the counts.
+    const std::int64_t held = pending_ ? pending_->units.load(std::memory_order_acquire) : 0;
+    bucket_buffer buf;
+    const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
+    std::fill(out.begin(), out.end(), std::int64_t{0});
+    std::int64_t slice = 0;
+    if (!read_quietly(w, s.cycle.index(t), out, slice)) return;
+    const std::int64_t period = alert_period(w, slice);
+    std::int64_t use = 0;
+    for (const std::int64_t u : out) use = detail::quota_add(use, u);
+    use -= std::min(use, held);
+    const std::size_t level = reached(w, use);
+    const bool unused = (cur & 0xff) == detail::alert_unused;
+    const std::int64_t d = unused ? 1 : detail::alert_distance(cur, period);
+    if (d < 0) return;
+    const std::size_t fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
+    if (level > fired) {
+      (void)raise(w, slice, use, t, quota_deadline::max());
+    } else if (level < fired && options_.alert_basis == quota_alert_basis::reserved) {
+      // One attempt: if the cell moved since it was read, whoever moved it
+      // saw counts at least as recent as these.
+      std::uint64_t expected = cur;
+      if (cell.compare_exchange_strong(expected, detail::alert_pack(period, level), std::memory_order_release,
+                                       std::memory_order_relaxed)) {
+        if constexpr (alert_quota_storage<Storage>) storage_.rearm_alerts(w, period, level);
       }
     }
   }
 
+  // Re-reads every window (settled alerts, after a commit that may reach a threshold).
+  void recheck_all() noexcept {
+    std::int64_t t = 0;
+    if (!now_quietly(t)) return;
+    for (std::size_t i = 0; i < count_; ++i) recheck(i, t);
+  }
+
+  // Reserved alerts, after units were given back: re-reads the windows
+  // whose thresholds fired in the periods the units were counted in.
+  void rearm_after_release(const quota_stamp& at) noexcept {
+    if (alert_count_ == 0) return;
+    std::int64_t t = 0;
+    bool have_time = false;
+    for (std::size_t i = 0; i < count_; ++i) {
+      const std::uint64_t cur = alerts_[i].load(std::memory_order_relaxed);
+      if ((cur & 0xff) == detail::alert_unused || (cur & 0xff) == 0 ||
+          detail::alert_distance(cur, alert_period(i, at[i])) != 0) {
+        continue;
+      }
+      if (!have_time && !(have_time = now_quietly(t))) return;
+      recheck(i, t);
+    }
+  }
+
+  // Settled alerts: a permit's units leave the pending count.
+  void unpend(std::int64_t n) noexcept {
+    if (n > 0) pending_->units.fetch_sub(n, std::memory_order_relaxed);  // relaxed: see after_consumption()
+  }
+
+  bool now_quietly(std::int64_t& t) const noexcept {
+    if constexpr (noexcept(std::declval<const WallClock&>().now())) {
+      t = now_ns();
+      return true;
+    } else {
+      try {
+        t = now_ns();
+        return true;
+      } catch (...) {
+        return false;
+      }
+    }
+  }
+
+  // ---- permits
+
+  // Counts `units` now, whatever the limits; with `pended`, a permit's
+  // `amount` units leave the pending count after the count grew (a reader
+  // in between underestimates the use, never overestimates it).
+  quota_tracker_status charge_now(std::int64_t units, std::int64_t amount, bool pended) noexcept(quiet) {
+    const std::int64_t t = now_ns();
+    const quota_consumption c = storage_.charge(stamp(t), units);
+    if (pended) unpend(amount);
+    if (c.status != quota_storage_status::consumed) {
+      counters_->c.add(detail::quota_counter::unavailable);
+      return quota_tracker_status::unavailable;
+    }
+    (void)after_consumption(c, t, quota_deadline::max(), 0);
+    return quota_tracker_status::granted;
+  }
+
+  // quota_tracker_permit::commit(): the estimate is the cost.
+  void keep(std::int64_t amount, std::int64_t trigger, bool pended) noexcept {
+    if (!pended) return;
+    unpend(amount);
+    if (amount >= trigger) recheck_all();
+  }
+
+  // quota_tracker_permit::commit(actual).
+  quota_tracker_status settle_permit(const quota_stamp& at, std::int64_t amount, std::int64_t actual,
+                                     std::int64_t trigger, bool pended) noexcept(quiet) {
+    if (actual > amount) return charge_now(actual - amount, amount, pended);
+    // Given back before the pending units leave: a reader in between
+    // underestimates the use, never overestimates it.
+    if (actual < amount) storage_.release(at, amount - actual);
+    if (pended) {
+      unpend(amount);
+      if (actual > 0 && actual >= trigger) recheck_all();
+    } else if (actual < amount && options_.alert_basis == quota_alert_basis::reserved) {
+      rearm_after_release(at);
+    }
+    return quota_tracker_status::granted;
+  }
+
+  // quota_tracker_permit::cancel().
+  void give_back(const quota_stamp& at, std::int64_t amount, bool pended) noexcept {
+    storage_.release(at, amount);
+    if (pended) {
+      unpend(amount);
+    } else if (options_.alert_basis == quota_alert_basis::reserved) {
+      rearm_after_release(at);
+    }
+  }
+
   [[nodiscard]] std::chrono::nanoseconds alert_resets_in(std::size_t w, std::int64_t slice, std::int64_t t,
-                                                         quota_deadline until) const noexcept(quiet) {
+                                                         quota_deadline until) const noexcept {
     const window_state& s = windows_[w];
     if (s.buckets == 0) return std::chrono::nanoseconds{std::max<std::int64_t>(s.cycle.end(slice) - t, 0)};
     bucket_buffer buf;
@@ -1009,6 +1269,10 @@ class quota_tracker {
         fail("alerts[" + std::to_string(k) + "] must be within (0, 1] (got " + std::to_string(a) + ")");
       }
     }
+    if (o.alert_basis != quota_alert_basis::settled && o.alert_basis != quota_alert_basis::reserved) {
+      fail("alert_basis is not a quota_alert_basis value (got " +
+           std::to_string(static_cast<unsigned>(o.alert_basis)) + ")");
+    }
     if (o.retryable_within.count() < 0) {
       fail("retryable_within must not be negative (got " + std::to_string(o.retryable_within.count()) + " ns)");
     }
@@ -1026,8 +1290,12 @@ class quota_tracker {
   // Written by calls (its own cache lines, in the backend).
   Storage storage_;
   [[no_unique_address]] Listener listener_;
-  // Per window: (period, thresholds fired). Written once per threshold and period.
+  // Per window: (period, thresholds fired). Written once per threshold and
+  // period (and when a threshold re-arms).
   std::unique_ptr<std::atomic<std::uint64_t>[]> alerts_;
+  // The units held by uncommitted permits. Settled alerts only; written by
+  // every reservation and its commit or cancel.
+  std::unique_ptr<detail::quota_pending> pending_;
   // Refusals and alerts (stats()). Written only by refusals and alerts.
   std::unique_ptr<detail::quota_counters> counters_;
 };

@@ -49,6 +49,32 @@ TEST_CASE("quota_tracker allocates nothing per call") {
   CHECK(heard.alerts.load() > 0);
 }
 
+TEST_CASE("quota alerts reached by a commit, or re-armed by a cancel, allocate nothing") {
+  armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
+  counting_listener settled_heard;
+  counting_listener reserved_heard;
+  armor::quota_tracker settled{{.windows = {quota_window::per_minute(100), quota_window::rolling(5000, 1h, 60)}},
+                               clock, armor::memory_quota_storage{}, std::ref(settled_heard)};
+  armor::quota_tracker reserved{{.windows = {quota_window::per_minute(100), quota_window::rolling(5000, 1h, 60)},
+                                 .alert_basis = armor::quota_alert_basis::reserved},
+                                clock, armor::memory_quota_storage{}, std::ref(reserved_heard)};
+  (void)settled.try_consume();
+  (void)reserved.try_consume();
+  armor_test::allocation_scope scope;
+  for (int minute = 0; minute < 5; ++minute) {
+    auto a = settled.reserve(85).permit();
+    a.commit();  // 80 % of the minute, at commit: a re-read of both windows
+    auto b = settled.reserve(10).permit();
+    (void)b.commit(15);  // an overrun: 90 % and 100 %
+    auto c = reserved.reserve(95).permit();  // 80 % and 90 % at once
+    c.cancel();  // re-armed: a re-read
+    clock.advance(1min);
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(settled_heard.alerts.load() == 15);
+  CHECK(reserved_heard.alerts.load() == 10);
+}
+
 TEST_CASE("a pipeline holding a quota_tracker allocates nothing per call") {
   armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
   armor::quota_tracker t{{.windows = {quota_window::per_day(1500), quota_window::rolling(2000, 1min, 6)}}, clock};

@@ -238,6 +238,58 @@ TEST_CASE("redis backend: the same decisions as the memory backend, call for cal
   }
 }
 
+TEST_CASE("redis backend: trackers sharing one quota fire each alert once between them, restarts included") {
+  // Issue 17, item 5: "once per threshold per period" across processes and restarts.
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const std::string name = unique_name("alerts");
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(10), quota_window::per_hour(100)}};
+  const auto clock = clock_at(noon);
+  using alerting = armor::quota_tracker<armor::manual_clock, armor::redis_quota_storage, alert_log>;
+  std::vector<std::string> heard_a;
+  std::vector<std::string> heard_b;
+  {
+    alerting a{options, clock, caller_time_storage(conn, name), alert_log{&heard_a}};
+    alerting b{options, clock, caller_time_storage(conn, name), alert_log{&heard_b}};
+    REQUIRE(a.try_consume(7));
+    REQUIRE(b.try_consume(1));  // 8: b reaches 80 %
+    REQUIRE(a.try_consume(1));  // 9: a reaches 90 %; 80 % is b's already
+    CHECK(heard_a == std::vector<std::string>{"0@0.900000:9"});
+    CHECK(heard_b == std::vector<std::string>{"0@0.800000:8"});
+    CHECK(a.stats().alerts + b.stats().alerts == 2);
+  }
+  // A restart (a new tracker on the same quota) fires nothing already fired.
+  std::vector<std::string> heard_c;
+  alerting c{options, clock, caller_time_storage(conn, name), alert_log{&heard_c}};
+  REQUIRE(c.try_consume(0));
+  CHECK(heard_c.empty());
+  REQUIRE(c.try_consume(1));  // 10: 100 %, new
+  CHECK(heard_c == std::vector<std::string>{"0@1.000000:10"});
+  clock.advance(12h);  // a new day: armed again
+  REQUIRE(c.try_consume(8));
+  CHECK(heard_c == std::vector<std::string>{"0@1.000000:10", "0@0.800000:8"});
+}
+
+TEST_CASE("redis backend: a re-armed alert is re-armed for the next tracker too") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const std::string name = unique_name("rearm");
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(100)},
+                                             .alert_basis = armor::quota_alert_basis::reserved};
+  const auto clock = clock_at(noon);
+  using alerting = armor::quota_tracker<armor::manual_clock, armor::redis_quota_storage, alert_log>;
+  std::vector<std::string> heard;
+  {
+    alerting a{options, clock, caller_time_storage(conn, name), alert_log{&heard}};
+    auto r = a.reserve(85).permit();
+    CHECK(heard == std::vector<std::string>{"0@0.800000:85"});
+    CHECK(r.commit(10) == armor::quota_tracker_status::granted);  // below 80 % again: re-armed
+  }
+  alerting b{options, clock, caller_time_storage(conn, name), alert_log{&heard}};
+  REQUIRE(b.try_consume(70));
+  CHECK(heard == std::vector<std::string>{"0@0.800000:85", "0@0.800000:80"});
+}
+
 TEST_CASE("redis backend: slices come from Redis's clock, not the caller's") {
   auto& server = armor_test::shared_redis();
   const armor::redis_connection conn{local_redis(server.port())};

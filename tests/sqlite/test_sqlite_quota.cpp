@@ -158,6 +158,105 @@ TEST_CASE("a quota kept in sqlite survives a restart") {
   CHECK(t.usage(2).used == 8);
 }
 
+namespace {
+
+/// Keeps every event it hears, as "window@threshold:used".
+struct alert_log {
+  std::vector<std::string>* out = nullptr;
+  void operator()(const armor::quota_tracker_event& a) const noexcept {
+    out->push_back(std::to_string(a.window) + "@" + std::to_string(a.threshold) + ":" + std::to_string(a.used));
+  }
+};
+
+using alerting_tracker = armor::quota_tracker<armor::manual_clock, armor::sqlite_quota_storage, alert_log>;
+
+}  // namespace
+
+TEST_CASE("an alert fired before a restart is not fired again in the same period") {
+  // Issue 17, item 5: three restarts gave three 80 % alerts the same day.
+  for (const armor::sqlite_mode mode : {armor::sqlite_mode::durable, armor::sqlite_mode::batched}) {
+    INFO("mode " << armor::to_string(mode));
+    temp_db db;
+    const auto clock = clock_at(noon);
+    const armor::quota_tracker_options options{.windows = {quota_window::per_day(10), quota_window::per_hour(100)}};
+    std::vector<std::string> heard;
+    {
+      alerting_tracker t{options, clock, storage(db, mode), alert_log{&heard}};
+      CHECK(t.try_consume(8));
+      CHECK(heard == std::vector<std::string>{"0@0.800000:8"});
+    }
+    for (int restart = 0; restart < 3; ++restart) {
+      alerting_tracker t{options, clock, storage(db, mode), alert_log{&heard}};
+      CHECK(t.usage(0).used == (restart == 0 ? 8 : 9));
+      CHECK(t.try_consume(restart == 0 ? 1 : 0));  // 9 (90 % once), then nothing new
+      CHECK(t.stats().alerts == (restart == 0 ? 1U : 0U));
+    }
+    CHECK(heard == std::vector<std::string>{"0@0.800000:8", "0@0.900000:9"});
+    clock.advance(12h);  // a new day: its thresholds are armed again, before and after a restart
+    {
+      alerting_tracker t{options, clock, storage(db, mode), alert_log{&heard}};
+      CHECK(t.try_consume(8));
+    }
+    {
+      alerting_tracker t{options, clock, storage(db, mode), alert_log{&heard}};
+      CHECK(t.try_consume(1));
+    }
+    CHECK(heard ==
+          std::vector<std::string>{"0@0.800000:8", "0@0.900000:9", "0@0.800000:8", "0@0.900000:9"});
+  }
+}
+
+TEST_CASE("two trackers sharing an sqlite quota fire each alert once between them") {
+  temp_db db;
+  const auto clock = clock_at(noon);
+  const armor::quota_tracker_options options{.windows = {quota_window::per_hour(10)}};
+  std::vector<std::string> heard_a;
+  std::vector<std::string> heard_b;
+  alerting_tracker a{options, clock, storage(db), alert_log{&heard_a}};
+  alerting_tracker b{options, clock, storage(db), alert_log{&heard_b}};
+  CHECK(a.try_consume(7));
+  CHECK(b.try_consume(1));  // 8: b reaches 80 %
+  CHECK(a.try_consume(1));  // 9: a reaches 90 %; 80 % is b's already
+  CHECK(b.try_consume(1));  // 10: b, 100 %
+  CHECK(heard_a == std::vector<std::string>{"0@0.900000:9"});
+  CHECK(heard_b == std::vector<std::string>{"0@0.800000:8", "0@1.000000:10"});
+  CHECK(a.stats().alerts + b.stats().alerts == 3);
+}
+
+TEST_CASE("a database written before alerts were kept opens, keeps its counts and gains the alert table") {
+  temp_db db;
+  {
+    // The schema armor wrote before alert state was persisted.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.path.c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw,
+                         "PRAGMA journal_mode=WAL;"
+                         "CREATE TABLE armor_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+                         "INSERT INTO armor_meta (name, value) VALUES ('quota_schema', '1');"
+                         "CREATE TABLE armor_quota_usage ("
+                         "  tracker TEXT NOT NULL, window TEXT NOT NULL, slice INTEGER NOT NULL,"
+                         "  used INTEGER NOT NULL CHECK (used >= 0),"
+                         "  PRIMARY KEY (tracker, window, slice)) WITHOUT ROWID;",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    // 7 units used on 2024-06-15 by the daily window of tracker 'test'.
+    const std::string day = std::to_string(sys_days{2024y / June / 15}.time_since_epoch().count());
+    const std::string row = "INSERT INTO armor_quota_usage VALUES ('test', 'fixed/86400000000000ns/+0min', " + day +
+                            ", 7)";
+    REQUIRE(sqlite3_exec(raw, row.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  const auto clock = clock_at(noon);
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(10)}};
+  std::vector<std::string> heard;
+  alerting_tracker t{options, clock, storage(db), alert_log{&heard}};
+  REQUIRE(sql_value(db.path, "SELECT count(*) FROM sqlite_master WHERE name = 'armor_quota_alerts'") == 1);
+  CHECK(t.usage(0).used == 7);  // the old rows are read as before
+  CHECK(t.try_consume(1));
+  CHECK(heard == std::vector<std::string>{"0@0.800000:8"});
+  CHECK(sql_value(db.path, "SELECT fired FROM armor_quota_alerts") == 1);
+  CHECK(sql_value(db.path, "SELECT value FROM armor_meta WHERE name = 'quota_schema'") == 1);
+}
+
 TEST_CASE("the database is in WAL mode and keeps one row per fixed window") {
   temp_db db;
   const auto clock = clock_at(noon);

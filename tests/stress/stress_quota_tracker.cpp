@@ -6,7 +6,8 @@
 //   - with mixed costs, reservations committed and cancelled, every window's
 //     count equals what was finally kept, and never exceeds its limit;
 //   - each alert threshold fires exactly once per period, however many
-//     threads cross it together;
+//     threads cross it together, with reservations racing commits and
+//     cancels (settled alerts) too;
 //   - while another thread moves the clock across period boundaries, no
 //     period admits more than its limit.
 //
@@ -195,6 +196,64 @@ TEST_CASE("each threshold fires exactly once per period however many threads cro
     CHECK(heard.fired[2].load() == hour + 1);
     clock.advance(1h);
   }
+}
+
+TEST_CASE("settled alerts: racing reservations, commits and cancels fire each threshold once, at settled use") {
+  const auto clock = clock_at(sys_days{2024y / June / 15});
+  constexpr std::int64_t limit = 20'000;
+  struct checking_listener {
+    counting_listener count;
+    std::atomic<int> below{0};  // alerts whose use had not reached their threshold
+    void operator()(const armor::quota_tracker_event& a) noexcept {
+      if (static_cast<double>(a.used) < a.threshold * static_cast<double>(a.limit) - 1e-9) below.fetch_add(1);
+      count(a);
+    }
+  } heard;
+  armor::quota_tracker t{{.windows = {quota_window::per_hour(limit)}}, clock, armor::memory_quota_storage{},
+                         std::ref(heard)};
+  for (int hour = 0; hour < 4; ++hour) {
+    std::atomic<std::int64_t> kept{0};
+    together([&](int id) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(id) * 104'729 + static_cast<std::uint64_t>(hour));
+      std::int64_t mine = 0;
+      int refusals = 0;
+      while (refusals < 100) {
+        const auto roll = rng() % 10;
+        const auto cost = static_cast<std::int64_t>(1 + rng() % 40);
+        if (roll < 2) {
+          if (t.try_consume(cost)) mine += cost; else ++refusals;
+          continue;
+        }
+        auto d = t.reserve(cost);
+        if (!d) {
+          ++refusals;
+          continue;
+        }
+        auto r = std::move(d).permit();
+        if (roll < 5) {
+          const auto actual = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(cost + 1));
+          (void)r.commit(actual);
+          mine += actual;
+        } else if (roll < 7) {
+          r.commit();
+          mine += cost;
+        } else if (roll < 9) {
+          r.cancel();
+        }  // else dropped: given back
+      }
+      kept.fetch_add(mine);
+    });
+    CHECK(t.usage(0).used == kept.load());
+    while (t.try_consume(1)) {
+    }
+    CHECK(t.usage(0).used == limit);  // settled use reached every threshold, once
+    CHECK(heard.count.fired[0].load() == hour + 1);
+    CHECK(heard.count.fired[1].load() == hour + 1);
+    CHECK(heard.count.fired[2].load() == hour + 1);
+    clock.advance(1h);
+  }
+  CHECK(heard.below.load() == 0);
+  CHECK(t.stats().alerts == 12);
 }
 
 TEST_CASE("while the clock crosses period boundaries no period admits more than its limit") {

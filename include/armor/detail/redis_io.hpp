@@ -73,6 +73,7 @@ struct redis_answer {
     b[static_cast<std::size_t>(redis_script::quota_consume)] = with_prelude(redis_lua_quota_consume);
     b[static_cast<std::size_t>(redis_script::quota_release)] = with_prelude(redis_lua_quota_release);
     b[static_cast<std::size_t>(redis_script::quota_read)] = with_prelude(redis_lua_quota_read);
+    b[static_cast<std::size_t>(redis_script::quota_alert)] = with_prelude(redis_lua_quota_alert);
     const auto bucket = [&](std::string_view s) { return with_prelude(std::string(redis_lua_bucket_prelude) += s); };
     b[static_cast<std::size_t>(redis_script::bucket_acquire)] = bucket(redis_lua_bucket_acquire);
     b[static_cast<std::size_t>(redis_script::bucket_return)] = bucket(redis_lua_bucket_return);

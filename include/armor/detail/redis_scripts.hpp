@@ -13,6 +13,8 @@
 //
 //   field "l"        the latest slice (period or bucket) stored
 //   field "<slice>"  the units used in that slice
+//   fields "ap", "af"  the alert record: the alert period and how many
+//                    thresholds fired in it (armor::alert_quota_storage)
 //
 // A fixed window keeps one slice field, a rolling one the latest slice and
 // the `buckets` before it; older fields are deleted when the window moves
@@ -30,6 +32,7 @@ enum class redis_script : std::size_t {
   quota_consume = 0,
   quota_release,
   quota_read,
+  quota_alert,
   bucket_acquire,
   bucket_return,
   bucket_configure,
@@ -206,6 +209,34 @@ for k = 0, nb do f[k + 1] = fmt(s - nb + k) end
 local v = redis.call('HMGET', key, unpack(f))
 for k = 0, nb do out[k + 2] = tonumber(v[k + 1]) or 0 end
 return out
+)lua";
+
+// quota_alert: a window's alert record (fields "ap", "af" of its hash).
+//   ARGV: claim (1: claim_alerts, 0: rearm_alerts), period, fired.
+//   claim: records `fired` thresholds for the period and returns how many
+//   were recorded for it before (0 for an earlier period or none, `fired`
+//   for a later one). A missing hash (the window's counts expired) gets no
+//   record: it would never expire. rearm: lowers the period's record to
+//   `fired`. The record shares the hash's expiry, which outlasts its period
+//   (a fixed window's hash expires after its period ends, a rolling one's
+//   after its last bucket leaves, later than the end of any alert span it
+//   counted in).
+inline constexpr std::string_view redis_lua_quota_alert = R"lua(
+local key = KEYS[1]
+local p = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local h = redis.call('HMGET', key, 'ap', 'af')
+local ap = tonumber(h[1])
+local af = tonumber(h[2]) or 0
+if ARGV[1] == '1' then
+  if ap and ap > p then return n end
+  local before = 0
+  if ap == p then before = af end
+  if n > before and redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'ap', fmt(p), 'af', fmt(n)) end
+  return before
+end
+if ap == p and af > n then redis.call('HSET', key, 'af', fmt(n)) end
+return 0
 )lua";
 
 // ---------------------------------------------------------------------------

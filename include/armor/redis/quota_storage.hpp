@@ -12,7 +12,8 @@
 // The calling code is that of memory_quota_storage; only the storage
 // argument changes. Each consumption, charge, release and read is one Lua
 // script: one round trip, atomic in Redis, with the rules of
-// storage/quota_storage.hpp. One Redis server (not Cluster or Sentinel; see
+// storage/quota_storage.hpp; so is recording an alert, which then fires once
+// per period between every instance. One Redis server (not Cluster or Sentinel; see
 // redis/connection.hpp). Failure modes, deadlines, leases and their bounds,
 // keys and time: docs/redis.md.
 #pragma once
@@ -201,6 +202,23 @@ class redis_quota_state {
                 "armor::redis_quota_storage: cannot read tracker '" + options_.tracker + "' from Redis at " +
                     conn_.options().host + ":" + std::to_string(conn_.options().port) +
                     (late ? " before the deadline" : ""));
+  }
+
+  /// The alert record of window w (alert_quota_storage): one script, one
+  /// round trip. Redis not answering: 0 (the caller fires; see the concept).
+  std::size_t alert(std::size_t w, bool claim, std::int64_t period, std::size_t fired) const noexcept {
+    if (w >= count_ || period > redis_slice_max || period < -redis_slice_max) return 0;
+    redis_args args;
+    args.add_flag(claim);
+    args.add(period);
+    args.add(static_cast<std::int64_t>(fired));
+    const std::array<std::string_view, 1> keys{windows_[w].key};
+    const redis_answer a = conn_.client().run(redis_script::quota_alert, keys, args.views(), redis_no_deadline);
+    if (!a || a.reply->type != REDIS_REPLY_INTEGER) {
+      count(counter::unanswered);
+      return 0;
+    }
+    return static_cast<std::size_t>(std::max<std::int64_t>(integer(a.reply.get()), 0));
   }
 
   /// Gives the unused units of the current lease back to Redis.
@@ -543,6 +561,17 @@ class redis_quota_storage {
     return state_->read(w, i, out, until);
   }
 
+  /// The alert state, kept in each window's hash beside its counts (see
+  /// armor::alert_quota_storage): each threshold fires once per period
+  /// between every tracker of the same name, in any process. One round trip
+  /// each; they run only when a threshold is crossed or re-armed.
+  [[nodiscard]] std::size_t claim_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    return state_ ? state_->alert(w, true, period, fired) : 0;
+  }
+  void rearm_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    if (state_) (void)state_->alert(w, false, period, fired);
+  }
+
   /// Gives the current lease's unused units back to Redis now (the
   /// destructor does too). False if Redis did not take them.
   bool return_lease() noexcept { return state_->return_lease(); }
@@ -567,5 +596,6 @@ class redis_quota_storage {
 };
 
 static_assert(deadline_quota_storage<redis_quota_storage>);
+static_assert(alert_quota_storage<redis_quota_storage>);
 
 }  // namespace armor

@@ -17,7 +17,14 @@
 //     };
 //     static_assert(armor::quota_storage<my_storage>);
 //
-// The rules every backend keeps, and deadlines: docs/quota_tracker.md,
+// A backend shared by processes (or surviving a restart) may also keep
+// which alert thresholds have fired, so that each fires once per period
+// between them all (armor::alert_quota_storage):
+//
+//         std::size_t claim_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept;
+//         void rearm_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept;
+//
+// The rules every backend keeps, deadlines and alerts: docs/quota_tracker.md,
 // "Writing a storage backend".
 #pragma once
 
@@ -115,6 +122,33 @@ concept deadline_quota_storage =
                                  std::span<std::int64_t> out, quota_deadline until) {
       { s.try_consume(at, n, until) } -> std::same_as<quota_consumption>;
       { cs.read(w, n, out, until) } -> std::same_as<std::int64_t>;
+    };
+
+/// A quota_storage that keeps the alert state of its windows, so that
+/// trackers in several processes (or one restarted) sharing its counts fire
+/// each alert threshold once per period between them. Optional: without
+/// these members each tracker keeps its alert state in its own memory (the
+/// memory backend needs nothing more: its counts die with its tracker).
+///
+///   claim_alerts(w, period, fired)  records that the lowest `fired`
+///       thresholds of window w have fired in `period` (a number the tracker
+///       gives: a fixed window's period, a rolling window's span of its
+///       length) and returns how many had been recorded for that period
+///       before (0 when the record is of an earlier period, or there is
+///       none; `fired` or more when it is of a later period). The caller
+///       fires the thresholds from that count up to `fired`. One atomic
+///       step: two callers never both see a threshold as new. A backend
+///       that cannot answer (I/O error) returns 0: an alert said twice is
+///       better than one never said.
+///   rearm_alerts(w, period, fired)  lowers the record of `period` to
+///       `fired` thresholds if it holds more (use fell back below them).
+///
+/// Both run only when a threshold is crossed (or re-armed), never per call.
+template <class S>
+concept alert_quota_storage =
+    quota_storage<S> && requires(S& s, std::size_t w, std::int64_t period, std::size_t fired) {
+      { s.claim_alerts(w, period, fired) } noexcept -> std::same_as<std::size_t>;
+      { s.rearm_alerts(w, period, fired) } noexcept;
     };
 
 namespace detail {

@@ -11,7 +11,9 @@
 //     };
 //
 // The calling code is that of the memory backend; only this argument
-// changes. Modes (durable, batched), their loss and over-admission bounds,
+// changes. Which alert thresholds fired is kept beside the counts, so a
+// restarted tracker (or another process) does not fire them again in the
+// same period (armor::alert_quota_storage). Modes (durable, batched), their loss and over-admission bounds,
 // failures, the schema and costs: docs/quota_tracker.md,
 // "armor::sqlite_quota_storage".
 //
@@ -101,7 +103,7 @@ class sqlite_quota_state {
       flusher_.join();
     }
     if (db_ != nullptr && options_.mode == sqlite_mode::batched) (void)sync();
-    for (sqlite3_stmt* s : {latest_, add_, sub_, prune_}) sqlite3_finalize(s);
+    for (sqlite3_stmt* s : {latest_, add_, sub_, prune_, alert_get_, alert_put_, alert_rearm_}) sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
 
@@ -160,6 +162,52 @@ class sqlite_quota_state {
     view v;
     if (!load(w, i, v, &out)) cannot_read();
     return v.slice;
+  }
+
+  /// Records that `fired` thresholds of window w fired in `period`; returns
+  /// how many were recorded before (alert_quota_storage). Its own
+  /// transaction in both modes: alerts are rare, and must not wait a batch.
+  std::size_t claim_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    try {
+      const std::lock_guard<std::mutex> lock(m_);
+      if (!begin()) return 0;
+      sqlite3_stmt* s = alert_get_;
+      sqlite3_reset(s);
+      bind_window(s, w);
+      const int rc = sqlite3_step(s);
+      const bool any = rc == SQLITE_ROW;
+      const std::int64_t stored_period = any ? sqlite3_column_int64(s, 0) : 0;
+      const std::int64_t stored_fired = any ? sqlite3_column_int64(s, 1) : 0;
+      sqlite3_reset(s);
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        (void)roll_back();
+        return 0;
+      }
+      if (any && stored_period > period) {
+        (void)commit();
+        return fired;  // a later period is recorded: this one is over
+      }
+      const std::size_t before =
+          any && stored_period == period ? static_cast<std::size_t>(std::max<std::int64_t>(stored_fired, 0)) : 0;
+      if (fired > before && !alert_step(alert_put_, w, period, fired)) {
+        (void)roll_back();
+        return 0;
+      }
+      return commit() ? before : 0;
+    } catch (...) {
+      return 0;
+    }
+  }
+
+  /// Lowers the record of `period` to `fired` thresholds if it holds more.
+  void rearm_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    try {
+      const std::lock_guard<std::mutex> lock(m_);
+      (void)alert_step(alert_rearm_, w, period, fired);  // one statement: its own transaction
+    } catch (...) {
+      // Not re-armed: the threshold stays fired for this period (an alert
+      // missed rather than a count wrong).
+    }
   }
 
   /// batched: writes this process's changes and reads everyone's counts
@@ -426,7 +474,14 @@ class sqlite_quota_state {
         "CREATE TABLE IF NOT EXISTS armor_quota_usage ("
         "  tracker TEXT NOT NULL, window TEXT NOT NULL, slice INTEGER NOT NULL,"
         "  used INTEGER NOT NULL CHECK (used >= 0),"
-        "  PRIMARY KEY (tracker, window, slice)) WITHOUT ROWID;",
+        "  PRIMARY KEY (tracker, window, slice)) WITHOUT ROWID;"
+        // Added after the first release: a file written before gains it here.
+        // The schema stays version 1, since armor without alert state reads
+        // such a file unchanged (it never looks at this table).
+        "CREATE TABLE IF NOT EXISTS armor_quota_alerts ("
+        "  tracker TEXT NOT NULL, window TEXT NOT NULL, period INTEGER NOT NULL,"
+        "  fired INTEGER NOT NULL CHECK (fired >= 0),"
+        "  PRIMARY KEY (tracker, window)) WITHOUT ROWID;",
         "creating the tables");
     const std::string version =
         query_text("SELECT value FROM armor_meta WHERE name = 'quota_schema'", "reading the schema version");
@@ -439,6 +494,12 @@ class sqlite_quota_state {
     sub_ = prepare(
         "UPDATE armor_quota_usage SET used = max(used - ?4, 0) WHERE tracker = ?1 AND window = ?2 AND slice = ?3");
     prune_ = prepare("DELETE FROM armor_quota_usage WHERE tracker = ?1 AND window = ?2 AND slice < ?3");
+    alert_get_ = prepare("SELECT period, fired FROM armor_quota_alerts WHERE tracker = ?1 AND window = ?2");
+    alert_put_ = prepare(
+        "INSERT INTO armor_quota_alerts (tracker, window, period, fired) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (tracker, window) DO UPDATE SET period = excluded.period, fired = excluded.fired");
+    alert_rearm_ = prepare(
+        "UPDATE armor_quota_alerts SET fired = ?4 WHERE tracker = ?1 AND window = ?2 AND period = ?3 AND fired > ?4");
     exec_or_fail("COMMIT", "creating the tables");
     in_tx_ = false;
   }
@@ -491,6 +552,22 @@ class sqlite_quota_state {
     return rc == SQLITE_DONE;
   }
 
+  void bind_window(sqlite3_stmt* s, std::size_t w) noexcept {
+    sqlite3_bind_text(s, 1, options_.tracker.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, windows_[w].key.c_str(), -1, SQLITE_STATIC);
+  }
+
+  // Runs alert_put_ or alert_rearm_ for window w.
+  bool alert_step(sqlite3_stmt* s, std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    sqlite3_reset(s);
+    bind_window(s, w);
+    sqlite3_bind_int64(s, 3, period);
+    sqlite3_bind_int64(s, 4, static_cast<std::int64_t>(std::min<std::size_t>(fired, 255)));
+    const int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE;
+  }
+
   // Opens a write transaction (BEGIN IMMEDIATE: the database's write lock,
   // waiting up to busy_timeout for another connection's).
   bool begin() noexcept {
@@ -535,6 +612,9 @@ class sqlite_quota_state {
   sqlite3_stmt* add_ = nullptr;
   sqlite3_stmt* sub_ = nullptr;
   sqlite3_stmt* prune_ = nullptr;
+  sqlite3_stmt* alert_get_ = nullptr;
+  sqlite3_stmt* alert_put_ = nullptr;
+  sqlite3_stmt* alert_rearm_ = nullptr;
   std::mutex m_;
   bool in_tx_ = false;
   std::vector<cache> caches_;                            // batched
@@ -579,6 +659,17 @@ class sqlite_quota_storage {
     return state_->read(w, i, out);
   }
 
+  /// The alert state, kept in the file beside the counts (see
+  /// armor::alert_quota_storage): each threshold fires once per period
+  /// between every tracker of the same name, restarts included. Each is one
+  /// transaction, in either mode; they run only when a threshold is crossed.
+  [[nodiscard]] std::size_t claim_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    return state_ ? state_->claim_alerts(w, period, fired) : 0;
+  }
+  void rearm_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept {
+    if (state_) state_->rearm_alerts(w, period, fired);
+  }
+
   /// batched: commits what is pending now (durable: nothing to do). Returns
   /// false when the commit failed (the batch is then lost).
   bool flush() { return state_->flush(); }
@@ -601,6 +692,6 @@ class sqlite_quota_storage {
   std::unique_ptr<detail::sqlite_quota_state> state_;
 };
 
-static_assert(quota_storage<sqlite_quota_storage>);
+static_assert(alert_quota_storage<sqlite_quota_storage>);
 
 }  // namespace armor
