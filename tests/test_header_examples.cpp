@@ -85,16 +85,18 @@ struct response {
   std::string body;
 };
 response forward(const request& req, std::chrono::nanoseconds) { return {200, req.path}; }
-response service_unavailable() { return {503, {}}; }
+response service_unavailable(std::chrono::nanoseconds retry_after) {
+  return {503, std::to_string(std::chrono::duration_cast<std::chrono::seconds>(retry_after).count())};
+}
 
 response handle(const request& req) {
   using namespace std::chrono_literals;
   // At most 100 requests to the upstream at once; the 101st gets
   // bulkhead_full at once (answer 503) instead of queueing without bound.
-  armor::bulkhead upstream_slots{{.max_concurrent = 100}};
+  armor::bulkhead upstream_slots{{.max_concurrent = 100, .retry_after_hint = 1s}};
   auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream_slots)};
   auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); });
-  if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable();
+  if (!r && r.code() == armor::errc::bulkhead_full) return service_unavailable(*r.retry_after());  // 1 s
   return r ? *r : response{500, {}};
 }
 }  // namespace bulkhead_ex
@@ -315,7 +317,9 @@ std::pair<armor::http::rate_limit_info, server_response> example() {
 namespace status_ex {
 std::pair<armor::verdict, armor::verdict> example() {
   armor::verdict v = armor::http::classify_status(503);   // retryable failure, "HTTP 503 Service Unavailable"
+  armor::verdict w = armor::http::classify_status(429);   // throttled: retried, not a failure
   armor::verdict t = armor::http::classify_transport_error(std::errc::connection_reset);  // retryable
+  CHECK(w.kind == armor::outcome::throttled);
   return {v, t};
 }
 }  // namespace status_ex

@@ -1,14 +1,11 @@
 // armor/verdict.hpp: armor::verdict, how the outcome of one attempt is
 // judged, and armor::classify, which gives a pipeline its own judge.
 //
-// The operation runs once per attempt. Its value or exception is classified
-// once into a verdict, which flows back out through every policy. Each policy
-// reads it by its own rule: the retry layer retries what is `retryable`
-// (after `retry_after` when there is one); the breaker asks what it says about
-// the upstream's health (armor::health: by default a failure or a timeout is
-// unhealthy, a success healthy, and a throttled answer, a refusal or a
-// cancellation neither; a breaker may take its own health_rule); the limiter
-// ignores it. A classifier decides; the default one says:
+// Each attempt's value or exception is classified once into a verdict that
+// every policy reads by its own rule: the retry layer retries what is
+// `retryable`; the breaker asks armor::health (a failure or timeout is
+// unhealthy; a throttled answer, a refusal or a cancellation neither). The
+// default classifier says:
 //
 //   - an exception is a retryable failure (armor::error from a nested
 //     pipeline keeps its meaning: rejected, timeout or cancelled);

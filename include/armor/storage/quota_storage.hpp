@@ -17,15 +17,9 @@
 //     };
 //     static_assert(armor::quota_storage<my_storage>);
 //
-// A backend shared by processes (or surviving a restart) may also keep
-// which alert thresholds have fired, so that each fires once per period
-// between them all (armor::alert_quota_storage):
-//
-//         std::size_t claim_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept;
-//         void rearm_alerts(std::size_t w, std::int64_t period, std::size_t fired) noexcept;
-//
-// The rules every backend keeps, deadlines and alerts: docs/quota_tracker.md,
-// "Writing a storage backend".
+// A backend shared by processes may also keep which alerts fired
+// (armor::alert_quota_storage: claim_alerts, rearm_alerts). The rules every
+// backend keeps: docs/quota_tracker.md, "Writing a storage backend".
 #pragma once
 
 #include <array>
