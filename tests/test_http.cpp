@@ -697,7 +697,8 @@ TEST_CASE("http: RateLimit-Policy gives a token bucket's quota and window (IETF 
         rated_decision d;
         d.r = r;
         d.lim = burst;
-        const auto v = http::rate_limit_headers(d).find("RateLimit-Policy");
+        const auto headers = http::rate_limit_headers(d);  // find() views into the list: keep it
+        const auto v = headers.find("RateLimit-Policy");
         REQUIRE(v);
         const std::string s(*v);
         const std::size_t semi = s.find(";w=");
