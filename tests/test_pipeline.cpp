@@ -6,6 +6,8 @@
 #include "test_policies.hpp"
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -64,6 +66,82 @@ TEST_CASE("the operation sees the attempt number, the key and the cost") {
   CHECK(seen_key == "10.0.0.1");
   CHECK(seen_cost == 3);
   CHECK(seen_attempt == 1);
+}
+
+TEST_CASE("a call carries a main cost, cost slots, and a per-call cost of 1; a source selects one") {
+  using armor::cost_source;
+  const armor::context plain(armor::timestamp{});
+  CHECK(plain.cost() == 1);
+  CHECK(plain.cost(cost_source::main()) == 1);
+  CHECK(plain.cost(cost_source::slot(0)) == 0);  // a slot not given is 0
+  CHECK(plain.cost(cost_source::per_call()) == 1);
+
+  const armor::context ctx(armor::timestamp{}, {.cost = 40'000, .costs = {3'000, 7}});
+  CHECK(ctx.cost() == 40'000);
+  CHECK(ctx.cost(cost_source{}) == 40'000);
+  CHECK(ctx.cost(cost_source::slot(0)) == 3'000);
+  CHECK(ctx.cost(cost_source::slot(1)) == 7);
+  CHECK(ctx.cost(cost_source::slot(2)) == 0);
+  CHECK(ctx.cost(cost_source::per_call()) == 1);
+  CHECK(ctx.cost(cost_source::slot(armor::cost_slots)) == -1);  // no such slot: a policy refuses it as invalid
+
+  CHECK(cost_source{} == cost_source::main());
+  CHECK(cost_source::slot(1).is_slot());
+  CHECK(cost_source::slot(1).index() == 1);
+  CHECK(cost_source::per_call().is_per_call());
+  CHECK(cost_source::slot(armor::cost_slots - 1).valid());
+  CHECK_FALSE(cost_source::slot(armor::cost_slots).valid());
+  CHECK_FALSE(cost_source::slot(std::size_t{1} << 40).valid());
+  CHECK(cost_source::per_call().valid());
+}
+
+TEST_CASE("a reported cost settles only the source it was reported for") {
+  using armor::cost_source;
+  const armor::context ctx(armor::timestamp{}, {.cost = 40'000, .costs = {3'000}});
+  ctx.report_cost(cost_source::slot(0), 2'500);
+  CHECK_FALSE(ctx.reported_cost().has_value());
+  CHECK(ctx.reported_cost(cost_source::slot(0)) == std::optional<std::int64_t>{2'500});
+  CHECK_FALSE(ctx.reported_cost(cost_source::slot(1)).has_value());
+  ctx.report_cost(12'345);
+  CHECK(ctx.reported_cost() == std::optional<std::int64_t>{12'345});
+  CHECK(ctx.reported_cost(cost_source::main()) == std::optional<std::int64_t>{12'345});
+  // A per-call count has nothing to settle; reports for it, or for a slot
+  // that does not exist, are ignored.
+  ctx.report_cost(cost_source::per_call(), 5);
+  ctx.report_cost(cost_source::slot(armor::cost_slots), 5);
+  CHECK_FALSE(ctx.reported_cost(cost_source::per_call()).has_value());
+  CHECK_FALSE(ctx.reported_cost(cost_source::slot(armor::cost_slots)).has_value());
+  CHECK(ctx.reported_cost(cost_source::slot(0)) == std::optional<std::int64_t>{2'500});
+}
+
+TEST_CASE("every reported cost is forgotten when the next attempt begins") {
+  using armor::cost_source;
+  struct cost_recorder {
+    using permit_type = armor::no_permit;
+    std::vector<std::optional<std::int64_t>> main{}, slot{};
+    armor::admission<> admit(armor::context&) { return armor::admission<>::admit(); }
+    void settle(armor::context& ctx, armor::no_permit, const armor::verdict&) {
+      main.push_back(ctx.reported_cost());
+      slot.push_back(ctx.reported_cost(cost_source::slot(2)));
+    }
+  };
+  cost_recorder rec;
+  auto p = armor::pipeline{armor::manual_clock{}, scripted_retry{.max_attempts = 2}, std::ref(rec)};
+  (void)p.try_execute(
+      [](const armor::context& ctx) -> int {
+        if (ctx.attempt() == 1) {
+          ctx.report_cost(10);
+          ctx.report_cost(cost_source::slot(2), 20);
+          throw std::runtime_error("first attempt fails");
+        }
+        return 0;
+      },
+      {.cost = 1, .costs = {0, 0, 30}});
+  REQUIRE(rec.slot.size() == 2);
+  CHECK(rec.main[0] == std::optional<std::int64_t>{10});
+  CHECK(rec.slot[0] == std::optional<std::int64_t>{20});
+  CHECK_FALSE(rec.main[1].has_value());
+  CHECK_FALSE(rec.slot[1].has_value());
 }
 
 TEST_CASE("layers are admitted outermost first and settled innermost first") {

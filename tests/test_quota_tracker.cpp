@@ -979,6 +979,102 @@ TEST_CASE("in a pipeline an attempt that never ran gives its units back") {
   CHECK(quota.usage(0).used == 0);
 }
 
+// Issue 17, item 6: one cost per call made a request quota refuse a call
+// priced in micro-dollars (request_too_large); each layer now picks its cost.
+TEST_CASE("200 requests a day and $5.00 a day in one pipeline: each quota counts its own cost") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}, 12h));
+  tracker requests{{.windows = {quota_window::per_day(200)}, .cost = armor::cost_source::per_call()}, clock};
+  tracker dollars{{.windows = {quota_window::per_day(5'000'000)}}, clock};  // micro-dollars: the call's cost
+  auto p = armor::pipeline{clock, std::ref(requests), std::ref(dollars)};
+  int calls = 0;
+
+  auto r = p.try_execute([&] { return ++calls; }, {.cost = 40'000});
+  REQUIRE(r.has_value());
+  CHECK(requests.usage(0).used == 1);
+  CHECK(dollars.usage(0).used == 40'000);
+
+  SECTION("the dollar quota refuses when the money is spent; the request it reserved is given back") {
+    for (int i = 1; i < 125; ++i) REQUIRE(p.try_execute([&] { return ++calls; }, {.cost = 40'000}).has_value());
+    CHECK(requests.usage(0).used == 125);
+    CHECK(dollars.usage(0).used == 5'000'000);
+    auto refused = p.try_execute([&] { return ++calls; }, {.cost = 40'000});
+    CHECK(refused.code() == armor::errc::quota_exhausted);
+    CHECK(refused.retry_after() == 12h);
+    CHECK(calls == 125);
+    CHECK(dollars.stats().exhausted == 1);
+    CHECK(requests.stats().exhausted == 0);
+    CHECK(requests.usage(0).used == 125);  // the refused call's request went back
+  }
+  SECTION("the request quota refuses when the requests are spent, whatever the dollars") {
+    for (int i = 1; i < 200; ++i) REQUIRE(p.try_execute([&] { return ++calls; }, {.cost = 100}).has_value());
+    CHECK(requests.usage(0).used == 200);
+    CHECK(dollars.usage(0).used == 40'000 + 199 * 100);
+    auto refused = p.try_execute([&] { return ++calls; }, {.cost = 100});
+    CHECK(refused.code() == armor::errc::quota_exhausted);
+    CHECK(requests.stats().exhausted == 1);
+    CHECK(dollars.stats().exhausted == 0);
+    CHECK(dollars.usage(0).used == 40'000 + 199 * 100);  // never reached
+    CHECK(calls == 200);
+  }
+  SECTION("a call too large for the budget is the dollar quota's request_too_large") {
+    auto big = p.try_execute([&] { return ++calls; }, {.cost = 5'000'001});
+    CHECK(big.code() == armor::errc::request_too_large);
+    CHECK(dollars.stats().too_large == 1);
+    CHECK(requests.stats().too_large == 0);
+    CHECK(requests.usage(0).used == 1);
+  }
+}
+
+TEST_CASE("the reported cost settles only the quota that counts that cost") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker requests{{.windows = {quota_window::per_day(200)}, .cost = armor::cost_source::per_call()}, clock};
+  tracker dollars{{.windows = {quota_window::per_day(5'000'000)}}, clock};
+  auto p = armor::pipeline{clock, std::ref(requests), std::ref(dollars)};
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(12'345); }, {.cost = 40'000});
+  CHECK(dollars.usage(0).used == 12'345);  // the estimate replaced by the real cost
+  CHECK(requests.usage(0).used == 1);      // one request, whatever it cost
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(0); }, {.cost = 40'000});
+  CHECK(dollars.usage(0).used == 12'345);
+  CHECK(requests.usage(0).used == 2);
+
+  SECTION("with three units: requests, dollars in the main cost, LLM tokens in a slot") {
+    constexpr auto llm_tokens = armor::cost_source::slot(1);
+    tracker tokens{{.windows = {quota_window::per_minute(100'000)}, .cost = llm_tokens}, clock};
+    auto q = armor::pipeline{clock, std::ref(requests), std::ref(dollars), std::ref(tokens)};
+    (void)q.execute(
+        [&](const armor::context& ctx) {
+          CHECK(ctx.cost(llm_tokens) == 4'000);
+          ctx.report_cost(llm_tokens, 1'500);  // the response's token count: settles `tokens` only
+        },
+        {.cost = 40'000, .costs = {0, 4'000}});
+    CHECK(tokens.usage(0).used == 1'500);
+    CHECK(dollars.usage(0).used == 12'345 + 40'000);  // no dollar cost reported: the estimate stays
+    CHECK(requests.usage(0).used == 3);
+  }
+}
+
+TEST_CASE("by default a quota counts the call's cost, as before") {
+  const auto clock = clock_at(utc(sys_days{2024y / June / 15}));
+  tracker a{{.windows = {quota_window::per_day(100)}}, clock};
+  tracker b{{.windows = {quota_window::per_day(100)}, .cost = armor::cost_source::main()}, clock};
+  CHECK(a.options().cost == armor::cost_source::main());
+  auto p = armor::pipeline{clock, std::ref(a), std::ref(b)};
+  (void)p.execute([](const armor::context& ctx) { ctx.report_cost(30); }, {.cost = 40, .costs = {7, 7, 7}});
+  CHECK(a.usage(0).used == 30);
+  CHECK(b.usage(0).used == 30);
+  auto big = p.try_execute([] { return 1; }, {.cost = 101});
+  CHECK(big.code() == armor::errc::request_too_large);
+}
+
+TEST_CASE("a quota's cost must select a slot a call has") {
+  CHECK(refusal({.windows = {quota_window::per_day(10)}, .cost = armor::cost_source::slot(armor::cost_slots - 1)}) ==
+        "(accepted)");
+  CHECK(refusal({.windows = {quota_window::per_day(10)}, .cost = armor::cost_source::per_call()}) == "(accepted)");
+  const std::string m = refusal({.windows = {quota_window::per_day(10)}, .cost = armor::cost_source::slot(3)});
+  CHECK(contains(m, "armor::quota_tracker: cost selects cost_source::slot(3)"));
+  CHECK(contains(m, "call_options::costs"));
+}
+
 TEST_CASE("a refusal ends the call at once: a backoff around it does not retry") {
   const auto start = utc(sys_days{2024y / June / 15}, 22h);
   const auto clock = clock_at(start);

@@ -4,6 +4,7 @@
 #include <armor/deadline.hpp>
 #include <armor/http/date.hpp>
 #include <armor/http/rate_limit.hpp>
+#include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -716,6 +717,49 @@ TEST_CASE("in a pipeline a call costs call_options::cost tokens") {
   }
 }
 
+TEST_CASE("a bucket's cost option picks which of the call's costs it takes as tokens") {
+  armor::manual_clock clock;
+  auto op = [] { return 0; };
+  SECTION("per_call: one token a call, whatever the call costs (a request rate beside a dollar quota)") {
+    auto p = armor::pipeline{clock, armor::token_bucket{{.rate = {1, 1s}, .burst = 2, .cost = armor::cost_source::per_call()}, clock}};
+    CHECK(p.try_execute(op, {.cost = 40'000}).has_value());  // far above the burst: not this bucket's cost
+    CHECK(p.try_execute(op, {.cost = 0}).has_value());
+    auto r = p.try_execute(op, {.cost = 40'000});
+    CHECK(r.code() == armor::errc::rate_limited);
+    CHECK(r.retry_after() == std::optional<nanoseconds>{1s});
+  }
+  SECTION("slot(i): call_options::costs[i], here LLM tokens a minute") {
+    auto p = armor::pipeline{
+        clock, armor::token_bucket{{.rate = {90'000, 60s}, .burst = 90'000, .cost = armor::cost_source::slot(0)}, clock}};
+    CHECK(p.try_execute(op, {.cost = 40'000, .costs = {60'000}}).has_value());
+    auto r = p.try_execute(op, {.cost = 1, .costs = {40'000}});
+    CHECK(r.code() == armor::errc::rate_limited);
+    CHECK(p.try_execute(op, {.cost = 1'000'000, .costs = {30'000}}).has_value());
+    CHECK(p.try_execute(op, {.cost = 1, .costs = {0}}).has_value());  // free
+    auto big = p.try_execute(op, {.costs = {90'001}});
+    CHECK(big.code() == armor::errc::request_too_large);
+  }
+  SECTION("two buckets in one pipeline, each with its own cost") {
+    armor::token_bucket requests{{.rate = {10, 1s}, .burst = 10, .cost = armor::cost_source::per_call()}, clock};
+    armor::token_bucket tokens{{.rate = {1000, 1s}, .burst = 1000}, clock};
+    auto p = armor::pipeline{clock, std::ref(requests), std::ref(tokens)};
+    CHECK(p.try_execute(op, {.cost = 400}).has_value());
+    CHECK(p.try_execute(op, {.cost = 400}).has_value());
+    CHECK(requests.available() == 8);
+    CHECK(tokens.available() == 200);
+    auto r = p.try_execute(op, {.cost = 400});
+    CHECK(r.code() == armor::errc::rate_limited);
+    CHECK(r.retry_after() == std::optional<nanoseconds>{200ms});
+  }
+  SECTION("per key, through armor::keyed") {
+    armor::keyed<armor::token_bucket<armor::manual_clock>> per_ip{
+        {.rate = {1, 1s}, .burst = 1, .cost = armor::cost_source::per_call()}, {}, clock};
+    auto p = armor::pipeline{clock, std::ref(per_ip)};
+    CHECK(p.try_execute(op, {.key = "10.0.0.1", .cost = 5}).has_value());
+    CHECK(p.try_execute(op, {.key = "10.0.0.1", .cost = 5}).code() == armor::errc::rate_limited);
+  }
+}
+
 TEST_CASE("with max_wait the pipeline waits for its reserved tokens, in arrival order") {
   armor::manual_clock clock;
   armor::token_bucket b{{.rate = {1, 1s}, .burst = 1, .max_wait = 2s}, clock};
@@ -841,6 +885,10 @@ TEST_CASE("token_bucket refuses bad options at construction with a message namin
   CHECK(message({.rate = {1'000'000'001, 1s}}).find("more than one token per nanosecond") != std::string::npos);
   CHECK(message({.rate = {1, 1s}, .burst = 0}).find("burst must be at least 1 (got 0)") != std::string::npos);
   CHECK(message({.rate = {1, 1s}, .burst = -3}).find("burst must be at least 1") != std::string::npos);
+  CHECK(message({.rate = {1, 1s}, .cost = armor::cost_source::slot(armor::cost_slots)})
+            .find("armor::token_bucket: cost selects cost_source::slot(3), but a call has slots 0 to 2") !=
+        std::string::npos);
+  CHECK(message({.rate = {1, 1s}, .cost = armor::cost_source::slot(armor::cost_slots - 1)}) == "accepted");
   CHECK(message({.rate = {1, 1s}, .max_wait = -1ms}).find("max_wait must not be negative") != std::string::npos);
   CHECK(message({.rate = {1, 24h}, .burst = 1'000'000}).find("burst * interval + max_wait is too long") !=
         std::string::npos);

@@ -10,28 +10,111 @@
 // now() is the clock reading the driver took for this attempt (one read per
 // attempt, shared by every layer); remaining() is measured from it. See
 // docs/architecture.md#deadlines.
+//
+// A call may carry more than one cost, one per unit a layer counts: a
+// request quota counts 1 per call while a budget counts micro-dollars. Each
+// cost-charging layer picks its cost with the `cost` field of its options
+// (an armor::cost_source):
+//
+//     armor::quota_tracker requests{{.windows = {armor::quota_window::per_day(200)},
+//                                    .cost = armor::cost_source::per_call()}};
+//     armor::quota_tracker dollars{{.windows = {armor::quota_window::per_day(5'000'000)}}};
+//     auto p = armor::pipeline{std::ref(requests), std::ref(dollars)};
+//     p.execute(call_llm, {.cost = 40'000});   // 1 request, 40'000 micro-dollars
 #pragma once
 
 #include <armor/clock.hpp>
+#include <armor/detail/config.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace armor {
 
+/// How many costs a call carries besides its main one (call_options::costs).
+inline constexpr std::size_t cost_slots = 3;
+
+namespace detail {
+/// cost_source::slot(i) keeps any i at or above this as this (one byte).
+inline constexpr std::size_t cost_slot_clamp = 0xfd;
+}  // namespace detail
+
+class context;
+
+/// Which of a call's costs a layer charges: the `cost` field of
+/// quota_tracker_options and token_bucket_options (the Redis bucket's too).
+/// One byte; reading it costs a compare and a load, no call.
+///
+///   cost_source::main()      call_options::cost (the default: a layer that
+///                            does not choose charges the call's cost)
+///   cost_source::slot(i)     call_options::costs[i], i < cost_slots: a
+///                            second and third unit (LLM tokens beside dollars)
+///   cost_source::per_call()  1 each time the layer admits, whatever the call
+///                            says: a request count beside a cost in money or
+///                            tokens (per attempt when inside a retry layer)
+///
+/// The operation's reported cost follows the same choice:
+/// `ctx.report_cost(source, actual)` settles the layers that charge `source`
+/// and no others; a per_call() layer has nothing to settle. Name a slot once
+/// to keep the call sites readable:
+///
+///     constexpr auto llm_tokens = armor::cost_source::slot(0);
+///     armor::token_bucket tpm{{.rate = {90'000, 1min}, .burst = 90'000, .cost = llm_tokens}};
+///     p.execute(f, {.cost = 40'000, .costs = {3'000}});   // micro-dollars; tokens in slot 0
+class cost_source {
+ public:
+  /// call_options::cost.
+  constexpr cost_source() noexcept = default;
+
+  /// call_options::cost, the call's main cost.
+  [[nodiscard]] static constexpr cost_source main() noexcept { return {}; }
+  /// call_options::costs[i]. A policy refuses i >= cost_slots at construction.
+  [[nodiscard]] static constexpr cost_source slot(std::size_t i) noexcept {
+    return cost_source(static_cast<std::uint8_t>(std::min(i, detail::cost_slot_clamp) + 1));
+  }
+  /// 1 per admission, whatever the call's costs.
+  [[nodiscard]] static constexpr cost_source per_call() noexcept { return cost_source(per_call_code); }
+
+  [[nodiscard]] constexpr bool is_main() const noexcept { return code_ == 0; }
+  [[nodiscard]] constexpr bool is_per_call() const noexcept { return code_ == per_call_code; }
+  [[nodiscard]] constexpr bool is_slot() const noexcept { return code_ != 0 && code_ != per_call_code; }
+  /// The slot's index (is_slot() only).
+  [[nodiscard]] constexpr std::size_t index() const noexcept { return is_slot() ? code_ - 1U : 0; }
+  /// False for a slot at or past cost_slots.
+  [[nodiscard]] constexpr bool valid() const noexcept { return !is_slot() || index() < cost_slots; }
+
+  friend constexpr bool operator==(cost_source, cost_source) noexcept = default;
+
+ private:
+  friend class context;
+  static constexpr std::uint8_t per_call_code = 0xff;
+
+  constexpr explicit cost_source(std::uint8_t code) noexcept : code_(code) {}
+
+  std::uint8_t code_ = 0;  // 0: main; 1 + i: slot(i); 0xff: per call
+};
+
 /// Per-call inputs given to execute(): which key a keyed policy should use
 /// (client IP, upstream host), how many units the call costs (tokens for a
-/// limiter, requests or micro-dollars for a quota; 1 by default), and an
-/// optional time budget of its own, e.g. what is left of the caller's
-/// deadline (`{.timeout = outer_ctx.remaining()}`), which every layer's
-/// deadline then tightens further. A timeout of zero or less fails the call
-/// with deadline_exceeded without running the operation.
+/// limiter, requests or micro-dollars for a quota; 1 by default), further
+/// costs in other units for layers that select them (cost_source::slot),
+/// and an optional time budget of its own, e.g. what is left of the
+/// caller's deadline (`{.timeout = outer_ctx.remaining()}`), which every
+/// layer's deadline then tightens further. A timeout of zero or less fails
+/// the call with deadline_exceeded without running the operation.
 struct call_options {
   std::string_view key{};
+  /// The main cost: what a layer charges unless its options' `cost` says otherwise.
   std::int64_t cost = 1;
+  /// More costs of the same call, in other units: costs[i] is what a layer
+  /// with `.cost = cost_source::slot(i)` charges. 0 unless given.
+  std::array<std::int64_t, cost_slots> costs{};
   std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();  ///< max() = none
 };
 
@@ -45,7 +128,9 @@ class context {
  public:
   /// A context at time `now`, with no deadline.
   explicit context(timestamp now, const call_options& options = {}) noexcept
-      : now_(now), key_(options.key), cost_(options.cost) {
+      : now_(now), key_(options.key) {
+    costs_[0] = options.cost;
+    for (std::size_t i = 0; i < cost_slots; ++i) costs_[i + 1] = options.costs[i];
     if (options.timeout != std::chrono::nanoseconds::max()) {
       const auto t = std::max<std::int64_t>(options.timeout.count(), 0);
       tighten_deadline(timestamp{std::chrono::nanoseconds{detail::saturating_add(now.time_since_epoch().count(), t)}});
@@ -79,19 +164,38 @@ class context {
 
   /// The cost given in call_options (1 if none): the estimate policies
   /// charge at admission.
-  [[nodiscard]] std::int64_t cost() const noexcept { return cost_; }
+  [[nodiscard]] std::int64_t cost() const noexcept { return costs_[0]; }
+
+  /// The cost `source` selects: call_options::cost, one of
+  /// call_options::costs, or 1 (per_call()); -1 for a slot that does not
+  /// exist (which a policy refuses as invalid_argument).
+  [[nodiscard]] std::int64_t cost(cost_source source) const noexcept {
+    if (ARMOR_LIKELY(source.code_ < costs_.size())) return costs_[source.code_];
+    return source.is_per_call() ? 1 : -1;
+  }
 
   /// For the operation: the real cost of this attempt, once it is known (an
   /// LLM call's token count arrives with the response). Policies that charge
   /// by cost settle with it instead of the estimate. Callable through the
   /// const context the operation receives; not thread-safe (one call, one
-  /// thread at a time).
-  void report_cost(std::int64_t actual) const noexcept { reported_cost_ = actual; }
+  /// thread at a time). A negative cost counts as not reported.
+  void report_cost(std::int64_t actual) const noexcept { set_reported(0, actual); }
 
-  /// The cost the operation reported for this attempt, if it did.
-  [[nodiscard]] std::optional<std::int64_t> reported_cost() const noexcept {
-    if (reported_cost_ < 0) return std::nullopt;
-    return reported_cost_;
+  /// The same for the cost `source` selects: only the layers charging that
+  /// source settle with it. Ignored for per_call() (nothing to settle) and
+  /// for a slot that does not exist.
+  void report_cost(cost_source source, std::int64_t actual) const noexcept {
+    if (source.code_ < reported_.size()) set_reported(source.code_, actual);
+  }
+
+  /// The main cost the operation reported for this attempt, if it did.
+  [[nodiscard]] std::optional<std::int64_t> reported_cost() const noexcept { return reported(0); }
+
+  /// The cost the operation reported for `source` in this attempt, if it
+  /// did; never for per_call().
+  [[nodiscard]] std::optional<std::int64_t> reported_cost(cost_source source) const noexcept {
+    if (source.code_ >= reported_.size()) return std::nullopt;
+    return reported(source.code_);
   }
 
   /// For policies: moves the deadline earlier to `t` (never later). The driver
@@ -104,12 +208,26 @@ class context {
  private:
   friend struct detail::context_access;
 
+  [[nodiscard]] std::optional<std::int64_t> reported(std::size_t i) const noexcept {
+    if ((reported_mask_ & (1U << i)) == 0) return std::nullopt;
+    return reported_[i];
+  }
+
+  void set_reported(std::size_t i, std::int64_t actual) const noexcept {
+    reported_[i] = actual;
+    const auto bit = static_cast<std::uint8_t>(1U << i);
+    reported_mask_ = static_cast<std::uint8_t>(actual >= 0 ? reported_mask_ | bit : reported_mask_ & ~bit);
+  }
+
   timestamp now_;
   timestamp deadline_ = timestamp::max();
   std::string_view key_;
-  std::int64_t cost_;
-  mutable std::int64_t reported_cost_ = -1;  // < 0: not reported
+  std::array<std::int64_t, cost_slots + 1> costs_{};  // [0]: the main cost; [1 + i]: costs[i]
+  // What the operation reported, valid where reported_mask_ has the bit:
+  // a new attempt forgets every report by clearing one byte.
+  mutable std::array<std::int64_t, cost_slots + 1> reported_{};
   unsigned attempt_ = 0;
+  mutable std::uint8_t reported_mask_ = 0;
 };
 
 namespace detail {
@@ -120,9 +238,23 @@ struct context_access {
   static void set_deadline(context& c, timestamp t) noexcept { c.deadline_ = t; }
   static void begin_attempt(context& c) noexcept {
     ++c.attempt_;
-    c.reported_cost_ = -1;
+    c.reported_mask_ = 0;
   }
 };
+
+/// For a policy's constructor: throws armor::error(invalid_argument) when
+/// `source` (the `cost` option) selects a slot a call does not have.
+inline void check_cost_source(cost_source source, std::string_view who) {
+  if (source.valid()) return;
+  std::string what(who);
+  what.append(": cost selects cost_source::slot(")
+      .append(std::to_string(source.index()))
+      .append(source.index() >= cost_slot_clamp ? " or more" : "")
+      .append("), but a call has slots 0 to ")
+      .append(std::to_string(cost_slots - 1))
+      .append(" (call_options::costs)");
+  invalid_config(what);
+}
 
 }  // namespace detail
 }  // namespace armor

@@ -161,6 +161,12 @@ struct quota_tracker_options {
   /// max_refusal_wait, max_retry_after and the deadline). 0 (the default):
   /// refusals end the call.
   std::chrono::nanoseconds retryable_within{0};
+  /// In a pipeline, which of the call's costs this tracker counts (and
+  /// which reported cost settles it): the call's cost (the default),
+  /// cost_source::slot(i) for call_options::costs[i], or
+  /// cost_source::per_call() to count 1 per call. A request quota and a
+  /// dollar budget in one pipeline: `.cost = per_call()` on the first.
+  cost_source cost{};
 };
 
 /// How a tracker answered.
@@ -705,20 +711,21 @@ class quota_tracker {
   [[nodiscard]] Storage& storage() noexcept { return storage_; }
   [[nodiscard]] const Storage& storage() const noexcept { return storage_; }
 
-  /// Policy protocol: reserves ctx.cost() units now (reading the wall
-  /// clock, not ctx.now()), or rejects (docs/quota_tracker.md). A
+  /// Policy protocol: reserves ctx.cost(options().cost) units now (reading
+  /// the wall clock, not ctx.now()), or rejects (docs/quota_tracker.md). A
   /// storage that meets deadline_quota_storage (Redis) is given the call's
   /// deadline: if it passes before the storage answers, the call is
   /// rejected with errc::deadline_exceeded (retryable, as the drivers'
   /// own deadline refusals), whatever the storage's failure mode.
   [[nodiscard]] admission<permit_type> admit(context& ctx) noexcept(quiet) {
-    const consume_result o = consume(ctx.cost(), now_ns(), deadline_of(ctx), true);
+    const std::int64_t cost = ctx.cost(options_.cost);
+    const consume_result o = consume(cost, now_ns(), deadline_of(ctx), true);
     if (o.late) [[unlikely]] {
       return admission<permit_type>::reject(errc::deadline_exceeded, std::nullopt, true);
     }
     const quota_tracker_decision<>& d = o.decision;
     switch (d.status()) {
-      case quota_tracker_status::granted: return admission<permit_type>::admit(permit_of(o, ctx.cost()));
+      case quota_tracker_status::granted: return admission<permit_type>::admit(permit_of(o, cost));
       case quota_tracker_status::exhausted:
         return admission<permit_type>::reject(errc::quota_exhausted, d.retry_after(),
                                               d.retry_after() < options_.retryable_within);
@@ -730,10 +737,11 @@ class quota_tracker {
   }
 
   /// Policy protocol: commits the reported cost when the operation
-  /// reported one; otherwise gives the units back if the attempt never ran
-  /// (an inner layer rejected it) and keeps them if it did.
+  /// reported one for this tracker's cost source; otherwise gives the units
+  /// back if the attempt never ran (an inner layer rejected it) and keeps
+  /// them if it did.
   void settle(context& ctx, permit_type p, const verdict& v) noexcept(quiet) {
-    if (const std::optional<std::int64_t> actual = ctx.reported_cost()) {
+    if (const std::optional<std::int64_t> actual = ctx.reported_cost(options_.cost)) {
       (void)p.commit(*actual);
     } else if (v.kind == outcome::rejected) {
       p.cancel();
@@ -1276,6 +1284,7 @@ class quota_tracker {
     if (o.retryable_within.count() < 0) {
       fail("retryable_within must not be negative (got " + std::to_string(o.retryable_within.count()) + " ns)");
     }
+    detail::check_cost_source(o.cost, "armor::quota_tracker");
     return o;
   }
 

@@ -70,6 +70,12 @@ struct token_bucket_options {
   /// Buckets inside armor::keyed never count (they are unpadded, and per
   /// key counts would cost memory per key).
   bool count_calls = false;
+  /// In a pipeline, which of the call's costs this bucket takes as tokens:
+  /// the call's cost (the default), cost_source::slot(i) for
+  /// call_options::costs[i], or cost_source::per_call() for one token per
+  /// call whatever the call costs elsewhere (a request rate beside a token
+  /// or dollar quota). Kept in the state's padding: no extra memory per key.
+  cost_source cost{};
 
   /// Parses a rate and options: "100/s", "10r/s burst=20",
   /// "5000/h, burst=100, max_wait=2s" (burst defaults to 1, max_wait to 0).
@@ -427,9 +433,9 @@ inline bucket_config checked_bucket_config(const rate& r, std::int64_t burst, st
 ///
 /// Constructors throw armor::error(invalid_argument), naming the option, for
 /// a zero or negative rate, a zero burst, more than one token per
-/// nanosecond, a negative max_wait, or a burst and max_wait longer than the
+/// nanosecond, a negative max_wait, a burst and max_wait longer than the
 /// state can hold at that rate (2^57 ticks: 4.5 years at whole-nanosecond
-/// intervals; docs/token_bucket.md).
+/// intervals; docs/token_bucket.md), or a cost slot a call does not have.
 template <class Clock = steady_clock, bool Padded = true, class Listener = no_listener>
 class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token_bucket {
   static_assert(armor::clock<Clock>, "armor::token_bucket: Clock must have now() returning its time_point");
@@ -450,7 +456,7 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// `listener` hears every refusal (see token_bucket_event).
   explicit token_bucket(const token_bucket_options& options, Clock clock = Clock{}, Listener listener = Listener{})
       : token_bucket(detail::checked_bucket_config(options.rate, options.burst, options.max_wait, "armor::token_bucket"),
-                     options.max_wait, options.count_calls, clock, listener) {}
+                     options, clock, listener) {}
 
   /// Moves the state. Not thread-safe: move a bucket before sharing it.
   token_bucket(token_bucket&& other) noexcept
@@ -495,10 +501,10 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
     return {decide(r), permit_for(r)};
   }
 
-  /// Policy protocol: takes ctx.cost() tokens at ctx.now(), or reserves them
-  /// and asks the driver to wait (with max_wait), or rejects.
+  /// Policy protocol: takes ctx.cost(options.cost) tokens at ctx.now(), or
+  /// reserves them and asks the driver to wait (with max_wait), or rejects.
   [[nodiscard]] admission<token_bucket_permit> admit(context& ctx) noexcept {
-    const std::int64_t n = ctx.cost();
+    const std::int64_t n = ctx.cost(state_.cost());
     if (n <= 0) [[unlikely]] {
       // A free call passes, even behind reservations.
       if (n == 0) return admission<token_bucket_permit>::admit();
@@ -635,12 +641,14 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  token_bucket(const detail::bucket_config& config, std::chrono::nanoseconds max_wait, bool count_calls, Clock& clock,
+  token_bucket(const detail::bucket_config& config, const token_bucket_options& options, Clock& clock,
                Listener& listener)
-      : state_(config, ns(to_timestamp(clock.now())), max_wait.count()),
-        counters_(count_calls),
+      : state_(config, ns(to_timestamp(clock.now())), options.max_wait.count(), options.cost),
+        counters_(options.count_calls),
         clock_(std::move(clock)),
-        listener_(std::move(listener)) {}
+        listener_(std::move(listener)) {
+    detail::check_cost_source(options.cost, "armor::token_bucket");
+  }
 
   // Counts the outcome when counting is on (padded buckets only), and tells
   // the listener about a refusal.

@@ -94,3 +94,27 @@ TEST_CASE("a pipeline holding a quota_tracker allocates nothing per call") {
   CHECK(sum == 1000);
   CHECK(refused == 101);
 }
+
+TEST_CASE("a pipeline with a request quota and a dollar quota, each with its own cost, allocates nothing per call") {
+  armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
+  armor::quota_tracker requests{{.windows = {quota_window::per_day(200)}, .cost = armor::cost_source::per_call()},
+                                clock};
+  armor::quota_tracker dollars{{.windows = {quota_window::per_day(5'000'000)}, .cost = armor::cost_source::slot(0)},
+                               clock};
+  auto p = armor::pipeline{clock, std::ref(requests), std::ref(dollars)};
+  (void)p.execute([] { return 1; }, {.costs = {40'000}});
+  armor_test::allocation_scope scope;
+  long sum = 0;
+  for (int i = 0; i < 150; ++i) {
+    sum += p.execute([](const armor::context& ctx) {
+      ctx.report_cost(armor::cost_source::slot(0), 30'000);
+      return 1;
+    }, {.costs = {40'000}});
+  }
+  int refused = 0;
+  for (int i = 0; i < 100; ++i) refused += p.try_execute([] { return 1; }).has_value() ? 0 : 1;
+  CHECK(scope.allocations() == 0);
+  CHECK(sum == 150);
+  CHECK(requests.usage(0).used == 200);
+  CHECK(refused == 51);
+}

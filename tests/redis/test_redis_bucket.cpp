@@ -113,6 +113,9 @@ TEST_CASE("redis bucket options: bad ones are refused by name") {
   CHECK(message([&] { armor::redis_token_bucket<> b{{.rate = {0, 1s}}, conn, {}}; }).find("rate.count") !=
         std::string::npos);
   CHECK(message([&] { armor::redis_token_bucket<> b{ok, conn, {.lease = 6}}; }).find("lease") != std::string::npos);
+  CHECK(message([&] {
+          armor::redis_token_bucket<> b{{.rate = {10, 1s}, .cost = armor::cost_source::slot(3)}, conn, {}};
+        }).find("armor::redis_token_bucket: cost selects cost_source::slot(3)") != std::string::npos);
   CHECK(message([&] { armor::redis_token_bucket<> b{ok, conn, {.name = "a{b"}}; }).find("name") != std::string::npos);
   CHECK(message([&] {
           armor::redis_token_bucket<> b{ok, conn, {.on_failure = armor::redis_failure_mode::fallback_local}};
@@ -262,6 +265,26 @@ TEST_CASE("redis bucket: per-key buckets are independent and match token_bucket 
   CHECK(*r.error().retry_after == 100ms);
   const auto big = p.try_execute([] { return 1; }, {.key = "other", .cost = 5});
   CHECK(big.code() == armor::errc::request_too_large);
+}
+
+TEST_CASE("redis bucket: token_bucket_options::cost picks the call's cost it takes") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{bucket_redis(server.port())};
+  const armor::manual_clock clock{nanoseconds{noon_ns}};
+  redis_bucket requests = caller_bucket({.rate = {3, 1s}, .burst = 3, .cost = armor::cost_source::per_call()}, conn,
+                                        bucket_name("percall"), clock);
+  redis_bucket tokens = caller_bucket({.rate = {100, 1s}, .burst = 100, .cost = armor::cost_source::slot(0)}, conn,
+                                      bucket_name("slot"), clock);
+  auto p = armor::pipeline{clock, std::ref(requests), std::ref(tokens)};
+  // 40'000 micro-dollars is the call's main cost, which neither bucket takes.
+  CHECK(p.try_execute([] { return 1; }, {.cost = 40'000, .costs = {60}}).has_value());
+  const auto few_tokens = p.try_execute([] { return 1; }, {.cost = 40'000, .costs = {60}});
+  CHECK(few_tokens.code() == armor::errc::rate_limited);  // 40 tokens left: the slot's 60 do not fit
+  CHECK(p.try_execute([] { return 1; }, {.cost = 40'000, .costs = {40}}).has_value());
+  // Three calls, one request token each (the refused one spent its own too:
+  // the Redis bucket spends at admission).
+  const auto no_requests = p.try_execute([] { return 1; }, {.cost = 40'000, .costs = {0}});
+  CHECK(no_requests.code() == armor::errc::rate_limited);
 }
 
 TEST_CASE("redis bucket: a per-key bucket converts at the time of a rate change") {

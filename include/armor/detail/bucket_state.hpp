@@ -35,6 +35,7 @@
 // paths never touch it.
 #pragma once
 
+#include <armor/context.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/detail/wide_cas.hpp>
 
@@ -103,16 +104,17 @@ struct bucket_snapshot {
 
 class alignas(16) bucket_state {
  public:
-  /// A full bucket with `config`, based at `now` (ns). `max_wait` (ns) is
-  /// only kept for the owner (see max_wait()).
-  bucket_state(const bucket_config& config, std::int64_t now, std::int64_t max_wait = 0) noexcept
-      : max_wait_(max_wait) {
+  /// A full bucket with `config`, based at `now` (ns). `max_wait` (ns) and
+  /// `cost` are only kept for the owner (see max_wait() and cost()).
+  bucket_state(const bucket_config& config, std::int64_t now, std::int64_t max_wait = 0,
+               cost_source cost = {}) noexcept
+      : max_wait_(max_wait), cost_(cost) {
     write_slot(0, config, now);
     store({bucket_floor, 0});
   }
 
   /// A snapshot of another state (for moving a bucket before it is shared).
-  bucket_state(const bucket_state& other) noexcept : max_wait_(other.max_wait_) {
+  bucket_state(const bucket_state& other) noexcept : max_wait_(other.max_wait_), cost_(other.cost_) {
     const bucket_word w = other.load();
     const slot_values s = other.read_slot(w.generation);
     write_slot(w.generation, s.config, s.base);
@@ -267,6 +269,8 @@ class alignas(16) bucket_state {
   /// The longest wait the owner grants, in ns: fixed at construction. Kept
   /// here because it fits in the padding the 16-byte alignment leaves.
   [[nodiscard]] std::int64_t max_wait() const noexcept { return max_wait_; }
+  /// Which of a call's costs the owner charges in a pipeline; in the padding too.
+  [[nodiscard]] cost_source cost() const noexcept { return cost_; }
 
   /// True once reconfigure() has changed the config (re-basing does not count).
   /// Relaxed: a hint for armor::keyed's eviction, read after the entry's
@@ -478,6 +482,7 @@ class alignas(16) bucket_state {
   std::int64_t max_wait_ = 0;
   std::atomic<std::uint32_t> claim_{0};
   std::atomic<bool> modified_{false};
+  cost_source cost_{};  // one byte, in the tail padding: a keyed bucket costs no more per key
 };
 
 }  // namespace armor::detail

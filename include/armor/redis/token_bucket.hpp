@@ -503,7 +503,9 @@ class redis_token_bucket {
   /// Redis yet. count_calls is ignored (see stats()).
   redis_token_bucket(const token_bucket_options& bucket, redis_connection connection, redis_token_bucket_options options,
                      Clock clock = Clock{})
-      : state_(make_state(bucket, std::move(connection), std::move(options), clock)), clock_(std::move(clock)) {}
+      : state_(make_state(bucket, std::move(connection), std::move(options), clock)),
+        clock_(std::move(clock)),
+        cost_(bucket.cost) {}
 
   redis_token_bucket(redis_token_bucket&&) noexcept = default;
   redis_token_bucket& operator=(redis_token_bucket&&) noexcept = default;
@@ -534,15 +536,16 @@ class redis_token_bucket {
     return state_->acquire(key, n, ns(now));
   }
 
-  /// Policy protocol: takes ctx.cost() tokens from the bucket of ctx.key()
-  /// (the unkeyed bucket when empty) at ctx.now(), every round trip to
+  /// Policy protocol: takes the call's cost (or the one
+  /// token_bucket_options::cost selects) in tokens from the bucket of
+  /// ctx.key() (the unkeyed bucket when empty) at ctx.now(), every round trip to
   /// Redis ending by ctx's deadline. Rejections: rate_limited with
   /// retry_after, storage_unavailable (fail_closed) and deadline_exceeded
   /// (the deadline passed before Redis answered) are retryable;
   /// request_too_large (cost > burst) and invalid_argument (negative cost)
   /// are not.
   [[nodiscard]] admission<no_permit> admit(context& ctx) noexcept {
-    const std::int64_t n = ctx.cost();
+    const std::int64_t n = ctx.cost(cost_);
     if (n == 0) return admission<no_permit>::admit();
     const token_bucket_decision<> d = state_->acquire(ctx.key(), n, ns(ctx.now()), ctx.remaining());
     if (d) return admission<no_permit>::admit();
@@ -628,6 +631,7 @@ class redis_token_bucket {
            " ns): the Redis bucket does not reserve tokens, so calls never wait for them");
     }
     const detail::bucket_config c = checked(b.rate, b.burst, "armor::redis_token_bucket");
+    detail::check_cost_source(b.cost, "armor::redis_token_bucket");
     detail::redis_check_limit_options(fail, "name", o.name, o.on_failure, o.local_share, o.time);
     if (o.lease < 0 || o.lease > b.burst) {
       fail("lease must be within [0, burst = " + std::to_string(b.burst) + "] tokens (got " + std::to_string(o.lease) +
@@ -653,6 +657,7 @@ class redis_token_bucket {
 
   std::unique_ptr<detail::redis_bucket_state<Clock>> state_;
   [[no_unique_address]] Clock clock_;
+  cost_source cost_;  // token_bucket_options::cost
 };
 
 }  // namespace armor
