@@ -11,16 +11,10 @@
 // attempt, shared by every layer); remaining() is measured from it. See
 // docs/architecture.md#deadlines.
 //
-// A call may carry more than one cost, one per unit a layer counts: a
-// request quota counts 1 per call while a budget counts micro-dollars. Each
-// cost-charging layer picks its cost with the `cost` field of its options
-// (an armor::cost_source):
-//
-//     armor::quota_tracker requests{{.windows = {armor::quota_window::per_day(200)},
-//                                    .cost = armor::cost_source::per_call()}};
-//     armor::quota_tracker dollars{{.windows = {armor::quota_window::per_day(5'000'000)}}};
-//     auto p = armor::pipeline{std::ref(requests), std::ref(dollars)};
-//     p.execute(call_llm, {.cost = 40'000});   // 1 request, 40'000 micro-dollars
+// A call may carry more than one cost, one per unit a layer counts (1 per
+// request for a request quota, micro-dollars for a budget): each
+// cost-charging layer picks one with the `cost` field of its options, an
+// armor::cost_source (docs/quota_tracker.md#more-than-one-cost-per-call).
 #pragma once
 
 #include <armor/clock.hpp>

@@ -29,7 +29,7 @@ that comment and ties its example to a test, so the two cannot drift:
      the header instead. Every marker must name a public header that has an
      example;
   5. README.md's first ```cpp block appears the same way in
-     tests/test_readme.cpp.
+     tests/fmt/test_readme.cpp.
 
 Usage: check_examples.py <repository root>. Exits 1 with one line per breach.
 """
@@ -242,21 +242,21 @@ for name, (g, path, _) in sorted(sections.items()):
         errors.append(f"{path.relative_to(root)}: a marker for <{name}>, which is not a public header "
                       "with an example")
 
-# README.md's first C++ block, compiled by tests/test_readme.cpp.
+# README.md's first C++ block, compiled by tests/fmt/test_readme.cpp.
 readme = (root / "README.md").read_text()
 m = re.search(r"^```cpp\n(.*?)^```", readme, re.M | re.S)
 if not m:
     errors.append("README.md: no ```cpp block")
 else:
-    test_readme = root / "tests" / "test_readme.cpp"
+    test_readme = root / "tests" / "fmt" / "test_readme.cpp"
     body, includes = split_includes(dedent(m.group(1).rstrip("\n").splitlines()))
     note = differs(body, test_readme.read_text().splitlines())
     if note:
-        errors.append(f"README.md: its first example differs from the one compiled in tests/test_readme.cpp "
+        errors.append(f"README.md: its first example differs from the one compiled in tests/fmt/test_readme.cpp "
                       f"({note})")
     for inc_name in includes:
         if inc_name not in includes_of(test_readme):
-            errors.append(f"tests/test_readme.cpp: does not #include <{inc_name}>, as README.md's example does")
+            errors.append(f"tests/fmt/test_readme.cpp: does not #include <{inc_name}>, as README.md's example does")
 
 for e in errors:
     print(e)
