@@ -229,6 +229,41 @@ std::string example(armor::circuit_breaker<>& breaker) {
 }  // namespace fallback_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/http/answer.hpp>
+namespace answer_ex {
+struct server_response {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  void set_header(const std::string& name, const std::string& value) { headers.emplace_back(name, value); }
+};
+int handle(int request) { return request * 2; }
+
+server_response example(int request) {
+  armor::token_bucket bucket{{.rate = {1, 1h}, .burst = 1}};
+  auto limits = armor::pipeline{std::ref(bucket)};
+  (void)limits.try_execute([] { return 0; });  // spends the one token
+  server_response response;
+  auto r = limits.try_execute([&] { return handle(request); });
+  if (!r) {
+      const armor::http::answer a = armor::http::answer_for(r.error());
+      response.status = a.status;                       // 429, 503, 504...
+      armor::http::answer_headers(a, [&](std::string_view name, std::string_view value) {
+          response.set_header(std::string(name), std::string(value));  // Retry-After
+      });
+  }
+  return response;
+}
+}  // namespace answer_ex
+
+TEST_CASE("header example: armor/http/answer.hpp") {
+  const auto res = answer_ex::example(21);
+  CHECK(res.status == 429);
+  REQUIRE(res.headers.size() == 1);
+  CHECK(res.headers[0].first == "Retry-After");
+  CHECK(res.headers[0].second == "3600");
+}
+
+// ---------------------------------------------------------------------------
 // header example: <armor/http/classifier.hpp>
 namespace classifier_ex {
 int example() {
