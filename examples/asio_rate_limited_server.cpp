@@ -74,8 +74,8 @@ std::string answer(int status, std::string_view reason, std::string_view headers
 
 // Answers one request: 429 once the client's bucket is empty; otherwise
 // the backend's answer, 503 when no slot came free in time, 504 when the
-// query outlived its deadline.
-// `backend` is the pipeline main() builds, shared by every connection.
+// query outlived its deadline. `backend` is the pipeline main() builds,
+// shared by every connection.
 awaitable<void> serve(tcp::socket socket, per_ip_limits& limits, const auto& backend) {
   asio::streambuf request;
   co_await asio::async_read_until(socket, request, "\r\n\r\n", use_awaitable);
