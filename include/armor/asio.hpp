@@ -15,8 +15,8 @@
 // and returns once it has finished (errc::deadline_exceeded); cancelling
 // the calling coroutine ends the call with errc::cancelled. Callbacks and
 // futures come from co_spawn: `asio::co_spawn(ex, p.async_execute(f),
-// asio::use_future)`. Clocks, cancellation and costs:
-// docs/architecture.md#the-asio-driver-asiohpp.
+// asio::use_future)`. Signatures, deadlines, cancellation, hedging, threads,
+// costs, and a complete server and client: docs/asio.md.
 #pragma once
 
 #include <armor/hedge.hpp>
