@@ -25,8 +25,8 @@
 #include <armor/asio.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/deadline.hpp>
+#include <armor/http/answer.hpp>
 #include <armor/http/rate_limit.hpp>
-#include <armor/http/date.hpp>
 #include <armor/keyed.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -100,14 +100,14 @@ awaitable<void> serve(tcp::socket socket, per_ip_limits& limits, const auto& bac
   std::string reply;
   if (r) {
     reply = answer(200, "OK", headers, *r);
-  } else if (r.code() == armor::errc::bulkhead_full) {
-    const auto wait = r.retry_after().value_or(1s);  // the bulkhead's retry_after_hint
-    headers += "Retry-After: " + std::to_string(armor::http::retry_after_seconds(wait)) + "\r\n";
-    reply = answer(503, "Service Unavailable", headers, "busy\n");
-  } else if (r.code() == std::errc::timed_out) {
-    reply = answer(504, "Gateway Timeout", headers, "too slow\n");
   } else {
-    reply = answer(502, "Bad Gateway", headers, "backend failed\n");
+    // 503 + Retry-After (the bulkhead's retry_after_hint) when no slot came
+    // free, 504 past the deadline, 502 when the backend itself failed.
+    const armor::http::answer a = armor::http::answer_for(r.error(), 502);
+    armor::http::answer_headers(a, [&](std::string_view name, std::string_view value) {
+      headers.append(name).append(": ").append(value).append("\r\n");
+    });
+    reply = answer(a.status, a.reason(), headers, std::string(a.reason()) + "\n");
   }
   co_await asio::async_write(socket, asio::buffer(reply), use_awaitable);
 }
