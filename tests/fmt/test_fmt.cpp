@@ -65,6 +65,8 @@ TEST_CASE("fmt: enumerations print their names and take a string's spec") {
   CHECK(fmt::format("{}", armor::bulkhead_event_kind::abandoned) == "abandoned");
   CHECK(fmt::format("{}", armor::outcome::timeout) == "timeout");
   CHECK(fmt::format("{}", armor::errc::quota_exhausted) == "quota_exhausted");
+  CHECK(fmt::format("{}", armor::errc::concurrency_limited) == "concurrency_limited");
+  CHECK(fmt::format("{}", armor::priority::sheddable) == "sheddable");
   CHECK(fmt::format("{}", armor::jitter_mode::proportional) == "proportional");
   CHECK(fmt::format("{}", armor::backoff_schedule::decorrelated) == "decorrelated");
   CHECK(fmt::format("{}", armor::quota_window_kind::rolling) == "rolling");
