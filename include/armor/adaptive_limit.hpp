@@ -568,16 +568,21 @@ class adaptive_limit {
       return;
     }
     access::disarm(permit);
-    block_->leave();
     switch (v.kind) {
       case outcome::success:
       case outcome::failure:
-        block_->add_sample(std::max<std::int64_t>((end - permit.started()).count(), 0));
+        block_->leave_with_sample(std::max<std::int64_t>((end - permit.started()).count(), 0));
         break;
-      case outcome::timeout: block_->timeouts.fetch_add(1, std::memory_order_relaxed); break;
-      case outcome::throttled: block_->throttled.fetch_add(1, std::memory_order_relaxed); break;
+      case outcome::timeout:
+        block_->leave();
+        block_->timeouts.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case outcome::throttled:
+        block_->leave();
+        block_->throttled.fetch_add(1, std::memory_order_relaxed);
+        break;
       case outcome::rejected:
-      case outcome::cancelled: break;
+      case outcome::cancelled: block_->leave(); break;
     }
     maybe_close(end.time_since_epoch().count());
   }
@@ -603,13 +608,13 @@ class adaptive_limit {
     return detail::threshold_of(block_->thresholds.load(std::memory_order_relaxed), static_cast<unsigned>(p));
   }
   /// Calls in flight now.
-  [[nodiscard]] std::uint32_t in_flight() const noexcept { return block_->in_flight.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint32_t in_flight() const noexcept { return block_->in_flight(); }
 
   [[nodiscard]] adaptive_limit_stats stats() const noexcept {
     const auto& b = *block_;
     adaptive_limit_stats s;
     s.limit = b.published.load(std::memory_order_relaxed);
-    s.in_flight = b.in_flight.load(std::memory_order_relaxed);
+    s.in_flight = b.in_flight();
     s.mean_latency = std::chrono::nanoseconds{b.last_mean_ns.load(std::memory_order_relaxed)};
     s.windows = b.windows.load(std::memory_order_relaxed);
     s.samples = b.samples_total.load(std::memory_order_relaxed);
@@ -664,11 +669,11 @@ class adaptive_limit {
   void close(std::int64_t start, std::int64_t now) noexcept {
     auto& b = *block_;
     const bool drops = b.timeouts.load(std::memory_order_relaxed) + b.throttled.load(std::memory_order_relaxed) != 0;
-    if (!drops && b.samples.load(std::memory_order_relaxed) < options_.min_samples) return;
+    if (!drops && b.samples() < options_.min_samples) return;
     if (!b.claim(start)) return;
     adaptive_limit_window w;
     w.limit = b.limit;
-    w.samples = b.samples.exchange(0, std::memory_order_relaxed);
+    w.samples = b.take_samples();
     const std::int64_t sum = b.latency_sum_ns.exchange(0, std::memory_order_relaxed);
     const std::int64_t low = b.min_latency_ns.exchange(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
     if (w.samples != 0) {
@@ -676,7 +681,7 @@ class adaptive_limit {
       w.min_latency = std::chrono::nanoseconds{low == std::numeric_limits<std::int64_t>::max() ? 0 : low};
     }
     // The next window starts with what is in flight now.
-    w.max_in_flight = b.max_in_flight.exchange(b.in_flight.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    w.max_in_flight = b.max_in_flight.exchange(b.in_flight(), std::memory_order_relaxed);
     w.timeouts = b.timeouts.exchange(0, std::memory_order_relaxed);
     w.throttled = b.throttled.exchange(0, std::memory_order_relaxed);
     w.duration = std::chrono::nanoseconds{now - start};

@@ -32,17 +32,22 @@ inline constexpr std::uint32_t limit_mask = (std::uint32_t{1} << limit_bits) - 1
 inline constexpr std::int64_t window_closing = std::numeric_limits<std::int64_t>::min();
 
 /// What the call path touches, each group on its own cache line: the
-/// in-flight count (written by every admission and release), the thresholds
+/// in-flight word (written by every admission and release), the thresholds
 /// (read by every admission, written once per window) and the window
 /// (written by every settled call).
+///
+/// The in-flight word holds two counts: calls in flight (low 32 bits) and
+/// calls timed in the current window (high 32 bits). A settled call gives
+/// its slot back and counts its sample with one fetch_add.
 struct adaptive_limit_core {
-  alignas(cache_line) std::atomic<std::uint32_t> in_flight{0};
+  static constexpr std::uint64_t one_sample = std::uint64_t{1} << 32;
+
+  alignas(cache_line) std::atomic<std::uint64_t> word{0};
 
   alignas(cache_line) std::atomic<std::uint64_t> thresholds{0};
   std::atomic<std::int64_t> last_mean_ns{0};  // the mean latency of the last closed window; 0: none yet
 
   alignas(cache_line) std::atomic<std::int64_t> window_start{0};
-  std::atomic<std::uint64_t> samples{0};
   std::atomic<std::int64_t> latency_sum_ns{0};
   std::atomic<std::int64_t> min_latency_ns{std::numeric_limits<std::int64_t>::max()};
   std::atomic<std::uint32_t> max_in_flight{0};
@@ -56,16 +61,38 @@ struct adaptive_limit_core {
     // Relaxed is enough for the thresholds: a stale limit only decides one
     // call by the previous window's limit, which is still a published one.
     const std::uint32_t cap = threshold_of(thresholds.load(std::memory_order_relaxed), level);
-    std::uint32_t n = in_flight.load(std::memory_order_relaxed);
+    std::uint64_t w = word.load(std::memory_order_relaxed);
     do {
-      if (n >= cap) return 0;
-    } while (!in_flight.compare_exchange_weak(n, n + 1, std::memory_order_acquire, std::memory_order_relaxed));
-    return n + 1;
+      if (static_cast<std::uint32_t>(w) >= cap) return 0;
+    } while (!word.compare_exchange_weak(w, w + 1, std::memory_order_acquire, std::memory_order_relaxed));
+    return static_cast<std::uint32_t>(w) + 1;
+  }
+
+  /// Calls in flight now.
+  [[nodiscard]] std::uint32_t in_flight() const noexcept {
+    return static_cast<std::uint32_t>(word.load(std::memory_order_relaxed));
+  }
+  /// Calls timed in the current window so far.
+  [[nodiscard]] std::uint32_t samples() const noexcept {
+    return static_cast<std::uint32_t>(word.load(std::memory_order_relaxed) >> 32);
   }
 
   /// Gives a slot back. Release: what the call did happens before the
   /// slot's next holder enters.
-  ARMOR_ALWAYS_INLINE void leave() noexcept { in_flight.fetch_sub(1, std::memory_order_release); }
+  ARMOR_ALWAYS_INLINE void leave() noexcept { word.fetch_sub(1, std::memory_order_release); }
+
+  /// Gives a slot back and counts a timed call, in one step.
+  ARMOR_ALWAYS_INLINE void leave_with_sample(std::int64_t ns) noexcept {
+    word.fetch_add(one_sample - 1, std::memory_order_release);
+    add_sample(ns);
+  }
+
+  /// Takes the window's sample count, leaving samples counted meanwhile for the next one.
+  [[nodiscard]] std::uint32_t take_samples() noexcept {
+    const std::uint32_t n = samples();
+    word.fetch_sub(std::uint64_t{n} << 32, std::memory_order_relaxed);
+    return n;
+  }
 
   /// Keeps the largest in-flight count of the window; writes only when it grows.
   ARMOR_ALWAYS_INLINE void note_in_flight(std::uint32_t n) noexcept {
@@ -74,11 +101,10 @@ struct adaptive_limit_core {
     }
   }
 
-  /// Adds one latency sample to the window. Relaxed: the window's totals are
-  /// statistics; the closer's claim orders what it reads well enough (a
-  /// sample racing the close may count in the next window).
+  /// Adds one latency to the window (its count is in `word`). Relaxed: the
+  /// window's totals are statistics; a sample racing the close may count
+  /// in the next window.
   ARMOR_ALWAYS_INLINE void add_sample(std::int64_t ns) noexcept {
-    samples.fetch_add(1, std::memory_order_relaxed);
     latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
     std::int64_t low = min_latency_ns.load(std::memory_order_relaxed);
     while (ns < low && !min_latency_ns.compare_exchange_weak(low, ns, std::memory_order_relaxed)) {
