@@ -470,3 +470,16 @@ TEST_CASE("keyed<adaptive_limit>: one limit per upstream", "[adaptive_limit]") {
   CHECK(*same == armor::errc::concurrency_limited);
   CHECK(*different == std::error_code{});
 }
+
+TEST_CASE("keyed<adaptive_limit> with a listener: each key's copy says which key", "[adaptive_limit]") {
+  std::vector<armor::adaptive_limit_event> events;
+  armor::manual_clock clock;
+  using limit_type = armor::adaptive_limit<armor::gradient_limit, armor::manual_clock, event_log>;
+  armor::keyed<limit_type> per_host{{.initial_limit = 1}, {}, clock, event_log{&events}};
+  auto held = per_host.get("api.example.com")->try_acquire();
+  REQUIRE(held);
+  CHECK_FALSE(per_host.get("api.example.com")->try_acquire());
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].kind == armor::adaptive_limit_event_kind::refused);
+  CHECK(events[0].key == "api.example.com");
+}
