@@ -53,6 +53,31 @@ std::string example() {
 }  // namespace armor_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/adaptive_limit.hpp>
+namespace adaptive_limit_ex {
+struct request {
+  std::string path;
+};
+struct response {
+  int status = 200;
+  std::string body;
+};
+response forward(const request& req, std::chrono::nanoseconds) { return {200, req.path}; }
+response service_unavailable(std::optional<std::chrono::nanoseconds>) { return {503, {}}; }
+
+response handle(const request& req) {
+  using namespace std::chrono_literals;
+  // Start at 20 calls in flight; let the latency move it between 4 and 200.
+  armor::adaptive_limit<> upstream{{.initial_limit = 20, .min_limit = 4, .max_limit = 200}};
+  auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream)};
+  auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); },
+                         {.priority = armor::priority::sheddable});  // refused first
+  if (!r && r.code() == armor::errc::concurrency_limited) return service_unavailable(r.retry_after());
+  return r ? *r : response{500, {}};
+}
+}  // namespace adaptive_limit_ex
+
+// ---------------------------------------------------------------------------
 // header example: <armor/backoff.hpp>
 namespace backoff_ex {
 int calls = 0;
@@ -637,6 +662,7 @@ TEST_CASE("header examples: token_bucket.hpp, keyed.hpp, rate.hpp, bulkhead.hpp,
   CHECK(hx::rate_ex::example() == armor::rate{5000, 1h});
 
   CHECK(hx::bulkhead_ex::handle({"/upstream"}).body == "/upstream");
+  CHECK(hx::adaptive_limit_ex::handle({"/upstream"}).body == "/upstream");
 
   hx::policy_ex::count_calls counter;
   const auto p = armor::pipeline{std::ref(counter)};

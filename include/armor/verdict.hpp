@@ -216,6 +216,7 @@ struct default_classifier {
         case errc::rate_limited:
         case errc::quota_exhausted:
         case errc::bulkhead_full:
+        case errc::concurrency_limited:
         case errc::wait_exceeds_deadline:
           return {outcome::rejected, true, retry_after, code};
         case errc::deadline_exceeded:
