@@ -110,25 +110,25 @@ class window_decision {
   }
 
   /// Units per window (RateLimit-Limit).
-  [[nodiscard]] constexpr std::int64_t limit() const noexcept { return limit_; }
+  [[nodiscard]] constexpr std::int64_t limit() const noexcept { return r_.limit; }
   /// The limit as a rate, limit per window (RateLimit-Policy: `limit;w=window`).
-  [[nodiscard]] constexpr armor::rate rate() const noexcept { return {limit_, std::chrono::nanoseconds{window_}}; }
+  [[nodiscard]] constexpr armor::rate rate() const noexcept { return {r_.limit, std::chrono::nanoseconds{r_.window}}; }
   /// The window's length.
-  [[nodiscard]] constexpr std::chrono::nanoseconds window() const noexcept { return std::chrono::nanoseconds{window_}; }
+  [[nodiscard]] constexpr std::chrono::nanoseconds window() const noexcept { return std::chrono::nanoseconds{r_.window}; }
   /// The units this decision was asked for.
-  [[nodiscard]] constexpr std::int64_t requested() const noexcept { return n_; }
+  [[nodiscard]] constexpr std::int64_t requested() const noexcept { return r_.n; }
   /// Units that may still be granted now, after this decision (RateLimit-Remaining).
-  [[nodiscard]] constexpr std::int64_t remaining() const noexcept { return remaining_; }
+  [[nodiscard]] constexpr std::int64_t remaining() const noexcept { return r_.remaining(); }
   /// Time until everything counted so far has left the window, so that the
   /// whole limit is free again (RateLimit-Reset); zero when nothing is counted.
-  [[nodiscard]] constexpr std::chrono::nanoseconds reset() const noexcept { return std::chrono::nanoseconds{reset_}; }
+  [[nodiscard]] constexpr std::chrono::nanoseconds reset() const noexcept { return std::chrono::nanoseconds{r_.reset()}; }
   /// For a denial: the exact time until the same request is granted if no
   /// other is granted meanwhile. Zero when granted; nanoseconds::max() when
   /// it can never be granted.
   [[nodiscard]] constexpr std::chrono::nanoseconds retry_after() const noexcept {
     switch (status_) {
       case window_status::granted: return std::chrono::nanoseconds::zero();
-      case window_status::denied: return std::chrono::nanoseconds{retry_};
+      case window_status::denied: return std::chrono::nanoseconds{r_.retry_after()};
       default: return std::chrono::nanoseconds::max();
     }
   }
@@ -141,17 +141,20 @@ class window_decision {
   template <class, bool, class>
   friend class sliding_window;
 
-  constexpr window_decision(window_status s, std::int64_t limit, std::int64_t window, std::int64_t n,
-                            std::int64_t remaining, std::int64_t reset, std::int64_t retry) noexcept
-      : status_(s), n_(n), limit_(limit), window_(window), remaining_(remaining), reset_(reset), retry_(retry) {}
+  constexpr window_decision(window_status s, const detail::window_result& r) noexcept : status_(s), r_(r) {}
+  constexpr explicit window_decision(const detail::window_result& r) noexcept : status_(status_of(r)), r_(r) {}
+
+  static constexpr window_status status_of(const detail::window_result& r) noexcept {
+    switch (r.outcome) {
+      case detail::window_outcome::granted: return window_status::granted;
+      case detail::window_outcome::denied: return window_status::denied;
+      case detail::window_outcome::too_large: break;
+    }
+    return window_status::too_large;
+  }
 
   window_status status_;
-  std::int64_t n_;
-  std::int64_t limit_;
-  std::int64_t window_;
-  std::int64_t remaining_;
-  std::int64_t reset_;
-  std::int64_t retry_;
+  detail::window_result r_;
 };
 
 static_assert(decision_like<window_decision>);
@@ -231,7 +234,7 @@ void window_record(Counters& counters, Listener& listener, const window_result& 
       window_event e;
       e.tokens = r.n;
       if (r.outcome == window_outcome::denied) {
-        e.retry_after = std::chrono::nanoseconds{r.retry_after};
+        e.retry_after = std::chrono::nanoseconds{r.retry_after()};
       } else {
         e.status = window_status::too_large;
       }
@@ -245,7 +248,7 @@ void window_record(Counters& counters, Listener& listener, const window_result& 
   switch (r.outcome) {
     case window_outcome::granted: return admission<no_permit>::admit();
     case window_outcome::denied:
-      return admission<no_permit>::reject(errc::rate_limited, std::chrono::nanoseconds{r.retry_after}, true);
+      return admission<no_permit>::reject(errc::rate_limited, std::chrono::nanoseconds{r.retry_after()}, true);
     case window_outcome::too_large: break;
   }
   return admission<no_permit>::reject(errc::request_too_large, std::nullopt, false);
@@ -316,7 +319,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   /// Counts n units at `now` (a reading of this limiter's clock), or none.
   [[nodiscard]] window_decision try_acquire(std::int64_t n, timestamp now) noexcept {
-    if (n < 0) [[unlikely]] return {window_status::invalid, limit_, window_, n, 0, 0, 0};
+    if (n < 0) [[unlikely]] return {window_status::invalid, result(detail::window_outcome::too_large, n, 0, 0, 0)};
     const detail::window_result r = acquire(n, ns(now));
     detail::window_record<Padded>(counters_, listener_, r);
     return decide(r);
@@ -401,46 +404,28 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     return usage_of(word_.load(std::memory_order_relaxed), t);
   }
 
+  [[nodiscard]] detail::window_result result(detail::window_outcome o, std::int64_t n, std::int64_t remaining,
+                                            std::int64_t reset, std::int64_t retry) const noexcept {
+    return detail::window_result::exact(o, n, limit_, window_, remaining, reset, retry);
+  }
+
   detail::window_result acquire(std::int64_t n, std::int64_t t) noexcept {
-    detail::window_result r;
-    r.n = n;
+    using o = detail::window_outcome;
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
       const usage u = usage_of(w, t);
       const std::int64_t to_end = end_of(u.index) - t;
-      if (n > limit_) {
-        r.outcome = detail::window_outcome::too_large;
-        r.remaining = limit_ - u.used;
-        r.reset = u.used == 0 ? 0 : to_end;
-        return r;
-      }
-      if (u.used + n > limit_) {
-        r.outcome = detail::window_outcome::denied;
-        r.remaining = limit_ - u.used;
-        r.reset = to_end;
-        r.retry_after = to_end;
-        return r;
-      }
-      if (n == 0) {
-        r.remaining = limit_ - u.used;
-        r.reset = u.used == 0 ? 0 : to_end;
-        return r;
-      }
+      if (n > limit_) [[unlikely]] return result(o::too_large, n, limit_ - u.used, u.used == 0 ? 0 : to_end, 0);
+      if (u.used + n > limit_) return result(o::denied, n, limit_ - u.used, to_end, to_end);
+      if (n == 0) [[unlikely]] return result(o::granted, n, limit_ - u.used, u.used == 0 ? 0 : to_end, 0);
       // Relaxed: the CAS orders nothing but the word itself.
       if (word_.compare_exchange_weak(w, pack_.pack(u.index, u.used + n), std::memory_order_relaxed)) {
-        r.remaining = limit_ - u.used - n;
-        r.reset = to_end;
-        return r;
+        return result(o::granted, n, limit_ - u.used - n, to_end, 0);
       }
     }
   }
 
-  [[nodiscard]] window_decision decide(const detail::window_result& r) const noexcept {
-    window_status s = window_status::granted;
-    if (r.outcome == detail::window_outcome::denied) s = window_status::denied;
-    if (r.outcome == detail::window_outcome::too_large) s = window_status::too_large;
-    return {s, limit_, window_, r.n, r.remaining, r.reset, r.retry_after};
-  }
+  [[nodiscard]] static window_decision decide(const detail::window_result& r) noexcept { return window_decision(r); }
 
   std::atomic<std::uint64_t> word_{0};
   detail::window_packing pack_;

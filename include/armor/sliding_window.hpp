@@ -157,6 +157,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
         period_(window_ / segments_),
         offset_(options.offset.count()),
         exact_(options.algorithm == sliding_window_algorithm::exact),
+        narrow_(fits_in_64_bits(limit_, window_)),
         cost_(options.cost),
         counters_(options.count_calls),
         clock_(std::move(clock)),
@@ -179,6 +180,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
         period_(other.period_),
         offset_(other.offset_),
         exact_(other.exact_),
+        narrow_(other.narrow_),
         cost_(other.cost_),
         counters_(other.counters_),
         clock_(std::move(other.clock_)),
@@ -196,7 +198,10 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   /// Counts n units at `now` (a reading of this limiter's clock), or none.
   [[nodiscard]] window_decision try_acquire(std::int64_t n, timestamp now) noexcept {
-    if (n < 0) [[unlikely]] return {window_status::invalid, limit_, window_, n, 0, 0, 0};
+    if (n < 0) [[unlikely]] {
+      return {window_status::invalid,
+              detail::window_result::exact(detail::window_outcome::too_large, n, limit_, window_, 0, 0, 0)};
+    }
     const detail::window_result r = acquire(n, ns(now));
     detail::window_record<Padded>(counters_, listener_, r);
     return decide(r);
@@ -224,7 +229,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   }
 
   /// Units that may be granted at `now`, without counting any.
-  [[nodiscard]] std::int64_t available(timestamp now) const noexcept { return acquire_peek(ns(now)).remaining; }
+  [[nodiscard]] std::int64_t available(timestamp now) const noexcept { return acquire_peek(ns(now)).remaining(); }
   [[nodiscard]] std::int64_t available() const { return available(to_timestamp(clock_.now())); }
 
   /// A snapshot at `now` (see sliding_window_stats).
@@ -233,8 +238,8 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     sliding_window_stats s;
     s.limit = limit_;
     s.window = std::chrono::nanoseconds{window_};
-    s.used = limit_ - r.remaining;
-    s.reset = std::chrono::nanoseconds{r.reset};
+    s.used = limit_ - r.remaining();
+    s.reset = std::chrono::nanoseconds{r.reset()};
     if constexpr (Padded) {
       s.counting = counters_.on;
       s.granted = counters_.calls.load(detail::window_counter::granted);
@@ -247,7 +252,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   /// For armor::keyed: true when nothing counts at `now` any more (a fresh
   /// limiter would decide the same from now on).
-  [[nodiscard]] bool idle(timestamp now) const noexcept { return acquire_peek(ns(now)).reset == 0; }
+  [[nodiscard]] bool idle(timestamp now) const noexcept { return acquire_peek(ns(now)).reset() == 0; }
 
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
@@ -255,6 +260,12 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   __extension__ typedef __int128 wide;
 
   static constexpr std::int64_t ns(timestamp t) noexcept { return t.time_since_epoch().count(); }
+
+  // prev <= limit and curr + n <= 2 * limit: every term below 3 * limit * window.
+  static constexpr bool fits_in_64_bits(std::int64_t limit, std::int64_t window) noexcept {
+    std::int64_t p = 0;
+    return !__builtin_mul_overflow(limit, window, &p) && p < INT64_MAX / 3;
+  }
 
   static detail::window_packing checked(const sliding_window_options& o) {
     const char* who = "armor::sliding_window";
@@ -329,40 +340,46 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   }
 
   [[nodiscard]] detail::window_result judge_exact(const view& v, std::int64_t n, std::int64_t t) const noexcept {
-    detail::window_result r;
-    r.n = n;
     const std::int64_t first = v.now - segments_ + 1;
     std::int64_t used = 0;
     for (std::int64_t k = first; k <= v.now; ++k) used += count_of(v, k);
     const bool fits = n <= limit_ && used + n <= limit_;
     const std::int64_t after = fits ? used + n : used;
-    r.remaining = limit_ - after;
     // Roll segments off, oldest first: at the start of segment now + j the
     // window has lost segments first .. first + j - 1.
     std::int64_t left = after;
     std::int64_t j = 0;
+    std::int64_t retry = 0;
     bool found_retry = fits || n > limit_;
-    while (left > 0 || !found_retry) {
+    // At most `segments` steps: after them everything has rolled off (the
+    // bound also holds if another thread reuses an archive slot meanwhile,
+    // which makes the counts read here disagree with those summed above).
+    while ((left > 0 || !found_retry) && j < segments_) {
       ++j;
       const std::int64_t k = first + j - 1;
       left -= count_of(v, k) + (fits && k == v.now ? n : 0);
+      if (j == segments_) left = 0;
       if (!found_retry && left + n <= limit_) {
         found_retry = true;
-        r.retry_after = start_of(v.now + j) - t;
+        retry = start_of(v.now + j) - t;
       }
     }
-    r.reset = j == 0 ? 0 : start_of(v.now + j) - t;
+    detail::window_outcome o = detail::window_outcome::granted;
     if (n > limit_) {
-      r.outcome = detail::window_outcome::too_large;
+      o = detail::window_outcome::too_large;
     } else if (!fits) {
-      r.outcome = detail::window_outcome::denied;
+      o = detail::window_outcome::denied;
     }
-    return r;
+    return detail::window_result::exact(o, n, limit_, window_, limit_ - after, j == 0 ? 0 : start_of(v.now + j) - t,
+                                        retry);
   }
 
   [[nodiscard]] detail::window_result judge_approx(const view& v, std::int64_t n, std::int64_t t) const noexcept {
     detail::window_result r;
+    r.approx = true;
     r.n = n;
+    r.limit = limit_;
+    r.window = window_;
     std::int64_t prev = 0;
     std::int64_t curr = 0;
     if (v.head == v.now) {
@@ -372,29 +389,18 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     } else if (v.head == v.now - 1) {
       prev = v.count;
     }
-    const std::int64_t w = window_;
     std::int64_t e = t - start_of(v.now);
     if (e < 0) e = 0;  // a call counted in a newer window than its clock reading
-    const wide room = static_cast<wide>(limit_) * w - static_cast<wide>(prev) * (w - e);  // limit*W - prev*(W-e)
-    const bool fits = n <= limit_ && static_cast<wide>(curr + n) * w <= room;
-    const std::int64_t after = fits ? curr + n : curr;
-    const wide free = room - static_cast<wide>(after) * w;
-    r.remaining = free <= 0 ? 0 : static_cast<std::int64_t>(free / w);
-    const std::int64_t to_end = w - e;
-    r.reset = after > 0 ? to_end + w : (prev > 0 ? to_end : 0);
+    r.x = prev;
+    r.y = curr;
+    r.z = e;
+    // Granted iff prev * (W - e) + (curr + n) * W <= limit * W.
     if (n > limit_) {
       r.outcome = detail::window_outcome::too_large;
-    } else if (!fits) {
+    } else if (narrow_ ? prev * (window_ - e) + (curr + n) * window_ > limit_ * window_
+                       : static_cast<wide>(prev) * (window_ - e) + static_cast<wide>(curr + n) * window_ >
+                             static_cast<wide>(limit_) * window_) {
       r.outcome = detail::window_outcome::denied;
-      if (curr + n <= limit_) {
-        // prev * (W - e') <= (limit - curr - n) * W: e' >= W - floor(R * W / prev).
-        const wide need = w - static_cast<wide>(limit_ - curr - n) * w / prev;
-        r.retry_after = static_cast<std::int64_t>(need) - e;
-      } else {
-        // Next window: prev' = curr (>= 1), curr' = 0.
-        const wide need = w - static_cast<wide>(limit_ - n) * w / curr;
-        r.retry_after = to_end + static_cast<std::int64_t>(need);
-      }
     }
     return r;
   }
@@ -435,12 +441,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     }
   }
 
-  [[nodiscard]] window_decision decide(const detail::window_result& r) const noexcept {
-    window_status s = window_status::granted;
-    if (r.outcome == detail::window_outcome::denied) s = window_status::denied;
-    if (r.outcome == detail::window_outcome::too_large) s = window_status::too_large;
-    return {s, limit_, window_, r.n, r.remaining, r.reset, r.retry_after};
-  }
+  [[nodiscard]] static window_decision decide(const detail::window_result& r) noexcept { return window_decision(r); }
 
   std::atomic<std::uint64_t> head_{0};
   // The archive: one slot (approximate: the previous window; exact with
@@ -454,6 +455,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   std::int64_t period_;
   std::int64_t offset_;
   bool exact_;
+  bool narrow_;  // 3 * limit * window fits in 64 bits: the approximation's test needs no 128-bit product
   cost_source cost_;
   [[no_unique_address]] std::conditional_t<Padded, detail::window_counters, detail::no_window_counters> counters_;
   [[no_unique_address]] Clock clock_;

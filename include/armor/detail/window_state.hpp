@@ -75,12 +75,56 @@ inline window_packing checked_window_packing(std::int64_t limit, std::int64_t pe
 /// What a window limiter decided, with the numbers its decision reports.
 enum class window_outcome : std::uint8_t { granted, denied, too_large };
 
+/// A window limiter's answer, in the raw: the numbers a decision reports
+/// are computed from it on demand (the approximation's need divisions,
+/// which a call that only asks whether it was granted should not pay).
 struct window_result {
   window_outcome outcome = window_outcome::granted;
+  bool approx = false;    // x, y, z are the approximation's prev, curr (before this call), elapsed
   std::int64_t n = 0;
-  std::int64_t remaining = 0;     // after this decision
-  std::int64_t reset = 0;         // ns until the limit is whole again
-  std::int64_t retry_after = 0;   // ns, for a denial
+  std::int64_t limit = 0;
+  std::int64_t window = 0;
+  std::int64_t x = 0;  // remaining after this decision  | prev
+  std::int64_t y = 0;  // ns until the limit is whole    | curr
+  std::int64_t z = 0;  // ns to wait, for a denial       | ns elapsed in the current window
+
+  [[nodiscard]] static constexpr window_result exact(window_outcome o, std::int64_t n, std::int64_t limit,
+                                                     std::int64_t window, std::int64_t remaining,
+                                                     std::int64_t reset, std::int64_t retry) noexcept {
+    return {o, false, n, limit, window, remaining, reset, retry};
+  }
+
+  [[nodiscard]] constexpr std::int64_t remaining() const noexcept {
+    if (!approx) return x;
+    // floor((limit * W - prev * (W - e) - after * W) / W), at least 0.
+    const std::int64_t after = outcome == window_outcome::granted ? y + n : y;
+    const wide room = wide{limit - after} * window - wide{x} * (window - z);
+    return room <= 0 ? 0 : static_cast<std::int64_t>(room / window);
+  }
+  [[nodiscard]] constexpr std::int64_t reset() const noexcept {
+    if (!approx) return y;
+    const std::int64_t after = outcome == window_outcome::granted ? y + n : y;
+    const std::int64_t to_end = window - z;
+    return after > 0 ? to_end + window : (x > 0 ? to_end : 0);
+  }
+  /// For a denial (n <= limit): the least wait after which the same call is granted.
+  [[nodiscard]] constexpr std::int64_t retry_after() const noexcept {
+    if (!approx) return z;
+    const std::int64_t prev = x;
+    const std::int64_t curr = y;
+    if (curr + n <= limit) {
+      // Later in this window: prev * (W - e') <= (limit - curr - n) * W,
+      // e' >= W - floor((limit - curr - n) * W / prev); prev > 0 here.
+      const wide need = window - wide{limit - curr - n} * window / prev;
+      return static_cast<std::int64_t>(need) - z;
+    }
+    // In the next window: prev' = curr (>= 1), curr' = 0.
+    const wide need = window - wide{limit - n} * window / curr;
+    return window - z + static_cast<std::int64_t>(need);
+  }
+
+ private:
+  __extension__ typedef __int128 wide;
 };
 
 }  // namespace armor::detail
