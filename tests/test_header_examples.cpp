@@ -598,6 +598,48 @@ namespace version_ex {
 static_assert(ARMOR_VERSION >= 100); // 0.1.0 or newer
 }  // namespace version_ex
 
+// ---------------------------------------------------------------------------
+// header example: <armor/fixed_window.hpp>
+namespace fixed_window_ex {
+int rejected = 0;
+void reject(std::error_code code, std::chrono::nanoseconds retry_after) {
+  if (code == armor::errc::rate_limited && retry_after > 0ns) ++rejected;
+}
+
+int example() {
+  using namespace std::chrono_literals;
+  armor::fixed_window per_minute{{.limit = 60, .window = 1min}};
+  if (armor::window_decision d = per_minute.try_acquire(); !d) {
+      reject(d.code(), d.retry_after());  // rate_limited, until the minute turns
+  }
+  // Or as a pipeline layer:
+  auto p = armor::pipeline{armor::fixed_window{{.limit = 2000, .window = 5min}}};
+  return p.execute([] { return 8; });
+}
+}  // namespace fixed_window_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/sliding_window.hpp>
+namespace sliding_window_ex {
+int rejected = 0;
+void reject(std::error_code code, std::chrono::nanoseconds retry_after) {
+  if (code == armor::errc::rate_limited && retry_after > 0ns) ++rejected;
+}
+
+bool example() {
+  using namespace std::chrono_literals;
+  // At most 100 requests in any 10 s, counted in 1 s segments:
+  armor::sliding_window recent{{.limit = 100, .window = 10s, .segments = 10}};
+  if (armor::window_decision d = recent.try_acquire(); !d) {
+      reject(d.code(), d.retry_after());  // when enough old segments roll off
+  }
+  // The two-counter approximation: one word per window, no segments.
+  armor::sliding_window approx{{.limit = 100, .window = 10s,
+                                .algorithm = armor::sliding_window_algorithm::approximate}};
+  return static_cast<bool>(approx.try_acquire());
+}
+}  // namespace sliding_window_ex
+
 }  // namespace header_examples
 
 namespace hx = header_examples;
@@ -700,4 +742,11 @@ TEST_CASE("header examples: http/rate_limit.hpp, http/pacer.hpp") {
 
   // 100 calls left for 60 s: the bucket is slowed below the ceiling of 50/s.
   CHECK(hx::pacer_ex::example() != armor::rate{50, 1s});
+}
+
+TEST_CASE("header examples: fixed_window.hpp, sliding_window.hpp") {
+  CHECK(hx::fixed_window_ex::example() == 8);
+  CHECK(hx::fixed_window_ex::rejected == 0);
+  CHECK(hx::sliding_window_ex::example());
+  CHECK(hx::sliding_window_ex::rejected == 0);
 }

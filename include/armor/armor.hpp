@@ -22,6 +22,7 @@
 #include <armor/deadline.hpp>
 #include <armor/error.hpp>
 #include <armor/fallback.hpp>
+#include <armor/fixed_window.hpp>
 #include <armor/hedge.hpp>
 #include <armor/http.hpp>
 #include <armor/keyed.hpp>
@@ -30,6 +31,7 @@
 #include <armor/policy.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/result.hpp>
+#include <armor/sliding_window.hpp>
 #include <armor/stats.hpp>
 #include <armor/token_bucket.hpp>
 #include <armor/verdict.hpp>

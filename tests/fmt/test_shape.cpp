@@ -30,6 +30,8 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::quota_alert_basis>("quota_alert_basis");
   armor_test::check_enum<armor::quota_storage_status>("quota_storage_status");
   armor_test::check_enum<armor::token_bucket_status>("token_bucket_status");
+  armor_test::check_enum<armor::window_status>("window_status");
+  armor_test::check_enum<armor::sliding_window_algorithm>("sliding_window_algorithm");
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
 }
 
@@ -58,6 +60,17 @@ armor::token_bucket_stats bucket_sample() {
   return s;
 }
 
+armor::fixed_window_stats fixed_sample() {
+  armor::fixed_window_stats s{};
+  s.counting = true;
+  return s;
+}
+armor::sliding_window_stats sliding_sample() {
+  armor::sliding_window_stats s{};
+  s.counting = true;
+  return s;
+}
+
 /// Every core stats type in one registry, as a service would expose them.
 struct every_stats {
   armor_test::stats_stub<armor::circuit_breaker_stats> breaker{breaker_sample()};
@@ -67,6 +80,8 @@ struct every_stats {
   armor_test::stats_stub<armor::token_bucket_stats> bucket{bucket_sample()};
   armor_test::stats_stub<armor::quota_tracker_stats> quota{};
   armor_test::stats_stub<armor::quota_usage> usage{};
+  armor_test::stats_stub<armor::fixed_window_stats> fixed{fixed_sample()};
+  armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -76,7 +91,9 @@ struct every_stats {
         .add(adaptive, {{"policy", "sample"}})
         .add(bucket, {{"policy", "sample"}})
         .add(quota, {{"policy", "sample"}})
-        .add(usage, {{"policy", "sample"}});
+        .add(usage, {{"policy", "sample"}})
+        .add(fixed, {{"policy", "sample"}})
+        .add(sliding, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -91,6 +108,8 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("token_bucket_stats", bucket_sample());
   armor_test::check_stats<armor::quota_tracker_stats>("quota_tracker_stats");
   armor_test::check_stats<armor::quota_usage>("quota_usage");
+  armor_test::check_stats("fixed_window_stats", fixed_sample());
+  armor_test::check_stats("sliding_window_stats", sliding_sample());
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
