@@ -19,7 +19,7 @@ TEST_CASE("errc values are std::error_codes of the armor category") {
 }
 
 TEST_CASE("every errc has its own message") {
-  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::wait_exceeds_deadline);
+  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::client_throttled);
        ++v) {
     const std::error_code ec{v, armor::error_category()};
     CHECK(ec.message() != "unknown armor error");
@@ -45,6 +45,15 @@ TEST_CASE("wait_exceeds_deadline is its own code, named and explained") {
   // Appended: the values of the older codes did not move.
   CHECK(static_cast<int>(armor::errc::storage_unavailable) == 11);
   CHECK(static_cast<int>(armor::errc::wait_exceeds_deadline) == 12);
+}
+
+TEST_CASE("client_throttled is its own code, named and explained") {
+  const std::error_code ec = armor::errc::client_throttled;
+  CHECK(armor::to_string(armor::errc::client_throttled) == "client_throttled");
+  CHECK(ec.message() == "refused locally: the upstream has been refusing this client");
+  CHECK(ec != armor::errc::rate_limited);
+  // Appended after the older codes, whose values did not move.
+  CHECK(static_cast<int>(armor::errc::client_throttled) == 13);
 }
 
 TEST_CASE("armor::error is a system_error that carries retry_after") {
