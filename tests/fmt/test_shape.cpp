@@ -29,6 +29,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::quota_storage_status>("quota_storage_status");
   armor_test::check_enum<armor::token_bucket_status>("token_bucket_status");
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
+  armor_test::check_enum<armor::adaptive_throttle_event_kind>("adaptive_throttle_event_kind");
 }
 
 namespace {
@@ -59,6 +60,7 @@ struct every_stats {
   armor_test::stats_stub<armor::token_bucket_stats> bucket{bucket_sample()};
   armor_test::stats_stub<armor::quota_tracker_stats> quota{};
   armor_test::stats_stub<armor::quota_usage> usage{};
+  armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -67,7 +69,8 @@ struct every_stats {
         .add(bulkhead, {{"policy", "sample"}})
         .add(bucket, {{"policy", "sample"}})
         .add(quota, {{"policy", "sample"}})
-        .add(usage, {{"policy", "sample"}});
+        .add(usage, {{"policy", "sample"}})
+        .add(throttle, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -81,6 +84,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("token_bucket_stats", bucket_sample());
   armor_test::check_stats<armor::quota_tracker_stats>("quota_tracker_stats");
   armor_test::check_stats<armor::quota_usage>("quota_usage");
+  armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
