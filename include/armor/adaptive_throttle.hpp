@@ -111,12 +111,12 @@ class adaptive_throttle_permit {
  public:
   adaptive_throttle_permit() noexcept = default;
   adaptive_throttle_permit(adaptive_throttle_permit&& other) noexcept
-      : state_(std::exchange(other.state_, nullptr)), bucket_(other.bucket_) {}
+      : state_(std::exchange(other.state_, nullptr)), slot_(other.slot_) {}
   adaptive_throttle_permit& operator=(adaptive_throttle_permit&& other) noexcept {
     if (this != &other) {
       cancel();
       state_ = std::exchange(other.state_, nullptr);
-      bucket_ = other.bucket_;
+      slot_ = other.slot_;
     }
     return *this;
   }
@@ -130,16 +130,16 @@ class adaptive_throttle_permit {
 
   /// Takes the request back (counts it as neither); the permit is empty afterwards.
   void cancel() noexcept {
-    if (detail::throttle_state* s = std::exchange(state_, nullptr)) s->window.remove_request(bucket_);
+    if (detail::throttle_state* s = std::exchange(state_, nullptr)) s->window.remove_request(slot_);
   }
 
  private:
   template <class, class, class>
   friend class adaptive_throttle;
-  adaptive_throttle_permit(detail::throttle_state* s, std::int64_t bucket) noexcept : state_(s), bucket_(bucket) {}
+  adaptive_throttle_permit(detail::throttle_state* s, detail::throttle_slot slot) noexcept : state_(s), slot_(slot) {}
 
   detail::throttle_state* state_ = nullptr;
-  std::int64_t bucket_ = 0;
+  detail::throttle_slot slot_{};  // the bucket its request was counted in
 };
 
 /// What happened, for an adaptive throttle's listener.
@@ -349,9 +349,9 @@ class adaptive_throttle {
     }
     detail::throttle_state* s = std::exchange(permit.state_, nullptr);
     switch (judge(v)) {
-      case health::healthy: s->window.add_accept(permit.bucket_); break;
+      case health::healthy: s->window.add_accept(permit.slot_); break;
       case health::unhealthy: break;  // a request the upstream did not accept: it stays counted
-      case health::neutral: s->window.remove_request(permit.bucket_); break;
+      case health::neutral: s->window.remove_request(permit.slot_); break;
     }
   }
 
@@ -462,16 +462,18 @@ class adaptive_throttle {
     detail::throttle_state& s = *state_;
     const std::int64_t t = now.time_since_epoch().count();
     const std::int64_t n = s.window.bucket_of(t);
-    const detail::throttle_counts c = s.window.read(n);
+    const detail::throttle_slot slot = s.window.slot_of(n);
+    const detail::throttle_counts c = s.window.read(n, slot.index);
     const double p = probability(c.requests, c.accepts);
-    const bool counted = s.window.add_request(n);
+    const bool counted = s.window.add_request(slot);
     answer a;
     if (ARMOR_LIKELY(p <= 0.0) || detail::unit_interval(static_cast<std::uint64_t>(std::invoke(rng_))) >= p) {
-      if (counted) a.permit = adaptive_throttle_permit(&s, n);
+      if (counted) a.permit = adaptive_throttle_permit(&s, slot);
       return a;
     }
     a.admitted = false;
-    a.retry_after = c.requests > 0 ? s.window.leaves_at(c.oldest) - t : 0;
+    // p > 0 needs a request in the window: its oldest one's bucket leaves it first.
+    a.retry_after = s.window.leaves_at(c.oldest) - t;
     s.counters.add(counter::refused);
     detail::notify(listener_, [&] {
       return adaptive_throttle_event{adaptive_throttle_event_kind::refused,

@@ -46,13 +46,21 @@ namespace armor::detail {
 struct throttle_counts {
   std::int64_t requests = 0;
   std::int64_t accepts = 0;
-  /// The number of the oldest bucket in the window that holds a request;
-  /// meaningful only when requests > 0.
+  /// The number of the oldest bucket of the window that holds a request
+  /// (the newest bucket's when none does).
   std::int64_t oldest = 0;
 };
 
 /// The largest number of buckets (a decision reads every bucket).
 inline constexpr std::uint32_t throttle_buckets_max = 1024;
+
+/// Where a bucket lives: its word in the ring and the tag that word holds
+/// while it counts that bucket. A permit keeps it, so settling needs no
+/// division.
+struct throttle_slot {
+  std::uint32_t index = 0;
+  std::uint32_t tag = 0;
+};
 
 class throttle_window {
  public:
@@ -81,32 +89,41 @@ class throttle_window {
     return saturating_mul_signed(saturating_add(n, static_cast<std::int64_t>(buckets_)), width_);
   }
 
+  /// The slot of bucket `n`.
+  [[nodiscard]] throttle_slot slot_of(std::int64_t n) const noexcept {
+    const auto b = static_cast<std::int64_t>(buckets_);
+    std::int64_t i = n % b;
+    if (i < 0) i += b;
+    return {static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(tag_of(n))};
+  }
+
   /// The counts of the window whose newest bucket is `last`.
-  [[nodiscard]] throttle_counts read(std::int64_t last) const noexcept {
+  [[nodiscard]] throttle_counts read(std::int64_t last) const noexcept { return read(last, slot_of(last).index); }
+
+  /// The same, given the ring index of `last` (its slot's index).
+  [[nodiscard]] throttle_counts read(std::int64_t last, std::uint32_t last_index) const noexcept {
     throttle_counts c;
-    std::size_t i = index(last);
+    c.oldest = last;
+    std::uint32_t i = last_index;
     for (std::uint32_t k = 0; k < buckets_; ++k) {
       // Relaxed: a reading of counts.
       const std::uint64_t w = ring_[i].load(std::memory_order_relaxed);
       const std::int64_t n = last - static_cast<std::int64_t>(k);
-      if ((w >> tag_shift) == tag_of(n)) {
-        const auto r = static_cast<std::int64_t>(requests(w));
-        if (r > 0) {
-          c.requests += r;
-          c.accepts += static_cast<std::int64_t>(accepts(w));
-          c.oldest = n;  // the loop walks back in time: the last one found is the oldest
-        }
+      if ((w >> tag_shift) == tag_of(n) && requests(w) != 0) {
+        c.requests += static_cast<std::int64_t>(requests(w));
+        c.accepts += static_cast<std::int64_t>(accepts(w));
+        c.oldest = n;  // the loop walks back in time: the last one found is the oldest
       }
       i = i == 0 ? buckets_ - 1 : i - 1;
     }
     return c;
   }
 
-  /// Counts one request in bucket `n`. False when the sample is not taken
-  /// (the bucket is full, or the writer is late by a whole window).
-  [[nodiscard]] bool add_request(std::int64_t n) noexcept {
-    std::atomic<std::uint64_t>& word = ring_[index(n)];
-    const std::uint64_t tag = tag_of(n);
+  /// Counts one request in the bucket of slot `s`. False when the sample is
+  /// not taken (the bucket is full, or the writer is late by a whole window).
+  [[nodiscard]] bool add_request(throttle_slot s) noexcept {
+    std::atomic<std::uint64_t>& word = ring_[s.index];
+    const std::uint64_t tag = s.tag;
     std::uint64_t cur = word.load(std::memory_order_relaxed);
     for (;;) {
       std::uint64_t next = (tag << tag_shift) | one_request;
@@ -122,15 +139,16 @@ class throttle_window {
     }
   }
 
-  /// Counts an accept for a request counted in bucket `n`; dropped when the
-  /// bucket has been restarted since (the call outlived the window).
-  void add_accept(std::int64_t n) noexcept {
-    change(n, [](std::uint64_t w) { return accepts(w) < requests(w) ? w + one_accept : w; });
+  /// Counts an accept for a request counted in the bucket of slot `s`;
+  /// dropped when the bucket has been restarted since (the call outlived the
+  /// window).
+  void add_accept(throttle_slot s) noexcept {
+    change(s, [](std::uint64_t w) { return accepts(w) < requests(w) ? w + one_accept : w; });
   }
 
-  /// Takes back a request counted in bucket `n` and not accepted.
-  void remove_request(std::int64_t n) noexcept {
-    change(n, [](std::uint64_t w) { return requests(w) > accepts(w) ? w - one_request : w; });
+  /// Takes back a request counted in the bucket of slot `s` and not accepted.
+  void remove_request(throttle_slot s) noexcept {
+    change(s, [](std::uint64_t w) { return requests(w) > accepts(w) ? w - one_request : w; });
   }
 
   /// True when no bucket of the window ending at `last` holds a request.
@@ -152,16 +170,11 @@ class throttle_window {
     return r;
   }
 
-  [[nodiscard]] std::size_t index(std::int64_t n) const noexcept {
-    const auto b = static_cast<std::int64_t>(buckets_);
-    return static_cast<std::size_t>(((n % b) + b) % b);
-  }
-
-  // Applies `f` to bucket n's word while it still holds bucket n.
+  // Applies `f` to slot s's word while it still holds the slot's bucket.
   template <class F>
-  void change(std::int64_t n, F f) noexcept {
-    std::atomic<std::uint64_t>& word = ring_[index(n)];
-    const std::uint64_t tag = tag_of(n);
+  void change(throttle_slot s, F f) noexcept {
+    std::atomic<std::uint64_t>& word = ring_[s.index];
+    const std::uint64_t tag = s.tag;
     std::uint64_t cur = word.load(std::memory_order_relaxed);
     for (;;) {
       if (cur == 0 || (cur >> tag_shift) != tag) return;
