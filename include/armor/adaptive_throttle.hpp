@@ -258,7 +258,8 @@ struct throttle_config {
 /// Construction throws armor::error(errc::invalid_argument) naming a bad
 /// option, and allocates the window once. Every member may be called
 /// concurrently, except the move constructor (move before sharing; share
-/// with std::ref). Cost: a decision reads the window's B words and counts
+/// with std::ref; permits stay valid; a moved-from throttle may only be
+/// destroyed). Cost: a decision reads the window's B words and counts
 /// its request with one compare-exchange; an accept (a success) is one more;
 /// nothing allocates, nothing locks.
 template <class Clock = steady_clock, class Rng = thread_rng, class Listener = no_listener>

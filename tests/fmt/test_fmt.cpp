@@ -1,6 +1,7 @@
 // armor/fmt.hpp: what each formatter prints, on a manual clock, with exact
 // expected text. Stats and events print their fields() in order, as
 // `name=value` pairs; decisions print "granted" or "<code> (retry after X)".
+#include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -365,6 +366,25 @@ TEST_CASE("fmt: bulkhead decisions, events and stats") {
   CHECK(heard.lines[0] == "kind=rejected in_use=1 queued=0");
   CHECK(fmt::format("{}", armor::bulkhead_event{.kind = armor::bulkhead_event_kind::queued, .in_use = 4,
                                                 .queued = 2}) == "kind=queued in_use=4 queued=2");
+}
+
+TEST_CASE("fmt: adaptive throttle decisions, events and stats") {
+  armor::manual_clock clock;
+  printed_events<armor::adaptive_throttle_event> heard;
+  armor::adaptive_throttle throttle{armor::adaptive_throttle_options{}, clock, armor::seeded_rng{1}, std::ref(heard)};
+  CHECK(fmt::format("{}", throttle.stats()) == "requests=0 accepts=0 rejection_probability=0 refused=0");
+  for (int i = 0; i < 10; ++i) throttle.record(throttle.try_acquire().permit(), armor::verdict::throttled());
+  CHECK(fmt::format("{}", throttle.stats()) == "requests=10 accepts=0 rejection_probability=0.9 refused=0");
+  clock.advance(30s);
+  std::string refused;
+  for (int i = 0; i < 100 && refused.empty(); ++i) {
+    auto d = throttle.try_acquire();
+    if (!d) refused = fmt::format("{}", d);
+  }
+  CHECK(refused == "client_throttled (retry after 1min30s)");  // bucket 0 leaves the window at 2 min
+  REQUIRE(!heard.lines.empty());
+  CHECK(heard.lines[0].rfind("kind=refused probability=0.9 requests=", 0) == 0);
+  CHECK(heard.lines[0].find("retry_after=1min30s") != std::string::npos);
 }
 
 // ---------------------------------------------------------------- verdicts, failures, results, errors
