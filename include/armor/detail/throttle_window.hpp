@@ -104,17 +104,20 @@ class throttle_window {
   [[nodiscard]] throttle_counts read(std::int64_t last, std::uint32_t last_index) const noexcept {
     throttle_counts c;
     c.oldest = last;
+    // In locals: compilers reload members around atomic loads.
+    const std::atomic<std::uint64_t>* const ring = ring_.get();
+    const std::uint32_t buckets = buckets_;
     std::uint32_t i = last_index;
-    for (std::uint32_t k = 0; k < buckets_; ++k) {
+    for (std::uint32_t k = 0; k < buckets; ++k) {
       // Relaxed: a reading of counts.
-      const std::uint64_t w = ring_[i].load(std::memory_order_relaxed);
+      const std::uint64_t w = ring[i].load(std::memory_order_relaxed);
       const std::int64_t n = last - static_cast<std::int64_t>(k);
       if ((w >> tag_shift) == tag_of(n) && requests(w) != 0) {
         c.requests += static_cast<std::int64_t>(requests(w));
         c.accepts += static_cast<std::int64_t>(accepts(w));
         c.oldest = n;  // the loop walks back in time: the last one found is the oldest
       }
-      i = i == 0 ? buckets_ - 1 : i - 1;
+      i = i == 0 ? buckets - 1 : i - 1;
     }
     return c;
   }
