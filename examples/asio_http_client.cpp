@@ -1,22 +1,33 @@
-// An Asio coroutine HTTP/1.1 client wrapped in an armor pipeline.
+// An Asio coroutine HTTP/1.1 client wrapped in armor pipelines: the
+// complete client of docs/asio.md (the doc's excerpts are checked against
+// this file by tests/shape/check_examples.py).
 //
-// The example starts a tiny HTTP server on 127.0.0.1 (an ephemeral port) that
-// answers the first two requests with 503 + Retry-After and then with 200,
-// and a third path that never answers. The client GETs through
+// The example starts a tiny HTTP server on 127.0.0.1 (an ephemeral port):
+// /flaky answers the first two requests with 503 + Retry-After and then
+// with 200; /silent never answers; /slow-once never answers its first
+// request and answers later ones at once. The client
 //
-//     deadline{2s} -> backoff{4 attempts} -> deadline{300ms per attempt}
-//
-// with armor::http::status_classifier, which reads the status and the
-// server's Retry-After (the response's headers are collected in an
-// armor::http::header_map). It prints
-// each attempt and the outcome, and exits 0 if armor did what it promises:
-// the 503s were retried after the server's Retry-After, and the silent path
-// was cut off by the per-attempt deadline (its socket closed, not leaked).
+//   1. GETs /flaky through deadline{3s} -> backoff{4 attempts} ->
+//      deadline{300ms per attempt}, with armor::http::status_classifier,
+//      which reads the status and the server's Retry-After: the 503s are
+//      retried after the server's Retry-After;
+//   2. GETs /silent through the same pipeline: every attempt is cut off by
+//      the per-attempt deadline (its socket closed, not leaked) and the call
+//      ends with deadline_exceeded within the 3 s budget;
+//   3. GETs /slow-once through deadline{2s} -> hedge{2 attempts, 100ms}: the
+//      second attempt answers, the first is cancelled;
+//   4. starts a GET of /silent with co_spawn and a completion handler, and
+//      cancels it from outside after 100 ms: the call ends with
+//      errc::cancelled.
+// It exits 0 if each step did what armor promises.
 #include <armor/armor.hpp>
 #include <armor/asio.hpp>
+#include <armor/hedge.hpp>
 #include <armor/http.hpp>
 
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/buffer.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -24,12 +35,15 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/read_until.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/streambuf.hpp>
 #include <asio/write.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <optional>
+#include <system_error>
 #include <string>
 #include <string_view>
 
@@ -79,35 +93,37 @@ awaitable<http_response> http_get(tcp::endpoint server, std::string path) {
   co_return parse_response(raw);
 }
 
-// The flaky upstream: /flaky fails twice with 503 + Retry-After: 1, then
-// answers; /silent reads the request and never answers.
+// The upstream: /flaky fails twice with 503 + Retry-After: 1, then answers;
+// /silent reads the request and never answers; /slow-once is silent the
+// first time and answers at once after that.
 struct upstream {
   int flaky_requests = 0;
-  int silent_closed_by_client = 0;
+  int slow_once_requests = 0;
+  int silent_closed_by_client = 0;  // /silent and the first /slow-once
 
   awaitable<void> serve(tcp::socket s) {
     asio::streambuf request;
     co_await asio::async_read_until(s, request, "\r\n\r\n", use_awaitable);
     std::string head{asio::buffers_begin(request.data()), asio::buffers_end(request.data())};
-    std::string reply;
-    if (head.rfind("GET /silent", 0) == 0) {
+    const bool slow_once = head.rfind("GET /slow-once", 0) == 0;
+    if (head.rfind("GET /silent", 0) == 0 || (slow_once && ++slow_once_requests == 1)) {
       char byte = 0;
       auto [ec, n] = co_await s.async_read_some(asio::buffer(&byte, 1), asio::experimental::as_tuple(use_awaitable));
       (void)n;
       if (ec == asio::error::eof) ++silent_closed_by_client;
       co_return;
     }
-    if (++flaky_requests <= 2) {
+    std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    if (!slow_once && ++flaky_requests <= 2) {
       reply = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    } else {
-      reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     }
     co_await asio::async_write(s, asio::buffer(reply), use_awaitable);
   }
 
   awaitable<void> accept_loop(tcp::acceptor& acceptor) {
     for (;;) {
-      tcp::socket s = co_await acceptor.async_accept(use_awaitable);
+      auto [ec, s] = co_await acceptor.async_accept(asio::experimental::as_tuple(use_awaitable));
+      if (ec) co_return;  // the acceptor was closed: we are done
       asio::co_spawn(acceptor.get_executor(), serve(std::move(s)), asio::detached);
     }
   }
@@ -122,6 +138,10 @@ struct print_retries {
   }
 };
 
+long long ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
 
 int main() {
@@ -131,40 +151,87 @@ int main() {
   upstream up;
   asio::co_spawn(io, up.accept_loop(acceptor), asio::detached);
 
+  // One pipeline per upstream, shared by every call (and every thread).
   const auto client = armor::pipeline{
       armor::classify{armor::http::status_classifier{}},  // 408/429/5xx retried after Retry-After
-      armor::deadline{3s},
+      armor::deadline{3s},                                // the whole call, retries included
       armor::backoff<armor::thread_rng, print_retries>{{.max_attempts = 4, .initial = 50ms, .max_retry_after = 2s}},
-      armor::deadline{300ms},
+      armor::deadline{300ms},                             // each attempt
+  };
+  // Hedged: a second request if the first has not answered within 100 ms.
+  const auto hedged = armor::pipeline{
+      armor::classify{armor::http::status_classifier{}},
+      armor::deadline{2s},
+      armor::hedge{{.max_attempts = 2, .delay = 100ms}},
   };
 
   bool ok = true;
-  asio::co_spawn(
-      io,
-      [&]() -> awaitable<void> {
-        std::printf("GET /flaky (503 + Retry-After: 1 twice, then 200)\n");
-        auto r = co_await client.async_try_execute([&] { return http_get(server, "/flaky"); });
-        if (r && r->status() == 200) {
-          std::printf("  -> %d \"%s\" after %d requests\n", r->status(), r->body.c_str(), up.flaky_requests);
-        } else {
-          std::printf("  -> failed: %s\n", r.code().message().c_str());
-          ok = false;
-        }
+  auto steps = [&]() -> awaitable<void> {
+    std::printf("1. GET /flaky (503 + Retry-After: 1 twice, then 200)\n");
+    auto r = co_await client.async_try_execute([&] { return http_get(server, "/flaky"); });
+    if (r && r->status() == 200) {
+      std::printf("  -> %d \"%s\" after %d requests\n", r->status(), r->body.c_str(), up.flaky_requests);
+    } else {
+      std::printf("  -> failed: %s\n", r.code().message().c_str());
+      ok = false;
+    }
 
-        std::printf("GET /silent (never answers; 300 ms per attempt, 3 s in all)\n");
-        const auto start = std::chrono::steady_clock::now();
-        auto s = co_await client.async_try_execute([&] { return http_get(server, "/silent"); });
-        const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-        std::printf("  -> %s after %lld ms\n", s ? "answered?!" : s.code().message().c_str(),
-                    static_cast<long long>(took.count()));
-        if (s || s.code() != armor::errc::deadline_exceeded || took > 3500ms) ok = false;
-        acceptor.close();
-      },
-      asio::detached);
+    std::printf("2. GET /silent (never answers; 300 ms per attempt, 3 s in all)\n");
+    auto start = std::chrono::steady_clock::now();
+    auto s = co_await client.async_try_execute([&] { return http_get(server, "/silent"); });
+    std::printf("  -> %s after %lld ms\n", s ? "answered?!" : s.code().message().c_str(), ms_since(start));
+    if (s || s.code() != armor::errc::deadline_exceeded || ms_since(start) > 3500) ok = false;
+
+    std::printf("3. GET /slow-once, hedged (the first request is never answered)\n");
+    start = std::chrono::steady_clock::now();
+    try {
+      // GET is safe to send twice: armor::idempotent says so.
+      const http_response h = co_await hedged.async_execute(armor::idempotent{[&](const armor::context& ctx) {
+        std::printf("  attempt %u sent after %lld ms\n", ctx.attempt(), ms_since(start));
+        return http_get(server, "/slow-once");
+      }});
+      std::printf("  -> %d \"%s\" after %lld ms\n", h.status(), h.body.c_str(), ms_since(start));
+      if (h.status() != 200 || ms_since(start) > 1500) ok = false;
+    } catch (const armor::error& e) {  // armor stopped the call: e.code() says why
+      std::printf("  -> failed: %s\n", e.what());
+      ok = false;
+    }
+  };
+
+  // 4. A call started by co_spawn with a completion handler (no coroutine
+  // of ours awaits it), cancelled from outside through the cancellation
+  // slot bound to that handler. (co_spawn needs a default-constructible
+  // value, so this form takes async_execute, not async_try_execute.)
+  asio::cancellation_signal stop;
+  asio::steady_timer give_up(io);
+  std::error_code ended_with;
+  auto cancelled_call = [&] {
+    std::printf("4. GET /silent, cancelled by the caller after 100 ms\n");
+    asio::co_spawn(io, client.async_execute([&] { return http_get(server, "/silent"); }),
+                   asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e, http_response) {
+                     try {
+                       if (e) std::rethrow_exception(e);
+                     } catch (const armor::error& why) {
+                       ended_with = why.code();  // errc::cancelled
+                     } catch (...) {
+                     }
+                     acceptor.close();
+                   }));
+    give_up.expires_after(100ms);
+    give_up.async_wait([&](std::error_code) { stop.emit(asio::cancellation_type::terminal); });
+  };
+
+  asio::co_spawn(io, steps, [&](std::exception_ptr e) {
+    if (e) ok = false;  // an exception escaped the steps above
+    cancelled_call();
+  });
   io.run();
+  std::printf("  -> %s\n", ended_with ? ended_with.message().c_str() : "answered?!");
+  if (ended_with != armor::errc::cancelled) ok = false;
 
+  // 4 timed-out attempts of step 2, the hedge's loser, the cancelled call.
   std::printf("server saw %d silent connection(s) closed by the client\n", up.silent_closed_by_client);
-  if (up.flaky_requests != 3 || up.silent_closed_by_client != 4) ok = false;
+  if (up.flaky_requests != 3 || up.slow_once_requests != 2 || up.silent_closed_by_client != 6) ok = false;
   std::printf("%s\n", ok ? "ok" : "UNEXPECTED RESULT");
   return ok ? 0 : 1;
 }

@@ -47,13 +47,22 @@ TEST_CASE("wait_exceeds_deadline is its own code, named and explained") {
   CHECK(static_cast<int>(armor::errc::wait_exceeds_deadline) == 12);
 }
 
+TEST_CASE("concurrency_limited is its own code, named, explained and try-again") {
+  const std::error_code ec = armor::errc::concurrency_limited;
+  CHECK(armor::to_string(armor::errc::concurrency_limited) == "concurrency_limited");
+  CHECK(ec.message() == "an adaptive concurrency limit is reached");
+  CHECK(ec == std::errc::resource_unavailable_try_again);
+  CHECK(ec != armor::errc::bulkhead_full);
+  CHECK(static_cast<int>(armor::errc::concurrency_limited) == 13);
+}
+
 TEST_CASE("client_throttled is its own code, named and explained") {
   const std::error_code ec = armor::errc::client_throttled;
   CHECK(armor::to_string(armor::errc::client_throttled) == "client_throttled");
   CHECK(ec.message() == "refused locally: the upstream has been refusing this client");
   CHECK(ec != armor::errc::rate_limited);
   // Appended after the older codes, whose values did not move.
-  CHECK(static_cast<int>(armor::errc::client_throttled) == 13);
+  CHECK(static_cast<int>(armor::errc::client_throttled) == 14);
 }
 
 TEST_CASE("armor::error is a system_error that carries retry_after") {

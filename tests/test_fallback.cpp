@@ -44,6 +44,14 @@ TEST_CASE("a success passes through and the fallback is not called") {
   CHECK(fallbacks == 0);
 }
 
+TEST_CASE("a fallback's value is ok()") {
+  auto p = armor::pipeline{armor::manual_clock{}, armor::fallback{[] { return std::string("fallback"); }}};
+  const auto r = p.try_execute([]() -> std::string { throw cache_miss(); });
+  REQUIRE(r.has_value());
+  CHECK(r.ok());
+  CHECK(*r == "fallback");
+}
+
 TEST_CASE("an exception from the operation becomes the fallback's value, and the fallback sees why") {
   std::vector<armor::failure> seen;
   std::string seen_key;

@@ -53,6 +53,31 @@ std::string example() {
 }  // namespace armor_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/adaptive_limit.hpp>
+namespace adaptive_limit_ex {
+struct request {
+  std::string path;
+};
+struct response {
+  int status = 200;
+  std::string body;
+};
+response forward(const request& req, std::chrono::nanoseconds) { return {200, req.path}; }
+response service_unavailable(std::optional<std::chrono::nanoseconds>) { return {503, {}}; }
+
+response handle(const request& req) {
+  using namespace std::chrono_literals;
+  // Start at 20 calls in flight; let the latency move it between 4 and 200.
+  armor::adaptive_limit<> upstream{{.initial_limit = 20, .min_limit = 4, .max_limit = 200}};
+  auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream)};
+  auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); },
+                         {.priority = armor::priority::sheddable});  // refused first
+  if (!r && r.code() == armor::errc::concurrency_limited) return service_unavailable(r.retry_after());
+  return r ? *r : response{500, {}};
+}
+}  // namespace adaptive_limit_ex
+
+// ---------------------------------------------------------------------------
 // header example: <armor/adaptive_throttle.hpp>
 namespace adaptive_throttle_ex {
 int upstream_calls = 0;
@@ -252,6 +277,41 @@ std::string example(armor::circuit_breaker<>& breaker) {
   return body;
 }
 }  // namespace fallback_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/http/answer.hpp>
+namespace answer_ex {
+struct server_response {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  void set_header(const std::string& name, const std::string& value) { headers.emplace_back(name, value); }
+};
+int handle(int request) { return request * 2; }
+
+server_response example(int request) {
+  armor::token_bucket bucket{{.rate = {1, 1h}, .burst = 1}};
+  auto limits = armor::pipeline{std::ref(bucket)};
+  (void)limits.try_execute([] { return 0; });  // spends the one token
+  server_response response;
+  auto r = limits.try_execute([&] { return handle(request); });
+  if (!r) {
+      const armor::http::answer a = armor::http::answer_for(r.error());
+      response.status = a.status;                       // 429, 503, 504...
+      armor::http::answer_headers(a, [&](std::string_view name, std::string_view value) {
+          response.set_header(std::string(name), std::string(value));  // Retry-After
+      });
+  }
+  return response;
+}
+}  // namespace answer_ex
+
+TEST_CASE("header example: armor/http/answer.hpp") {
+  const auto res = answer_ex::example(21);
+  CHECK(res.status == 429);
+  REQUIRE(res.headers.size() == 1);
+  CHECK(res.headers[0].first == "Retry-After");
+  CHECK(res.headers[0].second == "3600");
+}
 
 // ---------------------------------------------------------------------------
 // header example: <armor/http/classifier.hpp>
@@ -636,6 +696,7 @@ TEST_CASE("header examples: token_bucket.hpp, keyed.hpp, rate.hpp, bulkhead.hpp,
   CHECK(hx::rate_ex::example() == armor::rate{5000, 1h});
 
   CHECK(hx::bulkhead_ex::handle({"/upstream"}).body == "/upstream");
+  CHECK(hx::adaptive_limit_ex::handle({"/upstream"}).body == "/upstream");
 
   hx::policy_ex::count_calls counter;
   const auto p = armor::pipeline{std::ref(counter)};

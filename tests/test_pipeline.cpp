@@ -245,6 +245,38 @@ TEST_CASE("an error value judged a failure is still returned to the caller") {
   CHECK(ec == std::errc::connection_reset);
 }
 
+TEST_CASE("ok() tells a value judged a success from a value judged a failure or throttled") {
+  struct response {
+    int status;
+  };
+  auto p = armor::pipeline{armor::manual_clock{}, armor::classify{[](const response& r) {
+                             if (r.status == 429) return armor::verdict::throttled();
+                             if (r.status >= 500) return armor::verdict::failure();
+                             return armor::verdict::success();
+                           }},
+                           scripted_retry{.max_attempts = 2}};
+  const auto good = p.try_execute([] { return response{200}; });
+  CHECK(good.has_value());
+  CHECK(good.ok());
+  const auto bad = p.try_execute([] { return response{500}; });
+  REQUIRE(bad.has_value());  // the value is still returned...
+  CHECK_FALSE(bad.ok());     // ...and said to be a failure
+  CHECK(bad->status == 500);
+  CHECK(bad.code() == std::error_code{});
+  const auto slow_down = p.try_execute([] { return response{429}; });
+  REQUIRE(slow_down.has_value());
+  CHECK_FALSE(slow_down.ok());
+  // The last attempt decides: a failure then a success is ok.
+  int calls = 0;
+  const auto second = p.try_execute([&] { return response{++calls == 1 ? 503 : 200}; });
+  CHECK(second.ok());
+  CHECK(calls == 2);
+  // A failure is never ok; a result a user builds from a value is.
+  const auto refused = p.try_execute([]() -> response { throw armor::error(armor::errc::rate_limited); });
+  CHECK_FALSE(refused.ok());
+  CHECK(armor::result<int>(3).ok());
+}
+
 TEST_CASE("a user classifier judges values and leaves exceptions to the default") {
   struct response {
     int status;

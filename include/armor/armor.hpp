@@ -12,6 +12,7 @@
 // docs/architecture.md for the layout and the shape every policy follows.
 #pragma once
 
+#include <armor/adaptive_limit.hpp>
 #include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>

@@ -15,8 +15,8 @@
 // and returns once it has finished (errc::deadline_exceeded); cancelling
 // the calling coroutine ends the call with errc::cancelled. Callbacks and
 // futures come from co_spawn: `asio::co_spawn(ex, p.async_execute(f),
-// asio::use_future)`. Clocks, cancellation and costs:
-// docs/architecture.md#the-asio-driver-asiohpp.
+// asio::use_future)`. Signatures, deadlines, cancellation, hedging, threads,
+// costs, and a complete server and client: docs/asio.md.
 #pragma once
 
 #include <armor/hedge.hpp>
@@ -350,6 +350,7 @@ class async_call {
     std::size_t started = 0;
     std::size_t running = 0;  // attempts (and the canceller) not yet reported on `ended`
     std::optional<std::size_t> final_k;
+    std::optional<std::size_t> stop_k;  // the first attempt told to come back later: no more start
     std::size_t last_k = 0;
     bool cancelling = false;
     bool parent_cancelled = false;
@@ -391,14 +392,16 @@ class async_call {
       if (Pol::is_final(v)) {
         final_k = k;
         cancel_all();
-      } else if (started < max_attempts && Pol::start_next_now(v)) {
+      } else if (Pol::stops_hedging(v)) {
+        if (!stop_k) stop_k = k;
+      } else if (!stop_k && started < max_attempts && Pol::start_next_now(v)) {
         start();
       }
     };
 
     start();
     while (running > 0) {
-      const bool hedge_timer = real_clock && !cancelling && started < max_attempts;
+      const bool hedge_timer = real_clock && !cancelling && !stop_k && started < max_attempts;
       if (hedge_timer) {
         timer_type timer(ex);
         timer.expires_at(deadline_time(next_start));
@@ -408,7 +411,7 @@ class async_call {
                 .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
         (void)order;
         if (!receive_error) on_ended(k);
-        if (!timer_error && !cancelling && started < max_attempts) start();
+        if (!timer_error && !cancelling && !stop_k && started < max_attempts) start();
       } else if (cancelling) {
         // Draining: nothing may cut this wait short (attempts use our frame).
         auto [receive_error, k] = co_await ended.async_receive(
@@ -434,7 +437,7 @@ class async_call {
       stop_cancelled(out);
       co_return;
     }
-    out = std::move(slots[final_k.value_or(last_k)].out);
+    out = std::move(slots[final_k.value_or(stop_k.value_or(last_k))].out);
   }
 
   // The operation itself, its value or exception captured into `out`.

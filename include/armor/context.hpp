@@ -11,16 +11,10 @@
 // attempt, shared by every layer); remaining() is measured from it. See
 // docs/architecture.md#deadlines.
 //
-// A call may carry more than one cost, one per unit a layer counts: a
-// request quota counts 1 per call while a budget counts micro-dollars. Each
-// cost-charging layer picks its cost with the `cost` field of its options
-// (an armor::cost_source):
-//
-//     armor::quota_tracker requests{{.windows = {armor::quota_window::per_day(200)},
-//                                    .cost = armor::cost_source::per_call()}};
-//     armor::quota_tracker dollars{{.windows = {armor::quota_window::per_day(5'000'000)}}};
-//     auto p = armor::pipeline{std::ref(requests), std::ref(dollars)};
-//     p.execute(call_llm, {.cost = 40'000});   // 1 request, 40'000 micro-dollars
+// A call may carry more than one cost, one per unit a layer counts (1 per
+// request for a request quota, micro-dollars for a budget): each
+// cost-charging layer picks one with the `cost` field of its options, an
+// armor::cost_source (docs/quota_tracker.md#more-than-one-cost-per-call).
 #pragma once
 
 #include <armor/clock.hpp>
@@ -100,6 +94,25 @@ class cost_source {
   std::uint8_t code_ = 0;  // 0: main; 1 + i: slot(i); 0xff: per call
 };
 
+/// How much a call matters when capacity runs short: a policy that sheds
+/// load (armor::adaptive_limit) refuses sheddable calls first, then normal
+/// ones, and critical calls last. Given per call in call_options::priority.
+enum class priority : std::uint8_t {
+  critical,   ///< refused only when the whole limit is in use
+  normal,     ///< the default
+  sheddable,  ///< refused first: background work, prefetches, retries of optional data
+};
+
+/// The enumerator's name: "critical", "normal", "sheddable".
+[[nodiscard]] constexpr std::string_view to_string(priority p) noexcept {
+  switch (p) {
+    case priority::critical: return "critical";
+    case priority::normal: return "normal";
+    case priority::sheddable: return "sheddable";
+  }
+  return "unknown";
+}
+
 /// Per-call inputs given to execute(): which key a keyed policy should use
 /// (client IP, upstream host), how many units the call costs (tokens for a
 /// limiter, requests or micro-dollars for a quota; 1 by default), further
@@ -116,6 +129,8 @@ struct call_options {
   /// with `.cost = cost_source::slot(i)` charges. 0 unless given.
   std::array<std::int64_t, cost_slots> costs{};
   std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max();  ///< max() = none
+  /// How much the call matters to policies that shed load (armor::adaptive_limit).
+  armor::priority priority = armor::priority::normal;
 };
 
 namespace detail {
@@ -128,7 +143,7 @@ class context {
  public:
   /// A context at time `now`, with no deadline.
   explicit context(timestamp now, const call_options& options = {}) noexcept
-      : now_(now), key_(options.key) {
+      : now_(now), key_(options.key), priority_(options.priority) {
     costs_[0] = options.cost;
     for (std::size_t i = 0; i < cost_slots; ++i) costs_[i + 1] = options.costs[i];
     if (options.timeout != std::chrono::nanoseconds::max()) {
@@ -161,6 +176,9 @@ class context {
 
   /// The key given in call_options (empty if none).
   [[nodiscard]] std::string_view key() const noexcept { return key_; }
+
+  /// The priority given in call_options (normal if none).
+  [[nodiscard]] armor::priority priority() const noexcept { return priority_; }
 
   /// The cost given in call_options (1 if none): the estimate policies
   /// charge at admission.
@@ -228,6 +246,7 @@ class context {
   mutable std::array<std::int64_t, cost_slots + 1> reported_{};
   unsigned attempt_ = 0;
   mutable std::uint8_t reported_mask_ = 0;
+  armor::priority priority_ = armor::priority::normal;
 };
 
 namespace detail {

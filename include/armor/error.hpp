@@ -40,6 +40,7 @@ enum class errc {
   /// retry_after says how long the wait would have been. Like
   /// deadline_exceeded it compares equal to std::errc::timed_out.
   wait_exceeds_deadline,
+  concurrency_limited,    ///< an adaptive concurrency limit is reached (armor::adaptive_limit)
   /// Refused locally by an adaptive throttle: the upstream has been
   /// refusing or failing this client's recent requests, so a share of new
   /// ones is not sent (armor::adaptive_throttle). The upstream was not called.
@@ -71,6 +72,7 @@ constexpr bool armor_fmt_owned(const T*) noexcept {
     case errc::invalid_argument: return "invalid_argument";
     case errc::storage_unavailable: return "storage_unavailable";
     case errc::wait_exceeds_deadline: return "wait_exceeds_deadline";
+    case errc::concurrency_limited: return "concurrency_limited";
     case errc::client_throttled: return "client_throttled";
   }
   return "unknown";
@@ -105,6 +107,7 @@ class error_category_impl final : public std::error_category {
       case errc::invalid_argument: return "invalid argument";
       case errc::storage_unavailable: return "storage unavailable";
       case errc::wait_exceeds_deadline: return "wait would not fit before the deadline";
+      case errc::concurrency_limited: return "an adaptive concurrency limit is reached";
       case errc::client_throttled: return "refused locally: the upstream has been refusing this client";
     }
     return "unknown armor error";
@@ -120,7 +123,8 @@ class error_category_impl final : public std::error_category {
       case errc::cancelled: return std::errc::operation_canceled;
       case errc::invalid_argument: return std::errc::invalid_argument;
       case errc::request_too_large: return std::errc::value_too_large;
-      case errc::bulkhead_full: return std::errc::resource_unavailable_try_again;
+      case errc::bulkhead_full:
+      case errc::concurrency_limited: return std::errc::resource_unavailable_try_again;
       default: return {ev, *this};
     }
   }

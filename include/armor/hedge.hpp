@@ -45,7 +45,8 @@ struct hedge_options {
 /// A hedging layer: starts the layers inside it once, and another attempt
 /// when none has finished `delay` after the last one started (at once after
 /// a retryable failure), up to `max_attempts` side by side; the first
-/// success wins and the Asio driver cancels the rest. Stateless and
+/// success wins and the Asio driver cancels the rest. An answer that says
+/// when to come back (throttled, or a retry_after) starts no more attempts. Stateless and
 /// thread-safe; its decisions are plain functions the Asio driver asks.
 class hedge {
  public:
@@ -72,10 +73,20 @@ class hedge {
     return v.ok() || (v.kind != outcome::cancelled && !v.retryable);
   }
 
+  /// True when an attempt that ended with `v` (not final) tells the hedge
+  /// to start no more attempts: the upstream (or a layer inside the hedge)
+  /// said when to come back, as a 429, a 503 with Retry-After or an open
+  /// breaker do. Attempts already running go on; the call ends with this
+  /// verdict unless one of them settles it, so a retry layer outside the
+  /// hedge waits its retry_after instead of the hedge asking again at once.
+  [[nodiscard]] static bool stops_hedging(const verdict& v) noexcept {
+    return !v.ok() && v.kind != outcome::cancelled && (v.kind == outcome::throttled || v.retry_after.has_value());
+  }
+
   /// True when an attempt that ended with `v` (not final) should be
   /// followed by another one at once, rather than after the delay.
   [[nodiscard]] static bool start_next_now(const verdict& v) noexcept {
-    return !v.ok() && v.retryable && v.kind != outcome::cancelled;
+    return !v.ok() && v.retryable && v.kind != outcome::cancelled && !stops_hedging(v);
   }
 
  private:

@@ -9,11 +9,13 @@
 //   armor/http/rate_limit.hpp  rate-limit headers: read_rate_limit, rate_limit_headers
 //   armor/http/classifier.hpp  status_classifier, for armor::classify
 //   armor/http/pacer.hpp       pacer and pace(): needs armor/token_bucket.hpp
+//   armor/http/answer.hpp      a server's answer (429, 503, 504, Retry-After) for any refusal
 //
 // No header here includes a third-party header. A pipeline that uses them
 // together: docs/http.md.
 #pragma once
 
+#include <armor/http/answer.hpp>
 #include <armor/http/classifier.hpp>
 #include <armor/http/date.hpp>
 #include <armor/http/headers.hpp>

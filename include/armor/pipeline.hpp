@@ -108,7 +108,10 @@ struct call_outcome {
   /// the operation ran.
   result<R> finish(unsigned attempts) && {
     if (stopped_by_armor) return failure{v.code, v.retry_after, exception};
-    if (value) return result<R>(std::in_place, std::move(*value));
+    if (value) {
+      if (v.ok() || recovered) return result<R>(std::in_place, std::move(*value));
+      return result<R>(detail::judged_failure, std::move(*value));
+    }
     const bool exhausted = attempts > 1 && v.retryable;
     return failure{exhausted ? errc::retries_exhausted : errc::operation_failed, v.retry_after, exception};
   }

@@ -53,7 +53,19 @@ struct failure {
   }
 };
 
+namespace detail {
+/// Tags the value of a call whose last attempt was judged a failure.
+struct judged_failure_t {
+  explicit judged_failure_t() = default;
+};
+inline constexpr judged_failure_t judged_failure{};
+}  // namespace detail
+
 /// A value of type T (nothing, for T = void) or a failure.
+///
+/// A value the pipeline's classifier judged a failure (a 500 after the last
+/// retry, a 501 that is not retried) is still returned as a value: the
+/// caller may want the body. `ok()` tells the two apart in one call.
 template <class T>
 class result {
   static_assert(!std::is_reference_v<T>, "armor::result<T>: T must not be a reference");
@@ -72,9 +84,19 @@ class result {
   result(U&& value) : v_(std::in_place_index<0>, std::forward<U>(value)) {}  // NOLINT(google-explicit-constructor)
   /// A failure (implicit).
   result(failure f) : v_(std::in_place_index<1>, std::move(f)) {}  // NOLINT(google-explicit-constructor)
+  /// A value judged a failure (the drivers build these).
+  template <class... Args>
+  explicit result(detail::judged_failure_t, Args&&... args)
+      : v_(std::in_place_index<0>, std::forward<Args>(args)...), judged_failure_(true) {}
 
+  /// True when there is a value, whatever the classifier judged it.
   [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
+  /// True when there is a value and the pipeline judged it a success (or a
+  /// fallback gave it). False for a failure, and for a value the classifier
+  /// judged a failure or throttled that armor returned because it stopped
+  /// retrying: `if (r.ok()) use(*r); else if (r) /* the upstream's bad answer */`.
+  [[nodiscard]] bool ok() const noexcept { return has_value() && !judged_failure_; }
 
   /// The value; throws what execute() would have thrown when there is none.
   decltype(auto) value() & { return get(*this); }
@@ -124,6 +146,7 @@ class result {
   }
 
   std::variant<stored, failure> v_;
+  bool judged_failure_ = false;
 };
 
 }  // namespace armor

@@ -217,6 +217,7 @@ struct default_classifier {
         case errc::rate_limited:
         case errc::quota_exhausted:
         case errc::bulkhead_full:
+        case errc::concurrency_limited:
         case errc::wait_exceeds_deadline:
         case errc::client_throttled:
           return {outcome::rejected, true, retry_after, code};

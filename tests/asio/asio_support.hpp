@@ -41,7 +41,8 @@ inline asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
 struct counting_policy {
   using permit_type = armor::no_permit;
   std::atomic<long> admitted{0};
-  std::atomic<long> kinds[5]{};
+  // One per armor::outcome (throttled is the last).
+  std::atomic<long> kinds[static_cast<int>(armor::outcome::throttled) + 1]{};
   armor::admission<> admit(armor::context&) noexcept {
     admitted.fetch_add(1, std::memory_order_relaxed);
     return armor::admission<>::admit();

@@ -92,6 +92,27 @@ TEST_CASE("the deadline cancels an operation in flight; its verdict is timeout")
   CHECK(counter.count(armor::outcome::timeout) == 1);
 }
 
+TEST_CASE("an operation that ignores cancellation holds the call until it ends; the call is still a timeout") {
+  counting_policy counter;
+  const auto p = armor::pipeline{armor::deadline{30ms}, std::ref(counter)};
+  bool op_finished = false;
+  const auto start = std::chrono::steady_clock::now();
+  run_coroutine([&]() -> awaitable<void> {
+    auto r = co_await p.async_try_execute([&]() -> awaitable<int> {
+      // A wait that per-operation cancellation cannot reach (an empty slot).
+      asio::steady_timer t(co_await asio::this_coro::executor, 150ms);
+      co_await t.async_wait(asio::bind_cancellation_slot(asio::cancellation_slot(), use_awaitable));
+      op_finished = true;
+      co_return 1;
+    });
+    REQUIRE_FALSE(r.has_value());  // the late value is dropped
+    CHECK(r.code() == armor::errc::deadline_exceeded);
+  });
+  CHECK(op_finished);  // never abandoned: the call returned after the operation ended
+  CHECK(std::chrono::steady_clock::now() - start >= 150ms);
+  CHECK(counter.count(armor::outcome::timeout) == 1);
+}
+
 TEST_CASE("a deadline cancels a slow socket read and the server sees the connection closed") {
   asio::io_context io;
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));

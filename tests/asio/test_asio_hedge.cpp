@@ -157,6 +157,46 @@ TEST_CASE("hedging: a failure that is not retryable is final and cancels the oth
   CHECK(per_attempt.count(armor::outcome::cancelled) == 1);
 }
 
+TEST_CASE("hedging: a throttled answer starts no more attempts; the call ends with it for an outer retry") {
+  counting_policy per_attempt;
+  const auto judge = armor::classify{[](const int& status) {
+    if (status == 429) return armor::verdict::throttled(armor::errc::rate_limited, std::chrono::seconds{2});
+    return armor::verdict::success();
+  }};
+  const auto p = armor::pipeline{judge, armor::hedge{{.max_attempts = 3, .delay = 10s}}, std::ref(per_attempt)};
+  const auto start = std::chrono::steady_clock::now();
+  run_coroutine([&]() -> awaitable<void> {
+    auto r = co_await p.async_try_execute(armor::idempotent{[]() -> awaitable<int> { co_return 429; }});
+    REQUIRE(r.has_value());
+    CHECK(*r == 429);
+    CHECK_FALSE(r.ok());
+  });
+  CHECK(per_attempt.admitted.load() == 1);  // not asked again at once, as a retryable failure would be
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("hedging: after a throttled hedge, the attempt still running may win") {
+  counting_policy per_attempt;
+  const auto judge = armor::classify{[](const int& status) {
+    if (status == 429) return armor::verdict::throttled(armor::errc::rate_limited, std::chrono::seconds{2});
+    return armor::verdict::success();
+  }};
+  const auto p = armor::pipeline{judge, armor::hedge{{.max_attempts = 3, .delay = 20ms}}, std::ref(per_attempt)};
+  run_coroutine([&]() -> awaitable<void> {
+    const int v = co_await p.async_execute(armor::idempotent{[](const armor::context& ctx) -> awaitable<int> {
+      if (ctx.attempt() == 1) {
+        co_await sleep_for(200ms);  // overtaken by the hedge, which is throttled
+        co_return 200;
+      }
+      co_return 429;
+    }});
+    CHECK(v == 200);
+  });
+  CHECK(per_attempt.admitted.load() == 2);  // no third attempt after the 429
+  CHECK(per_attempt.count(armor::outcome::throttled) == 1);
+  CHECK(per_attempt.count(armor::outcome::success) == 1);
+}
+
 TEST_CASE("hedging: cancelling the caller cancels every attempt before the call returns") {
   using namespace asio::experimental::awaitable_operators;
   counting_policy per_attempt;

@@ -7,6 +7,23 @@ The demo runs with --quick --no-color --svg <svg path>. The check fails when
 the demo exits non-zero, misses a phase, a summary row or the SVG line, when
 its numbers do not add up, or when the SVG is missing, is not XML, or lacks
 one of its lanes.
+
+It also checks what issue 17 promises of the breaker in the demo's pipeline
+(backoff outside the breaker, 429s judged `throttled`):
+
+- no breaker open caused by a 429: the demo counts an open as caused by a 429
+  when the attempt whose settling opened the breaker (the listener runs on
+  that call's thread) was answered 429. The breaker must also have seen 429s
+  (its `throttled` count above 0 in the throttling phase), or the check
+  proves nothing;
+- calls the breaker refused return at once: the retry layer waited out no
+  refusal of the breaker (no retry after a `circuit_open` refusal, counted
+  by its listener); every call the breaker refused before it sent anything
+  ended there (failed fast); and their median time, call start to result
+  (steady_clock), is under MAX_FAIL_FAST_MEDIAN_US. A retry layer that
+  waited for the open breaker would take hundreds of milliseconds (the
+  demo's breaker opens for 0.5 s with --quick); a thread descheduled now
+  and then on a loaded machine moves the maximum, not the median.
 """
 import os
 import re
@@ -26,8 +43,13 @@ SUMMARY_ROWS = [
     "retries",
     "429s received (counted by the upstream)",
     "breaker opened",
+    "breaker opens caused by a 429",
+    "429s the breaker saw and did not count",
+    "refused by the breaker: time to return",
+    "breaker refusals the retry layer waited out",
     "quota used",
 ]
+MAX_FAIL_FAST_MEDIAN_US = 1000
 SVG_GROUPS = ["phases", "breaker", "calls", "quota", "axis", "legend"]
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -45,6 +67,23 @@ def summary_value(out, name):
     return (m.group(1), m.group(2)) if m else None
 
 
+def breaker_table(out):
+    """The rows of 'breaker by phase', by phase name: (opened, by a 429, 429s
+    not counted, refused, (median, max) in us or None)."""
+    at = out.find("\nbreaker by phase")
+    if at < 0:
+        return None
+    rows = {}
+    for line in out[at + 1:].split("\n")[2:]:
+        m = re.match(r"^  \d/\d (.+?) {2,}(\d+) +(\d+) +(\d+) +(\d+) +(?:(\d+) / (\d+) µs|-)\s*$", line)
+        if not m:
+            break
+        g = m.groups()
+        rows[g[0]] = (int(g[1]), int(g[2]), int(g[3]), int(g[4]),
+                      (int(g[5]), int(g[6])) if g[5] is not None else None)
+    return rows
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -53,7 +92,8 @@ def main():
     if os.path.exists(svg):
         os.remove(svg)
     cmd = [exe, "--quick", "--no-color", "--svg", svg] + sys.argv[3:]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", timeout=100)
+    sys.stdout.reconfigure(errors="backslashreplace")
     out = proc.stdout
     sys.stdout.write(out)
     sys.stderr.write(proc.stderr)
@@ -107,6 +147,40 @@ def main():
             check(n == plain_429 - armor_429, "429s avoided is not the difference of the 429s received")
             check(str(armor_429) == rows["429s received (counted by the upstream)"][0], "429s differ from the table")
     check(re.search(r"fast failures: \d+", out), "no fast-failure line")
+
+    # The breaker: no open caused by a 429, and refusals in microseconds.
+    table = breaker_table(out)
+    check(table is not None, "no 'breaker by phase' table")
+    if table is not None:
+        check(list(table) == PHASES, f"the breaker table's phases are {list(table)}")
+    if table is not None and list(table) == PHASES and all(rows.values()):
+        throttling = table["throttling (429)"]
+        check(throttling[2] > 0, "the breaker saw no 429 in the throttling phase (is 429 judged throttled?)")
+        check(all(r[1] == 0 for r in table.values()),
+              f"a 429 opened the breaker: {[(n, r[1]) for n, r in table.items() if r[1]]}")
+        check(int(rows["breaker opens caused by a 429"][0]) == 0, "the summary counts breaker opens caused by a 429")
+        opened = re.match(r"(\d+) times", rows["breaker opened"][0])
+        check(opened is not None and int(opened.group(1)) == sum(r[0] for r in table.values()),
+              "the breaker's opens per phase do not add up to its times_opened")
+        seen = int(rows["429s the breaker saw and did not count"][0])
+        check(seen == sum(r[2] for r in table.values()), "the breaker's 429s per phase do not add up")
+        check(0 < seen <= int(rows["429s received (counted by the upstream)"][0]),
+              "the breaker counts more 429s than the upstream sent armor, or none")
+        fast = int(rows["failed fast (breaker open, nothing sent)"][0])
+        refused = sum(r[3] for r in table.values())
+        check(refused > 0, "the breaker refused no call, so its refusal time was not measured")
+        check(refused == fast, f"the breaker refused {refused} calls before they sent anything, and {fast}"
+              " calls failed fast: they should be the same calls")
+        waited = int(rows["breaker refusals the retry layer waited out"][0])
+        check(waited == 0, f"the retry layer waited out {waited} refusals of the breaker")
+        times = re.match(r"(\d+) / (\d+) µs", rows["refused by the breaker: time to return"][0])
+        check(times is not None or refused == 0, "no time to return for the calls the breaker refused")
+        if times:
+            median, slowest = int(times.group(1)), int(times.group(2))
+            check(median <= slowest, "the median time to fail fast is above the maximum")
+            check(median < MAX_FAIL_FAST_MEDIAN_US,
+                  f"calls refused by the breaker took {median} us (median), not under {MAX_FAIL_FAST_MEDIAN_US} us:"
+                  " does the retry layer wait for the open breaker?")
 
     # The SVG: said where, exists, parses, has its lanes.
     written = re.search(r"^SVG timeline written to (.+)$", out, re.M)

@@ -1,6 +1,7 @@
 // armor/fmt.hpp: what each formatter prints, on a manual clock, with exact
 // expected text. Stats and events print their fields() in order, as
 // `name=value` pairs; decisions print "granted" or "<code> (retry after X)".
+#include <armor/adaptive_limit.hpp>
 #include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
@@ -67,6 +68,8 @@ TEST_CASE("fmt: enumerations print their names and take a string's spec") {
   CHECK(fmt::format("{}", armor::bulkhead_event_kind::abandoned) == "abandoned");
   CHECK(fmt::format("{}", armor::outcome::timeout) == "timeout");
   CHECK(fmt::format("{}", armor::errc::quota_exhausted) == "quota_exhausted");
+  CHECK(fmt::format("{}", armor::errc::concurrency_limited) == "concurrency_limited");
+  CHECK(fmt::format("{}", armor::priority::sheddable) == "sheddable");
   CHECK(fmt::format("{}", armor::jitter_mode::proportional) == "proportional");
   CHECK(fmt::format("{}", armor::backoff_schedule::decorrelated) == "decorrelated");
   CHECK(fmt::format("{}", armor::quota_window_kind::rolling) == "rolling");
@@ -366,6 +369,26 @@ TEST_CASE("fmt: bulkhead decisions, events and stats") {
   CHECK(heard.lines[0] == "kind=rejected in_use=1 queued=0");
   CHECK(fmt::format("{}", armor::bulkhead_event{.kind = armor::bulkhead_event_kind::queued, .in_use = 4,
                                                 .queued = 2}) == "kind=queued in_use=4 queued=2");
+}
+
+// ---------------------------------------------------------------- adaptive_limit
+
+TEST_CASE("fmt: adaptive limit decisions, events and stats") {
+  printed_events<armor::adaptive_limit_event> heard;
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock, std::reference_wrapper<printed_events<armor::adaptive_limit_event>>>
+      lim{{.initial_limit = 1, .min_samples = 1}, clock, std::ref(heard), "db"};
+  auto held = lim.try_acquire();
+  CHECK(fmt::format("{}", held) == "granted");
+  CHECK(fmt::format("{}", lim.try_acquire(armor::priority::sheddable)) == "concurrency_limited");
+  REQUIRE(heard.lines.size() == 1);
+  CHECK(heard.lines[0] == "kind=refused limit=1 previous_limit=0 in_flight=1 priority=sheddable key=db");
+  // The call counters are printed only with count_calls.
+  CHECK(fmt::format("{}", lim.stats()) ==
+        "limit=1 in_flight=1 mean_latency=0s windows=0 samples=0 timeouts=0 throttled=0");
+  lim.record(std::move(held).permit(), armor::verdict::success(), armor::to_timestamp(clock.now()) + 2s);
+  REQUIRE(heard.lines.size() == 2);
+  CHECK(heard.lines[1] == "kind=limit_changed limit=2 previous_limit=1 in_flight=0 priority=normal key=db");
 }
 
 TEST_CASE("fmt: adaptive throttle decisions, events and stats") {

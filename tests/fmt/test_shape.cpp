@@ -19,6 +19,8 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::breaker_state>("breaker_state");
   armor_test::check_enum<armor::breaker_reason>("breaker_reason");
   armor_test::check_enum<armor::bulkhead_event_kind>("bulkhead_event_kind");
+  armor_test::check_enum<armor::adaptive_limit_event_kind>("adaptive_limit_event_kind");
+  armor_test::check_enum<armor::priority>("priority");
   armor_test::check_enum<armor::backoff_schedule>("backoff_schedule");
   armor_test::check_enum<armor::jitter_mode>("jitter_mode");
   armor_test::check_enum<armor::backoff_stop>("backoff_stop");
@@ -45,6 +47,11 @@ armor::backoff_stats backoff_sample() {
   s.has_budget = true;
   return s;
 }
+armor::adaptive_limit_stats adaptive_sample() {
+  armor::adaptive_limit_stats s{};
+  s.counting = true;
+  return s;
+}
 armor::token_bucket_stats bucket_sample() {
   armor::token_bucket_stats s{};
   s.counting = true;
@@ -57,6 +64,7 @@ struct every_stats {
   armor_test::stats_stub<armor::circuit_breaker_stats> breaker{breaker_sample()};
   armor_test::stats_stub<armor::backoff_stats> backoff{backoff_sample()};
   armor_test::stats_stub<armor::bulkhead_stats> bulkhead{};
+  armor_test::stats_stub<armor::adaptive_limit_stats> adaptive{adaptive_sample()};
   armor_test::stats_stub<armor::token_bucket_stats> bucket{bucket_sample()};
   armor_test::stats_stub<armor::quota_tracker_stats> quota{};
   armor_test::stats_stub<armor::quota_usage> usage{};
@@ -67,6 +75,7 @@ struct every_stats {
     metrics.add(breaker, {{"policy", "sample"}})
         .add(backoff, {{"policy", "sample"}})
         .add(bulkhead, {{"policy", "sample"}})
+        .add(adaptive, {{"policy", "sample"}})
         .add(bucket, {{"policy", "sample"}})
         .add(quota, {{"policy", "sample"}})
         .add(usage, {{"policy", "sample"}})
@@ -81,6 +90,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("circuit_breaker_stats", breaker_sample());
   armor_test::check_stats("backoff_stats", backoff_sample());
   armor_test::check_stats<armor::bulkhead_stats>("bulkhead_stats");
+  armor_test::check_stats("adaptive_limit_stats", adaptive_sample());
   armor_test::check_stats("token_bucket_stats", bucket_sample());
   armor_test::check_stats<armor::quota_tracker_stats>("quota_tracker_stats");
   armor_test::check_stats<armor::quota_usage>("quota_usage");

@@ -29,7 +29,13 @@ that comment and ties its example to a test, so the two cannot drift:
      the header instead. Every marker must name a public header that has an
      example;
   5. README.md's first ```cpp block appears the same way in
-     tests/test_readme.cpp.
+     tests/fmt/test_readme.cpp;
+  6. a code block in docs/*.md announced as an excerpt, by the line
+     `<!-- excerpt: <path> -->` just before its opening fence, appears in
+     that file (an example CTest builds and runs): its lines verbatim, a
+     constant indentation aside, and consecutive except where the block
+     has a line `// ...`, which stands for lines left out. The pieces
+     between such lines appear in the file in the block's order.
 
 Usage: check_examples.py <repository root>. Exits 1 with one line per breach.
 """
@@ -242,23 +248,100 @@ for name, (g, path, _) in sorted(sections.items()):
         errors.append(f"{path.relative_to(root)}: a marker for <{name}>, which is not a public header "
                       "with an example")
 
-# README.md's first C++ block, compiled by tests/test_readme.cpp.
+# README.md's first C++ block, compiled by tests/fmt/test_readme.cpp.
 readme = (root / "README.md").read_text()
 m = re.search(r"^```cpp\n(.*?)^```", readme, re.M | re.S)
 if not m:
     errors.append("README.md: no ```cpp block")
 else:
-    test_readme = root / "tests" / "test_readme.cpp"
+    test_readme = root / "tests" / "fmt" / "test_readme.cpp"
     body, includes = split_includes(dedent(m.group(1).rstrip("\n").splitlines()))
     note = differs(body, test_readme.read_text().splitlines())
     if note:
-        errors.append(f"README.md: its first example differs from the one compiled in tests/test_readme.cpp "
+        errors.append(f"README.md: its first example differs from the one compiled in tests/fmt/test_readme.cpp "
                       f"({note})")
     for inc_name in includes:
         if inc_name not in includes_of(test_readme):
-            errors.append(f"tests/test_readme.cpp: does not #include <{inc_name}>, as README.md's example does")
+            errors.append(f"tests/fmt/test_readme.cpp: does not #include <{inc_name}>, as README.md's example does")
+
+
+
+# Excerpts in docs/*.md of files CTest builds (examples/*.cpp).
+EXCERPT = re.compile(r"^<!--\s*excerpt:\s*(\S+)\s*-->\s*$")
+ELISION = "// ..."
+
+
+def found_at(piece, source_lines, start):
+    """The index of the first line at or after `start` where `piece`
+    (dedented lines) appears as consecutive lines of `source_lines`, each
+    shifted right by one same number of spaces; None if it does not."""
+    first = piece[0]
+    for i in range(start, len(source_lines)):
+        line = source_lines[i]
+        shift = " " * (indent(line) - indent(first))
+        if line.rstrip() != shift + first:
+            continue
+        window = source_lines[i:i + len(piece)]
+        if len(window) == len(piece) and all(
+                (s.rstrip() == shift + e) if e else s.strip() == "" for e, s in zip(piece, window)):
+            return i
+    return None
+
+
+excerpts = 0
+for doc in sorted((root / "docs").glob("*.md")):
+    lines = doc.read_text().splitlines()
+    for n, line in enumerate(lines):
+        m = EXCERPT.match(line)
+        if not m:
+            continue
+        where = f"{doc.relative_to(root)}:{n + 1}"
+        src = root / m.group(1)
+        if not src.is_file():
+            errors.append(f"{where}: an excerpt of {m.group(1)}, which does not exist")
+            continue
+        if n + 1 >= len(lines) or not lines[n + 1].startswith("```"):
+            errors.append(f"{where}: an excerpt marker must be followed at once by a ``` code block")
+            continue
+        end = next((k for k in range(n + 2, len(lines)) if lines[k].startswith("```")), None)
+        if end is None:
+            errors.append(f"{where}: the excerpt's code block is not closed")
+            continue
+        block = lines[n + 2:end]
+        pieces, piece = [], []
+        for b in block + [ELISION]:
+            if b.strip() == ELISION:
+                while piece and not piece[-1].strip():
+                    piece.pop()
+                while piece and not piece[0].strip():
+                    piece.pop(0)
+                if piece:
+                    pieces.append(dedent(piece))
+                piece = []
+            else:
+                piece.append(b)
+        if not pieces:
+            errors.append(f"{where}: an empty excerpt")
+            continue
+        source_lines = src.read_text().splitlines()
+        at = 0
+        for k, p in enumerate(pieces):
+            i = found_at(p, source_lines, at)
+            if i is None:
+                alone = found_at(p, source_lines, 0)
+                if alone is not None:
+                    why = "appears there, but before the piece ahead of it"
+                else:
+                    why = f"first difference at its line {matched(p, source_lines) + 1}: " \
+                          f"{p[min(matched(p, source_lines), len(p) - 1)].strip()!r}"
+                errors.append(f"{where}: piece {k + 1} of the excerpt is not in {m.group(1)} ({why}); "
+                              "make the doc and the file the same")
+                break
+            at = i + len(p)
+        excerpts += 1
 
 for e in errors:
     print(e)
-print(f"check_examples: {len(public)} public headers, {len(shown)} examples compiled, {len(errors)} problems")
+print(f"check_examples: {len(public)} public headers, {len(shown)} examples compiled, "
+      f"{excerpts} doc excerpts, {len(errors)} problems")
 sys.exit(1 if errors else 0)

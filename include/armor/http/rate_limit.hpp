@@ -473,10 +473,14 @@ void rate_limit_headers(const D& d, Emit&& emit, const rate_limit_header_options
           std::array<char, 48> item{};  // "<quota>;w=<seconds>"
           char* const end = item.data() + item.size();
           char* it = std::to_chars(item.data(), end, q->quota).ptr;
-          for (const char ch : {';', 'w', '='}) *it++ = ch;
-          it = std::to_chars(it, end, q->window.count()).ptr;
-          emit(std::string_view("RateLimit-Policy"),
-               std::string_view(item.data(), static_cast<std::size_t>(it - item.data())));
+          if (end - it > 3) {  // always (20 digits at most each); said so for the optimizer
+            it[0] = ';';
+            it[1] = 'w';
+            it[2] = '=';
+            it = std::to_chars(it + 3, end, q->window.count()).ptr;
+            emit(std::string_view("RateLimit-Policy"),
+                 std::string_view(item.data(), static_cast<std::size_t>(it - item.data())));
+          }
         }
       }
     }

@@ -1,0 +1,759 @@
+// armor/adaptive_limit.hpp: a concurrency limit that follows the upstream's
+// latency. Calls are admitted while fewer than `limit` are in flight; every
+// window (1 s by default) one call turns the window's latencies into the
+// next limit with a swappable algorithm: gradient_limit (the default),
+// vegas_limit or aimd_limit. Defines armor::adaptive_limit<Algorithm, Clock,
+// Listener>, its options, permit, stats, event and the three algorithms.
+//
+//     using namespace std::chrono_literals;
+//     // Start at 20 calls in flight; let the latency move it between 4 and 200.
+//     armor::adaptive_limit<> upstream{{.initial_limit = 20, .min_limit = 4, .max_limit = 200}};
+//     auto p = armor::pipeline{armor::deadline{2s}, std::ref(upstream)};
+//     auto r = p.try_execute([&](const armor::context& ctx) { return forward(req, ctx.remaining()); },
+//                            {.priority = armor::priority::sheddable});  // refused first
+//     if (!r && r.code() == armor::errc::concurrency_limited) return service_unavailable(r.retry_after());
+//
+// The algorithms, their parameters and defaults, priorities, the regression
+// cases and the cost: docs/adaptive_limit.md.
+#pragma once
+
+#include <armor/clock.hpp>
+#include <armor/context.hpp>
+#include <armor/decision.hpp>
+#include <armor/detail/adaptive_limit_core.hpp>
+#include <armor/detail/config.hpp>
+#include <armor/detail/random.hpp>
+#include <armor/error.hpp>
+#include <armor/listener.hpp>
+#include <armor/policy.hpp>
+#include <armor/stats.hpp>
+#include <armor/verdict.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+
+namespace armor {
+
+/// What one closed window saw: the input of a limit algorithm's step.
+/// Latencies are of the calls that settled in the window with a success or
+/// a failure; timeouts and throttled answers are counted, not timed.
+struct adaptive_limit_window {
+  double limit = 0;                              ///< the limit during the window (unrounded)
+  std::uint64_t samples = 0;                     ///< calls timed
+  std::chrono::nanoseconds mean_latency{0};      ///< their mean latency (0 without samples)
+  std::chrono::nanoseconds min_latency{0};       ///< their smallest latency (0 without samples)
+  std::uint32_t max_in_flight = 0;               ///< the most calls in flight at once
+  std::uint64_t timeouts = 0;                    ///< attempts that ran out of time
+  std::uint64_t throttled = 0;                   ///< attempts the upstream throttled (a 429): slow down
+  std::chrono::nanoseconds duration{0};          ///< how long the window was open
+
+  /// Signals to reduce: timeouts and throttled answers.
+  [[nodiscard]] constexpr std::uint64_t drops() const noexcept { return timeouts + throttled; }
+  /// True when the calls did not use the limit (fewer than half of it in
+  /// flight at once): latency then says nothing about a higher limit.
+  [[nodiscard]] constexpr bool app_limited() const noexcept { return 2.0 * max_in_flight < limit; }
+};
+
+/// What a limit algorithm is: parameters (an aggregate, checked by
+/// `check()`, which throws armor::error(invalid_argument) naming the bad
+/// one), a `state` it keeps between windows (touched only by the thread
+/// that closes a window), and a pure step from a window to the next limit
+/// (unclamped: the policy clamps it to [min_limit, max_limit]).
+template <class A>
+concept limit_algorithm = std::copy_constructible<A> && std::default_initializable<typename A::state> &&
+                          requires(const A& a, const adaptive_limit_window& w, typename A::state& s) {
+                            { a.next(w, s) } noexcept -> std::same_as<double>;
+                            a.check();
+                          };
+
+namespace detail {
+[[noreturn]] inline void bad_algorithm_option(std::string_view who, std::string_view what, double got) {
+  std::string m(who);
+  m.append(": ").append(what).append(" (got ").append(std::to_string(got)).append(")");
+  invalid_config(m);
+}
+inline bool in_open_unit(double x) noexcept { return x > 0.0 && x < 1.0; }    // (0, 1), NaN false
+inline bool in_half_unit(double x) noexcept { return x > 0.0 && x <= 1.0; }   // (0, 1], NaN false
+inline double nanos(std::chrono::nanoseconds d) noexcept { return static_cast<double>(d.count()); }
+}  // namespace detail
+
+/// Gradient: compares the window's mean latency with a long-term average of
+/// it, in the spirit of Netflix's Gradient2 and Envoy's gradient
+/// controller. limit' = limit * clamp(tolerance * long / short, 0.5, 1) +
+/// sqrt(limit) (the growth only while short <= long), smoothed; a drop
+/// multiplies the limit by backoff_ratio.
+struct gradient_limit {
+  /// How far the window's mean may exceed the long-term average before the
+  /// limit falls; >= 1.
+  double tolerance = 1.5;
+  /// Windows the long-term average spans (an exponential average with
+  /// weight 1/long_window for each new window); >= 1.
+  double long_window = 600;
+  /// Weight of the new limit against the old one; in (0, 1].
+  double smoothing = 0.2;
+  /// Factor applied to the limit on a window with timeouts or throttled answers; in (0, 1).
+  double backoff_ratio = 0.9;
+  /// A ceiling on the long-term average (0: none). During a long incident
+  /// the average drifts up to the incident's latency and the limiter stops
+  /// reacting; the ceiling keeps "healthy" from drifting past this.
+  std::chrono::nanoseconds max_healthy_latency{0};
+
+  struct state {
+    double long_ns = 0;  // 0: no window yet
+  };
+
+  void check() const {
+    constexpr std::string_view who = "armor::gradient_limit";
+    if (!(tolerance >= 1.0) || !std::isfinite(tolerance)) detail::bad_algorithm_option(who, "tolerance must be >= 1", tolerance);
+    if (!(long_window >= 1.0) || !std::isfinite(long_window)) {
+      detail::bad_algorithm_option(who, "long_window must be >= 1", long_window);
+    }
+    if (!detail::in_half_unit(smoothing)) detail::bad_algorithm_option(who, "smoothing must be in (0, 1]", smoothing);
+    if (!detail::in_open_unit(backoff_ratio)) {
+      detail::bad_algorithm_option(who, "backoff_ratio must be in (0, 1)", backoff_ratio);
+    }
+    if (max_healthy_latency.count() < 0) {
+      detail::bad_algorithm_option(who, "max_healthy_latency must not be negative (ns)",
+                                   detail::nanos(max_healthy_latency));
+    }
+  }
+
+  [[nodiscard]] double next(const adaptive_limit_window& w, state& s) const noexcept {
+    if (w.drops() > 0) return w.limit * backoff_ratio;
+    if (w.samples == 0) return w.limit;
+    const double short_ns = std::max(detail::nanos(w.mean_latency), 1.0);
+    s.long_ns = s.long_ns == 0 ? short_ns : s.long_ns + (short_ns - s.long_ns) / long_window;
+    // After a spike, the average comes back quickly rather than at 1/long_window.
+    if (s.long_ns > 2 * short_ns) s.long_ns *= 0.95;
+    if (max_healthy_latency.count() > 0) s.long_ns = std::min(s.long_ns, detail::nanos(max_healthy_latency));
+    if (w.app_limited()) return w.limit;
+    const double gradient = std::clamp(tolerance * s.long_ns / short_ns, 0.5, 1.0);
+    // Grow only while the window is no slower than the long-term average:
+    // under steady overload the average catches up with the window from
+    // below, and growing then would never stop (a queue hides the latency).
+    const double growth = short_ns <= s.long_ns ? std::sqrt(w.limit) : 0.0;
+    const double target = w.limit * gradient + growth;
+    return w.limit * (1 - smoothing) + target * smoothing;
+  }
+};
+
+/// Vegas: estimates the queue at the upstream from the lowest latency it
+/// has seen (the baseline): queue = limit * (1 - baseline / mean). Below
+/// alpha * log10(limit) the limit grows by log10(limit), above beta *
+/// log10(limit) it shrinks by as much (log10 taken as at least 1). A drop
+/// multiplies it by backoff_ratio. A window lowers the baseline only to the
+/// larger of its minimum and the previous window's. It is re-taken every
+/// probe_every windows (jittered), so an upstream that became slower for
+/// good is not measured against its past forever.
+struct vegas_limit {
+  double alpha = 3;  ///< queue below alpha * log10(limit): grow; > 0
+  double beta = 6;   ///< queue above beta * log10(limit): shrink; >= alpha
+  /// Weight of the new limit against the old one; in (0, 1].
+  double smoothing = 1.0;
+  /// Factor applied to the limit on a window with timeouts or throttled answers; in (0, 1).
+  double backoff_ratio = 0.9;
+  /// Windows between baseline re-takes; 0: never. The baseline is then the
+  /// probing window's candidate; the limit is not pinned while probing.
+  std::uint32_t probe_every = 600;
+  /// The interval varies by up to this fraction, drawn from `seed`; in [0, 1).
+  double probe_jitter = 0.5;
+  /// Seeds the jitter (the injectable random source: a fixed seed gives a fixed schedule).
+  std::uint64_t seed = 0x5eed;
+  /// A ceiling on the baseline (0: none), as gradient_limit's max_healthy_latency.
+  std::chrono::nanoseconds max_healthy_latency{0};
+
+  struct state {
+    double baseline_ns = 0;       // 0: none yet
+    double previous_min_ns = 0;   // the last window's minimum: a new low must be seen twice
+    std::uint64_t windows = 0;    // windows since the baseline was last taken
+    std::uint64_t next_probe = 0;  // 0: not drawn yet
+    std::uint64_t rng = 0;
+    bool seeded = false;
+  };
+
+  void check() const {
+    constexpr std::string_view who = "armor::vegas_limit";
+    if (!(alpha > 0) || !std::isfinite(alpha)) detail::bad_algorithm_option(who, "alpha must be positive", alpha);
+    if (!(beta >= alpha) || !std::isfinite(beta)) detail::bad_algorithm_option(who, "beta must be >= alpha", beta);
+    if (!detail::in_half_unit(smoothing)) detail::bad_algorithm_option(who, "smoothing must be in (0, 1]", smoothing);
+    if (!detail::in_open_unit(backoff_ratio)) {
+      detail::bad_algorithm_option(who, "backoff_ratio must be in (0, 1)", backoff_ratio);
+    }
+    if (!(probe_jitter >= 0 && probe_jitter < 1)) {
+      detail::bad_algorithm_option(who, "probe_jitter must be in [0, 1)", probe_jitter);
+    }
+    if (max_healthy_latency.count() < 0) {
+      detail::bad_algorithm_option(who, "max_healthy_latency must not be negative (ns)",
+                                   detail::nanos(max_healthy_latency));
+    }
+  }
+
+  [[nodiscard]] double next(const adaptive_limit_window& w, state& s) const noexcept {
+    if (w.drops() > 0) return w.limit * backoff_ratio;
+    if (w.samples == 0) return w.limit;
+    const double mean_ns = std::max(detail::nanos(w.mean_latency), 1.0);
+    // A new low counts once two windows in a row have seen it: one lucky
+    // fast sample does not collapse the baseline.
+    const double low = std::max(detail::nanos(w.min_latency), 1.0);
+    const double candidate = s.previous_min_ns == 0 ? low : std::max(low, s.previous_min_ns);
+    s.previous_min_ns = low;
+    ++s.windows;
+    if (s.baseline_ns == 0 || (probe_every != 0 && s.windows >= probe_interval(s))) {
+      s.baseline_ns = candidate;
+      s.windows = 0;
+      s.next_probe = 0;
+    } else {
+      s.baseline_ns = std::min(s.baseline_ns, candidate);
+    }
+    if (max_healthy_latency.count() > 0) s.baseline_ns = std::min(s.baseline_ns, detail::nanos(max_healthy_latency));
+    const double step = std::max(1.0, std::log10(w.limit));
+    const double queue = w.limit * (1 - s.baseline_ns / mean_ns);
+    double target = w.limit;
+    if (queue > beta * step) {
+      target = w.limit - step;
+    } else if (queue < alpha * step && !w.app_limited()) {
+      target = w.limit + step;
+    }
+    return w.limit * (1 - smoothing) + target * smoothing;
+  }
+
+ private:
+  // probe_every, moved by up to probe_jitter of itself, drawn once per interval.
+  [[nodiscard]] std::uint64_t probe_interval(state& s) const noexcept {
+    if (s.next_probe == 0) {
+      if (!s.seeded) {
+        s.rng = seed;
+        s.seeded = true;
+      }
+      s.rng += detail::splitmix64_gamma;
+      const double u = detail::unit_interval(detail::splitmix64_mix(s.rng));  // [0, 1)
+      const double span = static_cast<double>(probe_every) * (1 + probe_jitter * (2 * u - 1));
+      s.next_probe = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(span));
+    }
+    return s.next_probe;
+  }
+};
+
+/// AIMD: adds `increase` after a window whose calls used the limit, and
+/// multiplies by backoff_ratio after a window with a drop or with a mean
+/// latency above latency_threshold.
+struct aimd_limit {
+  double increase = 1;                          ///< added per window; > 0
+  double backoff_ratio = 0.9;                   ///< in (0, 1)
+  std::chrono::nanoseconds latency_threshold{0};  ///< a mean above it is a drop (0: latency is ignored)
+
+  struct state {};
+
+  void check() const {
+    constexpr std::string_view who = "armor::aimd_limit";
+    if (!(increase > 0) || !std::isfinite(increase)) detail::bad_algorithm_option(who, "increase must be positive", increase);
+    if (!detail::in_open_unit(backoff_ratio)) {
+      detail::bad_algorithm_option(who, "backoff_ratio must be in (0, 1)", backoff_ratio);
+    }
+    if (latency_threshold.count() < 0) {
+      detail::bad_algorithm_option(who, "latency_threshold must not be negative (ns)", detail::nanos(latency_threshold));
+    }
+  }
+
+  [[nodiscard]] double next(const adaptive_limit_window& w, state&) const noexcept {
+    const bool slow = latency_threshold.count() > 0 && w.samples > 0 && w.mean_latency > latency_threshold;
+    if (w.drops() > 0 || slow) return w.limit * backoff_ratio;
+    if (w.samples == 0 || w.app_limited()) return w.limit;
+    return w.limit + increase;
+  }
+};
+
+static_assert(limit_algorithm<gradient_limit> && limit_algorithm<vegas_limit> && limit_algorithm<aimd_limit>);
+
+/// The options of armor::adaptive_limit. An aggregate:
+/// `{.initial_limit = 20, .min_limit = 4, .max_limit = 200, .window = 500ms}`.
+template <class Algorithm = gradient_limit>
+struct adaptive_limit_options {
+  /// The limit before the first window closes; in [min_limit, max_limit].
+  std::uint32_t initial_limit = 20;
+  /// The limit never falls below this; >= 1.
+  std::uint32_t min_limit = 1;
+  /// The limit never rises above this; below 2^21.
+  std::uint32_t max_limit = 1000;
+  /// How long a window lasts at least; > 0.
+  std::chrono::nanoseconds window = std::chrono::seconds{1};
+  /// A window closes only once it has this many timed calls (or a drop);
+  /// until then it stays open. >= 1.
+  std::uint32_t min_samples = 10;
+  /// Normal calls are admitted while fewer than normal_share * limit are in
+  /// flight (at least 1); in (0, 1]. Critical calls use the whole limit.
+  double normal_share = 0.9;
+  /// Sheddable calls are admitted while fewer than sheddable_share * limit
+  /// are in flight (at least 1); in (0, normal_share].
+  double sheddable_share = 0.75;
+  /// Count admissions and refusals for stats() (two relaxed counters; off
+  /// by default so that a refusal writes nothing).
+  bool count_calls = false;
+  /// The algorithm and its parameters.
+  Algorithm algorithm{};
+};
+
+template <class Algorithm, class Clock, class Listener>
+class adaptive_limit;
+
+namespace detail {
+
+/// One adaptive limit's heap block: the shared core, and what only the
+/// window's closer touches.
+template <class Algorithm>
+struct adaptive_limit_block : adaptive_limit_core {
+  Algorithm algorithm;
+  typename Algorithm::state state{};
+  double limit = 0;  // unrounded; the closer's
+  std::atomic<std::uint32_t> published{0};
+  std::atomic<std::uint64_t> windows{0};
+  std::atomic<std::uint64_t> samples_total{0};
+  std::atomic<std::uint64_t> timeouts_total{0};
+  std::atomic<std::uint64_t> throttled_total{0};
+  std::atomic<std::uint64_t> admitted{0};
+  std::atomic<std::uint64_t> refused{0};
+
+  explicit adaptive_limit_block(const Algorithm& a) : algorithm(a) {}
+};
+
+struct adaptive_permit_access;
+
+}  // namespace detail
+
+/// An adaptive limit's receipt for one call in flight. Move-only; dropping
+/// it unsettled (an exception, a destroyed coroutine) gives the slot back
+/// without a latency sample. Must not outlive its adaptive_limit.
+class adaptive_limit_permit {
+ public:
+  adaptive_limit_permit() noexcept = default;
+  adaptive_limit_permit(adaptive_limit_permit&& o) noexcept
+      : core_(std::exchange(o.core_, nullptr)), start_(o.start_) {}
+  adaptive_limit_permit& operator=(adaptive_limit_permit&& o) noexcept {
+    if (this != &o) {
+      release();
+      core_ = std::exchange(o.core_, nullptr);
+      start_ = o.start_;
+    }
+    return *this;
+  }
+  adaptive_limit_permit(const adaptive_limit_permit&) = delete;
+  adaptive_limit_permit& operator=(const adaptive_limit_permit&) = delete;
+  ~adaptive_limit_permit() { release(); }
+
+  /// True while it holds a slot.
+  [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
+  /// When the call was admitted.
+  [[nodiscard]] timestamp started() const noexcept { return start_; }
+
+  /// Gives the slot back now, recording nothing; the permit is empty afterwards.
+  void release() noexcept {
+    if (detail::adaptive_limit_core* c = std::exchange(core_, nullptr); c != nullptr) c->leave();
+  }
+
+ private:
+  friend struct detail::adaptive_permit_access;
+  adaptive_limit_permit(detail::adaptive_limit_core* c, timestamp start) noexcept : core_(c), start_(start) {}
+
+  detail::adaptive_limit_core* core_ = nullptr;
+  timestamp start_{};
+};
+
+namespace detail {
+struct adaptive_permit_access {
+  static adaptive_limit_permit make(adaptive_limit_core* c, timestamp start) noexcept { return {c, start}; }
+  static adaptive_limit_core* core(const adaptive_limit_permit& p) noexcept { return p.core_; }
+  static void disarm(adaptive_limit_permit& p) noexcept { p.core_ = nullptr; }
+};
+}  // namespace detail
+
+/// A snapshot of an adaptive limit, read with relaxed loads (field by field).
+struct adaptive_limit_stats {
+  std::uint32_t limit = 0;                   ///< the limit now (critical calls)
+  std::uint32_t in_flight = 0;               ///< calls in flight now
+  std::chrono::nanoseconds mean_latency{0};  ///< mean latency of the last closed window
+  std::uint64_t windows = 0;                 ///< windows closed
+  std::uint64_t samples = 0;                 ///< calls timed in closed windows
+  std::uint64_t timeouts = 0;                ///< timeouts seen in closed windows
+  std::uint64_t throttled = 0;               ///< throttled answers seen in closed windows
+  bool counting = false;                     ///< whether the counters below are kept (count_calls)
+  std::uint64_t admitted = 0;                ///< calls admitted
+  std::uint64_t refused = 0;                 ///< calls refused
+
+  /// How fmt prints and Prometheus exports it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using s = adaptive_limit_stats;
+    return std::tuple{
+        armor::gauge("limit", &s::limit, "armor_adaptive_limit_limit", "The adaptive concurrency limit now."),
+        armor::gauge("in_flight", &s::in_flight, "armor_adaptive_limit_in_flight",
+                     "Calls in flight under the adaptive limit now."),
+        armor::gauge("mean_latency", &s::mean_latency, "armor_adaptive_limit_latency_seconds",
+                     "Mean latency of the adaptive limit's last closed window."),
+        armor::counter("windows", &s::windows, "armor_adaptive_limit_windows_total",
+                       "Windows the adaptive limit has closed."),
+        armor::counter("samples", &s::samples, "armor_adaptive_limit_samples_total",
+                       "Calls the adaptive limit timed in closed windows."),
+        armor::counter("timeouts", &s::timeouts, "armor_adaptive_limit_drops_total",
+                       "Signals to reduce the adaptive limit saw: timeouts and throttled answers.")
+            .labelled("reason", "timeout"),
+        armor::counter("throttled", &s::throttled, "armor_adaptive_limit_drops_total",
+                       "Signals to reduce the adaptive limit saw: timeouts and throttled answers.")
+            .labelled("reason", "throttled"),
+        armor::counter("admitted", &s::admitted, "armor_adaptive_limit_admitted_total",
+                       "Calls the adaptive limit admitted (count_calls only).")
+            .when_counting(),
+        armor::counter("refused", &s::refused, "armor_adaptive_limit_refused_total",
+                       "Calls the adaptive limit refused (count_calls only).")
+            .when_counting(),
+    };
+  }
+};
+
+/// What happened, for an adaptive limit's listener.
+enum class adaptive_limit_event_kind : std::uint8_t {
+  limit_changed,  ///< a window closed and the (rounded) limit moved
+  refused,        ///< a call was refused
+};
+
+/// The enumerator's name: "limit_changed", "refused".
+[[nodiscard]] constexpr std::string_view to_string(adaptive_limit_event_kind k) noexcept {
+  switch (k) {
+    case adaptive_limit_event_kind::limit_changed: return "limit_changed";
+    case adaptive_limit_event_kind::refused: return "refused";
+  }
+  return "unknown";
+}
+
+/// What an adaptive limit's listener hears.
+struct adaptive_limit_event {
+  adaptive_limit_event_kind kind = adaptive_limit_event_kind::refused;
+  std::uint32_t limit = 0;           ///< the limit now
+  std::uint32_t previous_limit = 0;  ///< limit_changed: the limit before
+  std::uint32_t in_flight = 0;       ///< calls in flight
+  armor::priority priority = armor::priority::normal;  ///< refused: the refused call's
+  /// In armor::keyed, the key served; otherwise the constructor's (empty by
+  /// default). Valid during the call only.
+  std::string_view key{};
+
+  /// How fmt prints it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using e = adaptive_limit_event;
+    return std::tuple{armor::field("kind", &e::kind),       armor::field("limit", &e::limit),
+                      armor::field("previous_limit", &e::previous_limit), armor::field("in_flight", &e::in_flight),
+                      armor::field("priority", &e::priority), armor::field("key", &e::key)};
+  }
+};
+
+static_assert(decision_like<decision<adaptive_limit_permit>>);
+
+/// An adaptive concurrency limit, and an armor::policy (see the top of
+/// this header and docs/adaptive_limit.md).
+///
+/// Admission is one load of the published thresholds and one CAS loop on
+/// the in-flight count: in flight never exceeds the limit in force when the
+/// call entered. Settling a call gives the slot back and adds its latency
+/// to the window with relaxed atomics; the call that finds the window over
+/// claims it (one CAS on its start), runs the algorithm and publishes the
+/// next limit with one store. A lowered limit does not evict calls in flight:
+/// new calls wait (are refused) until the count falls below it.
+///
+/// What the verdict means to it: success and failure are latency samples;
+/// timeout and throttled are drops (signals to reduce, not timed);
+/// rejected and cancelled are neither.
+///
+/// Thread-safety: every member may be called concurrently, except moving
+/// (move before sharing; share with std::ref). Constructors throw
+/// armor::error(invalid_argument) naming a bad option, and allocate once.
+template <class Algorithm = gradient_limit, class Clock = steady_clock, class Listener = no_listener>
+class adaptive_limit {
+  static_assert(limit_algorithm<Algorithm>,
+                "armor::adaptive_limit: Algorithm must meet armor::limit_algorithm (state, check(), "
+                "next(const adaptive_limit_window&, state&) noexcept -> double)");
+  static_assert(armor::clock<Clock>, "armor::adaptive_limit: Clock must have now() returning its time_point");
+  static_assert(listener_for<Listener, adaptive_limit_event>,
+                "armor::adaptive_limit: Listener must be no_listener or callable as "
+                "listener(const armor::adaptive_limit_event&) noexcept (or std::ref to such a callable)");
+
+ public:
+  using permit_type = adaptive_limit_permit;
+  using options_type = adaptive_limit_options<Algorithm>;
+  using clock_type = Clock;
+  using listener_type = Listener;
+  using algorithm_type = Algorithm;
+
+  /// The driver reads the clock after the operation: settle() times the call.
+  static constexpr bool needs_completion_time = true;
+
+  explicit adaptive_limit(const options_type& options = {}, Clock clock = Clock{}, Listener listener = Listener{})
+      : adaptive_limit(options, std::move(clock), std::move(listener), std::string_view{}) {}
+
+  /// An adaptive limit whose events carry `key`: what armor::keyed builds
+  /// for each key. `key` must outlive it.
+  adaptive_limit(const options_type& options, Clock clock, Listener listener, std::string_view key)
+      : options_(checked(options)),
+        clock_(std::move(clock)),
+        listener_(std::move(listener)),
+        key_(key),
+        block_(std::make_unique<detail::adaptive_limit_block<Algorithm>>(options.algorithm)) {
+    block_->limit = options_.initial_limit;
+    publish(options_.initial_limit);
+    block_->window_start.store(read_clock().time_since_epoch().count(), std::memory_order_relaxed);
+  }
+
+  adaptive_limit(adaptive_limit&&) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
+                                            std::is_nothrow_move_constructible_v<Listener>) = default;
+  adaptive_limit(const adaptive_limit&) = delete;
+  adaptive_limit& operator=(const adaptive_limit&) = delete;
+  adaptive_limit& operator=(adaptive_limit&&) = delete;
+  ~adaptive_limit() = default;
+
+  // ---------------------------------------------------------------- policy protocol
+
+  /// Admits the call if fewer calls than its priority's threshold are in
+  /// flight; else refuses it with concurrency_limited, retryable, with
+  /// retry_after the time a slot takes to free on average (the last
+  /// window's mean latency / limit) once one is known.
+  [[nodiscard]] ARMOR_ALWAYS_INLINE admission<adaptive_limit_permit> admit(context& ctx) noexcept {
+    auto d = try_acquire(ctx.now(), ctx.priority());
+    if (ARMOR_LIKELY(static_cast<bool>(d))) return admission<adaptive_limit_permit>::admit(std::move(d).permit());
+    std::optional<std::chrono::nanoseconds> after;
+    if (d.retry_after() != std::chrono::nanoseconds::max()) after = d.retry_after();
+    return admission<adaptive_limit_permit>::reject(errc::concurrency_limited, after, true);
+  }
+
+  /// Records the verdict of a call it admitted; `ctx.now()` is when it ended.
+  ARMOR_ALWAYS_INLINE void settle(context& ctx, adaptive_limit_permit&& permit, const verdict& v) noexcept {
+    record(std::move(permit), v, ctx.now());
+  }
+
+  // ---------------------------------------------------------------- standalone use
+
+  /// Asks to start a call now (the limit's clock).
+  [[nodiscard]] decision<adaptive_limit_permit> try_acquire(armor::priority p = armor::priority::normal) noexcept(
+      noexcept(std::declval<const Clock&>().now())) {
+    return try_acquire(read_clock(), p);
+  }
+
+  /// try_acquire() at `now`: granted with a permit to hand back to
+  /// record(); or refused with concurrency_limited and retry_after() (the
+  /// last window's mean latency / limit; nanoseconds::max() before any
+  /// window closed).
+  [[nodiscard]] ARMOR_ALWAYS_INLINE decision<adaptive_limit_permit> try_acquire(
+      timestamp now, armor::priority p = armor::priority::normal) noexcept {
+    const unsigned level = static_cast<unsigned>(p) < 3 ? static_cast<unsigned>(p) : 2U;
+    if (const std::uint32_t n = block_->try_enter(level); ARMOR_LIKELY(n != 0)) {
+      block_->note_in_flight(n);
+      if (options_.count_calls) block_->admitted.fetch_add(1, std::memory_order_relaxed);
+      return decision<adaptive_limit_permit>::granted(detail::adaptive_permit_access::make(block_.get(), now));
+    }
+    return refuse(p);
+  }
+
+  /// Records the verdict of a call that ended at `end` and empties the
+  /// permit. A permit that is empty or from another limit is only released.
+  ARMOR_ALWAYS_INLINE void record(adaptive_limit_permit&& permit, const verdict& v, timestamp end) noexcept {
+    using access = detail::adaptive_permit_access;
+    if (access::core(permit) != block_.get()) {
+      permit.release();
+      return;
+    }
+    access::disarm(permit);
+    switch (v.kind) {
+      case outcome::success:
+      case outcome::failure:
+        block_->leave_with_sample(std::max<std::int64_t>((end - permit.started()).count(), 0));
+        break;
+      case outcome::timeout:
+        block_->leave();
+        block_->timeouts.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case outcome::throttled:
+        block_->leave();
+        block_->throttled.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case outcome::rejected:
+      case outcome::cancelled: block_->leave(); break;
+    }
+    maybe_close(end.time_since_epoch().count());
+  }
+
+  /// Records the verdict of a call that ended now (the limit's clock).
+  void record(adaptive_limit_permit&& permit, const verdict& v) noexcept(noexcept(std::declval<const Clock&>().now())) {
+    record(std::move(permit), v, read_clock());
+  }
+
+  /// Closes the window if it is over at `now` (and has min_samples timed
+  /// calls, or a drop). Settling a call does this already; call it from a
+  /// timer when calls are rare, or to end windows at exact times in tests.
+  void update(timestamp now) noexcept { maybe_close(now.time_since_epoch().count()); }
+
+  // ---------------------------------------------------------------- reading
+
+  /// The limit now (what critical calls may fill).
+  [[nodiscard]] std::uint32_t limit() const noexcept {
+    return block_->published.load(std::memory_order_relaxed);
+  }
+  /// The threshold for calls of priority `p` now.
+  [[nodiscard]] std::uint32_t limit(armor::priority p) const noexcept {
+    return detail::threshold_of(block_->thresholds.load(std::memory_order_relaxed), static_cast<unsigned>(p));
+  }
+  /// Calls in flight now.
+  [[nodiscard]] std::uint32_t in_flight() const noexcept { return block_->in_flight(); }
+
+  [[nodiscard]] adaptive_limit_stats stats() const noexcept {
+    const auto& b = *block_;
+    adaptive_limit_stats s;
+    s.limit = b.published.load(std::memory_order_relaxed);
+    s.in_flight = b.in_flight();
+    s.mean_latency = std::chrono::nanoseconds{b.last_mean_ns.load(std::memory_order_relaxed)};
+    s.windows = b.windows.load(std::memory_order_relaxed);
+    s.samples = b.samples_total.load(std::memory_order_relaxed);
+    s.timeouts = b.timeouts_total.load(std::memory_order_relaxed);
+    s.throttled = b.throttled_total.load(std::memory_order_relaxed);
+    s.counting = options_.count_calls;
+    s.admitted = b.admitted.load(std::memory_order_relaxed);
+    s.refused = b.refused.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  /// For armor::keyed: nothing in flight and the limit back where it
+  /// started, so a fresh instance would decide the same.
+  [[nodiscard]] bool idle(timestamp) const noexcept {
+    return in_flight() == 0 && limit() == options_.initial_limit;
+  }
+
+  [[nodiscard]] const options_type& options() const noexcept { return options_; }
+  [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
+
+ private:
+  [[nodiscard]] timestamp read_clock() const noexcept(noexcept(std::declval<const Clock&>().now())) {
+    return to_timestamp(clock_.now());
+  }
+
+  decision<adaptive_limit_permit> refuse(armor::priority p) noexcept {
+    if (options_.count_calls) block_->refused.fetch_add(1, std::memory_order_relaxed);
+    detail::notify(listener_, [&] {
+      adaptive_limit_event e;
+      e.kind = adaptive_limit_event_kind::refused;
+      e.limit = limit();
+      e.in_flight = in_flight();
+      e.priority = p;
+      e.key = key_;
+      return e;
+    });
+    const std::int64_t mean = block_->last_mean_ns.load(std::memory_order_relaxed);
+    if (mean <= 0) return decision<adaptive_limit_permit>::refused(errc::concurrency_limited, std::chrono::nanoseconds::max());
+    return decision<adaptive_limit_permit>::refused(
+        errc::concurrency_limited, std::chrono::nanoseconds{std::max<std::int64_t>(mean / std::max(limit(), 1U), 1)});
+  }
+
+  // Closes the window if it is over and has enough to say; exactly one
+  // caller wins the claim.
+  ARMOR_ALWAYS_INLINE void maybe_close(std::int64_t now) noexcept {
+    auto& b = *block_;
+    const std::int64_t start = b.window_start.load(std::memory_order_relaxed);
+    if (ARMOR_LIKELY(start == detail::window_closing || now - start < options_.window.count())) return;
+    close(start, now);
+  }
+
+  void close(std::int64_t start, std::int64_t now) noexcept {
+    auto& b = *block_;
+    const bool drops = b.timeouts.load(std::memory_order_relaxed) + b.throttled.load(std::memory_order_relaxed) != 0;
+    if (!drops && b.samples() < options_.min_samples) return;
+    if (!b.claim(start)) return;
+    adaptive_limit_window w;
+    w.limit = b.limit;
+    w.samples = b.take_samples();
+    const std::int64_t sum = b.latency_sum_ns.exchange(0, std::memory_order_relaxed);
+    const std::int64_t low = b.min_latency_ns.exchange(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
+    if (w.samples != 0) {
+      w.mean_latency = std::chrono::nanoseconds{sum / static_cast<std::int64_t>(w.samples)};
+      w.min_latency = std::chrono::nanoseconds{low == std::numeric_limits<std::int64_t>::max() ? 0 : low};
+    }
+    // The next window starts with what is in flight now.
+    w.max_in_flight = b.max_in_flight.exchange(b.in_flight(), std::memory_order_relaxed);
+    w.timeouts = b.timeouts.exchange(0, std::memory_order_relaxed);
+    w.throttled = b.throttled.exchange(0, std::memory_order_relaxed);
+    w.duration = std::chrono::nanoseconds{now - start};
+
+    double next = b.algorithm.next(w, b.state);
+    if (!(next == next)) next = w.limit;  // NaN from a user's algorithm: keep the limit
+    next = std::clamp(next, static_cast<double>(options_.min_limit), static_cast<double>(options_.max_limit));
+    b.limit = next;
+    const std::uint32_t before = b.published.load(std::memory_order_relaxed);
+    const auto rounded = static_cast<std::uint32_t>(next);
+    publish(rounded);
+    if (w.samples != 0) b.last_mean_ns.store(w.mean_latency.count(), std::memory_order_relaxed);
+    b.windows.fetch_add(1, std::memory_order_relaxed);
+    b.samples_total.fetch_add(w.samples, std::memory_order_relaxed);
+    b.timeouts_total.fetch_add(w.timeouts, std::memory_order_relaxed);
+    b.throttled_total.fetch_add(w.throttled, std::memory_order_relaxed);
+    b.reopen(now);
+    if (rounded != before) {
+      detail::notify(listener_, [&] {
+        adaptive_limit_event e;
+        e.kind = adaptive_limit_event_kind::limit_changed;
+        e.limit = rounded;
+        e.previous_limit = before;
+        e.in_flight = in_flight();
+        e.key = key_;
+        return e;
+      });
+    }
+  }
+
+  // Publishes a limit and the thresholds derived from it.
+  void publish(std::uint32_t l) noexcept {
+    const auto share = [l](double f) {
+      return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::floor(static_cast<double>(l) * f)));
+    };
+    block_->published.store(l, std::memory_order_relaxed);
+    // Relaxed: the thresholds are one word, read whole; nothing else is published with them.
+    block_->thresholds.store(detail::pack_thresholds(l, share(options_.normal_share), share(options_.sheddable_share)),
+                             std::memory_order_relaxed);
+  }
+
+  static const options_type& checked(const options_type& o) {
+    constexpr std::string_view who = "armor::adaptive_limit";
+    const auto fail = [&](const std::string& what) { detail::invalid_config(std::string(who) + ": " + what); };
+    if (o.min_limit < 1) fail("min_limit must be at least 1 (got 0)");
+    if (o.max_limit > detail::limit_mask) {
+      fail("max_limit must be below 2^21 (got " + std::to_string(o.max_limit) + ")");
+    }
+    if (o.min_limit > o.max_limit) {
+      fail("min_limit must not exceed max_limit (got " + std::to_string(o.min_limit) + " > " +
+           std::to_string(o.max_limit) + ")");
+    }
+    if (o.initial_limit < o.min_limit || o.initial_limit > o.max_limit) {
+      fail("initial_limit must be in [min_limit, max_limit] (got " + std::to_string(o.initial_limit) + ")");
+    }
+    if (o.window.count() <= 0) fail("window must be positive (got " + std::to_string(o.window.count()) + " ns)");
+    if (o.min_samples < 1) fail("min_samples must be at least 1 (got 0)");
+    if (!detail::in_half_unit(o.normal_share)) {
+      fail("normal_share must be in (0, 1] (got " + std::to_string(o.normal_share) + ")");
+    }
+    if (!(o.sheddable_share > 0 && o.sheddable_share <= o.normal_share)) {
+      fail("sheddable_share must be in (0, normal_share] (got " + std::to_string(o.sheddable_share) + ")");
+    }
+    o.algorithm.check();
+    return o;
+  }
+
+  options_type options_;
+  [[no_unique_address]] Clock clock_;
+  [[no_unique_address]] Listener listener_;
+  std::string_view key_;
+  std::unique_ptr<detail::adaptive_limit_block<Algorithm>> block_;
+};
+
+}  // namespace armor

@@ -1,0 +1,159 @@
+// Threads sharing one adaptive limit never have more calls in flight than
+// the limit allows, every admission is released exactly once (settled,
+// thrown through, dropped), and each window is closed by exactly one thread:
+// the algorithm's state is a plain, non-atomic counter, so two closers at
+// once, or a closer that does not see its predecessor's writes, is a data
+// race ThreadSanitizer reports. Run under ThreadSanitizer.
+#include <armor/adaptive_limit.hpp>
+#include <armor/pipeline.hpp>
+
+#include "armor_catch.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int threads = 4;
+
+struct boom : std::runtime_error {
+  boom() : std::runtime_error("boom") {}
+};
+
+struct occupancy {
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  void enter() {
+    const int now = inside.fetch_add(1, std::memory_order_acq_rel) + 1;
+    int m = most.load(std::memory_order_relaxed);
+    while (now > m && !most.compare_exchange_weak(m, now, std::memory_order_relaxed)) {
+    }
+  }
+  void leave() { inside.fetch_sub(1, std::memory_order_acq_rel); }
+};
+
+// AIMD that also counts its steps in plain memory the policy does not know
+// about: only the thread that holds the window's claim may touch it.
+struct counting_aimd {
+  long* steps = nullptr;
+  double last_limit = 0;  // written by each step, read by the next: must be ordered
+  armor::aimd_limit inner{.increase = 1, .backoff_ratio = 0.5};
+  struct state {
+    double seen = 0;
+  };
+  void check() const { inner.check(); }
+  [[nodiscard]] double next(const armor::adaptive_limit_window& w, state& s) const noexcept {
+    ++*steps;
+    s.seen = w.limit;
+    armor::aimd_limit::state none;
+    return inner.next(w, none);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("adaptive_limit stress: a fixed limit is never exceeded, every slot comes back", "[adaptive_limit]") {
+  constexpr std::uint32_t limit = 3;
+  constexpr int iterations = 50000;
+  armor::adaptive_limit<armor::aimd_limit> lim{
+      {.initial_limit = limit, .min_limit = limit, .max_limit = limit, .normal_share = 1, .sheddable_share = 1}};
+  const auto p = armor::pipeline{std::ref(lim)};
+  occupancy occ;
+  std::vector<std::thread> pool;
+  std::atomic<long> admitted{0};
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 1);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 6;
+        if (dice == 0) {
+          if (auto d = lim.try_acquire()) {  // dropped unsettled
+            occ.enter();
+            admitted.fetch_add(1, std::memory_order_relaxed);
+            std::this_thread::yield();
+            occ.leave();
+          }
+          continue;
+        }
+        (void)p.try_execute([&]() -> int {
+          occ.enter();
+          admitted.fetch_add(1, std::memory_order_relaxed);
+          if (dice == 1) {
+            occ.leave();
+            throw boom();
+          }
+          if (dice == 2) std::this_thread::yield();
+          occ.leave();
+          return 1;
+        });
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CHECK(occ.most.load() <= static_cast<int>(limit));
+  CHECK(occ.most.load() >= 2);
+  CHECK(admitted.load() > 0);
+  CHECK(lim.in_flight() == 0);
+  for (std::uint32_t i = 0; i < limit; ++i) CHECK(lim.try_acquire().permit().operator bool());
+}
+
+TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, every slot comes back",
+          "[adaptive_limit]") {
+  constexpr int iterations = 40000;
+  long steps = 0;
+  armor::manual_clock clock;
+  counting_aimd algo;
+  algo.steps = &steps;
+  armor::adaptive_limit<counting_aimd, armor::manual_clock> lim{
+      {.initial_limit = 4, .min_limit = 1, .max_limit = 6, .window = 5ms, .min_samples = 1, .algorithm = algo},
+      clock};
+  // The operation answers 2 for a 429: throttled, a signal to reduce.
+  const auto p = armor::pipeline{
+      clock, armor::classify{[](int answer) { return answer == 2 ? armor::verdict::throttled() : armor::verdict::success(); }},
+      std::ref(lim)};
+  occupancy occ;
+  std::vector<std::thread> pool;
+  std::atomic<long> refused{0};
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 11);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 8;
+        const auto prio = static_cast<armor::priority>(rng() % 3);
+        auto r = p.try_execute(
+            [&]() -> int {
+              occ.enter();
+              clock.advance(1ms);
+              if (dice == 0) {
+                occ.leave();
+                throw boom();
+              }
+              if (dice == 1) std::this_thread::yield();
+              occ.leave();
+              // A throttled answer now and then drives the limit down; successes drive it up.
+              return dice == 2 ? 2 : 1;
+            },
+            {.priority = prio});
+        if (!r && r.code() == armor::errc::concurrency_limited) refused.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CHECK(occ.most.load() <= 6);
+  CHECK(refused.load() > 0);
+  CHECK(lim.in_flight() == 0);
+  const auto s = lim.stats();
+  CHECK(s.windows > 100);
+  CHECK(steps == static_cast<long>(s.windows));  // read after join: no race
+  CHECK(lim.limit() >= 1);
+  CHECK(lim.limit() <= 6);
+}

@@ -1,0 +1,485 @@
+// armor::adaptive_limit: exact admission, priorities, the three algorithms'
+// trajectories on exact timestamps, the peers' failure modes as regression
+// cases, the pipeline protocol, listener, stats and keyed<>.
+// Single-threaded, on manual_clock; threads are in tests/stress/.
+#include <armor/adaptive_limit.hpp>
+#include <armor/deadline.hpp>
+#include <armor/keyed.hpp>
+#include <armor/pipeline.hpp>
+
+#include "armor_catch.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using ns = std::chrono::nanoseconds;
+
+namespace {
+
+armor::verdict verdict_of(armor::outcome k) {
+  armor::verdict v;
+  v.kind = k;
+  return v;
+}
+
+/// Drives an adaptive limit one window at a time on exact timestamps: in
+/// each window `demand` normal calls start together (as many as are
+/// admitted), all last latency(admitted) and end with `kind`; then the
+/// window is closed at its exact end with update().
+template <class A>
+struct simulation {
+  armor::manual_clock clock{};
+  armor::adaptive_limit<A, armor::manual_clock> limit;
+  std::int64_t window_ns;
+
+  explicit simulation(const armor::adaptive_limit_options<A>& o) : limit(o, clock), window_ns(o.window.count()) {}
+
+  std::uint32_t round(std::uint32_t demand, const std::function<ns(std::uint32_t)>& latency,
+                      armor::outcome kind = armor::outcome::success) {
+    const armor::timestamp t0 = armor::to_timestamp(clock.now());
+    std::vector<armor::adaptive_limit_permit> held;
+    for (std::uint32_t i = 0; i < demand; ++i) {
+      auto d = limit.try_acquire(t0);
+      if (!d) break;
+      held.push_back(std::move(d).permit());
+    }
+    const auto n = static_cast<std::uint32_t>(held.size());
+    const ns lat = latency(n);
+    for (auto& p : held) limit.record(std::move(p), verdict_of(kind), t0 + lat);
+    clock.advance(ns{window_ns});
+    limit.update(armor::to_timestamp(clock.now()));
+    return n;
+  }
+
+  /// `windows` rounds; the limit after each.
+  std::vector<std::uint32_t> run(int windows, std::uint32_t demand, const std::function<ns(std::uint32_t)>& latency,
+                                 armor::outcome kind = armor::outcome::success) {
+    std::vector<std::uint32_t> out;
+    for (int i = 0; i < windows; ++i) {
+      round(demand, latency, kind);
+      out.push_back(limit.limit());
+    }
+    return out;
+  }
+};
+
+constexpr std::uint32_t unbounded = 100'000;
+
+ns flat_10ms(std::uint32_t) { return 10ms; }
+
+/// An upstream with capacity for 50 calls: 10 ms each up to 50 in flight,
+/// then proportionally slower (its queue grows).
+ns capacity_50(std::uint32_t n) { return ns{static_cast<std::int64_t>(10e6 * std::max(1.0, n / 50.0))}; }
+
+template <class A = armor::gradient_limit>
+std::string config_error(const armor::adaptive_limit_options<A>& o) {
+  try {
+    armor::adaptive_limit<A> l{o};
+  } catch (const armor::error& e) {
+    CHECK(e.code() == armor::errc::invalid_argument);
+    return e.what();
+  }
+  return "";
+}
+
+bool names(const std::string& message, const std::string& option) {
+  INFO(message);
+  return message.find(option) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("adaptive_limit: bad options are refused at construction, naming the option", "[adaptive_limit]") {
+  using o = armor::adaptive_limit_options<>;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  CHECK(names(config_error(o{.min_limit = 0}), "min_limit"));
+  CHECK(names(config_error(o{.initial_limit = 5, .min_limit = 10, .max_limit = 8}), "min_limit must not exceed max_limit"));
+  CHECK(names(config_error(o{.initial_limit = 0}), "initial_limit"));
+  CHECK(names(config_error(o{.initial_limit = 2000}), "initial_limit"));
+  CHECK(names(config_error(o{.max_limit = 1U << 21}), "max_limit"));
+  CHECK(names(config_error(o{.window = 0s}), "window"));
+  CHECK(names(config_error(o{.window = -1s}), "window"));
+  CHECK(names(config_error(o{.min_samples = 0}), "min_samples"));
+  CHECK(names(config_error(o{.normal_share = 0}), "normal_share"));
+  CHECK(names(config_error(o{.normal_share = 1.5}), "normal_share"));
+  CHECK(names(config_error(o{.normal_share = nan}), "normal_share"));
+  CHECK(names(config_error(o{.normal_share = 0.5, .sheddable_share = 0.6}), "sheddable_share"));
+  CHECK(names(config_error(o{.sheddable_share = nan}), "sheddable_share"));
+
+  CHECK(names(config_error(o{.algorithm = {.tolerance = 0.5}}), "tolerance"));
+  CHECK(names(config_error(o{.algorithm = {.long_window = 0}}), "long_window"));
+  CHECK(names(config_error(o{.algorithm = {.smoothing = 0}}), "smoothing"));
+  CHECK(names(config_error(o{.algorithm = {.smoothing = 1.01}}), "smoothing"));
+  CHECK(names(config_error(o{.algorithm = {.smoothing = nan}}), "smoothing"));
+  CHECK(names(config_error(o{.algorithm = {.backoff_ratio = 1}}), "backoff_ratio"));
+  CHECK(names(config_error(o{.algorithm = {.max_healthy_latency = -1ms}}), "max_healthy_latency"));
+
+  using vo = armor::adaptive_limit_options<armor::vegas_limit>;
+  CHECK(names(config_error(vo{.algorithm = {.alpha = 0}}), "alpha"));
+  CHECK(names(config_error(vo{.algorithm = {.alpha = 4, .beta = 3}}), "beta"));
+  CHECK(names(config_error(vo{.algorithm = {.probe_jitter = 1}}), "probe_jitter"));
+  CHECK(names(config_error(vo{.algorithm = {.smoothing = 0}}), "smoothing"));
+
+  using ao = armor::adaptive_limit_options<armor::aimd_limit>;
+  CHECK(names(config_error(ao{.algorithm = {.increase = 0}}), "increase"));
+  CHECK(names(config_error(ao{.algorithm = {.increase = nan}}), "increase"));
+  CHECK(names(config_error(ao{.algorithm = {.backoff_ratio = 0}}), "backoff_ratio"));
+
+  CHECK(config_error(o{}).empty());
+  CHECK(config_error(o{.initial_limit = 1, .min_limit = 1, .max_limit = 1}).empty());
+}
+
+TEST_CASE("adaptive_limit: admits exactly up to the limit, and a dropped permit gives its slot back",
+          "[adaptive_limit]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{
+      {.initial_limit = 3, .normal_share = 1, .sheddable_share = 1}, clock};
+  const armor::timestamp t{};
+  auto a = lim.try_acquire(t);
+  auto b = lim.try_acquire(t);
+  auto c = lim.try_acquire(t);
+  REQUIRE((a && b && c));
+  CHECK(lim.in_flight() == 3);
+  auto d = lim.try_acquire(t);
+  CHECK_FALSE(d);
+  CHECK(d.code() == armor::errc::concurrency_limited);
+  CHECK(d.retry_after() == ns::max());  // no window closed yet: no estimate
+  { auto dropped = std::move(a).permit(); }
+  CHECK(lim.in_flight() == 2);
+  CHECK(lim.try_acquire(t));  // taken and dropped at once
+  CHECK(lim.in_flight() == 2);
+  auto p = std::move(b).permit();
+  p.release();
+  p.release();  // once only
+  CHECK(lim.in_flight() == 1);
+  lim.record(std::move(c).permit(), armor::verdict::success(), t + 1ms);
+  CHECK(lim.in_flight() == 0);
+}
+
+TEST_CASE("adaptive_limit: lower priorities are refused first", "[adaptive_limit]") {
+  armor::manual_clock clock;
+  // Limit 20: sheddable calls below 15 in flight, normal below 18, critical up to 20.
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{{.initial_limit = 20}, clock};
+  CHECK(lim.limit(armor::priority::critical) == 20);
+  CHECK(lim.limit(armor::priority::normal) == 18);
+  CHECK(lim.limit(armor::priority::sheddable) == 15);
+  const armor::timestamp t{};
+  std::vector<armor::adaptive_limit_permit> held;
+  const auto fill = [&](armor::priority p) {
+    int n = 0;
+    while (auto d = lim.try_acquire(t, p)) {
+      held.push_back(std::move(d).permit());
+      ++n;
+    }
+    return n;
+  };
+  CHECK(fill(armor::priority::sheddable) == 15);
+  CHECK(fill(armor::priority::normal) == 3);
+  CHECK(fill(armor::priority::critical) == 2);
+  CHECK(lim.in_flight() == 20);
+  held.pop_back();
+  CHECK_FALSE(lim.try_acquire(t, armor::priority::sheddable));
+  CHECK_FALSE(lim.try_acquire(t, armor::priority::normal));
+  CHECK(lim.try_acquire(t, armor::priority::critical));
+
+  // A small limit keeps at least one slot for every priority.
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> one{{.initial_limit = 1}, clock};
+  CHECK(one.limit(armor::priority::sheddable) == 1);
+}
+
+TEST_CASE("gradient: a healthy upstream lets the limit grow by sqrt(limit), smoothed", "[adaptive_limit]") {
+  simulation<armor::gradient_limit> s({.initial_limit = 20, .min_samples = 1});
+  CHECK(s.run(12, unbounded, flat_10ms) == std::vector<std::uint32_t>{20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 32});
+}
+
+TEST_CASE("gradient regression: steady overload behind a queue does not grow the limit without end (concurrency-limits #134)",
+          "[adaptive_limit]") {
+  // Past 50 in flight the upstream queues: latency grows with the limit and
+  // the long-term average catches up from below. Growth stops there.
+  simulation<armor::gradient_limit> s({.initial_limit = 20, .min_samples = 1});
+  const auto v = s.run(3000, unbounded, capacity_50);
+  const std::vector<std::uint32_t> start(v.begin(), v.begin() + 34);
+  CHECK(start == std::vector<std::uint32_t>{20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 32, 33, 34, 35, 36, 37,
+                                            39, 40, 41, 42, 44, 45, 46, 48, 49, 51, 52, 53, 55, 56, 58, 58, 58});
+  for (std::size_t i = 31; i < v.size(); ++i) REQUIRE(v[i] == 58);  // 52 in flight: 1.04x the unloaded latency
+}
+
+TEST_CASE("gradient regression: calls that all hit the same timeout shrink the limit (concurrency-limits #137)",
+          "[adaptive_limit]") {
+  // Zero variance at the timeout looks like a healthy, steady latency; a
+  // timeout is a drop, not a latency sample, so the limit falls.
+  simulation<armor::gradient_limit> s({.initial_limit = 20, .min_samples = 1});
+  CHECK(s.run(24, unbounded, [](std::uint32_t) { return ns{1s}; }, armor::outcome::timeout) ==
+        std::vector<std::uint32_t>{18, 16, 14, 13, 11, 10, 9, 8, 7, 6, 6, 5, 5, 4, 4, 3, 3, 3, 2, 2, 2, 1, 1, 1});
+  CHECK(s.limit.stats().samples == 0);
+  CHECK(s.limit.stats().timeouts > 0);
+}
+
+TEST_CASE("gradient regression: max_healthy_latency keeps a slowly drifting incident from blinding the limiter (failsafe-go #127)",
+          "[adaptive_limit]") {
+  // Latency drifts up 0.05 % a window, from 10 ms to 45 ms over 3000
+  // windows: slowly enough that the long-term average follows it, so the
+  // gradient never falls below 1 and the limiter never reacts. With a
+  // ceiling on what counts as healthy it does, once latency passes 1.5x it.
+  const auto drift = [](int guard_ms) {
+    armor::gradient_limit g{};
+    g.max_healthy_latency = std::chrono::milliseconds{guard_ms};
+    simulation<armor::gradient_limit> s({.initial_limit = 100, .min_samples = 1, .algorithm = g});
+    s.run(20, unbounded, flat_10ms);
+    std::vector<std::uint32_t> every_500;
+    for (int w = 0; w < 3000; ++w) {
+      s.round(unbounded, [&](std::uint32_t) { return ns{static_cast<std::int64_t>(10e6 * std::exp(0.0005 * w))}; });
+      if (w % 500 == 0) every_500.push_back(s.limit.limit());
+    }
+    every_500.push_back(s.limit.limit());
+    return every_500;
+  };
+  CHECK(drift(0) == std::vector<std::uint32_t>{146, 146, 146, 146, 146, 146, 146});
+  CHECK(drift(20) == std::vector<std::uint32_t>{146, 146, 146, 146, 146, 2, 2});
+}
+
+TEST_CASE("vegas: the limit settles where the queue estimate sits between alpha and beta", "[adaptive_limit]") {
+  simulation<armor::vegas_limit> s({.initial_limit = 20, .min_samples = 1});
+  CHECK(s.run(30, unbounded, capacity_50) ==
+        std::vector<std::uint32_t>{21, 22, 23, 25, 26, 28, 29, 31, 32, 34, 35, 37, 38, 40, 41,
+                                   43, 45, 46, 48, 50, 51, 53, 55, 57, 58, 60, 62, 62, 62, 62});
+}
+
+TEST_CASE("vegas regression: one lucky fast sample does not collapse the baseline", "[adaptive_limit]") {
+  const auto run = [](bool lucky) {
+    simulation<armor::vegas_limit> s({.initial_limit = 20, .min_samples = 1});
+    std::vector<std::uint32_t> out;
+    for (int i = 0; i < 30; ++i) {
+      if (lucky && i == 5) {
+        const auto t0 = armor::to_timestamp(s.clock.now());
+        auto d = s.limit.try_acquire(t0);
+        s.limit.record(std::move(d).permit(), armor::verdict::success(), t0 + 100us);  // 100x faster than any other
+      }
+      s.round(unbounded, capacity_50);
+      out.push_back(s.limit.limit());
+    }
+    return out;
+  };
+  CHECK(run(true) == run(false));
+}
+
+TEST_CASE("vegas regression: a baseline re-taken during an incident does not pin the limit (Envoy #38338)",
+          "[adaptive_limit]") {
+  armor::vegas_limit v{};
+  v.probe_every = 20;
+  v.probe_jitter = 0;
+  simulation<armor::vegas_limit> s({.initial_limit = 20, .min_samples = 1, .algorithm = v});
+  CHECK(s.run(15, unbounded, capacity_50) ==
+        std::vector<std::uint32_t>{21, 22, 23, 25, 26, 28, 29, 31, 32, 34, 35, 37, 38, 40, 41});
+  // Five times slower for ten windows, across the probe at window 20.
+  CHECK(s.run(10, unbounded, [](std::uint32_t n) { return capacity_50(n) * 5; }) ==
+        std::vector<std::uint32_t>{40, 38, 37, 35, 34, 35, 37, 38, 40, 41});
+  // The incident over, the baseline comes back down and the limit with it.
+  CHECK(s.run(30, unbounded, capacity_50) ==
+        std::vector<std::uint32_t>{43, 45, 46, 48, 50, 51, 53, 55, 57, 58, 60, 62, 62, 62, 62,
+                                   64, 65, 67, 67, 67, 67, 67, 67, 67, 67, 67, 67, 67, 67, 67});
+}
+
+TEST_CASE("vegas: the probe interval's jitter comes from the seed", "[adaptive_limit]") {
+  const auto run = [](std::uint64_t seed) {
+    armor::vegas_limit v{};
+    v.probe_every = 10;
+    v.seed = seed;
+    simulation<armor::vegas_limit> s({.initial_limit = 20, .min_samples = 1, .algorithm = v});
+    std::vector<std::uint32_t> out;
+    for (int i = 0; i < 60; ++i) {
+      s.round(unbounded, [&](std::uint32_t n) { return i % 7 == 3 ? capacity_50(n) * 3 : capacity_50(n); });
+      out.push_back(s.limit.limit());
+    }
+    return out;
+  };
+  CHECK(run(1) == run(1));
+}
+
+TEST_CASE("aimd regression: with the default min_limit it goes below its starting value", "[adaptive_limit]") {
+  // concurrency-limits' AIMD defaults put min_limit = initial_limit = 20,
+  // so it could never back off below 20; here min_limit is 1.
+  simulation<armor::aimd_limit> s({.initial_limit = 20, .min_samples = 1});
+  CHECK(s.run(10, unbounded, flat_10ms) == std::vector<std::uint32_t>{21, 22, 23, 24, 25, 26, 27, 28, 29, 30});
+  CHECK(s.run(10, unbounded, flat_10ms, armor::outcome::throttled) ==
+        std::vector<std::uint32_t>{27, 24, 21, 19, 17, 15, 14, 12, 11, 10});
+}
+
+TEST_CASE("aimd: a mean latency above latency_threshold backs off", "[adaptive_limit]") {
+  simulation<armor::aimd_limit> s({.initial_limit = 20, .min_samples = 1, .algorithm = {.latency_threshold = 5ms}});
+  CHECK(s.run(3, unbounded, flat_10ms) == std::vector<std::uint32_t>{18, 16, 14});
+}
+
+TEST_CASE("adaptive_limit: a throttled answer is a signal to reduce, not a latency sample", "[adaptive_limit]") {
+  simulation<armor::gradient_limit> s({.initial_limit = 20, .min_samples = 1});
+  s.round(unbounded, flat_10ms, armor::outcome::throttled);
+  CHECK(s.limit.limit() == 18);
+  const auto st = s.limit.stats();
+  CHECK(st.samples == 0);
+  CHECK(st.throttled == 18);
+  CHECK(st.windows == 1);
+  // Rejected and cancelled attempts are neither.
+  s.round(5, flat_10ms, armor::outcome::cancelled);
+  s.round(5, flat_10ms, armor::outcome::rejected);
+  CHECK(s.limit.limit() == 18);
+  CHECK(s.limit.stats().windows == 1);
+}
+
+TEST_CASE("adaptive_limit: a window closes only with min_samples timed calls, or a drop", "[adaptive_limit]") {
+  simulation<armor::aimd_limit> s({.initial_limit = 20, .min_samples = 30});
+  s.round(unbounded, flat_10ms);  // 18 samples: the window stays open
+  CHECK(s.limit.stats().windows == 0);
+  s.round(unbounded, flat_10ms);  // the 30th sample, at 1.01 s, closes it
+  CHECK(s.limit.stats().windows == 1);
+  CHECK(s.limit.limit() == 21);
+  CHECK(s.limit.stats().samples == 30);
+  CHECK(s.limit.stats().mean_latency == 10ms);
+  s.round(1, flat_10ms, armor::outcome::timeout);  // one timeout is enough
+  CHECK(s.limit.stats().windows == 2);
+  CHECK(s.limit.limit() == 18);
+}
+
+TEST_CASE("adaptive_limit: refusals carry retry_after, the last window's mean latency / limit", "[adaptive_limit]") {
+  simulation<armor::gradient_limit> s({.initial_limit = 10, .min_samples = 1, .normal_share = 1});
+  s.round(unbounded, [](std::uint32_t) { return ns{100ms}; });
+  const std::uint32_t l = s.limit.limit();
+  CHECK(l == 10);  // 10 + 0.2 * sqrt(10) = 10.6
+  const armor::timestamp t = armor::to_timestamp(s.clock.now());
+  std::vector<armor::adaptive_limit_permit> held;
+  while (auto d = s.limit.try_acquire(t)) held.push_back(std::move(d).permit());
+  const auto refused = s.limit.try_acquire(t);
+  CHECK(refused.code() == armor::errc::concurrency_limited);
+  CHECK(refused.retry_after() == 10ms);
+}
+
+TEST_CASE("adaptive_limit in a pipeline: times calls on the pipeline's clock, refuses with concurrency_limited, "
+          "and releases on exceptions", "[adaptive_limit]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> lim{
+      {.initial_limit = 2, .window = 100ms, .min_samples = 1, .normal_share = 1, .sheddable_share = 0.5}, clock};
+  auto p = armor::pipeline{clock, std::ref(lim)};
+  CHECK(p.execute([&] {
+    clock.advance(20ms);
+    return 1;
+  }) == 1);
+  CHECK(lim.in_flight() == 0);
+  CHECK_THROWS_AS(p.execute([&]() -> int { throw std::runtime_error("boom"); }), std::runtime_error);
+  CHECK(lim.in_flight() == 0);
+
+  // Nested: the outer call holds one slot, the inner a second; a third is refused.
+  const auto r = p.try_execute([&] {
+    return p.try_execute([&] { return p.try_execute([] { return 3; }).code(); }).value();
+  });
+  REQUIRE(r);
+  CHECK(*r == armor::errc::concurrency_limited);
+  // A sheddable call gets half the limit: one slot.
+  const auto s = p.try_execute([&] { return p.try_execute([] { return 4; }, {.priority = armor::priority::sheddable}).code(); },
+                               {.priority = armor::priority::sheddable});
+  REQUIRE(s);
+  CHECK(*s == armor::errc::concurrency_limited);
+
+  // After 100 ms the next settled call closes the window: 20 ms mean, 2 samples.
+  clock.advance(100ms);
+  CHECK(p.execute([] { return 5; }) == 5);
+  CHECK(lim.stats().windows == 1);
+  CHECK(lim.stats().mean_latency > 0ms);
+}
+
+TEST_CASE("adaptive_limit in a pipeline: a call that fails past its deadline is a timeout, a drop", "[adaptive_limit]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{
+      {.initial_limit = 10, .window = 1s, .min_samples = 1}, clock};
+  auto p = armor::pipeline{clock, std::ref(lim), armor::deadline{500ms}};
+  for (int i = 0; i < 3; ++i) {
+    (void)p.try_execute([&]() -> int {
+      clock.advance(600ms);
+      throw std::runtime_error("too late");
+    });
+  }
+  CHECK(lim.stats().timeouts == 2);  // the second call, ending at 1.2 s, closed the first window
+  CHECK(lim.limit() == 9);
+}
+
+namespace {
+struct event_log {
+  std::vector<armor::adaptive_limit_event>* events;
+  void operator()(const armor::adaptive_limit_event& e) const noexcept {
+    try {
+      events->push_back(e);
+    } catch (...) {
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("adaptive_limit: the listener hears limit changes and refusals, with the key", "[adaptive_limit]") {
+  std::vector<armor::adaptive_limit_event> events;
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock, event_log> lim{
+      {.initial_limit = 2, .min_samples = 1, .normal_share = 1}, clock, event_log{&events}, "db"};
+  const armor::timestamp t{};
+  auto a = lim.try_acquire(t);
+  auto b = lim.try_acquire(t, armor::priority::critical);
+  CHECK_FALSE(lim.try_acquire(t, armor::priority::sheddable));
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].kind == armor::adaptive_limit_event_kind::refused);
+  CHECK(events[0].priority == armor::priority::sheddable);
+  CHECK(events[0].in_flight == 2);
+  CHECK(events[0].key == "db");
+  lim.record(std::move(a).permit(), armor::verdict::success(), t + 10ms);
+  lim.record(std::move(b).permit(), armor::verdict::success(), t + 2s);  // closes the window: 2 -> 3
+  REQUIRE(events.size() == 2);
+  CHECK(events[1].kind == armor::adaptive_limit_event_kind::limit_changed);
+  CHECK(events[1].previous_limit == 2);
+  CHECK(events[1].limit == 3);
+}
+
+TEST_CASE("adaptive_limit: stats count admissions and refusals with count_calls", "[adaptive_limit]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{
+      {.initial_limit = 1, .count_calls = true}, clock};
+  auto a = lim.try_acquire(armor::timestamp{});
+  CHECK_FALSE(lim.try_acquire(armor::timestamp{}));
+  const auto s = lim.stats();
+  CHECK(s.counting);
+  CHECK(s.admitted == 1);
+  CHECK(s.refused == 1);
+  CHECK(s.limit == 1);
+  CHECK(s.in_flight == 1);
+}
+
+TEST_CASE("keyed<adaptive_limit>: one limit per upstream", "[adaptive_limit]") {
+  armor::manual_clock clock;
+  using limit_type = armor::adaptive_limit<armor::gradient_limit, armor::manual_clock>;
+  armor::keyed<limit_type> per_host{{.initial_limit = 1}, {}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_host)};
+  const auto inner = [&](std::string_view other) {
+    return p.try_execute([] { return 1; }, {.key = other}).code();
+  };
+  const auto same = p.try_execute([&] { return inner("a"); }, {.key = "a"});
+  const auto different = p.try_execute([&] { return inner("b"); }, {.key = "a"});
+  REQUIRE((same && different));
+  CHECK(*same == armor::errc::concurrency_limited);
+  CHECK(*different == std::error_code{});
+}
+
+TEST_CASE("keyed<adaptive_limit> with a listener: each key's copy says which key", "[adaptive_limit]") {
+  std::vector<armor::adaptive_limit_event> events;
+  armor::manual_clock clock;
+  using limit_type = armor::adaptive_limit<armor::gradient_limit, armor::manual_clock, event_log>;
+  armor::keyed<limit_type> per_host{{.initial_limit = 1}, {}, clock, event_log{&events}};
+  auto held = per_host.get("api.example.com")->try_acquire();
+  REQUIRE(held);
+  CHECK_FALSE(per_host.get("api.example.com")->try_acquire());
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].kind == armor::adaptive_limit_event_kind::refused);
+  CHECK(events[0].key == "api.example.com");
+}
