@@ -19,7 +19,7 @@ TEST_CASE("errc values are std::error_codes of the armor category") {
 }
 
 TEST_CASE("every errc has its own message") {
-  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::concurrency_limited);
+  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::client_throttled);
        ++v) {
     const std::error_code ec{v, armor::error_category()};
     CHECK(ec.message() != "unknown armor error");
@@ -54,6 +54,15 @@ TEST_CASE("concurrency_limited is its own code, named, explained and try-again")
   CHECK(ec == std::errc::resource_unavailable_try_again);
   CHECK(ec != armor::errc::bulkhead_full);
   CHECK(static_cast<int>(armor::errc::concurrency_limited) == 13);
+}
+
+TEST_CASE("client_throttled is its own code, named and explained") {
+  const std::error_code ec = armor::errc::client_throttled;
+  CHECK(armor::to_string(armor::errc::client_throttled) == "client_throttled");
+  CHECK(ec.message() == "refused locally: the upstream has been refusing this client");
+  CHECK(ec != armor::errc::rate_limited);
+  // Appended after the older codes, whose values did not move.
+  CHECK(static_cast<int>(armor::errc::client_throttled) == 14);
 }
 
 TEST_CASE("armor::error is a system_error that carries retry_after") {

@@ -78,6 +78,31 @@ response handle(const request& req) {
 }  // namespace adaptive_limit_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/adaptive_throttle.hpp>
+namespace adaptive_throttle_ex {
+int upstream_calls = 0;
+int degraded = 0;
+std::error_code call_upstream(std::chrono::nanoseconds) {
+  ++upstream_calls;
+  return std::make_error_code(std::errc::connection_refused);  // the upstream refuses everything
+}
+void serve_degraded() { ++degraded; }
+
+void example() {
+  using namespace std::chrono_literals;
+  armor::adaptive_throttle<> throttle{{.k = 2.0, .window = 2min}};
+  auto p = armor::pipeline{armor::deadline{2s}, std::ref(throttle)};
+  auto r = p.try_execute([&](const armor::context& ctx) { return call_upstream(ctx.remaining()); });
+  if (!r && r.code() == armor::errc::client_throttled) serve_degraded();   // never sent
+  // The same throttle, many calls later: most are refused locally.
+  for (int i = 0; i < 200; ++i) {
+    r = p.try_execute([&](const armor::context& ctx) { return call_upstream(ctx.remaining()); });
+    if (!r && r.code() == armor::errc::client_throttled) serve_degraded();
+  }
+}
+}  // namespace adaptive_throttle_ex
+
+// ---------------------------------------------------------------------------
 // header example: <armor/backoff.hpp>
 namespace backoff_ex {
 int calls = 0;
@@ -693,6 +718,15 @@ TEST_CASE("header examples: circuit_breaker.hpp, decision.hpp, listener.hpp") {
   CHECK(hx::decision_ex::logged == 1);
 
   CHECK(hx::listener_ex::example() == armor::breaker_state::open);
+}
+
+TEST_CASE("header examples: adaptive_throttle.hpp") {
+  hx::adaptive_throttle_ex::example();
+  // 201 calls to an upstream that refuses all: after min_requests (10) the
+  // throttle refuses up to 90 % of them locally.
+  CHECK(hx::adaptive_throttle_ex::upstream_calls + hx::adaptive_throttle_ex::degraded == 201);
+  CHECK(hx::adaptive_throttle_ex::degraded > 100);
+  CHECK(hx::adaptive_throttle_ex::upstream_calls >= 10);
 }
 
 TEST_CASE("header examples: token_bucket.hpp, keyed.hpp, rate.hpp, bulkhead.hpp, policy.hpp") {

@@ -80,6 +80,11 @@ TEST_CASE("armor::error from a nested pipeline keeps its meaning") {
   CHECK(v.kind == armor::outcome::rejected);
   CHECK(v.retryable);
   CHECK(*v.retry_after == 3s);
+  // An adaptive throttle's local refusal: the upstream was not called either.
+  v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::client_throttled, 2s)));
+  CHECK(v.kind == armor::outcome::rejected);
+  CHECK(v.retryable);
+  CHECK(*v.retry_after == 2s);
   v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::cancelled)));
   CHECK(v.kind == armor::outcome::cancelled);
   CHECK_FALSE(v.retryable);

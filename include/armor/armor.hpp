@@ -13,6 +13,7 @@
 #pragma once
 
 #include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>

@@ -41,6 +41,10 @@ enum class errc {
   /// deadline_exceeded it compares equal to std::errc::timed_out.
   wait_exceeds_deadline,
   concurrency_limited,    ///< an adaptive concurrency limit is reached (armor::adaptive_limit)
+  /// Refused locally by an adaptive throttle: the upstream has been
+  /// refusing or failing this client's recent requests, so a share of new
+  /// ones is not sent (armor::adaptive_throttle). The upstream was not called.
+  client_throttled,
 };
 
 /// Marks the types of namespace armor as armor's own, for the generic
@@ -69,6 +73,7 @@ constexpr bool armor_fmt_owned(const T*) noexcept {
     case errc::storage_unavailable: return "storage_unavailable";
     case errc::wait_exceeds_deadline: return "wait_exceeds_deadline";
     case errc::concurrency_limited: return "concurrency_limited";
+    case errc::client_throttled: return "client_throttled";
   }
   return "unknown";
 }
@@ -103,6 +108,7 @@ class error_category_impl final : public std::error_category {
       case errc::storage_unavailable: return "storage unavailable";
       case errc::wait_exceeds_deadline: return "wait would not fit before the deadline";
       case errc::concurrency_limited: return "an adaptive concurrency limit is reached";
+      case errc::client_throttled: return "refused locally: the upstream has been refusing this client";
     }
     return "unknown armor error";
   }

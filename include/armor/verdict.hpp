@@ -208,7 +208,8 @@ struct default_classifier {
  private:
   // A code from a nested armor pipeline keeps its meaning: its refusal is a
   // rejection (not the upstream's failure), its deadline a timeout. A wait
-  // it refused for its deadline is a refusal: the upstream was not called.
+  // it refused for its deadline, or an adaptive throttle's local refusal, is
+  // a refusal: the upstream was not called.
   static verdict from_code(std::error_code code, std::optional<std::chrono::nanoseconds> retry_after) noexcept {
     if (code.category() == error_category()) {
       switch (static_cast<errc>(code.value())) {
@@ -218,6 +219,7 @@ struct default_classifier {
         case errc::bulkhead_full:
         case errc::concurrency_limited:
         case errc::wait_exceeds_deadline:
+        case errc::client_throttled:
           return {outcome::rejected, true, retry_after, code};
         case errc::deadline_exceeded:
           return {outcome::timeout, true, retry_after, code};

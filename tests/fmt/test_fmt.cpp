@@ -2,6 +2,7 @@
 // expected text. Stats and events print their fields() in order, as
 // `name=value` pairs; decisions print "granted" or "<code> (retry after X)".
 #include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -60,6 +61,7 @@ TEST_CASE("fmt: enumerations print their names and take a string's spec") {
   CHECK(fmt::format("{}", armor::backoff_stop::budget) == "budget");
   CHECK(fmt::format("{}", armor::backoff_stop::refused) == "refused");
   CHECK(fmt::format("{}", armor::errc::wait_exceeds_deadline) == "wait_exceeds_deadline");
+  CHECK(fmt::format("{}", armor::errc::client_throttled) == "client_throttled");
   CHECK(fmt::format("{}", armor::backoff_event_kind::give_up) == "give_up");
   CHECK(fmt::format("{}", armor::quota_tracker_status::exhausted) == "exhausted");
   CHECK(fmt::format("{}", armor::token_bucket_status::too_large) == "too_large");
@@ -387,6 +389,25 @@ TEST_CASE("fmt: adaptive limit decisions, events and stats") {
   lim.record(std::move(held).permit(), armor::verdict::success(), armor::to_timestamp(clock.now()) + 2s);
   REQUIRE(heard.lines.size() == 2);
   CHECK(heard.lines[1] == "kind=limit_changed limit=2 previous_limit=1 in_flight=0 priority=normal key=db");
+}
+
+TEST_CASE("fmt: adaptive throttle decisions, events and stats") {
+  armor::manual_clock clock;
+  printed_events<armor::adaptive_throttle_event> heard;
+  armor::adaptive_throttle throttle{armor::adaptive_throttle_options{}, clock, armor::seeded_rng{1}, std::ref(heard)};
+  CHECK(fmt::format("{}", throttle.stats()) == "requests=0 accepts=0 rejection_probability=0 refused=0");
+  for (int i = 0; i < 10; ++i) throttle.record(throttle.try_acquire().permit(), armor::verdict::throttled());
+  CHECK(fmt::format("{}", throttle.stats()) == "requests=10 accepts=0 rejection_probability=0.9 refused=0");
+  clock.advance(30s);
+  std::string refused;
+  for (int i = 0; i < 100 && refused.empty(); ++i) {
+    auto d = throttle.try_acquire();
+    if (!d) refused = fmt::format("{}", d);
+  }
+  CHECK(refused == "client_throttled (retry after 1m30s)");  // bucket 0 leaves the window at 2 min
+  REQUIRE(!heard.lines.empty());
+  CHECK(heard.lines[0].rfind("kind=refused probability=0.9 requests=", 0) == 0);
+  CHECK(heard.lines[0].find("retry_after=1m30s") != std::string::npos);
 }
 
 // ---------------------------------------------------------------- verdicts, failures, results, errors

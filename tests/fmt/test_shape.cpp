@@ -33,6 +33,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::window_status>("window_status");
   armor_test::check_enum<armor::sliding_window_algorithm>("sliding_window_algorithm");
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
+  armor_test::check_enum<armor::adaptive_throttle_event_kind>("adaptive_throttle_event_kind");
 }
 
 namespace {
@@ -82,6 +83,7 @@ struct every_stats {
   armor_test::stats_stub<armor::quota_usage> usage{};
   armor_test::stats_stub<armor::fixed_window_stats> fixed{fixed_sample()};
   armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
+  armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -93,7 +95,8 @@ struct every_stats {
         .add(quota, {{"policy", "sample"}})
         .add(usage, {{"policy", "sample"}})
         .add(fixed, {{"policy", "sample"}})
-        .add(sliding, {{"policy", "sample"}});
+        .add(sliding, {{"policy", "sample"}})
+        .add(throttle, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -110,6 +113,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats<armor::quota_usage>("quota_usage");
   armor_test::check_stats("fixed_window_stats", fixed_sample());
   armor_test::check_stats("sliding_window_stats", sliding_sample());
+  armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
