@@ -64,8 +64,14 @@ struct counting_aimd {
 TEST_CASE("adaptive_limit stress: a fixed limit is never exceeded, every slot comes back", "[adaptive_limit]") {
   constexpr std::uint32_t limit = 3;
   constexpr int iterations = 50000;
-  armor::adaptive_limit<armor::aimd_limit> lim{
-      {.initial_limit = limit, .min_limit = limit, .max_limit = limit, .normal_share = 1, .sheddable_share = 1}};
+  // Windows of 1 us on the steady clock: they close alongside the admissions.
+  armor::adaptive_limit<armor::aimd_limit> lim{{.initial_limit = limit,
+                                                .min_limit = limit,
+                                                .max_limit = limit,
+                                                .window = 1us,
+                                                .min_samples = 1,
+                                                .normal_share = 1,
+                                                .sheddable_share = 1}};
   const auto p = armor::pipeline{std::ref(lim)};
   occupancy occ;
   std::vector<std::thread> pool;
@@ -103,7 +109,16 @@ TEST_CASE("adaptive_limit stress: a fixed limit is never exceeded, every slot co
   CHECK(occ.most.load() >= 2);
   CHECK(admitted.load() > 0);
   CHECK(lim.in_flight() == 0);
-  for (std::uint32_t i = 0; i < limit; ++i) CHECK(lim.try_acquire().permit().operator bool());
+  CHECK(lim.stats().windows > 0);
+  // All `limit` permits held at once, then one more is refused.
+  std::vector<armor::adaptive_limit_permit> held;
+  for (std::uint32_t i = 0; i < limit; ++i) {
+    auto d = lim.try_acquire();
+    REQUIRE(d);
+    held.push_back(std::move(d).permit());
+  }
+  CHECK(lim.in_flight() == limit);
+  CHECK_FALSE(lim.try_acquire(armor::priority::critical));
 }
 
 TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, every slot comes back",
@@ -156,4 +171,84 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   CHECK(steps == static_cast<long>(s.windows));  // read after join: no race
   CHECK(lim.limit() >= 1);
   CHECK(lim.limit() <= 6);
+}
+
+namespace {
+
+// Checks each closed window against a fixed latency. Only the closer runs
+// next(), so the plain counters need no atomics (ThreadSanitizer checks that).
+struct window_probe {
+  struct tally {
+    long windows = 0;
+    long timed = 0;
+    long bad_mean = 0;
+    long bad_min = 0;
+    std::uint64_t samples = 0;
+  };
+  tally* out = nullptr;
+  std::int64_t latency_ns = 0;
+  struct state {};
+  void check() const {}
+  [[nodiscard]] double next(const armor::adaptive_limit_window& w, state&) const noexcept {
+    ++out->windows;
+    if (w.samples != 0) {
+      ++out->timed;
+      out->samples += w.samples;
+      if (w.mean_latency.count() != latency_ns) ++out->bad_mean;
+      if (w.min_latency.count() != latency_ns) ++out->bad_min;
+    }
+    return w.limit;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("adaptive_limit stress: a window's count and latency sum are taken together (fixed latencies)",
+          "[adaptive_limit]") {
+  constexpr std::int64_t latency = 1000;
+  constexpr std::int64_t window = 64;
+  constexpr int iterations = 100000;
+  window_probe::tally tally;
+  armor::adaptive_limit<window_probe> lim{{.initial_limit = 64,
+                                           .min_limit = 1,
+                                           .max_limit = 64,
+                                           .window = std::chrono::nanoseconds{window},
+                                           .min_samples = 1,
+                                           .algorithm = {.out = &tally, .latency_ns = latency}}};
+  // Time is a shared counter: each call takes the next nanosecond.
+  const std::int64_t t0 = std::chrono::steady_clock::now().time_since_epoch().count() + 1'000'000;
+  std::atomic<std::int64_t> t{t0};
+  std::atomic<std::uint64_t> timed{0};
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&] {
+      for (int i = 0; i < iterations; ++i) {
+        const armor::timestamp start{std::chrono::nanoseconds{t.fetch_add(1, std::memory_order_relaxed)}};
+        auto d = lim.try_acquire(start);
+        if (!d) continue;
+        timed.fetch_add(1, std::memory_order_relaxed);
+        lim.record(std::move(d).permit(), armor::verdict::success(), start + std::chrono::nanoseconds{latency});
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  // One more call after the window is over closes the last window (a window
+  // whose samples' minimum an earlier window took waits for a call like it).
+  const std::int64_t end = t.load() + latency + window;
+  {
+    const armor::timestamp last{std::chrono::nanoseconds{end - latency}};
+    auto d = lim.try_acquire(last);
+    REQUIRE(d);
+    timed.fetch_add(1, std::memory_order_relaxed);
+    lim.record(std::move(d).permit(), armor::verdict::success(), last + std::chrono::nanoseconds{latency});
+  }
+  CHECK(tally.timed > 100);
+  CHECK(tally.bad_mean == 0);
+  CHECK(tally.bad_min == 0);
+  CHECK(tally.samples == timed.load());  // every sample counted once, none lost
+  const auto s = lim.stats();
+  CHECK(static_cast<long>(s.windows) == tally.windows);
+  // No window closed twice: at most one per window length, plus the last.
+  CHECK(static_cast<std::int64_t>(s.windows) <= (end - t0) / window + 1);
+  CHECK(lim.in_flight() == 0);
 }
