@@ -59,6 +59,25 @@ struct counting_aimd {
   }
 };
 
+// Keeps the limit_changed events, which only the window's closer sends (in
+// plain memory: two closers at once would be a race), and checks each
+// continues from the one before. Refusals come from every thread: ignored.
+struct change_log {
+  struct log {
+    std::vector<std::uint32_t> limits;
+    long out_of_order = 0;
+  };
+  log* out = nullptr;
+  void operator()(const armor::adaptive_limit_event& e) const noexcept {
+    if (e.kind != armor::adaptive_limit_event_kind::limit_changed) return;
+    if (!out->limits.empty() && out->limits.back() != e.previous_limit) ++out->out_of_order;
+    try {
+      out->limits.push_back(e.limit);
+    } catch (...) {
+    }
+  }
+};
+
 }  // namespace
 
 TEST_CASE("adaptive_limit stress: a fixed limit is never exceeded, every slot comes back", "[adaptive_limit]") {
@@ -128,9 +147,10 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   armor::manual_clock clock;
   counting_aimd algo;
   algo.steps = &steps;
-  armor::adaptive_limit<counting_aimd, armor::manual_clock> lim{
+  change_log::log changes;
+  armor::adaptive_limit<counting_aimd, armor::manual_clock, change_log> lim{
       {.initial_limit = 4, .min_limit = 1, .max_limit = 6, .window = 5ms, .min_samples = 1, .algorithm = algo},
-      clock};
+      clock, change_log{&changes}};
   // The operation answers 2 for a 429: throttled, a signal to reduce.
   const auto p = armor::pipeline{
       clock, armor::classify{[](int answer) { return answer == 2 ? armor::verdict::throttled() : armor::verdict::success(); }},
@@ -138,15 +158,20 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   occupancy occ;
   std::vector<std::thread> pool;
   std::atomic<long> refused{0};
+  std::atomic<long> bad_threshold{0};
   for (int id = 0; id < threads; ++id) {
     pool.emplace_back([&, id] {
       std::mt19937 rng(static_cast<unsigned>(id) + 11);
       for (int i = 0; i < iterations; ++i) {
         const unsigned dice = rng() % 8;
         const auto prio = static_cast<armor::priority>(rng() % 3);
+        // The thresholds never pass those of max_limit 6: critical 6, normal 5, sheddable 4.
+        const std::uint32_t most_for_prio = 6 - static_cast<std::uint32_t>(prio);
         auto r = p.try_execute(
             [&]() -> int {
               occ.enter();
+              const std::uint32_t seen = lim.limit(prio);
+              if (seen < 1 || seen > most_for_prio) bad_threshold.fetch_add(1, std::memory_order_relaxed);
               clock.advance(1ms);
               if (dice == 0) {
                 occ.leave();
@@ -169,6 +194,14 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   const auto s = lim.stats();
   CHECK(s.windows > 100);
   CHECK(steps == static_cast<long>(s.windows));  // read after join: no race
+  CHECK(bad_threshold.load() == 0);
+  // limit_changed events arrive in order: each starts where the last ended.
+  CHECK(changes.out_of_order == 0);
+  CHECK(changes.limits.size() > 10);
+  REQUIRE_FALSE(changes.limits.empty());
+  CHECK(changes.limits.back() == lim.limit());
+  // The clock moved 1 ms per call: no more windows than 5 ms steps, plus one.
+  CHECK(static_cast<long>(s.windows) <= threads * iterations / 5 + 1);
   CHECK(lim.limit() >= 1);
   CHECK(lim.limit() <= 6);
 }
