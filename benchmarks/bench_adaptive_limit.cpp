@@ -1,7 +1,7 @@
-// The adaptive limit's success path (admit + settle: one CAS in; one
-// fetch_sub out, and the latency sample: two relaxed fetch_adds, a load of
-// the window's minimum and of its start) against, in the same run, on 1
-// and 2 threads sharing one limit:
+// The adaptive limit's success path (admit + settle: one 16-byte CAS in;
+// one 16-byte CAS out that also adds the latency sample (count and sum),
+// a load of the window's minimum and of its start) against, in the same
+// run, on 1 and 2 threads sharing one limit:
 //
 //   semaphore    std::counting_semaphore try_acquire + release (the goal:
 //                the adaptive limit at most 2x this);

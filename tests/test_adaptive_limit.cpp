@@ -243,7 +243,10 @@ TEST_CASE("gradient regression: max_healthy_latency keeps a slowly drifting inci
     return every_500;
   };
   CHECK(drift(0) == std::vector<std::uint32_t>{146, 146, 146, 146, 146, 146, 146});
-  CHECK(drift(20) == std::vector<std::uint32_t>{146, 146, 146, 146, 146, 2, 2});
+  // Down to min_limit: at limit 2 the normal calls fill their one slot, so
+  // the window is not app-limited (it was taken as app-limited, and the limit
+  // frozen at 2, before windows compared with the sheddable threshold).
+  CHECK(drift(20) == std::vector<std::uint32_t>{146, 146, 146, 146, 146, 1, 1});
 }
 
 TEST_CASE("vegas: the limit settles where the queue estimate sits between alpha and beta", "[adaptive_limit]") {
@@ -482,4 +485,176 @@ TEST_CASE("keyed<adaptive_limit> with a listener: each key's copy says which key
   REQUIRE(events.size() == 1);
   CHECK(events[0].kind == armor::adaptive_limit_event_kind::refused);
   CHECK(events[0].key == "api.example.com");
+}
+
+namespace {
+
+struct thresholds {
+  std::uint32_t critical, normal, sheddable;
+  bool operator==(const thresholds&) const = default;
+};
+
+template <class L>
+thresholds thresholds_of(const L& lim) {
+  return {lim.limit(armor::priority::critical), lim.limit(armor::priority::normal),
+          lim.limit(armor::priority::sheddable)};
+}
+
+}  // namespace
+
+TEST_CASE("adaptive_limit: small limits keep a slot from each lower priority when they can; 1 reserves nothing",
+          "[adaptive_limit]") {
+  armor::manual_clock clock;
+  // Default shares 0.9 and 0.75. l = 1 has one slot for every priority.
+  const thresholds want[] = {{1, 1, 1}, {2, 1, 1}, {3, 2, 1}, {4, 3, 2}, {5, 4, 3}, {6, 5, 4}};
+  for (std::uint32_t l = 1; l <= 6; ++l) {
+    INFO("limit " << l);
+    armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> lim{{.initial_limit = l}, clock};
+    CHECK(thresholds_of(lim) == want[l - 1]);
+    // Admission follows the thresholds: fill sheddable, then normal, then critical.
+    const armor::timestamp t{};
+    std::vector<armor::adaptive_limit_permit> held;
+    const auto fill = [&](armor::priority p) {
+      std::uint32_t n = 0;
+      while (auto d = lim.try_acquire(t, p)) {
+        held.push_back(std::move(d).permit());
+        ++n;
+      }
+      return n;
+    };
+    CHECK(fill(armor::priority::sheddable) == want[l - 1].sheddable);
+    CHECK(fill(armor::priority::normal) == want[l - 1].normal - want[l - 1].sheddable);
+    CHECK(fill(armor::priority::critical) == want[l - 1].critical - want[l - 1].normal);
+  }
+  // Equal shares reserve nothing: share 1 lets every priority use the whole limit.
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> all{
+      {.initial_limit = 4, .normal_share = 1, .sheddable_share = 1}, clock};
+  CHECK(thresholds_of(all) == thresholds{4, 4, 4});
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> same{
+      {.initial_limit = 4, .normal_share = 0.5, .sheddable_share = 0.5}, clock};
+  CHECK(thresholds_of(same) == thresholds{4, 2, 2});
+}
+
+TEST_CASE("adaptive_limit: a decimal share stored inexactly loses no call (floor(90 * 0.7) is 63)", "[adaptive_limit]") {
+  armor::manual_clock clock;
+  for (const double share : {0.9, 0.75, 0.3, 0.29, 0.7, 0.57, 0.1, 0.6}) {
+    const auto per_cent = static_cast<std::uint32_t>(std::lround(share * 100));
+    for (std::uint32_t l : {1U, 2U, 7U, 10U, 90U, 100U, 300U, 1000U, 4321U, 99'999U, 1'048'575U, 2'097'151U}) {
+      INFO("share " << share << " limit " << l);
+      armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> lim{
+          {.initial_limit = l, .max_limit = 2'097'151, .normal_share = share, .sheddable_share = share}, clock};
+      std::uint32_t want = static_cast<std::uint32_t>(std::uint64_t{l} * per_cent / 100);
+      want = std::max<std::uint32_t>(1, l >= 2 && share < 1 ? std::min(want, l - 1) : want);
+      CHECK(lim.limit(armor::priority::normal) == want);
+      CHECK(lim.limit(armor::priority::sheddable) == want);
+    }
+  }
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> ninety{
+      {.initial_limit = 90, .normal_share = 0.7, .sheddable_share = 0.7}, clock};
+  CHECK(ninety.limit(armor::priority::normal) == 63);
+}
+
+TEST_CASE("adaptive_limit regression: sheddable calls alone, with sheddable_share < 0.5, still grow the limit",
+          "[adaptive_limit]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> lim{
+      {.initial_limit = 20, .max_limit = 100, .window = 1s, .min_samples = 1, .sheddable_share = 0.3}, clock};
+  REQUIRE(lim.limit(armor::priority::sheddable) == 6);
+  for (int round = 0; round < 5; ++round) {
+    const armor::timestamp t0 = armor::to_timestamp(clock.now());
+    std::vector<armor::adaptive_limit_permit> held;
+    while (auto d = lim.try_acquire(t0, armor::priority::sheddable)) held.push_back(std::move(d).permit());
+    for (auto& p : held) lim.record(std::move(p), armor::verdict::success(), t0 + 10ms);
+    clock.advance(1s);
+    lim.update(armor::to_timestamp(clock.now()));
+  }
+  CHECK(lim.limit() == 25);  // +1 a window: the sheddable share was used
+
+  // What app_limited() compares.
+  armor::adaptive_limit_window w;
+  w.limit = 20;
+  w.max_in_flight = 6;
+  CHECK(w.app_limited());  // threshold unknown: half the limit
+  w.sheddable_limit = 6;
+  CHECK_FALSE(w.app_limited());  // the sheddable threshold was reached
+  w.max_in_flight = 5;
+  CHECK(w.app_limited());
+  w.max_in_flight = 10;
+  CHECK_FALSE(w.app_limited());
+}
+
+TEST_CASE("adaptive_limit: limit(p) takes a priority past sheddable as sheddable, as try_acquire does",
+          "[adaptive_limit]") {
+  armor::adaptive_limit<> lim{{.initial_limit = 20}};
+  for (const int raw : {3, 4, 7, 255}) {
+    CHECK(lim.limit(static_cast<armor::priority>(raw)) == lim.limit(armor::priority::sheddable));
+  }
+}
+
+TEST_CASE("adaptive_limit: idle() needs nothing pending in the window and the algorithm's state at rest",
+          "[adaptive_limit]") {
+  armor::manual_clock clock;
+  const auto now = [&] { return armor::to_timestamp(clock.now()); };
+  SECTION("aimd keeps no state: idle again once the window is closed and the limit is back") {
+    armor::adaptive_limit<armor::aimd_limit, armor::manual_clock> lim{
+        {.initial_limit = 4, .min_limit = 4, .max_limit = 4, .min_samples = 1}, clock};
+    CHECK(lim.idle(now()));
+    auto d = lim.try_acquire(now());
+    CHECK_FALSE(lim.idle(now()));  // in flight
+    lim.record(std::move(d).permit(), armor::verdict::success(), now());
+    CHECK_FALSE(lim.idle(now()));  // a sample pending in the open window
+    clock.advance(1s);
+    lim.update(now());
+    CHECK(lim.stats().windows == 1);
+    CHECK(lim.idle(now()));
+    auto t = lim.try_acquire(now());
+    lim.record(std::move(t).permit(), verdict_of(armor::outcome::timeout), now());
+    CHECK_FALSE(lim.idle(now()));  // a drop pending
+    clock.advance(1s);
+    lim.update(now());
+    CHECK(lim.idle(now()));  // the limit is pinned at 4: back where it started
+  }
+  SECTION("gradient learned a latency: not idle even with the limit where it started") {
+    armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{
+        {.initial_limit = 4, .min_limit = 4, .max_limit = 4, .min_samples = 1}, clock};
+    CHECK(lim.idle(now()));
+    auto d = lim.try_acquire(now());
+    lim.record(std::move(d).permit(), armor::verdict::success(), now() + 5ms);
+    clock.advance(1s);
+    lim.update(now());
+    CHECK(lim.stats().windows == 1);
+    CHECK(lim.limit() == 4);
+    CHECK_FALSE(lim.idle(now()));
+  }
+}
+
+TEST_CASE("adaptive_limit core: a full window takes no more samples, and still gives the slot back",
+          "[adaptive_limit]") {
+  using core = armor::detail::adaptive_limit_core;
+  core c;
+  c.thresholds.store(armor::detail::pack_thresholds(5, 5, 5));
+  c.pair.first.store(core::max_samples << 32);
+  REQUIRE(c.try_enter(0) == 1);
+  c.leave_with_sample(100);
+  CHECK(c.in_flight() == 0);
+  CHECK(c.samples() == core::max_samples);  // no wrap to 0
+  CHECK(c.pair.second.load() == 0);
+
+  core d;
+  d.thresholds.store(armor::detail::pack_thresholds(5, 5, 5));
+  d.pair.second.store(core::max_sum - 50);
+  REQUIRE(d.try_enter(0) == 1);
+  d.leave_with_sample(100);  // the sum would pass 2^63 - 1
+  CHECK(d.in_flight() == 0);
+  CHECK(d.samples() == 0);
+  CHECK(d.pair.second.load() == core::max_sum - 50);
+  REQUIRE(d.try_enter(0) == 1);
+  d.leave_with_sample(50);
+  CHECK(d.samples() == 1);
+  CHECK(d.pair.second.load() == core::max_sum);
+  const auto taken = d.take_samples();
+  CHECK(taken.samples == 1);
+  CHECK(taken.sum_ns == core::max_sum);
+  CHECK(d.pair.first.load() == 0);
+  CHECK(d.pair.second.load() == 0);
 }

@@ -57,12 +57,18 @@ struct adaptive_limit_window {
   std::uint64_t timeouts = 0;                    ///< attempts that ran out of time
   std::uint64_t throttled = 0;                   ///< attempts the upstream throttled (a 429): slow down
   std::chrono::nanoseconds duration{0};          ///< how long the window was open
+  /// The lowest priority's threshold during the window (sheddable calls'); 0: unknown.
+  std::uint32_t sheddable_limit = 0;
 
   /// Signals to reduce: timeouts and throttled answers.
   [[nodiscard]] constexpr std::uint64_t drops() const noexcept { return timeouts + throttled; }
-  /// True when the calls did not use the limit (fewer than half of it in
-  /// flight at once): latency then says nothing about a higher limit.
-  [[nodiscard]] constexpr bool app_limited() const noexcept { return 2.0 * max_in_flight < limit; }
+  /// True when the calls did not use the limit: fewer than half of it in
+  /// flight at once, and below the sheddable threshold (a workload of
+  /// sheddable calls only, with sheddable_share < 0.5, uses its whole share
+  /// below half the limit). Latency then says nothing about a higher limit.
+  [[nodiscard]] constexpr bool app_limited() const noexcept {
+    return 2.0 * max_in_flight < limit && (sheddable_limit == 0 || max_in_flight < sheddable_limit);
+  }
 };
 
 /// What a limit algorithm is: parameters (an aggregate, checked by
@@ -112,6 +118,8 @@ struct gradient_limit {
   struct state {
     double long_ns = 0;  // 0: no window yet
   };
+  /// Whether `s` is as a fresh limit starts (what adaptive_limit::idle() asks).
+  [[nodiscard]] static constexpr bool at_rest(const state& s) noexcept { return s.long_ns == 0; }
 
   void check() const {
     constexpr std::string_view who = "armor::gradient_limit";
@@ -181,6 +189,8 @@ struct vegas_limit {
     std::uint64_t rng = 0;
     bool seeded = false;
   };
+  /// Whether `s` is as a fresh limit starts (what adaptive_limit::idle() asks).
+  [[nodiscard]] static constexpr bool at_rest(const state& s) noexcept { return s.baseline_ns == 0; }
 
   void check() const {
     constexpr std::string_view who = "armor::vegas_limit";
@@ -254,6 +264,8 @@ struct aimd_limit {
   std::chrono::nanoseconds latency_threshold{0};  ///< a mean above it is a drop (0: latency is ignored)
 
   struct state {};
+  /// Keeps nothing between windows: always as a fresh limit starts.
+  [[nodiscard]] static constexpr bool at_rest(const state&) noexcept { return true; }
 
   void check() const {
     constexpr std::string_view who = "armor::aimd_limit";
@@ -316,6 +328,7 @@ struct adaptive_limit_block : adaptive_limit_core {
   Algorithm algorithm;
   typename Algorithm::state state{};
   double limit = 0;  // unrounded; the closer's
+  std::atomic<bool> at_rest{true};  // the state is as it started (Algorithm::at_rest, or no window closed yet)
   std::atomic<std::uint32_t> published{0};
   std::atomic<std::uint64_t> windows{0};
   std::atomic<std::uint64_t> samples_total{0};
@@ -459,13 +472,17 @@ static_assert(decision_like<decision<adaptive_limit_permit>>);
 /// An adaptive concurrency limit, and an armor::policy (see the top of
 /// this header and docs/adaptive_limit.md).
 ///
-/// Admission is one load of the published thresholds and one CAS loop on
-/// the in-flight count: in flight never exceeds the limit in force when the
-/// call entered. Settling a call gives the slot back and adds its latency
-/// to the window with relaxed atomics; the call that finds the window over
-/// claims it (one CAS on its start), runs the algorithm and publishes the
-/// next limit with one store. A lowered limit does not evict calls in flight:
-/// new calls wait (are refused) until the count falls below it.
+/// Admission is one load of the published thresholds and one 16-byte CAS
+/// loop on the in-flight count: in flight never exceeds the limit in force
+/// when the call entered. Settling a call gives the slot back and adds its
+/// sample (count and latency together) in one 16-byte CAS, after lowering
+/// the window's minimum if it must. The call that finds the window over
+/// claims it (one CAS on its start), takes count and sum in one step, runs
+/// the algorithm, publishes the limit and the thresholds (two relaxed
+/// stores), tells the listener, then reopens the window. A window times at
+/// most 2^32 - 1 calls (and a latency sum below 2^63 ns); later calls in it
+/// settle untimed. A lowered limit does not evict calls in flight: new calls
+/// wait (are refused) until the count falls below it.
 ///
 /// What the verdict means to it: success and failure are latency samples;
 /// timeout and throttled are drops (signals to reduce, not timed);
@@ -550,8 +567,7 @@ class adaptive_limit {
   /// window closed).
   [[nodiscard]] ARMOR_ALWAYS_INLINE decision<adaptive_limit_permit> try_acquire(
       timestamp now, armor::priority p = armor::priority::normal) noexcept {
-    const unsigned level = static_cast<unsigned>(p) < 3 ? static_cast<unsigned>(p) : 2U;
-    if (const std::uint32_t n = block_->try_enter(level); ARMOR_LIKELY(n != 0)) {
+    if (const std::uint32_t n = block_->try_enter(level_of(p)); ARMOR_LIKELY(n != 0)) {
       block_->note_in_flight(n);
       if (options_.count_calls) block_->admitted.fetch_add(1, std::memory_order_relaxed);
       return decision<adaptive_limit_permit>::granted(detail::adaptive_permit_access::make(block_.get(), now));
@@ -603,9 +619,9 @@ class adaptive_limit {
   [[nodiscard]] std::uint32_t limit() const noexcept {
     return block_->published.load(std::memory_order_relaxed);
   }
-  /// The threshold for calls of priority `p` now.
+  /// The threshold for calls of priority `p` now (a value past sheddable counts as sheddable, as in try_acquire).
   [[nodiscard]] std::uint32_t limit(armor::priority p) const noexcept {
-    return detail::threshold_of(block_->thresholds.load(std::memory_order_relaxed), static_cast<unsigned>(p));
+    return detail::threshold_of(block_->thresholds.load(std::memory_order_relaxed), level_of(p));
   }
   /// Calls in flight now.
   [[nodiscard]] std::uint32_t in_flight() const noexcept { return block_->in_flight(); }
@@ -626,16 +642,30 @@ class adaptive_limit {
     return s;
   }
 
-  /// For armor::keyed: nothing in flight and the limit back where it
-  /// started, so a fresh instance would decide the same.
+  /// For armor::keyed: a fresh instance would decide the same. Nothing in
+  /// flight, nothing pending in the open window (no timed call, timeout or
+  /// throttled answer), the limit back where it started, and the algorithm's
+  /// state at rest: its `at_rest(state)` if it has one, else no window closed
+  /// yet. A gradient or Vegas limit that learned a latency is never idle (a
+  /// fresh one could learn an incident's latency as healthy); keyed evicts
+  /// it only as least recently used.
   [[nodiscard]] bool idle(timestamp) const noexcept {
-    return in_flight() == 0 && limit() == options_.initial_limit;
+    const auto& b = *block_;
+    if (b.pair.first.load(std::memory_order_relaxed) != 0) return false;  // in flight or samples pending
+    if (b.timeouts.load(std::memory_order_relaxed) + b.throttled.load(std::memory_order_relaxed) != 0) return false;
+    if (limit() != options_.initial_limit) return false;
+    // The closer keeps the flag (the state itself is the closer's alone).
+    return b.at_rest.load(std::memory_order_relaxed);
   }
 
   [[nodiscard]] const options_type& options() const noexcept { return options_; }
   [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
  private:
+  [[nodiscard]] static constexpr unsigned level_of(armor::priority p) noexcept {
+    return static_cast<unsigned>(p) < 3 ? static_cast<unsigned>(p) : 2U;
+  }
+
   [[nodiscard]] timestamp read_clock() const noexcept(noexcept(std::declval<const Clock&>().now())) {
     return to_timestamp(clock_.now());
   }
@@ -673,23 +703,39 @@ class adaptive_limit {
     if (!b.claim(start)) return;
     adaptive_limit_window w;
     w.limit = b.limit;
-    w.samples = b.take_samples();
-    const std::int64_t sum = b.latency_sum_ns.exchange(0, std::memory_order_relaxed);
+    // Count and sum in one step, then the minimum: a counted call lowered the
+    // minimum before it counted, so only a call whose minimum an earlier
+    // window took can leave this one without one.
+    const auto totals = b.take_samples();
     const std::int64_t low = b.min_latency_ns.exchange(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
+    if (totals.samples != 0 && low == std::numeric_limits<std::int64_t>::max()) {
+      b.return_samples(totals);  // no valid minimum: the window stays open
+      b.reopen(start);
+      return;
+    }
+    w.samples = totals.samples;
     if (w.samples != 0) {
-      w.mean_latency = std::chrono::nanoseconds{sum / static_cast<std::int64_t>(w.samples)};
-      w.min_latency = std::chrono::nanoseconds{low == std::numeric_limits<std::int64_t>::max() ? 0 : low};
+      w.mean_latency = std::chrono::nanoseconds{static_cast<std::int64_t>(totals.sum_ns / w.samples)};
+      w.min_latency = std::chrono::nanoseconds{low};
     }
     // The next window starts with what is in flight now.
     w.max_in_flight = b.max_in_flight.exchange(b.in_flight(), std::memory_order_relaxed);
     w.timeouts = b.timeouts.exchange(0, std::memory_order_relaxed);
     w.throttled = b.throttled.exchange(0, std::memory_order_relaxed);
     w.duration = std::chrono::nanoseconds{now - start};
+    w.sheddable_limit = detail::threshold_of(b.thresholds.load(std::memory_order_relaxed), 2);
 
     double next = b.algorithm.next(w, b.state);
     if (!(next == next)) next = w.limit;  // NaN from a user's algorithm: keep the limit
     next = std::clamp(next, static_cast<double>(options_.min_limit), static_cast<double>(options_.max_limit));
     b.limit = next;
+    if constexpr (requires(const typename Algorithm::state& st) {
+                    { Algorithm::at_rest(st) } -> std::convertible_to<bool>;
+                  }) {
+      b.at_rest.store(static_cast<bool>(Algorithm::at_rest(b.state)), std::memory_order_relaxed);
+    } else {
+      b.at_rest.store(false, std::memory_order_relaxed);
+    }
     const std::uint32_t before = b.published.load(std::memory_order_relaxed);
     const auto rounded = static_cast<std::uint32_t>(next);
     publish(rounded);
@@ -698,7 +744,8 @@ class adaptive_limit {
     b.samples_total.fetch_add(w.samples, std::memory_order_relaxed);
     b.timeouts_total.fetch_add(w.timeouts, std::memory_order_relaxed);
     b.throttled_total.fetch_add(w.throttled, std::memory_order_relaxed);
-    b.reopen(now);
+    // The listener hears the change before the window reopens: the next
+    // close waits for this one, so limit_changed events arrive in order.
     if (rounded != before) {
       detail::notify(listener_, [&] {
         adaptive_limit_event e;
@@ -710,17 +757,33 @@ class adaptive_limit {
         return e;
       });
     }
+    b.reopen(now);
   }
 
-  // Publishes a limit and the thresholds derived from it.
+  // The threshold for a share of limit l: floor(l * share), plus 1e-7 so
+  // that a decimal share stored inexactly (0.7 is 0.6999...) does not lose a
+  // call (floor(90 * 0.7) would be 62). Exact for shares of up to 6 decimals:
+  // for l < 2^21 the product's rounding error is below 2^-32, and a product
+  // that is not a whole number is at least 1e-6 away from one.
+  [[nodiscard]] static std::uint32_t share_of(std::uint32_t l, double f) noexcept {
+    return static_cast<std::uint32_t>(std::floor(static_cast<double>(l) * f + 1e-7));
+  }
+
+  // Publishes a limit and the thresholds derived from it. A lower priority
+  // whose share is below the one above keeps at least one slot from it when
+  // it can: normal <= l - 1 for l >= 2, sheddable <= normal - 1 for normal
+  // >= 2; each is at least 1 (l = 1 reserves nothing: its one slot is everyone's).
   void publish(std::uint32_t l) noexcept {
-    const auto share = [l](double f) {
-      return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::floor(static_cast<double>(l) * f)));
+    const auto below = [](std::uint32_t upper, std::uint32_t want, bool reserve) {
+      if (reserve && upper >= 2) want = std::min(want, upper - 1);
+      return std::clamp<std::uint32_t>(want, 1, upper);
     };
+    const std::uint32_t normal = below(l, share_of(l, options_.normal_share), options_.normal_share < 1.0);
+    const std::uint32_t sheddable = below(normal, share_of(l, options_.sheddable_share),
+                                          options_.sheddable_share < options_.normal_share);
     block_->published.store(l, std::memory_order_relaxed);
     // Relaxed: the thresholds are one word, read whole; nothing else is published with them.
-    block_->thresholds.store(detail::pack_thresholds(l, share(options_.normal_share), share(options_.sheddable_share)),
-                             std::memory_order_relaxed);
+    block_->thresholds.store(detail::pack_thresholds(l, normal, sheddable), std::memory_order_relaxed);
   }
 
   static const options_type& checked(const options_type& o) {

@@ -59,13 +59,38 @@ struct counting_aimd {
   }
 };
 
+// Keeps the limit_changed events, which only the window's closer sends (in
+// plain memory: two closers at once would be a race), and checks each
+// continues from the one before. Refusals come from every thread: ignored.
+struct change_log {
+  struct log {
+    std::vector<std::uint32_t> limits;
+    long out_of_order = 0;
+  };
+  log* out = nullptr;
+  void operator()(const armor::adaptive_limit_event& e) const noexcept {
+    if (e.kind != armor::adaptive_limit_event_kind::limit_changed) return;
+    if (!out->limits.empty() && out->limits.back() != e.previous_limit) ++out->out_of_order;
+    try {
+      out->limits.push_back(e.limit);
+    } catch (...) {
+    }
+  }
+};
+
 }  // namespace
 
 TEST_CASE("adaptive_limit stress: a fixed limit is never exceeded, every slot comes back", "[adaptive_limit]") {
   constexpr std::uint32_t limit = 3;
   constexpr int iterations = 50000;
-  armor::adaptive_limit<armor::aimd_limit> lim{
-      {.initial_limit = limit, .min_limit = limit, .max_limit = limit, .normal_share = 1, .sheddable_share = 1}};
+  // Windows of 1 us on the steady clock: they close alongside the admissions.
+  armor::adaptive_limit<armor::aimd_limit> lim{{.initial_limit = limit,
+                                                .min_limit = limit,
+                                                .max_limit = limit,
+                                                .window = 1us,
+                                                .min_samples = 1,
+                                                .normal_share = 1,
+                                                .sheddable_share = 1}};
   const auto p = armor::pipeline{std::ref(lim)};
   occupancy occ;
   std::vector<std::thread> pool;
@@ -103,7 +128,16 @@ TEST_CASE("adaptive_limit stress: a fixed limit is never exceeded, every slot co
   CHECK(occ.most.load() >= 2);
   CHECK(admitted.load() > 0);
   CHECK(lim.in_flight() == 0);
-  for (std::uint32_t i = 0; i < limit; ++i) CHECK(lim.try_acquire().permit().operator bool());
+  CHECK(lim.stats().windows > 0);
+  // All `limit` permits held at once, then one more is refused.
+  std::vector<armor::adaptive_limit_permit> held;
+  for (std::uint32_t i = 0; i < limit; ++i) {
+    auto d = lim.try_acquire();
+    REQUIRE(d);
+    held.push_back(std::move(d).permit());
+  }
+  CHECK(lim.in_flight() == limit);
+  CHECK_FALSE(lim.try_acquire(armor::priority::critical));
 }
 
 TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, every slot comes back",
@@ -113,9 +147,10 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   armor::manual_clock clock;
   counting_aimd algo;
   algo.steps = &steps;
-  armor::adaptive_limit<counting_aimd, armor::manual_clock> lim{
+  change_log::log changes;
+  armor::adaptive_limit<counting_aimd, armor::manual_clock, change_log> lim{
       {.initial_limit = 4, .min_limit = 1, .max_limit = 6, .window = 5ms, .min_samples = 1, .algorithm = algo},
-      clock};
+      clock, change_log{&changes}};
   // The operation answers 2 for a 429: throttled, a signal to reduce.
   const auto p = armor::pipeline{
       clock, armor::classify{[](int answer) { return answer == 2 ? armor::verdict::throttled() : armor::verdict::success(); }},
@@ -123,15 +158,20 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   occupancy occ;
   std::vector<std::thread> pool;
   std::atomic<long> refused{0};
+  std::atomic<long> bad_threshold{0};
   for (int id = 0; id < threads; ++id) {
     pool.emplace_back([&, id] {
       std::mt19937 rng(static_cast<unsigned>(id) + 11);
       for (int i = 0; i < iterations; ++i) {
         const unsigned dice = rng() % 8;
         const auto prio = static_cast<armor::priority>(rng() % 3);
+        // The thresholds never pass those of max_limit 6: critical 6, normal 5, sheddable 4.
+        const std::uint32_t most_for_prio = 6 - static_cast<std::uint32_t>(prio);
         auto r = p.try_execute(
             [&]() -> int {
               occ.enter();
+              const std::uint32_t seen = lim.limit(prio);
+              if (seen < 1 || seen > most_for_prio) bad_threshold.fetch_add(1, std::memory_order_relaxed);
               clock.advance(1ms);
               if (dice == 0) {
                 occ.leave();
@@ -154,6 +194,94 @@ TEST_CASE("adaptive_limit stress: a moving limit, windows closed once each, ever
   const auto s = lim.stats();
   CHECK(s.windows > 100);
   CHECK(steps == static_cast<long>(s.windows));  // read after join: no race
+  CHECK(bad_threshold.load() == 0);
+  // limit_changed events arrive in order: each starts where the last ended.
+  CHECK(changes.out_of_order == 0);
+  CHECK(changes.limits.size() > 10);
+  REQUIRE_FALSE(changes.limits.empty());
+  CHECK(changes.limits.back() == lim.limit());
+  // The clock moved 1 ms per call: no more windows than 5 ms steps, plus one.
+  CHECK(static_cast<long>(s.windows) <= threads * iterations / 5 + 1);
   CHECK(lim.limit() >= 1);
   CHECK(lim.limit() <= 6);
+}
+
+namespace {
+
+// Checks each closed window against a fixed latency. Only the closer runs
+// next(), so the plain counters need no atomics (ThreadSanitizer checks that).
+struct window_probe {
+  struct tally {
+    long windows = 0;
+    long timed = 0;
+    long bad_mean = 0;
+    long bad_min = 0;
+    std::uint64_t samples = 0;
+  };
+  tally* out = nullptr;
+  std::int64_t latency_ns = 0;
+  struct state {};
+  void check() const {}
+  [[nodiscard]] double next(const armor::adaptive_limit_window& w, state&) const noexcept {
+    ++out->windows;
+    if (w.samples != 0) {
+      ++out->timed;
+      out->samples += w.samples;
+      if (w.mean_latency.count() != latency_ns) ++out->bad_mean;
+      if (w.min_latency.count() != latency_ns) ++out->bad_min;
+    }
+    return w.limit;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("adaptive_limit stress: a window's count and latency sum are taken together (fixed latencies)",
+          "[adaptive_limit]") {
+  constexpr std::int64_t latency = 1000;
+  constexpr std::int64_t window = 64;
+  constexpr int iterations = 100000;
+  window_probe::tally tally;
+  armor::adaptive_limit<window_probe> lim{{.initial_limit = 64,
+                                           .min_limit = 1,
+                                           .max_limit = 64,
+                                           .window = std::chrono::nanoseconds{window},
+                                           .min_samples = 1,
+                                           .algorithm = {.out = &tally, .latency_ns = latency}}};
+  // Time is a shared counter: each call takes the next nanosecond.
+  const std::int64_t t0 = std::chrono::steady_clock::now().time_since_epoch().count() + 1'000'000;
+  std::atomic<std::int64_t> t{t0};
+  std::atomic<std::uint64_t> timed{0};
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&] {
+      for (int i = 0; i < iterations; ++i) {
+        const armor::timestamp start{std::chrono::nanoseconds{t.fetch_add(1, std::memory_order_relaxed)}};
+        auto d = lim.try_acquire(start);
+        if (!d) continue;
+        timed.fetch_add(1, std::memory_order_relaxed);
+        lim.record(std::move(d).permit(), armor::verdict::success(), start + std::chrono::nanoseconds{latency});
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  // One more call after the window is over closes the last window (a window
+  // whose samples' minimum an earlier window took waits for a call like it).
+  const std::int64_t end = t.load() + latency + window;
+  {
+    const armor::timestamp last{std::chrono::nanoseconds{end - latency}};
+    auto d = lim.try_acquire(last);
+    REQUIRE(d);
+    timed.fetch_add(1, std::memory_order_relaxed);
+    lim.record(std::move(d).permit(), armor::verdict::success(), last + std::chrono::nanoseconds{latency});
+  }
+  CHECK(tally.timed > 100);
+  CHECK(tally.bad_mean == 0);
+  CHECK(tally.bad_min == 0);
+  CHECK(tally.samples == timed.load());  // every sample counted once, none lost
+  const auto s = lim.stats();
+  CHECK(static_cast<long>(s.windows) == tally.windows);
+  // No window closed twice: at most one per window length, plus the last.
+  CHECK(static_cast<std::int64_t>(s.windows) <= (end - t0) / window + 1);
+  CHECK(lim.in_flight() == 0);
 }

@@ -66,6 +66,40 @@ struct alignas(16) atomic_pair {
                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 #endif
   }
+
+  /// As compare_exchange(), and on failure {f0, s0} receive the pair's value
+  /// as the compare-and-swap read it (one 16-byte state, never torn): a loop
+  /// needs no fresh loads to retry.
+  bool compare_exchange_update(std::uint64_t& f0, std::uint64_t& s0, std::uint64_t f1, std::uint64_t s1) noexcept {
+#if defined(__x86_64__) && !defined(ARMOR_DETAIL_TSAN)
+    bool ok = false;
+    __asm__ __volatile__("lock cmpxchg16b %1"
+                         : "=@ccz"(ok), "+m"(*reinterpret_cast<wide_cas_u128*>(this)), "+a"(f0), "+d"(s0)
+                         : "b"(f1), "c"(s1)
+                         : "memory");
+    return ok;
+#else
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    wide_cas_u128 expected = (static_cast<wide_cas_u128>(s0) << 64) | f0;
+    const wide_cas_u128 desired = (static_cast<wide_cas_u128>(s1) << 64) | f1;
+#else
+    wide_cas_u128 expected = (static_cast<wide_cas_u128>(f0) << 64) | s0;
+    const wide_cas_u128 desired = (static_cast<wide_cas_u128>(f1) << 64) | s1;
+#endif
+    const bool ok = __atomic_compare_exchange_n(reinterpret_cast<wide_cas_u128*>(this), &expected, desired, false,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    if (!ok) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      f0 = static_cast<std::uint64_t>(expected);
+      s0 = static_cast<std::uint64_t>(expected >> 64);
+#else
+      f0 = static_cast<std::uint64_t>(expected >> 64);
+      s0 = static_cast<std::uint64_t>(expected);
+#endif
+    }
+    return ok;
+#endif
+  }
 };
 
 static_assert(sizeof(atomic_pair) == 16 && alignof(atomic_pair) == 16);
