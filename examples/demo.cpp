@@ -288,9 +288,14 @@ class recorder {
     plain_.push_back(r);
   }
 
-  void quota_sample(double t, double percent) {
+  void quota_sample(double t, double percent, double limit) {
     const std::lock_guard lock(mutex_);
     quota_.push_back({t, percent});
+    limit_.push_back({t, limit});
+  }
+  [[nodiscard]] std::vector<demo::svg_input::limit_sample> limit_samples() const {
+    const std::lock_guard lock(mutex_);
+    return limit_;
   }
 
   // Copies of the records, for the tick lines and the summary.
@@ -351,6 +356,7 @@ class recorder {
   std::vector<call_record> calls_, plain_;
   std::vector<std::pair<double, armor::breaker_state>> transitions_;
   std::vector<demo::svg_input::sample> quota_;
+  std::vector<demo::svg_input::limit_sample> limit_;
   std::vector<demo::svg_input::alert> alerts_;
   std::array<std::uint64_t, demo::phase_count> retries_{};
   std::array<opens, demo::phase_count> opens_{};
@@ -795,7 +801,7 @@ int demo_run::run() {
       const double next = std::min({next_call(), next_tick, next_sample, phase_end});
       std::this_thread::sleep_until(at(next));
       if (next_sample <= next) {
-        rec_.quota_sample(next_sample, quota_.usage(0).percent());
+        rec_.quota_sample(next_sample, quota_.usage(0).percent(), limit_.limit());
         next_sample += bin;
       }
       if (next_call() <= next && next_call() < phase_end) {
@@ -812,7 +818,7 @@ int demo_run::run() {
   }
   drain_and_stop_workers();
   breaker_throttled_at_[demo::phase_count] = breaker_.stats().throttled;
-  rec_.quota_sample(rec_.now(), quota_.usage(0).percent());
+  rec_.quota_sample(rec_.now(), quota_.usage(0).percent(), limit_.limit());
   tick(rec_.now(), true);
   upstream_.stop();
   const double ran = rec_.now();
@@ -975,6 +981,17 @@ void demo_run::write_svg(double total) {
     const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
     ++(r.sent > 0 ? in.admitted : in.rejected)[b];
   }
+  const auto per_bin = [&](std::string name, const std::vector<call_record>& records) {
+    demo::svg_input::outcomes c{std::move(name), std::vector<int>(bins, 0), std::vector<int>(bins, 0)};
+    for (const auto& r : records) {
+      const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
+      ++(r.how == ending::ok ? c.ok : c.failed)[b];
+    }
+    return c;
+  };
+  in.clients.push_back(per_bin("with armor", rec_.calls()));
+  in.clients.push_back(per_bin("plain client", rec_.plain_calls()));
+  in.limit = rec_.limit_samples();
   in.quota = rec_.quota_samples();
   in.quota_label = fmt::format("(of {} requests)", quota_limit_);
   in.alerts = rec_.alerts();

@@ -58,7 +58,7 @@ MAX_FAIL_FAST_MEDIAN_US = 1000
 # fall in that half (with 5-second phases it is a tenth of the phase, and
 # the default run ties or wins there too).
 PHASES_ARMOR_AT_LEAST_PLAIN = ["healthy", "failing (500)", "slow", "healthy again"]
-SVG_GROUPS = ["phases", "breaker", "calls", "quota", "axis", "legend"]
+SVG_GROUPS = ["phases", "breaker", "calls", "clients", "limit", "quota", "axis", "legend"]
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 failures = []
@@ -244,6 +244,11 @@ def main():
             if "calls" in groups:
                 bars = [r for r in groups["calls"].iter(SVG_NS + "rect") if r.get("class") in ("admitted", "rejected")]
                 check(bars, "the SVG shows no calls")
+            if "clients" in groups:
+                kinds = {r.get("class") for r in groups["clients"].iter(SVG_NS + "rect")}
+                check({"ok", "failed"} <= kinds, f"the SVG's clients lane shows {kinds}, not successes and failures")
+            if "limit" in groups:
+                check(any(True for _ in groups["limit"].iter(SVG_NS + "polyline")), "the SVG has no adaptive limit line")
             if "breaker" in groups:
                 check(any(r.get("fill") == "#dc2626" for r in groups["breaker"].iter(SVG_NS + "rect")),
                       "the SVG never shows the breaker open")
