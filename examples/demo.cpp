@@ -10,10 +10,10 @@
 // one goes out twice, at the same moment:
 //
 //   - through armor:  deadline 1.5 s -> backoff (3 attempts, honours
-//     Retry-After) -> circuit breaker (50 % failures or slow calls over the
-//     last 10; a 429 is no failure) -> token bucket (9/s, burst 2, waits up
-//     to 500 ms) -> quota (requests per hour, alerts at 80 % and 90 %) ->
-//     HTTP GET;
+//     Retry-After) -> circuit breaker (50 % failures over the last 10; a
+//     429, a timeout or a slow answer is no failure) -> adaptive limit
+//     (gradient) -> token bucket (10/s, burst 1, waits up to 100 ms) ->
+//     quota (requests per hour, alerts at 80 % and 90 %) -> HTTP GET;
 //   - through a plain client with the same 1.5 s timeout and nothing else.
 //
 // While it runs it prints a timeline (phases, breaker transitions, retries
@@ -139,7 +139,7 @@ enum class ending : std::uint8_t {
   ok,            // 2xx
   failed,        // requests went out, and the last answer (or timeout) was a failure
   fast_failed,   // the open breaker refused it before anything was sent
-  not_sent,      // the token bucket or the deadline refused it before anything was sent
+  not_sent,      // the adaptive limit, the token bucket or the deadline refused it before anything was sent
   quota,         // the quota refused it before anything was sent
 };
 
@@ -147,6 +147,7 @@ struct call_record {
   double start = 0, end = 0;  // seconds since the scenario began
   nanoseconds took{};         // steady_clock, from just before try_execute to its return
   int phase = 0;
+  std::size_t index = 0;  // the call's number in the schedule
   int sent = 0;         // requests sent upstream
   int throttled = 0;    // 429s received
   double waited = 0;    // seconds spent waiting for tokens
@@ -287,9 +288,14 @@ class recorder {
     plain_.push_back(r);
   }
 
-  void quota_sample(double t, double percent) {
+  void quota_sample(double t, double percent, double limit) {
     const std::lock_guard lock(mutex_);
     quota_.push_back({t, percent});
+    limit_.push_back({t, limit});
+  }
+  [[nodiscard]] std::vector<demo::svg_input::limit_sample> limit_samples() const {
+    const std::lock_guard lock(mutex_);
+    return limit_;
   }
 
   // Copies of the records, for the tick lines and the summary.
@@ -350,6 +356,7 @@ class recorder {
   std::vector<call_record> calls_, plain_;
   std::vector<std::pair<double, armor::breaker_state>> transitions_;
   std::vector<demo::svg_input::sample> quota_;
+  std::vector<demo::svg_input::limit_sample> limit_;
   std::vector<demo::svg_input::alert> alerts_;
   std::array<std::uint64_t, demo::phase_count> retries_{};
   std::array<opens, demo::phase_count> opens_{};
@@ -367,6 +374,20 @@ class recorder {
 // health). It reads httplib::Response as it is (an `int status` member and a
 // `headers` range).
 using http_judge = armor::http::status_classifier;
+
+// What the breaker counts: errors, not slowness. A success is healthy however
+// long it took (a slow answer is still an answer for the user), a failure
+// (500, no connection) is unhealthy; a timeout, like a 429, is neutral: the
+// upstream was up and working, only slowly, and slowness is the adaptive
+// limit's business (a timeout is a drop for it). The deadline still ends
+// every call at 1.5 s.
+constexpr armor::health breaker_health(const armor::verdict& v) noexcept {
+  switch (v.kind) {
+    case armor::outcome::success: return armor::health::healthy;
+    case armor::outcome::failure: return armor::health::unhealthy;
+    default: return armor::health::neutral;
+  }
+}
 
 // What a failed attempt was, in words, from its verdict and the status the
 // operation saw.
@@ -478,9 +499,16 @@ class observed_bucket {
 // The run
 
 constexpr auto call_deadline = 1500ms;
-constexpr auto client_bucket_rate = armor::rate{9, 1s};
-constexpr std::int64_t client_bucket_burst = 2;
-constexpr auto client_bucket_wait = 500ms;
+// The client's own bucket is the upstream's published limit (10/s) with a
+// burst of 1 where the upstream allows 2: the spare token absorbs the time a
+// request takes to reach it, so a call the bucket lets through is not
+// answered 429. It waits at most 100 ms, about one token: longer waits would
+// queue calls behind each other and spend their deadline (in the slow phase,
+// answers the plain client still gets); a call that would wait longer is not
+// sent, where the plain client would have got a 429.
+constexpr auto client_bucket_rate = armor::rate{10, 1s};
+constexpr std::int64_t client_bucket_burst = 1;
+constexpr auto client_bucket_wait = 100ms;
 
 class demo_run {
  public:
@@ -492,15 +520,20 @@ class demo_run {
         upstream_(demo::upstream_limits{}, o.seed),
         breaker_({.failure_threshold = 0,
                   .failure_rate = 0.5,
-                  .slow_call_threshold = 800ms,
-                  .slow_call_rate = 0.5,
                   .window_size = 10,
                   .minimum_calls = 5,
-                  .open_for = std::max<nanoseconds>(500ms, o.phase / 5),
+                  .open_for = std::max<nanoseconds>(500ms, o.phase / 10),
+                  .health = breaker_health,
                   .count_calls = true},
                  armor::steady_clock{}, breaker_log{&rec_}),
+        limit_({.initial_limit = 2 * limit_floor(o),
+                .min_limit = limit_floor(o),
+                .max_limit = 8 * limit_floor(o),
+                .window = std::max<nanoseconds>(250ms, o.phase / 10),
+                .min_samples = 5,
+                .count_calls = true}),
         bucket_({.rate = client_bucket_rate, .burst = client_bucket_burst, .max_wait = client_bucket_wait}),
-        quota_limit_(std::max<std::int64_t>(10, std::llround(0.75 * static_cast<double>(arrivals_.size())))),
+        quota_limit_(std::max<std::int64_t>(10, std::llround(0.8 * static_cast<double>(arrivals_.size())))),
         quota_({.windows = {armor::quota_window::rolling(quota_limit_, 1h)}, .alerts = {0.8, 0.9, 1.0}},
                armor::system_clock{}, armor::memory_quota_storage{}, quota_log{&rec_}),
         client_(armor::classify<http_judge>{},
@@ -511,7 +544,8 @@ class demo_run {
                      .budget = armor::retry_budget{.max_tokens = 10, .token_ratio = 0.5}, .count_calls = true},
                     {},
                     retry_log{&rec_}},
-                std::ref(breaker_), observed_bucket<armor::token_bucket<>>{bucket_, rec_}, std::ref(quota_)) {}
+                std::ref(breaker_), std::ref(limit_), observed_bucket<armor::token_bucket<>>{bucket_, rec_},
+                std::ref(quota_)) {}
 
   int run();
 
@@ -527,8 +561,8 @@ class demo_run {
     return at;
   }
 
-  void armor_call(int phase);
-  void plain_call(int phase);
+  void armor_call(int phase, std::size_t index);
+  void plain_call(int phase, std::size_t index);
   void tick(double t, bool final = false);
   void summary();
   void write_svg(double total);
@@ -537,17 +571,17 @@ class demo_run {
   struct task {
     bool plain = false;
     int phase = 0;
+    std::size_t index = 0;  // the call's number in the schedule
   };
   void start_workers(int n);
   void submit(task t);
   void drain_and_stop_workers();
 
   options opt_;
-  // The quota is an hourly plan sized for this run, 0.75 requests per call:
-  // with the default settings armor sends about 0.7 (more than before 429s
-  // stopped opening the breaker, issue 17), so the run ends above 90 % of
-  // the plan and both alerts fire (other settings may stop short of them or
-  // run out).
+  // The quota is an hourly plan sized for this run, 0.8 requests per call:
+  // with the default settings armor sends about 0.7, so the run ends above
+  // 80 % of the plan and that alert fires (other settings may stop short of
+  // it, or reach 90 %).
   std::vector<double> arrivals_;
   steady::time_point t0_;
   recorder rec_;
@@ -555,20 +589,30 @@ class demo_run {
   using breaker_type = armor::circuit_breaker<armor::steady_clock, breaker_log>;
   using quota_type = armor::quota_tracker<armor::system_clock, armor::memory_quota_storage, quota_log>;
   breaker_type breaker_;
+  // The adaptive concurrency limit (gradient): it follows the latency, and
+  // its floor is what this client may honestly have in flight, twice the
+  // call rate times the deadline (24 at 8 calls/s): this upstream's slow
+  // phase is slow whatever the load, so cutting below that would only give
+  // up answers the plain client still gets.
+  static std::uint32_t limit_floor(const options& o) {
+    return static_cast<std::uint32_t>(std::ceil(2 * o.rate * duration<double>(call_deadline).count()));
+  }
+  armor::adaptive_limit<> limit_;
   armor::token_bucket<> bucket_;
   std::int64_t quota_limit_;
   quota_type quota_;
   // Outermost first, in the order docs/policies_order.md recommends: the
   // retry layer outside the breaker, so the breaker judges every attempt and
   // a retry meets an open breaker too. Its max_refusal_wait is 0: the demo's
-  // breaker opens for only 0.5 to 1 s (scaled down to its short phases, where
+  // breaker opens for only 0.5 s (scaled down to its short phases, where
   // a service would use 30 s), within the 1 s default, which would have every
   // refused call sleep out the open time; and the bucket already waits up to
-  // 500 ms for a token itself, so a refusal by it is one the call should not
+  // 100 ms for a token itself, so a refusal by it is one the call should not
   // wait for either.
   armor::pipeline<armor::steady_clock, armor::classify<http_judge>, armor::deadline,
                   armor::backoff<armor::thread_rng, retry_log>, std::reference_wrapper<breaker_type>,
-                  observed_bucket<armor::token_bucket<>>, std::reference_wrapper<quota_type>>
+                  std::reference_wrapper<armor::adaptive_limit<>>, observed_bucket<armor::token_bucket<>>,
+                  std::reference_wrapper<quota_type>>
       client_;
 
   std::mutex tasks_mutex_;
@@ -583,20 +627,21 @@ class demo_run {
   demo::answer_counts ticked_answers_{};
 };
 
-void demo_run::armor_call(int phase) {
+void demo_run::armor_call(int phase, std::size_t index) {
   scratch = {};
   call_record r;
   r.phase = phase;
+  r.index = index;
   r.start = rec_.now();
   const int port = upstream_.port();
   const steady::time_point began = steady::now();
   auto result = client_.try_execute([&](const armor::context& ctx) {
-    ++scratch.sent;
+    const std::string attempt = std::to_string(scratch.sent++);
     scratch.last_status = 0;
     httplib::Client http("127.0.0.1", port);
     http.set_connection_timeout(std::min<nanoseconds>(ctx.remaining(), 1s));
     http.set_read_timeout(ctx.remaining());  // never outlive the deadline
-    auto res = http.Get("/api", {{"X-Client", "armor"}});
+    auto res = http.Get("/api", {{"X-Client", "armor"}, {"X-Call", std::to_string(index)}, {"X-Attempt", attempt}});
     if (!res) {
       const bool timed_out = res.error() == httplib::Error::Read || res.error() == httplib::Error::ConnectionTimeout;
       throw std::system_error(std::make_error_code(timed_out ? std::errc::timed_out : std::errc::connection_refused),
@@ -635,14 +680,15 @@ void demo_run::armor_call(int phase) {
   rec_.call_ended(r);
 }
 
-void demo_run::plain_call(int phase) {
+void demo_run::plain_call(int phase, std::size_t index) {
   call_record r;
   r.phase = phase;
+  r.index = index;
   r.start = rec_.now();
   httplib::Client http("127.0.0.1", upstream_.port());
   http.set_connection_timeout(1s);
   http.set_read_timeout(call_deadline);
-  auto res = http.Get("/api", {{"X-Client", "plain"}});
+  auto res = http.Get("/api", {{"X-Client", "plain"}, {"X-Call", std::to_string(index)}, {"X-Attempt", "0"}});
   r.end = rec_.now();
   r.sent = 1;
   r.throttled = res && res->status == 429 ? 1 : 0;
@@ -663,9 +709,9 @@ void demo_run::start_workers(int n) {
           tasks_.pop_front();
         }
         if (t.plain) {
-          plain_call(t.phase);
+          plain_call(t.phase, t.index);
         } else {
-          armor_call(t.phase);
+          armor_call(t.phase, t.index);
         }
       }
     });
@@ -706,8 +752,8 @@ void demo_run::tick(double t, bool final) {
   const armor::breaker_state s = breaker_.stats().state;
   rec_.line(t, rec_.style(fmt::emphasis::faint), "|",
             "{} ok, {} failed, {} failed fast, {} not sent | upstream sent 200 x{}, 500 x{}, 429 x{} | "
-            "breaker {} | quota {:.0f} %",
-            n[0], n[1], n[2], n[3] + n[4], d200, d500, d429, armor::to_string(s), q.percent());
+            "breaker {} | limit {} | quota {:.0f} %",
+            n[0], n[1], n[2], n[3] + n[4], d200, d500, d429, armor::to_string(s), limit_.limit(), q.percent());
 }
 
 int demo_run::run() {
@@ -723,11 +769,11 @@ int demo_run::run() {
              "            and 429 + Retry-After beyond the limit\n",
              upstream_.port());
   fmt::print("  armor     deadline {:g} s -> backoff (3 attempts, retry budget, honours Retry-After, waits out no\n"
-             "            refusal) -> circuit breaker (opens at 50 % failures or slow calls > 800 ms in the last 10;\n"
-             "            open {:.1f} s; 429s do not count) -> token bucket (9/s, burst 2, waits up to 500 ms)\n"
-             "            -> quota ({} requests an hour)\n",
+             "            refusal) -> circuit breaker (opens at 50 % failures in the last 10; open {:.1f} s; 429s,\n"
+             "            timeouts and slow answers do not count) -> adaptive limit (gradient, {} to {} in flight)\n"
+             "            -> token bucket (10/s, burst 1, waits up to 100 ms) -> quota ({} requests an hour)\n",
              duration<double>(call_deadline).count(), duration<double>(breaker_.options().open_for).count(),
-             quota_limit_);
+             limit_floor(opt_), 8 * limit_floor(opt_), quota_limit_);
   fmt::print("  plain     the same calls at the same moments: one GET each, {:g} s timeout, nothing else\n",
              duration<double>(call_deadline).count());
   std::fflush(stdout);
@@ -755,12 +801,12 @@ int demo_run::run() {
       const double next = std::min({next_call(), next_tick, next_sample, phase_end});
       std::this_thread::sleep_until(at(next));
       if (next_sample <= next) {
-        rec_.quota_sample(next_sample, quota_.usage(0).percent());
+        rec_.quota_sample(next_sample, quota_.usage(0).percent(), limit_.limit());
         next_sample += bin;
       }
       if (next_call() <= next && next_call() < phase_end) {
-        submit({false, k});
-        submit({true, k});
+        submit({false, k, arrived});
+        submit({true, k, arrived});
         ++arrived;
       }
       if (next_tick <= next) {
@@ -772,7 +818,7 @@ int demo_run::run() {
   }
   drain_and_stop_workers();
   breaker_throttled_at_[demo::phase_count] = breaker_.stats().throttled;
-  rec_.quota_sample(rec_.now(), quota_.usage(0).percent());
+  rec_.quota_sample(rec_.now(), quota_.usage(0).percent(), limit_.limit());
   tick(rec_.now(), true);
   upstream_.stop();
   const double ran = rec_.now();
@@ -878,7 +924,7 @@ void demo_run::summary() {
   row("succeeded", num(at.ok), num(pt.ok));
   row("failed after sending", num(at.failed), num(pt.failed));
   row("failed fast (breaker open, nothing sent)", num(at.fast), "-");
-  row("not sent (no token in time, deadline)", num(at.not_sent), "-");
+  row("not sent (limit, no token in time, deadline)", num(at.not_sent), "-");
   row("refused by the quota", num(at.quota), "-");
   row("requests the upstream received", num(a.requests), num(p.requests));
   row("retries", num(bs.retries), "-");
@@ -917,7 +963,8 @@ void demo_run::summary() {
 
 void demo_run::write_svg(double total) {
   demo::svg_input in;
-  in.title = "armor demo: a flaky upstream through deadline, backoff, circuit breaker, token bucket and quota";
+  in.title = "armor demo: a flaky upstream through deadline, backoff, circuit breaker, adaptive limit, token bucket"
+             " and quota";
   in.total_seconds = total;
   const double len = duration<double>(opt_.phase).count();
   for (int k = 0; k < demo::phase_count; ++k) {
@@ -934,6 +981,17 @@ void demo_run::write_svg(double total) {
     const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
     ++(r.sent > 0 ? in.admitted : in.rejected)[b];
   }
+  const auto per_bin = [&](std::string name, const std::vector<call_record>& records) {
+    demo::svg_input::outcomes c{std::move(name), std::vector<int>(bins, 0), std::vector<int>(bins, 0)};
+    for (const auto& r : records) {
+      const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
+      ++(r.how == ending::ok ? c.ok : c.failed)[b];
+    }
+    return c;
+  };
+  in.clients.push_back(per_bin("with armor", rec_.calls()));
+  in.clients.push_back(per_bin("plain client", rec_.plain_calls()));
+  in.limit = rec_.limit_samples();
   in.quota = rec_.quota_samples();
   in.quota_label = fmt::format("(of {} requests)", quota_limit_);
   in.alerts = rec_.alerts();

@@ -1,5 +1,6 @@
 // The demo's SVG timeline, written by hand: phase bands, the breaker's state,
-// admitted and rejected calls per time bin, and quota use, on one time axis.
+// admitted and rejected calls per time bin, successes and failures of both
+// clients per time bin, the adaptive limit and quota use, on one time axis.
 // Plain SVG 1.1 that any browser opens; every text is XML-escaped.
 #pragma once
 
@@ -32,6 +33,17 @@ struct svg_input {
   double bin_seconds = 0.1;
   std::vector<int> admitted;  ///< per bin: calls that sent at least one request
   std::vector<int> rejected;  ///< per bin: calls armor ended before sending anything
+  /// One client's calls per bin (by start time): successes, and every other ending.
+  struct outcomes {
+    std::string name;
+    std::vector<int> ok, failed;
+  };
+  std::vector<outcomes> clients;  ///< armor, then the plain client
+  struct limit_sample {
+    double at = 0;
+    double limit = 0;
+  };
+  std::vector<limit_sample> limit;  ///< the adaptive limit over time
   struct sample {
     double at = 0;
     double percent = 0;
@@ -64,14 +76,18 @@ inline std::string xml_escape(std::string_view s) {
 
 /// The SVG document for `in`.
 inline std::string render_svg(const svg_input& in) {
-  constexpr double width = 1100, left = 150, right = 30;
+  constexpr double width = 1200, left = 150, right = 30;
   constexpr double title_y = 28, bands_y = 44;
   constexpr double breaker_y = 82, breaker_h = 26;
   constexpr double calls_y = 130, calls_h = 130;
-  constexpr double quota_y = 290, quota_h = 110;
-  constexpr double axis_y = quota_y + quota_h + 8;
-  constexpr double legend_y = axis_y + 40;
-  constexpr double height = legend_y + 26;
+  constexpr double clients_y = 280, client_h = 60, client_gap = 12;
+  const double limit_y = clients_y + static_cast<double>(in.clients.size()) * (client_h + client_gap) + 8;
+  constexpr double limit_h = 60;
+  const double quota_y = limit_y + limit_h + 20;
+  constexpr double quota_h = 110;
+  const double axis_y = quota_y + quota_h + 8;
+  const double legend_y = axis_y + 40;
+  const double height = legend_y + 26;
   const double plot_w = width - left - right;
   const double total = in.total_seconds > 0 ? in.total_seconds : 1;
   const auto x = [&](double t) { return left + plot_w * std::clamp(t, 0.0, total) / total; };
@@ -108,6 +124,12 @@ inline std::string render_svg(const svg_input& in) {
   label(breaker_y + breaker_h / 2 + 4, "circuit breaker");
   label(calls_y + calls_h / 2 - 4, "calls per bin");
   label(calls_y + calls_h / 2 + 12, fmt::format("({:.0f} ms)", in.bin_seconds * 1000));
+  for (std::size_t c = 0; c < in.clients.size(); ++c) {
+    const double y = clients_y + static_cast<double>(c) * (client_h + client_gap);
+    label(y + client_h / 2 - 4, in.clients[c].name);
+    label(y + client_h / 2 + 12, "ok / failed per bin");
+  }
+  label(limit_y + limit_h / 2 + 4, "adaptive limit");
   label(quota_y + quota_h / 2 - 4, "quota used");
   label(quota_y + quota_h / 2 + 12, in.quota_label);
   o += "</g>\n";
@@ -160,6 +182,54 @@ inline std::string render_svg(const svg_input& in) {
   }
   o += "</g>\n";
 
+  // Each client's successes (bottom) and failures (stacked on top) per bin,
+  // on one scale for both.
+  int client_peak = 1;
+  for (const auto& c : in.clients) {
+    for (std::size_t i = 0; i < c.ok.size(); ++i) {
+      client_peak = std::max(client_peak, c.ok[i] + (i < c.failed.size() ? c.failed[i] : 0));
+    }
+  }
+  const double client_unit = client_h / client_peak;
+  o += "<g id=\"clients\">\n";
+  for (std::size_t c = 0; c < in.clients.size(); ++c) {
+    const auto& k = in.clients[c];
+    const double base = clients_y + static_cast<double>(c) * (client_h + client_gap) + client_h;
+    fmt::format_to(out, "<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#6b7280\"/>\n", left, base,
+                   left + plot_w, base);
+    for (std::size_t i = 0; i < k.ok.size(); ++i) {
+      const int a = k.ok[i];
+      const int f = i < k.failed.size() ? k.failed[i] : 0;
+      const double bx = left + bin_w * static_cast<double>(i);
+      const double bw = std::max(bin_w - 0.6, 0.4);
+      if (a > 0) {
+        fmt::format_to(out, "<rect class=\"ok\" x=\"{:.2f}\" y=\"{:.2f}\" width=\"{:.2f}\" height=\"{:.2f}\" fill=\"#16a34a\"/>\n",
+                       bx, base - a * client_unit, bw, a * client_unit);
+      }
+      if (f > 0) {
+        fmt::format_to(out, "<rect class=\"failed\" x=\"{:.2f}\" y=\"{:.2f}\" width=\"{:.2f}\" height=\"{:.2f}\" fill=\"#dc2626\"/>\n",
+                       bx, base - (a + f) * client_unit, bw, f * client_unit);
+      }
+    }
+  }
+  o += "</g>\n";
+
+  // The adaptive limit, scaled to its highest value.
+  double limit_peak = 1;
+  for (const auto& l : in.limit) limit_peak = std::max(limit_peak, l.limit);
+  const auto ly = [&](double v) { return limit_y + limit_h - limit_h * std::clamp(v, 0.0, limit_peak) / limit_peak; };
+  o += "<g id=\"limit\">\n";
+  fmt::format_to(out, "<rect x=\"{}\" y=\"{:.1f}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#9ca3af\"/>\n",
+                 left, limit_y, plot_w, limit_h);
+  fmt::format_to(out, "<text x=\"{}\" y=\"{:.1f}\" font-size=\"10\" fill=\"#6b7280\">{:g} in flight</text>\n", left + 2,
+                 limit_y + 10, limit_peak);
+  if (!in.limit.empty()) {
+    o += "<polyline fill=\"none\" stroke=\"#0891b2\" stroke-width=\"2\" points=\"";
+    for (const auto& l : in.limit) fmt::format_to(out, "{:.1f},{:.1f} ", x(l.at), ly(l.limit));
+    o += "\"/>\n";
+  }
+  o += "</g>\n";
+
   // Quota use, with the alert thresholds.
   const auto qy = [&](double percent) { return quota_y + quota_h - quota_h * std::clamp(percent, 0.0, 100.0) / 100.0; };
   o += "<g id=\"quota\">\n";
@@ -204,13 +274,16 @@ inline std::string render_svg(const svg_input& in) {
     fmt::format_to(out, "<rect x=\"{:.0f}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>"
                         "<text x=\"{:.0f}\" y=\"{}\">{}</text>\n",
                    lx, legend_y - 10, colour, lx + 16, legend_y, xml_escape(text));
-    lx += 40 + 7.0 * static_cast<double>(text.size());
+    lx += 28 + 6.5 * static_cast<double>(text.size());
   };
   key("#16a34a", "breaker closed");
   key("#f59e0b", "half-open");
   key("#dc2626", "open");
-  key("#2563eb", "calls admitted (sent upstream)");
-  key("#f97316", "calls rejected by armor before sending");
+  key("#2563eb", "sent upstream");
+  key("#f97316", "refused before sending");
+  key("#16a34a", "call ok");
+  key("#dc2626", "call failed");
+  key("#0891b2", "adaptive limit");
   key("#7c3aed", "quota used");
   o += "</g>\n</svg>\n";
   return o;

@@ -119,6 +119,10 @@ class upstream {
     counters& k = counters_[c];
     k.requests.fetch_add(1, std::memory_order_relaxed);
     const auto p = static_cast<phase>(phase_.load(std::memory_order_relaxed));
+    // The same call gets the same answer time from both clients: the draw is
+    // keyed by the call's number and attempt (X-Call, X-Attempt) when the
+    // client sends them, so the comparison is of the clients, not of luck.
+    const std::uint64_t key = call_key(req);
 
     // The rate limit comes first, whatever state the upstream is in.
     armor::token_bucket<>& bucket = p == phase::throttling ? throttled_[c] : normal_[c];
@@ -144,11 +148,11 @@ class upstream {
       case phase::slow:
         // 1 to 2.8 s: slower than the client's slow-call threshold, and
         // sometimes slower than its deadline.
-        pause(milliseconds{1000 + static_cast<int>(draw() % 1800)});
+        pause(milliseconds{1000 + static_cast<int>(draw(key) % 1800)});
         break;
       case phase::healthy:
       case phase::throttling:
-      case phase::recovered: pause(milliseconds{5 + static_cast<int>(draw() % 10)}); break;
+      case phase::recovered: pause(milliseconds{5 + static_cast<int>(draw(key) % 10)}); break;
     }
     k.ok.fetch_add(1, std::memory_order_relaxed);
     res.status = 200;
@@ -161,9 +165,19 @@ class upstream {
     stop_cv_.wait_for(lock, d, [this] { return stopping_; });
   }
 
-  // splitmix64 over a shared counter: a thread-safe, seeded random number.
-  std::uint64_t draw() noexcept {
-    std::uint64_t z = seed_ + 0x9e3779b97f4a7c15ULL * (draws_.fetch_add(1, std::memory_order_relaxed) + 1);
+  // The request's X-Call and X-Attempt as one number (0 without X-Call).
+  static std::uint64_t call_key(const httplib::Request& req) {
+    const std::string call = req.get_header_value("X-Call");
+    if (call.empty()) return 0;
+    const std::string attempt = req.get_header_value("X-Attempt");
+    return 1 + std::stoull(call) * 16 + (attempt.empty() ? 0 : std::stoull(attempt) % 16);
+  }
+
+  // splitmix64 over `key`, or over a shared counter when it is 0: a
+  // thread-safe, seeded random number.
+  std::uint64_t draw(std::uint64_t key) noexcept {
+    const std::uint64_t n = key != 0 ? key : (1ULL << 62U) + draws_.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::uint64_t z = seed_ + 0x9e3779b97f4a7c15ULL * n;
     z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31U);
