@@ -487,7 +487,8 @@ inline std::string quota_window_name(const std::vector<quota_window>& windows, s
   std::string name = base(windows[w]);
   for (std::size_t i = 0; i < w; ++i) {
     if (base(windows[i]) == name) {
-      name += "_" + std::to_string(w);
+      name += '_';
+      name += std::to_string(w);
       break;
     }
   }
