@@ -50,9 +50,9 @@ class scoped_fd {
 /// until `f` returns false. Lines longer than the 4 KiB buffer are passed
 /// cut to its size (no file armor reads has a line of interest that long:
 /// /proc/stat's `intr` line is the long one, and it is skipped). Returns
-/// false when the file could not be opened or read.
+/// false when the file could not be opened or read. Throws only what `f` throws.
 template <class F>
-bool for_each_line(const char* path, F&& f) noexcept {
+bool for_each_line(const char* path, F&& f) noexcept(noexcept(f(std::string_view{}))) {
   scoped_fd fd{open_retrying(path, O_RDONLY)};
   if (!fd.valid()) return false;
   char buf[4096];
@@ -290,8 +290,9 @@ struct host_cpu {
     constexpr std::size_t name_at = 19;
     for (std::size_t pos = 0; pos < static_cast<std::size_t>(n);) {
       std::uint16_t reclen = 0;
+      if (pos + name_at > static_cast<std::size_t>(n)) return std::nullopt;
       std::memcpy(&reclen, buf + pos + reclen_at, sizeof reclen);
-      if (reclen == 0) return std::nullopt;
+      if (reclen <= name_at || pos + reclen > static_cast<std::size_t>(n)) return std::nullopt;
       const char* name_begin = buf + pos + name_at;
       const std::string_view name{name_begin, ::strnlen(name_begin, reclen - name_at)};
       pos += reclen;
