@@ -7,6 +7,7 @@
 // together. The examples that need Asio, fmt, SQLite or Redis are in
 // tests/<that>/test_header_examples.cpp.
 #include <armor/armor.hpp>
+#include <armor/resource_sampler.hpp>
 #include <armor/storage/quota_storage.hpp>
 #include <armor/version.hpp>
 
@@ -665,6 +666,26 @@ bool example() {
 }
 }  // namespace sliding_window_ex
 
+// ---------------------------------------------------------------------------
+// header example: <armor/resource_sampler.hpp>
+namespace resource_sampler_ex {
+int reported = 0;
+bool in_range = true;
+void report(std::string_view, double fraction) {
+  ++reported;
+  in_range = in_range && fraction >= 0.0 && fraction <= 1.0;
+}
+
+void example() {
+  armor::resource_sampler<> sampler;   // reads /sys/fs/cgroup and /proc
+  // every second, from a timer or thread of yours:
+  armor::resource_readings r = sampler.sample();
+  if (r.memory) report("memory", *r.memory);   // fractions in [0, 1]
+  if (r.cpu) report("cpu", *r.cpu);            // since the previous sample
+  if (r.file_descriptors) report("fds", *r.file_descriptors);
+}
+}  // namespace resource_sampler_ex
+
 }  // namespace header_examples
 
 namespace hx = header_examples;
@@ -783,4 +804,9 @@ TEST_CASE("header examples: fixed_window.hpp, sliding_window.hpp") {
   CHECK(hx::fixed_window_ex::rejected == 0);
   CHECK(hx::sliding_window_ex::example());
   CHECK(hx::sliding_window_ex::rejected == 0);
+}
+
+TEST_CASE("header examples: resource_sampler.hpp") {
+  hx::resource_sampler_ex::example();  // on this machine: whatever it can read, each a fraction
+  CHECK(hx::resource_sampler_ex::in_range);
 }

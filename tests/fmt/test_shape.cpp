@@ -3,6 +3,7 @@
 // are checked in tests/redis and tests/sqlite). tests/shape/check_shape.py
 // fails when a public enumeration or stats type is missing from these lists.
 #include <armor/armor.hpp>
+#include <armor/resource_sampler.hpp>
 
 #include "fmt/promtool.hpp"
 #include "fmt/shape_checks.hpp"
@@ -34,6 +35,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::sliding_window_algorithm>("sliding_window_algorithm");
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
   armor_test::check_enum<armor::adaptive_throttle_event_kind>("adaptive_throttle_event_kind");
+  armor_test::check_enum<armor::resource_source>("resource_source");
 }
 
 namespace {
