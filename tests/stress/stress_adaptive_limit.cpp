@@ -358,7 +358,10 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
   const auto s = lim.stats();
   INFO("ran " << ran.load() << ", limited " << limited.load() << ", deadline " << timed_out.load() << ", abandoned "
               << s.abandoned << ", admitted " << s.admitted);
-  CHECK(s.admitted == static_cast<std::uint64_t>(ran.load()));  // queued admissions counted once each
+  // Every admission ran the operation, except calls whose deadline passed
+  // between their admission (a slot handed over late in the wait) and the attempt.
+  CHECK(s.admitted >= static_cast<std::uint64_t>(ran.load()));
+  CHECK(s.admitted - static_cast<std::uint64_t>(ran.load()) <= static_cast<std::uint64_t>(timed_out.load()));
   CHECK(s.abandoned > 0);  // some waits ended unserved
   // All `limit` slots free: held at once, then the next is refused.
   std::vector<armor::adaptive_limit_permit> held;
