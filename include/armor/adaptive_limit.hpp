@@ -13,8 +13,9 @@
 //                            {.priority = armor::priority::sheddable});  // refused first
 //     if (!r && r.code() == armor::errc::concurrency_limited) return service_unavailable(r.retry_after());
 //
-// The algorithms, their parameters and defaults, priorities, the regression
-// cases and the cost: docs/adaptive_limit.md.
+// The algorithms, their parameters and defaults, priorities, the optional
+// FIFO queue (max_queue, max_wait), the regression cases and the cost:
+// docs/adaptive_limit.md.
 #pragma once
 
 #include <armor/clock.hpp>
