@@ -2,7 +2,8 @@
 // against the limit, the one over it is refused at once, and the slot comes
 // back on every path: settled, thrown through, cancelled by the caller, cut
 // by the deadline, and a coroutine destroyed before it finished. With a
-// queue: arrival order, handover, max_wait, the deadline and cancellation.
+// queue: arrival order, handover, max_wait, the deadline, cancellation and
+// a thread pool that never has more calls inside than the limit.
 #include <armor/adaptive_limit.hpp>
 #include <armor/asio.hpp>
 #include <armor/deadline.hpp>
@@ -13,8 +14,11 @@
 #include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -227,4 +231,38 @@ TEST_CASE("asio: on a manual clock a coroutine waits in the adaptive limit's que
   });
   CHECK(lim.queued() == 0);
   CHECK(lim.in_flight() == 0);
+}
+
+TEST_CASE("asio: a thread pool through a queueing adaptive limit never has more calls inside than the limit",
+          "[adaptive_limit][queue]") {
+  armor::adaptive_limit<> lim{{.initial_limit = 3, .min_limit = 3, .max_limit = 3, .normal_share = 1,
+                               .max_queue = 1000, .max_wait = 30s}};
+  const auto p = armor::pipeline{armor::deadline{60s}, std::ref(lim)};
+  asio::thread_pool pool(4);
+  constexpr int calls = 400;
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  std::atomic<int> ok{0};
+  for (int i = 0; i < calls; ++i) {
+    asio::co_spawn(
+        pool,
+        [&]() -> awaitable<void> {
+          auto r = co_await p.async_try_execute([&]() -> awaitable<int> {
+            const int now_inside = inside.fetch_add(1) + 1;
+            int m = most.load();
+            while (now_inside > m && !most.compare_exchange_weak(m, now_inside)) {
+            }
+            co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+            inside.fetch_sub(1);
+            co_return 1;
+          });
+          if (r) ok.fetch_add(1);
+        },
+        asio::detached);
+  }
+  pool.join();
+  CHECK(ok.load() == calls);
+  CHECK(most.load() <= 3);
+  CHECK(lim.in_flight() == 0);
+  CHECK(lim.queued() == 0);
 }
