@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -657,4 +658,370 @@ TEST_CASE("adaptive_limit core: a full window takes no more samples, and still g
   CHECK(taken.sum_ns == core::max_sum);
   CHECK(d.pair.first.load() == 0);
   CHECK(d.pair.second.load() == 0);
+}
+
+// ---------------------------------------------------------------------------
+// The queue (max_queue > 0): FIFO, critical ahead of normal, no barging,
+// handover on release, room from a higher limit, max_wait and deadline.
+
+namespace {
+
+// A waiter for the policy-level tests: counts its wake-ups.
+struct test_waiter : armor::queue_waiter {
+  test_waiter() : armor::queue_waiter(&on_wake) {}
+  int wakes = 0;
+  static void on_wake(armor::queue_waiter& w) noexcept { ++static_cast<test_waiter&>(w).wakes; }
+};
+
+using queue_limit = armor::adaptive_limit<armor::aimd_limit, armor::manual_clock>;
+using queued_admission = armor::admission<armor::adaptive_limit_permit>;
+using ak = armor::admission_kind;
+
+armor::adaptive_limit_options<armor::aimd_limit> fixed_two(std::uint32_t max_queue) {
+  return {.initial_limit = 2, .min_limit = 2, .max_limit = 2, .window = 1s, .min_samples = 1, .normal_share = 1,
+          .sheddable_share = 1, .max_queue = max_queue, .max_wait = 1s};
+}
+
+}  // namespace
+
+static_assert(armor::queueing_policy<queue_limit>);
+static_assert(armor::queueing_policy<armor::adaptive_limit<>>);
+static_assert(armor::queueing_policy<armor::keyed<armor::adaptive_limit<>>>);
+
+TEST_CASE("adaptive_limit queue: bad max_queue and max_wait are refused, naming the option", "[adaptive_limit][queue]") {
+  using o = armor::adaptive_limit_options<>;
+  CHECK(names(config_error(o{.max_queue = 1U << 31}), "max_queue"));
+  CHECK(names(config_error(o{.max_queue = 0, .max_wait = -1ms}), "max_wait"));
+  CHECK(names(config_error(o{.max_queue = 4, .max_wait = 0ms}), "max_wait must be positive"));
+  CHECK(config_error(o{.max_queue = 0, .max_wait = 0ms}).empty());  // no queue: unused
+  CHECK(config_error(o{.max_queue = 4, .max_wait = 1ns}).empty());
+  armor::adaptive_limit<> defaults;
+  CHECK(defaults.options().max_queue == 0);
+  CHECK(defaults.options().max_wait == 1s);
+  CHECK_FALSE(defaults.stats().queueing);
+}
+
+TEST_CASE("adaptive_limit queue: without one, a full limit refuses at once, as before", "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  queue_limit lim{fixed_two(0), clock};
+  armor::context ctx(armor::timestamp{});
+  auto a = lim.admit(ctx);
+  auto b = lim.admit(ctx);
+  auto c = lim.admit(ctx);
+  CHECK(c.kind == ak::rejected);
+  CHECK(c.code == armor::errc::concurrency_limited);
+  test_waiter w;
+  CHECK(lim.enqueue(ctx, w).kind == ak::rejected);  // a driver that asks anyway is refused
+  CHECK(lim.queued() == 0);
+}
+
+TEST_CASE("adaptive_limit queue: callers are served in arrival order, a released slot goes to the head, no barging",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  queue_limit lim{fixed_two(3), clock};
+  armor::context ctx(armor::timestamp{});
+  auto h1 = lim.admit(ctx);
+  auto h2 = lim.admit(ctx);
+  REQUIRE(h2.kind == ak::admitted);
+  auto full = lim.admit(ctx);
+  CHECK(full.kind == ak::queue);  // invited to queue
+  CHECK(full.code == armor::errc::concurrency_limited);
+
+  test_waiter w1, w2, w3, w4;
+  auto q1 = lim.enqueue(ctx, w1);
+  auto q2 = lim.enqueue(ctx, w2);
+  auto q3 = lim.enqueue(ctx, w3);
+  REQUIRE(q1.kind == ak::queued);
+  REQUIRE(q2.kind == ak::queued);
+  REQUIRE(q3.kind == ak::queued);
+  CHECK(q1.delay == 1s);  // max_wait
+  CHECK(q1.code == armor::errc::concurrency_limited);
+  CHECK(q1.permit.queued());
+  CHECK(lim.queued() == 3);
+  // The queue is full: the fourth is refused at once.
+  auto q4 = lim.enqueue(ctx, w4);
+  CHECK(q4.kind == ak::rejected);
+  CHECK(q4.code == armor::errc::concurrency_limited);
+
+  // A holder leaves: its slot goes to the head, still counted.
+  clock.advance(5ms);
+  lim.settle(ctx, std::move(h1.permit), armor::verdict::success());
+  CHECK(w1.wakes == 1);
+  CHECK(w2.wakes + w3.wakes == 0);
+  CHECK(lim.in_flight() == 2);
+  CHECK(lim.queued() == 2);
+  // Nobody barges in while others wait, of any priority that queues.
+  CHECK(lim.admit(ctx).kind == ak::queue);
+  CHECK_FALSE(lim.try_acquire(armor::timestamp{}, armor::priority::critical));
+
+  // w2 gives up: it leaves unserved, and w3 is next.
+  CHECK_FALSE(q2.permit.leave_queue());
+  CHECK_FALSE(q2.permit);
+  CHECK(lim.queued() == 1);
+  // w1 takes its slot when it wakes: its call starts now, not when it queued.
+  clock.advance(3ms);
+  CHECK(q1.permit.leave_queue());
+  CHECK_FALSE(q1.permit.queued());
+  CHECK(q1.permit.started() == armor::timestamp{8ms});
+
+  lim.settle(ctx, std::move(h2.permit), armor::verdict::success());
+  CHECK(w3.wakes == 1);
+  CHECK(lim.queued() == 0);
+  CHECK(lim.in_flight() == 2);
+  CHECK(q3.permit.leave_queue());
+  lim.settle(ctx, std::move(q1.permit), armor::verdict::success());
+  lim.settle(ctx, std::move(q3.permit), armor::verdict::success());
+  CHECK(lim.in_flight() == 0);
+  // The queue is empty again: the fast path admits.
+  CHECK(lim.admit(ctx).kind == ak::admitted);
+  const auto s = lim.stats();
+  CHECK(s.queueing);
+  CHECK(s.queued == 0);
+  CHECK(s.max_queue == 3);
+  CHECK(s.abandoned == 1);
+}
+
+TEST_CASE("adaptive_limit queue: a queued permit dropped unserved leaves; one granted meanwhile passes its slot on",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  queue_limit lim{fixed_two(4), clock};
+  armor::context ctx(armor::timestamp{});
+  auto h1 = lim.admit(ctx);
+  auto h2 = lim.admit(ctx);
+  test_waiter w1, w2, w3;
+  std::optional<queued_admission> q1{lim.enqueue(ctx, w1)};
+  std::optional<queued_admission> q2{lim.enqueue(ctx, w2)};
+  auto q3 = lim.enqueue(ctx, w3);
+  CHECK(lim.queued() == 3);
+  q2.reset();  // dropped while waiting (a destroyed coroutine): out of the queue
+  CHECK(lim.queued() == 2);
+  h1.permit.release();  // to w1
+  CHECK(w1.wakes == 1);
+  q1.reset();  // granted, but dropped without leave_queue: the slot goes on to w3
+  CHECK(w3.wakes == 1);
+  CHECK(lim.queued() == 0);
+  CHECK(lim.in_flight() == 2);
+  q3.permit.release();  // granted, dropped: back to free
+  CHECK(lim.in_flight() == 1);
+  // A queued permit handed to record() is only released.
+  test_waiter w4, w5;
+  auto h3 = lim.admit(ctx);
+  auto q4 = lim.enqueue(ctx, w4);
+  REQUIRE(q4.kind == ak::queued);
+  lim.record(std::move(q4.permit), armor::verdict::success(), armor::timestamp{1ms});
+  CHECK(lim.queued() == 0);
+  CHECK(lim.in_flight() == 2);
+  CHECK(lim.stats().abandoned == 2);
+  CHECK(lim.stats().samples == 0);
+}
+
+TEST_CASE("adaptive_limit queue: enqueue takes a slot at once when one came free after admit", "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  queue_limit lim{fixed_two(1), clock};
+  armor::context ctx(armor::timestamp{});
+  auto h1 = lim.admit(ctx);
+  auto h2 = lim.admit(ctx);
+  REQUIRE(lim.admit(ctx).kind == ak::queue);
+  h1.permit.release();
+  test_waiter w;
+  auto q = lim.enqueue(ctx, w);
+  CHECK(q.kind == ak::admitted);
+  CHECK(lim.in_flight() == 2);
+  CHECK(lim.queued() == 0);
+  CHECK(w.wakes == 0);
+}
+
+TEST_CASE("adaptive_limit queue: critical callers wait ahead of normal ones; sheddable callers never wait",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  // Limit 4: critical up to 4, normal below 3, sheddable below 2.
+  queue_limit lim{{.initial_limit = 4, .min_limit = 4, .max_limit = 4, .normal_share = 0.75, .sheddable_share = 0.5,
+                   .max_queue = 8, .max_wait = 1s},
+                  clock};
+  armor::context normal(armor::timestamp{});
+  armor::context critical(armor::timestamp{}, {.priority = armor::priority::critical});
+  armor::context sheddable(armor::timestamp{}, {.priority = armor::priority::sheddable});
+  auto h1 = lim.admit(normal);
+  auto h2 = lim.admit(normal);
+  auto h3 = lim.admit(normal);
+  REQUIRE(h3.kind == ak::admitted);
+  // Sheddable: refused at once, not invited.
+  CHECK(lim.admit(sheddable).kind == ak::rejected);
+  test_waiter ws;
+  CHECK(lim.enqueue(sheddable, ws).kind == ak::rejected);
+
+  test_waiter n1, n2;
+  auto qn1 = lim.enqueue(normal, n1);
+  auto qn2 = lim.enqueue(normal, n2);
+  REQUIRE(qn2.kind == ak::queued);
+  // A critical newcomer may still use the slot reserved for critical calls:
+  // no critical caller waits, and normal waiters cannot have it.
+  CHECK(lim.admit(critical).kind == ak::queue);  // the fast path does not barge...
+  test_waiter c0;
+  auto qc0 = lim.enqueue(critical, c0);  // ...the queue lets it in
+  REQUIRE(qc0.kind == ak::admitted);
+  CHECK(lim.in_flight() == 4);
+  test_waiter c1;
+  auto qc1 = lim.enqueue(critical, c1);
+  REQUIRE(qc1.kind == ak::queued);
+  CHECK(lim.queued() == 3);
+
+  // One slot frees (4 -> 3 in flight): room for a critical call (below 4),
+  // none for a normal one (below 3): the critical waiter, though it came last.
+  h1.permit.release();
+  CHECK(c1.wakes == 1);
+  CHECK(n1.wakes == 0);
+  // Two more free (down to 2): the normal waiters in arrival order, one slot each.
+  h2.permit.release();
+  CHECK(n1.wakes == 0);  // 3 in flight: not below the normal threshold
+  h3.permit.release();
+  CHECK(n1.wakes == 1);
+  CHECK(n2.wakes == 0);
+  CHECK(lim.in_flight() == 3);
+  CHECK(qc1.permit.leave_queue());
+  CHECK(qn1.permit.leave_queue());
+  CHECK_FALSE(qn2.permit.leave_queue());
+  CHECK(lim.queued() == 0);
+}
+
+TEST_CASE("adaptive_limit queue: a limit that rises at a window's close wakes as many waiters as it has room for",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  queue_limit lim{{.initial_limit = 2, .min_limit = 1, .max_limit = 10, .window = 10ms, .min_samples = 1,
+                   .normal_share = 1, .sheddable_share = 1, .max_queue = 8, .max_wait = 1s,
+                   .algorithm = {.increase = 3}},
+                  clock};
+  armor::context ctx(armor::timestamp{});
+  auto h1 = lim.admit(ctx);
+  auto h2 = lim.admit(ctx);
+  test_waiter w[5];
+  std::vector<queued_admission> q;
+  for (auto& each : w) q.push_back(lim.enqueue(ctx, each));
+  CHECK(lim.queued() == 5);
+  // h1 ends within the window: its slot goes to w[0].
+  lim.record(std::move(h1.permit), armor::verdict::success(), armor::timestamp{5ms});
+  CHECK(w[0].wakes == 1);
+  CHECK(lim.in_flight() == 2);
+  // The window closes: 2 in flight of 2, one sample: AIMD adds 3, room for 3 more.
+  lim.update(armor::timestamp{10ms});
+  CHECK(lim.limit() == 5);
+  CHECK(w[1].wakes == 1);
+  CHECK(w[2].wakes == 1);
+  CHECK(w[3].wakes == 1);
+  CHECK(w[4].wakes == 0);
+  CHECK(lim.in_flight() == 5);
+  CHECK(lim.queued() == 1);
+  for (int i = 0; i < 4; ++i) CHECK(q[static_cast<std::size_t>(i)].permit.leave_queue());
+  CHECK_FALSE(q[4].permit.leave_queue());
+  CHECK(lim.in_flight() == 5);
+}
+
+TEST_CASE("adaptive_limit queue in a pipeline: a queued call waits max_wait, then fails with concurrency_limited",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  queue_limit lim{{.initial_limit = 1, .min_limit = 1, .max_limit = 1, .max_queue = 2, .max_wait = 200ms}, clock};
+  auto p = armor::pipeline{clock, std::ref(lim)};
+  auto holder = lim.try_acquire().permit();
+  int calls = 0;
+  auto r = p.try_execute([&] { return ++calls; });
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.code() == armor::errc::concurrency_limited);
+  CHECK(clock.now().time_since_epoch() == 200ms);  // waited exactly max_wait, in virtual time
+  CHECK(calls == 0);
+  CHECK(lim.queued() == 0);  // it left the queue
+  CHECK(lim.in_flight() == 1);
+  CHECK(lim.stats().abandoned == 1);
+
+  // The deadline cuts a wait short: deadline_exceeded at the deadline.
+  auto d = armor::pipeline{clock, armor::deadline{50ms}, std::ref(lim)};
+  CHECK(d.try_execute([] { return 1; }).code() == armor::errc::deadline_exceeded);
+  CHECK(clock.now().time_since_epoch() == 250ms);
+  // A per-call timeout does the same.
+  CHECK(p.try_execute([] { return 1; }, {.timeout = 40ms}).code() == armor::errc::deadline_exceeded);
+  CHECK(clock.now().time_since_epoch() == 290ms);
+  // A sheddable call does not wait at all.
+  CHECK(p.try_execute([] { return 1; }, {.priority = armor::priority::sheddable}).code() ==
+        armor::errc::concurrency_limited);
+  CHECK(clock.now().time_since_epoch() == 290ms);
+  CHECK(lim.stats().abandoned == 3);
+  CHECK(lim.queued() == 0);
+}
+
+namespace {
+// Releases a held permit when it hears a caller queue: the slot is handed
+// over while the caller is in the queue, before the driver waits.
+struct release_on_queued {
+  armor::adaptive_limit_permit* holder = nullptr;
+  std::vector<armor::adaptive_limit_event_kind>* heard = nullptr;
+  void operator()(const armor::adaptive_limit_event& e) const noexcept {
+    try {
+      heard->push_back(e.kind);
+    } catch (...) {
+    }
+    if (e.kind == armor::adaptive_limit_event_kind::queued) holder->release();
+  }
+};
+}  // namespace
+
+TEST_CASE("adaptive_limit queue in a pipeline: a slot handed over while queued runs the call; events queued, abandoned",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit_permit holder;
+  std::vector<armor::adaptive_limit_event_kind> heard;
+  armor::adaptive_limit<armor::aimd_limit, armor::manual_clock, release_on_queued> lim{
+      {.initial_limit = 1, .min_limit = 1, .max_limit = 1, .window = 1s, .min_samples = 1, .max_queue = 1,
+       .max_wait = 100ms},
+      clock, release_on_queued{&holder, &heard}};
+  auto p = armor::pipeline{clock, std::ref(lim)};
+  holder = lim.try_acquire().permit();
+  REQUIRE(holder);
+  const auto r = p.try_execute([&] {
+    clock.advance(7ms);
+    return lim.in_flight();
+  });
+  REQUIRE(r);
+  CHECK(*r == 1);
+  CHECK(clock.now().time_since_epoch() == 7ms);  // it did not wait out max_wait
+  CHECK(lim.in_flight() == 0);
+  using k = armor::adaptive_limit_event_kind;
+  CHECK(heard == std::vector<k>{k::queued});
+
+  // Unserved: queued, then abandoned (the holder is gone: take the slot again).
+  auto again = lim.try_acquire().permit();  // (the listener releases `holder`, now empty)
+  CHECK(p.try_execute([] { return 1; }).code() == armor::errc::concurrency_limited);
+  CHECK(heard == std::vector<k>{k::queued, k::queued, k::abandoned});
+  CHECK(clock.now().time_since_epoch() == 107ms);
+  // The window (1 s) has not closed; the served call was timed from when it left the queue.
+  clock.advance(1s);
+  again.release();
+  lim.update(armor::to_timestamp(clock.now()));
+  CHECK(lim.stats().mean_latency == 7ms);
+}
+
+TEST_CASE("keyed<adaptive_limit> with a queue: a key's callers queue and give up after max_wait",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  using limit_type = armor::adaptive_limit<armor::gradient_limit, armor::manual_clock>;
+  armor::keyed<limit_type> per_host{
+      {.initial_limit = 1, .min_limit = 1, .max_limit = 1, .max_queue = 2, .max_wait = 80ms}, {}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_host)};
+  auto a = per_host.get("a");
+  auto holder = a->try_acquire().permit();
+  CHECK(p.try_execute([] { return 1; }, {.key = "a"}).code() == armor::errc::concurrency_limited);
+  CHECK(clock.now().time_since_epoch() == 80ms);
+  CHECK(a->queued() == 0);
+  CHECK(p.execute([] { return 2; }, {.key = "b"}) == 2);
+
+  // Policy level: a queued keyed permit that was granted holds the slot.
+  armor::context ctx(armor::timestamp{}, {.key = "a"});
+  REQUIRE(per_host.admit(ctx).kind == ak::queue);
+  test_waiter w;
+  auto q = per_host.enqueue(ctx, w);
+  REQUIRE(q.kind == ak::queued);
+  holder.release();
+  CHECK(w.wakes == 1);
+  CHECK(q.permit.leave_queue());
+  CHECK(a->in_flight() == 1);
+  per_host.settle(ctx, std::move(q.permit), armor::verdict::success());
+  CHECK(a->in_flight() == 0);
 }

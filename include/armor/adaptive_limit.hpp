@@ -13,8 +13,9 @@
 //                            {.priority = armor::priority::sheddable});  // refused first
 //     if (!r && r.code() == armor::errc::concurrency_limited) return service_unavailable(r.retry_after());
 //
-// The algorithms, their parameters and defaults, priorities, the regression
-// cases and the cost: docs/adaptive_limit.md.
+// The algorithms, their parameters and defaults, priorities, the optional
+// FIFO queue (max_queue, max_wait), the regression cases and the cost:
+// docs/adaptive_limit.md.
 #pragma once
 
 #include <armor/clock.hpp>
@@ -312,6 +313,13 @@ struct adaptive_limit_options {
   /// Count admissions and refusals for stats() (two relaxed counters; off
   /// by default so that a refusal writes nothing).
   bool count_calls = false;
+  /// Callers that may wait for a slot at once; 0 (the default) refuses at
+  /// once. Critical calls wait ahead of normal ones; sheddable calls never
+  /// wait. In [0, 2^31).
+  std::uint32_t max_queue = 0;
+  /// How long a queued caller waits at most (its deadline may cut it
+  /// shorter); > 0 when max_queue > 0.
+  std::chrono::nanoseconds max_wait = std::chrono::seconds{1};
   /// The algorithm and its parameters.
   Algorithm algorithm{};
 };
@@ -334,8 +342,6 @@ struct adaptive_limit_block : adaptive_limit_core {
   std::atomic<std::uint64_t> samples_total{0};
   std::atomic<std::uint64_t> timeouts_total{0};
   std::atomic<std::uint64_t> throttled_total{0};
-  std::atomic<std::uint64_t> admitted{0};
-  std::atomic<std::uint64_t> refused{0};
 
   explicit adaptive_limit_block(const Algorithm& a) : algorithm(a) {}
 };
@@ -344,19 +350,26 @@ struct adaptive_permit_access;
 
 }  // namespace detail
 
-/// An adaptive limit's receipt for one call in flight. Move-only; dropping
-/// it unsettled (an exception, a destroyed coroutine) gives the slot back
-/// without a latency sample. Must not outlive its adaptive_limit.
+/// An adaptive limit's receipt for one call in flight, or for a place in
+/// its queue. Move-only; dropping it unsettled (an exception, a destroyed
+/// coroutine) gives back what it holds without a latency sample: the slot,
+/// or the place (if a slot was handed to the place meanwhile, that slot,
+/// which goes on to the next in line). Must not outlive its adaptive_limit.
 class adaptive_limit_permit {
  public:
   adaptive_limit_permit() noexcept = default;
   adaptive_limit_permit(adaptive_limit_permit&& o) noexcept
-      : core_(std::exchange(o.core_, nullptr)), start_(o.start_) {}
+      : core_(std::exchange(o.core_, nullptr)),
+        waiter_(std::exchange(o.waiter_, nullptr)),
+        start_(o.start_),
+        level_(o.level_) {}
   adaptive_limit_permit& operator=(adaptive_limit_permit&& o) noexcept {
     if (this != &o) {
       release();
       core_ = std::exchange(o.core_, nullptr);
+      waiter_ = std::exchange(o.waiter_, nullptr);
       start_ = o.start_;
+      level_ = o.level_;
     }
     return *this;
   }
@@ -364,28 +377,58 @@ class adaptive_limit_permit {
   adaptive_limit_permit& operator=(const adaptive_limit_permit&) = delete;
   ~adaptive_limit_permit() { release(); }
 
-  /// True while it holds a slot.
+  /// True while it holds a slot or a place in the queue.
   [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
-  /// When the call was admitted.
+  /// True while it holds a place in the queue (not yet a slot).
+  [[nodiscard]] bool queued() const noexcept { return waiter_ != nullptr; }
+  /// When the call was admitted (for a queued call: when it left the queue
+  /// with a slot, on the limit's clock; its wait is not part of its latency).
   [[nodiscard]] timestamp started() const noexcept { return start_; }
 
-  /// Gives the slot back now, recording nothing; the permit is empty afterwards.
+  /// Ends a wait in the queue (see armor::queue_waiter): true when a slot
+  /// was handed over (the permit now holds it), false when not (the permit
+  /// is empty, the place given back). For a permit that holds a slot: true.
+  [[nodiscard]] bool leave_queue() noexcept {
+    if (core_ == nullptr) return false;
+    if (waiter_ == nullptr) return true;
+    if (!core_->leave_queue(*std::exchange(waiter_, nullptr), level_)) {
+      core_ = nullptr;
+      return false;
+    }
+    start_ = timestamp{std::chrono::nanoseconds{core_->granted_at(start_.time_since_epoch().count())}};
+    return true;
+  }
+
+  /// Gives the slot or the place back now, recording nothing; the permit is
+  /// empty afterwards.
   void release() noexcept {
-    if (detail::adaptive_limit_core* c = std::exchange(core_, nullptr); c != nullptr) c->leave();
+    detail::adaptive_limit_core* c = std::exchange(core_, nullptr);
+    if (c == nullptr) return;
+    if (queue_waiter* w = std::exchange(waiter_, nullptr); w != nullptr && !c->leave_queue(*w, level_)) return;
+    c->leave();
   }
 
  private:
   friend struct detail::adaptive_permit_access;
-  adaptive_limit_permit(detail::adaptive_limit_core* c, timestamp start) noexcept : core_(c), start_(start) {}
+  adaptive_limit_permit(detail::adaptive_limit_core* c, timestamp start, queue_waiter* w = nullptr,
+                        unsigned level = 0) noexcept
+      : core_(c), waiter_(w), start_(start), level_(static_cast<std::uint8_t>(level)) {}
 
   detail::adaptive_limit_core* core_ = nullptr;
+  queue_waiter* waiter_ = nullptr;
   timestamp start_{};
+  std::uint8_t level_ = 0;
 };
 
 namespace detail {
 struct adaptive_permit_access {
   static adaptive_limit_permit make(adaptive_limit_core* c, timestamp start) noexcept { return {c, start}; }
+  static adaptive_limit_permit make_queued(adaptive_limit_core* c, timestamp start, queue_waiter& w,
+                                           unsigned level) noexcept {
+    return {c, start, &w, level};
+  }
   static adaptive_limit_core* core(const adaptive_limit_permit& p) noexcept { return p.core_; }
+  static bool queued(const adaptive_limit_permit& p) noexcept { return p.waiter_ != nullptr; }
   static void disarm(adaptive_limit_permit& p) noexcept { p.core_ = nullptr; }
 };
 }  // namespace detail
@@ -402,6 +445,10 @@ struct adaptive_limit_stats {
   bool counting = false;                     ///< whether the counters below are kept (count_calls)
   std::uint64_t admitted = 0;                ///< calls admitted
   std::uint64_t refused = 0;                 ///< calls refused
+  bool queueing = false;                     ///< whether the limit has a queue (max_queue > 0): the fields below
+  std::uint32_t queued = 0;                  ///< callers waiting for a slot now
+  std::uint32_t max_queue = 0;               ///< the bound on callers waiting
+  std::uint64_t abandoned = 0;               ///< callers that left the queue without a slot
 
   /// How fmt prints and Prometheus exports it (armor/stats.hpp).
   static constexpr auto fields() noexcept {
@@ -428,6 +475,15 @@ struct adaptive_limit_stats {
         armor::counter("refused", &s::refused, "armor_adaptive_limit_refused_total",
                        "Calls the adaptive limit refused (count_calls only).")
             .when_counting(),
+        armor::gauge("queued", &s::queued, "armor_adaptive_limit_queued",
+                     "Callers waiting for a slot under the adaptive limit now (with a queue only).")
+            .when(&s::queueing),
+        armor::gauge("max_queue", &s::max_queue, "armor_adaptive_limit_max_queue",
+                     "The adaptive limit's bound on callers waiting (with a queue only).")
+            .when(&s::queueing),
+        armor::counter("abandoned", &s::abandoned, "armor_adaptive_limit_abandoned_total",
+                       "Callers that left the adaptive limit's queue without a slot (with a queue only).")
+            .when(&s::queueing),
     };
   }
 };
@@ -435,14 +491,18 @@ struct adaptive_limit_stats {
 /// What happened, for an adaptive limit's listener.
 enum class adaptive_limit_event_kind : std::uint8_t {
   limit_changed,  ///< a window closed and the (rounded) limit moved
-  refused,        ///< a call was refused
+  refused,        ///< a call was refused (with a queue: the queue was full, or a sheddable call)
+  queued,         ///< a caller joined the queue
+  abandoned,      ///< a queued caller left without a slot: max_wait, its deadline, cancellation, its permit dropped
 };
 
-/// The enumerator's name: "limit_changed", "refused".
+/// The enumerator's name: "limit_changed", "refused", "queued", "abandoned".
 [[nodiscard]] constexpr std::string_view to_string(adaptive_limit_event_kind k) noexcept {
   switch (k) {
     case adaptive_limit_event_kind::limit_changed: return "limit_changed";
     case adaptive_limit_event_kind::refused: return "refused";
+    case adaptive_limit_event_kind::queued: return "queued";
+    case adaptive_limit_event_kind::abandoned: return "abandoned";
   }
   return "unknown";
 }
@@ -453,7 +513,7 @@ struct adaptive_limit_event {
   std::uint32_t limit = 0;           ///< the limit now
   std::uint32_t previous_limit = 0;  ///< limit_changed: the limit before
   std::uint32_t in_flight = 0;       ///< calls in flight
-  armor::priority priority = armor::priority::normal;  ///< refused: the refused call's
+  armor::priority priority = armor::priority::normal;  ///< refused, queued, abandoned: the call's
   /// In armor::keyed, the key served; otherwise the constructor's (empty by
   /// default). Valid during the call only.
   std::string_view key{};
@@ -483,6 +543,14 @@ static_assert(decision_like<decision<adaptive_limit_permit>>);
 /// most 2^32 - 1 calls (and a latency sum below 2^63 ns); later calls in it
 /// settle untimed. A lowered limit does not evict calls in flight: new calls
 /// wait (are refused) until the count falls below it.
+///
+/// With max_queue > 0 it is an armor::queueing_policy: a normal or critical
+/// call that finds no room may wait in a bounded FIFO queue (critical calls
+/// ahead of normal ones) for at most max_wait; a freed slot, or the room a
+/// higher limit makes, goes to the head of the queue, and no newcomer takes
+/// a slot while anyone waits. As in armor::bulkhead, the queue is a list
+/// under a mutex that only callers that wait, and releases that find a
+/// waiter, take; the fast paths see one bit in the word they CAS anyway.
 ///
 /// What the verdict means to it: success and failure are latency samples;
 /// timeout and throttled are drops (signals to reduce, not timed);
@@ -523,12 +591,25 @@ class adaptive_limit {
         key_(key),
         block_(std::make_unique<detail::adaptive_limit_block<Algorithm>>(options.algorithm)) {
     block_->limit = options_.initial_limit;
+    block_->count_calls = options_.count_calls;
+    block_->max_queue = options_.max_queue;
     publish(options_.initial_limit);
     block_->window_start.store(read_clock().time_since_epoch().count(), std::memory_order_relaxed);
+    hook();
   }
 
-  adaptive_limit(adaptive_limit&&) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
-                                            std::is_nothrow_move_constructible_v<Listener>) = default;
+  /// Not thread-safe: move an adaptive limit before sharing it (nobody may
+  /// be queued).
+  adaptive_limit(adaptive_limit&& o) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
+                                              std::is_nothrow_move_constructible_v<Listener> &&
+                                              std::is_nothrow_move_constructible_v<options_type>)
+      : options_(std::move(o.options_)),
+        clock_(std::move(o.clock_)),
+        listener_(std::move(o.listener_)),
+        key_(o.key_),
+        block_(std::move(o.block_)) {
+    hook();
+  }
   adaptive_limit(const adaptive_limit&) = delete;
   adaptive_limit& operator=(const adaptive_limit&) = delete;
   adaptive_limit& operator=(adaptive_limit&&) = delete;
@@ -537,15 +618,47 @@ class adaptive_limit {
   // ---------------------------------------------------------------- policy protocol
 
   /// Admits the call if fewer calls than its priority's threshold are in
-  /// flight; else refuses it with concurrency_limited, retryable, with
-  /// retry_after the time a slot takes to free on average (the last
-  /// window's mean latency / limit) once one is known.
+  /// flight and nobody waits in the queue; else, with a queue and for a
+  /// normal or critical call, invites the driver to queue (enqueue());
+  /// else refuses it with concurrency_limited, retryable, with retry_after
+  /// the time a slot takes to free on average (the last window's mean
+  /// latency / limit) once one is known.
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<adaptive_limit_permit> admit(context& ctx) noexcept {
-    auto d = try_acquire(ctx.now(), ctx.priority());
-    if (ARMOR_LIKELY(static_cast<bool>(d))) return admission<adaptive_limit_permit>::admit(std::move(d).permit());
-    std::optional<std::chrono::nanoseconds> after;
-    if (d.retry_after() != std::chrono::nanoseconds::max()) after = d.retry_after();
-    return admission<adaptive_limit_permit>::reject(errc::concurrency_limited, after, true);
+    const unsigned level = level_of(ctx.priority());
+    if (const std::uint32_t n = block_->try_enter(level); ARMOR_LIKELY(n != 0)) {
+      return admission<adaptive_limit_permit>::admit(entered(n, ctx.now()));
+    }
+    if (options_.max_queue != 0 && level < 2) {
+      auto a = admission<adaptive_limit_permit>::queue(errc::concurrency_limited);
+      a.retry_after = hint();  // for a driver that cannot queue
+      return a;
+    }
+    return refusal(ctx.priority());
+  }
+
+  /// Policy protocol (queueing): puts the driver's waiter in line. Answers
+  /// admitted (room came free and nobody of the call's priority or above
+  /// waits), rejected (the queue is full, a sheddable call, or no queue:
+  /// concurrency_limited), or queued for at most max_wait (the permit holds
+  /// the place; see queue_waiter).
+  [[nodiscard]] admission<adaptive_limit_permit> enqueue(context& ctx, queue_waiter& waiter) noexcept {
+    const unsigned level = level_of(ctx.priority());
+    if (options_.max_queue == 0 || level >= 2) return refusal(ctx.priority());
+    std::uint32_t n = 0;
+    switch (block_->join(waiter, level, n)) {
+      case detail::adaptive_limit_core::join_result::entered:
+        return admission<adaptive_limit_permit>::admit(entered(n, ctx.now()));
+      case detail::adaptive_limit_core::join_result::queued: {
+        tell(adaptive_limit_event_kind::queued, ctx.priority());
+        auto a = admission<adaptive_limit_permit>::queued(
+            options_.max_wait, detail::adaptive_permit_access::make_queued(block_.get(), ctx.now(), waiter, level),
+            errc::concurrency_limited);
+        a.retry_after = hint();  // for a wait that ends unserved after max_wait
+        return a;
+      }
+      case detail::adaptive_limit_core::join_result::full: break;
+    }
+    return refusal(ctx.priority());
   }
 
   /// Records the verdict of a call it admitted; `ctx.now()` is when it ended.
@@ -568,18 +681,17 @@ class adaptive_limit {
   [[nodiscard]] ARMOR_ALWAYS_INLINE decision<adaptive_limit_permit> try_acquire(
       timestamp now, armor::priority p = armor::priority::normal) noexcept {
     if (const std::uint32_t n = block_->try_enter(level_of(p)); ARMOR_LIKELY(n != 0)) {
-      block_->note_in_flight(n);
-      if (options_.count_calls) block_->admitted.fetch_add(1, std::memory_order_relaxed);
-      return decision<adaptive_limit_permit>::granted(detail::adaptive_permit_access::make(block_.get(), now));
+      return decision<adaptive_limit_permit>::granted(entered(n, now));
     }
     return refuse(p);
   }
 
   /// Records the verdict of a call that ended at `end` and empties the
-  /// permit. A permit that is empty or from another limit is only released.
+  /// permit. A permit that is empty, still queued, or from another limit is
+  /// only released.
   ARMOR_ALWAYS_INLINE void record(adaptive_limit_permit&& permit, const verdict& v, timestamp end) noexcept {
     using access = detail::adaptive_permit_access;
-    if (access::core(permit) != block_.get()) {
+    if (ARMOR_UNLIKELY(access::core(permit) != block_.get() || access::queued(permit))) {
       permit.release();
       return;
     }
@@ -625,6 +737,8 @@ class adaptive_limit {
   }
   /// Calls in flight now.
   [[nodiscard]] std::uint32_t in_flight() const noexcept { return block_->in_flight(); }
+  /// Callers waiting in the queue now.
+  [[nodiscard]] std::uint32_t queued() const noexcept { return block_->queued(); }
 
   [[nodiscard]] adaptive_limit_stats stats() const noexcept {
     const auto& b = *block_;
@@ -639,6 +753,10 @@ class adaptive_limit {
     s.counting = options_.count_calls;
     s.admitted = b.admitted.load(std::memory_order_relaxed);
     s.refused = b.refused.load(std::memory_order_relaxed);
+    s.queueing = options_.max_queue != 0;
+    s.queued = b.queued();
+    s.max_queue = options_.max_queue;
+    s.abandoned = b.abandoned.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -670,21 +788,71 @@ class adaptive_limit {
     return to_timestamp(clock_.now());
   }
 
+  // A slot taken (the count after entering is n): noted, counted, a permit.
+  ARMOR_ALWAYS_INLINE adaptive_limit_permit entered(std::uint32_t n, timestamp now) noexcept {
+    block_->note_in_flight(n);
+    if (options_.count_calls) block_->admitted.fetch_add(1, std::memory_order_relaxed);
+    return detail::adaptive_permit_access::make(block_.get(), now);
+  }
+
+  // The time a slot takes to free on average (the last window's mean
+  // latency / limit); none before a window closed.
+  [[nodiscard]] std::optional<std::chrono::nanoseconds> hint() const noexcept {
+    const std::int64_t mean = block_->last_mean_ns.load(std::memory_order_relaxed);
+    if (mean <= 0) return std::nullopt;
+    return std::chrono::nanoseconds{std::max<std::int64_t>(mean / std::max(limit(), 1U), 1)};
+  }
+
   decision<adaptive_limit_permit> refuse(armor::priority p) noexcept {
     if (options_.count_calls) block_->refused.fetch_add(1, std::memory_order_relaxed);
+    tell(adaptive_limit_event_kind::refused, p);
+    return decision<adaptive_limit_permit>::refused(errc::concurrency_limited,
+                                                    hint().value_or(std::chrono::nanoseconds::max()));
+  }
+
+  admission<adaptive_limit_permit> refusal(armor::priority p) noexcept {
+    auto d = refuse(p);
+    std::optional<std::chrono::nanoseconds> after;
+    if (d.retry_after() != std::chrono::nanoseconds::max()) after = d.retry_after();
+    return admission<adaptive_limit_permit>::reject(errc::concurrency_limited, after, true);
+  }
+
+  // Tells the listener (if any) about a call's event, with the counts read now.
+  void tell(adaptive_limit_event_kind kind, armor::priority p) noexcept {
     detail::notify(listener_, [&] {
       adaptive_limit_event e;
-      e.kind = adaptive_limit_event_kind::refused;
+      e.kind = kind;
       e.limit = limit();
       e.in_flight = in_flight();
       e.priority = p;
       e.key = key_;
       return e;
     });
-    const std::int64_t mean = block_->last_mean_ns.load(std::memory_order_relaxed);
-    if (mean <= 0) return decision<adaptive_limit_permit>::refused(errc::concurrency_limited, std::chrono::nanoseconds::max());
-    return decision<adaptive_limit_permit>::refused(
-        errc::concurrency_limited, std::chrono::nanoseconds{std::max<std::int64_t>(mean / std::max(limit(), 1U), 1)});
+  }
+
+  // Points the core's hooks at this limit: the queue tells it of a waiter
+  // that abandoned, and asks its clock when a granted waiter starts.
+  void hook() noexcept {
+    if (!block_) return;
+    block_->hook_owner = this;
+    block_->on_abandon = &on_abandon;
+    block_->read_now = &read_now;
+  }
+
+  static void on_abandon(void* self, unsigned level) noexcept {
+    static_cast<adaptive_limit*>(self)->tell(adaptive_limit_event_kind::abandoned, static_cast<armor::priority>(level));
+  }
+
+  static std::int64_t read_now(const void* self) noexcept {
+    if constexpr (noexcept(std::declval<const Clock&>().now())) {
+      return static_cast<const adaptive_limit*>(self)->read_clock().time_since_epoch().count();
+    } else {
+      try {
+        return static_cast<const adaptive_limit*>(self)->read_clock().time_since_epoch().count();
+      } catch (...) {
+        return std::numeric_limits<std::int64_t>::min();
+      }
+    }
   }
 
   // Closes the window if it is over and has enough to say; exactly one
@@ -739,6 +907,9 @@ class adaptive_limit {
     const std::uint32_t before = b.published.load(std::memory_order_relaxed);
     const auto rounded = static_cast<std::uint32_t>(next);
     publish(rounded);
+    // Room the new limit made goes to the queue (under its mutex: a caller
+    // joining it either is seen here or reads the new thresholds).
+    if (options_.max_queue != 0) b.serve_waiters();
     if (w.samples != 0) b.last_mean_ns.store(w.mean_latency.count(), std::memory_order_relaxed);
     b.windows.fetch_add(1, std::memory_order_relaxed);
     b.samples_total.fetch_add(w.samples, std::memory_order_relaxed);
@@ -808,6 +979,9 @@ class adaptive_limit {
     if (!(o.sheddable_share > 0 && o.sheddable_share <= o.normal_share)) {
       fail("sheddable_share must be in (0, normal_share] (got " + std::to_string(o.sheddable_share) + ")");
     }
+    if (o.max_queue >= (std::uint32_t{1} << 31)) fail("max_queue must be below 2^31 (got " + std::to_string(o.max_queue) + ")");
+    if (o.max_wait.count() < 0) fail("max_wait must not be negative (got " + std::to_string(o.max_wait.count()) + " ns)");
+    if (o.max_queue > 0 && o.max_wait.count() == 0) fail("max_wait must be positive when max_queue > 0 (got 0 ns)");
     o.algorithm.check();
     return o;
   }

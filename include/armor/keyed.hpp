@@ -301,8 +301,9 @@ class keyed {
     return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
   }
 
-  /// Policy protocol, for instances that queue (armor::bulkhead): the
-  /// instance for ctx.key() puts the driver's waiter in its queue.
+  /// Policy protocol, for instances that queue (armor::bulkhead,
+  /// armor::adaptive_limit): the instance for ctx.key() puts the driver's
+  /// waiter in its queue.
   [[nodiscard]] admission<permit> enqueue(context& ctx, queue_waiter& waiter)
     requires queueing_policy<instance_type>
   {

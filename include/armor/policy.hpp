@@ -121,8 +121,8 @@ struct admission {
   }
 };
 
-/// A driver's place in a queueing policy's wait queue (armor::bulkhead with
-/// a queue). The driver owns it (on its stack, or in its coroutine frame)
+/// A driver's place in a queueing policy's wait queue (armor::bulkhead or
+/// armor::adaptive_limit with a queue). The driver owns it (on its stack, or in its coroutine frame)
 /// and keeps it alive until the permit enqueue() returned has left the
 /// queue; the policy links it into its queue and, when it grants the waiter
 /// a slot, sets `granted` and calls wake() (under the policy's own lock, so

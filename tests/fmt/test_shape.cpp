@@ -54,6 +54,7 @@ armor::backoff_stats backoff_sample() {
 armor::adaptive_limit_stats adaptive_sample() {
   armor::adaptive_limit_stats s{};
   s.counting = true;
+  s.queueing = true;  // the queue's fields are exported too
   return s;
 }
 armor::token_bucket_stats bucket_sample() {

@@ -285,3 +285,142 @@ TEST_CASE("adaptive_limit stress: a window's count and latency sum are taken tog
   CHECK(static_cast<std::int64_t>(s.windows) <= (end - t0) / window + 1);
   CHECK(lim.in_flight() == 0);
 }
+
+// ---------------------------------------------------------------------------
+// With a queue: threads that block in the sync driver's queue (steady
+// clock), waiters that time out or reach their deadline, slots handed over
+// on release, critical and normal waiters, permits dropped while queued.
+
+TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, every slot and place comes back",
+          "[adaptive_limit][queue]") {
+  constexpr std::uint32_t limit = 3;
+  constexpr int queue_threads = 6;
+  constexpr int iterations = 4000;
+  armor::adaptive_limit<armor::aimd_limit> lim{{.initial_limit = limit,
+                                                .min_limit = limit,
+                                                .max_limit = limit,
+                                                .window = 50us,
+                                                .min_samples = 1,
+                                                .normal_share = 1,
+                                                .sheddable_share = 1,
+                                                .count_calls = true,
+                                                .max_queue = 4,
+                                                .max_wait = 200us}};
+  const auto p = armor::pipeline{std::ref(lim)};
+  occupancy occ;
+  std::vector<std::thread> pool;
+  std::atomic<long> ran{0};
+  std::atomic<long> limited{0};
+  std::atomic<long> timed_out{0};
+  std::atomic<long> over{0};
+  for (int id = 0; id < queue_threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 101);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 10;
+        const auto prio = dice < 3 ? armor::priority::critical : armor::priority::normal;
+        if (dice == 9) {
+          if (auto d = lim.try_acquire(prio)) {  // dropped unsettled
+            occ.enter();
+            ran.fetch_add(1, std::memory_order_relaxed);
+            occ.leave();
+          }
+          continue;
+        }
+        armor::call_options o{.priority = prio};
+        if (dice == 8) o.timeout = 50us;  // the deadline ends some waits
+        auto r = p.try_execute(
+            [&]() -> int {
+              occ.enter();
+              ran.fetch_add(1, std::memory_order_relaxed);
+              if (lim.in_flight() > limit) over.fetch_add(1, std::memory_order_relaxed);
+              if (dice == 1) {
+                occ.leave();
+                throw boom();
+              }
+              if (dice == 2) std::this_thread::sleep_for(30us);
+              if (dice >= 3) std::this_thread::yield();
+              occ.leave();
+              return 1;
+            },
+            o);
+        if (!r && r.code() == armor::errc::concurrency_limited) limited.fetch_add(1, std::memory_order_relaxed);
+        if (!r && r.code() == armor::errc::deadline_exceeded) timed_out.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CHECK(occ.most.load() <= static_cast<int>(limit));
+  CHECK(over.load() == 0);
+  CHECK(ran.load() > 0);
+  CHECK(lim.in_flight() == 0);
+  CHECK(lim.queued() == 0);
+  const auto s = lim.stats();
+  INFO("ran " << ran.load() << ", limited " << limited.load() << ", deadline " << timed_out.load() << ", abandoned "
+              << s.abandoned << ", admitted " << s.admitted);
+  // Every admission ran the operation, except calls whose deadline passed
+  // between their admission (a slot handed over late in the wait) and the attempt.
+  CHECK(s.admitted >= static_cast<std::uint64_t>(ran.load()));
+  CHECK(s.admitted - static_cast<std::uint64_t>(ran.load()) <= static_cast<std::uint64_t>(timed_out.load()));
+  CHECK(s.abandoned > 0);  // some waits ended unserved
+  // All `limit` slots free: held at once, then the next is refused.
+  std::vector<armor::adaptive_limit_permit> held;
+  for (std::uint32_t i = 0; i < limit; ++i) {
+    auto d = lim.try_acquire();
+    REQUIRE(d);
+    held.push_back(std::move(d).permit());
+  }
+  CHECK_FALSE(lim.try_acquire(armor::priority::critical));
+}
+
+TEST_CASE("adaptive_limit stress with a queue: a moving limit serves waiters, windows closed once each",
+          "[adaptive_limit][queue]") {
+  constexpr int iterations = 20000;
+  long steps = 0;
+  armor::manual_clock clock;
+  counting_aimd algo;
+  algo.steps = &steps;
+  change_log::log changes;
+  armor::adaptive_limit<counting_aimd, armor::manual_clock, change_log> lim{
+      {.initial_limit = 4, .min_limit = 1, .max_limit = 6, .window = 5ms, .min_samples = 1, .max_queue = 3,
+       .max_wait = 2ms, .algorithm = algo},
+      clock, change_log{&changes}};
+  const auto p = armor::pipeline{
+      clock, armor::classify{[](int answer) { return answer == 2 ? armor::verdict::throttled() : armor::verdict::success(); }},
+      std::ref(lim)};
+  occupancy occ;
+  std::vector<std::thread> pool;
+  std::atomic<long> over{0};
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 211);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 8;
+        const auto prio = static_cast<armor::priority>(rng() % 3);
+        (void)p.try_execute(
+            [&]() -> int {
+              occ.enter();
+              if (lim.in_flight() > 6) over.fetch_add(1, std::memory_order_relaxed);
+              clock.advance(1ms);
+              if (dice == 0) {
+                occ.leave();
+                throw boom();
+              }
+              if (dice == 1) std::this_thread::yield();
+              occ.leave();
+              return dice == 2 ? 2 : 1;
+            },
+            {.priority = prio});
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CHECK(occ.most.load() <= 6);
+  CHECK(over.load() == 0);
+  CHECK(lim.in_flight() == 0);
+  CHECK(lim.queued() == 0);
+  const auto s = lim.stats();
+  CHECK(s.windows > 100);
+  CHECK(steps == static_cast<long>(s.windows));
+  CHECK(changes.out_of_order == 0);
+}
