@@ -125,6 +125,22 @@ std::string example() {
 }  // namespace backoff_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/coalesce.hpp>
+namespace coalesce_ex {
+int fetches = 0;
+std::string http_get(const std::string& url) {
+  ++fetches;
+  return "body of " + url;
+}
+
+// One fetch per user id in flight, however many threads ask at once.
+armor::coalescer<std::string, std::string> profiles;
+std::string profile(const std::string& id) {
+    return profiles.execute(id, [&] { return http_get("/users/" + id); });
+}
+}  // namespace coalesce_ex
+
+// ---------------------------------------------------------------------------
 // header example: <armor/bulkhead.hpp>
 namespace bulkhead_ex {
 struct request {
@@ -783,4 +799,11 @@ TEST_CASE("header examples: fixed_window.hpp, sliding_window.hpp") {
   CHECK(hx::fixed_window_ex::rejected == 0);
   CHECK(hx::sliding_window_ex::example());
   CHECK(hx::sliding_window_ex::rejected == 0);
+}
+
+TEST_CASE("header example: coalesce.hpp") {
+  CHECK(hx::coalesce_ex::profile("42") == "body of /users/42");
+  CHECK(hx::coalesce_ex::profile("42") == "body of /users/42");  // the first flight ended: a second fetch
+  CHECK(hx::coalesce_ex::fetches == 2);
+  CHECK(hx::coalesce_ex::profiles.stats().executions == 2);
 }
