@@ -628,6 +628,12 @@ struct async_coalesce {
     const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
     co_await ::asio::this_coro::throw_if_cancelled(false);
     const executor_type ex = co_await ::asio::this_coro::executor;
+    // A caller cancelled before it got here would not see the emission
+    // again: it leaves at once, without starting or joining a flight.
+    if ((co_await ::asio::this_coro::cancellation_state).cancelled() != ::asio::cancellation_type::none) {
+      co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+      co_return failure{errc::cancelled, std::nullopt, nullptr};
+    }
     const timestamp deadline = c.deadline_after(options.timeout);
     auto& s = c.shard_for(key);
     asio_coalesce_waiter<executor_type> waiter(ex);
