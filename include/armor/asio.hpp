@@ -630,7 +630,8 @@ struct async_coalesce {
     const executor_type ex = co_await ::asio::this_coro::executor;
     // A caller cancelled before it got here would not see the emission
     // again: it leaves at once, without starting or joining a flight.
-    if ((co_await ::asio::this_coro::cancellation_state).cancelled() != ::asio::cancellation_type::none) {
+    const auto on_arrival = co_await ::asio::this_coro::cancellation_state;
+    if (on_arrival.cancelled() != ::asio::cancellation_type::none) {
       co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
       co_return failure{errc::cancelled, std::nullopt, nullptr};
     }
