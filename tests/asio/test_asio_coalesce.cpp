@@ -8,12 +8,16 @@
 #include "asio/asio_support.hpp"
 
 #include <asio/experimental/channel.hpp>
+#include <asio/experimental/concurrent_channel.hpp>
 
 #include <array>
+#include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <exception>
 #include <optional>
 #include <string>
+#include <thread>
 
 using namespace std::chrono_literals;
 
@@ -245,4 +249,80 @@ TEST_CASE("asio coalescer: a sync caller may join an Asio flight", "[asio][coale
   settle(io);
   CHECK(**async_caller.got == 3);
   CHECK(c.execute(1, [] { return 4; }) == 4);  // the flight ended: a new one
+}
+
+TEST_CASE("asio coalescer: two threads, many callers, some leaving at once", "[asio][coalesce]") {
+  // Run under ThreadSanitizer too: waiters and operations on two threads,
+  // results published from the operations' strands, cancellations posted.
+  // The operations of keys 0 to 2 wait for a gate, opened once every
+  // impatient caller has left (a result that is already there is taken
+  // even by a caller whose timeout passed, so they must leave first).
+  asio::io_context io(2);
+  armor::coalescer<int, int> c({.shards = 2});
+  using gate = asio::experimental::concurrent_channel<void(std::error_code, int)>;
+  std::array<gate, 4> gates{gate(io, 1), gate(io, 1), gate(io, 1), gate(io, 1)};
+  std::atomic<int> runs{0};
+  std::atomic<int> aborted{0};
+  std::atomic<int> values{0};
+  std::atomic<int> gave_up{0};
+  std::atomic<int> other{0};
+  constexpr int callers = 400;
+  int impatient_count = 0;
+  for (int i = 0; i < callers; ++i) {
+    const int key = i % 4;
+    // Key 3 has only impatient callers (timeout 0): each leaves at once,
+    // and the last one to leave cancels the operation. On keys 0 to 2
+    // every 5th caller is impatient and the rest get the value.
+    const bool impatient = key == 3 || i % 5 == 0;
+    impatient_count += impatient ? 1 : 0;
+    const auto timeout = impatient ? std::chrono::nanoseconds(0) : std::chrono::nanoseconds::max();
+    asio::co_spawn(
+        io,
+        [&, key, timeout]() -> asio::awaitable<void> {
+          auto op = [&, key]() -> asio::awaitable<int> {
+            runs.fetch_add(1);
+            auto [e, v] = co_await gates[static_cast<std::size_t>(key)].async_receive(
+                asio::experimental::as_tuple(asio::use_awaitable));
+            if (e) aborted.fetch_add(1);
+            co_return v;
+          };
+          auto r = co_await c.async_try_execute(key, op, {.timeout = timeout});
+          if (r && *r == key) {
+            values.fetch_add(1);
+          } else if (r.code() == armor::errc::deadline_exceeded) {
+            gave_up.fetch_add(1);
+          } else {
+            other.fetch_add(1);
+          }
+        },
+        asio::detached);
+  }
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer tick(co_await asio::this_coro::executor);
+        while (c.stats().abandoned < static_cast<std::uint64_t>(impatient_count)) {
+          tick.expires_after(100us);
+          co_await tick.async_wait(asio::use_awaitable);
+        }
+        for (int k = 0; k < 3; ++k) (void)gates[static_cast<std::size_t>(k)].try_send(std::error_code{}, k);
+      },
+      asio::detached);
+  std::thread second([&] { io.run(); });
+  io.run();
+  second.join();
+  const auto st = c.stats();
+  INFO("executions " << st.executions << ", joined " << st.joined << ", abandoned " << st.abandoned
+                     << ", cancelled " << st.cancelled << ", operations aborted " << aborted.load());
+  CHECK(other == 0);
+  CHECK(gave_up == impatient_count);
+  CHECK(values == callers - impatient_count);
+  CHECK(st.executions + st.joined == callers);
+  CHECK(st.executions == static_cast<std::uint64_t>(runs.load()));
+  CHECK(st.executions == 3 + st.cancelled);  // keys 0 to 2 once each; key 3 each time its callers all left
+  CHECK(st.abandoned == static_cast<std::uint64_t>(gave_up.load()));
+  CHECK(st.cancelled >= 1);
+  CHECK(st.cancelled == static_cast<std::uint64_t>(aborted.load()));
+  CHECK(st.in_flight == 0);
+  for (int k = 0; k < 4; ++k) CHECK_FALSE(c.in_flight(k));
 }
