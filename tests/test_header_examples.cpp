@@ -126,6 +126,22 @@ std::string example() {
 }  // namespace backoff_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/coalesce.hpp>
+namespace coalesce_ex {
+int fetches = 0;
+std::string http_get(const std::string& url) {
+  ++fetches;
+  return "body of " + url;
+}
+
+// One fetch per user id in flight, however many threads ask at once.
+armor::coalescer<std::string, std::string> profiles;
+std::string profile(const std::string& id) {
+    return profiles.execute(id, [&] { return http_get("/users/" + id); });
+}
+}  // namespace coalesce_ex
+
+// ---------------------------------------------------------------------------
 // header example: <armor/bulkhead.hpp>
 namespace bulkhead_ex {
 struct request {
@@ -809,4 +825,11 @@ TEST_CASE("header examples: fixed_window.hpp, sliding_window.hpp") {
 TEST_CASE("header examples: resource_sampler.hpp") {
   hx::resource_sampler_ex::example();  // on this machine: whatever it can read, each a fraction
   CHECK(hx::resource_sampler_ex::in_range);
+}
+
+TEST_CASE("header example: coalesce.hpp") {
+  CHECK(hx::coalesce_ex::profile("42") == "body of /users/42");
+  CHECK(hx::coalesce_ex::profile("42") == "body of /users/42");  // the first flight ended: a second fetch
+  CHECK(hx::coalesce_ex::fetches == 2);
+  CHECK(hx::coalesce_ex::profiles.stats().executions == 2);
 }

@@ -18,6 +18,7 @@
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
+#include <armor/coalesce.hpp>
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/deadline.hpp>

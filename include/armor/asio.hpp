@@ -19,6 +19,7 @@
 // costs, and a complete server and client: docs/asio.md.
 #pragma once
 
+#include <armor/coalesce.hpp>
 #include <armor/hedge.hpp>
 #include <armor/pipeline.hpp>
 
@@ -515,6 +516,182 @@ struct async_entry {
     async_call<P, F> call(p, f);
     auto r = co_await call.run(options);
     if constexpr (std::is_void_v<typename async_call<P, F>::R>) {
+      r.value();
+      co_return;
+    } else {
+      co_return std::move(r).value();
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------
+// armor::coalescer's Asio part (armor/coalesce.hpp declares it): the shared
+// operation runs as its own coroutine; every caller is a waiter that may
+// leave alone; the last to leave cancels the operation.
+
+/// An Asio caller's place in a flight: a one-message channel, filled by
+/// the flight's end from whichever thread ends it (try_send is thread-safe
+/// and posts the receiver's completion, never runs it inline).
+template <class Executor>
+class asio_coalesce_waiter final : public coalesce_waiter {
+ public:
+  using channel_type = ::asio::experimental::concurrent_channel<Executor, void(std::error_code, int)>;
+
+  explicit asio_coalesce_waiter(const Executor& ex) : coalesce_waiter(&on_wake), channel_(ex, 1) {}
+
+  [[nodiscard]] channel_type& channel() noexcept { return channel_; }
+
+ private:
+  static void on_wake(coalesce_waiter& w) noexcept {
+    (void)static_cast<asio_coalesce_waiter&>(w).channel_.try_send(std::error_code{}, 0);
+  }
+
+  channel_type channel_;
+};
+
+/// A flight whose operation is a coroutine: the signal that cancels it, and
+/// the strand it runs on (the signal is emitted there, never concurrently
+/// with the operation's own steps).
+template <class T, class SpawnExecutor>
+struct asio_coalesce_flight final : coalesce_flight<T> {
+  explicit asio_coalesce_flight(SpawnExecutor ex) : spawn_ex(std::move(ex)) { this->cancel = &cancel_operation; }
+
+  static void cancel_operation(const std::shared_ptr<coalesce_flight<T>>& f) noexcept {
+    auto self = std::static_pointer_cast<asio_coalesce_flight>(f);
+    try {
+      ::asio::post(self->spawn_ex, [self] { self->signal.emit(::asio::cancellation_type::terminal); });
+    } catch (...) {
+      // Could not post the cancellation (out of memory): the operation
+      // runs to its end, and nobody waits for it.
+    }
+  }
+
+  SpawnExecutor spawn_ex;
+  ::asio::cancellation_signal signal;
+};
+
+template <class Coalescer, class F>
+struct async_coalesce {
+  using key_type = typename Coalescer::key_type;
+  using T = typename Coalescer::value_type;
+  using clock_type = typename Coalescer::clock_type;
+  using awaitable_type = std::remove_cvref_t<std::invoke_result_t<F&>>;
+  using executor_type = typename awaitable_traits<awaitable_type>::executor_type;
+  using R = typename awaitable_traits<awaitable_type>::value_type;
+  template <class V>
+  using task = ::asio::awaitable<V, executor_type>;
+  using flight_ptr = std::shared_ptr<coalesce_flight<T>>;
+  static constexpr auto use_awaitable = ::asio::use_awaitable_t<executor_type>{};
+  static constexpr bool real_clock = coalesce_real_clock_v<clock_type>;
+  using timer_type = std::conditional_t<std::is_same_v<clock_type, system_clock>,
+                                        ::asio::basic_waitable_timer<std::chrono::system_clock>,
+                                        ::asio::basic_waitable_timer<std::chrono::steady_clock>>;
+
+  static_assert(std::is_same_v<R, T> || std::is_same_v<R, result<T>>,
+                "armor::coalescer<Key, T>::async_execute: the operation must return asio::awaitable<T> or "
+                "asio::awaitable<armor::result<T>>");
+
+  static auto spawn_executor(const executor_type& ex) {
+    if constexpr (std::is_constructible_v<executor_type, ::asio::strand<executor_type>>) {
+      return ::asio::make_strand(ex);
+    } else {
+      return ex;  // a concrete executor type: the operation runs on it directly
+    }
+  }
+  using spawn_executor_type = decltype(spawn_executor(std::declval<const executor_type&>()));
+  using flight_type = asio_coalesce_flight<T, spawn_executor_type>;
+
+  // The shared operation: its result goes to every caller still waiting.
+  static task<void> run_operation(typename Coalescer::shard& s, flight_ptr f, F op) {
+    result<T> r = failure{errc::cancelled, std::nullopt, nullptr};
+    try {
+      if constexpr (std::is_same_v<R, result<T>>) {
+        r = co_await op();
+      } else if constexpr (std::is_void_v<T>) {
+        co_await op();
+        r = result<T>(std::in_place);
+      } else {
+        r = result<T>(std::in_place, co_await op());
+      }
+    } catch (const error& e) {
+      r = failure{e.code(), e.retry_after(), std::current_exception()};
+    } catch (...) {
+      r = failure{errc::operation_failed, std::nullopt, std::current_exception()};
+    }
+    Coalescer::publish(s, f, r, false);
+  }
+
+  static task<result<T>> try_execute(Coalescer& c, key_type key, F op, coalescer_call_options options) {
+    // This frame must not unwind while its waiter is linked into the
+    // flight: wait without Asio's throw-on-cancel, and put the caller's
+    // setting back before returning.
+    const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+    co_await ::asio::this_coro::throw_if_cancelled(false);
+    const executor_type ex = co_await ::asio::this_coro::executor;
+    // A caller cancelled before it got here would not see the emission
+    // again: it leaves at once, without starting or joining a flight.
+    const auto on_arrival = co_await ::asio::this_coro::cancellation_state;
+    if (on_arrival.cancelled() != ::asio::cancellation_type::none) {
+      co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+      co_return failure{errc::cancelled, std::nullopt, nullptr};
+    }
+    const timestamp deadline = c.deadline_after(options.timeout);
+    auto& s = c.shard_for(key);
+    asio_coalesce_waiter<executor_type> waiter(ex);
+    std::unique_lock lock(s.mutex);
+    auto [f, leader] = c.join_or_start(s, key, [&] { return std::make_shared<flight_type>(spawn_executor(ex)); });
+    f->link(waiter);
+    lock.unlock();
+    if (leader) {
+      auto& fl = static_cast<flight_type&>(*f);
+      ::asio::co_spawn(fl.spawn_ex, run_operation(s, f, std::move(op)),
+                       ::asio::bind_cancellation_slot(fl.signal.slot(), ::asio::detached));
+    }
+
+    if (deadline == timestamp::max()) {
+      auto [e, unused] = co_await waiter.channel().async_receive(::asio::experimental::as_tuple(use_awaitable));
+      (void)e;
+      (void)unused;
+    } else if constexpr (real_clock) {
+      timer_type timer(ex);
+      timer.expires_at(from_timestamp<clock_type>(deadline));
+      auto [order, receive_error, unused, timer_error] =
+          co_await ::asio::experimental::make_parallel_group(waiter.channel().async_receive(asio_deferred),
+                                                             timer.async_wait(asio_deferred))
+              .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
+      (void)order;
+      (void)receive_error;
+      (void)unused;
+      (void)timer_error;
+    } else {
+      // A virtual clock cannot wake us: give up at once, moving it to the
+      // deadline, as the pipeline's driver does; first let others run.
+      co_await ::asio::post(ex, ::asio::experimental::as_tuple(use_awaitable));
+      lock.lock();
+      const bool done = f->done;
+      lock.unlock();
+      if (!done) c.clock().sleep_until(from_timestamp<clock_type>(deadline));
+    }
+
+    const auto& state = co_await ::asio::this_coro::cancellation_state;
+    const bool cancelled = state.cancelled() != ::asio::cancellation_type::none;
+    lock.lock();
+    if (f->done) {
+      lock.unlock();
+      co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+      co_return *f->outcome;
+    }
+    f->unlink(waiter);
+    const bool cancel = Coalescer::leave(s, f);
+    lock.unlock();
+    if (cancel) f->cancel(f);
+    co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+    co_return failure{cancelled ? errc::cancelled : errc::deadline_exceeded, std::nullopt, nullptr};
+  }
+
+  static task<T> execute(Coalescer& c, key_type key, F op, coalescer_call_options options) {
+    auto r = co_await try_execute(c, std::move(key), std::move(op), options);
+    if constexpr (std::is_void_v<T>) {
       r.value();
       co_return;
     } else {

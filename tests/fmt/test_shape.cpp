@@ -87,6 +87,7 @@ struct every_stats {
   armor_test::stats_stub<armor::fixed_window_stats> fixed{fixed_sample()};
   armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
   armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
+  armor_test::stats_stub<armor::coalescer_stats> coalescer{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -99,7 +100,8 @@ struct every_stats {
         .add(usage, {{"policy", "sample"}})
         .add(fixed, {{"policy", "sample"}})
         .add(sliding, {{"policy", "sample"}})
-        .add(throttle, {{"policy", "sample"}});
+        .add(throttle, {{"policy", "sample"}})
+        .add(coalescer, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -117,6 +119,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("fixed_window_stats", fixed_sample());
   armor_test::check_stats("sliding_window_stats", sliding_sample());
   armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
+  armor_test::check_stats<armor::coalescer_stats>("coalescer_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
