@@ -34,6 +34,11 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::sliding_window_algorithm>("sliding_window_algorithm");
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
   armor_test::check_enum<armor::adaptive_throttle_event_kind>("adaptive_throttle_event_kind");
+  armor_test::check_enum<armor::load_level>("load_level");
+  armor_test::check_enum<armor::load_mode>("load_mode");
+  armor_test::check_enum<armor::load_refusal>("load_refusal");
+  armor_test::check_enum<armor::load_shedder_event_kind>("load_shedder_event_kind");
+  armor_test::check_enum<armor::drain_event_kind>("drain_event_kind");
 }
 
 namespace {
@@ -51,6 +56,11 @@ armor::backoff_stats backoff_sample() {
 }
 armor::adaptive_limit_stats adaptive_sample() {
   armor::adaptive_limit_stats s{};
+  s.counting = true;
+  return s;
+}
+armor::load_shedder_stats shedder_sample() {
+  armor::load_shedder_stats s{};
   s.counting = true;
   return s;
 }
@@ -84,6 +94,8 @@ struct every_stats {
   armor_test::stats_stub<armor::fixed_window_stats> fixed{fixed_sample()};
   armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
   armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
+  armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
+  armor_test::stats_stub<armor::drain_stats> drain{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -96,7 +108,9 @@ struct every_stats {
         .add(usage, {{"policy", "sample"}})
         .add(fixed, {{"policy", "sample"}})
         .add(sliding, {{"policy", "sample"}})
-        .add(throttle, {{"policy", "sample"}});
+        .add(throttle, {{"policy", "sample"}})
+        .add(shedder, {{"policy", "sample"}})
+        .add(drain, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -114,6 +128,8 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("fixed_window_stats", fixed_sample());
   armor_test::check_stats("sliding_window_stats", sliding_sample());
   armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
+  armor_test::check_stats("load_shedder_stats", shedder_sample());
+  armor_test::check_stats<armor::drain_stats>("drain_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
