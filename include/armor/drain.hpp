@@ -12,9 +12,9 @@
 //     drain.start();
 //     const bool drained = drain.wait_for(15s);  // false: calls still in flight at the deadline
 //
-// Cost: one fetch_add to admit and one fetch_sub to settle, on one word;
-// the mutex is taken only by the drainer and by the last call to end while
-// draining. The Asio twin is armor::async_drain in armor/asio.hpp. How it
+// Cost: a load and a fetch_add to admit, a fetch_sub to settle, on one
+// word; the mutex is taken only by the drainer and by the last call to end
+// while draining. The Asio twin is armor::async_drain in armor/asio.hpp. How it
 // works and how it composes: docs/shedding.md#drain.
 #pragma once
 
@@ -102,16 +102,18 @@ class drain_state {
 
   using wake_hook = void (*)(void*) noexcept;
 
-  /// One fetch_add: inside, or (draining) out again at once.
+  /// Inside (one load and one fetch_add), or refused while draining (one
+  /// load: a refusal writes nothing).
   [[nodiscard]] bool enter() noexcept {
     // Relaxed: both the count and the flag live in this word, so its
     // modification order alone decides who is counted before start().
+    if (ARMOR_UNLIKELY((word_.load(std::memory_order_relaxed) & flag) != 0)) return false;
     const std::uint64_t w = word_.fetch_add(1, std::memory_order_relaxed);
     if (ARMOR_LIKELY((w & flag) == 0)) return true;
-    // Out again. If nothing was inside when it came, the drained moment has
-    // passed (and was told) already: leaving wakes nobody a second time.
-    const std::uint64_t v = word_.fetch_sub(1, std::memory_order_release);
-    if (count_of(w) != 0 && count_of(v) == 1) wake();
+    // start() came between the load and the add: out again, and like any
+    // call that leaves, wake the drainers if this was the last one counted
+    // (a drainer may have seen this call's count and be waiting on it).
+    leave();
     return false;
   }
 
@@ -162,8 +164,8 @@ class drain_state {
     unlink(w);
   }
 
-  /// Wakes every drainer; tells the hook once per drain (a refused call
-  /// racing the drained moment may call this twice).
+  /// Wakes every drainer; tells the hook once per drain (a call refused
+  /// while racing start() may call this a second time).
   void wake() noexcept {
     // std::mutex::lock throws only for errors a correct program does not have.
     std::lock_guard<std::mutex> lock(mutex_);
