@@ -19,7 +19,7 @@ TEST_CASE("errc values are std::error_codes of the armor category") {
 }
 
 TEST_CASE("every errc has its own message") {
-  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::client_throttled);
+  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::draining);
        ++v) {
     const std::error_code ec{v, armor::error_category()};
     CHECK(ec.message() != "unknown armor error");
@@ -63,6 +63,21 @@ TEST_CASE("client_throttled is its own code, named and explained") {
   CHECK(ec != armor::errc::rate_limited);
   // Appended after the older codes, whose values did not move.
   CHECK(static_cast<int>(armor::errc::client_throttled) == 14);
+}
+
+TEST_CASE("overloaded and draining are their own codes, named and explained") {
+  const std::error_code over = armor::errc::overloaded;
+  const std::error_code drain = armor::errc::draining;
+  CHECK(armor::to_string(armor::errc::overloaded) == "overloaded");
+  CHECK(armor::to_string(armor::errc::draining) == "draining");
+  CHECK(over.message() == "overloaded: the service is shedding load");
+  CHECK(drain.message() == "draining: the service is shutting down");
+  CHECK(over == std::errc::resource_unavailable_try_again);
+  CHECK(drain != std::errc::resource_unavailable_try_again);  // not worth trying here again
+  CHECK(over != drain);
+  // Appended after the older codes, whose values did not move.
+  CHECK(static_cast<int>(armor::errc::overloaded) == 15);
+  CHECK(static_cast<int>(armor::errc::draining) == 16);
 }
 
 TEST_CASE("armor::error is a system_error that carries retry_after") {

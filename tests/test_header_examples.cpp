@@ -701,6 +701,47 @@ void example() {
   if (r.file_descriptors) report("fds", *r.file_descriptors);
 }
 }  // namespace resource_sampler_ex
+// header example: <armor/load_shedder.hpp>
+namespace load_shedder_ex {
+struct request {};
+int handled = 0;
+int replies_503 = 0;
+int optional_skipped = 0;
+int handle(const request&) { return ++handled; }
+void reply_503(std::chrono::nanoseconds) { ++replies_503; }
+void skip_optional_work() { ++optional_skipped; }
+
+void example() {
+  const request request{};
+  using namespace std::chrono_literals;
+  armor::load_shedder<> shedder{{.resources = {{.name = "memory"}, {.name = "cpu"}}}};
+  shedder.update(0, 0.97);  // from your sampler's timer: memory at 97 % of its limit
+  auto p = armor::pipeline{std::ref(shedder), armor::deadline{2s}};
+  auto r = p.try_execute([&] { return handle(request); }, {.priority = armor::priority::normal});
+  if (!r && r.code() == armor::errc::overloaded) reply_503(*r.retry_after());
+  if (shedder.level() >= armor::load_level::degraded) skip_optional_work();
+}
+}  // namespace load_shedder_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/drain.hpp>
+namespace drain_ex {
+struct request {};
+int handled = 0;
+int handle(const request&) { return ++handled; }
+
+bool example() {
+  const request request{};
+  using namespace std::chrono_literals;
+  armor::drain<> drain;
+  auto p = armor::pipeline{std::ref(drain), armor::deadline{2s}};
+  auto r = p.try_execute([&] { return handle(request); });  // errc::draining once draining
+  // On SIGTERM (Kubernetes' preStop grace, 15 s here):
+  drain.start();
+  const bool drained = drain.wait_for(15s);  // false: calls still in flight at the deadline
+  return r.ok() && drained && !p.try_execute([&] { return handle(request); }) ;
+}
+}  // namespace drain_ex
 
 }  // namespace header_examples
 
@@ -832,4 +873,13 @@ TEST_CASE("header example: coalesce.hpp") {
   CHECK(hx::coalesce_ex::profile("42") == "body of /users/42");  // the first flight ended: a second fetch
   CHECK(hx::coalesce_ex::fetches == 2);
   CHECK(hx::coalesce_ex::profiles.stats().executions == 2);
+}
+
+TEST_CASE("header examples: load_shedder.hpp, drain.hpp") {
+  header_examples::load_shedder_ex::example();
+  CHECK(header_examples::load_shedder_ex::handled == 0);
+  CHECK(header_examples::load_shedder_ex::replies_503 == 1);
+  CHECK(header_examples::load_shedder_ex::optional_skipped == 1);
+  CHECK(header_examples::drain_ex::example());
+  CHECK(header_examples::drain_ex::handled == 1);
 }

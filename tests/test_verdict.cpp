@@ -85,6 +85,13 @@ TEST_CASE("armor::error from a nested pipeline keeps its meaning") {
   CHECK(v.kind == armor::outcome::rejected);
   CHECK(v.retryable);
   CHECK(*v.retry_after == 2s);
+  // A load shedder's refusal: retryable later; a draining instance's: not here.
+  v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::overloaded, 1s)));
+  CHECK(v.kind == armor::outcome::rejected);
+  CHECK(v.retryable);
+  v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::draining)));
+  CHECK(v.kind == armor::outcome::rejected);
+  CHECK_FALSE(v.retryable);
   v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::cancelled)));
   CHECK(v.kind == armor::outcome::cancelled);
   CHECK_FALSE(v.retryable);

@@ -22,6 +22,7 @@
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/deadline.hpp>
+#include <armor/drain.hpp>
 #include <armor/error.hpp>
 #include <armor/fallback.hpp>
 #include <armor/fixed_window.hpp>
@@ -29,6 +30,7 @@
 #include <armor/http.hpp>
 #include <armor/keyed.hpp>
 #include <armor/listener.hpp>
+#include <armor/load_shedder.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/policy.hpp>
 #include <armor/quota_tracker.hpp>

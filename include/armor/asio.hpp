@@ -20,9 +20,11 @@
 #pragma once
 
 #include <armor/coalesce.hpp>
+#include <armor/drain.hpp>
 #include <armor/hedge.hpp>
 #include <armor/pipeline.hpp>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -45,6 +47,7 @@
 #include <asio/experimental/deferred.hpp>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -701,3 +704,41 @@ struct async_coalesce {
 };
 
 }  // namespace armor::detail
+
+namespace armor {
+
+/// Waits, without blocking the thread, until no call is in flight in
+/// `drain` or `timeout` passes; answers whether none is (the Asio twin of
+/// drain::wait_for). Start the drain first (drain.start()). The last call to
+/// end wakes the waiter through a channel (no polling); cancelling the
+/// awaiting coroutine ends the wait early, answering whether the drain has
+/// emptied by then. The drain must outlive the wait.
+///
+///     drain.start();                                             // on SIGTERM
+///     const bool drained = co_await armor::async_drain(drain, 15s);
+template <class Clock, class Listener>
+::asio::awaitable<bool> async_drain(drain<Clock, Listener>& d, std::chrono::nanoseconds timeout) {
+  auto ex = co_await ::asio::this_coro::executor;
+  detail::asio_waiter<::asio::any_io_executor> waiter(ex);
+  if (timeout <= std::chrono::nanoseconds::zero() || !d.add_waiter(waiter)) co_return d.in_flight() == 0;
+  ::asio::steady_timer timer(ex);
+  timer.expires_after(std::chrono::duration_cast<::asio::steady_timer::duration>(
+      std::min(timeout, std::chrono::nanoseconds{std::chrono::hours{24 * 365}})));
+  // The waiter is unregistered on every way out, a throwing co_await included.
+  struct unregister {
+    drain<Clock, Listener>& d;
+    queue_waiter& w;
+    ~unregister() { d.remove_waiter(w); }
+  } guard{d, waiter};
+  auto [order, receive_error, unused, timer_error] =
+      co_await ::asio::experimental::make_parallel_group(waiter.channel().async_receive(detail::asio_deferred),
+                                                         timer.async_wait(detail::asio_deferred))
+          .async_wait(::asio::experimental::wait_for_one(), ::asio::use_awaitable);
+  (void)order;
+  (void)receive_error;
+  (void)unused;
+  (void)timer_error;
+  co_return d.in_flight() == 0;
+}
+
+}  // namespace armor

@@ -45,6 +45,14 @@ enum class errc {
   /// refusing or failing this client's recent requests, so a share of new
   /// ones is not sent (armor::adaptive_throttle). The upstream was not called.
   client_throttled,
+  /// Refused by a load shedder: the service is short of a resource (memory,
+  /// CPU, file descriptors...) or an operator forced a mode that refuses
+  /// this call's priority (armor::load_shedder). Answer 503 with Retry-After.
+  overloaded,
+  /// Refused because the service is draining for shutdown (armor::drain):
+  /// no new call is admitted while the calls in flight finish. Not worth a
+  /// retry against this instance; another instance may take it.
+  draining,
 };
 
 /// Marks the types of namespace armor as armor's own, for the generic
@@ -74,6 +82,8 @@ constexpr bool armor_fmt_owned(const T*) noexcept {
     case errc::wait_exceeds_deadline: return "wait_exceeds_deadline";
     case errc::concurrency_limited: return "concurrency_limited";
     case errc::client_throttled: return "client_throttled";
+    case errc::overloaded: return "overloaded";
+    case errc::draining: return "draining";
   }
   return "unknown";
 }
@@ -109,6 +119,8 @@ class error_category_impl final : public std::error_category {
       case errc::wait_exceeds_deadline: return "wait would not fit before the deadline";
       case errc::concurrency_limited: return "an adaptive concurrency limit is reached";
       case errc::client_throttled: return "refused locally: the upstream has been refusing this client";
+      case errc::overloaded: return "overloaded: the service is shedding load";
+      case errc::draining: return "draining: the service is shutting down";
     }
     return "unknown armor error";
   }
@@ -124,7 +136,8 @@ class error_category_impl final : public std::error_category {
       case errc::invalid_argument: return std::errc::invalid_argument;
       case errc::request_too_large: return std::errc::value_too_large;
       case errc::bulkhead_full:
-      case errc::concurrency_limited: return std::errc::resource_unavailable_try_again;
+      case errc::concurrency_limited:
+      case errc::overloaded: return std::errc::resource_unavailable_try_again;
       default: return {ev, *this};
     }
   }

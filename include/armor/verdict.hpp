@@ -220,7 +220,10 @@ struct default_classifier {
         case errc::concurrency_limited:
         case errc::wait_exceeds_deadline:
         case errc::client_throttled:
+        case errc::overloaded:
           return {outcome::rejected, true, retry_after, code};
+        case errc::draining:
+          return {outcome::rejected, false, retry_after, code};
         case errc::deadline_exceeded:
           return {outcome::timeout, true, retry_after, code};
         case errc::cancelled:

@@ -62,6 +62,8 @@ TEST_CASE("fmt: enumerations print their names and take a string's spec") {
   CHECK(fmt::format("{}", armor::backoff_stop::refused) == "refused");
   CHECK(fmt::format("{}", armor::errc::wait_exceeds_deadline) == "wait_exceeds_deadline");
   CHECK(fmt::format("{}", armor::errc::client_throttled) == "client_throttled");
+  CHECK(fmt::format("{}", armor::errc::overloaded) == "overloaded");
+  CHECK(fmt::format("{}", armor::errc::draining) == "draining");
   CHECK(fmt::format("{}", armor::backoff_event_kind::give_up) == "give_up");
   CHECK(fmt::format("{}", armor::quota_tracker_status::exhausted) == "exhausted");
   CHECK(fmt::format("{}", armor::token_bucket_status::too_large) == "too_large");

@@ -36,6 +36,11 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
   armor_test::check_enum<armor::adaptive_throttle_event_kind>("adaptive_throttle_event_kind");
   armor_test::check_enum<armor::resource_source>("resource_source");
+  armor_test::check_enum<armor::load_level>("load_level");
+  armor_test::check_enum<armor::load_mode>("load_mode");
+  armor_test::check_enum<armor::load_refusal>("load_refusal");
+  armor_test::check_enum<armor::load_shedder_event_kind>("load_shedder_event_kind");
+  armor_test::check_enum<armor::drain_event_kind>("drain_event_kind");
 }
 
 namespace {
@@ -55,6 +60,11 @@ armor::adaptive_limit_stats adaptive_sample() {
   armor::adaptive_limit_stats s{};
   s.counting = true;
   s.queueing = true;  // the queue's fields are exported too
+  return s;
+}
+armor::load_shedder_stats shedder_sample() {
+  armor::load_shedder_stats s{};
+  s.counting = true;
   return s;
 }
 armor::token_bucket_stats bucket_sample() {
@@ -88,6 +98,8 @@ struct every_stats {
   armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
   armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
   armor_test::stats_stub<armor::coalescer_stats> coalescer{};
+  armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
+  armor_test::stats_stub<armor::drain_stats> drain{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -101,7 +113,9 @@ struct every_stats {
         .add(fixed, {{"policy", "sample"}})
         .add(sliding, {{"policy", "sample"}})
         .add(throttle, {{"policy", "sample"}})
-        .add(coalescer, {{"policy", "sample"}});
+        .add(coalescer, {{"policy", "sample"}})
+        .add(shedder, {{"policy", "sample"}})
+        .add(drain, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -120,6 +134,8 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("sliding_window_stats", sliding_sample());
   armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
   armor_test::check_stats<armor::coalescer_stats>("coalescer_stats");
+  armor_test::check_stats("load_shedder_stats", shedder_sample());
+  armor_test::check_stats<armor::drain_stats>("drain_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.

@@ -53,8 +53,8 @@ struct answer {
 /// - 413 Content Too Large: `request_too_large` (the call's cost exceeds
 ///   what the limit can ever grant: waiting cannot help, so no Retry-After);
 /// - 503 Service Unavailable: `circuit_open`, `bulkhead_full`,
-///   `concurrency_limited`, `client_throttled`, `storage_unavailable`,
-///   `cancelled` (the service, or what it depends on, cannot take the call
+///   `concurrency_limited`, `client_throttled`, `overloaded`, `draining`,
+///   `storage_unavailable`, `cancelled` (the service, or what it depends on, cannot take the call
 ///   now; nothing the client did);
 /// - 504 Gateway Timeout: `deadline_exceeded`, `wait_exceeds_deadline`;
 /// - `operation_failed_status` (500 by default; a proxy may pass 502) when
@@ -81,6 +81,8 @@ struct answer {
       case errc::bulkhead_full:
       case errc::concurrency_limited:
       case errc::client_throttled:
+      case errc::overloaded:
+      case errc::draining:
       case errc::storage_unavailable:
       case errc::cancelled:
         status = 503;
