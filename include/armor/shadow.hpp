@@ -235,6 +235,8 @@ namespace detail {
 
 template <class P>
 concept shadow_has_options = requires { typename P::options_type; };
+template <class P, class O>
+concept shadow_options_of = shadow_has_options<P> && std::same_as<O, typename P::options_type>;
 template <class P>
 concept shadow_has_keyed_instance = shadow_has_options<P> && requires { typename P::keyed_instance; };
 
@@ -316,14 +318,14 @@ class shadow : public detail::shadow_clock_base<detail::policy_of<P>>,
 
   /// For armor::keyed<shadow<P>>: a P built from P's options and a clock.
   template <class O, class C>
-    requires(!detail::is_reference_wrapper_v<P> && std::same_as<O, typename policy_type::options_type> &&
+    requires(!detail::is_reference_wrapper_v<P> && detail::shadow_options_of<policy_type, O> &&
              std::constructible_from<P, const O&, C>)
   shadow(const O& options, C clock) : policy_(options, std::move(clock)) {}
 
   /// For armor::keyed<shadow<P, Listener>>: each key's shadow gets a copy of
   /// the listener; the key is in each event (from the call) anyway.
   template <class O, class C>
-    requires(!detail::is_reference_wrapper_v<P> && std::same_as<O, typename policy_type::options_type> &&
+    requires(!detail::is_reference_wrapper_v<P> && detail::shadow_options_of<policy_type, O> &&
              std::constructible_from<P, const O&, C> && detail::listens<Listener>)
   shadow(const O& options, C clock, const Listener& listener, std::string_view key)
       : policy_(options, std::move(clock)), listener_(listener), key_(key) {}

@@ -34,6 +34,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::sliding_window_algorithm>("sliding_window_algorithm");
   armor_test::check_enum<armor::http::status_rule>("http::status_rule");
   armor_test::check_enum<armor::adaptive_throttle_event_kind>("adaptive_throttle_event_kind");
+  armor_test::check_enum<armor::shadow_outcome>("shadow_outcome");
 }
 
 namespace {
@@ -66,6 +67,11 @@ armor::fixed_window_stats fixed_sample() {
   s.counting = true;
   return s;
 }
+armor::shadow_stats shadow_sample() {
+  armor::shadow_stats s{};
+  s.counting = true;
+  return s;
+}
 armor::sliding_window_stats sliding_sample() {
   armor::sliding_window_stats s{};
   s.counting = true;
@@ -84,6 +90,7 @@ struct every_stats {
   armor_test::stats_stub<armor::fixed_window_stats> fixed{fixed_sample()};
   armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
   armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
+  armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -96,7 +103,8 @@ struct every_stats {
         .add(usage, {{"policy", "sample"}})
         .add(fixed, {{"policy", "sample"}})
         .add(sliding, {{"policy", "sample"}})
-        .add(throttle, {{"policy", "sample"}});
+        .add(throttle, {{"policy", "sample"}})
+        .add(shadow, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -114,6 +122,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("fixed_window_stats", fixed_sample());
   armor_test::check_stats("sliding_window_stats", sliding_sample());
   armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
+  armor_test::check_stats("shadow_stats", shadow_sample());
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
