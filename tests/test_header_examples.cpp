@@ -742,6 +742,25 @@ bool example() {
   return r.ok() && drained && !p.try_execute([&] { return handle(request); }) ;
 }
 }  // namespace drain_ex
+// header example: <armor/shadow.hpp>
+namespace shadow_ex {
+struct response {
+  int status = 200;
+};
+
+std::uint64_t example(const std::string& client_ip) {
+  auto handler = [] { return response{200}; };
+  using namespace std::chrono_literals;
+  // A new per-IP limit, tried for a week before it answers 429:
+  armor::keyed<armor::token_bucket<>> per_ip{{.rate = {20, 1s}, .burst = 40}};
+  armor::shadow trial{std::ref(per_ip)};
+  auto p = armor::pipeline{std::ref(trial)};
+  auto r = p.try_execute(handler, {.key = client_ip});   // never refused by per_ip
+  std::uint64_t over = trial.stats().would_refuse();     // what it would have answered 429
+  for (int i = 0; i < 60; ++i) r = p.try_execute(handler, {.key = client_ip});
+  return r.ok() ? trial.stats().would_refuse() - over : 0;
+}
+}  // namespace shadow_ex
 
 }  // namespace header_examples
 
@@ -822,6 +841,14 @@ TEST_CASE("header examples: token_bucket.hpp, keyed.hpp, rate.hpp, bulkhead.hpp,
   const auto p = armor::pipeline{std::ref(counter)};
   CHECK(p.execute([] { return 1; }) == 1);
   CHECK(counter.calls.load() == 1);
+}
+
+TEST_CASE("header examples: shadow.hpp") {
+  // 61 calls at once from one IP: the bucket holds 40 (and refills a few
+  // meanwhile on a real clock); every call is served.
+  const std::uint64_t over = hx::shadow_ex::example("192.0.2.7");
+  CHECK(over >= 15);
+  CHECK(over <= 21);
 }
 
 TEST_CASE("header examples: quota_tracker.hpp, storage/memory.hpp, storage/quota_storage.hpp, stats.hpp") {

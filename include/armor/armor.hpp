@@ -35,6 +35,7 @@
 #include <armor/policy.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/result.hpp>
+#include <armor/shadow.hpp>
 #include <armor/sliding_window.hpp>
 #include <armor/stats.hpp>
 #include <armor/token_bucket.hpp>

@@ -41,6 +41,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::load_refusal>("load_refusal");
   armor_test::check_enum<armor::load_shedder_event_kind>("load_shedder_event_kind");
   armor_test::check_enum<armor::drain_event_kind>("drain_event_kind");
+  armor_test::check_enum<armor::shadow_outcome>("shadow_outcome");
 }
 
 namespace {
@@ -79,6 +80,11 @@ armor::fixed_window_stats fixed_sample() {
   s.counting = true;
   return s;
 }
+armor::shadow_stats shadow_sample() {
+  armor::shadow_stats s{};
+  s.counting = true;
+  return s;
+}
 armor::sliding_window_stats sliding_sample() {
   armor::sliding_window_stats s{};
   s.counting = true;
@@ -100,6 +106,7 @@ struct every_stats {
   armor_test::stats_stub<armor::coalescer_stats> coalescer{};
   armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
   armor_test::stats_stub<armor::drain_stats> drain{};
+  armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -115,7 +122,8 @@ struct every_stats {
         .add(throttle, {{"policy", "sample"}})
         .add(coalescer, {{"policy", "sample"}})
         .add(shedder, {{"policy", "sample"}})
-        .add(drain, {{"policy", "sample"}});
+        .add(drain, {{"policy", "sample"}})
+        .add(shadow, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -136,6 +144,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats<armor::coalescer_stats>("coalescer_stats");
   armor_test::check_stats("load_shedder_stats", shedder_sample());
   armor_test::check_stats<armor::drain_stats>("drain_stats");
+  armor_test::check_stats("shadow_stats", shadow_sample());
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
