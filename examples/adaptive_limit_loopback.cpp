@@ -13,14 +13,16 @@
 // latency percentiles count successful calls answered in it. The unloaded
 // latency (one caller at a time) is measured first, in the same run. A
 // probe thread measures how long the machine itself stalled in each row
-// (warm-up included: the gradient algorithm keeps the latency of its first
-// windows as the healthy one, so a stall then shows for the whole row).
+// (warm-up included: what a limit learns in its first windows can skew the
+// whole row).
 //
 //   armor_adaptive_limit_loopback          print the table (about 20 s)
 //   armor_adaptive_limit_loopback --check  also exit 1 unless the default
 //       adaptive limit (gradient) keeps p99 within 2x the unloaded median
 //       and goodput at 90 % of capacity or more, and the fixed bulkhead
 //       four times too large lets p99 reach 3x the unloaded median or more
+//   --slow-start (with or without --check): a stall made on purpose, 12 ms
+//       added to every answer whose request arrives in a row's first 60 ms
 //
 // A gradient row that misses a claim while the machine stalled for more
 // than half the base latency (a neighbour took both cores) is measured
@@ -43,6 +45,7 @@
 #include <deque>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -66,11 +69,14 @@ constexpr auto measured = 3s;
 constexpr int unloaded_calls = 60;
 constexpr auto stall_limit = base / 2;  // a longer stall of the machine disturbs a row
 constexpr int attempts = 3;             // of the row the check judges, when disturbed
+constexpr auto slow_start_for = 60ms;   // --slow-start: the first 60 ms of a row ...
+constexpr auto slow_start_extra = 12ms;  // ... answer 12 ms later
 
-/// The upstream: GET / answers "ok" after base * max(1, in_flight / capacity).
+/// The upstream: GET / answers "ok" after base * max(1, in_flight / capacity)
+/// (plus slow_start_extra in a row's first slow_start_for, with slow_start).
 class upstream {
  public:
-  upstream() {
+  explicit upstream(bool slow_start) : slow_start_(slow_start) {
     // A keep-alive connection holds a server thread: more threads than client connections.
     server_.new_task_queue = [] { return new httplib::ThreadPool(client_threads + 16); };
     server_.set_tcp_nodelay(true);                // no Nagle delay on the answer's second write
@@ -80,7 +86,9 @@ class upstream {
       int seen = peak_.load(std::memory_order_relaxed);
       while (n > seen && !peak_.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
       }
-      std::this_thread::sleep_for(base * std::max(1.0, static_cast<double>(n) / capacity));
+      const bool slow = clk::now().time_since_epoch().count() < slow_until_.load(std::memory_order_relaxed);
+      std::this_thread::sleep_for(base * std::max(1.0, static_cast<double>(n) / capacity) +
+                                  (slow ? slow_start_extra : 0ms));
       in_flight_.fetch_sub(1, std::memory_order_relaxed);
       res.set_content("ok", "text/plain");
     });
@@ -96,6 +104,10 @@ class upstream {
   }
 
   [[nodiscard]] int port() const noexcept { return port_; }
+  /// A row starts at `start`: with slow_start, its first slow_start_for is slow.
+  void begin_row(clk::time_point start) noexcept {
+    if (slow_start_) slow_until_.store((start + slow_start_for).time_since_epoch().count(), std::memory_order_relaxed);
+  }
   /// The most requests in its handler at once since the last call.
   int take_peak() noexcept { return peak_.exchange(0, std::memory_order_relaxed); }
 
@@ -105,6 +117,8 @@ class upstream {
   int port_ = 0;
   std::atomic<int> in_flight_{0};
   std::atomic<int> peak_{0};
+  bool slow_start_;
+  std::atomic<clk::rep> slow_until_{std::numeric_limits<clk::rep>::min()};
 };
 
 /// One client connection; an answer other than 200, or none, throws (a failure).
@@ -256,6 +270,7 @@ row run(const std::string& name, const Pipeline& p, Refused is_refusal, upstream
   const auto from = start + warm_up;
   const auto to = from + measured;
   stall_probe probe(start, to);  // warm-up included: a stall then can skew what a limit learns
+  up.begin_row(start);
   long offered = 0;
   std::this_thread::sleep_until(start);
   up.take_peak();
@@ -325,8 +340,19 @@ row adaptive_row(const std::string& name, upstream& up, std::uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool check = argc > 1 && std::strcmp(argv[1], "--check") == 0;
-  upstream up;
+  bool check = false;
+  bool slow_start = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--check") == 0) {
+      check = true;
+    } else if (std::strcmp(argv[i], "--slow-start") == 0) {
+      slow_start = true;
+    } else {
+      std::fprintf(stderr, "usage: %s [--check] [--slow-start]\n", argv[0]);
+      return 2;
+    }
+  }
+  upstream up(slow_start);
   const row unloaded = measure_unloaded(up);
   std::vector<row> rows{unloaded};
 
@@ -350,6 +376,10 @@ int main(int argc, char** argv) {
               "capacity); offered %.0f calls/s (Poisson) by %d client threads; %.0f s warm-up, %.0f s measured\n",
               capacity, ms(base).count(), capacity, capacity_per_s, offered_per_s, client_threads,
               std::chrono::duration<double>(warm_up).count(), std::chrono::duration<double>(measured).count());
+  if (slow_start) {
+    std::printf("--slow-start: %.0f ms added to every answer whose request arrives in a row's first %.0f ms\n",
+                ms(slow_start_extra).count(), ms(slow_start_for).count());
+  }
   std::printf("%-31s %7s %7s %6s %9s %9s %7s %7s %7s %11s %4s %8s  %s\n", "protection", "offered", "refused", "failed",
               "abandoned", "goodput/s", "of cap.", "p50 ms", "p99 ms", "p99/unl.p50", "peak", "stall ms", "");
   for (const row& r : rows) {

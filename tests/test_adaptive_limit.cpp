@@ -122,6 +122,7 @@ TEST_CASE("adaptive_limit: bad options are refused at construction, naming the o
   CHECK(names(config_error(o{.algorithm = {.smoothing = nan}}), "smoothing"));
   CHECK(names(config_error(o{.algorithm = {.backoff_ratio = 1}}), "backoff_ratio"));
   CHECK(names(config_error(o{.algorithm = {.max_healthy_latency = -1ms}}), "max_healthy_latency"));
+  CHECK(names(config_error(o{.algorithm = {.warmup_windows = 0}}), "warmup_windows"));
 
   using vo = armor::adaptive_limit_options<armor::vegas_limit>;
   CHECK(names(config_error(vo{.algorithm = {.alpha = 0}}), "alpha"));
@@ -248,6 +249,65 @@ TEST_CASE("gradient regression: max_healthy_latency keeps a slowly drifting inci
   // the window is not app-limited (it was taken as app-limited, and the limit
   // frozen at 2, before windows compared with the sheddable threshold).
   CHECK(drift(20) == std::vector<std::uint32_t>{146, 146, 146, 146, 146, 1, 1});
+}
+
+TEST_CASE("gradient regression: slow first windows are not learned as the healthy latency (issue 18)",
+          "[adaptive_limit]") {
+  // The capacity-50 upstream, its first 3 windows 6 ms slower (1.6x: a
+  // machine stall while the limit warms up). The long-term average used to
+  // start from the first window alone: 16 ms became "healthy", the limit
+  // grew until the upstream's queue made it that slow (80 in flight) and
+  // stayed there, as the 1/600 average hardly moves. Warming up on the
+  // lowest mean two windows in a row reached, it is 10 ms again two windows
+  // after the stall, before the limit nears capacity: the trajectory is the
+  // one without the stall, window for window (N = 0 windows apart).
+  const auto run = [](std::uint32_t warmup, int slow_windows, int windows) {
+    simulation<armor::gradient_limit> s({.initial_limit = 20, .min_samples = 1, .algorithm = {.warmup_windows = warmup}});
+    std::vector<std::uint32_t> out;
+    for (int w = 0; w < windows; ++w) {
+      const ns extra = w < slow_windows ? ns{6ms} : ns{0};
+      s.round(unbounded, [&](std::uint32_t n) { return capacity_50(n) + extra; });
+      out.push_back(s.limit.limit());
+    }
+    return out;
+  };
+  const auto clean = run(10, 0, 3000);
+  CHECK(clean.back() == 58);  // as in "steady overload behind a queue"
+  // A stall of up to warmup_windows - 2 windows leaves two clean windows in
+  // the warm-up; a longer one is learned (max_healthy_latency is for that).
+  for (const int slow : {1, 3, 8}) {
+    INFO("slow windows: " << slow);
+    CHECK(run(10, slow, 3000) == clean);
+  }
+  CHECK(run(10, 9, 3000).back() > 58);
+
+  // Before (warmup_windows = 1): 16 ms was healthy for good.
+  const auto before = run(1, 3, 3000);
+  // The same climb as the clean run to 58, past it while the window is
+  // below 16 ms, and held at 89 from window 50 to 3000: 80 in flight, 16 ms,
+  // 1.6x the unloaded latency (the clean run: 52 in flight, 1.04x).
+  const std::vector<std::uint32_t> start(before.begin(), before.begin() + 50);
+  CHECK(start == std::vector<std::uint32_t>{20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 32, 33, 34, 35, 36, 37,
+                                            39, 40, 41, 42, 44, 45, 46, 48, 49, 51, 52, 53, 55, 56, 58, 59, 61,
+                                            63, 64, 66, 67, 69, 71, 72, 74, 76, 78, 79, 81, 83, 85, 87, 89});
+  for (std::size_t i = 49; i < before.size(); ++i) REQUIRE(before[i] == 89);
+
+  // The step itself, window by window: the long-term average is the stall's
+  // 16 ms until two clean windows in a row, then 10 ms; one lucky window
+  // (6 ms) during the warm-up does not lower it.
+  const armor::gradient_limit g{};
+  armor::gradient_limit::state st;
+  armor::adaptive_limit_window w;
+  w.limit = 20;
+  w.samples = 20;
+  w.max_in_flight = 20;
+  std::vector<double> long_ms;
+  for (const auto mean : {16ms, 16ms, 16ms, 10ms, 10ms, 6ms, 10ms, 10ms}) {
+    w.mean_latency = mean;
+    (void)g.next(w, st);
+    long_ms.push_back(st.long_ns / 1e6);
+  }
+  CHECK(long_ms == std::vector<double>{16, 16, 16, 16, 10, 10, 10, 10});
 }
 
 TEST_CASE("vegas: the limit settles where the queue estimate sits between alpha and beta", "[adaptive_limit]") {

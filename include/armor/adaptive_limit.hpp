@@ -99,7 +99,10 @@ inline double nanos(std::chrono::nanoseconds d) noexcept { return static_cast<do
 /// it, in the spirit of Netflix's Gradient2 and Envoy's gradient
 /// controller. limit' = limit * clamp(tolerance * long / short, 0.5, 1) +
 /// sqrt(limit) (the growth only while short <= long), smoothed; a drop
-/// multiplies the limit by backoff_ratio.
+/// multiplies the limit by backoff_ratio. The average starts from the
+/// lowest latency of its first warmup_windows windows (a low one counting
+/// once two windows in a row saw it), not from the first window alone: a
+/// stall while it warms up is not learned as the healthy latency.
 struct gradient_limit {
   /// How far the window's mean may exceed the long-term average before the
   /// limit falls; >= 1.
@@ -115,11 +118,19 @@ struct gradient_limit {
   /// the average drifts up to the incident's latency and the limiter stops
   /// reacting; the ceiling keeps "healthy" from drifting past this.
   std::chrono::nanoseconds max_healthy_latency{0};
+  /// Windows (with timed calls) the long-term average warms up over; >= 1.
+  /// During them it is the lowest window mean seen twice in a row (the
+  /// larger of a window's and the previous window's), and afterwards it
+  /// averages from there. 1: the first window's mean, as before.
+  std::uint32_t warmup_windows = 10;
 
   struct state {
-    double long_ns = 0;  // 0: no window yet
+    double long_ns = 0;      // 0: no window yet
+    double previous_ns = 0;  // the last warm-up window's mean: a new low must be seen twice
+    std::uint32_t windows = 0;  // windows with samples seen, counted up to warmup_windows
   };
   /// Whether `s` is as a fresh limit starts (what adaptive_limit::idle() asks).
+  /// Every field leaves its default with the first timed window, together.
   [[nodiscard]] static constexpr bool at_rest(const state& s) noexcept { return s.long_ns == 0; }
 
   void check() const {
@@ -136,13 +147,27 @@ struct gradient_limit {
       detail::bad_algorithm_option(who, "max_healthy_latency must not be negative (ns)",
                                    detail::nanos(max_healthy_latency));
     }
+    if (warmup_windows < 1) detail::bad_algorithm_option(who, "warmup_windows must be at least 1", 0);
   }
 
   [[nodiscard]] double next(const adaptive_limit_window& w, state& s) const noexcept {
     if (w.drops() > 0) return w.limit * backoff_ratio;
     if (w.samples == 0) return w.limit;
     const double short_ns = std::max(detail::nanos(w.mean_latency), 1.0);
-    s.long_ns = s.long_ns == 0 ? short_ns : s.long_ns + (short_ns - s.long_ns) / long_window;
+    if (s.windows < warmup_windows) {
+      // Warming up: the first windows' latency is what "healthy" will mean
+      // for the next long_window windows, so a stall then (a machine pause,
+      // a cold cache) must not set it. Keep the lowest mean that two windows
+      // in a row reached: a stall passes once two windows are clean, and
+      // one lucky window does not set it either. Averaging the warm-up
+      // windows (Gradient2's warm-up) would only dilute a stall.
+      const double low = s.previous_ns == 0 ? short_ns : std::max(short_ns, s.previous_ns);
+      s.long_ns = s.long_ns == 0 ? low : std::min(s.long_ns, low);
+      s.previous_ns = short_ns;
+      ++s.windows;
+    } else {
+      s.long_ns += (short_ns - s.long_ns) / long_window;
+    }
     // After a spike, the average comes back quickly rather than at 1/long_window.
     if (s.long_ns > 2 * short_ns) s.long_ns *= 0.95;
     if (max_healthy_latency.count() > 0) s.long_ns = std::min(s.long_ns, detail::nanos(max_healthy_latency));
