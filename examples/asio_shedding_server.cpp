@@ -30,8 +30,8 @@
 // SIGTERM or SIGINT starts the drain: /ready answers 503, new requests get
 // 503 draining, requests in flight finish; then the server exits, 0 when
 // every request in flight ended within the grace period (--grace-ms,
-// 15000 by default, Kubernetes' default preStop grace less a margin), 3 when
-// some were still running at its end.
+// 15000 by default: half of Kubernetes' default terminationGracePeriodSeconds),
+// 3 when some were still running at its end.
 //
 // Options: --port N (0 by default: an ephemeral port; it prints
 // "listening on 127.0.0.1:PORT"), --address A (127.0.0.1), --grace-ms N,
@@ -83,12 +83,27 @@ struct server_options {
   bool inject_readings = false;
 };
 
+// Logs the shedder's level and mode changes (the ladder's "at 80 %: log a
+// warning" is the change to warning), not its refusals: those come per request.
+struct log_shedding {
+  void operator()(const armor::load_shedder_event& e) const noexcept {
+    if (e.kind == armor::load_shedder_event_kind::level_changed) {
+      std::printf("load level %s -> %s (%.*s at %.0f %%)\n", armor::to_string(e.from).data(),
+                  armor::to_string(e.to).data(), static_cast<int>(e.resource.size()), e.resource.data(),
+                  e.reading * 100);
+    } else if (e.kind == armor::load_shedder_event_kind::mode_changed) {
+      std::printf("load mode %s\n", armor::to_string(e.mode).data());
+    }
+    std::fflush(stdout);
+  }
+};
+
 // What every connection shares. The policies are used through std::ref in
 // the pipeline; the shedder and the drain are also read by /ready.
 struct server {
   armor::drain<> drain;
-  armor::load_shedder<> shedder{{.resources = {{.name = "memory"}, {.name = "cpu"}, {.name = "fds"}},
-                                 .retry_after_hint = 2s}};
+  armor::load_shedder<armor::steady_clock, log_shedding> shedder{
+      {.resources = {{.name = "memory"}, {.name = "cpu"}, {.name = "fds"}}, .retry_after_hint = 2s}};
   armor::keyed<armor::token_bucket<>> per_ip{{.rate = {100, 1min}, .burst = 20}, {.max_keys = 100000}};
   bool inject_readings = false;
   int connections = 0;  // serve() coroutines alive (one thread: a plain int)

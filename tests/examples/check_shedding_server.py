@@ -91,6 +91,7 @@ def run(server, port):
     status, _, _ = request(port, "POST", "/admin/mode?mode=maintenance")
     check("mode maintenance taken", status == 200)
     check("maintenance: a normal request gets 503", request(port, "GET", "/", "normal", "127.0.0.20")[0] == 503)
+    check("maintenance: a sheddable request gets 503", request(port, "GET", "/", "sheddable", "127.0.0.20")[0] == 503)
     check("maintenance: a critical request gets 200", request(port, "GET", "/", "critical", "127.0.0.20")[0] == 200)
     status, _, body = request(port, "GET", "/ready")
     check(f"maintenance: /ready answers 503 (got {status} {body.strip()!r})",
@@ -139,6 +140,9 @@ def run(server, port):
     took = time.monotonic() - sent
     rest = server.stdout.read() if code is not None else ""
     print("server: " + rest.strip().replace("\n", "\nserver: "))
+    log = rest
+    for change in ("normal -> warning", "warning -> degraded", "degraded -> shedding", "shedding -> normal"):
+        check(f"the server logged the level change {change} once", log.count(f"load level {change} (memory") == 1)
     check(f"the server exits 0 after the drain (got {code}, {took:.2f} s after SIGTERM; grace {GRACE_MS / 1000} s)",
           code == 0 and took < GRACE_MS / 1000)
 
