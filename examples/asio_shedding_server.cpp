@@ -361,10 +361,13 @@ int main(int argc, char** argv) try {
     else return usage(argv[0]);
   }
 
-  asio::io_context io;
+  // Declared before the io_context: coroutines still suspended when it
+  // stops (past the grace period) are destroyed with it, and use both.
   server s;
   s.inject_readings = o.inject_readings;
   const auto pipeline = armor::pipeline{std::ref(s.drain), std::ref(s.shedder), std::ref(s.per_ip)};
+
+  asio::io_context io;
 
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address(o.address), o.port));
   asio::steady_timer sampling(io);

@@ -8,8 +8,11 @@ mode, and at each checks the status of a normal, a sheddable and a
 critical request and of /ready. Checks the per-IP limit (429 after a burst
 of 20). Then sends SIGTERM with a slow request in flight: the slow request
 must end with 200, a new one get 503 draining, /ready 503, /live 200, and
-the server exit 0 within its grace period. Exits 0 when all held; prints
-each failed check otherwise. Loopback only; bounded (about 3 s).
+the server exit 0 within its grace period. Then starts it again with the
+real sampler and a 300 ms grace period: /admin is not served, and a
+request that outlives the grace period is cut off (exit 3). Exits 0 when
+all held; prints each failed check otherwise. Loopback only; bounded
+(about 4 s).
 
 usage: check_shedding_server.py <path to armor_asio_shedding_server>
 """
@@ -57,6 +60,7 @@ def main():
         if server.poll() is None:
             server.kill()
             server.wait()
+    cut_off(sys.argv[1])
     print("all checks held" if not failures else f"{len(failures)} checks failed")
     return 1 if failures else 0
 
@@ -145,6 +149,47 @@ def run(server, port):
         check(f"the server logged the level change {change} once", log.count(f"load level {change} (memory") == 1)
     check(f"the server exits 0 after the drain (got {code}, {took:.2f} s after SIGTERM; grace {GRACE_MS / 1000} s)",
           code == 0 and took < GRACE_MS / 1000)
+
+
+def cut_off(binary):
+    """Without --inject-readings (the real sampler), /admin is not served;
+    a request that outlives a 300 ms grace period is cut off and the
+    server exits 3."""
+    server = subprocess.Popen([binary, "--grace-ms", "300"], stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(20, server.kill)
+    watchdog.start()
+    try:
+        port = int(server.stdout.readline().split()[2].split(":")[1])
+        status, _, _ = request(port, "POST", "/admin/reading?resource=memory&value=0.97")
+        check(f"with the sampler: /admin is not served (got {status})", status == 404)
+        check("with the sampler: /live answers 200", request(port, "GET", "/live")[0] == 200)
+        slow = {}
+
+        def slow_request():
+            try:
+                slow["answer"] = request(port, "GET", "/slow?ms=5000", None, "127.0.0.50")
+            except (OSError, http.client.HTTPException) as e:
+                slow["error"] = e
+
+        t = threading.Thread(target=slow_request)
+        t.start()
+        time.sleep(0.3)  # let it reach the work
+        sent = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - sent
+        t.join(10)
+        check(f"past the grace period: the server exits 3 (got {code}, {took:.2f} s after SIGTERM)",
+              code == 3 and took < 2)
+        check("past the grace period: the request in flight gets no answer", "error" in slow)
+    finally:
+        watchdog.cancel()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":
