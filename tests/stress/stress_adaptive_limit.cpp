@@ -370,7 +370,8 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
   INFO("ran " << ran.load() << ", limited " << limited.load() << ", deadline " << timed_out.load() << ", abandoned "
               << s.abandoned << ", admitted " << s.admitted);
   // Every admission ran the operation, except calls whose deadline passed
-  // between their admission (a slot handed over late in the wait) and the attempt.
+  // between their admission (a slot handed over late in the wait: the driver
+  // passes it on at once) and the attempt.
   CHECK(s.admitted >= static_cast<std::uint64_t>(ran.load()));
   CHECK(s.admitted - static_cast<std::uint64_t>(ran.load()) <= static_cast<std::uint64_t>(timed_out.load()));
   CHECK(s.abandoned > 0);  // some waits ended unserved (their deadline)
