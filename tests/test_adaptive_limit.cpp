@@ -944,6 +944,83 @@ TEST_CASE("adaptive_limit queue: critical callers wait ahead of normal ones; she
   CHECK(lim.queued() == 0);
 }
 
+TEST_CASE("adaptive_limit queue: try_acquire(critical) keeps the critical reserve while normal callers wait",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  // Limit 10: critical up to 10, normal below 5.
+  queue_limit lim{{.initial_limit = 10, .min_limit = 10, .max_limit = 10, .normal_share = 0.5,
+                   .sheddable_share = 0.5, .max_queue = 4, .max_wait = 1s},
+                  clock};
+  armor::context normal(armor::timestamp{});
+  armor::context critical(armor::timestamp{}, {.priority = armor::priority::critical});
+  std::vector<armor::adaptive_limit_permit> held;
+  for (int i = 0; i < 5; ++i) held.push_back(std::move(lim.try_acquire()).permit());
+  CHECK(lim.in_flight() == 5);
+  test_waiter n1;
+  auto qn1 = lim.enqueue(normal, n1);
+  REQUIRE(qn1.kind == ak::queued);
+  // A normal call does not barge past the waiter; a critical one has room.
+  CHECK_FALSE(lim.try_acquire(armor::priority::normal));
+  CHECK_FALSE(lim.try_acquire(armor::priority::sheddable));
+  for (int i = 0; i < 5; ++i) {
+    auto d = lim.try_acquire(armor::priority::critical);
+    REQUIRE(d);
+    held.push_back(std::move(d).permit());
+  }
+  CHECK(lim.in_flight() == 10);
+  CHECK_FALSE(lim.try_acquire(armor::priority::critical));  // the reserve is used up
+  // A critical caller waits: the next critical try_acquire does not pass it.
+  test_waiter c1;
+  auto qc1 = lim.enqueue(critical, c1);
+  REQUIRE(qc1.kind == ak::queued);
+  held.pop_back();  // 10 -> 9: to the critical waiter
+  CHECK(c1.wakes == 1);
+  CHECK(lim.in_flight() == 10);
+  CHECK(qc1.permit.leave_queue());
+  held.pop_back();  // 10 -> 9: nobody can use it (normal waits below 5)
+  CHECK(n1.wakes == 0);
+  CHECK(lim.in_flight() == 9);
+  CHECK(lim.queued() == 1);
+  CHECK(lim.try_acquire(armor::priority::critical));  // granted, and released at once
+  CHECK(lim.in_flight() == 9);
+  CHECK_FALSE(lim.try_acquire(armor::priority::normal));
+}
+
+TEST_CASE("adaptive_limit queue: a full queue refuses a critical caller too, unless its reserve has room",
+          "[adaptive_limit][queue]") {
+  armor::manual_clock clock;
+  // Limit 4: critical up to 4, normal below 2; room for two normal waiters.
+  queue_limit lim{{.initial_limit = 4, .min_limit = 4, .max_limit = 4, .normal_share = 0.5,
+                   .sheddable_share = 0.5, .max_queue = 2, .max_wait = 1s},
+                  clock};
+  armor::context normal(armor::timestamp{});
+  armor::context critical(armor::timestamp{}, {.priority = armor::priority::critical});
+  auto h1 = lim.admit(critical);
+  auto h2 = lim.admit(critical);
+  auto h3 = lim.admit(critical);
+  auto h4 = lim.admit(critical);
+  REQUIRE(h4.kind == ak::admitted);
+  test_waiter n1, n2, c1;
+  auto qn1 = lim.enqueue(normal, n1);
+  auto qn2 = lim.enqueue(normal, n2);
+  REQUIRE(qn2.kind == ak::queued);
+  // Full of normal waiters: a critical caller is refused, it takes no place.
+  auto qc1 = lim.enqueue(critical, c1);
+  CHECK(qc1.kind == ak::rejected);
+  CHECK(qc1.code == armor::errc::concurrency_limited);
+  CHECK(lim.queued() == 2);
+  // With room under the critical threshold it still enters at once.
+  h4.permit.release();  // 4 -> 3: not below the normal threshold, kept free
+  CHECK(n1.wakes == 0);
+  test_waiter c2;
+  auto qc2 = lim.enqueue(critical, c2);
+  CHECK(qc2.kind == ak::admitted);
+  CHECK(lim.in_flight() == 4);
+  CHECK_FALSE(qn1.permit.leave_queue());
+  CHECK_FALSE(qn2.permit.leave_queue());
+  CHECK(lim.queued() == 0);
+}
+
 TEST_CASE("adaptive_limit queue: a limit that rises at a window's close wakes as many waiters as it has room for",
           "[adaptive_limit][queue]") {
   armor::manual_clock clock;

@@ -708,6 +708,14 @@ class adaptive_limit {
     if (const std::uint32_t n = block_->try_enter(level_of(p)); ARMOR_LIKELY(n != 0)) {
       return decision<adaptive_limit_permit>::granted(entered(n, now));
     }
+    // Normal callers waiting set the queue bit, which refuses the lock-free
+    // path above: a critical call keeps its reserve by entering under the
+    // queue's mutex when no critical caller waits and there is room.
+    if (level_of(p) == 0 && options_.max_queue != 0 && block_->queue_flagged()) {
+      if (const std::uint32_t n = block_->try_enter_locked(0); n != 0) {
+        return decision<adaptive_limit_permit>::granted(entered(n, now));
+      }
+    }
     return refuse(p);
   }
 

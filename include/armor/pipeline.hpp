@@ -174,11 +174,18 @@ template <class Permit>
 /// After a queued wait ended (woken, or at `give_up`): true when the policy
 /// handed the waiter a slot; otherwise `out` is stopped with the policy's
 /// code and retry_after, or deadline_exceeded (no retry_after) when the
-/// deadline ended the wait.
+/// deadline ended the wait. A slot handed over after the deadline passed
+/// (`ctx.now()` read after the wait) is dropped at once, so it passes on to
+/// the next in line, and the call fails with deadline_exceeded.
 template <class Permit, class R>
 [[nodiscard]] bool queue_served(const context& ctx, admission<Permit>& adm, timestamp give_up,
                                 call_outcome<R>& out) noexcept {
-  if (adm.permit.leave_queue()) return true;
+  if (adm.permit.leave_queue()) {
+    if (!ctx.expired()) return true;
+    { [[maybe_unused]] const Permit late = std::move(adm.permit); }  // released unsettled
+    out.stop(outcome::rejected, errc::deadline_exceeded, std::nullopt, true);
+    return false;
+  }
   const bool deadline_bound = give_up >= ctx.deadline();
   if (deadline_bound) {
     out.stop(outcome::rejected, errc::deadline_exceeded, std::nullopt, true);

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -40,6 +41,13 @@ struct occupancy {
   }
   void leave() { inside.fetch_sub(1, std::memory_order_acq_rel); }
 };
+
+// Keeps the largest value seen in `most`.
+void keep_most(std::atomic<std::int64_t>& most, std::int64_t v) {
+  std::int64_t m = most.load(std::memory_order_relaxed);
+  while (v > m && !most.compare_exchange_weak(m, v, std::memory_order_relaxed)) {
+  }
+}
 
 // AIMD that also counts its steps in plain memory the policy does not know
 // about: only the thread that holds the window's claim may touch it.
@@ -305,7 +313,7 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
                                                 .sheddable_share = 1,
                                                 .count_calls = true,
                                                 .max_queue = 4,
-                                                .max_wait = 200us}};
+                                                .max_wait = 3s}};
   const auto p = armor::pipeline{std::ref(lim)};
   occupancy occ;
   std::vector<std::thread> pool;
@@ -313,6 +321,7 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
   std::atomic<long> limited{0};
   std::atomic<long> timed_out{0};
   std::atomic<long> over{0};
+  std::atomic<std::int64_t> worst_ns{0};
   for (int id = 0; id < queue_threads; ++id) {
     pool.emplace_back([&, id] {
       std::mt19937 rng(static_cast<unsigned>(id) + 101);
@@ -329,6 +338,7 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
         }
         armor::call_options o{.priority = prio};
         if (dice == 8) o.timeout = 50us;  // the deadline ends some waits
+        const auto t0 = std::chrono::steady_clock::now();
         auto r = p.try_execute(
             [&]() -> int {
               occ.enter();
@@ -344,6 +354,7 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
               return 1;
             },
             o);
+        keep_most(worst_ns, (std::chrono::steady_clock::now() - t0).count());
         if (!r && r.code() == armor::errc::concurrency_limited) limited.fetch_add(1, std::memory_order_relaxed);
         if (!r && r.code() == armor::errc::deadline_exceeded) timed_out.fetch_add(1, std::memory_order_relaxed);
       }
@@ -359,10 +370,14 @@ TEST_CASE("adaptive_limit stress with a queue: the limit is never exceeded, ever
   INFO("ran " << ran.load() << ", limited " << limited.load() << ", deadline " << timed_out.load() << ", abandoned "
               << s.abandoned << ", admitted " << s.admitted);
   // Every admission ran the operation, except calls whose deadline passed
-  // between their admission (a slot handed over late in the wait) and the attempt.
+  // between their admission (a slot handed over late in the wait: the driver
+  // passes it on at once) and the attempt.
   CHECK(s.admitted >= static_cast<std::uint64_t>(ran.load()));
   CHECK(s.admitted - static_cast<std::uint64_t>(ran.load()) <= static_cast<std::uint64_t>(timed_out.load()));
-  CHECK(s.abandoned > 0);  // some waits ended unserved
+  CHECK(s.abandoned > 0);  // some waits ended unserved (their deadline)
+  // max_wait is 3 s: a wait that lasts anywhere near it was a lost wake-up.
+  INFO("worst call " << worst_ns.load() / 1000 << " us");
+  CHECK(worst_ns.load() < std::chrono::nanoseconds{1s}.count());
   // All `limit` slots free: held at once, then the next is refused.
   std::vector<armor::adaptive_limit_permit> held;
   for (std::uint32_t i = 0; i < limit; ++i) {
@@ -423,4 +438,286 @@ TEST_CASE("adaptive_limit stress with a queue: a moving limit serves waiters, wi
   CHECK(s.windows > 100);
   CHECK(steps == static_cast<long>(s.windows));
   CHECK(changes.out_of_order == 0);
+}
+
+namespace {
+
+// A waiter that only notes its wake-up: the policy-level callers below drop
+// their permit instead of blocking.
+struct silent_waiter : armor::queue_waiter {
+  silent_waiter() : armor::queue_waiter(&on_wake) {}
+  std::atomic<bool> woken{false};
+  static void on_wake(armor::queue_waiter& w) noexcept {
+    static_cast<silent_waiter&>(w).woken.store(true, std::memory_order_relaxed);
+  }
+};
+
+}  // namespace
+
+// The wake-ups themselves: a limit that moves (AIMD, throttled answers) with
+// a different threshold per priority, waits long enough (max_wait 3 s) that
+// none ends unserved unless lost, places dropped on purpose, and standalone
+// try_acquire mixed in. A lost wake-up (at a release, at a window's close, or
+// after a waiter leaves) shows as an abandoned wait beyond the dropped ones
+// or a long stall; a queue bit left set shows at the end, when slots that
+// are free are refused.
+TEST_CASE("adaptive_limit stress with a queue: a moving limit with distinct shares loses no wake-up",
+          "[adaptive_limit][queue]") {
+  constexpr int queue_threads = 6;
+  constexpr int iterations = 2500;
+  constexpr std::uint32_t max_limit = 6;
+  armor::adaptive_limit<armor::aimd_limit> lim{{.initial_limit = 3,
+                                                .min_limit = 1,
+                                                .max_limit = max_limit,
+                                                .window = 100us,
+                                                .min_samples = 1,
+                                                .normal_share = 0.7,
+                                                .sheddable_share = 0.5,
+                                                .count_calls = true,
+                                                .max_queue = 64,  // never full: every thread waits at most once
+                                                .max_wait = 3s,
+                                                .algorithm = {.increase = 1, .backoff_ratio = 0.5}}};
+  const auto p = armor::pipeline{
+      armor::classify{[](int answer) { return answer == 2 ? armor::verdict::throttled() : armor::verdict::success(); }},
+      std::ref(lim)};
+  occupancy occ;
+  std::atomic<long> over{0};
+  std::atomic<long> ran{0};
+  std::atomic<long> dropped{0};  // places dropped unserved
+  std::atomic<long> unserved{0};  // a normal or critical call refused: only a wait that ended at max_wait
+  std::atomic<std::int64_t> worst_ns{0};
+  std::vector<std::thread> pool;
+  for (int id = 0; id < queue_threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937 rng(static_cast<unsigned>(id) + 307);
+      for (int i = 0; i < iterations; ++i) {
+        const unsigned dice = rng() % 16;
+        const auto prio = static_cast<armor::priority>(rng() % 3);
+        if (dice == 15) {  // a place taken and dropped without leave_queue (or a slot, if it entered)
+          armor::context ctx(armor::to_timestamp(std::chrono::steady_clock::now()), {.priority = prio});
+          silent_waiter w;
+          bool queued = false;
+          {
+            auto a = lim.enqueue(ctx, w);
+            queued = a.kind == armor::admission_kind::queued;
+          }  // dropped: out of the queue, or (served meanwhile) its slot passed on
+          // Both under the queue's mutex: the wake-up, if any, came first.
+          if (queued && !w.woken.load(std::memory_order_relaxed)) dropped.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        if (dice == 14) {
+          if (auto d = lim.try_acquire(prio)) std::this_thread::yield();  // dropped unsettled
+          continue;
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = p.try_execute(
+            [&]() -> int {
+              occ.enter();
+              ran.fetch_add(1, std::memory_order_relaxed);
+              if (lim.in_flight() > max_limit) over.fetch_add(1, std::memory_order_relaxed);
+              std::this_thread::yield();
+              occ.leave();
+              return dice < 2 ? 2 : 1;
+            },
+            {.priority = prio});
+        keep_most(worst_ns, (std::chrono::steady_clock::now() - t0).count());
+        if (!r && prio != armor::priority::sheddable) unserved.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  const auto s = lim.stats();
+  INFO("ran " << ran.load() << ", dropped while queued " << dropped.load() << ", abandoned " << s.abandoned
+              << ", windows " << s.windows << ", worst call " << worst_ns.load() / 1000 << " us");
+  CHECK(occ.most.load() <= static_cast<int>(max_limit));
+  CHECK(over.load() == 0);
+  CHECK(ran.load() > 0);
+  CHECK(s.windows > 10);
+  CHECK(dropped.load() > 0);
+  CHECK(unserved.load() == 0);
+  CHECK(s.abandoned == static_cast<std::uint64_t>(dropped.load()));
+  CHECK(worst_ns.load() < std::chrono::nanoseconds{1s}.count());
+  CHECK(lim.in_flight() == 0);
+  CHECK(lim.queued() == 0);
+  // Nothing in flight, nobody waits: each priority's threshold is free to
+  // the lock-free path (a stuck queue bit would refuse it).
+  for (const auto prio : {armor::priority::sheddable, armor::priority::normal, armor::priority::critical}) {
+    std::vector<armor::adaptive_limit_permit> held;
+    for (std::uint32_t i = 0; i < lim.limit(prio); ++i) {
+      auto d = lim.try_acquire(prio);
+      REQUIRE(d);
+      held.push_back(std::move(d).permit());
+    }
+    CHECK_FALSE(lim.try_acquire(prio));
+  }
+}
+
+namespace {
+
+// A caller of the arrival-order test. Its flags: the joiner has put the
+// admission in place (flag_stored), it may run (flag_granted), a worker runs it (flag_taken).
+constexpr int flag_stored = 1;
+constexpr int flag_granted = 2;
+constexpr int flag_taken = 4;
+struct ordered_caller : armor::queue_waiter {
+  ordered_caller() : armor::queue_waiter(&on_wake) {}
+  std::atomic<std::int64_t>* clock = nullptr;
+  std::int64_t grant = -1;  // written once: by the joiner, or by the wake (under the queue's mutex)
+  std::atomic<int> flags{0};
+  std::optional<armor::admission<armor::adaptive_limit_permit>> a;
+  armor::priority prio = armor::priority::normal;
+  static void on_wake(armor::queue_waiter& w) noexcept {
+    auto& c = static_cast<ordered_caller&>(w);
+    c.grant = c.clock->fetch_add(1, std::memory_order_relaxed);
+    c.flags.fetch_or(flag_granted, std::memory_order_release);
+  }
+};
+
+}  // namespace
+
+// Arrival order: one thread joins the queue in a known order (critical and
+// normal mixed) while two threads run what it was granted. Within each
+// priority the grants follow the joins, whether a caller entered at once or
+// was woken later by a release on another thread.
+TEST_CASE("adaptive_limit stress with a queue: grants follow arrival order within each priority",
+          "[adaptive_limit][queue]") {
+  constexpr int callers = 3000;
+  armor::adaptive_limit<armor::aimd_limit> lim{{.initial_limit = 4,
+                                                .min_limit = 4,
+                                                .max_limit = 4,
+                                                .window = 1s,
+                                                .normal_share = 0.5,
+                                                .sheddable_share = 0.5,
+                                                .max_queue = callers,
+                                                .max_wait = 10s}};
+  std::atomic<std::int64_t> next_grant{0};
+  std::vector<ordered_caller> all(callers);
+  std::atomic<int> done{0};
+  std::vector<std::thread> workers;
+  // A lost wake-up would stall the run: the workers give up after 5 s.
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  for (int id = 0; id < 2; ++id) {
+    workers.emplace_back([&, id] {
+      int scan = id;
+      while (done.load(std::memory_order_relaxed) < callers && std::chrono::steady_clock::now() < give_up) {
+        bool found = false;
+        for (int k = 0; k < callers; ++k) {
+          ordered_caller& c = all[static_cast<std::size_t>((scan + k) % callers)];
+          int f = flag_stored | flag_granted;
+          if (!c.flags.compare_exchange_strong(f, f | flag_taken, std::memory_order_acq_rel)) continue;
+          found = true;
+          auto& permit = c.a->permit;
+          if (permit.queued()) (void)permit.leave_queue();
+          std::this_thread::yield();  // hold the slot a moment: others queue meanwhile
+          permit.release();
+          done.fetch_add(1, std::memory_order_relaxed);
+          scan = (scan + k + 1) % callers;
+          break;
+        }
+        if (!found) std::this_thread::yield();
+      }
+    });
+  }
+  int queued_count = 0;
+  int rejected = 0;
+  for (int i = 0; i < callers; ++i) {
+    ordered_caller& c = all[static_cast<std::size_t>(i)];
+    c.clock = &next_grant;
+    c.prio = i % 3 == 0 ? armor::priority::critical : armor::priority::normal;
+    armor::context ctx(armor::to_timestamp(std::chrono::steady_clock::now()), {.priority = c.prio});
+    auto a = lim.enqueue(ctx, c);
+    int add = flag_stored;
+    if (a.kind == armor::admission_kind::rejected) {
+      ++rejected;  // never (the queue holds every caller): no slot, runs nothing
+      add |= flag_granted;
+    } else if (a.kind == armor::admission_kind::admitted) {
+      c.grant = next_grant.fetch_add(1, std::memory_order_relaxed);
+      add |= flag_granted;
+    } else {
+      ++queued_count;
+    }
+    c.a.emplace(std::move(a));
+    c.flags.fetch_or(add, std::memory_order_release);
+  }
+  for (auto& t : workers) t.join();
+  INFO("queued " << queued_count << " of " << callers << ", done " << done.load());
+  CHECK(rejected == 0);
+  CHECK(done.load() == callers);
+  CHECK(queued_count > callers / 10);
+  std::int64_t last[2] = {-1, -1};
+  long out_of_order = 0;
+  for (const ordered_caller& c : all) {
+    const int level = c.prio == armor::priority::critical ? 0 : 1;
+    if (c.grant <= last[level]) ++out_of_order;
+    last[level] = c.grant;
+  }
+  CHECK(out_of_order == 0);
+  for (auto& c : all) c.a.reset();  // after a stall: the places left, dropped
+  CHECK(lim.in_flight() == 0);
+  CHECK(lim.queued() == 0);
+}
+
+// A rise of the limit at a window's close is the only thing that can serve
+// the second waiter here: the slot holders park until two of them are inside
+// at once. Waiters block in the sync driver (steady clock); the release that
+// ends the window hands its slot to the first waiter, and the close that
+// follows raises the limit from 1 to 2 and must wake the second.
+TEST_CASE("adaptive_limit stress with a queue: the room a window's close makes wakes blocked waiters",
+          "[adaptive_limit][queue]") {
+  constexpr int rounds = 20;
+  constexpr int waiters = 4;
+  for (int round = 0; round < rounds; ++round) {
+    armor::adaptive_limit<armor::aimd_limit> lim{{.initial_limit = 1,
+                                                  .min_limit = 1,
+                                                  .max_limit = 8,
+                                                  .window = 100us,
+                                                  .min_samples = 1,
+                                                  .normal_share = 1,
+                                                  .sheddable_share = 1,
+                                                  .max_queue = waiters,
+                                                  .max_wait = 3s,
+                                                  .algorithm = {.increase = 1}}};
+    const auto p = armor::pipeline{std::ref(lim)};
+    auto held = lim.try_acquire();
+    REQUIRE(held);
+    occupancy occ;
+    std::atomic<bool> two_inside{false};
+    std::atomic<bool> stalled{false};
+    std::atomic<int> ran{0};
+    std::vector<std::thread> pool;
+    for (int id = 0; id < waiters; ++id) {
+      pool.emplace_back([&] {
+        auto r = p.try_execute([&]() -> int {
+          occ.enter();
+          ran.fetch_add(1, std::memory_order_relaxed);
+          if (occ.inside.load() >= 2) two_inside.store(true);
+          // Park until a second call is inside; after 1 s, give up: that
+          // call was never woken (leaving serves it, so the run ends).
+          const auto until = std::chrono::steady_clock::now() + 1s;
+          while (!two_inside.load()) {
+            if (std::chrono::steady_clock::now() > until) {
+              stalled.store(true);
+              break;
+            }
+            std::this_thread::yield();
+          }
+          occ.leave();
+          return 1;
+        });
+        (void)r;
+      });
+    }
+    while (lim.queued() < static_cast<std::uint32_t>(waiters)) std::this_thread::yield();
+    std::this_thread::sleep_for(200us);  // the window is over: the next settle closes it
+    lim.record(std::move(held).permit(), armor::verdict::success());
+    for (auto& t : pool) t.join();
+    INFO("round " << round << ", limit " << lim.limit() << ", most inside " << occ.most.load());
+    CHECK_FALSE(stalled.load());
+    CHECK(two_inside.load());
+    CHECK(ran.load() == waiters);
+    CHECK(lim.in_flight() == 0);
+    CHECK(lim.queued() == 0);
+    CHECK(lim.stats().abandoned == 0);
+    if (stalled.load() || !two_inside.load()) break;  // one failed round is enough
+  }
 }

@@ -12,9 +12,16 @@
 // anyone waits, at no extra cost; and a release sees it in the word it
 // loads for its CAS anyway. The bit is set and cleared only under the
 // queue's mutex, and while it is set nobody but a holder of the mutex
-// changes the in-flight count (admissions fail, releases take the mutex):
-// only the window's closer changes the word meanwhile, and only its sample
-// half, so every change under the mutex is still a CAS loop.
+// changes the in-flight count: lock-free admissions fail, releases take the
+// mutex, and a critical caller that may still enter (no critical caller
+// waits, room under its threshold) enters under the mutex (join(), or
+// try_enter_locked() for standalone try_acquire). Only the window's closer
+// changes the word without the mutex meanwhile, and only its sample half,
+// so every change under the mutex is still a CAS loop.
+//
+// A full queue refuses every caller, critical ones too: a critical caller
+// does not push a normal waiter out (it can still enter at once while there
+// is room under the critical threshold).
 //
 // Two lists: critical waiters are served before normal ones (sheddable
 // calls never queue). A waiter of level L is served while in flight is
@@ -28,6 +35,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <limits>
 #include <mutex>
@@ -116,6 +124,10 @@ struct adaptive_limit_core {
   /// Calls in flight now.
   [[nodiscard]] std::uint32_t in_flight() const noexcept {
     return static_cast<std::uint32_t>(pair.first.load(std::memory_order_relaxed) & in_flight_bits);
+  }
+  /// Someone waits in the queue (a hint: the bit may change right after).
+  [[nodiscard]] bool queue_flagged() const noexcept {
+    return (pair.first.load(std::memory_order_relaxed) & queue_flag) != 0;
   }
   /// Calls timed in the current window so far.
   [[nodiscard]] std::uint32_t samples() const noexcept {
@@ -243,7 +255,27 @@ struct adaptive_limit_core {
     tails[level] = &waiter;
     ++waiting[level];
     queued_now.store(waiting[0] + waiting[1], std::memory_order_relaxed);
+    check_flag_locked();
     return join_result::queued;
+  }
+
+  /// Standalone admission while someone waits (the queue bit refused the
+  /// lock-free path): takes a slot if nobody of `level` or above waits and
+  /// in flight is below its threshold, as join() would, without queueing.
+  /// Answers the count after entering, or 0. Only a critical caller can
+  /// pass while someone waits (a normal one has waiters ahead of it).
+  [[nodiscard]] ARMOR_ADAPTIVE_COLD std::uint32_t try_enter_locked(unsigned level) noexcept {
+    const std::lock_guard lock(queue_mutex);
+    const std::uint32_t cap = threshold_of(thresholds.load(std::memory_order_relaxed), level);
+    const std::uint32_t ahead = level == 0 ? waiting[0] : waiting[0] + waiting[1];
+    if (ahead != 0) return 0;
+    std::uint64_t w = pair.first.load(std::memory_order_relaxed);
+    std::uint64_t sum = pair.second.load(std::memory_order_relaxed);
+    for (;;) {
+      const auto n = static_cast<std::uint32_t>(w & in_flight_bits);
+      if (n >= cap) return 0;
+      if (pair.compare_exchange_update(w, sum, w + 1, sum)) return n + 1;
+    }
   }
 
   /// The waiter (of `level`) stops waiting: true if it was granted a slot
@@ -256,6 +288,7 @@ struct adaptive_limit_core {
       unlink(waiter, level);
       serve_locked(0, false, 0);  // clears the bit when the queue is now empty
       abandoned.fetch_add(1, std::memory_order_relaxed);
+      check_flag_locked();
     }
     if (on_abandon != nullptr) on_abandon(hook_owner, level);
     return false;
@@ -282,6 +315,24 @@ struct adaptive_limit_core {
   ARMOR_ADAPTIVE_COLD void release_to_queue(bool timed, std::uint64_t add) noexcept {
     const std::lock_guard lock(queue_mutex);
     serve_locked(1, timed, add);
+  }
+
+  // Debug builds only (assert): the queue's invariant, checked under
+  // queue_mutex after every change to the lists. The queue bit is set exactly
+  // when someone waits (a bit left set refuses the fast path for nothing; a
+  // bit left clear lets releases pass waiters by).
+  void check_flag_locked() const noexcept {
+    assert(((pair.first.load(std::memory_order_relaxed) & queue_flag) != 0) == (waiting[0] + waiting[1] != 0) &&
+           "adaptive_limit queue: the queue bit is out of step with the lists");
+  }
+  // And after serving with thresholds `th` (a newer limit is served by its
+  // closer, which waits for the mutex): no waiter could be served, each
+  // non-empty list's threshold is reached. A waiter left here is a lost wake-up.
+  void check_served_locked([[maybe_unused]] std::uint64_t th) const noexcept {
+    check_flag_locked();
+    [[maybe_unused]] const auto n = static_cast<std::uint32_t>(pair.first.load(std::memory_order_relaxed) & in_flight_bits);
+    assert((waiting[0] == 0 || n >= threshold_of(th, 0)) && "adaptive_limit queue: a critical waiter left unserved");
+    assert((waiting[1] == 0 || n >= threshold_of(th, 1)) && "adaptive_limit queue: a normal waiter left unserved");
   }
 
   void unlink(queue_waiter& waiter, unsigned level) noexcept {
@@ -326,8 +377,11 @@ struct adaptive_limit_core {
         s += add;
       }
       const std::uint64_t next = high | n | (still ? queue_flag : 0);
-      // (A slot passed straight from the releaser to a waiter leaves the word as it was.)
-      if ((next == w && s == sum) || pair.compare_exchange_update(w, sum, next, s)) break;
+      // A slot passed straight from the releaser to a waiter leaves the first
+      // half as it was: no CAS needed then. Only untimed: w and sum come from
+      // two loads, and a timed release decided its room from both, so only
+      // the CAS can confirm they belong together.
+      if ((!timed && next == w) || pair.compare_exchange_update(w, sum, next, s)) break;
     }
     if (grant[0] + grant[1] != 0) {
       note_in_flight(n);
@@ -342,6 +396,7 @@ struct adaptive_limit_core {
       }
     }
     queued_now.store(waiting[0] + waiting[1], std::memory_order_relaxed);
+    check_served_locked(th);
   }
 
  public:
