@@ -254,9 +254,14 @@ TEST_CASE("asio coalescer: a sync caller may join an Asio flight", "[asio][coale
 TEST_CASE("asio coalescer: two threads, many callers, some leaving at once", "[asio][coalesce]") {
   // Run under ThreadSanitizer too: waiters and operations on two threads,
   // results published from the operations' strands, cancellations posted.
-  // The operations of keys 0 to 2 wait for a gate, opened once every
+  // The operations of keys 0 to 2 wait for a gate (one value each),
+  // opened once every caller has started or joined its flight, every
   // impatient caller has left (a result that is already there is taken
-  // even by a caller whose timeout passed, so they must leave first).
+  // even by a caller whose timeout passed, so they must leave first), and
+  // every cancelled operation has seen its cancellation (else a gate's one
+  // value could go to a cancelled operation still waiting on it). Opened
+  // earlier, a caller that a busy machine kept from running until its key's
+  // flight had ended would start a second flight whose gate never opens.
   asio::io_context io(2);
   armor::coalescer<int, int> c({.shards = 2});
   using gate = asio::experimental::concurrent_channel<void(std::error_code, int)>;
@@ -301,7 +306,13 @@ TEST_CASE("asio coalescer: two threads, many callers, some leaving at once", "[a
       io,
       [&]() -> asio::awaitable<void> {
         asio::steady_timer tick(co_await asio::this_coro::executor);
-        while (c.stats().abandoned < static_cast<std::uint64_t>(impatient_count)) {
+        const auto all_settled = [&] {
+          const auto st = c.stats();
+          return st.executions + st.joined == static_cast<std::uint64_t>(callers) &&
+                 st.abandoned == static_cast<std::uint64_t>(impatient_count) &&
+                 static_cast<std::uint64_t>(aborted.load()) == st.cancelled;
+        };
+        while (!all_settled()) {
           tick.expires_after(100us);
           co_await tick.async_wait(asio::use_awaitable);
         }
