@@ -1,9 +1,10 @@
 // armor/detail/redis_io.hpp: the pieces of a Redis call that no user names
 // (deadlines as instants, replies, arguments on the stack, timed locks, the
-// lease word), shared by armor/redis/connection.hpp and the Redis backends.
+// lease), shared by armor/redis/connection.hpp and the Redis backends.
 #pragma once
 
 #include <armor/detail/redis_scripts.hpp>
+#include <armor/detail/wide_cas.hpp>
 
 #include <hiredis/hiredis.h>
 
@@ -165,27 +166,60 @@ class redis_args {
   return tv;
 }
 
-/// The lease word of a Redis backend: generation (24 bits) | units left (40
-/// bits), one CAS per leased grant. A slot is written only under the refill
-/// lock, for a generation not yet published; the fast path's CAS fails unless
-/// the generation it read the slot for is still current (a slot is rewritten
-/// only for generation + 2).
-struct redis_lease_word {
-  static constexpr unsigned units_bits = 40;
-  static constexpr std::uint64_t units_mask = (std::uint64_t{1} << units_bits) - 1;
-  static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << (64 - units_bits)) - 1;
+/// The lease of a Redis backend: a generation and the units left, each 64
+/// bits, changed together by one 16-byte compare-and-swap (wide_cas.hpp).
+/// A slot is written only under the refill lock, for a generation not yet
+/// published; a taker's compare-and-swap fails unless the generation it read
+/// the slot for is still current (a slot is rewritten only for generation +
+/// 2). The generation never wraps, so a taker descheduled across any number
+/// of refills cannot succeed on a slot rewritten meanwhile (with the 24-bit
+/// generation this replaces, 2^24 refills brought the same word back).
+class redis_lease {
+ public:
+  /// One reading: the generation (its low bit names the slot) and the units.
+  struct view {
+    std::uint64_t gen = 0;
+    std::uint64_t units = 0;
+    [[nodiscard]] std::size_t slot() const noexcept { return static_cast<std::size_t>(gen & 1U); }
+  };
 
-  [[nodiscard]] static constexpr std::uint64_t units(std::uint64_t w) noexcept { return w & units_mask; }
-  [[nodiscard]] static constexpr std::size_t slot(std::uint64_t w) noexcept {
-    return static_cast<std::size_t>((w >> units_bits) & 1U);
+  /// Acquire: the slot written before the generation was published is
+  /// visible. The two halves are read one at a time: a torn reading only
+  /// makes the next take() fail and read again.
+  [[nodiscard]] view load() const noexcept {
+    return {pair_.first.load(std::memory_order_acquire), pair_.second.load(std::memory_order_acquire)};
   }
-  /// The generation after the one in `w`.
-  [[nodiscard]] static constexpr std::uint64_t next_gen(std::uint64_t w) noexcept {
-    return ((w >> units_bits) + 1) & gen_mask;
+
+  /// Takes n units if the lease is still exactly `v`; on failure `v` holds
+  /// the lease as the compare-and-swap found it (never torn).
+  bool take(view& v, std::uint64_t n) noexcept {
+    return pair_.compare_exchange_update(v.gen, v.units, v.gen, v.units - n);
   }
-  [[nodiscard]] static constexpr std::uint64_t make(std::uint64_t gen, std::uint64_t units) noexcept {
-    return (gen << units_bits) | units;
+
+  /// Sets the units to zero, keeping the generation; returns what it held.
+  view empty() noexcept {
+    view v = load();
+    while (!pair_.compare_exchange_update(v.gen, v.units, v.gen, 0)) {
+    }
+    return v;
   }
+
+  /// The generation the next publish() uses. Under the refill lock.
+  [[nodiscard]] std::uint64_t next_gen() const noexcept { return pair_.first.load(std::memory_order_relaxed) + 1; }
+
+  /// Publishes a new generation with its units (its slot written before).
+  /// Under the refill lock; takers may still change the units of the old
+  /// generation meanwhile, hence the loop.
+  void publish(std::uint64_t gen, std::uint64_t units) noexcept {
+    view v = load();
+    while (!pair_.compare_exchange_update(v.gen, v.units, gen, units)) {
+    }
+  }
+
+  [[nodiscard]] std::uint64_t units() const noexcept { return pair_.second.load(std::memory_order_relaxed); }
+
+ private:
+  mutable atomic_pair pair_;  // first: generation, second: units left
 };
 
 }  // namespace armor::detail

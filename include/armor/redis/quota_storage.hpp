@@ -240,13 +240,12 @@ class redis_quota_state {
 
   /// Units held by the current lease, not yet served.
   [[nodiscard]] std::int64_t leased() const noexcept {
-    return static_cast<std::int64_t>(lease::units(lease_word_.load(std::memory_order_relaxed)));
+    return static_cast<std::int64_t>(lease_.units());
   }
 
   [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
 
  private:
-  using lease = redis_lease_word;  // generation | units left
   using counter = redis_limit_counter;
 
   // Written only under refill_, for a generation not yet published; read by
@@ -433,34 +432,28 @@ class redis_quota_state {
   bool lease_take(const quota_stamp& at, std::int64_t n, quota_consumption& r) noexcept {
     const auto need = static_cast<std::uint64_t>(n > 0 ? n : 1);
     // Acquire: sees the slot written before the generation was published.
-    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
+    redis_lease::view w = lease_.load();
     for (;;) {
-      const std::uint64_t left = lease::units(w);
+      const std::uint64_t left = w.units;
       if (left < need) return false;
-      const lease_slot& s = slots_[lease::slot(w)];
+      const lease_slot& s = slots_[w.slot()];
       for (std::size_t i = 0; i < count_; ++i) {
         if (s.caller_at[i].load(std::memory_order_acquire) != at[i]) return false;
         r.at[i] = s.redis_at[i].load(std::memory_order_acquire);
         r.used[i] = s.used[i].load(std::memory_order_acquire) - static_cast<std::int64_t>(left) + n;
       }
-      // Acquire-release: the slot loads above cannot move past it, and it
+      // A full barrier: the slot loads above cannot move past it, and it
       // fails if the generation (or the count) moved on meanwhile.
-      if (lease_word_.compare_exchange_weak(w, w - static_cast<std::uint64_t>(n), std::memory_order_acq_rel,
-                                            std::memory_order_acquire)) {
-        return true;
-      }
+      if (lease_.take(w, static_cast<std::uint64_t>(n))) return true;
     }
   }
 
-  // Empties the lease word and gives its units back. Under refill_.
+  // Empties the lease and gives its units back. Under refill_.
   bool drain(redis_deadline until = redis_no_deadline) noexcept {
-    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
-    while (!lease_word_.compare_exchange_weak(w, w & ~lease::units_mask, std::memory_order_acq_rel,
-                                              std::memory_order_acquire)) {
-    }
-    const auto left = static_cast<std::int64_t>(lease::units(w));
+    const redis_lease::view w = lease_.empty();
+    const auto left = static_cast<std::int64_t>(w.units);
     if (left == 0) return true;
-    const lease_slot& s = slots_[lease::slot(w)];
+    const lease_slot& s = slots_[w.slot()];
     quota_stamp at{};
     for (std::size_t i = 0; i < count_; ++i) at[i] = s.redis_at[i].load(std::memory_order_relaxed);
     count(counter::returned, static_cast<std::uint64_t>(left));
@@ -481,7 +474,7 @@ class redis_quota_state {
     std::int64_t granted = 0;
     r = remote_consume(at, n, options_.lease, true, &granted, until);
     if (r.status != quota_storage_status::consumed) return r;
-    const std::uint64_t gen = lease::next_gen(lease_word_.load(std::memory_order_relaxed));
+    const std::uint64_t gen = lease_.next_gen();
     lease_slot& s = slots_[gen & 1U];
     for (std::size_t i = 0; i < count_; ++i) {
       s.caller_at[i].store(at[i], std::memory_order_release);
@@ -493,7 +486,7 @@ class redis_quota_state {
     count(counter::leases);
     count(counter::leased, static_cast<std::uint64_t>(granted));
     // Release: publishes the slot with the new generation.
-    lease_word_.store(lease::make(gen, static_cast<std::uint64_t>(left)), std::memory_order_release);
+    lease_.publish(gen, static_cast<std::uint64_t>(left));
     return r;
   }
 
@@ -502,7 +495,7 @@ class redis_quota_state {
   std::array<redis_window, quota_max_windows> windows_{};
   std::size_t count_ = 0;
   memory_quota_storage local_;
-  alignas(cache_line) std::atomic<std::uint64_t> lease_word_{0};
+  alignas(cache_line) redis_lease lease_;
   std::array<lease_slot, 2> slots_{};
   std::mutex refill_;
   mutable redis_limit_counters counters_;

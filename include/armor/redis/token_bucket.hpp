@@ -235,7 +235,7 @@ class redis_bucket_state {
   }
 
   [[nodiscard]] std::int64_t leased() const noexcept {
-    return static_cast<std::int64_t>(lease::units(lease_word_.load(std::memory_order_relaxed)));
+    return static_cast<std::int64_t>(lease_.units());
   }
 
   [[nodiscard]] bucket_config seen() const noexcept {
@@ -258,7 +258,6 @@ class redis_bucket_state {
 
  private:
   static constexpr std::size_t stack_key = 256;
-  using lease = redis_lease_word;  // generation | tokens left
   using counter = redis_limit_counter;
 
   // Written only under refill_, for a generation not yet published; the
@@ -387,18 +386,18 @@ class redis_bucket_state {
   std::optional<token_bucket_decision<>> lease_take(std::int64_t n, std::int64_t now) noexcept {
     const auto need = static_cast<std::uint64_t>(n);
     // Acquire: sees the slot written before the generation was published.
-    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
+    redis_lease::view w = lease_.load();
     for (;;) {
-      const std::uint64_t left = lease::units(w);
+      const std::uint64_t left = w.units;
       if (left < need) return std::nullopt;
-      const lease_slot& s = slots_[lease::slot(w)];
+      const lease_slot& s = slots_[w.slot()];
       if (now >= s.expires.load(std::memory_order_acquire)) return std::nullopt;
       const bucket_config c{s.c.load(std::memory_order_acquire), s.p.load(std::memory_order_acquire),
                             s.b.load(std::memory_order_acquire)};
       const std::int64_t debt = s.debt.load(std::memory_order_acquire);
-      // Acquire-release: the slot loads above cannot move past it, and it
+      // A full barrier: the slot loads above cannot move past it, and it
       // fails if the generation (or the count) moved on meanwhile.
-      if (lease_word_.compare_exchange_weak(w, w - need, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      if (lease_.take(w, need)) {
         // The numbers of the lease's grant, counting its unused tokens as there.
         const std::int64_t unused = static_cast<std::int64_t>(left - need);
         return redis_bucket_maker::decision(token_bucket_status::granted, c, n, debt - unused * c.period, 0);
@@ -406,15 +405,12 @@ class redis_bucket_state {
     }
   }
 
-  // Empties the lease word and gives its tokens back. Under refill_.
+  // Empties the lease and gives its tokens back. Under refill_.
   bool drain(redis_deadline until = redis_no_deadline) noexcept {
-    std::uint64_t w = lease_word_.load(std::memory_order_acquire);
-    while (!lease_word_.compare_exchange_weak(w, w & ~lease::units_mask, std::memory_order_acq_rel,
-                                              std::memory_order_acquire)) {
-    }
-    const auto left = static_cast<std::int64_t>(lease::units(w));
+    const redis_lease::view w = lease_.empty();
+    const auto left = static_cast<std::int64_t>(w.units);
     if (left == 0) return true;
-    const lease_slot& s = slots_[lease::slot(w)];
+    const lease_slot& s = slots_[w.slot()];
     redis_args args;
     args.add(s.q.load(std::memory_order_relaxed));
     args.add(s.t.load(std::memory_order_relaxed));
@@ -446,7 +442,7 @@ class redis_bucket_state {
     const token_bucket_decision<> d = redis_bucket_maker::decision(status_of(r.status), r.config, n, r.debt, r.late);
     if (r.status != 0) return d;
     const std::int64_t left = r.granted - n;
-    const std::uint64_t gen = lease::next_gen(lease_word_.load(std::memory_order_relaxed));
+    const std::uint64_t gen = lease_.next_gen();
     lease_slot& s = slots_[gen & 1U];
     // Served only until the bucket would have refilled what was granted
     // (measured from before the request: never later than Redis's grant).
@@ -461,7 +457,7 @@ class redis_bucket_state {
     count(counter::leases);
     count(counter::leased, static_cast<std::uint64_t>(r.granted));
     // Release: publishes the slot with the new generation.
-    lease_word_.store(lease::make(gen, static_cast<std::uint64_t>(left)), std::memory_order_release);
+    lease_.publish(gen, static_cast<std::uint64_t>(left));
     return redis_bucket_maker::decision(token_bucket_status::granted, r.config, n, r.debt - left * r.config.period, 0);
   }
 
@@ -472,7 +468,7 @@ class redis_bucket_state {
   std::string config_key_;
   std::atomic<std::int64_t> seen_c_{1}, seen_p_{1}, seen_b_{1};
   std::unique_ptr<keyed<token_bucket<Clock>>> local_;
-  alignas(cache_line) std::atomic<std::uint64_t> lease_word_{0};
+  alignas(cache_line) redis_lease lease_;
   std::array<lease_slot, 2> slots_{};
   std::mutex refill_;
   redis_limit_counters counters_;
