@@ -8,6 +8,7 @@
 // tests/<that>/test_header_examples.cpp.
 #include <armor/armor.hpp>
 #include <armor/resource_sampler.hpp>
+#include <armor/storage/backend_url.hpp>
 #include <armor/storage/quota_storage.hpp>
 #include <armor/version.hpp>
 
@@ -724,6 +725,15 @@ void example() {
 }  // namespace load_shedder_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/storage/backend_url.hpp>
+namespace backend_url_ex {
+bool example() {
+  const armor::backend_url u = armor::parse_backend_url("redis://127.0.0.1:6380?prefix=app");
+  const bool as_written = u.scheme == armor::backend_scheme::redis && u.hosts[0].port == 6380 &&
+                          u.param("prefix") == "app";
+  return as_written;
+}
+}  // namespace backend_url_ex
 // header example: <armor/drain.hpp>
 namespace drain_ex {
 struct request {};
@@ -910,3 +920,5 @@ TEST_CASE("header examples: load_shedder.hpp, drain.hpp") {
   CHECK(header_examples::drain_ex::example());
   CHECK(header_examples::drain_ex::handled == 1);
 }
+
+TEST_CASE("header examples: storage/backend_url.hpp") { CHECK(header_examples::backend_url_ex::example()); }

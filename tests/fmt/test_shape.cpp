@@ -4,6 +4,7 @@
 // fails when a public enumeration or stats type is missing from these lists.
 #include <armor/armor.hpp>
 #include <armor/resource_sampler.hpp>
+#include <armor/storage/backend_url.hpp>
 
 #include "fmt/promtool.hpp"
 #include "fmt/shape_checks.hpp"
@@ -42,6 +43,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::load_shedder_event_kind>("load_shedder_event_kind");
   armor_test::check_enum<armor::drain_event_kind>("drain_event_kind");
   armor_test::check_enum<armor::shadow_outcome>("shadow_outcome");
+  armor_test::check_enum<armor::backend_scheme>("backend_scheme");
 }
 
 namespace {

@@ -591,3 +591,69 @@ TEST_CASE("redis killed mid-run: leases under fail_closed; recovery takes a new 
   CHECK(armor_test::eventually([&] { return t.try_consume(1).allowed(); }));
   CHECK(t.storage().leased() == 4);
 }
+
+// ---------------------------------------------------------------- from a URL
+
+TEST_CASE("redis quota config from a backend URL: every parameter, and a tracker that counts through it") {
+  const armor::redis_quota_config c = armor::redis_quota_config_from_url(
+      "redis://:pw@10.0.0.5:6380/0?prefix=app&connect_timeout=1s&command_timeout=50ms&connections=4"
+      "&tracker=openai&on_failure=fallback_local&local_share=0.25&lease=10&time=caller");
+  CHECK(c.connection.host == "10.0.0.5");
+  CHECK(c.connection.port == 6380);
+  CHECK(c.connection.password == "pw");
+  CHECK(c.connection.prefix == "app");
+  CHECK(c.connection.connect_timeout == 1s);
+  CHECK(c.connection.command_timeout == 50ms);
+  CHECK(c.connection.connections == 4);
+  CHECK(c.storage.tracker == "openai");
+  CHECK(c.storage.on_failure == armor::redis_failure_mode::fallback_local);
+  CHECK(c.storage.local_share == 0.25);
+  CHECK(c.storage.lease == 10);
+  CHECK(c.storage.time == armor::redis_time_source::caller);
+  const armor::redis_quota_config d = armor::redis_quota_config_from_url("redis://cache");
+  CHECK(d.connection.port == 6379);
+  CHECK(d.connection.prefix == "armor");
+  CHECK(d.storage.on_failure == armor::redis_failure_mode::fail_closed);
+
+  // A real tracker on the test's server, configured by nothing but a URL.
+  auto& server = armor_test::shared_redis();
+  const armor::redis_quota_config u = armor::redis_quota_config_from_url(
+      "redis://127.0.0.1:" + std::to_string(server.port()) + "?prefix=armor-test&time=caller&tracker=" +
+      unique_name("url"));
+  const armor::redis_connection conn{u.connection};
+  const auto clock = clock_at(noon);
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(3)}};
+  redis_tracker a{options, clock, armor::redis_quota_storage{conn, u.storage}};
+  redis_tracker b{options, clock, armor::redis_quota_storage{conn, u.storage}};
+  CHECK(a.try_consume(2));
+  CHECK(b.try_consume(1));
+  CHECK_FALSE(a.try_consume(1));  // the two share the count in Redis
+}
+
+TEST_CASE("redis quota config from a backend URL: what it cannot do is refused by name") {
+  const auto message = [](const std::string& url) -> std::string {
+    try {
+      (void)armor::redis_quota_config_from_url(url);
+    } catch (const armor::error& e) {
+      CHECK(e.code() == armor::errc::invalid_argument);
+      return e.what();
+    }
+    return "(nothing thrown)";
+  };
+  const auto has = [](const std::string& m, std::string_view part) { return m.find(part) != std::string::npos; };
+  CHECK(has(message("redis://h?on_failure=ignore"), "on_failure=\"ignore\""));
+  CHECK(has(message("redis://h?connections=0"), "connections=\"0\": an integer in [1, 64]"));
+  CHECK(has(message("redis://h?command_timeout=5"), "command_timeout=\"5\": a duration with a unit"));
+  CHECK(has(message("redis://h?lease=-1"), "lease=\"-1\""));
+  CHECK(has(message("redis://h?time=local"), "time=\"local\": server or caller"));
+  CHECK(has(message("redis://h?local_share=half"), "local_share=\"half\": a number"));
+  CHECK(has(message("redis://h?db=2"), "unknown query parameter \"db\""));
+  CHECK(has(message("redis://h/3"), "database 3: armor's Redis backends use database 0"));
+  CHECK(has(message("redis://alice:pw@h"), "user \"alice\": only a password is sent"));
+  CHECK(has(message("redis+sentinel://s1/mymaster"), "redis_sentinel is not supported yet"));
+  CHECK(has(message("redis+cluster://n1,n2"), "redis_cluster is not supported yet"));
+  CHECK(has(message("sqlite:q.db"), "names a sqlite backend, not redis:"));
+  CHECK(has(message("redis://h:99999"), "port \"99999\""));
+  // Accepted: database 0 written out, and the ACL's default user.
+  CHECK(message("redis://default:pw@h/0") == "(nothing thrown)");
+}

@@ -666,3 +666,49 @@ TEST_CASE("sqlite_mode has a to_string naming its enumerator") {
   CHECK(armor::to_string(armor::sqlite_mode::batched) == "batched");
   CHECK(armor::to_string(static_cast<armor::sqlite_mode>(7)) == "unknown");
 }
+
+// ---------------------------------------------------------------- from a URL
+
+TEST_CASE("sqlite quota options from a backend URL: every parameter, and a tracker that persists through it") {
+  temp_db db;
+  const std::string url = "sqlite://" + db.path + "?tracker=from-url&mode=batched&flush_every=250ms" +
+                          "&busy_timeout=2s&create=true";
+  const armor::sqlite_quota_options o = armor::sqlite_quota_options_from_url(url);
+  CHECK(o.path == db.path);
+  CHECK(o.tracker == "from-url");
+  CHECK(o.mode == armor::sqlite_mode::batched);
+  CHECK(o.flush_every == 250ms);
+  CHECK(o.busy_timeout == 2s);
+  CHECK(o.create_if_missing);
+  // Defaults where the URL says nothing.
+  const armor::sqlite_quota_options d = armor::sqlite_quota_options_from_url("sqlite:quota.db");
+  CHECK(d.path == "quota.db");
+  CHECK(d.tracker == "default");
+  CHECK(d.mode == armor::sqlite_mode::durable);
+  CHECK_FALSE(d.create_if_missing);
+
+  const auto clock = clock_at(noon);
+  const armor::quota_tracker_options options{.windows = {quota_window::per_day(5)}};
+  const std::string durable = "sqlite://" + db.path + "?tracker=t&create=true";
+  {
+    sql_tracker t{options, clock, armor::sqlite_quota_storage{armor::sqlite_quota_options_from_url(durable)}};
+    CHECK(t.try_consume(4));
+  }
+  sql_tracker t{options, clock, armor::sqlite_quota_storage{armor::sqlite_quota_options_from_url(durable)}};
+  CHECK(t.usage(0).used == 4);
+  CHECK_FALSE(t.try_consume(2));
+}
+
+TEST_CASE("sqlite quota options from a backend URL: bad parameters are refused by name") {
+  const auto message = [](const std::string& url) {
+    return error_of([&] { (void)armor::sqlite_quota_options_from_url(url); }).second;
+  };
+  CHECK_THAT(message("sqlite:q.db?mode=fast"), Catch::Contains("mode=\"fast\": durable or batched"));
+  CHECK_THAT(message("sqlite:q.db?flush_every=100"), Catch::Contains("flush_every=\"100\": a duration with a unit"));
+  CHECK_THAT(message("sqlite:q.db?busy_timeout=-1s"), Catch::Contains("busy_timeout"));
+  CHECK_THAT(message("sqlite:q.db?create=maybe"), Catch::Contains("create=\"maybe\": true or false"));
+  CHECK_THAT(message("sqlite:q.db?trackr=x"),
+             Catch::Contains("unknown query parameter \"trackr\"") && Catch::Contains("known: tracker, mode"));
+  CHECK_THAT(message("redis://h"), Catch::Contains("names a redis backend, not sqlite:"));
+  CHECK_THAT(message("sqlite:"), Catch::Contains("path is missing"));
+}

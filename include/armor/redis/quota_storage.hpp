@@ -28,6 +28,7 @@
 #include <armor/error.hpp>
 #include <armor/redis/connection.hpp>
 #include <armor/stats.hpp>
+#include <armor/storage/backend_url.hpp>
 #include <armor/storage/memory.hpp>
 #include <armor/storage/quota_storage.hpp>
 
@@ -70,6 +71,77 @@ struct redis_quota_storage_options {
   /// (rolling: each bucket), which the scripts' arithmetic needs.
   redis_time_source time = redis_time_source::server;
 };
+
+/// How to reach Redis and what the quota storage does there: what a
+/// `redis:` backend URL names (armor::redis_quota_config_from_url).
+struct redis_quota_config {
+  redis_options connection{};
+  redis_quota_storage_options storage{};
+};
+
+/// The options a `redis:` backend URL names (armor/storage/backend_url.hpp,
+/// docs/backend_urls.md), for a server read from configuration:
+/// `redis://:secret@10.0.0.5:6379?tracker=openai&on_failure=fail_open&command_timeout=50ms`.
+/// Parameters: prefix, connect_timeout, command_timeout, connections,
+/// tracker, on_failure (fail_closed, fail_open, fallback_local),
+/// local_share, lease, time (server, caller). Throws
+/// armor::error(errc::invalid_argument) for another scheme, a database
+/// other than 0, a parameter it does not know or a bad value. Sentinel and
+/// Cluster URLs parse, but armor's Redis backends do not reach them yet:
+/// refused here with a message saying so.
+[[nodiscard]] inline redis_quota_config redis_quota_config_from_url(std::string_view url) {
+  constexpr std::string_view who = "armor::redis_quota_config_from_url";
+  const backend_url u = parse_backend_url(url);
+  const auto fail = [&](const std::string& what) {
+    detail::invalid_config(std::string(who) + ": \"" + std::string(url) + "\": " + what);
+  };
+  if (u.scheme == backend_scheme::redis_sentinel || u.scheme == backend_scheme::redis_cluster) {
+    fail("armor's Redis backends reach one server; " + std::string(to_string(u.scheme)) + " is not supported yet");
+  }
+  if (u.scheme != backend_scheme::redis) {
+    fail("names a " + std::string(to_string(u.scheme)) + " backend, not redis:");
+  }
+  if (!u.user.empty() && u.user != "default") {
+    fail("user \"" + u.user + "\": only a password is sent (AUTH password); write redis://:password@host");
+  }
+  if (!u.path.empty() && u.path.find_first_not_of('0') != std::string::npos) {
+    fail("database " + u.path + ": armor's Redis backends use database 0 (keep applications apart with prefix=)");
+  }
+  redis_quota_config c;
+  c.connection.host = u.hosts.front().host;
+  c.connection.port = u.hosts.front().port;
+  c.connection.password = u.password;
+  detail::backend_url_reader r(u, who);
+  if (const auto v = r.text("prefix")) c.connection.prefix = std::string(*v);
+  if (const auto v = r.millis("connect_timeout")) c.connection.connect_timeout = *v;
+  if (const auto v = r.millis("command_timeout")) c.connection.command_timeout = *v;
+  if (const auto v = r.integer("connections", 1, 64)) c.connection.connections = static_cast<std::size_t>(*v);
+  if (const auto v = r.text("tracker")) c.storage.tracker = std::string(*v);
+  if (const auto v = r.text("on_failure")) {
+    if (*v == "fail_closed") {
+      c.storage.on_failure = redis_failure_mode::fail_closed;
+    } else if (*v == "fail_open") {
+      c.storage.on_failure = redis_failure_mode::fail_open;
+    } else if (*v == "fallback_local") {
+      c.storage.on_failure = redis_failure_mode::fallback_local;
+    } else {
+      r.fail("on_failure", *v, "fail_closed, fail_open or fallback_local");
+    }
+  }
+  if (const auto v = r.number("local_share")) c.storage.local_share = *v;
+  if (const auto v = r.integer("lease", 0, std::numeric_limits<std::int64_t>::max())) c.storage.lease = *v;
+  if (const auto v = r.text("time")) {
+    if (*v == "server") {
+      c.storage.time = redis_time_source::server;
+    } else if (*v == "caller") {
+      c.storage.time = redis_time_source::caller;
+    } else {
+      r.fail("time", *v, "server or caller");
+    }
+  }
+  r.finish();
+  return c;
+}
 
 /// Counters of a redis_quota_storage, since it was made; each read with a
 /// relaxed load (consistent one by one, not as a whole).

@@ -23,6 +23,7 @@
 // cause when the database cannot be used.
 #pragma once
 
+#include <armor/storage/backend_url.hpp>
 #include <armor/storage/quota_storage.hpp>
 #include <armor/detail/quota_word.hpp>
 #include <armor/error.hpp>
@@ -82,6 +83,39 @@ struct sqlite_quota_options {
   /// Off by default: a missing file is an error, not a silent reset to zero.
   bool create_if_missing = false;
 };
+
+/// The options a `sqlite:` backend URL names (armor/storage/backend_url.hpp,
+/// docs/backend_urls.md), for a path read from configuration:
+/// `sqlite:///var/lib/app/quota.db?tracker=openai&mode=batched&create=true`
+/// (also `flush_every=100ms`, `busy_timeout=5s`). Throws
+/// armor::error(errc::invalid_argument) for another scheme, a parameter it
+/// does not know or a bad value; the storage checks the options it is given.
+[[nodiscard]] inline sqlite_quota_options sqlite_quota_options_from_url(std::string_view url) {
+  constexpr std::string_view who = "armor::sqlite_quota_options_from_url";
+  const backend_url u = parse_backend_url(url);
+  if (u.scheme != backend_scheme::sqlite) {
+    detail::invalid_config(std::string(who) + ": \"" + std::string(url) + "\" names a " +
+                           std::string(to_string(u.scheme)) + " backend, not sqlite:");
+  }
+  sqlite_quota_options o;
+  o.path = u.path;
+  detail::backend_url_reader r(u, who);
+  if (const auto v = r.text("tracker")) o.tracker = std::string(*v);
+  if (const auto v = r.text("mode")) {
+    if (*v == "durable") {
+      o.mode = sqlite_mode::durable;
+    } else if (*v == "batched") {
+      o.mode = sqlite_mode::batched;
+    } else {
+      r.fail("mode", *v, "durable or batched");
+    }
+  }
+  if (const auto v = r.millis("flush_every")) o.flush_every = *v;
+  if (const auto v = r.millis("busy_timeout")) o.busy_timeout = *v;
+  if (const auto v = r.boolean("create")) o.create_if_missing = *v;
+  r.finish();
+  return o;
+}
 
 namespace detail {
 
