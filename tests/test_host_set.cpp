@@ -541,3 +541,22 @@ TEST_CASE("host_set: a dropped permit ends its call without a verdict", "[host_s
   CHECK(hosts.stats().pending == 0);
   CHECK(hosts.stats().ejected == 0);
 }
+
+TEST_CASE("host_set: a retry's pick avoids the host that just failed while another is eligible", "[host_set]") {
+  armor::manual_clock clock;
+  for (const auto balancer :
+       {armor::host_balancer::peak_ewma, armor::host_balancer::round_robin, armor::host_balancer::least_pending}) {
+    INFO(armor::to_string(balancer));
+    armor::host_set hosts{no_outliers(balancer), clock, armor::seeded_rng{11}};
+    hosts.update({{"a"}, {"b"}});
+    for (int i = 0; i < 20; ++i) {
+      auto first = hosts.pick().permit();
+      const std::string failed{first.id()};
+      hosts.record(std::move(first), armor::host_outcome::failure);
+      auto retry = hosts.pick(armor::to_timestamp(clock.now()), failed).permit();
+      CHECK(retry.id() != failed);
+    }
+    hosts.update({{"a"}});  // the only host: picked even when avoided
+    CHECK(hosts.pick(armor::to_timestamp(clock.now()), "a").permit().id() == "a");
+  }
+}

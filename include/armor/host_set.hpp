@@ -360,6 +360,7 @@ inline void host_set_percent(std::uint32_t v, const char* name) {
 }  // namespace detail
 
 /// A set of hosts (see the top of this header and docs/host_sets.md).
+/// A moved-from host set may only be destroyed.
 ///
 /// `Clock` is read by the calls without a time (pick(), record(p, o),
 /// update(), stats(), hosts()). `Rng` (armor::random_source: thread_rng by
@@ -469,7 +470,11 @@ class host_set {
   }
 
   /// pick() at the given time (on the host set's clock).
-  [[nodiscard]] decision<host_set_permit> pick(timestamp now) noexcept(quiet) {
+  [[nodiscard]] decision<host_set_permit> pick(timestamp now) noexcept(quiet) { return pick(now, {}); }
+
+  /// pick() for a retry: the host named `avoid` (the one that just failed)
+  /// is not picked while another host is eligible.
+  [[nodiscard]] decision<host_set_permit> pick(timestamp now, std::string_view avoid) noexcept(quiet) {
     detail::host_set_core& c = *core_;
     const detail::host_set_core::guard g(c);
     const detail::host_list& list = *c.current.load(std::memory_order_acquire);
@@ -483,7 +488,10 @@ class host_set {
     std::uint64_t healthy = 0;
     std::uint64_t healthy_weight = 0;
     std::uint64_t total_weight = 0;
-    for (const detail::host_entry& e : list.hosts) {
+    std::size_t avoided = n;
+    for (std::size_t i = 0; i < n; ++i) {
+      const detail::host_entry& e = list.hosts[i];
+      if (ARMOR_UNLIKELY(!avoid.empty()) && e.state->id == avoid) avoided = i;
       total_weight += e.weight;
       if (!e.state->ejected.load(std::memory_order_relaxed)) {
         ++healthy;
@@ -491,7 +499,12 @@ class host_set {
       }
     }
     const bool panic = healthy == 0 || healthy * 100 < std::uint64_t{options_.min_health_percent} * n;
-    const eligibility el{panic, panic ? total_weight : healthy_weight, panic ? n : healthy};
+    eligibility el{panic, panic ? total_weight : healthy_weight, panic ? n : healthy, n};
+    if (avoided < n && el.count > 1 && eligible(list, avoided, el)) {
+      el.weight -= list.hosts[avoided].weight;
+      el.count -= 1;
+      el.avoid = avoided;
+    }
     detail::host_state& chosen = options_.balancer == host_balancer::peak_ewma     ? choose_p2c(list, el, t)
                                  : options_.balancer == host_balancer::round_robin ? choose_round_robin(list, el)
                                                                                    : choose_least_pending(list, el);
@@ -592,14 +605,15 @@ class host_set {
     bool all = false;            // panic: ejected hosts are eligible too
     std::uint64_t weight = 0;    // their total weight
     std::uint64_t count = 0;     // how many
+    std::size_t avoid = 0;       // a host left out (a retry's last host), or the list's size
   };
 
   [[nodiscard]] timestamp now() const noexcept(noexcept(std::declval<const Clock&>().now())) {
     return to_timestamp(clock_.now());
   }
 
-  [[nodiscard]] static bool eligible(const detail::host_entry& e, const eligibility& el) noexcept {
-    return el.all || !e.state->ejected.load(std::memory_order_relaxed);
+  [[nodiscard]] static bool eligible(const detail::host_list& list, std::size_t i, const eligibility& el) noexcept {
+    return i != el.avoid && (el.all || !list.hosts[i].state->ejected.load(std::memory_order_relaxed));
   }
 
   // A draw in [0, bound), bound > 0: the top bits of a random word scaled.
@@ -622,7 +636,7 @@ class host_set {
     std::size_t last = 0;
     for (std::size_t i = 0; i < list.hosts.size(); ++i) {
       const detail::host_entry& e = list.hosts[i];
-      if (i == skip || !eligible(e, el)) continue;
+      if (i == skip || !eligible(list, i, el)) continue;
       last = i;
       if (target < e.weight) return i;
       target -= e.weight;
@@ -665,8 +679,9 @@ class host_set {
     const detail::host_entry* best = &list.hosts[start];
     std::int64_t best_pending = -1;
     for (std::size_t k = 0; k < n; ++k) {
-      const detail::host_entry& e = list.hosts[(start + k) % n];
-      if (!eligible(e, el)) continue;
+      const std::size_t i = (start + k) % n;
+      if (!eligible(list, i, el)) continue;
+      const detail::host_entry& e = list.hosts[i];
       // pending / weight, compared cross-multiplied; idle hosts tie (and
       // take turns), so weights act once calls overlap.
       const std::int64_t p = e.state->pending.load(std::memory_order_relaxed);
