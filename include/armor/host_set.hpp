@@ -367,7 +367,8 @@ inline void host_set_percent(std::uint32_t v, const char* name) {
 /// default, a scripted source in tests) draws the two choices of
 /// peak_ewma, the enforcement chances strictly between 0 and 100 % and the
 /// ejection jitter; it is called from every thread that picks or records.
-/// `Listener` (armor::listener_for host_set_event) hears ejections and returns.
+/// `Listener` (armor::listener_for host_set_event) hears ejections and
+/// returns; it runs inside a read section and must not call update().
 ///
 /// Construction throws armor::error(errc::invalid_argument) naming a bad
 /// option. pick() and record() may be called concurrently from any thread,
