@@ -19,7 +19,7 @@ TEST_CASE("errc values are std::error_codes of the armor category") {
 }
 
 TEST_CASE("every errc has its own message") {
-  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::draining);
+  for (int v = static_cast<int>(armor::errc::circuit_open); v <= static_cast<int>(armor::errc::no_host);
        ++v) {
     const std::error_code ec{v, armor::error_category()};
     CHECK(ec.message() != "unknown armor error");
@@ -78,6 +78,13 @@ TEST_CASE("overloaded and draining are their own codes, named and explained") {
   // Appended after the older codes, whose values did not move.
   CHECK(static_cast<int>(armor::errc::overloaded) == 15);
   CHECK(static_cast<int>(armor::errc::draining) == 16);
+}
+
+TEST_CASE("no_host is its own code, named and explained") {
+  const std::error_code none = armor::errc::no_host;
+  CHECK(armor::to_string(armor::errc::no_host) == "no_host");
+  CHECK(none.message() == "no host: the host set lists no host");
+  CHECK(static_cast<int>(armor::errc::no_host) == 17);
 }
 
 TEST_CASE("armor::error is a system_error that carries retry_after") {

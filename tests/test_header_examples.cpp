@@ -771,6 +771,26 @@ std::uint64_t example(const std::string& client_ip) {
   return r.ok() ? trial.stats().would_refuse() - over : 0;
 }
 }  // namespace shadow_ex
+// header example: <armor/host_set.hpp>
+namespace host_set_ex {
+std::vector<std::string> called;
+bool call_upstream(std::string_view host) {
+  called.emplace_back(host);
+  return host != "10.0.0.2:443";
+}
+
+armor::host_set_stats example() {
+  using namespace std::chrono_literals;
+  armor::host_set<> hosts{{.outlier = {.consecutive_failures = 3}}};
+  hosts.update({{"10.0.0.1:443"}, {"10.0.0.2:443"}, {"10.0.0.3:443", 2}});
+  if (auto d = hosts.pick()) {
+    auto permit = std::move(d).permit();
+    const bool ok = call_upstream(permit.id());
+    hosts.record(std::move(permit), ok ? armor::host_outcome::success : armor::host_outcome::failure);
+  }
+  return hosts.stats();
+}
+}  // namespace host_set_ex
 
 }  // namespace header_examples
 
@@ -922,3 +942,11 @@ TEST_CASE("header examples: load_shedder.hpp, drain.hpp") {
 }
 
 TEST_CASE("header examples: storage/backend_url.hpp") { CHECK(header_examples::backend_url_ex::example()); }
+
+TEST_CASE("header example: host_set.hpp") {
+  const armor::host_set_stats s = hx::host_set_ex::example();
+  CHECK(s.hosts == 3);
+  CHECK(s.picks == 1);
+  CHECK(s.pending == 0);
+  CHECK(hx::host_set_ex::called.size() == 1);
+}

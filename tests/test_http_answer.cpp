@@ -37,7 +37,7 @@ TEST_CASE("every armor code maps to a status; waits are kept for 429 and 503 onl
       {armor::errc::bulkhead_full, 503, true},         {armor::errc::storage_unavailable, 503, true},
       {armor::errc::concurrency_limited, 503, true},
       {armor::errc::client_throttled, 503, true},
-      {armor::errc::overloaded, 503, true},            {armor::errc::draining, 503, true},
+      {armor::errc::overloaded, 503, true},            {armor::errc::draining, 503, true}, {armor::errc::no_host, 503, true},
       {armor::errc::cancelled, 503, true},             {armor::errc::deadline_exceeded, 504, false},
       {armor::errc::wait_exceeds_deadline, 504, false}, {armor::errc::operation_failed, 500, false},
       {armor::errc::retries_exhausted, 500, false},    {armor::errc::invalid_argument, 500, false},

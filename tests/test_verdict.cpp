@@ -92,6 +92,10 @@ TEST_CASE("armor::error from a nested pipeline keeps its meaning") {
   v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::draining)));
   CHECK(v.kind == armor::outcome::rejected);
   CHECK_FALSE(v.retryable);
+  // A host set with no host listed: nothing was called; a retry finds none either.
+  v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::no_host)));
+  CHECK(v.kind == armor::outcome::rejected);
+  CHECK_FALSE(v.retryable);
   v = judge_throw(std::make_exception_ptr(armor::error(armor::errc::cancelled)));
   CHECK(v.kind == armor::outcome::cancelled);
   CHECK_FALSE(v.retryable);

@@ -53,6 +53,9 @@ enum class errc {
   /// no new call is admitted while the calls in flight finish. Not worth a
   /// retry against this instance; another instance may take it.
   draining,
+  /// Refused by a host set with no host listed (armor::host_set): there is
+  /// nowhere to send the call until the list is updated.
+  no_host,
 };
 
 /// Marks the types of namespace armor as armor's own, for the generic
@@ -84,6 +87,7 @@ constexpr bool armor_fmt_owned(const T*) noexcept {
     case errc::client_throttled: return "client_throttled";
     case errc::overloaded: return "overloaded";
     case errc::draining: return "draining";
+    case errc::no_host: return "no_host";
   }
   return "unknown";
 }
@@ -121,6 +125,7 @@ class error_category_impl final : public std::error_category {
       case errc::client_throttled: return "refused locally: the upstream has been refusing this client";
       case errc::overloaded: return "overloaded: the service is shedding load";
       case errc::draining: return "draining: the service is shutting down";
+      case errc::no_host: return "no host: the host set lists no host";
     }
     return "unknown armor error";
   }

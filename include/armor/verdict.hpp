@@ -223,6 +223,7 @@ struct default_classifier {
         case errc::overloaded:
           return {outcome::rejected, true, retry_after, code};
         case errc::draining:
+        case errc::no_host:
           return {outcome::rejected, false, retry_after, code};
         case errc::deadline_exceeded:
           return {outcome::timeout, true, retry_after, code};

@@ -44,6 +44,10 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::drain_event_kind>("drain_event_kind");
   armor_test::check_enum<armor::shadow_outcome>("shadow_outcome");
   armor_test::check_enum<armor::backend_scheme>("backend_scheme");
+  armor_test::check_enum<armor::host_balancer>("host_balancer");
+  armor_test::check_enum<armor::host_outcome>("host_outcome");
+  armor_test::check_enum<armor::ejection_reason>("ejection_reason");
+  armor_test::check_enum<armor::host_set_event_kind>("host_set_event_kind");
 }
 
 namespace {
@@ -109,6 +113,7 @@ struct every_stats {
   armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
   armor_test::stats_stub<armor::drain_stats> drain{};
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
+  armor_test::stats_stub<armor::host_set_stats> host_set{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -125,7 +130,8 @@ struct every_stats {
         .add(coalescer, {{"policy", "sample"}})
         .add(shedder, {{"policy", "sample"}})
         .add(drain, {{"policy", "sample"}})
-        .add(shadow, {{"policy", "sample"}});
+        .add(shadow, {{"policy", "sample"}})
+        .add(host_set, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -147,6 +153,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("load_shedder_stats", shedder_sample());
   armor_test::check_stats<armor::drain_stats>("drain_stats");
   armor_test::check_stats("shadow_stats", shadow_sample());
+  armor_test::check_stats<armor::host_set_stats>("host_set_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.

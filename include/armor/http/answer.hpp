@@ -83,6 +83,7 @@ struct answer {
       case errc::client_throttled:
       case errc::overloaded:
       case errc::draining:
+      case errc::no_host:
       case errc::storage_unavailable:
       case errc::cancelled:
         status = 503;
