@@ -16,6 +16,7 @@
 #include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
+#include <armor/cache.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
 #include <armor/coalesce.hpp>

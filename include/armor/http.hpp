@@ -10,12 +10,14 @@
 //   armor/http/classifier.hpp  status_classifier, for armor::classify
 //   armor/http/pacer.hpp       pacer and pace(): needs armor/token_bucket.hpp
 //   armor/http/answer.hpp      a server's answer (429, 503, 504, Retry-After) for any refusal
+//   armor/http/cache_control.hpp  Cache-Control read into armor::cache freshness
 //
 // No header here includes a third-party header. A pipeline that uses them
 // together: docs/http.md.
 #pragma once
 
 #include <armor/http/answer.hpp>
+#include <armor/http/cache_control.hpp>
 #include <armor/http/classifier.hpp>
 #include <armor/http/date.hpp>
 #include <armor/http/headers.hpp>

@@ -48,6 +48,8 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::host_outcome>("host_outcome");
   armor_test::check_enum<armor::ejection_reason>("ejection_reason");
   armor_test::check_enum<armor::host_set_event_kind>("host_set_event_kind");
+  armor_test::check_enum<armor::cache_state>("cache_state");
+  armor_test::check_enum<armor::cache_origin>("cache_origin");
 }
 
 namespace {
@@ -110,6 +112,7 @@ struct every_stats {
   armor_test::stats_stub<armor::sliding_window_stats> sliding{sliding_sample()};
   armor_test::stats_stub<armor::adaptive_throttle_stats> throttle{};
   armor_test::stats_stub<armor::coalescer_stats> coalescer{};
+  armor_test::stats_stub<armor::cache_stats> cache{};
   armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
   armor_test::stats_stub<armor::drain_stats> drain{};
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
@@ -128,6 +131,7 @@ struct every_stats {
         .add(sliding, {{"policy", "sample"}})
         .add(throttle, {{"policy", "sample"}})
         .add(coalescer, {{"policy", "sample"}})
+        .add(cache, {{"policy", "sample"}})
         .add(shedder, {{"policy", "sample"}})
         .add(drain, {{"policy", "sample"}})
         .add(shadow, {{"policy", "sample"}})
@@ -150,6 +154,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("sliding_window_stats", sliding_sample());
   armor_test::check_stats<armor::adaptive_throttle_stats>("adaptive_throttle_stats");
   armor_test::check_stats<armor::coalescer_stats>("coalescer_stats");
+  armor_test::check_stats<armor::cache_stats>("cache_stats");
   armor_test::check_stats("load_shedder_stats", shedder_sample());
   armor_test::check_stats<armor::drain_stats>("drain_stats");
   armor_test::check_stats("shadow_stats", shadow_sample());
