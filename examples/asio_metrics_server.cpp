@@ -2,7 +2,7 @@
 // policies, served over HTTP by Asio on loopback.
 //
 // The "service" calls a flaky upstream (S3, say) through a pipeline of a
-// backoff and a circuit breaker, limits its own clients with a per-IP token
+// latency recorder, a backoff and a circuit breaker, limits its own clients with a per-IP token
 // bucket, and tracks a daily API quota. A registry names those policies
 // (upstream="s3-products", ...) and the server answers GET /metrics with
 // the registry's exposition. The example then fetches its own /metrics once
@@ -10,6 +10,7 @@
 // values it knows must be there, and exits 0 when they are.
 #include <armor/backoff.hpp>
 #include <armor/circuit_breaker.hpp>
+#include <armor/histogram.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/prometheus.hpp>
@@ -98,7 +99,8 @@ int main() {
   // ---- the service's policies, and some traffic through them
   armor::circuit_breaker s3_breaker{{.failure_threshold = 3, .open_for = 30s, .count_calls = true}};
   armor::backoff s3_retries{{.max_attempts = 2, .initial = 1ms, .max_delay = 5ms}};
-  const auto s3 = armor::pipeline{std::ref(s3_retries), std::ref(s3_breaker)};
+  armor::latency_recorder s3_latency{};  // whole calls, retries included
+  const auto s3 = armor::pipeline{std::ref(s3_latency), std::ref(s3_retries), std::ref(s3_breaker)};
   int attempt = 0;
   for (int i = 0; i < 4; ++i) {
     // The upstream fails from its third attempt on: calls 3 and 4 exhaust
@@ -116,7 +118,8 @@ int main() {
   (void)gemini.try_consume(8);
 
   armor::prometheus::registry metrics;
-  metrics.add(s3_breaker, {{"upstream", "s3-products"}})
+  metrics.add(s3_latency, {{"upstream", "s3-products"}})
+      .add(s3_breaker, {{"upstream", "s3-products"}})
       .add(s3_retries, {{"upstream", "s3-products"}})
       .add(per_ip, {{"route", "/search"}}, "client")
       .add(gemini, {{"api", "gemini"}});
@@ -140,11 +143,15 @@ int main() {
   io.run();
 
   fmt::print("GET /metrics from {}:{}\n\n{}\n", server.address().to_string(), server.port(), response);
+  fmt::print("s3 latency: {}\n", s3_latency.stats());  // count, sum, p50, p95, p99 for a log line
 
   const auto has = [&](std::string_view line) { return response.find(line) != std::string::npos; };
   const bool ok = response.starts_with("HTTP/1.1 200 OK\r\n") &&
                   has("Content-Type: text/plain; version=0.0.4") &&
                   has("# TYPE armor_circuit_breaker_state gauge\n") &&
+                  has("# TYPE armor_call_duration_seconds histogram\n") &&
+                  has("armor_call_duration_seconds_count{upstream=\"s3-products\"} 4\n") &&
+                  has("armor_call_duration_seconds_bucket{upstream=\"s3-products\",le=\"+Inf\"} 4\n") &&
                   has("armor_circuit_breaker_state{upstream=\"s3-products\"} 1\n") &&
                   has("armor_circuit_breaker_opened_total{upstream=\"s3-products\"} 1\n") &&
                   has("armor_retry_exhausted_total{upstream=\"s3-products\"} 2\n") &&

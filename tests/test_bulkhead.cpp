@@ -16,6 +16,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -125,7 +126,7 @@ TEST_CASE("try_acquire answers an armor::decision: the permit when granted; bulk
   CHECK(b.in_use() == 0);
 }
 
-TEST_CASE("bulkhead enums have to_string; bulkhead_stats describes its four gauges") {
+TEST_CASE("bulkhead enums have to_string; bulkhead_stats describes its four gauges and two counters") {
   CHECK(armor::to_string(armor::bulkhead_event_kind::rejected) == "rejected");
   CHECK(armor::to_string(armor::bulkhead_event_kind::queued) == "queued");
   CHECK(armor::to_string(armor::bulkhead_event_kind::abandoned) == "abandoned");
@@ -137,14 +138,17 @@ TEST_CASE("bulkhead enums have to_string; bulkhead_stats describes its four gaug
   const armor::bulkhead_stats s = b.stats();
   std::vector<std::string> seen;
   armor::detail::for_each_field<armor::bulkhead_stats>([&](const auto& f) {
-    CHECK(f.type == armor::metric_type::gauge);
-    CHECK_FALSE(f.counted);
+    const bool total = std::string_view(f.metric).ends_with("_total");
+    CHECK(f.type == (total ? armor::metric_type::counter : armor::metric_type::gauge));
+    CHECK_FALSE(f.counted);  // always kept, refusals included
     CHECK(armor::detail::exported(f, s));
     seen.push_back(std::string(f.name) + "=" + std::to_string(s.*(f.member)) + " " + std::string(f.metric));
   });
   CHECK(seen == std::vector<std::string>{"in_use=1 armor_bulkhead_in_use", "queued=0 armor_bulkhead_queued",
                                          "max_concurrent=3 armor_bulkhead_max_concurrent",
-                                         "max_queue=2 armor_bulkhead_max_queue"});
+                                         "max_queue=2 armor_bulkhead_max_queue",
+                                         "rejected=0 armor_bulkhead_rejected_total",
+                                         "abandoned=0 armor_bulkhead_abandoned_total"});
 }
 
 TEST_CASE("a full bulkhead without a queue fails fast with bulkhead_full and does not call the operation") {
@@ -661,3 +665,35 @@ TEST_CASE("bulkhead listener held by value moves with the bulkhead, abandon hook
   CHECK(b2.listener().heard == 3);
 }
 
+
+TEST_CASE("bulkhead: refusals and queue give-ups are always counted in stats", "[bulkhead]") {
+  SECTION("rejections: try_acquire and admissions with no room") {
+    armor::bulkhead b{{.max_concurrent = 1}};
+    auto held = b.try_acquire();
+    REQUIRE(held);
+    CHECK_FALSE(b.try_acquire());
+    auto p = armor::pipeline{armor::manual_clock{}, std::ref(b)};
+    CHECK(p.try_execute([] { return 1; }).error().code == armor::errc::bulkhead_full);
+    CHECK(b.stats().rejected == 2);
+    CHECK(b.stats().abandoned == 0);
+  }
+  SECTION("a queued caller that gives up at max_wait is abandoned, a full queue rejects") {
+    armor::manual_clock clock;
+    armor::bulkhead b{{.max_concurrent = 1, .max_queue = 1, .max_wait = 100ms}};
+    auto held = b.try_acquire();
+    REQUIRE(held);
+    auto p = armor::pipeline{clock, std::ref(b)};
+    CHECK(p.try_execute([] { return 1; }).error().code == armor::errc::bulkhead_full);  // waited 100ms
+    CHECK(b.stats().abandoned == 1);
+    CHECK(b.stats().rejected == 0);
+  }
+  SECTION("moving a bulkhead keeps its counts") {
+    armor::bulkhead b{{.max_concurrent = 1}};
+    {
+      auto held = b.try_acquire();
+      CHECK_FALSE(b.try_acquire());
+    }
+    armor::bulkhead moved{std::move(b)};
+    CHECK(moved.stats().rejected == 1);
+  }
+}

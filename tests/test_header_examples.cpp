@@ -271,6 +271,23 @@ std::chrono::nanoseconds example() {
 }  // namespace deadline_ex
 
 // ---------------------------------------------------------------------------
+// header example: <armor/histogram.hpp>
+namespace histogram_ex {
+armor::latency_recorder_stats example() {
+  armor::latency_recorder call_latency{};                  // 1 ms .. 10 s buckets
+  armor::latency_recorder attempt_latency{{.scope = armor::latency_scope::attempt}};
+  auto p = armor::pipeline{
+      std::ref(call_latency),                              // whole call: retries and waits
+      armor::backoff{{.max_attempts = 3}},
+      std::ref(attempt_latency),                           // each attempt
+  };
+  p.execute([] { return 42; });
+  auto s = call_latency.stats();                           // s.duration.p95, .count, ...
+  return s;
+}
+}  // namespace histogram_ex
+
+// ---------------------------------------------------------------------------
 // header example: <armor/decision.hpp>
 namespace decision_ex {
 armor::verdict next_verdict = armor::verdict::success();
@@ -838,6 +855,10 @@ TEST_CASE("header examples: armor.hpp, pipeline.hpp, deadline.hpp, context.hpp, 
   const auto left = hx::deadline_ex::example();
   CHECK(left > 0ns);
   CHECK(left <= 500ms);  // the inner deadline: the earliest wins
+
+  const auto latency = hx::histogram_ex::example();
+  CHECK(latency.duration.count == 1);
+  CHECK(latency.is_call);
 
   hx::context_ex::example();
   CHECK(hx::context_ex::given > 0ns);

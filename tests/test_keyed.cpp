@@ -414,3 +414,25 @@ TEST_CASE("a policy with a listener gets a copy of the map's listener and the ke
   // A policy without a listener is built from (options, clock) as before.
   static_assert(std::is_same_v<keyed_buckets::listener_type, armor::no_listener>);
 }
+
+TEST_CASE("keyed stats: refusals of every key together, kept when keys are evicted", "[keyed]") {
+  armor::manual_clock clock;
+  keyed_buckets per_ip{{.rate = {1, 1s}, .burst = 1}, {.max_keys = 2}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_ip)};
+  auto op = [] { return 200; };
+  for (const char* key : {"a", "a", "a", "b", "b"}) (void)p.try_execute(op, {.key = key});
+  CHECK(per_ip.stats().rejected == 3);  // a twice, b once
+  CHECK(per_ip.stats().keys == 2);
+  CHECK(per_ip.stats().max_keys == 2);
+  CHECK(per_ip.stats().evicted == 0);
+  (void)p.try_execute(op, {.key = "c"});  // a full map: one key goes
+  CHECK(per_ip.stats().evicted == 1);
+  CHECK(per_ip.stats().keys == 2);
+  CHECK(per_ip.stats().rejected == 3);    // the evicted key's refusals stay counted
+  // A refusal asked of the instance directly is the instance's own business.
+  (void)per_ip.get("c")->try_acquire();
+  CHECK(per_ip.stats().rejected == 3);
+  keyed_buckets moved{std::move(per_ip)};
+  CHECK(moved.stats().rejected == 3);
+  CHECK(moved.stats().evicted == 1);
+}

@@ -28,6 +28,7 @@
 #include <armor/fallback.hpp>
 #include <armor/fixed_window.hpp>
 #include <armor/hedge.hpp>
+#include <armor/histogram.hpp>
 #include <armor/host_set.hpp>
 #include <armor/http.hpp>
 #include <armor/keyed.hpp>

@@ -20,6 +20,7 @@
 #include <armor/decision.hpp>
 #include <armor/detail/bulkhead_state.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/counter_set.hpp>
 #include <armor/error.hpp>
 #include <armor/listener.hpp>
 #include <armor/policy.hpp>
@@ -121,6 +122,8 @@ struct bulkhead_stats {
   std::uint32_t queued = 0;          ///< callers waiting for a slot now
   std::uint32_t max_concurrent = 0;  ///< the limit on calls inside
   std::uint32_t max_queue = 0;       ///< the limit on callers waiting (0: fail fast)
+  std::uint64_t rejected = 0;        ///< calls refused: every slot taken and no room in the queue (always counted)
+  std::uint64_t abandoned = 0;       ///< queued callers that left without a slot: max_wait, deadline, cancellation
 
   /// How fmt prints and Prometheus exports it (armor/stats.hpp).
   static constexpr auto fields() noexcept {
@@ -131,6 +134,10 @@ struct bulkhead_stats {
               "The bulkhead's limit on calls inside at once."),
         gauge("max_queue", &bulkhead_stats::max_queue, "armor_bulkhead_max_queue",
               "The bulkhead's limit on callers waiting (0: it fails fast)."),
+        counter("rejected", &bulkhead_stats::rejected, "armor_bulkhead_rejected_total",
+                "Calls the bulkhead refused: every slot taken and no room in its queue."),
+        counter("abandoned", &bulkhead_stats::abandoned, "armor_bulkhead_abandoned_total",
+                "Queued callers that left the bulkhead's queue without a slot (max_wait, deadline, cancellation)."),
     };
   }
 };
@@ -225,7 +232,8 @@ class bulkhead {
       : state_(other.state_),
         max_wait_(other.max_wait_),
         retry_after_(other.retry_after_),
-        listener_(std::move(other.listener_)) {
+        listener_(std::move(other.listener_)),
+        counts_(other.counts_) {
     hook();
   }
   bulkhead(const bulkhead&) = delete;
@@ -240,7 +248,7 @@ class bulkhead {
   /// bulkhead cannot know when a holder will leave.
   [[nodiscard]] decision<bulkhead_permit> try_acquire() noexcept {
     if (state_.try_enter()) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
-    notify(bulkhead_event_kind::rejected);
+    refused();
     return decision<bulkhead_permit>::refused(
         errc::bulkhead_full, retry_after_.count() > 0 ? retry_after_ : std::chrono::nanoseconds::max());
   }
@@ -250,7 +258,7 @@ class bulkhead {
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<bulkhead_permit> admit(context&) noexcept {
     if (ARMOR_LIKELY(state_.try_enter())) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
     if (state_.max_queue() == 0) {
-      notify(bulkhead_event_kind::rejected);
+      refused();
       return admission<bulkhead_permit>::reject(errc::bulkhead_full, hint(), true);
     }
     auto a = admission<bulkhead_permit>::queue(errc::bulkhead_full);
@@ -274,7 +282,7 @@ class bulkhead {
       }
       case detail::bulkhead_state::join_result::full: break;
     }
-    notify(bulkhead_event_kind::rejected);
+    refused();
     return admission<bulkhead_permit>::reject(errc::bulkhead_full, hint(), true);
   }
 
@@ -298,11 +306,12 @@ class bulkhead {
   /// The options' retry_after_hint (zero: none).
   [[nodiscard]] std::chrono::nanoseconds retry_after_hint() const noexcept { return retry_after_; }
 
-  /// In use, queued and the limits, from one reading of the state.
+  /// In use, queued and the limits, from one reading of the state; the
+  /// refusal counters (always kept: they are written on refusals only).
   [[nodiscard]] bulkhead_stats stats() const noexcept {
     const std::uint64_t w = state_.load();
     return {detail::bulkhead_state::inside(w), detail::bulkhead_state::queued(w), state_.max_inside(),
-            state_.max_queue()};
+            state_.max_queue(), counts_.load(tally::rejected), counts_.load(tally::abandoned)};
   }
 
   /// For armor::keyed: true when nobody is inside or waiting, so a fresh
@@ -313,14 +322,22 @@ class bulkhead {
   [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
  private:
-  // Points the state's abandon hook at this bulkhead (with a listener only:
-  // without one the hook stays null and leave() calls nothing).
-  void hook() noexcept {
-    if constexpr (detail::listens<Listener>) state_.set_abandon_hook(&on_abandon, this);
-  }
+  // Points the state's abandon hook at this bulkhead: it counts the waiter
+  // that left unserved and tells the listener (a slow path: the caller
+  // waited and gave up).
+  void hook() noexcept { state_.set_abandon_hook(&on_abandon, this); }
 
   static void on_abandon(void* self, std::uint64_t word) noexcept {
-    static_cast<bulkhead*>(self)->tell(bulkhead_event_kind::abandoned, word);
+    auto& b = *static_cast<bulkhead*>(self);
+    b.counts_.add(tally::abandoned);
+    b.tell(bulkhead_event_kind::abandoned, word);
+  }
+
+  // A refusal: counted (off the state word's cache line, see counts_), and
+  // told to the listener.
+  ARMOR_ALWAYS_INLINE void refused() noexcept {
+    counts_.add(tally::rejected);
+    notify(bulkhead_event_kind::rejected);
   }
 
   // Tells the listener (if any) about an event, with the counts read now.
@@ -369,6 +386,11 @@ class bulkhead {
   std::chrono::nanoseconds max_wait_;
   std::chrono::nanoseconds retry_after_;  // 0: none
   [[no_unique_address]] Listener listener_;
+  // The refusal counters sit after the options, in the line after the
+  // cache-line-aligned state (that line held only padding before), so the
+  // counters neither grow a bulkhead nor share the state word's line.
+  using tally = detail::bulkhead_tally;
+  detail::counter_set<tally> counts_{};
 };
 
 template <class L>

@@ -128,6 +128,8 @@ Out fmt_value(Out out, const T& v) {
     return fmt::format_to(out, "{}", to_string(v));
   } else if constexpr (std::is_same_v<T, std::error_code>) {
     return v ? fmt_code(out, v) : fmt::format_to(out, "none");
+  } else if constexpr (described<T>) {
+    return fmt::format_to(out, "{{{}}}", v);  // a snapshot inside a snapshot (a histogram's)
   } else {
     return fmt::format_to(out, "{}", v);
   }

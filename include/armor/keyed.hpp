@@ -26,9 +26,11 @@
 #include <armor/detail/config.hpp>
 #include <armor/detail/keyed_table.hpp>
 #include <armor/detail/random.hpp>
+#include <armor/detail/sharded_counter.hpp>
 #include <armor/error.hpp>
 #include <armor/listener.hpp>
 #include <armor/policy.hpp>
+#include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
 #include <algorithm>
@@ -44,11 +46,34 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace armor {
+
+/// A keyed map's own numbers (keyed::stats()), next to each key's: the
+/// refusals of every key together, which outlive the keys they came from.
+struct keyed_stats {
+  std::uint64_t keys = 0;      ///< keys held now
+  std::uint64_t max_keys = 0;  ///< the bound on keys held
+  std::uint64_t rejected = 0;  ///< calls a key's instance refused as a pipeline layer (admit, enqueue), all keys together
+  std::uint64_t evicted = 0;   ///< keys dropped to make room or by evict_idle
+
+  /// How fmt prints and Prometheus exports it (armor/stats.hpp).
+  static constexpr auto fields() noexcept {
+    using s = keyed_stats;
+    return std::tuple{
+        gauge("keys", &s::keys, "armor_keyed_keys", "Keys the keyed map holds now."),
+        gauge("max_keys", &s::max_keys, "armor_keyed_max_keys", "The most keys the keyed map holds at once."),
+        counter("rejected", &s::rejected, "armor_keyed_rejected_total",
+                "Calls refused by their key's policy in a pipeline, all keys together."),
+        counter("evicted", &s::evicted, "armor_keyed_evicted_total",
+                "Keys the keyed map dropped, to make room or because they were idle."),
+    };
+  }
+};
 
 /// The options of armor::keyed.
 struct keyed_options {
@@ -266,7 +291,9 @@ class keyed {
         max_keys_(other.max_keys_),
         shard_cap_(other.shard_cap_),
         seed_(other.seed_),
-        count_(other.count_.exchange(0, std::memory_order_relaxed)) {}
+        count_(other.count_.exchange(0, std::memory_order_relaxed)),
+        evicted_(other.evicted_.load(std::memory_order_relaxed)),
+        rejected_(other.rejected_) {}
   keyed& operator=(keyed&&) = delete;
   keyed(const keyed&) = delete;
   keyed& operator=(const keyed&) = delete;
@@ -298,6 +325,7 @@ class keyed {
       case admission_kind::queued:
       case admission_kind::rejected: break;
     }
+    rejected_.add();
     return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
   }
 
@@ -315,6 +343,7 @@ class keyed {
         return admission<permit>::queued(inner.delay, permit(std::move(h), std::move(inner.permit)), inner.code);
       default: break;
     }
+    rejected_.add();
     return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
   }
 
@@ -400,6 +429,17 @@ class keyed {
 
   /// Keys held now (exact when no other thread is inserting or evicting).
   [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
+
+  /// The map's own numbers: keys held, the bound, refusals of every key
+  /// together and evictions. The refusals are those of the pipeline path
+  /// (admit, enqueue): a refusal from get(key)->try_acquire() is the
+  /// instance's own business (its stats, with count_calls where it has
+  /// that). Counted on a thread-sharded counter, so a flood of refusals from
+  /// many threads does not meet on one cache line.
+  [[nodiscard]] keyed_stats stats() const noexcept {
+    return {count_.load(std::memory_order_relaxed), max_keys_, rejected_.load(),
+            evicted_.load(std::memory_order_relaxed)};
+  }
 
   [[nodiscard]] std::size_t max_keys() const noexcept { return max_keys_; }
   [[nodiscard]] std::size_t shard_count() const noexcept { return shard_count_; }
@@ -536,6 +576,7 @@ class keyed {
   void drop(shard& s, node* n) noexcept {
     s.table.erase(n);
     count_.fetch_sub(1, std::memory_order_relaxed);
+    evicted_.fetch_add(1, std::memory_order_relaxed);  // a tally beside count_, on the same slow path
     unpin(n);  // the last reference: frees it
   }
 
@@ -558,6 +599,8 @@ class keyed {
   // Keys in the map. Written on insert and eviction only, never by a
   // lookup; on its own cache line so that it does not slow the shards.
   alignas(detail::cache_line) std::atomic<std::size_t> count_{0};
+  std::atomic<std::uint64_t> evicted_{0};
+  detail::sharded_counter<> rejected_{};
 };
 
 }  // namespace armor

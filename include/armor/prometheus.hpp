@@ -11,8 +11,9 @@
 //
 // Any policy whose stats() returns a snapshot that describes its fields
 // (armor/stats.hpp) can be added; the families and their help texts come
-// from those descriptions, so this header names no policy. The catalogue of
-// families is in docs/observability.md.
+// from those descriptions, so this header names no policy. Names are
+// armor_* unless a prefix, rename() or constant labels say otherwise. The
+// catalogue and naming: docs/observability.md.
 //
 // The registry holds references: every policy added must outlive every
 // write(). add() is for setup (it allocates and must not race with
@@ -89,7 +90,29 @@ class sample_writer {
   void window(std::string_view w) noexcept { window_ = w; }
 
   void sample(std::string_view extra_name, std::string_view extra_value, double value) {
+    series({}, extra_name, extra_value, value);
+  }
+
+  /// The samples of one histogram: cumulative `_bucket`s (le="<seconds>",
+  /// the last le="+Inf"), `_sum` in seconds, `_count`.
+  template <class H>
+  void histogram(const H& h) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < h.bounds.size() && i < h.counts.size(); ++i) {
+      cumulative += h.counts[i];
+      fmt::memory_buffer le;
+      fmt::format_to(fmt::appender(le), "{}", std::chrono::duration<double>(h.bounds[i]).count());
+      series("_bucket", "le", std::string_view(le.data(), le.size()), static_cast<double>(cumulative));
+    }
+    series("_bucket", "le", "+Inf", static_cast<double>(h.count));
+    series("_sum", {}, {}, std::chrono::duration<double>(h.sum).count());
+    series("_count", {}, {}, static_cast<double>(h.count));
+  }
+
+ private:
+  void series(std::string_view suffix, std::string_view extra_name, std::string_view extra_value, double value) {
     append(out_, name_);
+    append(out_, suffix);
     bool first = true;
     const auto open = [&] {
       out_.push_back(first ? '{' : ',');
@@ -121,7 +144,6 @@ class sample_writer {
     out_.push_back('\n');
   }
 
- private:
   fmt::memory_buffer& out_;
   std::string_view name_;
   std::string_view labels_;
@@ -149,12 +171,26 @@ struct families_of {
   static constexpr std::span<const family> list{table.first.data(), table.second};
 };
 
+/// A histogram snapshot's shape (armor::histogram_snapshot).
+template <class T>
+concept histogram_like = requires(const T& h) {
+  h.bounds.size();
+  h.counts.size();
+  h.sum;
+  h.count;
+};
+
 /// Writes the samples of family `name` from snapshot `s`.
 template <described_stats S>
 void write_family(const S& s, std::string_view name, sample_writer& w) {
   armor::detail::for_each_field<S>([&](const auto& f) {
     if (f.metric != name || !armor::detail::exported(f, s)) return;
-    w.sample(f.label_name, f.label_value, armor::detail::metric_value(s.*(f.member)));
+    using T = std::remove_cvref_t<decltype(s.*(f.member))>;
+    if constexpr (histogram_like<T>) {
+      w.histogram(s.*(f.member));
+    } else {
+      w.sample(f.label_name, f.label_value, armor::detail::metric_value(s.*(f.member)));
+    }
   });
 }
 
@@ -220,8 +256,9 @@ inline constexpr bool is_keyed = false;
 template <class P, class Options, class Clock>
 inline constexpr bool is_keyed<keyed<P, Options, Clock>> = true;
 
-/// Names armor gives labels of its own, which a policy's labels must not use.
-inline constexpr std::array<std::string_view, 3> reserved_labels{"outcome", "reason", "window"};
+/// Names armor gives labels of its own, which a policy's labels must not use
+/// (`le` is a histogram bucket's bound).
+inline constexpr std::array<std::string_view, 4> reserved_labels{"outcome", "reason", "window", "le"};
 
 [[nodiscard]] constexpr bool valid_label_name(std::string_view n) noexcept {
   if (n.empty() || (n.size() >= 2 && n[0] == '_' && n[1] == '_')) return false;
@@ -234,33 +271,144 @@ inline constexpr std::array<std::string_view, 3> reserved_labels{"outcome", "rea
   return true;
 }
 
+/// Prometheus' rule for a metric name: [a-zA-Z_:][a-zA-Z0-9_:]*, and not
+/// starting with "__" (reserved).
+[[nodiscard]] constexpr bool valid_metric_name(std::string_view n) noexcept {
+  if (n.empty() || (n.size() >= 2 && n[0] == '_' && n[1] == '_')) return false;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
+    const bool digit = c >= '0' && c <= '9';
+    if (!(alpha || (i > 0 && digit))) return false;
+  }
+  return true;
+}
+
+[[nodiscard]] constexpr bool ends_with(std::string_view s, std::string_view tail) noexcept {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
 }  // namespace detail
 
+/// Names and labels for every policy of a registry.
+struct registry_options {
+  /// Replaces the leading "armor_" of every family name ("ducke_" gives
+  /// ducke_circuit_breaker_state); empty keeps armor's names.
+  std::string_view prefix{};
+  /// Constant labels on every series (service, instance), before the
+  /// policy's own.
+  std::vector<label> labels{};
+};
+
 /// A set of policies to expose, each with its labels (see the top of this
-/// header). Copyable (it copies the references and labels).
+/// header). Copyable (it copies the references, names and labels).
+///
+/// Naming: a registry-wide prefix and constant labels (registry_options),
+/// and, for the policy added last, prefix(), rename() and only_renamed().
+/// Every name and label is checked against Prometheus' rules when it is
+/// given; a bad one throws armor::error(invalid_argument) naming it.
 class registry {
  public:
   registry() = default;
 
+  /// A registry whose families all carry `options.prefix` instead of
+  /// "armor_" and whose series all carry `options.labels`. Throws
+  /// armor::error(invalid_argument) for a prefix that does not make valid
+  /// metric names, or a bad or repeated label name.
+  explicit registry(const registry_options& options) {
+    if (!options.prefix.empty()) {
+      check_prefix(options.prefix, "registry_options::prefix");
+      prefix_ = std::string(options.prefix);
+    }
+    fmt::memory_buffer rendered;
+    for (const label& l : options.labels) {
+      check_name(l.name, "registry_options::labels");
+      for (const label& other : options.labels) {
+        if (&other == &l) break;
+        if (other.name == l.name) refuse("registry_options::labels: \"" + std::string(l.name) + "\" is given twice");
+      }
+      constant_names_.emplace_back(l.name);
+      render(rendered, l);
+    }
+    constant_labels_ = fmt::to_string(rendered);
+  }
+
   /// Adds a policy (any whose stats() describes its fields), with the labels
   /// that tell it apart. Throws armor::error(invalid_argument) for a label
   /// name that is not a valid Prometheus label name, starts with "__",
-  /// repeats, or is one armor adds (outcome, reason, window). `p` must
-  /// outlive every write().
+  /// repeats (a constant label included), or is one armor adds (outcome,
+  /// reason, window, le). `p` must outlive every write().
   template <class P>
     requires(detail::exportable<P> && !detail::is_keyed<P>)
   registry& add(const P& p, std::initializer_list<label> labels = {}) {
     entries_.push_back(make_entry(p, labels, {}));
+    check_types(entries_.size() - 1);
     return *this;
   }
 
   /// Adds a keyed map: one series per key, the key in the label
-  /// `key_label` ("key" by default), next to `labels`.
+  /// `key_label` ("key" by default; `bucket`, `ip`, ...), next to `labels`.
   template <class P, class Options, class Clock>
     requires detail::exportable<typename keyed<P, Options, Clock>::instance_type>
   registry& add(const keyed<P, Options, Clock>& k, std::initializer_list<label> labels = {},
                 std::string_view key_label = "key") {
     entries_.push_back(make_entry(k, labels, key_label));
+    check_types(entries_.size() - 1);
+    return *this;
+  }
+
+  /// The policy added last: its families not renamed carry `p` instead of
+  /// "armor_" (overrides the registry's prefix). Throws for a prefix that
+  /// does not make valid metric names, or when nothing was added yet.
+  registry& prefix(std::string_view p) {
+    entry& e = last("prefix");
+    check_prefix(p, "prefix");
+    std::vector<std::string> names = e.names;
+    for (std::size_t f = 0; f < e.family_count; ++f) {
+      if (!e.renamed[f]) names[f] = with_prefix(e.family_at(f).name, p);
+    }
+    commit_names(std::move(names));
+    return *this;
+  }
+
+  /// The policy added last: exports its family `from` (armor's name, e.g.
+  /// "armor_bulkhead_rejected_total") as `to` (e.g.
+  /// "concurrency_limit_rejections_total"). Throws armor::error
+  /// (invalid_argument) when the policy feeds no family `from`, when `to` is
+  /// not a valid metric name, when a counter's new name does not end in
+  /// "_total" (or another's does), or when `to` is a family of another type.
+  registry& rename(std::string_view from, std::string_view to) {
+    entry& e = last("rename");
+    std::size_t f = 0;
+    while (f < e.family_count && e.family_at(f).name != from) ++f;
+    if (f == e.family_count) {
+      std::string known;
+      for (std::size_t i = 0; i < e.family_count; ++i) known += (i ? ", " : "") + std::string(e.family_at(i).name);
+      refuse("rename: the policy feeds no family \"" + std::string(from) + "\" (it feeds " + known + ")");
+    }
+    if (!detail::valid_metric_name(to)) {
+      refuse("rename: \"" + std::string(to) +
+             "\" is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with __)");
+    }
+    const bool counter = e.family_at(f).type == to_string(metric_type::counter);
+    if (counter != detail::ends_with(to, "_total")) {
+      refuse("rename: \"" + std::string(to) + "\" " +
+             (counter ? "names a counter and must end in _total" : "is not a counter and must not end in _total"));
+    }
+    for (std::size_t i = 0; i < e.family_count; ++i) {
+      if (i != f && e.names[i] == to) refuse("rename: \"" + std::string(to) + "\" is already a family of this policy");
+    }
+    std::vector<std::string> names = e.names;
+    names[f] = std::string(to);
+    commit_names(std::move(names));
+    e.renamed[f] = true;
+    return *this;
+  }
+
+  /// The policy added last exports only the families rename() named.
+  registry& only_renamed() {
+    entry& e = last("only_renamed");
+    e.only_renamed = true;
     return *this;
   }
 
@@ -272,24 +420,27 @@ class registry {
   /// feeds it, in the order added.
   void write(fmt::memory_buffer& out) const {
     for (std::size_t i = 0; i < entries_.size(); ++i) {
-      if (seen_before(i)) continue;
       const entry& first = entries_[i];
       for (std::size_t f = 0; f < first.family_count; ++f) {
+        if (!first.exports(f) || written_before(i, f)) continue;
+        const std::string& name = first.names[f];
         const detail::family& fam = first.family_at(f);
         detail::append(out, "# HELP ");
-        detail::append(out, fam.name);
+        detail::append(out, name);
         out.push_back(' ');
         detail::append(out, fam.help);
         detail::append(out, "\n# TYPE ");
-        detail::append(out, fam.name);
+        detail::append(out, name);
         out.push_back(' ');
         detail::append(out, fam.type);
         out.push_back('\n');
         for (std::size_t j = i; j < entries_.size(); ++j) {
           const entry& e = entries_[j];
-          if (!e.same_families(first)) continue;
-          detail::sample_writer w(out, fam.name, e.labels);
-          e.emit(e.policy, f, w, e.key_label);
+          for (std::size_t g = j == i ? f : 0; g < e.family_count; ++g) {
+            if (!e.exports(g) || e.names[g] != name) continue;
+            detail::sample_writer w(out, name, e.labels);
+            e.emit(e.policy, g, w, e.key_label);
+          }
         }
       }
     }
@@ -309,17 +460,14 @@ class registry {
   struct entry {
     family_fn family_at = nullptr;
     std::size_t family_count = 0;
-    // Entries with the same families (one stats type, keyed or not) are
-    // written together: each family once.
-    const void* group_stats = nullptr;
-    const void* group_windows = nullptr;
-    [[nodiscard]] bool same_families(const entry& o) const noexcept {
-      return group_stats == o.group_stats && group_windows == o.group_windows;
-    }
+    std::vector<std::string> names;  // per family: the name written
+    std::vector<bool> renamed;       // per family: named by rename()
+    bool only_renamed = false;
     const void* policy = nullptr;
     emit_fn emit = nullptr;
-    std::string labels;     // rendered: name="escaped value",...
+    std::string labels;     // rendered: name="escaped value",... (constant labels first)
     std::string key_label;  // keyed maps only
+    [[nodiscard]] bool exports(std::size_t f) const noexcept { return !only_renamed || renamed[f]; }
   };
 
   template <class P>
@@ -327,10 +475,27 @@ class registry {
     detail::exporter<P>::write(*static_cast<const P*>(p), f, w);
   }
 
+  // A keyed map: its instances' families, one series per key, then the
+  // map's own (keyed_stats), without the key's label.
+  template <class K>
+  struct keyed_families {
+    using per_key = detail::exporter<typename K::instance_type>;
+    using own = detail::exporter<K>;
+    static constexpr std::size_t size = per_key::size + own::size;
+    [[nodiscard]] static const detail::family& at(std::size_t f) noexcept {
+      return f < per_key::size ? per_key::at(f) : own::at(f - per_key::size);
+    }
+  };
+
   template <class K>
   static void emit_keyed(const void* p, std::size_t f, detail::sample_writer& w, std::string_view key_label) {
     using instance = typename K::instance_type;
-    static_cast<const K*>(p)->for_each([&](std::string_view key, const instance& i) {
+    const K& k = *static_cast<const K*>(p);
+    if (f >= keyed_families<K>::per_key::size) {
+      keyed_families<K>::own::write(k, f - keyed_families<K>::per_key::size, w);
+      return;
+    }
+    k.for_each([&](std::string_view key, const instance& i) {
       w.key(key_label, key);
       detail::exporter<instance>::write(i, f, w);
     });
@@ -341,17 +506,15 @@ class registry {
     using x = detail::exporter<P>;
     e.family_at = &x::at;
     e.family_count = x::size;
-    e.group_stats = x::stats_families.data();
-    e.group_windows = x::window_families.data();
   }
 
   template <class P>
-  static entry make_entry(const P& p, std::initializer_list<label> labels, std::string_view key_label) {
+  entry make_entry(const P& p, std::initializer_list<label> labels, std::string_view key_label) const {
     entry e;
     e.policy = &p;
     if constexpr (detail::is_keyed<P>) {
-      using instance = typename P::instance_type;
-      set_families<instance>(e);
+      e.family_at = &keyed_families<P>::at;
+      e.family_count = keyed_families<P>::size;
       e.emit = &emit_keyed<P>;
       check_name(key_label, "key_label");
       e.key_label = std::string(key_label);
@@ -359,7 +522,15 @@ class registry {
       set_families<P>(e);
       e.emit = &emit_one<P>;
     }
+    for (std::size_t f = 0; f < e.family_count; ++f) {
+      e.names.push_back(prefix_.empty() ? std::string(e.family_at(f).name) : with_prefix(e.family_at(f).name, prefix_));
+    }
+    e.renamed.assign(e.family_count, false);
+    for (const std::string& c : constant_names_) {
+      if (c == key_label) refuse("label \"" + c + "\" is both a constant label and the key's label");
+    }
     fmt::memory_buffer rendered;
+    detail::append(rendered, constant_labels_);
     for (const label& l : labels) {
       check_name(l.name, "label");
       if (l.name == key_label) refuse("label \"" + std::string(l.name) + "\" is also the key's label");
@@ -367,14 +538,35 @@ class registry {
         if (&other == &l) break;
         if (other.name == l.name) refuse("label \"" + std::string(l.name) + "\" is given twice");
       }
-      if (rendered.size() != 0) rendered.push_back(',');
-      detail::append(rendered, l.name);
-      detail::append(rendered, "=\"");
-      detail::append_escaped(rendered, l.value);
-      rendered.push_back('"');
+      for (const std::string& c : constant_names_) {
+        if (c == l.name) refuse("label \"" + c + "\" is already a constant label of the registry");
+      }
+      render(rendered, l);
     }
     e.labels = fmt::to_string(rendered);
     return e;
+  }
+
+  static void render(fmt::memory_buffer& out, const label& l) {
+    if (out.size() != 0) out.push_back(',');
+    detail::append(out, l.name);
+    detail::append(out, "=\"");
+    detail::append_escaped(out, l.value);
+    out.push_back('"');
+  }
+
+  // armor's family name with "armor_" replaced by `prefix`.
+  static std::string with_prefix(std::string_view armor_name, std::string_view prefix) {
+    constexpr std::string_view ours = "armor_";
+    if (armor_name.substr(0, ours.size()) == ours) armor_name.remove_prefix(ours.size());
+    return std::string(prefix) + std::string(armor_name);
+  }
+
+  static void check_prefix(std::string_view p, const char* what) {
+    if (!detail::valid_metric_name(std::string(p) + "x")) {
+      refuse(std::string(what) + " \"" + std::string(p) +
+             "\" does not start a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with __)");
+    }
   }
 
   static void check_name(std::string_view name, const char* what) {
@@ -388,17 +580,61 @@ class registry {
   }
 
   [[noreturn]] static void refuse(const std::string& what) {
-    armor::detail::invalid_config("armor::prometheus::registry::add: " + what);
+    armor::detail::invalid_config("armor::prometheus::registry: " + what);
   }
 
-  // Whether an earlier entry has the same families (they were written with it).
-  [[nodiscard]] bool seen_before(std::size_t i) const noexcept {
-    for (std::size_t j = 0; j < i; ++j) {
-      if (entries_[j].same_families(entries_[i])) return true;
+  entry& last(const char* what) {
+    if (entries_.empty()) refuse(std::string(what) + ": add a policy first (it applies to the policy added last)");
+    return entries_.back();
+  }
+
+  // Gives the policy added last `names`, unless that makes one name a
+  // family of two types (then it keeps its names and this throws).
+  void commit_names(std::vector<std::string> names) {
+    entry& e = entries_.back();
+    std::swap(e.names, names);
+    try {
+      check_types(entries_.size() - 1);
+    } catch (...) {
+      std::swap(e.names, names);
+      throw;
+    }
+  }
+
+  // A family name used twice must keep one type (Prometheus has one TYPE
+  // line per family).
+  void check_types(std::size_t i) const {
+    const entry& e = entries_[i];
+    for (std::size_t f = 0; f < e.family_count; ++f) {
+      for (std::size_t j = 0; j < entries_.size(); ++j) {
+        const entry& o = entries_[j];
+        for (std::size_t g = 0; g < o.family_count; ++g) {
+          if ((j == i && g == f) || o.names[g] != e.names[f]) continue;
+          if (o.family_at(g).type != e.family_at(f).type) {
+            refuse("family \"" + e.names[f] + "\" would be both a " + std::string(o.family_at(g).type) + " and a " +
+                   std::string(e.family_at(f).type));
+          }
+        }
+      }
+    }
+  }
+
+  // Whether family f of entry i was written with an earlier one of the same name.
+  [[nodiscard]] bool written_before(std::size_t i, std::size_t f) const noexcept {
+    const std::string& name = entries_[i].names[f];
+    for (std::size_t j = 0; j <= i; ++j) {
+      const entry& o = entries_[j];
+      const std::size_t end = j == i ? f : o.family_count;
+      for (std::size_t g = 0; g < end; ++g) {
+        if (o.exports(g) && o.names[g] == name) return true;
+      }
     }
     return false;
   }
 
+  std::string prefix_;
+  std::string constant_labels_;
+  std::vector<std::string> constant_names_;
   std::vector<entry> entries_;
 };
 

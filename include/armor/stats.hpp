@@ -40,6 +40,7 @@ enum class metric_type : std::uint8_t {
   none,     ///< printed, not exported
   counter,  ///< only goes up (a `_total` family)
   gauge,    ///< a level, up and down
+  histogram,  ///< a distribution: `_bucket`, `_sum`, `_count` (a histogram_snapshot field)
 };
 
 /// The name of a metric_type as Prometheus writes it ("counter", "gauge";
@@ -49,6 +50,7 @@ enum class metric_type : std::uint8_t {
     case metric_type::none: return "none";
     case metric_type::counter: return "counter";
     case metric_type::gauge: return "gauge";
+    case metric_type::histogram: return "histogram";
   }
   return "unknown";
 }
@@ -105,6 +107,14 @@ template <class S, class T>
 [[nodiscard]] constexpr stat_field<S, T> counter(std::string_view name, T S::*member, std::string_view metric,
                                                  std::string_view help) noexcept {
   return {name, member, metric_type::counter, metric, help};
+}
+
+/// A field exported as a histogram (its value an armor::histogram_snapshot,
+/// armor/histogram.hpp): fmt prints its count, sum and quantiles.
+template <class S, class T>
+[[nodiscard]] constexpr stat_field<S, T> histogram_field(std::string_view name, T S::*member, std::string_view metric,
+                                                         std::string_view help) noexcept {
+  return {name, member, metric_type::histogram, metric, help};
 }
 
 /// A field that is printed but not exported.

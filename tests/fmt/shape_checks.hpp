@@ -98,7 +98,11 @@ void check_stats(std::string_view type, const S& sample = S{}) {
     if (armor::detail::exported(f, sample)) {
       std::string series = name + "{policy=\"sample\"";
       if (!f.label_name.empty()) series += "," + std::string(f.label_name) + "=\"" + std::string(f.label_value) + "\"";
-      CHECK(text.find(series + "} ") != std::string::npos);
+      if (f.type == armor::metric_type::histogram) {
+        CHECK(text.find(name + "_count{policy=\"sample\"} ") != std::string::npos);
+      } else {
+        CHECK(text.find(series + "} ") != std::string::npos);
+      }
     }
     CHECK(docs.find(name) != std::string::npos);
   });

@@ -361,12 +361,12 @@ TEST_CASE("fmt: quota decisions, usage, events and stats") {
 TEST_CASE("fmt: bulkhead decisions, events and stats") {
   printed_events<armor::bulkhead_event> heard;
   armor::bulkhead slots{{.max_concurrent = 1}, std::ref(heard)};
-  CHECK(fmt::format("{}", slots.stats()) == "in_use=0 queued=0 max_concurrent=1 max_queue=0");
+  CHECK(fmt::format("{}", slots.stats()) == "in_use=0 queued=0 max_concurrent=1 max_queue=0 rejected=0 abandoned=0");
   auto held = slots.try_acquire();
   CHECK(fmt::format("{}", held) == "granted");
   // No wait is known to help a bulkhead: no retry_after.
   CHECK(fmt::format("{}", slots.try_acquire()) == "bulkhead_full");
-  CHECK(fmt::format("{}", slots.stats()) == "in_use=1 queued=0 max_concurrent=1 max_queue=0");
+  CHECK(fmt::format("{}", slots.stats()) == "in_use=1 queued=0 max_concurrent=1 max_queue=0 rejected=1 abandoned=0");
   REQUIRE(heard.lines.size() == 1);
   CHECK(heard.lines[0] == "kind=rejected in_use=1 queued=0");
   CHECK(fmt::format("{}", armor::bulkhead_event{.kind = armor::bulkhead_event_kind::queued, .in_use = 4,

@@ -380,7 +380,7 @@ TEST_CASE("prometheus: the exposition parses back, each family once, with the po
   CHECK(e.value("armor_bulkhead_queued", up) == 0.0);
   CHECK(e.value("armor_bulkhead_max_concurrent", up) == 4.0);
   CHECK(e.value("armor_bulkhead_max_queue", up) == 8.0);
-  CHECK(fmt::format("{}", s.pool.stats()) == "in_use=3 queued=0 max_concurrent=4 max_queue=8");
+  CHECK(fmt::format("{}", s.pool.stats()) == "in_use=3 queued=0 max_concurrent=4 max_queue=8 rejected=0 abandoned=0");
 
   // Keyed maps: one series per key, the key in its label, escaped.
   CHECK(e.value("armor_rate_limit_available_tokens", {{"route", "/login"}, {"client", std::string(awkward)}}) == 1.0);

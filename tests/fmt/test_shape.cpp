@@ -3,13 +3,17 @@
 // are checked in tests/redis and tests/sqlite). tests/shape/check_shape.py
 // fails when a public enumeration or stats type is missing from these lists.
 #include <armor/armor.hpp>
+#include <armor/histogram.hpp>
 #include <armor/resource_sampler.hpp>
 #include <armor/storage/backend_url.hpp>
 
 #include "fmt/promtool.hpp"
 #include "fmt/shape_checks.hpp"
 
+#include <chrono>
 #include <string>
+
+using namespace std::chrono_literals;
 
 TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[shape]") {
   armor_test::check_enum<armor::errc>("errc");
@@ -50,6 +54,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::host_set_event_kind>("host_set_event_kind");
   armor_test::check_enum<armor::cache_state>("cache_state");
   armor_test::check_enum<armor::cache_origin>("cache_origin");
+  armor_test::check_enum<armor::latency_scope>("latency_scope");
 }
 
 namespace {
@@ -99,6 +104,16 @@ armor::sliding_window_stats sliding_sample() {
   return s;
 }
 
+armor::latency_recorder_stats latency_sample() {
+  armor::histogram h{{.bounds = {10ms, 100ms}}};
+  h.record(5ms);
+  h.record(50ms);
+  h.record(500ms);
+  armor::latency_recorder_stats s{};
+  s.duration = h.snapshot();
+  return s;
+}
+
 /// Every core stats type in one registry, as a service would expose them.
 struct every_stats {
   armor_test::stats_stub<armor::circuit_breaker_stats> breaker{breaker_sample()};
@@ -117,6 +132,8 @@ struct every_stats {
   armor_test::stats_stub<armor::drain_stats> drain{};
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
   armor_test::stats_stub<armor::host_set_stats> host_set{};
+  armor_test::stats_stub<armor::latency_recorder_stats> latency{latency_sample()};
+  armor_test::stats_stub<armor::keyed_stats> keyed{{.keys = 3, .max_keys = 100, .rejected = 7, .evicted = 1}};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -135,7 +152,9 @@ struct every_stats {
         .add(shedder, {{"policy", "sample"}})
         .add(drain, {{"policy", "sample"}})
         .add(shadow, {{"policy", "sample"}})
-        .add(host_set, {{"policy", "sample"}});
+        .add(host_set, {{"policy", "sample"}})
+        .add(latency, {{"policy", "sample"}})
+        .add(keyed, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -159,6 +178,8 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats<armor::drain_stats>("drain_stats");
   armor_test::check_stats("shadow_stats", shadow_sample());
   armor_test::check_stats<armor::host_set_stats>("host_set_stats");
+  armor_test::check_stats("latency_recorder_stats", latency_sample());
+  armor_test::check_stats("keyed_stats", armor::keyed_stats{.keys = 3, .max_keys = 100, .rejected = 7, .evicted = 1});
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.

@@ -21,10 +21,10 @@
 // slot) or unlinks itself: a slot is never handed to a waiter that has left,
 // and never lost.
 //
-// A bulkhead with a listener sets an abandon hook: leave() calls it, after
-// the lock is released, when a waiter left unserved (the permit that holds
-// the place knows the state, not the bulkhead). Without a listener the hook
-// is null and leave() tests it once; the hook's two pointers sit in the
+// The bulkhead sets an abandon hook: leave() calls it, after the lock is
+// released, when a waiter left unserved (the permit that holds the place
+// knows the state, not the bulkhead), to count it and tell its listener. A
+// state without a hook tests it once; the hook's two pointers sit in the
 // padding of the cache-line-aligned state, so the state does not grow.
 #pragma once
 
@@ -185,8 +185,11 @@ class bulkhead_state {
   std::mutex mutex_;  // the queue; never taken while nobody waits
   queue_waiter* head_ = nullptr;
   queue_waiter* tail_ = nullptr;
-  abandon_hook hook_ = nullptr;  // set only by a bulkhead with a listener
+  abandon_hook hook_ = nullptr;  // set by the bulkhead that owns the state
   void* hook_owner_ = nullptr;
 };
+
+/// The counters a bulkhead keeps for its stats (detail::counter_set).
+enum class bulkhead_tally : std::uint8_t { rejected, abandoned, count };
 
 }  // namespace armor::detail
