@@ -602,7 +602,8 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   /// The longest wait admit() grants.
   [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return std::chrono::nanoseconds{state_.max_wait()}; }
 
-  /// Whole tokens available at `now`, without taking any.
+  /// Whole tokens available at `now`, without taking any: 0 while
+  /// reservations are owed (stats().available shows how far below zero).
   [[nodiscard]] std::int64_t available(timestamp now) const noexcept {
     const detail::bucket_snapshot s = state_.peek(ns(now));
     return token_bucket_decision<>(token_bucket_status::granted, s.config, 0, s.debt, 0).remaining();
@@ -617,7 +618,9 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
     out.rate = rate_of(s.config);
     out.burst = s.config.burst;
     const token_bucket_decision<> d(token_bucket_status::granted, s.config, 0, s.debt, 0);
-    out.available = d.remaining();
+    // The level itself, below zero while reservations are owed (remaining()
+    // stops at 0): burst - ceil(debt / period), i.e. the tokens rounded down.
+    out.available = s.config.burst - detail::ceil_div(s.debt, s.config.period);
     out.until_full = d.reset();
     if constexpr (Padded) {
       out.counting = counters_.on;

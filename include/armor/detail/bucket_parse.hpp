@@ -1,7 +1,9 @@
 // armor/detail/bucket_parse.hpp: the parser behind armor::rate::parse and
 // armor::token_bucket_options::parse. Not API.
 //
-// Grammar (ASCII, case-insensitive words, blanks allowed between tokens):
+// Grammar (ASCII, case-insensitive words, blanks allowed between tokens and
+// around the whole; a separator is always followed by an option, so "100/s,"
+// is refused):
 //
 //     limit    := rate { [","|";"] option }
 //     rate     := integer ["r"] ("/" | "per") [integer] unit
@@ -46,8 +48,13 @@ class limit_parser {
     parsed_limit out = rate_part();
     for (;;) {
       const bool spaced = blank();
-      const bool separated = separator() || spaced;
-      if (at_end()) break;
+      const bool comma = separator();
+      if (at_end()) {
+        // The grammar has an option after every separator: "100/s," is refused.
+        if (comma) fail("expected an option (burst=N or max_wait=DURATION) after the separator at the end");
+        break;
+      }
+      const bool separated = comma || spaced;
       if (!separated) fail("expected a blank or ',' before \"" + std::string(rest()) + "\"");
       const std::string_view key = word();
       if (key.empty()) fail("expected an option (burst=N or max_wait=DURATION) at \"" + std::string(rest()) + "\"");

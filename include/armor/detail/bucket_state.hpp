@@ -222,9 +222,13 @@ class alignas(16) bucket_state {
       }
       r.outcome = bucket_outcome::granted;
       if (n == 0) {
+        // Zero tokens follow the rule of try_acquire(0): at once unless the
+        // bucket is below zero (reservations owed), else after the wait until
+        // it is back at zero, which `late` holds (x/time/rate's ReserveN(t, 0)
+        // waits as long). Nothing is taken either way.
         if (!unchanged(w.generation)) continue;
         r.debt = start - nt;
-        r.late = 0;
+        if (r.late < 0) r.late = 0;
         r.word = w;
         return r;
       }

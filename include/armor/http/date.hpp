@@ -8,6 +8,7 @@
 #pragma once
 
 #include <armor/detail/http_parse.hpp>
+#include <armor/detail/time.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -42,7 +43,9 @@ namespace detail {
 /// a date outside what system_clock::time_point can hold.
 [[nodiscard]] inline std::optional<wall_time> parse_http_date(std::string_view value, wall_time now) noexcept {
   using namespace std::chrono;
-  const std::int64_t now_s = duration_cast<seconds>(now.time_since_epoch()).count();
+  // floor, not duration_cast: before 1970 truncation toward zero would give
+  // the next second, which is in the next year just before a New Year.
+  const std::int64_t now_s = floor<seconds>(now.time_since_epoch()).count();
   const auto s = armor::detail::http_date_seconds(value, armor::detail::http_year_of(now_s));
   if (!s) return std::nullopt;
   constexpr std::int64_t max_s = duration_cast<seconds>(wall_time::duration::max()).count();
@@ -77,11 +80,13 @@ namespace detail {
   const auto at = parse_http_date(v, now);
   if (!at) return std::nullopt;
   if (*at <= now) return nanoseconds::zero();
-  // Both within the clock's range and ordered: the difference cannot overflow
-  // a nanosecond count unless it is far beyond max_server_hint, checked first.
-  const auto diff_s = duration_cast<seconds>(*at - now);
-  if (diff_s > max_server_hint) return std::nullopt;
-  return duration_cast<nanoseconds>(*at - now);
+  // Any `now` is allowed (one before 1970 with a date in 2262 too), so the
+  // difference saturates rather than overflowing, and the limit is checked on
+  // the exact wait: a wait a fraction of a second beyond it is refused.
+  const std::int64_t wait_ns = armor::detail::saturating_sub(armor::detail::to_ns(at->time_since_epoch()),
+                                                             armor::detail::to_ns(now.time_since_epoch()));
+  if (wait_ns > duration_cast<nanoseconds>(max_server_hint).count()) return std::nullopt;
+  return nanoseconds{wait_ns};
 }
 
 /// The Retry-After value (delta-seconds) for a wait, e.g. a failed pipeline

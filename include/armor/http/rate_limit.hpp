@@ -81,8 +81,8 @@ struct rate_limit_reset {
 ///   - an HTTP-date: that time.
 ///
 /// A time in the past is a reset already due (after = 0). nullopt for
-/// anything else, a number in [10^11, 10^12) or above, and a reset more
-/// than max_server_hint away.
+/// anything else, a number in [10^11, 10^12) or above, a reset more than
+/// max_server_hint away, and a reset time a wall_time cannot hold.
 [[nodiscard]] inline std::optional<rate_limit_reset> parse_rate_limit_reset(std::string_view value,
                                                                             wall_time now) noexcept {
   using namespace std::chrono;
@@ -116,10 +116,16 @@ struct rate_limit_reset {
   }
   if (at_ns) after_ns = std::max<std::int64_t>(0, d::saturating_sub(*at_ns, now_ns));
   if (*after_ns > duration_cast<nanoseconds>(max_server_hint).count()) return std::nullopt;
+  if (!at_ns) {
+    // A wait: the reset is at now + wait, which a `now` within the wait of
+    // the clock's end cannot hold.
+    std::int64_t sum = 0;
+    if (__builtin_add_overflow(now_ns, *after_ns, &sum)) return std::nullopt;
+    at_ns = sum;
+  }
   rate_limit_reset r;
   r.after = nanoseconds{*after_ns};
-  r.at = at_ns ? wall_time{duration_cast<wall_time::duration>(nanoseconds{*at_ns})}
-               : now + duration_cast<wall_time::duration>(r.after);
+  r.at = wall_time{duration_cast<wall_time::duration>(nanoseconds{*at_ns})};
   return r;
 }
 

@@ -136,18 +136,21 @@ enum class status_rule : std::uint8_t {
 }
 
 /// The verdict for a status under a rule: success (code 0), or a failure
-/// or throttled verdict whose code is make_status_code(status);
-/// `retry_after` is kept only on a retryable failure and a throttled
-/// verdict (a retry layer uses it instead of its own delay).
+/// or throttled verdict whose code is make_status_code(status), except for
+/// status 0 (no status at all: not an HTTP response), whose code is
+/// std::errc::protocol_error, because an error code of value 0 means
+/// success. `retry_after` is kept only on a retryable failure and a
+/// throttled verdict (a retry layer uses it instead of its own delay).
 [[nodiscard]] inline verdict verdict_for(status_rule rule, int status,
                                          std::optional<std::chrono::nanoseconds> retry_after = std::nullopt) noexcept {
+  const std::error_code code = status == 0 ? std::make_error_code(std::errc::protocol_error) : make_status_code(status);
   switch (rule) {
     case status_rule::success: return verdict::success();
-    case status_rule::retryable_failure: return verdict::failure(make_status_code(status), true, retry_after);
-    case status_rule::throttled: return verdict::throttled(make_status_code(status), retry_after);
+    case status_rule::retryable_failure: return verdict::failure(code, true, retry_after);
+    case status_rule::throttled: return verdict::throttled(code, retry_after);
     case status_rule::failure: break;
   }
-  return verdict::failure(make_status_code(status), false);
+  return verdict::failure(code, false);
 }
 
 /// armor's default judgement of a status (default_status_rule), with the
