@@ -1,24 +1,23 @@
 // armor/fault_injector.hpp: armor::fault_injector, a layer that makes a
-// share of calls fail or run late on purpose (chaos testing): it throws an
+// share of calls fail or run late on purpose (chaos drills): it throws an
 // exception, fails with an error code, returns a chosen value (a 503
 // response) or adds latency, each with its own probability, behind a switch
 // that can change at run time. Defines its options, permit, event and stats.
 //
 //     using namespace std::chrono_literals;
-//     armor::fault_injector<> chaos{{.error_rate = 0.05, .latency_rate = 0.1, .latency = 300ms}};
+//     armor::fault_injector<> chaos{{.enabled = false, .error_rate = 0.05, .latency_rate = 0.1, .latency = 300ms}};
 //     auto p = armor::pipeline{armor::backoff{{.max_attempts = 3}}, std::ref(breaker), std::ref(chaos)};
+//     chaos.set_enabled(drill_running());  // from any thread, at any time
 //     auto r = p.try_execute([&](const armor::context& ctx) { return call_upstream(ctx.remaining()); });
-//     chaos.set_enabled(false);  // from any thread: the next calls run untouched
 //
-// The injector only decides; the driver acts. An injected failure stands in
-// for the layers inside it and the operation (they are not run) and is
-// judged like a real attempt, so the layers outside see it: place it inside
-// the retry and the breaker. Injected latency is a wait the driver sleeps
-// (an Asio timer on Asio) before the inner layers run; a latency that would
-// outlast the deadline ends the attempt at the deadline as a timeout.
-// Thread-safe; no lock, no allocation and no virtual call per call; a
-// disabled injector reads one atomic and draws no random number. The
-// options, where it goes in a pipeline, what it costs: docs/fault_injection.md.
+// The injector only decides; the driver acts. An injected failure replaces
+// the layers inside and the operation and is judged like a real attempt, so
+// the layers outside (retry, breaker) see it. Injected latency is a wait the
+// driver sleeps (an Asio timer on Asio) before the inner layers; one that
+// would outlast the deadline ends the attempt there, as a timeout.
+// Thread-safe; no lock, allocation or virtual call per call; disabled, it
+// reads one atomic and draws nothing. Options, placement in a pipeline,
+// cost: docs/fault_injection.md.
 #pragma once
 
 #include <armor/backoff.hpp>

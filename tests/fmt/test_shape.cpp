@@ -42,6 +42,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::load_shedder_event_kind>("load_shedder_event_kind");
   armor_test::check_enum<armor::drain_event_kind>("drain_event_kind");
   armor_test::check_enum<armor::shadow_outcome>("shadow_outcome");
+  armor_test::check_enum<armor::fault_kind>("fault_kind");
 }
 
 namespace {
@@ -107,6 +108,7 @@ struct every_stats {
   armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
   armor_test::stats_stub<armor::drain_stats> drain{};
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
+  armor_test::stats_stub<armor::fault_injector_stats> faults{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -123,7 +125,8 @@ struct every_stats {
         .add(coalescer, {{"policy", "sample"}})
         .add(shedder, {{"policy", "sample"}})
         .add(drain, {{"policy", "sample"}})
-        .add(shadow, {{"policy", "sample"}});
+        .add(shadow, {{"policy", "sample"}})
+        .add(faults, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -145,6 +148,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("load_shedder_stats", shedder_sample());
   armor_test::check_stats<armor::drain_stats>("drain_stats");
   armor_test::check_stats("shadow_stats", shadow_sample());
+  armor_test::check_stats<armor::fault_injector_stats>("fault_injector_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
