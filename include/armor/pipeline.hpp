@@ -351,8 +351,10 @@ template <class P, class K, class R>
       static_assert(std::is_constructible_v<stored, const typename P::result_type&>,
                     "armor::fault_injector<Result>: the operation's result type cannot be built from the "
                     "injector's Result; give the injector a value of the operation's type");
-      out.value.emplace(pol.injected_result());
-      judge_attempt(classifier, out);
+      if constexpr (std::is_constructible_v<stored, const typename P::result_type&>) {
+        out.value.emplace(pol.injected_result());
+        judge_attempt(classifier, out);
+      }
     }
   } else {
     out.stop(outcome::failure, pol.injected_error(), std::nullopt, true);
