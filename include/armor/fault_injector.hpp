@@ -67,10 +67,9 @@ struct fault_injector_options {
   std::error_code error = errc::operation_failed;
   /// The share of calls that return the injector's chosen value (an HTTP 503
   /// response), judged by the pipeline's classifier like a real answer.
-  /// Needs fault_injector<Result> built with that value.
+  /// Needs fault_injector<Result> built with that value. The three failure
+  /// rates together must not exceed 1: one draw picks at most one failure.
   double result_rate = 0;
-  /// exception_rate + error_rate + result_rate must not exceed 1: one draw
-  /// picks at most one failure per call.
   /// The share of calls delayed by `latency` (drawn apart from the failures:
   /// a call can be both slow and failed).
   double latency_rate = 0;
