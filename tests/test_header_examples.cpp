@@ -842,6 +842,24 @@ armor::host_set_stats example() {
 }
 }  // namespace host_set_ex
 
+// ---------------------------------------------------------------------------
+// header example: <armor/fault_injector.hpp>
+namespace fault_injector_ex {
+armor::circuit_breaker<> breaker;
+int calls = 0;
+bool drill_running() { return false; }  // a flag the operators flip
+int call_upstream(std::chrono::nanoseconds) { return ++calls; }
+
+bool example() {
+  using namespace std::chrono_literals;
+  armor::fault_injector<> chaos{{.enabled = false, .error_rate = 0.05, .latency_rate = 0.1, .latency = 300ms}};
+  auto p = armor::pipeline{armor::backoff{{.max_attempts = 3}}, std::ref(breaker), std::ref(chaos)};
+  chaos.set_enabled(drill_running());  // from any thread, at any time
+  auto r = p.try_execute([&](const armor::context& ctx) { return call_upstream(ctx.remaining()); });
+  return r.ok() && chaos.stats().errors + chaos.stats().latencies == 0;
+}
+}  // namespace fault_injector_ex
+
 }  // namespace header_examples
 
 namespace hx = header_examples;
@@ -1019,4 +1037,9 @@ TEST_CASE("header example: host_set.hpp") {
   CHECK(s.picks == 1);
   CHECK(s.pending == 0);
   CHECK(hx::host_set_ex::called.size() == 1);
+}
+
+TEST_CASE("header example: fault_injector.hpp") {
+  CHECK(header_examples::fault_injector_ex::example());
+  CHECK(header_examples::fault_injector_ex::calls == 1);
 }

@@ -25,6 +25,7 @@
 #include <armor/deadline.hpp>
 #include <armor/drain.hpp>
 #include <armor/error.hpp>
+#include <armor/fault_injector.hpp>
 #include <armor/fallback.hpp>
 #include <armor/fixed_window.hpp>
 #include <armor/hedge.hpp>

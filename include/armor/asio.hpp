@@ -243,6 +243,13 @@ class async_call {
         co_return;
       }
     }
+    if constexpr (injects_faults<Pol>()) {
+      if (adm.permit.injects()) {
+        co_await run_injected<I>(pol, ctx, out, adm.permit);
+        context_access::set_deadline(ctx, outer_deadline);
+        co_return;
+      }
+    }
     timestamp wake{};
     if (admitted(ctx, adm, out, wake)) {
       if (wake > ctx.now() && !co_await sleep_until(ctx, wake)) {
@@ -258,6 +265,39 @@ class async_call {
     }
     context_access::set_deadline(ctx, outer_deadline);
     if constexpr (recovers<Pol>()) recover(pol, std::as_const(ctx), out);
+  }
+
+  // A fault injector's permit carries a fault: wait out the injected delay
+  // on a timer (only to the deadline when it would outlast it: a timeout),
+  // then run the inner layers, or inject the failure in their place. A
+  // cancelled wait drops the permit, which gives back its place.
+  template <std::size_t I, class Pol>
+  task<void> run_injected(Pol& pol, context& ctx, call_outcome<R>& out, typename Pol::permit_type& permit) {
+    if (permit.latency() > std::chrono::nanoseconds::zero()) {
+      const timestamp wake = wake_time(ctx, permit.latency());
+      const bool outlasts = injected_delay_outlasts(ctx, wake);
+      const timestamp until = outlasts ? ctx.deadline() : wake;
+      if (until > ctx.now() && !co_await sleep_until(ctx, until)) {
+        stop_cancelled(out);
+        co_return;
+      }
+      if (outlasts) {
+        injected_timeout(ctx, out);
+        pol.settle(ctx, std::move(permit), out.v);
+        co_return;
+      }
+    }
+    if (permit.fails()) {
+      if (inject_failure(pol, permit, p_.classifier(), ctx, out) &&
+          (!out.v.ok() || pipeline_access::wants_completion_time(p_))) {
+        end_attempt(ctx, read_clock(), out);
+      }
+    } else if constexpr (hedges<Pol>()) {
+      co_await run_hedged<I>(pol, ctx, out);
+    } else {
+      co_await run_layers<I + 1>(ctx, out);
+    }
+    pol.settle(ctx, std::move(permit), out.v);
   }
 
   // A queueing layer found no free slot: wait in its queue without blocking

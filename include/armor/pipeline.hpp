@@ -316,6 +316,52 @@ ARMOR_ALWAYS_INLINE void end_attempt(context& ctx, timestamp now, call_outcome<R
   if (out.v.kind == outcome::failure && ctx.expired()) out.v.kind = outcome::timeout;
 }
 
+/// For a layer that injects faults (armor::fault_injector): when an
+/// injected delay would end at or past the deadline, the driver sleeps to
+/// the deadline only, and the attempt ends there as an upstream that did
+/// not answer in time would: one attempt, judged a timeout.
+[[nodiscard]] ARMOR_ALWAYS_INLINE bool injected_delay_outlasts(const context& ctx, timestamp wake) noexcept {
+  return ctx.has_deadline() && wake >= ctx.deadline();
+}
+
+template <class R>
+void injected_timeout(context& ctx, call_outcome<R>& out) noexcept {
+  context_access::begin_attempt(ctx);
+  out.value.reset();
+  out.exception = nullptr;
+  out.recovered = false;
+  out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
+}
+
+/// An injected failure in place of the layers inside and the operation: one
+/// attempt (none on a spent budget, as for a real one) whose exception,
+/// value or error code comes from the injector. An exception or a value is
+/// judged by the classifier like a real one; an error code is a retryable
+/// failure with that code. False when no attempt was made.
+template <class P, class K, class R>
+[[nodiscard]] bool inject_failure(const P& pol, const typename P::permit_type& permit, const K& classifier,
+                                  context& ctx, call_outcome<R>& out) {
+  if (!begin_attempt(ctx, out)) return false;
+  if (permit.throws()) {
+    out.exception = pol.injected_exception();
+    judge_attempt(classifier, out);
+  } else if (permit.returns_value()) {
+    if constexpr (!std::is_void_v<typename P::result_type>) {
+      using stored = typename call_outcome<R>::stored;
+      static_assert(std::is_constructible_v<stored, const typename P::result_type&>,
+                    "armor::fault_injector<Result>: the operation's result type cannot be built from the "
+                    "injector's Result; give the injector a value of the operation's type");
+      if constexpr (std::is_constructible_v<stored, const typename P::result_type&>) {
+        out.value.emplace(pol.injected_result());
+        judge_attempt(classifier, out);
+      }
+    }
+  } else {
+    out.stop(outcome::failure, pol.injected_error(), std::nullopt, true);
+  }
+  return true;
+}
+
 }  // namespace detail
 
 /// Policies stacked around an operation, outermost first, driven
@@ -478,6 +524,13 @@ class pipeline {
         return;
       }
     }
+    if constexpr (detail::injects_faults<P>()) {
+      if (ARMOR_UNLIKELY(adm.permit.injects())) {
+        run_injected<I>(pol, ctx, f, out, adm.permit);
+        detail::context_access::set_deadline(ctx, outer_deadline);
+        return;
+      }
+    }
     timestamp wake{};
     if (detail::admitted(ctx, adm, out, wake)) {
       if (wake > ctx.now()) sleep_until(ctx, wake);
@@ -488,6 +541,31 @@ class pipeline {
     // reservation it holds back.
     detail::context_access::set_deadline(ctx, outer_deadline);
     if constexpr (detail::recovers<P>()) detail::recover(pol, std::as_const(ctx), out);
+  }
+
+  // A fault injector's permit carries a fault: sleep the injected delay
+  // (only to the deadline when it would outlast it: a timeout), then run
+  // the inner layers, or inject the failure in their place.
+  template <std::size_t I, class P, class F, class R>
+  void run_injected(P& pol, context& ctx, F& f, detail::call_outcome<R>& out, typename P::permit_type& permit) const {
+    if (permit.latency() > std::chrono::nanoseconds::zero()) {
+      const timestamp wake = detail::wake_time(ctx, permit.latency());
+      if (detail::injected_delay_outlasts(ctx, wake)) {
+        if (ctx.deadline() > ctx.now()) sleep_until(ctx, ctx.deadline());
+        detail::injected_timeout(ctx, out);
+        pol.settle(ctx, std::move(permit), out.v);
+        return;
+      }
+      sleep_until(ctx, wake);
+    }
+    if (permit.fails()) {
+      if (detail::inject_failure(pol, permit, classifier_, ctx, out) && (!out.v.ok() || wants_completion_time())) {
+        detail::end_attempt(ctx, read_clock(), out);
+      }
+    } else {
+      run<I + 1>(ctx, f, out);
+    }
+    pol.settle(ctx, std::move(permit), out.v);
   }
 
   // A queueing layer found no free slot: join its queue and block until a

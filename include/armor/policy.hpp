@@ -226,6 +226,20 @@ constexpr bool hedges() {
   }
 }
 
+/// True for a policy whose permits carry faults for the driver to inject
+/// (armor::fault_injector). Declared as `static constexpr bool
+/// injects_faults = true;`; its permit has `bool injects()`, `latency()`,
+/// `bool fails()`, `throws()` and `returns_value()`, and the policy `injected_exception()`,
+/// `injected_error()` and (with a result type) `injected_result()`.
+template <class P>
+constexpr bool injects_faults() {
+  if constexpr (requires { P::injects_faults; }) {
+    return P::injects_faults;
+  } else {
+    return false;
+  }
+}
+
 /// A layer as a pipeline stores it: a policy, or std::reference_wrapper to
 /// one so that several pipelines share its state.
 template <class L>

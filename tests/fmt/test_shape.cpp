@@ -55,6 +55,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::cache_state>("cache_state");
   armor_test::check_enum<armor::cache_origin>("cache_origin");
   armor_test::check_enum<armor::latency_scope>("latency_scope");
+  armor_test::check_enum<armor::fault_kind>("fault_kind");
 }
 
 namespace {
@@ -134,6 +135,7 @@ struct every_stats {
   armor_test::stats_stub<armor::host_set_stats> host_set{};
   armor_test::stats_stub<armor::latency_recorder_stats> latency{latency_sample()};
   armor_test::stats_stub<armor::keyed_stats> keyed{{.keys = 3, .max_keys = 100, .rejected = 7, .evicted = 1}};
+  armor_test::stats_stub<armor::fault_injector_stats> faults{};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -154,7 +156,8 @@ struct every_stats {
         .add(shadow, {{"policy", "sample"}})
         .add(host_set, {{"policy", "sample"}})
         .add(latency, {{"policy", "sample"}})
-        .add(keyed, {{"policy", "sample"}});
+        .add(keyed, {{"policy", "sample"}})
+        .add(faults, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -180,6 +183,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats<armor::host_set_stats>("host_set_stats");
   armor_test::check_stats("latency_recorder_stats", latency_sample());
   armor_test::check_stats("keyed_stats", armor::keyed_stats{.keys = 3, .max_keys = 100, .rejected = 7, .evicted = 1});
+  armor_test::check_stats<armor::fault_injector_stats>("fault_injector_stats");
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
