@@ -6,15 +6,19 @@
 // then healthy again. It limits each client to 10 requests a second (2 in
 // the throttling phase) and says so in RateLimit headers, as public APIs do.
 //
-// Calls arrive at random (Poisson, 8 a second by default, seeded) and each
-// one goes out twice, at the same moment:
+// Calls arrive at random (Poisson, 8 a second by default, seeded), each for
+// one of 16 items (GET /api/items/N, whose 200s carry Cache-Control:
+// max-age, stale-if-error), and each one goes out twice, at the same moment:
 //
-//   - through armor:  deadline 1.5 s -> backoff (3 attempts, honours
+//   - through armor:  an armor::cache (fresh answers without a request;
+//     stale ones, marked, when the pipeline fails or refuses) in front of
+//     deadline 1.5 s -> backoff (3 attempts, honours
 //     Retry-After) -> circuit breaker (50 % failures over the last 10; a
 //     429, a timeout or a slow answer is no failure) -> adaptive limit
 //     (gradient) -> token bucket (10/s, burst 1, waits up to 100 ms) ->
 //     quota (requests per hour, alerts at 80 % and 90 %) -> HTTP GET;
-//   - through a plain client with the same 1.5 s timeout and nothing else.
+//   - through a plain client with the same 1.5 s timeout and nothing else
+//     (no cache either).
 //
 // While it runs it prints a timeline (phases, breaker transitions, retries
 // with their delays, waits for tokens, rejections, quota alerts, one line a
@@ -141,6 +145,16 @@ enum class ending : std::uint8_t {
   fast_failed,   // the open breaker refused it before anything was sent
   not_sent,      // the adaptive limit, the token bucket or the deadline refused it before anything was sent
   quota,         // the quota refused it before anything was sent
+  fresh,         // the cache answered fresh: the pipeline was not called
+  joined,        // the cache had it answered by a call already in flight for the same item
+};
+
+// What the caller got.
+enum class answer : std::uint8_t {
+  none,   // nothing: the call failed
+  live,   // the upstream's 200, for this call (or one in flight it joined)
+  fresh,  // from the cache, fresh (max-age)
+  stale,  // from the cache, stale (stale-if-error), instead of a failure
 };
 
 struct call_record {
@@ -153,6 +167,7 @@ struct call_record {
   double waited = 0;    // seconds spent waiting for tokens
   bool breaker_refused = false;  // the breaker refused it before it sent anything
   ending how = ending::ok;
+  answer got = answer::none;
 };
 
 // Per-call scratch, filled on the calling thread by the operation and the
@@ -164,12 +179,16 @@ struct call_scratch {
   int last_status = 0;   // of the last attempt; 0 when it got no answer
   double waited = 0;
   bool breaker_refused = false;
+  bool ran = false;      // the cache called the pipeline on this thread
+  bool live_ok = false;  // and it answered 2xx
+  std::error_code code;  // its failure's code, if it failed without a value
+  nanoseconds took{};    // from just before the pipeline's try_execute to its return
 };
 thread_local call_scratch scratch;
 
 // The kinds of detail line, each printed a few times per phase.
-enum class detail : std::uint8_t { retry, wait, reject, give_up };
-constexpr std::size_t detail_kinds = 4;
+enum class detail : std::uint8_t { retry, wait, reject, give_up, stale };
+constexpr std::size_t detail_kinds = 5;
 constexpr int detail_per_phase = 3;
 
 // The event log and the live timeline. Listeners call it from every calling
@@ -217,7 +236,7 @@ class recorder {
       emit(t, st, tag, fmt::format(f, std::forward<A>(args)...));
     } else if (n == detail_per_phase + 1) {
       static constexpr std::array<std::string_view, detail_kinds> plural = {"retries", "waits", "rejections",
-                                                                            "give-ups"};
+                                                                            "give-ups", "stale answers"};
       emit(t, style(fmt::emphasis::faint), "",
            fmt::format("(further {} in this phase are counted in the per-second lines)",
                        plural[static_cast<std::size_t>(kind)]));
@@ -510,14 +529,39 @@ constexpr auto client_bucket_rate = armor::rate{10, 1s};
 constexpr std::int64_t client_bucket_burst = 1;
 constexpr auto client_bucket_wait = 100ms;
 
+// The resources the calls ask for: GET /api/items/0 .. 15. Each call asks for
+// one, drawn from the seed and the call's number, so both clients ask for the
+// same item at the same moment.
+constexpr int item_count = 16;
+
+// What the upstream says in Cache-Control: its answers are fresh for 2 s
+// (1 s with --quick: 0.4 of a phase, at least 1 s) and may be used for a
+// minute past that when it fails, as many APIs say (max-age=60,
+// stale-if-error=86400 and the like, scaled down to the demo's phases).
+std::chrono::seconds item_max_age(const options& o) {
+  return std::chrono::seconds{std::max<long long>(1, std::llround(0.4 * duration<double>(o.phase).count()))};
+}
+constexpr std::chrono::seconds item_stale_if_error{60};
+
+demo::upstream_limits upstream_settings(const options& o) {
+  demo::upstream_limits l;
+  l.max_age = item_max_age(o);
+  l.stale_if_error = item_stale_if_error;
+  return l;
+}
+
 class demo_run {
  public:
   explicit demo_run(const options& o)
       : opt_(o),
         arrivals_(schedule(o)),
+        items_(pick_items(o, arrivals_.size())),
         t0_(steady::now()),
         rec_(t0_, o.color),
-        upstream_(demo::upstream_limits{}, o.seed),
+        upstream_(upstream_settings(o), o.seed),
+        // Freshness comes from each answer's Cache-Control; these options
+        // are only for an answer without one (none here: stale on no error).
+        cache_({.max_age = item_max_age(o), .max_entries = 4 * item_count, .shards = 4}),
         breaker_({.failure_threshold = 0,
                   .failure_rate = 0.5,
                   .window_size = 10,
@@ -533,7 +577,7 @@ class demo_run {
                 .min_samples = 5,
                 .count_calls = true}),
         bucket_({.rate = client_bucket_rate, .burst = client_bucket_burst, .max_wait = client_bucket_wait}),
-        quota_limit_(std::max<std::int64_t>(10, std::llround(0.8 * static_cast<double>(arrivals_.size())))),
+        quota_limit_(std::max<std::int64_t>(10, std::llround(0.6 * static_cast<double>(arrivals_.size())))),
         quota_({.windows = {armor::quota_window::rolling(quota_limit_, 1h)}, .alerts = {0.8, 0.9, 1.0}},
                armor::system_clock{}, armor::memory_quota_storage{}, quota_log{&rec_}),
         client_(armor::classify<http_judge>{},
@@ -561,6 +605,18 @@ class demo_run {
     return at;
   }
 
+  // The item each call asks for: splitmix64 of the seed and the call's number.
+  static std::vector<int> pick_items(const options& o, std::size_t calls) {
+    std::vector<int> items;
+    for (std::size_t i = 0; i < calls; ++i) {
+      std::uint64_t z = o.seed + 0x9e3779b97f4a7c15ULL * (i + 1);
+      z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
+      items.push_back(static_cast<int>((z ^ (z >> 31U)) % item_count));
+    }
+    return items;
+  }
+
   void armor_call(int phase, std::size_t index);
   void plain_call(int phase, std::size_t index);
   void tick(double t, bool final = false);
@@ -578,16 +634,21 @@ class demo_run {
   void drain_and_stop_workers();
 
   options opt_;
-  // The quota is an hourly plan sized for this run, 0.8 requests per call:
-  // with the default settings armor sends about 0.7, so the run ends above
-  // 80 % of the plan and that alert fires (other settings may stop short of
-  // it, or reach 90 %).
+  // The quota is an hourly plan sized for this run, 0.6 requests per call:
+  // with the default settings armor sends about 0.5 (the cache answers the
+  // rest without a request), so the run ends near or above 80 % of the plan
+  // (other settings may stop short of it, or reach 90 %).
   std::vector<double> arrivals_;
+  std::vector<int> items_;  // the item each call asks for
   steady::time_point t0_;
   recorder rec_;
   demo::upstream upstream_;
   using breaker_type = armor::circuit_breaker<armor::steady_clock, breaker_log>;
   using quota_type = armor::quota_tracker<armor::system_clock, armor::memory_quota_storage, quota_log>;
+  // In front of the pipeline: a fresh answer is served without calling it,
+  // and a stale one (within the answer's stale-if-error) when it fails or
+  // refuses. The plain client has no cache.
+  armor::cache<int, std::string> cache_;
   breaker_type breaker_;
   // The adaptive concurrency limit (gradient): it follows the latency, and
   // its floor is what this client may honestly have in flight, twice the
@@ -634,48 +695,88 @@ void demo_run::armor_call(int phase, std::size_t index) {
   r.index = index;
   r.start = rec_.now();
   const int port = upstream_.port();
-  const steady::time_point began = steady::now();
-  auto result = client_.try_execute([&](const armor::context& ctx) {
-    const std::string attempt = std::to_string(scratch.sent++);
-    scratch.last_status = 0;
-    httplib::Client http("127.0.0.1", port);
-    http.set_connection_timeout(std::min<nanoseconds>(ctx.remaining(), 1s));
-    http.set_read_timeout(ctx.remaining());  // never outlive the deadline
-    auto res = http.Get("/api", {{"X-Client", "armor"}, {"X-Call", std::to_string(index)}, {"X-Attempt", attempt}});
-    if (!res) {
-      const bool timed_out = res.error() == httplib::Error::Read || res.error() == httplib::Error::ConnectionTimeout;
-      throw std::system_error(std::make_error_code(timed_out ? std::errc::timed_out : std::errc::connection_refused),
-                              httplib::to_string(res.error()));
+  const int item = items_[index];
+  const std::string path = fmt::format("/api/items/{}", item);
+  // The cache calls this on a miss, or when its entry is past max-age: one
+  // call through the pipeline. A 2xx is stored with the freshness its
+  // Cache-Control gives; anything else is a failure, which a stale entry
+  // (within stale-if-error) answers instead of.
+  const auto fetch = [&]() -> armor::result<armor::cache_item<std::string>> {
+    scratch.ran = true;
+    const steady::time_point began = steady::now();
+    auto res = client_.try_execute([&](const armor::context& ctx) {
+      const std::string attempt = std::to_string(scratch.sent++);
+      scratch.last_status = 0;
+      httplib::Client http("127.0.0.1", port);
+      http.set_connection_timeout(std::min<nanoseconds>(ctx.remaining(), 1s));
+      http.set_read_timeout(ctx.remaining());  // never outlive the deadline
+      auto got = http.Get(path, {{"X-Client", "armor"}, {"X-Call", std::to_string(index)}, {"X-Attempt", attempt}});
+      if (!got) {
+        const bool timed_out = got.error() == httplib::Error::Read || got.error() == httplib::Error::ConnectionTimeout;
+        throw std::system_error(std::make_error_code(timed_out ? std::errc::timed_out : std::errc::connection_refused),
+                                httplib::to_string(got.error()));
+      }
+      scratch.last_status = got->status;
+      if (got->status == 429) ++scratch.throttled;
+      return std::move(got.value());
+    });
+    scratch.took = steady::now() - began;
+    if (res.ok() && res->status >= 200 && res->status < 300) {
+      scratch.live_ok = true;
+      const auto cc = armor::http::parse_cache_control(armor::http::header(*res, "Cache-Control").value_or(""));
+      return armor::http::cache_item_from(cc, std::make_shared<const std::string>(std::move(res->body)));
     }
-    scratch.last_status = res->status;
-    if (res->status == 429) ++scratch.throttled;
-    return std::move(res.value());
-  });
-  r.took = steady::now() - began;
+    if (!res.has_value()) {
+      scratch.code = res.code();
+      return res.error();
+    }
+    return armor::failure{armor::errc::operation_failed, res.retry_after(), nullptr};  // a 500 or a 429, judged
+  };
+  auto got = cache_.try_execute(item, fetch);
   r.end = rec_.now();
+  r.took = scratch.took;
   r.sent = scratch.sent;
   r.throttled = scratch.throttled;
   r.waited = scratch.waited;
   r.breaker_refused = scratch.breaker_refused;
+  if (got) {
+    r.got = got->origin == armor::cache_origin::fresh   ? answer::fresh
+            : got->origin == armor::cache_origin::stale ? answer::stale
+                                                        : answer::live;
+  }
   const double ms = (r.end - r.start) * 1000;
-  if (result && result->status >= 200 && result->status < 300) {
+  if (!scratch.ran) {
+    // The cache answered without calling the pipeline on this thread: from
+    // a fresh entry, or with the result of a call for the same item already
+    // in flight (or just stored by one).
+    r.how = r.got == answer::fresh ? ending::fresh : ending::joined;
+  } else if (scratch.live_ok) {
     r.how = ending::ok;
   } else if (r.sent > 0) {
     r.how = ending::failed;
-  } else if (result.code() == armor::errc::circuit_open) {
+  } else if (scratch.code == armor::errc::circuit_open) {
     r.how = ending::fast_failed;
     rec_.detail_line(detail::reject, r.end, rec_.style(fg(fmt::terminal_color::red)), "reject",
                      "breaker open: failed fast in {:.0f} µs, no request sent",
                      duration<double, std::micro>(r.took).count());
-  } else if (result.code() == armor::errc::quota_exhausted) {
+  } else if (scratch.code == armor::errc::quota_exhausted) {
     r.how = ending::quota;
     rec_.detail_line(detail::reject, r.end, rec_.style(fg(fmt::terminal_color::magenta)), "reject",
-                     "quota spent: not sent (retry in {:.0f} s)",
-                     duration<double>(result.retry_after().value_or(nanoseconds{0})).count());
+                     "quota spent: not sent");
   } else {
     r.how = ending::not_sent;
     rec_.detail_line(detail::reject, r.end, rec_.style(fg(fmt::terminal_color::red)), "reject",
-                     "{}: not sent, after {:.0f} ms", result.code().message(), ms);
+                     "{}: not sent, after {:.0f} ms", scratch.code.message(), ms);
+  }
+  if (r.got == answer::stale) {
+    // Why the pipeline gave no answer: this call's own attempt, or the call
+    // in flight for the same item that it joined.
+    const std::string why = !scratch.ran     ? fmt::format("the call it joined failed ({})", got->error.message())
+                            : r.sent == 0    ? fmt::format("not sent ({})", scratch.code.message())
+                            : scratch.last_status > 0 ? fmt::format("HTTP {}", scratch.last_status)
+                                                      : std::string("no answer in time");
+    rec_.detail_line(detail::stale, r.end, rec_.style(fg(fmt::terminal_color::cyan)), "stale",
+                     "item {} answered STALE from the cache (stale-if-error), instead of: {}", item, why);
   }
   rec_.call_ended(r);
 }
@@ -688,11 +789,13 @@ void demo_run::plain_call(int phase, std::size_t index) {
   httplib::Client http("127.0.0.1", upstream_.port());
   http.set_connection_timeout(1s);
   http.set_read_timeout(call_deadline);
-  auto res = http.Get("/api", {{"X-Client", "plain"}, {"X-Call", std::to_string(index)}, {"X-Attempt", "0"}});
+  auto res = http.Get(fmt::format("/api/items/{}", items_[index]),
+                      {{"X-Client", "plain"}, {"X-Call", std::to_string(index)}, {"X-Attempt", "0"}});
   r.end = rec_.now();
   r.sent = 1;
   r.throttled = res && res->status == 429 ? 1 : 0;
   r.how = res && res->status >= 200 && res->status < 300 ? ending::ok : ending::failed;
+  r.got = r.how == ending::ok ? answer::live : answer::none;
   rec_.plain_call_ended(r);
 }
 
@@ -739,21 +842,26 @@ void demo_run::drain_and_stop_workers() {
 // One line a second: how the calls that ended in that second went.
 void demo_run::tick(double t, bool final) {
   const std::vector<call_record> calls = rec_.calls();
-  std::array<int, 5> n{};
-  for (std::size_t i = ticked_calls_; i < calls.size(); ++i) ++n[static_cast<std::size_t>(calls[i].how)];
+  std::array<int, 7> n{};    // by ending
+  std::array<int, 4> got{};  // by answer
+  for (std::size_t i = ticked_calls_; i < calls.size(); ++i) {
+    ++n[static_cast<std::size_t>(calls[i].how)];
+    ++got[static_cast<std::size_t>(calls[i].got)];
+  }
   ticked_calls_ = calls.size();
   const demo::answer_counts a = upstream_.counts(demo::client::armor);
   const auto d200 = a.ok - ticked_answers_.ok;
   const auto d500 = a.server_errors - ticked_answers_.server_errors;
   const auto d429 = a.throttled - ticked_answers_.throttled;
   ticked_answers_ = a;
-  if (final && n == std::array<int, 5>{} && d200 + d500 + d429 == 0) return;
+  if (final && n == std::array<int, 7>{} && d200 + d500 + d429 == 0) return;
   const auto q = quota_.usage(0);
   const armor::breaker_state s = breaker_.stats().state;
   rec_.line(t, rec_.style(fmt::emphasis::faint), "|",
-            "{} ok, {} failed, {} failed fast, {} not sent | upstream sent 200 x{}, 500 x{}, 429 x{} | "
-            "breaker {} | limit {} | quota {:.0f} %",
-            n[0], n[1], n[2], n[3] + n[4], d200, d500, d429, armor::to_string(s), limit_.limit(), q.percent());
+            "answered {} live, {} fresh, {} stale, {} not | {} failed, {} failed fast, {} not sent | "
+            "upstream sent 200 x{}, 500 x{}, 429 x{} | breaker {} | limit {} | quota {:.0f} %",
+            got[1], got[2], got[3], got[0], n[1], n[2], n[3] + n[4], d200, d500, d429, armor::to_string(s),
+            limit_.limit(), q.percent());
 }
 
 int demo_run::run() {
@@ -765,16 +873,20 @@ int demo_run::run() {
   fmt::print(rec_.style(fmt::emphasis::bold), "armor demo");
   fmt::print(": {} calls ({:g}/s at random, seed {}) in {} phases of {:g} s, over real sockets\n", arrivals_.size(),
              opt_.rate, opt_.seed, demo::phase_count, duration<double>(opt_.phase).count());
-  fmt::print("  upstream  http://127.0.0.1:{}/api allows each client 10 requests/s (burst 2): RateLimit headers,\n"
-             "            and 429 + Retry-After beyond the limit\n",
+  fmt::print("  upstream  http://127.0.0.1:{}/api/items/ allows each client 10 requests/s (burst 2):\n"
+             "            RateLimit headers, and 429 + Retry-After beyond the limit\n",
              upstream_.port());
-  fmt::print("  armor     deadline {:g} s -> backoff (3 attempts, retry budget, honours Retry-After, waits out no\n"
+  fmt::print("  items     GET /api/items/0..{}: each call asks for one (the same for both clients); a 200 says\n"
+             "            Cache-Control: max-age={}, stale-if-error={}\n",
+             item_count - 1, item_max_age(opt_).count(), item_stale_if_error.count());
+  fmt::print("  armor     armor::cache (fresh: no request; stale, marked, when the pipeline below fails or refuses)\n"
+             "            -> deadline {:g} s -> backoff (3 attempts, retry budget, honours Retry-After, waits out no\n"
              "            refusal) -> circuit breaker (opens at 50 % failures in the last 10; open {:.1f} s; 429s,\n"
              "            timeouts and slow answers do not count) -> adaptive limit (gradient, {} to {} in flight)\n"
              "            -> token bucket (10/s, burst 1, waits up to 100 ms) -> quota ({} requests an hour)\n",
              duration<double>(call_deadline).count(), duration<double>(breaker_.options().open_for).count(),
              limit_floor(opt_), 8 * limit_floor(opt_), quota_limit_);
-  fmt::print("  plain     the same calls at the same moments: one GET each, {:g} s timeout, nothing else\n",
+  fmt::print("  plain     the same calls at the same moments: one GET each, {:g} s timeout, no cache, nothing else\n",
              duration<double>(call_deadline).count());
   std::fflush(stdout);
 
@@ -838,20 +950,29 @@ void demo_run::summary() {
   const auto retries = rec_.retries_per_phase();
 
   struct totals {
-    int calls = 0, ok = 0, failed = 0, fast = 0, not_sent = 0, quota = 0, throttled = 0;
-    double failing_seconds = 0;  // time callers spent in calls that did not succeed
+    int calls = 0, ok = 0, failed = 0, fast = 0, not_sent = 0, quota = 0, fresh = 0, joined = 0, throttled = 0;
+    int answered = 0, live = 0, from_fresh = 0, from_stale = 0;  // what the callers got
+    double failing_seconds = 0;  // time callers spent in calls that got no answer
   };
   const auto add = [](totals& t, const call_record& r) {
     ++t.calls;
     t.throttled += r.throttled;
     switch (r.how) {
-      case ending::ok: ++t.ok; return;
+      case ending::ok: ++t.ok; break;
       case ending::failed: ++t.failed; break;
       case ending::fast_failed: ++t.fast; break;
       case ending::not_sent: ++t.not_sent; break;
       case ending::quota: ++t.quota; break;
+      case ending::fresh: ++t.fresh; break;
+      case ending::joined: ++t.joined; break;
     }
-    t.failing_seconds += r.end - r.start;
+    switch (r.got) {
+      case answer::none: t.failing_seconds += r.end - r.start; return;
+      case answer::live: ++t.live; break;
+      case answer::fresh: ++t.from_fresh; break;
+      case answer::stale: ++t.from_stale; break;
+    }
+    ++t.answered;
   };
   std::array<totals, demo::phase_count> ap{}, pp{};
   totals at, pt;
@@ -867,13 +988,15 @@ void demo_run::summary() {
   const auto heading = rec_.style(fmt::emphasis::bold);
   fmt::print("\n");
   fmt::print(heading, "summary by phase");
-  fmt::print("{:>14}{:>16}{:>16}{:>10}{:>14}\n", "calls", "succeeded", "429s received", "retries", "failed fast");
-  fmt::print("{:>46}{:>16}\n", "armor / plain", "armor / plain");
+  fmt::print("{:>14}{:>16}{:>22}{:>16}{:>10}{:>14}\n", "calls", "answered", "armor's answers", "429s received",
+             "retries", "failed fast");
+  fmt::print("{:>46}{:>22}{:>16}\n", "armor / plain", "live / fresh / stale", "armor / plain");
   for (std::size_t k = 0; k < demo::phase_count; ++k) {
-    fmt::print("  {:<22}{:>6}{:>16}{:>16}{:>10}{:>14}\n",
+    fmt::print("  {:<22}{:>6}{:>16}{:>22}{:>16}{:>10}{:>14}\n",
                fmt::format("{}/{} {}", k + 1, demo::phase_count, demo::phase_names[k]), ap[k].calls,
-               fmt::format("{} / {}", ap[k].ok, pp[k].ok), fmt::format("{} / {}", ap[k].throttled, pp[k].throttled),
-               retries[k], ap[k].fast);
+               fmt::format("{} / {}", ap[k].answered, pp[k].answered),
+               fmt::format("{} / {} / {}", ap[k].live, ap[k].from_fresh, ap[k].from_stale),
+               fmt::format("{} / {}", ap[k].throttled, pp[k].throttled), retries[k], ap[k].fast);
   }
 
   // The breaker, per phase: how often it opened, and how often the attempt
@@ -921,7 +1044,14 @@ void demo_run::summary() {
   fmt::print(heading, "summary");
   fmt::print("{:>50}{:>15}\n", "with armor", "without armor");
   row("calls", num(at.calls), num(pt.calls));
-  row("succeeded", num(at.ok), num(pt.ok));
+  row("answered", num(at.answered), num(pt.answered));
+  row("answered live (the upstream's 200)", num(at.live), num(pt.live));
+  row("answered fresh from the cache (no request)", num(at.from_fresh), "- (no cache)");
+  row("answered stale from the cache (marked)", num(at.from_stale), "- (no cache)");
+  row("not answered", num(at.calls - at.answered), num(pt.calls - pt.answered));
+  row("served by the cache without the pipeline", num(at.fresh), "-");
+  row("joined a call in flight for the same item", num(at.joined), "-");
+  row("succeeded after sending", num(at.ok), num(pt.ok));
   row("failed after sending", num(at.failed), num(pt.failed));
   row("failed fast (breaker open, nothing sent)", num(at.fast), "-");
   row("not sent (limit, no token in time, deadline)", num(at.not_sent), "-");
@@ -932,13 +1062,16 @@ void demo_run::summary() {
   row("waits for a token (total)", fmt::format("{} ({:.1f} s)", waits, wait_seconds), "-");
   row("429s received (counted by the upstream)", num(a.throttled), num(p.throttled));
   row("500s received", num(a.server_errors), num(p.server_errors));
-  row("seconds callers spent in calls that failed", fmt::format("{:.1f}", at.failing_seconds),
+  row("seconds callers spent in calls not answered", fmt::format("{:.1f}", at.failing_seconds),
       fmt::format("{:.1f}", pt.failing_seconds));
   row("breaker opened", fmt::format("{} times", cs.times_opened), "-");
   row("breaker opens caused by a 429", num(opened_by_429), "-");
   row("429s the breaker saw and did not count", num(cs.throttled), "-");
   row("refused by the breaker: time to return", median_max(refused_all), "-");
   row("breaker refusals the retry layer waited out", num(rec_.breaker_waits()), "-");
+  const armor::cache_stats ks = cache_.stats();
+  row("cache: fresh hits / stale on error / misses", fmt::format("{} / {} / {}", ks.hits, ks.stale_on_error, ks.misses),
+      "-");
   const auto q = quota_.usage(0);
   row("quota used", fmt::format("{} of {} ({:.0f} %)", q.used, q.limit, q.percent()), "-");
   fmt::print("\n");
@@ -956,7 +1089,11 @@ void demo_run::summary() {
              opened, opened == 1 ? "" : "s", opens[static_cast<std::size_t>(demo::phase::throttling)].opened,
              cs.throttled);
   const double saved = pt.failing_seconds - at.failing_seconds;
-  fmt::print("  time callers spent in calls that failed: {:.1f} s with armor, {:.1f} s without ({:.1f} s {})\n",
+  fmt::print(heading, "  answered: {} of {} calls with armor, {} without", at.answered, at.calls, pt.answered);
+  fmt::print("\n  ({} live, {} fresh from the cache with no request, {} stale from the cache instead of a failure;\n"
+             "  the plain client has no cache: {} live)\n",
+             at.live, at.from_fresh, at.from_stale, pt.live);
+  fmt::print("  time callers spent in calls not answered: {:.1f} s with armor, {:.1f} s without ({:.1f} s {})\n",
              at.failing_seconds, pt.failing_seconds, std::abs(saved), saved >= 0 ? "saved" : "more with armor");
   std::fflush(stdout);
 }
@@ -978,6 +1115,7 @@ void demo_run::write_svg(double total) {
   in.admitted.assign(bins, 0);
   in.rejected.assign(bins, 0);
   for (const auto& r : rec_.calls()) {
+    if (r.how == ending::fresh || r.how == ending::joined) continue;  // the pipeline was not called
     const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
     ++(r.sent > 0 ? in.admitted : in.rejected)[b];
   }
@@ -985,7 +1123,7 @@ void demo_run::write_svg(double total) {
     demo::svg_input::outcomes c{std::move(name), std::vector<int>(bins, 0), std::vector<int>(bins, 0)};
     for (const auto& r : records) {
       const auto b = std::min(bins - 1, static_cast<std::size_t>(std::max(0.0, r.start) / in.bin_seconds));
-      ++(r.how == ending::ok ? c.ok : c.failed)[b];
+      ++(r.got != answer::none ? c.ok : c.failed)[b];
     }
     return c;
   };

@@ -6,6 +6,10 @@
 // RateLimit-* / X-RateLimit-* headers beyond the limit, as a public API
 // does. In the throttling phase that limit drops sharply. Every answer is
 // counted per client, so the demo can compare what two clients received.
+//
+// It serves a small set of resources, GET /api/items/N, and says how long
+// an answer may be reused in Cache-Control (max-age, stale-if-error), as
+// real APIs do. A client with a cache may use that; the plain one does not.
 #pragma once
 
 #include <armor/http/rate_limit.hpp>
@@ -56,6 +60,10 @@ struct upstream_limits {
   std::int64_t normal_burst = 2;
   armor::rate throttled{2, std::chrono::seconds{1}};
   std::int64_t throttled_burst = 1;
+  /// What a 200 says in Cache-Control: fresh for max_age, and usable for
+  /// stale_if_error past that when the upstream fails.
+  std::chrono::seconds max_age{2};
+  std::chrono::seconds stale_if_error{60};
 };
 
 /// The scripted HTTP upstream. Starts listening on construction, stops on
@@ -67,10 +75,12 @@ class upstream {
                 armor::token_bucket<>{{.rate = limits.normal, .burst = limits.normal_burst}}},
         throttled_{armor::token_bucket<>{{.rate = limits.throttled, .burst = limits.throttled_burst}},
                    armor::token_bucket<>{{.rate = limits.throttled, .burst = limits.throttled_burst}}},
+        cache_control_("max-age=" + std::to_string(limits.max_age.count()) +
+                       ", stale-if-error=" + std::to_string(limits.stale_if_error.count())),
         seed_(seed) {
     // Slow answers hold a thread each: give the server enough of them.
     server_.new_task_queue = [] { return new httplib::ThreadPool(64); };
-    server_.Get("/api", [this](const httplib::Request& req, httplib::Response& res) { serve(req, res); });
+    server_.Get(R"(/api/items/(\d+))", [this](const httplib::Request& req, httplib::Response& res) { serve(req, res); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     if (port_ <= 0) throw std::runtime_error("armor demo: cannot bind a port on 127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -156,7 +166,8 @@ class upstream {
     }
     k.ok.fetch_add(1, std::memory_order_relaxed);
     res.status = 200;
-    res.set_content("{\"ok\":true}\n", "application/json");
+    res.set_header("Cache-Control", cache_control_);
+    res.set_content("{\"id\":" + std::string(req.matches[1]) + "}\n", "application/json");
   }
 
   // Sleeps for `d`, or less when the server stops.
@@ -190,6 +201,7 @@ class upstream {
   std::array<armor::token_bucket<>, client_count> normal_;
   std::array<armor::token_bucket<>, client_count> throttled_;
   std::array<counters, client_count> counters_{};
+  std::string cache_control_;
   std::uint64_t seed_;
   std::atomic<std::uint64_t> draws_{0};
   std::mutex stop_mutex_;

@@ -8,6 +8,14 @@ the demo exits non-zero, misses a phase, a summary row or the SVG line, when
 its numbers do not add up, or when the SVG is missing, is not XML, or lacks
 one of its lanes.
 
+It checks what the demo claims of armor against the plain client (issue 22):
+armor, with an armor::cache in front of its pipeline, answers at least as
+many calls as the plain client (which has no cache) in every phase, and
+strictly more in the failing phase; its answers add up (live + fresh + stale,
+per phase and in all); stale answers are marked (a "stale" line in the
+timeline, a row of their own) and only stand in for calls whose pipeline gave
+no answer; it sends the upstream fewer requests and gets fewer 429s.
+
 It also checks what issue 17 promises of the breaker in the demo's pipeline
 (backoff outside the breaker, 429s judged `throttled`):
 
@@ -34,7 +42,14 @@ import xml.etree.ElementTree as ET
 PHASES = ["healthy", "failing (500)", "throttling (429)", "slow", "healthy again"]
 SUMMARY_ROWS = [
     "calls",
-    "succeeded",
+    "answered",
+    "answered live (the upstream's 200)",
+    "answered fresh from the cache (no request)",
+    "answered stale from the cache (marked)",
+    "not answered",
+    "served by the cache without the pipeline",
+    "joined a call in flight for the same item",
+    "succeeded after sending",
     "failed after sending",
     "failed fast (breaker open, nothing sent)",
     "not sent (limit, no token in time, deadline)",
@@ -50,14 +65,11 @@ SUMMARY_ROWS = [
     "quota used",
 ]
 MAX_FAIL_FAST_MEDIAN_US = 1000
-# Issue 18: armor has at least as many successes as the plain client in every
-# phase of the default run. In this quick run (1-second phases) it is
-# asserted for every phase but the throttling one: the breaker opened by the
-# 500s of the failing phase stays open for 0.5 s, half of the quick
-# throttling phase, and the plain client's one or two successes there may
-# fall in that half (with 5-second phases it is a tenth of the phase, and
-# the default run ties or wins there too).
-PHASES_ARMOR_AT_LEAST_PLAIN = ["healthy", "failing (500)", "slow", "healthy again"]
+# Issue 22: armor (its cache in front of the pipeline) answers at least as
+# many calls as the plain client in every phase, and strictly more where the
+# upstream answers only 500s: there the plain client answers none, and armor
+# answers what it has cached, fresh or stale.
+PHASES_ARMOR_MORE_THAN_PLAIN = ["failing (500)"]
 SVG_GROUPS = ["phases", "breaker", "calls", "clients", "limit", "quota", "axis", "legend"]
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -71,21 +83,22 @@ def check(condition, message):
 
 def summary_value(out, name):
     """The two columns of a summary row, as strings (with armor, without)."""
-    m = re.search(r"^  " + re.escape(name) + r" {2,}(\S.*?) {2,}(\S+)\s*$", out, re.M)
+    m = re.search(r"^  " + re.escape(name) + r" {2,}(\S.*?) {2,}(\S(?:.*\S)?)\s*$", out, re.M)
     return (m.group(1), m.group(2)) if m else None
 
 
 def summary_by_phase(out):
-    """The 'summary by phase' rows, by phase name: (armor's successes, the plain client's)."""
+    """The 'summary by phase' rows, by phase name: (armor's answers, the plain
+    client's, armor's live, fresh and stale answers)."""
     at = out.find("\nsummary by phase")
     rows = {}
     if at < 0:
         return rows
     for line in out[at + 1:].split("\n")[2:]:
-        m = re.match(r"^  \d/\d (.+?) {2,}\d+ +(\d+) / (\d+) ", line)
+        m = re.match(r"^  \d/\d (.+?) {2,}\d+ +(\d+) / (\d+) +(\d+) / (\d+) / (\d+) ", line)
         if not m:
             break
-        rows[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+        rows[m.group(1)] = tuple(int(g) for g in m.groups()[1:])
     return rows
 
 
@@ -138,8 +151,8 @@ def main():
     check(re.search(r"^\s+\d+\.\d\ds  breaker\s+closed -> open \(", after_healthy, re.M),
           "the breaker never opened once the upstream failed")
     check(re.search(r"^\s+\d+\.\d\ds  retry\s+attempt \d .*: retrying in \d+ ms", out, re.M), "no retry line")
-    ticks = re.findall(r"^\s+\d+\.\d\ds  \|\s+\d+ ok, \d+ failed, \d+ failed fast, \d+ not sent \| upstream sent", out,
-                       re.M)
+    ticks = re.findall(r"^\s+\d+\.\d\ds  \|\s+answered \d+ live, \d+ fresh, \d+ stale, \d+ not \| \d+ failed, "
+                       r"\d+ failed fast, \d+ not sent \| upstream sent", out, re.M)
     check(len(ticks) >= len(PHASES), f"{len(ticks)} per-second lines for a run of at least {len(PHASES)} seconds")
 
     # The summary table, and numbers that add up.
@@ -152,13 +165,37 @@ def main():
     if all(rows.values()):
         calls = int(rows["calls"][0])
         plain_calls = int(rows["calls"][1])
-        parts = [int(rows[n][0]) for n in ("succeeded", "failed after sending",
-                                            "failed fast (breaker open, nothing sent)",
-                                            "not sent (limit, no token in time, deadline)", "refused by the quota")]
+        # How armor's calls ended: each exactly one way (the pipeline's ending,
+        # or the cache's without it).
+        endings = [int(rows[n][0]) for n in ("succeeded after sending", "failed after sending",
+                                              "failed fast (breaker open, nothing sent)",
+                                              "not sent (limit, no token in time, deadline)", "refused by the quota",
+                                              "served by the cache without the pipeline",
+                                              "joined a call in flight for the same item")]
         check(calls > 0, "no calls were made")
         check(calls == plain_calls, f"the two clients made {calls} and {plain_calls} calls")
-        check(sum(parts) == calls, f"succeeded + failed + refused = {sum(parts)}, not {calls} calls")
-        check(int(rows["succeeded"][1]) + int(rows["failed after sending"][1]) == plain_calls,
+        check(sum(endings) == calls, f"armor's calls ended {sum(endings)} ways, not {calls}")
+        # What the callers got: answered (live, fresh, stale) or not.
+        answered = int(rows["answered"][0])
+        live, fresh, stale = (int(rows[n][0]) for n in ("answered live (the upstream's 200)",
+                                                         "answered fresh from the cache (no request)",
+                                                         "answered stale from the cache (marked)"))
+        check(live + fresh + stale == answered, f"live {live} + fresh {fresh} + stale {stale} != answered {answered}")
+        check(answered + int(rows["not answered"][0]) == calls, "armor's answered and unanswered calls do not add up")
+        check(fresh == endings[5], "fresh answers differ from the calls the cache served without the pipeline")
+        # A stale answer stands in for a call whose pipeline gave none: its own
+        # (failed, failed fast, not sent, quota) or the one it joined.
+        no_answer = sum(endings[1:5]) + endings[6]
+        check(stale <= no_answer, f"{stale} stale answers for {no_answer} calls without a live answer")
+        check(stale > 0, "no stale answer: the failing phase should be answered from the cache")
+        check(re.search(r"^\s+\d+\.\d\ds  stale\s+item \d+ answered STALE from the cache \(stale-if-error\), instead of: ",
+                        out, re.M), "no timeline line marks a stale answer")
+        # The plain client has no cache: every answer is live, one request per call.
+        check(int(rows["answered"][1]) == int(rows["succeeded after sending"][1]) ==
+              int(rows["answered live (the upstream's 200)"][1]), "the plain client's answers are not all live")
+        for name in ("answered fresh from the cache (no request)", "answered stale from the cache (marked)"):
+            check(rows[name][1].startswith("-"), f"the plain client shows '{name}' {rows[name][1]}: it has no cache")
+        check(int(rows["succeeded after sending"][1]) + int(rows["failed after sending"][1]) == plain_calls,
               "the plain client's calls do not add up")
         check(int(rows["requests the upstream received"][1]) == plain_calls,
               "the upstream did not receive one request per plain call")
@@ -170,15 +207,23 @@ def main():
             check(str(armor_429) == rows["429s received (counted by the upstream)"][0], "429s differ from the table")
     check(re.search(r"fast failures: \d+", out), "no fast-failure line")
 
-    # Issue 18: armor at least as many successes as the plain client per
-    # phase (see PHASES_ARMOR_AT_LEAST_PLAIN), and fewer requests and fewer
+    # Issue 22: armor answers at least as many calls as the plain client in
+    # every phase, strictly more in the failing one (see
+    # PHASES_ARMOR_MORE_THAN_PLAIN); and (issue 18) fewer requests and fewer
     # 429s in all.
     by_phase = summary_by_phase(out)
     check(list(by_phase) == PHASES, f"the per-phase summary's phases are {list(by_phase)}")
-    for name in PHASES_ARMOR_AT_LEAST_PLAIN:
-        if name in by_phase:
-            armor_ok, plain_ok = by_phase[name]
-            check(armor_ok >= plain_ok, f"phase '{name}': armor succeeded {armor_ok} times, the plain client {plain_ok}")
+    for name, (armor_n, plain_n, live, fresh, stale) in by_phase.items():
+        check(live + fresh + stale == armor_n, f"phase '{name}': live + fresh + stale != {armor_n} answers")
+        check(armor_n >= plain_n, f"phase '{name}': armor answered {armor_n} calls, the plain client {plain_n}")
+        if name in PHASES_ARMOR_MORE_THAN_PLAIN:
+            check(armor_n > plain_n, f"phase '{name}': armor answered {armor_n} calls, the plain client {plain_n}:"
+                  " armor should answer more")
+    if len(by_phase) == len(PHASES) and all(rows.values()):
+        check(sum(r[0] for r in by_phase.values()) == int(rows["answered"][0]),
+              "armor's answers per phase do not add up to the summary's")
+        check(sum(r[1] for r in by_phase.values()) == int(rows["answered"][1]),
+              "the plain client's answers per phase do not add up to the summary's")
     if all(rows.values()):
         for name in ("requests the upstream received", "429s received (counted by the upstream)"):
             armor_n, plain_n = int(rows[name][0]), int(rows[name][1])
