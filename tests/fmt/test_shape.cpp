@@ -85,6 +85,16 @@ armor::shadow_stats shadow_sample() {
   s.counting = true;
   return s;
 }
+armor::keyed_stats keyed_sample() {
+  armor::keyed_stats s{};
+  s.keys = 3;
+  s.max_keys = 8;
+  s.created = 5;
+  s.expired = 1;
+  s.evicted_idle = 1;
+  return s;
+}
+
 armor::sliding_window_stats sliding_sample() {
   armor::sliding_window_stats s{};
   s.counting = true;
@@ -107,6 +117,7 @@ struct every_stats {
   armor_test::stats_stub<armor::load_shedder_stats> shedder{shedder_sample()};
   armor_test::stats_stub<armor::drain_stats> drain{};
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
+  armor_test::stats_stub<armor::keyed_stats> keyed{keyed_sample()};
 
   [[nodiscard]] std::string text() const {
     armor::prometheus::registry metrics;
@@ -123,7 +134,8 @@ struct every_stats {
         .add(coalescer, {{"policy", "sample"}})
         .add(shedder, {{"policy", "sample"}})
         .add(drain, {{"policy", "sample"}})
-        .add(shadow, {{"policy", "sample"}});
+        .add(shadow, {{"policy", "sample"}})
+        .add(keyed, {{"policy", "sample"}});
     return metrics.text();
   }
 };
@@ -145,6 +157,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("load_shedder_stats", shedder_sample());
   armor_test::check_stats<armor::drain_stats>("drain_stats");
   armor_test::check_stats("shadow_stats", shadow_sample());
+  armor_test::check_stats("keyed_stats", keyed_sample());
 }
 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
