@@ -69,6 +69,11 @@ struct keyed_options {
   /// its shard needs room, on evict_idle(), or as inserts sweep past it.
   /// Never while it is in use. 0 (the default): keys do not expire.
   std::chrono::nanoseconds expire_after{0};
+  /// In a pipeline, which of the call's keys picks the instance:
+  /// call_options::key (the default) or key_source::slot(i) for
+  /// call_options::keys[i], so that a per-IP and a per-bucket map share one
+  /// pipeline (docs/architecture.md, "Several keys per call").
+  key_source key{};
 };
 
 /// The counters of an armor::keyed map (keyed::stats()): how many keys it
@@ -313,6 +318,8 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       : options_(std::move(options)), clock_(std::move(clock)), listener_(std::move(listener)) {
     (void)make_instance(options_, clock_, listener_, std::string_view{});  // validates the options
     if (map_options.max_keys < 1) detail::invalid_config("armor::keyed: max_keys must be at least 1");
+    detail::check_key_source(map_options.key, "armor::keyed");
+    key_ = map_options.key;
     if (map_options.expire_after.count() < 0) {
       detail::invalid_config("armor::keyed: expire_after must not be negative (got " +
                              std::to_string(map_options.expire_after.count()) + " ns)");
@@ -353,6 +360,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
         max_keys_(other.max_keys_),
         shard_cap_(other.shard_cap_),
         expire_after_(other.expire_after_),
+        key_(other.key_),
         seed_(other.seed_),
         count_(other.count_.exchange(0, std::memory_order_relaxed)) {}
   keyed& operator=(keyed&&) = delete;
@@ -371,10 +379,11 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     }
   }
 
-  /// Policy protocol: the instance for ctx.key() (created if new) admits.
+  /// Policy protocol: the instance for the call's key (ctx.key(), or the one
+  /// keyed_options::key selects; created if new) admits.
   /// Throws std::bad_alloc if a new key cannot be stored.
   [[nodiscard]] admission<permit> admit(context& ctx) {
-    handle h(acquire(ctx.key(), now_of(ctx)));
+    handle h(acquire(ctx.key(key_), now_of(ctx)));
     auto inner = h->admit(ctx);
     switch (inner.kind) {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
@@ -395,7 +404,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   [[nodiscard]] admission<permit> enqueue(context& ctx, queue_waiter& waiter)
     requires queueing_policy<instance_type>
   {
-    handle h(acquire(ctx.key(), now_of(ctx)));
+    handle h(acquire(ctx.key(key_), now_of(ctx)));
     auto inner = h->enqueue(ctx, waiter);
     switch (inner.kind) {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
@@ -518,6 +527,8 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     return st;
   }
   [[nodiscard]] std::size_t shard_count() const noexcept { return shard_count_; }
+  /// keyed_options::key: which of a call's keys this map uses in a pipeline.
+  [[nodiscard]] key_source key() const noexcept { return key_; }
   [[nodiscard]] const Options& options() const noexcept { return options_; }
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
@@ -781,6 +792,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   std::size_t max_keys_ = 0;
   std::size_t shard_cap_ = 0;
   std::int64_t expire_after_ = 0;  // ns, lru_resolution added; 0: never
+  key_source key_{};                // which of a call's keys admit() uses
   std::uint64_t seed_ = 0;
   // Keys in the map. Written on insert and eviction only, never by a
   // lookup; on its own cache line so that it does not slow the shards.
