@@ -62,18 +62,20 @@ TEST_CASE("keyed quota: 100 per 10 s per client, 100 000 clients, forgotten 30 s
   clock.advance(30s);
   CHECK(per_ip.find("10.0.0.1")->idle(armor::to_timestamp(clock.now())));  // find() is not a use
   clock.advance(1ms);
-  // 100 000 new clients: each insert makes room by dropping expired entries.
-  for (std::size_t i = 0; i < 100'000; ++i) {
+  // 25 000 new clients (fewer than the table, to keep the test quick): the
+  // inserts make room by dropping expired entries, never by pushing out a
+  // client in its window.
+  for (std::size_t i = 0; i < 25'000; ++i) {
     REQUIRE(per_ip.get(client("b", i))->try_consume());
     if (i % 1000 == 0) peak = std::max<std::size_t>(peak, per_ip.stats().keys);
   }
   s = per_ip.stats();
   CHECK(peak <= 100'000);
   CHECK(s.keys <= 100'000);
-  CHECK(s.created == 200'000);
+  CHECK(s.created == 125'000);
   CHECK(s.keys + s.removed() == s.created);
-  CHECK(s.expired >= 99'000);  // the old clients: expired, not pushed out busy
-  CHECK(s.evicted_lru < 1000);  // full map: a busy client goes only when the expired are far away
+  CHECK(s.expired >= 25'000);  // the old clients that made room: expired
+  CHECK(s.evicted_lru == 0);   // no new client was pushed out
   CHECK(s.erased == 0);
   // An old client comes back: a fresh budget.
   clock.advance(1s);
