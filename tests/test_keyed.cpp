@@ -434,9 +434,9 @@ TEST_CASE("keyed stats: refusals of every key together, kept when keys are evict
   CHECK(per_ip.stats().rejected == 3);  // a twice, b once
   CHECK(per_ip.stats().keys == 2);
   CHECK(per_ip.stats().max_keys == 2);
-  CHECK(per_ip.stats().evicted == 0);
+  CHECK(per_ip.stats().removed() == 0);
   (void)p.try_execute(op, {.key = "c"});  // a full map: one key goes
-  CHECK(per_ip.stats().evicted == 1);
+  CHECK(per_ip.stats().removed() == 1);
   CHECK(per_ip.stats().keys == 2);
   CHECK(per_ip.stats().rejected == 3);    // the evicted key's refusals stay counted
   // A refusal asked of the instance directly is the instance's own business.
@@ -444,5 +444,5 @@ TEST_CASE("keyed stats: refusals of every key together, kept when keys are evict
   CHECK(per_ip.stats().rejected == 3);
   keyed_buckets moved{std::move(per_ip)};
   CHECK(moved.stats().rejected == 3);
-  CHECK(moved.stats().evicted == 1);
+  CHECK(moved.stats().removed() == 1);
 }

@@ -15,6 +15,8 @@
 // request for a request quota, micro-dollars for a budget): each
 // cost-charging layer picks one with the `cost` field of its options, an
 // armor::cost_source (docs/quota_tracker.md#more-than-one-cost-per-call).
+// It may carry more than one key too (a client IP and a bucket name): each
+// keyed layer picks one with keyed_options::key, an armor::key_source.
 #pragma once
 
 #include <armor/clock.hpp>
@@ -94,6 +96,48 @@ class cost_source {
   std::uint8_t code_ = 0;  // 0: main; 1 + i: slot(i); 0xff: per call
 };
 
+/// How many keys a call carries besides its main one (call_options::keys).
+inline constexpr std::size_t key_slots = 3;
+
+/// Which of a call's keys a keyed layer uses: the `key` field of
+/// armor::keyed_options. One byte; reading it costs a compare and a load.
+///
+///   key_source::main()    call_options::key (the default)
+///   key_source::slot(i)   call_options::keys[i], i < key_slots
+///
+/// A per-IP and a per-bucket limit in one pipeline (docs/architecture.md,
+/// "Several keys per call"):
+///
+///     constexpr auto by_bucket = armor::key_source::slot(0);
+///     armor::keyed<armor::fixed_window<>> per_bucket{{.limit = 100, .window = 1s}, {.key = by_bucket}};
+///     p.execute(f, {.key = client_ip, .keys = {bucket_name}});
+class key_source {
+ public:
+  /// call_options::key.
+  constexpr key_source() noexcept = default;
+
+  /// call_options::key, the call's main key.
+  [[nodiscard]] static constexpr key_source main() noexcept { return {}; }
+  /// call_options::keys[i]. keyed refuses i >= key_slots at construction.
+  [[nodiscard]] static constexpr key_source slot(std::size_t i) noexcept {
+    return key_source(static_cast<std::uint8_t>(std::min<std::size_t>(i, 0xfe) + 1));
+  }
+
+  [[nodiscard]] constexpr bool is_main() const noexcept { return code_ == 0; }
+  /// The slot's index (0 for main()).
+  [[nodiscard]] constexpr std::size_t index() const noexcept { return code_ == 0 ? 0 : code_ - 1U; }
+  /// False for a slot at or past key_slots.
+  [[nodiscard]] constexpr bool valid() const noexcept { return code_ <= key_slots; }
+
+  friend constexpr bool operator==(key_source, key_source) noexcept = default;
+
+ private:
+  friend class context;
+  constexpr explicit key_source(std::uint8_t code) noexcept : code_(code) {}
+
+  std::uint8_t code_ = 0;  // 0: main; 1 + i: slot(i)
+};
+
 /// How much a call matters when capacity runs short: a policy that sheds
 /// load (armor::adaptive_limit) refuses sheddable calls first, then normal
 /// ones, and critical calls last. Given per call in call_options::priority.
@@ -122,7 +166,12 @@ enum class priority : std::uint8_t {
 /// layer's deadline then tightens further. A timeout of zero or less fails
 /// the call with deadline_exceeded without running the operation.
 struct call_options {
+  /// The main key: what a keyed layer uses unless its keyed_options::key says otherwise.
   std::string_view key{};
+  /// More keys of the same call: keys[i] is what a keyed layer with
+  /// `.key = key_source::slot(i)` uses (a bucket name beside the client
+  /// IP). Empty unless given. Not copied: they must outlive the call.
+  std::array<std::string_view, key_slots> keys{};
   /// The main cost: what a layer charges unless its options' `cost` says otherwise.
   std::int64_t cost = 1;
   /// More costs of the same call, in other units: costs[i] is what a layer
@@ -143,7 +192,9 @@ class context {
  public:
   /// A context at time `now`, with no deadline.
   explicit context(timestamp now, const call_options& options = {}) noexcept
-      : now_(now), key_(options.key), priority_(options.priority) {
+      : now_(now), priority_(options.priority) {
+    keys_[0] = options.key;
+    for (std::size_t i = 0; i < key_slots; ++i) keys_[i + 1] = options.keys[i];
     costs_[0] = options.cost;
     for (std::size_t i = 0; i < cost_slots; ++i) costs_[i + 1] = options.costs[i];
     if (options.timeout != std::chrono::nanoseconds::max()) {
@@ -175,7 +226,13 @@ class context {
   [[nodiscard]] unsigned attempt() const noexcept { return attempt_; }
 
   /// The key given in call_options (empty if none).
-  [[nodiscard]] std::string_view key() const noexcept { return key_; }
+  [[nodiscard]] std::string_view key() const noexcept { return keys_[0]; }
+
+  /// The key `source` selects: call_options::key or one of
+  /// call_options::keys (empty if not given, or for a slot that does not exist).
+  [[nodiscard]] std::string_view key(key_source source) const noexcept {
+    return ARMOR_LIKELY(source.code_ < keys_.size()) ? keys_[source.code_] : std::string_view{};
+  }
 
   /// The priority given in call_options (normal if none).
   [[nodiscard]] armor::priority priority() const noexcept { return priority_; }
@@ -239,7 +296,7 @@ class context {
 
   timestamp now_;
   timestamp deadline_ = timestamp::max();
-  std::string_view key_;
+  std::array<std::string_view, key_slots + 1> keys_{};  // [0]: the main key; [1 + i]: keys[i]
   std::array<std::int64_t, cost_slots + 1> costs_{};  // [0]: the main cost; [1 + i]: costs[i]
   // What the operation reported, valid where reported_mask_ has the bit:
   // a new attempt forgets every report by clearing one byte.
@@ -272,6 +329,19 @@ inline void check_cost_source(cost_source source, std::string_view who) {
       .append("), but a call has slots 0 to ")
       .append(std::to_string(cost_slots - 1))
       .append(" (call_options::costs)");
+  invalid_config(what);
+}
+
+/// For keyed's constructor: throws armor::error(invalid_argument) when
+/// `source` (the `key` option) selects a slot a call does not have.
+inline void check_key_source(key_source source, std::string_view who) {
+  if (source.valid()) return;
+  std::string what(who);
+  what.append(": key selects key_source::slot(")
+      .append(std::to_string(source.index()))
+      .append("), but a call has slots 0 to ")
+      .append(std::to_string(key_slots - 1))
+      .append(" (call_options::keys)");
   invalid_config(what);
 }
 

@@ -16,8 +16,9 @@
 // a listener: the map's, copied per key) and says when dropping an instance
 // changes no decision (`idle(now)`). At most max_keys keys: idle ones are
 // evicted first, then the least recently used, never one in use (a handle
-// from get() pins its instance; a permit taken from it does not). What P
-// must provide, eviction, locking and costs:
+// from get() pins its instance; a permit taken from it does not). With
+// expire_after, a key is forgotten that long after its last use. What P
+// must provide, eviction, expiry, stats(), locking and costs:
 // docs/token_bucket.md#keyedp-one-instance-per-key.
 #pragma once
 
@@ -53,25 +54,6 @@
 
 namespace armor {
 
-/// A keyed map's own numbers (keyed::stats()), next to each key's: the
-/// refusals of every key together, which outlive the keys they came from.
-struct keyed_stats {
-  std::uint64_t keys = 0;      ///< keys held now
-  std::uint64_t max_keys = 0;  ///< the bound on keys held
-  std::uint64_t rejected = 0;  ///< calls a key's instance refused as a pipeline layer (admit, enqueue), all keys together
-  std::uint64_t evicted = 0;   ///< keys dropped to make room or by evict_idle
-
-  /// How fmt prints and Prometheus exports it (armor/stats.hpp).
-  static constexpr auto fields() noexcept {
-    using s = keyed_stats;
-    return std::tuple{
-        gauge("keys", &s::keys, "armor_keyed_keys", "Keys the keyed map holds now."),
-        gauge("max_keys", &s::max_keys, "armor_keyed_max_keys", "The most keys the keyed map holds at once."),
-        counter("rejected", &s::rejected, "armor_keyed_rejected_total",
-                "Calls refused by their key's policy in a pipeline, all keys together."),
-        counter("evicted", &s::evicted, "armor_keyed_evicted_total",
-                "Keys the keyed map dropped, to make room or because they were idle."),
-    };
   }
 };
 
@@ -83,6 +65,58 @@ struct keyed_options {
   /// not above max_keys / 64 (at least 1, at most 65536); otherwise a power
   /// of two, at most max_keys and 65536.
   std::size_t shards = 0;
+  /// Forget a key this long after its last use (its last get() or
+  /// admission), even if its instance is not idle: the next use of the key
+  /// starts afresh (a session, an HAProxy stick-table entry). An entry is
+  /// forgotten no sooner than expire_after after its last use and no later
+  /// than 1 ms after that; its memory goes back when its key returns, when
+  /// its shard needs room, on evict_idle(), or as inserts sweep past it.
+  /// Never while it is in use. 0 (the default): keys do not expire.
+  std::chrono::nanoseconds expire_after{0};
+  /// In a pipeline, which of the call's keys picks the instance:
+  /// call_options::key (the default) or key_source::slot(i) for
+  /// call_options::keys[i], so that a per-IP and a per-bucket map share one
+  /// pipeline (docs/architecture.md, "Several keys per call").
+  key_source key{};
+};
+
+/// The counters of an armor::keyed map (keyed::stats()): how many keys it
+/// holds and why entries left. Relaxed atomics, read one shard at a time.
+struct keyed_stats {
+  std::uint64_t keys = 0;          ///< keys held now
+  std::uint64_t max_keys = 0;      ///< keyed_options::max_keys
+  /// Calls a key's instance refused as a pipeline layer (admit, enqueue),
+  /// all keys together; always kept (a refusal is the slow path).
+  std::uint64_t rejected = 0;
+  std::uint64_t created = 0;       ///< entries created (a key's first use, or its use after it left)
+  std::uint64_t expired = 0;       ///< entries forgotten expire_after after their last use
+  std::uint64_t evicted_idle = 0;  ///< idle entries evicted to make room or by evict_idle()
+  std::uint64_t evicted_lru = 0;   ///< busy entries evicted, least recently used first, to make room
+  std::uint64_t erased = 0;        ///< entries removed by erase()
+
+  /// Entries that left, for any reason.
+  [[nodiscard]] constexpr std::uint64_t removed() const noexcept {
+    return expired + evicted_idle + evicted_lru + erased;
+  }
+
+  static constexpr auto fields() noexcept {
+    constexpr std::string_view removed_total = "armor_keyed_removed_total";
+    constexpr std::string_view removed_help = "Entries the keyed map removed, by reason.";
+    return std::tuple{
+        armor::gauge("keys", &keyed_stats::keys, "armor_keyed_keys", "Keys the keyed map holds now."),
+        armor::gauge("max_keys", &keyed_stats::max_keys, "armor_keyed_max_keys", "The most keys the keyed map holds."),
+        armor::counter("rejected", &keyed_stats::rejected, "armor_keyed_rejected_total",
+                       "Calls refused by their key's policy in a pipeline, all keys together."),
+        armor::counter("created", &keyed_stats::created, "armor_keyed_created_total",
+                       "Entries the keyed map created (first use of a key, or use after it left)."),
+        armor::counter("expired", &keyed_stats::expired, removed_total, removed_help).labelled("reason", "expired"),
+        armor::counter("evicted_idle", &keyed_stats::evicted_idle, removed_total, removed_help)
+            .labelled("reason", "idle"),
+        armor::counter("evicted_lru", &keyed_stats::evicted_lru, removed_total, removed_help)
+            .labelled("reason", "lru"),
+        armor::counter("erased", &keyed_stats::erased, removed_total, removed_help).labelled("reason", "erased"),
+    };
+  }
 };
 
 namespace detail {
@@ -98,6 +132,16 @@ struct keyed_instance_of<P> {
 };
 
 template <class P>
+struct keyed_options_of {
+  using type = typename P::options_type;
+};
+template <class P>
+  requires requires { typename P::keyed_options_type; }
+struct keyed_options_of<P> {
+  using type = typename P::keyed_options_type;
+};
+
+template <class P>
 struct keyed_listener_of {
   using type = no_listener;
 };
@@ -108,11 +152,13 @@ struct keyed_listener_of<P> {
 };
 
 /// How keyed builds the instance of a key: with the map's listener and the
-/// key when the instance has a listener, from the options and clock alone
+/// key when the instance has a listener, from the options and clock (and
+/// the key, if it takes one: a quota tracker whose counts are kept per key)
 /// otherwise.
 template <class I, class Options, class Clock, class Listener>
 concept keyed_buildable =
-    (std::is_same_v<Listener, no_listener> && std::constructible_from<I, const Options&, Clock>) ||
+    (std::is_same_v<Listener, no_listener> && (std::constructible_from<I, const Options&, Clock> ||
+                                               std::constructible_from<I, const Options&, Clock, std::string_view>)) ||
     (!std::is_same_v<Listener, no_listener> &&
      std::constructible_from<I, const Options&, Clock, const Listener&, std::string_view>);
 
@@ -121,10 +167,31 @@ struct keyed_clock_of {
   using type = steady_clock;
 };
 template <class P>
+  requires(requires { typename P::wall_clock_type; } && !requires { typename P::clock_type; })
+struct keyed_clock_of<P> {  // armor::quota_tracker: its wall clock
+  using type = typename P::wall_clock_type;
+};
+template <class P>
   requires requires { typename P::clock_type; }
 struct keyed_clock_of<P> {
   using type = typename P::clock_type;
 };
+
+/// Whether P keeps time on its own wall clock, whatever the pipeline's
+/// (armor::quota_tracker): keyed then keeps recency on that clock too.
+template <class I>
+concept keyed_wall_clocked = requires { typename I::wall_clock_type; } && !requires { typename I::clock_type; };
+
+/// keyed<P> names a clock_type (which a pipeline must match) unless P
+/// keeps time on its own wall clock: a keyed quota tracker, like a quota
+/// tracker, sits in a pipeline of any clock.
+template <class I, class Clock>
+struct keyed_clock_base {
+  using clock_type = Clock;
+};
+template <class I, class Clock>
+  requires keyed_wall_clocked<I>
+struct keyed_clock_base<I, Clock> {};
 
 }  // namespace detail
 
@@ -138,13 +205,13 @@ concept keyable_policy = policy<I> &&
 
 /// One P per key, created on first use from shared options (see the top of
 /// this header). Thread-safe; move it only before sharing it.
-template <class P, class Options = typename P::options_type, class Clock = typename detail::keyed_clock_of<P>::type>
-class keyed {
+template <class P, class Options = typename detail::keyed_options_of<P>::type,
+          class Clock = typename detail::keyed_clock_of<P>::type>
+class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of<P>::type, Clock> {
  public:
   /// What is stored per key.
   using instance_type = typename detail::keyed_instance_of<P>::type;
   using options_type = Options;
-  using clock_type = Clock;
 
   /// The listener every key's instance gets a copy of (no_listener when P has none).
   using listener_type = typename detail::keyed_listener_of<instance_type>::type;
@@ -158,7 +225,7 @@ class keyed {
                 "armor::keyed<P>: P's listener must be copyable: every key's instance gets a copy (give the map "
                 "std::ref(listener) to share one listener object)");
   static_assert(detail::keyed_buildable<instance_type, Options, Clock, listener_type>,
-                "armor::keyed<P>: P must be constructible from (const Options&, Clock), or, when it has a listener, "
+                "armor::keyed<P>: P must be constructible from (const Options&, Clock[, std::string_view key]), or, when it has a listener, "
                 "from (const Options&, Clock, const Listener&, std::string_view key)");
   static_assert(requires(const instance_type& i, timestamp now) {
                   { i.idle(now) } noexcept -> std::same_as<bool>;
@@ -260,6 +327,17 @@ class keyed {
       : options_(std::move(options)), clock_(std::move(clock)), listener_(std::move(listener)) {
     (void)make_instance(options_, clock_, listener_, std::string_view{});  // validates the options
     if (map_options.max_keys < 1) detail::invalid_config("armor::keyed: max_keys must be at least 1");
+    detail::check_key_source(map_options.key, "armor::keyed");
+    key_ = map_options.key;
+    if (map_options.expire_after.count() < 0) {
+      detail::invalid_config("armor::keyed: expire_after must not be negative (got " +
+                             std::to_string(map_options.expire_after.count()) + " ns)");
+    }
+    // Recency is recorded to lru_resolution: waiting that much longer never
+    // forgets a key sooner than expire_after after its last use.
+    expire_after_ = map_options.expire_after.count() == 0
+                        ? 0
+                        : detail::saturating_add(map_options.expire_after.count(), lru_resolution);
     std::size_t shards = map_options.shards;
     if (shards == 0) {
       shards = std::bit_floor(std::max<std::size_t>(map_options.max_keys / target_per_shard, 1));
@@ -290,9 +368,10 @@ class keyed {
         shard_shift_(other.shard_shift_),
         max_keys_(other.max_keys_),
         shard_cap_(other.shard_cap_),
+        expire_after_(other.expire_after_),
+        key_(other.key_),
         seed_(other.seed_),
         count_(other.count_.exchange(0, std::memory_order_relaxed)),
-        evicted_(other.evicted_.load(std::memory_order_relaxed)),
         rejected_(other.rejected_) {}
   keyed& operator=(keyed&&) = delete;
   keyed(const keyed&) = delete;
@@ -310,10 +389,11 @@ class keyed {
     }
   }
 
-  /// Policy protocol: the instance for ctx.key() (created if new) admits.
+  /// Policy protocol: the instance for the call's key (ctx.key(), or the one
+  /// keyed_options::key selects; created if new) admits.
   /// Throws std::bad_alloc if a new key cannot be stored.
   [[nodiscard]] admission<permit> admit(context& ctx) {
-    handle h(acquire(ctx.key(), ctx.now()));
+    handle h(acquire(ctx.key(key_), now_of(ctx)));
     auto inner = h->admit(ctx);
     switch (inner.kind) {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
@@ -335,7 +415,7 @@ class keyed {
   [[nodiscard]] admission<permit> enqueue(context& ctx, queue_waiter& waiter)
     requires queueing_policy<instance_type>
   {
-    handle h(acquire(ctx.key(), ctx.now()));
+    handle h(acquire(ctx.key(key_), now_of(ctx)));
     auto inner = h->enqueue(ctx, waiter);
     switch (inner.kind) {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
@@ -381,26 +461,33 @@ class keyed {
       if (n == nullptr) return false;
       s.table.erase(n);
       count_.fetch_sub(1, std::memory_order_relaxed);
+      bump(s.erased);
     }
     unpin(n);
     return true;
   }
 
-  /// Evicts every idle entry not in use, in every shard. Returns how many.
-  /// (Entries are also evicted on demand when a shard is full; this is for
-  /// callers that want memory back sooner.)
+  /// Evicts every idle or expired entry not in use, in every shard.
+  /// Returns how many. (Entries are also evicted on demand when a shard is
+  /// full; this is for callers that want memory back sooner.)
   std::size_t evict_idle(timestamp now) {
+    const std::int64_t t = now.time_since_epoch().count();
     std::size_t evicted = 0;
-    std::vector<node*> victims;
+    std::vector<std::pair<node*, bool>> victims;  // (entry, expired)
     for (std::size_t i = 0; i < shard_count_; ++i) {
       shard& s = shards_[i];
       victims.clear();
       std::unique_lock lock(s.mutex);
       for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
         node* n = s.table.slot(j);
-        if (n != nullptr && evictable(n) && n->instance.idle(now)) victims.push_back(n);
+        if (n == nullptr || !evictable(n)) continue;
+        if (expired(n, t)) {
+          victims.emplace_back(n, true);
+        } else if (n->instance.idle(now)) {
+          victims.emplace_back(n, false);
+        }
       }
-      for (node* n : victims) drop(s, n);
+      for (const auto& [n, old] : victims) drop(s, n, old ? s.expired : s.evicted_idle);
       evicted += victims.size();
     }
     return evicted;
@@ -430,19 +517,36 @@ class keyed {
   /// Keys held now (exact when no other thread is inserting or evicting).
   [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
 
-  /// The map's own numbers: keys held, the bound, refusals of every key
-  /// together and evictions. The refusals are those of the pipeline path
-  /// (admit, enqueue): a refusal from get(key)->try_acquire() is the
-  /// instance's own business (its stats, with count_calls where it has
-  /// that). Counted on a thread-sharded counter, so a flood of refusals from
-  /// many threads does not meet on one cache line.
-  [[nodiscard]] keyed_stats stats() const noexcept {
-    return {count_.load(std::memory_order_relaxed), max_keys_, rejected_.load(),
-            evicted_.load(std::memory_order_relaxed)};
+  [[nodiscard]] std::size_t max_keys() const noexcept { return max_keys_; }
+  /// keyed_options::expire_after (0: keys do not expire).
+  [[nodiscard]] std::chrono::nanoseconds expire_after() const noexcept {
+    return std::chrono::nanoseconds{expire_after_ == 0 ? 0 : expire_after_ - lru_resolution};
   }
 
-  [[nodiscard]] std::size_t max_keys() const noexcept { return max_keys_; }
+  /// The map's counters (see keyed_stats). Reads no lock. The refusals are
+  /// those of the pipeline path (admit, enqueue): a refusal from
+  /// get(key)->try_acquire() is the instance's own business (its stats, with
+  /// count_calls where it has that). They are counted on a thread-sharded
+  /// counter, so a flood of refusals from many threads does not meet on one
+  /// cache line.
+  [[nodiscard]] keyed_stats stats() const noexcept {
+    keyed_stats st;
+    st.keys = size();
+    st.max_keys = max_keys_;
+    st.rejected = rejected_.load();
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      const shard& s = shards_[i];
+      st.created += s.created.load(std::memory_order_relaxed);
+      st.expired += s.expired.load(std::memory_order_relaxed);
+      st.evicted_idle += s.evicted_idle.load(std::memory_order_relaxed);
+      st.evicted_lru += s.evicted_lru.load(std::memory_order_relaxed);
+      st.erased += s.erased.load(std::memory_order_relaxed);
+    }
+    return st;
+  }
   [[nodiscard]] std::size_t shard_count() const noexcept { return shard_count_; }
+  /// keyed_options::key: which of a call's keys this map uses in a pipeline.
+  [[nodiscard]] key_source key() const noexcept { return key_; }
   [[nodiscard]] const Options& options() const noexcept { return options_; }
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
@@ -457,16 +561,55 @@ class keyed {
   // Recency is recorded to this resolution, so a hot key is written at most
   // this often (a lookup otherwise only reads the entry).
   static constexpr std::int64_t lru_resolution = 1'000'000;  // 1 ms
+  // Each insert also looks at this many slots past the shard's hand and
+  // drops the expired entries there, so memory comes back without a sweep.
+  static constexpr std::size_t sweep_per_insert = 2;
+  // A full map whose inserting shard has no idle entry looks at up to this
+  // many slots of other shards for idle or expired entries before evicting
+  // a busy entry.
+  static constexpr std::size_t reclaim_budget = 2048;
 
   struct alignas(detail::cache_line) shard {
     mutable std::shared_mutex mutex;
     detail::keyed_table<node> table;
     std::size_t hand = 0;  // where the next eviction scan starts
+    // Counters (keyed_stats): written with the shard held exclusively,
+    // read by stats() without it.
+    std::atomic<std::uint64_t> created{0};
+    std::atomic<std::uint64_t> expired{0};
+    std::atomic<std::uint64_t> evicted_idle{0};
+    std::atomic<std::uint64_t> evicted_lru{0};
+    std::atomic<std::uint64_t> erased{0};
   };
+
+  // With the shard held exclusively (the only writer): relaxed load + store.
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  // Not used for expire_after: forgotten. Relaxed: see touch().
+  [[nodiscard]] bool expired(const node* n, std::int64_t now) const noexcept {
+    return expire_after_ != 0 && now - n->last_used.load(std::memory_order_relaxed) >= expire_after_;
+  }
+
+  // The time recency and expiry are kept in: the pipeline's (ctx.now()),
+  // except for a P on its own wall clock (a quota tracker), whose map reads
+  // that clock, so that get() and admit() agree.
+  [[nodiscard]] timestamp now_of(const context& ctx) const noexcept(noexcept(std::declval<const Clock&>().now())) {
+    if constexpr (detail::keyed_wall_clocked<instance_type>) {
+      return to_timestamp(clock_.now());
+    } else {
+      return ctx.now();
+    }
+  }
 
   static instance_type make_instance(const Options& options, const Clock& clock, const listener_type& listener,
                                      std::string_view key) {
-    if constexpr (std::is_same_v<listener_type, no_listener>) {
+    if constexpr (std::is_same_v<listener_type, no_listener> &&
+                  std::constructible_from<instance_type, const Options&, Clock, std::string_view>) {
+      (void)listener;
+      return instance_type(options, clock, key);
+    } else if constexpr (std::is_same_v<listener_type, no_listener>) {
       (void)listener;
       (void)key;
       return instance_type(options, clock);
@@ -513,7 +656,12 @@ class keyed {
     {
       std::shared_lock lock(s.mutex);
       n = s.table.find(key, low(h));
-      if (n != nullptr) pin(n);
+      // An expired entry is replaced below, with the shard held exclusively.
+      if (n != nullptr && !expired(n, now)) {
+        pin(n);
+      } else {
+        n = nullptr;
+      }
     }
     if (n != nullptr) {
       touch(n, now);
@@ -522,16 +670,21 @@ class keyed {
     std::unique_lock lock(s.mutex);
     n = s.table.find(key, low(h));
     if (n != nullptr) {
-      pin(n);
-      lock.unlock();
-      touch(n, now);
-      return n;
+      if (!expired(n, now) || !evictable(n)) {  // in use by another caller: not expired
+        pin(n);
+        lock.unlock();
+        touch(n, now);
+        return n;
+      }
+      drop(s, n, s.expired);  // its key starts afresh
     }
     if (full(s)) make_room(s, at);
     auto fresh = std::make_unique<node>(key, low(h), options_, clock_, listener_);
     fresh->last_used.store(now, std::memory_order_relaxed);
+    sweep(s, now);
     s.table.insert(fresh.get());
     count_.fetch_add(1, std::memory_order_relaxed);
+    bump(s.created);
     n = fresh.release();
     pin(n);
     return n;
@@ -552,7 +705,7 @@ class keyed {
     for (std::size_t k = 0; k < window; ++k, i = (i + 1) & (slots - 1)) {
       node* n = s.table.slot(i);
       if (n == nullptr || !evictable(n)) continue;
-      if (n->instance.idle(now)) {
+      if (expired(n, now.time_since_epoch().count()) || n->instance.idle(now)) {
         idle[idle_count++] = n;
       } else {
         // Stable while we hold the shard: only pinned entries are touched.
@@ -560,23 +713,84 @@ class keyed {
       }
     }
     s.hand = i;
-    for (std::size_t k = 0; k < idle_count; ++k) drop(s, idle[k]);
+    for (std::size_t k = 0; k < idle_count; ++k) {
+      drop(s, idle[k], expired(idle[k], now.time_since_epoch().count()) ? s.expired : s.evicted_idle);
+    }
     const std::size_t size = s.table.size();
-    const std::size_t total = count_.load(std::memory_order_relaxed);
+    std::size_t total = count_.load(std::memory_order_relaxed);
+    if (size < shard_cap_ && total >= max_keys_) {
+      // The map is full but this shard is not: other shards' idle or
+      // expired entries go before a busy entry of this one.
+      (void)reclaim_elsewhere(s, now, total - max_keys_ + 1);
+      total = count_.load(std::memory_order_relaxed);
+    }
     std::size_t excess = std::max(size >= shard_cap_ ? size - shard_cap_ + 1 : 0,
                                   total >= max_keys_ ? total - max_keys_ + 1 : 0);
     excess = std::min(excess, busy_count);
     if (excess == 0) return;
     std::partial_sort(busy, busy + excess, busy + busy_count,
                       [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (std::size_t k = 0; k < excess; ++k) drop(s, busy[k].second);
+    for (std::size_t k = 0; k < excess; ++k) drop(s, busy[k].second, s.evicted_lru);
   }
 
-  // Removes an entry nobody else holds (with the shard held exclusively).
-  void drop(shard& s, node* n) noexcept {
+  // With `self` held exclusively: drops up to `want` idle or expired
+  // entries of other shards, looking at up to reclaim_budget slots, from
+  // where the last such search stopped (shards found with nothing to drop
+  // are passed over until the cursor comes round again). Each shard is
+  // taken only if its lock is free at once, so two shards doing this never
+  // wait for each other. Returns how many it dropped.
+  std::size_t reclaim_elsewhere(shard& self, timestamp now, std::size_t want) noexcept {
+    const std::int64_t t = now.time_since_epoch().count();
+    const std::size_t me = static_cast<std::size_t>(&self - shards_.get());
+    const std::size_t mask = shard_count_ - 1;
+    // Relaxed: a hint of where to look, shared by every shard.
+    std::size_t at = reclaim_hand_.load(std::memory_order_relaxed) & mask;
+    std::size_t budget = reclaim_budget;
+    std::size_t got = 0;
+    for (std::size_t k = 0; k < shard_count_ && got < want && budget > 0; ++k, at = (at + 1) & mask) {
+      if (at == me) continue;
+      shard& o = shards_[at];
+      std::unique_lock lock(o.mutex, std::try_to_lock);
+      if (!lock.owns_lock()) continue;
+      const std::size_t slots = o.table.slot_count();
+      const std::size_t look = std::min({slots, scan_window, budget});
+      budget -= look;
+      node* victims[scan_window];
+      std::size_t count = 0;
+      std::size_t i = slots == 0 ? 0 : o.hand & (slots - 1);
+      for (std::size_t j = 0; j < look && got + count < want; ++j, i = (i + 1) & (slots - 1)) {
+        node* n = o.table.slot(i);
+        if (n != nullptr && evictable(n) && (expired(n, t) || n->instance.idle(now))) victims[count++] = n;
+      }
+      if (slots != 0) o.hand = i;
+      for (std::size_t j = 0; j < count; ++j) drop(o, victims[j], expired(victims[j], t) ? o.expired : o.evicted_idle);
+      got += count;
+      if (got >= want) break;  // this shard may have more: start here next time
+    }
+    reclaim_hand_.store(at, std::memory_order_relaxed);
+    return got;
+  }
+
+  // With the shard held exclusively, before an insert: drops the expired
+  // entries among the next sweep_per_insert slots.
+  void sweep(shard& s, std::int64_t now) noexcept {
+    if (expire_after_ == 0) return;
+    const std::size_t slots = s.table.slot_count();
+    if (slots == 0) return;
+    std::size_t i = s.hand & (slots - 1);
+    for (std::size_t k = 0; k < std::min(sweep_per_insert, slots); ++k, i = (i + 1) & (slots - 1)) {
+      node* n = s.table.slot(i);
+      if (n != nullptr && evictable(n) && expired(n, now)) drop(s, n, s.expired);
+    }
+    s.hand = i;
+  }
+
+  // Removes an entry nobody else holds (with the shard held exclusively),
+  // counting why in `reason`.
+  void drop(shard& s, node* n, std::atomic<std::uint64_t>& reason) noexcept {
     s.table.erase(n);
     count_.fetch_sub(1, std::memory_order_relaxed);
-    evicted_.fetch_add(1, std::memory_order_relaxed);  // a tally beside count_, on the same slow path
+    bump(reason);
     unpin(n);  // the last reference: frees it
   }
 
@@ -595,12 +809,15 @@ class keyed {
   int shard_shift_ = 0;
   std::size_t max_keys_ = 0;
   std::size_t shard_cap_ = 0;
+  std::int64_t expire_after_ = 0;  // ns, lru_resolution added; 0: never
+  key_source key_{};                // which of a call's keys admit() uses
   std::uint64_t seed_ = 0;
   // Keys in the map. Written on insert and eviction only, never by a
   // lookup; on its own cache line so that it does not slow the shards.
   alignas(detail::cache_line) std::atomic<std::size_t> count_{0};
-  std::atomic<std::uint64_t> evicted_{0};
   detail::sharded_counter<> rejected_{};
+  // Where the next search of other shards for room starts (reclaim_elsewhere).
+  std::atomic<std::size_t> reclaim_hand_{0};
 };
 
 }  // namespace armor

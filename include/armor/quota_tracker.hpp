@@ -67,6 +67,7 @@ enum class quota_window_kind : std::uint8_t {
   week,     ///< Monday 00:00 to Monday 00:00, local time
   month,    ///< the 1st 00:00 to the next 1st 00:00, local time (28 to 31 days)
   rolling,  ///< the last `length`, counted in `buckets` buckets (see docs/quota_tracker.md)
+  lifetime, ///< never resets: a budget for the tracker's (or a keyed session's) whole life
 };
 
 /// The name of a quota_window_kind, as written in the code (`rolling`).
@@ -76,6 +77,7 @@ enum class quota_window_kind : std::uint8_t {
     case quota_window_kind::week: return "week";
     case quota_window_kind::month: return "month";
     case quota_window_kind::rolling: return "rolling";
+    case quota_window_kind::lifetime: return "lifetime";
   }
   return "unknown";
 }
@@ -112,7 +114,7 @@ inline constexpr std::int64_t quota_max_limit = detail::quota_limit_max;
 struct quota_window {
   /// Units per period; in [1, quota_max_limit].
   std::int64_t limit = 0;
-  /// fixed and rolling: the period (> 0). week and month: leave it zero.
+  /// fixed and rolling: the period (> 0). week, month and lifetime: leave it zero.
   std::chrono::nanoseconds length{};
   quota_window_kind kind = quota_window_kind::fixed;
   /// rolling: how many buckets the window is counted in, in [1, 1024];
@@ -132,6 +134,11 @@ struct quota_window {
   /// Periods of `length`, aligned on local midnight of 1970-01-01.
   [[nodiscard]] static quota_window fixed(std::int64_t limit, std::chrono::nanoseconds length) noexcept {
     return {limit, length};
+  }
+  /// A budget that never resets: `limit` units for as long as the counts
+  /// live (in keyed, until the key expires: a session's budget).
+  [[nodiscard]] static quota_window lifetime(std::int64_t limit) noexcept {
+    return {limit, {}, quota_window_kind::lifetime};
   }
   /// The last `length`, counted in `buckets` buckets.
   [[nodiscard]] static quota_window rolling(std::int64_t limit, std::chrono::nanoseconds length,
@@ -167,6 +174,18 @@ struct quota_tracker_options {
   /// cost_source::per_call() to count 1 per call. A request quota and a
   /// dollar budget in one pipeline: `.cost = per_call()` on the first.
   cost_source cost{};
+};
+
+/// The options of `armor::keyed<quota_tracker<C, S>>` when S keeps counts
+/// outside the process (armor::keyed_quota_storage: SQLite, Redis): every
+/// key's tracker gets `quota` and `storage.for_key(key)`, so a key's counts
+/// outlive its tracker in the map (restarts, other processes). An aggregate:
+/// `{.quota = {.windows = {...}}, .storage = armor::sqlite_quota_storage{{...}}}`.
+template <class Storage>
+struct keyed_quota_options {
+  quota_tracker_options quota{};
+  /// The prototype: never bound itself; each key's storage is made from it.
+  Storage storage;
 };
 
 /// How a tracker answered.
@@ -471,6 +490,7 @@ inline std::string quota_window_name(const std::vector<quota_window>& windows, s
     switch (q.kind) {
       case quota_window_kind::week: return std::string("week");
       case quota_window_kind::month: return std::string("month");
+      case quota_window_kind::lifetime: return std::string("lifetime");
       case quota_window_kind::fixed:
         if (q.length == minutes{1}) return std::string("minute");
         if (q.length == hours{1}) return std::string("hour");
@@ -553,10 +573,16 @@ class quota_tracker {
   friend class quota_tracker_permit<WallClock, Storage, Listener>;
 
  public:
+  /// The clock the tracker reads (armor::keyed builds each key's tracker
+  /// with it). Not named clock_type: the tracker sits in a pipeline of any clock.
   using wall_clock_type = WallClock;
   using storage_type = Storage;
   using listener_type = Listener;
   using options_type = quota_tracker_options;
+  /// What armor::keyed holds to build each key's tracker: the options, and
+  /// with a keyed_quota_storage the storage to make each key's from.
+  using keyed_options_type =
+      std::conditional_t<keyed_quota_storage<Storage>, keyed_quota_options<Storage>, quota_tracker_options>;
   using stats_type = quota_tracker_stats;
   using event_type = quota_tracker_event;
   /// What reserve() and admit() hand out.
@@ -591,6 +617,7 @@ class quota_tracker {
           s.cycle = {detail::quota_cut::week, detail::ns_per_week, offset - detail::first_monday_ns};
           break;
         case quota_window_kind::month: s.cycle = {detail::quota_cut::month, 0, offset}; break;
+        case quota_window_kind::lifetime: s.cycle = {detail::quota_cut::lifetime, 0, 0}; break;
         case quota_window_kind::rolling:
           s.cycle = {detail::quota_cut::rolling, w.length.count() / w.buckets, 0};
           s.buckets = w.buckets;
@@ -608,6 +635,12 @@ class quota_tracker {
       pending_ = std::make_unique<detail::quota_pending>();
     }
   }
+
+  /// For armor::keyed with a keyed_quota_storage: the tracker of `key`,
+  /// counting in `options.storage.for_key(key)`.
+  quota_tracker(const keyed_quota_options<Storage>& options, WallClock clock, std::string_view key)
+    requires keyed_quota_storage<Storage>
+      : quota_tracker(options.quota, std::move(clock), options.storage.for_key(key)) {}
 
   /// Takes over the state (not while `other` is in use).
   quota_tracker(quota_tracker&&) noexcept(std::is_nothrow_move_constructible_v<WallClock> &&
@@ -673,10 +706,12 @@ class quota_tracker {
       u.resets_at = to_sys(oldest <= slice ? s.cycle.start(oldest + s.buckets + 1) : t);
       horizon = detail::saturating_add(t, detail::saturating_mul(s.cycle.step, s.buckets));
     }
-    u.resets_in = std::chrono::nanoseconds{std::max<std::int64_t>(u.resets_at.time_since_epoch().count() - t, 0)};
+    u.resets_in = s.cycle.cut == detail::quota_cut::lifetime
+                      ? std::chrono::nanoseconds::max()  // never
+                      : std::chrono::nanoseconds{std::max<std::int64_t>(u.resets_at.time_since_epoch().count() - t, 0)};
     if (u.used >= u.limit) {
       u.exhausted_in = std::chrono::nanoseconds::zero();
-    } else if (u.used > 0 && t > since) {
+    } else if (u.used > 0 && t > since && s.cycle.cut != detail::quota_cut::lifetime) {
       const auto projected = static_cast<detail::quota_int128>(u.limit - u.used) * (t - since) / u.used;
       if (projected < static_cast<detail::quota_int128>(horizon) - t) {
         u.exhausted_in = std::chrono::nanoseconds{static_cast<std::int64_t>(projected)};
@@ -711,6 +746,30 @@ class quota_tracker {
   /// The storage backend (e.g. to flush a batched sqlite storage).
   [[nodiscard]] Storage& storage() noexcept { return storage_; }
   [[nodiscard]] const Storage& storage() const noexcept { return storage_; }
+
+  /// For armor::keyed: no window counts a unit now (reading the tracker's
+  /// own wall clock; `now` is the map's time, used only for recency), so a
+  /// fresh tracker would decide the same. False if the storage cannot say.
+  /// A permit from a tracker inside keyed must not outlive its entry: take
+  /// it through the pipeline (keyed's permit pins the entry) or keep the
+  /// handle from get() while the permit lives.
+  [[nodiscard]] bool idle(timestamp now) const noexcept {
+    (void)now;
+    std::int64_t t = 0;
+    if (!now_quietly(t)) return false;
+    for (std::size_t w = 0; w < count_; ++w) {
+      const window_state& s = windows_[w];
+      bucket_buffer buf;
+      const std::span<std::int64_t> out(buf.data(), std::size_t{s.buckets} + 1);
+      std::fill(out.begin(), out.end(), std::int64_t{0});
+      std::int64_t slice = 0;
+      if (!read_quietly(w, s.cycle.index(t), out, slice)) return false;
+      for (const std::int64_t u : out) {
+        if (u != 0) return false;
+      }
+    }
+    return true;
+  }
 
   /// Policy protocol: reserves ctx.cost(options().cost) units now (reading
   /// the wall clock, not ctx.now()), or rejects (docs/quota_tracker.md). A
@@ -884,6 +943,7 @@ class quota_tracker {
     for (const std::int64_t u : out) used = detail::quota_add(used, u);
     const std::int64_t excess = used + std::max<std::int64_t>(cost, 1) - s.limit;  // units that must go first
     if (excess <= 0) return -1;
+    if (s.cycle.cut == detail::quota_cut::lifetime) return detail::ns_max;  // no wait helps
     if (s.buckets == 0) return std::max<std::int64_t>(detail::saturating_sub(s.cycle.end(slice), t), 0);
     std::int64_t freed = 0;
     for (std::uint32_t k = 0; k < s.buckets; ++k) {
@@ -1216,6 +1276,7 @@ class quota_tracker {
         return key.append("fixed/").append(std::to_string(w.length.count())).append("ns/").append(at);
       case quota_window_kind::week: return key.append("week/").append(at);
       case quota_window_kind::month: return key.append("month/").append(at);
+      case quota_window_kind::lifetime: return key.append("lifetime");
       case quota_window_kind::rolling: break;
     }
     return key.append("rolling/")
@@ -1251,6 +1312,11 @@ class quota_tracker {
           if (w.length.count() != 0) {
             fail(name + ".length must be left zero for a week or month window (got " + length +
                  "): the calendar sets it");
+          }
+          break;
+        case quota_window_kind::lifetime:
+          if (w.length.count() != 0) {
+            fail(name + ".length must be left zero for a lifetime window (got " + length + "): it never resets");
           }
           break;
         case quota_window_kind::rolling:

@@ -95,3 +95,23 @@ TEST_CASE("keyed windows look up an existing key without allocating", "[alloc]")
   CHECK(scope.allocations() == 0);
   CHECK(ok > 0);
 }
+
+TEST_CASE("a per-IP and a per-bucket keyed layer pick their keys without allocating", "[alloc]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 1000, .window = 1s}, {.max_keys = 16}, clock};
+  armor::keyed<armor::sliding_window<armor::manual_clock>> per_bucket{
+      {.limit = 1000, .window = 1s, .segments = 10}, {.max_keys = 16, .key = armor::key_source::slot(1)}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_ip), std::ref(per_bucket)};
+  (void)p.try_execute([] { return 0; }, {.key = "192.0.2.1", .keys = {"", "photos"}});  // creates the keys
+  armor_test::allocation_scope scope;
+  long ok = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (p.try_execute([] { return 1; }, {.key = "192.0.2.1", .keys = {"", "photos"}}).has_value()) ++ok;
+    clock.advance(1ms);
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(ok > 0);
+  CHECK(per_ip.size() == 1);
+  CHECK(per_bucket.size() == 1);
+  CHECK(per_bucket.find("photos"));
+}

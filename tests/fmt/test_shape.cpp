@@ -99,6 +99,17 @@ armor::shadow_stats shadow_sample() {
   s.counting = true;
   return s;
 }
+armor::keyed_stats keyed_sample() {
+  armor::keyed_stats s{};
+  s.keys = 3;
+  s.max_keys = 8;
+  s.rejected = 7;
+  s.created = 5;
+  s.expired = 1;
+  s.evicted_idle = 1;
+  return s;
+}
+
 armor::sliding_window_stats sliding_sample() {
   armor::sliding_window_stats s{};
   s.counting = true;
@@ -134,7 +145,7 @@ struct every_stats {
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
   armor_test::stats_stub<armor::host_set_stats> host_set{};
   armor_test::stats_stub<armor::latency_recorder_stats> latency{latency_sample()};
-  armor_test::stats_stub<armor::keyed_stats> keyed{{.keys = 3, .max_keys = 100, .rejected = 7, .evicted = 1}};
+  armor_test::stats_stub<armor::keyed_stats> keyed{keyed_sample()};
   armor_test::stats_stub<armor::fault_injector_stats> faults{};
 
   [[nodiscard]] std::string text() const {
@@ -182,7 +193,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats("shadow_stats", shadow_sample());
   armor_test::check_stats<armor::host_set_stats>("host_set_stats");
   armor_test::check_stats("latency_recorder_stats", latency_sample());
-  armor_test::check_stats("keyed_stats", armor::keyed_stats{.keys = 3, .max_keys = 100, .rejected = 7, .evicted = 1});
+  armor_test::check_stats("keyed_stats", keyed_sample());
   armor_test::check_stats<armor::fault_injector_stats>("fault_injector_stats");
 }
 

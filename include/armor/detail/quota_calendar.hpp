@@ -56,7 +56,7 @@ __extension__ typedef __int128 quota_int128;
   return static_cast<std::int64_t>(v);
 }
 
-enum class quota_cut : std::uint8_t { fixed, week, month, rolling };
+enum class quota_cut : std::uint8_t { fixed, week, month, rolling, lifetime };
 
 /// How one window numbers its slices. Read-only after construction.
 struct quota_cycle {
@@ -66,6 +66,7 @@ struct quota_cycle {
 
   /// The number of the slice holding wall time `t`.
   [[nodiscard]] constexpr std::int64_t index(std::int64_t t) const noexcept {
+    if (cut == quota_cut::lifetime) return 0;  // one slice, all of time
     const std::int64_t local = saturating_add(t, shift);
     if (cut != quota_cut::month) return floor_div(local, step);
     using namespace std::chrono;
@@ -76,6 +77,7 @@ struct quota_cycle {
 
   /// The wall time at which slice `i` begins (clamped to the int64 range).
   [[nodiscard]] constexpr std::int64_t start(std::int64_t i) const noexcept {
+    if (cut == quota_cut::lifetime) return i <= 0 ? ns_min : ns_max;
     if (cut != quota_cut::month) return clamp_ns(static_cast<quota_int128>(i) * step - shift);
     using namespace std::chrono;
     // std::chrono::year holds -32767..32767; int64 nanoseconds span only

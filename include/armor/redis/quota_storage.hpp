@@ -316,6 +316,7 @@ class redis_quota_state {
   }
 
   [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
+  [[nodiscard]] const redis_quota_storage_options& options() const noexcept { return options_; }
 
  private:
   using counter = redis_limit_counter;
@@ -646,6 +647,15 @@ class redis_quota_storage {
   [[nodiscard]] redis_quota_storage_stats stats() const noexcept { return state_->stats(); }
   [[nodiscard]] const redis_connection& connection() const noexcept { return state_->connection(); }
 
+  /// For armor::keyed (armor::keyed_quota_storage): a storage on the same
+  /// connection with the same options whose tracker is this one's + "/" +
+  /// key. Throws armor::error(invalid_argument) for a key with '{' or '}'.
+  [[nodiscard]] redis_quota_storage for_key(std::string_view key) const {
+    redis_quota_storage_options o = state_->options();
+    o.tracker.append("/").append(key);
+    return redis_quota_storage(state_->connection(), std::move(o));
+  }
+
  private:
   static redis_quota_storage_options checked(redis_quota_storage_options o) {
     const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_quota_storage: " + what); };
@@ -662,5 +672,6 @@ class redis_quota_storage {
 
 static_assert(deadline_quota_storage<redis_quota_storage>);
 static_assert(alert_quota_storage<redis_quota_storage>);
+static_assert(keyed_quota_storage<redis_quota_storage>);
 
 }  // namespace armor

@@ -118,6 +118,17 @@ concept deadline_quota_storage =
       { cs.read(w, n, out, until) } -> std::same_as<std::int64_t>;
     };
 
+/// A quota_storage that can make the storage of one key of an
+/// armor::keyed map of trackers (`keyed<quota_tracker<C, S>>`):
+/// `s.for_key(key)` is a new, unbound storage of the same kind and place
+/// whose counts are kept apart under that key (SQLite and Redis: under the
+/// tracker name + "/" + key), so that a key's counts outlive its tracker in
+/// the map. Called once per key the map creates, never per call.
+template <class S>
+concept keyed_quota_storage = quota_storage<S> && requires(const S& s, std::string_view key) {
+  { s.for_key(key) } -> std::same_as<S>;
+};
+
 /// A quota_storage that keeps the alert state of its windows, so that
 /// trackers in several processes (or one restarted) sharing its counts fire
 /// each alert threshold once per period between them. Optional: without

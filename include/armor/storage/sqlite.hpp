@@ -124,6 +124,7 @@ namespace detail {
 class sqlite_quota_state {
  public:
   explicit sqlite_quota_state(sqlite_quota_options o) : options_(std::move(o)) {}
+  [[nodiscard]] const sqlite_quota_options& options() const noexcept { return options_; }
   sqlite_quota_state(const sqlite_quota_state&) = delete;
   sqlite_quota_state& operator=(const sqlite_quota_state&) = delete;
 
@@ -704,6 +705,15 @@ class sqlite_quota_storage {
     if (state_) state_->rearm_alerts(w, period, fired);
   }
 
+  /// For armor::keyed (armor::keyed_quota_storage): a storage with the same
+  /// options whose tracker is this one's + "/" + key. Each opens its own
+  /// connection when its tracker binds it.
+  [[nodiscard]] sqlite_quota_storage for_key(std::string_view key) const {
+    sqlite_quota_options o = state_->options();
+    o.tracker.append("/").append(key);
+    return sqlite_quota_storage(std::move(o));
+  }
+
   /// batched: commits what is pending now (durable: nothing to do). Returns
   /// false when the commit failed (the batch is then lost).
   bool flush() { return state_->flush(); }
@@ -727,5 +737,6 @@ class sqlite_quota_storage {
 };
 
 static_assert(alert_quota_storage<sqlite_quota_storage>);
+static_assert(keyed_quota_storage<sqlite_quota_storage>);
 
 }  // namespace armor
