@@ -54,9 +54,6 @@
 
 namespace armor {
 
-  }
-};
-
 /// The options of armor::keyed.
 struct keyed_options {
   /// The most keys held at once; >= 1.
