@@ -667,9 +667,11 @@ class cache {
 
   // Runs in a flight of the coalescer: calls `op` and stores its value when
   // it is a success. An entry stored fresh since the caller looked (by a
-  // flight that just ended) answers instead of a second call.
+  // flight that just ended) answers instead of a second call. `stored` tells
+  // whether this call stored a value (a refresh that did not must unclaim).
   template <class F>
-  result<value_ptr> fill(shard& s, const Key& key, std::uint64_t h, F& op) {
+  result<value_ptr> fill(shard& s, const Key& key, std::uint64_t h, F& op, bool& stored) {
+    stored = false;
     {
       const std::lock_guard lock(s.mutex);
       const std::size_t i = locate(s, key, h);
@@ -686,7 +688,7 @@ class cache {
       item = item_of(std::invoke(op));
     }
     if (item.store) {
-      (void)store(s, key, h, item.value, item.freshness ? *item.freshness : defaults_, now_ns());
+      stored = store(s, key, h, item.value, item.freshness ? *item.freshness : defaults_, now_ns());
     } else {
       bump(s.not_stored);
     }
@@ -725,11 +727,12 @@ class cache {
       if (!mine) return;
       cache& c = *st.self;
       shard& s = c.shard_of(st.h);
-      result<value_ptr> r = mine->run([&] { return c.fill(s, st.key, st.h, op); });
-      if (!r.ok()) {
-        bump(s.refresh_failures);
-        c.unclaim(s, st.key, st.h, st.stored_at);
-      }
+      bool stored = false;
+      result<value_ptr> r = mine->run([&] { return c.fill(s, st.key, st.h, op, stored); });
+      if (!r.ok()) bump(s.refresh_failures);
+      // A refresh that stored nothing (a failure, no-store, a value over the
+      // byte budget) leaves the entry to the next stale caller.
+      if (!stored) c.unclaim(s, st.key, st.h, st.stored_at);
     }
   };
 
@@ -756,10 +759,11 @@ class cache {
       }
       bump(s.refreshes);
       if constexpr (std::is_same_v<std::remove_cvref_t<Executor>, detail::cache_no_executor>) {
-        result<value_ptr> r = handle->run([&] { return fill(s, key, h, op); });
+        bool stored = false;
+        result<value_ptr> r = handle->run([&] { return fill(s, key, h, op, stored); });
+        if (!stored) unclaim(s, key, h, p.times.stored_at);
         if (r.ok()) return cache_answer<T>{std::move(*r), cache_origin::live, {}};
         bump(s.refresh_failures);
-        unclaim(s, key, h, p.times.stored_at);
         return cache_answer<T>{std::move(p.value), cache_origin::stale, failure_code(r)};
       } else {
         using task = refresh_task<std::decay_t<F>>;
@@ -769,7 +773,8 @@ class cache {
       }
     }
     bump(s.misses);
-    result<value_ptr> r = flights_.try_execute(key, [&] { return fill(s, key, h, op); });
+    bool stored = false;
+    result<value_ptr> r = flights_.try_execute(key, [&] { return fill(s, key, h, op, stored); });
     if (r.ok()) return cache_answer<T>{std::move(*r), cache_origin::live, {}};
     if (p.value && now_ns() < p.times.error_until) {
       bump(s.stale_on_error);
