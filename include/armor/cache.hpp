@@ -626,9 +626,11 @@ class cache {
 
   // Under the mutex: CLOCK over the shard's slots, never `keep`. Expired
   // entries go first as the hand meets them; a referenced entry loses its
-  // bit and is passed over once.
+  // bit and is passed over once. After one full turn (readers may set the
+  // bits again as fast as the hand clears them) the bits are ignored, so
+  // the hand goes round at most twice.
   static void evict_one(shard& s, std::size_t keep, std::int64_t now, value_ptr& gone) noexcept {
-    for (;;) {
+    for (std::size_t step = 0;; ++step) {
       const std::size_t i = s.hand;
       s.hand = (s.hand + 1) & s.slot_mask;
       slot& sl = s.slots[i];
@@ -638,7 +640,7 @@ class cache {
         bump(s.expirations);
         return;
       }
-      if (sl.referenced.load(std::memory_order_relaxed) != 0) {
+      if (step <= s.slot_mask && sl.referenced.load(std::memory_order_relaxed) != 0) {
         sl.referenced.store(0, std::memory_order_relaxed);
         continue;
       }
