@@ -59,6 +59,7 @@ struct alignas(64) cache_slot {
   std::optional<Key> key;
   std::shared_ptr<const T> value;
   cache_times times;
+  std::uint64_t generation = 0;  // the shard's store count when stored here
   std::size_t bytes = 0;
 
   /// A reader's pin. False: a writer is there (the caller takes the slow path).
