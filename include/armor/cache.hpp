@@ -710,6 +710,9 @@ class cache {
     std::uint64_t h;
     std::uint64_t generation;  // of the stale entry
     std::optional<flight_handle> handle;
+    // Set by the one copy of the task that runs (an executor may run two
+    // copies at once): only that one touches `handle`.
+    std::atomic<bool> taken{false};
 
     refresh_state(cache* c, const Key& k, std::uint64_t hash, std::uint64_t gen, flight_handle&& fh)
         : self(c), key(k), h(hash), generation(gen), handle(std::move(fh)) {}
@@ -718,7 +721,10 @@ class cache {
     ~refresh_state() {
       if (!handle) return;
       handle.reset();  // never run: ends the flight (errc::cancelled)
-      self->unclaim(self->shard_of(h), key, h, generation);
+      try {
+        self->unclaim(self->shard_of(h), key, h, generation);
+      } catch (...) {  // KeyEqual or the mutex threw: the claim stays until the entry is replaced
+      }
     }
   };
 
@@ -729,6 +735,7 @@ class cache {
 
     void operator()() {
       refresh_state& st = *state;
+      if (st.taken.exchange(true, std::memory_order_acq_rel)) return;
       std::optional<flight_handle> mine = std::exchange(st.handle, std::nullopt);
       if (!mine) return;
       cache& c = *st.self;

@@ -222,3 +222,32 @@ TEST_CASE("stress: cache readers against a writer on one small shard: every valu
   CHECK(over == 0);
   CHECK(c.stats().entries <= 8);
 }
+
+TEST_CASE("stress: cache refresh task copies run at once on two threads: the refresh runs once", "[cache]") {
+  // An executor may copy a task and run the copies concurrently: exactly one
+  // of them runs the operation, the other returns at once.
+  armor::manual_clock clock;
+  armor::cache<int, std::int64_t, armor::manual_clock> c(
+      {.max_age = 10s, .stale_while_revalidate = 100s, .max_entries = 8, .shards = 1}, clock);
+  struct holding_executor {
+    std::vector<std::function<void()>> tasks;
+    void post(std::function<void()> f) { tasks.push_back(std::move(f)); }
+  };
+  std::atomic<int> calls{0};
+  auto op = [&calls] { return std::int64_t{calls.fetch_add(1, std::memory_order_relaxed) + 1}; };
+  (void)c.execute(1, op);
+  constexpr int rounds = 200;
+  for (int round = 0; round < rounds; ++round) {
+    clock.advance(11s);
+    holding_executor ex;
+    (void)c.execute(1, op, ex);
+    REQUIRE(ex.tasks.size() == 1);
+    std::function<void()> twin = ex.tasks.front();
+    std::thread other([&] { twin(); });
+    ex.tasks.front()();
+    other.join();
+  }
+  CHECK(calls.load() == rounds + 1);
+  CHECK(c.stats().refreshes == std::uint64_t{rounds});
+  CHECK(c.flights().stats().in_flight == 0);
+}
