@@ -234,6 +234,58 @@ TEST_CASE("cache: no-store is never stored; per-entry freshness comes from the o
   CHECK(c.execute("s", short_lived).origin == armor::cache_origin::live);
 }
 
+TEST_CASE("cache: a refresh answered no-store leaves the stale entry refreshable", "[cache]") {
+  clock_t_ clock;
+  text_cache c({.max_age = 10s, .stale_while_revalidate = 100s, .max_entries = 8, .shards = 1}, clock);
+  int calls = 0;
+  auto no_store = [&] {
+    ++calls;
+    return armor::cache_item<std::string>{std::make_shared<const std::string>("private"), std::nullopt, false};
+  };
+  c.insert("k", "old");
+  clock.advance(11s);
+  SECTION("with an executor: the next stale caller starts another refresh") {
+    recording_executor ex;
+    for (int round = 1; round <= 3; ++round) {
+      const auto a = c.execute("k", no_store, ex);
+      CHECK(a.origin == armor::cache_origin::stale);
+      CHECK(*a == "old");
+      REQUIRE(ex.tasks.size() == 1);
+      ex.run_all();
+      CHECK(calls == round);
+      clock.advance(1s);
+    }
+    CHECK(c.stats().refreshes == 3);
+  }
+  SECTION("without an executor: each stale caller refreshes and answers live") {
+    for (int round = 1; round <= 3; ++round) {
+      const auto a = c.execute("k", no_store);
+      CHECK(a.origin == armor::cache_origin::live);
+      CHECK(*a == "private");
+      CHECK(calls == round);
+      CHECK(c.lookup("k").state == armor::cache_state::stale);
+    }
+  }
+}
+
+TEST_CASE("cache: an entry is refreshed again each time it goes stale", "[cache]") {
+  clock_t_ clock;
+  armor::cache<int, int, clock_t_> c({.max_age = 10s, .stale_while_revalidate = 100s, .max_entries = 8, .shards = 1},
+                                     clock);
+  recording_executor ex;
+  int calls = 0;
+  auto op = [&] { return ++calls; };
+  (void)c.execute(1, op, ex);
+  for (int round = 0; round < 3; ++round) {
+    clock.advance(11s);
+    CHECK(c.execute(1, op, ex).origin == armor::cache_origin::stale);
+    REQUIRE(ex.tasks.size() == 1);
+    ex.run_all();
+    CHECK(c.lookup(1).state == armor::cache_state::fresh);
+  }
+  CHECK(calls == 4);
+}
+
 TEST_CASE("cache: values are shared, not copied", "[cache]") {
   clock_t_ clock;
   armor::cache<int, std::vector<int>, clock_t_> c({.shards = 1}, clock);

@@ -240,6 +240,7 @@ class cache {
     std::size_t bytes = 0;
     std::size_t hand = 0;   // CLOCK
     std::size_t sweep = 0;  // expired-entry reclaim cursor
+    std::uint64_t generation = 0;  // stamps each store (slot::generation)
     // Counters off the hit path (relaxed: statistics, ordered with nothing).
     counter_t stale_hits{0}, stale_on_error{0}, misses{0}, refreshes{0}, refresh_failures{0}, stores{0},
         not_stored{0}, evictions{0}, expirations{0}, entries_now{0}, bytes_now{0};
@@ -249,6 +250,7 @@ class cache {
     value_ptr value;
     detail::cache_times times;
     bool claimed = false;  // this caller is to refresh the stale entry
+    std::uint64_t generation = 0;  // of the entry read: which store made it
   };
   static constexpr std::int64_t no_claim = std::numeric_limits<std::int64_t>::min();
 
@@ -484,15 +486,16 @@ class cache {
   static probe read(slot& sl, std::int64_t claim_at) noexcept {
     sl.touch();
     const bool stale = claim_at >= sl.times.fresh_until && claim_at < sl.times.revalidate_until;
-    return probe{sl.value, sl.times, stale && sl.claim_refresh()};
+    return probe{sl.value, sl.times, stale && sl.claim_refresh(), sl.generation};
   }
 
   // A claimed refresh that ended without storing: the next stale caller
-  // may claim it again (unless the entry was replaced meanwhile).
-  void unclaim(shard& s, const Key& key, std::uint64_t h, std::int64_t stored_at) const {
+  // may claim it again (unless the entry was replaced meanwhile: a store's
+  // generation, unlike its instant, differs even within one clock tick).
+  void unclaim(shard& s, const Key& key, std::uint64_t h, std::uint64_t generation) const {
     const std::lock_guard lock(s.mutex);
     const std::size_t i = locate(s, key, h);
-    if (i != npos && s.slots[i].times.stored_at == stored_at)
+    if (i != npos && s.slots[i].generation == generation)
       s.slots[i].refreshing.store(0, std::memory_order_relaxed);
   }
 
@@ -580,6 +583,7 @@ class cache {
     }
     old = std::exchange(sl.value, std::move(value));
     sl.times = times_for(f, now);
+    sl.generation = ++s.generation;
     sl.bytes = bytes;
     s.bytes += bytes;
     sl.referenced.store(0, std::memory_order_relaxed);
@@ -626,9 +630,11 @@ class cache {
 
   // Under the mutex: CLOCK over the shard's slots, never `keep`. Expired
   // entries go first as the hand meets them; a referenced entry loses its
-  // bit and is passed over once.
+  // bit and is passed over once. After one full turn (readers may set the
+  // bits again as fast as the hand clears them) the bits are ignored, so
+  // the hand goes round at most twice.
   static void evict_one(shard& s, std::size_t keep, std::int64_t now, value_ptr& gone) noexcept {
-    for (;;) {
+    for (std::size_t step = 0;; ++step) {
       const std::size_t i = s.hand;
       s.hand = (s.hand + 1) & s.slot_mask;
       slot& sl = s.slots[i];
@@ -638,7 +644,7 @@ class cache {
         bump(s.expirations);
         return;
       }
-      if (sl.referenced.load(std::memory_order_relaxed) != 0) {
+      if (step <= s.slot_mask && sl.referenced.load(std::memory_order_relaxed) != 0) {
         sl.referenced.store(0, std::memory_order_relaxed);
         continue;
       }
@@ -667,9 +673,11 @@ class cache {
 
   // Runs in a flight of the coalescer: calls `op` and stores its value when
   // it is a success. An entry stored fresh since the caller looked (by a
-  // flight that just ended) answers instead of a second call.
+  // flight that just ended) answers instead of a second call. `stored` tells
+  // whether this call stored a value (a refresh that did not must unclaim).
   template <class F>
-  result<value_ptr> fill(shard& s, const Key& key, std::uint64_t h, F& op) {
+  result<value_ptr> fill(shard& s, const Key& key, std::uint64_t h, F& op, bool& stored) {
+    stored = false;
     {
       const std::lock_guard lock(s.mutex);
       const std::size_t i = locate(s, key, h);
@@ -686,7 +694,7 @@ class cache {
       item = item_of(std::invoke(op));
     }
     if (item.store) {
-      (void)store(s, key, h, item.value, item.freshness ? *item.freshness : defaults_, now_ns());
+      stored = store(s, key, h, item.value, item.freshness ? *item.freshness : defaults_, now_ns());
     } else {
       bump(s.not_stored);
     }
@@ -700,17 +708,23 @@ class cache {
     cache* self;
     Key key;
     std::uint64_t h;
-    std::int64_t stored_at;  // of the stale entry
+    std::uint64_t generation;  // of the stale entry
     std::optional<flight_handle> handle;
+    // Set by the one copy of the task that runs (an executor may run two
+    // copies at once): only that one touches `handle`.
+    std::atomic<bool> taken{false};
 
-    refresh_state(cache* c, const Key& k, std::uint64_t hash, std::int64_t at, flight_handle&& fh)
-        : self(c), key(k), h(hash), stored_at(at), handle(std::move(fh)) {}
+    refresh_state(cache* c, const Key& k, std::uint64_t hash, std::uint64_t gen, flight_handle&& fh)
+        : self(c), key(k), h(hash), generation(gen), handle(std::move(fh)) {}
     refresh_state(const refresh_state&) = delete;
     refresh_state& operator=(const refresh_state&) = delete;
     ~refresh_state() {
       if (!handle) return;
       handle.reset();  // never run: ends the flight (errc::cancelled)
-      self->unclaim(self->shard_of(h), key, h, stored_at);
+      try {
+        self->unclaim(self->shard_of(h), key, h, generation);
+      } catch (...) {  // KeyEqual or the mutex threw: the claim stays until the entry is replaced
+      }
     }
   };
 
@@ -721,15 +735,17 @@ class cache {
 
     void operator()() {
       refresh_state& st = *state;
+      if (st.taken.exchange(true, std::memory_order_acq_rel)) return;
       std::optional<flight_handle> mine = std::exchange(st.handle, std::nullopt);
       if (!mine) return;
       cache& c = *st.self;
       shard& s = c.shard_of(st.h);
-      result<value_ptr> r = mine->run([&] { return c.fill(s, st.key, st.h, op); });
-      if (!r.ok()) {
-        bump(s.refresh_failures);
-        c.unclaim(s, st.key, st.h, st.stored_at);
-      }
+      bool stored = false;
+      result<value_ptr> r = mine->run([&] { return c.fill(s, st.key, st.h, op, stored); });
+      if (!r.ok()) bump(s.refresh_failures);
+      // A refresh that stored nothing (a failure, no-store, a value over the
+      // byte budget) leaves the entry to the next stale caller.
+      if (!stored) c.unclaim(s, st.key, st.h, st.generation);
     }
   };
 
@@ -751,25 +767,27 @@ class cache {
       if (!p.claimed) return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
       std::optional<flight_handle> handle = flights_.try_begin(key);
       if (!handle) {  // a miss's flight for the key runs: it will store
-        unclaim(s, key, h, p.times.stored_at);
+        unclaim(s, key, h, p.generation);
         return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
       }
       bump(s.refreshes);
       if constexpr (std::is_same_v<std::remove_cvref_t<Executor>, detail::cache_no_executor>) {
-        result<value_ptr> r = handle->run([&] { return fill(s, key, h, op); });
+        bool stored = false;
+        result<value_ptr> r = handle->run([&] { return fill(s, key, h, op, stored); });
+        if (!stored) unclaim(s, key, h, p.generation);
         if (r.ok()) return cache_answer<T>{std::move(*r), cache_origin::live, {}};
         bump(s.refresh_failures);
-        unclaim(s, key, h, p.times.stored_at);
         return cache_answer<T>{std::move(p.value), cache_origin::stale, failure_code(r)};
       } else {
         using task = refresh_task<std::decay_t<F>>;
-        executor.post(task{std::make_shared<refresh_state>(this, key, h, p.times.stored_at, std::move(*handle)),
+        executor.post(task{std::make_shared<refresh_state>(this, key, h, p.generation, std::move(*handle)),
                            std::decay_t<F>(std::forward<F>(op))});
         return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
       }
     }
     bump(s.misses);
-    result<value_ptr> r = flights_.try_execute(key, [&] { return fill(s, key, h, op); });
+    bool stored = false;
+    result<value_ptr> r = flights_.try_execute(key, [&] { return fill(s, key, h, op, stored); });
     if (r.ok()) return cache_answer<T>{std::move(*r), cache_origin::live, {}};
     if (p.value && now_ns() < p.times.error_until) {
       bump(s.stale_on_error);

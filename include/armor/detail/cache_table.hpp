@@ -4,8 +4,8 @@
 // A shard is a set-associative table: 2^k buckets of `ways` slots each. A key
 // lives in one bucket (by hash) and in any of its ways. A slot carries a pin
 // word: readers add one while they copy the entry, a writer (who also holds
-// the shard's mutex) sets the writer bit once no reader is left, and readers
-// that meet the bit give up and take the slow path. Readers never wait and
+// the shard's mutex) sets the writer bit and waits for the readers already
+// in to leave, and readers that meet the bit give up and take the slow path. Readers never wait and
 // never write anything but the pin and the CLOCK reference bit.
 #pragma once
 
@@ -42,9 +42,10 @@ template <class Key, class T>
 struct alignas(64) cache_slot {
   // Readers: fetch_add(1, acquire) then fetch_sub(1, release); the acquire
   // pairs with the writer's release of the bit, so a reader that got in sees
-  // everything the last writer wrote. A writer takes the bit with a CAS from
-  // 0 (acquire: it pairs with the readers' release, so their reads of the
-  // fields happen before its writes).
+  // everything the last writer wrote. A writer sets the bit first (so that
+  // no new reader gets in: a stream of readers cannot starve it), then waits
+  // with acquire loads for the count to reach 0 (pairing with the readers'
+  // release, so their reads of the fields happen before its writes).
   std::atomic<std::uint32_t> pin{0};
   // CLOCK's second chance: set by hits (relaxed: a hint for eviction, which
   // reads it under the shard's mutex and tolerates a stale value).
@@ -58,6 +59,7 @@ struct alignas(64) cache_slot {
   std::optional<Key> key;
   std::shared_ptr<const T> value;
   cache_times times;
+  std::uint64_t generation = 0;  // the shard's store count when stored here
   std::size_t bytes = 0;
 
   /// A reader's pin. False: a writer is there (the caller takes the slow path).
@@ -71,12 +73,12 @@ struct alignas(64) cache_slot {
   /// A writer's lock, taken under the shard's mutex: waits for the readers
   /// in the slot (each copies one entry and leaves) to go.
   void lock_for_write() noexcept {
-    std::uint32_t expected = 0;
-    for (unsigned spins = 0;
-         !pin.compare_exchange_weak(expected, cache_writer_bit, std::memory_order_acquire, std::memory_order_relaxed);
-         ++spins) {
-      expected = 0;
+    // Only one writer at a time (the mutex): the bit is clear here. Readers
+    // that arrive from now on back off (try_pin undoes its add at once).
+    std::uint32_t seen = pin.fetch_or(cache_writer_bit, std::memory_order_acquire);
+    for (unsigned spins = 0; (seen & ~cache_writer_bit) != 0; ++spins) {
       if (spins > 64) std::this_thread::yield();
+      seen = pin.load(std::memory_order_acquire);
     }
   }
   void unlock_for_write() noexcept { pin.fetch_sub(cache_writer_bit, std::memory_order_release); }
