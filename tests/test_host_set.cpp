@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -38,9 +39,11 @@ struct scripted_rng {
 struct heard {
   std::vector<armor::host_set_event> events;
   std::vector<std::string> ids;
+  std::function<void(const armor::host_set_event&)> hook;  // runs after the event is noted
   void operator()(const armor::host_set_event& e) noexcept {
     events.push_back(e);
     ids.emplace_back(e.host);
+    if (hook) hook(e);
   }
 };
 
@@ -64,6 +67,17 @@ std::string pick_and_record(H& hosts, armor::host_outcome o) {
   std::string id{p.id()};
   hosts.record(std::move(p), o);
   return id;
+}
+
+// Picks until `id` comes up (the other permits are dropped).
+template <class H>
+armor::host_set_permit take(H& hosts, std::string_view id) {
+  for (int i = 0; i < 100; ++i) {
+    auto p = hosts.pick().permit();
+    if (p.id() == id) return p;
+  }
+  FAIL("never picked " << id);
+  return {};
 }
 
 template <class H>
@@ -559,4 +573,58 @@ TEST_CASE("host_set: a retry's pick avoids the host that just failed while anoth
     hosts.update({{"a"}});  // the only host: picked even when avoided
     CHECK(hosts.pick(armor::to_timestamp(clock.now()), "a").permit().id() == "a");
   }
+}
+
+// The judge is busy while the listener runs: a record or a pick made from the
+// listener finds `judging` taken, as a concurrent one would.
+TEST_CASE("host_set: an ejection completed while the judge is busy is owed to it, not lost", "[host_set]") {
+  armor::manual_clock clock;
+  heard h;
+  auto o = no_outliers();
+  o.outlier.consecutive_failures = 1;
+  manual_set hosts{o, clock, scripted_rng{}, std::ref(h)};
+  hosts.update({{"a"}, {"b"}, {"c"}});
+  auto pb = take(hosts, "b");
+  h.hook = [&](const armor::host_set_event& e) {
+    if (e.kind == armor::host_set_event_kind::ejected && e.host == "a" && pb) {
+      hosts.record(std::move(pb), armor::host_outcome::failure);
+    }
+  };
+  hosts.record(take(hosts, "a"), armor::host_outcome::failure);
+  CHECK(ejected(hosts, "a"));
+  CHECK(ejected(hosts, "b"));  // before the fix: dropped
+  CHECK(h.ids == std::vector<std::string>{"a", "b"});
+  CHECK(hosts.stats().ejections == 2);
+  CHECK(hosts.stats().pending == 0);
+}
+
+TEST_CASE("host_set: an evaluation due while the judge is busy is owed to it, not lost", "[host_set]") {
+  armor::manual_clock clock;
+  heard h;
+  auto o = no_outliers();
+  o.outlier.consecutive_failures = 1;
+  o.outlier.interval = 10s;
+  o.outlier.base_ejection_time = 30s;
+  manual_set hosts{o, clock, scripted_rng{}, std::ref(h)};
+  hosts.update({{"a"}, {"b"}, {"c"}});
+  (void)hosts.pick();  // t = 0: the first interval starts (next evaluation at 10 s)
+  clock.advance(1s);
+  hosts.record(take(hosts, "b"), armor::host_outcome::failure);  // ejected until 31 s
+  REQUIRE(ejected(hosts, "b"));
+  auto pa = take(hosts, "a");
+  // While a's ejection is judged, a pick at 40 s finds the evaluation due.
+  h.hook = [&](const armor::host_set_event& e) {
+    if (e.kind == armor::host_set_event_kind::ejected && e.host == "a") {
+      clock.set(armor::manual_clock::time_point{40s});
+      (void)hosts.pick();
+    }
+  };
+  hosts.record(std::move(pa), armor::host_outcome::failure);  // at 1 s: a ejected until 31 s
+  // The evaluation at 40 s ran once the judge let go: both are back.
+  CHECK_FALSE(ejected(hosts, "b"));  // before the fix: skipped, b out until the evaluation at 50 s
+  CHECK_FALSE(ejected(hosts, "a"));
+  REQUIRE(h.events.size() == 4);
+  CHECK(h.ids == std::vector<std::string>{"b", "a", "a", "b"});
+  CHECK(h.events[2].kind == armor::host_set_event_kind::returned);
+  CHECK(h.events[3].kind == armor::host_set_event_kind::returned);
 }

@@ -129,7 +129,7 @@ struct outlier_detection_options {
   /// >= 0.
   std::chrono::nanoseconds max_ejection_time_jitter = std::chrono::nanoseconds{0};
   /// Never more than this share of the hosts ejected at once (rounded down:
-  /// 3 hosts at 50 % allow one).
+  /// 3 hosts at 50 % allow one; Envoy and A50 round up and allow two).
   std::uint32_t max_ejection_percent = 10;
   /// Failures in a row that eject a host at once; 0 = off.
   std::uint32_t consecutive_failures = 5;
@@ -409,6 +409,8 @@ class host_set {
     core_->current.store(core_->list.get(), std::memory_order_release);
   }
 
+  friend struct detail::host_set_peek;
+
   host_set(host_set&&) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
                                 std::is_nothrow_move_constructible_v<Rng> &&
                                 std::is_nothrow_move_constructible_v<Listener>) = default;
@@ -480,7 +482,7 @@ class host_set {
     const detail::host_set_core::guard g(c);
     const detail::host_list& list = *c.current.load(std::memory_order_acquire);
     const std::int64_t t = now.time_since_epoch().count();
-    if (ARMOR_UNLIKELY(t >= c.next_evaluation.load(std::memory_order_relaxed))) evaluate_if_due(list, t);
+    if (ARMOR_UNLIKELY(t >= c.next_evaluation.load(std::memory_order_relaxed))) evaluate_if_due(t);
     const std::size_t n = list.hosts.size();
     if (ARMOR_UNLIKELY(n == 0)) {
       c.counters.add(detail::host_set_counter::no_host);
@@ -631,18 +633,27 @@ class host_set {
     return draw(100) < percent;
   }
 
-  // The eligible host where the cumulative weight passes `target`, skipping `skip`.
+  // The eligible host where the cumulative weight passes `target`, skipping
+  // `skip`. Ejections made since `el` was counted can leave the target past
+  // the end (then the last eligible host) or no host eligible (then the
+  // first host neither skipped nor avoided, else the first not skipped).
   [[nodiscard]] static std::size_t walk(const detail::host_list& list, const eligibility& el, std::uint64_t target,
                                         std::size_t skip) noexcept {
-    std::size_t last = 0;
-    for (std::size_t i = 0; i < list.hosts.size(); ++i) {
+    const std::size_t n = list.hosts.size();
+    std::size_t last = n;
+    std::size_t fallback = n;
+    for (std::size_t i = 0; i < n; ++i) {
       const detail::host_entry& e = list.hosts[i];
-      if (i == skip || !eligible(list, i, el)) continue;
+      if (i == skip) continue;
+      if (fallback == n && i != el.avoid) fallback = i;
+      if (!eligible(list, i, el)) continue;
       last = i;
       if (target < e.weight) return i;
       target -= e.weight;
     }
-    return last;
+    if (last < n) return last;
+    if (fallback < n) return fallback;
+    return skip == 0 && n > 1 ? 1 : 0;
   }
 
   // The estimate decayed to t: estimate x exp(-(t - stamp) / decay).
@@ -663,8 +674,11 @@ class host_set {
                                                std::int64_t t) noexcept(quiet) {
     const std::size_t none = list.hosts.size();
     const std::size_t a = walk(list, el, draw(el.weight), none);
-    if (el.count < 2) return *list.hosts[a].state;
-    const std::size_t b = walk(list, el, draw(el.weight - list.hosts[a].weight), a);
+    // a may have turned eligible (returned) since el was counted: then its
+    // weight is not in el.weight.
+    const std::uint64_t rest = el.weight > list.hosts[a].weight ? el.weight - list.hosts[a].weight : 0;
+    if (el.count < 2 || rest == 0) return *list.hosts[a].state;
+    const std::size_t b = walk(list, el, draw(rest), a);
     return cost(list.hosts[b], t) < cost(list.hosts[a], t) ? *list.hosts[b].state : *list.hosts[a].state;
   }
 
@@ -743,15 +757,34 @@ class host_set {
     }
     detail::host_set_core& c = *core_;
     const detail::host_set_core::guard g(c);
-    if (c.judging.exchange(true, std::memory_order_acquire)) return;  // the judge is busy: the next failure retries
-    const detail::host_list& list = *c.current.load(std::memory_order_acquire);
-    for (const detail::host_entry& e : list.hosts) {
-      if (e.state == &h) {
-        eject(list, h, reason, t);
-        break;
+    // Owed to the judge: this thread if `judging` is free, else its holder
+    // before it lets go. A host no longer listed then is not ejected.
+    h.owed_ejection.store(static_cast<std::uint8_t>(static_cast<std::uint8_t>(reason) + 1), std::memory_order_relaxed);
+    c.owed.store(true, std::memory_order_seq_cst);
+    if (c.judging.exchange(true, std::memory_order_seq_cst)) return;
+    judge_and_release(t);
+  }
+
+  // The judge (holds core_->judging, inside a read section): does the work
+  // owed, lets go of `judging`, and takes it back for work owed meanwhile.
+  void judge_and_release(std::int64_t t) noexcept(quiet) {
+    detail::host_set_core& c = *core_;
+    for (;;) {
+      if (c.owed.exchange(false, std::memory_order_seq_cst)) {
+        // The newest list: it stays valid while this read section lasts.
+        const detail::host_list& list = *c.current.load(std::memory_order_acquire);
+        const std::int64_t at = c.owed_evaluation.exchange(0, std::memory_order_relaxed);
+        if (at != 0) evaluate(list, at);
+        for (const detail::host_entry& e : list.hosts) {
+          if (e.state->owed_ejection.load(std::memory_order_relaxed) == 0) continue;
+          const std::uint8_t r = e.state->owed_ejection.exchange(0, std::memory_order_relaxed);
+          if (r != 0) eject(list, *e.state, static_cast<ejection_reason>(r - 1), std::max(t, at));
+        }
       }
+      c.judging.store(false, std::memory_order_seq_cst);
+      if (!c.owed.load(std::memory_order_seq_cst)) return;
+      if (c.judging.exchange(true, std::memory_order_seq_cst)) return;  // its holder does it
     }
-    c.judging.store(false, std::memory_order_release);
   }
 
   // The judge (holds core_->judging): ejects h unless that would exceed
@@ -783,16 +816,22 @@ class host_set {
   }
 
   // Called by a pick that found the interval over: the one that moves
-  // next_evaluation on runs the evaluation (others pick as before).
-  void evaluate_if_due(const detail::host_list& list, std::int64_t t) noexcept(quiet) {
+  // next_evaluation on owes the evaluation to the judge (itself when
+  // `judging` is free); others pick as before.
+  void evaluate_if_due(std::int64_t t) noexcept(quiet) {
     detail::host_set_core& c = *core_;
     std::int64_t due = c.next_evaluation.load(std::memory_order_relaxed);
     if (t < due) return;
     if (!c.next_evaluation.compare_exchange_strong(due, t + config_.interval, std::memory_order_relaxed)) return;
     if (due == 0) return;  // the first call starts the first interval
-    if (c.judging.exchange(true, std::memory_order_acquire)) return;
-    evaluate(list, t);
-    c.judging.store(false, std::memory_order_release);
+    // Owed to the judge (see judge_outcome); two evaluations owed at once
+    // run as one, at the later time.
+    std::int64_t owed = c.owed_evaluation.load(std::memory_order_relaxed);
+    while (owed < t && !c.owed_evaluation.compare_exchange_weak(owed, t, std::memory_order_relaxed)) {
+    }
+    c.owed.store(true, std::memory_order_seq_cst);
+    if (c.judging.exchange(true, std::memory_order_seq_cst)) return;
+    judge_and_release(t);
   }
 
   // The interval's evaluation, in Envoy's order: returns and multiplier

@@ -4,12 +4,15 @@
 // removed by an update that returned before a pick began is never picked.
 // Permits held across updates keep removed hosts alive (ASan/TSan see any
 // use after free). Ejections run concurrently (consecutive failures,
-// failure percentage, evaluations driven by the calls). Run under TSan.
+// failure percentage, evaluations driven by the calls); removed hosts'
+// states drain and are freed. A second test has four threads fail calls at
+// once against a cap of one ejected host. Run under TSan.
 #include <armor/host_set.hpp>
 
 #include "armor_catch.hpp"
 
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -38,6 +41,8 @@ TEST_CASE("host_set: lists changed under load lose no call and never hand out a 
   hosts.update(all);
   // Odd: the update to `half` has returned and the next update has not begun.
   std::atomic<std::uint64_t> version{0};
+  std::atomic<bool> updated{false};  // the updater is done: every later pick is checked
+  std::atomic<long> calls{0};
   std::atomic<long> picked{0};
   std::atomic<long> checked{0};
   std::atomic<long> violations{0};
@@ -45,6 +50,7 @@ TEST_CASE("host_set: lists changed under load lose no call and never hand out a 
 
   auto in_half = [](std::string_view id) { return id == "h0" || id == "h1" || id == "h2" || id == "h3"; };
   auto one_call = [&](int id, int i, armor::host_set_permit& held) {
+    calls.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t v1 = version.load(std::memory_order_acquire);
     auto d = hosts.pick();
     const std::uint64_t v2 = version.load(std::memory_order_acquire);
@@ -70,9 +76,13 @@ TEST_CASE("host_set: lists changed under load lose no call and never hand out a 
   for (int id = 0; id < pickers; ++id) {
     pool.emplace_back([&, id] {
       armor::host_set_permit held;
-      for (int i = 0; i < iterations; ++i) {
+      // At least `iterations` calls, and one more begun after the updater
+      // was seen done (so checked, whatever the scheduling was).
+      for (int i = 0;; ++i) {
+        const bool done = updated.load(std::memory_order_acquire);
         one_call(id, i, held);
         if (i % 256 == 0) clock.advance(1ms);
+        if (done && i >= iterations) break;
       }
       if (held) hosts.record(std::move(held), armor::host_outcome::success);
     });
@@ -88,22 +98,98 @@ TEST_CASE("host_set: lists changed under load lose no call and never hand out a 
     }
     hosts.update(half);
     version.fetch_add(1, std::memory_order_acq_rel);  // odd, for good
+    updated.store(true, std::memory_order_release);
   });
   updater.join();
   for (auto& t : pool) t.join();
+  const long checked_concurrently = checked.load();
   // After the last update every pick is checked: a certain check, whatever
   // the scheduling was.
   armor::host_set_permit held;
   for (int i = 0; i < 1000; ++i) one_call(0, i, held);
   if (held) hosts.record(std::move(held), armor::host_outcome::success);
-  hosts.update(all);  // every host listed again: pending covers them all
+  hosts.update(all);  // fresh states for h4-h7; the removed ones must have drained
 
   CHECK(violations.load() == 0);
-  CHECK(checked.load() >= 1000);
+  CHECK(checked_concurrently >= pickers);
+  CHECK(checked.load() >= checked_concurrently + 1000);
   CHECK(refused.load() == 0);
-  CHECK(picked.load() == pickers * iterations + 1000);
+  CHECK(picked.load() == calls.load());
+  CHECK(picked.load() >= pickers * iterations + 1000);
   const armor::host_set_stats s = hosts.stats();
   CHECK(s.pending == 0);
+  // Every removed state was freed by the last update: a permit that never
+  // gave its host back would keep one (a lost decrement).
+  CHECK(armor::detail::host_set_peek::core(hosts).states() == all.size());
   CHECK(s.picks == static_cast<std::uint64_t>(picked.load()));
   CHECK(s.updates == 2 * updates + 3);
+}
+
+namespace {
+
+// Hears ejections and returns, which the judge makes one at a time: the
+// count of hosts ejected at each event, and the most seen.
+struct ejected_tally {
+  std::atomic<int> now{0};
+  std::atomic<int> most{0};
+  std::atomic<long> events{0};
+  void operator()(const armor::host_set_event& e) noexcept {
+    events.fetch_add(1, std::memory_order_relaxed);
+    if (e.kind == armor::host_set_event_kind::returned) {
+      now.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+    const int n = now.fetch_add(1, std::memory_order_relaxed) + 1;
+    int m = most.load(std::memory_order_relaxed);
+    while (m < n && !most.compare_exchange_weak(m, n, std::memory_order_relaxed)) {
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("host_set: failures from four threads at once never pass the ejection cap", "[host_set]") {
+  constexpr int threads = 4;
+  constexpr int iterations = 4000;
+  armor::manual_clock clock;
+  ejected_tally tally;
+  armor::host_set_options o;
+  o.min_health_percent = 0;
+  o.outlier.consecutive_failures = 1;
+  o.outlier.max_ejection_percent = 25;  // 4 hosts: one at a time
+  o.outlier.interval = 1ms;
+  o.outlier.base_ejection_time = 1ms;
+  o.outlier.max_ejection_time = 3ms;
+  armor::host_set hosts{o, clock, armor::thread_rng{}, std::ref(tally)};
+  hosts.update({{"h0"}, {"h1"}, {"h2"}, {"h3"}});
+  std::barrier start{threads};
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      start.arrive_and_wait();
+      for (int i = 0; i < iterations; ++i) {
+        auto d = hosts.pick();
+        if (!d) continue;
+        // Mostly failures: every one completes a streak (ejections, capped
+        // ones), while the clock moving on brings evaluations and returns.
+        hosts.record(std::move(d).permit(), (i + id) % 8 == 0 ? armor::host_outcome::success
+                                                             : armor::host_outcome::failure);
+        if (i % 64 == id) clock.advance(1ms);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CHECK(tally.most.load() <= 1);
+  const armor::host_set_stats s = hosts.stats();
+  CHECK(s.ejected <= 1);
+  CHECK(s.ejections > 0);
+  CHECK(s.ejections_capped > 0);
+  CHECK(s.pending == 0);
+  CHECK(static_cast<long>(s.ejected) == tally.now.load());
+  // An evaluation after every ejection is over returns the host, whatever
+  // evaluations the threads owed each other.
+  clock.advance(1s);
+  (void)hosts.pick();
+  CHECK(hosts.stats().ejected == 0);
+  CHECK(tally.now.load() == 0);
 }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <bit>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -18,9 +19,9 @@
 
 namespace armor::detail {
 
-/// One host's state. Lives as long as some published list names it or some
-/// permit holds it (`pending` counts the permits); then the next update or
-/// the host set's destructor frees it.
+/// One host's state. Lives while some published list names it; once
+/// unlisted, the first update() that finds no permit holding it (`pending`
+/// counts the permits) frees it, or else the host set's destructor.
 struct alignas(cache_line) host_state {
   explicit host_state(std::string name, std::int64_t now, double latency_ns)
       : id(std::move(name)), estimate(std::bit_cast<std::uint64_t>(latency_ns)), stamp(now) {}
@@ -47,6 +48,9 @@ struct alignas(cache_line) host_state {
   std::atomic<std::int64_t> ejected_until{0};
   std::atomic<std::uint32_t> multiplier{0};
   std::atomic<std::uint64_t> times_ejected{0};
+  // An ejection owed by a record() that found the judge busy: the reason
+  // + 1, or 0. Taken (exchanged to 0) by the judge.
+  std::atomic<std::uint8_t> owed_ejection{0};
   // The judge's copies of the interval counts (the judge's alone).
   std::uint64_t judged_successes = 0;
   std::uint64_t judged_failures = 0;
@@ -78,6 +82,13 @@ struct host_set_core {
   alignas(cache_line) std::atomic<std::int64_t> readers1{0};
   alignas(cache_line) std::atomic<std::int64_t> next_evaluation{0};
   std::atomic<bool> judging{false};
+  // Work left for the judge by a call that found `judging` taken: set after
+  // the work is written down (owed_evaluation, a host's owed_ejection) and
+  // before trying `judging`; the judge clears it before doing the work and
+  // reads it again after letting go of `judging` (seq_cst on both sides, so
+  // either the caller takes `judging` or the judge sees the flag).
+  std::atomic<bool> owed{false};
+  std::atomic<std::int64_t> owed_evaluation{0};  // the time of an evaluation owed, or 0
   std::atomic<std::uint64_t> turn{0};  // round robin, least-pending tie breaks
   alignas(cache_line) counter_set<host_set_counter> counters;
 
@@ -85,6 +96,24 @@ struct host_set_core {
   std::mutex writer;
   std::vector<std::unique_ptr<host_state>> owned;  // every state not yet freed
   std::unique_ptr<host_list> list;                 // what `current` points to
+
+  host_set_core() = default;
+  host_set_core(const host_set_core&) = delete;
+  host_set_core& operator=(const host_set_core&) = delete;
+  // A permit still holding a host would record into freed memory.
+  ~host_set_core() {
+#ifndef NDEBUG
+    for (const std::unique_ptr<host_state>& s : owned) {
+      assert(s->pending.load(std::memory_order_acquire) == 0 && "armor::host_set destroyed while a permit holds a host");
+    }
+#endif
+  }
+
+  /// States not yet freed, listed or not (for tests).
+  std::size_t states() {
+    const std::scoped_lock lock(writer);
+    return owned.size();
+  }
 
   std::atomic<std::int64_t>& readers(std::uint64_t e) noexcept { return (e & 1) == 0 ? readers0 : readers1; }
 
@@ -134,6 +163,14 @@ struct host_set_core {
     host_set_core& core_;
     std::uint64_t slot_;
   };
+};
+
+/// Lets tests reach a host set's core.
+struct host_set_peek {
+  template <class HostSet>
+  static host_set_core& core(HostSet& h) noexcept {
+    return *h.core_;
+  }
 };
 
 }  // namespace armor::detail
