@@ -1,6 +1,6 @@
 // armor::keyed over a built-in policy that keeps no per-key state
 // (armor::hedge: not built from (options, clock), no idle()).
-// expect: armor::keyed<P>: P must be constructible from (const Options&, Clock)
+// expect: armor::keyed<P>: P must be constructible from (const Options&, Clock[, std::string_view key])
 #include <armor/hedge.hpp>
 #include <armor/keyed.hpp>
 #include <armor/token_bucket.hpp>
