@@ -233,8 +233,8 @@ TEST_CASE("stress: cache refresh task copies run at once on two threads: the ref
     std::vector<std::function<void()>> tasks;
     void post(std::function<void()> f) { tasks.push_back(std::move(f)); }
   };
-  std::atomic<int> calls{0};
-  auto op = [&calls] { return std::int64_t{calls.fetch_add(1, std::memory_order_relaxed) + 1}; };
+  std::atomic<int> op_calls{0};
+  auto op = [&op_calls] { return std::int64_t{op_calls.fetch_add(1, std::memory_order_relaxed) + 1}; };
   (void)c.execute(1, op);
   constexpr int rounds = 200;
   for (int round = 0; round < rounds; ++round) {
@@ -247,7 +247,7 @@ TEST_CASE("stress: cache refresh task copies run at once on two threads: the ref
     ex.tasks.front()();
     other.join();
   }
-  CHECK(calls.load() == rounds + 1);
+  CHECK(op_calls.load() == rounds + 1);
   CHECK(c.stats().refreshes == std::uint64_t{rounds});
   CHECK(c.flights().stats().in_flight == 0);
 }
