@@ -33,12 +33,13 @@ inline int shared_port() { return shared_exposer().GetListeningPorts().at(0); }
 
 /// GET `path` from 127.0.0.1:`port`; the whole response (status line,
 /// headers, body), or "" when the connection fails. Every wait is bounded
-/// (5 s per read), so a stuck server fails the test rather than hanging it.
+/// (20 s per read: generous for a loaded machine), so a stuck server fails
+/// the test rather than hanging it.
 inline std::string http_get(int port, std::string_view path) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return {};
   timeval timeout{};
-  timeout.tv_sec = 5;
+  timeout.tv_sec = 20;
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   sockaddr_in addr{};
@@ -62,7 +63,7 @@ inline std::string http_get(int port, std::string_view path) {
   char buffer[4096];
   for (;;) {
     const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    if (n <= 0) break;  // closed, or 5 s without a byte
+    if (n <= 0) break;  // closed, or 20 s without a byte
     response.append(buffer, static_cast<std::size_t>(n));
   }
   ::close(fd);
