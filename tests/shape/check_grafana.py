@@ -6,7 +6,9 @@
      a real exposition of every stats type (plus _bucket, _sum and _count of
      each histogram), written by armor_fmt_tests' hidden test [.exposition],
      so the list cannot drift from the code;
-  3. it shows what the dashboard promises (docs/observability.md): breaker
+  3. docs/grafana/armor-layout.svg, the layout drawn for the docs, names
+     every panel;
+  4. it shows what the dashboard promises (docs/observability.md): breaker
      states, refusals, retries, quota use against limits, and latency
      percentiles from the histograms (histogram_quantile over _bucket).
 
@@ -100,6 +102,15 @@ for title, expr in exprs:
         used.add(n)
         if n not in exported:
             errors.append(f"{path.name}: panel \"{title}\": {n} is not a family armor exports ({expr!r})")
+
+# The layout drawn for docs/observability.md names every panel of the JSON
+# (redraw it when panels change).
+svg = root / "docs" / "grafana" / "armor-layout.svg"
+drawn = svg.read_text() if svg.exists() else ""
+for p in panels(dash.get("panels", [])):
+    title = p.get("title", "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if title and f">{title}<" not in drawn:
+        errors.append(f"{svg.name}: panel \"{p.get('title')}\" is not drawn (redraw it: docs/grafana/draw_layout.py)")
 
 # 3. What the dashboard promises.
 promised = {
