@@ -44,10 +44,11 @@ ARMOR_BUILD_PACKAGES=(cmake ninja-build g++)
 # The demo: an HTTP upstream and client (cpp-httplib, found with pkg-config),
 # output with fmt. The release preset builds without Redis.
 ARMOR_DEMO_PACKAGES=(libasio-dev libfmt-dev libsqlite3-dev libcpp-httplib-dev pkg-config)
-# The whole suite: every integration (Asio, fmt, SQLite, hiredis), the HTTP
+# The whole suite: every integration (Asio, fmt, SQLite, hiredis, prometheus-cpp), the HTTP
 # examples (libcurl, cpp-httplib), and the real servers and tools the tests
 # start or call (redis-server; promtool, from the prometheus package).
 ARMOR_TEST_PACKAGES=(libasio-dev libfmt-dev libsqlite3-dev libhiredis-dev catch2 libbenchmark-dev python3
-                     libcpp-httplib-dev libcurl4-openssl-dev pkg-config redis-server prometheus)
+                     libcpp-httplib-dev libcurl4-openssl-dev pkg-config redis-server prometheus
+                     prometheus-cpp-dev)
 
 armor_jobs() { nproc 2>/dev/null || echo 2; }

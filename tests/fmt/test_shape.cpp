@@ -1,7 +1,7 @@
-// The one policy shape, checked for every public enumeration and every
-// stats type of the core (see shape_checks.hpp; the Redis and SQLite ones
-// are checked in tests/redis and tests/sqlite). tests/shape/check_shape.py
-// fails when a public enumeration or stats type is missing from these lists.
+// The one policy shape, checked for every public enumeration, stats type,
+// event and decision of the core (see shape_checks.hpp; the Redis and
+// SQLite ones are checked in tests/redis and tests/sqlite).
+// tests/shape/check_shape.py fails when one is missing from these lists.
 #include <armor/armor.hpp>
 #include <armor/histogram.hpp>
 #include <armor/resource_sampler.hpp>
@@ -11,7 +11,10 @@
 #include "fmt/shape_checks.hpp"
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <string>
+#include <string_view>
 
 using namespace std::chrono_literals;
 
@@ -200,4 +203,84 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
 // Hidden from the default run: CTest runs it as armor_fmt_promtool.
 TEST_CASE("shape: promtool accepts every stats type's exposition", "[.promtool]") {
   armor_test::promtool_check(every_stats{}.text());
+}
+
+// Hidden from the default run: tests/shape/check_grafana.py (CTest
+// armor_grafana_check) runs it to learn every family armor exports, and
+// checks that each metric the Grafana dashboard queries is one of them.
+TEST_CASE("shape: the exposition of every stats type, written to $ARMOR_EXPOSITION_OUT", "[.exposition]") {
+  const char* path = std::getenv("ARMOR_EXPOSITION_OUT");
+  REQUIRE(path != nullptr);
+  std::ofstream out(path);
+  out << every_stats{}.text();
+  REQUIRE(out.good());
+}
+
+namespace {
+
+/// An event (anything with fields()): fmt prints each field it holds as
+/// name=value.
+template <class E>
+void check_event(std::string_view type, const E& sample = E{}) {
+  INFO("event " << type);
+  static_assert(armor::described_stats<E>);
+  const std::string printed = fmt::format("{}", sample);
+  CHECK(!printed.empty());
+  armor::detail::for_each_field<E>([&](const auto& f) {
+    if (!armor::detail::present(f, sample)) return;
+    CHECK(printed.find(std::string(f.name) + "=") != std::string::npos);
+  });
+}
+
+/// A decision: fmt prints "granted", or its code's name (and when to retry).
+template <class D>
+void check_decision(std::string_view type, const D& d) {
+  INFO("decision " << type);
+  const std::string printed = fmt::format("{}", d);
+  INFO(printed);
+  if (static_cast<bool>(d)) {
+    CHECK(printed == "granted");
+  } else {
+    CHECK(printed != "granted");
+    CHECK(!printed.empty());
+    CHECK((printed.find(" (retry after ") != std::string::npos) == (d.retry_after() != std::chrono::nanoseconds::max()));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("shape: every event and every decision formats with fmt", "[shape]") {
+  check_event<armor::circuit_breaker_event>("circuit_breaker_event");
+  check_event<armor::backoff_event>("backoff_event");
+  check_event<armor::bulkhead_event>("bulkhead_event");
+  check_event<armor::adaptive_limit_event>("adaptive_limit_event");
+  check_event<armor::adaptive_throttle_event>("adaptive_throttle_event");
+  check_event<armor::token_bucket_event>("token_bucket_event");
+  check_event<armor::window_event>("window_event");
+  check_event<armor::quota_tracker_event>("quota_tracker_event");
+  check_event<armor::load_shedder_event>("load_shedder_event");
+  check_event<armor::drain_event>("drain_event");
+  check_event<armor::shadow_event>("shadow_event");
+  check_event<armor::host_set_event>("host_set_event");
+  check_event<armor::fault_injector_event>("fault_injector_event");
+
+  armor::manual_clock clock;
+  armor::token_bucket<armor::manual_clock> bucket{{.rate = {1, 1s}, .burst = 1}, clock};
+  const armor::token_bucket_decision<> took = bucket.try_acquire();
+  check_decision("token_bucket_decision", took);
+  check_decision("token_bucket_decision", bucket.try_acquire());
+  armor::fixed_window<armor::manual_clock> window{{.limit = 1, .window = 1min}, clock};
+  check_decision("window_decision", window.try_acquire());
+  check_decision("window_decision", window.try_acquire());
+  armor::quota_tracker<armor::manual_clock> quota{{.windows = {armor::quota_window::per_day(1)}}, clock};
+  check_decision("quota_tracker_decision", quota.try_consume());
+  check_decision("quota_tracker_decision", quota.try_consume());
+  armor::shadow<armor::token_bucket<armor::manual_clock>> trial{
+      armor::token_bucket<armor::manual_clock>{{.rate = {1, 1s}, .burst = 1}, clock}};
+  check_decision("shadow_decision", trial.try_acquire());
+  check_decision("shadow_decision", trial.try_acquire());  // would refuse, lets the call through: granted
+  armor::bulkhead<> pool{{.max_concurrent = 1}};
+  auto inside = pool.try_acquire();  // decision<bulkhead_permit>
+  check_decision("decision<bulkhead_permit>", inside);
+  check_decision("decision<bulkhead_permit>", pool.try_acquire());
 }

@@ -22,6 +22,7 @@ that comment and ties its example to a test, so the two cannot drift:
        fmt     tests/fmt/test_header_examples.cpp      (armor_fmt_tests)
        sqlite  tests/sqlite/test_header_examples.cpp   (armor_sqlite_tests)
        redis   tests/redis/test_header_examples.cpp    (armor_redis_tests)
+       prometheus_cpp  tests/prometheus_cpp/test_header_examples.cpp
 
      (groups as tests/CMakeLists.txt's header check names them, by the
      header's name or by a header its example includes). `#include` lines of
@@ -51,6 +52,7 @@ public = sorted(p for p in inc.rglob("*.hpp") if "detail" not in p.relative_to(i
 
 # The optional dependency a header needs, by its name (tests/CMakeLists.txt).
 groups = [
+    ("prometheus_cpp", r"(^|/)prometheus_cpp([/_.])"),  # before fmt, whose pattern it also matches
     ("asio", r"(^|/)asio([/_.])"),
     ("fmt", r"(^|/)(fmt|prometheus)([/_.])"),
     ("sqlite", r"(^|/)sqlite([/_.])"),
@@ -62,6 +64,7 @@ test_files = {
     "fmt": root / "tests" / "fmt" / "test_header_examples.cpp",
     "sqlite": root / "tests" / "sqlite" / "test_header_examples.cpp",
     "redis": root / "tests" / "redis" / "test_header_examples.cpp",
+    "prometheus_cpp": root / "tests" / "prometheus_cpp" / "test_header_examples.cpp",
 }
 MARKER = re.compile(r"^\s*// header example: <(armor/[\w/]+\.hpp)>\s*$")
 INCLUDE = re.compile(r"^#include\s+<([\w/.]+)>")

@@ -5,6 +5,9 @@
      listed in tests/fmt/test_shape.cpp (which formats it with fmt);
   2. every public `*_stats` struct describes its fields (`fields()`), and is
      listed in tests/fmt/test_shape.cpp (which exports it with promtool);
+  2b. every public `*_event` struct (what listeners receive) and every
+     public `*_decision` class is listed in a tests/**/test_*shape.cpp
+     (tests/fmt/test_shape.cpp formats each with fmt);
   3. no header under detail/ includes a public header above the ground floor
      (the vocabulary every policy uses);
   4. no doc, example or public header comment names a file under detail/:
@@ -52,6 +55,14 @@ for h in public:
             errors.append(f"{rel}: {name} does not describe its fields (static fields())")
         if not re.search(r"\b%s\b" % name, shape_test):
             errors.append(f"{rel}: {name} is not exported in any tests/**/test_*shape.cpp")
+
+for h in public:
+    text = public_part(h.read_text())
+    rel = h.relative_to(root)
+    for m in re.finditer(r"^\s*(?:template <[^\n]*>\s*)?(?:struct|class) (\w+_event|\w+_decision)\s*\{", text, re.M):
+        name = m.group(1)
+        if not re.search(r"\b%s\b" % name, shape_test):
+            errors.append(f"{rel}: {name} is not formatted in any tests/**/test_*shape.cpp")
 
 for h in detail:
     for m in re.finditer(r'#include <armor/([\w/]+\.hpp)>', h.read_text()):
