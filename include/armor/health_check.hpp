@@ -286,6 +286,16 @@ class health_checker {
     return true;
   }
 
+  /// Gives back a probe that will not be reported (its driver stopped): the
+  /// host is due again as it was. Returns whether it was out.
+  bool abandon(const health_probe& probe) {
+    const std::scoped_lock lock(mutex_);
+    auto it = std::find_if(state_.begin(), state_.end(), [&](const auto& s) { return s.id == probe.id; });
+    if (it == state_.end() || probe.ticket == 0 || it->probing != probe.ticket) return false;
+    it->probing = 0;
+    return true;
+  }
+
   /// The sync driver: runs the probes due at `now` one after another on this
   /// thread, `check(std::string_view id)` returning probe_result or bool
   /// (true: passed); a check that throws counts as failed. Results are
