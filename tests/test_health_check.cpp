@@ -274,3 +274,19 @@ TEST_CASE("health_checker: the sync driver runs the due probes with the user's c
   REQUIRE(d);
   CHECK(hosts.stats().panic_picks == 1);
 }
+
+TEST_CASE("health_checker: a host removed and listed again between two checks keeps its mark") {
+  armor::manual_clock clock;
+  hosts_t hosts{plain(), clock};
+  hosts.update({{"a"}, {"b"}});
+  armor::health_checker checker{hosts, {.interval = 5s, .unhealthy_threshold = 1}};
+  checker.run_due(at(clock), [](std::string_view id) { return id == "a"; });
+  REQUIRE(failing(hosts, "b"));
+  // The host set forgets "b" and makes it afresh, unmarked; the checker never saw it go.
+  hosts.update({{"a"}});
+  hosts.update({{"a"}, {"b"}});
+  CHECK_FALSE(failing(hosts, "b"));
+  CHECK(checker.due(at(clock)).empty());  // nothing due, but the mark is restated
+  CHECK(failing(hosts, "b"));
+  CHECK(hosts.healthy_hosts() == 1);
+}

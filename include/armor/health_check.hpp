@@ -184,7 +184,9 @@ template <class R>
 /// set_active_health()); it must outlive the checker. `Rng` (an
 /// armor::random_source) draws the jitter. Every member may be called from
 /// any thread; a mutex guards the checker's state, held for a pass over
-/// the hosts, never while a probe runs.
+/// the hosts and while it marks them in the host set, never while a probe
+/// runs. (The host set's listener, which a mark may run, must not call the
+/// checker.)
 template <class HostSet, class Rng = thread_rng>
 class health_checker {
   static_assert(random_source<Rng>, "armor::health_checker: Rng must be an armor::random_source");
@@ -210,21 +212,24 @@ class health_checker {
     const std::int64_t t = now.time_since_epoch().count();
     std::vector<health_probe> out;
     const auto listed = hosts_.hosts(now);
-    std::vector<std::string> mark_unhealthy;
+    // Marks the host set should carry and does not: a new host (unhealthy
+    // unless start_healthy), or a host removed and listed again between two
+    // calls here (the host set then made it a fresh, unmarked state).
     {
-      const std::scoped_lock lock(mutex_);
+      const std::scoped_lock lock(mutex_);  // held while marking: marks land in the order decided
       std::vector<detail::health_check_host> next;
       next.reserve(listed.size());
       for (const auto& h : listed) {
         auto it = std::find_if(state_.begin(), state_.end(), [&](const auto& s) { return s.id == h.id; });
         if (it != state_.end()) {
+          if (h.failing_active_check == it->healthy) hosts_.set_active_health(h.id, it->healthy);
           next.push_back(std::move(*it));
         } else {
           detail::health_check_host fresh;
           fresh.id = h.id;
           fresh.healthy = options_.start_healthy;
           fresh.due = t;
-          if (!fresh.healthy) mark_unhealthy.push_back(h.id);
+          if (h.failing_active_check == fresh.healthy) hosts_.set_active_health(h.id, fresh.healthy);
           next.push_back(std::move(fresh));
         }
       }
@@ -235,7 +240,6 @@ class health_checker {
         out.push_back({h.id, h.probing});
       }
     }
-    for (const std::string& id : mark_unhealthy) hosts_.set_active_health(id, false);
     return out;
   }
 
@@ -245,7 +249,6 @@ class health_checker {
   bool report(const health_probe& probe, probe_result result, timestamp now) {
     const std::int64_t t = now.time_since_epoch().count();
     int turn = 0;  // +1 healthy, -1 unhealthy
-    bool pass_while_healthy = false;
     {
       const std::scoped_lock lock(mutex_);
       auto it = std::find_if(state_.begin(), state_.end(), [&](const auto& s) { return s.id == probe.id; });
@@ -257,9 +260,7 @@ class health_checker {
         ++passed_;
         h.failures = 0;
         h.passes = h.passes < std::numeric_limits<std::uint32_t>::max() ? h.passes + 1 : h.passes;
-        if (h.healthy) {
-          pass_while_healthy = true;
-        } else if (!h.judged || h.passes >= options_.healthy_threshold) {
+        if (!h.healthy && (!h.judged || h.passes >= options_.healthy_threshold)) {
           h.healthy = true;
           turn = 1;
         }
@@ -279,9 +280,9 @@ class health_checker {
                                                                                    : options_.unhealthy_interval.count();
       wait = detail::saturating_add(wait, jitter());
       h.due = detail::saturating_add(t, wait);
-    }
-    if (turn != 0 || (pass_while_healthy && options_.end_ejection_on_pass)) {
-      hosts_.set_active_health(probe.id, turn >= 0, options_.end_ejection_on_pass);
+      // Every report restates the mark (a host listed again may have lost it).
+      hosts_.set_active_health(h.id, h.healthy,
+                               h.healthy && result == probe_result::passed && options_.end_ejection_on_pass);
     }
     return true;
   }
