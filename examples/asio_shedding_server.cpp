@@ -15,9 +15,10 @@
 // Endpoints:
 //   GET /            10 ms of stand-in work ("hello")
 //   GET /slow?ms=N   N ms of stand-in work (N <= 60000)
-//   GET /live        200 while the process runs
-//   GET /ready       200 "ready"; 503 with the reason while the shedder refuses
-//                    normal requests (shedding, maintenance) or draining
+//   GET /live        200 while the process runs (armor::readiness's JSON)
+//   GET /ready       200; 503 while the shedder refuses normal requests
+//                    (shedding, maintenance) or draining: armor::readiness's
+//                    JSON, with the reason per policy (docs/readiness.md)
 //   POST /admin/reading?resource=memory&value=0.97   (TEST ONLY, see below)
 //   POST /admin/mode?mode=maintenance|read_only|automatic (TEST ONLY)
 //
@@ -42,6 +43,7 @@
 #include <armor/http/rate_limit.hpp>
 #include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
+#include <armor/readiness.hpp>
 #include <armor/resource_sampler.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -105,6 +107,8 @@ struct server {
   armor::load_shedder<armor::steady_clock, log_shedding> shedder{
       {.resources = {{.name = "memory"}, {.name = "cpu"}, {.name = "fds"}}, .retry_after_hint = 2s}};
   armor::keyed<armor::token_bucket<>> per_ip{{.rate = {100, 1min}, .burst = 20}, {.max_keys = 100000}};
+  armor::readiness health;  // answers /ready and /live
+  server() { health.add("drain", drain).add("shedder", shedder); }
   bool inject_readings = false;
   int connections = 0;  // serve() coroutines alive (one thread: a plain int)
 };
@@ -185,19 +189,19 @@ std::string reply(int status, std::string_view reason, std::string_view headers,
          "\r\nConnection: close\r\n\r\n" + std::string(body);
 }
 
+std::string reply_json(const armor::readiness_report& r, std::string_view ok, std::string_view failing) {
+  const std::string body = r.json(ok, failing);
+  return "HTTP/1.1 " + std::to_string(r.http_status()) + (r.ok ? " OK" : " Service Unavailable") +
+         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n" + body;
+}
+
 // /ready: not ready while draining, or while the shedder refuses requests of
 // normal priority (the shedding level, or maintenance forced): a load
-// balancer then sends new requests elsewhere.
+// balancer then sends new requests elsewhere. /live: 200 while it answers.
 std::string readiness(const server& s) {
-  const std::string level(armor::to_string(s.shedder.level()));
-  if (s.drain.draining()) return reply(503, "Service Unavailable", "", "draining\n");
-  if (!s.shedder.admits(armor::priority::normal)) {
-    const std::string why = s.shedder.mode() == armor::load_mode::automatic
-                                ? "shedding (level " + level + ")\n"
-                                : "mode " + std::string(armor::to_string(s.shedder.mode())) + "\n";
-    return reply(503, "Service Unavailable", "", why);
-  }
-  return reply(200, "OK", "", "ready (level " + level + ")\n");
+  const armor::readiness_report r = s.health.ready();
+  return reply_json(r, "ready", "not_ready");
 }
 
 // The test-only admin endpoints (--inject-readings, loopback clients only).
@@ -252,7 +256,7 @@ awaitable<void> serve(tcp::socket socket, server& s, const auto& pipeline) {
   if (!r) {
     out = reply(400, "Bad Request", "", "bad request\n");
   } else if (r->path == "/live") {
-    out = reply(200, "OK", "", "live\n");
+    out = reply_json(s.health.live(), "live", "not_live");
   } else if (r->path == "/ready") {
     out = readiness(s);
   } else if (r->path.starts_with("/admin/")) {

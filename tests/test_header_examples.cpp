@@ -841,6 +841,37 @@ armor::host_set_stats example() {
   return hosts.stats();
 }
 }  // namespace host_set_ex
+// header example: <armor/health_check.hpp>
+namespace health_check_ex {
+bool ping(std::string_view host) { return host == "10.0.0.1:443"; }
+
+armor::health_check_stats example() {
+  using namespace std::chrono_literals;
+  armor::host_set<> hosts;
+  hosts.update({{"10.0.0.1:443"}, {"10.0.0.2:443"}});
+  armor::health_checker checker{hosts, {.interval = 5s, .healthy_threshold = 2}};
+  checker.run_due(checker.now(), [](std::string_view id) { return ping(id); });
+  return checker.stats();
+}
+}  // namespace health_check_ex
+// header example: <armor/readiness.hpp>
+namespace readiness_ex {
+int status = 0;
+std::string body;
+void respond(int code, std::string text) {
+  status = code;
+  body = std::move(text);
+}
+
+void example() {
+  armor::host_set<> upstream;
+  armor::load_shedder<> shedder{{.resources = {{.name = "memory"}}}};
+  armor::readiness health;
+  health.add("payments", upstream).add("shedder", shedder);
+  const armor::readiness_report r = health.ready();
+  respond(r.http_status(), r.json());  // 503 and {"status":"not_ready",...}: no healthy host
+}
+}  // namespace readiness_ex
 
 // ---------------------------------------------------------------------------
 // header example: <armor/fault_injector.hpp>
@@ -1037,6 +1068,20 @@ TEST_CASE("header example: host_set.hpp") {
   CHECK(s.picks == 1);
   CHECK(s.pending == 0);
   CHECK(hx::host_set_ex::called.size() == 1);
+}
+
+TEST_CASE("header example: health_check.hpp") {
+  const armor::health_check_stats s = hx::health_check_ex::example();
+  CHECK(s.hosts == 2);
+  CHECK(s.probes == 2);
+  CHECK(s.unhealthy == 1);
+  CHECK(s.turned_healthy == 1);
+}
+
+TEST_CASE("header example: readiness.hpp") {
+  hx::readiness_ex::example();
+  CHECK(hx::readiness_ex::status == 503);
+  CHECK(hx::readiness_ex::body.rfind(R"({"status":"not_ready","checks":[{"name":"payments","kind":"host_set")", 0) == 0);
 }
 
 TEST_CASE("header example: fault_injector.hpp") {

@@ -28,6 +28,7 @@
 #include <armor/fault_injector.hpp>
 #include <armor/fallback.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/health_check.hpp>
 #include <armor/hedge.hpp>
 #include <armor/histogram.hpp>
 #include <armor/host_set.hpp>
@@ -38,6 +39,7 @@
 #include <armor/pipeline.hpp>
 #include <armor/policy.hpp>
 #include <armor/quota_tracker.hpp>
+#include <armor/readiness.hpp>
 #include <armor/result.hpp>
 #include <armor/shadow.hpp>
 #include <armor/sliding_window.hpp>

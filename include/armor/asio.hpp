@@ -21,6 +21,7 @@
 
 #include <armor/coalesce.hpp>
 #include <armor/drain.hpp>
+#include <armor/health_check.hpp>
 #include <armor/hedge.hpp>
 #include <armor/pipeline.hpp>
 
@@ -54,10 +55,12 @@
 #include <cstddef>
 #include <exception>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace armor::detail {
 
@@ -779,6 +782,83 @@ template <class Clock, class Listener>
   (void)unused;
   (void)timer_error;
   co_return d.in_flight() == 0;
+}
+
+}  // namespace armor
+
+// ---------------------------------------------------------------- health checks
+
+namespace armor {
+namespace detail {
+
+// One probe: `check(id)` (an asio::awaitable of probe_result or bool) against
+// a timer; the first to finish decides and the other is cancelled (and
+// awaited). An exception from the check counts as failed.
+template <class Check>
+::asio::awaitable<probe_result> async_health_probe(Check& check, std::string_view id, std::chrono::nanoseconds timeout) {
+  auto ex = co_await ::asio::this_coro::executor;
+  ::asio::steady_timer timer(ex);
+  timer.expires_after(std::chrono::duration_cast<::asio::steady_timer::duration>(
+      std::min(timeout, std::chrono::nanoseconds{std::chrono::hours{24 * 365}})));
+  auto [order, failure, value, timer_error] =
+      co_await ::asio::experimental::make_parallel_group(::asio::co_spawn(ex, check(id), detail::asio_deferred),
+                                                         timer.async_wait(detail::asio_deferred))
+          .async_wait(::asio::experimental::wait_for_one(), ::asio::use_awaitable);
+  (void)timer_error;
+  if (order[0] == 1) co_return probe_result::timed_out;
+  if (failure) co_return probe_result::failed;
+  co_return as_probe_result(value);
+}
+
+}  // namespace detail
+
+/// The Asio driver of an armor::health_checker (armor/health_check.hpp): a
+/// loop that runs the probes due, one after another, each as
+/// `co_await check(id)` (returning asio::awaitable<probe_result> or
+/// asio::awaitable<bool>) bounded by options().timeout, reports them, and
+/// sleeps on a steady timer until the next is due (at most an interval, so
+/// hosts added to the host set are seen). Returns when the calling
+/// coroutine is cancelled; a probe cut short then is given back unreported.
+/// The checker must outlive the loop.
+///
+///     asio::co_spawn(ex, armor::async_health_checks(checker, ping),
+///                    asio::bind_cancellation_slot(stop.slot(), asio::detached));
+template <class HostSet, class Rng, class Check>
+::asio::awaitable<void> async_health_checks(health_checker<HostSet, Rng>& checker, Check check) {
+  auto ex = co_await ::asio::this_coro::executor;
+  ::asio::steady_timer sleep(ex);
+  const std::chrono::nanoseconds interval = checker.options().interval;
+  for (;;) {
+    const std::vector<health_probe> probes = checker.due(checker.now());
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+      probe_result r = probe_result::failed;
+      bool stopped = false;
+      try {
+        r = co_await detail::async_health_probe(check, probes[i].id, checker.options().timeout);
+        const ::asio::cancellation_state state = co_await ::asio::this_coro::cancellation_state;
+        stopped = state.cancelled() != ::asio::cancellation_type::none;
+      } catch (const std::system_error&) {
+        stopped = true;  // cancelled: asio throws operation_aborted at the next wait
+      }
+      if (stopped) {
+        for (std::size_t k = i; k < probes.size(); ++k) checker.abandon(probes[k]);
+        co_return;
+      }
+      checker.report(probes[i], r, checker.now());
+    }
+    const timestamp now = checker.now();
+    const timestamp next = checker.next_due();
+    const std::chrono::nanoseconds wait =
+        next <= now ? std::chrono::nanoseconds{0} : std::min<std::chrono::nanoseconds>(next - now, interval);
+    sleep.expires_after(std::chrono::duration_cast<::asio::steady_timer::duration>(wait));
+    try {
+      co_await sleep.async_wait(::asio::use_awaitable);
+    } catch (const std::system_error&) {
+      co_return;  // cancelled
+    }
+    const ::asio::cancellation_state state = co_await ::asio::this_coro::cancellation_state;
+    if (state.cancelled() != ::asio::cancellation_type::none) co_return;
+  }
 }
 
 }  // namespace armor

@@ -292,6 +292,7 @@ struct host_status {
   std::uint32_t multiplier = 0;         ///< the ejection-time multiplier
   std::uint64_t times_ejected = 0;
   std::chrono::nanoseconds latency{};   ///< the peak-EWMA estimate, decayed to the time asked
+  bool failing_active_check = false;    ///< marked unhealthy by an active health check (set_active_health)
 };
 
 namespace detail {
@@ -496,7 +497,7 @@ class host_set {
       const detail::host_entry& e = list.hosts[i];
       if (ARMOR_UNLIKELY(!avoid.empty()) && e.state->id == avoid) avoided = i;
       total_weight += e.weight;
-      if (!e.state->ejected.load(std::memory_order_relaxed)) {
+      if (usable(*e.state)) {
         ++healthy;
         healthy_weight += e.weight;
       }
@@ -589,9 +590,49 @@ class host_set {
       st.multiplier = h.multiplier.load(std::memory_order_relaxed);
       st.times_ejected = h.times_ejected.load(std::memory_order_relaxed);
       st.latency = std::chrono::nanoseconds{static_cast<std::int64_t>(latency_of(h, now.time_since_epoch().count()))};
+      st.failing_active_check = h.failing_active.load(std::memory_order_relaxed);
       out.push_back(std::move(st));
     }
     return out;
+  }
+
+  // ---------------------------------------------------------------- active health
+
+  /// An active health check's verdict on the listed host `id` (armor/health_check.hpp
+  /// calls it): a host marked unhealthy is not picked (as if ejected,
+  /// panic mode aside) until marked healthy again. With `end_ejection`, a
+  /// host marked healthy that is ejected takes calls again at once (Envoy's
+  /// successful_active_health_check_uneject_host). False if `id` is not
+  /// listed. Lock-free; allocates nothing.
+  bool set_active_health(std::string_view id, bool healthy, bool end_ejection = false) noexcept(
+      quiet && noexcept(std::declval<const Clock&>().now())) {
+    detail::host_set_core& c = *core_;
+    const detail::host_set_core::guard g(c);
+    const detail::host_list& list = *c.current.load(std::memory_order_acquire);
+    for (const detail::host_entry& e : list.hosts) {
+      detail::host_state& h = *e.state;
+      if (h.id != id) continue;
+      h.failing_active.store(!healthy, std::memory_order_relaxed);
+      if (healthy && end_ejection && h.ejected.load(std::memory_order_relaxed)) {
+        // Owed to the judge, as an ejection is (see judge_outcome).
+        h.owed_return.store(true, std::memory_order_relaxed);
+        c.owed.store(true, std::memory_order_seq_cst);
+        if (!c.judging.exchange(true, std::memory_order_seq_cst)) judge_and_release(now().time_since_epoch().count());
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /// Listed hosts that take calls outside panic mode: neither ejected nor
+  /// marked unhealthy by an active health check. Lock-free.
+  [[nodiscard]] std::uint64_t healthy_hosts() const noexcept {
+    detail::host_set_core& c = *core_;
+    const detail::host_set_core::guard g(c);
+    const detail::host_list& list = *c.current.load(std::memory_order_acquire);
+    std::uint64_t n = 0;
+    for (const detail::host_entry& e : list.hosts) n += usable(*e.state) ? 1 : 0;
+    return n;
   }
 
   /// The options given at construction.
@@ -616,7 +657,12 @@ class host_set {
   }
 
   [[nodiscard]] static bool eligible(const detail::host_list& list, std::size_t i, const eligibility& el) noexcept {
-    return i != el.avoid && (el.all || !list.hosts[i].state->ejected.load(std::memory_order_relaxed));
+    return i != el.avoid && (el.all || usable(*list.hosts[i].state));
+  }
+
+  // Neither ejected nor failing active health checks.
+  [[nodiscard]] static bool usable(const detail::host_state& h) noexcept {
+    return !h.ejected.load(std::memory_order_relaxed) && !h.failing_active.load(std::memory_order_relaxed);
   }
 
   // A draw in [0, bound), bound > 0: the top bits of a random word scaled.
@@ -780,6 +826,12 @@ class host_set {
           const std::uint8_t r = e.state->owed_ejection.exchange(0, std::memory_order_relaxed);
           if (r != 0) eject(list, *e.state, static_cast<ejection_reason>(r - 1), std::max(t, at));
         }
+        for (const detail::host_entry& e : list.hosts) {
+          if (e.state->owed_return.load(std::memory_order_relaxed) &&
+              e.state->owed_return.exchange(false, std::memory_order_relaxed)) {
+            give_back(*e.state);
+          }
+        }
       }
       c.judging.store(false, std::memory_order_seq_cst);
       if (!c.owed.load(std::memory_order_seq_cst)) return;
@@ -815,6 +867,19 @@ class host_set {
     return true;
   }
 
+  // The judge: an ejected host takes calls again (its time is over, or it
+  // passed an active health check that may end an ejection early).
+  void give_back(detail::host_state& h) noexcept {
+    if (!h.ejected.load(std::memory_order_relaxed)) return;
+    h.ejected.store(false, std::memory_order_relaxed);
+    h.consecutive.store(0, std::memory_order_relaxed);
+    h.consecutive_gateway.store(0, std::memory_order_relaxed);
+    detail::notify(listener_, [&] {
+      return host_set_event{host_set_event_kind::returned, h.id, ejection_reason::consecutive_failures,
+                            std::chrono::nanoseconds{0}, h.multiplier.load(std::memory_order_relaxed)};
+    });
+  }
+
   // Called by a pick that found the interval over: the one that moves
   // next_evaluation on owes the evaluation to the judge (itself when
   // `judging` is free); others pick as before.
@@ -846,13 +911,7 @@ class host_set {
         const std::uint32_t m = h.multiplier.load(std::memory_order_relaxed);
         if (m > 0) h.multiplier.store(m - 1, std::memory_order_relaxed);
       } else if (t >= h.ejected_until.load(std::memory_order_relaxed)) {
-        h.ejected.store(false, std::memory_order_relaxed);
-        h.consecutive.store(0, std::memory_order_relaxed);
-        h.consecutive_gateway.store(0, std::memory_order_relaxed);
-        detail::notify(listener_, [&] {
-          return host_set_event{host_set_event_kind::returned, h.id, ejection_reason::consecutive_failures,
-                                std::chrono::nanoseconds{0}, h.multiplier.load(std::memory_order_relaxed)};
-        });
+        give_back(h);
       }
     }
     if (d.enforcing_success_rate > 0) {

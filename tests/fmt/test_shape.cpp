@@ -55,6 +55,8 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::host_outcome>("host_outcome");
   armor_test::check_enum<armor::ejection_reason>("ejection_reason");
   armor_test::check_enum<armor::host_set_event_kind>("host_set_event_kind");
+  armor_test::check_enum<armor::probe_result>("probe_result");
+  armor_test::check_enum<armor::readiness_role>("readiness_role");
   armor_test::check_enum<armor::cache_state>("cache_state");
   armor_test::check_enum<armor::cache_origin>("cache_origin");
   armor_test::check_enum<armor::latency_scope>("latency_scope");
@@ -147,6 +149,7 @@ struct every_stats {
   armor_test::stats_stub<armor::drain_stats> drain{};
   armor_test::stats_stub<armor::shadow_stats> shadow{shadow_sample()};
   armor_test::stats_stub<armor::host_set_stats> host_set{};
+  armor_test::stats_stub<armor::health_check_stats> health_check{};
   armor_test::stats_stub<armor::latency_recorder_stats> latency{latency_sample()};
   armor_test::stats_stub<armor::keyed_stats> keyed{keyed_sample()};
   armor_test::stats_stub<armor::fault_injector_stats> faults{};
@@ -169,6 +172,7 @@ struct every_stats {
         .add(drain, {{"policy", "sample"}})
         .add(shadow, {{"policy", "sample"}})
         .add(host_set, {{"policy", "sample"}})
+        .add(health_check, {{"policy", "sample"}})
         .add(latency, {{"policy", "sample"}})
         .add(keyed, {{"policy", "sample"}})
         .add(faults, {{"policy", "sample"}});
@@ -195,6 +199,7 @@ TEST_CASE("shape: every stats type prints its fields and exports its families", 
   armor_test::check_stats<armor::drain_stats>("drain_stats");
   armor_test::check_stats("shadow_stats", shadow_sample());
   armor_test::check_stats<armor::host_set_stats>("host_set_stats");
+  armor_test::check_stats<armor::health_check_stats>("health_check_stats");
   armor_test::check_stats("latency_recorder_stats", latency_sample());
   armor_test::check_stats("keyed_stats", keyed_sample());
   armor_test::check_stats<armor::fault_injector_stats>("fault_injector_stats");

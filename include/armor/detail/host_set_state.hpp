@@ -52,6 +52,11 @@ struct alignas(cache_line) host_state {
   // An ejection owed by a record() that found the judge busy: the reason
   // + 1, or 0. Taken (exchanged to 0) by the judge.
   std::atomic<std::uint8_t> owed_ejection{0};
+  // Active health checks (armor/health_check.hpp): failing them keeps the
+  // host out of picks as an ejection does; a passed check may owe the judge
+  // an early return from an ejection (taken by the judge).
+  std::atomic<bool> failing_active{false};
+  std::atomic<bool> owed_return{false};
   // The judge's copies of the interval counts (the judge's alone).
   std::uint64_t judged_successes = 0;
   std::uint64_t judged_failures = 0;
