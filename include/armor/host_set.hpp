@@ -748,12 +748,6 @@ class host_set {
     return est * std::exp(-static_cast<double>(since) / static_cast<double>(config_.decay));
   }
 
-  // Weights act in the draw of the two candidates, not here.
-  [[nodiscard]] double cost(const detail::host_entry& e, std::int64_t t) const noexcept {
-    const auto pending = static_cast<double>(e.state->pending.load(std::memory_order_relaxed));
-    return latency_of(*e.state, t) * (pending + 1.0);
-  }
-
   [[nodiscard]] detail::host_state& choose_p2c(const detail::host_list& list, const eligibility& el,
                                                std::int64_t t) noexcept(quiet) {
     const std::size_t none = list.hosts.size();
@@ -763,7 +757,26 @@ class host_set {
     const std::uint64_t rest = el.weight > list.hosts[a].weight ? el.weight - list.hosts[a].weight : 0;
     if (el.count < 2 || rest == 0) return *list.hosts[a].state;
     const std::size_t b = walk(list, el, draw(rest), a);
-    return cost(list.hosts[b], t) < cost(list.hosts[a], t) ? *list.hosts[b].state : *list.hosts[a].state;
+    return cheaper(list.hosts[b], list.hosts[a], t) ? *list.hosts[b].state : *list.hosts[a].state;
+  }
+
+  // Peak EWMA's choice: is b's cost, latency decayed to t x (pending + 1),
+  // below a's? (Weights act in the draw of the two candidates, not here.)
+  // One exp instead of two: both estimates
+  // decay from their stamps to t, so only the gap between the stamps
+  // counts (none when they are equal).
+  [[nodiscard]] bool cheaper(const detail::host_entry& b, const detail::host_entry& a, std::int64_t t) const noexcept {
+    const auto undecayed = [](const detail::host_entry& e) {
+      const auto pending = static_cast<double>(e.state->pending.load(std::memory_order_relaxed));
+      return std::bit_cast<double>(e.state->estimate.load(std::memory_order_relaxed)) * (pending + 1.0);
+    };
+    const std::int64_t since_a = std::max<std::int64_t>(0, t - a.state->stamp.load(std::memory_order_relaxed));
+    const std::int64_t since_b = std::max<std::int64_t>(0, t - b.state->stamp.load(std::memory_order_relaxed));
+    const double cost_a = undecayed(a);
+    const double cost_b = undecayed(b);
+    if (since_a == since_b || cost_b == 0.0 || cost_a == 0.0) return cost_b < cost_a;
+    // b's cost x exp(-since_b / decay) < a's cost x exp(-since_a / decay)
+    return cost_b * std::exp(static_cast<double>(since_a - since_b) / static_cast<double>(config_.decay)) < cost_a;
   }
 
   [[nodiscard]] detail::host_state& choose_round_robin(const detail::host_list& list, const eligibility& el) noexcept {
