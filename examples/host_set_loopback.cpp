@@ -16,8 +16,9 @@
 // unless: no call fails; u0 is ejected after its 3rd failure in a row and
 // each failure is retried; every retry goes to another host than the
 // attempt before; while ejected u0 is tried only when its ejection ends
-// (3 tries per ejection); u1 gets under 10 % in +u1 slow (a fair share is
-// 25 %); u0 and u1 each get 5 % or more once recovered (fair: 20 %).
+// (3 tries per ejection); u1 gets under 12.5 % in +u1 slow (half its fair
+// share, 25 %); u0 and u1 each get 3 % or more once recovered (fair: 20 %;
+// a stall of one server thread sends its traffic elsewhere for a while).
 // Assertions are on counts and shares with wide margins, never on timings,
 // so they hold on a loaded machine; when one fails on a machine so stalled
 // that a healthy upstream answered in over 5 ms (median, 2.5 times its
@@ -317,9 +318,9 @@ int main() {
   // eject it again (the last streak may be cut short by the phase's end).
   claim(phases[2].per_host[0] + phases[3].per_host[0] <= 3 * (phases[2].ejections + phases[3].ejections) + 2,
         "u0 gets no traffic while ejected");
-  claim(phases[3].share(1) < 10.0, "u1, slow, gets under 10 % (a fair share is 25 %)");
-  claim(phases[5].share(0) >= 5.0, "u0 takes 5 % or more once recovered");
-  claim(phases[5].share(1) >= 5.0, "u1 takes 5 % or more once recovered");
+  claim(phases[3].share(1) < 12.5, "u1, slow, gets under half its fair share (25 %)");
+  claim(phases[5].share(0) >= 3.0, "u0 takes 3 % or more once recovered");
+  claim(phases[5].share(1) >= 3.0, "u1 takes 3 % or more once recovered");
   claim(phases[5].ejections == 0, "no ejection once recovered");
   if (ok) return 0;
   // A machine so stalled that a healthy upstream answered no faster than
