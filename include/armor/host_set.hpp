@@ -507,6 +507,55 @@ class host_set {
     return pick_avoiding(now, avoid, nullptr);
   }
 
+ private:
+  // A pick that avoids `avoid` (an id) or `avoid_state` (a host's state, as
+  // a host set layer remembers the call's last host; only compared).
+  [[nodiscard]] decision<host_set_permit> pick_avoiding(timestamp now, std::string_view avoid,
+                                                        const void* avoid_state) noexcept(quiet) {
+    detail::host_set_core& c = *core_;
+    const detail::host_set_core::guard g(c);
+    const detail::host_list& list = *c.current.load(std::memory_order_acquire);
+    const std::int64_t t = now.time_since_epoch().count();
+    if (ARMOR_UNLIKELY(t >= c.next_evaluation.load(std::memory_order_relaxed))) evaluate_if_due(t);
+    const std::size_t n = list.hosts.size();
+    if (ARMOR_UNLIKELY(n == 0)) {
+      c.counters.add(detail::host_set_counter::no_host);
+      return decision<host_set_permit>::refused(errc::no_host, std::chrono::nanoseconds::max());
+    }
+    std::uint64_t healthy = 0;
+    std::uint64_t healthy_weight = 0;
+    std::uint64_t total_weight = 0;
+    std::size_t avoided = n;
+    for (std::size_t i = 0; i < n; ++i) {
+      const detail::host_entry& e = list.hosts[i];
+      if (ARMOR_UNLIKELY(avoid_state != nullptr || !avoid.empty()) &&
+          (e.state == avoid_state || (!avoid.empty() && e.state->id == avoid))) {
+        avoided = i;
+      }
+      total_weight += e.weight;
+      if (!e.state->ejected.load(std::memory_order_relaxed)) {
+        ++healthy;
+        healthy_weight += e.weight;
+      }
+    }
+    const bool panic = healthy == 0 || healthy * 100 < std::uint64_t{options_.min_health_percent} * n;
+    eligibility el{panic, panic ? total_weight : healthy_weight, panic ? n : healthy, n};
+    if (avoided < n && el.count > 1 && eligible(list, avoided, el)) {
+      el.weight -= list.hosts[avoided].weight;
+      el.count -= 1;
+      el.avoid = avoided;
+    }
+    detail::host_state& chosen = options_.balancer == host_balancer::peak_ewma     ? choose_p2c(list, el, t)
+                                 : options_.balancer == host_balancer::round_robin ? choose_round_robin(list, el)
+                                                                                   : choose_least_pending(list, el);
+    // Inside the read-side section: a writer past its grace period sees it.
+    chosen.pending.fetch_add(1, std::memory_order_relaxed);
+    c.counters.add(detail::host_set_counter::picks);
+    if (panic) c.counters.add(detail::host_set_counter::panic_picks);
+    return decision<host_set_permit>::granted(host_set_permit(&c, &chosen, now));
+  }
+
+ public:
   /// Records the outcome of a picked call, now (the host set's clock), and
   /// empties the permit. See record(permit, outcome, now).
   void record(host_set_permit&& permit, host_outcome outcome) noexcept(
@@ -648,53 +697,6 @@ class host_set {
     std::size_t avoid = 0;       // a host left out (a retry's last host), or the list's size
   };
 
-  // A pick that avoids `avoid` (an id) or `avoid_state` (a host's state, as
-  // a host set layer remembers the call's last host; only compared).
-  [[nodiscard]] decision<host_set_permit> pick_avoiding(timestamp now, std::string_view avoid,
-                                                        const void* avoid_state) noexcept(quiet) {
-    detail::host_set_core& c = *core_;
-    const detail::host_set_core::guard g(c);
-    const detail::host_list& list = *c.current.load(std::memory_order_acquire);
-    const std::int64_t t = now.time_since_epoch().count();
-    if (ARMOR_UNLIKELY(t >= c.next_evaluation.load(std::memory_order_relaxed))) evaluate_if_due(t);
-    const std::size_t n = list.hosts.size();
-    if (ARMOR_UNLIKELY(n == 0)) {
-      c.counters.add(detail::host_set_counter::no_host);
-      return decision<host_set_permit>::refused(errc::no_host, std::chrono::nanoseconds::max());
-    }
-    std::uint64_t healthy = 0;
-    std::uint64_t healthy_weight = 0;
-    std::uint64_t total_weight = 0;
-    std::size_t avoided = n;
-    for (std::size_t i = 0; i < n; ++i) {
-      const detail::host_entry& e = list.hosts[i];
-      if (ARMOR_UNLIKELY(avoid_state != nullptr || !avoid.empty()) &&
-          (e.state == avoid_state || (!avoid.empty() && e.state->id == avoid))) {
-        avoided = i;
-      }
-      total_weight += e.weight;
-      if (!e.state->ejected.load(std::memory_order_relaxed)) {
-        ++healthy;
-        healthy_weight += e.weight;
-      }
-    }
-    const bool panic = healthy == 0 || healthy * 100 < std::uint64_t{options_.min_health_percent} * n;
-    eligibility el{panic, panic ? total_weight : healthy_weight, panic ? n : healthy, n};
-    if (avoided < n && el.count > 1 && eligible(list, avoided, el)) {
-      el.weight -= list.hosts[avoided].weight;
-      el.count -= 1;
-      el.avoid = avoided;
-    }
-    detail::host_state& chosen = options_.balancer == host_balancer::peak_ewma     ? choose_p2c(list, el, t)
-                                 : options_.balancer == host_balancer::round_robin ? choose_round_robin(list, el)
-                                                                                   : choose_least_pending(list, el);
-    // Inside the read-side section: a writer past its grace period sees it.
-    chosen.pending.fetch_add(1, std::memory_order_relaxed);
-    c.counters.add(detail::host_set_counter::picks);
-    if (panic) c.counters.add(detail::host_set_counter::panic_picks);
-    return decision<host_set_permit>::granted(host_set_permit(&c, &chosen, now));
-  }
-
   [[nodiscard]] timestamp now() const noexcept(noexcept(std::declval<const Clock&>().now())) {
     return to_timestamp(clock_.now());
   }
@@ -748,6 +750,12 @@ class host_set {
     return est * std::exp(-static_cast<double>(since) / static_cast<double>(config_.decay));
   }
 
+  // Weights act in the draw of the two candidates, not here.
+  [[nodiscard]] double cost(const detail::host_entry& e, std::int64_t t) const noexcept {
+    const auto pending = static_cast<double>(e.state->pending.load(std::memory_order_relaxed));
+    return latency_of(*e.state, t) * (pending + 1.0);
+  }
+
   [[nodiscard]] detail::host_state& choose_p2c(const detail::host_list& list, const eligibility& el,
                                                std::int64_t t) noexcept(quiet) {
     const std::size_t none = list.hosts.size();
@@ -757,26 +765,7 @@ class host_set {
     const std::uint64_t rest = el.weight > list.hosts[a].weight ? el.weight - list.hosts[a].weight : 0;
     if (el.count < 2 || rest == 0) return *list.hosts[a].state;
     const std::size_t b = walk(list, el, draw(rest), a);
-    return cheaper(list.hosts[b], list.hosts[a], t) ? *list.hosts[b].state : *list.hosts[a].state;
-  }
-
-  // Peak EWMA's choice: is b's cost, latency decayed to t x (pending + 1),
-  // below a's? (Weights act in the draw of the two candidates, not here.)
-  // One exp instead of two: both estimates
-  // decay from their stamps to t, so only the gap between the stamps
-  // counts (none when they are equal).
-  [[nodiscard]] bool cheaper(const detail::host_entry& b, const detail::host_entry& a, std::int64_t t) const noexcept {
-    const auto undecayed = [](const detail::host_entry& e) {
-      const auto pending = static_cast<double>(e.state->pending.load(std::memory_order_relaxed));
-      return std::bit_cast<double>(e.state->estimate.load(std::memory_order_relaxed)) * (pending + 1.0);
-    };
-    const std::int64_t since_a = std::max<std::int64_t>(0, t - a.state->stamp.load(std::memory_order_relaxed));
-    const std::int64_t since_b = std::max<std::int64_t>(0, t - b.state->stamp.load(std::memory_order_relaxed));
-    const double cost_a = undecayed(a);
-    const double cost_b = undecayed(b);
-    if (since_a == since_b || cost_b == 0.0 || cost_a == 0.0) return cost_b < cost_a;
-    // b's cost x exp(-since_b / decay) < a's cost x exp(-since_a / decay)
-    return cost_b * std::exp(static_cast<double>(since_a - since_b) / static_cast<double>(config_.decay)) < cost_a;
+    return cost(list.hosts[b], t) < cost(list.hosts[a], t) ? *list.hosts[b].state : *list.hosts[a].state;
   }
 
   [[nodiscard]] detail::host_state& choose_round_robin(const detail::host_list& list, const eligibility& el) noexcept {
