@@ -18,8 +18,9 @@
 // old one, so a removed host is never picked after update() returns. The
 // ejection rules are evaluated every interval by the call that finds the
 // interval over (sans-I/O: no timer, no thread). Thread-safe; no mutex on
-// the call path. The rules, the defaults beside Envoy's and A50's, and the
-// cost: docs/host_sets.md.
+// the call path. As a pipeline layer it picks per attempt (ctx.host()), a
+// retry outside it goes elsewhere. The rules, the defaults beside Envoy's
+// and A50's, the layer and the cost: docs/host_sets.md.
 #pragma once
 
 #include <armor/backoff.hpp>
