@@ -1,11 +1,14 @@
 // The cost of armor::host_set: a pick and the record of its outcome, over 8
 // hosts, for each balancer, against a circuit breaker's admit + settle (the
 // per-host layer a host set replaces or sits beside) and the raw clock read,
-// in the same run; on 1 and 2 threads sharing one host set.
+// in the same run; on 1 and 2 threads sharing one host set. Then the same
+// as pipeline layers: a sync pipeline around the host set (peak EWMA, which
+// reads the clock again after each attempt) against one around the breaker.
 //
 // Run: armor_bench_host_set --benchmark_min_time=0.2
 #include <armor/circuit_breaker.hpp>
 #include <armor/host_set.hpp>
+#include <armor/pipeline.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -71,5 +74,21 @@ void bm_host_set_pick_record(benchmark::State& state) {
 BENCHMARK_TEMPLATE(bm_host_set_pick_record, armor::host_balancer::peak_ewma)->Threads(1)->Threads(2);
 BENCHMARK_TEMPLATE(bm_host_set_pick_record, armor::host_balancer::round_robin)->Threads(1)->Threads(2);
 BENCHMARK_TEMPLATE(bm_host_set_pick_record, armor::host_balancer::least_pending)->Threads(1)->Threads(2);
+
+// As pipeline layers: execute() of an operation that returns at once.
+void bm_pipeline_breaker(benchmark::State& state) {
+  static armor::circuit_breaker<> b{{.failure_threshold = 5}};
+  const auto p = armor::pipeline{std::ref(b)};
+  for (auto _ : state) benchmark::DoNotOptimize(p.execute([] { return 1; }));
+}
+BENCHMARK(bm_pipeline_breaker)->Threads(1)->Threads(2);
+
+void bm_pipeline_host_set(benchmark::State& state) {
+  const auto p = armor::pipeline{std::ref(hosts<armor::host_balancer::peak_ewma>())};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p.execute([](const armor::context& ctx) { return ctx.host().size(); }));
+  }
+}
+BENCHMARK(bm_pipeline_host_set)->Threads(1)->Threads(2);
 
 }  // namespace

@@ -120,22 +120,29 @@ class key_source {
   [[nodiscard]] static constexpr key_source main() noexcept { return {}; }
   /// call_options::keys[i]. keyed refuses i >= key_slots at construction.
   [[nodiscard]] static constexpr key_source slot(std::size_t i) noexcept {
-    return key_source(static_cast<std::uint8_t>(std::min<std::size_t>(i, 0xfe) + 1));
+    return key_source(static_cast<std::uint8_t>(std::min<std::size_t>(i, 0xfd) + 1));
   }
+  /// The host a host set layer outside picked for this attempt
+  /// (context::host()): a per-host breaker or limit inside it.
+  [[nodiscard]] static constexpr key_source host() noexcept { return key_source(host_code); }
 
   [[nodiscard]] constexpr bool is_main() const noexcept { return code_ == 0; }
-  /// The slot's index (0 for main()).
-  [[nodiscard]] constexpr std::size_t index() const noexcept { return code_ == 0 ? 0 : code_ - 1U; }
+  [[nodiscard]] constexpr bool is_host() const noexcept { return code_ == host_code; }
+  /// The slot's index (0 for main() and host()).
+  [[nodiscard]] constexpr std::size_t index() const noexcept {
+    return code_ == 0 || code_ == host_code ? 0 : code_ - 1U;
+  }
   /// False for a slot at or past key_slots.
-  [[nodiscard]] constexpr bool valid() const noexcept { return code_ <= key_slots; }
+  [[nodiscard]] constexpr bool valid() const noexcept { return code_ <= key_slots || code_ == host_code; }
 
   friend constexpr bool operator==(key_source, key_source) noexcept = default;
 
  private:
   friend class context;
+  static constexpr std::uint8_t host_code = 0xff;  // slot(i) stays below
   constexpr explicit key_source(std::uint8_t code) noexcept : code_(code) {}
 
-  std::uint8_t code_ = 0;  // 0: main; 1 + i: slot(i)
+  std::uint8_t code_ = 0;  // 0: main; 1 + i: slot(i); 0xff: host()
 };
 
 /// How much a call matters when capacity runs short: a policy that sheds
@@ -231,8 +238,14 @@ class context {
   /// The key `source` selects: call_options::key or one of
   /// call_options::keys (empty if not given, or for a slot that does not exist).
   [[nodiscard]] std::string_view key(key_source source) const noexcept {
-    return ARMOR_LIKELY(source.code_ < keys_.size()) ? keys_[source.code_] : std::string_view{};
+    if (ARMOR_LIKELY(source.code_ <= key_slots)) return keys_[source.code_];
+    return source.code_ == key_source::host_code ? keys_[key_slots + 1] : std::string_view{};
   }
+
+  /// The host a host set layer (armor::host_set in a pipeline) picked for
+  /// this attempt: valid from that layer's admission until it settles;
+  /// empty outside such a layer. key(key_source::host()) reads it too.
+  [[nodiscard]] std::string_view host() const noexcept { return keys_[key_slots + 1]; }
 
   /// The priority given in call_options (normal if none).
   [[nodiscard]] armor::priority priority() const noexcept { return priority_; }
@@ -296,7 +309,11 @@ class context {
 
   timestamp now_;
   timestamp deadline_ = timestamp::max();
-  std::array<std::string_view, key_slots + 1> keys_{};  // [0]: the main key; [1 + i]: keys[i]
+  // [0]: the main key; [1 + i]: keys[i]; [key_slots + 1]: the picked host.
+  std::array<std::string_view, key_slots + 2> keys_{};
+  // The host a host set layer picked last in this call, as that layer
+  // knows it (an identity, never read through): its retry avoids it.
+  const void* last_host_ = nullptr;
   std::array<std::int64_t, cost_slots + 1> costs_{};  // [0]: the main cost; [1 + i]: costs[i]
   // What the operation reported, valid where reported_mask_ has the bit:
   // a new attempt forgets every report by clearing one byte.
@@ -312,6 +329,13 @@ namespace detail {
 struct context_access {
   static void set_now(context& c, timestamp t) noexcept { c.now_ = t; }
   static void set_deadline(context& c, timestamp t) noexcept { c.deadline_ = t; }
+  /// For a host set layer: the host this attempt goes to (`id` empty when
+  /// it settles) and who it is, kept for the next pick of the call.
+  static void set_host(context& c, std::string_view id, const void* who) noexcept {
+    c.keys_[key_slots + 1] = id;
+    c.last_host_ = who;
+  }
+  [[nodiscard]] static const void* last_host(const context& c) noexcept { return c.last_host_; }
   static void begin_attempt(context& c) noexcept {
     ++c.attempt_;
     c.reported_mask_ = 0;

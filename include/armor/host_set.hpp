@@ -18,19 +18,24 @@
 // old one, so a removed host is never picked after update() returns. The
 // ejection rules are evaluated every interval by the call that finds the
 // interval over (sans-I/O: no timer, no thread). Thread-safe; no mutex on
-// the call path. The rules, the defaults beside Envoy's and A50's, and the
-// cost: docs/host_sets.md.
+// the call path. As a pipeline layer it picks per attempt (ctx.host()), a
+// retry outside it goes elsewhere. The rules, the defaults beside Envoy's
+// and A50's, the layer and the cost: docs/host_sets.md.
 #pragma once
 
 #include <armor/backoff.hpp>
 #include <armor/clock.hpp>
+#include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
 #include <armor/detail/host_set_state.hpp>
 #include <armor/detail/random.hpp>
 #include <armor/error.hpp>
+#include <armor/http/status.hpp>
 #include <armor/listener.hpp>
+#include <armor/policy.hpp>
 #include <armor/stats.hpp>
+#include <armor/verdict.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -295,6 +300,28 @@ struct host_status {
   bool failing_active_check = false;    ///< marked unhealthy by an active health check (set_active_health)
 };
 
+/// What a pipeline's verdict says about the host that served the attempt,
+/// as a host set layer records it (armor::default_health): a success is a
+/// success; a failure or a timeout is a failure, a gateway_failure when
+/// its code is HTTP 502, 503 or 504 (armor::http::make_status_code, as
+/// armor/http.hpp's classifier gives it); throttled, rejected (an inner
+/// layer refused: the host was not asked) and cancelled say nothing
+/// about the host (cancelled).
+[[nodiscard]] inline host_outcome host_outcome_of(const verdict& v) noexcept {
+  switch (default_health(v)) {
+    case health::healthy: return host_outcome::success;
+    case health::unhealthy: {
+      const int status = v.code.value();
+      if ((status == 502 || status == 503 || status == 504) && v.code.category() == http::status_category()) {
+        return host_outcome::gateway_failure;
+      }
+      return host_outcome::failure;
+    }
+    case health::neutral: break;
+  }
+  return host_outcome::cancelled;
+}
+
 namespace detail {
 
 struct host_set_config {
@@ -479,6 +506,14 @@ class host_set {
   /// pick() for a retry: the host named `avoid` (the one that just failed)
   /// is not picked while another host is eligible.
   [[nodiscard]] decision<host_set_permit> pick(timestamp now, std::string_view avoid) noexcept(quiet) {
+    return pick_avoiding(now, avoid, nullptr);
+  }
+
+ private:
+  // A pick that avoids `avoid` (an id) or `avoid_state` (a host's state, as
+  // a host set layer remembers the call's last host; only compared).
+  [[nodiscard]] decision<host_set_permit> pick_avoiding(timestamp now, std::string_view avoid,
+                                                        const void* avoid_state) noexcept(quiet) {
     detail::host_set_core& c = *core_;
     const detail::host_set_core::guard g(c);
     const detail::host_list& list = *c.current.load(std::memory_order_acquire);
@@ -495,7 +530,10 @@ class host_set {
     std::size_t avoided = n;
     for (std::size_t i = 0; i < n; ++i) {
       const detail::host_entry& e = list.hosts[i];
-      if (ARMOR_UNLIKELY(!avoid.empty()) && e.state->id == avoid) avoided = i;
+      if (ARMOR_UNLIKELY(avoid_state != nullptr || !avoid.empty()) &&
+          (e.state == avoid_state || (!avoid.empty() && e.state->id == avoid))) {
+        avoided = i;
+      }
       total_weight += e.weight;
       if (usable(*e.state)) {
         ++healthy;
@@ -519,6 +557,7 @@ class host_set {
     return decision<host_set_permit>::granted(host_set_permit(&c, &chosen, now));
   }
 
+ public:
   /// Records the outcome of a picked call, now (the host set's clock), and
   /// empties the permit. See record(permit, outcome, now).
   void record(host_set_permit&& permit, host_outcome outcome) noexcept(
@@ -546,6 +585,54 @@ class host_set {
     }
     s->pending.fetch_sub(1, std::memory_order_release);  // the permit's last touch of the host
   }
+
+  // ---------------------------------------------------------------- as a layer
+
+  /// Policy protocol: picks a host for this attempt at ctx.now(), avoiding
+  /// the host this call's previous attempt went to while another is
+  /// eligible (a retry layer outside goes elsewhere), and names it in the
+  /// context (ctx.host(), key_source::host()). Refused with errc::no_host,
+  /// not retryable, when no host is listed.
+  [[nodiscard]] admission<host_set_permit> admit(context& ctx) noexcept(quiet) {
+    auto d = pick_avoiding(ctx.now(), {}, detail::context_access::last_host(ctx));
+    if (ARMOR_UNLIKELY(!d)) {
+      detail::context_access::set_host(ctx, {}, detail::context_access::last_host(ctx));
+      return admission<host_set_permit>::reject(errc::no_host, std::nullopt, false);
+    }
+    host_set_permit p = std::move(d).permit();
+    detail::context_access::set_host(ctx, p.id(), p.state_);
+    return admission<host_set_permit>::admit(std::move(p));
+  }
+
+  /// Policy protocol: records the attempt's outcome on its host at ctx.now()
+  /// (host_outcome_of(v)); ctx.host() is empty afterwards.
+  void settle(context& ctx, host_set_permit permit, const verdict& v) noexcept(quiet) {
+    detail::context_access::set_host(ctx, {}, detail::context_access::last_host(ctx));
+    record(std::move(permit), host_outcome_of(v), ctx.now());
+  }
+
+  /// What the driver keeps per call for next(): the picks refused so far.
+  struct loop_state {
+    std::uint32_t refused = 0;
+  };
+
+  /// Policy protocol (a looping layer): when a layer inside refused the
+  /// attempt (a per-host breaker open, a per-host limit spent), picks
+  /// again at once, away from that host, at most as many times as there
+  /// are hosts, less one; any other verdict ends the loop.
+  [[nodiscard]] step next(const context&, const verdict& v, loop_state& s) const noexcept {
+    if (ARMOR_LIKELY(v.kind != outcome::rejected) || v.code == errc::no_host) return step::done();
+    detail::host_set_core& c = *core_;
+    const detail::host_set_core::guard g(c);
+    const std::size_t n = c.current.load(std::memory_order_acquire)->hosts.size();
+    if (++s.refused >= n) return step::done();
+    return step::retry_after(std::chrono::nanoseconds{0});
+  }
+
+  /// The driver reads the clock after each attempt: peak EWMA times calls.
+  static constexpr bool needs_completion_time = true;
+  /// Only peak_ewma uses latency; the other balancers spare the clock read.
+  [[nodiscard]] bool wants_completion_time() const noexcept { return options_.balancer == host_balancer::peak_ewma; }
 
   // ---------------------------------------------------------------- observation
 

@@ -73,7 +73,9 @@ struct keyed_options {
   /// In a pipeline, which of the call's keys picks the instance:
   /// call_options::key (the default) or key_source::slot(i) for
   /// call_options::keys[i], so that a per-IP and a per-bucket map share one
-  /// pipeline (docs/architecture.md, "Several keys per call").
+  /// pipeline (docs/architecture.md, "Several keys per call"); or
+  /// key_source::host(), the host a host set layer outside picked (a
+  /// breaker per host: docs/host_sets.md#in-a-pipeline).
   key_source key{};
 };
 

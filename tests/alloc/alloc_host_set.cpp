@@ -2,12 +2,17 @@
 // of every outcome, ejections (with a listener), returns at an evaluation,
 // panic picks and dropped permits. It allocates when update() publishes a
 // new list, not when a call reads it.
+#include <armor/backoff.hpp>
+#include <armor/circuit_breaker.hpp>
 #include <armor/host_set.hpp>
+#include <armor/keyed.hpp>
+#include <armor/pipeline.hpp>
 
 #include "armor_catch.hpp"
 #include "counting_new.hpp"
 
 #include <functional>
+#include <system_error>
 
 using namespace std::chrono_literals;
 
@@ -52,4 +57,32 @@ TEST_CASE("a host set allocates nothing per pick and record, ejections included"
     CHECK(picked == 2000);
     CHECK(heard.n > 0);
   }
+}
+
+TEST_CASE("a host set layer allocates nothing per call: retries elsewhere, per-host breakers", "[host_set]") {
+  armor::manual_clock clock;
+  armor::host_set_options o{.balancer = armor::host_balancer::peak_ewma};
+  o.outlier.consecutive_failures = 3;
+  o.outlier.max_ejection_percent = 25;
+  o.outlier.base_ejection_time = 1s;
+  armor::host_set hosts{o, clock, armor::seeded_rng{3}};
+  hosts.update({{"a"}, {"b"}, {"c"}, {"d"}, {"e"}, {"f"}, {"g"}, {"h"}});
+  armor::keyed<armor::circuit_breaker<armor::manual_clock>> per_host{
+      {.failure_threshold = 2, .open_for = 2s}, {.key = armor::key_source::host()}, clock};
+  for (const char* id : {"a", "b", "c", "d", "e", "f", "g", "h"}) (void)per_host.get(id);  // the keys' instances
+  auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3, .initial = 1ms}}, std::ref(hosts),
+                           std::ref(per_host)};
+  long ok = 0;
+  armor_test::allocation_scope scope;
+  for (int i = 0; i < 2000; ++i) {
+    const auto r = p.try_execute([&](const armor::context& ctx) {
+      clock.advance(1ms);
+      return ctx.host() == "a" ? std::make_error_code(std::errc::connection_reset) : std::error_code{};
+    });
+    if (r.has_value() && !*r) ++ok;
+    if (i % 200 == 0) clock.advance(5s);  // breakers half-open, ejections end
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(ok == 2000);
+  CHECK(hosts.stats().ejections > 0);
 }

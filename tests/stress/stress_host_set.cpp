@@ -6,8 +6,16 @@
 // use after free). Ejections run concurrently (consecutive failures,
 // failure percentage, evaluations driven by the calls); removed hosts'
 // states drain and are freed. A second test has four threads fail calls at
-// once against a cap of one ejected host. Run under TSan.
+// once against a cap of one ejected host. A third drives the host set as a
+// pipeline layer (a backoff outside, a breaker per host inside) from three
+// threads while the list changes: every call succeeds, a retry never goes
+// back to the host that just failed, and no attempt goes to a host removed
+// before the call began. Run under TSan.
+#include <armor/backoff.hpp>
+#include <armor/circuit_breaker.hpp>
 #include <armor/host_set.hpp>
+#include <armor/keyed.hpp>
+#include <armor/pipeline.hpp>
 
 #include "armor_catch.hpp"
 
@@ -192,4 +200,88 @@ TEST_CASE("host_set: failures from four threads at once never pass the ejection 
   (void)hosts.pick();
   CHECK(hosts.stats().ejected == 0);
   CHECK(tally.now.load() == 0);
+}
+
+TEST_CASE("host_set layer: calls through a pipeline while the list changes lose nothing", "[host_set]") {
+  constexpr int callers = 3;
+  constexpr int iterations = 4000;
+  constexpr int updates = 100;
+  armor::manual_clock clock;
+  armor::host_set_options o;
+  o.outlier.consecutive_failures = 3;
+  o.outlier.max_ejection_percent = 50;
+  o.outlier.interval = 1ms;
+  o.outlier.base_ejection_time = 2ms;
+  o.outlier.max_ejection_time = 10ms;
+  armor::host_set hosts{o, clock};
+  armor::keyed<armor::circuit_breaker<armor::manual_clock>> per_host{
+      {.failure_threshold = 2, .open_for = 5ms}, {.key = armor::key_source::host()}, clock};
+  const auto p = armor::pipeline{clock, armor::backoff{{.max_attempts = 3, .initial = 1ms}}, std::ref(hosts),
+                                 std::ref(per_host)};
+  const std::vector<armor::host_spec> all{{"h0"}, {"h1"}, {"h2"}, {"h3"}, {"h4"}, {"h5"}, {"h6"}, {"h7"}};
+  const std::vector<armor::host_spec> half{{"h0"}, {"h1", 2}, {"h2"}, {"h3", 3}};
+  hosts.update(all);
+  std::atomic<std::uint64_t> version{0};  // odd: `half` is published and no update is under way
+  std::atomic<bool> updated{false};
+  std::atomic<long> calls{0};
+  std::atomic<long> failed{0};
+  std::atomic<long> checked{0};
+  std::atomic<long> violations{0};
+  std::atomic<long> same_host_retries{0};
+  std::atomic<long> retries{0};
+  auto in_half = [](std::string_view id) { return id == "h0" || id == "h1" || id == "h2" || id == "h3"; };
+  auto one_call = [&] {
+    calls.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t v1 = version.load(std::memory_order_acquire);
+    std::string last;  // the host of the previous attempt
+    const auto r = p.try_execute([&](const armor::context& ctx) {
+      const std::string_view host = ctx.host();
+      const std::uint64_t v2 = version.load(std::memory_order_acquire);
+      if (v1 == v2 && (v1 & 1) == 1) {
+        checked.fetch_add(1, std::memory_order_relaxed);
+        if (!in_half(host)) violations.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (ctx.attempt() > 1) {
+        retries.fetch_add(1, std::memory_order_relaxed);
+        if (host == last) same_host_retries.fetch_add(1, std::memory_order_relaxed);
+      }
+      last.assign(host);
+      if (host == "h2") return std::make_error_code(std::errc::connection_reset);
+      return std::error_code{};
+    });
+    if (!r.has_value()) failed.fetch_add(1, std::memory_order_relaxed);
+  };
+  std::vector<std::thread> pool;
+  for (int id = 0; id < callers; ++id) {
+    pool.emplace_back([&, id] {
+      for (int i = 0;; ++i) {
+        const bool done = updated.load(std::memory_order_acquire);
+        one_call();
+        if (i % 128 == id) clock.advance(1ms);
+        if (done && i >= iterations) break;
+      }
+    });
+  }
+  std::thread updater([&] {
+    for (int u = 0; u < updates; ++u) {
+      hosts.update(half);
+      version.fetch_add(1, std::memory_order_acq_rel);  // odd
+      std::this_thread::yield();
+      version.fetch_add(1, std::memory_order_acq_rel);  // even
+      hosts.update(all);
+      std::this_thread::yield();
+    }
+    hosts.update(half);
+    version.fetch_add(1, std::memory_order_acq_rel);  // odd, for good
+    updated.store(true, std::memory_order_release);
+  });
+  updater.join();
+  for (auto& t : pool) t.join();
+  CHECK(violations.load() == 0);
+  CHECK(checked.load() >= callers);  // each caller's last call began after the last update
+  CHECK(failed.load() == 0);  // h2 fails; its calls' next attempt goes elsewhere
+  CHECK(same_host_retries.load() == 0);
+  CHECK(retries.load() > 0);
+  CHECK(calls.load() >= callers * iterations);
+  CHECK(hosts.stats().pending == 0);
 }
