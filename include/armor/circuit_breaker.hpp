@@ -481,6 +481,14 @@ inline breaker_config breaker_checked(const circuit_breaker_options& o) {
   return c;
 }
 
+/// The core and the options in force (for options()), on the heap together
+/// so that a breaker object stays small (armor::keyed stores many).
+struct breaker_block : breaker_core {
+  breaker_block(const circuit_breaker_options& o, std::int64_t base_ns)
+      : breaker_core(breaker_checked(o), base_ns), options(o) {}
+  config_cell<circuit_breaker_options> options;
+};
+
 }  // namespace detail
 
 /// The circuit breaker policy (see the top of this header and
@@ -527,11 +535,10 @@ class circuit_breaker {
   /// A breaker whose events carry `key` (circuit_breaker_event::key): what
   /// armor::keyed builds for each key. `key` must outlive the breaker.
   circuit_breaker(const circuit_breaker_options& options, Clock clock, Listener listener, std::string_view key)
-      : options_(options),
-        clock_(std::move(clock)),
+      : clock_(std::move(clock)),
         listener_(std::move(listener)),
         key_(key_of(key)),
-        core_(std::make_unique<detail::breaker_core>(detail::breaker_checked(options), read_clock())) {}
+        core_(std::make_unique<detail::breaker_block>(options, read_clock())) {}
 
   circuit_breaker(circuit_breaker&& other) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
                                                     std::is_nothrow_move_constructible_v<Listener>) = default;
@@ -681,7 +688,7 @@ class circuit_breaker {
   }
 
   /// The options in force: those given at construction, or to the last reconfigure().
-  [[nodiscard]] circuit_breaker_options options() const noexcept { return options_.load(); }
+  [[nodiscard]] circuit_breaker_options options() const noexcept { return core_->options.load(); }
 
   /// Changes the thresholds at run time (docs/reconfiguration.md). `options`
   /// is validated as by the constructor. What shapes the breaker's state is
@@ -700,7 +707,7 @@ class circuit_breaker {
   /// should not race each other (options() may then show the loser's).
   void reconfigure(const circuit_breaker_options& options) {
     const detail::breaker_config next = detail::breaker_checked(options);
-    const circuit_breaker_options now = options_.load();
+    const circuit_breaker_options now = core_->options.load();
     constexpr const char* who = "armor::circuit_breaker::reconfigure";
     if (options.window != now.window) detail::fixed_at_construction(who, "window");
     if (next.windowed() != core_->config().windowed()) {
@@ -721,7 +728,7 @@ class circuit_breaker {
     if (options.health != now.health) detail::fixed_at_construction(who, "health");
     if (options.count_calls != now.count_calls) detail::fixed_at_construction(who, "count_calls");
     core_->reconfigure(next);
-    options_.store(options);
+    core_->options.store(options);
   }
 
   /// The clock the breaker reads when not given a time.
@@ -774,11 +781,10 @@ class circuit_breaker {
     });
   }
 
-  detail::config_cell<circuit_breaker_options> options_;  // for options(); decisions read the core's
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] Listener listener_;
   [[no_unique_address]] key_type key_;
-  std::unique_ptr<detail::breaker_core> core_;
+  std::unique_ptr<detail::breaker_block> core_;
 };
 
 }  // namespace armor

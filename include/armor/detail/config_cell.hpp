@@ -9,16 +9,19 @@
 // holds the generation (bits 1..63) and the writers' claim (bit 0); the
 // current value is in slot (generation & 1). A writer takes the claim, fills
 // the other slot and publishes it by storing generation + 1 (and no claim)
-// with release. A reader loads
-// the generation (acquire), copies the slot it names, and loads the
-// generation again after an acquire fence: unchanged means no writer began
-// rewriting that slot while it was copied, since a slot is rewritten only by
-// the writer of two generations later, whose release fence comes after it
-// saw the generation move on (the fences' synchronisation then shows the
-// reader the newer generation). A reader retries only when a reconfiguration
-// completed during its copy; a writer preempted half-way blocks no reader
-// (the slot readers use is not the one being written). The generation has
-// 63 bits and never wraps. No allocation, no lock: readers do 2 + words loads.
+// with release. A reader loads the generation (acquire), copies the slot it
+// names (acquire loads), and loads the generation again: unchanged means no
+// writer began rewriting that slot while it was copied. A slot is rewritten
+// only by the writer of two generations later, which took its claim after
+// the generation between had been published; its stores to the slot are
+// releases, so a reader whose acquire load reads one of them also sees that
+// newer generation on its second load. No fences (ThreadSanitizer does not
+// model them); on x86-64 these acquires and releases are plain moves.
+//
+// A reader retries only when a reconfiguration completed during its copy; a
+// writer preempted half-way blocks no reader (the slot readers use is not
+// the one being written). The generation has 63 bits and never wraps. No
+// allocation, no lock: a reader does 2 + words loads.
 #pragma once
 
 #include <armor/error.hpp>
@@ -91,9 +94,9 @@ class config_cell<T, false> {
     for (;;) {
       const std::uint64_t g = gen_.load(std::memory_order_acquire) >> 1;
       const std::atomic<std::uint64_t>* s = slots_[g & 1];
-      // Relaxed: validated by the fence and the second load of the generation.
-      for (std::size_t i = 0; i < words; ++i) buf[i] = s[i].load(std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_acquire);
+      // Acquire: keeps the second load of the generation after these, and
+      // shows a newer generation to a reader that reads a rewriting writer's word.
+      for (std::size_t i = 0; i < words; ++i) buf[i] = s[i].load(std::memory_order_acquire);
       if ((gen_.load(std::memory_order_relaxed) >> 1) == g) break;  // a claim alone changes no slot
     }
     T value;
@@ -114,9 +117,6 @@ class config_cell<T, false> {
       if (gen_.compare_exchange_weak(g, g | 1, std::memory_order_acquire, std::memory_order_relaxed)) break;
     }
     const std::uint64_t next = (g >> 1) + 1;
-    // Orders the generation this writer saw before its writes to the slot:
-    // a reader that copies one of them sees the generation past its own.
-    std::atomic_thread_fence(std::memory_order_release);
     write(next & 1, value);
     gen_.store(next << 1, std::memory_order_release);
   }
@@ -125,8 +125,9 @@ class config_cell<T, false> {
   void write(std::uint64_t slot, const T& value) noexcept {
     std::uint64_t buf[words] = {};
     std::memcpy(buf, &value, sizeof(T));
-    // Relaxed: published by the release store of the generation.
-    for (std::size_t i = 0; i < words; ++i) slots_[slot][i].store(buf[i], std::memory_order_relaxed);
+    // Release: a reader that reads one of these words also sees the
+    // generation this writer saw when it took its claim (see the top).
+    for (std::size_t i = 0; i < words; ++i) slots_[slot][i].store(buf[i], std::memory_order_release);
   }
 
   std::atomic<std::uint64_t> gen_{0};  // generation << 1 | claimed
