@@ -22,9 +22,9 @@
 //   - a transition: the compare-exchange that makes it, then the info word.
 //
 // The configuration sits in a config cell (config_cell.hpp) so that it can
-// change at run time (reconfigure): every decision that needs a threshold
-// reads the whole configuration once, at its start, and decides with that
-// copy only. The paths that need none (admit while closed, a success of a
+// change at run time (reconfigure): a decision that needs a threshold reads
+// the whole configuration once, when it first needs one (breaker_reading),
+// and decides with that copy only. The paths that need none (admit while closed, a success of a
 // breaker without a rate rule) read none. What shapes the state (the
 // window, whether a rate rule or a slow-call rule exists, count_calls, the
 // health rule) is fixed at construction and kept beside the cell.
@@ -128,6 +128,26 @@ enum class breaker_count : std::uint8_t {
 };
 using breaker_totals = counter_set<breaker_count>;
 
+/// The configuration as one decision reads it: loaded whole at its first
+/// use, then kept for the rest of the decision. A decision that needs no
+/// threshold (a rejection while open, a plain success) reads nothing.
+class breaker_reading {
+ public:
+  explicit breaker_reading(const config_cell<breaker_config>& cell) noexcept : cell_(cell) {}
+  breaker_reading(const breaker_reading&) = delete;
+  breaker_reading& operator=(const breaker_reading&) = delete;
+
+  [[nodiscard]] const breaker_config& get() noexcept {
+    if (!config_) config_.emplace(cell_.load());
+    return *config_;
+  }
+  [[nodiscard]] const breaker_config* operator->() noexcept { return &get(); }
+
+ private:
+  const config_cell<breaker_config>& cell_;
+  std::optional<breaker_config> config_;  // not built (not zeroed) until needed
+};
+
 class breaker_core {
  public:
   /// `base_ns`: a time near the ones the breaker will be given (its clock's
@@ -137,6 +157,8 @@ class breaker_core {
         base_(base_ns),
         windowed_(config.windowed()),
         timed_(config.slow_ns != 0 || config.health != nullptr),
+        slow_rule_(config.slow_ns != 0),
+        health_(config.health),
         count_calls_(config.count_calls),
         lean_success_(!config.windowed() && !config.count_calls && config.health == nullptr) {
     if (windowed_) {
@@ -188,7 +210,7 @@ class breaker_core {
 
   /// The rest of acquire(), from the state word `raw` it read.
   breaker_grant acquire_slow(std::uint64_t raw, std::int64_t now) noexcept {
-    const breaker_config cfg = cfg_.load();  // one reading for the whole decision
+    breaker_reading cfg{cfg_};  // read once, at its first use, for the whole decision
     for (;;) {
       const breaker_word w = breaker_word::decode(raw);
       switch (w.phase) {
@@ -202,7 +224,7 @@ class breaker_core {
           const std::uint64_t info = info_.load(std::memory_order_relaxed);
           // Not yet written by the thread that opened the breaker: it is open
           // for at least open_for from about now.
-          if (!breaker_info_is_for(info, w.gen)) return refuse(cfg.open_ns, true);
+          if (!breaker_info_is_for(info, w.gen)) return refuse(cfg->open_ns, true);
           const std::int64_t until = breaker_info_time(info, base_);
           if (now < until) return refuse(until - now, true);
           // Open long enough: become half-open, taking the first probe slot in
@@ -219,7 +241,7 @@ class breaker_core {
           break;  // `raw` holds the new word: decide again
         }
         case breaker_phase::half_open: {
-          if (w.a < cfg.half_open_max) {
+          if (w.a < cfg->half_open_max) {
             breaker_word next = w;
             ++next.a;
             // Relaxed: the probe count is exact because it lives in this one word.
@@ -229,11 +251,11 @@ class breaker_core {
             }
             break;
           }
-          if (cfg.half_open_timeout_ns > 0) {
+          if (cfg->half_open_timeout_ns > 0) {
             // Relaxed: as in the open case.
             const std::uint64_t info = info_.load(std::memory_order_relaxed);
             if (breaker_info_is_for(info, w.gen) &&
-                saturating_sub(now, breaker_info_time(info, base_)) >= cfg.half_open_timeout_ns) {
+                saturating_sub(now, breaker_info_time(info, base_)) >= cfg->half_open_timeout_ns) {
               // Every slot taken for too long: the probes count as failed.
               const breaker_word next = w.moved_to(breaker_phase::open, std::min(w.trips + 1, breaker_trips_max));
               // Relaxed: as above.
@@ -274,7 +296,7 @@ class breaker_core {
   /// The rest of record().
   breaker_change record_slow(std::uint32_t gen, bool probe, std::int64_t admitted, std::int64_t now,
                              const verdict& v) noexcept {
-    const breaker_config cfg = cfg_.load();  // one reading for the whole decision
+    breaker_reading cfg{cfg_};  // read once, at its first use, for the whole decision
     const health h = judge(cfg, v);
     if (h == health::neutral) {
       // Throttled, rejected or cancelled (by default): says nothing about the upstream.
@@ -283,15 +305,15 @@ class breaker_core {
       return {};
     }
     const bool failed = h == health::unhealthy;
-    const bool slow = cfg.slow_ns > 0 && saturating_sub(now, admitted) > cfg.slow_ns;
+    const bool slow = slow_rule_ && saturating_sub(now, admitted) > cfg->slow_ns;
     return probe ? record_probe(cfg, gen, failed, slow, now, v.retry_after)
                  : record_call(cfg, gen, failed, slow, now, v.retry_after);
   }
 
-  /// What `v` says about the upstream's health, by the rule of `cfg`.
-  [[nodiscard]] static health judge(const breaker_config& cfg, const verdict& v) noexcept {
-    if (cfg.health != nullptr) return cfg.health(v);
-    if (v.kind == outcome::throttled && cfg.count_throttled) return health::unhealthy;
+  /// What `v` says about the upstream's health, by the breaker's rule.
+  [[nodiscard]] health judge(breaker_reading& cfg, const verdict& v) const noexcept {
+    if (health_ != nullptr) return health_(v);
+    if (v.kind == outcome::throttled && cfg->count_throttled) return health::unhealthy;
     return default_health(v);
   }
 
@@ -382,7 +404,7 @@ class breaker_core {
  private:
   // ---------------------------------------------------------------- settle, closed or disabled
 
-  breaker_change record_call(const breaker_config& cfg, std::uint32_t gen, bool failed, bool slow, std::int64_t now,
+  breaker_change record_call(breaker_reading& cfg, std::uint32_t gen, bool failed, bool slow, std::int64_t now,
                              std::optional<std::chrono::nanoseconds> hint) noexcept {
     // Relaxed: as in acquire().
     std::uint64_t raw = state_.load(std::memory_order_relaxed);
@@ -405,7 +427,7 @@ class breaker_core {
       }
       // Only a call that raises a rate can open the breaker (as in Polly): a
       // success never does, even one that brings the window to minimum_calls.
-      if ((failed || slow) && w.phase == breaker_phase::closed) trip = rates_exceeded(cfg, c, cause);
+      if ((failed || slow) && w.phase == breaker_phase::closed) trip = rates_exceeded(cfg.get(), c, cause);
     }
 
     if (!failed && !trip) {
@@ -431,7 +453,7 @@ class breaker_core {
       breaker_cause why = cause;
       if (failed) {
         next.a = std::min(w.a + 1, breaker_field_max);
-        if (w.phase == breaker_phase::closed && cfg.failure_threshold != 0 && next.a >= cfg.failure_threshold) {
+        if (w.phase == breaker_phase::closed && cfg->failure_threshold != 0 && next.a >= cfg->failure_threshold) {
           trips_now = true;
           why = breaker_cause::failure_threshold;
         }
@@ -449,7 +471,7 @@ class breaker_core {
 
   // ---------------------------------------------------------------- settle, half-open
 
-  breaker_change record_probe(const breaker_config& cfg, std::uint32_t gen, bool failed, bool slow, std::int64_t now,
+  breaker_change record_probe(breaker_reading& cfg, std::uint32_t gen, bool failed, bool slow, std::int64_t now,
                               std::optional<std::chrono::nanoseconds> hint) noexcept {
     // Relaxed: as in acquire().
     std::uint64_t raw = state_.load(std::memory_order_relaxed);
@@ -464,7 +486,7 @@ class breaker_core {
       if (failed || slow) {
         next = w.moved_to(breaker_phase::open, std::min(w.trips + 1, breaker_trips_max));
         cause = failed ? breaker_cause::probe_failed : breaker_cause::probe_slow;
-      } else if (w.b + 1 >= cfg.success_threshold) {
+      } else if (w.b + 1 >= cfg->success_threshold) {
         next = w.moved_to(breaker_phase::closed, 0);
         cause = breaker_cause::probes_succeeded;
       } else {
@@ -507,9 +529,9 @@ class breaker_core {
   }
 
   // After a won transition into `next` (open): sets the open time and counts it.
-  breaker_change opened(const breaker_config& cfg, breaker_phase from, const breaker_word& next, std::int64_t now,
+  breaker_change opened(breaker_reading& cfg, breaker_phase from, const breaker_word& next, std::int64_t now,
                         std::optional<std::chrono::nanoseconds> hint, breaker_cause cause) noexcept {
-    const std::int64_t d = open_duration(cfg, next.trips, hint);
+    const std::int64_t d = open_duration(cfg.get(), next.trips, hint);
     publish(next.gen, saturating_add(now, d));
     bump(breaker_count::opened);
     return {true, from, breaker_phase::open, cause, now, d};
@@ -561,6 +583,8 @@ class breaker_core {
   const std::int64_t base_;
   const bool windowed_;      ///< a rate rule is on: the window exists
   const bool timed_;         ///< a slow-call rule or a health rule
+  const bool slow_rule_;     ///< a slow-call rule (its threshold may change, not its presence)
+  const health_rule health_;  ///< the user's rule (fixed at construction)
   const bool count_calls_;
   const bool lean_success_;  ///< a success writes nothing unless it ends a run of failures
   std::optional<breaker_count_window> count_;
