@@ -270,7 +270,7 @@ class bulkhead {
   /// bulkhead_full), or queued for at most max_wait (the permit holds the
   /// place; see queue_waiter).
   [[nodiscard]] admission<bulkhead_permit> enqueue(context&, queue_waiter& waiter) noexcept {
-    const limits l = state_.config();
+    limits l;  // the limits join() decided with
     switch (state_.join(waiter, l)) {
       case detail::bulkhead_state::join_result::entered:
         return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));

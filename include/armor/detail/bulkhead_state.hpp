@@ -137,8 +137,12 @@ class bulkhead_state {
   /// Puts `waiter` at the tail of the queue; or, if a slot came free and
   /// nobody waits, takes it at once (entered); or refuses (full) when the
   /// queue holds max_queue waiters already.
-  [[nodiscard]] join_result join(queue_waiter& waiter, const limits& l) noexcept {
+  /// `l` receives the limits it decided with: read under the lock, so that a
+  /// reconfigure() that served the queue cannot leave this waiter queued
+  /// behind free slots.
+  [[nodiscard]] join_result join(queue_waiter& waiter, limits& l) noexcept {
     const std::lock_guard lock(mutex_);
+    l = limits_.load();
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (queued(w) == 0 && inside(w) < l.max_inside) {
