@@ -525,15 +525,14 @@ struct throwing_listener {
 // cost the plain bulkhead no space.
 struct alignas(armor::detail::cache_line) old_bulkhead_state {
   std::atomic<std::uint64_t> word;
-  std::uint32_t max_inside;
-  std::uint32_t max_queue;
+  armor::detail::config_cell<armor::detail::bulkhead_limits> limits;  // changeable at run time
   std::mutex mutex;
   armor::queue_waiter* head;
   armor::queue_waiter* tail;
 };
 struct old_bulkhead {
   old_bulkhead_state state;
-  std::chrono::nanoseconds max_wait;
+  std::chrono::nanoseconds retry_after_hint;
 };
 
 using rk = armor::bulkhead_event_kind;

@@ -215,10 +215,7 @@ class bulkhead {
 
   /// `listener` hears every refusal and every queue event (see bulkhead_event).
   explicit bulkhead(const bulkhead_options& options = {}, Listener listener = Listener{})
-      : state_(checked(options).max_concurrent, options.max_queue),
-        max_wait_(options.max_wait),
-        retry_after_(options.retry_after_hint),
-        listener_(std::move(listener)) {
+      : state_(limits_of(options)), retry_after_(options.retry_after_hint.count()), listener_(std::move(listener)) {
     hook();
   }
 
@@ -230,7 +227,6 @@ class bulkhead {
   /// before sharing it (nobody may be queued).
   bulkhead(bulkhead&& other) noexcept
       : state_(other.state_),
-        max_wait_(other.max_wait_),
         retry_after_(other.retry_after_),
         listener_(std::move(other.listener_)),
         counts_(other.counts_) {
@@ -247,17 +243,20 @@ class bulkhead {
   /// options' retry_after_hint, or nanoseconds::max() without one: a
   /// bulkhead cannot know when a holder will leave.
   [[nodiscard]] decision<bulkhead_permit> try_acquire() noexcept {
-    if (state_.try_enter()) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
+    const limits l = state_.config();
+    if (state_.try_enter(l.max_inside)) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
     refused();
+    const std::int64_t hint_ns = retry_after_.load();
     return decision<bulkhead_permit>::refused(
-        errc::bulkhead_full, retry_after_.count() > 0 ? retry_after_ : std::chrono::nanoseconds::max());
+        errc::bulkhead_full, hint_ns > 0 ? std::chrono::nanoseconds{hint_ns} : std::chrono::nanoseconds::max());
   }
 
   /// Policy protocol: a slot now; or, when every slot is taken, bulkhead_full
   /// (no queue) or an invitation to queue (the driver then calls enqueue()).
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<bulkhead_permit> admit(context&) noexcept {
-    if (ARMOR_LIKELY(state_.try_enter())) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
-    if (state_.max_queue() == 0) {
+    const limits l = state_.config();  // one reading per decision (reconfigure())
+    if (ARMOR_LIKELY(state_.try_enter(l.max_inside))) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
+    if (l.max_queue == 0) {
       refused();
       return admission<bulkhead_permit>::reject(errc::bulkhead_full, hint(), true);
     }
@@ -271,12 +270,14 @@ class bulkhead {
   /// bulkhead_full), or queued for at most max_wait (the permit holds the
   /// place; see queue_waiter).
   [[nodiscard]] admission<bulkhead_permit> enqueue(context&, queue_waiter& waiter) noexcept {
-    switch (state_.join(waiter)) {
+    limits l;  // the limits join() decided with
+    switch (state_.join(waiter, l)) {
       case detail::bulkhead_state::join_result::entered:
         return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
       case detail::bulkhead_state::join_result::queued: {
         notify(bulkhead_event_kind::queued);
-        auto a = admission<bulkhead_permit>::queued(max_wait_, bulkhead_permit(&state_, &waiter), errc::bulkhead_full);
+        auto a = admission<bulkhead_permit>::queued(std::chrono::nanoseconds{l.max_wait_ns},
+                                                    bulkhead_permit(&state_, &waiter), errc::bulkhead_full);
         a.retry_after = hint();  // for a wait that ends unserved after max_wait
         return a;
       }
@@ -297,21 +298,46 @@ class bulkhead {
   /// Slots free now (0 while anyone waits).
   [[nodiscard]] std::uint32_t available() const noexcept {
     const std::uint64_t w = state_.load();
-    if (detail::bulkhead_state::queued(w) != 0) return 0;
-    return state_.max_inside() - detail::bulkhead_state::inside(w);
+    const std::uint32_t max = state_.config().max_inside;
+    const std::uint32_t inside = detail::bulkhead_state::inside(w);
+    if (detail::bulkhead_state::queued(w) != 0 || inside >= max) return 0;
+    return max - inside;
   }
-  [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.max_inside(); }
-  [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.max_queue(); }
-  [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept { return max_wait_; }
+  [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.config().max_inside; }
+  [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.config().max_queue; }
+  [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept {
+    return std::chrono::nanoseconds{state_.config().max_wait_ns};
+  }
   /// The options' retry_after_hint (zero: none).
-  [[nodiscard]] std::chrono::nanoseconds retry_after_hint() const noexcept { return retry_after_; }
+  [[nodiscard]] std::chrono::nanoseconds retry_after_hint() const noexcept {
+    return std::chrono::nanoseconds{retry_after_.load()};
+  }
+
+  /// Changes max_concurrent, max_queue, max_wait and retry_after_hint at run
+  /// time (docs/reconfiguration.md). `options` is validated as by the
+  /// constructor; a bad one throws armor::error(invalid_argument) naming the
+  /// option and the old limits stay. The next decision uses the new limits
+  /// whole. A raised max_concurrent hands its new slots to queued callers at
+  /// once; a lowered one lets the calls inside finish and admits nobody until
+  /// fewer than the new maximum are inside. A lowered max_queue turns nobody
+  /// already queued away; a changed max_wait applies to callers that queue
+  /// from now on. retry_after_hint, which decides nothing, is kept apart from
+  /// the limits: a refusal under way may carry the old hint with the new
+  /// limits. Thread-safe; takes the queue's lock (decisions without a queue
+  /// never wait for it).
+  void reconfigure(const bulkhead_options& options) {
+    const limits l = limits_of(options);
+    retry_after_.store(options.retry_after_hint.count());
+    state_.reconfigure(l);
+  }
 
   /// In use, queued and the limits, from one reading of the state; the
   /// refusal counters (always kept: they are written on refusals only).
   [[nodiscard]] bulkhead_stats stats() const noexcept {
     const std::uint64_t w = state_.load();
-    return {detail::bulkhead_state::inside(w), detail::bulkhead_state::queued(w), state_.max_inside(),
-            state_.max_queue(), counts_.load(tally::rejected), counts_.load(tally::abandoned)};
+    const limits l = state_.config();
+    return {detail::bulkhead_state::inside(w), detail::bulkhead_state::queued(w), l.max_inside,
+            l.max_queue, counts_.load(tally::rejected), counts_.load(tally::abandoned)};
   }
 
   /// For armor::keyed: true when nobody is inside or waiting, so a fresh
@@ -322,6 +348,8 @@ class bulkhead {
   [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
  private:
+  using limits = detail::bulkhead_state::limits;
+
   // Points the state's abandon hook at this bulkhead: it counts the waiter
   // that left unserved and tells the listener (a slow path: the caller
   // waited and gave up).
@@ -376,15 +404,20 @@ class bulkhead {
     return o;
   }
 
+  static limits limits_of(const bulkhead_options& options) {
+    const bulkhead_options& o = checked(options);
+    return {o.max_concurrent, o.max_queue, o.max_wait.count()};
+  }
+
   // A refusal's retry_after: the hint, if there is one.
   [[nodiscard]] std::optional<std::chrono::nanoseconds> hint() const noexcept {
-    if (retry_after_.count() > 0) return retry_after_;
+    const std::int64_t ns = retry_after_.load();
+    if (ns > 0) return std::chrono::nanoseconds{ns};
     return std::nullopt;
   }
 
   detail::bulkhead_state state_;
-  std::chrono::nanoseconds max_wait_;
-  std::chrono::nanoseconds retry_after_;  // 0: none
+  detail::config_cell<std::int64_t> retry_after_;  // ns; 0: none
   [[no_unique_address]] Listener listener_;
   // The refusal counters sit after the options, in the line after the
   // cache-line-aligned state (that line held only padding before), so the

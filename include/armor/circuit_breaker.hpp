@@ -26,6 +26,7 @@
 #include <armor/detail/breaker_window.hpp>
 #include <armor/detail/breaker_word.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
 #include <armor/listener.hpp>
@@ -480,6 +481,14 @@ inline breaker_config breaker_checked(const circuit_breaker_options& o) {
   return c;
 }
 
+/// The core and the options in force (for options()), on the heap together
+/// so that a breaker object stays small (armor::keyed stores many).
+struct breaker_block : breaker_core {
+  breaker_block(const circuit_breaker_options& o, std::int64_t base_ns)
+      : breaker_core(breaker_checked(o), base_ns), options(o) {}
+  config_cell<circuit_breaker_options> options;
+};
+
 }  // namespace detail
 
 /// The circuit breaker policy (see the top of this header and
@@ -516,7 +525,7 @@ class circuit_breaker {
   /// failure), needs the end of a successful call; without one the driver
   /// skips that clock read (failures are always re-timed).
   [[nodiscard]] bool wants_completion_time() const noexcept {
-    return core_->config().slow_ns != 0 || core_->config().health != nullptr;
+    return core_->timed();
   }
 
   explicit circuit_breaker(const circuit_breaker_options& options = {}, Clock clock = Clock{},
@@ -526,11 +535,10 @@ class circuit_breaker {
   /// A breaker whose events carry `key` (circuit_breaker_event::key): what
   /// armor::keyed builds for each key. `key` must outlive the breaker.
   circuit_breaker(const circuit_breaker_options& options, Clock clock, Listener listener, std::string_view key)
-      : options_(options),
-        clock_(std::move(clock)),
+      : clock_(std::move(clock)),
         listener_(std::move(listener)),
         key_(key_of(key)),
-        core_(std::make_unique<detail::breaker_core>(detail::breaker_checked(options), read_clock())) {}
+        core_(std::make_unique<detail::breaker_block>(options, read_clock())) {}
 
   circuit_breaker(circuit_breaker&& other) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
                                                     std::is_nothrow_move_constructible_v<Listener>) = default;
@@ -660,7 +668,7 @@ class circuit_breaker {
       s.failure_rate = static_cast<double>(c.failures) / static_cast<double>(c.calls);
       s.slow_call_rate = static_cast<double>(c.slow) / static_cast<double>(c.calls);
     }
-    s.counting = core_->config().count_calls;
+    s.counting = core_->counting();
     return s;
   }
 
@@ -679,8 +687,49 @@ class circuit_breaker {
     return std::chrono::nanoseconds{core_->open_duration(trips, retry_after)};
   }
 
-  /// The options given at construction.
-  [[nodiscard]] const circuit_breaker_options& options() const noexcept { return options_; }
+  /// The options in force: those given at construction, or to the last reconfigure().
+  [[nodiscard]] circuit_breaker_options options() const noexcept { return core_->options.load(); }
+
+  /// Changes the thresholds at run time (docs/reconfiguration.md). `options`
+  /// is validated as by the constructor. What shapes the breaker's state is
+  /// fixed at construction and must equal the breaker's: window,
+  /// window_size (count window), window_duration and window_buckets (time
+  /// window), whether slow_call_threshold is set, whether any rate rule
+  /// (failure_rate, slow-call) is on, health and count_calls. Everything
+  /// else may change: failure_threshold, failure_rate, slow_call_threshold,
+  /// slow_call_rate, minimum_calls, open_for, open_for_multiplier,
+  /// max_open_for, half_open_max_calls, success_threshold, half_open_timeout,
+  /// count_throttled. Throws armor::error(invalid_argument) naming the
+  /// option; the old configuration then stays. The state, the window and
+  /// the time an open breaker was given are kept: each decision from the
+  /// next one on reads the new configuration whole (never part old, part
+  /// new). Thread-safe and lock-free for the calls; reconfigure() calls
+  /// should not race each other (options() may then show the loser's).
+  void reconfigure(const circuit_breaker_options& options) {
+    const detail::breaker_config next = detail::breaker_checked(options);
+    const circuit_breaker_options now = core_->options.load();
+    constexpr const char* who = "armor::circuit_breaker::reconfigure";
+    if (options.window != now.window) detail::fixed_at_construction(who, "window");
+    if (next.windowed() != core_->config().windowed()) {
+      detail::invalid_config(std::string(who) +
+                             ": failure_rate and slow_call_threshold cannot turn every rate rule on or off at run "
+                             "time (the breaker keeps a window only when one is on); build a new one to change it");
+    }
+    if (next.windowed() && now.window == breaker_window::count && options.window_size != now.window_size) {
+      detail::fixed_at_construction(who, "window_size");
+    }
+    if (next.windowed() && now.window == breaker_window::time) {
+      if (options.window_duration != now.window_duration) detail::fixed_at_construction(who, "window_duration");
+      if (options.window_buckets != now.window_buckets) detail::fixed_at_construction(who, "window_buckets");
+    }
+    if (options.slow_call_threshold.has_value() != now.slow_call_threshold.has_value()) {
+      detail::fixed_at_construction(who, "slow_call_threshold (set or not)");
+    }
+    if (options.health != now.health) detail::fixed_at_construction(who, "health");
+    if (options.count_calls != now.count_calls) detail::fixed_at_construction(who, "count_calls");
+    core_->reconfigure(next);
+    core_->options.store(options);
+  }
 
   /// The clock the breaker reads when not given a time.
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
@@ -732,11 +781,10 @@ class circuit_breaker {
     });
   }
 
-  circuit_breaker_options options_;
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] Listener listener_;
   [[no_unique_address]] key_type key_;
-  std::unique_ptr<detail::breaker_core> core_;
+  std::unique_ptr<detail::breaker_block> core_;
 };
 
 }  // namespace armor

@@ -25,6 +25,7 @@
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/window_state.hpp>
 #include <armor/error.hpp>
@@ -34,6 +35,7 @@
 #include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -319,7 +321,9 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   /// Counts n units at `now` (a reading of this limiter's clock), or none.
   [[nodiscard]] window_decision try_acquire(std::int64_t n, timestamp now) noexcept {
-    if (n < 0) [[unlikely]] return {window_status::invalid, result(detail::window_outcome::too_large, n, 0, 0, 0)};
+    if (n < 0) [[unlikely]] {
+      return {window_status::invalid, result(detail::window_outcome::too_large, n, limit_.load(), 0, 0, 0)};
+    }
     const detail::window_result r = acquire(n, ns(now));
     detail::window_record<Padded>(counters_, listener_, r);
     return decide(r);
@@ -340,11 +344,31 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   /// Policy protocol: the units stay counted, whatever the outcome.
   void settle(context&, no_permit, const verdict&) noexcept {}
 
-  [[nodiscard]] std::int64_t limit() const noexcept { return limit_; }
+  [[nodiscard]] std::int64_t limit() const noexcept { return limit_.load(); }
   [[nodiscard]] std::chrono::nanoseconds window() const noexcept { return std::chrono::nanoseconds{window_}; }
 
+  /// Changes the limit at run time (docs/reconfiguration.md): `options` is
+  /// validated as by the constructor, and window, offset, cost and
+  /// count_calls must equal the limiter's (they shape its state). The next
+  /// decision uses the new limit against the units already counted in the
+  /// current window. Throws armor::error(invalid_argument) naming the option;
+  /// the old limit then stays. Thread-safe; decisions never wait for it.
+  void reconfigure(const fixed_window_options& options) {
+    (void)checked(options);
+    constexpr const char* who = "armor::fixed_window::reconfigure";
+    if (options.window.count() != window_) detail::fixed_at_construction(who, "window");
+    if (options.offset.count() != offset_) detail::fixed_at_construction(who, "offset");
+    if (!(options.cost == cost_)) detail::fixed_at_construction(who, "cost");
+    if constexpr (Padded) {
+      if (options.count_calls != counters_.on) detail::fixed_at_construction(who, "count_calls");
+    }
+    limit_.store(options.limit);
+  }
+
   /// Units that may be granted at `now`, without counting any.
-  [[nodiscard]] std::int64_t available(timestamp now) const noexcept { return limit_ - used_at(ns(now)).used; }
+  [[nodiscard]] std::int64_t available(timestamp now) const noexcept {
+    return std::max<std::int64_t>(0, limit_.load() - used_at(ns(now)).used);
+  }
   [[nodiscard]] std::int64_t available() const { return available(to_timestamp(clock_.now())); }
 
   /// A snapshot at `now` (see fixed_window_stats).
@@ -352,7 +376,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     const std::int64_t t = ns(now);
     const usage u = used_at(t);
     fixed_window_stats s;
-    s.limit = limit_;
+    s.limit = limit_.load();
     s.window = std::chrono::nanoseconds{window_};
     s.used = u.used;
     s.reset = std::chrono::nanoseconds{u.used == 0 ? 0 : end_of(u.index) - t};
@@ -404,23 +428,28 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     return usage_of(word_.load(std::memory_order_relaxed), t);
   }
 
-  [[nodiscard]] detail::window_result result(detail::window_outcome o, std::int64_t n, std::int64_t remaining,
-                                            std::int64_t reset, std::int64_t retry) const noexcept {
-    return detail::window_result::exact(o, n, limit_, window_, remaining, reset, retry);
+  [[nodiscard]] detail::window_result result(detail::window_outcome o, std::int64_t n, std::int64_t limit,
+                                            std::int64_t remaining, std::int64_t reset,
+                                            std::int64_t retry) const noexcept {
+    return detail::window_result::exact(o, n, limit, window_, remaining < 0 ? 0 : remaining, reset, retry);
   }
 
   detail::window_result acquire(std::int64_t n, std::int64_t t) noexcept {
     using o = detail::window_outcome;
+    // One read of the limit per decision: a reconfiguration lands between
+    // decisions, never inside one. A lowered limit may find more units
+    // counted than it allows (remaining reports 0).
+    const std::int64_t limit = limit_.load();
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
       const usage u = usage_of(w, t);
       const std::int64_t to_end = end_of(u.index) - t;
-      if (n > limit_) [[unlikely]] return result(o::too_large, n, limit_ - u.used, u.used == 0 ? 0 : to_end, 0);
-      if (u.used + n > limit_) return result(o::denied, n, limit_ - u.used, to_end, to_end);
-      if (n == 0) [[unlikely]] return result(o::granted, n, limit_ - u.used, u.used == 0 ? 0 : to_end, 0);
+      if (n > limit) [[unlikely]] return result(o::too_large, n, limit, limit - u.used, u.used == 0 ? 0 : to_end, 0);
+      if (u.used + n > limit) return result(o::denied, n, limit, limit - u.used, to_end, to_end);
+      if (n == 0) [[unlikely]] return result(o::granted, n, limit, limit - u.used, u.used == 0 ? 0 : to_end, 0);
       // Relaxed: the CAS orders nothing but the word itself.
       if (word_.compare_exchange_weak(w, pack_.pack(u.index, u.used + n), std::memory_order_relaxed)) {
-        return result(o::granted, n, limit_ - u.used - n, to_end, 0);
+        return result(o::granted, n, limit, limit - u.used - n, to_end, 0);
       }
     }
   }
@@ -429,7 +458,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   std::atomic<std::uint64_t> word_{0};
   detail::window_packing pack_;
-  std::int64_t limit_;
+  detail::config_cell<std::int64_t> limit_;  // the one option that changes at run time
   std::int64_t window_;
   std::int64_t offset_;
   cost_source cost_;

@@ -29,6 +29,7 @@
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/window_state.hpp>
 #include <armor/error.hpp>
@@ -38,6 +39,7 @@
 #include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -157,7 +159,6 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
         period_(window_ / segments_),
         offset_(options.offset.count()),
         exact_(options.algorithm == sliding_window_algorithm::exact),
-        narrow_(fits_in_64_bits(limit_, window_)),
         cost_(options.cost),
         counters_(options.count_calls),
         clock_(std::move(clock)),
@@ -180,7 +181,6 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
         period_(other.period_),
         offset_(other.offset_),
         exact_(other.exact_),
-        narrow_(other.narrow_),
         cost_(other.cost_),
         counters_(other.counters_),
         clock_(std::move(other.clock_)),
@@ -200,7 +200,7 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   [[nodiscard]] window_decision try_acquire(std::int64_t n, timestamp now) noexcept {
     if (n < 0) [[unlikely]] {
       return {window_status::invalid,
-              detail::window_result::exact(detail::window_outcome::too_large, n, limit_, window_, 0, 0, 0)};
+              detail::window_result::exact(detail::window_outcome::too_large, n, limit_.load(), window_, 0, 0, 0)};
     }
     const detail::window_result r = acquire(n, ns(now));
     detail::window_record<Padded>(counters_, listener_, r);
@@ -222,10 +222,32 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   /// Policy protocol: the units stay counted, whatever the outcome.
   void settle(context&, no_permit, const verdict&) noexcept {}
 
-  [[nodiscard]] std::int64_t limit() const noexcept { return limit_; }
+  [[nodiscard]] std::int64_t limit() const noexcept { return limit_.load(); }
   [[nodiscard]] std::chrono::nanoseconds window() const noexcept { return std::chrono::nanoseconds{window_}; }
   [[nodiscard]] sliding_window_algorithm algorithm() const noexcept {
     return exact_ ? sliding_window_algorithm::exact : sliding_window_algorithm::approximate;
+  }
+
+  /// Changes the limit at run time (docs/reconfiguration.md): `options` is
+  /// validated as by the constructor, and window, segments, algorithm,
+  /// offset, cost and count_calls must equal the limiter's (they shape its
+  /// state). The next decision weighs the units already counted in the
+  /// window against the new limit. Throws armor::error(invalid_argument)
+  /// naming the option; the old limit then stays. Thread-safe; decisions
+  /// never wait for it.
+  void reconfigure(const sliding_window_options& options) {
+    (void)checked(options);
+    constexpr const char* who = "armor::sliding_window::reconfigure";
+    const bool exact = options.algorithm == sliding_window_algorithm::exact;
+    if (options.window.count() != window_) detail::fixed_at_construction(who, "window");
+    if (exact != exact_) detail::fixed_at_construction(who, "algorithm");
+    if (exact && options.segments != segments_) detail::fixed_at_construction(who, "segments");
+    if (options.offset.count() != offset_) detail::fixed_at_construction(who, "offset");
+    if (!(options.cost == cost_)) detail::fixed_at_construction(who, "cost");
+    if constexpr (Padded) {
+      if (options.count_calls != counters_.on) detail::fixed_at_construction(who, "count_calls");
+    }
+    limit_.store(options.limit);
   }
 
   /// Units that may be granted at `now`, without counting any.
@@ -234,11 +256,12 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   /// A snapshot at `now` (see sliding_window_stats).
   [[nodiscard]] sliding_window_stats stats(timestamp now) const noexcept {
-    const detail::window_result r = acquire_peek(ns(now));
+    const std::int64_t limit = limit_.load();
+    const detail::window_result r = judge(view_of(head_.load(std::memory_order_acquire), ns(now)), 0, ns(now), limit);
     sliding_window_stats s;
-    s.limit = limit_;
+    s.limit = limit;
     s.window = std::chrono::nanoseconds{window_};
-    s.used = limit_ - r.remaining();
+    s.used = limit - r.remaining();
     s.reset = std::chrono::nanoseconds{r.reset()};
     if constexpr (Padded) {
       s.counting = counters_.on;
@@ -261,7 +284,8 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
 
   static constexpr std::int64_t ns(timestamp t) noexcept { return t.time_since_epoch().count(); }
 
-  // prev <= limit and curr + n <= 2 * limit: every term below 3 * limit * window.
+  // With m = max(limit, prev, curr) (counts may exceed a lowered limit): prev <= m and curr + n <= 2m,
+  // so every term is below 3 * m * window.
   static constexpr bool fits_in_64_bits(std::int64_t limit, std::int64_t window) noexcept {
     std::int64_t p = 0;
     return !__builtin_mul_overflow(limit, window, &p) && p < INT64_MAX / 3;
@@ -335,22 +359,25 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   }
 
   // Decides n units at t from view v, without writing (n may be 0: a peek).
-  [[nodiscard]] detail::window_result judge(const view& v, std::int64_t n, std::int64_t t) const noexcept {
-    return exact_ ? judge_exact(v, n, t) : judge_approx(v, n, t);
+  // `limit`: the one reading of the limit the decision uses.
+  [[nodiscard]] detail::window_result judge(const view& v, std::int64_t n, std::int64_t t,
+                                           std::int64_t limit) const noexcept {
+    return exact_ ? judge_exact(v, n, t, limit) : judge_approx(v, n, t, limit);
   }
 
-  [[nodiscard]] detail::window_result judge_exact(const view& v, std::int64_t n, std::int64_t t) const noexcept {
+  [[nodiscard]] detail::window_result judge_exact(const view& v, std::int64_t n, std::int64_t t,
+                                                 std::int64_t limit) const noexcept {
     const std::int64_t first = v.now - segments_ + 1;
     std::int64_t used = 0;
     for (std::int64_t k = first; k <= v.now; ++k) used += count_of(v, k);
-    const bool fits = n <= limit_ && used + n <= limit_;
+    const bool fits = n <= limit && used + n <= limit;
     const std::int64_t after = fits ? used + n : used;
     // Roll segments off, oldest first: at the start of segment now + j the
     // window has lost segments first .. first + j - 1.
     std::int64_t left = after;
     std::int64_t j = 0;
     std::int64_t retry = 0;
-    bool found_retry = fits || n > limit_;
+    bool found_retry = fits || n > limit;
     // At most `segments` steps: after them everything has rolled off (the
     // bound also holds if another thread reuses an archive slot meanwhile,
     // which makes the counts read here disagree with those summed above).
@@ -359,26 +386,28 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
       const std::int64_t k = first + j - 1;
       left -= count_of(v, k) + (fits && k == v.now ? n : 0);
       if (j == segments_) left = 0;
-      if (!found_retry && left + n <= limit_) {
+      if (!found_retry && left + n <= limit) {
         found_retry = true;
         retry = start_of(v.now + j) - t;
       }
     }
     detail::window_outcome o = detail::window_outcome::granted;
-    if (n > limit_) {
+    if (n > limit) {
       o = detail::window_outcome::too_large;
     } else if (!fits) {
       o = detail::window_outcome::denied;
     }
-    return detail::window_result::exact(o, n, limit_, window_, limit_ - after, j == 0 ? 0 : start_of(v.now + j) - t,
-                                        retry);
+    // A lowered limit may find more counted than it allows: nothing remains.
+    return detail::window_result::exact(o, n, limit, window_, after > limit ? 0 : limit - after,
+                                        j == 0 ? 0 : start_of(v.now + j) - t, retry);
   }
 
-  [[nodiscard]] detail::window_result judge_approx(const view& v, std::int64_t n, std::int64_t t) const noexcept {
+  [[nodiscard]] detail::window_result judge_approx(const view& v, std::int64_t n, std::int64_t t,
+                                                  std::int64_t limit) const noexcept {
     detail::window_result r;
     r.approx = true;
     r.n = n;
-    r.limit = limit_;
+    r.limit = limit;
     r.window = window_;
     std::int64_t prev = 0;
     std::int64_t curr = 0;
@@ -395,18 +424,19 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     r.y = curr;
     r.z = e;
     // Granted iff prev * (W - e) + (curr + n) * W <= limit * W.
-    if (n > limit_) {
+    if (n > limit) {
       r.outcome = detail::window_outcome::too_large;
-    } else if (narrow_ ? prev * (window_ - e) + (curr + n) * window_ > limit_ * window_
-                       : static_cast<wide>(prev) * (window_ - e) + static_cast<wide>(curr + n) * window_ >
-                             static_cast<wide>(limit_) * window_) {
+    } else if (fits_in_64_bits(std::max({limit, prev, curr}), window_)  // counts may exceed a lowered limit
+                   ? prev * (window_ - e) + (curr + n) * window_ > limit * window_
+                   : static_cast<wide>(prev) * (window_ - e) + static_cast<wide>(curr + n) * window_ >
+                         static_cast<wide>(limit) * window_) {
       r.outcome = detail::window_outcome::denied;
     }
     return r;
   }
 
   [[nodiscard]] detail::window_result acquire_peek(std::int64_t t) const noexcept {
-    return judge(view_of(head_.load(std::memory_order_acquire), t), 0, t);
+    return judge(view_of(head_.load(std::memory_order_acquire), t), 0, t, limit_.load());
   }
 
   // Raises the archived count of segment k to c (never lowers it, never
@@ -425,9 +455,10 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   detail::window_result acquire(std::int64_t n, std::int64_t t) noexcept {
     // Acquire: segments archived before the head moved are visible.
     std::uint64_t w = head_.load(std::memory_order_acquire);
+    const std::int64_t limit = limit_.load();  // one reading per decision
     for (;;) {
       const view v = view_of(w, t);
-      detail::window_result r = judge(v, n, t);
+      detail::window_result r = judge(v, n, t, limit);
       if (r.outcome != detail::window_outcome::granted || n == 0) return r;
       std::uint64_t next = 0;
       if (v.head == v.now) {
@@ -449,13 +480,12 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   mutable std::atomic<std::uint64_t> slot_{0};
   std::unique_ptr<std::atomic<std::uint64_t>[]> heap_;
   detail::window_packing pack_;
-  std::int64_t limit_;
+  detail::config_cell<std::int64_t> limit_;  // the one option that changes at run time
   std::int64_t window_;
   std::int64_t segments_;
   std::int64_t period_;
   std::int64_t offset_;
   bool exact_;
-  bool narrow_;  // 3 * limit * window fits in 64 bits: the approximation's test needs no 128-bit product
   cost_source cost_;
   [[no_unique_address]] std::conditional_t<Padded, detail::window_counters, detail::no_window_counters> counters_;
   [[no_unique_address]] Clock clock_;

@@ -21,6 +21,14 @@
 //     (and, for a probe, the compare-exchange that gives its slot back);
 //   - a transition: the compare-exchange that makes it, then the info word.
 //
+// The configuration sits in a config cell (config_cell.hpp) so that it can
+// change at run time (reconfigure): a decision that needs a threshold reads
+// the whole configuration once, when it first needs one (breaker_reading),
+// and decides with that copy only. The paths that need none (admit while closed, a success of a
+// breaker without a rate rule) read none. What shapes the state (the
+// window, whether a rate rule or a slow-call rule exists, count_calls, the
+// health rule) is fixed at construction and kept beside the cell.
+//
 // Memory orders: the state word and the info word are self-contained values;
 // every decision reads one of them (or both, the info word being tagged with
 // the generation of the state it belongs to), so relaxed atomicity is enough,
@@ -31,6 +39,7 @@
 #include <armor/detail/breaker_window.hpp>
 #include <armor/detail/breaker_word.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/verdict.hpp>
@@ -119,6 +128,26 @@ enum class breaker_count : std::uint8_t {
 };
 using breaker_totals = counter_set<breaker_count>;
 
+/// The configuration as one decision reads it: loaded whole at its first
+/// use, then kept for the rest of the decision. A decision that needs no
+/// threshold (a rejection while open, a plain success) reads nothing.
+class breaker_reading {
+ public:
+  explicit breaker_reading(const config_cell<breaker_config>& cell) noexcept : cell_(cell) {}
+  breaker_reading(const breaker_reading&) = delete;
+  breaker_reading& operator=(const breaker_reading&) = delete;
+
+  [[nodiscard]] const breaker_config& get() noexcept {
+    if (!config_) config_.emplace(cell_.load());
+    return *config_;
+  }
+  [[nodiscard]] const breaker_config* operator->() noexcept { return &get(); }
+
+ private:
+  const config_cell<breaker_config>& cell_;
+  std::optional<breaker_config> config_;  // not built (not zeroed) until needed
+};
+
 class breaker_core {
  public:
   /// `base_ns`: a time near the ones the breaker will be given (its clock's
@@ -126,12 +155,17 @@ class breaker_core {
   breaker_core(const breaker_config& config, std::int64_t base_ns)
       : cfg_(config),
         base_(base_ns),
+        windowed_(config.windowed()),
+        timed_(config.slow_ns != 0 || config.health != nullptr),
+        slow_rule_(config.slow_ns != 0),
+        health_(config.health),
+        count_calls_(config.count_calls),
         lean_success_(!config.windowed() && !config.count_calls && config.health == nullptr) {
-    if (cfg_.windowed()) {
-      if (cfg_.time_window) {
-        time_.emplace(cfg_.buckets, cfg_.bucket_ns);
+    if (windowed_) {
+      if (config.time_window) {
+        time_.emplace(config.buckets, config.bucket_ns);
       } else {
-        count_.emplace(cfg_.window_size);
+        count_.emplace(config.window_size);
       }
     }
   }
@@ -139,7 +173,17 @@ class breaker_core {
   breaker_core(const breaker_core&) = delete;
   breaker_core& operator=(const breaker_core&) = delete;
 
-  [[nodiscard]] const breaker_config& config() const noexcept { return cfg_; }
+  /// The configuration now (a copy, read whole).
+  [[nodiscard]] breaker_config config() const noexcept { return cfg_.load(); }
+  /// True when a successful call must be timed (a slow-call rule or a health rule).
+  [[nodiscard]] bool timed() const noexcept { return timed_; }
+  /// The count_calls option (fixed at construction).
+  [[nodiscard]] bool counting() const noexcept { return count_calls_; }
+
+  /// Replaces the configuration; the caller (circuit_breaker::reconfigure)
+  /// has checked that `next` keeps what is fixed at construction. Decisions
+  /// already under way finish with the configuration they read.
+  void reconfigure(const breaker_config& next) noexcept { cfg_.store(next); }
 
   /// The state word now.
   [[nodiscard]] breaker_word word() const noexcept {
@@ -166,6 +210,7 @@ class breaker_core {
 
   /// The rest of acquire(), from the state word `raw` it read.
   breaker_grant acquire_slow(std::uint64_t raw, std::int64_t now) noexcept {
+    breaker_reading cfg{cfg_};  // read once, at its first use, for the whole decision
     for (;;) {
       const breaker_word w = breaker_word::decode(raw);
       switch (w.phase) {
@@ -179,7 +224,7 @@ class breaker_core {
           const std::uint64_t info = info_.load(std::memory_order_relaxed);
           // Not yet written by the thread that opened the breaker: it is open
           // for at least open_for from about now.
-          if (!breaker_info_is_for(info, w.gen)) return refuse(cfg_.open_ns, true);
+          if (!breaker_info_is_for(info, w.gen)) return refuse(cfg->open_ns, true);
           const std::int64_t until = breaker_info_time(info, base_);
           if (now < until) return refuse(until - now, true);
           // Open long enough: become half-open, taking the first probe slot in
@@ -196,7 +241,7 @@ class breaker_core {
           break;  // `raw` holds the new word: decide again
         }
         case breaker_phase::half_open: {
-          if (w.a < cfg_.half_open_max) {
+          if (w.a < cfg->half_open_max) {
             breaker_word next = w;
             ++next.a;
             // Relaxed: the probe count is exact because it lives in this one word.
@@ -206,18 +251,19 @@ class breaker_core {
             }
             break;
           }
-          if (cfg_.half_open_timeout_ns > 0) {
+          if (cfg->half_open_timeout_ns > 0) {
             // Relaxed: as in the open case.
             const std::uint64_t info = info_.load(std::memory_order_relaxed);
             if (breaker_info_is_for(info, w.gen) &&
-                saturating_sub(now, breaker_info_time(info, base_)) >= cfg_.half_open_timeout_ns) {
+                saturating_sub(now, breaker_info_time(info, base_)) >= cfg->half_open_timeout_ns) {
               // Every slot taken for too long: the probes count as failed.
               const breaker_word next = w.moved_to(breaker_phase::open, std::min(w.trips + 1, breaker_trips_max));
               // Relaxed: as above.
               if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_relaxed,
                                                std::memory_order_relaxed)) {
                 breaker_grant g{breaker_grant_kind::rejected, 0};
-                g.change = opened(breaker_phase::half_open, next, now, std::nullopt, breaker_cause::half_open_timeout);
+                g.change =
+                    opened(cfg, breaker_phase::half_open, next, now, std::nullopt, breaker_cause::half_open_timeout);
                 g.retry_after_ns = g.change.open_ns;
                 count_rejection();
                 return g;
@@ -250,7 +296,8 @@ class breaker_core {
   /// The rest of record().
   breaker_change record_slow(std::uint32_t gen, bool probe, std::int64_t admitted, std::int64_t now,
                              const verdict& v) noexcept {
-    const health h = judge(v);
+    breaker_reading cfg{cfg_};  // read once, at its first use, for the whole decision
+    const health h = judge(cfg, v);
     if (h == health::neutral) {
       // Throttled, rejected or cancelled (by default): says nothing about the upstream.
       if (probe) release_probe(gen);
@@ -258,15 +305,15 @@ class breaker_core {
       return {};
     }
     const bool failed = h == health::unhealthy;
-    const bool slow = cfg_.slow_ns > 0 && saturating_sub(now, admitted) > cfg_.slow_ns;
-    return probe ? record_probe(gen, failed, slow, now, v.retry_after)
-                 : record_call(gen, failed, slow, now, v.retry_after);
+    const bool slow = slow_rule_ && saturating_sub(now, admitted) > cfg->slow_ns;
+    return probe ? record_probe(cfg, gen, failed, slow, now, v.retry_after)
+                 : record_call(cfg, gen, failed, slow, now, v.retry_after);
   }
 
   /// What `v` says about the upstream's health, by the breaker's rule.
-  [[nodiscard]] health judge(const verdict& v) const noexcept {
-    if (cfg_.health != nullptr) return cfg_.health(v);
-    if (v.kind == outcome::throttled && cfg_.count_throttled) return health::unhealthy;
+  [[nodiscard]] health judge(breaker_reading& cfg, const verdict& v) const noexcept {
+    if (health_ != nullptr) return health_(v);
+    if (v.kind == outcome::throttled && cfg->count_throttled) return health::unhealthy;
     return default_health(v);
   }
 
@@ -330,7 +377,7 @@ class breaker_core {
   [[nodiscard]] bool idle(std::int64_t now) const noexcept {
     const breaker_word w = word();
     if (w.phase != breaker_phase::closed || w.a != 0) return false;
-    if (!cfg_.windowed()) return true;
+    if (!windowed_) return true;
     const breaker_window_counts c = count_ ? count_->read(w.gen) : time_->read(w.gen, now);
     return c.failures == 0 && c.slow == 0;
   }
@@ -338,20 +385,26 @@ class breaker_core {
   /// How long the breaker stays open on its `trips`-th consecutive trip,
   /// given the verdict's retry_after hint.
   [[nodiscard]] std::int64_t open_duration(std::uint32_t trips, std::optional<std::chrono::nanoseconds> hint) const noexcept {
-    std::int64_t d = cfg_.open_ns;
-    if (cfg_.multiplier != 1.0 && trips > 1) {
-      const double grown = static_cast<double>(cfg_.open_ns) * std::pow(cfg_.multiplier, static_cast<double>(trips - 1));
-      d = grown >= static_cast<double>(cfg_.max_open_ns) ? cfg_.max_open_ns : static_cast<std::int64_t>(grown);
+    return open_duration(cfg_.load(), trips, hint);
+  }
+
+  /// open_duration() by the configuration `cfg`.
+  [[nodiscard]] static std::int64_t open_duration(const breaker_config& cfg, std::uint32_t trips,
+                                                  std::optional<std::chrono::nanoseconds> hint) noexcept {
+    std::int64_t d = cfg.open_ns;
+    if (cfg.multiplier != 1.0 && trips > 1) {
+      const double grown = static_cast<double>(cfg.open_ns) * std::pow(cfg.multiplier, static_cast<double>(trips - 1));
+      d = grown >= static_cast<double>(cfg.max_open_ns) ? cfg.max_open_ns : static_cast<std::int64_t>(grown);
     }
     // A server's Retry-After extends the open time, up to max_open_for.
-    if (hint && hint->count() > d) d = std::min(hint->count(), std::max(cfg_.max_open_ns, d));
+    if (hint && hint->count() > d) d = std::min(hint->count(), std::max(cfg.max_open_ns, d));
     return d;
   }
 
  private:
   // ---------------------------------------------------------------- settle, closed or disabled
 
-  breaker_change record_call(std::uint32_t gen, bool failed, bool slow, std::int64_t now,
+  breaker_change record_call(breaker_reading& cfg, std::uint32_t gen, bool failed, bool slow, std::int64_t now,
                              std::optional<std::chrono::nanoseconds> hint) noexcept {
     // Relaxed: as in acquire().
     std::uint64_t raw = state_.load(std::memory_order_relaxed);
@@ -374,7 +427,7 @@ class breaker_core {
       }
       // Only a call that raises a rate can open the breaker (as in Polly): a
       // success never does, even one that brings the window to minimum_calls.
-      if ((failed || slow) && w.phase == breaker_phase::closed) trip = rates_exceeded(c, cause);
+      if ((failed || slow) && w.phase == breaker_phase::closed) trip = rates_exceeded(cfg.get(), c, cause);
     }
 
     if (!failed && !trip) {
@@ -400,7 +453,7 @@ class breaker_core {
       breaker_cause why = cause;
       if (failed) {
         next.a = std::min(w.a + 1, breaker_field_max);
-        if (w.phase == breaker_phase::closed && cfg_.failure_threshold != 0 && next.a >= cfg_.failure_threshold) {
+        if (w.phase == breaker_phase::closed && cfg->failure_threshold != 0 && next.a >= cfg->failure_threshold) {
           trips_now = true;
           why = breaker_cause::failure_threshold;
         }
@@ -409,7 +462,7 @@ class breaker_core {
       // Relaxed: as in acquire().
       if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_relaxed, std::memory_order_relaxed)) {
         if (!trips_now) return {};
-        return opened(w.phase, next, now, hint, why);
+        return opened(cfg, w.phase, next, now, hint, why);
       }
       w = breaker_word::decode(raw);
       if (!counts_calls(w, gen)) return {};  // moved on meanwhile (another call opened it)
@@ -418,7 +471,7 @@ class breaker_core {
 
   // ---------------------------------------------------------------- settle, half-open
 
-  breaker_change record_probe(std::uint32_t gen, bool failed, bool slow, std::int64_t now,
+  breaker_change record_probe(breaker_reading& cfg, std::uint32_t gen, bool failed, bool slow, std::int64_t now,
                               std::optional<std::chrono::nanoseconds> hint) noexcept {
     // Relaxed: as in acquire().
     std::uint64_t raw = state_.load(std::memory_order_relaxed);
@@ -433,7 +486,7 @@ class breaker_core {
       if (failed || slow) {
         next = w.moved_to(breaker_phase::open, std::min(w.trips + 1, breaker_trips_max));
         cause = failed ? breaker_cause::probe_failed : breaker_cause::probe_slow;
-      } else if (w.b + 1 >= cfg_.success_threshold) {
+      } else if (w.b + 1 >= cfg->success_threshold) {
         next = w.moved_to(breaker_phase::closed, 0);
         cause = breaker_cause::probes_succeeded;
       } else {
@@ -443,7 +496,7 @@ class breaker_core {
       // Relaxed: as in acquire().
       if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_relaxed, std::memory_order_relaxed)) {
         count_outcome(failed, slow);
-        if (next.phase == breaker_phase::open) return opened(breaker_phase::half_open, next, now, hint, cause);
+        if (next.phase == breaker_phase::open) return opened(cfg, breaker_phase::half_open, next, now, hint, cause);
         if (next.phase == breaker_phase::closed) {
           publish(next.gen, now);
           return {true, breaker_phase::half_open, breaker_phase::closed, cause, now, 0};
@@ -460,14 +513,15 @@ class breaker_core {
     return (w.phase == breaker_phase::closed || w.phase == breaker_phase::disabled) && w.gen == gen;
   }
 
-  [[nodiscard]] bool rates_exceeded(const breaker_window_counts& c, breaker_cause& cause) const noexcept {
-    if (c.calls < static_cast<std::int64_t>(cfg_.minimum_calls)) return false;
+  [[nodiscard]] static bool rates_exceeded(const breaker_config& cfg, const breaker_window_counts& c,
+                                           breaker_cause& cause) noexcept {
+    if (c.calls < static_cast<std::int64_t>(cfg.minimum_calls)) return false;
     constexpr std::int64_t ppm = 1'000'000;
-    if (cfg_.failure_rate_ppm != 0 && c.failures * ppm >= static_cast<std::int64_t>(cfg_.failure_rate_ppm) * c.calls) {
+    if (cfg.failure_rate_ppm != 0 && c.failures * ppm >= static_cast<std::int64_t>(cfg.failure_rate_ppm) * c.calls) {
       cause = breaker_cause::failure_rate;
       return true;
     }
-    if (cfg_.slow_ns != 0 && c.slow * ppm >= static_cast<std::int64_t>(cfg_.slow_rate_ppm) * c.calls) {
+    if (cfg.slow_ns != 0 && c.slow * ppm >= static_cast<std::int64_t>(cfg.slow_rate_ppm) * c.calls) {
       cause = breaker_cause::slow_call_rate;
       return true;
     }
@@ -475,9 +529,9 @@ class breaker_core {
   }
 
   // After a won transition into `next` (open): sets the open time and counts it.
-  breaker_change opened(breaker_phase from, const breaker_word& next, std::int64_t now,
+  breaker_change opened(breaker_reading& cfg, breaker_phase from, const breaker_word& next, std::int64_t now,
                         std::optional<std::chrono::nanoseconds> hint, breaker_cause cause) noexcept {
-    const std::int64_t d = open_duration(next.trips, hint);
+    const std::int64_t d = open_duration(cfg.get(), next.trips, hint);
     publish(next.gen, saturating_add(now, d));
     bump(breaker_count::opened);
     return {true, from, breaker_phase::open, cause, now, d};
@@ -510,13 +564,13 @@ class breaker_core {
   }
 
   void count_rejection() noexcept {
-    if (cfg_.count_calls) bump(breaker_count::rejections);
+    if (count_calls_) bump(breaker_count::rejections);
   }
 
   void count_outcome(bool failed, bool slow) noexcept {
     if (failed) {
       bump(breaker_count::failures);
-    } else if (cfg_.count_calls) {
+    } else if (count_calls_) {
       bump(breaker_count::successes);
     }
     if (slow) bump(breaker_count::slow);
@@ -524,9 +578,14 @@ class breaker_core {
 
   void bump(breaker_count which) noexcept { totals_.add(which); }
 
-  // Read-only after construction: kept off the lines that calls write.
-  const breaker_config cfg_;
+  // Read-only except by reconfigure(): kept off the lines that calls write.
+  config_cell<breaker_config> cfg_;
   const std::int64_t base_;
+  const bool windowed_;      ///< a rate rule is on: the window exists
+  const bool timed_;         ///< a slow-call rule or a health rule
+  const bool slow_rule_;     ///< a slow-call rule (its threshold may change, not its presence)
+  const health_rule health_;  ///< the user's rule (fixed at construction)
+  const bool count_calls_;
   const bool lean_success_;  ///< a success writes nothing unless it ends a run of failures
   std::optional<breaker_count_window> count_;
   std::optional<breaker_time_window> time_;

@@ -21,6 +21,14 @@
 // slot) or unlinks itself: a slot is never handed to a waiter that has left,
 // and never lost.
 //
+// The limits (max_inside, max_queue, max_wait) live in a
+// config cell (config_cell.hpp), read whole once per decision, so that a
+// reconfiguration lands between decisions. A lowered max_inside lets the
+// calls inside finish: a released slot goes back (not to a waiter) while
+// inside > max_inside. A raised one hands the new slots to waiters at once
+// (reconfigure(), under the lock). So `queued > 0` implies
+// `inside >= max_inside` outside that lock.
+//
 // The bulkhead sets an abandon hook: leave() calls it, after the lock is
 // released, when a waiter left unserved (the permit that holds the place
 // knows the state, not the bulkhead), to count it and tell its listener. A
@@ -29,6 +37,7 @@
 #pragma once
 
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/policy.hpp>
 
 #include <atomic>
@@ -43,21 +52,27 @@
 
 namespace armor::detail {
 
+/// A bulkhead's limits, as one value (read whole: see config_cell.hpp).
+struct bulkhead_limits {
+  std::uint32_t max_inside = 1;
+  std::uint32_t max_queue = 0;
+  std::int64_t max_wait_ns = 0;
+};
+
 class bulkhead_state {
  public:
   static constexpr std::uint64_t one_inside = 1;
   static constexpr std::uint64_t one_queued = std::uint64_t{1} << 32;
 
-  bulkhead_state(std::uint32_t max_inside, std::uint32_t max_queue) noexcept
-      : max_inside_(max_inside), max_queue_(max_queue) {}
+  using limits = bulkhead_limits;
+
+  explicit bulkhead_state(const limits& l) noexcept : limits_(l) {}
 
   /// Not thread-safe (a bulkhead is moved before it is shared); the queue
   /// must be empty. The abandon hook is not copied (its new owner sets its
   /// own).
   bulkhead_state(const bulkhead_state& other) noexcept
-      : word_(other.word_.load(std::memory_order_relaxed)),
-        max_inside_(other.max_inside_),
-        max_queue_(other.max_queue_) {}
+      : word_(other.word_.load(std::memory_order_relaxed)), limits_(other.limits_) {}
   bulkhead_state& operator=(const bulkhead_state&) = delete;
   ~bulkhead_state() = default;
 
@@ -65,14 +80,35 @@ class bulkhead_state {
   static constexpr std::uint32_t queued(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
 
   [[nodiscard]] std::uint64_t load() const noexcept { return word_.load(std::memory_order_acquire); }
-  [[nodiscard]] std::uint32_t max_inside() const noexcept { return max_inside_; }
-  [[nodiscard]] std::uint32_t max_queue() const noexcept { return max_queue_; }
+  /// The limits now, read whole.
+  [[nodiscard]] limits config() const noexcept { return limits_.load(); }
+
+  /// Replaces the limits. When max_inside grows, waiters take the new slots
+  /// now (in queue order); when it shrinks, calls inside finish as usual and
+  /// no new one enters until inside < max_inside.
+  void reconfigure(const limits& l) noexcept {
+    const std::lock_guard lock(mutex_);  // not a hot path; orders against join() and hand_over()
+    limits_.store(l);
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    while (queued(w) != 0 && inside(w) < l.max_inside) {
+      // Under the lock, with someone queued, the fast paths cannot change the word.
+      if (!word_.compare_exchange_weak(w, w + one_inside - one_queued, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+        continue;
+      }
+      w = w + one_inside - one_queued;
+      queue_waiter* head = head_;
+      unlink(*head);
+      head->granted = true;
+      head->wake();
+    }
+  }
 
   /// Takes a slot if one is free and nobody waits. A refusal writes nothing.
-  [[nodiscard]] ARMOR_ALWAYS_INLINE bool try_enter() noexcept {
+  [[nodiscard]] ARMOR_ALWAYS_INLINE bool try_enter(std::uint32_t max_inside) noexcept {
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     do {
-      if (inside(w) >= max_inside_ || queued(w) != 0) return false;
+      if (inside(w) >= max_inside || queued(w) != 0) return false;
     } while (!word_.compare_exchange_weak(w, w + one_inside, std::memory_order_acquire, std::memory_order_relaxed));
     return true;
   }
@@ -101,17 +137,21 @@ class bulkhead_state {
   /// Puts `waiter` at the tail of the queue; or, if a slot came free and
   /// nobody waits, takes it at once (entered); or refuses (full) when the
   /// queue holds max_queue waiters already.
-  [[nodiscard]] join_result join(queue_waiter& waiter) noexcept {
+  /// `l` receives the limits it decided with: read under the lock, so that a
+  /// reconfigure() that served the queue cannot leave this waiter queued
+  /// behind free slots.
+  [[nodiscard]] join_result join(queue_waiter& waiter, limits& l) noexcept {
     const std::lock_guard lock(mutex_);
+    l = limits_.load();
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
-      if (queued(w) == 0 && inside(w) < max_inside_) {
+      if (queued(w) == 0 && inside(w) < l.max_inside) {
         if (word_.compare_exchange_weak(w, w + one_inside, std::memory_order_acquire, std::memory_order_relaxed)) {
           return join_result::entered;
         }
         continue;
       }
-      if (queued(w) >= max_queue_) return join_result::full;
+      if (queued(w) >= l.max_queue) return join_result::full;
       // inside == max here; while queued was 0 the fast paths may still
       // change the word, hence the CAS.
       if (word_.compare_exchange_weak(w, w + one_queued, std::memory_order_relaxed, std::memory_order_relaxed)) break;
@@ -160,10 +200,12 @@ class bulkhead_state {
   // The slow half of release(): someone was queued when we looked.
   ARMOR_BULKHEAD_COLD void hand_over() noexcept {
     const std::lock_guard lock(mutex_);
+    const std::uint32_t max_inside = limits_.load().max_inside;  // stable: reconfigure() takes the lock
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
-      if (queued(w) == 0) {
-        // The last waiter left before we got the lock.
+      if (queued(w) == 0 || inside(w) > max_inside) {
+        // The last waiter left before we got the lock, or a lowered limit:
+        // the slot goes back instead of to a waiter.
         if (word_.compare_exchange_weak(w, w - one_inside, std::memory_order_release, std::memory_order_relaxed)) {
           return;
         }
@@ -180,8 +222,7 @@ class bulkhead_state {
   }
 
   alignas(cache_line) std::atomic<std::uint64_t> word_{0};
-  std::uint32_t max_inside_;
-  std::uint32_t max_queue_;
+  config_cell<limits> limits_;
   std::mutex mutex_;  // the queue; never taken while nobody waits
   queue_waiter* head_ = nullptr;
   queue_waiter* tail_ = nullptr;

@@ -56,13 +56,17 @@ struct window_packing {
 /// the option, prefixed by `who`.
 inline window_packing checked_window_packing(std::int64_t limit, std::int64_t period, const char* who) {
   if (limit < 1) invalid_config(std::string(who) + ": limit must be at least 1 (got " + std::to_string(limit) + ")");
-  const unsigned count_bits = static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(limit)));
-  const unsigned tag_bits = 64 - count_bits;
-  // 2^tag_bits periods must last at least 2^61 ns (73 years).
+  const unsigned needed = static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(limit)));
+  // 2^tag_bits periods must last at least 2^61 ns (73 years), so the count
+  // may have up to period_bits + 3 bits. It gets all of them, not just the
+  // limit's: any limit valid for this period then fits the word, and a
+  // reconfiguration can change the limit without changing the packing.
   const unsigned period_bits = static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(period))) - 1;
-  if (tag_bits + period_bits < 61) {
+  const unsigned count_bits = period_bits + 3 > 63 ? 63 : period_bits + 3;
+  const unsigned tag_bits = 64 - count_bits;
+  if (needed > count_bits) {
     invalid_config(std::string(who) + ": limit " + std::to_string(limit) + " is too large for a period of " +
-                   std::to_string(period) + " ns (the state holds the count in " + std::to_string(count_bits) +
+                   std::to_string(period) + " ns (the state holds the count in " + std::to_string(needed) +
                    " bits and the period's index in the rest; lower the limit or lengthen the window)");
   }
   window_packing p;

@@ -1,0 +1,50 @@
+// reconfigure() allocates nothing, and neither do the decisions that read
+// the configuration it publishes: 10 000 reconfigurations of the circuit
+// breaker, the bulkhead and both window limiters, each followed by a
+// decision, make no heap allocation (so none can leak: memory stays flat).
+#include <armor/bulkhead.hpp>
+#include <armor/circuit_breaker.hpp>
+#include <armor/fixed_window.hpp>
+#include <armor/sliding_window.hpp>
+
+#include "armor_catch.hpp"
+#include "counting_new.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <utility>
+
+using namespace std::chrono_literals;
+
+TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][reconfigure]") {
+  const armor::circuit_breaker_options breaker_a{.failure_threshold = 3, .failure_rate = 0.5, .window_size = 20};
+  const armor::circuit_breaker_options breaker_b{
+      .failure_threshold = 7, .failure_rate = 0.25, .window_size = 20, .minimum_calls = 5, .open_for = 5s};
+  armor::circuit_breaker<armor::manual_clock> cb{breaker_a, armor::manual_clock{}};
+  const armor::bulkhead_options bulkhead_a{.max_concurrent = 1};
+  const armor::bulkhead_options bulkhead_b{.max_concurrent = 3, .max_queue = 2, .max_wait = 1s};
+  armor::bulkhead bh{bulkhead_a};
+  armor::fixed_window<armor::manual_clock> fw{{.limit = 5, .window = 1s}, armor::manual_clock{}};
+  armor::sliding_window<armor::manual_clock> sw{{.limit = 5, .window = 1s, .segments = 4}, armor::manual_clock{}};
+
+  long granted = 0;
+  armor_test::allocation_scope scope;
+  for (int i = 0; i < 10'000; ++i) {
+    const bool b = i % 2 == 0;
+    const armor::timestamp t{std::chrono::milliseconds{i}};
+    cb.reconfigure(b ? breaker_b : breaker_a);
+    if (auto d = cb.try_acquire(t)) {
+      ++granted;
+      cb.record(std::move(d).permit(), i % 3 == 0 ? armor::verdict::failure() : armor::verdict::success(), t);
+    }
+    bh.reconfigure(b ? bulkhead_b : bulkhead_a);
+    if (bh.try_acquire()) ++granted;
+    const std::int64_t limit = b ? 9 : 5;
+    fw.reconfigure({.limit = limit, .window = 1s});
+    sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
+    if (fw.try_acquire(1, t)) ++granted;
+    if (sw.try_acquire(1, t)) ++granted;
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(granted > 0);
+}

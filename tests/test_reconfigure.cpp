@@ -1,0 +1,376 @@
+// Runtime reconfiguration (docs/reconfiguration.md): the circuit breaker,
+// the bulkhead and the window limiters take new limits with reconfigure();
+// the next decision uses them; a bad value is refused, naming the option,
+// and the old limits still apply. Exact, on manual_clock.
+#include <armor/bulkhead.hpp>
+#include <armor/circuit_breaker.hpp>
+#include <armor/detail/config_cell.hpp>
+#include <armor/fixed_window.hpp>
+#include <armor/sliding_window.hpp>
+
+#include "armor_catch.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+using namespace std::chrono_literals;
+using std::chrono::nanoseconds;
+
+namespace {
+
+armor::timestamp at(nanoseconds d) { return armor::timestamp{d}; }
+
+// The message of the armor::error(invalid_argument) that `f` throws; "" if none.
+template <class F>
+std::string refusal(F&& f) {
+  try {
+    f();
+  } catch (const armor::error& e) {
+    if (e.code() == armor::errc::invalid_argument) return e.what();
+    return "wrong code";
+  }
+  return "";
+}
+
+bool names(const std::string& message, const char* option) { return message.find(option) != std::string::npos; }
+
+struct test_waiter : armor::queue_waiter {
+  test_waiter() : armor::queue_waiter(&on_wake) {}
+  int wakes = 0;
+  static void on_wake(armor::queue_waiter& w) noexcept { ++static_cast<test_waiter&>(w).wakes; }
+};
+
+struct three_words {
+  std::int64_t a = 0;
+  std::int64_t b = 0;
+  std::int64_t c = 0;
+};
+
+}  // namespace
+
+TEST_CASE("config_cell: a one-word and a several-word value read back whole", "[reconfigure]") {
+  armor::detail::config_cell<std::int64_t> one{7};
+  CHECK(one.load() == 7);
+  one.store(-3);
+  CHECK(one.load() == -3);
+  armor::detail::config_cell<three_words> many{{1, 2, 3}};
+  for (std::int64_t i = 0; i < 5; ++i) {  // both slots, several times
+    many.store({i, 10 * i, 100 * i});
+    const three_words v = many.load();
+    CHECK(v.a == i);
+    CHECK(v.b == 10 * i);
+    CHECK(v.c == 100 * i);
+  }
+  const armor::detail::config_cell<three_words> copy{many};
+  CHECK(copy.load().c == 400);
+}
+
+// ---------------------------------------------------------------- fixed window
+
+TEST_CASE("fixed_window::reconfigure: a raised limit admits more in the same window at once", "[reconfigure]") {
+  armor::fixed_window<armor::manual_clock> w{{.limit = 3, .window = 1min}, armor::manual_clock{}};
+  for (int i = 0; i < 3; ++i) REQUIRE(w.try_acquire(1, at(1s)));
+  CHECK_FALSE(w.try_acquire(1, at(2s)));
+  w.reconfigure({.limit = 5, .window = 1min});
+  CHECK(w.limit() == 5);
+  const armor::window_decision d = w.try_acquire(1, at(3s));
+  REQUIRE(d);
+  CHECK(d.limit() == 5);
+  CHECK(d.remaining() == 1);
+  CHECK(w.try_acquire(1, at(4s)));
+  CHECK_FALSE(w.try_acquire(1, at(5s)));
+  CHECK(w.available(at(5s)) == 0);
+}
+
+TEST_CASE("fixed_window::reconfigure: a lowered limit refuses until the window turns", "[reconfigure]") {
+  armor::fixed_window<armor::manual_clock> w{{.limit = 10, .window = 1min}, armor::manual_clock{}};
+  for (int i = 0; i < 6; ++i) REQUIRE(w.try_acquire(1, at(1s)));
+  w.reconfigure({.limit = 4, .window = 1min});
+  const armor::window_decision d = w.try_acquire(1, at(10s));
+  REQUIRE_FALSE(d);
+  CHECK(d.limit() == 4);
+  CHECK(d.remaining() == 0);  // 6 counted, 4 allowed: nothing remains (not -2)
+  CHECK(d.retry_after() == 50s);
+  CHECK(w.available(at(10s)) == 0);
+  CHECK(w.stats(at(10s)).used == 6);
+  // The next window counts against the new limit.
+  for (int i = 0; i < 4; ++i) CHECK(w.try_acquire(1, at(61s)));
+  CHECK_FALSE(w.try_acquire(1, at(62s)));
+}
+
+TEST_CASE("fixed_window::reconfigure refuses a bad limit or a change of shape; the old limit stays", "[reconfigure]") {
+  armor::fixed_window<armor::manual_clock> w{{.limit = 2, .window = 1min}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 0, .window = 1min}); }), "limit"));
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 5, .window = 2min}); }), "window"));
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 5, .window = 1min, .offset = 1s}); }), "offset"));
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 5, .window = 1min, .count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 5, .window = 1min, .cost = armor::cost_source::per_call()}); }),
+              "cost"));
+  // Too large for the window: 2^4 needs 5 bits, a 2 ns window gives the count 4.
+  armor::fixed_window<armor::manual_clock> tiny{{.limit = 15, .window = 2ns}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { tiny.reconfigure({.limit = 16, .window = 2ns}); }), "limit 16 is too large"));
+  CHECK(tiny.limit() == 15);
+  CHECK(w.limit() == 2);
+  CHECK(w.try_acquire(1, at(1s)));
+  CHECK(w.try_acquire(1, at(1s)));
+  CHECK_FALSE(w.try_acquire(1, at(1s)));
+}
+
+TEST_CASE("fixed_window: the packing leaves room for any limit the window allows", "[reconfigure]") {
+  // Built with limit 1, raised to the largest limit a 1 s window takes
+  // (2^29 ns <= 1 s < 2^30: the count has 32 bits).
+  armor::fixed_window<armor::manual_clock> w{{.limit = 1, .window = 1s}, armor::manual_clock{}};
+  REQUIRE(w.try_acquire(1, at(0s)));
+  const std::int64_t big = (std::int64_t{1} << 32) - 1;
+  w.reconfigure({.limit = big, .window = 1s});
+  const armor::window_decision d = w.try_acquire(big - 1, at(0s));
+  REQUIRE(d);
+  CHECK(d.remaining() == 0);
+  CHECK_FALSE(w.try_acquire(1, at(0s)));
+  CHECK(w.try_acquire(1, at(1s)));  // the next window
+  CHECK(names(refusal([&] { w.reconfigure({.limit = big + 1, .window = 1s}); }), "too large"));
+}
+
+// ---------------------------------------------------------------- sliding window
+
+TEST_CASE("sliding_window::reconfigure (exact): new limit on the next decision, counted units kept", "[reconfigure]") {
+  using sw = armor::sliding_window<armor::manual_clock>;
+  sw w{{.limit = 4, .window = 4s, .segments = 4}, armor::manual_clock{}};
+  for (int i = 0; i < 4; ++i) REQUIRE(w.try_acquire(1, at(500ms)));
+  CHECK_FALSE(w.try_acquire(1, at(1500ms)));
+  w.reconfigure({.limit = 6, .window = 4s, .segments = 4});
+  CHECK(w.try_acquire(2, at(1500ms)));
+  CHECK_FALSE(w.try_acquire(1, at(1500ms)));
+  w.reconfigure({.limit = 3, .window = 4s, .segments = 4});
+  const armor::window_decision d = w.try_acquire(1, at(2500ms));
+  REQUIRE_FALSE(d);
+  CHECK(d.limit() == 3);
+  CHECK(d.remaining() == 0);
+  // The 4 units of segment 0 leave at 4 s; 2 remain (segment 1): 1 more fits.
+  CHECK(d.retry_after() == 1500ms);
+  CHECK(w.try_acquire(1, at(4s)));
+  CHECK_FALSE(w.try_acquire(1, at(4s)));
+}
+
+TEST_CASE("sliding_window::reconfigure (approximate): the estimate is weighed against the new limit", "[reconfigure]") {
+  using sw = armor::sliding_window<armor::manual_clock>;
+  const armor::sliding_window_options o{.limit = 10, .window = 10s, .algorithm = armor::sliding_window_algorithm::approximate};
+  sw w{o, armor::manual_clock{}};
+  REQUIRE(w.try_acquire(10, at(1s)));
+  // At 15 s: prev 10 weighs 10 * 5/10 = 5; limit 10 admits 5 more.
+  armor::sliding_window_options lower = o;
+  lower.limit = 6;
+  w.reconfigure(lower);
+  const armor::window_decision d = w.try_acquire(2, at(15s));
+  CHECK_FALSE(d);  // 5 + 2 > 6
+  CHECK(d.limit() == 6);
+  CHECK(w.try_acquire(1, at(15s)));  // 5 + 1 <= 6
+  CHECK(names(refusal([&] {
+                armor::sliding_window_options bad = o;
+                bad.limit = -1;
+                w.reconfigure(bad);
+              }),
+              "limit"));
+  CHECK(w.limit() == 6);
+}
+
+TEST_CASE("sliding_window::reconfigure refuses a change of window, segments or algorithm", "[reconfigure]") {
+  armor::sliding_window<armor::manual_clock> w{{.limit = 4, .window = 4s, .segments = 4}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 4, .window = 8s, .segments = 4}); }), "window"));
+  CHECK(names(refusal([&] { w.reconfigure({.limit = 4, .window = 4s, .segments = 2}); }), "segments"));
+  CHECK(names(refusal([&] {
+                w.reconfigure(
+                    {.limit = 4, .window = 4s, .segments = 4, .algorithm = armor::sliding_window_algorithm::approximate});
+              }),
+              "algorithm"));
+  CHECK(w.limit() == 4);
+}
+
+// ---------------------------------------------------------------- bulkhead
+
+TEST_CASE("bulkhead::reconfigure: a raised max_concurrent admits at once and serves the queue first", "[reconfigure]") {
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 2, .max_wait = 1s}};
+  armor::context ctx(armor::timestamp{});
+  auto inside = b.admit(ctx);
+  REQUIRE(inside.kind == armor::admission_kind::admitted);
+  test_waiter w1;
+  test_waiter w2;
+  auto q1 = b.enqueue(ctx, w1);
+  auto q2 = b.enqueue(ctx, w2);
+  REQUIRE(q1.kind == armor::admission_kind::queued);
+  REQUIRE(q2.kind == armor::admission_kind::queued);
+  b.reconfigure({.max_concurrent = 4, .max_queue = 2, .max_wait = 1s});
+  CHECK(w1.wakes == 1);  // both waiters served, in order, by the new slots
+  CHECK(w2.wakes == 1);
+  CHECK(b.queued() == 0);
+  CHECK(b.in_use() == 3);
+  CHECK(b.available() == 1);
+  CHECK(b.max_concurrent() == 4);
+  CHECK(q1.permit.leave_queue());
+  CHECK(q2.permit.leave_queue());
+  auto fourth = b.try_acquire();
+  CHECK(fourth);
+  CHECK_FALSE(b.try_acquire());
+}
+
+TEST_CASE("bulkhead::reconfigure: a lowered max_concurrent lets calls finish, admits nobody until below it",
+          "[reconfigure]") {
+  armor::bulkhead b{{.max_concurrent = 3}};
+  auto a1 = b.try_acquire().permit();
+  auto a2 = b.try_acquire().permit();
+  auto a3 = b.try_acquire().permit();
+  b.reconfigure({.max_concurrent = 1, .retry_after_hint = 2s});
+  CHECK(b.in_use() == 3);
+  CHECK(b.available() == 0);
+  const auto d = b.try_acquire();
+  CHECK_FALSE(d);
+  CHECK(d.retry_after() == 2s);  // the new hint
+  a1.release();
+  CHECK_FALSE(b.try_acquire());
+  a2.release();
+  CHECK_FALSE(b.try_acquire());  // 1 inside, max 1
+  a3.release();
+  CHECK(b.try_acquire());
+}
+
+TEST_CASE("bulkhead::reconfigure: with waiters, a lowered limit returns released slots instead of handing them over",
+          "[reconfigure]") {
+  armor::bulkhead b{{.max_concurrent = 2, .max_queue = 1, .max_wait = 1s}};
+  armor::context ctx(armor::timestamp{});
+  auto i1 = b.admit(ctx);
+  auto i2 = b.admit(ctx);
+  test_waiter w;
+  auto q = b.enqueue(ctx, w);
+  REQUIRE(q.kind == armor::admission_kind::queued);
+  b.reconfigure({.max_concurrent = 1, .max_queue = 1, .max_wait = 1s});
+  b.settle(ctx, std::move(i1.permit), armor::verdict::success());
+  CHECK(w.wakes == 0);  // 2 inside > 1: the slot goes back
+  CHECK(b.in_use() == 1);
+  CHECK(b.queued() == 1);
+  b.settle(ctx, std::move(i2.permit), armor::verdict::success());
+  CHECK(w.wakes == 1);  // now at the limit: the slot goes to the waiter
+  CHECK(b.in_use() == 1);
+  CHECK(q.permit.leave_queue());
+}
+
+TEST_CASE("bulkhead::reconfigure: max_queue and max_wait apply to the next caller that queues", "[reconfigure]") {
+  armor::bulkhead b{{.max_concurrent = 1}};
+  armor::context ctx(armor::timestamp{});
+  auto inside = b.admit(ctx);
+  CHECK(b.admit(ctx).kind == armor::admission_kind::rejected);  // no queue
+  b.reconfigure({.max_concurrent = 1, .max_queue = 1, .max_wait = 250ms});
+  CHECK(b.admit(ctx).kind == armor::admission_kind::queue);
+  test_waiter w;
+  auto q = b.enqueue(ctx, w);
+  REQUIRE(q.kind == armor::admission_kind::queued);
+  CHECK(q.delay == 250ms);
+  CHECK_FALSE(q.permit.leave_queue());
+}
+
+TEST_CASE("bulkhead::reconfigure refuses a bad option, naming it; the old limits stay", "[reconfigure]") {
+  armor::bulkhead b{{.max_concurrent = 2}};
+  CHECK(names(refusal([&] { b.reconfigure({.max_concurrent = 0}); }), "max_concurrent"));
+  CHECK(names(refusal([&] { b.reconfigure({.max_concurrent = 2, .max_queue = 3, .max_wait = 0ms}); }), "max_wait"));
+  CHECK(names(refusal([&] { b.reconfigure({.max_concurrent = 2, .retry_after_hint = -1s}); }), "retry_after_hint"));
+  CHECK(b.max_concurrent() == 2);
+  CHECK(b.max_queue() == 0);
+  auto p1 = b.try_acquire();
+  auto p2 = b.try_acquire();
+  CHECK(p1);
+  CHECK(p2);
+  CHECK_FALSE(b.try_acquire());
+}
+
+// ---------------------------------------------------------------- circuit breaker
+
+TEST_CASE("circuit_breaker::reconfigure: a new failure_threshold applies to the run under way", "[reconfigure]") {
+  armor::circuit_breaker<armor::manual_clock> cb{{.failure_threshold = 5}, armor::manual_clock{}};
+  for (int i = 0; i < 2; ++i) cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));
+  CHECK(cb.state() == armor::breaker_state::closed);
+  cb.reconfigure({.failure_threshold = 3});
+  CHECK(cb.options().failure_threshold == 3);
+  cb.record(cb.try_acquire(at(2s)).permit(), armor::verdict::failure(), at(2s));
+  CHECK(cb.state() == armor::breaker_state::open);
+}
+
+TEST_CASE("circuit_breaker::reconfigure: open_for, growth and probes change for the next trip", "[reconfigure]") {
+  armor::circuit_breaker<armor::manual_clock> cb{{.failure_threshold = 1, .open_for = 10s}, armor::manual_clock{}};
+  CHECK(cb.open_time(3) == 10s);
+  cb.reconfigure({.failure_threshold = 1,
+                  .open_for = 2s,
+                  .open_for_multiplier = 2.0,
+                  .max_open_for = 5s,
+                  .half_open_max_calls = 2,
+                  .success_threshold = 2});
+  CHECK(cb.open_time(1) == 2s);
+  CHECK(cb.open_time(2) == 4s);
+  CHECK(cb.open_time(3) == 5s);  // capped by the new max_open_for
+  cb.record(cb.try_acquire(at(0s)).permit(), armor::verdict::failure(), at(0s));
+  REQUIRE(cb.state() == armor::breaker_state::open);
+  const auto refused = cb.try_acquire(at(1s));
+  CHECK_FALSE(refused);
+  CHECK(refused.retry_after() == 1s);  // open for the new 2 s
+  auto p1 = cb.try_acquire(at(2s));
+  auto p2 = cb.try_acquire(at(2s));
+  CHECK(p1);
+  CHECK(p2);  // half_open_max_calls = 2
+  CHECK_FALSE(cb.try_acquire(at(2s)));
+  cb.record(std::move(p1).permit(), armor::verdict::success(), at(2s));
+  CHECK(cb.state() == armor::breaker_state::half_open);  // success_threshold = 2
+  cb.record(std::move(p2).permit(), armor::verdict::success(), at(2s));
+  CHECK(cb.state() == armor::breaker_state::closed);
+}
+
+TEST_CASE("circuit_breaker::reconfigure: the failure rate and minimum_calls apply to the window as it is",
+          "[reconfigure]") {
+  armor::circuit_breaker<armor::manual_clock> cb{
+      {.failure_threshold = 0, .failure_rate = 0.5, .window_size = 10, .minimum_calls = 10}, armor::manual_clock{}};
+  for (int i = 0; i < 3; ++i) cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::success(), at(1s));
+  for (int i = 0; i < 2; ++i) cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));
+  CHECK(cb.state() == armor::breaker_state::closed);  // 5 calls < minimum 10
+  cb.reconfigure({.failure_threshold = 0, .failure_rate = 0.5, .window_size = 10, .minimum_calls = 6});
+  cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));  // 3 of 6 failed: 50 %
+  CHECK(cb.state() == armor::breaker_state::open);
+  CHECK(cb.stats(at(1s)).times_opened == 1);
+}
+
+TEST_CASE("circuit_breaker::reconfigure refuses a bad value or a change of shape; the old thresholds stay",
+          "[reconfigure]") {
+  armor::circuit_breaker<armor::manual_clock> cb{{.failure_threshold = 2, .failure_rate = 0.5, .window_size = 20},
+                                                 armor::manual_clock{}};
+  const auto base = [] {
+    return armor::circuit_breaker_options{.failure_threshold = 2, .failure_rate = 0.5, .window_size = 20};
+  };
+  auto o = base();
+  o.open_for = 0s;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "open_for"));
+  o = base();
+  o.failure_rate = 1.5;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "failure_rate"));
+  o = base();
+  o.minimum_calls = 21;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "minimum_calls"));
+  o = base();
+  o.window_size = 50;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "window_size"));
+  o = base();
+  o.window = armor::breaker_window::time;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "window"));
+  o = base();
+  o.failure_rate.reset();  // the only rate rule: the window would go
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "failure_rate"));
+  o = base();
+  o.slow_call_threshold = 1s;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "slow_call_threshold"));
+  o = base();
+  o.count_calls = true;
+  CHECK(names(refusal([&] { cb.reconfigure(o); }), "count_calls"));
+  // The old thresholds still apply: two failures open it.
+  CHECK(cb.options().failure_threshold == 2);
+  cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));
+  CHECK(cb.state() == armor::breaker_state::closed);
+  cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));
+  CHECK(cb.state() == armor::breaker_state::open);
+}
