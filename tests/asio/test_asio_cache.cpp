@@ -280,8 +280,11 @@ TEST_CASE("asio cache: the operation's exception reaches every waiter of a miss"
   text_cache c(rfc_options(), clock);
   gated op(io);
   std::array<std::exception_ptr, 3> thrown;
+  // The key is read in place when the call starts (after co_spawn returns):
+  // it must outlive the call, so not a temporary "k" here.
+  const std::string key = "k";
   for (auto& e : thrown) {
-    asio::co_spawn(io, c.async_execute("k", [&op] { return op(); }),
+    asio::co_spawn(io, c.async_execute(key, [&op] { return op(); }),
                    [&e](std::exception_ptr x, const armor::cache_answer<std::string>&) { e = x; });
   }
   settle(io);
