@@ -382,6 +382,35 @@ TEST_CASE("cache: bad options are refused with messages naming them", "[cache]")
   refused({.shards = 0}, "shards");
   refused({.max_entries = 8, .shards = 16}, "max_entries");
   refused({.max_bytes = 8, .shards = 16}, "max_bytes");
+  refused({.max_refreshes = 0}, "max_refreshes");
   CHECK(armor::to_string(armor::cache_state::stale_if_error) == "stale_if_error");
   CHECK(armor::to_string(armor::cache_origin::live) == "live");
+}
+
+TEST_CASE("cache: max_refreshes bounds the refreshes posted to an executor; a dropped task gives its slot back",
+          "[cache]") {
+  clock_t_ clock;
+  text_cache c({.max_age = 600s, .stale_while_revalidate = 30s, .max_entries = 64, .shards = 4, .max_refreshes = 1},
+               clock);
+  recording_executor ex;
+  upstream op;
+  c.insert("a", std::string("a0"));
+  c.insert("b", std::string("b0"));
+  clock.advance(601s);
+  CHECK(c.execute("a", std::ref(op), ex).origin == armor::cache_origin::stale);
+  CHECK(c.execute("b", std::ref(op), ex).origin == armor::cache_origin::stale);
+  CHECK(ex.tasks.size() == 1);  // only a's: b's was skipped, its claim given back
+  CHECK(c.stats().refreshes == 1);
+  CHECK(c.stats().refreshes_skipped == 1);
+  CHECK_FALSE(c.flights().in_flight("b"));
+  // Without an executor the caller refreshes on its own thread: not bounded.
+  CHECK(c.execute("b", std::ref(op)).origin == armor::cache_origin::live);
+  CHECK(op.calls == 1);
+  ex.tasks.clear();  // a's task dropped: its slot and its claim come back
+  CHECK(c.execute("a", std::ref(op), ex).origin == armor::cache_origin::stale);
+  CHECK(ex.tasks.size() == 1);
+  ex.run_all();
+  CHECK(op.calls == 2);
+  CHECK(c.lookup("a").state == armor::cache_state::fresh);
+  CHECK(c.stats().refreshes == 3);
 }

@@ -128,26 +128,6 @@ std::string example() {
 }  // namespace backoff_ex
 
 // ---------------------------------------------------------------------------
-// header example: <armor/cache.hpp>
-namespace cache_ex {
-int searches = 0;
-std::string github_search(const std::string& q) {
-  ++searches;
-  return "results for " + q;
-}
-
-// Search results: fresh for 5 minutes, served stale for 30 s more while
-// one refresh runs, and for an hour when the upstream fails.
-armor::cache<std::string, std::string> results({.max_age = std::chrono::minutes{5},
-                                                .stale_while_revalidate = std::chrono::seconds{30},
-                                                .stale_if_error = std::chrono::hours{1}});
-std::string search(const std::string& q) {
-    auto answer = results.execute(q, [&] { return github_search(q); });
-    return *answer.value;  // answer.origin: fresh, stale or live
-}
-}  // namespace cache_ex
-
-// ---------------------------------------------------------------------------
 // header example: <armor/http/cache_control.hpp>
 namespace cache_control_ex {
 const std::string body = "<html>";
@@ -1026,13 +1006,6 @@ TEST_CASE("header examples: fixed_window.hpp, sliding_window.hpp") {
 TEST_CASE("header examples: resource_sampler.hpp") {
   hx::resource_sampler_ex::example();  // on this machine: whatever it can read, each a fraction
   CHECK(hx::resource_sampler_ex::in_range);
-}
-
-TEST_CASE("header example: cache.hpp") {
-  CHECK(hx::cache_ex::search("armor") == "results for armor");
-  CHECK(hx::cache_ex::search("armor") == "results for armor");  // fresh: no second search
-  CHECK(hx::cache_ex::searches == 1);
-  CHECK(hx::cache_ex::results.stats().hits == 1);
 }
 
 TEST_CASE("header example: http/cache_control.hpp") {

@@ -19,6 +19,7 @@
 // costs, and a complete server and client: docs/asio.md.
 #pragma once
 
+#include <armor/cache.hpp>
 #include <armor/coalesce.hpp>
 #include <armor/drain.hpp>
 #include <armor/health_check.hpp>
@@ -743,6 +744,144 @@ struct async_coalesce {
     } else {
       co_return std::move(r).value();
     }
+  }
+};
+
+
+// ---------------------------------------------------------------------------
+// armor::cache's Asio part (armor/cache.hpp declares it): a fresh or stale
+// answer returns without suspending; a miss is a flight of the cache's
+// coalescer under its Asio driver (each caller leaves alone); a refresh is
+// co_spawned on the caller's executor and nobody waits for it.
+
+template <class Cache, class F>
+struct async_cache {
+  using key_type = typename Cache::key_type;
+  using T = typename Cache::value_type;
+  using value_ptr = std::shared_ptr<const T>;
+  using answer = cache_answer<T>;
+  using shard = typename Cache::shard;
+  using probe = typename Cache::probe;
+  using awaitable_type = std::remove_cvref_t<std::invoke_result_t<F&>>;
+  using executor_type = typename awaitable_traits<awaitable_type>::executor_type;
+  using R = typename awaitable_traits<awaitable_type>::value_type;
+  template <class V>
+  using task = ::asio::awaitable<V, executor_type>;
+
+  static_assert(!std::is_void_v<R>,
+                "armor::cache<Key, T>::async_execute: the operation must return asio::awaitable of T, "
+                "std::shared_ptr<const T>, armor::cache_item<T>, or armor::result of one of them");
+
+  // What a call sees before it could suspend.
+  struct first_look {
+    probe p;
+    cache_state state;
+    std::uint64_t h;
+  };
+
+  static first_look look(Cache& c, const key_type& key) {
+    const std::uint64_t h = c.hash_of(key);
+    shard& s = c.shard_of(h);
+    const std::int64_t now = c.now_ns();
+    first_look l{c.find(s, key, h, now), cache_state::miss, h};
+    l.state = Cache::classify(l.p, now);
+    if (l.state == cache_state::fresh) Cache::bump(s.hits);
+    if (l.state == cache_state::stale) Cache::bump(s.stale_hits);
+    return l;
+  }
+
+  // Calls the operation (unless an entry stored since the caller looked is
+  // fresh) and stores its value when it is a success.
+  static task<result<value_ptr>> fill(Cache& c, shard& s, const key_type& key, std::uint64_t h, F& op,
+                                      bool& stored) {
+    stored = false;
+    if (value_ptr v = c.fresh_entry(s, key, h)) co_return v;
+    R returned = co_await op();
+    co_return c.keep(s, key, h, std::move(returned), stored);
+  }
+
+  // A miss's operation, run by the coalescer's Asio driver as its own
+  // coroutine (it lives in that coroutine's frame while it runs).
+  struct flight_op {
+    Cache* c;
+    key_type key;
+    std::uint64_t h;
+    F op;
+    bool stored = false;
+    task<result<value_ptr>> operator()() { return fill(*c, c->shard_of(h), key, h, op, stored); }
+  };
+
+  // A background refresh. `st` holds the flight and the reservation: if
+  // this coroutine is destroyed before the end, the flight ends with
+  // errc::cancelled and the claim is given back.
+  static task<void> refresh(std::shared_ptr<typename Cache::refresh_state> st, F op) {
+    auto& rs = *st;
+    Cache& c = *rs.self;
+    shard& s = c.shard_of(rs.h);
+    bool stored = false;
+    result<value_ptr> r = failure{errc::cancelled, std::nullopt, nullptr};
+    try {
+      r = co_await fill(c, s, rs.key, rs.h, op, stored);
+    } catch (const error& e) {
+      r = failure{e.code(), e.retry_after(), std::current_exception()};
+    } catch (...) {
+      r = failure{errc::operation_failed, std::nullopt, std::current_exception()};
+    }
+    if (!r.ok()) Cache::bump(s.refresh_failures);
+    std::optional<typename Cache::flight_handle> mine = std::exchange(rs.handle, std::nullopt);
+    (void)mine->run([&r]() -> const result<value_ptr>& { return r; });  // to callers that joined it
+    if (!stored) {
+      try {
+        c.unclaim(s, rs.key, rs.h, rs.generation);
+      } catch (...) {  // KeyEqual or the mutex threw: the claim stays until the entry is replaced
+      }
+    }
+  }
+
+  // A claimed refresh, or a miss.
+  static task<result<answer>> slow(Cache& c, const key_type& key, first_look l, F op,
+                                   coalescer_call_options options) {
+    shard& s = c.shard_of(l.h);
+    if (l.state == cache_state::stale) {
+      const executor_type ex = co_await ::asio::this_coro::executor;
+      std::optional<typename Cache::flight_handle> handle = c.begin_refresh(s, key, l.h, l.p.generation, true);
+      if (handle) {
+        ::asio::co_spawn(ex, refresh(c.make_refresh(key, l.h, l.p.generation, std::move(*handle)), std::move(op)),
+                         ::asio::detached);
+      }
+      co_return answer{std::move(l.p.value), cache_origin::stale, {}};
+    }
+    Cache::bump(s.misses);
+    // (Named, not a braced temporary in the co_await expression: GCC 12
+    // destroys such a temporary's members wrongly.)
+    flight_op flight{&c, key, l.h, std::move(op)};
+    auto call = c.flights_.async_try_execute(key, std::move(flight), options);
+    result<value_ptr> r = co_await std::move(call);
+    if (r.ok()) co_return answer{std::move(*r), cache_origin::live, {}};
+    // stale-if-error, unless this caller was cancelled: it asked to stop.
+    if (l.p.value && r.code() != errc::cancelled && c.now_ns() < l.p.times.error_until) {
+      Cache::bump(s.stale_on_error);
+      co_return answer{std::move(l.p.value), cache_origin::stale, Cache::failure_code(r)};
+    }
+    if (r.has_value()) co_return result<answer>(judged_failure, answer{std::move(*r), cache_origin::live, {}});
+    co_return r.error();
+  }
+
+  static task<result<answer>> try_execute(Cache& c, const key_type& key, F op, coalescer_call_options options) {
+    first_look l = look(c, key);
+    if (l.state == cache_state::fresh) co_return answer{std::move(l.p.value), cache_origin::fresh, {}};
+    if (l.state == cache_state::stale && !l.p.claimed)
+      co_return answer{std::move(l.p.value), cache_origin::stale, {}};
+    co_return co_await slow(c, key, std::move(l), std::move(op), options);
+  }
+
+  static task<answer> execute(Cache& c, const key_type& key, F op, coalescer_call_options options) {
+    first_look l = look(c, key);
+    if (l.state == cache_state::fresh) co_return answer{std::move(l.p.value), cache_origin::fresh, {}};
+    if (l.state == cache_state::stale && !l.p.claimed)
+      co_return answer{std::move(l.p.value), cache_origin::stale, {}};
+    result<answer> r = co_await slow(c, key, std::move(l), std::move(op), options);
+    co_return std::move(r).value();
   }
 };
 

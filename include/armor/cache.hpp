@@ -3,8 +3,8 @@
 // bytes, whose misses and refreshes go through armor::coalescer. Defines
 // armor::cache<Key, T, Clock>, its options, answers and stats.
 //
-//     // Search results: fresh for 5 minutes, served stale for 30 s more while
-//     // one refresh runs, and for an hour when the upstream fails.
+//     #include <armor/asio.hpp>  // for async_execute only
+//     // Fresh for 5 min, stale for 30 s more while one refresh runs, 1 h on failure.
 //     armor::cache<std::string, std::string> results({.max_age = std::chrono::minutes{5},
 //                                                     .stale_while_revalidate = std::chrono::seconds{30},
 //                                                     .stale_if_error = std::chrono::hours{1}});
@@ -12,14 +12,17 @@
 //         auto answer = results.execute(q, [&] { return github_search(q); });
 //         return *answer.value;  // answer.origin: fresh, stale or live
 //     }
+//     asio::awaitable<std::string> async_search(std::string q) {  // Asio: a fresh hit does not suspend
+//         auto fetch = [q] { return async_github_search(q); };  // named: see docs/cache.md#asio
+//         auto answer = co_await results.async_execute(q, std::move(fetch));
+//         co_return *answer.value;
+//     }
 //
-// Values are held as std::shared_ptr<const T> and handed out without a copy.
-// A hit takes no mutex, allocates nothing and calls nothing virtual; stores
-// and evictions take a per-shard mutex. A stale entry within
-// stale_while_revalidate is answered at once and refreshed once, on the
-// executor given to execute() (anything with `post(task)`), or by the caller
-// that found it when none is given: there is no hidden thread. Design,
-// eviction order (CLOCK), costs: docs/cache.md.
+// Values are shared (std::shared_ptr<const T>), never copied. A hit takes no
+// mutex, allocates nothing. A stale entry within stale_while_revalidate is
+// answered at once and refreshed once: on the executor given to execute()
+// (`post(task)`), by the caller that found it when none is given (no hidden
+// thread), or co_spawned by async_execute. Design, CLOCK, costs: docs/cache.md.
 #pragma once
 
 #include <armor/clock.hpp>
@@ -73,6 +76,11 @@ struct cache_options {
   /// Independently locked tables the keys are spread over (by hash). A
   /// power of two from 1 to 4096. Used by the coalescer of misses too.
   std::size_t shards = 16;
+  /// At most this many background refreshes (posted to an executor, or
+  /// spawned by the Asio driver) pending or running at once, over all keys.
+  /// Past it a stale entry is answered without starting one; a later stale
+  /// caller tries again. At least 1.
+  std::size_t max_refreshes = 64;
 };
 
 /// What lookup() found for a key, at the cache's clock's now.
@@ -149,6 +157,7 @@ struct cache_stats {
   std::uint64_t misses = 0;            ///< calls made (or shared) for want of a usable entry
   std::uint64_t refreshes = 0;         ///< refreshes started for stale entries
   std::uint64_t refresh_failures = 0;  ///< refreshes whose call failed (the stale entry stays)
+  std::uint64_t refreshes_skipped = 0; ///< stale answers that started no refresh: max_refreshes were running
   std::uint64_t stores = 0;            ///< entries stored (new or replacing)
   std::uint64_t not_stored = 0;        ///< values not stored: store = false, or larger than a shard's bytes
   std::uint64_t evictions = 0;         ///< entries removed to make room (CLOCK)
@@ -170,6 +179,8 @@ struct cache_stats {
                 "Background refreshes started for stale entries."),
         counter("refresh_failures", &cache_stats::refresh_failures, "armor_cache_refresh_failures_total",
                 "Refreshes whose call failed; the stale entry was kept."),
+        counter("refreshes_skipped", &cache_stats::refreshes_skipped, "armor_cache_refreshes_skipped_total",
+                "Stale answers that started no background refresh because max_refreshes were running."),
         counter("stores", &cache_stats::stores, "armor_cache_stores_total", "Entries stored."),
         counter("not_stored", &cache_stats::not_stored, "armor_cache_not_stored_total",
                 "Values not stored: no-store, or larger than a shard's byte budget."),
@@ -187,6 +198,11 @@ namespace detail {
 
 /// execute() without an executor: the caller refreshes a stale entry itself.
 struct cache_no_executor {};
+
+/// The Asio part: declared here, defined in armor/asio.hpp, so this header
+/// never includes Asio.
+template <class Cache, class F>
+struct async_cache;
 
 template <class R>
 struct cache_is_result : std::false_type {};
@@ -208,6 +224,8 @@ struct cache_is_result<result<X>> : std::true_type {};
 ///   instead, marked stale, with the failure's code in `error`.
 /// - `op` returns T, std::shared_ptr<const T>, cache_item<T>, or
 ///   armor::result of one of them (a pipeline's try_execute).
+/// - Asio: `async_execute` / `async_try_execute` (armor/asio.hpp): the
+///   same rules; a hit never suspends, a refresh is co_spawned.
 /// - `lookup`, `insert`, `erase`, `clear`, `purge_expired`: the table itself.
 ///
 /// Thread-safe. The cache must outlive the refresh tasks it posts. A
@@ -242,8 +260,8 @@ class cache {
     std::size_t sweep = 0;  // expired-entry reclaim cursor
     std::uint64_t generation = 0;  // stamps each store (slot::generation)
     // Counters off the hit path (relaxed: statistics, ordered with nothing).
-    counter_t stale_hits{0}, stale_on_error{0}, misses{0}, refreshes{0}, refresh_failures{0}, stores{0},
-        not_stored{0}, evictions{0}, expirations{0}, entries_now{0}, bytes_now{0};
+    counter_t stale_hits{0}, stale_on_error{0}, misses{0}, refreshes{0}, refresh_failures{0},
+        refreshes_skipped{0}, stores{0}, not_stored{0}, evictions{0}, expirations{0}, entries_now{0}, bytes_now{0};
   };
 
   struct probe {
@@ -273,7 +291,7 @@ class cache {
       : cache(options, nullptr, std::move(clock)) {}
 
   cache(cache_options options, size_function size, Clock clock = Clock{})
-      : defaults_(checked(options)), size_(size), clock_(clock),
+      : defaults_(checked(options)), size_(size), max_refreshes_(options.max_refreshes), clock_(clock),
         flights_(coalescer_options{.shards = options.shards}, std::move(clock)),
         shard_mask_(options.shards - 1), shards_(std::make_unique<shard[]>(options.shards)) {
     for (std::size_t i = 0; i < options.shards; ++i) {
@@ -320,6 +338,26 @@ class cache {
   template <class F, class Executor>
   cache_answer<T> execute(const Key& key, F&& op, Executor&& executor) {
     return try_execute(key, std::forward<F>(op), std::forward<Executor>(executor)).value();
+  }
+
+  /// Asio: `co_await c.async_try_execute(key, op)`, where `op()` returns
+  /// `asio::awaitable<X>` and X is what the sync `op` may return. A fresh
+  /// or stale answer returns without suspending; a miss awaits the
+  /// coalescer's Asio flight (the caller may be cancelled or time out
+  /// alone: `options.timeout`); a stale entry's refresh is co_spawned on
+  /// the caller's executor and this call answers stale at once. `key` is
+  /// read in place, copied only for a miss or a refresh: co_await the call
+  /// in the expression that names the key. Needs `#include <armor/asio.hpp>`.
+  template <class F>
+  auto async_try_execute(const Key& key, F op, coalescer_call_options options = {}) {
+    return detail::async_cache<cache, F>::try_execute(*this, key, std::move(op), options);
+  }
+
+  /// Asio: as async_try_execute(), but the answer itself: throws the
+  /// operation's exception or armor::error.
+  template <class F>
+  auto async_execute(const Key& key, F op, coalescer_call_options options = {}) {
+    return detail::async_cache<cache, F>::execute(*this, key, std::move(op), options);
   }
 
   // -- the table --------------------------------------------------------------
@@ -399,6 +437,7 @@ class cache {
       st.misses += s.misses.load(r);
       st.refreshes += s.refreshes.load(r);
       st.refresh_failures += s.refresh_failures.load(r);
+      st.refreshes_skipped += s.refreshes_skipped.load(r);
       st.stores += s.stores.load(r);
       st.not_stored += s.not_stored.load(r);
       st.evictions += s.evictions.load(r);
@@ -414,6 +453,9 @@ class cache {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
+  template <class, class>
+  friend struct detail::async_cache;
+
   // -- options ----------------------------------------------------------------
 
   static cache_freshness checked(const cache_options& o) {
@@ -435,6 +477,7 @@ class cache {
     if (o.max_bytes < o.shards)
       detail::invalid_config("armor::cache: max_bytes must be at least shards (" + std::to_string(o.shards) +
                              "), got " + std::to_string(o.max_bytes));
+    if (o.max_refreshes == 0) detail::invalid_config("armor::cache: max_refreshes must be at least 1, got 0");
     return cache_freshness{o.max_age, o.stale_while_revalidate, o.stale_if_error};
   }
 
@@ -678,20 +721,30 @@ class cache {
   template <class F>
   result<value_ptr> fill(shard& s, const Key& key, std::uint64_t h, F& op, bool& stored) {
     stored = false;
-    {
-      const std::lock_guard lock(s.mutex);
-      const std::size_t i = locate(s, key, h);
-      if (i != npos && now_ns() < s.slots[i].times.fresh_until) return s.slots[i].value;
-    }
-    using R = std::remove_cvref_t<std::invoke_result_t<F&>>;
+    if (value_ptr v = fresh_entry(s, key, h)) return v;
+    return keep(s, key, h, std::invoke(op), stored);
+  }
+
+  // Under the shard's mutex: the entry for `key` if it is fresh now (one
+  // stored by a flight that ended since the caller looked), else null.
+  value_ptr fresh_entry(shard& s, const Key& key, std::uint64_t h) const {
+    const std::lock_guard lock(s.mutex);
+    const std::size_t i = locate(s, key, h);
+    if (i != npos && now_ns() < s.slots[i].times.fresh_until) return s.slots[i].value;
+    return nullptr;
+  }
+
+  // What the operation returned (R: what fill() accepts), stored when it is
+  // a success and wanted; the flight's result.
+  template <class R>
+  result<value_ptr> keep(shard& s, const Key& key, std::uint64_t h, R&& returned, bool& stored) {
     cache_item<T> item;
-    if constexpr (detail::cache_is_result<R>::value) {
-      R r = std::invoke(op);
-      if (!r.has_value()) return r.error();
-      item = item_of(std::move(*r));
-      if (!r.ok()) return result<value_ptr>(detail::judged_failure, std::move(item.value));
+    if constexpr (detail::cache_is_result<std::remove_cvref_t<R>>::value) {
+      if (!returned.has_value()) return returned.error();
+      item = item_of(std::move(*returned));
+      if (!returned.ok()) return result<value_ptr>(detail::judged_failure, std::move(item.value));
     } else {
-      item = item_of(std::invoke(op));
+      item = item_of(std::forward<R>(returned));
     }
     if (item.store) {
       stored = store(s, key, h, item.value, item.freshness ? *item.freshness : defaults_, now_ns());
@@ -701,8 +754,18 @@ class cache {
     return std::move(item.value);
   }
 
-  // A background refresh, as posted to the user's executor. Copyable when
-  // the operation is; runs the flight once however often it is called, and
+  // Takes one of max_refreshes for a background refresh; false when all
+  // are taken. A refresh_state gives it back when it goes.
+  bool reserve_refresh() noexcept {
+    if (refreshes_running_.fetch_add(1, std::memory_order_relaxed) < max_refreshes_) return true;
+    refreshes_running_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+
+  // A background refresh, as posted to the user's executor (or spawned by
+  // the Asio driver). Holds one of max_refreshes (taken by the caller with
+  // reserve_refresh()) until it goes. The task is copyable when the
+  // operation is; runs the flight once however often it is called, and
   // ends it (errc::cancelled) if it is dropped without running.
   struct refresh_state {
     cache* self;
@@ -719,14 +782,60 @@ class cache {
     refresh_state(const refresh_state&) = delete;
     refresh_state& operator=(const refresh_state&) = delete;
     ~refresh_state() {
-      if (!handle) return;
-      handle.reset();  // never run: ends the flight (errc::cancelled)
-      try {
-        self->unclaim(self->shard_of(h), key, h, generation);
-      } catch (...) {  // KeyEqual or the mutex threw: the claim stays until the entry is replaced
+      if (handle) {
+        handle.reset();  // never run: ends the flight (errc::cancelled)
+        try {
+          self->unclaim(self->shard_of(h), key, h, generation);
+        } catch (...) {  // KeyEqual or the mutex threw: the claim stays until the entry is replaced
+        }
       }
+      self->refreshes_running_.fetch_sub(1, std::memory_order_relaxed);
     }
   };
+
+  // For the caller that claimed a stale entry's refresh: the flight to run
+  // it in, or nothing, the claim given back, when a flight for the key runs
+  // already (a miss's: it will store) or, for a `background` refresh, when
+  // max_refreshes are pending or running. A background refresh holds its
+  // reservation until its refresh_state goes.
+  std::optional<flight_handle> begin_refresh(shard& s, const Key& key, std::uint64_t h, std::uint64_t generation,
+                                             bool background) {
+    if (background && !reserve_refresh()) {
+      unclaim(s, key, h, generation);
+      bump(s.refreshes_skipped);
+      return std::nullopt;
+    }
+    auto begin = [&]() -> std::optional<flight_handle> {
+      try {
+        return flights_.try_begin(key);
+      } catch (...) {
+        if (background) refreshes_running_.fetch_sub(1, std::memory_order_relaxed);
+        unclaim(s, key, h, generation);
+        throw;
+      }
+    };
+    std::optional<flight_handle> handle = begin();
+    if (!handle) {
+      if (background) refreshes_running_.fetch_sub(1, std::memory_order_relaxed);
+      unclaim(s, key, h, generation);
+      return std::nullopt;
+    }
+    bump(s.refreshes);
+    return handle;
+  }
+
+  // The state of a refresh for which reserve_refresh() succeeded: gives
+  // the reservation back if it cannot be made.
+  std::shared_ptr<refresh_state> make_refresh(const Key& key, std::uint64_t h, std::uint64_t generation,
+                                              flight_handle&& handle) {
+    try {
+      return std::make_shared<refresh_state>(this, key, h, generation, std::move(handle));
+    } catch (...) {
+      refreshes_running_.fetch_sub(1, std::memory_order_relaxed);
+      unclaim(shard_of(h), key, h, generation);
+      throw;
+    }
+  }
 
   template <class Op>
   struct refresh_task {
@@ -765,13 +874,10 @@ class cache {
       // Only the caller that claimed the refresh asks the coalescer; the
       // others answer without a lock.
       if (!p.claimed) return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
-      std::optional<flight_handle> handle = flights_.try_begin(key);
-      if (!handle) {  // a miss's flight for the key runs: it will store
-        unclaim(s, key, h, p.generation);
-        return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
-      }
-      bump(s.refreshes);
-      if constexpr (std::is_same_v<std::remove_cvref_t<Executor>, detail::cache_no_executor>) {
+      constexpr bool inline_refresh = std::is_same_v<std::remove_cvref_t<Executor>, detail::cache_no_executor>;
+      std::optional<flight_handle> handle = begin_refresh(s, key, h, p.generation, !inline_refresh);
+      if (!handle) return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
+      if constexpr (inline_refresh) {
         bool stored = false;
         result<value_ptr> r = handle->run([&] { return fill(s, key, h, op, stored); });
         if (!stored) unclaim(s, key, h, p.generation);
@@ -780,7 +886,7 @@ class cache {
         return cache_answer<T>{std::move(p.value), cache_origin::stale, failure_code(r)};
       } else {
         using task = refresh_task<std::decay_t<F>>;
-        executor.post(task{std::make_shared<refresh_state>(this, key, h, p.generation, std::move(*handle)),
+        executor.post(task{make_refresh(key, h, p.generation, std::move(*handle)),
                            std::decay_t<F>(std::forward<F>(op))});
         return cache_answer<T>{std::move(p.value), cache_origin::stale, {}};
       }
@@ -803,6 +909,9 @@ class cache {
 
   cache_freshness defaults_;
   size_function size_;
+  std::size_t max_refreshes_;
+  // Background refreshes pending or running (refresh_state objects alive).
+  std::atomic<std::size_t> refreshes_running_{0};
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] KeyEqual eq_{};
   flights_type flights_;
