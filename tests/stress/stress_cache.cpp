@@ -1,8 +1,9 @@
 // Many threads through one armor::cache while they move a manual clock and a
 // refresh worker runs the posted refreshes: on few keys (coalesced misses,
 // one refresh at a time, stale answers on failures) and on many keys
-// (eviction under the entry limit); and readers against a writer on one small
-// shard (slots reused by other keys all the time). Checks: every answer
+// (eviction under the entry limit), and both at once in one cache; and
+// readers against a writer on one small shard (slots reused by other keys
+// all the time). Checks: every answer
 // belongs to its key and is whole, no key's operation ever runs twice at
 // once, the entry limit always holds.
 // Run under ThreadSanitizer. Nothing waits for an event a preempted thread
@@ -168,6 +169,66 @@ TEST_CASE("stress: cache on many keys: eviction keeps the entry limit while thre
   CHECK(st.entries <= limit);
   CHECK(st.evictions + st.expirations > 0);
   CHECK(st.hits + st.misses == std::uint64_t{threads} * calls);
+}
+
+TEST_CASE("stress: cache on few keys and many keys at once: coalescing and eviction in one cache", "[cache]") {
+  // Half the threads on three hot keys whose operations fail now and then
+  // (coalesced misses, refreshes, stale answers), half on 4096 cold keys
+  // that keep evicting (the hot keys' entries among them): the two regimes
+  // in the same shards at the same time.
+  armor::manual_clock clock;
+  constexpr std::size_t small_limit = 64;
+  armor::cache<int, std::int64_t, armor::manual_clock> c(
+      {.max_age = 3s, .stale_while_revalidate = 3s, .stale_if_error = 20s, .max_entries = small_limit, .shards = 4},
+      clock);
+  std::array<key_state, keys> state;
+  std::atomic<std::uint64_t> wrong{0}, over{0}, answered{0}, failed{0};
+  {
+    worker_executor ex;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        std::uint32_t x = static_cast<std::uint32_t>(t) * 2654435761U + 7U;
+        for (int i = 0; i < calls; ++i) {
+          if (t % 2 == 0) {
+            const int k = (i * 7 + t) % keys;
+            key_state& ks = state[static_cast<std::size_t>(k)];
+            auto op = [&ks, k]() -> std::int64_t {
+              raise_max(ks.most, ks.inside.fetch_add(1, std::memory_order_acq_rel) + 1);
+              const std::int64_t mine = ks.serial.fetch_add(1, std::memory_order_acq_rel) + 1;
+              for (int spin = 0; spin < 20; ++spin) std::this_thread::yield();
+              ks.inside.fetch_sub(1, std::memory_order_acq_rel);
+              if (mine % 5 == 0) throw std::runtime_error("upstream down");
+              return mine * keys + k;
+            };
+            auto r = (i % 2 == 0) ? c.try_execute(k, op, ex) : c.try_execute(k, op);
+            if (!r) {
+              failed.fetch_add(1, std::memory_order_relaxed);
+              continue;
+            }
+            if (**r % keys != k) wrong.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            x = x * 1664525U + 1013904223U;
+            const int k = 100 + static_cast<int>((x >> 12) % 4096);
+            auto a = c.execute(k, [k] { return std::int64_t{k} * 3; });
+            if (*a != std::int64_t{k} * 3) wrong.fetch_add(1, std::memory_order_relaxed);
+          }
+          answered.fetch_add(1, std::memory_order_relaxed);
+          if (c.stats().entries > small_limit) over.fetch_add(1, std::memory_order_relaxed);
+          if (i % 64 == 0) clock.advance(std::chrono::milliseconds{200 + 50 * t});
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+  }  // the executor drains its refreshes
+  CHECK(wrong == 0);
+  CHECK(over == 0);
+  for (auto& ks : state) CHECK(ks.most.load() == 1);
+  CHECK(answered + failed == std::uint64_t{threads} * calls);
+  const auto st = c.stats();
+  CHECK(st.entries <= small_limit);
+  CHECK(st.evictions > 0);
+  CHECK(c.flights().stats().in_flight == 0);
 }
 
 namespace {
