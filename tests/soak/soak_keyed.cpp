@@ -30,6 +30,7 @@
 #include "armor_catch.hpp"
 #include "soak_common.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -106,6 +107,10 @@ TEST_CASE("soak: a keyed breaker, bucket and quota over many keys with eviction 
   const std::uint64_t breaker_max = keys / 20;
   const std::uint64_t bucket_max = keys / 10;
   const std::uint64_t quota_max = keys / 3;
+  // Quotas expire after the time of keys / 5 calls (1 ms every 64 calls):
+  // about 0.15 * keys tail keys are live then, under quota_max, so the
+  // quota map mostly forgets keys by expiry.
+  const auto expire_after = std::chrono::milliseconds{std::max<std::uint64_t>(keys / 5 / 64, 1)};
 
   armor::manual_clock clock{24h};
   armor::keyed<armor::circuit_breaker<armor::manual_clock>> breakers{
@@ -114,7 +119,7 @@ TEST_CASE("soak: a keyed breaker, bucket and quota over many keys with eviction 
       {.rate = {10, 1s}, .burst = 5}, {.max_keys = bucket_max}, clock};
   armor::keyed<armor::quota_tracker<armor::manual_clock>> quotas{
       {.windows = {armor::quota_window::fixed(8, 1s)}, .alerts = {}},
-      {.max_keys = quota_max, .expire_after = 500ms},
+      {.max_keys = quota_max, .expire_after = expire_after},
       clock};
   const std::uint64_t step = step_for(keys);
   const auto p = armor::pipeline{clock, std::ref(breakers), std::ref(buckets), std::ref(quotas)};
