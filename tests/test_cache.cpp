@@ -7,12 +7,15 @@
 
 #include "armor_catch.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -413,4 +416,54 @@ TEST_CASE("cache: max_refreshes bounds the refreshes posted to an executor; a dr
   CHECK(op.calls == 2);
   CHECK(c.lookup("a").state == armor::cache_state::fresh);
   CHECK(c.stats().refreshes == 3);
+}
+
+TEST_CASE("cache: a caller's timeout bounds its wait for another caller's fill; stale-if-error still answers",
+          "[cache]") {
+  // Over a manual clock a waiting caller moves the clock to its deadline
+  // (as the coalescer does), so nothing here sleeps or races: the second
+  // caller joins only once the first one's operation is running.
+  clock_t_ clock;
+  text_cache c({.max_age = 600s, .stale_if_error = 1200s, .shards = 1}, clock);
+  std::atomic<bool> running{false};
+  std::atomic<bool> release{false};
+  auto slow = [&] {
+    running = true;
+    while (!release.load()) std::this_thread::yield();
+    return std::string("fresh body");
+  };
+  auto never = []() -> std::string { throw std::logic_error("a joining caller's operation is not run"); };
+
+  SECTION("no entry: the caller leaves with deadline_exceeded, the fill goes on") {
+    std::optional<armor::cache_answer<std::string>> first;
+    std::thread leader([&] { first = c.execute("k", slow); });
+    while (!running.load()) std::this_thread::yield();
+    const auto start = clock.now();
+    auto r = c.try_execute("k", never, {.timeout = 5s});
+    CHECK(r.code() == armor::errc::deadline_exceeded);
+    CHECK(clock.now() - start == 5s);
+    release = true;
+    leader.join();
+    REQUIRE(first);
+    CHECK(first->origin == armor::cache_origin::live);
+    CHECK(*first->value == "fresh body");
+    CHECK(c.flights().stats().executions == 1);
+    CHECK(c.flights().stats().abandoned == 1);
+  }
+  SECTION("an entry within stale-if-error: the caller that gives up gets it, marked stale") {
+    (void)c.execute("k", [] { return std::string("old body"); });
+    clock.advance(700s);
+    std::optional<armor::cache_answer<std::string>> first;
+    std::thread leader([&] { first = c.execute("k", slow); });
+    while (!running.load()) std::this_thread::yield();
+    auto a = c.execute("k", never, {.timeout = 5s});
+    CHECK(a.origin == armor::cache_origin::stale);
+    CHECK(*a.value == "old body");
+    CHECK(a.error == armor::errc::deadline_exceeded);
+    release = true;
+    leader.join();
+    REQUIRE(first);
+    CHECK(first->origin == armor::cache_origin::live);
+    CHECK(c.lookup("k").state == armor::cache_state::fresh);
+  }
 }

@@ -315,29 +315,37 @@ class cache {
 
   /// The answer for `key`: from the cache, or from `op` (see the class
   /// comment). A stale entry's refresh runs on this thread.
+  ///
+  /// `options.timeout` bounds how long this caller waits for a miss that
+  /// another caller is filling (as coalescer_call_options says): past it the
+  /// caller leaves with errc::deadline_exceeded, or with the stale entry if
+  /// stale-if-error still covers it, and the fill goes on for the others.
   template <class F>
-  [[nodiscard]] result<cache_answer<T>> try_execute(const Key& key, F&& op) {
+  [[nodiscard]] result<cache_answer<T>> try_execute(const Key& key, F&& op, coalescer_call_options options = {}) {
     detail::cache_no_executor none;
-    return run(key, std::forward<F>(op), none);
+    return run(key, std::forward<F>(op), none, options);
   }
 
   /// As above; a stale entry's refresh is handed to `executor.post(task)`
   /// (`task()` runs the refresh; it is copyable when `op` is) and this call
   /// answers stale at once.
   template <class F, class Executor>
-  [[nodiscard]] result<cache_answer<T>> try_execute(const Key& key, F&& op, Executor&& executor) {
-    return run(key, std::forward<F>(op), executor);
+    requires(!std::is_same_v<std::remove_cvref_t<Executor>, coalescer_call_options>)
+  [[nodiscard]] result<cache_answer<T>> try_execute(const Key& key, F&& op, Executor&& executor,
+                                                    coalescer_call_options options = {}) {
+    return run(key, std::forward<F>(op), executor, options);
   }
 
   /// As try_execute(), but throws instead of returning a failure: the
   /// operation's exception, or armor::error.
   template <class F>
-  cache_answer<T> execute(const Key& key, F&& op) {
-    return try_execute(key, std::forward<F>(op)).value();
+  cache_answer<T> execute(const Key& key, F&& op, coalescer_call_options options = {}) {
+    return try_execute(key, std::forward<F>(op), options).value();
   }
   template <class F, class Executor>
-  cache_answer<T> execute(const Key& key, F&& op, Executor&& executor) {
-    return try_execute(key, std::forward<F>(op), std::forward<Executor>(executor)).value();
+    requires(!std::is_same_v<std::remove_cvref_t<Executor>, coalescer_call_options>)
+  cache_answer<T> execute(const Key& key, F&& op, Executor&& executor, coalescer_call_options options = {}) {
+    return try_execute(key, std::forward<F>(op), std::forward<Executor>(executor), options).value();
   }
 
   /// Asio: `co_await c.async_try_execute(key, op)`, where `op()` returns
@@ -859,7 +867,7 @@ class cache {
   };
 
   template <class F, class Executor>
-  result<cache_answer<T>> run(const Key& key, F&& op, Executor& executor) {
+  result<cache_answer<T>> run(const Key& key, F&& op, Executor& executor, coalescer_call_options options) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_of(h);
     const std::int64_t now = now_ns();
@@ -893,7 +901,7 @@ class cache {
     }
     bump(s.misses);
     bool stored = false;
-    result<value_ptr> r = flights_.try_execute(key, [&] { return fill(s, key, h, op, stored); });
+    result<value_ptr> r = flights_.try_execute(key, [&] { return fill(s, key, h, op, stored); }, options);
     if (r.ok()) return cache_answer<T>{std::move(*r), cache_origin::live, {}};
     if (p.value && now_ns() < p.times.error_until) {
       bump(s.stale_on_error);
