@@ -34,11 +34,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -168,11 +169,10 @@ enum class redis_connection_counter : std::uint8_t {
 class redis_client {
  public:
   explicit redis_client(redis_options o) : options_(checked(std::move(o))), breaker_(options_.breaker) {
-    (void)add_node(options_.host, options_.port);
+    if (add_node(options_.host, options_.port) == no_node) throw std::bad_alloc();
     if (options_.cluster) {
       for (const std::string& s : options_.seeds) {
-        const std::size_t colon = s.rfind(':');
-        (void)add_node(s.substr(0, colon), seed_port(s));
+        if (add_node(std::string_view(s).substr(0, s.rfind(':')), seed_port(s)) == no_node) throw std::bad_alloc();
       }
       slots_ = std::make_unique<std::atomic<std::uint16_t>[]>(redis_slot_count);
     }
@@ -212,7 +212,7 @@ class redis_client {
     }
     bool cut = false;
     node* n = route(keys);
-    if (n == nullptr) n = load_map(keys, until, cut);
+    if (n == nullptr && options_.cluster) n = load_map(keys, until, cut);
     bool asking = false;
     bool refresh = false;
     std::size_t tries = 0;  // TRYAGAIN answers so far
