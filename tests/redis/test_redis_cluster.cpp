@@ -90,7 +90,7 @@ class cluster {
   cluster() {
     for (auto& n : nodes_) {
       n = std::make_unique<armor_test::redis_server>(std::vector<std::string>{
-          "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"});
+          "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "15000"});
     }
     const std::array<std::pair<int, int>, 3> ranges{{{0, 5460}, {5461, 10922}, {10923, 16383}}};
     for (std::size_t i = 0; i < 3; ++i) {
@@ -107,6 +107,7 @@ class cluster {
   }
 
   [[nodiscard]] int port(std::size_t i) const { return nodes_[i]->port(); }
+  void kill(std::size_t i) { nodes_[i]->kill(); }
   [[nodiscard]] const std::string& id(std::size_t i) const { return ids_[i]; }
   /// The node serving `slot` as set up here (every test moves back the
   /// slots it moves).
@@ -408,4 +409,31 @@ TEST_CASE("redis cluster: threads calling while a slot moves: every call answere
     CHECK(granted[static_cast<std::size_t>(k)].load() <= burst + 1 + static_cast<std::int64_t>(20 * seconds) + 1);
   }
   migrate(c, slot, to, from, true);
+}
+
+// Last: it kills a node of the shared cluster.
+TEST_CASE("redis cluster: a node gone, its slot given to another: the map is read again after the failure") {
+  auto& c = shared_cluster();
+  const armor::redis_connection conn{cluster_redis(c)};
+  std::string name;
+  for (int i = 0; name.empty() || c.owner(slot_of(name)) != 2; ++i) name = name_of("gone", i);
+  const std::uint16_t slot = slot_of(name);
+  pair_of_buckets b({.rate = {5, 1s}, .burst = 4}, conn, name);
+  for (int i = 0; i < 3; ++i) b.same(1);
+  const std::uint64_t loads = conn.stats().slot_map_loads;
+  c.kill(2);  // as a failover would, its slot now lives on node 1 (empty there)
+  for (std::size_t i : {std::size_t{1}, std::size_t{0}}) {
+    REQUIRE(run(c.port(i), {"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", c.id(1)}) == "OK");
+  }
+  const auto d = b.red.try_acquire(1);  // to the dead node: fails, and the map is read from another
+  CHECK(d.code() == armor::errc::storage_unavailable);
+  armor::redis_connection_stats s = conn.stats();
+  CHECK(s.failures == 1);
+  CHECK(s.slot_map_loads == loads + 1);
+  const auto e = b.red.try_acquire(1);  // to node 1: a fresh bucket there
+  CHECK(e.status() == armor::token_bucket_status::granted);
+  CHECK(e.remaining() == 3);
+  s = conn.stats();
+  CHECK(s.failures == 1);
+  CHECK(run(c.port(1), {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}) == "1");
 }

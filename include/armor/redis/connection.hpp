@@ -120,7 +120,7 @@ struct redis_connection_stats {
   std::uint64_t connects = 0;           ///< connections made (the first ones and every reconnection)
   std::uint64_t script_reloads = 0;     ///< NOSCRIPT answers handled by EVAL
   std::uint64_t redirects = 0;          ///< cluster: MOVED, ASK and TRYAGAIN answers followed
-  std::uint64_t slot_map_loads = 0;     ///< cluster: slot maps read (CLUSTER SLOTS)
+  std::uint64_t slot_map_loads = 0;     ///< cluster: slot maps read (CLUSTER SLOTS: first, after MOVED, after a failure)
 
   static constexpr auto fields() noexcept {
     using s = redis_connection_stats;
@@ -143,7 +143,7 @@ struct redis_connection_stats {
         armor::counter("redirects", &s::redirects, "armor_redis_redirects_total",
                        "Redis Cluster redirections followed (MOVED, ASK, TRYAGAIN)."),
         armor::counter("slot_map_loads", &s::slot_map_loads, "armor_redis_slot_map_loads_total",
-                       "Redis Cluster slot maps read (CLUSTER SLOTS): the first one and one after each MOVED."),
+                       "Redis Cluster slot maps read (CLUSTER SLOTS): the first one, after a MOVED, after a failed call."),
     };
   }
 };
@@ -283,6 +283,9 @@ class redis_client {
       a.status = redis_status::failed;
       count(counter::failures);
       breaker_.record(std::move(permit).permit(), verdict::failure(errc::storage_unavailable));
+      // A node that died (its replica promoted, or its slots given away)
+      // sends no MOVED: the map is read again from another node.
+      if (options_.cluster && n != nullptr) reread_elsewhere(*n, until);
     }
     return a;
   }
@@ -459,6 +462,24 @@ class redis_client {
       }
     }
     return nullptr;
+  }
+
+  // After a call failed on `failed`: the slot map again, from the first
+  // other node that answers; skipped if another call is reading it.
+  void reread_elsewhere(const node& failed, redis_deadline until) noexcept {
+    if (!refresh_.try_lock()) return;
+    const std::lock_guard<std::mutex> reading(refresh_, std::adopt_lock);
+    const std::size_t count = node_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i) {
+      node& from = *nodes_[i].load(std::memory_order_acquire);
+      if (&from == &failed) continue;
+      bool cut = false;
+      link* l = take(from, until, cut);
+      if (l == nullptr && cut) return;
+      if (l == nullptr) continue;
+      const std::lock_guard<std::mutex> hold(l->m, std::adopt_lock);
+      if (read_slots(*l, from, until) || l->cut) return;
+    }
   }
 
   // What an error answer asks for: "MOVED <slot> <host>:<port>",
