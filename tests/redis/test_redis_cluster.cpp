@@ -4,7 +4,9 @@
 // redis-cli --cluster create): CRC16 hash slots; the same decisions as the
 // memory bucket for buckets spread over the three nodes; a slot moved
 // (MOVED followed, the map read again); a slot half-way through a migration
-// (ASK followed with ASKING); NOSCRIPT on a node that lost its scripts.
+// (ASK followed with ASKING); NOSCRIPT on a node that lost its scripts;
+// TRYAGAIN on keys a migration splits; threads calling while a slot moves;
+// last, a node killed and its slot given to another. About 4 s.
 #include <armor/redis/token_bucket.hpp>
 #include <armor/token_bucket.hpp>
 
