@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -26,6 +27,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace armor_test {
 
@@ -58,9 +61,34 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
+/// True when nobody listens on loopback `port` now.
+inline bool port_free(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+
+/// A port for a cluster node: free, and so is its cluster bus port
+/// (port + 10000, which must stay below 65536).
+inline int free_cluster_port() {
+  for (int i = 0; i < 200; ++i) {
+    const int p = free_port();
+    if (p + 10000 <= 65535 && port_free(p + 10000)) return p;
+  }
+  throw std::runtime_error("free_cluster_port: no port p with p + 10000 free");
+}
+
 class redis_server {
  public:
-  redis_server() : port_(free_port()) {
+  /// `extra`: more arguments for redis-server (`--cluster-enabled yes`, ...).
+  /// A node of a Redis Cluster gets a port whose bus port (+10000) is free.
+  explicit redis_server(std::vector<std::string> extra = {})
+      : port_(extra.empty() ? free_port() : free_cluster_port()), extra_(std::move(extra)) {
     static int n = 0;
     dir_ = std::filesystem::temp_directory_path() /
            ("armor_redis_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
@@ -90,9 +118,12 @@ class redis_server {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(1);
       const std::string log = (dir_ / "redis.log").string();
-      ::execl(exe.c_str(), exe.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--dir", dir.c_str(), "--logfile", log.c_str(), "--daemonize", "no",
-              static_cast<char*>(nullptr));
+      std::vector<const char*> argv{exe.c_str(), "--port",      port.c_str(), "--bind",    "127.0.0.1",
+                                    "--save",    "",            "--appendonly", "no",        "--dir",
+                                    dir.c_str(), "--logfile",   log.c_str(),  "--daemonize", "no"};
+      for (const std::string& a : extra_) argv.push_back(a.c_str());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), const_cast<char* const*>(argv.data()));
       ::_exit(127);
     }
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
@@ -155,6 +186,7 @@ class redis_server {
 
  private:
   int port_;
+  std::vector<std::string> extra_;
   std::filesystem::path dir_;
   pid_t pid_ = -1;
 };

@@ -223,3 +223,45 @@ class redis_lease {
 };
 
 }  // namespace armor::detail
+
+namespace armor::detail {
+
+/// Redis Cluster's hash slots: 16384, each served by one primary.
+inline constexpr std::size_t redis_slot_count = 16384;
+
+/// CRC16 as Redis Cluster computes it (XMODEM: polynomial 0x1021, initial
+/// value 0, no reflection), one table lookup per byte.
+inline constexpr std::array<std::uint16_t, 256> redis_crc16_table = [] {
+  std::array<std::uint16_t, 256> t{};
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    auto c = static_cast<std::uint16_t>(i << 8);
+    for (int b = 0; b < 8; ++b) {
+      c = (c & 0x8000U) != 0 ? static_cast<std::uint16_t>((c << 1) ^ 0x1021U) : static_cast<std::uint16_t>(c << 1);
+    }
+    t[i] = c;
+  }
+  return t;
+}();
+
+[[nodiscard]] constexpr std::uint16_t redis_crc16(std::string_view s) noexcept {
+  std::uint16_t crc = 0;
+  for (const char ch : s) {
+    const auto byte = static_cast<std::uint8_t>(ch);
+    crc = static_cast<std::uint16_t>((crc << 8) ^ redis_crc16_table[((crc >> 8) ^ byte) & 0xFFU]);
+  }
+  return crc;
+}
+
+/// The hash slot of `key`: CRC16 of its hash tag (what lies between the
+/// first '{' and the first '}' after it, when that is not empty), or of the
+/// whole key, modulo 16384.
+[[nodiscard]] constexpr std::uint16_t redis_key_slot(std::string_view key) noexcept {
+  const std::size_t open = key.find('{');
+  if (open != std::string_view::npos) {
+    const std::size_t close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  return static_cast<std::uint16_t>(redis_crc16(key) & (redis_slot_count - 1));
+}
+
+}  // namespace armor::detail

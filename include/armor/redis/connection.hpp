@@ -9,9 +9,10 @@
 //     if (redis.breaker() == armor::breaker_state::open) log(redis.stats().failures);
 //
 // One Redis server (a standalone node, or the primary of a replicated
-// pair): Redis Cluster (MOVED/ASK redirections) and Sentinel are not
-// supported yet. How a call is bounded (timeouts, the breaker, a pipeline's
-// deadline) and what it costs: docs/redis.md. Link armor::redis (hiredis).
+// pair), or a Redis Cluster with `.cluster = true` (hash slots, a pool per
+// node, MOVED and ASK followed); Sentinel is not supported yet. How a call is
+// bounded (timeouts, the breaker, a pipeline's deadline, redirections) and
+// what it costs: docs/redis.md. Link armor::redis (hiredis).
 #pragma once
 
 #include <armor/circuit_breaker.hpp>
@@ -33,11 +34,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 namespace armor {
 
@@ -92,6 +96,15 @@ struct redis_options {
   /// consecutive failures it refuses calls for `open_for`, then lets one
   /// probe through (which reconnects).
   circuit_breaker_options breaker{.failure_threshold = 3, .open_for = std::chrono::seconds{1}};
+  /// Redis Cluster: `host`:`port` and `seeds` are nodes to read the slot map
+  /// from (CLUSTER SLOTS); each call goes to the primary serving its keys'
+  /// slot, with a pool of `connections` per node, following MOVED and ASK.
+  bool cluster = false;
+  /// Cluster only: more seed nodes, each "host:port".
+  std::vector<std::string> seeds{};
+  /// Cluster only: the most redirections (MOVED, ASK, TRYAGAIN) one call
+  /// follows before it counts as failed; in [1, 16].
+  std::size_t max_redirects = 5;
 };
 
 /// A redis_connection's breaker state, and its counters since it was made.
@@ -106,6 +119,8 @@ struct redis_connection_stats {
   std::uint64_t deadline_exceeded = 0;  ///< calls the caller's deadline ended (or found out of time) before an answer
   std::uint64_t connects = 0;           ///< connections made (the first ones and every reconnection)
   std::uint64_t script_reloads = 0;     ///< NOSCRIPT answers handled by EVAL
+  std::uint64_t redirects = 0;          ///< cluster: MOVED, ASK and TRYAGAIN answers followed
+  std::uint64_t slot_map_loads = 0;     ///< cluster: slot maps read (CLUSTER SLOTS: first, after MOVED, after a failure)
 
   static constexpr auto fields() noexcept {
     using s = redis_connection_stats;
@@ -125,6 +140,10 @@ struct redis_connection_stats {
                        "Connections made to Redis (the first ones and every reconnection)."),
         armor::counter("script_reloads", &s::script_reloads, "armor_redis_script_reloads_total",
                        "Scripts sent again with EVAL after a NOSCRIPT answer (Redis restarted or flushed its scripts)."),
+        armor::counter("redirects", &s::redirects, "armor_redis_redirects_total",
+                       "Redis Cluster redirections followed (MOVED, ASK, TRYAGAIN)."),
+        armor::counter("slot_map_loads", &s::slot_map_loads, "armor_redis_slot_map_loads_total",
+                       "Redis Cluster slot maps read (CLUSTER SLOTS): the first one, after a MOVED, after a failed call."),
     };
   }
 };
@@ -140,6 +159,8 @@ enum class redis_connection_counter : std::uint8_t {
   deadline_exceeded,
   connects,
   script_reloads,
+  redirects,
+  slot_map_loads,
   count
 };
 
@@ -148,18 +169,32 @@ enum class redis_connection_counter : std::uint8_t {
 class redis_client {
  public:
   explicit redis_client(redis_options o) : options_(checked(std::move(o))), breaker_(options_.breaker) {
-    links_ = std::make_unique<link[]>(options_.connections);
+    if (add_node(options_.host, options_.port) == no_node) throw std::bad_alloc();
+    if (options_.cluster) {
+      for (const std::string& s : options_.seeds) {
+        if (add_node(std::string_view(s).substr(0, s.rfind(':')), seed_port(s)) == no_node) throw std::bad_alloc();
+      }
+      slots_ = std::make_unique<std::atomic<std::uint16_t>[]>(redis_slot_count);
+    }
   }
   redis_client(const redis_client&) = delete;
   redis_client& operator=(const redis_client&) = delete;
   ~redis_client() {
-    for (std::size_t i = 0; i < options_.connections; ++i) links_[i].drop();
+    for (auto& slot : nodes_) {
+      node* n = slot.load(std::memory_order_relaxed);
+      if (n == nullptr) continue;
+      for (std::size_t i = 0; i < options_.connections; ++i) n->links[i].drop();
+      delete n;
+    }
   }
 
   [[nodiscard]] const redis_options& options() const noexcept { return options_; }
 
   /// Runs script `id` with `keys` and `args`: one round trip when the
-  /// connection is up and the script loaded; ends by `until`. Never throws.
+  /// connection is up and the script loaded; ends by `until`. In a cluster,
+  /// goes to the node serving the keys' slot (every key of a script shares
+  /// one hash tag) and follows up to max_redirects MOVED, ASK and TRYAGAIN
+  /// answers. Never throws.
   [[nodiscard]] redis_answer run(redis_script id, std::span<const std::string_view> keys,
                                  std::span<const std::string_view> args,
                                  redis_deadline until = redis_no_deadline) noexcept {
@@ -176,24 +211,71 @@ class redis_client {
       return a;
     }
     bool cut = false;
-    link* l = take(until, cut);
-    if (l == nullptr && cut) {
-      count(counter::deadline_exceeded);
-      a.status = redis_status::deadline;
-      return a;  // the permit goes back unsettled
+    node* n = route(keys);
+    if (n == nullptr && options_.cluster) n = load_map(keys, until, cut);
+    bool asking = false;
+    bool refresh = false;
+    std::size_t tries = 0;  // TRYAGAIN answers so far
+    bool deadline_ended = cut && std::chrono::steady_clock::now() >= until;
+    for (std::size_t hop = 0; n != nullptr; ++hop) {
+      link* l = take(*n, until, cut);
+      if (l == nullptr && cut) {
+        count(counter::deadline_exceeded);
+        a.status = redis_status::deadline;
+        return a;  // the permit goes back unsettled
+      }
+      if (l == nullptr) {
+        count(counter::pool_timeouts);
+        a.status = redis_status::pool_busy;
+        return a;  // the permit goes back unsettled: a busy pool says nothing of Redis
+      }
+      {
+        const std::lock_guard<std::mutex> hold(l->m, std::adopt_lock);
+        if (refresh && refresh_.try_lock()) {
+          // After a MOVED: the whole map again, from the node the slot moved to.
+          const std::lock_guard<std::mutex> reading(refresh_, std::adopt_lock);
+          (void)read_slots(*l, *n, until);
+        }
+        a.reply = call(*l, *n, id, keys, args, until, asking);
+        deadline_ended = !a.reply && l->cut && std::chrono::steady_clock::now() >= until;
+      }
+      refresh = false;
+      asking = false;
+      if (!a.reply || a.reply->type != REDIS_REPLY_ERROR) break;
+      const redirect r = redirect_of(*a.reply);
+      if (!options_.cluster || r.kind == redirect_kind::none || hop >= options_.max_redirects) {
+        a.reply.reset();  // an error answer: a failure
+        break;
+      }
+      count(counter::redirects);
+      if (r.kind == redirect_kind::try_again) {
+        a.reply.reset();
+        // The slot is moving and this script's keys are split for now:
+        // pauses of 1, 2, 4, 8, 16, then 32 ms each (bounded by the deadline).
+        const std::chrono::milliseconds pause{std::int64_t{1} << std::min<std::size_t>(tries++, 5)};
+        if (!redis_pause(pause, until)) {
+          deadline_ended = true;
+          break;
+        }
+        if (node* owner = route(keys)) n = owner;  // again where the slot lives (ASKING lasted one command)
+        continue;
+      }
+      const std::size_t to = add_node(r.host.empty() ? std::string_view(n->host) : r.host, r.port);
+      a.reply.reset();  // r.host pointed into it
+      if (to == no_node) break;
+      if (r.kind == redirect_kind::moved) {
+        slots_[r.slot].store(static_cast<std::uint16_t>(to + 1), std::memory_order_release);
+        refresh = true;
+      } else {
+        asking = true;
+      }
+      n = nodes_[to].load(std::memory_order_acquire);
     }
-    if (l == nullptr) {
-      count(counter::pool_timeouts);
-      a.status = redis_status::pool_busy;
-      return a;  // the permit goes back unsettled: a busy pool says nothing of Redis
-    }
-    const std::lock_guard<std::mutex> hold(l->m, std::adopt_lock);
-    a.reply = call(*l, id, keys, args, until);
     if (a.reply) {
       a.status = redis_status::ok;
       count(counter::calls);
       breaker_.record(std::move(permit).permit(), verdict::success());
-    } else if (l->cut && std::chrono::steady_clock::now() >= until) {
+    } else if (deadline_ended) {
       // The deadline ended the step that failed; the permit goes back unsettled.
       a.status = redis_status::deadline;
       count(counter::deadline_exceeded);
@@ -201,6 +283,9 @@ class redis_client {
       a.status = redis_status::failed;
       count(counter::failures);
       breaker_.record(std::move(permit).permit(), verdict::failure(errc::storage_unavailable));
+      // A node that died (its replica promoted, or its slots given away)
+      // sends no MOVED: the map is read again from another node.
+      if (options_.cluster && n != nullptr) reread_elsewhere(*n, until);
     }
     return a;
   }
@@ -214,7 +299,9 @@ class redis_client {
             .pool_timeouts = c.load(counter::pool_timeouts),
             .deadline_exceeded = c.load(counter::deadline_exceeded),
             .connects = c.load(counter::connects),
-            .script_reloads = c.load(counter::script_reloads)};
+            .script_reloads = c.load(counter::script_reloads),
+            .redirects = c.load(counter::redirects),
+            .slot_map_loads = c.load(counter::slot_map_loads)};
   }
 
   [[nodiscard]] breaker_state breaker() const noexcept { return breaker_.state(); }
@@ -232,9 +319,37 @@ class redis_client {
       for (auto& s : sha) s.clear();
     }
   };
+  // One server and its pool; in a cluster, one per node seen (never removed
+  // before the client goes).
+  struct node {
+    node(std::string_view h, std::uint16_t p, std::size_t connections)
+        : host(h), port(p), links(std::make_unique<link[]>(connections)) {}
+    std::string host;
+    std::uint16_t port;
+    std::unique_ptr<link[]> links;
+    std::atomic<std::size_t> next{0};
+  };
+  enum class redirect_kind : std::uint8_t { none, moved, ask, try_again };
+  struct redirect {
+    redirect_kind kind = redirect_kind::none;
+    std::uint16_t slot = 0;
+    std::string_view host;
+    std::uint16_t port = 0;
+  };
   using counter = redis_connection_counter;
+  static constexpr std::size_t max_nodes = 256;
+  static constexpr std::size_t no_node = max_nodes;
 
   void count(counter c) noexcept { counters_.add(c); }
+
+  static std::uint16_t seed_port(std::string_view s) noexcept {
+    const std::size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos) return 0;
+    unsigned v = 0;
+    const auto [end, ec] = std::from_chars(s.data() + colon + 1, s.data() + s.size(), v);
+    if (ec != std::errc{} || end != s.data() + s.size() || v == 0 || v > 65535) return 0;
+    return static_cast<std::uint16_t>(v);
+  }
 
   static redis_options checked(redis_options o) {
     const auto fail = [](const std::string& what) { invalid_config("armor::redis_options: " + what); };
@@ -251,29 +366,181 @@ class redis_client {
     if (o.connections < 1 || o.connections > 64) {
       fail("connections must be within [1, 64] (got " + std::to_string(o.connections) + ")");
     }
+    if (!o.cluster && !o.seeds.empty()) fail("seeds are for a cluster: set cluster = true, or leave seeds empty");
+    if (o.cluster && o.port == 0) fail("cluster needs TCP nodes: port must not be 0 (a Unix socket) with cluster");
+    for (const std::string& s : o.seeds) {
+      if (s.rfind(':') == 0 || seed_port(s) == 0) fail("seeds: \"" + s + "\" is not host:port (port in [1, 65535])");
+    }
+    if (o.seeds.size() + 1 > max_nodes) fail("seeds: at most " + std::to_string(max_nodes - 1) + " seed nodes");
+    if (o.max_redirects < 1 || o.max_redirects > 16) {
+      fail("max_redirects must be within [1, 16] (got " + std::to_string(o.max_redirects) + ")");
+    }
     return o;
   }
 
-  // A free connection, locked; nullptr when none frees up in time.
-  link* take(redis_deadline until, bool& cut) noexcept {
-    const std::size_t n = options_.connections;
-    const std::size_t first = next_.fetch_add(1, std::memory_order_relaxed) % n;
-    for (std::size_t k = 0; k < n; ++k) {
-      link& l = links_[(first + k) % n];
+  // The node serving the keys' slot (the one server outside a cluster);
+  // nullptr while the slot map does not name one.
+  node* route(std::span<const std::string_view> keys) const noexcept {
+    if (!options_.cluster) return nodes_[0].load(std::memory_order_relaxed);
+    const std::uint16_t slot = keys.empty() ? 0 : redis_key_slot(keys[0]);
+    const std::uint16_t at = slots_[slot].load(std::memory_order_acquire);
+    return at == 0 ? nullptr : nodes_[at - 1U].load(std::memory_order_acquire);
+  }
+
+  // The index of the node at host:port, added if new; no_node when the
+  // table is full (or out of memory). Off the hot path: topology changes only.
+  std::size_t add_node(std::string_view host, std::uint16_t port) noexcept {
+    const auto find = [&]() -> std::size_t {
+      const std::size_t count = node_count_.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < count; ++i) {
+        const node* n = nodes_[i].load(std::memory_order_acquire);
+        if (n != nullptr && n->port == port && n->host == host) return i;
+      }
+      return no_node;
+    };
+    if (const std::size_t i = find(); i != no_node) return i;
+    try {
+      const std::lock_guard<std::mutex> adding(topology_);
+      if (const std::size_t i = find(); i != no_node) return i;
+      const std::size_t i = node_count_.load(std::memory_order_relaxed);
+      if (i >= max_nodes) return no_node;
+      nodes_[i].store(new node(host, port, options_.connections), std::memory_order_release);
+      node_count_.store(i + 1, std::memory_order_release);
+      return i;
+    } catch (...) {
+      return no_node;
+    }
+  }
+
+  // Reads the slot map (CLUSTER SLOTS) on `l`, a locked connection to `from`.
+  bool read_slots(link& l, const node& from, redis_deadline until) noexcept {
+    l.cut = false;
+    if ((l.ctx == nullptr || l.ctx->err != 0) && !connect(l, from, until)) return false;
+    const std::array<std::string_view, 2> words{"CLUSTER", "SLOTS"};
+    const redis_reply_ptr r = command(l, words, until);
+    if (!r || r->type != REDIS_REPLY_ARRAY) return false;
+    count(counter::slot_map_loads);
+    for (std::size_t i = 0; i < r->elements; ++i) {
+      const redisReply* range = r->element[i];
+      if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) continue;
+      const redisReply* primary = range->element[2];
+      if (primary->type != REDIS_REPLY_ARRAY || primary->elements < 2) continue;
+      const std::int64_t first = redis_integer(range->element[0]);
+      const std::int64_t last = redis_integer(range->element[1]);
+      const std::int64_t port = redis_integer(primary->element[1]);
+      if (first < 0 || last < first || last >= std::int64_t{redis_slot_count} || port <= 0 || port > 65535) continue;
+      std::string_view host = primary->element[0]->type == REDIS_REPLY_STRING
+                                  ? std::string_view(primary->element[0]->str, primary->element[0]->len)
+                                  : std::string_view{};
+      if (host.empty() || host == "?") host = from.host;  // "the host you asked", or unknown
+      const std::size_t to = add_node(host, static_cast<std::uint16_t>(port));
+      if (to == no_node) continue;
+      for (std::int64_t s = first; s <= last; ++s) {
+        slots_[static_cast<std::size_t>(s)].store(static_cast<std::uint16_t>(to + 1), std::memory_order_release);
+      }
+    }
+    return true;
+  }
+
+  // The first slot map, from whichever known node answers; the node serving
+  // the keys then, or nullptr (`cut`: the deadline ended the wait).
+  node* load_map(std::span<const std::string_view> keys, redis_deadline until, bool& cut) noexcept {
+    if (!redis_lock_until(refresh_, options_.command_timeout, until, cut)) return nullptr;
+    const std::lock_guard<std::mutex> reading(refresh_, std::adopt_lock);
+    if (node* n = route(keys)) return n;  // another call read it meanwhile
+    const std::size_t count = node_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i) {
+      node& from = *nodes_[i].load(std::memory_order_acquire);
+      link* l = take(from, until, cut);
+      if (l == nullptr && cut) return nullptr;
+      if (l == nullptr) continue;
+      const std::lock_guard<std::mutex> hold(l->m, std::adopt_lock);
+      if (read_slots(*l, from, until)) return route(keys);
+      if (l->cut) {
+        cut = true;
+        return nullptr;
+      }
+    }
+    return nullptr;
+  }
+
+  // After a call failed on `failed`: the slot map again, from the first
+  // other node that answers; skipped if another call is reading it.
+  void reread_elsewhere(const node& failed, redis_deadline until) noexcept {
+    if (!refresh_.try_lock()) return;
+    const std::lock_guard<std::mutex> reading(refresh_, std::adopt_lock);
+    const std::size_t count = node_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < count; ++i) {
+      node& from = *nodes_[i].load(std::memory_order_acquire);
+      if (&from == &failed) continue;
+      bool cut = false;
+      link* l = take(from, until, cut);
+      if (l == nullptr && cut) return;
+      if (l == nullptr) continue;
+      const std::lock_guard<std::mutex> hold(l->m, std::adopt_lock);
+      if (read_slots(*l, from, until) || l->cut) return;
+    }
+  }
+
+  // What an error answer asks for: "MOVED <slot> <host>:<port>",
+  // "ASK <slot> <host>:<port>", "TRYAGAIN ..."; none for any other error.
+  static redirect redirect_of(const redisReply& r) noexcept {
+    redirect out;
+    const std::string_view e(r.str, r.len);
+    if (e.starts_with("TRYAGAIN")) {
+      out.kind = redirect_kind::try_again;
+      return out;
+    }
+    std::string_view rest;
+    if (e.starts_with("MOVED ")) {
+      rest = e.substr(6);
+    } else if (e.starts_with("ASK ")) {
+      rest = e.substr(4);
+    } else {
+      return out;
+    }
+    unsigned slot = 0;
+    const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), slot);
+    if (ec != std::errc{} || slot >= redis_slot_count || end == rest.data() + rest.size() || *end != ' ') return out;
+    const std::string_view where(end + 1, static_cast<std::size_t>(rest.data() + rest.size() - end - 1));
+    const std::uint16_t port = seed_port(where);
+    if (port == 0) return out;
+    out.kind = e.front() == 'M' ? redirect_kind::moved : redirect_kind::ask;
+    out.slot = static_cast<std::uint16_t>(slot);
+    out.host = where.substr(0, where.rfind(':'));
+    out.port = port;
+    return out;
+  }
+
+  // Sleeps `d`, or until `until` if that is sooner; false when no time is left.
+  static bool redis_pause(std::chrono::nanoseconds d, redis_deadline until) noexcept {
+    bool cut = false;
+    const std::chrono::nanoseconds limit = redis_limit(d, until, cut);
+    if (limit <= std::chrono::nanoseconds::zero()) return false;
+    std::this_thread::sleep_for(limit);
+    return !cut;
+  }
+
+  // A free connection to `n`, locked; nullptr when none frees up in time.
+  link* take(node& n, redis_deadline until, bool& cut) noexcept {
+    const std::size_t count = options_.connections;
+    const std::size_t first = n.next.fetch_add(1, std::memory_order_relaxed) % count;
+    for (std::size_t k = 0; k < count; ++k) {
+      link& l = n.links[(first + k) % count];
       if (l.m.try_lock()) return &l;
     }
-    link& l = links_[first];
+    link& l = n.links[first];
     return redis_lock_until(l.m, options_.command_timeout, until, cut) ? &l : nullptr;
   }
 
-  bool connect(link& l, redis_deadline until) noexcept {
+  bool connect(link& l, const node& n, redis_deadline until) noexcept {
     l.drop();
     const std::chrono::nanoseconds limit = redis_limit(options_.connect_timeout, until, l.cut);
     if (limit <= std::chrono::nanoseconds::zero()) return false;
     count(counter::connects);
     const timeval ct = redis_timeval(limit);
-    l.ctx = options_.port == 0 ? redisConnectUnixWithTimeout(options_.host.c_str(), ct)
-                               : redisConnectWithTimeout(options_.host.c_str(), options_.port, ct);
+    l.ctx = n.port == 0 ? redisConnectUnixWithTimeout(n.host.c_str(), ct)
+                        : redisConnectWithTimeout(n.host.c_str(), n.port, ct);
     if (l.ctx == nullptr || l.ctx->err != 0) {
       l.drop();
       return false;
@@ -323,11 +590,20 @@ class redis_client {
     return redis_reply_ptr(static_cast<redisReply*>(r));
   }
 
-  redis_reply_ptr call(link& l, redis_script id, std::span<const std::string_view> keys,
-                       std::span<const std::string_view> args, redis_deadline until) noexcept {
+  // The script's answer on `l`, a locked connection to `n`: a reply, an
+  // error reply (run() reads redirections from it), or null. `asking`: sent
+  // after ASKING (an ASK redirection), which lasts for one command.
+  redis_reply_ptr call(link& l, const node& n, redis_script id, std::span<const std::string_view> keys,
+                       std::span<const std::string_view> args, redis_deadline until, bool asking) noexcept {
     l.cut = false;
     try {
-      if ((l.ctx == nullptr || l.ctx->err != 0) && !connect(l, until)) return nullptr;
+      if ((l.ctx == nullptr || l.ctx->err != 0) && !connect(l, n, until)) return nullptr;
+      const auto ask = [&] {
+        if (!asking) return true;
+        const std::array<std::string_view, 1> word{"ASKING"};
+        const redis_reply_ptr r = command(l, word, until);
+        return r && r->type == REDIS_REPLY_STATUS;
+      };
       const auto sid = static_cast<std::size_t>(id);
       const std::string& body = redis_script_body(id);
       if (l.sha[sid].empty()) {
@@ -348,14 +624,15 @@ class redis_client {
       words[w++] = std::string_view(nkeys.data(), static_cast<std::size_t>(end - nkeys.data()));
       for (const std::string_view k : keys) words[w++] = k;
       for (const std::string_view a : args) words[w++] = a;
+      if (!ask()) return nullptr;
       redis_reply_ptr r = command(l, {words.data(), w}, until);
       if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
         count(counter::script_reloads);
         words[0] = "EVAL";
         words[1] = body;
+        if (!ask()) return nullptr;
         r = command(l, {words.data(), w}, until);
       }
-      if (!r || r->type == REDIS_REPLY_ERROR) return nullptr;
       return r;
     } catch (...) {  // out of memory for a SHA string
       return nullptr;
@@ -364,8 +641,11 @@ class redis_client {
 
   redis_options options_;
   circuit_breaker<steady_clock> breaker_;
-  std::unique_ptr<link[]> links_;
-  std::atomic<std::size_t> next_{0};
+  std::array<std::atomic<node*>, max_nodes> nodes_{};  // published once each, freed by the destructor
+  std::atomic<std::size_t> node_count_{0};
+  std::mutex topology_;  // adds nodes
+  std::mutex refresh_;   // one slot map read at a time
+  std::unique_ptr<std::atomic<std::uint16_t>[]> slots_;  // cluster: node index + 1 per slot, 0 unknown
   counter_set<counter> counters_;
 };
 
@@ -423,9 +703,10 @@ void redis_check_limit_options(const Fail& fail, std::string_view what, const st
 
 }  // namespace detail
 
-/// A shared handle on a pool of connections to one Redis, with its circuit
-/// breaker. Copies share the pool: give the same handle to every limit that
-/// uses this Redis. Connects on first use. Every member is thread-safe; a
+/// A shared handle on a pool of connections to one Redis (or a pool per
+/// node of a Redis Cluster), with its circuit breaker. Copies share the
+/// pools: give the same handle to every limit that uses this Redis.
+/// Connects on first use (a cluster also reads its slot map then). Every member is thread-safe; a
 /// call that reaches Redis holds one pooled connection (a std::mutex each)
 /// for its round trip.
 class redis_connection {

@@ -13,8 +13,8 @@
 // argument changes. Each consumption, charge, release and read is one Lua
 // script: one round trip, atomic in Redis, with the rules of
 // storage/quota_storage.hpp; so is recording an alert, which then fires once
-// per period between every instance. One Redis server (not Cluster or Sentinel; see
-// redis/connection.hpp). Failure modes, deadlines, leases and their bounds,
+// per period between every instance. One Redis server or a Redis Cluster (not
+// Sentinel; see redis/connection.hpp). Failure modes, deadlines, leases and their bounds,
 // keys and time: docs/redis.md.
 #pragma once
 
@@ -86,19 +86,21 @@ struct redis_quota_config {
 /// tracker, on_failure (fail_closed, fail_open, fallback_local),
 /// local_share, lease, time (server, caller). Throws
 /// armor::error(errc::invalid_argument) for another scheme, a database
-/// other than 0, a parameter it does not know or a bad value. Sentinel and
-/// Cluster URLs parse, but armor's Redis backends do not reach them yet:
-/// refused here with a message saying so.
+/// other than 0, a parameter it does not know or a bad value.
+/// `redis+cluster://n1:7000,n2:7001` sets `connection.cluster` (the first
+/// node is host:port, the others seeds). Sentinel URLs parse, but armor's
+/// Redis backends do not reach Sentinel yet: refused with a message saying so.
 [[nodiscard]] inline redis_quota_config redis_quota_config_from_url(std::string_view url) {
   constexpr std::string_view who = "armor::redis_quota_config_from_url";
   const backend_url u = parse_backend_url(url);
   const auto fail = [&](const std::string& what) {
     detail::invalid_config(std::string(who) + ": \"" + std::string(url) + "\": " + what);
   };
-  if (u.scheme == backend_scheme::redis_sentinel || u.scheme == backend_scheme::redis_cluster) {
-    fail("armor's Redis backends reach one server; " + std::string(to_string(u.scheme)) + " is not supported yet");
+  if (u.scheme == backend_scheme::redis_sentinel) {
+    fail("armor's Redis backends do not reach Sentinel yet; " + std::string(to_string(u.scheme)) +
+         " is not supported yet");
   }
-  if (u.scheme != backend_scheme::redis) {
+  if (u.scheme != backend_scheme::redis && u.scheme != backend_scheme::redis_cluster) {
     fail("names a " + std::string(to_string(u.scheme)) + " backend, not redis:");
   }
   if (!u.user.empty() && u.user != "default") {
@@ -111,6 +113,15 @@ struct redis_quota_config {
   c.connection.host = u.hosts.front().host;
   c.connection.port = u.hosts.front().port;
   c.connection.password = u.password;
+  if (u.scheme == backend_scheme::redis_cluster) {
+    c.connection.cluster = true;
+    for (std::size_t i = 1; i < u.hosts.size(); ++i) {
+      std::string seed = u.hosts[i].host;
+      seed += ':';
+      seed += std::to_string(u.hosts[i].port);
+      c.connection.seeds.push_back(std::move(seed));
+    }
+  }
   detail::backend_url_reader r(u, who);
   if (const auto v = r.text("prefix")) c.connection.prefix = std::string(*v);
   if (const auto v = r.millis("connect_timeout")) c.connection.connect_timeout = *v;
