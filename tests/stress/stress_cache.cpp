@@ -89,6 +89,19 @@ void raise_max(std::atomic<int>& m, int v) {
   }
 }
 
+// A hot key's operation: records how many run at once for the key, yields
+// a little, fails every fifth run, and answers a value that names its key.
+auto hot_key_operation(key_state& ks, int k) {
+  return [&ks, k]() -> std::int64_t {
+    raise_max(ks.most, ks.inside.fetch_add(1, std::memory_order_acq_rel) + 1);
+    const std::int64_t mine = ks.serial.fetch_add(1, std::memory_order_acq_rel) + 1;
+    for (int spin = 0; spin < 20; ++spin) std::this_thread::yield();
+    ks.inside.fetch_sub(1, std::memory_order_acq_rel);
+    if (mine % 5 == 0) throw std::runtime_error("upstream down");
+    return mine * keys + k;
+  };
+}
+
 }  // namespace
 
 TEST_CASE("stress: cache on few keys: one operation per key at a time, answers of the right key", "[cache]") {
@@ -105,14 +118,7 @@ TEST_CASE("stress: cache on few keys: one operation per key at a time, answers o
         for (int i = 0; i < calls; ++i) {
           const int k = (i * 7 + t) % keys;
           key_state& ks = state[static_cast<std::size_t>(k)];
-          auto op = [&ks, k]() -> std::int64_t {
-            raise_max(ks.most, ks.inside.fetch_add(1, std::memory_order_acq_rel) + 1);
-            const std::int64_t mine = ks.serial.fetch_add(1, std::memory_order_acq_rel) + 1;
-            for (int spin = 0; spin < 20; ++spin) std::this_thread::yield();
-            ks.inside.fetch_sub(1, std::memory_order_acq_rel);
-            if (mine % 5 == 0) throw std::runtime_error("upstream down");
-            return mine * keys + k;
-          };
+          auto op = hot_key_operation(ks, k);
           auto r = (i % 2 == 0) ? c.try_execute(k, op, ex) : c.try_execute(k, op);
           if (!r) {
             failed.fetch_add(1, std::memory_order_relaxed);
@@ -193,14 +199,7 @@ TEST_CASE("stress: cache on few keys and many keys at once: coalescing and evict
           if (t % 2 == 0) {
             const int k = (i * 7 + t) % keys;
             key_state& ks = state[static_cast<std::size_t>(k)];
-            auto op = [&ks, k]() -> std::int64_t {
-              raise_max(ks.most, ks.inside.fetch_add(1, std::memory_order_acq_rel) + 1);
-              const std::int64_t mine = ks.serial.fetch_add(1, std::memory_order_acq_rel) + 1;
-              for (int spin = 0; spin < 20; ++spin) std::this_thread::yield();
-              ks.inside.fetch_sub(1, std::memory_order_acq_rel);
-              if (mine % 5 == 0) throw std::runtime_error("upstream down");
-              return mine * keys + k;
-            };
+            auto op = hot_key_operation(ks, k);
             auto r = (i % 2 == 0) ? c.try_execute(k, op, ex) : c.try_execute(k, op);
             if (!r) {
               failed.fetch_add(1, std::memory_order_relaxed);
