@@ -102,6 +102,14 @@ auto hot_key_operation(key_state& ks, int k) {
   };
 }
 
+// One call on a hot key: every other call hands stale refreshes to the
+// worker, the others refresh on the calling thread.
+template <class Cache, class Executor>
+auto call_hot_key(Cache& c, key_state& ks, int k, Executor& ex, int i) {
+  auto op = hot_key_operation(ks, k);
+  return (i % 2 == 0) ? c.try_execute(k, op, ex) : c.try_execute(k, op);
+}
+
 }  // namespace
 
 TEST_CASE("stress: cache on few keys: one operation per key at a time, answers of the right key", "[cache]") {
@@ -117,9 +125,7 @@ TEST_CASE("stress: cache on few keys: one operation per key at a time, answers o
       pool.emplace_back([&, t] {
         for (int i = 0; i < calls; ++i) {
           const int k = (i * 7 + t) % keys;
-          key_state& ks = state[static_cast<std::size_t>(k)];
-          auto op = hot_key_operation(ks, k);
-          auto r = (i % 2 == 0) ? c.try_execute(k, op, ex) : c.try_execute(k, op);
+          auto r = call_hot_key(c, state[static_cast<std::size_t>(k)], k, ex, i);
           if (!r) {
             failed.fetch_add(1, std::memory_order_relaxed);
             continue;
@@ -198,9 +204,7 @@ TEST_CASE("stress: cache on few keys and many keys at once: coalescing and evict
         for (int i = 0; i < calls; ++i) {
           if (t % 2 == 0) {
             const int k = (i * 7 + t) % keys;
-            key_state& ks = state[static_cast<std::size_t>(k)];
-            auto op = hot_key_operation(ks, k);
-            auto r = (i % 2 == 0) ? c.try_execute(k, op, ex) : c.try_execute(k, op);
+            auto r = call_hot_key(c, state[static_cast<std::size_t>(k)], k, ex, i);
             if (!r) {
               failed.fetch_add(1, std::memory_order_relaxed);
               continue;
