@@ -13,10 +13,11 @@
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
 //     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
 //     leak of one smallest heap block, 32 bytes, per reconfiguration would be
-//     1.5 MiB; measured: 1 page). Under ThreadSanitizer, whose own bookkeeping
-//     grows with the events it records, the bound is 1 MiB; under
-//     AddressSanitizer there is none. That nothing is allocated at all is
-//     checked exactly by tests/alloc/alloc_reconfigure.cpp.
+//     1.5 MiB; measured: 1 page). Checked in the plain build only: under
+//     ThreadSanitizer, whose own bookkeeping grows with the events it
+//     records (2.1 MiB in one CI run, 0.5 MiB in others), and under
+//     AddressSanitizer the figure measures the sanitizer. That nothing is
+//     allocated at all is checked exactly by tests/alloc/alloc_reconfigure.cpp.
 //
 // The readers stop when the writer has finished; the writer waits only for
 // the readers to have started (a preempted reader delays that, it cannot
@@ -165,19 +166,14 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
   CHECK(bh.in_use() == 0);
-  // The bound in pages of 4 KiB: 64 KiB; 1 MiB under ThreadSanitizer; none
-  // under AddressSanitizer, whose quarantine and fake stacks move the figure
-  // by megabytes on their own (tests/alloc/alloc_reconfigure.cpp still shows
-  // that nothing is allocated).
+  // The bound in pages of 4 KiB: 64 KiB, in a build without sanitizers (the
+  // test preset's suite runs this file too). Under ThreadSanitizer and
+  // AddressSanitizer resident memory follows the sanitizer's own records.
   long bound = 16;
-#if defined(__SANITIZE_THREAD__)
-  bound = 256;
-#elif defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   bound = -1;
 #elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-  bound = 256;
-#elif __has_feature(address_sanitizer)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
   bound = -1;
 #endif
 #endif
