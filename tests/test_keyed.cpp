@@ -7,6 +7,7 @@
 
 #include "armor_catch.hpp"
 
+#include <armor/detail/key_tally.hpp>
 #include <armor/detail/keyed_table.hpp>
 
 #include <atomic>
@@ -445,4 +446,86 @@ TEST_CASE("keyed stats: refusals of every key together, kept when keys are evict
   keyed_buckets moved{std::move(per_ip)};
   CHECK(moved.stats().rejected == 3);
   CHECK(moved.stats().removed() == 1);
+}
+
+namespace {
+std::map<std::string, std::uint64_t> refusals_by_key(const keyed_buckets& m) {
+  std::map<std::string, std::uint64_t> out;
+  m.for_each_rejected([&](std::string_view key, std::uint64_t n) { out.emplace(std::string(key), n); });
+  return out;
+}
+}  // namespace
+
+TEST_CASE("keyed refusals per key: the first rejected_keys keys have their own count, the rest count as other",
+          "[keyed]") {
+  armor::manual_clock clock;
+  keyed_buckets per_ip{{.rate = {1, 1s}, .burst = 1}, {.max_keys = 100, .rejected_keys = 2}, clock};
+  CHECK(per_ip.rejected_keys() == 2);
+  auto p = armor::pipeline{clock, std::ref(per_ip)};
+  auto op = [] { return 200; };
+  const std::string long_key(armor::detail::key_tally::max_key_size + 1, 'x');
+  // Each key's first call is admitted (burst 1), the others refused.
+  for (const std::string_view key : {"a", "a", "b", "b", "a", "c", "c", "other", "other", "d"}) {
+    (void)p.try_execute(op, {.key = key});
+  }
+  (void)p.try_execute(op, {.key = long_key});
+  (void)p.try_execute(op, {.key = long_key});
+  CHECK(per_ip.stats().rejected == 6);  // a 2, b 1, c 1, other 1, the long key 1
+  CHECK(refusals_by_key(per_ip) == std::map<std::string, std::uint64_t>{{"a", 2}, {"b", 1}});
+  // c came third; "other" is always folded (its series is written once);
+  // a key longer than 64 bytes is too.
+  CHECK(per_ip.rejected_other() == 3);
+
+  SECTION("refusals decided outside a pipeline are counted with record_rejection") {
+    if (!per_ip.get("b")->try_acquire()) per_ip.record_rejection("b");
+    if (!per_ip.get("e")->try_acquire()) per_ip.record_rejection("e");  // admitted: e's first call
+    if (!per_ip.get("e")->try_acquire()) per_ip.record_rejection("e");
+    CHECK(per_ip.stats().rejected == 8);
+    CHECK(refusals_by_key(per_ip) == std::map<std::string, std::uint64_t>{{"a", 2}, {"b", 2}});
+    CHECK(per_ip.rejected_other() == 4);
+  }
+  SECTION("a key keeps its count after it leaves the map, and the counts move with the map") {
+    CHECK(per_ip.erase("a"));
+    (void)p.try_execute(op, {.key = "a"});  // a fresh bucket: admitted
+    (void)p.try_execute(op, {.key = "a"});
+    keyed_buckets moved{std::move(per_ip)};
+    CHECK(refusals_by_key(moved) == std::map<std::string, std::uint64_t>{{"a", 3}, {"b", 1}});
+    CHECK(moved.rejected_other() == 3);
+    CHECK(moved.stats().rejected == 7);
+  }
+}
+
+TEST_CASE("keyed refusals per key: off by default, bounded at 1024", "[keyed]") {
+  armor::manual_clock clock;
+  keyed_buckets plain{{.rate = {1, 1s}, .burst = 1}, {.max_keys = 10}, clock};
+  auto p = armor::pipeline{clock, std::ref(plain)};
+  for (int i = 0; i < 2; ++i) (void)p.try_execute([] { return 1; }, {.key = "a"});
+  CHECK(plain.rejected_keys() == 0);
+  CHECK(plain.stats().rejected == 1);
+  CHECK(refusals_by_key(plain).empty());
+  CHECK(plain.rejected_other() == 0);
+  try {
+    keyed_buckets too_many{{.rate = {1, 1s}, .burst = 1}, {.max_keys = 10, .rejected_keys = 1025}, clock};
+    FAIL("accepted rejected_keys = 1025");
+  } catch (const armor::error& e) {
+    CHECK(e.code() == armor::errc::invalid_argument);
+    CHECK(std::string(e.what()).find("rejected_keys") != std::string::npos);
+  }
+  keyed_buckets most{{.rate = {1, 1s}, .burst = 1}, {.max_keys = 10, .rejected_keys = 1024}, clock};
+  CHECK(most.rejected_keys() == 1024);
+}
+
+TEST_CASE("key tally: many keys under heavy collisions, each counted once, the rest as other", "[keyed]") {
+  armor::detail::key_tally tally(16);
+  for (unsigned long long round = 0; round < 3; ++round) {
+    for (unsigned long long i = 0; i < 40; ++i) tally.add(numbered("k", i), i % 3);  // three hashes for all keys
+  }
+  std::vector<std::pair<std::string, std::uint64_t>> seen;
+  tally.for_each([&](std::string_view key, std::uint64_t n) { seen.emplace_back(std::string(key), n); });
+  REQUIRE(seen.size() == 16);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    CHECK(seen[i].first == numbered("k", i));  // in the order first counted
+    CHECK(seen[i].second == 3);
+  }
+  CHECK(tally.other() == 3 * 24);
 }

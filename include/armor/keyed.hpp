@@ -25,6 +25,7 @@
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/key_tally.hpp>
 #include <armor/detail/keyed_table.hpp>
 #include <armor/detail/random.hpp>
 #include <armor/detail/sharded_counter.hpp>
@@ -77,6 +78,13 @@ struct keyed_options {
   /// key_source::host(), the host a host set layer outside picked (a
   /// breaker per host: docs/host_sets.md#in-a-pipeline).
   key_source key{};
+  /// Keys whose refusals are also counted one by one (for a series per key,
+  /// armor_keyed_key_rejected_total): the first this many keys refused have
+  /// a count of their own for the life of the map; the refusals of every
+  /// later key are counted together under the key "other". 0 (the
+  /// default): only the count of all keys together. At most 1024; about 200
+  /// bytes per key, allocated at construction. docs/observability.md.
+  std::size_t rejected_keys = 0;
 };
 
 /// The counters of an armor::keyed map (keyed::stats()): how many keys it
@@ -327,6 +335,11 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     (void)make_instance(options_, clock_, listener_, std::string_view{});  // validates the options
     if (map_options.max_keys < 1) detail::invalid_config("armor::keyed: max_keys must be at least 1");
     detail::check_key_source(map_options.key, "armor::keyed");
+    if (map_options.rejected_keys > detail::key_tally::max_keys) {
+      detail::invalid_config("armor::keyed: rejected_keys must be at most 1024 (got " +
+                             std::to_string(map_options.rejected_keys) + ")");
+    }
+    rejected_by_key_ = std::make_unique<detail::key_tally>(map_options.rejected_keys);
     key_ = map_options.key;
     if (map_options.expire_after.count() < 0) {
       detail::invalid_config("armor::keyed: expire_after must not be negative (got " +
@@ -371,7 +384,8 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
         key_(other.key_),
         seed_(other.seed_),
         count_(other.count_.exchange(0, std::memory_order_relaxed)),
-        rejected_(other.rejected_) {}
+        rejected_(other.rejected_),
+        rejected_by_key_(std::move(other.rejected_by_key_)) {}
   keyed& operator=(keyed&&) = delete;
   keyed(const keyed&) = delete;
   keyed& operator=(const keyed&) = delete;
@@ -404,7 +418,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       case admission_kind::queued:
       case admission_kind::rejected: break;
     }
-    rejected_.add();
+    record_rejection(h.key());
     return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
   }
 
@@ -422,7 +436,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
         return admission<permit>::queued(inner.delay, permit(std::move(h), std::move(inner.permit)), inner.code);
       default: break;
     }
-    rejected_.add();
+    record_rejection(h.key());
     return admission<permit>::reject(inner.code, inner.retry_after, inner.retryable);
   }
 
@@ -512,6 +526,33 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       }
     }
   }
+
+  /// Counts a refusal of `key` decided outside a pipeline (a request
+  /// handler's `get(ip)->try_acquire()` that failed) as admit() counts its
+  /// own: in keyed_stats::rejected and, with keyed_options::rejected_keys,
+  /// per key. Lock-free, allocates nothing; a thread-sharded counter for
+  /// the total, one relaxed addition for the key.
+  void record_rejection(std::string_view key) noexcept {
+    rejected_.add();
+    if (rejected_by_key_->capacity() != 0) rejected_by_key_->add(key, hash_of(key));
+  }
+
+  /// Calls `f(std::string_view key, std::uint64_t refusals)` for every key
+  /// with a refusal count of its own (keyed_options::rejected_keys), in the
+  /// order of their first refusal; the keys stay after they leave the map.
+  /// Takes no lock; allocates nothing.
+  template <class F>
+    requires std::invocable<F&, std::string_view, std::uint64_t>
+  void for_each_rejected(F&& f) const {
+    rejected_by_key_->for_each(f);
+  }
+
+  /// Refusals of the keys without a count of their own (0 when
+  /// keyed_options::rejected_keys is 0).
+  [[nodiscard]] std::uint64_t rejected_other() const noexcept { return rejected_by_key_->other(); }
+
+  /// keyed_options::rejected_keys.
+  [[nodiscard]] std::size_t rejected_keys() const noexcept { return rejected_by_key_->capacity(); }
 
   /// Keys held now (exact when no other thread is inserting or evicting).
   [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
@@ -815,6 +856,9 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   // lookup; on its own cache line so that it does not slow the shards.
   alignas(detail::cache_line) std::atomic<std::size_t> count_{0};
   detail::sharded_counter<> rejected_{};
+  // Refusals per key (keyed_options::rejected_keys); behind a pointer so
+  // that a map without it carries one word, not the tally's counters.
+  std::unique_ptr<detail::key_tally> rejected_by_key_;
   // Where the next search of other shards for room starts (reclaim_elsewhere).
   std::atomic<std::size_t> reclaim_hand_{0};
 };

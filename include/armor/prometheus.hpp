@@ -386,6 +386,10 @@ class registry {
       for (std::size_t i = 0; i < e.family_count; ++i) known += (i ? ", " : "") + std::string(e.family_at(i).name);
       refuse("rename: the policy feeds no family \"" + std::string(from) + "\" (it feeds " + known + ")");
     }
+    if (f == e.off) {
+      refuse("rename: \"" + std::string(from) +
+             "\" is written only for a keyed map with keyed_options::rejected_keys above 0 (this map's is 0)");
+    }
     if (!detail::valid_metric_name(to)) {
       refuse("rename: \"" + std::string(to) +
              "\" is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with __)");
@@ -467,7 +471,8 @@ class registry {
     emit_fn emit = nullptr;
     std::string labels;     // rendered: name="escaped value",... (constant labels first)
     std::string key_label;  // keyed maps only
-    [[nodiscard]] bool exports(std::size_t f) const noexcept { return !only_renamed || renamed[f]; }
+    std::size_t off = static_cast<std::size_t>(-1);  // a family with nothing to write (a keyed map's per-key refusals)
+    [[nodiscard]] bool exports(std::size_t f) const noexcept { return f != off && (!only_renamed || renamed[f]); }
   };
 
   template <class P>
@@ -476,13 +481,20 @@ class registry {
   }
 
   // A keyed map: its instances' families, one series per key, then the
-  // map's own (keyed_stats), without the key's label.
+  // map's own (keyed_stats), without the key's label, then its refusals per
+  // key (keyed_options::rejected_keys; not written when that is 0).
+  static constexpr detail::family key_rejected_family{
+      "armor_keyed_key_rejected_total", "counter",
+      "Calls refused by their key's policy, per key: the first rejected_keys keys refused, the rest as \"other\"."};
+
   template <class K>
   struct keyed_families {
     using per_key = detail::exporter<typename K::instance_type>;
     using own = detail::exporter<K>;
-    static constexpr std::size_t size = per_key::size + own::size;
+    static constexpr std::size_t rejected = per_key::size + own::size;  // the per-key refusals' index
+    static constexpr std::size_t size = rejected + 1;
     [[nodiscard]] static const detail::family& at(std::size_t f) noexcept {
+      if (f == rejected) return key_rejected_family;
       return f < per_key::size ? per_key::at(f) : own::at(f - per_key::size);
     }
   };
@@ -491,6 +503,15 @@ class registry {
   static void emit_keyed(const void* p, std::size_t f, detail::sample_writer& w, std::string_view key_label) {
     using instance = typename K::instance_type;
     const K& k = *static_cast<const K*>(p);
+    if (f == keyed_families<K>::rejected) {
+      k.for_each_rejected([&](std::string_view key, std::uint64_t n) {
+        w.key(key_label, key);
+        w.sample({}, {}, static_cast<double>(n));
+      });
+      w.key(key_label, armor::detail::key_tally::other_key);
+      w.sample({}, {}, static_cast<double>(k.rejected_other()));
+      return;
+    }
     if (f >= keyed_families<K>::per_key::size) {
       keyed_families<K>::own::write(k, f - keyed_families<K>::per_key::size, w);
       return;
@@ -518,6 +539,7 @@ class registry {
       e.emit = &emit_keyed<P>;
       check_name(key_label, "key_label");
       e.key_label = std::string(key_label);
+      if (p.rejected_keys() == 0) e.off = keyed_families<P>::rejected;
     } else {
       set_families<P>(e);
       e.emit = &emit_one<P>;

@@ -50,8 +50,8 @@ struct seeds {
   // The limit of one S3 bucket (a keyed map's per-key buckets count nothing
   // of their own; the map counts the refusals of all keys together).
   armor::token_bucket<armor::manual_clock> products{{.rate = {1, 1s}, .burst = 1, .count_calls = true}, clock};
-  armor::keyed<armor::token_bucket<armor::manual_clock>> per_bucket{{.rate = {1, 1s}, .burst = 1}, {.max_keys = 100},
-                                                                    clock};
+  armor::keyed<armor::token_bucket<armor::manual_clock>> per_bucket{
+      {.rate = {1, 1s}, .burst = 1}, {.max_keys = 100, .rejected_keys = 8}, clock};
   armor::prometheus::registry metrics;
 
   seeds() {
@@ -106,6 +106,29 @@ TEST_CASE("prometheus: a keyed map writes its own families next to the keys' ser
   CHECK(has(text, "# TYPE armor_keyed_rejected_total counter\n"));
   CHECK(has(text, "armor_keyed_rejected_total{route=\"/upload\"} 1\n"));
   CHECK(has(text, "armor_keyed_keys{route=\"/upload\"} 1\n"));
+}
+
+TEST_CASE("prometheus naming: a keyed limiter's refusals per key, under the seeds' name", "[prometheus][keyed]") {
+  seeds s;
+  armor::prometheus::registry metrics;
+  metrics.add(s.per_bucket, {}, "bucket")
+      .rename("armor_keyed_key_rejected_total", "rate_limit_exceeded_total")
+      .only_renamed();
+  CHECK(metrics.text() ==
+        "# HELP rate_limit_exceeded_total Calls refused by their key's policy, per key: the first rejected_keys keys "
+        "refused, the rest as \"other\".\n"
+        "# TYPE rate_limit_exceeded_total counter\n"
+        "rate_limit_exceeded_total{bucket=\"products\"} 1\n"
+        "rate_limit_exceeded_total{bucket=\"other\"} 0\n");
+
+  SECTION("not written for a map that keeps no per-key count; renaming it then says why") {
+    armor::keyed<armor::token_bucket<armor::manual_clock>> plain{{.rate = {1, 1s}, .burst = 1}, {}, s.clock};
+    armor::prometheus::registry r;
+    r.add(plain, {}, "bucket");
+    CHECK_FALSE(has(r.text(), "armor_keyed_key_rejected_total"));
+    CHECK(has(refusal([&] { r.rename("armor_keyed_key_rejected_total", "rate_limit_exceeded_total"); }),
+              "rejected_keys"));
+  }
 }
 
 TEST_CASE("prometheus naming: a prefix replaces armor_, constant labels go first", "[prometheus]") {
