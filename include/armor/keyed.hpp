@@ -339,7 +339,9 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       detail::invalid_config("armor::keyed: rejected_keys must be at most 1024 (got " +
                              std::to_string(map_options.rejected_keys) + ")");
     }
-    rejected_by_key_ = std::make_unique<detail::key_tally>(map_options.rejected_keys);
+    if (map_options.rejected_keys != 0) {
+      rejected_by_key_ = std::make_unique<detail::key_tally>(map_options.rejected_keys);
+    }
     key_ = map_options.key;
     if (map_options.expire_after.count() < 0) {
       detail::invalid_config("armor::keyed: expire_after must not be negative (got " +
@@ -534,7 +536,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   /// the total, one relaxed addition for the key.
   void record_rejection(std::string_view key) noexcept {
     rejected_.add();
-    if (rejected_by_key_->capacity() != 0) rejected_by_key_->add(key, hash_of(key));
+    if (rejected_by_key_) rejected_by_key_->add(key, hash_of(key));
   }
 
   /// Calls `f(std::string_view key, std::uint64_t refusals)` for every key
@@ -544,15 +546,19 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   template <class F>
     requires std::invocable<F&, std::string_view, std::uint64_t>
   void for_each_rejected(F&& f) const {
-    rejected_by_key_->for_each(f);
+    if (rejected_by_key_) rejected_by_key_->for_each(f);
   }
 
   /// Refusals of the keys without a count of their own (0 when
   /// keyed_options::rejected_keys is 0).
-  [[nodiscard]] std::uint64_t rejected_other() const noexcept { return rejected_by_key_->other(); }
+  [[nodiscard]] std::uint64_t rejected_other() const noexcept {
+    return rejected_by_key_ ? rejected_by_key_->other() : 0;
+  }
 
   /// keyed_options::rejected_keys.
-  [[nodiscard]] std::size_t rejected_keys() const noexcept { return rejected_by_key_->capacity(); }
+  [[nodiscard]] std::size_t rejected_keys() const noexcept {
+    return rejected_by_key_ ? rejected_by_key_->capacity() : 0;
+  }
 
   /// Keys held now (exact when no other thread is inserting or evicting).
   [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
@@ -856,8 +862,8 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   // lookup; on its own cache line so that it does not slow the shards.
   alignas(detail::cache_line) std::atomic<std::size_t> count_{0};
   detail::sharded_counter<> rejected_{};
-  // Refusals per key (keyed_options::rejected_keys); behind a pointer so
-  // that a map without it carries one word, not the tally's counters.
+  // Refusals per key (keyed_options::rejected_keys); null when that is 0,
+  // so that a map without it carries one word, not the tally's counters.
   std::unique_ptr<detail::key_tally> rejected_by_key_;
   // Where the next search of other shards for room starts (reclaim_elsewhere).
   std::atomic<std::size_t> reclaim_hand_{0};

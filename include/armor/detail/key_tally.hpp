@@ -28,7 +28,7 @@ namespace armor::detail {
 /// table (twice as many slots as keys, so probes stay short), each slot
 /// claimed once with a compare-and-swap and published with a release
 /// store; later readers find it with an acquire load. Memory: about 200
-/// bytes per key, allocated at construction.
+/// bytes per key and 512 for other(), allocated at construction.
 class key_tally {
  public:
   static constexpr std::size_t max_key_size = 64;
