@@ -2,6 +2,7 @@
 
     conan create . -s compiler.cppstd=20 --build=missing
     conan create . -s compiler.cppstd=20 -o "armor/*:with_asio=True" --build=missing
+    conan create . -s compiler.cppstd=20 -o "armor/*:with_prometheus_cpp=True" --build=missing
 
 The version comes from include/armor/version.hpp (set_version), so it cannot
 drift from the library's. `conan create` builds and runs test_package/, the
@@ -41,19 +42,23 @@ class ArmorConan(ConanFile):
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
     # Each option adds one component (armor::asio, armor::fmt, armor::sqlite,
-    # armor::redis)
+    # armor::redis, armor::prometheus_cpp)
     # and its dependency. All off by default: a default must not add API.
+    # with_prometheus_cpp brings armor::fmt too (armor writes its exposition
+    # with fmt), as the vcpkg feature prometheus-cpp selects fmt.
     options = {
         "with_asio": [True, False],
         "with_fmt": [True, False],
         "with_sqlite": [True, False],
         "with_redis": [True, False],
+        "with_prometheus_cpp": [True, False],
     }
     default_options = {
         "with_asio": False,
         "with_fmt": False,
         "with_sqlite": False,
         "with_redis": False,
+        "with_prometheus_cpp": False,
     }
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*"
     no_copy_source = True
@@ -87,12 +92,20 @@ class ArmorConan(ConanFile):
             # armor::asio needs none of the definitions armor's CMake adds for
             # older Asio (cmake/armorAsio.cmake).
             self.requires("asio/[>=1.26 <2]")
-        if self.options.with_fmt:
+        if self._with_fmt():
             self.requires("fmt/[>=9 <12]")
         if self.options.with_sqlite:
             self.requires("sqlite3/[>=3.35 <4]")
         if self.options.with_redis:
             self.requires("hiredis/[>=1.0 <2]")
+        if self.options.with_prometheus_cpp:
+            # armor::prometheus_cpp uses prometheus-cpp's core library only
+            # (Collectable, MetricFamily); the service brings the Exposer.
+            self.requires("prometheus-cpp/[>=1.0 <2]")
+
+    def _with_fmt(self):
+        """armor::fmt: asked for, or needed by armor::prometheus_cpp."""
+        return bool(self.options.with_fmt) or bool(self.options.with_prometheus_cpp)
 
     def package_id(self):
         # Headers only, the same for every configuration and option.
@@ -105,9 +118,10 @@ class ArmorConan(ConanFile):
         """Every cache variable armor's CMake is configured with."""
         switches = dict(CMAKE_SWITCHES)
         switches["ARMOR_WITH_ASIO"] = bool(self.options.with_asio)
-        switches["ARMOR_WITH_FMT"] = bool(self.options.with_fmt)
+        switches["ARMOR_WITH_FMT"] = bool(self.options.with_fmt) or bool(self.options.with_prometheus_cpp)
         switches["ARMOR_WITH_SQLITE"] = bool(self.options.with_sqlite)
         switches["ARMOR_WITH_REDIS"] = bool(self.options.with_redis)
+        switches["ARMOR_WITH_PROMETHEUS_CPP"] = bool(self.options.with_prometheus_cpp)
         return switches
 
     def generate(self):
@@ -120,7 +134,7 @@ class ArmorConan(ConanFile):
             include_dir = self.dependencies["asio"].cpp_info.includedirs[0]
             toolchain.cache_variables["ARMOR_ASIO_INCLUDE_DIR"] = include_dir.replace("\\", "/")
         toolchain.generate()
-        # fmt, SQLite3 and hiredis are found with find_package, through these files.
+        # fmt, SQLite3, hiredis and prometheus-cpp are found with find_package, through these files.
         CMakeDeps(self).generate()
 
     def build(self):
@@ -164,7 +178,7 @@ class ArmorConan(ConanFile):
             asio.includedirs = []
             asio.requires = ["armor", "asio::asio"]
             asio.defines = ["ASIO_STANDALONE", "ASIO_NO_DEPRECATED"]
-        if self.options.with_fmt:
+        if self.options.with_fmt or self.options.with_prometheus_cpp:
             fmt = self.cpp_info.components["fmt"]
             self._header_only(fmt, "armor::fmt")
             fmt.includedirs = []
@@ -179,3 +193,9 @@ class ArmorConan(ConanFile):
             self._header_only(redis, "armor::redis")
             redis.includedirs = []
             redis.requires = ["armor", "hiredis::hiredis"]
+        if self.options.with_prometheus_cpp:
+            prometheus_cpp = self.cpp_info.components["prometheus_cpp"]
+            self._header_only(prometheus_cpp, "armor::prometheus_cpp")
+            prometheus_cpp.includedirs = []
+            # prometheus-cpp's Conan package names its core library's component so.
+            prometheus_cpp.requires = ["armor", "fmt", "prometheus-cpp::prometheus-cpp-core"]

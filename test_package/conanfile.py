@@ -23,8 +23,11 @@ class ArmorTestPackageConan(ConanFile):
         armor = self.dependencies["armor"]
         # The components this armor package has, from its options; the CMake
         # project checks that exactly these exist.
-        components = [name for name in ("asio", "fmt", "sqlite", "redis")
+        components = [name for name in ("asio", "fmt", "sqlite", "redis", "prometheus_cpp")
                       if armor.options.get_safe(f"with_{name}")]
+        # armor::prometheus_cpp brings armor::fmt with it.
+        if "prometheus_cpp" in components and "fmt" not in components:
+            components.insert(1, "fmt")
         toolchain.cache_variables["ARMOR_TEST_COMPONENTS"] = ";".join(components)
         toolchain.generate()
         CMakeDeps(self).generate()

@@ -34,6 +34,11 @@
 #include <sqlite3.h>
 #endif
 
+#if ARMOR_TEST_PACKAGE_PROMETHEUS_CPP
+#include <armor/prometheus_cpp.hpp>
+#include <prometheus/registry.h>
+#endif
+
 #if ARMOR_TEST_PACKAGE_REDIS
 #if __has_include(<armor/redis.hpp>)
 #include <armor/redis.hpp>
@@ -71,6 +76,16 @@ int main() {
   const int len = redisFormatCommand(&cmd, "PING");
   ok = ok && len > 0;
   redisFreeCommand(cmd);
+#endif
+#if ARMOR_TEST_PACKAGE_PROMETHEUS_CPP
+  // armor's families as prometheus-cpp's, collected without an Exposer;
+  // a prometheus::Registry links prometheus-cpp's core library.
+  armor::bulkhead<> pool{{.max_concurrent = 1}};
+  armor::prometheus::registry metrics;
+  metrics.add(pool, {{"pool", "uploads"}});
+  const armor::prometheus::collectable armor_metrics{metrics};
+  prometheus::Registry own;
+  ok = ok && !armor_metrics.Collect().empty() && own.Collect().empty();
 #endif
 
   std::printf("armor %d.%d.%d test package: %s\n", ARMOR_VERSION_MAJOR, ARMOR_VERSION_MINOR,

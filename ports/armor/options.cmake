@@ -22,9 +22,11 @@ set(ARMOR_PORT_OPTIONS
 # passes its switch as OFF, so no switch is ever left to armor's default.
 # The feature names are those in vcpkg.json and the names of the components
 # the feature adds (armor::asio, armor::fmt, armor::sqlite,
-# armor::redis).
+# armor::redis), with a hyphen where the component has an underscore
+# (vcpkg's names have none): prometheus-cpp adds armor::prometheus_cpp.
 set(ARMOR_PORT_FEATURES
   asio   ARMOR_WITH_ASIO
   fmt    ARMOR_WITH_FMT
   sqlite ARMOR_WITH_SQLITE
-  redis  ARMOR_WITH_REDIS)
+  redis  ARMOR_WITH_REDIS
+  prometheus-cpp ARMOR_WITH_PROMETHEUS_CPP)

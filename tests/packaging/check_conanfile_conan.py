@@ -98,7 +98,7 @@ def stand_in(recipe_class, source_dir, version=None, os_name="Linux", cppstd="20
     instance.settings = settings
     instance.info = Info(settings)
     instance.options = type("Options", (), {})()
-    for name in ("with_asio", "with_fmt", "with_sqlite", "with_redis"):
+    for name in ("with_asio", "with_fmt", "with_sqlite", "with_redis", "with_prometheus_cpp"):
         setattr(instance.options, name, options.get(name, False))
     instance.recipe_folder = str(source_dir)
     instance.version = version
@@ -156,7 +156,7 @@ def main(argv):
     print(f"Conan {version}: running {recipe.__name__}'s methods on a stand-in")
 
     defaults = dict(getattr(recipe, "default_options", {}))
-    expect(sorted(defaults) == ["with_asio", "with_fmt", "with_redis", "with_sqlite"]
+    expect(sorted(defaults) == ["with_asio", "with_fmt", "with_prometheus_cpp", "with_redis", "with_sqlite"]
            and all(value is False for value in defaults.values()),
            f"default_options must turn every integration off, not {defaults}")
 
@@ -181,6 +181,7 @@ def main(argv):
                             ({"with_fmt": True}, ["fmt"]),
                             ({"with_sqlite": True}, ["sqlite3"]),
                             ({"with_redis": True}, ["hiredis"]),
+                            ({"with_prometheus_cpp": True}, ["fmt", "prometheus-cpp"]),  # it needs armor::fmt
                             ({"with_asio": True, "with_fmt": True, "with_sqlite": True, "with_redis": True},
                              ["asio", "fmt", "hiredis", "sqlite3"])):
         r = stand_in(recipe, source_dir, **options)
@@ -204,9 +205,11 @@ def main(argv):
 
     # The CMake switches generate() applies.
     for flag in (False, True):
-        r = stand_in(recipe, source_dir, with_asio=flag, with_fmt=flag, with_sqlite=flag, with_redis=flag)
+        r = stand_in(recipe, source_dir, with_asio=flag, with_fmt=flag, with_sqlite=flag, with_redis=flag,
+                     with_prometheus_cpp=flag)
         switches = r._cmake_switches()
-        for name in ("ARMOR_WITH_ASIO", "ARMOR_WITH_FMT", "ARMOR_WITH_SQLITE", "ARMOR_WITH_REDIS"):
+        for name in ("ARMOR_WITH_ASIO", "ARMOR_WITH_FMT", "ARMOR_WITH_SQLITE", "ARMOR_WITH_REDIS",
+                     "ARMOR_WITH_PROMETHEUS_CPP"):
             expect(switches.get(name) is flag, f"{name} is {switches.get(name)!r} with the options {flag}")
         for name, value in (("ARMOR_BUILD_TESTS", False), ("ARMOR_BUILD_EXAMPLES", False),
                             ("ARMOR_BUILD_BENCHMARKS", False), ("ARMOR_INSTALL", True)):
@@ -215,6 +218,7 @@ def main(argv):
     # package_info: armor::armor alone by default; each option adds its component.
     for options, wanted in (({}, {"armor"}),
                             ({"with_asio": True}, {"armor", "asio"}),
+                            ({"with_prometheus_cpp": True}, {"armor", "fmt", "prometheus_cpp"}),
                             ({"with_asio": True, "with_fmt": True, "with_sqlite": True, "with_redis": True},
                              {"armor", "asio", "fmt", "sqlite", "redis"})):
         r = stand_in(recipe, source_dir, **options)
@@ -233,7 +237,8 @@ def main(argv):
                    f"component {name} declares library or binary directories in a header-only package")
         expect("pthread" in info.components["armor"].system_libs, "armor::armor does not link pthread on Linux")
         for name, dependency in (("asio", "asio::asio"), ("fmt", "fmt::fmt"), ("sqlite", "sqlite3::sqlite3"),
-                                 ("redis", "hiredis::hiredis")):
+                                 ("redis", "hiredis::hiredis"),
+                                 ("prometheus_cpp", "prometheus-cpp::prometheus-cpp-core")):
             if name in info.components:
                 requires = info.components[name].requires
                 expect("armor" in requires and dependency in requires,

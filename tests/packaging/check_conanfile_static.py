@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-FEATURES = ("asio", "fmt", "sqlite", "redis")
+FEATURES = ("asio", "fmt", "sqlite", "redis", "prometheus_cpp")
 COMPONENTS = {"armor", *FEATURES}
 METHODS = ("set_version", "layout", "requirements", "package_id", "validate", "generate",
            "build", "package", "package_info")
@@ -108,7 +108,9 @@ def port_options(source_dir):
     block = re.search(r"set\(\s*ARMOR_PORT_FEATURES\s+([^)]*)\)", code)
     if block:
         words = block.group(1).split()
-        features = dict(zip(words[0::2], words[1::2]))
+        # vcpkg's feature names have hyphens where the recipe's options and
+        # armor's components have underscores (prometheus-cpp).
+        features = {feature.replace("-", "_"): switch for feature, switch in zip(words[0::2], words[1::2])}
     return options, features
 
 
@@ -170,7 +172,7 @@ def main(argv):
         check.check(defaults.get(option) is False,
                     f"default_options must turn {option} off (a default must not add API)")
     check.check(set(options) == {f"with_{f}" for f in FEATURES},
-                f"options are exactly with_asio, with_fmt, with_sqlite, with_redis, not {sorted(options)}")
+                f"options are exactly {', '.join(f'with_{f}' for f in FEATURES)}, not {sorted(options)}")
 
     for name in METHODS:
         check.check(name in defs, f"the recipe has no {name}() method")
@@ -192,8 +194,9 @@ def main(argv):
     if "requirements" in defs:
         refs = [literal(c.args[0]) for c in calls(defs["requirements"], "requires") if c.args]
         names = sorted(str(ref).split("/")[0] for ref in refs if isinstance(ref, str))
-        check.check(names == ["asio", "fmt", "hiredis", "sqlite3"],
-                    f"requirements() must require asio, fmt, hiredis and sqlite3 (one per option), not {names}")
+        check.check(names == ["asio", "fmt", "hiredis", "prometheus-cpp", "sqlite3"],
+                    "requirements() must require asio, fmt, hiredis, prometheus-cpp and sqlite3 (one per option), "
+                    f"not {names}")
     if "package_info" in defs:
         found = component_names(defs["package_info"])
         check.check(found == COMPONENTS,

@@ -22,7 +22,8 @@
 #                   as -D<var>= so both configures find the same one:
 #                   HINT_ARMOR_ASIO_INCLUDE_DIR, HINT_fmt_DIR,
 #                   HINT_SQLite3_INCLUDE_DIR, HINT_SQLite3_LIBRARY,
-#                   HINT_ARMOR_HIREDIS_INCLUDE_DIR, HINT_ARMOR_HIREDIS_LIBRARY
+#                   HINT_ARMOR_HIREDIS_INCLUDE_DIR, HINT_ARMOR_HIREDIS_LIBRARY,
+#                   HINT_prometheus-cpp_DIR
 cmake_minimum_required(VERSION 3.21)  # policies for this script (IN_LIST, ...)
 include("${CMAKE_CURRENT_LIST_DIR}/../consumer/common.cmake")
 
@@ -80,7 +81,7 @@ endforeach()
 
 set(_hints "")
 foreach(_var IN ITEMS ARMOR_ASIO_INCLUDE_DIR fmt_DIR SQLite3_INCLUDE_DIR SQLite3_LIBRARY
-                       ARMOR_HIREDIS_INCLUDE_DIR ARMOR_HIREDIS_LIBRARY)
+                       ARMOR_HIREDIS_INCLUDE_DIR ARMOR_HIREDIS_LIBRARY prometheus-cpp_DIR)
   if(HINT_${_var})
     list(APPEND _hints "-D${_var}=${HINT_${_var}}")
   endif()
@@ -162,7 +163,9 @@ set(_tp_build "${WORK_DIR}/test_package")
 # The components are a list; an initial cache file carries it without the
 # semicolons being taken apart on the way.
 set(_tp_cache "${WORK_DIR}/test_package-cache.cmake")
-file(WRITE "${_tp_cache}" "set(ARMOR_TEST_COMPONENTS \"${_selected}\" CACHE STRING \"\")\n")
+# A feature's component is its name with underscores (prometheus-cpp: prometheus_cpp).
+string(REPLACE "-" "_" _components "${_selected}")
+file(WRITE "${_tp_cache}" "set(ARMOR_TEST_COMPONENTS \"${_components}\" CACHE STRING \"\")\n")
 armor_step("configure test_package against ${_installed}"
   "${CMAKE_COMMAND}" -S "${ARMOR_SOURCE_DIR}/test_package" -B "${_tp_build}" ${_tool_args}
   -C "${_tp_cache}"
