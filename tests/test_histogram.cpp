@@ -1,6 +1,7 @@
 // armor::histogram and armor::latency_recorder: latency distributions.
 #include <armor/backoff.hpp>
 #include <armor/histogram.hpp>
+#include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
 
 #include "armor_catch.hpp"
@@ -135,4 +136,40 @@ TEST_CASE("latency_recorder times a successful attempt (it asks for the completi
   CHECK(s.duration.count == 1);
   CHECK(s.duration.sum == 250ms);
   STATIC_REQUIRE(armor::detail::needs_completion_time<armor::latency_recorder>());
+}
+
+TEST_CASE("latency per key: keyed<latency_recorder> keeps a histogram per key, at most max_keys", "[histogram][keyed]") {
+  armor::manual_clock clock;
+  using per_key_latency = armor::keyed<armor::latency_recorder, armor::latency_recorder_options, armor::manual_clock>;
+  per_key_latency per_upstream{{.histogram = {.bounds = {10ms, 100ms, 1s}, .shards = 1}}, {.max_keys = 2}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_upstream), armor::backoff{{.max_attempts = 2, .initial = 50ms,
+                                                                          .jitter = armor::jitter_mode::none}}};
+  const auto call = [&](const char* key, std::chrono::nanoseconds took, bool fail_once) {
+    int n = 0;
+    (void)p.try_execute(
+        [&] {
+          clock.advance(took);
+          if (fail_once && ++n == 1) throw transient{};
+          return 1;
+        },
+        {.key = key});
+  };
+  call("s3", 5ms, false);
+  call("s3", 50ms, false);
+  call("gemini", 400ms, true);  // 400 ms, a 50 ms backoff, 400 ms: one call of 850 ms
+  const auto s3 = per_upstream.find("s3")->stats();
+  CHECK(s3.duration.count == 2);
+  CHECK(s3.duration.sum == 55ms);
+  CHECK(s3.duration.counts == std::vector<std::uint64_t>{1, 1, 0, 0});
+  const auto gemini = per_upstream.find("gemini")->stats();
+  CHECK(gemini.duration.count == 1);
+  CHECK(gemini.duration.sum == 850ms);
+  CHECK_FALSE(per_upstream.find("s3")->idle(armor::timestamp{}));  // dropping it would lose its counts
+
+  // A third key in a map of two: the least recently used key goes, with its histogram.
+  call("github", 20ms, false);
+  CHECK(per_upstream.size() == 2);
+  CHECK_FALSE(per_upstream.find("s3"));
+  CHECK(per_upstream.find("github")->stats().duration.count == 1);
+  CHECK(per_upstream.stats().evicted_lru == 1);
 }

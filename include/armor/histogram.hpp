@@ -21,6 +21,7 @@
 // histogram_quantile does. See docs/observability.md#latency-histograms.
 #pragma once
 
+#include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/detail/config.hpp>
 #include <armor/detail/sharded_counter.hpp>
@@ -274,10 +275,24 @@ struct latency_recorder_permit {
 class latency_recorder {
  public:
   using permit_type = latency_recorder_permit;
+  using options_type = latency_recorder_options;
   static constexpr bool needs_completion_time = true;
 
   explicit latency_recorder(latency_recorder_options options = {})
       : scope_(options.scope), histogram_(std::move(options.histogram)) {}
+
+  /// For armor::keyed (a histogram per key, bounded by max_keys; see
+  /// docs/observability.md#latency-histograms-per-key): the recorder reads
+  /// no clock, so `clock` is not kept.
+  template <armor::clock Clock>
+  latency_recorder(const latency_recorder_options& options, const Clock& /*clock*/)
+      : latency_recorder(latency_recorder_options{options}) {}
+
+  /// For armor::keyed: never idle, since dropping a key's histogram loses
+  /// its counts; a full map evicts the least recently used key instead (its
+  /// series then ends; if the key returns, a new one starts from zero,
+  /// which Prometheus' rate() reads as a counter reset).
+  [[nodiscard]] bool idle(timestamp) const noexcept { return false; }
 
   [[nodiscard]] admission<permit_type> admit(context& ctx) const noexcept {
     return admission<permit_type>::admit(permit_type{ctx.now()});

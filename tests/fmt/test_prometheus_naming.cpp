@@ -227,6 +227,24 @@ TEST_CASE("prometheus: a latency histogram is written as _bucket, _sum and _coun
   CHECK(fmt::format("{}", rec.stats()) == "scope=call duration={count=4 sum=3.45s p50=175ms p95=1s p99=1s}");
 }
 
+TEST_CASE("prometheus: a keyed latency recorder writes a histogram per key", "[prometheus][histogram][keyed]") {
+  armor::keyed<armor::latency_recorder> per_upstream{{.histogram = {.bounds = {100ms, 1s}, .shards = 1}},
+                                                     {.max_keys = 8}};
+  per_upstream.get("s3")->histogram().record(50ms);
+  per_upstream.get("s3")->histogram().record(2s);
+  armor::prometheus::registry metrics;
+  metrics.add(per_upstream, {{"route", "/upload"}}, "upstream").rename("armor_call_duration_seconds", "s3_call_seconds")
+      .only_renamed();
+  CHECK(metrics.text() ==
+        "# HELP s3_call_seconds Duration of whole calls through the pipeline, retries and waits included.\n"
+        "# TYPE s3_call_seconds histogram\n"
+        "s3_call_seconds_bucket{route=\"/upload\",upstream=\"s3\",le=\"0.1\"} 1\n"
+        "s3_call_seconds_bucket{route=\"/upload\",upstream=\"s3\",le=\"1\"} 1\n"
+        "s3_call_seconds_bucket{route=\"/upload\",upstream=\"s3\",le=\"+Inf\"} 2\n"
+        "s3_call_seconds_sum{route=\"/upload\",upstream=\"s3\"} 2.05\n"
+        "s3_call_seconds_count{route=\"/upload\",upstream=\"s3\"} 2\n");
+}
+
 TEST_CASE("prometheus: promtool accepts renamed families and histograms", "[.promtool]") {
   seeds s;
   armor::latency_recorder call{};
@@ -236,5 +254,9 @@ TEST_CASE("prometheus: promtool accepts renamed families and histograms", "[.pro
   s.metrics.add(call, {{"upstream", "s3"}}).add(attempt, {{"upstream", "s3"}}).prefix("s3_");
   armor::prometheus::registry named({.prefix = "ducke_", .labels = {{"service", "ducke"}, {"instance", "a1"}}});
   named.add(s.uploads).add(s.per_bucket, {}, "bucket").add(call);
+  armor::keyed<armor::latency_recorder> per_upstream{{.scope = armor::latency_scope::attempt}, {.max_keys = 8}};
+  per_upstream.get("s3")->histogram().record(80ms);
+  per_upstream.get("gemini")->histogram().record(1200ms);
+  named.add(per_upstream, {{"map", "latency"}}, "upstream");  // its armor_keyed_* series apart from per_bucket's
   armor_test::promtool_check(s.metrics.text() + named.text());
 }
