@@ -1,5 +1,6 @@
 // armor::keyed: one policy instance per key, bounded memory, idle-first
 // eviction (and why it is safe), pinning, and keyed as a pipeline layer.
+#include <armor/fixed_window.hpp>
 #include <armor/http/date.hpp>
 #include <armor/keyed.hpp>
 #include <armor/pipeline.hpp>
@@ -449,7 +450,8 @@ TEST_CASE("keyed stats: refusals of every key together, kept when keys are evict
 }
 
 namespace {
-std::map<std::string, std::uint64_t> refusals_by_key(const keyed_buckets& m) {
+template <class K>
+std::map<std::string, std::uint64_t> refusals_by_key(const K& m) {
   std::map<std::string, std::uint64_t> out;
   m.for_each_rejected([&](std::string_view key, std::uint64_t n) { out.emplace(std::string(key), n); });
   return out;
@@ -528,4 +530,15 @@ TEST_CASE("key tally: many keys under heavy collisions, each counted once, the r
     CHECK(seen[i].second == 3);
   }
   CHECK(tally.other() == 3 * 24);
+}
+
+TEST_CASE("keyed refusals per key: windows and quotas count the same way", "[keyed]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_user{
+      {.limit = 1, .window = 1min}, {.max_keys = 10, .rejected_keys = 4}, clock};
+  auto p = armor::pipeline{clock, std::ref(per_user)};
+  for (const char* key : {"ann", "ann", "ann", "bob", "bob"}) (void)p.try_execute([] { return 1; }, {.key = key});
+  CHECK(refusals_by_key(per_user) == std::map<std::string, std::uint64_t>{{"ann", 2}, {"bob", 1}});
+  CHECK(per_user.rejected_other() == 0);
+  CHECK(per_user.stats().rejected == 3);
 }
