@@ -119,6 +119,11 @@ struct redis_options {
   /// Sentinel: sent with AUTH to each sentinel, when not empty (`password`
   /// is the primary's).
   std::string sentinel_password{};
+  /// Sentinel: how often a call also asks the sentinels whether the primary
+  /// moved without any call failing (a failover asked for, whose old
+  /// primary answers as a primary until the sentinels demote it); >= 0, 0
+  /// for never (then only a failed call asks).
+  std::chrono::milliseconds sentinel_recheck{1000};
 };
 
 /// A redis_connection's breaker state, and its counters since it was made.
@@ -237,7 +242,10 @@ class redis_client {
     bool cut = false;
     node* n = route(keys);
     if (n == nullptr && options_.cluster) n = load_map(keys, until, cut);
-    if (n == nullptr && sentinel()) n = find_primary(until, cut);
+    if (sentinel()) {
+      if (n != nullptr) n = recheck(*n, until);
+      else n = find_primary(until, cut);
+    }
     bool asking = false;
     bool refresh = false;
     std::size_t tries = 0;  // TRYAGAIN answers so far
@@ -376,6 +384,10 @@ class redis_client {
   static constexpr std::size_t max_sentinels = 64;
 
   void count(counter c) noexcept { counters_.add(c); }
+  static std::int64_t redis_now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
   [[nodiscard]] bool sentinel() const noexcept { return !options_.sentinels.empty(); }
 
   static std::uint16_t seed_port(std::string_view s) noexcept {
@@ -417,6 +429,10 @@ class redis_client {
     } else {
       if (o.cluster) fail("sentinels and cluster exclude each other: a cluster finds its primaries itself");
       if (o.primary_name.empty()) fail("primary_name must name the primary the sentinels monitor (sentinel monitor <name>)");
+      if (o.sentinel_recheck.count() < 0) {
+        fail("sentinel_recheck must not be negative (got " + std::to_string(o.sentinel_recheck.count()) +
+             " ms; 0 for never)");
+      }
       if (o.sentinels.size() > max_sentinels) fail("sentinels: at most " + std::to_string(max_sentinels) + " sentinels");
       for (const std::string& s : o.sentinels) {
         if (s.rfind(':') == 0 || seed_port(s) == 0) {
@@ -546,6 +562,21 @@ class redis_client {
     return route({});
   }
 
+  // Sentinel, a primary known: once per sentinel_recheck, the call that
+  // finds it over asks the sentinels again (skipped if another call is
+  // asking) before it runs; the primary then.
+  node* recheck(node& n, redis_deadline until) noexcept {
+    if (options_.sentinel_recheck.count() == 0) return &n;
+    const std::int64_t now = redis_now_ns();
+    if (now < next_recheck_.load(std::memory_order_relaxed) || !refresh_.try_lock()) return &n;
+    const std::lock_guard<std::mutex> asking(refresh_, std::adopt_lock);
+    if (now < next_recheck_.load(std::memory_order_relaxed)) return &n;  // asked meanwhile
+    bool cut = false;
+    (void)ask_sentinels(until, cut);
+    node* to = route({});
+    return to != nullptr ? to : &n;
+  }
+
   // Sentinel, after a failed call: the sentinels asked again; skipped if
   // another call is asking them.
   void reask(redis_deadline until) noexcept {
@@ -561,6 +592,10 @@ class redis_client {
   // False when none answered (the primary known before stays, if any).
   bool ask_sentinels(redis_deadline until, bool& cut) noexcept {
     count(counter::primary_lookups);
+    // Read and written under refresh_; atomic for the unlocked first look in recheck().
+    next_recheck_.store(redis_now_ns() +
+                            std::chrono::nanoseconds(options_.sentinel_recheck).count(),
+                        std::memory_order_relaxed);
     const std::size_t total = options_.sentinels.size();
     const std::size_t first = sentinel_first_.load(std::memory_order_relaxed);
     for (std::size_t k = 0; k < total; ++k) {
@@ -821,6 +856,7 @@ class redis_client {
   std::unique_ptr<std::atomic<std::uint16_t>[]> slots_;  // cluster: node index + 1 per slot, 0 unknown
   std::atomic<std::size_t> primary_{no_node};            // Sentinel: the primary's node, no_node until named
   std::atomic<std::size_t> sentinel_first_{0};           // Sentinel: the one to ask first (the last that answered)
+  std::atomic<std::int64_t> next_recheck_{0};            // Sentinel: steady_clock ns when a call asks again
   counter_set<counter> counters_;
 };
 

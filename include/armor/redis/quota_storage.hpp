@@ -138,6 +138,7 @@ struct redis_quota_config {
   if (const auto v = r.integer("connections", 1, 64)) c.connection.connections = static_cast<std::size_t>(*v);
   if (u.scheme == backend_scheme::redis_sentinel) {
     if (const auto v = r.text("sentinel_password")) c.connection.sentinel_password = std::string(*v);
+    if (const auto v = r.millis("sentinel_recheck")) c.connection.sentinel_recheck = *v;
   }
   if (const auto v = r.text("tracker")) c.storage.tracker = std::string(*v);
   if (const auto v = r.text("on_failure")) {
