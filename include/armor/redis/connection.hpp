@@ -11,9 +11,10 @@
 // One Redis server (a standalone node, or the primary of a replicated
 // pair), a Redis Cluster with `.cluster = true` (hash slots, a pool per
 // node, MOVED and ASK followed), or a primary found through Sentinel with
-// `.sentinels` and `.primary_name` (asked again after a failed call). How a
-// call is bounded (timeouts, the breaker, a pipeline's deadline,
-// redirections, failovers): docs/redis.md. Link armor::redis (hiredis).
+// `.sentinels` and `.primary_name` (asked again after a failed call and
+// every `.sentinel_recheck`). How a call is bounded (timeouts, the
+// breaker, a pipeline's deadline, redirections, failovers): docs/redis.md.
+// Link armor::redis (hiredis).
 #pragma once
 
 #include <armor/circuit_breaker.hpp>
