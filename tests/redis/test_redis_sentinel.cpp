@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -206,7 +207,8 @@ TEST_CASE("redis sentinel: options that cannot work are refused by name") {
 
 TEST_CASE("redis sentinel: a redis+sentinel URL names the sentinels, the primary and both passwords") {
   const armor::redis_quota_config c = armor::redis_quota_config_from_url(
-      "redis+sentinel://:pw@10.0.0.7,10.0.0.8:26380,[::1]/mymaster/0?sentinel_password=spw&command_timeout=50ms&sentinel_recheck=250ms");
+      "redis+sentinel://:pw@10.0.0.7,10.0.0.8:26380,[::1]/mymaster/0"
+      "?sentinel_password=spw&command_timeout=50ms&sentinel_recheck=250ms");
   CHECK(c.connection.sentinels == std::vector<std::string>{"10.0.0.7:26379", "10.0.0.8:26380", "::1:26379"});
   CHECK(c.connection.primary_name == "mymaster");
   CHECK(c.connection.password == "pw");
@@ -237,8 +239,9 @@ TEST_CASE("redis sentinel: a redis+sentinel URL names the sentinels, the primary
 TEST_CASE("redis sentinel: no sentinel answers: calls end as on_failure says, fast") {
   const armor::redis_connection conn{sentinel_redis({armor_test::free_port(), armor_test::free_port()})};
   armor::redis_token_bucket<> closed{{.rate = {10, 1s}, .burst = 5}, conn, {.name = "nobody"}};
-  armor::redis_token_bucket<> open{
-      {.rate = {10, 1s}, .burst = 5}, conn, {.name = "nobody-open", .on_failure = armor::redis_failure_mode::fail_open}};
+  armor::redis_token_bucket<> open{{.rate = {10, 1s}, .burst = 5},
+                                   conn,
+                                   {.name = "nobody-open", .on_failure = armor::redis_failure_mode::fail_open}};
   nanoseconds worst{0};
   for (int i = 0; i < 10; ++i) {
     worst = std::max(worst, armor_test::timed([&] {
@@ -256,7 +259,7 @@ TEST_CASE("redis sentinel: no sentinel answers: calls end as on_failure says, fa
   CHECK(open.stats().failed_open == 10);
 }
 
-TEST_CASE("redis sentinel: the primary killed under load, the replica promoted, the connection follows") {
+TEST_CASE("redis sentinel, under load: the primary killed, then a failover asked for; the connection follows both") {
   // No 5 s wait for more replicas before a full sync (either may be primary).
   armor_test::redis_server primary{{"--repl-diskless-sync-delay", "0"}};
   armor_test::redis_server replica{
@@ -328,54 +331,60 @@ TEST_CASE("redis sentinel: the primary killed under load, the replica promoted, 
   steady_clock::time_point asked;
   std::uint64_t failures_at_ask = 0;
   steady_clock::time_point back_again;
-  // Everything from here to the join runs whatever happens, so that the
-  // threads always stop.
-  if (poll_until([&] { return conn.stats().calls >= 50; }, 10s)) {
-    // 1. The primary killed: the sentinels promote the replica.
-    at_kill = conn.stats();
-    killed = steady_clock::now();
-    primary.kill();
-    if (poll_until([&] { return conn.stats().primary_changes >= 1; }, 20s)) {
-      switched = steady_clock::now();
-      const std::uint64_t calls = conn.stats().calls;
-      followed = poll_until([&] { return conn.stats().calls > calls; }, 10s);
-      back = steady_clock::now();
-      promoted = ask(replica.port(), {"ROLE"}).starts_with("master");
-    }
-    // 2. The old primary back, as a replica of the new one; then a failover
-    // asked for (SENTINEL FAILOVER) while the new primary stays up. The
-    // sentinels name the first server at once but demote the second only
-    // seconds later (it keeps answering as a primary meanwhile): no call
-    // fails, and the connection follows on its next recheck.
-    if (followed) {
-      primary.start();  // empty, on its port
-      restarted = steady_clock::now();
-      (void)ask(primary.port(), {"REPLICAOF", "127.0.0.1", std::to_string(replica.port())});
-      const bool synced = poll_until([&] {
-        return ask(primary.port(), {"INFO", "replication"}).find("master_link_status:up") != std::string::npos;
-      }, 15s);
-      synced_at = steady_clock::now();
-      // Refused (NOGOODSLAVE, INPROG) until the sentinel has seen the
-      // replica fit and the last failover is over.
-      if (synced && poll_until([&] {
-            failover_answer = ask(ports[0], {"SENTINEL", "FAILOVER", "mymaster"});
-            if (failover_answer != "OK") refused_with = failover_answer;
-            return failover_answer == "OK";
-          }, 20s, 50ms)) {
-        asked = steady_clock::now();
-        failures_at_ask = conn.stats().failures;
-        if (poll_until([&] { return conn.stats().primary_changes >= 2; }, 20s)) {
-          const std::uint64_t calls = conn.stats().calls;
-          followed_back = poll_until([&] { return conn.stats().calls > calls; }, 10s);
-          back_again = steady_clock::now();
+  // Everything from here to the join runs whatever happens (an exception
+  // is kept for after it), so that the threads always stop.
+  std::exception_ptr thrown;
+  try {
+    if (poll_until([&] { return conn.stats().calls >= 50; }, 10s)) {
+      // 1. The primary killed: the sentinels promote the replica.
+      at_kill = conn.stats();
+      killed = steady_clock::now();
+      primary.kill();
+      if (poll_until([&] { return conn.stats().primary_changes >= 1; }, 20s)) {
+        switched = steady_clock::now();
+        const std::uint64_t calls = conn.stats().calls;
+        followed = poll_until([&] { return conn.stats().calls > calls; }, 10s);
+        back = steady_clock::now();
+        promoted = ask(replica.port(), {"ROLE"}).starts_with("master");
+      }
+      // 2. The old primary back, as a replica of the new one; then a failover
+      // asked for (SENTINEL FAILOVER) while the new primary stays up. The
+      // sentinels name the first server at once but demote the second only
+      // seconds later (it keeps answering as a primary meanwhile): no call
+      // fails, and the connection follows on its next recheck.
+      if (followed) {
+        primary.start();  // empty, on its port
+        restarted = steady_clock::now();
+        (void)ask(primary.port(), {"REPLICAOF", "127.0.0.1", std::to_string(replica.port())});
+        const bool synced = poll_until([&] {
+          return ask(primary.port(), {"INFO", "replication"}).find("master_link_status:up") != std::string::npos;
+        }, 15s);
+        synced_at = steady_clock::now();
+        // Refused (NOGOODSLAVE, INPROG) until the sentinel has seen the
+        // replica fit and the last failover is over.
+        if (synced && poll_until([&] {
+              failover_answer = ask(ports[0], {"SENTINEL", "FAILOVER", "mymaster"});
+              if (failover_answer != "OK") refused_with = failover_answer;
+              return failover_answer == "OK";
+            }, 20s, 50ms)) {
+          asked = steady_clock::now();
+          failures_at_ask = conn.stats().failures;
+          if (poll_until([&] { return conn.stats().primary_changes >= 2; }, 20s)) {
+            const std::uint64_t calls = conn.stats().calls;
+            followed_back = poll_until([&] { return conn.stats().calls > calls; }, 10s);
+            back_again = steady_clock::now();
+          }
         }
       }
     }
+    if (followed_back) std::this_thread::sleep_for(100ms);  // some load on the primary again
+  } catch (...) {
+    thrown = std::current_exception();
   }
-  if (followed_back) std::this_thread::sleep_for(100ms);  // some load on the primary again
   stop = true;
   for (auto& t : load) t.join();
   const auto end = steady_clock::now();
+  if (thrown) std::rethrow_exception(thrown);
 
   REQUIRE(at_kill.calls >= 50);
   CHECK(at_kill.primary_lookups >= 1);
@@ -423,7 +432,8 @@ TEST_CASE("redis sentinel: the primary killed under load, the replica promoted, 
       duration<double, std::milli>(switched - killed).count(), window * 1000.0,
       static_cast<long long>(first_window.decided), static_cast<long long>(first_window.admitted), share,
       local_bound, static_cast<unsigned long long>(bucket.stats().served_locally),
-      duration<double, std::milli>(synced_at - restarted).count(), duration<double, std::milli>(asked - synced_at).count(),
+      duration<double, std::milli>(synced_at - restarted).count(),
+      duration<double, std::milli>(asked - synced_at).count(),
       refused_with.c_str(), window_again * 1000.0,
       static_cast<long long>(second_window.decided), static_cast<long long>(second_window.admitted),
       static_cast<unsigned long long>(s.failures - failures_at_ask), total,

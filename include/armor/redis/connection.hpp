@@ -141,7 +141,7 @@ struct redis_connection_stats {
   std::uint64_t script_reloads = 0;     ///< NOSCRIPT answers handled by EVAL
   std::uint64_t redirects = 0;          ///< cluster: MOVED, ASK and TRYAGAIN answers followed
   std::uint64_t slot_map_loads = 0;     ///< cluster: slot maps read (CLUSTER SLOTS: first, after MOVED, after a failure)
-  std::uint64_t primary_lookups = 0;    ///< Sentinel: times the sentinels were asked for the primary (first call, after a failure)
+  std::uint64_t primary_lookups = 0;    ///< Sentinel: times the sentinels were asked for the primary (first call, after a failure, rechecks)
   std::uint64_t primary_changes = 0;    ///< Sentinel: times they named another primary than before (failovers followed)
 
   static constexpr auto fields() noexcept {
@@ -167,7 +167,7 @@ struct redis_connection_stats {
         armor::counter("slot_map_loads", &s::slot_map_loads, "armor_redis_slot_map_loads_total",
                        "Redis Cluster slot maps read (CLUSTER SLOTS): the first one, after a MOVED, after a failed call."),
         armor::counter("primary_lookups", &s::primary_lookups, "armor_redis_primary_lookups_total",
-                       "Times the Redis Sentinels were asked for the primary: the first call, and after each failed call."),
+                       "Times the Redis Sentinels were asked for the primary: the first call, after each failed call, and each sentinel_recheck."),
         armor::counter("primary_changes", &s::primary_changes, "armor_redis_primary_changes_total",
                        "Times the Redis Sentinels named another primary than before (failovers followed)."),
     };
@@ -918,7 +918,8 @@ void redis_check_limit_options(const Fail& fail, std::string_view what, const st
 /// A shared handle on a pool of connections to one Redis (or a pool per
 /// node of a Redis Cluster), with its circuit breaker. Copies share the
 /// pools: give the same handle to every limit that uses this Redis.
-/// Connects on first use (a cluster also reads its slot map then). Every member is thread-safe; a
+/// Connects on first use (a cluster also reads its slot map then; with
+/// Sentinel, the sentinels are asked then). Every member is thread-safe; a
 /// call that reaches Redis holds one pooled connection (a std::mutex each)
 /// for its round trip.
 class redis_connection {
