@@ -68,6 +68,10 @@ TEST_CASE("backend url: redis, sentinel, cluster") {
   CHECK(sentinel.hosts[1].port == 26380);
   CHECK(sentinel.hosts[2].host == "::1");
   CHECK(sentinel.path == "mymaster");
+  CHECK(sentinel.database.empty());
+  const auto with_db = armor::parse_backend_url("redis+sentinel://s1/mymaster/0");
+  CHECK(with_db.path == "mymaster");
+  CHECK(with_db.database == "0");
 
   const auto cluster = armor::parse_backend_url("redis+cluster://n1:7000,n2:7001?connections=4");
   CHECK(cluster.scheme == armor::backend_scheme::redis_cluster);
@@ -105,6 +109,9 @@ TEST_CASE("backend url: a bad URL is refused, naming the part that is wrong") {
       {"redis://h/db1", "database number"},
       {"redis://a b", "a host name or an IP address"},
       {"redis+sentinel://s1:26379", "primary's name is missing"},
+      {"redis+sentinel://s1/mymaster/x", "the path is a database number (got \"x\")"},
+      {"redis+sentinel://s1/mymaster/0/1", "the path is a database number (got \"0/1\")"},
+      {"redis+sentinel://s1//0", "primary's name is missing"},
       {"redis+cluster://n1/x", "takes no path"},
       {"redis+cluster://n1,,n2", "a host is empty"},
       {"redis://h?", "'?' without a query"},

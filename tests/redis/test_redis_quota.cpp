@@ -159,7 +159,7 @@ TEST_CASE("redis: enums name themselves, stats describe their fields") {
   CHECK(armor::to_string(armor::redis_failure_mode::fallback_local) == "fallback_local");
   CHECK(armor::to_string(armor::redis_time_source::server) == "server");
   CHECK(armor::to_string(armor::redis_time_source::caller) == "caller");
-  check_redis_fields<armor::redis_connection_stats>(10, "armor_redis_");
+  check_redis_fields<armor::redis_connection_stats>(12, "armor_redis_");
   check_redis_fields<armor::redis_quota_storage_stats>(8, "armor_redis_quota_");
   // Every call of a connection ends in one outcome of armor_redis_calls_total.
   std::size_t outcomes = 0;
@@ -650,7 +650,8 @@ TEST_CASE("redis quota config from a backend URL: what it cannot do is refused b
   CHECK(has(message("redis://h?db=2"), "unknown query parameter \"db\""));
   CHECK(has(message("redis://h/3"), "database 3: armor's Redis backends use database 0"));
   CHECK(has(message("redis://alice:pw@h"), "user \"alice\": only a password is sent"));
-  CHECK(has(message("redis+sentinel://s1/mymaster"), "redis_sentinel is not supported yet"));
+  CHECK(has(message("redis+sentinel://s1/mymaster/3"), "database 3: armor's Redis backends use database 0"));
+  CHECK(armor::redis_quota_config_from_url("redis+sentinel://s1/mymaster").connection.primary_name == "mymaster");
   const armor::redis_quota_config cl = armor::redis_quota_config_from_url("redis+cluster://n1:7000,n2,n3:7002");
   CHECK(cl.connection.cluster);
   CHECK(cl.connection.host == "n1");

@@ -9,10 +9,12 @@
 //     if (redis.breaker() == armor::breaker_state::open) log(redis.stats().failures);
 //
 // One Redis server (a standalone node, or the primary of a replicated
-// pair), or a Redis Cluster with `.cluster = true` (hash slots, a pool per
-// node, MOVED and ASK followed); Sentinel is not supported yet. How a call is
-// bounded (timeouts, the breaker, a pipeline's deadline, redirections) and
-// what it costs: docs/redis.md. Link armor::redis (hiredis).
+// pair), a Redis Cluster with `.cluster = true` (hash slots, a pool per
+// node, MOVED and ASK followed), or a primary found through Sentinel with
+// `.sentinels` and `.primary_name` (asked again after a failed call and
+// every `.sentinel_recheck`). How a call is bounded (timeouts, the
+// breaker, a pipeline's deadline, redirections, failovers): docs/redis.md.
+// Link armor::redis (hiredis).
 #pragma once
 
 #include <armor/circuit_breaker.hpp>
@@ -35,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -105,6 +108,23 @@ struct redis_options {
   /// Cluster only: the most redirections (MOVED, ASK, TRYAGAIN) one call
   /// follows before it counts as failed; in [1, 16].
   std::size_t max_redirects = 5;
+  /// Sentinel: the sentinels to ask for the primary, each "host:port"
+  /// (Sentinel's own port is usually 26379), asked in turn. Not empty turns
+  /// Sentinel on: `host` and `port` are then not used; calls go to the
+  /// address the sentinels give for `primary_name` (its ROLE checked on
+  /// every connection), asked again after every failed call.
+  std::vector<std::string> sentinels{};
+  /// Sentinel: the name the sentinels monitor the primary under
+  /// (`sentinel monitor <name> ...`); required with `sentinels`.
+  std::string primary_name{};
+  /// Sentinel: sent with AUTH to each sentinel, when not empty (`password`
+  /// is the primary's).
+  std::string sentinel_password{};
+  /// Sentinel: how often a call also asks the sentinels whether the primary
+  /// moved without any call failing (a failover asked for, whose old
+  /// primary answers as a primary until the sentinels demote it); >= 0, 0
+  /// for never (then only a failed call asks).
+  std::chrono::milliseconds sentinel_recheck{1000};
 };
 
 /// A redis_connection's breaker state, and its counters since it was made.
@@ -121,6 +141,8 @@ struct redis_connection_stats {
   std::uint64_t script_reloads = 0;     ///< NOSCRIPT answers handled by EVAL
   std::uint64_t redirects = 0;          ///< cluster: MOVED, ASK and TRYAGAIN answers followed
   std::uint64_t slot_map_loads = 0;     ///< cluster: slot maps read (CLUSTER SLOTS: first, after MOVED, after a failure)
+  std::uint64_t primary_lookups = 0;    ///< Sentinel: times the sentinels were asked for the primary (first call, after a failure, rechecks)
+  std::uint64_t primary_changes = 0;    ///< Sentinel: times they named another primary than before (failovers followed)
 
   static constexpr auto fields() noexcept {
     using s = redis_connection_stats;
@@ -144,6 +166,10 @@ struct redis_connection_stats {
                        "Redis Cluster redirections followed (MOVED, ASK, TRYAGAIN)."),
         armor::counter("slot_map_loads", &s::slot_map_loads, "armor_redis_slot_map_loads_total",
                        "Redis Cluster slot maps read (CLUSTER SLOTS): the first one, after a MOVED, after a failed call."),
+        armor::counter("primary_lookups", &s::primary_lookups, "armor_redis_primary_lookups_total",
+                       "Times the Redis Sentinels were asked for the primary: the first call, after each failed call, and each sentinel_recheck."),
+        armor::counter("primary_changes", &s::primary_changes, "armor_redis_primary_changes_total",
+                       "Times the Redis Sentinels named another primary than before (failovers followed)."),
     };
   }
 };
@@ -161,6 +187,8 @@ enum class redis_connection_counter : std::uint8_t {
   script_reloads,
   redirects,
   slot_map_loads,
+  primary_lookups,
+  primary_changes,
   count
 };
 
@@ -169,7 +197,9 @@ enum class redis_connection_counter : std::uint8_t {
 class redis_client {
  public:
   explicit redis_client(redis_options o) : options_(checked(std::move(o))), breaker_(options_.breaker) {
-    if (add_node(options_.host, options_.port) == no_node) throw std::bad_alloc();
+    // With Sentinel the nodes are the primaries the sentinels name, added
+    // as they are named (a failover adds one, or finds it known already).
+    if (!sentinel() && add_node(options_.host, options_.port) == no_node) throw std::bad_alloc();
     if (options_.cluster) {
       for (const std::string& s : options_.seeds) {
         if (add_node(std::string_view(s).substr(0, s.rfind(':')), seed_port(s)) == no_node) throw std::bad_alloc();
@@ -213,6 +243,10 @@ class redis_client {
     bool cut = false;
     node* n = route(keys);
     if (n == nullptr && options_.cluster) n = load_map(keys, until, cut);
+    if (sentinel()) {
+      if (n != nullptr) n = recheck(*n, until);
+      else n = find_primary(until, cut);
+    }
     bool asking = false;
     bool refresh = false;
     std::size_t tries = 0;  // TRYAGAIN answers so far
@@ -238,6 +272,10 @@ class redis_client {
         }
         a.reply = call(*l, *n, id, keys, args, until, asking);
         deadline_ended = !a.reply && l->cut && std::chrono::steady_clock::now() >= until;
+        if (sentinel() && a.reply && a.reply->type == REDIS_REPLY_ERROR &&
+            std::string_view(a.reply->str, a.reply->len).starts_with("READONLY")) {
+          l->drop();  // a primary demoted to replica: the next connection checks ROLE again
+        }
       }
       refresh = false;
       asking = false;
@@ -286,6 +324,9 @@ class redis_client {
       // A node that died (its replica promoted, or its slots given away)
       // sends no MOVED: the map is read again from another node.
       if (options_.cluster && n != nullptr) reread_elsewhere(*n, until);
+      // A primary that died or was demoted (READONLY, or ROLE not master):
+      // the sentinels are asked again (skipped if another call is asking).
+      if (sentinel() && n != nullptr) reask(until);
     }
     return a;
   }
@@ -301,7 +342,9 @@ class redis_client {
             .connects = c.load(counter::connects),
             .script_reloads = c.load(counter::script_reloads),
             .redirects = c.load(counter::redirects),
-            .slot_map_loads = c.load(counter::slot_map_loads)};
+            .slot_map_loads = c.load(counter::slot_map_loads),
+            .primary_lookups = c.load(counter::primary_lookups),
+            .primary_changes = c.load(counter::primary_changes)};
   }
 
   [[nodiscard]] breaker_state breaker() const noexcept { return breaker_.state(); }
@@ -339,8 +382,14 @@ class redis_client {
   using counter = redis_connection_counter;
   static constexpr std::size_t max_nodes = 256;
   static constexpr std::size_t no_node = max_nodes;
+  static constexpr std::size_t max_sentinels = 64;
 
   void count(counter c) noexcept { counters_.add(c); }
+  static std::int64_t redis_now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  [[nodiscard]] bool sentinel() const noexcept { return !options_.sentinels.empty(); }
 
   static std::uint16_t seed_port(std::string_view s) noexcept {
     const std::size_t colon = s.rfind(':');
@@ -375,12 +424,33 @@ class redis_client {
     if (o.max_redirects < 1 || o.max_redirects > 16) {
       fail("max_redirects must be within [1, 16] (got " + std::to_string(o.max_redirects) + ")");
     }
+    if (o.sentinels.empty()) {
+      if (!o.primary_name.empty()) fail("primary_name is for Sentinel: list the sentinels too, or leave it empty");
+      if (!o.sentinel_password.empty()) fail("sentinel_password is for Sentinel: list the sentinels too, or leave it empty");
+    } else {
+      if (o.cluster) fail("sentinels and cluster exclude each other: a cluster finds its primaries itself");
+      if (o.primary_name.empty()) fail("primary_name must name the primary the sentinels monitor (sentinel monitor <name>)");
+      if (o.sentinel_recheck.count() < 0) {
+        fail("sentinel_recheck must not be negative (got " + std::to_string(o.sentinel_recheck.count()) +
+             " ms; 0 for never)");
+      }
+      if (o.sentinels.size() > max_sentinels) fail("sentinels: at most " + std::to_string(max_sentinels) + " sentinels");
+      for (const std::string& s : o.sentinels) {
+        if (s.rfind(':') == 0 || seed_port(s) == 0) {
+          fail("sentinels: \"" + s + "\" is not host:port (port in [1, 65535])");
+        }
+      }
+    }
     return o;
   }
 
   // The node serving the keys' slot (the one server outside a cluster);
   // nullptr while the slot map does not name one.
   node* route(std::span<const std::string_view> keys) const noexcept {
+    if (sentinel()) {
+      const std::size_t at = primary_.load(std::memory_order_acquire);
+      return at == no_node ? nullptr : nodes_[at].load(std::memory_order_acquire);
+    }
     if (!options_.cluster) return nodes_[0].load(std::memory_order_relaxed);
     const std::uint16_t slot = keys.empty() ? 0 : redis_key_slot(keys[0]);
     const std::uint16_t at = slots_[slot].load(std::memory_order_acquire);
@@ -482,6 +552,131 @@ class redis_client {
     }
   }
 
+  // Sentinel, no primary known yet: asks the sentinels (or waits for the
+  // call asking them); the primary then, or nullptr (`cut`: the deadline
+  // ended the wait).
+  node* find_primary(redis_deadline until, bool& cut) noexcept {
+    if (!redis_lock_until(refresh_, options_.command_timeout, until, cut)) return nullptr;
+    const std::lock_guard<std::mutex> asking(refresh_, std::adopt_lock);
+    if (node* n = route({})) return n;  // another call asked meanwhile
+    (void)ask_sentinels(until, cut);
+    return route({});
+  }
+
+  // Sentinel, a primary known: once per sentinel_recheck, the call that
+  // finds it over asks the sentinels again (skipped if another call is
+  // asking) before it runs; the primary then.
+  node* recheck(node& n, redis_deadline until) noexcept {
+    if (options_.sentinel_recheck.count() == 0) return &n;
+    const std::int64_t now = redis_now_ns();
+    if (now < next_recheck_.load(std::memory_order_relaxed) || !refresh_.try_lock()) return &n;
+    const std::lock_guard<std::mutex> asking(refresh_, std::adopt_lock);
+    if (now < next_recheck_.load(std::memory_order_relaxed)) return &n;  // asked meanwhile
+    bool cut = false;
+    (void)ask_sentinels(until, cut);
+    node* to = route({});
+    return to != nullptr ? to : &n;
+  }
+
+  // Sentinel, after a failed call: the sentinels asked again; skipped if
+  // another call is asking them.
+  void reask(redis_deadline until) noexcept {
+    if (!refresh_.try_lock()) return;
+    const std::lock_guard<std::mutex> asking(refresh_, std::adopt_lock);
+    bool cut = false;
+    (void)ask_sentinels(until, cut);
+  }
+
+  // Asks each sentinel in turn, from the last one that answered, for the
+  // primary's address, and makes the first answer the primary (a new one:
+  // the idle connections to the old one are closed). With refresh_ held.
+  // False when none answered (the primary known before stays, if any).
+  bool ask_sentinels(redis_deadline until, bool& cut) noexcept {
+    count(counter::primary_lookups);
+    // Read and written under refresh_; atomic for the unlocked first look in recheck().
+    next_recheck_.store(redis_now_ns() +
+                            std::chrono::nanoseconds(options_.sentinel_recheck).count(),
+                        std::memory_order_relaxed);
+    const std::size_t total = options_.sentinels.size();
+    const std::size_t first = sentinel_first_.load(std::memory_order_relaxed);
+    for (std::size_t k = 0; k < total; ++k) {
+      const std::size_t i = (first + k) % total;
+      const std::optional<std::pair<std::string, std::uint16_t>> at = ask_sentinel(options_.sentinels[i], until, cut);
+      if (!at) {
+        if (cut) return false;
+        continue;
+      }
+      sentinel_first_.store(i, std::memory_order_relaxed);  // only a hint: relaxed is enough
+      const std::size_t to = add_node(at->first, at->second);
+      if (to == no_node) return false;
+      const std::size_t was = primary_.exchange(to, std::memory_order_acq_rel);
+      if (was != to && was != no_node) {
+        count(counter::primary_changes);
+        close_idle(*nodes_[was].load(std::memory_order_acquire));
+      }
+      return true;
+    }
+    return false;
+  }
+
+  // `SENTINEL get-master-addr-by-name <primary_name>` on a connection of
+  // its own to the sentinel at "host:port" (closed after): the primary's
+  // host and port, or nothing (no connection, no answer in time, or a name
+  // the sentinel does not monitor).
+  std::optional<std::pair<std::string, std::uint16_t>> ask_sentinel(std::string_view where, redis_deadline until,
+                                                                     bool& cut) noexcept {
+    try {
+      const std::string host(where.substr(0, where.rfind(':')));
+      const std::chrono::nanoseconds limit = redis_limit(options_.connect_timeout, until, cut);
+      if (limit <= std::chrono::nanoseconds::zero()) return std::nullopt;
+      const std::unique_ptr<redisContext, void (*)(redisContext*)> c(
+          redisConnectWithTimeout(host.c_str(), seed_port(where), redis_timeval(limit)), &redisFree);
+      if (c == nullptr || c->err != 0) return std::nullopt;
+      const auto ask = [&](std::span<const std::string_view> words) -> redis_reply_ptr {
+        const std::chrono::nanoseconds left = redis_limit(options_.command_timeout, until, cut);
+        if (left <= std::chrono::nanoseconds::zero() || redisSetTimeout(c.get(), redis_timeval(left)) != REDIS_OK) {
+          return nullptr;
+        }
+        std::array<const char*, 4> argv{};
+        std::array<std::size_t, 4> lens{};
+        for (std::size_t i = 0; i < words.size(); ++i) {
+          argv[i] = words[i].data();
+          lens[i] = words[i].size();
+        }
+        return redis_reply_ptr(static_cast<redisReply*>(
+            redisCommandArgv(c.get(), static_cast<int>(words.size()), argv.data(), lens.data())));
+      };
+      if (!options_.sentinel_password.empty()) {
+        const std::array<std::string_view, 2> auth{"AUTH", options_.sentinel_password};
+        const redis_reply_ptr r = ask(auth);
+        if (!r || r->type == REDIS_REPLY_ERROR) return std::nullopt;
+      }
+      const std::array<std::string_view, 3> words{"SENTINEL", "get-master-addr-by-name", options_.primary_name};
+      const redis_reply_ptr r = ask(words);
+      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return std::nullopt;
+      const redisReply* h = r->element[0];
+      const redisReply* p = r->element[1];
+      if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING || h->len == 0) return std::nullopt;
+      unsigned port = 0;
+      const auto [end, ec] = std::from_chars(p->str, p->str + p->len, port);
+      if (ec != std::errc{} || end != p->str + p->len || port == 0 || port > 65535) return std::nullopt;
+      return std::pair{std::string(h->str, h->len), static_cast<std::uint16_t>(port)};
+    } catch (...) {  // out of memory for a host name
+      return std::nullopt;
+    }
+  }
+
+  // Closes the connections to `n` that no call holds (the others are
+  // closed by their next failure).
+  void close_idle(node& n) noexcept {
+    for (std::size_t i = 0; i < options_.connections; ++i) {
+      link& l = n.links[i];
+      if (!l.m.try_lock()) continue;
+      l.drop();
+      l.m.unlock();
+    }
+  }
+
   // What an error answer asks for: "MOVED <slot> <host>:<port>",
   // "ASK <slot> <host>:<port>", "TRYAGAIN ..."; none for any other error.
   static redirect redirect_of(const redisReply& r) noexcept {
@@ -559,7 +754,21 @@ class redis_client {
         return false;
       }
     }
+    if (sentinel() && !is_primary(l, until)) {
+      l.drop();  // the sentinels named a replica (a failover under way, or over): asked again after this failure
+      return false;
+    }
     return true;
+  }
+
+  // Whether the server on `l` answers ROLE with "master".
+  bool is_primary(link& l, redis_deadline until) noexcept {
+    const std::array<std::string_view, 1> role{"ROLE"};
+    const redis_reply_ptr r = command(l, role, until);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return false;
+    const redisReply* first = r->element[0];
+    return (first->type == REDIS_REPLY_STRING || first->type == REDIS_REPLY_STATUS) &&
+           std::string_view(first->str, first->len) == "master";
   }
 
   // One command; null (and the connection dropped) on I/O error or timeout.
@@ -646,6 +855,9 @@ class redis_client {
   std::mutex topology_;  // adds nodes
   std::mutex refresh_;   // one slot map read at a time
   std::unique_ptr<std::atomic<std::uint16_t>[]> slots_;  // cluster: node index + 1 per slot, 0 unknown
+  std::atomic<std::size_t> primary_{no_node};            // Sentinel: the primary's node, no_node until named
+  std::atomic<std::size_t> sentinel_first_{0};           // Sentinel: the one to ask first (the last that answered)
+  std::atomic<std::int64_t> next_recheck_{0};            // Sentinel: steady_clock ns when a call asks again
   counter_set<counter> counters_;
 };
 
@@ -706,7 +918,8 @@ void redis_check_limit_options(const Fail& fail, std::string_view what, const st
 /// A shared handle on a pool of connections to one Redis (or a pool per
 /// node of a Redis Cluster), with its circuit breaker. Copies share the
 /// pools: give the same handle to every limit that uses this Redis.
-/// Connects on first use (a cluster also reads its slot map then). Every member is thread-safe; a
+/// Connects on first use (a cluster also reads its slot map then; with
+/// Sentinel, the sentinels are asked then). Every member is thread-safe; a
 /// call that reaches Redis holds one pooled connection (a std::mutex each)
 /// for its round trip.
 class redis_connection {

@@ -13,8 +13,8 @@
 // argument changes. Each consumption, charge, release and read is one Lua
 // script: one round trip, atomic in Redis, with the rules of
 // storage/quota_storage.hpp; so is recording an alert, which then fires once
-// per period between every instance. One Redis server or a Redis Cluster (not
-// Sentinel; see redis/connection.hpp). Failure modes, deadlines, leases and their bounds,
+// per period between every instance. One Redis server, a Redis Cluster or a
+// primary found through Sentinel (redis/connection.hpp). Failure modes, deadlines, leases and their bounds,
 // keys and time: docs/redis.md.
 #pragma once
 
@@ -88,26 +88,26 @@ struct redis_quota_config {
 /// armor::error(errc::invalid_argument) for another scheme, a database
 /// other than 0, a parameter it does not know or a bad value.
 /// `redis+cluster://n1:7000,n2:7001` sets `connection.cluster` (the first
-/// node is host:port, the others seeds). Sentinel URLs parse, but armor's
-/// Redis backends do not reach Sentinel yet: refused with a message saying so.
+/// node is host:port, the others seeds).
+/// `redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0?sentinel_password=x`
+/// sets `connection.sentinels`, `.primary_name` and `.sentinel_password`
+/// (the URL's password is the primary's).
 [[nodiscard]] inline redis_quota_config redis_quota_config_from_url(std::string_view url) {
   constexpr std::string_view who = "armor::redis_quota_config_from_url";
   const backend_url u = parse_backend_url(url);
   const auto fail = [&](const std::string& what) {
     detail::invalid_config(std::string(who) + ": \"" + std::string(url) + "\": " + what);
   };
-  if (u.scheme == backend_scheme::redis_sentinel) {
-    fail("armor's Redis backends do not reach Sentinel yet; " + std::string(to_string(u.scheme)) +
-         " is not supported yet");
-  }
-  if (u.scheme != backend_scheme::redis && u.scheme != backend_scheme::redis_cluster) {
+  if (u.scheme != backend_scheme::redis && u.scheme != backend_scheme::redis_cluster &&
+      u.scheme != backend_scheme::redis_sentinel) {
     fail("names a " + std::string(to_string(u.scheme)) + " backend, not redis:");
   }
   if (!u.user.empty() && u.user != "default") {
     fail("user \"" + u.user + "\": only a password is sent (AUTH password); write redis://:password@host");
   }
-  if (!u.path.empty() && u.path.find_first_not_of('0') != std::string::npos) {
-    fail("database " + u.path + ": armor's Redis backends use database 0 (keep applications apart with prefix=)");
+  const std::string& db = u.scheme == backend_scheme::redis_sentinel ? u.database : u.path;
+  if (!db.empty() && db.find_first_not_of('0') != std::string::npos) {
+    fail("database " + db + ": armor's Redis backends use database 0 (keep applications apart with prefix=)");
   }
   redis_quota_config c;
   c.connection.host = u.hosts.front().host;
@@ -122,11 +122,24 @@ struct redis_quota_config {
       c.connection.seeds.push_back(std::move(seed));
     }
   }
+  if (u.scheme == backend_scheme::redis_sentinel) {
+    c.connection.primary_name = u.path;
+    for (const backend_endpoint& h : u.hosts) {
+      std::string sentinel = h.host;
+      sentinel += ':';
+      sentinel += std::to_string(h.port);
+      c.connection.sentinels.push_back(std::move(sentinel));
+    }
+  }
   detail::backend_url_reader r(u, who);
   if (const auto v = r.text("prefix")) c.connection.prefix = std::string(*v);
   if (const auto v = r.millis("connect_timeout")) c.connection.connect_timeout = *v;
   if (const auto v = r.millis("command_timeout")) c.connection.command_timeout = *v;
   if (const auto v = r.integer("connections", 1, 64)) c.connection.connections = static_cast<std::size_t>(*v);
+  if (u.scheme == backend_scheme::redis_sentinel) {
+    if (const auto v = r.text("sentinel_password")) c.connection.sentinel_password = std::string(*v);
+    if (const auto v = r.millis("sentinel_recheck")) c.connection.sentinel_recheck = *v;
+  }
   if (const auto v = r.text("tracker")) c.storage.tracker = std::string(*v);
   if (const auto v = r.text("on_failure")) {
     if (*v == "fail_closed") {

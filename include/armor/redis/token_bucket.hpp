@@ -11,8 +11,8 @@
 // It answers with token_bucket's own decision, numbers included (with
 // `time = caller`, call for call as token_bucket would); in a pipeline,
 // call_options::key picks a Redis key per client. Every decision is one Lua
-// script: one round trip, atomic in Redis. One Redis server or a Redis Cluster
-// (not Sentinel; see redis/connection.hpp). It never waits (max_wait must be 0).
+// script: one round trip, atomic in Redis. One Redis server, a Redis Cluster
+// or a primary found through Sentinel (redis/connection.hpp). It never waits (max_wait must be 0).
 // Keys, time, failure modes, deadlines, leases and their bounds:
 // docs/redis.md.
 #pragma once

@@ -2,9 +2,8 @@
 // string read from configuration (an environment variable, a config file),
 // so that moving a quota from one machine to Redis changes configuration,
 // not code: `memory:`, `sqlite:///var/lib/app/quota.db?mode=batched`,
-// `redis://:secret@10.0.0.5:6379?command_timeout=50ms`; Sentinel and
-// Cluster URLs (`redis+sentinel://s1,s2/mymaster`, `redis+cluster://n1,n2`)
-// parse, and are refused by the Redis backends until they reach them.
+// `redis://:secret@10.0.0.5:6379?command_timeout=50ms`, Sentinel
+// (`redis+sentinel://s1,s2/mymaster/0`) and Cluster (`redis+cluster://n1,n2`).
 //
 // parse_backend_url() checks the syntax and names the part that is wrong;
 // each backend turns a parsed URL into its options and refuses parameters it
@@ -70,6 +69,9 @@ struct backend_url {
   /// sqlite: the database file; redis+sentinel: the primary's name;
   /// redis: the database number's digits ("" when none was written).
   std::string path{};
+  /// redis+sentinel: the database number's digits after the primary's name
+  /// (`/mymaster/0`; "" when none was written).
+  std::string database{};
   /// The query's name=value pairs, in the order written; names are unique.
   std::vector<std::pair<std::string, std::string>> params{};
 
@@ -266,8 +268,23 @@ inline void url_query(std::string_view url, std::string_view query, backend_url&
         detail::bad_backend_url(url, "redis: the path is a database number (got \"" + out.path + "\")");
       }
     }
-    if (out.scheme == backend_scheme::redis_sentinel && (out.path.empty() || out.path.find('/') != std::string::npos)) {
-      detail::bad_backend_url(url, "redis+sentinel: the primary's name is missing (redis+sentinel://host:26379/mymaster)");
+    if (out.scheme == backend_scheme::redis_sentinel) {
+      // PRIMARY-NAME[/DB]
+      if (const auto s = out.path.find('/'); s != std::string::npos) {
+        out.database = out.path.substr(s + 1);
+        out.path.resize(s);
+        unsigned db = 0;
+        const char* const first = out.database.data();
+        const char* const last = first + out.database.size();
+        const auto [end, ec] = std::from_chars(first, last, db);
+        if (out.database.empty() || ec != std::errc{} || end != last) {
+          detail::bad_backend_url(url, "redis+sentinel: after the primary's name, the path is a database number (got \"" +
+                                           out.database + "\")");
+        }
+      }
+      if (out.path.empty()) {
+        detail::bad_backend_url(url, "redis+sentinel: the primary's name is missing (redis+sentinel://host:26379/mymaster)");
+      }
     }
     if (out.scheme == backend_scheme::redis_cluster && !out.path.empty()) {
       detail::bad_backend_url(url, "redis+cluster: takes no path (a cluster has one database)");
