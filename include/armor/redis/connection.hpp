@@ -21,6 +21,7 @@
 #include <armor/clock.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/redis_io.hpp>
+#include <armor/detail/redis_reply.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/error.hpp>
 #include <armor/stats.hpp>
@@ -272,15 +273,14 @@ class redis_client {
         }
         a.reply = call(*l, *n, id, keys, args, until, asking);
         deadline_ended = !a.reply && l->cut && std::chrono::steady_clock::now() >= until;
-        if (sentinel() && a.reply && a.reply->type == REDIS_REPLY_ERROR &&
-            std::string_view(a.reply->str, a.reply->len).starts_with("READONLY")) {
+        if (sentinel() && redis_error_starts_with(a.reply.get(), "READONLY")) {
           l->drop();  // a primary demoted to replica: the next connection checks ROLE again
         }
       }
       refresh = false;
       asking = false;
       if (!a.reply || a.reply->type != REDIS_REPLY_ERROR) break;
-      const redirect r = redirect_of(*a.reply);
+      const redirect r = redis_redirect_of(a.reply.get());
       if (!options_.cluster || r.kind == redirect_kind::none || hop >= options_.max_redirects) {
         a.reply.reset();  // an error answer: a failure
         break;
@@ -372,13 +372,8 @@ class redis_client {
     std::unique_ptr<link[]> links;
     std::atomic<std::size_t> next{0};
   };
-  enum class redirect_kind : std::uint8_t { none, moved, ask, try_again };
-  struct redirect {
-    redirect_kind kind = redirect_kind::none;
-    std::uint16_t slot = 0;
-    std::string_view host;
-    std::uint16_t port = 0;
-  };
+  using redirect_kind = redis_redirect_kind;
+  using redirect = redis_redirect;
   using counter = redis_connection_counter;
   static constexpr std::size_t max_nodes = 256;
   static constexpr std::size_t no_node = max_nodes;
@@ -391,14 +386,7 @@ class redis_client {
   }
   [[nodiscard]] bool sentinel() const noexcept { return !options_.sentinels.empty(); }
 
-  static std::uint16_t seed_port(std::string_view s) noexcept {
-    const std::size_t colon = s.rfind(':');
-    if (colon == std::string_view::npos) return 0;
-    unsigned v = 0;
-    const auto [end, ec] = std::from_chars(s.data() + colon + 1, s.data() + s.size(), v);
-    if (ec != std::errc{} || end != s.data() + s.size() || v == 0 || v > 65535) return 0;
-    return static_cast<std::uint16_t>(v);
-  }
+  static std::uint16_t seed_port(std::string_view s) noexcept { return redis_port_of(s); }
 
   static redis_options checked(redis_options o) {
     const auto fail = [](const std::string& what) { invalid_config("armor::redis_options: " + what); };
@@ -491,22 +479,13 @@ class redis_client {
     if (!r || r->type != REDIS_REPLY_ARRAY) return false;
     count(counter::slot_map_loads);
     for (std::size_t i = 0; i < r->elements; ++i) {
-      const redisReply* range = r->element[i];
-      if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) continue;
-      const redisReply* primary = range->element[2];
-      if (primary->type != REDIS_REPLY_ARRAY || primary->elements < 2) continue;
-      const std::int64_t first = redis_integer(range->element[0]);
-      const std::int64_t last = redis_integer(range->element[1]);
-      const std::int64_t port = redis_integer(primary->element[1]);
-      if (first < 0 || last < first || last >= std::int64_t{redis_slot_count} || port <= 0 || port > 65535) continue;
-      std::string_view host = primary->element[0]->type == REDIS_REPLY_STRING
-                                  ? std::string_view(primary->element[0]->str, primary->element[0]->len)
-                                  : std::string_view{};
-      if (host.empty() || host == "?") host = from.host;  // "the host you asked", or unknown
-      const std::size_t to = add_node(host, static_cast<std::uint16_t>(port));
+      const std::optional<redis_slot_range> range = redis_cluster_slots_entry(r.get(), i);
+      if (!range) continue;
+      // No host: "the host you asked", or unknown ("?").
+      const std::size_t to = add_node(range->host.empty() ? std::string_view(from.host) : range->host, range->port);
       if (to == no_node) continue;
-      for (std::int64_t s = first; s <= last; ++s) {
-        slots_[static_cast<std::size_t>(s)].store(static_cast<std::uint16_t>(to + 1), std::memory_order_release);
+      for (std::size_t s = range->first; s <= range->last; ++s) {
+        slots_[s].store(static_cast<std::uint16_t>(to + 1), std::memory_order_release);
       }
     }
     return true;
@@ -653,14 +632,9 @@ class redis_client {
       }
       const std::array<std::string_view, 3> words{"SENTINEL", "get-master-addr-by-name", options_.primary_name};
       const redis_reply_ptr r = ask(words);
-      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return std::nullopt;
-      const redisReply* h = r->element[0];
-      const redisReply* p = r->element[1];
-      if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING || h->len == 0) return std::nullopt;
-      unsigned port = 0;
-      const auto [end, ec] = std::from_chars(p->str, p->str + p->len, port);
-      if (ec != std::errc{} || end != p->str + p->len || port == 0 || port > 65535) return std::nullopt;
-      return std::pair{std::string(h->str, h->len), static_cast<std::uint16_t>(port)};
+      const std::optional<redis_sentinel_primary> at = redis_sentinel_primary_reply(r.get());
+      if (!at) return std::nullopt;
+      return std::pair{std::string(at->host), at->port};
     } catch (...) {  // out of memory for a host name
       return std::nullopt;
     }
@@ -675,36 +649,6 @@ class redis_client {
       l.drop();
       l.m.unlock();
     }
-  }
-
-  // What an error answer asks for: "MOVED <slot> <host>:<port>",
-  // "ASK <slot> <host>:<port>", "TRYAGAIN ..."; none for any other error.
-  static redirect redirect_of(const redisReply& r) noexcept {
-    redirect out;
-    const std::string_view e(r.str, r.len);
-    if (e.starts_with("TRYAGAIN")) {
-      out.kind = redirect_kind::try_again;
-      return out;
-    }
-    std::string_view rest;
-    if (e.starts_with("MOVED ")) {
-      rest = e.substr(6);
-    } else if (e.starts_with("ASK ")) {
-      rest = e.substr(4);
-    } else {
-      return out;
-    }
-    unsigned slot = 0;
-    const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), slot);
-    if (ec != std::errc{} || slot >= redis_slot_count || end == rest.data() + rest.size() || *end != ' ') return out;
-    const std::string_view where(end + 1, static_cast<std::size_t>(rest.data() + rest.size() - end - 1));
-    const std::uint16_t port = seed_port(where);
-    if (port == 0) return out;
-    out.kind = e.front() == 'M' ? redirect_kind::moved : redirect_kind::ask;
-    out.slot = static_cast<std::uint16_t>(slot);
-    out.host = where.substr(0, where.rfind(':'));
-    out.port = port;
-    return out;
   }
 
   // Sleeps `d`, or until `until` if that is sooner; false when no time is left.
@@ -765,10 +709,7 @@ class redis_client {
   bool is_primary(link& l, redis_deadline until) noexcept {
     const std::array<std::string_view, 1> role{"ROLE"};
     const redis_reply_ptr r = command(l, role, until);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return false;
-    const redisReply* first = r->element[0];
-    return (first->type == REDIS_REPLY_STRING || first->type == REDIS_REPLY_STATUS) &&
-           std::string_view(first->str, first->len) == "master";
+    return redis_role_is_primary(r.get());
   }
 
   // One command; null (and the connection dropped) on I/O error or timeout.
@@ -835,7 +776,7 @@ class redis_client {
       for (const std::string_view a : args) words[w++] = a;
       if (!ask()) return nullptr;
       redis_reply_ptr r = command(l, {words.data(), w}, until);
-      if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
+      if (redis_error_starts_with(r.get(), "NOSCRIPT")) {
         count(counter::script_reloads);
         words[0] = "EVAL";
         words[1] = body;

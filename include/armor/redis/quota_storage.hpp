@@ -23,6 +23,7 @@
 #include <armor/detail/quota_calendar.hpp>
 #include <armor/detail/quota_word.hpp>
 #include <armor/detail/redis_io.hpp>
+#include <armor/detail/redis_reply.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
@@ -44,6 +45,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -205,8 +207,8 @@ namespace detail {
 
 // Slices tagged as not counted in Redis: units admitted by fail_open or the
 // local fallback, which a release must not subtract from Redis (docs/redis.md).
-// Real slices stay within +-2^53 (the scripts' exact range).
-inline constexpr std::int64_t redis_slice_max = std::int64_t{1} << 53;
+// Real slices stay within +-2^53 (redis_slice_max, the scripts' exact range).
+static_assert(redis_quota_windows == quota_max_windows);
 inline constexpr std::int64_t redis_tag_open = std::numeric_limits<std::int64_t>::min();
 inline constexpr std::int64_t redis_tag_local = -(std::int64_t{1} << 62);
 
@@ -284,11 +286,10 @@ class redis_quota_state {
     args.add(win.shift_us);
     const std::array<std::string_view, 1> keys{win.key};
     const redis_answer a = conn_.client().run(redis_script::quota_read, keys, args.views(), until);
-    const redisReply* r = a.reply.get();
-    if (a && r->type == REDIS_REPLY_ARRAY && r->elements == std::size_t{win.buckets} + 2) {
-      const std::size_t k = std::min(out.size(), std::size_t{win.buckets} + 1);
-      for (std::size_t j = 0; j < k; ++j) out[j] = integer(r->element[j + 1]);
-      return integer(r->element[0]);
+    if (a) {
+      if (const std::optional<std::int64_t> slice = redis_quota_read_reply(a.reply.get(), win.buckets, out)) {
+        return *slice;
+      }
     }
     count(counter::unanswered);
     const bool late = a.status == redis_status::deadline;
@@ -310,11 +311,12 @@ class redis_quota_state {
     args.add(static_cast<std::int64_t>(fired));
     const std::array<std::string_view, 1> keys{windows_[w].key};
     const redis_answer a = conn_.client().run(redis_script::quota_alert, keys, args.views(), redis_no_deadline);
-    if (!a || a.reply->type != REDIS_REPLY_INTEGER) {
+    const std::optional<std::size_t> before = a ? redis_quota_alert_reply(a.reply.get()) : std::nullopt;
+    if (!before) {
       count(counter::unanswered);
       return 0;
     }
-    return static_cast<std::size_t>(std::max<std::int64_t>(integer(a.reply.get()), 0));
+    return *before;
   }
 
   /// Gives the unused units of the current lease back to Redis.
@@ -359,8 +361,6 @@ class redis_quota_state {
   }
 
   void count(counter c, std::uint64_t n = 1) const noexcept { counters_.add(c, n); }
-
-  static std::int64_t integer(const redisReply* r) noexcept { return redis_integer(r); }
 
   // The window's slicing, read back from its layout key (quota_tracker
   // names a window "fixed/<ns>ns/<+-min>min", "week/<+-min>min",
@@ -447,27 +447,27 @@ class redis_quota_state {
     if (args.overflow()) return unavailable();
     const redis_answer a =
         conn_.client().run(redis_script::quota_consume, {keys.data(), count_}, args.views(), until);
-    const redisReply* r = a.reply.get();
-    if (!a || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+    if (!a) {
       count(counter::unanswered);
       return a.status == redis_status::deadline ? late() : unavailable();
     }
+    const std::optional<redis_quota_answer> r = redis_quota_consume_reply(a.reply.get(), count_, n, want, check);
+    if (!r) {
+      count(counter::unanswered);
+      return unavailable();
+    }
     quota_consumption c;
-    if (integer(r->element[0]) != 0) {
-      if (r->elements != 5) return unavailable();
-      const auto w = static_cast<std::size_t>(integer(r->element[1]));
-      if (w >= count_) return unavailable();
+    if (r->refused) {
       c.status = quota_storage_status::refused;
-      c.window = w;
-      c.at[w] = integer(r->element[3]);
-      c.used[w] = integer(r->element[4]);
+      c.window = r->window;
+      c.at[r->window] = r->at[r->window];
+      c.used[r->window] = r->used[r->window];
       return c;
     }
-    if (r->elements != 3 + 2 * count_) return unavailable();
-    if (granted != nullptr) *granted = integer(r->element[2]);
+    if (granted != nullptr) *granted = r->granted;
     for (std::size_t i = 0; i < count_; ++i) {
-      c.at[i] = integer(r->element[3 + 2 * i]);
-      c.used[i] = integer(r->element[4 + 2 * i]);
+      c.at[i] = r->at[i];
+      c.used[i] = r->used[i];
     }
     return c;
   }

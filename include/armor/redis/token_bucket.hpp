@@ -21,6 +21,7 @@
 #include <armor/context.hpp>
 #include <armor/detail/config.hpp>
 #include <armor/redis/connection.hpp>
+#include <armor/detail/redis_reply.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/error.hpp>
 #include <armor/keyed.hpp>
@@ -112,9 +113,6 @@ struct redis_token_bucket_stats {
 };
 
 namespace detail {
-
-/// The scripts' exact range: the most ticks burst * interval may span.
-inline constexpr std::int64_t redis_bucket_max_span = std::int64_t{1} << 52;
 
 /// Builds token_bucket_decisions: from a script's numbers, or refused
 /// without them (Redis did not answer in time: `code` says why).
@@ -212,13 +210,14 @@ class redis_bucket_state {
     args.add(b);
     const std::array<std::string_view, 2> keys{config_key_, key_};
     const redis_answer a = conn_.client().run(redis_script::bucket_configure, keys, args.views());
-    const redisReply* r = a.reply.get();
-    if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+    const std::optional<redis_bucket_configure_answer> r =
+        a ? redis_bucket_configure_reply(a.reply.get()) : std::nullopt;
+    if (!r) {
       count(counter::unanswered);
       unavailable(who);
     }
-    const bucket_config now_config{integer(r->element[1]), integer(r->element[2]), integer(r->element[3])};
-    if (integer(r->element[0]) != 0) {
+    const bucket_config now_config = r->config;
+    if (r->refused) {
       invalid_config(std::string(who) + ": burst " + std::to_string(now_config.burst) + " at " +
                      std::to_string(now_config.count) + " per " + std::to_string(now_config.period) +
                      " ns is too long for the Redis bucket (burst * interval at most 2^52 ticks of 1/" +
@@ -272,8 +271,6 @@ class redis_bucket_state {
   };
   void count(counter c, std::uint64_t n = 1) noexcept { counters_.add(c, n); }
 
-  static std::int64_t integer(const redisReply* r) noexcept { return redis_integer(r); }
-
   [[noreturn]] void unavailable(const char* who) const {
     throw error(errc::storage_unavailable, std::string(who) + ": Redis at " + conn_.options().host + ":" +
                                                std::to_string(conn_.options().port) + " did not answer");
@@ -311,22 +308,21 @@ class redis_bucket_state {
     args.add(config_.burst);
     const std::array<std::string_view, 2> keys{key, config_key_};
     const redis_answer a = conn_.client().run(redis_script::bucket_acquire, keys, args.views(), until);
-    const redisReply* r = a.reply.get();
-    if (!a || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
+    const std::optional<redis_bucket_answer> r = a ? redis_bucket_acquire_reply(a.reply.get(), n, want) : std::nullopt;
+    if (!r) {
       count(counter::unanswered);
       out.out_of_time = a.status == redis_status::deadline;
       return out;
     }
     out.ok = true;
-    out.status = integer(r->element[0]);
-    out.debt = integer(r->element[1]);
-    out.late = integer(r->element[2]);
-    out.granted = integer(r->element[3]);
-    out.config = {integer(r->element[4]), integer(r->element[5]), integer(r->element[6])};
-    out.q = integer(r->element[7]);
-    out.t = integer(r->element[8]);
-    if (out.config.count <= 0 || out.config.period <= 0 || out.config.burst <= 0) out.ok = false;
-    if (out.ok && out.config != seen()) see(out.config);
+    out.status = r->status;
+    out.debt = r->debt;
+    out.late = r->late;
+    out.granted = r->granted;
+    out.config = r->config;
+    out.q = r->q;
+    out.t = r->t;
+    if (out.config != seen()) see(out.config);
     return out;
   }
 
@@ -420,7 +416,7 @@ class redis_bucket_state {
     args.add(s.b.load(std::memory_order_relaxed));
     const std::array<std::string_view, 1> keys{key_};
     const redis_answer a = conn_.client().run(redis_script::bucket_return, keys, args.views(), until);
-    const bool back = a && integer(a.reply.get()) == 1;
+    const bool back = a && redis_bucket_return_reply(a.reply.get()).value_or(false);
     if (!a) count(counter::unanswered);
     count(back ? counter::returned : counter::lost, static_cast<std::uint64_t>(left));
     return back;
