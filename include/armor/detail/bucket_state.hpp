@@ -214,7 +214,7 @@ class alignas(16) bucket_state {
 
   /// acquire() without waiting, for a wide state: near the base and within
   /// the burst here, everything else in acquire_general().
-  [[gnu::noinline]] bucket_result acquire_wide(std::int64_t n, std::int64_t now) noexcept {
+  bucket_result acquire_wide(std::int64_t n, std::int64_t now) noexcept {
     for (;;) {
       const bucket_word w = load();
       const slot_values s = read_slot(w.generation);
