@@ -523,6 +523,35 @@ TEST_CASE("a rate change between a grant and its cancellation forfeits the give-
   CHECK(b.available(at(0)) == 1);
 }
 
+TEST_CASE("after a rate change, grants, give-backs and moves work as before it, and an unchanged rate changes nothing") {
+  // The first change moves the state from its 8-byte word to the
+  // generation-checked pair; everything must read the same afterwards.
+  bucket b{{.rate = {1, 1s}, .burst = 2}, armor::manual_clock{}};
+  b.set_rate({1, 1s}, 2, at(0));  // the same config: nothing to do
+  CHECK(b.idle(at(0)));
+  b.set_rate({1, 1s}, 3, at(0));  // keeps the two tokens it holds
+  CHECK_FALSE(b.idle(at(0)));
+  CHECK(b.available(at(0)) == 2);
+  REQUIRE(b.try_acquire(2, at(0)));
+  auto r = b.reserve(1, 2s, at(0));
+  REQUIRE(r);
+  CHECK(r.wait() == 1s);
+  CHECK(r.permit().cancel());  // the last grant since the change: given back
+  CHECK(b.available(at(1s)) == 1);
+  bucket moved{std::move(b)};
+  CHECK(moved.rate() == armor::rate{1, 1s});
+  CHECK(moved.burst() == 3);
+  CHECK(moved.available(at(1s)) == 1);
+  CHECK(moved.try_acquire(1, at(1s)));
+  CHECK_FALSE(moved.try_acquire(1, at(1s)));
+  const auto d = moved.try_acquire(1, at(1500ms));
+  CHECK_FALSE(d);
+  CHECK(d.retry_after() == 500ms);
+  moved.set_rate({1, 500ms}, at(2s));  // and again: tokens kept, new interval
+  CHECK(moved.available(at(2s)) == 1);
+  CHECK(moved.try_acquire(2, at(2500ms)));
+}
+
 // ---------------------------------------------------------------------------
 // Runtime rate changes
 

@@ -15,11 +15,11 @@
 // armor/http/rate_limit.hpp turns a decision into 429 response headers.
 //
 // Thread-safety: every member may be called concurrently, except moving the
-// bucket (move it before sharing it; share it with std::ref). Cost: the
-// state is a pair {TAT, 64-bit generation} changed by one 16-byte CAS; a
-// grant reads it and its config slot and does that CAS, a denial reads the
-// same and writes nothing. Nothing allocates, nothing locks, no floating
-// point. The representation, its limits, the proofs and measured costs:
+// bucket (move it before sharing it; share it with std::ref). Cost: a
+// grant reads the config and the TAT and does one 8-byte CAS (a 16-byte CAS
+// of {TAT, generation} once the rate was changed or re-based); a denial
+// reads the same and writes nothing. Nothing allocates, nothing locks, no
+// floating point. The representation, its limits, the proofs and measured costs:
 // docs/token_bucket.md.
 #pragma once
 

@@ -233,6 +233,86 @@ TEST_CASE("callers preempted across many rate changes never commit a stale decis
   CHECK(all.size() > 1000);
 }
 
+TEST_CASE("the first rate changes of a fresh bucket never let a decision mix the old config with the new state") {
+  // A fresh bucket grants with one 8-byte CAS until its first rate change
+  // moves it, for good, to the generation-checked 16-byte pair. This case
+  // makes that move (and the next changes, which rewrite the first config's
+  // slot) happen under contention, many times over: a writer changes the
+  // rate three times, in random moments, while three callers take tokens
+  // with the time given. A caller that has seen change k complete must be
+  // answered with config k or a later one (a grant measured with the old
+  // rate and burst against the new state would show the old config), and
+  // the grants of callers that began after the last change obey its rate
+  // and burst (an old-burst grant of 20 tokens against a burst of 4 shows
+  // there). Configs all differ, so each decision names the one it used.
+  constexpr int rounds = 120;
+  constexpr int iterations = 1500;
+  struct config {
+    armor::rate r;
+    std::int64_t burst;
+  };
+  const config configs[] = {{{1, 1us}, 20}, {{1, 2us}, 2}, {{1, 3us}, 3}, {{1, 4us}, 4}};
+  constexpr int last = 3;
+  long stale = 0;
+  long after_last = 0;
+  for (int round = 0; round < rounds; ++round) {
+    armor::manual_clock clock;
+    armor::token_bucket b{{.rate = configs[0].r, .burst = configs[0].burst}, clock};
+    std::atomic<int> stage{0};  // the last change completed
+    std::atomic<long> wrong{0};
+    std::vector<std::vector<grant>> logs(threads);  // grants of calls begun after the last change
+    std::vector<std::vector<grant>> every(threads);
+    std::vector<std::thread> pool;
+    pool.emplace_back([&, round] {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(round) + 1000);
+      for (int k = 1; k <= last; ++k) {
+        const auto pause = rng() % 40;
+        for (std::uint64_t i = 0; i < pause; ++i) std::this_thread::yield();
+        b.set_rate(configs[k].r, configs[k].burst);
+        stage.store(k, std::memory_order_release);
+      }
+    });
+    for (int id = 0; id < threads - 1; ++id) {
+      pool.emplace_back([&, id, round] {
+        std::mt19937_64 rng(static_cast<std::uint64_t>(round * threads + id) + 41);
+        for (int i = 0; i < iterations; ++i) {
+          const int seen = stage.load(std::memory_order_acquire);  // before the clock: now >= that change
+          const auto now = armor::to_timestamp(clock.now());
+          const std::int64_t n = 1 + static_cast<std::int64_t>(rng() % 2);
+          const auto d = b.try_acquire(n, now);
+          int used = -1;
+          for (int k = 0; k <= last; ++k) {
+            if (d.rate() == configs[k].r && d.limit() == configs[k].burst) used = k;
+          }
+          if (used < seen) wrong.fetch_add(1, std::memory_order_relaxed);
+          if (d) {
+            const grant g{now.time_since_epoch().count(), n};
+            every[static_cast<std::size_t>(id)].push_back(g);
+            if (seen == last) logs[static_cast<std::size_t>(id)].push_back(g);
+          } else {
+            clock.advance(nanoseconds{1 + static_cast<std::int64_t>(rng() % 400)});
+          }
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    std::vector<grant> after;
+    std::vector<grant> all;
+    for (const auto& log : logs) after.insert(after.end(), log.begin(), log.end());
+    for (const auto& log : every) all.insert(all.end(), log.begin(), log.end());
+    CAPTURE(round, after.size(), all.size());
+    stale += wrong.load();
+    after_last += static_cast<long>(after.size());
+    CHECK(worst_window(after, 1, 4000, configs[last].burst) <= 0);
+    CHECK(worst_window(all, 1, 1000, configs[0].burst) <= 0);  // the fastest rate and largest burst
+    CHECK(b.rate() == configs[last].r);
+    CHECK(b.burst() == configs[last].burst);
+    CHECK(b.available(armor::to_timestamp(clock.now())) <= configs[last].burst);
+  }
+  CHECK(stale == 0);
+  CHECK(after_last > 0);
+}
+
 TEST_CASE("a keyed map churning under contention stays race-free and bounded") {
   constexpr int iterations = 20000;
   armor::manual_clock clock;

@@ -14,25 +14,56 @@
 //
 // Ticks overflow int64 after 2^63/c ns, so the state is relative to a *base*
 // time (ns) kept beside the rate in a config slot, and it is re-based when
-// time has moved far from it. The hot state is a pair changed together by
-// one 16-byte CAS (detail/wide_cas.hpp):
+// time has moved far from it. The hot state is a pair of 64-bit atomics:
 //
 //     value       TAT, the theoretical arrival time, in ticks since the
-//                 current slot's base (signed 64 bits, kept within 2^59)
+//                 current slot's base (signed, kept within 2^59), in one
+//                 of two encodings, below
 //     generation  which config is current: slot (generation & 1); 64 bits,
 //                 it only grows and never wraps
 //
 // A config slot holds {c, p, burst, base}. Changing the rate (or the base)
 // writes the slot the state does not use, then moves the state to it with
-// one CAS that also converts the TAT and bumps the generation. A reader
-// loads the generation, then the value, then the slot; its grant is a CAS
-// of the whole pair, so it succeeds only if the generation is still the one
-// whose slot it read (a slot is rewritten only two generations later), and
-// its denial is checked the same way by re-reading the generation. The
-// generation never coming back is what rules out the ABA a narrower tag had
-// (16 changes during one preempted call). Writers of slots (rate changes,
-// re-basing) take a small claim flag among themselves; the read and grant
-// paths never touch it.
+// one 16-byte CAS of the pair (detail/wide_cas.hpp) that also converts the
+// TAT and bumps the generation. Writers of slots (rate changes, re-basing)
+// take a small claim flag among themselves; reads and grants never touch it.
+//
+// Two modes: narrow, then wide (one way)
+// --------------------------------------
+// Narrow: while the bucket is as it was built (its rate never changed, never
+// re-based: for most rates, years), the value word holds TAT + 2^61, a
+// *narrow* word (>= 2^60), the generation is 0 and slot 0 holds the
+// config. A grant is one 8-byte CAS of the value word alone; a denial loads
+// slot 0 and the value word and writes nothing.
+//
+// Wide: the first slot writer *widens* the state, with one 8-byte CAS of
+// the value word from TAT + 2^61 to TAT (same TAT, generation 0, slot 0),
+// and then works as above. From then on every change of the value word is
+// a 16-byte CAS of the pair that checks the generation, and a denial
+// re-reads the generation after reading the slot (seqlock-style).
+//
+// Why no decision mixes configs (the ABA argument)
+// ------------------------------------------------
+// 1. A narrow word never comes back. Wide values lie in [-2^58, 2^59),
+//    narrow words in [2^61 - 2^58, 2^61 + 2^59): disjoint. After the
+//    widening CAS, a narrow CAS (its expected value is a narrow word) fails;
+//    wide CASes write wide values; widening acts only on a narrow word. By
+//    induction the value word is wide forever after, however long a caller
+//    was preempted. So a narrow CAS that succeeds happened before the
+//    widening, while the config was the one the bucket was built with, and
+//    that is the config the caller used (2): no old-rate/new-TAT mix.
+// 2. A narrow caller loads slot 0 *before* the value word (acquire loads,
+//    in that order). Slot 0 is rewritten only for generation 2, which a
+//    writer publishes after widening. If any of the caller's slot loads saw
+//    such a rewrite, it synchronises with that writer, the widening happens
+//    before the caller's load of the value word, and the caller sees a wide
+//    value and does not take the narrow path. So a caller that sees a narrow
+//    word read the construction-time slot 0, untorn, with no re-check; its
+//    denial is linearised at that load.
+// 3. Wide: a generation that never wraps makes a stale caller's 16-byte CAS
+//    fail for certain (a slot is rewritten only two generations later, and
+//    the CAS compares the generation it read); a denial re-checks it.
+// 4. A wide CAS during the narrow mode fails (its expected value is wide).
 #pragma once
 
 #include <armor/context.hpp>
@@ -71,11 +102,19 @@ inline constexpr std::int64_t bucket_hard_limit = std::int64_t{1} << 58;
 /// The most ticks a TAT may lie ahead of now: tau plus the longest wait.
 /// With the hard limit this keeps every TAT below 2^58 + 2^57 < 2^59.
 inline constexpr std::int64_t bucket_max_span = std::int64_t{1} << 57;
+/// A narrow value word is the TAT plus this (see the top of this header).
+inline constexpr std::int64_t bucket_narrow_offset = std::int64_t{1} << 61;
+/// Every narrow word is at least this; every wide value is below it.
+inline constexpr std::int64_t bucket_narrow_min = std::int64_t{1} << 60;
+static_assert(bucket_floor + bucket_narrow_offset >= bucket_narrow_min, "narrow words stay narrow");
+static_assert(bucket_hard_limit + bucket_max_span < bucket_narrow_min, "wide values stay below narrow words");
+static_assert((std::int64_t{1} << 59) + bucket_narrow_offset > 0, "narrow words do not overflow");
 
 /// What one acquire came to.
 enum class bucket_outcome : std::uint8_t { granted, denied, too_large };
 
-/// A reading of the state pair: the TAT and the generation it belongs to.
+/// A state a grant wrote: the value word as stored (a narrow word, or the
+/// TAT) and the generation it belongs to (0 for a narrow word).
 struct bucket_word {
   std::int64_t value = 0;
   std::uint64_t generation = 0;
@@ -110,15 +149,14 @@ class alignas(16) bucket_state {
                cost_source cost = {}) noexcept
       : max_wait_(max_wait), cost_(cost) {
     write_slot(0, config, now);
-    store({bucket_floor, 0});
+    store({bucket_floor + bucket_narrow_offset, 0});  // narrow: see the top of this header
   }
 
   /// A snapshot of another state (for moving a bucket before it is shared).
   bucket_state(const bucket_state& other) noexcept : max_wait_(other.max_wait_), cost_(other.cost_) {
-    const bucket_word w = other.load();
-    const slot_values s = other.read_slot(w.generation);
-    write_slot(w.generation, s.config, s.base);
-    store(w);
+    const view v = other.read();
+    write_slot(v.generation, v.slot.config, v.slot.base);
+    store({static_cast<std::int64_t>(v.raw), v.generation});
     modified_.store(other.modified(), std::memory_order_relaxed);
   }
   bucket_state& operator=(const bucket_state&) = delete;
@@ -127,17 +165,64 @@ class alignas(16) bucket_state {
   /// within `wait_limit` ns (< 0: no waiting), reserves them (the TAT moves
   /// now, so later callers queue behind). A denial writes nothing.
   ///
-  /// The common case (now near the base, n within the burst) is this
-  /// small inline loop; everything else goes to acquire_general().
+  /// The common case (a narrow state, now near the base, n within the
+  /// burst, no waiting) is this small inline loop around one 8-byte CAS; a
+  /// wide state takes acquire_wide(), everything else acquire_general().
   [[nodiscard]] bucket_result acquire(std::int64_t n, std::int64_t now, std::int64_t wait_limit) noexcept {
+    if (wait_limit >= 0) [[unlikely]] return acquire_general(n, now, wait_limit);
+    // Slot 0, then the value word: if the word is narrow, these are the
+    // fields the bucket was built with (point 2 at the top).
+    const slot_values s = read_slot(0);
+    std::uint64_t raw = pair_.first.load(std::memory_order_acquire);
+    if (!is_narrow(raw)) [[unlikely]] return acquire_wide(n, now);
+    std::int64_t d = 0;
+    std::int64_t nt = 0;
+    if (__builtin_sub_overflow(now, s.base, &d) || __builtin_mul_overflow(d, s.config.count, &nt) ||
+        nt > bucket_soft_limit || nt < bucket_floor || n > s.config.burst) [[unlikely]] {
+      return acquire_general(n, now, wait_limit);
+    }
+    // Untorn and validated at construction: tau <= bucket_max_span, and
+    // with n <= burst nothing below overflows.
+    const std::int64_t tau = s.config.burst * s.config.period;
+    const std::int64_t cost = n * s.config.period;
+    bucket_result r;
+    r.config = s.config;
+    r.n = n;
+    for (;;) {
+      const std::int64_t v = decode(raw);
+      const std::int64_t start = v > nt ? v : nt;
+      const std::int64_t end = start + cost;
+      r.late = end - nt - tau;
+      if (r.late > 0 || n == 0) {
+        r.outcome = r.late > 0 ? bucket_outcome::denied : bucket_outcome::granted;
+        r.debt = start - nt;
+        if (n == 0) r.word = {static_cast<std::int64_t>(raw), 0};
+        return r;
+      }
+      const std::uint64_t next = encode(end);
+      if (pair_.first.compare_exchange_weak(raw, next, std::memory_order_acq_rel, std::memory_order_acquire))
+          [[likely]] {
+        r.outcome = bucket_outcome::granted;
+        r.debt = end - nt;
+        r.word = {static_cast<std::int64_t>(next), 0};
+        return r;
+      }
+      // Still narrow: still the same config, so only the TAT is new.
+      if (!is_narrow(raw)) [[unlikely]] return acquire_wide(n, now);
+    }
+  }
+
+  /// acquire() without waiting, for a wide state: near the base and within
+  /// the burst here, everything else in acquire_general().
+  bucket_result acquire_wide(std::int64_t n, std::int64_t now) noexcept {
     for (;;) {
       const bucket_word w = load();
       const slot_values s = read_slot(w.generation);
       std::int64_t d = 0;
       std::int64_t nt = 0;
       if (__builtin_sub_overflow(now, s.base, &d) || __builtin_mul_overflow(d, s.config.count, &nt) ||
-          nt > bucket_soft_limit || nt < bucket_floor || n > s.config.burst || wait_limit >= 0) [[unlikely]] {
-        return acquire_general(n, now, wait_limit);
+          nt > bucket_soft_limit || nt < bucket_floor || n > s.config.burst) [[unlikely]] {
+        return acquire_general(n, now, -1);
       }
       // A consistent config has tau <= bucket_max_span (validated when it
       // was made), so with n <= burst nothing below overflows. Fields torn
@@ -172,11 +257,11 @@ class alignas(16) bucket_state {
   }
 
   /// acquire() for every case: re-basing, requests above the burst,
-  /// reservations.
+  /// reservations; narrow or wide.
   [[gnu::noinline]] bucket_result acquire_general(std::int64_t n, std::int64_t now, std::int64_t wait_limit) noexcept {
     for (;;) {
-      const bucket_word w = load();
-      const slot_values s = read_slot(w.generation);
+      const view w = read();
+      const slot_values& s = w.slot;
       std::int64_t nt = 0;
       const span where = ticks_since(now, s.base, s.config.count, nt);
       if (where != span::near) [[unlikely]] {
@@ -191,7 +276,7 @@ class alignas(16) bucket_state {
       r.n = n;
       const std::int64_t v = w.value;
       if (n > s.config.burst) [[unlikely]] {
-        if (!unchanged(w.generation)) continue;
+        if (!stands(w)) continue;
         r.outcome = bucket_outcome::too_large;
         r.debt = v > nt ? v - nt : 0;
         return r;
@@ -214,7 +299,7 @@ class alignas(16) bucket_state {
         if (r.late > limit) {
           // Read, decide, return: the decision stands if the generation did
           // not change while the slot was read (a re-base or rate change).
-          if (!unchanged(w.generation)) continue;
+          if (!stands(w)) continue;
           r.outcome = bucket_outcome::denied;
           r.debt = start - nt;
           return r;
@@ -226,16 +311,14 @@ class alignas(16) bucket_state {
         // bucket is below zero (reservations owed), else after the wait until
         // it is back at zero, which `late` holds (x/time/rate's ReserveN(t, 0)
         // waits as long). Nothing is taken either way.
-        if (!unchanged(w.generation)) continue;
+        if (!stands(w)) continue;
         r.debt = start - nt;
         if (r.late < 0) r.late = 0;
-        r.word = w;
+        r.word = {static_cast<std::int64_t>(w.raw), w.generation};
         return r;
       }
-      const bucket_word next{end, w.generation};
-      if (exchange(w, next)) {
+      if (commit(w, end, r.word)) {
         r.debt = end - nt;
-        r.word = next;
         return r;
       }
     }
@@ -246,27 +329,32 @@ class alignas(16) bucket_state {
   /// rate change, no re-base): the state becomes what it would be had the
   /// grant never happened. Otherwise gives nothing back and returns false.
   bool give_back(const bucket_word& word, std::int64_t amount) noexcept {
+    if (is_narrow(static_cast<std::uint64_t>(word.value))) {
+      // Narrow words never come back once widened: a rate change or re-base
+      // since the grant makes this fail.
+      std::uint64_t expected = static_cast<std::uint64_t>(word.value);
+      return pair_.first.compare_exchange_strong(expected, static_cast<std::uint64_t>(word.value - amount),
+                                                 std::memory_order_acq_rel, std::memory_order_relaxed);
+    }
     return exchange(word, {word.value - amount, word.generation});
   }
 
   /// The state at `now`, unchanged.
   [[nodiscard]] bucket_snapshot peek(std::int64_t now) const noexcept {
     for (;;) {
-      const bucket_word w = load();
-      const slot_values s = read_slot(w.generation);
-      if (!unchanged(w.generation)) continue;
-      const bucket_int128 nt = clamped_ticks(now, s);
+      const view w = read();
+      if (!stands(w)) continue;
+      const bucket_int128 nt = clamped_ticks(now, w.slot);
       const bucket_int128 debt = static_cast<bucket_int128>(w.value) - nt;
-      return {s.config, debt > 0 ? static_cast<std::int64_t>(debt) : 0};
+      return {w.slot.config, debt > 0 ? static_cast<std::int64_t>(debt) : 0};
     }
   }
 
   /// The current config.
   [[nodiscard]] bucket_config config() const noexcept {
     for (;;) {
-      const std::uint64_t g = pair_.second.load(std::memory_order_acquire);
-      const slot_values s = read_slot(g);
-      if (unchanged(g)) return s.config;
+      const view w = read();
+      if (stands(w)) return w.slot.config;
     }
   }
 
@@ -307,7 +395,10 @@ class alignas(16) bucket_state {
     claim_guard guard(claim_);
     // Only claim holders write slots, and only the next generation's: the
     // current slot holds still while the claim is held.
-    const bucket_config next = make_next(read_slot(pair_.second.load(std::memory_order_acquire)).config);
+    const bucket_config current = read_slot(pair_.second.load(std::memory_order_acquire)).config;
+    const bucket_config next = make_next(current);
+    if (next == current) return false;  // nothing to do: a narrow state stays narrow
+    widen();
     for (;;) {
       const bucket_word w = load();
       const slot_values s = read_slot(w.generation);
@@ -348,7 +439,73 @@ class alignas(16) bucket_state {
     std::int64_t base;
   };
 
+  // One reading of the whole state, narrow or wide.
+  struct view {
+    std::int64_t value;        // the TAT
+    std::uint64_t raw;         // the value word as stored
+    std::uint64_t generation;  // 0 for a narrow word
+    bool narrow;
+    slot_values slot;          // the config and base the TAT is measured in
+  };
+
   enum class span : std::uint8_t { near, soft, far };
+
+  [[nodiscard]] static constexpr bool is_narrow(std::uint64_t raw) noexcept {
+    return static_cast<std::int64_t>(raw) >= bucket_narrow_min;
+  }
+  [[nodiscard]] static constexpr std::int64_t decode(std::uint64_t narrow_word) noexcept {
+    return static_cast<std::int64_t>(narrow_word) - bucket_narrow_offset;
+  }
+  [[nodiscard]] static constexpr std::uint64_t encode(std::int64_t tat) noexcept {
+    return static_cast<std::uint64_t>(tat + bucket_narrow_offset);
+  }
+
+  // The generation, its slot, then the value word. A narrow word means the
+  // generation read was 0 and the slot is the construction-time slot 0
+  // (point 2 at the top): the reading is consistent as it is. A wide one
+  // belongs to the generation read or a later one: the caller's CAS, or
+  // stands(), tells which.
+  [[nodiscard]] view read() const noexcept {
+    const std::uint64_t g = pair_.second.load(std::memory_order_acquire);
+    const slot_values s = read_slot(g);
+    const std::uint64_t raw = pair_.first.load(std::memory_order_acquire);
+    if (is_narrow(raw)) return {decode(raw), raw, 0, true, s};
+    return {static_cast<std::int64_t>(raw), raw, g, false, s};
+  }
+
+  // Whether a decision made from `w` without writing stands: always for a
+  // narrow reading (linearised at its load of the value word), for a wide
+  // one if the generation did not move while the slot was read.
+  [[nodiscard]] bool stands(const view& w) const noexcept { return w.narrow || unchanged(w.generation); }
+
+  // Moves the state from `w` to the TAT `value` in the same config: one
+  // 8-byte CAS of a narrow word, or one 16-byte CAS of a wide pair. On
+  // success `written` is what the state now holds (for give_back()).
+  bool commit(const view& w, std::int64_t value, bucket_word& written) noexcept {
+    if (w.narrow) {
+      std::uint64_t expected = w.raw;
+      const std::uint64_t next = encode(value);
+      if (!pair_.first.compare_exchange_strong(expected, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        return false;
+      }
+      written = {static_cast<std::int64_t>(next), 0};
+      return true;
+    }
+    const bucket_word next{value, w.generation};
+    if (!exchange({w.value, w.generation}, next)) return false;
+    written = next;
+    return true;
+  }
+
+  // Leaves the narrow mode for good (slot writers only, with the claim
+  // held, before they write a slot): the same TAT, as a wide value of
+  // generation 0, whose slot 0 already holds the config.
+  void widen() noexcept {
+    std::uint64_t raw = pair_.first.load(std::memory_order_acquire);
+    while (is_narrow(raw) && !pair_.first.compare_exchange_weak(raw, static_cast<std::uint64_t>(decode(raw)),
+                                                                std::memory_order_acq_rel, std::memory_order_acquire)) {
+    }
+  }
 
   // Test and test-and-set: a busy claim is only read, not written.
   static bool try_take(std::atomic<std::uint32_t>& c) noexcept {
@@ -372,7 +529,8 @@ class alignas(16) bucket_state {
     std::atomic<std::uint32_t>& c_;
   };
 
-  // The generation first, then the value: a value read after generation g
+  // Wide states only (after widen(), or once a wide value was seen). The
+  // generation first, then the value: a value read after generation g
   // belongs to g or a later generation, and the caller's CAS (or re-check
   // of the generation) tells which.
   [[nodiscard]] bucket_word load() const noexcept {
@@ -469,6 +627,8 @@ class alignas(16) bucket_state {
   }
 
   bool rebase_claimed(std::int64_t now) noexcept {
+    if (clamped_ticks(now, read().slot) <= bucket_soft_limit) return true;  // done by another writer
+    widen();
     for (;;) {
       const bucket_word w = load();
       const slot_values s = read_slot(w.generation);
