@@ -20,6 +20,16 @@
 // document for their __atomic builtins and what the hardware guarantees:
 // the 16 bytes change at once, and each aligned 8-byte load sees one state
 // or the other.
+//
+// bucket_state.hpp also changes the first half alone with an 8-byte CAS,
+// but only while the bucket is narrow, and the 16-byte CAS runs only once
+// it is wide (a one-way switch): the two never race to succeed on the same
+// word. On x86-64 an 8-byte `lock cmpxchg` and a `lock cmpxchg16b` on one
+// aligned 16 bytes are atomic with each other anyway (one cache line); a
+// fallback 16-byte CAS built on a lock (libatomic) does not exclude the
+// 8-byte one, and is still sound only because of that mode rule: an 8-byte
+// CAS can succeed only on a narrow word, a 16-byte one only on a wide one,
+// and a failed lock-based CAS stores nothing.
 #pragma once
 
 #include <atomic>
