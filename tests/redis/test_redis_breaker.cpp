@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -284,6 +285,66 @@ TEST_CASE("redis breaker: as a pipeline layer") {
   CHECK(r.has_value());
   CHECK(runs == 1);
   CHECK(t.b[0].stats().syncs == 1);
+}
+
+TEST_CASE("redis breaker: four threads share one instance while it syncs (TSan)") {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(breaker_name("threads"), "a");
+  o.sync_interval = 1ms;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
+  constexpr int per_thread = 400;
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int i = 0; i < per_thread; ++i) {
+        clock.advance(100us);
+        auto d = b.try_acquire();
+        if (!d) continue;
+        admitted.fetch_add(1, std::memory_order_relaxed);
+        b.record(std::move(d).permit(), (i + k) % 2 == 0 ? armor::verdict::success() : armor::verdict::failure());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  b.sync();
+  // One instance alone never opens it: every call admitted, every outcome sent exactly once.
+  CHECK(admitted.load() == 4 * per_thread);
+  CHECK(b.stats().reported == 4 * per_thread);
+  CHECK(b.stats().dropped == 0);
+  CHECK(b.stats().syncs >= 2);
+}
+
+TEST_CASE("redis breaker: threads through open and half-open cycles (TSan)") {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(breaker_name("cycles"), "a");
+  o.sync_interval = 1ms;
+  o.min_reporting_instances = 1;
+  o.open_for = 50ms;
+  o.half_open_max_calls = 2;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
+  constexpr int per_thread = 300;
+  std::atomic<int> admitted{0}, refused{0}, other_codes{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        clock.advance(2ms);
+        auto d = b.try_acquire();
+        if (!d) {
+          if (d.code() != armor::errc::circuit_open) other_codes.fetch_add(1, std::memory_order_relaxed);
+          refused.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        admitted.fetch_add(1, std::memory_order_relaxed);
+        b.record(std::move(d).permit(), armor::verdict::failure());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  CHECK(other_codes.load() == 0);
+  CHECK(admitted.load() + refused.load() == 4 * per_thread);
+  CHECK(b.stats().shared_rejections == static_cast<std::uint64_t>(refused.load()));
 }
 
 TEST_CASE("redis breaker: bad options are refused, naming the option") {
