@@ -370,6 +370,13 @@ TEST_CASE("redis breaker: bad options are refused, naming the option") {
   refuses({.open_for = 0s}, "open_for");
   refuses({.half_open_max_calls = 0}, "half_open_max_calls");
   refuses({.success_threshold = 70000}, "success_threshold");
+  // The default instance id: host name, pid, a number per object.
+  const shared_breaker x{{}, c, {.name = "ids"}}, y{{}, c, {.name = "ids"}};
+  std::string pid = "-";
+  pid += std::to_string(::getpid());
+  pid += "-";
+  CHECK(x.options().instance.find(pid) != std::string::npos);
+  CHECK(x.options().instance != y.options().instance);
 }
 
 TEST_CASE("redis breaker: processes share one breaker") {

@@ -60,8 +60,8 @@ struct redis_circuit_breaker_options {
   /// The breaker's name: instances (in any process) with the same name share
   /// its state. Not empty; no '{' or '}'.
   std::string name = "default";
-  /// This instance's id among them; empty (the default): "pid-<pid>-<n>",
-  /// distinct within one host. No '{' or '}'.
+  /// This instance's id among them (what min_reporting_instances counts);
+  /// empty (the default): "<host name>-<pid>-<n>". No '{' or '}'.
   std::string instance{};
   /// How old the cached copy of the shared state may get before a call
   /// refreshes it (and sends the outcomes gathered meanwhile); > 0.
@@ -127,8 +127,13 @@ class redis_breaker_shared {
         rule_(rule),
         count_throttled_(throttled) {
     if (options_.instance.empty()) {
+      // Host name and pid: in containers every pid may be 1, host names differ.
       static std::atomic<std::uint64_t> made{0};
-      options_.instance = "pid-" + std::to_string(::getpid());
+      std::array<char, 256> host{};
+      if (::gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
+      options_.instance = host.data();
+      options_.instance += "-";
+      options_.instance += std::to_string(::getpid());
       options_.instance += "-";
       options_.instance += std::to_string(made.fetch_add(1, std::memory_order_relaxed));
     }
