@@ -191,8 +191,7 @@ class redis_breaker_shared {
   /// The outcome of a call admitted under `gen`.
   void outcome(std::uint64_t gen, bool probe, const verdict& v) noexcept {
     if (gen != gen_.load(std::memory_order_acquire)) {
-      add(dropped_);
-      if (probe) add(probes_released_);  // the generation moved on: the slot is gone in Redis anyway
+      add(dropped_);  // the generation moved on (a probe's slot went with it)
       return;
     }
     const health h = classify(v);
@@ -411,7 +410,8 @@ class redis_circuit_breaker_permit {
 /// it. `Clock` is both breakers' clock and the pipeline's. Move-only; moving
 /// is not thread-safe, every other member is. The call that refreshes the
 /// copy holds one of the connection's connections for one round trip; every
-/// other call reads atomics only (no lock, no I/O, no allocation).
+/// other call reads a few atomics and bumps relaxed counters (no lock, no
+/// I/O, no allocation).
 template <class Clock = steady_clock>
 class redis_circuit_breaker {
   static_assert(armor::clock<Clock>, "armor::redis_circuit_breaker: Clock must have now() returning its time_point");
