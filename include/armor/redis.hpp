@@ -2,9 +2,11 @@
 // one Redis server (link armor::redis; needs hiredis). An umbrella over the
 // headers that show the examples: armor/redis/connection.hpp (the
 // connection), armor/redis/quota_storage.hpp (quota counts in Redis) and
-// armor/redis/token_bucket.hpp (a token bucket in Redis). See docs/redis.md.
+// armor/redis/token_bucket.hpp (a token bucket in Redis); also
+// armor/redis/circuit_breaker.hpp (a breaker shared in Redis). See docs/redis.md.
 #pragma once
 
+#include <armor/redis/circuit_breaker.hpp>
 #include <armor/redis/connection.hpp>
 #include <armor/redis/quota_storage.hpp>
 #include <armor/redis/token_bucket.hpp>

@@ -10,6 +10,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/clock.hpp>
 #include <armor/quota_tracker.hpp>
+#include <armor/redis/circuit_breaker.hpp>
 #include <armor/redis/connection.hpp>
 #include <armor/redis/quota_storage.hpp>
 #include <armor/redis/token_bucket.hpp>
@@ -20,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <system_error>
+#include <utility>
 
 using namespace std::chrono_literals;
 
@@ -71,6 +73,25 @@ void example() {
 }
 }  // namespace token_bucket_ex
 
+// ---------------------------------------------------------------------------
+// header example: <armor/redis/circuit_breaker.hpp>
+namespace circuit_breaker_ex {
+armor::verdict call_upstream() { return armor::verdict::success(); }
+int replied = 0;
+void reply_503(std::chrono::nanoseconds) { ++replied; }
+
+void example() {
+  armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
+  armor::redis_circuit_breaker<> upstream{{.failure_threshold = 5}, redis,
+                                          {.name = "payments", .min_reporting_instances = 2}};
+  if (auto d = upstream.try_acquire()) {
+      upstream.record(std::move(d).permit(), call_upstream());  // the call's armor::verdict
+  } else {
+      reply_503(d.retry_after());  // errc::circuit_open: shared or local breaker open
+  }
+}
+}  // namespace circuit_breaker_ex
+
 }  // namespace header_examples
 
 TEST_CASE("header examples: redis/connection.hpp, redis/quota_storage.hpp, redis/token_bucket.hpp compile") {
@@ -81,4 +102,6 @@ TEST_CASE("header examples: redis/connection.hpp, redis/quota_storage.hpp, redis
   CHECK(connection != nullptr);
   CHECK(quota != nullptr);
   CHECK(bucket != nullptr);
+  void (*breaker)() = &hx::circuit_breaker_ex::example;
+  CHECK(breaker != nullptr);
 }

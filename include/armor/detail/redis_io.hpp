@@ -79,6 +79,7 @@ struct redis_answer {
     b[static_cast<std::size_t>(redis_script::bucket_acquire)] = bucket(redis_lua_bucket_acquire);
     b[static_cast<std::size_t>(redis_script::bucket_return)] = bucket(redis_lua_bucket_return);
     b[static_cast<std::size_t>(redis_script::bucket_configure)] = bucket(redis_lua_bucket_configure);
+    b[static_cast<std::size_t>(redis_script::breaker_sync)] = with_prelude(redis_lua_breaker_sync);
     return b;
   }();
   return bodies[static_cast<std::size_t>(id)];

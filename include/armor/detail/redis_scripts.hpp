@@ -36,6 +36,7 @@ enum class redis_script : std::size_t {
   bucket_acquire,
   bucket_return,
   bucket_configure,
+  breaker_sync,
   count
 };
 
@@ -462,6 +463,90 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 redis.call('HSET', KEYS[1], 'c', fmt(nc), 'p', fmt(np), 'b', fmt(nb), 's', fmt(s), 'n', fmt(n))
 return {0, nc, np, nb}
+)lua";
+
+// breaker_sync: one round trip of an armor::redis_circuit_breaker instance:
+// its outcomes since the last sync in, the shared state out. Times in
+// milliseconds. Layout: hash KEYS[1] with fields ph (0 closed, 1 open, 2
+// half-open), g (generation), u (open until), w (window index), c (calls
+// in the window), f (failures in it), p (probe slots granted), ps (probe
+// successes), t (when probes were last granted); set KEYS[2]: the
+// instances that reported a failure in the current window.
+//   ARGV: server, now_s, now_ns (caller time), instance, gen (whose
+//   outcomes these are), successes, failures, probe successes, probe
+//   failures, probes released, probes wanted, window_ms, rate_ppm,
+//   minimum_calls, min_instances, open_ms, half_open_max, success_threshold.
+//   Returns {phase, gen, open ms left, probes granted, reporters}.
+inline constexpr std::string_view redis_lua_breaker_sync = R"lua(
+local now
+if ARGV[1] == '1' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[2]) * 1000 + math.floor(tonumber(ARGV[3]) / 1000000)
+end
+local inst, mine = ARGV[4], tonumber(ARGV[5])
+local ok, bad = tonumber(ARGV[6]), tonumber(ARGV[7])
+local pok, pbad, prel, want = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local wms, ppm, minc, mini = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local oms, hmax, sth = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+local h = redis.call('HMGET', KEYS[1], 'ph', 'g', 'u', 'w', 'c', 'f', 'p', 'ps', 't')
+local ph, g, u = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
+local w, c, f = tonumber(h[4]) or 0, tonumber(h[5]) or 0, tonumber(h[6]) or 0
+local p, ps, t = tonumber(h[7]) or 0, tonumber(h[8]) or 0, tonumber(h[9]) or 0
+local function close()
+  ph, g, c, f, w, p, ps = 0, g + 1, 0, 0, math.floor(now / wms), 0, 0
+  redis.call('DEL', KEYS[2])
+end
+local function trip()
+  ph, g, u, c, f, p, ps = 1, g + 1, now + oms, 0, 0, 0, 0
+  redis.call('DEL', KEYS[2])
+end
+if ph == 0 then
+  local nw = math.floor(now / wms)
+  if nw ~= w then
+    w, c, f = nw, 0, 0
+    redis.call('DEL', KEYS[2])
+  end
+  if mine == g then
+    c = c + ok + bad
+    f = f + bad
+    if bad > 0 then
+      redis.call('SADD', KEYS[2], inst)
+      redis.call('PEXPIRE', KEYS[2], fmt(2 * wms))
+    end
+  end
+  if c >= minc and f * 1000000 >= ppm * c and redis.call('SCARD', KEYS[2]) >= mini then trip() end
+elseif ph == 2 and mine == g then
+  p = p - prel
+  if p < 0 then p = 0 end
+  if pbad > 0 then
+    trip()
+  else
+    ps = ps + pok
+    if ps >= sth then close() end
+  end
+end
+if ph == 1 and now >= u then
+  ph, g, p, ps, t = 2, g + 1, 0, 0, now
+end
+local grant = 0
+if ph == 2 then
+  if p >= hmax and now - t >= oms then p = 0 end
+  grant = hmax - p
+  if want < grant then grant = want end
+  if grant < 0 then grant = 0 end
+  if grant > 0 then
+    p = p + grant
+    t = now
+  end
+end
+redis.call('HSET', KEYS[1], 'ph', fmt(ph), 'g', fmt(g), 'u', fmt(u), 'w', fmt(w), 'c', fmt(c), 'f', fmt(f),
+           'p', fmt(p), 'ps', fmt(ps), 't', fmt(t))
+redis.call('PEXPIRE', KEYS[1], fmt(4 * (wms + oms) + 60000))
+local left = 0
+if ph == 1 then left = u - now end
+return {ph, g, left, grant, redis.call('SCARD', KEYS[2])}
 )lua";
 
 }  // namespace armor::detail

@@ -1,0 +1,427 @@
+// armor::redis_circuit_breaker against a real redis-server (started here):
+// three instances sharing one breaker, each an object of its own with its
+// own connection and instance id, in one process, on one manual clock (the
+// script reads the caller's time): one instance failing alone does not open
+// the shared breaker below the reporter threshold; all failing opens it
+// everywhere within sync_interval; half-open probing, reopening and closing
+// propagate; Redis away leaves the local breaker alone in charge. Plus four
+// forked processes (one at a time) sharing one breaker.
+#include <armor/pipeline.hpp>
+#include <armor/redis/circuit_breaker.hpp>
+
+#include "armor_catch.hpp"
+#include "redis/redis_server.hpp"
+
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const bool have_redis_server_for_breakers = [] {
+  if (armor_test::redis_server_path().empty()) {
+    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
+    std::fflush(stdout);
+    std::_Exit(77);
+  }
+  return true;
+}();
+
+constexpr std::int64_t noon_ns = 1'718'452'800'000'000'000;
+
+std::string breaker_name(const char* what) {
+  static std::atomic<int> n{0};
+  std::string s(what);
+  s += "-";
+  s += std::to_string(::getpid());
+  s += "-";
+  s += std::to_string(n.fetch_add(1));
+  return s;
+}
+
+armor::redis_options breaker_redis(int port) {
+  armor::redis_options o;
+  o.port = static_cast<std::uint16_t>(port);
+  o.prefix = "armor-test";
+  o.connections = 1;
+  return o;
+}
+
+using shared_breaker = armor::redis_circuit_breaker<armor::manual_clock>;
+
+// A local breaker that never opens by itself in these tests (the shared one is under test).
+constexpr armor::circuit_breaker_options patient_local{.failure_threshold = 60000};
+
+armor::redis_circuit_breaker_options shared_options(const std::string& name, const char* instance) {
+  armor::redis_circuit_breaker_options o;
+  o.name = name;
+  o.instance = instance;
+  o.sync_interval = 100ms;
+  o.min_reporting_instances = 2;
+  o.failure_rate = 0.5;
+  o.minimum_calls = 10;
+  o.window = 10s;
+  o.open_for = 5s;
+  o.time = armor::redis_time_source::caller;
+  return o;
+}
+
+struct trio {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  std::string name;
+  std::vector<shared_breaker> b;
+
+  explicit trio(const char* what, armor::circuit_breaker_options local = patient_local,
+                std::uint32_t half_open_max = 1) : name(breaker_name(what)) {
+    const int port = armor_test::shared_redis().port();
+    for (const char* id : {"a", "b", "c"}) {
+      armor::redis_circuit_breaker_options o = shared_options(name, id);
+      o.half_open_max_calls = half_open_max;
+      b.emplace_back(local, armor::redis_connection{breaker_redis(port)}, o, clock);
+    }
+  }
+
+  // n calls through instance i, each ending with `v`; returns how many were admitted.
+  int calls(std::size_t i, int n, const armor::verdict& v) {
+    int admitted = 0;
+    for (int k = 0; k < n; ++k) {
+      auto d = b[i].try_acquire();
+      if (!d) continue;
+      ++admitted;
+      b[i].record(std::move(d).permit(), v);
+    }
+    return admitted;
+  }
+  bool admits(std::size_t i) {
+    auto d = b[i].try_acquire();
+    const bool ok = static_cast<bool>(d);
+    if (ok) d.permit().cancel();
+    return ok;
+  }
+  void sync_all() {
+    for (shared_breaker& x : b) x.sync();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("redis breaker: one instance failing alone does not open it for the others") {
+  trio t("alone");
+  t.sync_all();
+  REQUIRE(t.b[0].shared_reachable());
+  // Instance a: 30 failures, all of them sent (rate 100 %, calls >= minimum_calls).
+  CHECK(t.calls(0, 30, armor::verdict::failure()) == 30);
+  t.b[0].sync();
+  CHECK(t.b[0].reporting_instances() == 1);
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+  // b and c carry on, now and after any number of refreshes.
+  t.clock.advance(200ms);
+  CHECK(t.calls(1, 5, armor::verdict::success()) == 5);
+  CHECK(t.calls(2, 5, armor::verdict::success()) == 5);
+  t.sync_all();
+  for (const shared_breaker& x : t.b) CHECK(x.shared_state() == armor::breaker_state::closed);
+  CHECK(t.b[0].stats().reported == 30);
+  CHECK(t.b[0].stats().shared_rejections == 0);
+}
+
+TEST_CASE("redis breaker: one bad instance trips only its own local breaker") {
+  trio t("local", {.failure_threshold = 5, .open_for = 30s});
+  CHECK(t.calls(0, 20, armor::verdict::failure()) == 5);  // its local breaker opened after 5
+  CHECK(t.b[0].local().state() == armor::breaker_state::open);
+  t.clock.advance(200ms);
+  t.sync_all();
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+  CHECK(t.admits(1));
+  CHECK(t.admits(2));
+  CHECK_FALSE(t.admits(0));
+}
+
+TEST_CASE("redis breaker: failures from two instances open it everywhere within sync_interval") {
+  trio t("all");
+  t.sync_all();  // at t0: every copy fresh until t0 + 100 ms
+  CHECK(t.calls(0, 6, armor::verdict::failure()) == 6);
+  CHECK(t.calls(1, 6, armor::verdict::failure()) == 6);
+  t.clock.advance(50ms);
+  t.b[2].sync();  // c's copy: fresh until t0 + 150 ms
+  // Outcomes travel with the next refresh: a's first, then b's (12 calls, 2 reporters).
+  t.clock.advance(50ms);
+  CHECK(t.admits(0));  // a's refresh: 6 calls in the window, below minimum_calls
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+  CHECK_FALSE(t.admits(1));  // b's refresh sends 6 more failures from a second instance: open
+  CHECK(t.b[1].shared_state() == armor::breaker_state::open);
+  CHECK(t.b[1].reporting_instances() == 0);  // the set is cleared with the trip
+  // c's copy is at most sync_interval old: it admits until it is refreshed...
+  CHECK(t.admits(2));
+  // ...and refuses from then on.
+  t.clock.advance(50ms);
+  auto d = t.b[2].try_acquire();
+  REQUIRE_FALSE(d);
+  CHECK(d.code() == armor::errc::circuit_open);
+  CHECK(d.retry_after() == 5s - 50ms);
+  CHECK(t.admits(0));  // a's copy (t0 + 100 ms) is still fresh: closed
+  t.clock.advance(50ms);
+  CHECK_FALSE(t.admits(0));
+  CHECK(t.b[2].stats().shared_rejections >= 1);
+  for (const shared_breaker& x : t.b) CHECK(x.shared_state() == armor::breaker_state::open);
+}
+
+namespace {
+void open_all(trio& t) {
+  t.sync_all();
+  t.calls(0, 6, armor::verdict::failure());
+  t.calls(1, 6, armor::verdict::failure());
+  t.calls(2, 6, armor::verdict::failure());
+  t.sync_all();
+  t.sync_all();
+  for (const shared_breaker& x : t.b) REQUIRE(x.shared_state() == armor::breaker_state::open);
+}
+}  // namespace
+
+TEST_CASE("redis breaker: half-open admits one probe among all instances; its success closes it everywhere") {
+  trio t("probe");
+  open_all(t);
+  t.clock.advance(5s);
+  auto probe = t.b[0].try_acquire();  // a's copy shows the open time over: refresh, half-open, a probe slot
+  REQUIRE(probe);
+  CHECK(probe.permit().probe());
+  CHECK(t.b[0].shared_state() == armor::breaker_state::half_open);
+  CHECK_FALSE(t.admits(0));  // one probe at a time (half_open_max_calls = 1)
+  CHECK_FALSE(t.admits(1));  // b refreshes: half-open, no slot left
+  CHECK(t.b[1].shared_state() == armor::breaker_state::half_open);
+  CHECK_FALSE(t.admits(2));
+  t.b[0].record(std::move(probe).permit(), armor::verdict::success());
+  CHECK(t.admits(0));  // the probe's success goes out with a's next call: closed
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+  t.clock.advance(100ms);
+  CHECK(t.admits(1));
+  CHECK(t.admits(2));
+  for (const shared_breaker& x : t.b) CHECK(x.shared_state() == armor::breaker_state::closed);
+  // The window starts empty after closing: one instance cannot reopen it.
+  CHECK(t.calls(1, 20, armor::verdict::failure()) == 20);
+  t.sync_all();
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+}
+
+TEST_CASE("redis breaker: a failed probe reopens it everywhere; a dropped probe gives its slot back") {
+  trio t("reopen");
+  open_all(t);
+  t.clock.advance(5s);
+  {
+    auto dropped = t.b[2].try_acquire();
+    REQUIRE(dropped);
+    REQUIRE(dropped.permit().probe());
+  }  // dropped without an outcome: the slot goes back to Redis with c's next refresh
+  t.b[2].sync();
+  auto probe = t.b[1].try_acquire();
+  REQUIRE(probe);
+  REQUIRE(probe.permit().probe());
+  t.b[1].record(std::move(probe).permit(), armor::verdict::failure());
+  t.b[1].sync();
+  CHECK(t.b[1].shared_state() == armor::breaker_state::open);
+  t.clock.advance(100ms);
+  auto d = t.b[0].try_acquire();
+  REQUIRE_FALSE(d);
+  CHECK(d.retry_after() == 5s - 100ms);
+}
+
+TEST_CASE("redis breaker: two probes at a time are shared among the instances") {
+  trio t("two-probes", patient_local, 2);
+  open_all(t);
+  t.clock.advance(5s);
+  auto p1 = t.b[0].try_acquire();  // a asks for both slots: it holds them
+  REQUIRE(p1);
+  auto p2 = t.b[0].try_acquire();
+  REQUIRE(p2);
+  CHECK_FALSE(t.admits(1));
+  t.b[0].record(std::move(p1).permit(), armor::verdict::success());
+  t.b[0].record(std::move(p2).permit(), armor::verdict::success());
+  t.b[0].sync();
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+  CHECK(t.b[0].stats().probes == 2);
+}
+
+TEST_CASE("redis breaker: Redis away, the local breaker alone decides") {
+  armor::redis_options o = breaker_redis(armor_test::free_port());  // nobody listens there
+  o.connect_timeout = 50ms;
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  shared_breaker b{{.failure_threshold = 3, .open_for = 1s}, armor::redis_connection{o},
+                   shared_options(breaker_name("away"), "a"), clock};
+  int admitted = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto d = b.try_acquire();
+    if (!d) continue;
+    ++admitted;
+    b.record(std::move(d).permit(), armor::verdict::failure());
+  }
+  CHECK(admitted == 3);
+  CHECK_FALSE(b.shared_reachable());
+  CHECK(b.shared_state() == armor::breaker_state::closed);
+  CHECK(b.local().state() == armor::breaker_state::open);
+  CHECK(b.stats().unanswered >= 1);
+  CHECK(b.stats().unanswered <= 2);  // one round trip per sync_interval at most (time stood still)
+}
+
+TEST_CASE("redis breaker: as a pipeline layer") {
+  trio t("pipeline");
+  auto p = armor::pipeline{t.clock, std::ref(t.b[0])};
+  int runs = 0;
+  const auto r = p.try_execute([&] {
+    ++runs;
+    return 1;
+  });
+  CHECK(r.has_value());
+  CHECK(runs == 1);
+  CHECK(t.b[0].stats().syncs == 1);
+}
+
+TEST_CASE("redis breaker: four threads share one instance while it syncs (TSan)") {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(breaker_name("threads"), "a");
+  o.sync_interval = 1ms;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
+  constexpr int per_thread = 400;
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int i = 0; i < per_thread; ++i) {
+        clock.advance(100us);
+        auto d = b.try_acquire();
+        if (!d) continue;
+        admitted.fetch_add(1, std::memory_order_relaxed);
+        b.record(std::move(d).permit(), (i + k) % 2 == 0 ? armor::verdict::success() : armor::verdict::failure());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  b.sync();
+  // One instance alone never opens it: every call admitted, every outcome sent exactly once.
+  CHECK(admitted.load() == 4 * per_thread);
+  CHECK(b.stats().reported == 4 * per_thread);
+  CHECK(b.stats().dropped == 0);
+  CHECK(b.stats().syncs >= 2);
+}
+
+TEST_CASE("redis breaker: threads through open and half-open cycles (TSan)") {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(breaker_name("cycles"), "a");
+  o.sync_interval = 1ms;
+  o.min_reporting_instances = 1;
+  o.open_for = 50ms;
+  o.half_open_max_calls = 2;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
+  constexpr int per_thread = 300;
+  std::atomic<int> admitted{0}, refused{0}, other_codes{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        clock.advance(2ms);
+        auto d = b.try_acquire();
+        if (!d) {
+          if (d.code() != armor::errc::circuit_open) other_codes.fetch_add(1, std::memory_order_relaxed);
+          refused.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        admitted.fetch_add(1, std::memory_order_relaxed);
+        b.record(std::move(d).permit(), armor::verdict::failure());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  CHECK(other_codes.load() == 0);
+  CHECK(admitted.load() + refused.load() == 4 * per_thread);
+  CHECK(b.stats().shared_rejections == static_cast<std::uint64_t>(refused.load()));
+}
+
+TEST_CASE("redis breaker: bad options are refused, naming the option") {
+  const armor::redis_connection c{breaker_redis(armor_test::shared_redis().port())};
+  const auto refuses = [&](armor::redis_circuit_breaker_options o, const char* what) {
+    try {
+      shared_breaker b{{}, c, std::move(o)};
+      FAIL("accepted");
+    } catch (const armor::error& e) {
+      CHECK(e.code() == armor::errc::invalid_argument);
+      CHECK(std::string(e.what()).find(what) != std::string::npos);
+    }
+  };
+  refuses({.name = ""}, "name");
+  refuses({.name = "a{b"}, "name");
+  refuses({.instance = "x}"}, "instance");
+  refuses({.sync_interval = 0ms}, "sync_interval");
+  refuses({.min_reporting_instances = 0}, "min_reporting_instances");
+  refuses({.failure_rate = 0}, "failure_rate");
+  refuses({.failure_rate = 1.5}, "failure_rate");
+  refuses({.minimum_calls = 0}, "minimum_calls");
+  refuses({.window = 500us}, "window");
+  refuses({.open_for = 0s}, "open_for");
+  refuses({.half_open_max_calls = 0}, "half_open_max_calls");
+  refuses({.success_threshold = 70000}, "success_threshold");
+  // The default instance id: host name, pid, a number per object.
+  const shared_breaker x{{}, c, {.name = "ids"}}, y{{}, c, {.name = "ids"}};
+  std::string pid = "-";
+  pid += std::to_string(::getpid());
+  pid += "-";
+  CHECK(x.options().instance.find(pid) != std::string::npos);
+  CHECK(x.options().instance != y.options().instance);
+}
+
+TEST_CASE("redis breaker: processes share one breaker") {
+  const int port = armor_test::shared_redis().port();
+  const std::string name = breaker_name("procs");
+  // Each child: its own connection and instance id; reports `failing` failures
+  // (or successes), syncs, then says (exit code) whether the shared breaker is open.
+  const auto child = [&](const char* id, bool failing) -> int {
+    armor::redis_circuit_breaker_options o;
+    o.name = name;
+    o.instance = id;
+    o.minimum_calls = 10;
+    o.min_reporting_instances = 2;
+    o.open_for = 60s;
+    o.time = armor::redis_time_source::caller;  // every process at noon: no window ends between them
+    const armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+    shared_breaker b{patient_local, armor::redis_connection{breaker_redis(port)}, o, clock};
+    for (int i = 0; i < 10; ++i) {
+      auto d = b.try_acquire();
+      if (d) b.record(std::move(d).permit(), failing ? armor::verdict::failure() : armor::verdict::success());
+    }
+    b.sync();
+    return b.shared_state() == armor::breaker_state::open ? 1 : 0;
+  };
+  const auto fork_one = [&](const char* id, bool failing) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      int code = 2;
+      try {
+        code = child(id, failing);
+      } catch (...) {
+      }
+      std::_Exit(code);
+    }
+    return pid;
+  };
+  const auto status_of = [](pid_t pid) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  // One failing process alone: the shared breaker stays closed.
+  CHECK(status_of(fork_one("p1", true)) == 0);
+  CHECK(status_of(fork_one("p2", false)) == 0);
+  // A second failing process makes two reporters: open, seen by a third one.
+  CHECK(status_of(fork_one("p3", true)) == 1);
+  CHECK(status_of(fork_one("p4", false)) == 1);
+}
