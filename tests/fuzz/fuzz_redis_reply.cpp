@@ -195,11 +195,25 @@ void check_sentinel(const redisReply* r) {
   }
 }
 
+void check_breaker(const redisReply* r) {
+  for (const std::int64_t want : {std::int64_t{0}, std::int64_t{1}, std::int64_t{3}}) {
+    const auto a = d::redis_breaker_sync_reply(r, want);
+    if (!a) continue;
+    ARMOR_FUZZ_CHECK(a->phase <= 2);
+    ARMOR_FUZZ_CHECK(a->open_left_ms >= 0 && a->open_left_ms <= (std::int64_t{1} << 32));
+    ARMOR_FUZZ_CHECK(a->phase == 1 || a->open_left_ms == 0);
+    ARMOR_FUZZ_CHECK(a->granted >= 0 && a->granted <= want && (a->phase == 2 || a->granted == 0));
+    ARMOR_FUZZ_CHECK(a->generation <= static_cast<std::uint64_t>(INT64_MAX) &&
+                     a->reporters <= static_cast<std::uint64_t>(INT64_MAX));
+  }
+}
+
 void check_all(const redisReply* r, int depth) {
   check_bucket(r);
   check_quota(r);
   check_cluster(r);
   check_sentinel(r);
+  check_breaker(r);
   if (depth == 0 || r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
   for (std::size_t i = 0; i < r->elements; ++i) check_all(r->element[i], depth - 1);
 }

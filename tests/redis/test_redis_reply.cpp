@@ -349,3 +349,35 @@ TEST_CASE("redis reply: Sentinel's primary address and ROLE", "[redis][reply]") 
   CHECK_FALSE(redis_role_is_primary(parse("-ERR unknown command 'ROLE'\r\n").get()));
   CHECK_FALSE(redis_role_is_primary(nullptr));
 }
+
+TEST_CASE("redis reply: breaker_sync answers", "[redis][reply]") {
+  using armor::detail::redis_breaker_sync_reply;
+  const auto open_reply = parse("*5\r\n:1\r\n:7\r\n:29950\r\n:0\r\n:2\r\n");
+  const auto open = redis_breaker_sync_reply(open_reply.get(), 0);
+  REQUIRE(open.has_value());
+  CHECK(open->phase == 1);
+  CHECK(open->generation == 7);
+  CHECK(open->open_left_ms == 29950);
+  CHECK(open->granted == 0);
+  CHECK(open->reporters == 2);
+  const auto probing = redis_breaker_sync_reply(parse("*5\r\n:2\r\n:8\r\n:0\r\n:1\r\n:0\r\n").get(), 1);
+  REQUIRE(probing.has_value());
+  CHECK(probing->granted == 1);
+
+  const auto refused = [](std::string_view resp, std::int64_t want) {
+    const auto reply = parse(resp);
+    return !redis_breaker_sync_reply(reply.get(), want).has_value();
+  };
+  CHECK(refused("*5\r\n:3\r\n:7\r\n:0\r\n:0\r\n:0\r\n", 0));            // no phase 3
+  CHECK(refused("*5\r\n:0\r\n:-1\r\n:0\r\n:0\r\n:0\r\n", 0));           // negative generation
+  CHECK(refused("*5\r\n:1\r\n:7\r\n:-5\r\n:0\r\n:0\r\n", 0));           // negative time left
+  CHECK(refused("*5\r\n:1\r\n:7\r\n:9223372036854775807\r\n:0\r\n:0\r\n", 0));  // would overflow the clock
+  CHECK(refused("*5\r\n:0\r\n:7\r\n:100\r\n:0\r\n:0\r\n", 0));          // closed, yet time left open
+  CHECK(refused("*5\r\n:2\r\n:8\r\n:0\r\n:2\r\n:0\r\n", 1));            // more probes than asked
+  CHECK(refused("*5\r\n:0\r\n:8\r\n:0\r\n:1\r\n:0\r\n", 1));            // probes while closed
+  CHECK(refused("*5\r\n:0\r\n:8\r\n:0\r\n:0\r\n:-1\r\n", 0));           // negative reporters
+  CHECK(refused("*4\r\n:0\r\n:8\r\n:0\r\n:0\r\n", 0));
+  CHECK(refused("*5\r\n:0\r\n$1\r\n8\r\n:0\r\n:0\r\n:0\r\n", 0));       // a string, not an integer
+  CHECK(refused("-ERR oom\r\n", 0));
+  CHECK_FALSE(redis_breaker_sync_reply(nullptr, 1).has_value());
+}

@@ -1,6 +1,7 @@
 // armor/detail/redis_reply.hpp: armor's readers of the hiredis replies it
 // interprets itself (the Lua scripts' answers, CLUSTER SLOTS, the MOVED, ASK
-// and TRYAGAIN errors, Sentinel's primary address, ROLE). Each is a free function taking any `const
+// and TRYAGAIN errors, Sentinel's primary address, ROLE, the shared
+// breaker's sync). Each is a free function taking any `const
 // redisReply*`: NULL, any type, any element count, any integer. It returns
 // what the sender can have sent, within the bounds written beside each
 // field, or nothing (the caller then treats Redis as not answering); it
@@ -343,6 +344,30 @@ struct redis_sentinel_primary {
   const redisReply* first = redis_element(r, 0);
   if (first == nullptr || (first->type != REDIS_REPLY_STRING && first->type != REDIS_REPLY_STATUS)) return false;
   return first->str != nullptr && std::string_view(first->str, first->len) == "master";
+}
+
+/// What breaker_sync answered (redis_scripts.hpp): the shared breaker's
+/// phase (0 closed, 1 open, 2 half-open), generation (>= 0), time left
+/// open in milliseconds (0 unless open; at most 2^32, 49 days), probe slots
+/// granted (0 to the `want` asked for) and reporting instances (>= 0).
+struct redis_breaker_sync_answer {
+  std::uint8_t phase = 0;
+  std::uint64_t generation = 0;
+  std::int64_t open_left_ms = 0;
+  std::int64_t granted = 0;
+  std::uint64_t reporters = 0;
+};
+
+[[nodiscard]] inline std::optional<redis_breaker_sync_answer> redis_breaker_sync_reply(const redisReply* r,
+                                                                                      std::int64_t want) noexcept {
+  const std::optional<std::array<std::int64_t, 5>> v = redis_integers<5>(r);
+  if (!v) return std::nullopt;
+  const auto [phase, generation, left, granted, reporters] = *v;
+  if (phase < 0 || phase > 2 || generation < 0 || reporters < 0) return std::nullopt;
+  if (left < 0 || left > (std::int64_t{1} << 32) || (phase != 1 && left != 0)) return std::nullopt;
+  if (granted < 0 || granted > std::max<std::int64_t>(want, 0) || (phase != 2 && granted != 0)) return std::nullopt;
+  return redis_breaker_sync_answer{static_cast<std::uint8_t>(phase), static_cast<std::uint64_t>(generation), left,
+                                   granted, static_cast<std::uint64_t>(reporters)};
 }
 
 }  // namespace armor::detail

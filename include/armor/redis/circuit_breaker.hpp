@@ -28,6 +28,7 @@
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
 #include <armor/detail/redis_io.hpp>
+#include <armor/detail/redis_reply.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/error.hpp>
 #include <armor/policy.hpp>
@@ -303,10 +304,12 @@ class redis_breaker_shared {
     args.add(static_cast<std::int64_t>(options_.success_threshold));
     const std::array<std::string_view, 2> keys{key_, reporters_key_};
     const redis_answer a = conn_.client().run(redis_script::breaker_sync, keys, args.views(), until);
-    const redisReply* rep = a.reply.get();
+    const std::optional<redis_breaker_sync_answer> rep =
+        a ? redis_breaker_sync_reply(a.reply.get(), want) : std::nullopt;
     next_sync_.store(t + options_.sync_interval.count(), std::memory_order_relaxed);
-    if (!a || rep == nullptr || rep->type != REDIS_REPLY_ARRAY || rep->elements != 5) {
-      // Redis away: forget the shared state; the local breaker alone decides.
+    if (!rep) {
+      // Redis away (or an answer the script cannot give): forget the shared
+      // state; the local breaker alone decides.
       add(unanswered_);
       add(dropped_, static_cast<std::uint64_t>(ok + bad + pok + pbad));
       reachable_.store(false, std::memory_order_relaxed);
@@ -317,11 +320,11 @@ class redis_breaker_shared {
     add(syncs_);
     add(reported_, static_cast<std::uint64_t>(ok + bad + pok + pbad));
     reachable_.store(true, std::memory_order_relaxed);
-    const auto next_phase = static_cast<std::uint8_t>(redis_integer(rep->element[0]));
-    const auto next_gen = static_cast<std::uint64_t>(redis_integer(rep->element[1]));
-    const std::int64_t left_ms = redis_integer(rep->element[2]);
-    const std::int64_t grant = redis_integer(rep->element[3]);
-    reporters_.store(static_cast<std::uint64_t>(redis_integer(rep->element[4])), std::memory_order_relaxed);
+    const std::uint8_t next_phase = rep->phase;
+    const std::uint64_t next_gen = rep->generation;
+    const std::int64_t left_ms = rep->open_left_ms;
+    const std::int64_t grant = rep->granted;
+    reporters_.store(rep->reporters, std::memory_order_relaxed);
     if (next_gen != gen) probes_left_.store(grant, std::memory_order_relaxed);
     else if (grant > 0) probes_left_.fetch_add(grant, std::memory_order_relaxed);
     if (grant > 0) add(probes_granted_, static_cast<std::uint64_t>(grant));
