@@ -1,7 +1,9 @@
 // Runtime reconfiguration (docs/reconfiguration.md): the circuit breaker,
-// the bulkhead and the window limiters take new limits with reconfigure();
+// the bulkhead, the window limiters, backoff, quota_tracker, load_shedder,
+// the adaptive policies and keyed<P> take new limits with reconfigure();
 // the next decision uses them; a bad value is refused, naming the option,
 // and the old limits still apply. Exact, on manual_clock.
+#include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using std::chrono::nanoseconds;
@@ -373,4 +376,78 @@ TEST_CASE("circuit_breaker::reconfigure refuses a bad value or a change of shape
   CHECK(cb.state() == armor::breaker_state::closed);
   cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));
   CHECK(cb.state() == armor::breaker_state::open);
+}
+
+// ---------------------------------------------------------------- backoff
+
+namespace {
+
+// Runs failed attempts through `b` as one call until it stops; returns the delays it handed out.
+template <class B>
+std::vector<nanoseconds> delays_of_one_call(B& b, armor::verdict v = armor::verdict::failure()) {
+  armor::context ctx{at(0s)};
+  typename B::loop_state s{};
+  std::vector<nanoseconds> out;
+  for (armor::step st = b.next(ctx, v, s); st.again; st = b.next(ctx, v, s)) out.push_back(st.delay);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("backoff::reconfigure: attempts and delays change from the next decision", "[reconfigure]") {
+  armor::backoff b{{.max_attempts = 3, .schedule = armor::backoff_schedule::constant, .initial = 100ms,
+                    .jitter = armor::jitter_mode::none}};
+  CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{100ms, 100ms});
+  b.reconfigure({.max_attempts = 4, .schedule = armor::backoff_schedule::linear, .initial = 50ms,
+                 .jitter = armor::jitter_mode::none});
+  CHECK(b.options().max_attempts == 4);
+  CHECK(b.base_delay(3) == 150ms);
+  CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{50ms, 100ms, 150ms});
+
+  // A call under way: its attempts so far count against the new max_attempts.
+  armor::context ctx{at(0s)};
+  armor::backoff<>::loop_state s{};
+  REQUIRE(b.next(ctx, armor::verdict::failure(), s).again);
+  REQUIRE(b.next(ctx, armor::verdict::failure(), s).again);  // two attempts ran
+  b.reconfigure({.max_attempts = 2, .schedule = armor::backoff_schedule::linear, .initial = 50ms,
+                 .jitter = armor::jitter_mode::none});
+  CHECK_FALSE(b.next(ctx, armor::verdict::failure(), s).again);  // the third failure: 3 >= 2, exhausted
+  CHECK(b.stats().exhausted == 3);  // two whole calls before, and this one
+
+  // max_retry_after bounds a server's hint from the next decision.
+  b.reconfigure({.max_attempts = 2, .max_retry_after = 2s});
+  CHECK(delays_of_one_call(b, armor::verdict::retry_later(10s)) == std::vector<nanoseconds>{2s});
+}
+
+TEST_CASE("backoff::reconfigure: the budget's size and ratio change, its level is kept or lowered", "[reconfigure]") {
+  armor::backoff b{{.max_attempts = 2, .jitter = armor::jitter_mode::none,
+                    .budget = armor::retry_budget{.max_tokens = 10, .token_ratio = 0.5}}};
+  for (int i = 0; i < 2; ++i) (void)delays_of_one_call(b);  // each call: one failure retried, one given up
+  CHECK(b.stats().budget_tokens == 6.0);                     // 10 - 4
+  b.reconfigure({.max_attempts = 2, .jitter = armor::jitter_mode::none,
+                 .budget = armor::retry_budget{.max_tokens = 20, .token_ratio = 1.0}});
+  CHECK(b.stats().budget_tokens == 6.0);  // kept, not filled
+  // The new threshold (10) refuses retries at once; the new ratio refills 1 per success.
+  CHECK(delays_of_one_call(b).empty());
+  CHECK(b.stats().budget_refusals == 1);
+  armor::context ctx{at(0s)};
+  armor::backoff<>::loop_state s{};
+  (void)b.next(ctx, armor::verdict::success(), s);
+  CHECK(b.stats().budget_tokens == 6.0);  // 5 after the failure above, + 1
+  b.reconfigure({.max_attempts = 2, .jitter = armor::jitter_mode::none,
+                 .budget = armor::retry_budget{.max_tokens = 2, .token_ratio = 1.0}});
+  CHECK(b.stats().budget_tokens == 2.0);  // lowered to the new size
+}
+
+TEST_CASE("backoff::reconfigure refuses a bad option or a change of shape; the old options stay", "[reconfigure]") {
+  armor::backoff b{{.max_attempts = 3, .schedule = armor::backoff_schedule::constant, .initial = 100ms,
+                    .jitter = armor::jitter_mode::none}};
+  CHECK(names(refusal([&] { b.reconfigure({.max_attempts = 0}); }), "max_attempts"));
+  CHECK(names(refusal([&] { b.reconfigure({.initial = 2s, .max_delay = 1s}); }), "initial"));
+  CHECK(names(refusal([&] { b.reconfigure({.multiplier = 0.5}); }), "multiplier"));
+  CHECK(names(refusal([&] { b.reconfigure({.count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] { b.reconfigure({.budget = armor::retry_budget{}}); }), "budget"));
+  CHECK(names(refusal([&] { b.reconfigure({.budget = armor::retry_budget{.max_tokens = 0}}); }), "budget.max_tokens"));
+  CHECK(b.options().max_attempts == 3);
+  CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{100ms, 100ms});
 }

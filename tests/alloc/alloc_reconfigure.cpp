@@ -1,7 +1,9 @@
 // reconfigure() allocates nothing, and neither do the decisions that read
 // the configuration it publishes: 10 000 reconfigurations of the circuit
-// breaker, the bulkhead and both window limiters, each followed by a
-// decision, make no heap allocation (so none can leak: memory stays flat).
+// breaker, the bulkhead, both window limiters and the other policies with
+// reconfigure(), each followed by a decision, make no heap allocation (so
+// none can leak: memory stays flat).
+#include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/fixed_window.hpp>
@@ -27,6 +29,13 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
   armor::fixed_window<armor::manual_clock> fw{{.limit = 5, .window = 1s}, armor::manual_clock{}};
   armor::sliding_window<armor::manual_clock> sw{{.limit = 5, .window = 1s, .segments = 4}, armor::manual_clock{}};
 
+  const armor::backoff_options backoff_a{.max_attempts = 3, .budget = armor::retry_budget{.max_tokens = 10}};
+  const armor::backoff_options backoff_b{.max_attempts = 5,
+                                         .schedule = armor::backoff_schedule::decorrelated,
+                                         .initial = 10ms,
+                                         .budget = armor::retry_budget{.max_tokens = 4, .token_ratio = 1.0}};
+  armor::backoff<armor::seeded_rng> bo{backoff_a, armor::seeded_rng{1}};
+
   long granted = 0;
   armor_test::allocation_scope scope;
   for (int i = 0; i < 10'000; ++i) {
@@ -44,6 +53,10 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
     sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
     if (fw.try_acquire(1, t)) ++granted;
     if (sw.try_acquire(1, t)) ++granted;
+    bo.reconfigure(b ? backoff_b : backoff_a);
+    armor::context ctx{t};
+    armor::backoff<armor::seeded_rng>::loop_state ls{};
+    if (bo.next(ctx, i % 3 == 0 ? armor::verdict::success() : armor::verdict::failure(), ls).again) ++granted;
   }
   CHECK(scope.allocations() == 0);
   CHECK(granted > 0);

@@ -9,6 +9,8 @@
 //   - bulkhead: stats() shows A's or B's (max_concurrent, max_queue) pair;
 //   - fixed and sliding windows: every decision reports A's or B's limit
 //     and never more remaining than its limit;
+//   - backoff: base_delay(3) is A's (100 ms) or B's (800 ms), never a mix
+//     of schedule and initial (200 ms or 400 ms); calls retry as they go;
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
 //     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
@@ -22,6 +24,7 @@
 // The readers stop when the writer has finished; the writer waits only for
 // the readers to have started (a preempted reader delays that, it cannot
 // prevent it). Run under ThreadSanitizer.
+#include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
@@ -69,7 +72,7 @@ struct triple {
 };
 
 // What the readers found mixed, by policy.
-enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, kinds };
+enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, kinds };
 
 }  // namespace
 
@@ -90,6 +93,13 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   // windows: a limit of 5 or 9.
   armor::fixed_window<armor::manual_clock> fw{{.limit = 5, .window = 1s}, armor::manual_clock{}};
   armor::sliding_window<armor::manual_clock> sw{{.limit = 5, .window = 1s, .segments = 4}, armor::manual_clock{}};
+
+  // backoff: A constant 100 ms, B exponential from 200 ms (x2): base_delay(3) is 100 ms or 800 ms.
+  const armor::backoff_options backoff_a{
+      .max_attempts = 3, .schedule = armor::backoff_schedule::constant, .budget = armor::retry_budget{}};
+  const armor::backoff_options backoff_b{
+      .max_attempts = 5, .initial = 200ms, .budget = armor::retry_budget{.max_tokens = 4, .token_ratio = 1.0}};
+  armor::backoff<armor::seeded_rng> bo{backoff_a, armor::seeded_rng{7}};
 
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
@@ -122,6 +132,18 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
           w.remaining() <= w.limit())) {
       ++bad[windows_mixed];
     }
+
+    const nanoseconds base = bo.base_delay(3);
+    if (base != 100ms && base != 800ms) ++bad[backoff_mixed];
+    armor::context ctx{t};
+    armor::backoff<armor::seeded_rng>::loop_state ls{};
+    const armor::verdict outcome = r == 1 ? armor::verdict::success() : armor::verdict::failure();
+    for (int k = 0; k < 5 && bo.next(ctx, outcome, ls).again; ++k) {
+    }
+    const armor::backoff_options o = bo.options();
+    if (!((o.max_attempts == 3 && o.initial == 100ms) || (o.max_attempts == 5 && o.initial == 200ms))) {
+      ++bad[backoff_mixed];
+    }
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -131,6 +153,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     const std::int64_t limit = b ? 9 : 5;
     fw.reconfigure({.limit = limit, .window = 1s});
     sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
+    bo.reconfigure(b ? backoff_b : backoff_a);
   };
 
   std::vector<std::thread> pool;
@@ -163,6 +186,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[breaker_mixed] == 0);
   CHECK(mixed[bulkhead_mixed] == 0);
   CHECK(mixed[windows_mixed] == 0);
+  CHECK(mixed[backoff_mixed] == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
   CHECK(bh.in_use() == 0);
