@@ -8,6 +8,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
 #include "armor_catch.hpp"
@@ -450,4 +451,94 @@ TEST_CASE("backoff::reconfigure refuses a bad option or a change of shape; the o
   CHECK(names(refusal([&] { b.reconfigure({.budget = armor::retry_budget{.max_tokens = 0}}); }), "budget.max_tokens"));
   CHECK(b.options().max_attempts == 3);
   CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{100ms, 100ms});
+}
+
+// ---------------------------------------------------------------- quota_tracker
+
+namespace {
+
+using quota = armor::quota_tracker<armor::manual_clock>;
+
+armor::quota_tracker_options two_windows(std::int64_t per_minute, std::int64_t per_hour) {
+  return {.windows = {armor::quota_window::per_minute(per_minute), armor::quota_window::per_hour(per_hour)},
+          .alerts = {}};
+}
+
+}  // namespace
+
+TEST_CASE("quota_tracker::reconfigure: the counts are kept, the new limits apply at once", "[reconfigure]") {
+  armor::manual_clock clock;
+  clock.set(armor::manual_clock::time_point{1h});
+  quota q{two_windows(3, 10), clock};
+  for (int i = 0; i < 3; ++i) REQUIRE(q.try_consume());
+  CHECK(q.try_consume().status() == armor::quota_tracker_status::exhausted);
+
+  q.reconfigure(two_windows(5, 10));  // raised: two more this minute
+  CHECK(q.options().windows[0].limit == 5);
+  CHECK(q.try_consume());
+  CHECK(q.try_consume());
+  const auto refused = q.try_consume();
+  CHECK(refused.status() == armor::quota_tracker_status::exhausted);
+  CHECK(refused.limit() == 5);
+  CHECK(refused.used() == 5);
+  CHECK(q.try_consume(6).status() == armor::quota_tracker_status::too_large);
+
+  q.reconfigure(two_windows(2, 10));  // lowered below the 5 counted: refuses until the minute turns
+  CHECK(q.usage(0).used == 5);
+  CHECK(q.usage(0).limit == 2);
+  CHECK(q.usage(0).remaining() == 0);
+  CHECK_FALSE(q.try_consume());
+  clock.advance(1min);
+  CHECK(q.try_consume());
+  CHECK(q.try_consume());
+  CHECK_FALSE(q.try_consume());
+  CHECK(q.usage(1).used == 7);  // the hour kept every unit
+
+  q.reconfigure(two_windows(5, 7));  // the hour, lowered to what it holds, refuses now
+  const auto hour = q.try_consume();
+  CHECK(hour.status() == armor::quota_tracker_status::exhausted);
+  CHECK(hour.window() == 1);
+  CHECK(hour.limit() == 7);
+}
+
+TEST_CASE("quota_tracker::reconfigure: alerts are fractions of the new limit from the next consumption",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  quota q{{.windows = {armor::quota_window::per_minute(10)}, .alerts = {0.5}}, clock};
+  for (int i = 0; i < 4; ++i) REQUIRE(q.try_consume());
+  CHECK(q.stats().alerts == 0);
+  q.reconfigure({.windows = {armor::quota_window::per_minute(6)}, .alerts = {0.5}});
+  CHECK(q.stats().alerts == 0);  // nothing fires until a consumption
+  REQUIRE(q.try_consume());      // 5 >= 3 (half of 6)
+  CHECK(q.stats().alerts == 1);
+  q.reconfigure({.windows = {armor::quota_window::per_minute(20)}, .alerts = {0.5}});
+  REQUIRE(q.try_consume());  // fired in this period already: not again
+  CHECK(q.stats().alerts == 1);
+}
+
+TEST_CASE("quota_tracker::reconfigure refuses a bad limit or a change of shape; the old limits stay",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  quota q{two_windows(3, 10), clock};
+  CHECK(names(refusal([&] { q.reconfigure(two_windows(0, 10)); }), "windows[0].limit"));
+  CHECK(names(refusal([&] { q.reconfigure(two_windows(3, armor::quota_max_limit + 1)); }), "windows[1].limit"));
+  CHECK(names(refusal([&] { q.reconfigure({.windows = {armor::quota_window::per_minute(3)}, .alerts = {}}); }),
+              "number of windows"));
+  CHECK(names(refusal([&] {
+                q.reconfigure({.windows = {armor::quota_window::fixed(3, 2min), armor::quota_window::per_hour(10)},
+                               .alerts = {}});
+              }),
+              "windows[0] kind, length or buckets"));
+  auto shifted = two_windows(3, 10);
+  shifted.utc_offset = std::chrono::minutes{60};
+  CHECK(names(refusal([&] { q.reconfigure(shifted); }), "utc_offset"));
+  auto alerting = two_windows(3, 10);
+  alerting.alerts = {0.8};
+  CHECK(names(refusal([&] { q.reconfigure(alerting); }), "alerts"));
+  auto per_call = two_windows(3, 10);
+  per_call.cost = armor::cost_source::per_call();
+  CHECK(names(refusal([&] { q.reconfigure(per_call); }), "cost"));
+  CHECK(q.options().windows[0].limit == 3);
+  for (int i = 0; i < 3; ++i) CHECK(q.try_consume());
+  CHECK_FALSE(q.try_consume());
 }

@@ -7,6 +7,7 @@
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
 #include "armor_catch.hpp"
@@ -36,6 +37,13 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
                                          .budget = armor::retry_budget{.max_tokens = 4, .token_ratio = 1.0}};
   armor::backoff<armor::seeded_rng> bo{backoff_a, armor::seeded_rng{1}};
 
+  const armor::quota_tracker_options quota_a{
+      .windows = {armor::quota_window::per_minute(5), armor::quota_window::per_hour(50)}};
+  const armor::quota_tracker_options quota_b{
+      .windows = {armor::quota_window::per_minute(9), armor::quota_window::per_hour(90)}};
+  armor::manual_clock quota_clock;
+  armor::quota_tracker<armor::manual_clock> qt{quota_a, quota_clock};
+
   long granted = 0;
   armor_test::allocation_scope scope;
   for (int i = 0; i < 10'000; ++i) {
@@ -56,6 +64,9 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
     bo.reconfigure(b ? backoff_b : backoff_a);
     armor::context ctx{t};
     armor::backoff<armor::seeded_rng>::loop_state ls{};
+    qt.reconfigure(b ? quota_b : quota_a);
+    quota_clock.advance(std::chrono::seconds{7});
+    if (qt.try_consume()) ++granted;
     if (bo.next(ctx, i % 3 == 0 ? armor::verdict::success() : armor::verdict::failure(), ls).again) ++granted;
   }
   CHECK(scope.allocations() == 0);

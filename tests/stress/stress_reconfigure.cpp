@@ -11,6 +11,8 @@
 //     and never more remaining than its limit;
 //   - backoff: base_delay(3) is A's (100 ms) or B's (800 ms), never a mix
 //     of schedule and initial (200 ms or 400 ms); calls retry as they go;
+//   - quota_tracker: options() shows A's or B's pair of window limits
+//     ((5, 50) or (9, 90)), and every refusal reports one of its window's;
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
 //     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
@@ -29,6 +31,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
 #include "armor_catch.hpp"
@@ -72,7 +75,7 @@ struct triple {
 };
 
 // What the readers found mixed, by policy.
-enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, kinds };
+enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, quota_mixed, kinds };
 
 }  // namespace
 
@@ -100,6 +103,14 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   const armor::backoff_options backoff_b{
       .max_attempts = 5, .initial = 200ms, .budget = armor::retry_budget{.max_tokens = 4, .token_ratio = 1.0}};
   armor::backoff<armor::seeded_rng> bo{backoff_a, armor::seeded_rng{7}};
+
+  // quota_tracker: (5 a minute, 50 an hour) or (9, 90). Readers reserve and
+  // give back, so the counts stay low and decisions keep being made.
+  const armor::quota_tracker_options quota_a{
+      .windows = {armor::quota_window::per_minute(5), armor::quota_window::per_hour(50)}};
+  const armor::quota_tracker_options quota_b{
+      .windows = {armor::quota_window::per_minute(9), armor::quota_window::per_hour(90)}};
+  armor::quota_tracker<armor::manual_clock> qt{quota_a, armor::manual_clock{}};
 
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
@@ -144,6 +155,18 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     if (!((o.max_attempts == 3 && o.initial == 100ms) || (o.max_attempts == 5 && o.initial == 200ms))) {
       ++bad[backoff_mixed];
     }
+
+    if (r == 0) {  // options() copies vectors: one reader is enough
+      const armor::quota_tracker_options q = qt.options();
+      const std::int64_t m = q.windows[0].limit;
+      const std::int64_t h = q.windows[1].limit;
+      if (!((m == 5 && h == 50) || (m == 9 && h == 90))) ++bad[quota_mixed];
+    }
+    {
+      const auto d = qt.reserve(3);  // given back at the end of this scope
+      const std::int64_t l = d.limit();
+      if (!d && !(d.window() == 0 ? (l == 5 || l == 9) : (l == 50 || l == 90))) ++bad[quota_mixed];
+    }
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -154,6 +177,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     fw.reconfigure({.limit = limit, .window = 1s});
     sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
     bo.reconfigure(b ? backoff_b : backoff_a);
+    qt.reconfigure(b ? quota_b : quota_a);
   };
 
   std::vector<std::thread> pool;
@@ -187,6 +211,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[bulkhead_mixed] == 0);
   CHECK(mixed[windows_mixed] == 0);
   CHECK(mixed[backoff_mixed] == 0);
+  CHECK(mixed[quota_mixed] == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
   CHECK(bh.in_use() == 0);
