@@ -8,6 +8,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
@@ -541,4 +542,71 @@ TEST_CASE("quota_tracker::reconfigure refuses a bad limit or a change of shape; 
   CHECK(q.options().windows[0].limit == 3);
   for (int i = 0; i < 3; ++i) CHECK(q.try_consume());
   CHECK_FALSE(q.try_consume());
+}
+
+// ---------------------------------------------------------------- load_shedder
+
+TEST_CASE("load_shedder::reconfigure: a new ladder moves the level at once on the latest reading", "[reconfigure]") {
+  armor::load_shedder<> s{{.resources = {{.name = "memory"}, {.name = "cpu"}}}};
+  s.update(0, 0.85);  // warning (0.80); refuses nothing
+  s.update(1, 0.10);
+  CHECK(s.level() == armor::load_level::warning);
+  CHECK(s.try_acquire(armor::priority::sheddable));
+
+  const armor::load_ladder tight{.warning = {0.50, 0.45}, .degraded = {0.60, 0.55}, .shedding = {0.70, 0.65}};
+  s.reconfigure({.resources = {{.name = "memory", .ladder = tight}, {.name = "cpu"}}, .retry_after_hint = 3s});
+  CHECK(s.level() == armor::load_level::shedding);  // 0.85 >= 0.70
+  CHECK(s.resource_level(0) == armor::load_level::shedding);
+  CHECK(s.resource_level(1) == armor::load_level::normal);
+  const auto refused = s.try_acquire(armor::priority::normal);
+  CHECK_FALSE(refused);
+  CHECK(refused.retry_after() == 3s);
+  CHECK(s.try_acquire(armor::priority::critical));
+  CHECK(s.stats().level_changes == 2);  // the update to warning, and this one
+
+  // The new hysteresis: 0.66 holds shedding (exit 0.65), 0.60 leaves it for degraded.
+  s.update(0, 0.66);
+  CHECK(s.level() == armor::load_level::shedding);
+  s.update(0, 0.60);
+  CHECK(s.level() == armor::load_level::degraded);
+  CHECK(s.options().resources[0].ladder.shedding.enter == 0.70);
+}
+
+TEST_CASE("load_shedder::reconfigure: new refusals apply to the level as it stands", "[reconfigure]") {
+  armor::load_shedder<> s{{.resources = {{.name = "memory"}}}};
+  s.update(0, 0.92);  // degraded: refuses sheddable by default
+  CHECK_FALSE(s.try_acquire(armor::priority::sheddable));
+  CHECK(s.try_acquire(armor::priority::normal));
+  s.reconfigure({.resources = {{.name = "memory"}},
+                 .refuses = {.degraded = armor::load_refusal::normal, .shedding = armor::load_refusal::all}});
+  CHECK(s.level() == armor::load_level::degraded);
+  CHECK_FALSE(s.try_acquire(armor::priority::normal));
+  CHECK(s.try_acquire(armor::priority::critical));
+  s.reconfigure({.resources = {{.name = "memory"}}, .refuses = {.degraded = armor::load_refusal::none}});
+  CHECK(s.try_acquire(armor::priority::sheddable));
+  s.set_mode(armor::load_mode::maintenance);  // the modes' refusals too
+  CHECK_FALSE(s.try_acquire(armor::priority::normal));
+}
+
+TEST_CASE("load_shedder::reconfigure refuses a bad threshold or a change of resources; the old ones stay",
+          "[reconfigure]") {
+  armor::load_shedder<> s{{.resources = {{.name = "memory"}}}};
+  s.update(0, 0.85);
+  const armor::load_ladder inverted{.warning = {0.80, 0.90}};
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory", .ladder = inverted}}}); }),
+              "resources[0].ladder.warning.exit"));
+  CHECK(names(refusal([&] {
+                s.reconfigure({.resources = {{.name = "memory"}}, .refuses = {.shedding = armor::load_refusal::none}});
+              }),
+              "refuses.shedding"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory"}}, .retry_after_hint = -1s}); }),
+              "retry_after_hint"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "cpu"}}}); }), "resources' names"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory"}, {.name = "cpu"}}}); }),
+              "resources (their number)"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory"}}, .count_calls = true}); }),
+              "count_calls"));
+  CHECK(s.level() == armor::load_level::warning);
+  CHECK(s.options().resources[0].ladder.warning.enter == 0.80);
+  CHECK(s.try_acquire(armor::priority::sheddable));
 }

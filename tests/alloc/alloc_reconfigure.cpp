@@ -7,6 +7,7 @@
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
@@ -71,4 +72,31 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
   }
   CHECK(scope.allocations() == 0);
   CHECK(granted > 0);
+}
+
+// load_shedder::reconfigure validates by building names (it may allocate,
+// and takes the writers' mutex, as update() does); the decisions after it
+// allocate nothing.
+TEST_CASE("the load shedder's decisions after reconfigure allocate nothing", "[alloc][reconfigure]") {
+  // At 0.85, a: warning (its exits above 0.85 let it leave b's shedding); b: shedding.
+  const armor::load_shedder_options a{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.80, 0.75}, .degraded = {0.90, 0.88}, .shedding = {0.95, 0.93}}}}};
+  const armor::load_shedder_options b{
+      .resources = {{.name = "memory", .ladder = {.warning = {0.5, 0.5}, .degraded = {0.6, 0.6}, .shedding = {0.7, 0.7}}}},
+      .refuses = {.shedding = armor::load_refusal::all},
+      .retry_after_hint = std::chrono::seconds{3}};
+  armor::load_shedder<> shedder{a};
+  shedder.update(0, 0.85);
+  std::size_t allocations = 0;
+  long granted = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    shedder.reconfigure(i % 2 == 0 ? b : a);
+    armor_test::allocation_scope scope;
+    if (shedder.try_acquire(armor::priority::normal)) ++granted;
+    if (shedder.try_acquire(armor::priority::critical)) ++granted;
+    allocations += scope.allocations();
+  }
+  CHECK(allocations == 0);
+  CHECK(granted == 10'000);  // a (warning): both; b (shedding, refusing all): neither
 }

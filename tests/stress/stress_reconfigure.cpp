@@ -13,6 +13,9 @@
 //     of schedule and initial (200 ms or 400 ms); calls retry as they go;
 //   - quota_tracker: options() shows A's or B's pair of window limits
 //     ((5, 50) or (9, 90)), and every refusal reports one of its window's;
+//   - load_shedder: with a reading of 0.85, A's ladder puts it at warning,
+//     B's at shedding: its level is never another, and a refusal carries
+//     A's or B's hint;
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
 //     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
@@ -31,6 +34,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
@@ -75,7 +79,7 @@ struct triple {
 };
 
 // What the readers found mixed, by policy.
-enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, quota_mixed, kinds };
+enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, quota_mixed, shedder_mixed, kinds };
 
 }  // namespace
 
@@ -111,6 +115,18 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   const armor::quota_tracker_options quota_b{
       .windows = {armor::quota_window::per_minute(9), armor::quota_window::per_hour(90)}};
   armor::quota_tracker<armor::manual_clock> qt{quota_a, armor::manual_clock{}};
+
+  // load_shedder at a reading of 0.85: A warning (and back from shedding,
+  // its shedding and degraded exits being above 0.85), B shedding.
+  const armor::load_shedder_options shedder_a{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.80, 0.75}, .degraded = {0.90, 0.88}, .shedding = {0.95, 0.93}}}}};
+  const armor::load_shedder_options shedder_b{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.50, 0.45}, .degraded = {0.60, 0.55}, .shedding = {0.70, 0.65}}}},
+      .retry_after_hint = 3s};
+  armor::load_shedder<> shed{shedder_a};
+  shed.update(0, 0.85);
 
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
@@ -167,6 +183,12 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
       const std::int64_t l = d.limit();
       if (!d && !(d.window() == 0 ? (l == 5 || l == 9) : (l == 50 || l == 90))) ++bad[quota_mixed];
     }
+
+    const armor::load_level level = shed.level();
+    if (level != armor::load_level::warning && level != armor::load_level::shedding) ++bad[shedder_mixed];
+    if (const auto d = shed.try_acquire(armor::priority::normal); !d && d.retry_after() != 1s && d.retry_after() != 3s) {
+      ++bad[shedder_mixed];
+    }
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -178,6 +200,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
     bo.reconfigure(b ? backoff_b : backoff_a);
     qt.reconfigure(b ? quota_b : quota_a);
+    shed.reconfigure(b ? shedder_b : shedder_a);
   };
 
   std::vector<std::thread> pool;
@@ -212,6 +235,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[windows_mixed] == 0);
   CHECK(mixed[backoff_mixed] == 0);
   CHECK(mixed[quota_mixed] == 0);
+  CHECK(mixed[shedder_mixed] == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
   CHECK(bh.in_use() == 0);
