@@ -3,6 +3,7 @@
 // the adaptive policies and keyed<P> take new limits with reconfigure();
 // the next decision uses them; a bad value is refused, naming the option,
 // and the old limits still apply. Exact, on manual_clock.
+#include <armor/adaptive_limit.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -609,4 +610,62 @@ TEST_CASE("load_shedder::reconfigure refuses a bad threshold or a change of reso
   CHECK(s.level() == armor::load_level::warning);
   CHECK(s.options().resources[0].ladder.warning.enter == 0.80);
   CHECK(s.try_acquire(armor::priority::sheddable));
+}
+
+// ---------------------------------------------------------------- adaptive_limit
+
+TEST_CASE("adaptive_limit::reconfigure: the limit is clamped into the new bounds at once, calls inside stay",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{{.initial_limit = 20}, clock};
+  const armor::timestamp t{};
+  std::vector<armor::adaptive_limit_permit> held;
+  for (int i = 0; i < 12; ++i) held.push_back(lim.try_acquire(t, armor::priority::critical).permit());
+  REQUIRE(lim.in_flight() == 12);
+
+  lim.reconfigure({.initial_limit = 10, .max_limit = 10, .normal_share = 0.5, .sheddable_share = 0.2});
+  CHECK(lim.limit() == 10);
+  CHECK(lim.limit(armor::priority::normal) == 5);
+  CHECK(lim.limit(armor::priority::sheddable) == 2);
+  CHECK(lim.in_flight() == 12);  // nobody evicted
+  CHECK_FALSE(lim.try_acquire(t, armor::priority::critical));
+  for (int i = 0; i < 3; ++i) held.pop_back();  // a dropped permit gives its slot back
+  CHECK(lim.try_acquire(t, armor::priority::critical));  // 9 inside, below 10
+
+  lim.reconfigure({.initial_limit = 40, .min_limit = 40, .max_limit = 100});
+  CHECK(lim.limit() == 40);  // raised to the new minimum
+  CHECK(lim.limit(armor::priority::normal) == 36);
+  CHECK(lim.options().min_limit == 40);
+  held.clear();
+  CHECK(lim.idle(t));  // at the new initial_limit, nothing learned
+}
+
+TEST_CASE("adaptive_limit::reconfigure: window and min_samples apply to the window under way", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{
+      {.initial_limit = 20, .window = 1s, .min_samples = 1}, clock};
+  const armor::timestamp t0{};
+  lim.record(lim.try_acquire(t0).permit(), armor::verdict::success(), t0 + 10ms);
+  lim.reconfigure({.initial_limit = 20, .window = 10s, .min_samples = 1});
+  lim.update(t0 + 2s);
+  CHECK(lim.stats().windows == 0);  // the window now lasts 10 s
+  lim.reconfigure({.initial_limit = 20, .window = 10s, .min_samples = 5});
+  lim.update(t0 + 11s);
+  CHECK(lim.stats().windows == 0);  // one sample, five needed
+  lim.reconfigure({.initial_limit = 20, .window = 1s, .min_samples = 1});
+  lim.update(t0 + 11s);
+  CHECK(lim.stats().windows == 1);
+}
+
+TEST_CASE("adaptive_limit::reconfigure refuses bad bounds or a change of shape; the old options stay",
+          "[reconfigure]") {
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{{.initial_limit = 20}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 5, .min_limit = 10, .max_limit = 8}); }), "min_limit"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .max_limit = 1u << 21}); }), "max_limit"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .sheddable_share = 0.95}); }), "sheddable_share"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .max_queue = 4}); }), "max_queue"));
+  CHECK(lim.limit() == 20);
+  CHECK(lim.limit(armor::priority::normal) == 18);
+  CHECK(lim.options().max_limit == 1000);
 }

@@ -3,6 +3,7 @@
 // breaker, the bulkhead, both window limiters and the other policies with
 // reconfigure(), each followed by a decision, make no heap allocation (so
 // none can leak: memory stays flat).
+#include <armor/adaptive_limit.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -45,6 +46,11 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
   armor::manual_clock quota_clock;
   armor::quota_tracker<armor::manual_clock> qt{quota_a, quota_clock};
 
+  const armor::adaptive_limit_options<> adaptive_a{.initial_limit = 10, .max_limit = 10, .window = 1ms, .min_samples = 1};
+  const armor::adaptive_limit_options<> adaptive_b{
+      .initial_limit = 40, .min_limit = 40, .max_limit = 40, .window = 2ms, .min_samples = 1};
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> al{adaptive_a, armor::manual_clock{}};
+
   long granted = 0;
   armor_test::allocation_scope scope;
   for (int i = 0; i < 10'000; ++i) {
@@ -65,6 +71,11 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
     bo.reconfigure(b ? backoff_b : backoff_a);
     armor::context ctx{t};
     armor::backoff<armor::seeded_rng>::loop_state ls{};
+    al.reconfigure(b ? adaptive_b : adaptive_a);
+    if (auto d = al.try_acquire(t)) {
+      ++granted;
+      al.record(std::move(d).permit(), armor::verdict::success(), t + std::chrono::microseconds{300});
+    }
     qt.reconfigure(b ? quota_b : quota_a);
     quota_clock.advance(std::chrono::seconds{7});
     if (qt.try_consume()) ++granted;

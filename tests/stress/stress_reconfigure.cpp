@@ -16,6 +16,10 @@
 //   - load_shedder: with a reading of 0.85, A's ladder puts it at warning,
 //     B's at shedding: its level is never another, and a refusal carries
 //     A's or B's hint;
+//   - adaptive_limit: A pins the limit at 10 with shares 0.5 and 0.2
+//     (thresholds 10, 5, 2), B at 40 with 0.9 and 0.75 (40, 36, 30); windows
+//     of 1 ms close as readers record calls, and each close clamps with one
+//     whole configuration: the thresholds are never a mixture (9, 20, ...);
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
 //     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
@@ -29,6 +33,7 @@
 // The readers stop when the writer has finished; the writer waits only for
 // the readers to have started (a preempted reader delays that, it cannot
 // prevent it). Run under ThreadSanitizer.
+#include <armor/adaptive_limit.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -79,7 +84,7 @@ struct triple {
 };
 
 // What the readers found mixed, by policy.
-enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, quota_mixed, shedder_mixed, kinds };
+enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, quota_mixed, shedder_mixed, adaptive_mixed, kinds };
 
 }  // namespace
 
@@ -127,6 +132,17 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
       .retry_after_hint = 3s};
   armor::load_shedder<> shed{shedder_a};
   shed.update(0, 0.85);
+
+  const armor::adaptive_limit_options<> adaptive_a{.initial_limit = 10,
+                                                   .min_limit = 10,
+                                                   .max_limit = 10,
+                                                   .window = 1ms,
+                                                   .min_samples = 1,
+                                                   .normal_share = 0.5,
+                                                   .sheddable_share = 0.2};
+  const armor::adaptive_limit_options<> adaptive_b{
+      .initial_limit = 40, .min_limit = 40, .max_limit = 40, .window = 1ms, .min_samples = 1};
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> al{adaptive_a, armor::manual_clock{}};
 
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
@@ -189,6 +205,14 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     if (const auto d = shed.try_acquire(armor::priority::normal); !d && d.retry_after() != 1s && d.retry_after() != 3s) {
       ++bad[shedder_mixed];
     }
+
+    const std::uint32_t critical = al.limit(armor::priority::critical);
+    const std::uint32_t normal = al.limit(armor::priority::normal);
+    const std::uint32_t sheddable = al.limit(armor::priority::sheddable);
+    if (!(critical == 10 || critical == 40) || !(normal == 5 || normal == 36) || !(sheddable == 2 || sheddable == 30)) {
+      ++bad[adaptive_mixed];
+    }
+    if (auto d = al.try_acquire(t)) al.record(std::move(d).permit(), armor::verdict::success(), t + 300us);
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -201,6 +225,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     bo.reconfigure(b ? backoff_b : backoff_a);
     qt.reconfigure(b ? quota_b : quota_a);
     shed.reconfigure(b ? shedder_b : shedder_a);
+    al.reconfigure(b ? adaptive_b : adaptive_a);
   };
 
   std::vector<std::thread> pool;
@@ -236,6 +261,8 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[backoff_mixed] == 0);
   CHECK(mixed[quota_mixed] == 0);
   CHECK(mixed[shedder_mixed] == 0);
+  CHECK(mixed[adaptive_mixed] == 0);
+  CHECK(al.in_flight() == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
   CHECK(bh.in_use() == 0);
