@@ -4,6 +4,7 @@
 // the next decision uses them; a bad value is refused, naming the option,
 // and the old limits still apply. Exact, on manual_clock.
 #include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -668,4 +669,61 @@ TEST_CASE("adaptive_limit::reconfigure refuses bad bounds or a change of shape; 
   CHECK(lim.limit() == 20);
   CHECK(lim.limit(armor::priority::normal) == 18);
   CHECK(lim.options().max_limit == 1000);
+}
+
+// ---------------------------------------------------------------- adaptive_throttle
+
+namespace {
+
+// Draws 0: a decision refuses whenever the refusal probability is above 0.
+struct zero_rng {
+  std::uint64_t operator()() const noexcept { return 0; }
+};
+
+}  // namespace
+
+TEST_CASE("adaptive_throttle::reconfigure: k, min_requests and the cap weigh the window as it is", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_throttle<armor::manual_clock, zero_rng> th{{.window = 10s, .buckets = 10, .min_requests = 100},
+                                                             clock};
+  const armor::timestamp t{};
+  // 20 requests, 5 accepted: p = (20 - 2 * 5) / 21 once min_requests allows it.
+  for (int i = 0; i < 20; ++i) {
+    auto d = th.try_acquire(t);
+    REQUIRE(d);
+    th.record(std::move(d).permit(), i < 5 ? armor::verdict::success() : armor::verdict::failure());
+  }
+  CHECK(th.rejection_probability(t) == 0.0);  // 20 < 100
+  th.reconfigure({.k = 2, .window = 10s, .buckets = 10});
+  CHECK(th.rejection_probability(t) == Approx(10.0 / 21.0));
+  CHECK_FALSE(th.try_acquire(t));  // counted as a request: 21, 5
+  th.reconfigure({.k = 5, .window = 10s, .buckets = 10});
+  CHECK(th.rejection_probability(t) == 0.0);  // 21 - 25 < 0
+  CHECK(th.try_acquire(t));
+  th.reconfigure({.k = 1, .window = 10s, .buckets = 10, .max_rejection_probability = 0.25});
+  CHECK(th.rejection_probability(t) == 0.25);  // (22 - 5) / 23 capped
+  CHECK(th.options().max_rejection_probability == 0.25);
+}
+
+TEST_CASE("adaptive_throttle::reconfigure: a new accept_rule judges the next verdicts", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_throttle<armor::manual_clock, zero_rng> th{{.window = 10s, .buckets = 10, .min_requests = 1}, clock};
+  const armor::timestamp t{};
+  th.reconfigure({.window = 10s,
+                  .buckets = 10,
+                  .min_requests = 1,
+                  .accept_rule = [](const armor::verdict&) noexcept { return armor::health::healthy; }});
+  th.record(th.try_acquire(t).permit(), armor::verdict::failure());
+  CHECK(th.stats(t).accepts == 1);  // the failure was an accept by the new rule
+}
+
+TEST_CASE("adaptive_throttle::reconfigure refuses a bad value or a change of window; the old ones stay",
+          "[reconfigure]") {
+  armor::adaptive_throttle<armor::manual_clock, zero_rng> th{{.k = 3}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { th.reconfigure({.k = 0.5}); }), "k must"));
+  CHECK(names(refusal([&] { th.reconfigure({.max_rejection_probability = 0}); }), "max_rejection_probability"));
+  CHECK(names(refusal([&] { th.reconfigure({.window = 1min}); }), "window"));
+  CHECK(names(refusal([&] { th.reconfigure({.buckets = 10}); }), "buckets"));
+  CHECK(th.options().k == 3);
+  CHECK(th.rejection_probability(20, 5) == 5.0 / 21.0);
 }

@@ -4,6 +4,7 @@
 // reconfigure(), each followed by a decision, make no heap allocation (so
 // none can leak: memory stays flat).
 #include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -46,10 +47,17 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
   armor::manual_clock quota_clock;
   armor::quota_tracker<armor::manual_clock> qt{quota_a, quota_clock};
 
-  const armor::adaptive_limit_options<> adaptive_a{.initial_limit = 10, .max_limit = 10, .window = 1ms, .min_samples = 1};
+  const armor::adaptive_limit_options<> adaptive_a{
+      .initial_limit = 10, .max_limit = 10, .window = 1ms, .min_samples = 1};
   const armor::adaptive_limit_options<> adaptive_b{
       .initial_limit = 40, .min_limit = 40, .max_limit = 40, .window = 2ms, .min_samples = 1};
   armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> al{adaptive_a, armor::manual_clock{}};
+
+  const armor::adaptive_throttle_options throttle_a{.k = 1.0, .window = 1s, .buckets = 4};
+  const armor::adaptive_throttle_options throttle_b{
+      .k = 3.0, .window = 1s, .buckets = 4, .min_requests = 50, .max_rejection_probability = 0.5};
+  armor::adaptive_throttle<armor::manual_clock, armor::seeded_rng> th{throttle_a, armor::manual_clock{},
+                                                                        armor::seeded_rng{3}};
 
   long granted = 0;
   armor_test::allocation_scope scope;
@@ -76,6 +84,11 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
       ++granted;
       al.record(std::move(d).permit(), armor::verdict::success(), t + std::chrono::microseconds{300});
     }
+    th.reconfigure(b ? throttle_b : throttle_a);
+    if (auto d = th.try_acquire(t)) {
+      ++granted;
+      th.record(std::move(d).permit(), i % 4 == 0 ? armor::verdict::success() : armor::verdict::failure());
+    }
     qt.reconfigure(b ? quota_b : quota_a);
     quota_clock.advance(std::chrono::seconds{7});
     if (qt.try_consume()) ++granted;
@@ -94,7 +107,8 @@ TEST_CASE("the load shedder's decisions after reconfigure allocate nothing", "[a
       .resources = {{.name = "memory",
                      .ladder = {.warning = {0.80, 0.75}, .degraded = {0.90, 0.88}, .shedding = {0.95, 0.93}}}}};
   const armor::load_shedder_options b{
-      .resources = {{.name = "memory", .ladder = {.warning = {0.5, 0.5}, .degraded = {0.6, 0.6}, .shedding = {0.7, 0.7}}}},
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.5, 0.5}, .degraded = {0.6, 0.6}, .shedding = {0.7, 0.7}}}},
       .refuses = {.shedding = armor::load_refusal::all},
       .retry_after_hint = std::chrono::seconds{3}};
   armor::load_shedder<> shedder{a};

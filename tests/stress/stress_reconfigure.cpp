@@ -20,6 +20,9 @@
 //     (thresholds 10, 5, 2), B at 40 with 0.9 and 0.75 (40, 36, 30); windows
 //     of 1 ms close as readers record calls, and each close clamps with one
 //     whole configuration: the thresholds are never a mixture (9, 20, ...);
+//   - adaptive_throttle: A (k 1, cap 0.95) and B (k 3, cap 0.5) give a
+//     window of 40 requests and 5 accepts 0.854 or 0.5 (k 3 with A's cap:
+//     0.610); decisions are made as it changes;
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
 //     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
@@ -34,6 +37,7 @@
 // the readers to have started (a preempted reader delays that, it cannot
 // prevent it). Run under ThreadSanitizer.
 #include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
 #include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
@@ -84,7 +88,18 @@ struct triple {
 };
 
 // What the readers found mixed, by policy.
-enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, backoff_mixed, quota_mixed, shedder_mixed, adaptive_mixed, kinds };
+enum which {
+  cell_torn,
+  breaker_mixed,
+  bulkhead_mixed,
+  windows_mixed,
+  backoff_mixed,
+  quota_mixed,
+  shedder_mixed,
+  adaptive_mixed,
+  throttle_mixed,
+  kinds
+};
 
 }  // namespace
 
@@ -144,6 +159,15 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
       .initial_limit = 40, .min_limit = 40, .max_limit = 40, .window = 1ms, .min_samples = 1};
   armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> al{adaptive_a, armor::manual_clock{}};
 
+  const armor::adaptive_throttle_options throttle_a{
+      .k = 1.0, .window = 1s, .buckets = 4, .max_rejection_probability = 0.95};
+  const armor::adaptive_throttle_options throttle_b{
+      .k = 3.0, .window = 1s, .buckets = 4, .max_rejection_probability = 0.5};
+  armor::adaptive_throttle<armor::manual_clock, armor::seeded_rng> th{throttle_a, armor::manual_clock{},
+                                                                        armor::seeded_rng{5}};
+  const double throttle_pa = th.rejection_probability(40, 5);
+  const double throttle_pb = 0.5;
+
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
   std::atomic<int> started{0};
@@ -202,7 +226,8 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
 
     const armor::load_level level = shed.level();
     if (level != armor::load_level::warning && level != armor::load_level::shedding) ++bad[shedder_mixed];
-    if (const auto d = shed.try_acquire(armor::priority::normal); !d && d.retry_after() != 1s && d.retry_after() != 3s) {
+    const auto shed_decision = shed.try_acquire(armor::priority::normal);
+    if (!shed_decision && shed_decision.retry_after() != 1s && shed_decision.retry_after() != 3s) {
       ++bad[shedder_mixed];
     }
 
@@ -213,6 +238,12 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
       ++bad[adaptive_mixed];
     }
     if (auto d = al.try_acquire(t)) al.record(std::move(d).permit(), armor::verdict::success(), t + 300us);
+
+    const double p = th.rejection_probability(40, 5);
+    if (p != throttle_pa && p != throttle_pb) ++bad[throttle_mixed];
+    if (auto d = th.try_acquire(t)) {
+      th.record(std::move(d).permit(), r == 0 ? armor::verdict::success() : armor::verdict::failure());
+    }
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -226,6 +257,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     qt.reconfigure(b ? quota_b : quota_a);
     shed.reconfigure(b ? shedder_b : shedder_a);
     al.reconfigure(b ? adaptive_b : adaptive_a);
+    th.reconfigure(b ? throttle_b : throttle_a);
   };
 
   std::vector<std::thread> pool;
@@ -262,6 +294,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[quota_mixed] == 0);
   CHECK(mixed[shedder_mixed] == 0);
   CHECK(mixed[adaptive_mixed] == 0);
+  CHECK(mixed[throttle_mixed] == 0);
   CHECK(al.in_flight() == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
