@@ -10,9 +10,11 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
+#include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
 
@@ -726,4 +728,56 @@ TEST_CASE("adaptive_throttle::reconfigure refuses a bad value or a change of win
   CHECK(names(refusal([&] { th.reconfigure({.buckets = 10}); }), "buckets"));
   CHECK(th.options().k == 3);
   CHECK(th.rejection_probability(20, 5) == 5.0 / 21.0);
+}
+
+// ---------------------------------------------------------------- keyed
+
+namespace {
+
+template <class K, class O>
+concept reconfigurable = requires(K& k, const O& o) { k.reconfigure(o); };
+
+}  // namespace
+
+TEST_CASE("keyed::reconfigure: every key held and every new key get the new options", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
+  const armor::timestamp t{1s};
+  for (int i = 0; i < 2; ++i) REQUIRE(per_ip.get("a")->try_acquire(1, t));
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t));
+
+  per_ip.reconfigure({.limit = 3, .window = 1min});
+  CHECK(per_ip.options().limit == 3);
+  CHECK(per_ip.get("a")->limit() == 3);
+  CHECK(per_ip.get("a")->try_acquire(1, t));  // its 2 units kept, one more allowed
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t));
+  CHECK(per_ip.get("b")->limit() == 3);  // a new key
+  CHECK(per_ip.stats().keys == 2);
+}
+
+TEST_CASE("keyed::reconfigure of quota trackers: every key's usage is kept", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::quota_tracker<armor::manual_clock>> per_user{
+      {.windows = {armor::quota_window::per_day(3)}, .alerts = {}}, {}, clock};
+  for (int i = 0; i < 3; ++i) REQUIRE(per_user.get("u1")->try_consume());
+  REQUIRE(per_user.get("u2")->try_consume());
+  per_user.reconfigure({.windows = {armor::quota_window::per_day(4)}, .alerts = {}});
+  CHECK(per_user.get("u1")->try_consume());
+  CHECK_FALSE(per_user.get("u1")->try_consume());
+  CHECK(per_user.get("u2")->usage(0).used == 1);
+  CHECK(per_user.get("u2")->usage(0).limit == 4);
+}
+
+TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
+  REQUIRE(per_ip.get("a")->try_acquire(1, armor::timestamp{}));
+  CHECK(names(refusal([&] { per_ip.reconfigure({.limit = 0, .window = 1min}); }), "limit"));
+  CHECK(names(refusal([&] { per_ip.reconfigure({.limit = 5, .window = 2min}); }), "window"));
+  CHECK(per_ip.options().limit == 2);
+  CHECK(per_ip.get("a")->limit() == 2);
+  CHECK(per_ip.get("b")->limit() == 2);
+  // A policy without reconfigure(): keyed has none either.
+  static_assert(!reconfigurable<armor::keyed<armor::token_bucket<armor::manual_clock>>, armor::token_bucket_options>);
+  static_assert(reconfigurable<armor::keyed<armor::fixed_window<armor::manual_clock>>, armor::fixed_window_options>);
 }

@@ -23,9 +23,12 @@
 //   - adaptive_throttle: A (k 1, cap 0.95) and B (k 3, cap 0.5) give a
 //     window of 40 requests and 5 accepts 0.854 or 0.5 (k 3 with A's cap:
 //     0.610); decisions are made as it changes;
+//   - keyed<fixed_window>: keyed::reconfigure() alternates limits 5 and 9
+//     for every key held (a key per reader) and for new keys: every
+//     decision reports one of them;
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
-//     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
+//     most 64 KiB over the next 10 000 rounds of 11 reconfigurations each (a
 //     leak of one smallest heap block, 32 bytes, per reconfiguration would be
 //     1.5 MiB; measured: 1 page). Checked in the plain build only: under
 //     ThreadSanitizer, whose own bookkeeping grows with the events it
@@ -43,6 +46,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
@@ -98,6 +102,7 @@ enum which {
   shedder_mixed,
   adaptive_mixed,
   throttle_mixed,
+  keyed_mixed,
   kinds
 };
 
@@ -167,6 +172,10 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
                                                                         armor::seeded_rng{5}};
   const double throttle_pa = th.rejection_probability(40, 5);
   const double throttle_pb = 0.5;
+
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_key{
+      {.limit = 5, .window = 1s}, {.max_keys = 64}, armor::manual_clock{}};  // one shard: reconfigure() visits every shard
+  const std::array<std::string_view, readers> reader_keys{"r0", "r1", "r2"};
 
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
@@ -244,6 +253,9 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     if (auto d = th.try_acquire(t)) {
       th.record(std::move(d).permit(), r == 0 ? armor::verdict::success() : armor::verdict::failure());
     }
+
+    const armor::window_decision k = per_key.get(reader_keys[static_cast<std::size_t>(r)])->try_acquire(1, t);
+    if (!(k.limit() == 5 || k.limit() == 9)) ++bad[keyed_mixed];
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -258,6 +270,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     shed.reconfigure(b ? shedder_b : shedder_a);
     al.reconfigure(b ? adaptive_b : adaptive_a);
     th.reconfigure(b ? throttle_b : throttle_a);
+    per_key.reconfigure({.limit = limit, .window = 1s});
   };
 
   std::vector<std::thread> pool;
@@ -295,6 +308,7 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[shedder_mixed] == 0);
   CHECK(mixed[adaptive_mixed] == 0);
   CHECK(mixed[throttle_mixed] == 0);
+  CHECK(mixed[keyed_mixed] == 0);
   CHECK(al.in_flight() == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
