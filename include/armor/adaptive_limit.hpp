@@ -356,8 +356,6 @@ class adaptive_limit;
 
 namespace detail {
 
-/// One adaptive limit's heap block: the shared core, and what only the
-/// window's closer touches.
 /// What an adaptive limit's reconfigure() changes and a window's close reads
 /// whole (detail::config_cell: 5 words).
 struct adaptive_limit_config {
@@ -369,6 +367,8 @@ struct adaptive_limit_config {
   double sheddable_share = 0;
 };
 
+/// One adaptive limit's heap block: the shared core, and what only the
+/// window's closer touches.
 template <class Algorithm>
 struct adaptive_limit_block : adaptive_limit_core {
   Algorithm algorithm;  // the closer's (reconfigure() holds the window's claim to change it)
@@ -386,7 +386,7 @@ struct adaptive_limit_block : adaptive_limit_core {
   std::atomic<std::int64_t> window_ns{0};      // config.window_ns, for the settle path's one comparison
   std::atomic<std::int64_t> max_wait_ns{0};    // for callers that queue
   std::atomic<std::uint32_t> rest_limit{0};    // initial_limit: where a fresh limit starts (idle())
-  std::mutex options_mutex;                    // guards `options` (options(), reconfigure())
+  std::mutex options_mutex;                    // guards the limit's copy of its options (options(), reconfigure())
 
   adaptive_limit_block(const Algorithm& a, const adaptive_limit_config& c) : algorithm(a), config(c) {}
 };
@@ -701,7 +701,8 @@ class adaptive_limit {
       case detail::adaptive_limit_core::join_result::queued: {
         tell(adaptive_limit_event_kind::queued, ctx.priority());
         auto a = admission<adaptive_limit_permit>::queued(
-            std::chrono::nanoseconds{block_->max_wait_ns.load(std::memory_order_relaxed)}, detail::adaptive_permit_access::make_queued(block_.get(), ctx.now(), waiter, level),
+            std::chrono::nanoseconds{block_->max_wait_ns.load(std::memory_order_relaxed)},
+            detail::adaptive_permit_access::make_queued(block_.get(), ctx.now(), waiter, level),
             errc::concurrency_limited);
         a.retry_after = hint();  // for a wait that ends unserved after max_wait
         return a;

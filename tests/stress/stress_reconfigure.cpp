@@ -173,8 +173,9 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   const double throttle_pa = th.rejection_probability(40, 5);
   const double throttle_pb = 0.5;
 
+  // keyed: one shard (reconfigure() visits every shard).
   armor::keyed<armor::fixed_window<armor::manual_clock>> per_key{
-      {.limit = 5, .window = 1s}, {.max_keys = 64}, armor::manual_clock{}};  // one shard: reconfigure() visits every shard
+      {.limit = 5, .window = 1s}, {.max_keys = 64}, armor::manual_clock{}};
   const std::array<std::string_view, readers> reader_keys{"r0", "r1", "r2"};
 
   std::atomic<std::int64_t> clock{0};

@@ -405,7 +405,8 @@ struct adaptive_limit_core {
   std::atomic<std::uint64_t> refused{0};
   std::atomic<std::uint64_t> abandoned{0};
   bool count_calls = false;   // set before sharing
-  std::atomic<std::uint32_t> max_queue{0};  // set before sharing; changed by reconfigure() (relaxed: a value of its own)
+  // Set before sharing; changed by reconfigure() (relaxed: a value of its own).
+  std::atomic<std::uint32_t> max_queue{0};
 
   /// The owner's hooks, set before sharing (and again when the owner moves):
   /// told when a waiter abandons (with its level), and asked the time when a
