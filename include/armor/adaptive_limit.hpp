@@ -15,7 +15,8 @@
 //
 // The algorithms, their parameters and defaults, priorities, the optional
 // FIFO queue (max_queue, max_wait), the regression cases and the cost:
-// docs/adaptive_limit.md.
+// docs/adaptive_limit.md. Bounds, shares and the rest change at run time
+// with reconfigure(): docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>

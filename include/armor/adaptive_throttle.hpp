@@ -14,7 +14,8 @@
 // is a request that was not accepted; a call an inner layer refused or the
 // caller cancelled counts as neither. Thread-safe and lock-free; no
 // allocation per call. The rule, the choices, how it composes with the
-// breaker and the pacer, and what it costs: docs/adaptive_throttle.md.
+// breaker and the pacer, and what it costs: docs/adaptive_throttle.md;
+// changing k and the rest at run time: docs/reconfiguration.md.
 #pragma once
 
 #include <armor/backoff.hpp>

@@ -11,7 +11,8 @@
 //     auto body = p.execute([&](const armor::context& ctx) { return http_get(url, ctx.remaining()); });
 //
 // What is retried, how long each wait is, the budget, the listener and the
-// cost: docs/backoff.md.
+// cost: docs/backoff.md; changing the options at run time (reconfigure()):
+// docs/reconfiguration.md.
 #pragma once
 
 #include <armor/context.hpp>

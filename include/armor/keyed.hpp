@@ -19,7 +19,8 @@
 // from get() pins its instance; a permit taken from it does not). With
 // expire_after, a key is forgotten that long after its last use. What P
 // must provide, eviction, expiry, stats(), locking and costs:
-// docs/token_bucket.md#keyedp-one-instance-per-key.
+// docs/token_bucket.md#keyedp-one-instance-per-key. reconfigure(options)
+// changes every key's P at run time when P can: docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>

@@ -16,7 +16,8 @@
 // Admission is one relaxed load of one word (level, mode and the refused
 // priorities packed together): no RMW, no clock, no allocation. Updates
 // serialise on a mutex and never touch the call path. The ladder, the
-// modes, drain and a container with a memory limit: docs/shedding.md.
+// modes, drain and a container with a memory limit: docs/shedding.md; new
+// ladders and refusals at run time (reconfigure()): docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
