@@ -550,7 +550,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   /// The options new keys are built with: those given at construction, or
   /// to the last reconfigure() (a copy, under the map's options mutex).
   [[nodiscard]] Options options() const {
-    const std::lock_guard lock(options_mutex_);
+    const std::shared_lock lock(options_mutex_);
     return options_;
   }
 
@@ -572,7 +572,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   {
     const std::lock_guard writer(reconfigure_mutex_);
     {
-      const std::lock_guard lock(options_mutex_);
+      const std::unique_lock lock(options_mutex_);
       instance_type scratch = make_instance(options_, clock_, listener_, std::string_view{});
       scratch.reconfigure(options);  // throws, naming the option, before anything changed
       options_ = options;
@@ -716,7 +716,9 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       drop(s, n, s.expired);  // its key starts afresh
     }
     if (full(s)) make_room(s, at);
-    std::unique_lock options_lock(options_mutex_);  // reconfigure() may be replacing them
+    // Shared: inserts in other shards build theirs at the same time;
+    // reconfigure() takes it exclusively to replace the options.
+    std::shared_lock options_lock(options_mutex_);
     auto fresh = std::make_unique<node>(key, low(h), options_, clock_, listener_);
     options_lock.unlock();
     fresh->last_used.store(now, std::memory_order_relaxed);
@@ -841,7 +843,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   }
 
   Options options_;  // under options_mutex_ once shared: what new keys are built with
-  mutable std::mutex options_mutex_;
+  mutable std::shared_mutex options_mutex_;
   std::mutex reconfigure_mutex_;  // one reconfigure() at a time
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] listener_type listener_;
