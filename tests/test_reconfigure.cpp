@@ -1,12 +1,20 @@
 // Runtime reconfiguration (docs/reconfiguration.md): the circuit breaker,
-// the bulkhead and the window limiters take new limits with reconfigure();
+// the bulkhead, the window limiters, backoff, quota_tracker, load_shedder,
+// the adaptive policies and keyed<P> take new limits with reconfigure();
 // the next decision uses them; a bad value is refused, naming the option,
 // and the old limits still apply. Exact, on manual_clock.
+#include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
+#include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/keyed.hpp>
+#include <armor/load_shedder.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
+#include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
 
@@ -14,6 +22,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using std::chrono::nanoseconds;
@@ -373,4 +382,402 @@ TEST_CASE("circuit_breaker::reconfigure refuses a bad value or a change of shape
   CHECK(cb.state() == armor::breaker_state::closed);
   cb.record(cb.try_acquire(at(1s)).permit(), armor::verdict::failure(), at(1s));
   CHECK(cb.state() == armor::breaker_state::open);
+}
+
+// ---------------------------------------------------------------- backoff
+
+namespace {
+
+// Runs failed attempts through `b` as one call until it stops; returns the delays it handed out.
+template <class B>
+std::vector<nanoseconds> delays_of_one_call(B& b, armor::verdict v = armor::verdict::failure()) {
+  armor::context ctx{at(0s)};
+  typename B::loop_state s{};
+  std::vector<nanoseconds> out;
+  for (armor::step st = b.next(ctx, v, s); st.again; st = b.next(ctx, v, s)) out.push_back(st.delay);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("backoff::reconfigure: attempts and delays change from the next decision", "[reconfigure]") {
+  armor::backoff b{{.max_attempts = 3, .schedule = armor::backoff_schedule::constant, .initial = 100ms,
+                    .jitter = armor::jitter_mode::none}};
+  CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{100ms, 100ms});
+  b.reconfigure({.max_attempts = 4, .schedule = armor::backoff_schedule::linear, .initial = 50ms,
+                 .jitter = armor::jitter_mode::none});
+  CHECK(b.options().max_attempts == 4);
+  CHECK(b.base_delay(3) == 150ms);
+  CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{50ms, 100ms, 150ms});
+
+  // A call under way: its attempts so far count against the new max_attempts.
+  armor::context ctx{at(0s)};
+  armor::backoff<>::loop_state s{};
+  REQUIRE(b.next(ctx, armor::verdict::failure(), s).again);
+  REQUIRE(b.next(ctx, armor::verdict::failure(), s).again);  // two attempts ran
+  b.reconfigure({.max_attempts = 2, .schedule = armor::backoff_schedule::linear, .initial = 50ms,
+                 .jitter = armor::jitter_mode::none});
+  CHECK_FALSE(b.next(ctx, armor::verdict::failure(), s).again);  // the third failure: 3 >= 2, exhausted
+  CHECK(b.stats().exhausted == 3);  // two whole calls before, and this one
+
+  // max_retry_after bounds a server's hint from the next decision.
+  b.reconfigure({.max_attempts = 2, .max_retry_after = 2s});
+  CHECK(delays_of_one_call(b, armor::verdict::retry_later(10s)) == std::vector<nanoseconds>{2s});
+}
+
+TEST_CASE("backoff::reconfigure: the budget's size and ratio change, its level is kept or lowered", "[reconfigure]") {
+  armor::backoff b{{.max_attempts = 2, .jitter = armor::jitter_mode::none,
+                    .budget = armor::retry_budget{.max_tokens = 10, .token_ratio = 0.5}}};
+  for (int i = 0; i < 2; ++i) (void)delays_of_one_call(b);  // each call: one failure retried, one given up
+  CHECK(b.stats().budget_tokens == 6.0);                     // 10 - 4
+  b.reconfigure({.max_attempts = 2, .jitter = armor::jitter_mode::none,
+                 .budget = armor::retry_budget{.max_tokens = 20, .token_ratio = 1.0}});
+  CHECK(b.stats().budget_tokens == 6.0);  // kept, not filled
+  // The new threshold (10) refuses retries at once; the new ratio refills 1 per success.
+  CHECK(delays_of_one_call(b).empty());
+  CHECK(b.stats().budget_refusals == 1);
+  armor::context ctx{at(0s)};
+  armor::backoff<>::loop_state s{};
+  (void)b.next(ctx, armor::verdict::success(), s);
+  CHECK(b.stats().budget_tokens == 6.0);  // 5 after the failure above, + 1
+  b.reconfigure({.max_attempts = 2, .jitter = armor::jitter_mode::none,
+                 .budget = armor::retry_budget{.max_tokens = 2, .token_ratio = 1.0}});
+  CHECK(b.stats().budget_tokens == 2.0);  // lowered to the new size
+}
+
+TEST_CASE("backoff::reconfigure refuses a bad option or a change of shape; the old options stay", "[reconfigure]") {
+  armor::backoff b{{.max_attempts = 3, .schedule = armor::backoff_schedule::constant, .initial = 100ms,
+                    .jitter = armor::jitter_mode::none}};
+  CHECK(names(refusal([&] { b.reconfigure({.max_attempts = 0}); }), "max_attempts"));
+  CHECK(names(refusal([&] { b.reconfigure({.initial = 2s, .max_delay = 1s}); }), "initial"));
+  CHECK(names(refusal([&] { b.reconfigure({.multiplier = 0.5}); }), "multiplier"));
+  CHECK(names(refusal([&] { b.reconfigure({.count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] { b.reconfigure({.budget = armor::retry_budget{}}); }), "budget"));
+  CHECK(names(refusal([&] { b.reconfigure({.budget = armor::retry_budget{.max_tokens = 0}}); }), "budget.max_tokens"));
+  CHECK(b.options().max_attempts == 3);
+  CHECK(delays_of_one_call(b) == std::vector<nanoseconds>{100ms, 100ms});
+}
+
+// ---------------------------------------------------------------- quota_tracker
+
+namespace {
+
+using quota = armor::quota_tracker<armor::manual_clock>;
+
+armor::quota_tracker_options two_windows(std::int64_t per_minute, std::int64_t per_hour) {
+  return {.windows = {armor::quota_window::per_minute(per_minute), armor::quota_window::per_hour(per_hour)},
+          .alerts = {}};
+}
+
+}  // namespace
+
+TEST_CASE("quota_tracker::reconfigure: the counts are kept, the new limits apply at once", "[reconfigure]") {
+  armor::manual_clock clock;
+  clock.set(armor::manual_clock::time_point{1h});
+  quota q{two_windows(3, 10), clock};
+  for (int i = 0; i < 3; ++i) REQUIRE(q.try_consume());
+  CHECK(q.try_consume().status() == armor::quota_tracker_status::exhausted);
+
+  q.reconfigure(two_windows(5, 10));  // raised: two more this minute
+  CHECK(q.options().windows[0].limit == 5);
+  CHECK(q.try_consume());
+  CHECK(q.try_consume());
+  const auto refused = q.try_consume();
+  CHECK(refused.status() == armor::quota_tracker_status::exhausted);
+  CHECK(refused.limit() == 5);
+  CHECK(refused.used() == 5);
+  CHECK(q.try_consume(6).status() == armor::quota_tracker_status::too_large);
+
+  q.reconfigure(two_windows(2, 10));  // lowered below the 5 counted: refuses until the minute turns
+  CHECK(q.usage(0).used == 5);
+  CHECK(q.usage(0).limit == 2);
+  CHECK(q.usage(0).remaining() == 0);
+  CHECK_FALSE(q.try_consume());
+  clock.advance(1min);
+  CHECK(q.try_consume());
+  CHECK(q.try_consume());
+  CHECK_FALSE(q.try_consume());
+  CHECK(q.usage(1).used == 7);  // the hour kept every unit
+
+  q.reconfigure(two_windows(5, 7));  // the hour, lowered to what it holds, refuses now
+  const auto hour = q.try_consume();
+  CHECK(hour.status() == armor::quota_tracker_status::exhausted);
+  CHECK(hour.window() == 1);
+  CHECK(hour.limit() == 7);
+}
+
+TEST_CASE("quota_tracker::reconfigure: alerts are fractions of the new limit from the next consumption",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  quota q{{.windows = {armor::quota_window::per_minute(10)}, .alerts = {0.5}}, clock};
+  for (int i = 0; i < 4; ++i) REQUIRE(q.try_consume());
+  CHECK(q.stats().alerts == 0);
+  q.reconfigure({.windows = {armor::quota_window::per_minute(6)}, .alerts = {0.5}});
+  CHECK(q.stats().alerts == 0);  // nothing fires until a consumption
+  REQUIRE(q.try_consume());      // 5 >= 3 (half of 6)
+  CHECK(q.stats().alerts == 1);
+  q.reconfigure({.windows = {armor::quota_window::per_minute(20)}, .alerts = {0.5}});
+  REQUIRE(q.try_consume());  // fired in this period already: not again
+  CHECK(q.stats().alerts == 1);
+}
+
+TEST_CASE("quota_tracker::reconfigure refuses a bad limit or a change of shape; the old limits stay",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  quota q{two_windows(3, 10), clock};
+  CHECK(names(refusal([&] { q.reconfigure(two_windows(0, 10)); }), "windows[0].limit"));
+  CHECK(names(refusal([&] { q.reconfigure(two_windows(3, armor::quota_max_limit + 1)); }), "windows[1].limit"));
+  CHECK(names(refusal([&] { q.reconfigure({.windows = {armor::quota_window::per_minute(3)}, .alerts = {}}); }),
+              "number of windows"));
+  CHECK(names(refusal([&] {
+                q.reconfigure({.windows = {armor::quota_window::fixed(3, 2min), armor::quota_window::per_hour(10)},
+                               .alerts = {}});
+              }),
+              "windows[0] kind, length or buckets"));
+  auto shifted = two_windows(3, 10);
+  shifted.utc_offset = std::chrono::minutes{60};
+  CHECK(names(refusal([&] { q.reconfigure(shifted); }), "utc_offset"));
+  auto alerting = two_windows(3, 10);
+  alerting.alerts = {0.8};
+  CHECK(names(refusal([&] { q.reconfigure(alerting); }), "alerts"));
+  auto per_call = two_windows(3, 10);
+  per_call.cost = armor::cost_source::per_call();
+  CHECK(names(refusal([&] { q.reconfigure(per_call); }), "cost"));
+  CHECK(q.options().windows[0].limit == 3);
+  for (int i = 0; i < 3; ++i) CHECK(q.try_consume());
+  CHECK_FALSE(q.try_consume());
+}
+
+// ---------------------------------------------------------------- load_shedder
+
+TEST_CASE("load_shedder::reconfigure: a new ladder moves the level at once on the latest reading", "[reconfigure]") {
+  armor::load_shedder<> s{{.resources = {{.name = "memory"}, {.name = "cpu"}}}};
+  s.update(0, 0.85);  // warning (0.80); refuses nothing
+  s.update(1, 0.10);
+  CHECK(s.level() == armor::load_level::warning);
+  CHECK(s.try_acquire(armor::priority::sheddable));
+
+  const armor::load_ladder tight{.warning = {0.50, 0.45}, .degraded = {0.60, 0.55}, .shedding = {0.70, 0.65}};
+  s.reconfigure({.resources = {{.name = "memory", .ladder = tight}, {.name = "cpu"}}, .retry_after_hint = 3s});
+  CHECK(s.level() == armor::load_level::shedding);  // 0.85 >= 0.70
+  CHECK(s.resource_level(0) == armor::load_level::shedding);
+  CHECK(s.resource_level(1) == armor::load_level::normal);
+  const auto refused = s.try_acquire(armor::priority::normal);
+  CHECK_FALSE(refused);
+  CHECK(refused.retry_after() == 3s);
+  CHECK(s.try_acquire(armor::priority::critical));
+  CHECK(s.stats().level_changes == 2);  // the update to warning, and this one
+
+  // The new hysteresis: 0.66 holds shedding (exit 0.65), 0.60 leaves it for degraded.
+  s.update(0, 0.66);
+  CHECK(s.level() == armor::load_level::shedding);
+  s.update(0, 0.60);
+  CHECK(s.level() == armor::load_level::degraded);
+  CHECK(s.options().resources[0].ladder.shedding.enter == 0.70);
+}
+
+TEST_CASE("load_shedder::reconfigure: new refusals apply to the level as it stands", "[reconfigure]") {
+  armor::load_shedder<> s{{.resources = {{.name = "memory"}}}};
+  s.update(0, 0.92);  // degraded: refuses sheddable by default
+  CHECK_FALSE(s.try_acquire(armor::priority::sheddable));
+  CHECK(s.try_acquire(armor::priority::normal));
+  s.reconfigure({.resources = {{.name = "memory"}},
+                 .refuses = {.degraded = armor::load_refusal::normal, .shedding = armor::load_refusal::all}});
+  CHECK(s.level() == armor::load_level::degraded);
+  CHECK_FALSE(s.try_acquire(armor::priority::normal));
+  CHECK(s.try_acquire(armor::priority::critical));
+  s.reconfigure({.resources = {{.name = "memory"}}, .refuses = {.degraded = armor::load_refusal::none}});
+  CHECK(s.try_acquire(armor::priority::sheddable));
+  s.set_mode(armor::load_mode::maintenance);  // the modes' refusals too
+  CHECK_FALSE(s.try_acquire(armor::priority::normal));
+}
+
+TEST_CASE("load_shedder::reconfigure refuses a bad threshold or a change of resources; the old ones stay",
+          "[reconfigure]") {
+  armor::load_shedder<> s{{.resources = {{.name = "memory"}}}};
+  s.update(0, 0.85);
+  const armor::load_ladder inverted{.warning = {0.80, 0.90}};
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory", .ladder = inverted}}}); }),
+              "resources[0].ladder.warning.exit"));
+  CHECK(names(refusal([&] {
+                s.reconfigure({.resources = {{.name = "memory"}}, .refuses = {.shedding = armor::load_refusal::none}});
+              }),
+              "refuses.shedding"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory"}}, .retry_after_hint = -1s}); }),
+              "retry_after_hint"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "cpu"}}}); }), "resources' names"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory"}, {.name = "cpu"}}}); }),
+              "resources (their number)"));
+  CHECK(names(refusal([&] { s.reconfigure({.resources = {{.name = "memory"}}, .count_calls = true}); }),
+              "count_calls"));
+  CHECK(s.level() == armor::load_level::warning);
+  CHECK(s.options().resources[0].ladder.warning.enter == 0.80);
+  CHECK(s.try_acquire(armor::priority::sheddable));
+}
+
+// ---------------------------------------------------------------- adaptive_limit
+
+TEST_CASE("adaptive_limit::reconfigure: the limit is clamped into the new bounds at once, calls inside stay",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{{.initial_limit = 20}, clock};
+  const armor::timestamp t{};
+  std::vector<armor::adaptive_limit_permit> held;
+  for (int i = 0; i < 12; ++i) held.push_back(lim.try_acquire(t, armor::priority::critical).permit());
+  REQUIRE(lim.in_flight() == 12);
+
+  lim.reconfigure({.initial_limit = 10, .max_limit = 10, .normal_share = 0.5, .sheddable_share = 0.2});
+  CHECK(lim.limit() == 10);
+  CHECK(lim.limit(armor::priority::normal) == 5);
+  CHECK(lim.limit(armor::priority::sheddable) == 2);
+  CHECK(lim.in_flight() == 12);  // nobody evicted
+  CHECK_FALSE(lim.try_acquire(t, armor::priority::critical));
+  for (int i = 0; i < 3; ++i) held.pop_back();  // a dropped permit gives its slot back
+  CHECK(lim.try_acquire(t, armor::priority::critical));  // 9 inside, below 10
+
+  lim.reconfigure({.initial_limit = 40, .min_limit = 40, .max_limit = 100});
+  CHECK(lim.limit() == 40);  // raised to the new minimum
+  CHECK(lim.limit(armor::priority::normal) == 36);
+  CHECK(lim.options().min_limit == 40);
+  held.clear();
+  CHECK(lim.idle(t));  // at the new initial_limit, nothing learned
+}
+
+TEST_CASE("adaptive_limit::reconfigure: window and min_samples apply to the window under way", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{
+      {.initial_limit = 20, .window = 1s, .min_samples = 1}, clock};
+  const armor::timestamp t0{};
+  lim.record(lim.try_acquire(t0).permit(), armor::verdict::success(), t0 + 10ms);
+  lim.reconfigure({.initial_limit = 20, .window = 10s, .min_samples = 1});
+  lim.update(t0 + 2s);
+  CHECK(lim.stats().windows == 0);  // the window now lasts 10 s
+  lim.reconfigure({.initial_limit = 20, .window = 10s, .min_samples = 5});
+  lim.update(t0 + 11s);
+  CHECK(lim.stats().windows == 0);  // one sample, five needed
+  lim.reconfigure({.initial_limit = 20, .window = 1s, .min_samples = 1});
+  lim.update(t0 + 11s);
+  CHECK(lim.stats().windows == 1);
+}
+
+TEST_CASE("adaptive_limit::reconfigure refuses bad bounds or a change of shape; the old options stay",
+          "[reconfigure]") {
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> lim{{.initial_limit = 20}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 5, .min_limit = 10, .max_limit = 8}); }), "min_limit"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .max_limit = 1u << 21}); }), "max_limit"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .sheddable_share = 0.95}); }), "sheddable_share"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] { lim.reconfigure({.initial_limit = 20, .max_queue = 4}); }), "max_queue"));
+  CHECK(lim.limit() == 20);
+  CHECK(lim.limit(armor::priority::normal) == 18);
+  CHECK(lim.options().max_limit == 1000);
+}
+
+// ---------------------------------------------------------------- adaptive_throttle
+
+namespace {
+
+// Draws 0: a decision refuses whenever the refusal probability is above 0.
+struct zero_rng {
+  std::uint64_t operator()() const noexcept { return 0; }
+};
+
+}  // namespace
+
+TEST_CASE("adaptive_throttle::reconfigure: k, min_requests and the cap weigh the window as it is", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_throttle<armor::manual_clock, zero_rng> th{{.window = 10s, .buckets = 10, .min_requests = 100},
+                                                             clock};
+  const armor::timestamp t{};
+  // 20 requests, 5 accepted: p = (20 - 2 * 5) / 21 once min_requests allows it.
+  for (int i = 0; i < 20; ++i) {
+    auto d = th.try_acquire(t);
+    REQUIRE(d);
+    th.record(std::move(d).permit(), i < 5 ? armor::verdict::success() : armor::verdict::failure());
+  }
+  CHECK(th.rejection_probability(t) == 0.0);  // 20 < 100
+  th.reconfigure({.k = 2, .window = 10s, .buckets = 10});
+  CHECK(th.rejection_probability(t) == Approx(10.0 / 21.0));
+  CHECK_FALSE(th.try_acquire(t));  // counted as a request: 21, 5
+  th.reconfigure({.k = 5, .window = 10s, .buckets = 10});
+  CHECK(th.rejection_probability(t) == 0.0);  // 21 - 25 < 0
+  CHECK(th.try_acquire(t));
+  th.reconfigure({.k = 1, .window = 10s, .buckets = 10, .max_rejection_probability = 0.25});
+  CHECK(th.rejection_probability(t) == 0.25);  // (22 - 5) / 23 capped
+  CHECK(th.options().max_rejection_probability == 0.25);
+}
+
+TEST_CASE("adaptive_throttle::reconfigure: a new accept_rule judges the next verdicts", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::adaptive_throttle<armor::manual_clock, zero_rng> th{{.window = 10s, .buckets = 10, .min_requests = 1}, clock};
+  const armor::timestamp t{};
+  th.reconfigure({.window = 10s,
+                  .buckets = 10,
+                  .min_requests = 1,
+                  .accept_rule = [](const armor::verdict&) noexcept { return armor::health::healthy; }});
+  th.record(th.try_acquire(t).permit(), armor::verdict::failure());
+  CHECK(th.stats(t).accepts == 1);  // the failure was an accept by the new rule
+}
+
+TEST_CASE("adaptive_throttle::reconfigure refuses a bad value or a change of window; the old ones stay",
+          "[reconfigure]") {
+  armor::adaptive_throttle<armor::manual_clock, zero_rng> th{{.k = 3}, armor::manual_clock{}};
+  CHECK(names(refusal([&] { th.reconfigure({.k = 0.5}); }), "k must"));
+  CHECK(names(refusal([&] { th.reconfigure({.max_rejection_probability = 0}); }), "max_rejection_probability"));
+  CHECK(names(refusal([&] { th.reconfigure({.window = 1min}); }), "window"));
+  CHECK(names(refusal([&] { th.reconfigure({.buckets = 10}); }), "buckets"));
+  CHECK(th.options().k == 3);
+  CHECK(th.rejection_probability(20, 5) == 5.0 / 21.0);
+}
+
+// ---------------------------------------------------------------- keyed
+
+namespace {
+
+template <class K, class O>
+concept reconfigurable = requires(K& k, const O& o) { k.reconfigure(o); };
+
+}  // namespace
+
+TEST_CASE("keyed::reconfigure: every key held and every new key get the new options", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
+  const armor::timestamp t{1s};
+  for (int i = 0; i < 2; ++i) REQUIRE(per_ip.get("a")->try_acquire(1, t));
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t));
+
+  per_ip.reconfigure({.limit = 3, .window = 1min});
+  CHECK(per_ip.options().limit == 3);
+  CHECK(per_ip.get("a")->limit() == 3);
+  CHECK(per_ip.get("a")->try_acquire(1, t));  // its 2 units kept, one more allowed
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t));
+  CHECK(per_ip.get("b")->limit() == 3);  // a new key
+  CHECK(per_ip.stats().keys == 2);
+}
+
+TEST_CASE("keyed::reconfigure of quota trackers: every key's usage is kept", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::quota_tracker<armor::manual_clock>> per_user{
+      {.windows = {armor::quota_window::per_day(3)}, .alerts = {}}, {}, clock};
+  for (int i = 0; i < 3; ++i) REQUIRE(per_user.get("u1")->try_consume());
+  REQUIRE(per_user.get("u2")->try_consume());
+  per_user.reconfigure({.windows = {armor::quota_window::per_day(4)}, .alerts = {}});
+  CHECK(per_user.get("u1")->try_consume());
+  CHECK_FALSE(per_user.get("u1")->try_consume());
+  CHECK(per_user.get("u2")->usage(0).used == 1);
+  CHECK(per_user.get("u2")->usage(0).limit == 4);
+}
+
+TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything", "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
+  REQUIRE(per_ip.get("a")->try_acquire(1, armor::timestamp{}));
+  CHECK(names(refusal([&] { per_ip.reconfigure({.limit = 0, .window = 1min}); }), "limit"));
+  CHECK(names(refusal([&] { per_ip.reconfigure({.limit = 5, .window = 2min}); }), "window"));
+  CHECK(per_ip.options().limit == 2);
+  CHECK(per_ip.get("a")->limit() == 2);
+  CHECK(per_ip.get("b")->limit() == 2);
+  // A policy without reconfigure(): keyed has none either.
+  static_assert(!reconfigurable<armor::keyed<armor::token_bucket<armor::manual_clock>>, armor::token_bucket_options>);
+  static_assert(reconfigurable<armor::keyed<armor::fixed_window<armor::manual_clock>>, armor::fixed_window_options>);
 }

@@ -15,7 +15,8 @@
 //
 // The algorithms, their parameters and defaults, priorities, the optional
 // FIFO queue (max_queue, max_wait), the regression cases and the cost:
-// docs/adaptive_limit.md.
+// docs/adaptive_limit.md. Bounds, shares and the rest change at run time
+// with reconfigure(): docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
@@ -23,6 +24,7 @@
 #include <armor/decision.hpp>
 #include <armor/detail/adaptive_limit_core.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/random.hpp>
 #include <armor/error.hpp>
 #include <armor/listener.hpp>
@@ -41,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -354,11 +357,22 @@ class adaptive_limit;
 
 namespace detail {
 
+/// What an adaptive limit's reconfigure() changes and a window's close reads
+/// whole (detail::config_cell: 5 words).
+struct adaptive_limit_config {
+  std::int64_t window_ns = 0;
+  std::uint32_t min_samples = 0;
+  std::uint32_t min_limit = 0;
+  std::uint32_t max_limit = 0;
+  double normal_share = 0;
+  double sheddable_share = 0;
+};
+
 /// One adaptive limit's heap block: the shared core, and what only the
 /// window's closer touches.
 template <class Algorithm>
 struct adaptive_limit_block : adaptive_limit_core {
-  Algorithm algorithm;
+  Algorithm algorithm;  // the closer's (reconfigure() holds the window's claim to change it)
   typename Algorithm::state state{};
   double limit = 0;  // unrounded; the closer's
   std::atomic<bool> at_rest{true};  // the state is as it started (Algorithm::at_rest, or no window closed yet)
@@ -368,7 +382,14 @@ struct adaptive_limit_block : adaptive_limit_core {
   std::atomic<std::uint64_t> timeouts_total{0};
   std::atomic<std::uint64_t> throttled_total{0};
 
-  explicit adaptive_limit_block(const Algorithm& a) : algorithm(a) {}
+  // Changed by reconfigure() only.
+  config_cell<adaptive_limit_config> config;
+  std::atomic<std::int64_t> window_ns{0};      // config.window_ns, for the settle path's one comparison
+  std::atomic<std::int64_t> max_wait_ns{0};    // for callers that queue
+  std::atomic<std::uint32_t> rest_limit{0};    // initial_limit: where a fresh limit starts (idle())
+  std::mutex options_mutex;                    // guards the limit's copy of its options (options(), reconfigure())
+
+  adaptive_limit_block(const Algorithm& a, const adaptive_limit_config& c) : algorithm(a), config(c) {}
 };
 
 struct adaptive_permit_access;
@@ -614,11 +635,15 @@ class adaptive_limit {
         clock_(std::move(clock)),
         listener_(std::move(listener)),
         key_(key),
-        block_(std::make_unique<detail::adaptive_limit_block<Algorithm>>(options.algorithm)) {
+        block_(std::make_unique<detail::adaptive_limit_block<Algorithm>>(options.algorithm, config_of(options))),
+        current_(std::make_unique<options_type>(options)) {
     block_->limit = options_.initial_limit;
     block_->count_calls = options_.count_calls;
-    block_->max_queue = options_.max_queue;
-    publish(options_.initial_limit);
+    block_->max_queue.store(options_.max_queue, std::memory_order_relaxed);
+    block_->window_ns.store(options_.window.count(), std::memory_order_relaxed);
+    block_->max_wait_ns.store(options_.max_wait.count(), std::memory_order_relaxed);
+    block_->rest_limit.store(options_.initial_limit, std::memory_order_relaxed);
+    publish(block_->config.load(), options_.initial_limit);
     block_->window_start.store(read_clock().time_since_epoch().count(), std::memory_order_relaxed);
     hook();
   }
@@ -632,7 +657,8 @@ class adaptive_limit {
         clock_(std::move(o.clock_)),
         listener_(std::move(o.listener_)),
         key_(o.key_),
-        block_(std::move(o.block_)) {
+        block_(std::move(o.block_)),
+        current_(std::move(o.current_)) {
     hook();
   }
   adaptive_limit(const adaptive_limit&) = delete;
@@ -676,7 +702,8 @@ class adaptive_limit {
       case detail::adaptive_limit_core::join_result::queued: {
         tell(adaptive_limit_event_kind::queued, ctx.priority());
         auto a = admission<adaptive_limit_permit>::queued(
-            options_.max_wait, detail::adaptive_permit_access::make_queued(block_.get(), ctx.now(), waiter, level),
+            std::chrono::nanoseconds{block_->max_wait_ns.load(std::memory_order_relaxed)},
+            detail::adaptive_permit_access::make_queued(block_.get(), ctx.now(), waiter, level),
             errc::concurrency_limited);
         a.retry_after = hint();  // for a wait that ends unserved after max_wait
         return a;
@@ -788,7 +815,7 @@ class adaptive_limit {
     s.refused = b.refused.load(std::memory_order_relaxed);
     s.queueing = options_.max_queue != 0;
     s.queued = b.queued();
-    s.max_queue = options_.max_queue;
+    s.max_queue = b.max_queue.load(std::memory_order_relaxed);
     s.abandoned = b.abandoned.load(std::memory_order_relaxed);
     return s;
   }
@@ -804,12 +831,68 @@ class adaptive_limit {
     const auto& b = *block_;
     if (b.pair.first.load(std::memory_order_relaxed) != 0) return false;  // in flight or samples pending
     if (b.timeouts.load(std::memory_order_relaxed) + b.throttled.load(std::memory_order_relaxed) != 0) return false;
-    if (limit() != options_.initial_limit) return false;
+    if (limit() != b.rest_limit.load(std::memory_order_relaxed)) return false;
     // The closer keeps the flag (the state itself is the closer's alone).
     return b.at_rest.load(std::memory_order_relaxed);
   }
 
-  [[nodiscard]] const options_type& options() const noexcept { return options_; }
+  /// The options in force: those given at construction, or to the last
+  /// reconfigure() (a copy, under a mutex no call takes).
+  [[nodiscard]] options_type options() const {
+    const std::lock_guard lock(block_->options_mutex);
+    return *current_;
+  }
+
+  /// Changes the bounds and the rest at run time (docs/reconfiguration.md).
+  /// `options` is validated as by the constructor; count_calls, and whether
+  /// there is a queue (max_queue > 0), are fixed at construction and must
+  /// equal the limit's. Everything else may change: min_limit, max_limit,
+  /// window, min_samples, normal_share, sheddable_share, max_queue (its
+  /// size), max_wait, the algorithm's parameters (its learned state is
+  /// kept), and initial_limit (where a fresh limit starts: keyed's new
+  /// entries, and idle()). The current limit is clamped into the new
+  /// bounds at once and published with the new shares; the calls in flight
+  /// are not evicted (a lowered limit admits nobody until fewer are in
+  /// flight); room a raised limit makes goes to the queue at once. Throws
+  /// armor::error(invalid_argument) naming the option; the old options then
+  /// stay. Takes the window's claim, as a closing window does (waiting, by
+  /// yielding, for a close under way to end): closes and reconfigurations
+  /// never interleave, and the calls never wait for it. A window's close
+  /// reads the bounds and shares whole, never part old, part new.
+  void reconfigure(const options_type& options) {
+    constexpr const char* who = "armor::adaptive_limit::reconfigure";
+    (void)checked(options);
+    if (options.count_calls != options_.count_calls) detail::fixed_at_construction(who, "count_calls");
+    if ((options.max_queue != 0) != (options_.max_queue != 0)) {
+      detail::fixed_at_construction(who, "max_queue (zero or not: whether there is a queue)");
+    }
+    auto& b = *block_;
+    std::int64_t start = b.window_start.load(std::memory_order_relaxed);
+    while (start == detail::window_closing || !b.claim(start)) {
+      std::this_thread::yield();
+      start = b.window_start.load(std::memory_order_relaxed);
+    }
+    const detail::adaptive_limit_config c = config_of(options);
+    b.config.store(c);
+    b.window_ns.store(c.window_ns, std::memory_order_relaxed);
+    b.max_wait_ns.store(options.max_wait.count(), std::memory_order_relaxed);
+    b.rest_limit.store(options.initial_limit, std::memory_order_relaxed);
+    b.algorithm = options.algorithm;
+    b.limit = std::clamp(b.limit, static_cast<double>(c.min_limit), static_cast<double>(c.max_limit));
+    const std::uint32_t before = b.published.load(std::memory_order_relaxed);
+    const auto rounded = static_cast<std::uint32_t>(b.limit);
+    publish(c, rounded);
+    if (options_.max_queue != 0) {
+      b.max_queue.store(options.max_queue, std::memory_order_relaxed);  // read by joiners under the queue's mutex
+      b.serve_waiters();
+    }
+    {
+      const std::lock_guard lock(b.options_mutex);
+      *current_ = options;
+    }
+    if (rounded != before) tell_limit(rounded, before);
+    b.reopen(start);  // the window goes on from where it began
+  }
   [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
  private:
@@ -893,15 +976,23 @@ class adaptive_limit {
   ARMOR_ALWAYS_INLINE void maybe_close(std::int64_t now) noexcept {
     auto& b = *block_;
     const std::int64_t start = b.window_start.load(std::memory_order_relaxed);
-    if (ARMOR_LIKELY(start == detail::window_closing || now - start < options_.window.count())) return;
+    if (ARMOR_LIKELY(start == detail::window_closing || now - start < b.window_ns.load(std::memory_order_relaxed))) {
+      return;
+    }
     close(start, now);
   }
 
   void close(std::int64_t start, std::int64_t now) noexcept {
     auto& b = *block_;
     const bool drops = b.timeouts.load(std::memory_order_relaxed) + b.throttled.load(std::memory_order_relaxed) != 0;
-    if (!drops && b.samples() < options_.min_samples) return;
+    if (!drops && b.samples() < b.config.load().min_samples) return;
     if (!b.claim(start)) return;
+    // Read whole under the claim: reconfigure() takes the claim to change it.
+    const detail::adaptive_limit_config c = b.config.load();
+    if (now - start < c.window_ns) {  // lengthened meanwhile: not over after all
+      b.reopen(start);
+      return;
+    }
     adaptive_limit_window w;
     w.limit = b.limit;
     // Count and sum in one step, then the minimum: a counted call lowered the
@@ -928,7 +1019,7 @@ class adaptive_limit {
 
     double next = b.algorithm.next(w, b.state);
     if (!(next == next)) next = w.limit;  // NaN from a user's algorithm: keep the limit
-    next = std::clamp(next, static_cast<double>(options_.min_limit), static_cast<double>(options_.max_limit));
+    next = std::clamp(next, static_cast<double>(c.min_limit), static_cast<double>(c.max_limit));
     b.limit = next;
     if constexpr (requires(const typename Algorithm::state& st) {
                     { Algorithm::at_rest(st) } -> std::convertible_to<bool>;
@@ -939,7 +1030,7 @@ class adaptive_limit {
     }
     const std::uint32_t before = b.published.load(std::memory_order_relaxed);
     const auto rounded = static_cast<std::uint32_t>(next);
-    publish(rounded);
+    publish(c, rounded);
     // Room the new limit made goes to the queue (under its mutex: a caller
     // joining it either is seen here or reads the new thresholds).
     if (options_.max_queue != 0) b.serve_waiters();
@@ -950,18 +1041,31 @@ class adaptive_limit {
     b.throttled_total.fetch_add(w.throttled, std::memory_order_relaxed);
     // The listener hears the change before the window reopens: the next
     // close waits for this one, so limit_changed events arrive in order.
-    if (rounded != before) {
-      detail::notify(listener_, [&] {
-        adaptive_limit_event e;
-        e.kind = adaptive_limit_event_kind::limit_changed;
-        e.limit = rounded;
-        e.previous_limit = before;
-        e.in_flight = in_flight();
-        e.key = key_;
-        return e;
-      });
-    }
+    if (rounded != before) tell_limit(rounded, before);
     b.reopen(now);
+  }
+
+  void tell_limit(std::uint32_t rounded, std::uint32_t before) noexcept {
+    detail::notify(listener_, [&] {
+      adaptive_limit_event e;
+      e.kind = adaptive_limit_event_kind::limit_changed;
+      e.limit = rounded;
+      e.previous_limit = before;
+      e.in_flight = in_flight();
+      e.key = key_;
+      return e;
+    });
+  }
+
+  [[nodiscard]] static detail::adaptive_limit_config config_of(const options_type& o) noexcept {
+    detail::adaptive_limit_config c;
+    c.window_ns = o.window.count();
+    c.min_samples = o.min_samples;
+    c.min_limit = o.min_limit;
+    c.max_limit = o.max_limit;
+    c.normal_share = o.normal_share;
+    c.sheddable_share = o.sheddable_share;
+    return c;
   }
 
   // The threshold for a share of limit l: floor(l * share), plus 1e-7 so
@@ -977,14 +1081,14 @@ class adaptive_limit {
   // whose share is below the one above keeps at least one slot from it when
   // it can: normal <= l - 1 for l >= 2, sheddable <= normal - 1 for normal
   // >= 2; each is at least 1 (l = 1 reserves nothing: its one slot is everyone's).
-  void publish(std::uint32_t l) noexcept {
+  void publish(const detail::adaptive_limit_config& c, std::uint32_t l) noexcept {
     const auto below = [](std::uint32_t upper, std::uint32_t want, bool reserve) {
       if (reserve && upper >= 2) want = std::min(want, upper - 1);
       return std::clamp<std::uint32_t>(want, 1, upper);
     };
-    const std::uint32_t normal = below(l, share_of(l, options_.normal_share), options_.normal_share < 1.0);
-    const std::uint32_t sheddable = below(normal, share_of(l, options_.sheddable_share),
-                                          options_.sheddable_share < options_.normal_share);
+    const std::uint32_t normal = below(l, share_of(l, c.normal_share), c.normal_share < 1.0);
+    const std::uint32_t sheddable =
+        below(normal, share_of(l, c.sheddable_share), c.sheddable_share < c.normal_share);
     block_->published.store(l, std::memory_order_relaxed);
     // Relaxed: the thresholds are one word, read whole; nothing else is published with them.
     block_->thresholds.store(detail::pack_thresholds(l, normal, sheddable), std::memory_order_relaxed);
@@ -1019,11 +1123,12 @@ class adaptive_limit {
     return o;
   }
 
-  options_type options_;
+  options_type options_;  // as constructed: only its fixed options are read (count_calls, max_queue != 0)
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] Listener listener_;
   std::string_view key_;
   std::unique_ptr<detail::adaptive_limit_block<Algorithm>> block_;
+  std::unique_ptr<options_type> current_;  // the options in force, under block_->options_mutex
 };
 
 }  // namespace armor

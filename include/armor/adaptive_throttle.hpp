@@ -14,7 +14,8 @@
 // is a request that was not accepted; a call an inner layer refused or the
 // caller cancelled counts as neither. Thread-safe and lock-free; no
 // allocation per call. The rule, the choices, how it composes with the
-// breaker and the pacer, and what it costs: docs/adaptive_throttle.md.
+// breaker and the pacer, and what it costs: docs/adaptive_throttle.md;
+// changing k and the rest at run time: docs/reconfiguration.md.
 #pragma once
 
 #include <armor/backoff.hpp>
@@ -22,6 +23,7 @@
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/random.hpp>
 #include <armor/detail/throttle_window.hpp>
@@ -256,7 +258,8 @@ struct throttle_config {
 /// (armor::listener_for adaptive_throttle_event) hears every local refusal.
 ///
 /// Construction throws armor::error(errc::invalid_argument) naming a bad
-/// option, and allocates the window once. Every member may be called
+/// option, and allocates the window once; reconfigure() changes k,
+/// min_requests, max_rejection_probability and accept_rule at run time. Every member may be called
 /// concurrently, except the move constructor (move before sharing; share
 /// with std::ref; permits stay valid; a moved-from throttle may only be
 /// destroyed). Cost: a decision reads the window's B words and counts
@@ -293,7 +296,15 @@ class adaptive_throttle {
 
   adaptive_throttle(adaptive_throttle&& other) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
                                                         std::is_nothrow_move_constructible_v<Rng> &&
-                                                        std::is_nothrow_move_constructible_v<Listener>) = default;
+                                                        std::is_nothrow_move_constructible_v<Listener>)
+      : options_(other.options_),
+        config_(other.config_),
+        accept_rule_(other.accept_rule_.load(std::memory_order_relaxed)),
+        clock_(std::move(other.clock_)),
+        rng_(std::move(other.rng_)),
+        listener_(std::move(other.listener_)),
+        key_(other.key_),
+        state_(std::move(other.state_)) {}
   adaptive_throttle(const adaptive_throttle&) = delete;
   adaptive_throttle& operator=(const adaptive_throttle&) = delete;
   adaptive_throttle& operator=(adaptive_throttle&&) = delete;
@@ -392,8 +403,35 @@ class adaptive_throttle {
   /// so a fresh throttle would decide exactly the same.
   [[nodiscard]] bool idle(timestamp now) const noexcept { return state_->window.empty(bucket(now)); }
 
-  /// The options given at construction.
-  [[nodiscard]] const adaptive_throttle_options& options() const noexcept { return options_; }
+  /// The options in force: those given at construction, or to the last reconfigure().
+  [[nodiscard]] adaptive_throttle_options options() const noexcept {
+    adaptive_throttle_options o = options_;
+    const detail::throttle_config c = config_.load();
+    o.k = c.k;
+    o.max_rejection_probability = c.cap;
+    o.min_requests = static_cast<std::uint32_t>(c.min_requests);
+    o.accept_rule = accept_rule_.load(std::memory_order_relaxed);
+    return o;
+  }
+
+  /// Changes the throttle's response at run time (docs/reconfiguration.md).
+  /// `options` is validated as by the constructor; window and buckets shape
+  /// the window's state and must equal the throttle's. k, min_requests and
+  /// max_rejection_probability may change: each decision from the next one
+  /// on reads the three whole (never part old, part new) and weighs the
+  /// requests and accepts already in the window with them. A new
+  /// accept_rule judges the verdicts recorded from then on (stored apart: a
+  /// record made during reconfigure() may use the old rule). Throws
+  /// armor::error(invalid_argument) naming the option; the old ones then
+  /// stay. Thread-safe and lock-free; allocates nothing.
+  void reconfigure(const adaptive_throttle_options& options) {
+    constexpr const char* who = "armor::adaptive_throttle::reconfigure";
+    const detail::throttle_config next = detail::throttle_checked(options);
+    if (options.window != options_.window) detail::fixed_at_construction(who, "window");
+    if (options.buckets != options_.buckets) detail::fixed_at_construction(who, "buckets");
+    config_.store(next);
+    accept_rule_.store(options.accept_rule, std::memory_order_relaxed);
+  }
   /// The clock read when no time is given.
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
   /// The listener.
@@ -407,11 +445,12 @@ class adaptive_throttle {
                     std::string_view key)
       : options_(options),
         config_(detail::throttle_checked(options)),
+        accept_rule_(options.accept_rule),
         clock_(std::move(clock)),
         rng_(std::move(rng)),
         listener_(std::move(listener)),
         key_(key_of(key)),
-        state_(std::make_unique<detail::throttle_state>(options.buckets, config_.width)) {}
+        state_(std::make_unique<detail::throttle_state>(options.buckets, config_.load().width)) {}
 
   struct answer {
     bool admitted = true;
@@ -445,15 +484,21 @@ class adaptive_throttle {
   }
 
   [[nodiscard]] double probability(std::int64_t requests, std::int64_t accepts) const noexcept {
-    if (requests < config_.min_requests || requests <= 0) return 0.0;
+    return probability(config_.load(), requests, accepts);
+  }
+
+  [[nodiscard]] static double probability(const detail::throttle_config& c, std::int64_t requests,
+                                          std::int64_t accepts) noexcept {
+    if (requests < c.min_requests || requests <= 0) return 0.0;
     const double r = static_cast<double>(requests);
-    const double p = (r - config_.k * static_cast<double>(accepts)) / (r + 1.0);
+    const double p = (r - c.k * static_cast<double>(accepts)) / (r + 1.0);
     if (!(p > 0.0)) return 0.0;
-    return std::min(p, config_.cap);
+    return std::min(p, c.cap);
   }
 
   [[nodiscard]] health judge(const verdict& v) const noexcept {
-    if (options_.accept_rule != nullptr) return options_.accept_rule(v);
+    // Relaxed: a value of its own (reconfigure()).
+    if (const health_rule rule = accept_rule_.load(std::memory_order_relaxed); rule != nullptr) return rule(v);
     return throttle_health(v);
   }
 
@@ -487,8 +532,9 @@ class adaptive_throttle {
     return a;
   }
 
-  adaptive_throttle_options options_;
-  detail::throttle_config config_;
+  adaptive_throttle_options options_;  // as constructed: its window and buckets (fixed) are read
+  detail::config_cell<detail::throttle_config> config_;  // k, cap, min_requests (and the fixed width)
+  std::atomic<health_rule> accept_rule_;
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] Rng rng_;
   [[no_unique_address]] Listener listener_;

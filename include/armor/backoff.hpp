@@ -11,12 +11,14 @@
 //     auto body = p.execute([&](const armor::context& ctx) { return http_get(url, ctx.remaining()); });
 //
 // What is retried, how long each wait is, the budget, the listener and the
-// cost: docs/backoff.md.
+// cost: docs/backoff.md; changing the options at run time (reconfigure()):
+// docs/reconfiguration.md.
 #pragma once
 
 #include <armor/context.hpp>
 #include <armor/detail/backoff_budget.hpp>
 #include <armor/detail/backoff_schedule.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/config.hpp>
 #include <armor/detail/random.hpp>
 #include <armor/detail/time.hpp>
@@ -331,7 +333,8 @@ template <class G>
 /// to one. It runs on the calling thread, concurrently from every thread
 /// that uses the policy.
 ///
-/// Construction throws armor::error(errc::invalid_argument) for bad options.
+/// Construction throws armor::error(errc::invalid_argument) for bad options;
+/// reconfigure() changes them at run time (docs/reconfiguration.md).
 /// Thread-safe. Move-constructible so that pipelines can hold it by value;
 /// the move takes over the counters and budget with plain loads, so it must
 /// not race with calls through the source. To share one policy (and its
@@ -358,29 +361,23 @@ class backoff {
 
   /// Throws armor::error(errc::invalid_argument) naming the bad option.
   explicit backoff(const backoff_options& options = {}, Rng rng = Rng{}, Listener listener = Listener{})
-      : options_(checked(options)),
-        initial_(options.initial.count()),
-        max_delay_(options.max_delay.count()),
-        max_retry_after_(options.max_retry_after.count()),
-        max_refusal_wait_(options.max_refusal_wait.count()),
+      : config_(make_config(checked(options))),
         budget_(budget_config(options.budget)),
-        draws_(options.schedule == backoff_schedule::decorrelated || options.jitter != jitter_mode::none),
+        count_calls_(options.count_calls),
+        has_budget_(options.budget.has_value()),
         rng_(std::move(rng)),
         listener_(std::move(listener)) {
-    shared_.tokens.store(budget_.max, std::memory_order_relaxed);  // the bucket starts full
+    shared_.tokens.store(budget_.load().max, std::memory_order_relaxed);  // the bucket starts full
   }
 
   /// Takes over `other`'s options, counters and budget level (plain loads:
   /// for building pipelines, not while `other` is in use).
   backoff(backoff&& other) noexcept(std::is_nothrow_move_constructible_v<Rng> &&
                                     std::is_nothrow_move_constructible_v<Listener>)
-      : options_(other.options_),
-        initial_(other.initial_),
-        max_delay_(other.max_delay_),
-        max_retry_after_(other.max_retry_after_),
-        max_refusal_wait_(other.max_refusal_wait_),
+      : config_(other.config_),
         budget_(other.budget_),
-        draws_(other.draws_),
+        count_calls_(other.count_calls_),
+        has_budget_(other.has_budget_),
         rng_(std::move(other.rng_)),
         listener_(std::move(other.listener_)),
         shared_(other.shared_) {}
@@ -390,8 +387,42 @@ class backoff {
   backoff& operator=(backoff&&) = delete;
   ~backoff() = default;
 
-  /// The options given at construction.
-  [[nodiscard]] const backoff_options& options() const noexcept { return options_; }
+  /// The options in force: those given at construction, or to the last
+  /// reconfigure() (a copy, read whole).
+  [[nodiscard]] backoff_options options() const noexcept { return config_.load().options; }
+
+  /// Changes the options at run time (docs/reconfiguration.md). `options` is
+  /// validated as by the constructor; count_calls and whether there is a
+  /// budget are fixed at construction and must equal the policy's. Everything
+  /// else may change: max_attempts, schedule, initial, multiplier,
+  /// max_delay, jitter, jitter_fraction, max_retry_after, max_refusal_wait,
+  /// budget->max_tokens and budget->token_ratio. Throws
+  /// armor::error(invalid_argument) naming the option; the old options then
+  /// stay. Each decision after an attempt reads the options once, whole: a
+  /// call under way counts its attempts so far against the new max_attempts
+  /// at its next failure. The budget's level is kept, lowered to a smaller
+  /// max_tokens if above it (a raised max_tokens is not filled: successes
+  /// refill it). Counters are kept. Thread-safe and lock-free for the calls;
+  /// allocates nothing (beyond the message of a refusal).
+  void reconfigure(const backoff_options& options) {
+    constexpr const char* who = "armor::backoff::reconfigure";
+    (void)checked(options);
+    if (options.count_calls != count_calls_) detail::fixed_at_construction(who, "count_calls");
+    if (options.budget.has_value() != has_budget_) detail::fixed_at_construction(who, "budget (set or not)");
+    const detail::retry_budget_config b = budget_config(options.budget);
+    // The main cell first: a failure that reads it decides with its budget
+    // (threshold); a success reads budget_ alone for its refill.
+    config_.store(make_config(options));
+    budget_.store(b);
+    if (has_budget_) {
+      // Relaxed: a standalone number (see backoff_budget.hpp); the CAS keeps
+      // concurrent drains and refills.
+      std::int64_t cur = shared_.tokens.load(std::memory_order_relaxed);
+      while (cur > b.max &&
+             !shared_.tokens.compare_exchange_weak(cur, b.max, std::memory_order_relaxed, std::memory_order_relaxed)) {
+      }
+    }
+  }
 
   /// The delay before the retry that follows failed attempt `attempt` (1 for
   /// the first attempt), computed from the schedule and jitter, given the
@@ -401,13 +432,13 @@ class backoff {
   /// A verdict's retry_after is not considered here.
   [[nodiscard]] std::chrono::nanoseconds delay(unsigned attempt, std::uint64_t random,
                                                std::chrono::nanoseconds previous = {}) const noexcept {
-    return std::chrono::nanoseconds{compute(attempt, random, previous.count())};
+    return std::chrono::nanoseconds{compute(config_.load(), attempt, random, previous.count())};
   }
 
   /// The delay of the schedule before jitter (for the decorrelated schedule,
   /// the lower bound `initial`). Pure; never above max_delay.
   [[nodiscard]] std::chrono::nanoseconds base_delay(unsigned attempt) const noexcept {
-    return std::chrono::nanoseconds{base(attempt)};
+    return std::chrono::nanoseconds{base(config_.load(), attempt)};
   }
 
   /// The counters and the budget's level (see backoff_stats). Relaxed reads.
@@ -422,8 +453,8 @@ class backoff {
     s.deadline_stops = c.load(counter::deadline_stops);
     s.non_retryable = c.load(counter::non_retryable);
     s.refusal_stops = c.load(counter::refusal_stops);
-    s.counting = options_.count_calls;
-    s.has_budget = budget_.enabled();
+    s.counting = count_calls_;
+    s.has_budget = has_budget_;
     if (s.has_budget) {
       // Relaxed: a reading of a standalone number.
       s.budget_tokens = static_cast<double>(shared_.tokens.load(std::memory_order_relaxed)) /
@@ -443,10 +474,10 @@ class backoff {
   /// After each attempt: done, or run the inner layers again after a delay.
   [[nodiscard]] step next(const context& ctx, const verdict& v, loop_state& s) noexcept(quiet) {
     const unsigned attempt = ++s.rounds;
-    if (attempt == 1 && options_.count_calls) shared_.counters.add(counter::calls);
+    if (attempt == 1 && count_calls_) shared_.counters.add(counter::calls);
 
     if (ARMOR_LIKELY(v.ok())) {
-      if (budget_.enabled()) detail::budget_refill(shared_.tokens, budget_);
+      if (has_budget_) detail::budget_refill(shared_.tokens, budget_.load());
       if (attempt > 1) shared_.counters.add(counter::successes_after_retry);
       return step::done();
     }
@@ -462,6 +493,8 @@ class backoff {
   // Everything but the success path, in a function of its own so that the
   // success path stays small enough to inline into the driver.
   step after_failure(const context& ctx, const verdict& v, loop_state& s, unsigned attempt) noexcept(quiet) {
+    const config c = config_.load();  // one reading per decision (reconfigure())
+    const backoff_options& o = c.options;
     if (!v.retryable || v.kind == outcome::cancelled) {
       shared_.counters.add(counter::non_retryable);
       return give_up(attempt, backoff_stop::non_retryable, v);
@@ -472,10 +505,10 @@ class backoff {
     // layer (open breaker, empty bucket) did not.
     const bool upstream_answered =
         v.kind == outcome::failure || v.kind == outcome::timeout || v.kind == outcome::throttled;
-    std::int64_t level = budget_.max;
-    if (budget_.enabled() && upstream_answered) level = detail::budget_drain(shared_.tokens);
+    std::int64_t level = c.budget.max;
+    if (has_budget_ && upstream_answered) level = detail::budget_drain(shared_.tokens);
 
-    if (attempt >= options_.max_attempts) {
+    if (attempt >= o.max_attempts) {
       shared_.counters.add(counter::exhausted);
       return give_up(attempt, backoff_stop::exhausted, v);
     }
@@ -483,16 +516,16 @@ class backoff {
     // A refusal is waited for only when the layer said when to come back
     // and that is soon: a token due in 20 ms, yes; a breaker open for 30 s,
     // or a full bulkhead that cannot know when a slot frees, no (fail fast).
-    if (v.kind == outcome::rejected && (!v.retry_after || v.retry_after->count() > max_refusal_wait_)) {
+    if (v.kind == outcome::rejected && (!v.retry_after || v.retry_after->count() > o.max_refusal_wait.count())) {
       shared_.counters.add(counter::refusal_stops);
       return give_up(attempt, backoff_stop::refused, v);
     }
 
-    if (budget_.enabled()) {
+    if (has_budget_) {
       // Decided on the level this failure left, or (for a rejection, which
       // drained nothing) on the current level.
       if (!upstream_answered) level = shared_.tokens.load(std::memory_order_relaxed);  // relaxed: a standalone number
-      if (level <= budget_.threshold) {
+      if (level <= c.budget.threshold) {
         shared_.counters.add(counter::budget_refusals);
         return give_up(attempt, backoff_stop::budget, v);
       }
@@ -501,9 +534,9 @@ class backoff {
     std::int64_t d = 0;
     if (v.retry_after) {
       // The server's hint wins over the schedule, within max_retry_after.
-      d = std::clamp<std::int64_t>(v.retry_after->count(), 0, max_retry_after_);
+      d = std::clamp<std::int64_t>(v.retry_after->count(), 0, o.max_retry_after.count());
     } else {
-      d = compute(attempt, draws_ ? static_cast<std::uint64_t>(std::invoke(rng_)) : 0, s.previous_ns);
+      d = compute(c, attempt, c.draws ? static_cast<std::uint64_t>(std::invoke(rng_)) : 0, s.previous_ns);
     }
 
     // A delay that ends at or past the deadline leaves no time for the next
@@ -531,26 +564,43 @@ class backoff {
     return step::done();
   }
 
-  [[nodiscard]] std::int64_t base(unsigned attempt) const noexcept {
-    switch (options_.schedule) {
+  // The options in force and what is derived from them, read whole by each
+  // decision (detail::config_cell).
+  struct config {
+    backoff_options options;
+    detail::retry_budget_config budget;  // budget's threshold, for the retry decision
+    bool draws = false;                  // whether a delay needs a random word
+  };
+
+  static config make_config(const backoff_options& o) noexcept {
+    return config{o, budget_config(o.budget),
+                  o.schedule == backoff_schedule::decorrelated || o.jitter != jitter_mode::none};
+  }
+
+  [[nodiscard]] static std::int64_t base(const config& c, unsigned attempt) noexcept {
+    const std::int64_t initial = c.options.initial.count();
+    const std::int64_t max_delay = c.options.max_delay.count();
+    switch (c.options.schedule) {
       case backoff_schedule::constant:
       case backoff_schedule::decorrelated:
-        return initial_;
+        return initial;
       case backoff_schedule::linear:
-        return detail::linear_delay(initial_, max_delay_, attempt > 0 ? attempt : 1);
+        return detail::linear_delay(initial, max_delay, attempt > 0 ? attempt : 1);
       case backoff_schedule::exponential:
         break;
     }
-    return detail::exponential_delay(initial_, options_.multiplier, max_delay_, attempt);
+    return detail::exponential_delay(initial, c.options.multiplier, max_delay, attempt);
   }
 
-  [[nodiscard]] std::int64_t compute(unsigned attempt, std::uint64_t random, std::int64_t previous) const noexcept {
+  [[nodiscard]] static std::int64_t compute(const config& c, unsigned attempt, std::uint64_t random,
+                                            std::int64_t previous) noexcept {
     const double u = detail::unit_interval(random);
-    if (options_.schedule == backoff_schedule::decorrelated) {
-      return detail::decorrelated_jitter(initial_, previous, max_delay_, u);
+    const std::int64_t max_delay = c.options.max_delay.count();
+    if (c.options.schedule == backoff_schedule::decorrelated) {
+      return detail::decorrelated_jitter(c.options.initial.count(), previous, max_delay, u);
     }
-    const std::int64_t d = base(attempt);
-    switch (options_.jitter) {
+    const std::int64_t d = base(c, attempt);
+    switch (c.options.jitter) {
       case jitter_mode::none:
         return d;
       case jitter_mode::full:
@@ -560,7 +610,7 @@ class backoff {
       case jitter_mode::proportional:
         break;
     }
-    return detail::proportional_jitter(d, options_.jitter_fraction, max_delay_, u);
+    return detail::proportional_jitter(d, c.options.jitter_fraction, max_delay, u);
   }
 
   static const backoff_options& checked(const backoff_options& o) {
@@ -607,14 +657,11 @@ class backoff {
     return c;
   }
 
-  // Read-only after construction (shared freely between threads' caches).
-  backoff_options options_;
-  std::int64_t initial_;
-  std::int64_t max_delay_;
-  std::int64_t max_retry_after_;
-  std::int64_t max_refusal_wait_;
-  detail::retry_budget_config budget_;
-  bool draws_;  // whether a delay needs a random word
+  // Written only by reconfigure() (kept off the line that calls write).
+  detail::config_cell<config> config_;
+  detail::config_cell<detail::retry_budget_config> budget_;  // the refill's, read alone by a success
+  bool count_calls_;  // fixed at construction
+  bool has_budget_;   // fixed at construction
   [[no_unique_address]] Rng rng_;
   [[no_unique_address]] Listener listener_;
   // Written by calls: on a cache line of its own.

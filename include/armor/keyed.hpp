@@ -19,7 +19,8 @@
 // from get() pins its instance; a permit taken from it does not). With
 // expire_after, a key is forgotten that long after its last use. What P
 // must provide, eviction, expiry, stats(), locking and costs:
-// docs/token_bucket.md#keyedp-one-instance-per-key.
+// docs/token_bucket.md#keyedp-one-instance-per-key. reconfigure(options)
+// changes every key's P at run time when P can: docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
@@ -593,7 +594,44 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   [[nodiscard]] std::size_t shard_count() const noexcept { return shard_count_; }
   /// keyed_options::key: which of a call's keys this map uses in a pipeline.
   [[nodiscard]] key_source key() const noexcept { return key_; }
-  [[nodiscard]] const Options& options() const noexcept { return options_; }
+  /// The options new keys are built with: those given at construction, or
+  /// to the last reconfigure() (a copy, under the map's options mutex).
+  [[nodiscard]] Options options() const {
+    const std::shared_lock lock(options_mutex_);
+    return options_;
+  }
+
+  /// Reconfigures every key's instance, and the options new keys are built
+  /// with, when P has reconfigure(const Options&) (docs/reconfiguration.md).
+  /// Validated first, all or nothing: a scratch instance built with the
+  /// current options is reconfigured with `options`, so a value P's
+  /// reconfigure() refuses (a bad one, or a change of an option fixed at
+  /// construction) throws its armor::error(invalid_argument), naming it,
+  /// and nothing changes. Then the options for new keys are replaced, and
+  /// every key held gets `options` through its own reconfigure() (with its
+  /// shard's lock held shared: lookups go on; inserts and evictions in that
+  /// shard wait for the shard's turn). A key created meanwhile is built
+  /// with the new options. What each instance keeps is P's rule (its
+  /// counts, its window, its learned limit). Reconfigure calls on one map
+  /// run one at a time. Allocates (the scratch instance, the copy).
+  void reconfigure(const Options& options)
+    requires requires(instance_type& i, const Options& o) { i.reconfigure(o); }
+  {
+    const std::lock_guard writer(reconfigure_mutex_);
+    {
+      const std::unique_lock lock(options_mutex_);
+      instance_type scratch = make_instance(options_, clock_, listener_, std::string_view{});
+      scratch.reconfigure(options);  // throws, naming the option, before anything changed
+      options_ = options;
+    }
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      shard& s = shards_[i];
+      std::shared_lock lock(s.mutex);
+      for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
+        if (node* n = s.table.slot(j)) n->instance.reconfigure(options);
+      }
+    }
+  }
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
@@ -725,7 +763,11 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       drop(s, n, s.expired);  // its key starts afresh
     }
     if (full(s)) make_room(s, at);
+    // Shared: inserts in other shards build theirs at the same time;
+    // reconfigure() takes it exclusively to replace the options.
+    std::shared_lock options_lock(options_mutex_);
     auto fresh = std::make_unique<node>(key, low(h), options_, clock_, listener_);
+    options_lock.unlock();
     fresh->last_used.store(now, std::memory_order_relaxed);
     sweep(s, now);
     s.table.insert(fresh.get());
@@ -847,7 +889,9 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     return s.table.size() >= shard_cap_ || count_.load(std::memory_order_relaxed) >= max_keys_;
   }
 
-  Options options_;
+  Options options_;  // under options_mutex_ once shared: what new keys are built with
+  mutable std::shared_mutex options_mutex_;
+  std::mutex reconfigure_mutex_;  // one reconfigure() at a time
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] listener_type listener_;
   std::unique_ptr<shard[]> shards_;

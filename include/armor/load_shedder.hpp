@@ -16,13 +16,15 @@
 // Admission is one relaxed load of one word (level, mode and the refused
 // priorities packed together): no RMW, no clock, no allocation. Updates
 // serialise on a mutex and never touch the call path. The ladder, the
-// modes, drain and a container with a memory limit: docs/shedding.md.
+// modes, drain and a container with a memory limit: docs/shedding.md; new
+// ladders and refusals at run time (reconfigure()): docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/error.hpp>
 #include <armor/listener.hpp>
 #include <armor/policy.hpp>
@@ -343,7 +345,8 @@ struct shed_resource {
 
 /// What a load shedder keeps off its call path; allocated once.
 struct shed_state {
-  explicit shed_state(const load_shedder_options& o) : count(o.resources.size()), resources(new shed_resource[count]) {
+  explicit shed_state(const load_shedder_options& o)
+      : count(o.resources.size()), resources(new shed_resource[count]), refuses(o.refuses) {
     for (std::size_t i = 0; i < count; ++i) {
       resources[i].name = o.resources[i].name;
       resources[i].ladder = o.resources[i].ladder;
@@ -354,6 +357,7 @@ struct shed_state {
   std::unique_ptr<shed_resource[]> resources;
   std::mutex writer;  // serialises update() and set_mode(): they are rare and must publish in order
   load_mode mode = load_mode::automatic;  // under `writer`
+  load_refusals refuses;                  // under `writer` (reconfigure())
   std::atomic<std::uint64_t> level_changes{0};
   std::atomic<std::uint64_t> ignored{0};
   alignas(cache_line) std::atomic<std::uint64_t> refused{0};  // count_calls only: keep it off the writers' line
@@ -378,6 +382,9 @@ struct shed_state {
 /// set_mode() lock a mutex no call takes and store the word once when the
 /// level or mode moves. Nothing allocates after construction.
 ///
+/// reconfigure() changes the ladders, the refusals and the hint at run time
+/// (docs/reconfiguration.md).
+///
 /// Construction throws armor::error(errc::invalid_argument) naming the
 /// option: a threshold outside [0, 1] or NaN, an exit above its enter,
 /// levels out of order or overlapping, an empty or duplicate resource name,
@@ -396,6 +403,8 @@ class load_shedder {
 
   explicit load_shedder(const load_shedder_options& options = {}, Clock clock = Clock{}, Listener listener = Listener{})
       : word_(initial_word(options)),
+        hint_(options.retry_after_hint.count()),
+        count_calls_(options.count_calls),
         options_(options),
         clock_(std::move(clock)),
         listener_(std::move(listener)),
@@ -405,6 +414,8 @@ class load_shedder {
   /// before sharing it.
   load_shedder(load_shedder&& other) noexcept
       : word_(other.word_.load(std::memory_order_relaxed)),
+        hint_(other.hint_.load(std::memory_order_relaxed)),
+        count_calls_(other.count_calls_),
         options_(std::move(other.options_)),
         clock_(std::move(other.clock_)),
         listener_(std::move(other.listener_)),
@@ -441,9 +452,7 @@ class load_shedder {
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (ARMOR_LIKELY((w & detail::shed_refused_mask) == 0) || !detail::shed_refuses(w, p)) return decision<>::granted();
     refused(w, p);
-    return decision<>::refused(errc::overloaded, options_.retry_after_hint.count() > 0
-                                                     ? options_.retry_after_hint
-                                                     : std::chrono::nanoseconds::max());
+    return decision<>::refused(errc::overloaded, hint().value_or(std::chrono::nanoseconds::max()));
   }
 
   // ---------------------------------------------------------------- readings and modes
@@ -550,13 +559,68 @@ class load_shedder {
     s.mode = detail::shed_mode_of(w);
     s.level_changes = state_->level_changes.load(std::memory_order_relaxed);
     s.ignored_readings = state_->ignored.load(std::memory_order_relaxed);
-    s.counting = options_.count_calls;
+    s.counting = count_calls_;
     s.refused = state_->refused.load(std::memory_order_relaxed);
     return s;
   }
 
-  /// The options given at construction.
-  [[nodiscard]] const load_shedder_options& options() const noexcept { return options_; }
+  /// The options in force: those given at construction, or to the last
+  /// reconfigure() (a copy, taken under the writers' mutex: it allocates).
+  [[nodiscard]] load_shedder_options options() const {
+    std::lock_guard<std::mutex> lock(state_->writer);
+    return options_;
+  }
+
+  /// Changes the thresholds, the refusals and the hint at run time
+  /// (docs/reconfiguration.md). `options` is validated as by the
+  /// constructor; the resources (their number and names) and count_calls
+  /// are fixed at construction and must equal the shedder's. Every ladder,
+  /// every refusal and retry_after_hint may change. Throws
+  /// armor::error(invalid_argument) naming the option; the old ones then
+  /// stay. Under the writers' mutex (as update()): each resource's level is
+  /// moved at once to what the new ladder makes of its latest reading
+  /// (from its current level, with the new hysteresis), and the shedder's
+  /// level and refused priorities are published in one store, so the next
+  /// admission decides by the new refusals whole; the listener hears a
+  /// level change (with no resource named) if the level moved. The hint
+  /// is stored apart: a refusal made during reconfigure() may carry the
+  /// old hint. Calls never wait; validation builds strings (allocates).
+  void reconfigure(const load_shedder_options& options) {
+    constexpr const char* who = "armor::load_shedder::reconfigure";
+    detail::shed_check(options);
+    detail::shed_state& s = *state_;
+    if (options.resources.size() != s.count) detail::fixed_at_construction(who, "resources (their number)");
+    for (std::size_t i = 0; i < s.count; ++i) {
+      if (options.resources[i].name != s.resources[i].name) detail::fixed_at_construction(who, "resources' names");
+    }
+    if (options.count_calls != count_calls_) detail::fixed_at_construction(who, "count_calls");
+    std::lock_guard<std::mutex> lock(s.writer);
+    s.refuses = options.refuses;
+    load_level top = load_level::normal;
+    for (std::size_t i = 0; i < s.count; ++i) {
+      detail::shed_resource& r = s.resources[i];
+      r.ladder = options.resources[i].ladder;
+      options_.resources[i].ladder = r.ladder;
+      const double reading = r.reading.load(std::memory_order_relaxed);
+      if (!std::isnan(reading)) {  // a reading was taken
+        r.level.store(detail::shed_next(r.ladder, r.level.load(std::memory_order_relaxed), reading),
+                      std::memory_order_relaxed);
+      }
+      top = std::max(top, r.level.load(std::memory_order_relaxed));
+    }
+    options_.refuses = options.refuses;
+    options_.retry_after_hint = options.retry_after_hint;
+    hint_.store(options.retry_after_hint.count(), std::memory_order_relaxed);
+    const load_level was = detail::shed_level_of(word_.load(std::memory_order_relaxed));
+    word_.store(make_word(top, s.mode), std::memory_order_relaxed);
+    if (top != was) {
+      s.level_changes.fetch_add(1, std::memory_order_relaxed);
+      detail::notify(listener_, [&] {
+        return load_shedder_event{load_shedder_event_kind::level_changed, was, top, s.mode, {}, 0.0,
+                                  armor::priority::normal};
+      });
+    }
+  }
   /// The clock (never read by the shedder).
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
   /// The listener.
@@ -570,7 +634,7 @@ class load_shedder {
 
   // The word for a level and a mode: what either refuses, whichever refuses more.
   [[nodiscard]] std::uint64_t make_word(load_level level, load_mode mode) const noexcept {
-    const load_refusals& r = options_.refuses;
+    const load_refusals& r = state_->refuses;  // under the writers' mutex
     load_refusal by_level = load_refusal::none;
     switch (level) {
       case load_level::normal: break;
@@ -588,13 +652,15 @@ class load_shedder {
   }
 
   [[nodiscard]] std::optional<std::chrono::nanoseconds> hint() const noexcept {
-    if (options_.retry_after_hint.count() > 0) return options_.retry_after_hint;
+    // Relaxed: a value of its own (see reconfigure()).
+    const std::int64_t h = hint_.load(std::memory_order_relaxed);
+    if (h > 0) return std::chrono::nanoseconds{h};
     return std::nullopt;
   }
 
   // The refusal's bookkeeping, off the admitted path.
   void refused(std::uint64_t w, armor::priority p) noexcept {
-    if (options_.count_calls) state_->refused.fetch_add(1, std::memory_order_relaxed);
+    if (count_calls_) state_->refused.fetch_add(1, std::memory_order_relaxed);
     detail::notify(listener_, [&] {
       const load_level l = detail::shed_level_of(w);
       return load_shedder_event{load_shedder_event_kind::refused, l, l, detail::shed_mode_of(w), {}, 0.0, p};
@@ -604,7 +670,9 @@ class load_shedder {
   // Read by every admission, written by update() and set_mode() only: its
   // own cache line, so the writes of a neighbouring policy do not evict it.
   alignas(detail::cache_line) std::atomic<std::uint64_t> word_;
-  load_shedder_options options_;
+  std::atomic<std::int64_t> hint_;  // retry_after_hint in ns; written by reconfigure() only
+  bool count_calls_;                // fixed at construction
+  load_shedder_options options_;    // under state_->writer once shared (reconfigure(), options())
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] Listener listener_;
   std::unique_ptr<detail::shed_state> state_;

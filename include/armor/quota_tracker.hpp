@@ -19,13 +19,15 @@
 // The counts live in a storage: this process (the default), one host
 // (armor/storage/sqlite.hpp), many hosts (armor/redis/quota_storage.hpp),
 // or your own (armor/storage/quota_storage.hpp). Windows, reservations,
-// alerts, the pipeline protocol, costs and proofs: docs/quota_tracker.md.
+// alerts, the pipeline protocol, costs and proofs: docs/quota_tracker.md;
+// limits changed at run time (reconfigure()): docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/quota_calendar.hpp>
 #include <armor/detail/quota_word.hpp>
@@ -594,6 +596,7 @@ class quota_tracker {
   explicit quota_tracker(quota_tracker_options options, WallClock clock = WallClock{}, Storage storage = Storage{},
                          Listener listener = Listener{})
       : options_(checked(std::move(options))),
+        limits_(limits_of(options_)),
         clock_(std::move(clock)),
         storage_(std::move(storage)),
         listener_(std::move(listener)) {
@@ -610,7 +613,6 @@ class quota_tracker {
     for (std::size_t i = 0; i < count_; ++i) {
       const quota_window& w = options_.windows[i];
       window_state& s = windows_[i];
-      s.limit = w.limit;
       switch (w.kind) {
         case quota_window_kind::fixed: s.cycle = {detail::quota_cut::fixed, w.length.count(), offset}; break;
         case quota_window_kind::week:
@@ -623,7 +625,6 @@ class quota_tracker {
           s.buckets = w.buckets;
           break;
       }
-      for (std::size_t k = 0; k < alert_count_; ++k) s.alert_units[k] = threshold_units(thresholds_[k], w.limit);
       layouts.push_back({w.limit, s.buckets, window_key(w, options_.utc_offset)});
     }
     storage_.bind(layouts);
@@ -653,14 +654,14 @@ class quota_tracker {
 
   /// Counts `cost` units in every window now, or none.
   [[nodiscard]] quota_tracker_decision<> try_consume(std::int64_t cost = 1) noexcept(quiet) {
-    return consume(cost, now_ns()).decision;
+    return consume(limits_.load(), cost, now_ns()).decision;
   }
 
   /// Reserves `estimate` units in every window now, or none: a granted
   /// decision holds them in its permit(). Commit the permit with the real
   /// cost when it is known; dropping it uncommitted gives the units back.
   [[nodiscard]] quota_tracker_decision<permit_type> reserve(std::int64_t estimate) noexcept(quiet) {
-    const consume_result o = consume(estimate, now_ns(), quota_deadline::max(), true);
+    const consume_result o = consume(limits_.load(), estimate, now_ns(), quota_deadline::max(), true);
     return {o.decision, permit_of(o, estimate)};
   }
 
@@ -688,7 +689,7 @@ class quota_tracker {
     std::fill(out.begin(), out.end(), std::int64_t{0});
     const std::int64_t slice = storage_.read(w, s.cycle.index(t), out);
     quota_usage u;
-    u.limit = s.limit;
+    u.limit = limits_.load().limit[w];
     std::int64_t since = 0;  // when the units counted now began to be counted
     std::int64_t horizon = 0;
     if (s.buckets == 0) {
@@ -739,8 +740,52 @@ class quota_tracker {
   /// "rolling_<length>" (length as 90s, 1h30m, 250ms), with "_<w>" added
   /// when an earlier window has the same name.
   [[nodiscard]] std::string_view window_name(std::size_t w) const noexcept { return names_[w]; }
-  /// The options, as given.
-  [[nodiscard]] const quota_tracker_options& options() const noexcept { return options_; }
+  /// The options in force: as given, with the limits and retryable_within
+  /// of the last reconfigure() (a copy: it allocates).
+  [[nodiscard]] quota_tracker_options options() const {
+    quota_tracker_options o = options_;
+    const limits l = limits_.load();
+    for (std::size_t i = 0; i < count_; ++i) o.windows[i].limit = l.limit[i];
+    o.retryable_within = std::chrono::nanoseconds{l.retryable_within};
+    return o;
+  }
+
+  /// Changes the limits at run time (docs/reconfiguration.md). `options` is
+  /// validated as by the constructor; only each window's `limit` and
+  /// `retryable_within` may differ from the tracker's: the number of
+  /// windows, their kind, length and buckets, utc_offset, alerts,
+  /// alert_basis and cost are fixed at construction (they shape the counts
+  /// and the alerts' state). Throws armor::error(invalid_argument) naming
+  /// the option; the old limits then stay. The units already counted are
+  /// kept, and each decision from the next one on compares them with the
+  /// new limits, all windows' read together (never some old, some new): a
+  /// lowered limit that finds more used than it allows refuses until the
+  /// window frees enough, and usage() reports used above limit. Alerts are
+  /// fractions of the new limits from the next consumption; those already
+  /// fired in the current period stay fired. Available with a storage that
+  /// takes the limits per call (memory_quota_storage); a durable storage
+  /// keeps its counts under keys that omit the limit, so a tracker rebuilt
+  /// with new limits finds them. Thread-safe and lock-free for the calls;
+  /// allocates nothing (beyond the message of a refusal).
+  void reconfigure(const quota_tracker_options& options)
+    requires detail::limits_quota_storage<Storage>
+  {
+    constexpr const char* who = "armor::quota_tracker::reconfigure";
+    check(options);
+    if (options.windows.size() != count_) detail::fixed_at_construction(who, "the number of windows");
+    for (std::size_t i = 0; i < count_; ++i) {
+      const quota_window& a = options.windows[i];
+      const quota_window& b = options_.windows[i];
+      if (a.kind != b.kind || a.length != b.length || a.buckets != b.buckets) {
+        detail::fixed_at_construction(who, window_field(i).c_str());
+      }
+    }
+    if (options.utc_offset != options_.utc_offset) detail::fixed_at_construction(who, "utc_offset");
+    if (options.alerts != options_.alerts) detail::fixed_at_construction(who, "alerts");
+    if (options.alert_basis != options_.alert_basis) detail::fixed_at_construction(who, "alert_basis");
+    if (!(options.cost == options_.cost)) detail::fixed_at_construction(who, "cost");
+    limits_.store(limits_of(options));
+  }
   /// The wall clock the tracker reads.
   [[nodiscard]] const WallClock& clock() const noexcept { return clock_; }
   /// The storage backend (e.g. to flush a batched sqlite storage).
@@ -779,7 +824,8 @@ class quota_tracker {
   /// own deadline refusals), whatever the storage's failure mode.
   [[nodiscard]] admission<permit_type> admit(context& ctx) noexcept(quiet) {
     const std::int64_t cost = ctx.cost(options_.cost);
-    const consume_result o = consume(cost, now_ns(), deadline_of(ctx), true);
+    const limits l = limits_.load();  // one reading per decision (reconfigure())
+    const consume_result o = consume(l, cost, now_ns(), deadline_of(ctx), true);
     if (o.late) [[unlikely]] {
       return admission<permit_type>::reject(errc::deadline_exceeded, std::nullopt, true);
     }
@@ -788,7 +834,7 @@ class quota_tracker {
       case quota_tracker_status::granted: return admission<permit_type>::admit(permit_of(o, cost));
       case quota_tracker_status::exhausted:
         return admission<permit_type>::reject(errc::quota_exhausted, d.retry_after(),
-                                              d.retry_after() < options_.retryable_within);
+                                              d.retry_after().count() < l.retryable_within);
       case quota_tracker_status::unavailable:
         return admission<permit_type>::reject(errc::storage_unavailable, std::nullopt, true);
       default: break;
@@ -813,10 +859,38 @@ class quota_tracker {
  private:
   struct window_state {
     detail::quota_cycle cycle{};
-    std::int64_t limit = 0;
     std::uint32_t buckets = 0;  // 0: fixed period
-    std::array<std::int64_t, quota_max_alerts> alert_units{};
   };
+  // What reconfigure() changes, read whole once per decision
+  // (detail::config_cell: 17 words).
+  struct limits {
+    quota_values limit{};        // per window
+    quota_values first_alert{};  // per window: the units of the lowest alert threshold (max: no alerts)
+    std::int64_t retryable_within = 0;
+  };
+
+  [[nodiscard]] static limits limits_of(const quota_tracker_options& o) noexcept {
+    limits l;
+    const double lowest = o.alerts.empty() ? 0.0 : *std::min_element(o.alerts.begin(), o.alerts.end());
+    for (std::size_t i = 0; i < o.windows.size(); ++i) {
+      l.limit[i] = o.windows[i].limit;
+      l.first_alert[i] =
+          o.alerts.empty() ? std::numeric_limits<std::int64_t>::max() : threshold_units(lowest, o.windows[i].limit);
+    }
+    l.retryable_within = o.retryable_within.count();
+    return l;
+  }
+
+  // The units of alert threshold k in window w under `l`.
+  [[nodiscard]] std::int64_t alert_units(const limits& l, std::size_t w, std::size_t k) const noexcept {
+    return k == 0 ? l.first_alert[w] : threshold_units(thresholds_[k], l.limit[w]);
+  }
+
+  [[nodiscard]] static std::string window_field(std::size_t i) {
+    std::string f("windows[");
+    f.append(std::to_string(i)).append("] kind, length or buckets");
+    return f;
+  }
   struct consume_result {
     quota_tracker_decision<> decision;
     quota_stamp at;
@@ -847,12 +921,17 @@ class quota_tracker {
     return permit_type(this, amount, o.at, quota_tracker_status::granted, o.trigger, o.pended);
   }
 
-  quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost,
-                                        quota_deadline until) noexcept(quiet) {
-    if constexpr (deadline_quota_storage<Storage>) {
+  quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost, quota_deadline until,
+                                        const limits& l) noexcept(quiet) {
+    if constexpr (detail::limits_quota_storage<Storage>) {
+      (void)until;
+      return storage_.try_consume(at, cost, l.limit);
+    } else if constexpr (deadline_quota_storage<Storage>) {
+      (void)l;
       return storage_.try_consume(at, cost, until);
     } else {
       (void)until;
+      (void)l;
       return storage_.try_consume(at, cost);
     }
   }
@@ -875,22 +954,22 @@ class quota_tracker {
 
   // Counts `cost` units now in every window, or none; `reserving`: they
   // are a reservation, held by a permit (settled alerts leave them out).
-  consume_result consume(std::int64_t cost, std::int64_t t, quota_deadline until = quota_deadline::max(),
-                         bool reserving = false) noexcept(quiet) {
+  consume_result consume(const limits& l, std::int64_t cost, std::int64_t t,
+                         quota_deadline until = quota_deadline::max(), bool reserving = false) noexcept(quiet) {
     if (cost < 0) [[unlikely]] {
       counters_->c.add(detail::quota_counter::invalid);
       return {quota_tracker_decision<>(quota_tracker_status::invalid, 0, 0, 0, detail::ns_max), {}};
     }
     for (std::size_t i = 0; i < count_; ++i) {
-      if (cost > windows_[i].limit) [[unlikely]] {
+      if (cost > l.limit[i]) [[unlikely]] {
         counters_->c.add(detail::quota_counter::too_large);
-        return {quota_tracker_decision<>(quota_tracker_status::too_large, i, 0, windows_[i].limit, detail::ns_max),
+        return {quota_tracker_decision<>(quota_tracker_status::too_large, i, 0, l.limit[i], detail::ns_max),
                 {}};
       }
     }
-    const quota_consumption c = storage_try_consume(stamp(t), cost, until);
+    const quota_consumption c = storage_try_consume(stamp(t), cost, until, l);
     if (c.status == quota_storage_status::consumed) [[likely]] {
-      const alert_outlook a = after_consumption(c, t, until, reserving ? cost : 0);
+      const alert_outlook a = after_consumption(l, c, t, until, reserving ? cost : 0);
       // Named, not `return {decision, c.at}`: GCC 12 zero-fills the whole
       // result (rep stos, 112 bytes) for the braced form.
       consume_result r;
@@ -905,7 +984,7 @@ class quota_tracker {
       r.late = c.status == quota_storage_status::deadline_exceeded;
       return r;
     }
-    after_refusal(c, t, until);
+    after_refusal(l, c, t, until);
     // Of the windows that are full now, report the one with the longest
     // wait: retrying before it has room is pointless.
     std::size_t worst = c.window;
@@ -913,7 +992,7 @@ class quota_tracker {
     std::int64_t wait = -1;
     for (std::size_t i = 0; i < count_; ++i) {
       std::int64_t u = 0;
-      const std::int64_t wi = wait_for(i, cost, t, u, until);
+      const std::int64_t wi = wait_for(l, i, cost, t, u, until);
       if (wi > wait) {
         worst = i;
         used = u;
@@ -926,12 +1005,13 @@ class quota_tracker {
       wait = 0;
     }
     counters_->c.add(detail::quota_counter::exhausted);
-    return {quota_tracker_decision<>(quota_tracker_status::exhausted, worst, used, windows_[worst].limit, wait), {}};
+    return {quota_tracker_decision<>(quota_tracker_status::exhausted, worst, used, l.limit[worst], wait), {}};
   }
 
   // How long until window w has room for `cost` (-1: it has room now), if
   // nobody else consumes meanwhile; `used` is set to its count.
-  [[nodiscard]] std::int64_t wait_for(std::size_t w, std::int64_t cost, std::int64_t t, std::int64_t& used,
+  [[nodiscard]] std::int64_t wait_for(const limits& l, std::size_t w, std::int64_t cost, std::int64_t t,
+                                      std::int64_t& used,
                                       quota_deadline until) const noexcept(quiet) {
     const window_state& s = windows_[w];
     bucket_buffer buf;
@@ -941,7 +1021,7 @@ class quota_tracker {
     used = 0;
     if (!read_quietly(w, s.cycle.index(t), out, slice, until)) return -1;  // unknown: say nothing
     for (const std::int64_t u : out) used = detail::quota_add(used, u);
-    const std::int64_t excess = used + std::max<std::int64_t>(cost, 1) - s.limit;  // units that must go first
+    const std::int64_t excess = used + std::max<std::int64_t>(cost, 1) - l.limit[w];  // units that must go first
     if (excess <= 0) return -1;
     if (s.cycle.cut == detail::quota_cut::lifetime) return detail::ns_max;  // no wait helps
     if (s.buckets == 0) return std::max<std::int64_t>(detail::saturating_sub(s.cycle.end(slice), t), 0);
@@ -981,10 +1061,9 @@ class quota_tracker {
   }
 
   // How many thresholds `use` reaches in window w.
-  [[nodiscard]] std::size_t reached(std::size_t w, std::int64_t use) const noexcept {
-    const window_state& s = windows_[w];
+  [[nodiscard]] std::size_t reached(const limits& l, std::size_t w, std::int64_t use) const noexcept {
     std::size_t level = 0;
-    while (level < alert_count_ && use >= s.alert_units[level]) ++level;
+    while (level < alert_count_ && use >= alert_units(l, w, level)) ++level;
     return level;
   }
 
@@ -995,8 +1074,8 @@ class quota_tracker {
   // other permits' units as if they settle too) reach it. A commit of fewer
   // units cannot reach it unless units are counted after this reservation;
   // the next consumption, granted or refused, reports the crossing then.
-  alert_outlook after_consumption(const quota_consumption& c, std::int64_t t, quota_deadline until,
-                                  std::int64_t reserved) noexcept {
+  alert_outlook after_consumption(const limits& l, const quota_consumption& c, std::int64_t t,
+                                  quota_deadline until, std::int64_t reserved) noexcept {
     alert_outlook o;
     if (alert_count_ == 0) return o;
     // A degraded storage answer (Redis fail_open, fallback_local) counts
@@ -1006,19 +1085,18 @@ class quota_tracker {
     // RMWs keep the sum exact.
     std::int64_t held = o.pended ? pending_->units.fetch_add(reserved, std::memory_order_relaxed) + reserved : -1;
     for (std::size_t i = 0; i < count_; ++i) {
-      const window_state& s = windows_[i];
       std::int64_t use = c.used[i];
-      if (pending_ && (held >= 0 || use >= s.alert_units[0])) {
+      if (pending_ && (held >= 0 || use >= l.first_alert[i])) {
         if (held < 0) held = pending_->units.load(std::memory_order_relaxed);
         use -= std::min(use, held);
       }
       const std::int64_t others = c.used[i] - reserved;  // for the trigger
-      if (ARMOR_LIKELY(use < s.alert_units[0])) {
-        o.trigger = std::min(o.trigger, s.alert_units[0] - others);
+      if (ARMOR_LIKELY(use < l.first_alert[i])) {
+        o.trigger = std::min(o.trigger, l.first_alert[i] - others);
         continue;
       }
-      const std::size_t fired = raise(i, c.at[i], use, t, until);
-      if (fired < alert_count_) o.trigger = std::min(o.trigger, s.alert_units[fired] - others);
+      const std::size_t fired = raise(l, i, c.at[i], use, t, until);
+      if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i, fired) - others);
     }
     return o;
   }
@@ -1027,21 +1105,21 @@ class quota_tracker {
   // threshold no consumption reported (a commit's crossing, see
   // after_consumption()); a full window refuses every later consumption,
   // so this is where its 100 % is heard. Writes nothing unless it fires.
-  void after_refusal(const quota_consumption& c, std::int64_t t, quota_deadline until) noexcept {
+  void after_refusal(const limits& l, const quota_consumption& c, std::int64_t t, quota_deadline until) noexcept {
     if (alert_count_ == 0) return;
     const std::size_t w = c.window;
     std::int64_t use = c.used[w];
-    if (ARMOR_LIKELY(use < windows_[w].alert_units[0])) return;
+    if (ARMOR_LIKELY(use < l.first_alert[w])) return;
     if (pending_) use -= std::min(use, pending_->units.load(std::memory_order_relaxed));
-    if (use >= windows_[w].alert_units[0]) (void)raise(w, c.at[w], use, t, until);
+    if (use >= l.first_alert[w]) (void)raise(l, w, c.at[w], use, t, until);
   }
 
   // Raises window w's cell to the thresholds `use` reaches in the period of
   // `slice`, firing those this thread moved it past. Returns the thresholds
   // fired in that period now (alert_count_ if a later period began).
-  std::size_t raise(std::size_t w, std::int64_t slice, std::int64_t use, std::int64_t t,
+  std::size_t raise(const limits& l, std::size_t w, std::int64_t slice, std::int64_t use, std::int64_t t,
                     quota_deadline until) noexcept {
-    const std::size_t level = reached(w, use);
+    const std::size_t level = reached(l, w, use);
     const std::int64_t period = alert_period(w, slice);
     std::atomic<std::uint64_t>& cell = alerts_[w];
     // Relaxed: the cell is a standalone number; the CAS alone decides which
@@ -1069,11 +1147,10 @@ class quota_tracker {
     if (fired >= level) return level;
     counters_->c.add(detail::quota_counter::alerts, level - fired);
     if constexpr (detail::listens<Listener>) {
-      const window_state& s = windows_[w];
       const std::chrono::nanoseconds resets_in = alert_resets_in(w, slice, t, until);
       for (std::size_t k = fired; k < level; ++k) {
         detail::notify(listener_, [&] {
-          return quota_tracker_event{w, thresholds_[k], use, s.limit, resets_in,
+          return quota_tracker_event{w, thresholds_[k], use, l.limit[w], resets_in,
                                      to_sys(detail::saturating_add(t, resets_in.count()))};
         });
       }
@@ -1084,7 +1161,7 @@ class quota_tracker {
   // Re-reads window w at time t and moves its alerts to what its use
   // reaches now: up, firing, or (reserved alerts) down, re-arming the
   // thresholds it fell below. Runs after a permit commits or gives units back.
-  void recheck(std::size_t w, std::int64_t t) noexcept {
+  void recheck(const limits& l, std::size_t w, std::int64_t t) noexcept {
     const window_state& s = windows_[w];
     std::atomic<std::uint64_t>& cell = alerts_[w];
     // Acquire, before the counts are read: they then hold the units of the
@@ -1101,13 +1178,13 @@ class quota_tracker {
     std::int64_t use = 0;
     for (const std::int64_t u : out) use = detail::quota_add(use, u);
     use -= std::min(use, held);
-    const std::size_t level = reached(w, use);
+    const std::size_t level = reached(l, w, use);
     const bool unused = (cur & 0xff) == detail::alert_unused;
     const std::int64_t d = unused ? 1 : detail::alert_distance(cur, period);
     if (d < 0) return;
     const std::size_t fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
     if (level > fired) {
-      (void)raise(w, slice, use, t, quota_deadline::max());
+      (void)raise(l, w, slice, use, t, quota_deadline::max());
     } else if (level < fired && options_.alert_basis == quota_alert_basis::reserved) {
       // One attempt: if the cell moved since it was read, whoever moved it
       // saw counts at least as recent as these.
@@ -1123,7 +1200,8 @@ class quota_tracker {
   void recheck_all() noexcept {
     std::int64_t t = 0;
     if (!now_quietly(t)) return;
-    for (std::size_t i = 0; i < count_; ++i) recheck(i, t);
+    const limits l = limits_.load();
+    for (std::size_t i = 0; i < count_; ++i) recheck(l, i, t);
   }
 
   // Reserved alerts, after units were given back: re-reads the windows
@@ -1139,7 +1217,7 @@ class quota_tracker {
         continue;
       }
       if (!have_time && !(have_time = now_quietly(t))) return;
-      recheck(i, t);
+      recheck(limits_.load(), i, t);
     }
   }
 
@@ -1175,7 +1253,7 @@ class quota_tracker {
       counters_->c.add(detail::quota_counter::unavailable);
       return quota_tracker_status::unavailable;
     }
-    (void)after_consumption(c, t, quota_deadline::max(), 0);
+    (void)after_consumption(limits_.load(), c, t, quota_deadline::max(), 0);
     return quota_tracker_status::granted;
   }
 
@@ -1286,6 +1364,11 @@ class quota_tracker {
   }
 
   static quota_tracker_options checked(quota_tracker_options o) {
+    check(o);
+    return o;
+  }
+
+  static void check(const quota_tracker_options& o) {
     const auto fail = [](const std::string& what) { detail::invalid_config("armor::quota_tracker: " + what); };
     if (o.windows.empty()) fail("at least one window is required (quota_tracker_options::windows is empty)");
     if (o.windows.size() > quota_max_windows) {
@@ -1296,42 +1379,47 @@ class quota_tracker {
     }
     for (std::size_t i = 0; i < o.windows.size(); ++i) {
       const quota_window& w = o.windows[i];
-      const std::string name = "windows[" + std::to_string(i) + "]";
-      if (w.limit < 1) fail(name + ".limit must be at least 1 (got " + std::to_string(w.limit) + ")");
+      // Built only to name a bad option: a check that passes allocates nothing
+      // (quota_tracker::reconfigure).
+      const auto name_of = [i] { return std::string("windows[").append(std::to_string(i)).append("]"); };
+      if (w.limit < 1) fail(name_of() + ".limit must be at least 1 (got " + std::to_string(w.limit) + ")");
       if (w.limit > quota_max_limit) {
-        fail(name + ".limit must be at most " + std::to_string(quota_max_limit) + " (got " + std::to_string(w.limit) +
+        fail(name_of() + ".limit must be at most " + std::to_string(quota_max_limit) + " (got " +
+             std::to_string(w.limit) +
              ")");
       }
-      const std::string length = std::to_string(w.length.count()) + " ns";
+      const auto length_of = [&w] { return std::to_string(w.length.count()) + " ns"; };
       switch (w.kind) {
         case quota_window_kind::fixed:
-          if (w.length.count() <= 0) fail(name + ".length must be positive (got " + length + ")");
+          if (w.length.count() <= 0) fail(name_of() + ".length must be positive (got " + length_of() + ")");
           break;
         case quota_window_kind::week:
         case quota_window_kind::month:
           if (w.length.count() != 0) {
-            fail(name + ".length must be left zero for a week or month window (got " + length +
+            fail(name_of() + ".length must be left zero for a week or month window (got " + length_of() +
                  "): the calendar sets it");
           }
           break;
         case quota_window_kind::lifetime:
           if (w.length.count() != 0) {
-            fail(name + ".length must be left zero for a lifetime window (got " + length + "): it never resets");
+            fail(name_of() + ".length must be left zero for a lifetime window (got " + length_of() +
+                 "): it never resets");
           }
           break;
         case quota_window_kind::rolling:
-          if (w.length.count() <= 0) fail(name + ".length must be positive (got " + length + ")");
+          if (w.length.count() <= 0) fail(name_of() + ".length must be positive (got " + length_of() + ")");
           if (w.buckets < 1 || w.buckets > quota_max_buckets) {
-            fail(name + ".buckets must be within [1, " + std::to_string(quota_max_buckets) + "] (got " +
+            fail(name_of() + ".buckets must be within [1, " + std::to_string(quota_max_buckets) + "] (got " +
                  std::to_string(w.buckets) + ")");
           }
           if (w.length.count() % w.buckets != 0) {
-            fail(name + ".length (" + length + ") must be a whole number of nanoseconds per bucket (buckets = " +
+            fail(name_of() + ".length (" + length_of() +
+                 ") must be a whole number of nanoseconds per bucket (buckets = " +
                  std::to_string(w.buckets) + ")");
           }
           break;
         default:
-          fail(name + ".kind is not a quota_window_kind value");
+          fail(name_of() + ".kind is not a quota_window_kind value");
       }
     }
     if (o.alerts.size() > quota_max_alerts) {
@@ -1352,11 +1440,12 @@ class quota_tracker {
       fail("retryable_within must not be negative (got " + std::to_string(o.retryable_within.count()) + " ns)");
     }
     detail::check_cost_source(o.cost, "armor::quota_tracker");
-    return o;
   }
 
   // Read-only after construction.
   quota_tracker_options options_;
+  // Written only by reconfigure().
+  detail::config_cell<limits> limits_;
   std::array<window_state, quota_max_windows> windows_{};
   std::size_t count_ = 0;
   std::vector<std::string> names_;  // window_name(i)

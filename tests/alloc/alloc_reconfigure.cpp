@@ -1,10 +1,16 @@
 // reconfigure() allocates nothing, and neither do the decisions that read
 // the configuration it publishes: 10 000 reconfigurations of the circuit
-// breaker, the bulkhead and both window limiters, each followed by a
-// decision, make no heap allocation (so none can leak: memory stays flat).
+// breaker, the bulkhead, both window limiters and the other policies with
+// reconfigure(), each followed by a decision, make no heap allocation (so
+// none can leak: memory stays flat).
+#include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
+#include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/load_shedder.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
 #include "armor_catch.hpp"
@@ -27,6 +33,32 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
   armor::fixed_window<armor::manual_clock> fw{{.limit = 5, .window = 1s}, armor::manual_clock{}};
   armor::sliding_window<armor::manual_clock> sw{{.limit = 5, .window = 1s, .segments = 4}, armor::manual_clock{}};
 
+  const armor::backoff_options backoff_a{.max_attempts = 3, .budget = armor::retry_budget{.max_tokens = 10}};
+  const armor::backoff_options backoff_b{.max_attempts = 5,
+                                         .schedule = armor::backoff_schedule::decorrelated,
+                                         .initial = 10ms,
+                                         .budget = armor::retry_budget{.max_tokens = 4, .token_ratio = 1.0}};
+  armor::backoff<armor::seeded_rng> bo{backoff_a, armor::seeded_rng{1}};
+
+  const armor::quota_tracker_options quota_a{
+      .windows = {armor::quota_window::per_minute(5), armor::quota_window::per_hour(50)}};
+  const armor::quota_tracker_options quota_b{
+      .windows = {armor::quota_window::per_minute(9), armor::quota_window::per_hour(90)}};
+  armor::manual_clock quota_clock;
+  armor::quota_tracker<armor::manual_clock> qt{quota_a, quota_clock};
+
+  const armor::adaptive_limit_options<> adaptive_a{
+      .initial_limit = 10, .max_limit = 10, .window = 1ms, .min_samples = 1};
+  const armor::adaptive_limit_options<> adaptive_b{
+      .initial_limit = 40, .min_limit = 40, .max_limit = 40, .window = 2ms, .min_samples = 1};
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> al{adaptive_a, armor::manual_clock{}};
+
+  const armor::adaptive_throttle_options throttle_a{.k = 1.0, .window = 1s, .buckets = 4};
+  const armor::adaptive_throttle_options throttle_b{
+      .k = 3.0, .window = 1s, .buckets = 4, .min_requests = 50, .max_rejection_probability = 0.5};
+  armor::adaptive_throttle<armor::manual_clock, armor::seeded_rng> th{throttle_a, armor::manual_clock{},
+                                                                        armor::seeded_rng{3}};
+
   long granted = 0;
   armor_test::allocation_scope scope;
   for (int i = 0; i < 10'000; ++i) {
@@ -44,7 +76,52 @@ TEST_CASE("reconfigure and the decisions after it allocate nothing", "[alloc][re
     sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
     if (fw.try_acquire(1, t)) ++granted;
     if (sw.try_acquire(1, t)) ++granted;
+    bo.reconfigure(b ? backoff_b : backoff_a);
+    armor::context ctx{t};
+    armor::backoff<armor::seeded_rng>::loop_state ls{};
+    al.reconfigure(b ? adaptive_b : adaptive_a);
+    if (auto d = al.try_acquire(t)) {
+      ++granted;
+      al.record(std::move(d).permit(), armor::verdict::success(), t + std::chrono::microseconds{300});
+    }
+    th.reconfigure(b ? throttle_b : throttle_a);
+    if (auto d = th.try_acquire(t)) {
+      ++granted;
+      th.record(std::move(d).permit(), i % 4 == 0 ? armor::verdict::success() : armor::verdict::failure());
+    }
+    qt.reconfigure(b ? quota_b : quota_a);
+    quota_clock.advance(std::chrono::seconds{7});
+    if (qt.try_consume()) ++granted;
+    if (bo.next(ctx, i % 3 == 0 ? armor::verdict::success() : armor::verdict::failure(), ls).again) ++granted;
   }
   CHECK(scope.allocations() == 0);
   CHECK(granted > 0);
+}
+
+// load_shedder::reconfigure validates by building names (it may allocate,
+// and takes the writers' mutex, as update() does); the decisions after it
+// allocate nothing.
+TEST_CASE("the load shedder's decisions after reconfigure allocate nothing", "[alloc][reconfigure]") {
+  // At 0.85, a: warning (its exits above 0.85 let it leave b's shedding); b: shedding.
+  const armor::load_shedder_options a{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.80, 0.75}, .degraded = {0.90, 0.88}, .shedding = {0.95, 0.93}}}}};
+  const armor::load_shedder_options b{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.5, 0.5}, .degraded = {0.6, 0.6}, .shedding = {0.7, 0.7}}}},
+      .refuses = {.shedding = armor::load_refusal::all},
+      .retry_after_hint = std::chrono::seconds{3}};
+  armor::load_shedder<> shedder{a};
+  shedder.update(0, 0.85);
+  std::size_t allocations = 0;
+  long granted = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    shedder.reconfigure(i % 2 == 0 ? b : a);
+    armor_test::allocation_scope scope;
+    if (shedder.try_acquire(armor::priority::normal)) ++granted;
+    if (shedder.try_acquire(armor::priority::critical)) ++granted;
+    allocations += scope.allocations();
+  }
+  CHECK(allocations == 0);
+  CHECK(granted == 10'000);  // a (warning): both; b (shedding, refusing all): neither
 }

@@ -9,9 +9,26 @@
 //   - bulkhead: stats() shows A's or B's (max_concurrent, max_queue) pair;
 //   - fixed and sliding windows: every decision reports A's or B's limit
 //     and never more remaining than its limit;
+//   - backoff: base_delay(3) is A's (100 ms) or B's (800 ms), never a mix
+//     of schedule and initial (200 ms or 400 ms); calls retry as they go;
+//   - quota_tracker: options() shows A's or B's pair of window limits
+//     ((5, 50) or (9, 90)), and every refusal reports one of its window's;
+//   - load_shedder: with a reading of 0.85, A's ladder puts it at warning,
+//     B's at shedding: its level is never another, and a refusal carries
+//     A's or B's hint;
+//   - adaptive_limit: A pins the limit at 10 with shares 0.5 and 0.2
+//     (thresholds 10, 5, 2), B at 40 with 0.9 and 0.75 (40, 36, 30); windows
+//     of 1 ms close as readers record calls, and each close clamps with one
+//     whole configuration: the thresholds are never a mixture (9, 20, ...);
+//   - adaptive_throttle: A (k 1, cap 0.95) and B (k 3, cap 0.5) give a
+//     window of 40 requests and 5 accepts 0.854 or 0.5 (k 3 with A's cap:
+//     0.610); decisions are made as it changes;
+//   - keyed<fixed_window>: keyed::reconfigure() alternates limits 5 and 9
+//     for every key held (a key per reader) and for new keys: every
+//     decision reports one of them;
 //   - memory stays flat: resident anonymous pages (/proc/self/statm), read
 //     with every thread running after a warm-up of 1 000 rounds, grow by at
-//     most 64 KiB over the next 10 000 rounds of 5 reconfigurations each (a
+//     most 64 KiB over the next 10 000 rounds of 11 reconfigurations each (a
 //     leak of one smallest heap block, 32 bytes, per reconfiguration would be
 //     1.5 MiB; measured: 1 page). Checked in the plain build only: under
 //     ThreadSanitizer, whose own bookkeeping grows with the events it
@@ -22,10 +39,16 @@
 // The readers stop when the writer has finished; the writer waits only for
 // the readers to have started (a preempted reader delays that, it cannot
 // prevent it). Run under ThreadSanitizer.
+#include <armor/adaptive_limit.hpp>
+#include <armor/adaptive_throttle.hpp>
+#include <armor/backoff.hpp>
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/keyed.hpp>
+#include <armor/load_shedder.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
 
 #include "armor_catch.hpp"
@@ -69,7 +92,19 @@ struct triple {
 };
 
 // What the readers found mixed, by policy.
-enum which { cell_torn, breaker_mixed, bulkhead_mixed, windows_mixed, kinds };
+enum which {
+  cell_torn,
+  breaker_mixed,
+  bulkhead_mixed,
+  windows_mixed,
+  backoff_mixed,
+  quota_mixed,
+  shedder_mixed,
+  adaptive_mixed,
+  throttle_mixed,
+  keyed_mixed,
+  kinds
+};
 
 }  // namespace
 
@@ -90,6 +125,58 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   // windows: a limit of 5 or 9.
   armor::fixed_window<armor::manual_clock> fw{{.limit = 5, .window = 1s}, armor::manual_clock{}};
   armor::sliding_window<armor::manual_clock> sw{{.limit = 5, .window = 1s, .segments = 4}, armor::manual_clock{}};
+
+  // backoff: A constant 100 ms, B exponential from 200 ms (x2): base_delay(3) is 100 ms or 800 ms.
+  const armor::backoff_options backoff_a{
+      .max_attempts = 3, .schedule = armor::backoff_schedule::constant, .budget = armor::retry_budget{}};
+  const armor::backoff_options backoff_b{
+      .max_attempts = 5, .initial = 200ms, .budget = armor::retry_budget{.max_tokens = 4, .token_ratio = 1.0}};
+  armor::backoff<armor::seeded_rng> bo{backoff_a, armor::seeded_rng{7}};
+
+  // quota_tracker: (5 a minute, 50 an hour) or (9, 90). Readers reserve and
+  // give back, so the counts stay low and decisions keep being made.
+  const armor::quota_tracker_options quota_a{
+      .windows = {armor::quota_window::per_minute(5), armor::quota_window::per_hour(50)}};
+  const armor::quota_tracker_options quota_b{
+      .windows = {armor::quota_window::per_minute(9), armor::quota_window::per_hour(90)}};
+  armor::quota_tracker<armor::manual_clock> qt{quota_a, armor::manual_clock{}};
+
+  // load_shedder at a reading of 0.85: A warning (and back from shedding,
+  // its shedding and degraded exits being above 0.85), B shedding.
+  const armor::load_shedder_options shedder_a{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.80, 0.75}, .degraded = {0.90, 0.88}, .shedding = {0.95, 0.93}}}}};
+  const armor::load_shedder_options shedder_b{
+      .resources = {{.name = "memory",
+                     .ladder = {.warning = {0.50, 0.45}, .degraded = {0.60, 0.55}, .shedding = {0.70, 0.65}}}},
+      .retry_after_hint = 3s};
+  armor::load_shedder<> shed{shedder_a};
+  shed.update(0, 0.85);
+
+  const armor::adaptive_limit_options<> adaptive_a{.initial_limit = 10,
+                                                   .min_limit = 10,
+                                                   .max_limit = 10,
+                                                   .window = 1ms,
+                                                   .min_samples = 1,
+                                                   .normal_share = 0.5,
+                                                   .sheddable_share = 0.2};
+  const armor::adaptive_limit_options<> adaptive_b{
+      .initial_limit = 40, .min_limit = 40, .max_limit = 40, .window = 1ms, .min_samples = 1};
+  armor::adaptive_limit<armor::gradient_limit, armor::manual_clock> al{adaptive_a, armor::manual_clock{}};
+
+  const armor::adaptive_throttle_options throttle_a{
+      .k = 1.0, .window = 1s, .buckets = 4, .max_rejection_probability = 0.95};
+  const armor::adaptive_throttle_options throttle_b{
+      .k = 3.0, .window = 1s, .buckets = 4, .max_rejection_probability = 0.5};
+  armor::adaptive_throttle<armor::manual_clock, armor::seeded_rng> th{throttle_a, armor::manual_clock{},
+                                                                        armor::seeded_rng{5}};
+  const double throttle_pa = th.rejection_probability(40, 5);
+  const double throttle_pb = 0.5;
+
+  // keyed: one shard (reconfigure() visits every shard).
+  armor::keyed<armor::fixed_window<armor::manual_clock>> per_key{
+      {.limit = 5, .window = 1s}, {.max_keys = 64}, armor::manual_clock{}};
+  const std::array<std::string_view, readers> reader_keys{"r0", "r1", "r2"};
 
   std::atomic<std::int64_t> clock{0};
   std::atomic<bool> done{false};
@@ -122,6 +209,54 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
           w.remaining() <= w.limit())) {
       ++bad[windows_mixed];
     }
+
+    const nanoseconds base = bo.base_delay(3);
+    if (base != 100ms && base != 800ms) ++bad[backoff_mixed];
+    armor::context ctx{t};
+    armor::backoff<armor::seeded_rng>::loop_state ls{};
+    const armor::verdict outcome = r == 1 ? armor::verdict::success() : armor::verdict::failure();
+    for (int k = 0; k < 5 && bo.next(ctx, outcome, ls).again; ++k) {
+    }
+    const armor::backoff_options o = bo.options();
+    if (!((o.max_attempts == 3 && o.initial == 100ms) || (o.max_attempts == 5 && o.initial == 200ms))) {
+      ++bad[backoff_mixed];
+    }
+
+    if (r == 0) {  // options() copies vectors: one reader is enough
+      const armor::quota_tracker_options q = qt.options();
+      const std::int64_t m = q.windows[0].limit;
+      const std::int64_t h = q.windows[1].limit;
+      if (!((m == 5 && h == 50) || (m == 9 && h == 90))) ++bad[quota_mixed];
+    }
+    {
+      const auto d = qt.reserve(3);  // given back at the end of this scope
+      const std::int64_t l = d.limit();
+      if (!d && !(d.window() == 0 ? (l == 5 || l == 9) : (l == 50 || l == 90))) ++bad[quota_mixed];
+    }
+
+    const armor::load_level level = shed.level();
+    if (level != armor::load_level::warning && level != armor::load_level::shedding) ++bad[shedder_mixed];
+    const auto shed_decision = shed.try_acquire(armor::priority::normal);
+    if (!shed_decision && shed_decision.retry_after() != 1s && shed_decision.retry_after() != 3s) {
+      ++bad[shedder_mixed];
+    }
+
+    const std::uint32_t critical = al.limit(armor::priority::critical);
+    const std::uint32_t normal = al.limit(armor::priority::normal);
+    const std::uint32_t sheddable = al.limit(armor::priority::sheddable);
+    if (!(critical == 10 || critical == 40) || !(normal == 5 || normal == 36) || !(sheddable == 2 || sheddable == 30)) {
+      ++bad[adaptive_mixed];
+    }
+    if (auto d = al.try_acquire(t)) al.record(std::move(d).permit(), armor::verdict::success(), t + 300us);
+
+    const double p = th.rejection_probability(40, 5);
+    if (p != throttle_pa && p != throttle_pb) ++bad[throttle_mixed];
+    if (auto d = th.try_acquire(t)) {
+      th.record(std::move(d).permit(), r == 0 ? armor::verdict::success() : armor::verdict::failure());
+    }
+
+    const armor::window_decision k = per_key.get(reader_keys[static_cast<std::size_t>(r)])->try_acquire(1, t);
+    if (!(k.limit() == 5 || k.limit() == 9)) ++bad[keyed_mixed];
   };
   auto write = [&](int i) {
     const bool b = i % 2 == 0;
@@ -131,6 +266,12 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
     const std::int64_t limit = b ? 9 : 5;
     fw.reconfigure({.limit = limit, .window = 1s});
     sw.reconfigure({.limit = limit, .window = 1s, .segments = 4});
+    bo.reconfigure(b ? backoff_b : backoff_a);
+    qt.reconfigure(b ? quota_b : quota_a);
+    shed.reconfigure(b ? shedder_b : shedder_a);
+    al.reconfigure(b ? adaptive_b : adaptive_a);
+    th.reconfigure(b ? throttle_b : throttle_a);
+    per_key.reconfigure({.limit = limit, .window = 1s});
   };
 
   std::vector<std::thread> pool;
@@ -163,6 +304,13 @@ TEST_CASE("reconfiguring 10 000 times under load: no decision sees a mixed confi
   CHECK(mixed[breaker_mixed] == 0);
   CHECK(mixed[bulkhead_mixed] == 0);
   CHECK(mixed[windows_mixed] == 0);
+  CHECK(mixed[backoff_mixed] == 0);
+  CHECK(mixed[quota_mixed] == 0);
+  CHECK(mixed[shedder_mixed] == 0);
+  CHECK(mixed[adaptive_mixed] == 0);
+  CHECK(mixed[throttle_mixed] == 0);
+  CHECK(mixed[keyed_mixed] == 0);
+  CHECK(al.in_flight() == 0);
   CHECK(reads.load() >= readers * 16);
   CHECK(cell.load().a == warm_up + reconfigurations - 1);
   CHECK(bh.in_use() == 0);

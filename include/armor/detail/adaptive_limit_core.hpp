@@ -240,7 +240,7 @@ struct adaptive_limit_core {
         }
         continue;
       }
-      if (waiting[0] + waiting[1] >= max_queue) return join_result::full;
+      if (waiting[0] + waiting[1] >= max_queue.load(std::memory_order_relaxed)) return join_result::full;
       if ((w & queue_flag) != 0) break;  // set: in flight cannot change while we hold the mutex
       if (pair.compare_exchange_update(w, sum, w | queue_flag, sum)) break;
     }
@@ -405,7 +405,8 @@ struct adaptive_limit_core {
   std::atomic<std::uint64_t> refused{0};
   std::atomic<std::uint64_t> abandoned{0};
   bool count_calls = false;   // set before sharing
-  std::uint32_t max_queue = 0;  // set before sharing
+  // Set before sharing; changed by reconfigure() (relaxed: a value of its own).
+  std::atomic<std::uint32_t> max_queue{0};
 
   /// The owner's hooks, set before sharing (and again when the owner moves):
   /// told when a waiter abandons (with its level), and asked the time when a

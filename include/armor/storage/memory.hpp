@@ -61,9 +61,34 @@ class memory_quota_storage {
 
   /// n units in every window, or none (rolled back on a refusal).
   [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n) noexcept {
+    return try_consume_within(at, n, [this](std::size_t i) noexcept { return windows_[i].limit; });
+  }
+
+  /// The same, against `limits` (one per window) instead of the limits
+  /// bound: how a quota_tracker whose limits change at run time
+  /// (quota_tracker::reconfigure) decides with one whole set of them.
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n,
+                                              const quota_values& limits) noexcept {
+    return try_consume_within(at, n, [&limits](std::size_t i) noexcept { return limits[i]; });
+  }
+
+  /// n units in every window, whatever their limits (a settled overrun).
+  [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
+    quota_consumption r;
+    for (std::size_t i = 0; i < count_; ++i) {
+      const step s = consume(i, at[i], n, 0, false);
+      r.at[i] = s.slice;
+      r.used[i] = s.used;
+    }
+    return r;
+  }
+
+ private:
+  template <class Limit>
+  [[nodiscard]] quota_consumption try_consume_within(const quota_stamp& at, std::int64_t n, Limit limit) noexcept {
     quota_consumption r;  // one object, returned in place on every path
     for (std::size_t i = 0; i < count_; ++i) {
-      const step s = consume(i, at[i], n, true);
+      const step s = consume(i, at[i], n, limit(i), true);
       r.at[i] = s.slice;
       r.used[i] = s.used;
       if (!s.ok) {
@@ -76,16 +101,7 @@ class memory_quota_storage {
     return r;
   }
 
-  /// n units in every window, whatever their limits (a settled overrun).
-  [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
-    quota_consumption r;
-    for (std::size_t i = 0; i < count_; ++i) {
-      const step s = consume(i, at[i], n, false);
-      r.at[i] = s.slice;
-      r.used[i] = s.used;
-    }
-    return r;
-  }
+ public:
 
   /// Gives back n units to the slices `at`, in each window still counting them.
   void release(const quota_stamp& at, std::int64_t n) noexcept {
@@ -143,9 +159,9 @@ class memory_quota_storage {
     std::int64_t used;  // after the step (ok) or as found (refused)
   };
 
-  step consume(std::size_t i, std::int64_t slice_now, std::int64_t n, bool check) noexcept {
+  step consume(std::size_t i, std::int64_t slice_now, std::int64_t n, std::int64_t limit, bool check) noexcept {
     const window& win = windows_[i];
-    if (win.buckets != 0) return consume_rolling(i, slice_now, n, check);
+    if (win.buckets != 0) return consume_rolling(i, slice_now, n, limit, check);
     std::atomic<std::uint64_t>& word = counters_->word[i];
     const std::int64_t need = n > 0 ? n : 1;
     // Relaxed: a fixed window is one word; each CAS checks and replaces the
@@ -156,7 +172,7 @@ class memory_quota_storage {
       const bool same = cur >= slice_now;
       const std::int64_t slice = same ? cur : slice_now;
       const std::int64_t used = same ? detail::quota_used(w) : 0;
-      if (check && used + need > win.limit) return {false, slice, used};
+      if (check && used + need > limit) return {false, slice, used};
       const std::int64_t after = detail::quota_add(used, n);
       if (word.compare_exchange_weak(w, detail::quota_pack(slice, after), std::memory_order_relaxed,
                                      std::memory_order_relaxed)) {
@@ -167,7 +183,8 @@ class memory_quota_storage {
 
   // Out of line: the sum of the buckets makes it large, and keeping it apart
   // lets the fixed-window step above inline into try_consume.
-  step consume_rolling(std::size_t i, std::int64_t slice_now, std::int64_t n, bool check) noexcept {
+  step consume_rolling(std::size_t i, std::int64_t slice_now, std::int64_t n, std::int64_t limit,
+                       bool check) noexcept {
     const window& win = windows_[i];
     std::atomic<std::uint64_t>& word = counters_->word[i];
     const std::int64_t need = n > 0 ? n : 1;
@@ -186,7 +203,7 @@ class memory_quota_storage {
       }
       const std::int64_t past = sealed_sum(ring, nb, slice);
       const std::int64_t used = detail::quota_add(past, in_current);
-      if (check && used + need > win.limit) return {false, slice, used};
+      if (check && used + need > limit) return {false, slice, used};
       const std::int64_t after = detail::quota_add(in_current, n);
       // Release: publishes the seal above to whoever acquires the new word.
       if (word.compare_exchange_weak(w, detail::quota_pack(slice, after), std::memory_order_acq_rel,

@@ -170,6 +170,14 @@ namespace detail {
   return now + std::chrono::duration_cast<quota_deadline::duration>(left);
 }
 
+/// A storage that takes the limits per call, `try_consume(at, n, limits)`,
+/// noexcept (memory_quota_storage): what quota_tracker::reconfigure needs,
+/// so that one decision checks every window against one set of limits.
+template <class S>
+concept limits_quota_storage = requires(S& s, const quota_stamp& at, std::int64_t n, const quota_values& limits) {
+  { s.try_consume(at, n, limits) } noexcept -> std::same_as<quota_consumption>;
+};
+
 /// Whether the deadline overload of try_consume (if any) is noexcept.
 template <class S>
 [[nodiscard]] consteval bool quiet_deadline_storage() {
