@@ -4,6 +4,7 @@
 // builds memory: and refuses, naming what is wrong, malformed URLs and
 // backends the program was not given (SQLite: tests/sqlite/, Redis:
 // tests/redis/, with real servers).
+#include <armor/keyed.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/storage/any.hpp>
 
@@ -186,4 +187,17 @@ TEST_CASE("a wrapped storage that throws answers unavailable; one that cannot be
     CHECK(e.code() == armor::errc::invalid_argument);
     CHECK(std::string(e.what()).find("makes no storage per key") != std::string::npos);
   }
+}
+
+TEST_CASE("a keyed map of trackers on any_quota_storage counts each key apart", "[any_quota_storage]") {
+  using keyed_any = armor::keyed<any_tracker>;
+  static_assert(std::is_same_v<keyed_any::options_type, armor::keyed_quota_options<armor::any_quota_storage>>);
+  const armor::manual_clock clock;
+  keyed_any per_user{{.quota = {.windows = {quota_window::per_day(3)}, .alerts = {}},
+                      .storage = armor::make_quota_storage("memory:")},
+                     {.max_keys = 10},
+                     clock};
+  for (int i = 0; i < 3; ++i) REQUIRE(per_user.get("ann")->try_consume());
+  CHECK_FALSE(per_user.get("ann")->try_consume());
+  CHECK(per_user.get("bob")->try_consume(3));
 }
