@@ -11,8 +11,10 @@
 //     enabled), the sqlite backend in durable and batched modes.
 //
 // Limits are set so high that nothing is refused during a run.
+#include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/quota_tracker.hpp>
+#include <armor/storage/any.hpp>
 #ifdef ARMOR_BENCH_SQLITE
 #include <armor/storage/sqlite.hpp>
 #endif
@@ -149,6 +151,41 @@ void bm_pipeline_quota(benchmark::State& state) {
   }
 }
 BENCHMARK(bm_pipeline_quota);
+
+// ------------------------------------------- the memory backend behind any_quota_storage
+
+// The same three windows on manual_clock as bm_memory_manual_clock, through
+// the virtual call: the difference is the indirection alone.
+void bm_any_memory_manual_clock(benchmark::State& state) {
+  static armor::quota_tracker<armor::manual_clock, armor::any_quota_storage> t{
+      {.windows = three()}, armor::manual_clock{1'700'000'000s}, armor::make_quota_storage("memory:")};
+  for (auto _ : state) benchmark::DoNotOptimize(t.try_consume(1));
+}
+BENCHMARK(bm_any_memory_manual_clock)->Threads(1)->Threads(2);
+
+// In a pipeline with a deadline: any_quota_storage takes deadlines (for
+// Redis), so the tracker reads steady_clock for it even on memory.
+void bm_pipeline_deadline_quota(benchmark::State& state) {
+  const auto p = armor::pipeline{armor::deadline{std::chrono::seconds{2}}, armor::quota_tracker{{.windows = three()}}};
+  int x = 0;
+  for (auto _ : state) {
+    x = p.execute([&] { return work(x); });
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(bm_pipeline_deadline_quota);
+
+void bm_pipeline_deadline_quota_any(benchmark::State& state) {
+  const auto p = armor::pipeline{
+      armor::deadline{std::chrono::seconds{2}},
+      armor::quota_tracker<armor::system_clock, armor::any_quota_storage>{{.windows = three()}}};
+  int x = 0;
+  for (auto _ : state) {
+    x = p.execute([&] { return work(x); });
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(bm_pipeline_deadline_quota_any);
 
 // ---------------------------------------------------------------- sqlite backend
 

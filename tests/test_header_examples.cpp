@@ -8,6 +8,7 @@
 // tests/<that>/test_header_examples.cpp.
 #include <armor/armor.hpp>
 #include <armor/resource_sampler.hpp>
+#include <armor/storage/any.hpp>
 #include <armor/storage/backend_url.hpp>
 #include <armor/storage/quota_storage.hpp>
 #include <armor/version.hpp>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -764,6 +766,17 @@ bool example() {
   return as_written;
 }
 }  // namespace backend_url_ex
+// header example: <armor/storage/any.hpp>
+namespace any_storage_ex {
+bool example() {
+  // QUOTA_URL=memory: on a laptop, redis+cluster://n1:7000,n2:7001 in production
+  const char* url = std::getenv("QUOTA_URL");
+  armor::quota_tracker<armor::system_clock, armor::any_quota_storage> quota{
+      {.windows = {armor::quota_window::per_day(10'000)}}, {},
+      armor::make_quota_storage(url != nullptr ? url : "memory:", {.tracker = "openai"})};
+  return static_cast<bool>(quota.try_consume());
+}
+}  // namespace any_storage_ex
 // header example: <armor/drain.hpp>
 namespace drain_ex {
 struct request {};
@@ -1034,6 +1047,8 @@ TEST_CASE("header examples: load_shedder.hpp, drain.hpp") {
 }
 
 TEST_CASE("header examples: storage/backend_url.hpp") { CHECK(header_examples::backend_url_ex::example()); }
+
+TEST_CASE("header example: storage/any.hpp") { CHECK(header_examples::any_storage_ex::example()); }
 
 TEST_CASE("header example: host_set.hpp") {
   const armor::host_set_stats s = hx::host_set_ex::example();

@@ -11,6 +11,7 @@
 #include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
+#include "redis/any_storage_support.hpp"
 #include "redis/redis_server.hpp"
 
 #include <hiredis/hiredis.h>
@@ -411,6 +412,14 @@ TEST_CASE("redis cluster: threads calling while a slot moves: every call answere
     CHECK(granted[static_cast<std::size_t>(k)].load() <= burst + 1 + static_cast<std::int64_t>(20 * seconds) + 1);
   }
   migrate(c, slot, to, from, true);
+}
+
+TEST_CASE("redis cluster: a redis+cluster:// URL builds the tracker memory: builds, deciding alike") {
+  const auto& c = shared_cluster();
+  std::string url = "redis+cluster://127.0.0.1:" + std::to_string(c.port(0));
+  url += ",127.0.0.1:" + std::to_string(c.port(1));
+  url += "?time=caller&prefix=armor-cluster&command_timeout=1s&tracker=any-cluster";
+  armor_test::decides_as_memory(url, 26, 300);
 }
 
 // Last: it kills a node of the shared cluster.

@@ -29,6 +29,7 @@
 #include <armor/error.hpp>
 #include <armor/redis/connection.hpp>
 #include <armor/stats.hpp>
+#include <armor/storage/any.hpp>
 #include <armor/storage/backend_url.hpp>
 #include <armor/storage/memory.hpp>
 #include <armor/storage/quota_storage.hpp>
@@ -697,5 +698,22 @@ class redis_quota_storage {
 static_assert(deadline_quota_storage<redis_quota_storage>);
 static_assert(alert_quota_storage<redis_quota_storage>);
 static_assert(keyed_quota_storage<redis_quota_storage>);
+
+/// For armor::make_quota_storage (armor/storage/any.hpp): builds a
+/// redis_quota_storage, on a connection of its own, from a `redis:`,
+/// `redis+sentinel:` or `redis+cluster:` URL (redis_quota_config_from_url),
+/// its tracker the options' when the URL names none.
+/// `.backends = {armor::redis_quota_backend}`.
+inline constexpr quota_backend redis_quota_backend{
+    "redis",
+    [](backend_scheme s) noexcept {
+      return s == backend_scheme::redis || s == backend_scheme::redis_sentinel || s == backend_scheme::redis_cluster;
+    },
+    [](std::string_view url, std::string_view tracker) {
+      redis_quota_config c = redis_quota_config_from_url(url);
+      if (!parse_backend_url(url).param("tracker")) c.storage.tracker = std::string(tracker);
+      return any_quota_storage(redis_quota_storage(redis_connection(std::move(c.connection)), std::move(c.storage)));
+    },
+};
 
 }  // namespace armor

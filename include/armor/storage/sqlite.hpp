@@ -23,6 +23,7 @@
 // cause when the database cannot be used.
 #pragma once
 
+#include <armor/storage/any.hpp>
 #include <armor/storage/backend_url.hpp>
 #include <armor/storage/quota_storage.hpp>
 #include <armor/detail/quota_word.hpp>
@@ -738,5 +739,19 @@ class sqlite_quota_storage {
 
 static_assert(alert_quota_storage<sqlite_quota_storage>);
 static_assert(keyed_quota_storage<sqlite_quota_storage>);
+
+/// For armor::make_quota_storage (armor/storage/any.hpp): builds an
+/// sqlite_quota_storage from a `sqlite:` URL
+/// (sqlite_quota_options_from_url), its tracker the options' when the URL
+/// names none. `.backends = {armor::sqlite_quota_backend}`.
+inline constexpr quota_backend sqlite_quota_backend{
+    "sqlite",
+    [](backend_scheme s) noexcept { return s == backend_scheme::sqlite; },
+    [](std::string_view url, std::string_view tracker) {
+      sqlite_quota_options o = sqlite_quota_options_from_url(url);
+      if (!parse_backend_url(url).param("tracker")) o.tracker = std::string(tracker);
+      return any_quota_storage(sqlite_quota_storage(std::move(o)));
+    },
+};
 
 }  // namespace armor
