@@ -253,6 +253,65 @@ TEST_CASE("redis breaker: two probes at a time are shared among the instances") 
   CHECK(t.b[0].stats().probes == 2);
 }
 
+TEST_CASE("redis breaker: success_threshold above half_open_max_calls: each finished probe frees its slot") {
+  const std::string name = breaker_name("threshold");
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(name, "a");
+  o.min_reporting_instances = 1;
+  o.half_open_max_calls = 1;
+  o.success_threshold = 3;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
+  b.sync();
+  for (int i = 0; i < 10; ++i) {
+    auto d = b.try_acquire();
+    REQUIRE(d);
+    b.record(std::move(d).permit(), armor::verdict::failure());
+  }
+  b.sync();
+  REQUIRE(b.shared_state() == armor::breaker_state::open);
+  clock.advance(5s);
+  // Three probes one after another, without waiting: each success frees
+  // the one slot for the next (before the fix the second waited open_for).
+  for (int k = 0; k < 3; ++k) {
+    INFO("probe " << k);
+    auto probe = b.try_acquire();
+    REQUIRE(probe);
+    CHECK(probe.permit().probe());
+    b.record(std::move(probe).permit(), armor::verdict::success());
+    clock.advance(1ms);
+  }
+  b.sync();
+  CHECK(b.shared_state() == armor::breaker_state::closed);
+}
+
+TEST_CASE("redis breaker: a sync cut short by the caller's deadline keeps an open copy open") {
+  const std::string name = breaker_name("deadline");
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(name, "a");
+  o.min_reporting_instances = 1;
+  o.open_for = 30s;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
+  b.sync();
+  for (int i = 0; i < 10; ++i) {
+    auto d = b.try_acquire();
+    REQUIRE(d);
+    b.record(std::move(d).permit(), armor::verdict::failure());
+  }
+  b.sync();
+  REQUIRE(b.shared_state() == armor::breaker_state::open);
+  clock.advance(150ms);  // the copy is due for a sync
+  armor::call_options co;
+  co.timeout = 0ns;  // no time left for a round trip
+  armor::context ctx{armor::to_timestamp(b.clock().now()), co};
+  const auto first = b.admit(ctx);
+  CHECK(first.kind != armor::admission_kind::admitted);
+  CHECK(b.shared_state() == armor::breaker_state::open);
+  CHECK(b.shared_reachable());
+  CHECK(b.stats().unanswered == 0);
+  CHECK_FALSE(b.try_acquire());  // the next call syncs for real: still open
+  CHECK(b.shared_state() == armor::breaker_state::open);
+}
+
 TEST_CASE("redis breaker: Redis away, the local breaker alone decides") {
   armor::redis_options o = breaker_redis(armor_test::free_port());  // nobody listens there
   o.connect_timeout = 50ms;

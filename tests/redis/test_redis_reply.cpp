@@ -372,6 +372,8 @@ TEST_CASE("redis reply: breaker_sync answers", "[redis][reply]") {
   CHECK(refused("*5\r\n:0\r\n:-1\r\n:0\r\n:0\r\n:0\r\n", 0));           // negative generation
   CHECK(refused("*5\r\n:1\r\n:7\r\n:-5\r\n:0\r\n:0\r\n", 0));           // negative time left
   CHECK(refused("*5\r\n:1\r\n:7\r\n:9223372036854775807\r\n:0\r\n:0\r\n", 0));  // would overflow the clock
+  // open_for may be up to a year: 60 days left (over 2^32 ms) is an answer.
+  CHECK(redis_breaker_sync_reply(parse("*5\r\n:1\r\n:7\r\n:5184000000\r\n:0\r\n:0\r\n").get(), 0).has_value());
   CHECK(refused("*5\r\n:0\r\n:7\r\n:100\r\n:0\r\n:0\r\n", 0));          // closed, yet time left open
   CHECK(refused("*5\r\n:2\r\n:8\r\n:0\r\n:2\r\n:0\r\n", 1));            // more probes than asked
   CHECK(refused("*5\r\n:0\r\n:8\r\n:0\r\n:1\r\n:0\r\n", 1));            // probes while closed

@@ -348,7 +348,7 @@ struct redis_sentinel_primary {
 
 /// What breaker_sync answered (redis_scripts.hpp): the shared breaker's
 /// phase (0 closed, 1 open, 2 half-open), generation (>= 0), time left
-/// open in milliseconds (0 unless open; at most 2^32, 49 days), probe slots
+/// open in milliseconds (0 unless open; at most 2^40, 34 years), probe slots
 /// granted (0 to the `want` asked for) and reporting instances (>= 0).
 struct redis_breaker_sync_answer {
   std::uint8_t phase = 0;
@@ -364,7 +364,7 @@ struct redis_breaker_sync_answer {
   if (!v) return std::nullopt;
   const auto [phase, generation, left, granted, reporters] = *v;
   if (phase < 0 || phase > 2 || generation < 0 || reporters < 0) return std::nullopt;
-  if (left < 0 || left > (std::int64_t{1} << 32) || (phase != 1 && left != 0)) return std::nullopt;
+  if (left < 0 || left > (std::int64_t{1} << 40) || (phase != 1 && left != 0)) return std::nullopt;
   if (granted < 0 || granted > std::max<std::int64_t>(want, 0) || (phase != 2 && granted != 0)) return std::nullopt;
   return redis_breaker_sync_answer{static_cast<std::uint8_t>(phase), static_cast<std::uint64_t>(generation), left,
                                    granted, static_cast<std::uint64_t>(reporters)};

@@ -504,7 +504,7 @@ local function trip()
 end
 if ph == 0 then
   local nw = math.floor(now / wms)
-  if nw ~= w then
+  if nw > w then
     w, c, f = nw, 0, 0
     redis.call('DEL', KEYS[2])
   end
@@ -518,7 +518,7 @@ if ph == 0 then
   end
   if c >= minc and f * 1000000 >= ppm * c and redis.call('SCARD', KEYS[2]) >= mini then trip() end
 elseif ph == 2 and mine == g then
-  p = p - prel
+  p = p - prel - pok
   if p < 0 then p = 0 end
   if pbad > 0 then
     trip()

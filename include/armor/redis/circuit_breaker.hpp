@@ -306,6 +306,23 @@ class redis_breaker_shared {
     const redis_answer a = conn_.client().run(redis_script::breaker_sync, keys, args.views(), until);
     const std::optional<redis_breaker_sync_answer> rep =
         a ? redis_breaker_sync_reply(a.reply.get(), want) : std::nullopt;
+    if (a.status == redis_status::deadline || a.status == redis_status::pool_busy) {
+      // Nothing learnt about Redis: this call's deadline ended first, or no
+      // connection was free in time. The copy stays (an open breaker stays
+      // open) and the next call syncs. Outcomes never sent go back; after a
+      // deadline they may have reached the script, so they count as dropped.
+      if (a.status == redis_status::pool_busy) {
+        add(successes_, static_cast<std::uint64_t>(ok));
+        add(failures_, static_cast<std::uint64_t>(bad));
+        add(probe_successes_, static_cast<std::uint64_t>(pok));
+        add(probe_failures_, static_cast<std::uint64_t>(pbad));
+        add(probes_released_, static_cast<std::uint64_t>(prel));
+      } else {
+        add(dropped_, static_cast<std::uint64_t>(ok + bad + pok + pbad));
+      }
+      next_sync_.store(t, std::memory_order_relaxed);
+      return;
+    }
     next_sync_.store(t + options_.sync_interval.count(), std::memory_order_relaxed);
     if (!rep) {
       // Redis away (or an answer the script cannot give): forget the shared
