@@ -6,7 +6,8 @@
 // (MOVED followed, the map read again); a slot half-way through a migration
 // (ASK followed with ASKING); NOSCRIPT on a node that lost its scripts;
 // TRYAGAIN on keys a migration splits; threads calling while a slot moves;
-// last, a node killed and its slot given to another. About 4 s.
+// on a cluster of its own (two primaries, a replica), CLUSTER FAILOVER while
+// threads call; last, a node killed and its slot given to another. About 5 s.
 #include <armor/redis/token_bucket.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -22,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <random>
 #include <set>
@@ -420,6 +422,207 @@ TEST_CASE("redis cluster: a redis+cluster:// URL builds the tracker memory: buil
   url += ",127.0.0.1:" + std::to_string(c.port(1));
   url += "?time=caller&prefix=armor-cluster&command_timeout=1s&tracker=any-cluster";
   armor_test::decides_as_memory(url, 26, 300);
+}
+
+namespace {
+
+/// Two primaries (slots 0-8191, 8192-16383) and a replica of the first: a
+/// cluster of its own for a promotion (the shared one has no replicas).
+class cluster_with_replica {
+ public:
+  cluster_with_replica() {
+    for (auto& n : nodes_) {
+      n = std::make_unique<armor_test::redis_server>(std::vector<std::string>{
+          "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "15000",
+          "--repl-diskless-sync-delay", "0"});  // the replica's first sync at once, not after 5 s
+    }
+    for (std::size_t i = 0; i < 3; ++i) ids_[i] = run(port(i), {"CLUSTER", "MYID"});
+    run(port(0), {"CLUSTER", "SET-CONFIG-EPOCH", "1"});
+    run(port(1), {"CLUSTER", "SET-CONFIG-EPOCH", "2"});
+    run(port(0), {"CLUSTER", "ADDSLOTSRANGE", "0", "8191"});
+    run(port(1), {"CLUSTER", "ADDSLOTSRANGE", "8192", "16383"});
+    for (std::size_t i = 1; i < 3; ++i) run(port(0), {"CLUSTER", "MEET", "127.0.0.1", std::to_string(port(i))});
+    // A bound for a loaded machine; about 1 to 2 s idle.
+    wait_for("the replica to know its primary",
+             [&] { return run(port(2), {"CLUSTER", "NODES"}).find(ids_[0]) != std::string::npos; });
+    REQUIRE(run(port(2), {"CLUSTER", "REPLICATE", ids_[0]}) == "OK");
+    wait_for("the replica to sync and every node to see it", [&] {
+      if (run(port(2), {"INFO", "replication"}).find("master_link_status:up") == std::string::npos) return false;
+      for (std::size_t i = 0; i < 3; ++i) {
+        const std::string info = run(port(i), {"CLUSTER", "INFO"});
+        if (info.find("cluster_state:ok") == std::string::npos) return false;
+        if (info.find("cluster_known_nodes:3") == std::string::npos) return false;
+        // The replica asks for votes in an epoch above the one it knows: below
+        // a primary's epoch (it had not heard of it yet) it would get no vote.
+        if (info.find("cluster_current_epoch:2") == std::string::npos) return false;
+        const std::string nodes = run(port(i), {"CLUSTER", "NODES"});
+        const std::size_t line = nodes.find(ids_[2]);
+        if (line == std::string::npos) return false;
+        if (nodes.find("slave " + ids_[0], line) == std::string::npos) return false;
+      }
+      return true;
+    });
+  }
+
+  [[nodiscard]] int port(std::size_t i) const { return nodes_[i]->port(); }
+  [[nodiscard]] static std::size_t owner(std::uint16_t slot) { return slot <= 8191 ? 0 : 1; }
+  /// "master" or "slave": the first word of ROLE on node i.
+  [[nodiscard]] std::string role(std::size_t i) const {
+    const std::string r = run(port(i), {"ROLE"});
+    return r.substr(0, r.find(' '));
+  }
+
+  /// Polls `ready` every 20 ms for at most `bound`; throws after it.
+  template <class F>
+  static void wait_for(const char* what, F ready, seconds bound = 20s) {
+    const auto until = steady_clock::now() + bound;
+    while (!ready()) {
+      if (steady_clock::now() > until) {
+        throw std::runtime_error("cluster_with_replica: waited " + std::to_string(bound.count()) + " s for " + what);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+ private:
+  std::array<std::unique_ptr<armor_test::redis_server>, 3> nodes_;
+  std::array<std::string, 3> ids_;
+};
+
+}  // namespace
+
+TEST_CASE("redis cluster: CLUSTER FAILOVER under load: calls end by their deadline, nothing over-admitted, armor follows") {
+  cluster_with_replica c;
+  armor::redis_options o;
+  o.port = static_cast<std::uint16_t>(c.port(0));
+  o.prefix = "armor-failover";
+  o.cluster = true;
+  o.seeds = {"127.0.0.1:" + std::to_string(c.port(1))};
+  o.command_timeout = 1s;
+  o.connections = 3;
+  const armor::redis_connection conn{o};
+  std::string name;
+  for (int i = 0; name.empty() || c.owner(slot_of(name)) != 0; ++i) name = name_of("failover", i);
+  constexpr std::int64_t rate = 50;  // per second
+  constexpr std::int64_t burst = 10;
+  const auto made = steady_clock::now();  // the bucket is full from here on
+  armor::redis_token_bucket<> b{{.rate = {rate, 1s}, .burst = burst}, conn, {.name = name}};
+  b.set_rate({rate, 1s}, burst);  // both keys exist (the bucket's state is written by the first call)
+  const armor::redis_connection_stats before = conn.stats();
+  REQUIRE(before.slot_map_loads == 1);
+
+  constexpr auto call_deadline = 300ms;
+  constexpr auto slack = 700ms;  // a thread of a loaded machine may be descheduled anywhere
+  enum class outcome : std::uint8_t { granted, limited, failed, deadline };
+  struct call {
+    nanoseconds start;
+    nanoseconds end;
+    outcome what;
+  };
+  constexpr int threads_n = 3;
+  std::array<std::vector<call>, threads_n> calls;
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered_after{0};  // calls answered by Redis that began after the promotion was seen
+  std::atomic<std::int64_t> promoted_at{std::numeric_limits<std::int64_t>::max()};
+  const auto t0 = steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < threads_n; ++t) {
+    threads.emplace_back([&, t] {
+      auto& mine = calls[static_cast<std::size_t>(t)];
+      mine.reserve(20000);
+      while (!stop.load() && mine.size() < 20000) {
+        const auto start = steady_clock::now();
+        armor::context ctx{armor::to_timestamp(start), {.timeout = call_deadline}};
+        const armor::admission<armor::no_permit> a = b.admit(ctx);
+        const auto end = steady_clock::now();
+        outcome w = outcome::granted;
+        if (a.kind != armor::admission_kind::admitted) {
+          w = a.code == armor::errc::rate_limited        ? outcome::limited
+              : a.code == armor::errc::deadline_exceeded ? outcome::deadline
+                                                         : outcome::failed;
+        }
+        mine.push_back({start - t0, end - t0, w});
+        if ((w == outcome::granted || w == outcome::limited) && (start - t0).count() > promoted_at.load()) {
+          answered_after.fetch_add(1);
+        }
+        std::this_thread::sleep_for(1ms);  // about 3000 calls a second in all, not a spin
+      }
+    });
+  }
+  nanoseconds failover_at{0};
+  std::string accepted;
+  bool promoted = false;
+  bool followed = false;
+  try {  // the threads are joined whatever happens
+    cluster_with_replica::wait_for(
+        "calls before the failover", [&] { return conn.stats().calls >= before.calls + 30; }, 8s);
+    failover_at = steady_clock::now() - t0;
+    accepted = run(c.port(2), {"CLUSTER", "FAILOVER"});
+    cluster_with_replica::wait_for("the replica to be promoted",
+                                   [&] { return c.role(2) == "master" && c.role(0) == "slave"; }, 8s);
+    promoted = true;
+    promoted_at.store((steady_clock::now() - t0).count());
+    cluster_with_replica::wait_for("calls answered after the promotion", [&] { return answered_after.load() >= 30; }, 8s);
+    followed = true;
+  } catch (const std::runtime_error& e) {
+    WARN(e.what());
+    for (std::size_t i = 0; i < 3; ++i) {
+      WARN("node " << i << ": " << run(c.port(i), {"ROLE"}) << "\n" << run(c.port(i), {"CLUSTER", "INFO"}) << "\n"
+                    << run(c.port(i), {"CLUSTER", "NODES"}));
+    }
+  }
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  const double seconds = duration<double>(steady_clock::now() - made).count();
+  REQUIRE(accepted == "OK");
+  CHECK(promoted);
+  CHECK(followed);
+
+  std::int64_t granted = 0;
+  std::size_t total = 0;
+  std::size_t not_answered = 0;
+  nanoseconds longest{0};
+  nanoseconds first_bad = nanoseconds::max();
+  nanoseconds last_bad = nanoseconds::min();
+  for (const auto& mine : calls) {
+    for (const call& x : mine) {
+      ++total;
+      longest = std::max(longest, x.end - x.start);
+      if (x.what == outcome::granted) ++granted;
+      if (x.what == outcome::failed || x.what == outcome::deadline) {
+        ++not_answered;
+        first_bad = std::min(first_bad, x.start);
+        last_bad = std::max(last_bad, x.end);
+      }
+    }
+  }
+  const armor::redis_connection_stats s = conn.stats();
+  const auto ms = [](nanoseconds d) { return duration_cast<milliseconds>(d).count(); };
+  std::printf("cluster failover: %zu calls in %.2f s, %lld granted (bound %lld); promotion seen %lld ms after "
+              "CLUSTER FAILOVER; ",
+              total, seconds, static_cast<long long>(granted),
+              static_cast<long long>(burst + static_cast<std::int64_t>(static_cast<double>(rate) * seconds) + 1),
+              static_cast<long long>(ms(nanoseconds{promoted_at.load()} - failover_at)));
+  if (not_answered == 0) {
+    std::printf("no call unanswered");
+  } else {
+    std::printf("%zu calls unanswered from %lld to %lld ms after it", not_answered,
+                static_cast<long long>(ms(first_bad - failover_at)), static_cast<long long>(ms(last_bad - failover_at)));
+  }
+  std::printf("; longest call %lld ms; redirects %llu, slot map loads %llu, failures %llu, deadlines %llu\n",
+              static_cast<long long>(ms(longest)), static_cast<unsigned long long>(s.redirects - before.redirects),
+              static_cast<unsigned long long>(s.slot_map_loads - before.slot_map_loads),
+              static_cast<unsigned long long>(s.failures), static_cast<unsigned long long>(s.deadline_exceeded));
+  std::fflush(stdout);
+
+  CHECK(longest < call_deadline + slack);  // every call ended by its deadline
+  // A manual failover promotes the replica once it has every write: nothing
+  // lost, so the bound of one bucket holds across it.
+  CHECK(granted <= burst + static_cast<std::int64_t>(static_cast<double>(rate) * seconds) + 1);
+  CHECK(s.redirects > before.redirects);          // the old primary answered MOVED
+  CHECK(s.slot_map_loads > before.slot_map_loads);  // and the map was read again
+  CHECK(s.breaker == armor::breaker_state::closed);
+  CHECK(std::stoll(run(c.port(2), {"DBSIZE"})) >= 1);  // the bucket's keys, on the new primary
 }
 
 // Last: it kills a node of the shared cluster.
