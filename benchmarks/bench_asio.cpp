@@ -4,7 +4,9 @@
 // layers, not I/O.
 #include <armor/asio.hpp>
 #include <armor/backoff.hpp>
+#include <armor/circuit_breaker.hpp>
 #include <armor/deadline.hpp>
+#include <armor/token_bucket.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -94,5 +96,34 @@ void bm_async_four_policies_with_deadline(benchmark::State& state) {
   });
 }
 BENCHMARK(bm_async_four_policies_with_deadline);
+
+// The real policies a client puts around an upstream call: a deadline that
+// really cancels, retries, a circuit breaker and a token bucket (which
+// always grants here), shared as a service shares them.
+void bm_async_real_policies(benchmark::State& state) {
+  armor::circuit_breaker breaker{{.failure_threshold = 5, .open_for = 30s}};
+  armor::token_bucket bucket{{.rate = {1'000'000'000, 1s}, .burst = 1'000'000}};
+  const auto p = armor::pipeline{armor::deadline{2s}, armor::backoff{{.max_attempts = 3}}, std::ref(breaker),
+                                 std::ref(bucket)};
+  int x = 0;
+  run_in_coroutine(state, [&]() -> awaitable<void> {
+    x = co_await p.async_execute([&] { return operation(x); });
+    benchmark::DoNotOptimize(x);
+  });
+}
+BENCHMARK(bm_async_real_policies);
+
+// The same without the deadline: what the policies cost without a timer.
+void bm_async_real_policies_no_deadline(benchmark::State& state) {
+  armor::circuit_breaker breaker{{.failure_threshold = 5, .open_for = 30s}};
+  armor::token_bucket bucket{{.rate = {1'000'000'000, 1s}, .burst = 1'000'000}};
+  const auto p = armor::pipeline{armor::backoff{{.max_attempts = 3}}, std::ref(breaker), std::ref(bucket)};
+  int x = 0;
+  run_in_coroutine(state, [&]() -> awaitable<void> {
+    x = co_await p.async_execute([&] { return operation(x); });
+    benchmark::DoNotOptimize(x);
+  });
+}
+BENCHMARK(bm_async_real_policies_no_deadline);
 
 }  // namespace
