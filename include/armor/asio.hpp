@@ -901,6 +901,59 @@ class async_flat_call {
   bool inject_outlasts_ = false;
 };
 
+/// The flat driver's deadline (in the call's frame): one timer wait per
+/// call (re-armed only when the deadline moves, as a per-attempt deadline
+/// inside a retry does) whose handler cancels the attempt in flight through
+/// `signal`, the cancellation slot bound to the operation.
+struct flat_deadline_guard {
+  ::asio::cancellation_signal signal;
+  std::atomic<bool> armed{false};        // a wait is pending; should it succeed, its handler touches this
+  std::atomic<bool> arm_pending{false};  // the arming task is posted and has not run
+  std::atomic<bool> op_running{false};   // an attempt is in flight
+  std::atomic<bool> fired{false};        // the deadline passed during the attempt
+  timestamp armed_for{};
+  void* timer = nullptr;
+  std::chrono::steady_clock::time_point steady_expiry{};
+  std::chrono::system_clock::time_point system_expiry{};
+};
+
+struct flat_deadline_handler {
+  flat_deadline_guard* g;
+  void operator()(const std::error_code& ec) const {
+    if (ec) return;  // cancelled by the call, which no longer counts on this handler
+    if (g->op_running.load(std::memory_order_acquire)) {
+      g->fired.store(true, std::memory_order_relaxed);
+      g->signal.emit(::asio::cancellation_type::terminal);
+    }
+    g->armed.store(false, std::memory_order_release);
+  }
+};
+
+/// Arms the deadline's timer for an attempt still running.
+template <class Timer>
+struct flat_arm_deadline {
+  flat_deadline_guard* g;
+  void operator()() const {
+    if (g->op_running.load(std::memory_order_acquire)) {
+      auto& timer = *static_cast<Timer*>(g->timer);
+      if constexpr (std::is_same_v<typename Timer::clock_type, std::chrono::system_clock>) {
+        timer.expires_at(g->system_expiry);
+      } else {
+        timer.expires_at(g->steady_expiry);
+      }
+      g->armed.store(true, std::memory_order_relaxed);
+      timer.async_wait(flat_deadline_handler{g});
+    }
+    g->arm_pending.store(false, std::memory_order_release);
+  }
+};
+
+/// Passes the caller's cancellation on to the attempt in flight.
+struct flat_forward_cancellation {
+  ::asio::cancellation_signal* signal;
+  void operator()(::asio::cancellation_type_t type) const { signal->emit(type); }
+};
+
 template <class F>
 struct async_entry {
   template <class P>
@@ -957,8 +1010,8 @@ struct async_entry {
     return state.cancelled() != ::asio::cancellation_type::none;
   }
 
-  // The operation, its value or exception captured into `out`: the
-  // coroutine the deadline's parallel group runs.
+  // The operation, its value or exception captured into `out`: what the
+  // deadline's path co_spawns.
   template <class R, class Executor>
   static ::asio::awaitable<void, Executor> attempt(F& f, const context& ctx, call_outcome<R>& out) {
     try {
@@ -999,22 +1052,82 @@ struct async_entry {
     context& ctx = c.ctx;
     call_outcome<R>& out = c.out;
     std::optional<typename call_type::timer_type> timer;
+    flat_deadline_guard guard;
     flat_action a = c.start();
-    while (a.kind != flat_kind::done) {
+    for (;;) {
+      if constexpr (real_clock) {
+        // The deadline's wait stays armed while attempts keep the same
+        // deadline; otherwise it is taken back, and a success already on its
+        // way is let land before the guard is used again or goes.
+        const bool keep = a.kind == flat_kind::operation && ctx.has_deadline() && guard.armed_for == ctx.deadline();
+        if (guard.armed.load(std::memory_order_acquire) && !keep) {
+          if (timer->cancel() == 0) {
+            const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+            co_await ::asio::this_coro::throw_if_cancelled(false);
+            while (guard.armed.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+            co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+          }
+          guard.armed.store(false, std::memory_order_relaxed);
+        }
+      }
+      if (a.kind == flat_kind::done) break;
       bool ok = true;
       if (a.kind == flat_kind::operation) {
         if (begin_attempt(ctx, out)) {
           bool deadline_hit = false;
           if (real_clock && ctx.has_deadline()) {
+            // The operation runs with its own cancellation slot (Asio gives
+            // an awaitable one only as its own thread: co_spawn, whose frames
+            // Asio recycles), cancelled by the deadline's timer or by our
+            // caller. The timer is armed by a task posted behind the attempt's
+            // start, and only if the attempt is still running then: an
+            // operation that completes at once costs no timer at all.
             if (!timer) timer.emplace(ex);
-            timer->expires_at(call_type::deadline_time(ctx.deadline()));
-            auto [order, spawn_error, timer_error] =
-                co_await ::asio::experimental::make_parallel_group(
-                    ::asio::co_spawn(ex, attempt<R, executor_type>(f, std::as_const(ctx), out), asio_deferred),
-                    timer->async_wait(asio_deferred))
-                    .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
-            (void)spawn_error;  // attempt() captures every exception into `out`
-            deadline_hit = order[0] == 1 && !timer_error;
+            guard.timer = &*timer;
+            guard.fired.store(false, std::memory_order_relaxed);
+            guard.op_running.store(true, std::memory_order_release);
+            const bool arm = !guard.armed.load(std::memory_order_relaxed);
+            if (arm) {
+              guard.armed_for = ctx.deadline();
+              if constexpr (std::is_same_v<clock_type, system_clock>) {
+                guard.system_expiry = call_type::deadline_time(ctx.deadline());
+              } else {
+                guard.steady_expiry = call_type::deadline_time(ctx.deadline());
+              }
+              guard.arm_pending.store(true, std::memory_order_relaxed);
+            }
+            const ::asio::cancellation_state caller_state = co_await ::asio::this_coro::cancellation_state;
+            ::asio::cancellation_slot caller_slot = caller_state.slot();
+            if (caller_slot.is_connected()) caller_slot.assign(flat_forward_cancellation{&guard.signal});
+            try {
+              co_await ::asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr)>(
+                  [&](auto handler) {
+                    // Once the handler is given away this closure may be gone
+                    // (the attempt can end on another thread at once): what
+                    // the arming needs is copied first. The frame stays: it
+                    // waits for the arming task (arm_pending).
+                    flat_deadline_guard* g = &guard;
+                    std::optional<executor_type> arm_ex;
+                    if (arm) arm_ex.emplace(ex);
+                    ::asio::co_spawn(ex, attempt<R, executor_type>(f, std::as_const(ctx), out),
+                                     ::asio::bind_cancellation_slot(g->signal.slot(), std::move(handler)));
+                    if (arm_ex) ::asio::post(*arm_ex, flat_arm_deadline<typename call_type::timer_type>{g});
+                  },
+                  use_awaitable);
+            } catch (...) {
+              out.exception = std::current_exception();  // attempt() keeps the operation's own
+            }
+            if (caller_slot.is_connected()) caller_slot.clear();
+            guard.op_running.store(false, std::memory_order_release);
+            if (guard.arm_pending.load(std::memory_order_acquire)) {
+              // The arming task still refers to this frame: let it run (it
+              // sees the attempt ended and arms nothing).
+              const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+              co_await ::asio::this_coro::throw_if_cancelled(false);
+              while (guard.arm_pending.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+              co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+            }
+            deadline_hit = guard.fired.load(std::memory_order_relaxed);
           } else {
             try {
               if constexpr (std::is_void_v<R>) {
