@@ -588,14 +588,19 @@ struct flat_states<std::tuple<Ls...>, Executor> {
 /// What the flat driver's coroutine does next: run the operation, sleep,
 /// wait in a queue, or return; `layer` and `at` say where the layers'
 /// walk goes on afterwards.
-enum class flat_phase : unsigned char { admit, admit_slept, inner_done, loop_slept, inject_slept, queue_done };
-enum class flat_kind : unsigned char { go, operation, sleep, queue, done };
+// (Internal names for the walk, not public enumerations: no to_string.)
+struct flat_phase {
+  enum type : unsigned char { admit, admit_slept, inner_done, loop_slept, inject_slept, queue_done };
+};
+struct flat_kind {
+  enum type : unsigned char { go, operation, sleep, queue, done };
+};
 
 struct flat_action {
-  flat_kind kind = flat_kind::done;
-  std::size_t layer = 0;
-  flat_phase at = flat_phase::admit;
   timestamp until{};
+  std::uint32_t layer = 0;
+  flat_kind::type kind = flat_kind::done;
+  flat_phase::type at = flat_phase::admit;
 };
 
 /// One call of pipeline P (without a hedge) around operation F, in ONE
@@ -669,9 +674,11 @@ class async_flat_call {
   template <std::size_t I>
   using policy_t = policy_of<std::tuple_element_t<I, layers_type>>;
 
-  static flat_action go(std::size_t layer, flat_phase at) noexcept { return {flat_kind::go, layer, at, {}}; }
-  static flat_action wait(flat_kind kind, std::size_t layer, flat_phase at, timestamp until) noexcept {
-    return {kind, layer, at, until};
+  static flat_action go(std::size_t layer, flat_phase::type at) noexcept {
+    return {{}, static_cast<std::uint32_t>(layer), flat_kind::go, at};
+  }
+  static flat_action wait(flat_kind::type kind, std::size_t layer, flat_phase::type at, timestamp until) noexcept {
+    return {until, static_cast<std::uint32_t>(layer), kind, at};
   }
 
   // Runs `go` steps (a retry going round again) until the walk needs the
@@ -682,7 +689,7 @@ class async_flat_call {
   }
 
   template <std::size_t... Is>
-  flat_action dispatch([[maybe_unused]] std::size_t layer, [[maybe_unused]] flat_phase at, [[maybe_unused]] bool ok,
+  flat_action dispatch([[maybe_unused]] std::size_t layer, [[maybe_unused]] flat_phase::type at, [[maybe_unused]] bool ok,
                        std::index_sequence<Is...>) {
     flat_action a{};
     (void)((layer == Is ? (a = phase<Is>(at, ok), true) : false) || ...);
@@ -699,7 +706,7 @@ class async_flat_call {
   }
 
   template <std::size_t I>
-  flat_action phase(flat_phase at, bool ok) {
+  flat_action phase(flat_phase::type at, bool ok) {
     switch (at) {
       case flat_phase::admit:
         return admit<I>();
@@ -728,7 +735,7 @@ class async_flat_call {
   template <std::size_t I>
   flat_action enter() {
     if constexpr (I == layer_count) {
-      return {flat_kind::operation, layer_count, flat_phase::admit, {}};
+      return {{}, static_cast<std::uint32_t>(layer_count), flat_kind::operation, flat_phase::admit};
     } else {
       if constexpr (looping_policy<policy_t<I>>) std::get<I>(states_).loop = {};
       return admit<I>();
@@ -1047,8 +1054,8 @@ struct async_entry {
     constexpr bool real_clock = call_type::real_clock;
     constexpr auto use_awaitable = ::asio::use_awaitable_t<executor_type>{};
 
-    const executor_type ex = co_await ::asio::this_coro::executor;
-    call_type c(p, options, ex);
+    call_type c(p, options, co_await ::asio::this_coro::executor);
+    const executor_type& ex = c.executor_;
     context& ctx = c.ctx;
     call_outcome<R>& out = c.out;
     std::optional<typename call_type::timer_type> timer;
