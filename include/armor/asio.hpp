@@ -548,17 +548,457 @@ class async_call {
   F& f_;
 };
 
+/// A layer's part of one call in the flat driver (async_flat_call): its
+/// admission while it is open, the deadline to restore on the way out, and
+/// what only some policies need (a retry's loop state, a queue's waiter,
+/// whether a fault was injected).
+struct flat_none {};
+
+template <class Pol>
+struct flat_loop_state {
+  using type = flat_none;
+};
+template <looping_policy Pol>
+struct flat_loop_state<Pol> {
+  using type = typename Pol::loop_state;
+};
+
+template <class Pol, class Executor>
+struct flat_layer_state {
+  std::optional<admission<typename Pol::permit_type>> adm;
+  timestamp outer_deadline{};
+  [[no_unique_address]] typename flat_loop_state<Pol>::type loop{};
+  [[no_unique_address]] std::conditional_t<queueing_policy<Pol>, std::optional<asio_waiter<Executor>>, flat_none>
+      waiter{};
+  [[no_unique_address]] std::conditional_t<injects_faults<Pol>(), bool, flat_none> injected{};
+};
+
+template <class Tuple>
+struct has_queueing_layer;
+template <class... Ls>
+struct has_queueing_layer<std::tuple<Ls...>> : std::bool_constant<(queueing_policy<policy_of<Ls>> || ...)> {};
+
+template <class Layers, class Executor>
+struct flat_states;
+template <class... Ls, class Executor>
+struct flat_states<std::tuple<Ls...>, Executor> {
+  using type = std::tuple<flat_layer_state<policy_of<Ls>, Executor>...>;
+};
+
+/// What the flat driver's coroutine does next: run the operation, sleep,
+/// wait in a queue, or return; `layer` and `at` say where the layers'
+/// walk goes on afterwards.
+// (Internal names for the walk, not public enumerations: no to_string.)
+struct flat_phase {
+  enum type : unsigned char { admit, admit_slept, inner_done, loop_slept, inject_slept, queue_done };
+};
+struct flat_kind {
+  enum type : unsigned char { go, operation, sleep, queue, done };
+};
+
+struct flat_action {
+  timestamp until{};
+  std::uint32_t layer = 0;
+  flat_kind::type kind = flat_kind::done;
+  flat_phase::type at = flat_phase::admit;
+};
+
+/// One call of pipeline P (without a hedge) around operation F, in ONE
+/// coroutine frame: the layers' admissions, settlements, retries' decisions
+/// and fallbacks are plain calls that walk the layers (as the sync driver
+/// does) until the walk needs the operation or a real wait; only then does
+/// the coroutine suspend (flat_driver below), and the walk goes on from
+/// where it stopped.
+template <class P, class F>
+class async_flat_call {
+ public:
+  using awaitable_type = async_operation_t<F>;
+  using R = typename awaitable_traits<awaitable_type>::value_type;
+  using executor_type = typename awaitable_traits<awaitable_type>::executor_type;
+  using clock_type = typename P::clock_type;
+  static constexpr bool real_clock = is_real_clock_v<clock_type>;
+  static constexpr bool queues =
+      has_queueing_layer<std::remove_cvref_t<decltype(pipeline_access::layers(std::declval<const P&>()))>>::value;
+
+  using timer_type = std::conditional_t<std::is_same_v<clock_type, system_clock>,
+                                        ::asio::basic_waitable_timer<std::chrono::system_clock>,
+                                        ::asio::basic_waitable_timer<std::chrono::steady_clock>>;
+
+  async_flat_call(const P& p, const call_options& options, const executor_type& ex)
+      : p_(p), executor_(ex), ctx(read_clock(), options) {}
+
+  [[nodiscard]] timestamp read_clock() const { return to_timestamp(pipeline_access::clock(p_).now()); }
+  [[nodiscard]] const P& pipeline() const noexcept { return p_; }
+
+  /// The walk from the outermost layer.
+  [[nodiscard]] flat_action start() { return settle_go(enter<0>()); }
+
+  /// Goes on after the coroutine did what `a` asked; `ok` is false when a
+  /// wait was cancelled by the caller.
+  [[nodiscard]] flat_action resume(const flat_action& a, bool ok) {
+    if (a.kind == flat_kind::operation) return settle_go(leave<layer_count>());
+    return settle_go(dispatch(a.layer, a.at, ok, std::make_index_sequence<layer_count>{}));
+  }
+
+  /// Calls fn(state) with the state of queueing layer `layer`.
+  template <class Fn>
+  void with_queue(std::size_t layer, Fn&& fn) {
+    with_queue_at(layer, fn, std::make_index_sequence<layer_count>{});
+  }
+
+  static auto deadline_time(timestamp t) {
+    if constexpr (std::is_same_v<clock_type, system_clock>) {
+      return from_timestamp<system_clock>(t);
+    } else {
+      return from_timestamp<steady_clock>(t);
+    }
+  }
+
+ private:
+  const P& p_;
+
+ public:
+  executor_type executor_;
+  context ctx;
+  call_outcome<R> out;
+  timestamp queue_give_up_{};
+
+ private:
+  using layers_type = std::remove_cvref_t<decltype(pipeline_access::layers(std::declval<const P&>()))>;
+  static constexpr std::size_t layer_count = std::tuple_size_v<layers_type>;
+
+  template <std::size_t I>
+  auto& policy() const noexcept {
+    return unwrap(std::get<I>(pipeline_access::layers(p_)));
+  }
+  template <std::size_t I>
+  using policy_t = policy_of<std::tuple_element_t<I, layers_type>>;
+
+  static flat_action go(std::size_t layer, flat_phase::type at) noexcept {
+    return {{}, static_cast<std::uint32_t>(layer), flat_kind::go, at};
+  }
+  static flat_action wait(flat_kind::type kind, std::size_t layer, flat_phase::type at, timestamp until) noexcept {
+    return {until, static_cast<std::uint32_t>(layer), kind, at};
+  }
+
+  // Runs `go` steps (a retry going round again) until the walk needs the
+  // coroutine.
+  flat_action settle_go(flat_action a) {
+    while (a.kind == flat_kind::go) a = dispatch(a.layer, a.at, true, std::make_index_sequence<layer_count>{});
+    return a;
+  }
+
+  template <std::size_t... Is>
+  flat_action dispatch([[maybe_unused]] std::size_t layer, [[maybe_unused]] flat_phase::type at, [[maybe_unused]] bool ok,
+                       std::index_sequence<Is...>) {
+    flat_action a{};
+    (void)((layer == Is ? (a = phase<Is>(at, ok), true) : false) || ...);
+    return a;
+  }
+
+  template <class Fn, std::size_t... Is>
+  void with_queue_at([[maybe_unused]] std::size_t layer, [[maybe_unused]] Fn& fn, std::index_sequence<Is...>) {
+    (void)((layer == Is ? (call_with_queue<Is>(fn), true) : false) || ...);
+  }
+  template <std::size_t I, class Fn>
+  void call_with_queue(Fn& fn) {
+    if constexpr (queueing_policy<policy_t<I>>) fn(std::get<I>(states_));
+  }
+
+  template <std::size_t I>
+  flat_action phase(flat_phase::type at, bool ok) {
+    switch (at) {
+      case flat_phase::admit:
+        return admit<I>();
+      case flat_phase::admit_slept:
+        return admit_slept<I>(ok);
+      case flat_phase::inner_done:
+        return inner_done<I>();
+      case flat_phase::loop_slept:
+        return loop_slept<I>(ok);
+      case flat_phase::inject_slept:
+        if constexpr (injects_faults<policy_t<I>>()) return inject_slept<I>(ok);
+        break;
+      case flat_phase::queue_done:
+        if constexpr (queueing_policy<policy_t<I>>) return queue_done<I>(ok);
+        break;
+    }
+    return {};
+  }
+
+  template <class Out>
+  static void stop_cancelled(Out& o) noexcept {
+    o.stop(outcome::cancelled, errc::cancelled, std::nullopt, false);
+  }
+
+  // Layer I entered from outside: a fresh loop state for a retry layer.
+  template <std::size_t I>
+  flat_action enter() {
+    if constexpr (I == layer_count) {
+      return {{}, static_cast<std::uint32_t>(layer_count), flat_kind::operation, flat_phase::admit};
+    } else {
+      if constexpr (looping_policy<policy_t<I>>) std::get<I>(states_).loop = {};
+      return admit<I>();
+    }
+  }
+
+  // Layer I is finished: on to the layer outside it.
+  template <std::size_t I>
+  flat_action leave() {
+    if constexpr (I == 0) {
+      return {};
+    } else {
+      return inner_done<I - 1>();
+    }
+  }
+
+  // One admission of layer I (the sync driver's run_layer).
+  template <std::size_t I>
+  flat_action admit() {
+    auto& pol = policy<I>();
+    using Pol = policy_t<I>;
+    auto& st = std::get<I>(states_);
+    st.outer_deadline = ctx.deadline();
+    auto& adm = st.adm.emplace(pol.admit(ctx));
+    if constexpr (queueing_policy<Pol>) {
+      if (ARMOR_UNLIKELY(adm.kind == admission_kind::queue)) return enqueue<I>();
+    }
+    if constexpr (injects_faults<Pol>()) {
+      st.injected = adm.permit.injects();
+      if (ARMOR_UNLIKELY(st.injected)) return inject<I>();
+    }
+    timestamp wake{};
+    if (ARMOR_LIKELY(admitted(ctx, adm, out, wake))) {
+      if (wake > ctx.now()) return wait(flat_kind::sleep, I, flat_phase::admit_slept, wake);
+      return enter<I + 1>();
+    }
+    st.adm.reset();  // gives back any reservation
+    return finish<I>();
+  }
+
+  template <std::size_t I>
+  flat_action admit_slept(bool ok) {
+    if (!ok) {
+      stop_cancelled(out);
+      std::get<I>(states_).adm.reset();
+      return finish<I>();
+    }
+    return enter<I + 1>();
+  }
+
+  // The layers inside I ended: settle, restore, recover, and for a retry
+  // layer decide whether to go round again.
+  template <std::size_t I>
+  flat_action inner_done() {
+    auto& st = std::get<I>(states_);
+    policy<I>().settle(ctx, std::move(st.adm->permit), out.v);
+    st.adm.reset();
+    return finish<I>();
+  }
+
+  template <std::size_t I>
+  flat_action finish() {
+    auto& pol = policy<I>();
+    using Pol = policy_t<I>;
+    auto& st = std::get<I>(states_);
+    if constexpr (queueing_policy<Pol>) st.waiter.reset();
+    context_access::set_deadline(ctx, st.outer_deadline);
+    if constexpr (recovers<Pol>()) {
+      bool skip = false;
+      if constexpr (injects_faults<Pol>()) skip = st.injected;
+      if (!skip) recover(pol, std::as_const(ctx), out);
+    }
+    if constexpr (looping_policy<Pol>) {
+      if (out.v.kind == outcome::cancelled) return leave<I>();
+      timestamp wake{};
+      if (!loop_again(ctx, pol.next(std::as_const(ctx), out.v, st.loop), wake)) return leave<I>();
+      if (wake > ctx.now()) return wait(flat_kind::sleep, I, flat_phase::loop_slept, wake);
+      return go(I, flat_phase::admit);
+    } else {
+      return leave<I>();
+    }
+  }
+
+  template <std::size_t I>
+  flat_action loop_slept(bool ok) {
+    if (!ok) {
+      stop_cancelled(out);
+      return leave<I>();
+    }
+    return go(I, flat_phase::admit);
+  }
+
+  // A fault injector's permit carries a fault (the sync driver's
+  // run_injected): wait out the injected delay, only to the deadline when
+  // it would outlast it (a timeout).
+  template <std::size_t I>
+  flat_action inject() {
+    auto& permit = std::get<I>(states_).adm->permit;
+    if (permit.latency() > std::chrono::nanoseconds::zero()) {
+      const timestamp wake = wake_time(ctx, permit.latency());
+      inject_outlasts_ = injected_delay_outlasts(ctx, wake);
+      const timestamp until = inject_outlasts_ ? ctx.deadline() : wake;
+      if (until > ctx.now()) return wait(flat_kind::sleep, I, flat_phase::inject_slept, until);
+      return inject_slept<I>(true);
+    }
+    inject_outlasts_ = false;
+    return inject_slept<I>(true);
+  }
+
+  template <std::size_t I>
+  flat_action inject_slept(bool ok) {
+    auto& pol = policy<I>();
+    auto& st = std::get<I>(states_);
+    if (!ok) {
+      stop_cancelled(out);
+      st.adm.reset();
+      return finish<I>();
+    }
+    auto& permit = st.adm->permit;
+    if (inject_outlasts_) {
+      injected_timeout(ctx, out);
+      return inner_done<I>();
+    }
+    if (permit.fails()) {
+      if (inject_failure(pol, permit, p_.classifier(), ctx, out) &&
+          (!out.v.ok() || pipeline_access::wants_completion_time(p_))) {
+        end_attempt(ctx, read_clock(), out);
+      }
+      return inner_done<I>();
+    }
+    return enter<I + 1>();
+  }
+
+  // A queueing layer found no free slot: join its queue (the coroutine
+  // waits on the waiter's channel) or take the answer enqueue() gave.
+  template <std::size_t I>
+  flat_action enqueue() {
+    auto& pol = policy<I>();
+    auto& st = std::get<I>(states_);
+    st.adm.reset();
+    st.waiter.emplace(executor_);
+    auto& adm = st.adm.emplace(pol.enqueue(ctx, *st.waiter));
+    if (adm.kind == admission_kind::queued) {
+      queue_give_up_ = queue_give_up(ctx, adm);
+      return wait(flat_kind::queue, I, flat_phase::queue_done, queue_give_up_);
+    }
+    if (!queue_admitted(adm, out)) {
+      st.adm.reset();
+      return finish<I>();
+    }
+    return enter<I + 1>();
+  }
+
+  template <std::size_t I>
+  flat_action queue_done(bool ok) {
+    auto& st = std::get<I>(states_);
+    if (!ok) {
+      stop_cancelled(out);
+      st.adm.reset();  // leaves the queue, or passes on a slot handed over meanwhile
+      return finish<I>();
+    }
+    if (!queue_served(ctx, *st.adm, queue_give_up_, out)) {
+      st.adm.reset();
+      return finish<I>();
+    }
+    return enter<I + 1>();
+  }
+
+  typename flat_states<layers_type, executor_type>::type states_{};
+  bool inject_outlasts_ = false;
+};
+
+/// The flat driver's deadline (in the call's frame): one timer wait per
+/// call (re-armed only when the deadline moves, as a per-attempt deadline
+/// inside a retry does) whose handler cancels the attempt in flight through
+/// `signal`, the cancellation slot bound to the operation.
+struct flat_deadline_guard {
+  ::asio::cancellation_signal signal;
+  std::atomic<bool> armed{false};        // a wait is pending; should it succeed, its handler touches this
+  std::atomic<bool> arm_pending{false};  // the arming task is posted and has not run
+  std::atomic<bool> op_running{false};   // an attempt is in flight
+  std::atomic<bool> fired{false};        // the deadline passed during the attempt
+  timestamp armed_for{};
+  void* timer = nullptr;
+  std::chrono::steady_clock::time_point steady_expiry{};
+  std::chrono::system_clock::time_point system_expiry{};
+};
+
+struct flat_deadline_handler {
+  flat_deadline_guard* g;
+  void operator()(const std::error_code& ec) const {
+    if (ec) return;  // cancelled by the call, which no longer counts on this handler
+    if (g->op_running.load(std::memory_order_acquire)) {
+      g->fired.store(true, std::memory_order_relaxed);
+      g->signal.emit(::asio::cancellation_type::terminal);
+    }
+    g->armed.store(false, std::memory_order_release);
+  }
+};
+
+/// Arms the deadline's timer for an attempt still running.
+template <class Timer>
+struct flat_arm_deadline {
+  flat_deadline_guard* g;
+  void operator()() const {
+    if (g->op_running.load(std::memory_order_acquire)) {
+      auto& timer = *static_cast<Timer*>(g->timer);
+      if constexpr (std::is_same_v<typename Timer::clock_type, std::chrono::system_clock>) {
+        timer.expires_at(g->system_expiry);
+      } else {
+        timer.expires_at(g->steady_expiry);
+      }
+      g->armed.store(true, std::memory_order_relaxed);
+      timer.async_wait(flat_deadline_handler{g});
+    }
+    g->arm_pending.store(false, std::memory_order_release);
+  }
+};
+
+/// Passes the caller's cancellation on to the attempt in flight.
+struct flat_forward_cancellation {
+  ::asio::cancellation_signal* signal;
+  void operator()(::asio::cancellation_type_t type) const { signal->emit(type); }
+};
+
 template <class F>
 struct async_entry {
   template <class P>
+  using layers_of = std::remove_cvref_t<decltype(pipeline_access::layers(std::declval<const P&>()))>;
+  template <class P>
+  static constexpr bool nested = has_hedge_layer<layers_of<P>>::value;
+
+  template <class P>
   static auto try_execute(const P& p, F f, call_options options)
+      -> ::asio::awaitable<result<typename async_call<P, F>::R>, typename async_call<P, F>::executor_type> {
+    if constexpr (nested<P>) {
+      return try_execute_nested(p, std::move(f), options);
+    } else {
+      return run_flat<false>(p, std::move(f), options);
+    }
+  }
+
+  template <class P>
+  static auto execute(const P& p, F f, call_options options)
+      -> ::asio::awaitable<typename async_call<P, F>::R, typename async_call<P, F>::executor_type> {
+    if constexpr (nested<P>) {
+      return execute_nested(p, std::move(f), options);
+    } else {
+      return run_flat<true>(p, std::move(f), options);
+    }
+  }
+
+ private:
+  // A pipeline with a hedge: one coroutine per layer (async_call).
+  template <class P>
+  static auto try_execute_nested(const P& p, F f, call_options options)
       -> ::asio::awaitable<result<typename async_call<P, F>::R>, typename async_call<P, F>::executor_type> {
     async_call<P, F> call(p, f);
     co_return co_await call.run(options);
   }
 
   template <class P>
-  static auto execute(const P& p, F f, call_options options)
+  static auto execute_nested(const P& p, F f, call_options options)
       -> ::asio::awaitable<typename async_call<P, F>::R, typename async_call<P, F>::executor_type> {
     async_call<P, F> call(p, f);
     auto r = co_await call.run(options);
@@ -569,6 +1009,217 @@ struct async_entry {
       co_return std::move(r).value();
     }
   }
+
+  template <class P>
+  using flat_result_t = typename async_flat_call<P, F>::R;
+
+  static bool is_cancelled(const ::asio::cancellation_state& state) noexcept {
+    return state.cancelled() != ::asio::cancellation_type::none;
+  }
+
+  // The operation, its value or exception captured into `out`: what the
+  // deadline's path co_spawns.
+  template <class R, class Executor>
+  static ::asio::awaitable<void, Executor> attempt(F& f, const context& ctx, call_outcome<R>& out) {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        co_await call_operation(f, ctx);
+        out.value.emplace();
+      } else {
+        out.value.emplace(co_await call_operation(f, ctx));
+      }
+    } catch (...) {
+      out.exception = std::current_exception();
+    }
+  }
+
+  // (GCC 12 takes Asio's frame operator new/delete pair for a mismatch
+  // here at some instantiations: a false positive of -Wmismatched-new-delete
+  // on coroutine frames.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+  // Every pipeline without a hedge: the call in this one coroutine frame
+  // (see async_flat_call). It suspends only to await the operation and for
+  // real waits, on one timer.
+  template <bool Throwing, class P>
+  static auto run_flat(const P& p, F f, call_options options)
+      -> ::asio::awaitable<std::conditional_t<Throwing, flat_result_t<P>, result<flat_result_t<P>>>,
+                           typename async_flat_call<P, F>::executor_type> {
+    using call_type = async_flat_call<P, F>;
+    using R = typename call_type::R;
+    using executor_type = typename call_type::executor_type;
+    using clock_type = typename call_type::clock_type;
+    constexpr bool real_clock = call_type::real_clock;
+    constexpr auto use_awaitable = ::asio::use_awaitable_t<executor_type>{};
+
+    call_type c(p, options, co_await ::asio::this_coro::executor);
+    const executor_type& ex = c.executor_;
+    context& ctx = c.ctx;
+    call_outcome<R>& out = c.out;
+    std::optional<typename call_type::timer_type> timer;
+    flat_deadline_guard guard;
+    flat_action a = c.start();
+    for (;;) {
+      if constexpr (real_clock) {
+        // The deadline's wait stays armed while attempts keep the same
+        // deadline; otherwise it is taken back, and a success already on its
+        // way is let land before the guard is used again or goes.
+        const bool keep = a.kind == flat_kind::operation && ctx.has_deadline() && guard.armed_for == ctx.deadline();
+        if (guard.armed.load(std::memory_order_acquire) && !keep) {
+          if (timer->cancel() == 0) {
+            const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+            co_await ::asio::this_coro::throw_if_cancelled(false);
+            while (guard.armed.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+            co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+          }
+          guard.armed.store(false, std::memory_order_relaxed);
+        }
+      }
+      if (a.kind == flat_kind::done) break;
+      bool ok = true;
+      if (a.kind == flat_kind::operation) {
+        if (begin_attempt(ctx, out)) {
+          bool deadline_hit = false;
+          if (real_clock && ctx.has_deadline()) {
+            // The operation runs with its own cancellation slot (Asio gives
+            // an awaitable one only as its own thread: co_spawn, whose frames
+            // Asio recycles), cancelled by the deadline's timer or by our
+            // caller. The timer is armed by a task posted behind the attempt's
+            // start, and only if the attempt is still running then: an
+            // operation that completes at once costs no timer at all.
+            if (!timer) timer.emplace(ex);
+            guard.timer = &*timer;
+            guard.fired.store(false, std::memory_order_relaxed);
+            guard.op_running.store(true, std::memory_order_release);
+            const bool arm = !guard.armed.load(std::memory_order_relaxed);
+            if (arm) {
+              guard.armed_for = ctx.deadline();
+              if constexpr (std::is_same_v<clock_type, system_clock>) {
+                guard.system_expiry = call_type::deadline_time(ctx.deadline());
+              } else {
+                guard.steady_expiry = call_type::deadline_time(ctx.deadline());
+              }
+              guard.arm_pending.store(true, std::memory_order_relaxed);
+            }
+            const ::asio::cancellation_state caller_state = co_await ::asio::this_coro::cancellation_state;
+            ::asio::cancellation_slot caller_slot = caller_state.slot();
+            if (caller_slot.is_connected()) caller_slot.assign(flat_forward_cancellation{&guard.signal});
+            try {
+              co_await ::asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr)>(
+                  [&](auto handler) {
+                    // Once the handler is given away this closure may be gone
+                    // (the attempt can end on another thread at once): what
+                    // the arming needs is copied first. The frame stays: it
+                    // waits for the arming task (arm_pending).
+                    flat_deadline_guard* g = &guard;
+                    std::optional<executor_type> arm_ex;
+                    if (arm) arm_ex.emplace(ex);
+                    ::asio::co_spawn(ex, attempt<R, executor_type>(f, std::as_const(ctx), out),
+                                     ::asio::bind_cancellation_slot(g->signal.slot(), std::move(handler)));
+                    if (arm_ex) ::asio::post(*arm_ex, flat_arm_deadline<typename call_type::timer_type>{g});
+                  },
+                  use_awaitable);
+            } catch (...) {
+              out.exception = std::current_exception();  // attempt() keeps the operation's own
+            }
+            if (caller_slot.is_connected()) caller_slot.clear();
+            guard.op_running.store(false, std::memory_order_release);
+            if (guard.arm_pending.load(std::memory_order_acquire)) {
+              // The arming task still refers to this frame: let it run (it
+              // sees the attempt ended and arms nothing).
+              const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+              co_await ::asio::this_coro::throw_if_cancelled(false);
+              while (guard.arm_pending.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+              co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+            }
+            deadline_hit = guard.fired.load(std::memory_order_relaxed);
+          } else {
+            try {
+              if constexpr (std::is_void_v<R>) {
+                co_await call_operation(f, std::as_const(ctx));
+                out.value.emplace();
+              } else {
+                out.value.emplace(co_await call_operation(f, std::as_const(ctx)));
+              }
+            } catch (...) {
+              out.exception = std::current_exception();
+            }
+          }
+          if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
+            out.stop(outcome::cancelled, errc::cancelled, std::nullopt, false);
+          } else {
+            judge_attempt(p.classifier(), out);
+            if (deadline_hit) {
+              // The budget ran out with the operation in flight: the upstream
+              // was too slow. Its own exception (operation_aborted) stays.
+              out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
+            }
+            if (!out.v.ok() || pipeline_access::wants_completion_time(p)) end_attempt(ctx, c.read_clock(), out);
+          }
+        }
+      } else {
+        bool sleep = a.kind == flat_kind::sleep;
+        if constexpr (call_type::queues) {
+          if (a.kind == flat_kind::queue) {
+          asio_waiter<executor_type>* waiter = nullptr;
+          c.with_queue(a.layer, [&](auto& st) { waiter = &*st.waiter; });
+          if constexpr (real_clock) {
+            if (!timer) timer.emplace(ex);
+            timer->expires_at(call_type::deadline_time(a.until));
+            auto [order, receive_error, unused, timer_error] =
+                co_await ::asio::experimental::make_parallel_group(waiter->channel().async_receive(asio_deferred),
+                                                                   timer->async_wait(asio_deferred))
+                    .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
+            (void)order;
+            (void)receive_error;
+            (void)unused;
+            (void)timer_error;
+            if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
+          } else {
+            sleep = !waiter->woken();
+          }
+          }
+        }
+        if (sleep) {
+          if constexpr (real_clock) {
+            if (!timer) timer.emplace(ex);
+            timer->expires_at(call_type::deadline_time(a.until));
+            try {
+              co_await timer->async_wait(use_awaitable);
+            } catch (const std::system_error&) {
+              ok = false;  // operation_aborted: the caller cancelled
+            }
+          } else {
+            // A virtual clock: move it, then let the executor run others.
+            pipeline_access::clock(p).sleep_until(from_timestamp<clock_type>(a.until));
+            try {
+              co_await ::asio::post(ex, use_awaitable);
+            } catch (const std::system_error&) {
+              ok = false;  // operation_aborted: the caller cancelled
+            }
+          }
+          if (ok && is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
+        }
+        context_access::set_now(ctx, c.read_clock());
+      }
+      a = c.resume(a, ok);
+    }
+    if constexpr (Throwing) {
+      if constexpr (std::is_void_v<R>) {
+        std::move(out).finish(ctx.attempt()).value();
+        co_return;
+      } else {
+        co_return std::move(out).finish(ctx.attempt()).value();
+      }
+    } else {
+      co_return std::move(out).finish(ctx.attempt());
+    }
+  }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 };
 
 // ---------------------------------------------------------------------------
