@@ -1060,6 +1060,7 @@ struct async_entry {
     call_outcome<R>& out = c.out;
     std::optional<typename call_type::timer_type> timer;
     flat_deadline_guard guard;
+    std::exception_ptr escaped;
     flat_action a = c.start();
     for (;;) {
       if constexpr (real_clock) {
@@ -1078,134 +1079,144 @@ struct async_entry {
         }
       }
       if (a.kind == flat_kind::done) break;
-      bool ok = true;
-      if (a.kind == flat_kind::operation) {
-        if (begin_attempt(ctx, out)) {
-          bool deadline_hit = false;
-          if (real_clock && ctx.has_deadline()) {
-            // The operation runs with its own cancellation slot (Asio gives
-            // an awaitable one only as its own thread: co_spawn, whose frames
-            // Asio recycles), cancelled by the deadline's timer or by our
-            // caller. The timer is armed by a task posted behind the attempt's
-            // start, and only if the attempt is still running then: an
-            // operation that completes at once costs no timer at all.
-            if (!timer) timer.emplace(ex);
-            guard.timer = &*timer;
-            guard.fired.store(false, std::memory_order_relaxed);
-            guard.op_running.store(true, std::memory_order_release);
-            const bool arm = !guard.armed.load(std::memory_order_relaxed);
-            if (arm) {
-              guard.armed_for = ctx.deadline();
-              if constexpr (std::is_same_v<clock_type, system_clock>) {
-                guard.system_expiry = call_type::deadline_time(ctx.deadline());
-              } else {
-                guard.steady_expiry = call_type::deadline_time(ctx.deadline());
+      try {
+        bool ok = true;
+        if (a.kind == flat_kind::operation) {
+          if (begin_attempt(ctx, out)) {
+            bool deadline_hit = false;
+            if (real_clock && ctx.has_deadline()) {
+              // The operation runs with its own cancellation slot (Asio gives
+              // an awaitable one only as its own thread: co_spawn, whose frames
+              // Asio recycles), cancelled by the deadline's timer or by our
+              // caller. The timer is armed by a task posted behind the attempt's
+              // start, and only if the attempt is still running then: an
+              // operation that completes at once costs no timer at all.
+              if (!timer) timer.emplace(ex);
+              guard.timer = &*timer;
+              guard.fired.store(false, std::memory_order_relaxed);
+              guard.op_running.store(true, std::memory_order_release);
+              const bool arm = !guard.armed.load(std::memory_order_relaxed);
+              if (arm) {
+                guard.armed_for = ctx.deadline();
+                if constexpr (std::is_same_v<clock_type, system_clock>) {
+                  guard.system_expiry = call_type::deadline_time(ctx.deadline());
+                } else {
+                  guard.steady_expiry = call_type::deadline_time(ctx.deadline());
+                }
+                guard.arm_pending.store(true, std::memory_order_relaxed);
               }
-              guard.arm_pending.store(true, std::memory_order_relaxed);
-            }
-            const ::asio::cancellation_state caller_state = co_await ::asio::this_coro::cancellation_state;
-            ::asio::cancellation_slot caller_slot = caller_state.slot();
-            if (caller_slot.is_connected()) caller_slot.assign(flat_forward_cancellation{&guard.signal});
-            try {
-              co_await ::asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr)>(
-                  [&](auto handler) {
-                    // Once the handler is given away this closure may be gone
-                    // (the attempt can end on another thread at once): what
-                    // the arming needs is copied first. The frame stays: it
-                    // waits for the arming task (arm_pending).
-                    flat_deadline_guard* g = &guard;
-                    std::optional<executor_type> arm_ex;
-                    if (arm) arm_ex.emplace(ex);
-                    ::asio::co_spawn(ex, attempt<R, executor_type>(f, std::as_const(ctx), out),
-                                     ::asio::bind_cancellation_slot(g->signal.slot(), std::move(handler)));
-                    if (arm_ex) ::asio::post(*arm_ex, flat_arm_deadline<typename call_type::timer_type>{g});
-                  },
-                  use_awaitable);
-            } catch (...) {
-              out.exception = std::current_exception();  // attempt() keeps the operation's own
-            }
-            if (caller_slot.is_connected()) caller_slot.clear();
-            guard.op_running.store(false, std::memory_order_release);
-            if (guard.arm_pending.load(std::memory_order_acquire)) {
-              // The arming task still refers to this frame: let it run (it
-              // sees the attempt ended and arms nothing).
-              const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
-              co_await ::asio::this_coro::throw_if_cancelled(false);
-              while (guard.arm_pending.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
-              co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
-            }
-            deadline_hit = guard.fired.load(std::memory_order_relaxed);
-          } else {
-            try {
-              if constexpr (std::is_void_v<R>) {
-                co_await call_operation(f, std::as_const(ctx));
-                out.value.emplace();
-              } else {
-                out.value.emplace(co_await call_operation(f, std::as_const(ctx)));
+              const ::asio::cancellation_state caller_state = co_await ::asio::this_coro::cancellation_state;
+              ::asio::cancellation_slot caller_slot = caller_state.slot();
+              if (caller_slot.is_connected()) caller_slot.assign(flat_forward_cancellation{&guard.signal});
+              try {
+                co_await ::asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr)>(
+                    [&](auto handler) {
+                      // Once the handler is given away this closure may be gone
+                      // (the attempt can end on another thread at once): what
+                      // the arming needs is copied first. The frame stays: it
+                      // waits for the arming task (arm_pending).
+                      flat_deadline_guard* g = &guard;
+                      std::optional<executor_type> arm_ex;
+                      if (arm) arm_ex.emplace(ex);
+                      ::asio::co_spawn(ex, attempt<R, executor_type>(f, std::as_const(ctx), out),
+                                       ::asio::bind_cancellation_slot(g->signal.slot(), std::move(handler)));
+                      if (arm_ex) ::asio::post(*arm_ex, flat_arm_deadline<typename call_type::timer_type>{g});
+                    },
+                    use_awaitable);
+              } catch (...) {
+                out.exception = std::current_exception();  // attempt() keeps the operation's own
               }
-            } catch (...) {
-              out.exception = std::current_exception();
+              if (caller_slot.is_connected()) caller_slot.clear();
+              guard.op_running.store(false, std::memory_order_release);
+              if (guard.arm_pending.load(std::memory_order_acquire)) {
+                // The arming task still refers to this frame: let it run (it
+                // sees the attempt ended and arms nothing).
+                const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+                co_await ::asio::this_coro::throw_if_cancelled(false);
+                while (guard.arm_pending.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+                co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+              }
+              deadline_hit = guard.fired.load(std::memory_order_relaxed);
+            } else {
+              try {
+                if constexpr (std::is_void_v<R>) {
+                  co_await call_operation(f, std::as_const(ctx));
+                  out.value.emplace();
+                } else {
+                  out.value.emplace(co_await call_operation(f, std::as_const(ctx)));
+                }
+              } catch (...) {
+                out.exception = std::current_exception();
+              }
+            }
+            if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
+              out.stop(outcome::cancelled, errc::cancelled, std::nullopt, false);
+            } else {
+              judge_attempt(p.classifier(), out);
+              if (deadline_hit) {
+                // The budget ran out with the operation in flight: the upstream
+                // was too slow. Its own exception (operation_aborted) stays.
+                out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
+              }
+              if (!out.v.ok() || pipeline_access::wants_completion_time(p)) end_attempt(ctx, c.read_clock(), out);
             }
           }
-          if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
-            out.stop(outcome::cancelled, errc::cancelled, std::nullopt, false);
-          } else {
-            judge_attempt(p.classifier(), out);
-            if (deadline_hit) {
-              // The budget ran out with the operation in flight: the upstream
-              // was too slow. Its own exception (operation_aborted) stays.
-              out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
+        } else {
+          bool sleep = a.kind == flat_kind::sleep;
+          if constexpr (call_type::queues) {
+            if (a.kind == flat_kind::queue) {
+            asio_waiter<executor_type>* waiter = nullptr;
+            c.with_queue(a.layer, [&](auto& st) { waiter = &*st.waiter; });
+            if constexpr (real_clock) {
+              if (!timer) timer.emplace(ex);
+              timer->expires_at(call_type::deadline_time(a.until));
+              auto [order, receive_error, unused, timer_error] =
+                  co_await ::asio::experimental::make_parallel_group(waiter->channel().async_receive(asio_deferred),
+                                                                     timer->async_wait(asio_deferred))
+                      .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
+              (void)order;
+              (void)receive_error;
+              (void)unused;
+              (void)timer_error;
+              if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
+            } else {
+              sleep = !waiter->woken();
             }
-            if (!out.v.ok() || pipeline_access::wants_completion_time(p)) end_attempt(ctx, c.read_clock(), out);
+            }
           }
+          if (sleep) {
+            if constexpr (real_clock) {
+              if (!timer) timer.emplace(ex);
+              timer->expires_at(call_type::deadline_time(a.until));
+              try {
+                co_await timer->async_wait(use_awaitable);
+              } catch (const std::system_error&) {
+                ok = false;  // operation_aborted: the caller cancelled
+              }
+            } else {
+              // A virtual clock: move it, then let the executor run others.
+              pipeline_access::clock(p).sleep_until(from_timestamp<clock_type>(a.until));
+              try {
+                co_await ::asio::post(ex, use_awaitable);
+              } catch (const std::system_error&) {
+                ok = false;  // operation_aborted: the caller cancelled
+              }
+            }
+            if (ok && is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
+          }
+          context_access::set_now(ctx, c.read_clock());
         }
-      } else {
-        bool sleep = a.kind == flat_kind::sleep;
-        if constexpr (call_type::queues) {
-          if (a.kind == flat_kind::queue) {
-          asio_waiter<executor_type>* waiter = nullptr;
-          c.with_queue(a.layer, [&](auto& st) { waiter = &*st.waiter; });
-          if constexpr (real_clock) {
-            if (!timer) timer.emplace(ex);
-            timer->expires_at(call_type::deadline_time(a.until));
-            auto [order, receive_error, unused, timer_error] =
-                co_await ::asio::experimental::make_parallel_group(waiter->channel().async_receive(asio_deferred),
-                                                                   timer->async_wait(asio_deferred))
-                    .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
-            (void)order;
-            (void)receive_error;
-            (void)unused;
-            (void)timer_error;
-            if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
-          } else {
-            sleep = !waiter->woken();
-          }
-          }
-        }
-        if (sleep) {
-          if constexpr (real_clock) {
-            if (!timer) timer.emplace(ex);
-            timer->expires_at(call_type::deadline_time(a.until));
-            try {
-              co_await timer->async_wait(use_awaitable);
-            } catch (const std::system_error&) {
-              ok = false;  // operation_aborted: the caller cancelled
-            }
-          } else {
-            // A virtual clock: move it, then let the executor run others.
-            pipeline_access::clock(p).sleep_until(from_timestamp<clock_type>(a.until));
-            try {
-              co_await ::asio::post(ex, use_awaitable);
-            } catch (const std::system_error&) {
-              ok = false;  // operation_aborted: the caller cancelled
-            }
-          }
-          if (ok && is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
-        }
-        context_access::set_now(ctx, c.read_clock());
+          a = c.resume(a, ok);
+      } catch (...) {
+        // A policy or the classifier threw: the loop's top takes the
+        // deadline's wait back (and lets a completion already on its way
+        // land) before the exception leaves this frame, which the wait's
+        // handler refers to.
+        escaped = std::current_exception();
+        a = flat_action{};
       }
-      a = c.resume(a, ok);
     }
+    if (escaped) std::rethrow_exception(escaped);
     if constexpr (Throwing) {
       if constexpr (std::is_void_v<R>) {
         std::move(out).finish(ctx.attempt()).value();
