@@ -769,7 +769,7 @@ bool example() {
 // header example: <armor/storage/any.hpp>
 namespace any_storage_ex {
 bool example() {
-  // QUOTA_URL=memory: on a laptop, redis+cluster://n1:7000,n2:7001 in production
+  // QUOTA_URL=memory: on a laptop; redis+cluster://... also needs .backends (below)
   const char* url = std::getenv("QUOTA_URL");
   armor::quota_tracker<armor::system_clock, armor::any_quota_storage> quota{
       {.windows = {armor::quota_window::per_day(10'000)}}, {},

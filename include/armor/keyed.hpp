@@ -83,8 +83,8 @@ struct keyed_options {
   /// armor_keyed_key_rejected_total): the first this many keys refused have
   /// a count of their own for the life of the map; the refusals of every
   /// later key are counted together under the key "other". 0 (the
-  /// default): only the count of all keys together. At most 1024; about 200
-  /// bytes per key, allocated at construction. docs/observability.md.
+  /// default): only the count of all keys together. At most 1024; about 180
+  /// to 360 bytes per key, allocated at construction. docs/observability.md.
   std::size_t rejected_keys = 0;
 };
 
@@ -114,7 +114,7 @@ struct keyed_stats {
         armor::gauge("keys", &keyed_stats::keys, "armor_keyed_keys", "Keys the keyed map holds now."),
         armor::gauge("max_keys", &keyed_stats::max_keys, "armor_keyed_max_keys", "The most keys the keyed map holds."),
         armor::counter("rejected", &keyed_stats::rejected, "armor_keyed_rejected_total",
-                       "Calls refused by their key's policy in a pipeline, all keys together."),
+                       "Calls refused by their key's policy in a pipeline or given to record_rejection(), all keys together."),
         armor::counter("created", &keyed_stats::created, "armor_keyed_created_total",
                        "Entries the keyed map created (first use of a key, or use after it left)."),
         armor::counter("expired", &keyed_stats::expired, removed_total, removed_help).labelled("reason", "expired"),

@@ -27,8 +27,9 @@ namespace armor::detail {
 /// add() takes no lock and allocates nothing: an insert-only open-addressed
 /// table (twice as many slots as keys, so probes stay short), each slot
 /// claimed once with a compare-and-swap and published with a release
-/// store; later readers find it with an acquire load. Memory: about 200
-/// bytes per key and 512 for other(), allocated at construction.
+/// store; later readers find it with an acquire load. Memory: 88 bytes a
+/// slot, bit_ceil(2 x keys) slots, plus a pointer per key (about 180 to 360
+/// bytes per key) and 512 for other(), allocated at construction.
 class key_tally {
  public:
   static constexpr std::size_t max_key_size = 64;

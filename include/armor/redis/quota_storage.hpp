@@ -86,7 +86,7 @@ struct redis_quota_config {
 /// docs/backend_urls.md), for a server read from configuration:
 /// `redis://:secret@10.0.0.5:6379?tracker=openai&on_failure=fail_open&command_timeout=50ms`.
 /// Parameters: prefix, connect_timeout, command_timeout, connections,
-/// tracker, on_failure (fail_closed, fail_open, fallback_local),
+/// sentinel_password and sentinel_recheck (Sentinel URLs), tracker, on_failure (fail_closed, fail_open, fallback_local),
 /// local_share, lease, time (server, caller). Throws
 /// armor::error(errc::invalid_argument) for another scheme, a database
 /// other than 0, a parameter it does not know or a bad value.

@@ -341,7 +341,7 @@ class backend_url_reader {
     fail(name, *v, "true or false");
   }
 
-  /// A duration with its unit: 250ms, 5s, 2m, 1h, 500us (no unit is an error).
+  /// A duration with its unit: 250ms, 5s, 2m (or 2min), 1h (no unit is an error).
   [[nodiscard]] std::optional<std::chrono::milliseconds> millis(std::string_view name) {
     const auto v = text(name);
     if (!v) return std::nullopt;
