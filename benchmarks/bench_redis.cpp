@@ -227,7 +227,9 @@ class bench_cluster {
       if (info.find("cluster_known_nodes:3") == std::string::npos) return false;
       const std::string nodes = command(port(i), {"CLUSTER", "NODES"});
       for (std::size_t j = 0; j < 3; ++j) {
-        if (nodes.find(":" + std::to_string(port(j))) == std::string::npos) return false;
+        std::string address = ":";  // appended, not "..." + string: GCC 12 -O3 -Wrestrict false positive
+        address += std::to_string(port(j));
+        if (nodes.find(address) == std::string::npos) return false;
       }
     }
     return true;
