@@ -44,6 +44,18 @@ inline std::string redis_server_path() {
   return {};
 }
 
+/// Every Redis test file starts with this: the whole binary is skipped
+/// (exit code 77, which CTest reports as skipped) when redis-server is
+/// not on PATH.
+inline bool require_redis_server() {
+  if (redis_server_path().empty()) {
+    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
+    std::fflush(stdout);
+    std::_Exit(77);
+  }
+  return true;
+}
+
 /// A loopback port nobody listens on now.
 inline int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -21,14 +21,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const bool have_redis_server_for_any = [] {
-  if (armor_test::redis_server_path().empty()) {
-    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
-    std::fflush(stdout);
-    std::_Exit(77);
-  }
-  return true;
-}();
+const bool have_redis_server_for_any = armor_test::require_redis_server();
 
 std::string server_url() {
   return "redis://127.0.0.1:" + std::to_string(armor_test::shared_redis().port());

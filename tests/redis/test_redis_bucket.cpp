@@ -34,14 +34,7 @@ using namespace std::chrono;
 
 namespace {
 
-const bool have_redis_server_for_buckets = [] {
-  if (armor_test::redis_server_path().empty()) {
-    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
-    std::fflush(stdout);
-    std::_Exit(77);
-  }
-  return true;
-}();
+const bool have_redis_server_for_buckets = armor_test::require_redis_server();
 
 // 2024-06-15 12:00 UTC in ns: a realistic epoch, so that times are split
 // into seconds and nanoseconds as they are in production.

@@ -36,14 +36,7 @@ using namespace std::chrono;
 
 namespace {
 
-const bool have_redis_server_for_cluster = [] {
-  if (armor_test::redis_server_path().empty()) {
-    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
-    std::fflush(stdout);
-    std::_Exit(77);
-  }
-  return true;
-}();
+const bool have_redis_server_for_cluster = armor_test::require_redis_server();
 
 constexpr std::int64_t noon_ns = 1'718'452'800'000'000'000;
 

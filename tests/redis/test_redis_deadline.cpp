@@ -34,14 +34,7 @@ using armor::quota_window;
 namespace {
 
 // Without redis-server there is nothing to test: exit 77 (CTest: skipped).
-const bool have_redis_server_for_deadlines = [] {
-  if (armor_test::redis_server_path().empty()) {
-    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
-    std::fflush(stdout);
-    std::_Exit(77);
-  }
-  return true;
-}();
+const bool have_redis_server_for_deadlines = armor_test::require_redis_server();
 
 std::string deadline_name(const char* what) {
   static std::atomic<int> n{0};

@@ -38,14 +38,7 @@ using armor::quota_window;
 namespace {
 
 // Without redis-server there is nothing to test: exit 77 (CTest: skipped).
-const bool have_redis_server = [] {
-  if (armor_test::redis_server_path().empty()) {
-    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
-    std::fflush(stdout);
-    std::_Exit(77);
-  }
-  return true;
-}();
+const bool have_redis_server = armor_test::require_redis_server();
 
 armor::manual_clock clock_at(sys_time<nanoseconds> t) {
   armor::manual_clock c;

@@ -44,14 +44,7 @@ using namespace std::chrono;
 
 namespace {
 
-const bool have_redis_server_for_sentinel = [] {
-  if (armor_test::redis_server_path().empty()) {
-    std::puts("SKIPPED: redis-server is not on PATH (Debian: apt-get install redis-server)");
-    std::fflush(stdout);
-    std::_Exit(77);
-  }
-  return true;
-}();
+const bool have_redis_server_for_sentinel = armor_test::require_redis_server();
 
 /// One command on 127.0.0.1:port; its reply as text: a string, a status or
 /// an error as written, an integer's digits, an array's elements joined by
