@@ -56,6 +56,49 @@ inline bool require_redis_server() {
   return true;
 }
 
+/// One command on 127.0.0.1:port; its reply as text ("(error) ..." for an
+/// error, the number for an integer, "" for nil, elements joined by ' ',
+/// "(no connection)" or "(no reply)"), waiting at most `timeout`.
+inline std::string redis_command(int port, const std::vector<std::string>& words,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(2)) {
+  const timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
+  std::string out = "(no connection)";
+  if (c != nullptr && c->err == 0) {
+    redisSetTimeout(c, tv);
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const std::string& w : words) {
+      argv.push_back(w.data());
+      lens.push_back(w.size());
+    }
+    auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    const auto text = [](const redisReply* x) -> std::string {
+      switch (x->type) {
+        case REDIS_REPLY_INTEGER: return std::to_string(x->integer);
+        case REDIS_REPLY_ERROR: return "(error) " + std::string(x->str, x->len);
+        case REDIS_REPLY_STRING:
+        case REDIS_REPLY_STATUS: return std::string(x->str, x->len);
+        default: return {};
+      }
+    };
+    if (r == nullptr) {
+      out = "(no reply)";
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+      out.clear();
+      for (std::size_t i = 0; i < r->elements; ++i) {
+        if (i > 0) out += ' ';
+        out += text(r->element[i]);
+      }
+    } else {
+      out = text(r);
+    }
+    if (r != nullptr) freeReplyObject(r);
+  }
+  if (c != nullptr) redisFree(c);
+  return out;
+}
+
 /// A loopback port nobody listens on now.
 inline int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -181,6 +181,18 @@ void open_all(trio& t) {
   t.sync_all();
   for (const shared_breaker& x : t.b) REQUIRE(x.shared_state() == armor::breaker_state::open);
 }
+// One instance (min_reporting_instances 1, minimum_calls 10) opens the
+// shared breaker with ten failures.
+void trip_alone(shared_breaker& b) {
+  b.sync();
+  for (int i = 0; i < 10; ++i) {
+    auto d = b.try_acquire();
+    REQUIRE(d);
+    b.record(std::move(d).permit(), armor::verdict::failure());
+  }
+  b.sync();
+  REQUIRE(b.shared_state() == armor::breaker_state::open);
+}
 }  // namespace
 
 TEST_CASE("redis breaker: half-open admits one probe among all instances; its success closes it everywhere") {
@@ -254,14 +266,7 @@ TEST_CASE("redis breaker: success_threshold above half_open_max_calls: each fini
   o.half_open_max_calls = 1;
   o.success_threshold = 3;
   shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
-  b.sync();
-  for (int i = 0; i < 10; ++i) {
-    auto d = b.try_acquire();
-    REQUIRE(d);
-    b.record(std::move(d).permit(), armor::verdict::failure());
-  }
-  b.sync();
-  REQUIRE(b.shared_state() == armor::breaker_state::open);
+  trip_alone(b);
   clock.advance(5s);
   // Three probes one after another, without waiting: each success frees
   // the one slot for the next (before the fix the second waited open_for).
@@ -284,14 +289,7 @@ TEST_CASE("redis breaker: a sync cut short by the caller's deadline keeps an ope
   o.min_reporting_instances = 1;
   o.open_for = 30s;
   shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, o, clock};
-  b.sync();
-  for (int i = 0; i < 10; ++i) {
-    auto d = b.try_acquire();
-    REQUIRE(d);
-    b.record(std::move(d).permit(), armor::verdict::failure());
-  }
-  b.sync();
-  REQUIRE(b.shared_state() == armor::breaker_state::open);
+  trip_alone(b);
   clock.advance(150ms);  // the copy is due for a sync
   armor::call_options co;
   co.timeout = 0ns;  // no time left for a round trip

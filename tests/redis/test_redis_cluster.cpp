@@ -40,46 +40,8 @@ const bool have_redis_server_for_cluster = armor_test::require_redis_server();
 
 constexpr std::int64_t noon_ns = 1'718'452'800'000'000'000;
 
-/// One command on 127.0.0.1:port; its reply as text ("(error) ..." for an
-/// error, the number for an integer, "" for nil, elements joined by ' ').
-std::string run(int port, const std::vector<std::string>& words) {
-  const timeval tv{2, 0};
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
-  std::string out = "(no connection)";
-  if (c != nullptr && c->err == 0) {
-    redisSetTimeout(c, tv);
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const std::string& w : words) {
-      argv.push_back(w.data());
-      lens.push_back(w.size());
-    }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    const auto text = [](const redisReply* x) -> std::string {
-      switch (x->type) {
-        case REDIS_REPLY_INTEGER: return std::to_string(x->integer);
-        case REDIS_REPLY_ERROR: return "(error) " + std::string(x->str, x->len);
-        case REDIS_REPLY_STRING:
-        case REDIS_REPLY_STATUS: return std::string(x->str, x->len);
-        default: return {};
-      }
-    };
-    if (r == nullptr) {
-      out = "(no reply)";
-    } else if (r->type == REDIS_REPLY_ARRAY) {
-      out.clear();
-      for (std::size_t i = 0; i < r->elements; ++i) {
-        if (i > 0) out += ' ';
-        out += text(r->element[i]);
-      }
-    } else {
-      out = text(r);
-    }
-    if (r != nullptr) freeReplyObject(r);
-  }
-  if (c != nullptr) redisFree(c);
-  return out;
-}
+/// One command on 127.0.0.1:port, its reply as text (armor_test::redis_command).
+std::string run(int port, const std::vector<std::string>& words) { return armor_test::redis_command(port, words); }
 
 /// Three primaries, slots 0-5460, 5461-10922, 10923-16383, as redis-cli
 /// --cluster create would split them.

@@ -46,43 +46,9 @@ namespace {
 
 const bool have_redis_server_for_sentinel = armor_test::require_redis_server();
 
-/// One command on 127.0.0.1:port; its reply as text: a string, a status or
-/// an error as written, an integer's digits, an array's elements joined by
-/// ' ' (nested arrays skipped), "" for nil or no answer.
+/// One command on 127.0.0.1:port, its reply as text (armor_test::redis_command).
 std::string ask(int port, const std::vector<std::string>& words) {
-  const timeval tv{1, 0};
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
-  std::string out;
-  if (c != nullptr && c->err == 0) {
-    redisSetTimeout(c, tv);
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const std::string& w : words) {
-      argv.push_back(w.data());
-      lens.push_back(w.size());
-    }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    const auto text = [](const redisReply* x) -> std::string {
-      switch (x->type) {
-        case REDIS_REPLY_INTEGER: return std::to_string(x->integer);
-        case REDIS_REPLY_ERROR:
-        case REDIS_REPLY_STRING:
-        case REDIS_REPLY_STATUS: return std::string(x->str, x->len);
-        default: return {};
-      }
-    };
-    if (r != nullptr && r->type == REDIS_REPLY_ARRAY) {
-      for (std::size_t i = 0; i < r->elements; ++i) {
-        if (i > 0) out += ' ';
-        out += text(r->element[i]);
-      }
-    } else if (r != nullptr) {
-      out = text(r);
-    }
-    if (r != nullptr) freeReplyObject(r);
-  }
-  if (c != nullptr) redisFree(c);
-  return out;
+  return armor_test::redis_command(port, words, std::chrono::seconds(1));
 }
 
 /// Calls `f` every 2 ms (or `every`) until it returns true, for at most `limit` (a bound
