@@ -160,34 +160,23 @@ class redis_server {
 
   [[nodiscard]] int port() const noexcept { return port_; }
 
-  /// Starts the server (again, on the same port) and waits until it answers PING.
+  /// Starts the server (again, on the same port) and waits until it answers
+  /// PING as this process: a server of another test that took the port
+  /// between free_port() and our bind would answer PING too, so the answer
+  /// must carry our child's process id. If the child exits at once (the
+  /// port was taken), the first start picks another port, up to four times.
   void start() {
     if (pid_ > 0) return;
-    const std::string exe = redis_server_path();
-    const std::string port = std::to_string(port_);
-    const std::string dir = dir_.string();
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("redis_server: fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(1);
-      const std::string log = (dir_ / "redis.log").string();
-      std::vector<const char*> argv{exe.c_str(), "--port",      port.c_str(), "--bind",    "127.0.0.1",
-                                    "--save",    "",            "--appendonly", "no",        "--dir",
-                                    dir.c_str(), "--logfile",   log.c_str(),  "--daemonize", "no"};
-      for (const std::string& a : extra_) argv.push_back(a.c_str());
-      argv.push_back(nullptr);
-      ::execv(exe.c_str(), const_cast<char* const*>(argv.data()));
-      ::_exit(127);
+    for (int attempt = 0;; ++attempt) {
+      if (launch_and_wait()) {
+        started_ = true;
+        return;
+      }
+      if (started_ || attempt == 4) break;
+      port_ = extra_.empty() ? free_port() : free_cluster_port();
     }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (std::chrono::steady_clock::now() < until) {
-      if (ping()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds{10});
-    }
-    stop();
-    throw std::runtime_error("redis_server: redis-server did not answer on port " + port);
+    throw std::runtime_error("redis_server: redis-server did not answer on port " + std::to_string(port_) +
+                             " (log: " + (dir_ / "redis.log").string() + ")");
   }
 
   /// kill -9, and reaps it.
@@ -240,6 +229,48 @@ class redis_server {
   }
 
  private:
+  // Forks redis-server on port_ and waits up to 10 s for it to answer as
+  // itself; false (child reaped) if it exited or never answered.
+  bool launch_and_wait() {
+    const std::string exe = redis_server_path();
+    const std::string port = std::to_string(port_);
+    const std::string dir = dir_.string();
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("redis_server: fork failed");
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);
+      const std::string log = (dir_ / "redis.log").string();
+      std::vector<const char*> argv{exe.c_str(), "--port",      port.c_str(), "--bind",    "127.0.0.1",
+                                    "--save",    "",            "--appendonly", "no",        "--dir",
+                                    dir.c_str(), "--logfile",   log.c_str(),  "--daemonize", "no"};
+      for (const std::string& a : extra_) argv.push_back(a.c_str());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), const_cast<char* const*>(argv.data()));
+      ::_exit(127);
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (std::chrono::steady_clock::now() < until) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // exited: bind failed, most likely
+        pid_ = -1;
+        return false;
+      }
+      if (answers_as_child()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    stop();
+    return false;
+  }
+
+  // True when the server on port_ answers INFO with our child's process id.
+  [[nodiscard]] bool answers_as_child() const {
+    const std::string info = redis_command(port_, {"INFO", "server"}, std::chrono::milliseconds{200});
+    return info.find("process_id:" + std::to_string(pid_) + "\r") != std::string::npos;
+  }
+
+  bool started_ = false;
   int port_;
   std::vector<std::string> extra_;
   std::filesystem::path dir_;
