@@ -111,7 +111,7 @@ template <class Clock>
 class any_bucket_memory final : public any_bucket_backend<Clock> {
  public:
   any_bucket_memory(const token_bucket_options& o, const keyed_options& keys, const Clock& clock)
-      : options_(o), bucket_(o, clock), keys_(o, keys, clock) {}
+      : cost_(o.cost), options_(o), bucket_(o, clock), keys_(o, keys, clock) {}
 
   token_bucket_decision<> try_acquire(std::string_view key, std::int64_t n, timestamp now) noexcept override {
     if (key.empty()) return bucket_.try_acquire(n, now);
@@ -124,7 +124,7 @@ class any_bucket_memory final : public any_bucket_backend<Clock> {
     }
   }
   admission<no_permit> admit(context& ctx) noexcept override {
-    const std::int64_t n = ctx.cost(options_.cost);
+    const std::int64_t n = ctx.cost(cost_);
     if (n == 0) return admission<no_permit>::admit();
     return any_bucket_admission(try_acquire(ctx.key(), n, ctx.now()));
   }
@@ -145,7 +145,8 @@ class any_bucket_memory final : public any_bucket_backend<Clock> {
   }
 
  private:
-  token_bucket_options options_;  // as changed; under change_
+  const cost_source cost_;        // read by admit(); never changed
+  token_bucket_options options_;  // as changed; read and written only under change_
   token_bucket<Clock> bucket_;
   keyed<any_bucket_key<Clock>, token_bucket_options, Clock> keys_;
   std::mutex change_;
