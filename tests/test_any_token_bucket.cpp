@@ -10,6 +10,7 @@
 
 #include "armor_catch.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
