@@ -6,6 +6,7 @@
 // fails when a header's example and its copy here differ. Change both
 // together. The examples that need Asio, fmt, SQLite or Redis are in
 // tests/<that>/test_header_examples.cpp.
+#include <armor/any_token_bucket.hpp>
 #include <armor/armor.hpp>
 #include <armor/resource_sampler.hpp>
 #include <armor/storage/any.hpp>
@@ -777,6 +778,19 @@ bool example() {
   return static_cast<bool>(quota.try_consume());
 }
 }  // namespace any_storage_ex
+// header example: <armor/any_token_bucket.hpp>
+namespace any_bucket_ex {
+bool example() {
+  using namespace std::chrono_literals;
+  // RATE_URL=memory: on a laptop; redis://... also needs .backends (below)
+  const char* url = std::getenv("RATE_URL");
+  armor::any_token_bucket<> upstream = armor::make_token_bucket(
+      url != nullptr ? url : "memory:", {.rate = {100, 1s}, .burst = 20}, {.name = "upstream"});
+  auto p = armor::pipeline{std::ref(upstream)};  // call_options::key: one bucket per key
+  auto r = p.try_execute([] { return 1; }, {.key = "10.0.0.7"});
+  return r.has_value();
+}
+}  // namespace any_bucket_ex
 // header example: <armor/drain.hpp>
 namespace drain_ex {
 struct request {};
@@ -1049,6 +1063,8 @@ TEST_CASE("header examples: load_shedder.hpp, drain.hpp") {
 TEST_CASE("header examples: storage/backend_url.hpp") { CHECK(header_examples::backend_url_ex::example()); }
 
 TEST_CASE("header example: storage/any.hpp") { CHECK(header_examples::any_storage_ex::example()); }
+
+TEST_CASE("header example: any_token_bucket.hpp") { CHECK(header_examples::any_bucket_ex::example()); }
 
 TEST_CASE("header example: host_set.hpp") {
   const armor::host_set_stats s = hx::host_set_ex::example();

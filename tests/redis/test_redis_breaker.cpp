@@ -78,11 +78,13 @@ struct trio {
   std::vector<shared_breaker> b;
 
   explicit trio(const char* what, armor::circuit_breaker_options local = patient_local,
-                std::uint32_t half_open_max = 1) : name(breaker_name(what)) {
+                std::uint32_t half_open_max = 1, std::uint32_t success_threshold = 1)
+      : name(breaker_name(what)) {
     const int port = armor_test::shared_redis().port();
     for (const char* id : {"a", "b", "c"}) {
       armor::redis_circuit_breaker_options o = shared_options(name, id);
       o.half_open_max_calls = half_open_max;
+      o.success_threshold = success_threshold;
       b.emplace_back(local, armor::redis_connection{breaker_redis(port)}, o, clock);
     }
   }
@@ -243,19 +245,66 @@ TEST_CASE("redis breaker: a failed probe reopens it everywhere; a dropped probe 
 }
 
 TEST_CASE("redis breaker: two probes at a time are shared among the instances") {
+  // min_reporting_instances 2, half_open_max_calls 2: one instance holds at
+  // most one slot, so the first to sync cannot take every probe.
   trio t("two-probes", patient_local, 2);
   open_all(t);
   t.clock.advance(5s);
-  auto p1 = t.b[0].try_acquire();  // a asks for both slots: it holds them
+  auto p1 = t.b[0].try_acquire();  // a asks for its share: one slot
   REQUIRE(p1);
-  auto p2 = t.b[0].try_acquire();
+  CHECK_FALSE(t.admits(0));  // not the second
+  auto p2 = t.b[1].try_acquire();  // b gets the other
   REQUIRE(p2);
-  CHECK_FALSE(t.admits(1));
+  CHECK_FALSE(t.admits(2));  // both held: c gets none
   t.b[0].record(std::move(p1).permit(), armor::verdict::success());
+  t.b[1].record(std::move(p2).permit(), armor::verdict::success());
+  t.b[0].sync();
+  t.b[1].sync();
+  CHECK(t.b[1].shared_state() == armor::breaker_state::closed);
+  CHECK(t.b[0].stats().probes == 1);
+  CHECK(t.b[1].stats().probes == 1);
+}
+
+TEST_CASE("redis breaker: a lone instance probes its share at a time, and still closes it") {
+  // half_open_max_calls 4, min_reporting_instances 2: two slots each; three successes close it.
+  trio t("lone-prober", patient_local, 4, 3);
+  open_all(t);
+  t.clock.advance(5s);
+  auto p1 = t.b[0].try_acquire();
+  auto p2 = t.b[0].try_acquire();
+  REQUIRE(p1);
+  REQUIRE(p2);
+  CHECK_FALSE(t.admits(0));
+  CHECK(t.b[0].stats().probes == 2);
+  t.b[0].record(std::move(p1).permit(), armor::verdict::success());  // its slot is freed at the next sync
+  auto p3 = t.b[0].try_acquire();
+  REQUIRE(p3);
+  CHECK(t.b[0].shared_state() == armor::breaker_state::half_open);
+  CHECK(t.b[0].stats().probes == 3);
   t.b[0].record(std::move(p2).permit(), armor::verdict::success());
+  t.b[0].record(std::move(p3).permit(), armor::verdict::success());
   t.b[0].sync();
   CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
-  CHECK(t.b[0].stats().probes == 2);
+}
+
+TEST_CASE("redis breaker: two objects of one name in one process are one reporter (default instance id)") {
+  const int port = armor_test::shared_redis().port();
+  const armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options o = shared_options(breaker_name("one-process"), "");
+  std::vector<shared_breaker> b;
+  for (int i = 0; i < 2; ++i) b.emplace_back(patient_local, armor::redis_connection{breaker_redis(port)}, o, clock);
+  CHECK(b[0].options().instance == b[1].options().instance);
+  for (shared_breaker& x : b) {
+    for (int k = 0; k < 10; ++k) {
+      auto d = x.try_acquire();
+      REQUIRE(d);
+      x.record(std::move(d).permit(), armor::verdict::failure());
+    }
+    x.sync();
+  }
+  // 20 failures in the window, but from one process: below min_reporting_instances (2).
+  CHECK(b[1].shared_state() == armor::breaker_state::closed);
+  CHECK(b[1].reporting_instances() == 1);
 }
 
 TEST_CASE("redis breaker: success_threshold above half_open_max_calls: each finished probe frees its slot") {
@@ -420,13 +469,12 @@ TEST_CASE("redis breaker: bad options are refused, naming the option") {
   refuses({.open_for = 0s}, "open_for");
   refuses({.half_open_max_calls = 0}, "half_open_max_calls");
   refuses({.success_threshold = 70000}, "success_threshold");
-  // The default instance id: host name, pid, a number per object.
+  // The default instance id: host name and pid, the same for every object of the process.
   const shared_breaker x{{}, c, {.name = "ids"}}, y{{}, c, {.name = "ids"}};
   std::string pid = "-";
   pid += std::to_string(::getpid());
-  pid += "-";
-  CHECK(x.options().instance.find(pid) != std::string::npos);
-  CHECK(x.options().instance != y.options().instance);
+  CHECK(x.options().instance.ends_with(pid));
+  CHECK(x.options().instance == y.options().instance);
 }
 
 TEST_CASE("redis breaker: processes share one breaker") {

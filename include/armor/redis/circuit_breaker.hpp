@@ -62,7 +62,7 @@ struct redis_circuit_breaker_options {
   /// its state. Not empty; no '{' or '}'.
   std::string name = "default";
   /// This instance's id among them (what min_reporting_instances counts);
-  /// empty (the default): "<host name>-<pid>-<n>". No '{' or '}'.
+  /// empty (the default): "<host name>-<pid>", one id per process. No '{' or '}'.
   std::string instance{};
   /// How old the cached copy of the shared state may get before a call
   /// refreshes it (and sends the outcomes gathered meanwhile); > 0.
@@ -78,7 +78,9 @@ struct redis_circuit_breaker_options {
   std::chrono::nanoseconds window = std::chrono::seconds{10};
   /// How long the shared breaker stays open (whole milliseconds, >= 1 ms).
   std::chrono::nanoseconds open_for = std::chrono::seconds{30};
-  /// Probes admitted at a time, by all instances together, while half-open; in [1, 65535].
+  /// Probes admitted at a time, by all instances together, while half-open;
+  /// in [1, 65535]. One instance holds at most half_open_max_calls /
+  /// min_reporting_instances of them (at least 1).
   std::uint32_t half_open_max_calls = 1;
   /// Successful probes that close the shared breaker; in [1, 65535].
   std::uint32_t success_threshold = 1;
@@ -128,15 +130,14 @@ class redis_breaker_shared {
         rule_(rule),
         count_throttled_(throttled) {
     if (options_.instance.empty()) {
-      // Host name and pid: in containers every pid may be 1, host names differ.
-      static std::atomic<std::uint64_t> made{0};
+      // Host name and pid: in containers every pid may be 1, host names
+      // differ. One id per process, whatever the number of objects: two
+      // objects of one name in one process are one reporter, not two.
       std::array<char, 256> host{};
       if (::gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
       options_.instance = host.data();
       options_.instance += "-";
       options_.instance += std::to_string(::getpid());
-      options_.instance += "-";
-      options_.instance += std::to_string(made.fetch_add(1, std::memory_order_relaxed));
     }
   }
   redis_breaker_shared(const redis_breaker_shared&) = delete;
@@ -274,8 +275,15 @@ class redis_breaker_shared {
     const std::uint64_t gen = gen_.load(std::memory_order_relaxed);
     const std::int64_t ok = take(successes_), bad = take(failures_);
     const std::int64_t pok = take(probe_successes_), pbad = take(probe_failures_), prel = take(probes_released_);
-    const std::int64_t held = probes_left_.load(std::memory_order_relaxed);
-    const std::int64_t want = !probing || ph == closed ? 0 : std::max<std::int64_t>(0, options_.half_open_max_calls - held);
+    // Probe slots: this instance holds at most its share of them (unused or
+    // in flight: half_open_max_calls / min_reporting_instances, at least 1),
+    // so that the first instance to sync while half-open cannot take every
+    // probe. Those finished since the last sync are given back by this one.
+    const std::int64_t finished = pok + pbad + prel;
+    const std::int64_t share = std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(options_.half_open_max_calls / options_.min_reporting_instances));
+    const std::int64_t want =
+        !probing || ph == closed ? 0 : std::max<std::int64_t>(0, share - std::max<std::int64_t>(0, mine_ - finished));
     constexpr std::int64_t ns = 1'000'000'000;
     std::int64_t s = t / ns;
     std::int64_t r = t % ns;
@@ -319,6 +327,7 @@ class redis_breaker_shared {
         add(probes_released_, static_cast<std::uint64_t>(prel));
       } else {
         add(dropped_, static_cast<std::uint64_t>(ok + bad + pok + pbad));
+        mine_ = std::max<std::int64_t>(0, mine_ - finished);
       }
       next_sync_.store(t, std::memory_order_relaxed);
       return;
@@ -331,6 +340,7 @@ class redis_breaker_shared {
       add(dropped_, static_cast<std::uint64_t>(ok + bad + pok + pbad));
       reachable_.store(false, std::memory_order_relaxed);
       probes_left_.store(0, std::memory_order_relaxed);
+      mine_ = 0;
       phase_.store(closed, std::memory_order_release);
       return;
     }
@@ -344,6 +354,7 @@ class redis_breaker_shared {
     reporters_.store(rep->reporters, std::memory_order_relaxed);
     if (next_gen != gen) probes_left_.store(grant, std::memory_order_relaxed);
     else if (grant > 0) probes_left_.fetch_add(grant, std::memory_order_relaxed);
+    mine_ = next_gen != gen ? grant : std::max<std::int64_t>(0, mine_ - finished) + grant;
     if (grant > 0) add(probes_granted_, static_cast<std::uint64_t>(grant));
     open_until_.store(t + left_ms * 1'000'000, std::memory_order_relaxed);
     gen_.store(next_gen, std::memory_order_release);
@@ -357,6 +368,7 @@ class redis_breaker_shared {
   health_rule rule_;
   bool count_throttled_;
   std::mutex sync_lock_;
+  std::int64_t mine_ = 0;  // probe slots of this generation held, unused or in flight; under sync_lock_
   // The cached copy.
   std::atomic<std::uint8_t> phase_{closed};
   std::atomic<std::uint64_t> gen_{0};

@@ -82,6 +82,83 @@ struct redis_quota_config {
   redis_quota_storage_options storage{};
 };
 
+namespace detail {
+
+/// The connection a redis*: backend URL names, with the connection's
+/// parameters read through `r` (for redis_*_config_from_url); `fail` names
+/// the URL and throws.
+template <class Fail>
+[[nodiscard]] redis_options redis_options_from_url(const backend_url& u, backend_url_reader& r, const Fail& fail) {
+  if (u.scheme != backend_scheme::redis && u.scheme != backend_scheme::redis_cluster &&
+      u.scheme != backend_scheme::redis_sentinel) {
+    fail("names a " + std::string(to_string(u.scheme)) + " backend, not redis:");
+  }
+  if (!u.user.empty() && u.user != "default") {
+    fail("user \"" + u.user + "\": only a password is sent (AUTH password); write redis://:password@host");
+  }
+  const std::string& db = u.scheme == backend_scheme::redis_sentinel ? u.database : u.path;
+  if (!db.empty() && db.find_first_not_of('0') != std::string::npos) {
+    fail("database " + db + ": armor's Redis backends use database 0 (keep applications apart with prefix=)");
+  }
+  redis_options c;
+  c.host = u.hosts.front().host;
+  c.port = u.hosts.front().port;
+  c.password = u.password;
+  if (u.scheme == backend_scheme::redis_cluster) {
+    c.cluster = true;
+    for (std::size_t i = 1; i < u.hosts.size(); ++i) {
+      std::string seed = u.hosts[i].host;
+      seed += ':';
+      seed += std::to_string(u.hosts[i].port);
+      c.seeds.push_back(std::move(seed));
+    }
+  }
+  if (u.scheme == backend_scheme::redis_sentinel) {
+    c.primary_name = u.path;
+    for (const backend_endpoint& h : u.hosts) {
+      std::string sentinel = h.host;
+      sentinel += ':';
+      sentinel += std::to_string(h.port);
+      c.sentinels.push_back(std::move(sentinel));
+    }
+  }
+  if (const auto v = r.text("prefix")) c.prefix = std::string(*v);
+  if (const auto v = r.millis("connect_timeout")) c.connect_timeout = *v;
+  if (const auto v = r.millis("command_timeout")) c.command_timeout = *v;
+  if (const auto v = r.integer("connections", 1, 64)) c.connections = static_cast<std::size_t>(*v);
+  if (u.scheme == backend_scheme::redis_sentinel) {
+    if (const auto v = r.text("sentinel_password")) c.sentinel_password = std::string(*v);
+    if (const auto v = r.millis("sentinel_recheck")) c.sentinel_recheck = *v;
+  }
+  return c;
+}
+
+/// The `on_failure` and `time` parameters of a redis*: backend URL.
+inline void redis_limit_params_from_url(backend_url_reader& r, redis_failure_mode& on_failure, redis_time_source& time) {
+  if (const auto v = r.text("on_failure")) {
+    if (*v == "fail_closed") {
+      on_failure = redis_failure_mode::fail_closed;
+    } else if (*v == "fail_open") {
+      on_failure = redis_failure_mode::fail_open;
+    } else if (*v == "fallback_local") {
+      on_failure = redis_failure_mode::fallback_local;
+    } else {
+      r.fail("on_failure", *v, "fail_closed, fail_open or fallback_local");
+    }
+  }
+  if (const auto v = r.text("time")) {
+    if (*v == "server") {
+      time = redis_time_source::server;
+    } else if (*v == "caller") {
+      time = redis_time_source::caller;
+    } else {
+      r.fail("time", *v, "server or caller");
+    }
+  }
+}
+
+}  // namespace detail
+
 /// The options a `redis:` backend URL names (armor/storage/backend_url.hpp,
 /// docs/backend_urls.md), for a server read from configuration:
 /// `redis://:secret@10.0.0.5:6379?tracker=openai&on_failure=fail_open&command_timeout=50ms`.
@@ -101,71 +178,13 @@ struct redis_quota_config {
   const auto fail = [&](const std::string& what) {
     detail::invalid_config(std::string(who) + ": \"" + std::string(url) + "\": " + what);
   };
-  if (u.scheme != backend_scheme::redis && u.scheme != backend_scheme::redis_cluster &&
-      u.scheme != backend_scheme::redis_sentinel) {
-    fail("names a " + std::string(to_string(u.scheme)) + " backend, not redis:");
-  }
-  if (!u.user.empty() && u.user != "default") {
-    fail("user \"" + u.user + "\": only a password is sent (AUTH password); write redis://:password@host");
-  }
-  const std::string& db = u.scheme == backend_scheme::redis_sentinel ? u.database : u.path;
-  if (!db.empty() && db.find_first_not_of('0') != std::string::npos) {
-    fail("database " + db + ": armor's Redis backends use database 0 (keep applications apart with prefix=)");
-  }
-  redis_quota_config c;
-  c.connection.host = u.hosts.front().host;
-  c.connection.port = u.hosts.front().port;
-  c.connection.password = u.password;
-  if (u.scheme == backend_scheme::redis_cluster) {
-    c.connection.cluster = true;
-    for (std::size_t i = 1; i < u.hosts.size(); ++i) {
-      std::string seed = u.hosts[i].host;
-      seed += ':';
-      seed += std::to_string(u.hosts[i].port);
-      c.connection.seeds.push_back(std::move(seed));
-    }
-  }
-  if (u.scheme == backend_scheme::redis_sentinel) {
-    c.connection.primary_name = u.path;
-    for (const backend_endpoint& h : u.hosts) {
-      std::string sentinel = h.host;
-      sentinel += ':';
-      sentinel += std::to_string(h.port);
-      c.connection.sentinels.push_back(std::move(sentinel));
-    }
-  }
   detail::backend_url_reader r(u, who);
-  if (const auto v = r.text("prefix")) c.connection.prefix = std::string(*v);
-  if (const auto v = r.millis("connect_timeout")) c.connection.connect_timeout = *v;
-  if (const auto v = r.millis("command_timeout")) c.connection.command_timeout = *v;
-  if (const auto v = r.integer("connections", 1, 64)) c.connection.connections = static_cast<std::size_t>(*v);
-  if (u.scheme == backend_scheme::redis_sentinel) {
-    if (const auto v = r.text("sentinel_password")) c.connection.sentinel_password = std::string(*v);
-    if (const auto v = r.millis("sentinel_recheck")) c.connection.sentinel_recheck = *v;
-  }
+  redis_quota_config c;
+  c.connection = detail::redis_options_from_url(u, r, fail);
   if (const auto v = r.text("tracker")) c.storage.tracker = std::string(*v);
-  if (const auto v = r.text("on_failure")) {
-    if (*v == "fail_closed") {
-      c.storage.on_failure = redis_failure_mode::fail_closed;
-    } else if (*v == "fail_open") {
-      c.storage.on_failure = redis_failure_mode::fail_open;
-    } else if (*v == "fallback_local") {
-      c.storage.on_failure = redis_failure_mode::fallback_local;
-    } else {
-      r.fail("on_failure", *v, "fail_closed, fail_open or fallback_local");
-    }
-  }
   if (const auto v = r.number("local_share")) c.storage.local_share = *v;
   if (const auto v = r.integer("lease", 0, std::numeric_limits<std::int64_t>::max())) c.storage.lease = *v;
-  if (const auto v = r.text("time")) {
-    if (*v == "server") {
-      c.storage.time = redis_time_source::server;
-    } else if (*v == "caller") {
-      c.storage.time = redis_time_source::caller;
-    } else {
-      r.fail("time", *v, "server or caller");
-    }
-  }
+  detail::redis_limit_params_from_url(r, c.storage.on_failure, c.storage.time);
   r.finish();
   return c;
 }

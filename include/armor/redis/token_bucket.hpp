@@ -17,6 +17,7 @@
 // docs/redis.md.
 #pragma once
 
+#include <armor/any_token_bucket.hpp>
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/detail/config.hpp>
@@ -27,6 +28,7 @@
 #include <armor/keyed.hpp>
 #include <armor/policy.hpp>
 #include <armor/redis/quota_storage.hpp>
+#include <armor/storage/backend_url.hpp>
 #include <armor/token_bucket.hpp>
 #include <armor/verdict.hpp>
 
@@ -74,6 +76,43 @@ struct redis_token_bucket_options {
   /// away; >= 1.
   std::size_t local_keys = 10'000;
 };
+
+/// How to reach Redis and what the bucket does there: what a `redis:`
+/// backend URL names (armor::redis_token_bucket_config_from_url).
+struct redis_token_bucket_config {
+  redis_options connection{};
+  redis_token_bucket_options bucket{};
+};
+
+/// The options a `redis:`, `redis+sentinel:` or `redis+cluster:` backend
+/// URL names for a token bucket (docs/backend_urls.md):
+/// `redis://10.0.0.5?name=upstream&on_failure=fail_open&command_timeout=50ms`.
+/// Parameters: those of the connection as for redis_quota_config_from_url
+/// (prefix, connect_timeout, command_timeout, connections,
+/// sentinel_password, sentinel_recheck), name, on_failure, local_share,
+/// lease, lease_ttl (a duration), time, local_keys. Throws
+/// armor::error(errc::invalid_argument) for another scheme, a database
+/// other than 0, a parameter it does not know or a bad value, naming it.
+[[nodiscard]] inline redis_token_bucket_config redis_token_bucket_config_from_url(std::string_view url) {
+  constexpr std::string_view who = "armor::redis_token_bucket_config_from_url";
+  const backend_url u = parse_backend_url(url);
+  const auto fail = [&](const std::string& what) {
+    detail::invalid_config(std::string(who) + ": \"" + std::string(url) + "\": " + what);
+  };
+  detail::backend_url_reader r(u, who);
+  redis_token_bucket_config c;
+  c.connection = detail::redis_options_from_url(u, r, fail);
+  if (const auto v = r.text("name")) c.bucket.name = std::string(*v);
+  if (const auto v = r.number("local_share")) c.bucket.local_share = *v;
+  if (const auto v = r.integer("lease", 0, std::numeric_limits<std::int64_t>::max())) c.bucket.lease = *v;
+  if (const auto v = r.millis("lease_ttl")) c.bucket.lease_ttl = *v;
+  if (const auto v = r.integer("local_keys", 1, std::numeric_limits<std::int64_t>::max())) {
+    c.bucket.local_keys = static_cast<std::size_t>(*v);
+  }
+  detail::redis_limit_params_from_url(r, c.bucket.on_failure, c.bucket.time);
+  r.finish();
+  return c;
+}
 
 /// Counters of a redis_token_bucket, since it was made; each read with a
 /// relaxed load (consistent one by one, not as a whole).
@@ -652,4 +691,24 @@ class redis_token_bucket {
   cost_source cost_;  // token_bucket_options::cost
 };
 
+/// For armor::make_token_bucket (armor/any_token_bucket.hpp): builds a
+/// redis_token_bucket<Clock>, on a connection of its own, from a `redis:`,
+/// `redis+sentinel:` or `redis+cluster:` URL
+/// (redis_token_bucket_config_from_url), named as the options say when the
+/// URL names none. `.backends = {armor::redis_token_bucket_backend<>}`.
+template <class Clock = steady_clock>
+inline constexpr token_bucket_backend<Clock> redis_token_bucket_backend{
+    "redis",
+    [](backend_scheme s) noexcept {
+      return s == backend_scheme::redis || s == backend_scheme::redis_sentinel || s == backend_scheme::redis_cluster;
+    },
+    [](std::string_view url, const token_bucket_options& bucket, std::string_view name, const Clock& clock) {
+      redis_token_bucket_config c = redis_token_bucket_config_from_url(url);
+      if (!parse_backend_url(url).param("name")) c.bucket.name = std::string(name);
+      return any_token_bucket<Clock>(
+          redis_token_bucket<Clock>(bucket, redis_connection(std::move(c.connection)), std::move(c.bucket), clock));
+    },
+};
+
 }  // namespace armor
+
