@@ -26,6 +26,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -332,8 +333,9 @@ TEST_CASE("redis windows: time from Redis's clock") {
   auto& server = armor_test::shared_redis();
   const armor::redis_connection conn{window_redis(server.port())};
   // A manual clock far in the past: with server time it decides nothing.
+  // (Days of UTC: the fixed window turns only at midnight.)
   const armor::manual_clock clock{nanoseconds{0}};
-  armor::redis_fixed_window<armor::manual_clock> fixed{{.limit = 3, .window = 1h}, conn, {.name = window_name("srv")},
+  armor::redis_fixed_window<armor::manual_clock> fixed{{.limit = 3, .window = 24h}, conn, {.name = window_name("srv")},
                                                        clock};
   armor::redis_sliding_window<armor::manual_clock> exact{
       {.limit = 3, .window = 1h, .segments = 60}, conn, {.name = window_name("srv")}, clock};
@@ -349,7 +351,7 @@ TEST_CASE("redis windows: time from Redis's clock") {
   const armor::window_decision f = fixed.try_acquire();
   CHECK(f.code() == armor::errc::rate_limited);
   CHECK(f.retry_after() > 0ns);
-  CHECK(f.retry_after() <= 1h);
+  CHECK(f.retry_after() <= 24h);
   const armor::window_decision x = exact.try_acquire();
   CHECK(x.code() == armor::errc::rate_limited);
   CHECK(x.retry_after() > 0ns);
@@ -357,11 +359,11 @@ TEST_CASE("redis windows: time from Redis's clock") {
   // The approximation may weigh a previous hour: none was counted, so 3 fit.
   for (int i = 0; i < 3; ++i) REQUIRE(approx.try_acquire());
   CHECK(approx.try_acquire().code() == armor::errc::rate_limited);
-  // The wall clock as Redis sees it: the fixed window's reset ends the hour of UTC.
+  // The wall clock as Redis sees it: the fixed window's reset ends the day of UTC.
   const auto now = system_clock::now().time_since_epoch();
-  const auto to_hour = 1h - (now % 1h);
-  CHECK(f.reset() <= to_hour + 2s);
-  CHECK(f.reset() + 2s >= to_hour);
+  const auto to_day = 24h - (now % 24h);
+  CHECK(f.reset() <= to_day + 2s);
+  CHECK(f.reset() + 2s >= to_day);
 }
 
 TEST_CASE("redis windows: keys carry the name's hash tag and expire when nothing in them counts") {
@@ -417,6 +419,52 @@ TEST_CASE("redis windows in a pipeline: call_options::key picks the client, the 
   CHECK(call("b", 4).code() == armor::errc::request_too_large);
   clock.advance(10s);
   CHECK(call("a", 3).has_value());
+}
+
+TEST_CASE("redis windows: threads sharing one window admit exactly the limit") {
+  auto& server = armor_test::shared_redis();
+  armor::redis_options o = window_redis(server.port());
+  o.connections = 4;  // one per thread: a call never waits for a connection another thread holds
+  const armor::redis_connection conn{o};
+  const std::string name = window_name("threads");
+  // Caller time on a clock that does not move: no window turns during the test.
+  const armor::manual_clock clock{nanoseconds{noon_ns}};
+  armor::redis_fixed_window<armor::manual_clock> fixed{{.limit = 150, .window = 1h}, conn, caller_time(name), clock};
+  armor::redis_sliding_window<armor::manual_clock> exact{
+      {.limit = 150, .window = 1h, .segments = 60}, conn, caller_time(name), clock};
+  armor::redis_sliding_window<armor::manual_clock> approx{
+      {.limit = 150, .window = 1h, .algorithm = armor::sliding_window_algorithm::approximate}, conn,
+      caller_time(name), clock};
+  std::atomic<int> granted_fixed{0};
+  std::atomic<int> granted_exact{0};
+  std::atomic<int> granted_approx{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      // 4 x 60 calls each: 240 > 150, so every window fills whatever the interleaving.
+      for (int i = 0; i < 60; ++i) {
+        const auto one = [&](armor::window_decision d, std::atomic<int>& granted) {
+          if (d) granted.fetch_add(1);
+          else if (d.code() != armor::errc::rate_limited) {
+            other.fetch_add(1);
+            UNSCOPED_INFO("refused: " << d.code().message());
+          }
+        };
+        one(fixed.try_acquire("shared"), granted_fixed);
+        one(exact.try_acquire("shared"), granted_exact);
+        one(approx.try_acquire("shared"), granted_approx);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const armor::redis_connection_stats cs = conn.stats();
+  INFO("failures " << cs.failures << " pool_timeouts " << cs.pool_timeouts << " connects " << cs.connects
+                   << " reloads " << cs.script_reloads << " calls " << cs.calls);
+  CHECK(other.load() == 0);
+  CHECK(granted_fixed.load() == 150);
+  CHECK(granted_exact.load() == 150);
+  CHECK(granted_approx.load() == 150);
 }
 
 // ---------------------------------------------------------------- failures
