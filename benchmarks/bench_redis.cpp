@@ -15,7 +15,9 @@
 // report themselves skipped. Limits are so high that nothing is refused
 // during a run.
 #include <armor/quota_tracker.hpp>
+#include <armor/redis/fixed_window.hpp>
 #include <armor/redis/quota_storage.hpp>
+#include <armor/redis/sliding_window.hpp>
 #include <armor/redis/token_bucket.hpp>
 #include <armor/storage/any.hpp>
 #include <armor/token_bucket.hpp>
@@ -411,5 +413,52 @@ void bm_bucket_redis_cluster(benchmark::State& state) {
   redis_bucket_bench(state, 0, shared, true);
 }
 BENCHMARK(bm_bucket_redis_cluster)->Threads(1)->Threads(4)->UseRealTime();
+
+// ---------------------------------------------------------------------------
+// The window limiters in Redis (one script per call), beside the Redis
+// bucket in the same run: a fixed window, an exact sliding window of 10
+// segments, the approximation. A limit of 10^12 an hour: nothing is refused.
+
+template <class W, class Options>
+void redis_window_bench(benchmark::State& state, const Options& window, const char* name,
+                        shared_tracker<W>& shared) {
+  if (server().port() == 0) {
+    state.SkipWithError("skipped: redis-server is not on PATH (Debian: apt-get install redis-server)");
+    return;
+  }
+  if (state.thread_index() == 0 && !shared.tracker) {
+    armor::redis_options o;
+    o.port = static_cast<std::uint16_t>(server().port());
+    o.connections = 4;
+    o.prefix = "armor-bench";
+    shared.tracker = std::make_unique<W>(window, armor::redis_connection{o}, armor::redis_window_options{.name = name});
+    shared.ready.store(true);
+  }
+  while (!shared.ready.load()) std::this_thread::yield();
+  run_bucket(state, *shared.tracker);
+}
+
+void bm_window_redis_fixed(benchmark::State& state) {
+  static shared_tracker<armor::redis_fixed_window<>> shared;
+  redis_window_bench(state, armor::fixed_window_options{.limit = 1'000'000'000'000, .window = 1h}, "fixed", shared);
+}
+BENCHMARK(bm_window_redis_fixed)->Threads(1)->Threads(4)->UseRealTime();
+
+void bm_window_redis_exact(benchmark::State& state) {
+  static shared_tracker<armor::redis_sliding_window<>> shared;
+  redis_window_bench(state, armor::sliding_window_options{.limit = 1'000'000'000'000, .window = 1h, .segments = 10},
+                     "exact", shared);
+}
+BENCHMARK(bm_window_redis_exact)->Threads(1)->Threads(4)->UseRealTime();
+
+void bm_window_redis_approximate(benchmark::State& state) {
+  static shared_tracker<armor::redis_sliding_window<>> shared;
+  redis_window_bench(state,
+                     armor::sliding_window_options{.limit = 1'000'000'000'000,
+                                                   .window = 1h,
+                                                   .algorithm = armor::sliding_window_algorithm::approximate},
+                     "approximate", shared);
+}
+BENCHMARK(bm_window_redis_approximate)->Threads(1)->Threads(4)->UseRealTime();
 
 }  // namespace

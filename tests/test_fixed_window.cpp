@@ -210,3 +210,18 @@ TEST_CASE("fixed window options are checked, naming the option", "[fixed_window]
   CHECK(message({.limit = 1, .window = 1s, .cost = armor::cost_source::slot(99)}).find("cost") != std::string::npos);
   CHECK(message({.limit = std::int64_t{1} << 31, .window = 1s}).empty());
 }
+
+TEST_CASE("fixed window: a fresh window counts in the clock's window at any epoch (no phantom future window)") {
+  // 2024-06-15 12:00:00.074979872 UTC: a 10 s window's index has the top bit
+  // of its tag set. The fresh state's empty word was once taken for a window
+  // 30 years ahead, in which every later call then counted (found by the
+  // differential test against the Redis backend).
+  const armor::manual_clock clock{nanoseconds{1'718'452'800'074'979'872}};
+  window w{{.limit = 100, .window = 10s}, clock};
+  const armor::window_decision d = w.try_acquire(100);
+  REQUIRE(d);
+  CHECK(d.reset() == nanoseconds{9'925'020'128});
+  CHECK(w.try_acquire(1).retry_after() == nanoseconds{9'925'020'128});
+  clock.advance(nanoseconds{9'925'020'128});
+  CHECK(w.try_acquire(100));
+}

@@ -338,3 +338,22 @@ TEST_CASE("sliding window options are checked, naming the option", "[sliding_win
   CHECK(message({.limit = 1, .window = 1s, .cost = armor::cost_source::slot(99)}).find("cost") != std::string::npos);
   CHECK(message({.limit = 1, .window = 1s, .segments = 7, .algorithm = approximate}).empty());
 }
+
+TEST_CASE("sliding window: a fresh window counts in the clock's period at any epoch (no phantom future period)") {
+  // As the fixed window's test: 10 s periods at 2024-06-15 12:00:00.07 UTC
+  // have the top bit of their tag set; the fresh state's empty words (head
+  // and archive) once read as periods 30 years ahead.
+  const armor::manual_clock clock{nanoseconds{1'718'452'800'074'979'872}};
+  const auto approximate = armor::sliding_window_algorithm::approximate;
+  sliding a{{.limit = 100, .window = 10s, .algorithm = approximate}, clock};
+  sliding x{{.limit = 100, .window = 100s, .segments = 10}, clock};
+  const armor::window_decision d = a.try_acquire(100);
+  REQUIRE(d);
+  CHECK(d.reset() == nanoseconds{19'925'020'128});  // the rest of this window and the next
+  const armor::window_decision e = x.try_acquire(100);
+  REQUIRE(e);
+  CHECK(e.reset() == nanoseconds{99'925'020'128});  // until its segment rolls off
+  clock.advance(nanoseconds{99'925'020'128});
+  CHECK(x.try_acquire(100));
+  CHECK(a.try_acquire(100));
+}

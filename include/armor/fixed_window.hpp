@@ -69,6 +69,10 @@ struct fixed_window_options {
   cost_source cost{};
 };
 
+namespace detail {
+struct window_decision_access;
+}  // namespace detail
+
 /// How a window limiter answered.
 enum class window_status : std::uint8_t {
   granted,    ///< counted in the window
@@ -100,8 +104,11 @@ class window_decision {
   [[nodiscard]] constexpr explicit operator bool() const noexcept { return allowed(); }
 
   /// Empty when granted; errc::rate_limited (denied), errc::request_too_large
-  /// (too_large) or errc::invalid_argument (a negative number of units).
+  /// (too_large) or errc::invalid_argument (a negative number of units). A
+  /// window whose state lives elsewhere (armor::redis_fixed_window) may deny
+  /// for its own reason, e.g. errc::storage_unavailable.
   [[nodiscard]] std::error_code code() const noexcept {
+    if (code_ != errc{}) return code_;
     switch (status_) {
       case window_status::granted: return {};
       case window_status::denied: return errc::rate_limited;
@@ -142,6 +149,7 @@ class window_decision {
   friend class fixed_window;
   template <class, bool, class>
   friend class sliding_window;
+  friend struct detail::window_decision_access;
 
   constexpr window_decision(window_status s, const detail::window_result& r) noexcept : status_(s), r_(r) {}
   constexpr explicit window_decision(const detail::window_result& r) noexcept : status_(status_of(r)), r_(r) {}
@@ -157,9 +165,29 @@ class window_decision {
 
   window_status status_;
   detail::window_result r_;
+  errc code_{};  // a denial's reason other than the status's own (set by window_decision_access::refused)
 };
 
 static_assert(decision_like<window_decision>);
+
+namespace detail {
+/// Makes window_decisions for window limiters whose state lives elsewhere.
+struct window_decision_access {
+  [[nodiscard]] static constexpr window_decision make(const window_result& r) noexcept { return window_decision(r); }
+  [[nodiscard]] static constexpr window_decision make(window_status s, const window_result& r) noexcept {
+    return {s, r};
+  }
+  /// A denial for a reason of the implementation's own (`code`, e.g.
+  /// storage_unavailable), with no numbers from the state: remaining() is
+  /// the limit, reset() and retry_after() zero.
+  [[nodiscard]] static constexpr window_decision refused(errc code, std::int64_t limit, std::int64_t window,
+                                                         std::int64_t n) noexcept {
+    window_decision d(window_status::denied, window_result::exact(window_outcome::denied, n, limit, window, limit, 0, 0));
+    d.code_ = code;
+    return d;
+  }
+};
+}  // namespace detail
 
 /// What a window limiter's listener hears: a call it refused. The listener
 /// is armor::no_listener (the default) or anything callable as

@@ -208,12 +208,44 @@ void check_breaker(const redisReply* r) {
   }
 }
 
+void check_window(const redisReply* r) {
+  using s = d::redis_script;
+  static constexpr std::array<d::redis_window_ask, 6> asks{{
+      {s::window_fixed, 1, 5, 1'000'000'000, 1, true, 1'718'452'800, 7},
+      {s::window_fixed, 3, 2, 1000, 1, false, 0, 0},
+      {s::window_exact, 2, 10, 100'000, 10, true, -4, 99'999},
+      {s::window_exact, 0, 1, 1000, 4096, false, 0, 0},
+      {s::window_approx, 1, 100, 10'000'000'000, 1, true, 171'845'280, 0},
+      {s::window_approx, 4, 3, 1000, 1, false, 0, 0},
+  }};
+  for (const d::redis_window_ask& q : asks) {
+    const auto a = d::redis_window_reply(r, q);
+    if (!a) continue;
+    ARMOR_FUZZ_CHECK(a->status >= 0 && a->status <= 2 && (a->status == 2) == (q.n > q.limit));
+    ARMOR_FUZZ_CHECK(a->elapsed >= 0 && a->elapsed < q.period);
+    ARMOR_FUZZ_CHECK(!q.caller || (a->index == q.index && a->elapsed == q.elapsed));
+    ARMOR_FUZZ_CHECK(a->at >= a->index && static_cast<i128>(a->at - a->index) * q.period <= slice_max);
+    ARMOR_FUZZ_CHECK(a->a >= 0 && a->a <= slice_max);
+    if (q.script == s::window_exact) {
+      ARMOR_FUZZ_CHECK(a->b >= 0 && a->b <= q.segments && a->c >= 0 && a->c <= q.segments);
+      ARMOR_FUZZ_CHECK(a->status != 1 || a->c >= 1);
+    }
+    if (q.script == s::window_approx) {
+      ARMOR_FUZZ_CHECK(a->b >= 0 && a->b <= slice_max);
+      // A denial that fits the current window has a previous one to wait for,
+      // and one that does not has a current count (retry_after divides by them).
+      ARMOR_FUZZ_CHECK(a->status != 1 || (a->b + q.n <= q.limit ? a->a > 0 : a->b > 0));
+    }
+  }
+}
+
 void check_all(const redisReply* r, int depth) {
   check_bucket(r);
   check_quota(r);
   check_cluster(r);
   check_sentinel(r);
   check_breaker(r);
+  check_window(r);
   if (depth == 0 || r == nullptr || r->type != REDIS_REPLY_ARRAY) return;
   for (std::size_t i = 0; i < r->elements; ++i) check_all(r->element[i], depth - 1);
 }

@@ -12,7 +12,9 @@
 #include <armor/quota_tracker.hpp>
 #include <armor/redis/circuit_breaker.hpp>
 #include <armor/redis/connection.hpp>
+#include <armor/redis/fixed_window.hpp>
 #include <armor/redis/quota_storage.hpp>
+#include <armor/redis/sliding_window.hpp>
 #include <armor/redis/token_bucket.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -92,6 +94,37 @@ void example() {
 }
 }  // namespace circuit_breaker_ex
 
+// ---------------------------------------------------------------------------
+// header example: <armor/redis/fixed_window.hpp>
+namespace fixed_window_ex {
+int rejected = 0;
+void reject(std::error_code, std::chrono::nanoseconds) { ++rejected; }
+
+void example() {
+  armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
+  armor::redis_fixed_window<> per_ip{{.limit = 60, .window = 1min}, redis, {.name = "per-ip"}};
+  if (armor::window_decision d = per_ip.try_acquire("203.0.113.9"); !d) {
+      reject(d.code(), d.retry_after());  // rate_limited, or storage_unavailable
+  }
+}
+}  // namespace fixed_window_ex
+
+// ---------------------------------------------------------------------------
+// header example: <armor/redis/sliding_window.hpp>
+namespace sliding_window_ex {
+int rejected = 0;
+void reject(std::error_code, std::chrono::nanoseconds) { ++rejected; }
+
+void example() {
+  armor::redis_connection redis{{.host = "10.0.0.5", .port = 6379}};
+  armor::redis_sliding_window<> recent{{.limit = 100, .window = 10s, .segments = 10}, redis,
+                                       {.name = "recent"}};
+  if (armor::window_decision d = recent.try_acquire("user-7"); !d) {
+      reject(d.code(), d.retry_after());  // rate_limited, or storage_unavailable
+  }
+}
+}  // namespace sliding_window_ex
+
 }  // namespace header_examples
 
 TEST_CASE("header examples: redis/connection.hpp, redis/quota_storage.hpp, redis/token_bucket.hpp compile") {
@@ -104,4 +137,8 @@ TEST_CASE("header examples: redis/connection.hpp, redis/quota_storage.hpp, redis
   CHECK(bucket != nullptr);
   void (*breaker)() = &hx::circuit_breaker_ex::example;
   CHECK(breaker != nullptr);
+  void (*fixed)() = &hx::fixed_window_ex::example;
+  void (*sliding)() = &hx::sliding_window_ex::example;
+  CHECK(fixed != nullptr);
+  CHECK(sliding != nullptr);
 }

@@ -8,6 +8,8 @@
 // TRYAGAIN on keys a migration splits; threads calling while a slot moves;
 // on a cluster of its own (two primaries, a replica), CLUSTER FAILOVER while
 // threads call; last, a node killed and its slot given to another. About 5 s.
+#include <armor/redis/fixed_window.hpp>
+#include <armor/redis/sliding_window.hpp>
 #include <armor/redis/token_bucket.hpp>
 #include <armor/token_bucket.hpp>
 
@@ -605,4 +607,53 @@ TEST_CASE("redis cluster: a node gone, its slot given to another: the map is rea
   s = conn.stats();
   CHECK(s.failures == 1);
   CHECK(run(c.port(1), {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}) == "1");
+}
+
+TEST_CASE("redis cluster: window limiters on all three nodes decide as their memory twins") {
+  auto& c = shared_cluster();
+  const armor::redis_connection conn{cluster_redis(c)};
+  const armor::manual_clock clock{nanoseconds{1'718'452'800'000'000'000}};
+  using alg = armor::sliding_window_algorithm;
+  struct trio {
+    armor::sliding_window<armor::manual_clock> mem;
+    armor::redis_sliding_window<armor::manual_clock> red;
+  };
+  std::vector<std::unique_ptr<trio>> all;
+  std::set<std::size_t> owners;
+  for (int i = 0; i < 12; ++i) {
+    const std::string name = name_of("window", i);
+    owners.insert(c.owner(slot_of(name)));
+    const armor::sliding_window_options o{.limit = 3 + i % 4,
+                                          .window = 1s,
+                                          .segments = 5,
+                                          .algorithm = i % 2 == 0 ? alg::exact : alg::approximate};
+    all.push_back(std::make_unique<trio>(trio{
+        armor::sliding_window<armor::manual_clock>{o, clock},
+        armor::redis_sliding_window<armor::manual_clock>{
+            o, conn, {.name = name, .time = armor::redis_time_source::caller}, clock}}));
+  }
+  armor::fixed_window<armor::manual_clock> mem_fixed{{.limit = 4, .window = 1s}, clock};
+  armor::redis_fixed_window<armor::manual_clock> red_fixed{
+      {.limit = 4, .window = 1s}, conn, {.name = name_of("fixed", 0), .time = armor::redis_time_source::caller}, clock};
+  REQUIRE(owners.size() == 3);
+  std::mt19937_64 rng{20261208};
+  int bad = 0;
+  for (int step = 0; step < 900; ++step) {
+    if (rng() % 4 == 0) {
+      clock.advance(nanoseconds{static_cast<std::int64_t>(rng() % 400'000'000)});
+      continue;
+    }
+    const auto n = static_cast<std::int64_t>(rng() % 4);
+    const std::size_t k = static_cast<std::size_t>(rng() % (all.size() + 1));
+    const armor::window_decision a = k == all.size() ? mem_fixed.try_acquire(n) : all[k]->mem.try_acquire(n);
+    const armor::window_decision b = k == all.size() ? red_fixed.try_acquire("client", n)
+                                                     : all[k]->red.try_acquire("client", n);
+    const bool same = a.status() == b.status() && a.remaining() == b.remaining() && a.reset() == b.reset() &&
+                      a.retry_after() == b.retry_after();
+    if (!same) ++bad;
+  }
+  CHECK(bad == 0);
+  const armor::redis_connection_stats s = conn.stats();
+  CHECK(s.failures == 0);
+  CHECK(s.redirects == 0);
 }

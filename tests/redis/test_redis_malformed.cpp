@@ -10,6 +10,8 @@
 // cannot pass for the refusal.
 #include <armor/detail/redis_io.hpp>
 #include <armor/quota_tracker.hpp>
+#include <armor/redis/fixed_window.hpp>
+#include <armor/redis/sliding_window.hpp>
 #include <armor/redis/quota_storage.hpp>
 #include <armor/redis/token_bucket.hpp>
 
@@ -276,4 +278,68 @@ TEST_CASE("redis malformed: a quota read at slice INT64_MAX is refused", "[redis
     CHECK(e.code() == armor::errc::storage_unavailable);
   }
   CHECK(conn.stats().calls >= 1);
+}
+
+TEST_CASE("redis malformed: window answers the scripts cannot send are refused", "[redis][reply]") {
+  // Each reply below breaks one rule of detail::redis_window_reply; the
+  // caller's window index and offset are ARGV[2] and ARGV[3].
+  struct bad {
+    const char* what;
+    redis_script script;
+    std::function<std::vector<std::int64_t>(std::int64_t i, std::int64_t e)> reply;
+  };
+  const std::vector<bad> cases{
+      {"another window index than the caller's", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i + 1, e, i + 1, 0}; }},
+      {"an offset of a whole window", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t) { return std::vector<std::int64_t>{0, i, 1'000'000'000, i, 0}; }},
+      {"a grant beyond the limit", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, i, 5}; }},
+      {"a denial with room", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{1, i, e, i, 0}; }},
+      {"a negative count", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, i, -1}; }},
+      {"a window far ahead (overflow of reset)", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, INT64_MAX, 0}; }},
+      {"too large for a small call", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{2, i, e, i, 0}; }},
+      {"a fixed answer of six numbers", redis_script::window_fixed,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, i, 0, 0}; }},
+      {"an exact denial with nothing to wait for", redis_script::window_exact,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{1, i, e, i, 5, 2, 0}; }},
+      {"an exact roll-off past the segments", redis_script::window_exact,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, i, 1, 11, 0}; }},
+      {"an exact grant counting less than itself", redis_script::window_exact,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, i, 0, 1, 0}; }},
+      {"an approximate denial of a call that fits", redis_script::window_approx,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{1, i, e, i, 0, 0}; }},
+      {"an approximate grant over the limit", redis_script::window_approx,
+       [](std::int64_t i, std::int64_t e) { return std::vector<std::int64_t>{0, i, e, i, 5, 4}; }},
+  };
+  for (const bad& c : cases) {
+    INFO(c.what);
+    fake_redis server([&](redis_script id, const command& cmd) -> std::string {
+      if (id == c.script) return ints(c.reply(argv(cmd, 2), argv(cmd, 3)));
+      return ":0\r\n";
+    });
+    const armor::redis_connection conn{fake_options(server.port())};
+    const armor::manual_clock clock{std::chrono::nanoseconds{1'718'452'800'123'456'789}};
+    const armor::redis_window_options o{.name = "w", .time = armor::redis_time_source::caller};
+    armor::window_decision d = armor::redis_fixed_window<armor::manual_clock>{
+        {.limit = 5, .window = 1s}, conn, o, clock}.try_acquire(1);
+    if (c.script == redis_script::window_exact) {
+      armor::redis_sliding_window<armor::manual_clock> w{{.limit = 5, .window = 10s, .segments = 10}, conn, o, clock};
+      d = w.try_acquire(1);
+      CHECK(w.stats().unanswered == 1);
+    } else if (c.script == redis_script::window_approx) {
+      armor::redis_sliding_window<armor::manual_clock> w{
+          {.limit = 5, .window = 1s, .algorithm = armor::sliding_window_algorithm::approximate}, conn, o, clock};
+      d = w.try_acquire(1);
+      CHECK(w.stats().unanswered == 1);
+    }
+    CHECK_FALSE(d);
+    CHECK(d.code() == armor::errc::storage_unavailable);  // fail_closed
+    CHECK(d.retry_after() == std::chrono::nanoseconds{0});
+    CHECK(conn.stats().calls >= 1);  // Redis answered: the reply was refused, not missed
+  }
 }

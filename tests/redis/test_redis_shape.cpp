@@ -18,5 +18,6 @@ TEST_CASE("shape: the Redis backend's stats print their fields and export their 
   armor_test::check_stats<armor::redis_quota_storage_stats>("redis_quota_storage_stats");
   armor_test::check_stats<armor::redis_token_bucket_stats>("redis_token_bucket_stats");
   armor_test::check_stats<armor::redis_circuit_breaker_stats>("redis_circuit_breaker_stats");
+  armor_test::check_stats<armor::redis_window_stats>("redis_window_stats");
 }
 #endif

@@ -80,6 +80,10 @@ struct redis_answer {
     b[static_cast<std::size_t>(redis_script::bucket_return)] = bucket(redis_lua_bucket_return);
     b[static_cast<std::size_t>(redis_script::bucket_configure)] = bucket(redis_lua_bucket_configure);
     b[static_cast<std::size_t>(redis_script::breaker_sync)] = with_prelude(redis_lua_breaker_sync);
+    const auto window = [&](std::string_view s) { return with_prelude(std::string(redis_lua_window_prelude) += s); };
+    b[static_cast<std::size_t>(redis_script::window_fixed)] = window(redis_lua_window_fixed);
+    b[static_cast<std::size_t>(redis_script::window_exact)] = window(redis_lua_window_exact);
+    b[static_cast<std::size_t>(redis_script::window_approx)] = window(redis_lua_window_approx);
     return b;
   }();
   return bodies[static_cast<std::size_t>(id)];

@@ -370,4 +370,84 @@ struct redis_breaker_sync_answer {
                                    granted, static_cast<std::uint64_t>(reporters)};
 }
 
+/// What a window script was asked (redis_scripts.hpp, "Window limiters"):
+/// its units n (>= 0), limit, period P (ns), segments (exact; 1 otherwise)
+/// and, with caller time, the index and offset it was sent.
+struct redis_window_ask {
+  redis_script script = redis_script::window_fixed;
+  std::int64_t n = 0;
+  std::int64_t limit = 1;
+  std::int64_t period = 1;
+  std::int64_t segments = 1;
+  bool caller = true;
+  std::int64_t index = 0;
+  std::int64_t elapsed = 0;
+};
+
+/// What a window script answered: status (0 granted, 1 denied, 2 too
+/// large), the period index i and the ns e into it it decided at, the
+/// period `at` it counted in (i, or up to 2^53 / P periods later), and the
+/// script's own numbers: fixed {used}, exact {after, j, rj}, approximate
+/// {prev, curr}, each consistent with the status (the approximation's
+/// inequality is checked again here, in 128 bits).
+struct redis_window_answer {
+  std::int64_t status = 0;
+  std::int64_t index = 0;    // |i| <= 2^53; the caller's own with caller time
+  std::int64_t elapsed = 0;  // in [0, P)
+  std::int64_t at = 0;       // in [i, i + 2^53 / P]
+  std::int64_t a = 0;        // fixed: used; exact: after; approximate: prev (each in [0, 2^53])
+  std::int64_t b = 0;        // exact: j in [0, S]; approximate: curr in [0, 2^53]
+  std::int64_t c = 0;        // exact: rj in [1, S] when denied, else 0
+};
+
+[[nodiscard]] inline std::optional<redis_window_answer> redis_window_reply(const redisReply* r,
+                                                                           const redis_window_ask& q) noexcept {
+  __extension__ typedef __int128 wide;
+  redis_window_answer x;
+  const auto in = [](std::int64_t v, std::int64_t lo, std::int64_t hi) { return v >= lo && v <= hi; };
+  if (q.script == redis_script::window_exact) {
+    const auto v = redis_integers<7>(r);
+    if (!v) return std::nullopt;
+    x = {(*v)[0], (*v)[1], (*v)[2], (*v)[3], (*v)[4], (*v)[5], (*v)[6]};
+  } else {
+    const auto v = redis_integers<5>(r);
+    if (v) {
+      x = {(*v)[0], (*v)[1], (*v)[2], (*v)[3], (*v)[4], 0, 0};
+    } else if (const auto w = redis_integers<6>(r); w && q.script == redis_script::window_approx) {
+      x = {(*w)[0], (*w)[1], (*w)[2], (*w)[3], (*w)[4], (*w)[5], 0};
+    } else {
+      return std::nullopt;
+    }
+    if ((q.script == redis_script::window_approx) != (r->elements == 6)) return std::nullopt;
+  }
+  if (q.n < 0 || q.limit < 1 || q.period < 1 || q.segments < 1) return std::nullopt;
+  if (!in(x.status, 0, 2) || (x.status == 2) != (q.n > q.limit)) return std::nullopt;
+  if (!in(x.index, -redis_slice_max, redis_slice_max) || !in(x.elapsed, 0, q.period - 1)) return std::nullopt;
+  if (q.caller && (x.index != q.index || x.elapsed != q.elapsed)) return std::nullopt;
+  if (!in(x.at, x.index, x.index + redis_slice_max / q.period)) return std::nullopt;
+  if (!in(x.a, 0, redis_slice_max)) return std::nullopt;
+  switch (q.script) {
+    case redis_script::window_fixed:
+      if (x.status == 0 && x.a + q.n > q.limit) return std::nullopt;
+      if (x.status == 1 && x.a + q.n <= q.limit) return std::nullopt;
+      return x;
+    case redis_script::window_exact:
+      if (!in(x.b, 0, q.segments)) return std::nullopt;
+      if (x.status == 0 && (x.a < q.n || x.a > q.limit || x.c != 0)) return std::nullopt;
+      if (x.status == 1 && (x.a + q.n <= q.limit || !in(x.c, 1, q.segments))) return std::nullopt;
+      if (x.status == 2 && x.c != 0) return std::nullopt;
+      return x;
+    case redis_script::window_approx: {
+      if (!in(x.b, 0, redis_slice_max)) return std::nullopt;
+      if (x.status == 2) return x;
+      const std::int64_t e = x.at > x.index ? 0 : x.elapsed;
+      const bool fits = wide{x.a} * (q.period - e) + wide{x.b + q.n} * q.period <= wide{q.limit} * q.period;
+      if ((x.status == 0) != fits) return std::nullopt;
+      return x;
+    }
+    default: break;
+  }
+  return std::nullopt;
+}
+
 }  // namespace armor::detail

@@ -37,6 +37,9 @@ enum class redis_script : std::size_t {
   bucket_return,
   bucket_configure,
   breaker_sync,
+  window_fixed,
+  window_exact,
+  window_approx,
   count
 };
 
@@ -547,6 +550,201 @@ redis.call('PEXPIRE', KEYS[1], fmt(4 * (wms + oms) + 60000))
 local left = 0
 if ph == 1 then left = u - now end
 return {ph, g, left, grant, redis.call('SCARD', KEYS[2])}
+)lua";
+
+// ---------------------------------------------------------------------------
+// Window limiters (armor::redis_fixed_window, armor::redis_sliding_window;
+// armor/redis/fixed_window.hpp, armor/redis/sliding_window.hpp).
+//
+// The rules of armor::fixed_window and armor::sliding_window, statement for
+// statement, on counts and period indices only: a period (the fixed window,
+// an exact window's segment, the approximation's window) of P ns has index
+// i = floor((t - offset) / P) and the call is e ns into it (0 <= e < P).
+// With caller time the C++ side computes i and e; with server time the
+// script does, from Redis's TIME in microseconds (P and offset are then
+// whole microseconds). The scripts decide and return counts and indices;
+// the C++ side forms remaining, reset and retry_after from them with the
+// memory limiters' own formulas. Numbers stay exact: P < 2^53 ns, limit <=
+// 2^52, |i| < 2^53 (P >= 1 us), and the approximation's products prev * (P -
+// e) and room * P (each up to 2^105) are compared in limbs of 2^24. Every
+// state hash records the P (and segments) it was written for; a state of
+// another shape counts as empty (and is replaced by the next grant).
+//
+// Every script: KEYS[1] the state hash. ARGV: server, i, e (caller time),
+// P (ns), offset (us, server time), n, limit, then the script's own. Each
+// returns {status (0 granted, 1 denied, 2 too large), i, e, ...}: the i and
+// e it decided at (the caller's, or those it read from TIME).
+inline constexpr std::string_view redis_lua_window_prelude = R"lua(
+local server = ARGV[1] == '1'
+local idx, e = tonumber(ARGV[2]), tonumber(ARGV[3])
+local P = tonumber(ARGV[4])
+local n, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+if server then
+  local pu = P / 1000
+  local l = server_now() - tonumber(ARGV[5])
+  idx = fdiv(l, pu)
+  e = (l - idx * pu) * 1000
+end
+-- Keeps the key for `ns` more (caller time: plus a minute of Redis's time,
+-- which cannot follow the caller's clock).
+local function keep(key, ns)
+  local ms = math.ceil(ns / 1000000)
+  if server then ms = ms + 1000 else ms = ms + 60000 end
+  redis.call('PEXPIRE', key, fmt(ms))
+end
+)lua";
+
+// window_fixed: fields p (P), i (the window counted), c (its count).
+//   Returns {status, i, e, at (the window counted in: i, or a later one
+//   another caller's clock reached), used (before this call)}.
+inline constexpr std::string_view redis_lua_window_fixed = R"lua(
+local h = redis.call('HMGET', KEYS[1], 'p', 'i', 'c')
+local at, used = idx, 0
+if tonumber(h[1]) == P then
+  local i = tonumber(h[2])
+  if i == idx then
+    used = tonumber(h[3])
+  elseif i > idx then
+    at, used = i, tonumber(h[3])
+  end
+end
+local st = 0
+if n > limit then
+  st = 2
+elseif used + n > limit then
+  st = 1
+elseif n > 0 then
+  redis.call('HSET', KEYS[1], 'p', fmt(P), 'i', fmt(at), 'c', fmt(used + n))
+  keep(KEYS[1], (at + 1 - idx) * P - e)
+end
+return {st, idx, e, at, used}
+)lua";
+
+// window_exact: fields p (P), s (segments), h (the newest segment with a
+// grant), and "<k>": segment k's count, for the `segments` segments up to h.
+//   ARGV[8]: segments S.
+//   Returns {status, i, e, now (i, or the later head), after (the count in
+//   the window after this call), j (segments until all has rolled off), rj
+//   (segments until the call fits; 0 when granted or too large)}.
+inline constexpr std::string_view redis_lua_window_exact = R"lua(
+local S = tonumber(ARGV[8])
+local h = redis.call('HMGET', KEYS[1], 'p', 's', 'h')
+local head = nil
+if tonumber(h[1]) == P and tonumber(h[2]) == S then head = tonumber(h[3]) end
+local now = idx
+if head and head > now then now = head end
+local first = now - S + 1
+local cnt = {}
+if head and head >= first then
+  local f = {}
+  for k = first, head do f[#f + 1] = fmt(k) end
+  local v = redis.call('HMGET', KEYS[1], unpack(f))
+  for j = 1, #f do cnt[first + j - 1] = tonumber(v[j]) or 0 end
+end
+local used = 0
+for k = first, now do used = used + (cnt[k] or 0) end
+local fits = n <= limit and used + n <= limit
+local after = used
+if fits then after = used + n end
+local left, j, rj = after, 0, 0
+local found = fits or n > limit
+while (left > 0 or not found) and j < S do
+  j = j + 1
+  local k = first + j - 1
+  local c = cnt[k] or 0
+  if fits and k == now then c = c + n end
+  left = left - c
+  if j == S then left = 0 end
+  if not found and left + n <= limit then
+    found = true
+    rj = j
+  end
+end
+local st = 0
+if n > limit then st = 2 elseif not fits then st = 1 end
+if st == 0 and n > 0 then
+  if not head then
+    redis.call('DEL', KEYS[1])
+  elseif now > head then
+    local to = first - 1
+    if to > head then to = head end
+    for k = head - S + 1, to do redis.call('HDEL', KEYS[1], fmt(k)) end
+  end
+  redis.call('HSET', KEYS[1], 'p', fmt(P), 's', fmt(S), 'h', fmt(now), fmt(now), fmt((cnt[now] or 0) + n))
+  keep(KEYS[1], (now + S - idx) * P - e)
+end
+return {st, idx, e, now, after, j, rj}
+)lua";
+
+// window_approx: fields p (P), h (the newest window with a grant), c (its
+// count), q and r (the window before it and its count, kept when h moved
+// on by one).
+//   Returns {status, i, e, now (i, or the later head), prev, curr (before
+//   this call)}. Granted iff n <= limit and prev * (P - e') + (curr + n) *
+//   P <= limit * P, e' = e (0 when counted in a later window).
+inline constexpr std::string_view redis_lua_window_approx = R"lua(
+local B = 16777216
+local function limbs(a)
+  local a0 = a % B
+  local r = (a - a0) / B
+  local a1 = r % B
+  return {a0, a1, (r - a1) / B}
+end
+local function mul(a, b)
+  local x, y = limbs(a), limbs(b)
+  local z = {0, 0, 0, 0, 0, 0}
+  for i = 1, 3 do
+    for j = 1, 3 do z[i + j - 1] = z[i + j - 1] + x[i] * y[j] end
+  end
+  for k = 1, 5 do
+    local c = math.floor(z[k] / B)
+    z[k] = z[k] - c * B
+    z[k + 1] = z[k + 1] + c
+  end
+  return z
+end
+local function greater(a, b, c, d)
+  local x, y = mul(a, b), mul(c, d)
+  for k = 6, 1, -1 do
+    if x[k] ~= y[k] then return x[k] > y[k] end
+  end
+  return false
+end
+local h = redis.call('HMGET', KEYS[1], 'p', 'h', 'c', 'q', 'r')
+local head, cnt, q, r = nil, 0, nil, 0
+if tonumber(h[1]) == P then
+  head, cnt, q, r = tonumber(h[2]), tonumber(h[3]) or 0, tonumber(h[4]), tonumber(h[5]) or 0
+end
+local now = idx
+if head and head > now then now = head end
+local prev, curr = 0, 0
+if head == now then
+  curr = cnt
+  if q == now - 1 then prev = r end
+elseif head == now - 1 then
+  prev = cnt
+end
+local ee = e
+if now > idx then ee = 0 end
+local st = 0
+if n > limit then
+  st = 2
+elseif curr + n > limit or greater(prev, P - ee, limit - curr - n, P) then
+  st = 1
+elseif n > 0 then
+  if head == now then
+    redis.call('HSET', KEYS[1], 'c', fmt(curr + n))
+  else
+    redis.call('DEL', KEYS[1])
+    if head == now - 1 then
+      redis.call('HSET', KEYS[1], 'p', fmt(P), 'h', fmt(now), 'c', fmt(n), 'q', fmt(head), 'r', fmt(cnt))
+    else
+      redis.call('HSET', KEYS[1], 'p', fmt(P), 'h', fmt(now), 'c', fmt(n))
+    end
+  end
+  keep(KEYS[1], (now + 2 - idx) * P - e)
+end
+return {st, idx, e, now, prev, curr}
 )lua";
 
 }  // namespace armor::detail

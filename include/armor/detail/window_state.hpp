@@ -44,8 +44,13 @@ struct window_packing {
   }
   /// How many periods the word's period is ahead of `index` (0 when it is
   /// the same period or an older one): a caller whose clock reading is a
-  /// little older than another thread's counts in the newer period.
+  /// little older than another thread's counts in the newer period. A word
+  /// with a count of 0 (a fresh limiter's, which every grant replaces with a
+  /// count of at least 1) is never ahead: its tag 0 names no period, and
+  /// taken for one it put a fresh limiter up to 2^(tag_bits - 1) periods
+  /// in the future whenever the clock's index had its top tag bit set.
   [[nodiscard]] constexpr std::int64_t ahead(std::uint64_t word, std::int64_t index) const noexcept {
+    if (count_of(word) == 0) return 0;
     const std::uint64_t d = (tag_of(word) - tag(index)) & tag_mask;
     return d != 0 && d < (tag_mask >> 1) ? static_cast<std::int64_t>(d) : 0;
   }
