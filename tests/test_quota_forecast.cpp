@@ -4,6 +4,7 @@
 // resets" (armor::isolate_on_exhaustion). Every test runs on a manual_clock
 // used as the wall clock (its epoch is 1970-01-01T00:00 UTC).
 #include <armor/circuit_breaker.hpp>
+#include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
 #include <armor/quota_tracker.hpp>
 
@@ -55,6 +56,8 @@ void require_refused(const armor::quota_tracker_options& o, const std::string& o
     CHECK(std::string(e.what()).find(option) != std::string::npos);
   }
 }
+
+int call_llm() { return 42; }
 
 }  // namespace
 
@@ -394,4 +397,41 @@ TEST_CASE("isolate_on_exhaustion: a lifetime budget, once spent, isolates until 
   CHECK(r.code() == armor::errc::circuit_open);
   CHECK_FALSE(r.retry_after().has_value());
   CHECK(breaker.state() == breaker_state::isolated);
+}
+
+TEST_CASE("docs/quota_tracker.md, \"Quota exhausted: isolate the breaker\": the example, on the real clocks",
+          "[quota_forecast][circuit_breaker]") {
+  const auto today = floor<days>(system_clock::now());
+  // The example, as the doc shows it:
+  // The LLM API's breaker, and the team's daily budget for it: $40 a day, in micro-dollars.
+  armor::circuit_breaker llm_breaker{{.failure_threshold = 5, .open_for = 30s}};
+  armor::quota_tracker budget{{.windows = {armor::quota_window::per_day(40'000'000)}}};
+  auto llm = armor::pipeline{
+      armor::deadline{30s},
+      std::ref(llm_breaker),
+      armor::isolate_on_exhaustion{llm_breaker},  // budget spent: isolated until midnight UTC
+      std::ref(budget),
+  };
+  auto r = llm.try_execute([&] { return call_llm(); }, {.cost = 40'000});
+  // Spent: r.code() == quota_exhausted, and from the next call on circuit_open
+  // (llm_breaker.state() == isolated) with retry_after = the time to midnight.
+  // (end of the example)
+  REQUIRE(r.has_value());
+  CHECK(budget.charge(40'000'000 - 40'000) == armor::quota_tracker_status::granted);  // the day's budget, spent
+  const nanoseconds to_midnight_before = today + days{1} - system_clock::now();
+  auto spent = llm.try_execute([&] { return call_llm(); }, {.cost = 40'000});
+  const nanoseconds to_midnight_after = today + days{1} - system_clock::now();
+  auto held = llm.try_execute([&] { return call_llm(); }, {.cost = 40'000});
+  if (floor<days>(system_clock::now()) != today) return;  // midnight UTC came during the test: nothing to say
+  CHECK(spent.code() == armor::errc::quota_exhausted);
+  REQUIRE(spent.retry_after().has_value());
+  // The time to midnight UTC, as the tracker read it between these two readings.
+  CHECK(*spent.retry_after() <= to_midnight_before);
+  CHECK(*spent.retry_after() >= to_midnight_after);
+  CHECK(held.code() == armor::errc::circuit_open);
+  CHECK(llm_breaker.state() == breaker_state::isolated);
+  REQUIRE(held.retry_after().has_value());
+  CHECK(*held.retry_after() > 0ns);
+  CHECK(*held.retry_after() <= *spent.retry_after() + 1us);  // the breaker keeps microseconds, rounded up
+  CHECK(budget.stats().exhausted == 1);  // the held call never reached the budget
 }

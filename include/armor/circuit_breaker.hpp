@@ -129,7 +129,7 @@ enum class breaker_state : std::uint8_t {
   closed = 0,     ///< calls go through; outcomes are watched
   open = 1,       ///< calls are refused with errc::circuit_open until open_for has passed
   half_open = 2,  ///< a few probes go through; the rest are refused
-  isolated = 3,   ///< held open by isolate() until reset()
+  isolated = 3,   ///< held open by isolate() until reset(), or by isolate_until() until a time
   disabled = 4,   ///< every call goes through; outcomes are only recorded
 };
 
@@ -554,7 +554,8 @@ class circuit_breaker {
   /// Admits the call (a permit), or refuses it with errc::circuit_open:
   /// retryable with retry_after = the time until it half-opens when open;
   /// retryable without retry_after when half-open with every probe slot
-  /// taken; not retryable when isolated.
+  /// taken; not retryable when isolated (with retry_after = the time left
+  /// after isolate_until(), without after isolate()).
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<circuit_breaker_permit> admit(context& ctx) noexcept {
     const std::int64_t t = ctx.now().time_since_epoch().count();
     const detail::breaker_grant g = core_->acquire(t);
@@ -579,8 +580,8 @@ class circuit_breaker {
   /// Asks to make a call now (the breaker's clock): granted with a permit,
   /// to be handed back with the call's outcome by record(); or refused with
   /// errc::circuit_open and retry_after() = the time until the breaker
-  /// half-opens (nanoseconds::max() when no time is known: half-open with
-  /// every probe slot taken, or isolated).
+  /// half-opens, or an isolate_until() ends (nanoseconds::max() when no
+  /// time is known: half-open with every probe slot taken, or isolate()).
   [[nodiscard]] decision<circuit_breaker_permit> try_acquire() noexcept(noexcept(std::declval<const Clock&>().now())) {
     return try_acquire(now());
   }
