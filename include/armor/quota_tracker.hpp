@@ -19,8 +19,9 @@
 // The counts live in a storage: this process (the default), one host
 // (armor/storage/sqlite.hpp), many hosts (armor/redis/quota_storage.hpp),
 // or your own (armor/storage/quota_storage.hpp). Windows, reservations,
-// alerts, the pipeline protocol, costs and proofs: docs/quota_tracker.md;
-// limits changed at run time (reconfigure()): docs/reconfiguration.md.
+// alerts, spend forecasts, the pipeline protocol, costs and proofs:
+// docs/quota_tracker.md; limits changed at run time (reconfigure()):
+// docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
