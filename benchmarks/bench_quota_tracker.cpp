@@ -135,32 +135,30 @@ void bm_memory_manual_clock(benchmark::State& state) {
 BENCHMARK(bm_memory_manual_clock)->Threads(1)->Threads(2);
 
 // The same three windows with a forecast alert (docs/quota_tracker.md,
-// "Forecasts"), against bm_memory_manual_clock: below the gate (under
-// forecast_alert x forecast_after of each limit: one compare per window),
-// and past it with every window's forecast fired this period (a relaxed
-// load of its forecast word per window, per call).
-void bm_forecast_below_gate(benchmark::State& state) {
-  static armor::quota_tracker t{{.windows = three(), .forecast_alert = 1.0}, armor::manual_clock{1'700'000'000s}};
-  for (auto _ : state) benchmark::DoNotOptimize(t.try_consume(1));
-}
-BENCHMARK(bm_forecast_below_gate)->Threads(1)->Threads(2);
-
-armor::quota_tracker<armor::manual_clock>& forecast_fired() {
-  // 1'700'000'030 s is 22:13:50 UTC: past the first tenth of its minute, hour and day.
-  static armor::quota_tracker<armor::manual_clock> t{{.windows = three(), .forecast_alert = 1.0},
+// "Forecasts"), against bm_memory_manual_clock, at 22:13:50 UTC (past the
+// first tenth of its minute, hour and day), without thresholds of use
+// (past 80 % they have costs of their own):
+//   - below the gate (under forecast_alert x forecast_after of each limit):
+//     one compare per window;
+//   - projecting: 20 % used, past the gate, no window projecting its limit
+//     (the minute 24 %, the hour 87 %, the day 22 %): the forecast word and
+//     a projection per window, per call;
+//   - fired: 95 % used, every window's forecast fired this period: the
+//     forecast word per window, per call.
+template <int Percent>
+void bm_forecast(benchmark::State& state) {
+  static armor::quota_tracker<armor::manual_clock> t{{.windows = three(), .alerts = {}, .forecast_alert = 1.0},
                                                      armor::manual_clock{1'700'000'030s}};
-  static const bool fired = [] {
-    (void)t.charge(huge / 20 * 19);  // each window projects past its limit (the day: x 86400 / 80030)
-    return t.stats().forecast_alerts == 3;
+  static const bool ready = [] {
+    (void)t.charge(huge / 100 * Percent);
+    return t.stats().forecast_alerts == (Percent >= 95 ? 3U : 0U);
   }();
-  if (!fired) std::abort();
-  return t;
-}
-void bm_forecast_past_gate(benchmark::State& state) {
-  armor::quota_tracker<armor::manual_clock>& t = forecast_fired();
+  if (!ready) std::abort();
   for (auto _ : state) benchmark::DoNotOptimize(t.try_consume(1));
 }
-BENCHMARK(bm_forecast_past_gate)->Threads(1)->Threads(2);
+BENCHMARK(bm_forecast<0>)->Name("bm_forecast/below_gate")->Threads(1)->Threads(2);
+BENCHMARK(bm_forecast<20>)->Name("bm_forecast/projecting")->Threads(1)->Threads(2);
+BENCHMARK(bm_forecast<95>)->Name("bm_forecast/fired")->Threads(1)->Threads(2);
 
 void bm_reserve_commit(benchmark::State& state) {
   static armor::quota_tracker t{{.windows = three()}};

@@ -160,6 +160,18 @@ TEST_CASE("a projection below the forecast alert fires nothing", "[quota_forecas
   CHECK(log.events[0].projected == 102);
 }
 
+TEST_CASE("the forecast alert's units are exact: 70 % of 10 is 7, not 8", "[quota_forecast]") {
+  const auto clock = clock_at(monday + 16h);  // a projection is 1.5 times the use
+  quota_log log;
+  logged_tracker t{{.windows = {quota_window::per_day(10)}, .alerts = {}, .forecast_alert = 0.7}, clock,
+                   armor::memory_quota_storage{}, std::ref(log)};
+  REQUIRE(t.try_consume(4));  // 6 projected
+  CHECK(log.events.empty());
+  REQUIRE(t.try_consume(1));  // 7.5, floored: 7
+  REQUIRE(log.events.size() == 1);
+  CHECK(log.events[0].projected == 7);
+}
+
 TEST_CASE("forecast_after: a burst early in the period is not extrapolated until that fraction has passed",
           "[quota_forecast]") {
   const auto clock = clock_at(monday + 30min);

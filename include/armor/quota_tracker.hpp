@@ -1207,7 +1207,7 @@ class quota_tracker {
       const std::int64_t elapsed = t - start;
       if (static_cast<double>(elapsed) < options_.forecast_after * static_cast<double>(length)) continue;
       const std::int64_t projected = detail::quota_projection(use, elapsed, length);
-      if (projected < threshold_units(forecast_, l.limit[i])) continue;
+      if (!reaches(projected, forecast_, l.limit[i])) continue;
       for (;;) {
         if ((cur & 0xff) != detail::alert_unused && detail::alert_distance(cur, period) <= 0) break;
         if (cell.compare_exchange_weak(cur, detail::alert_pack(period, 1), std::memory_order_relaxed,
@@ -1459,6 +1459,16 @@ class quota_tracker {
         return false;
       }
     }
+  }
+
+  // units >= threshold_units(fraction, limit), without its rounding calls
+  // (nearbyint saves and restores the floating-point environment: tens of
+  // nanoseconds): an integer reaches ceil(x), or x's nearest integer when x
+  // lies within the same tolerance of it, exactly when it reaches x less
+  // that tolerance.
+  [[nodiscard]] static bool reaches(std::int64_t units, double fraction, std::int64_t limit) noexcept {
+    const double x = fraction * static_cast<double>(limit);
+    return static_cast<double>(units) >= x - 1e-9 * std::max(x, 1.0) && units >= 1;
   }
 
   // ceil(fraction * limit), without a rounding error making 0.8 * 50 into 41.
