@@ -26,6 +26,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -132,6 +133,32 @@ void bm_memory_manual_clock(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(t.try_consume(1));
 }
 BENCHMARK(bm_memory_manual_clock)->Threads(1)->Threads(2);
+
+// The same three windows with a forecast alert (docs/quota_tracker.md,
+// "Forecasts"), against bm_memory_manual_clock, at 22:13:50 UTC (past the
+// first tenth of its minute, hour and day), without thresholds of use
+// (past 80 % they have costs of their own):
+//   - below the gate (under forecast_alert x forecast_after of each limit):
+//     one compare per window;
+//   - projecting: 20 % used, past the gate, no window projecting its limit
+//     (the minute 24 %, the hour 87 %, the day 22 %): the forecast word and
+//     a projection per window, per call;
+//   - fired: 95 % used, every window's forecast fired this period: the
+//     forecast word per window, per call.
+template <int Percent>
+void bm_forecast(benchmark::State& state) {
+  static armor::quota_tracker<armor::manual_clock> t{{.windows = three(), .alerts = {}, .forecast_alert = 1.0},
+                                                     armor::manual_clock{1'700'000'030s}};
+  static const bool ready = [] {
+    (void)t.charge(huge / 100 * Percent);
+    return t.stats().forecast_alerts == (Percent >= 95 ? 3U : 0U);
+  }();
+  if (!ready) std::abort();
+  for (auto _ : state) benchmark::DoNotOptimize(t.try_consume(1));
+}
+BENCHMARK(bm_forecast<0>)->Name("bm_forecast/below_gate")->Threads(1)->Threads(2);
+BENCHMARK(bm_forecast<20>)->Name("bm_forecast/projecting")->Threads(1)->Threads(2);
+BENCHMARK(bm_forecast<95>)->Name("bm_forecast/fired")->Threads(1)->Threads(2);
 
 void bm_reserve_commit(benchmark::State& state) {
   static armor::quota_tracker t{{.windows = three()}};

@@ -1282,9 +1282,10 @@ TEST_CASE("quota stats and usage describe their own metric families") {
   static_assert(armor::described_stats<armor::quota_tracker_stats>);
   static_assert(armor::described_stats<armor::quota_usage>);
   constexpr auto f = armor::quota_tracker_stats::fields();
-  static_assert(std::tuple_size_v<decltype(f)> == 5);
+  static_assert(std::tuple_size_v<decltype(f)> == 6);
   std::vector<std::string> seen;
-  const armor::quota_tracker_stats s{.exhausted = 3, .too_large = 1, .invalid = 2, .unavailable = 4, .alerts = 7};
+  const armor::quota_tracker_stats s{
+      .exhausted = 3, .too_large = 1, .invalid = 2, .unavailable = 4, .alerts = 7, .forecast_alerts = 5};
   armor::detail::for_each_field<armor::quota_tracker_stats>([&](const auto& field) {
     seen.push_back(std::string(field.name) + " " + std::string(field.metric) + " " + std::string(field.label_name) +
                    "=" + std::string(field.label_value) + " " + std::string(armor::to_string(field.type)) + " " +
@@ -1296,6 +1297,7 @@ TEST_CASE("quota stats and usage describe their own metric families") {
                     "invalid armor_quota_rejected_total reason=invalid counter 2",
                     "unavailable armor_quota_rejected_total reason=unavailable counter 4",
                     "alerts armor_quota_alerts_total = counter 7",
+                    "forecast_alerts armor_quota_forecast_alerts_total = counter 5",
                 });
   CHECK(std::get<0>(f).help == "Consumptions the quota tracker refused, by reason.");
   CHECK(std::get<4>(f).help == "Quota alerts fired (once per threshold, window and period).");

@@ -34,9 +34,11 @@
 #include <armor/stats.hpp>
 #include <armor/verdict.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -127,7 +129,7 @@ enum class breaker_state : std::uint8_t {
   closed = 0,     ///< calls go through; outcomes are watched
   open = 1,       ///< calls are refused with errc::circuit_open until open_for has passed
   half_open = 2,  ///< a few probes go through; the rest are refused
-  isolated = 3,   ///< held open by isolate() until reset()
+  isolated = 3,   ///< held open by isolate() until reset(), or by isolate_until() until a time
   disabled = 4,   ///< every call goes through; outcomes are only recorded
 };
 
@@ -235,7 +237,7 @@ struct circuit_breaker_event {
   breaker_state to = breaker_state::closed;
   breaker_reason reason = breaker_reason::reset;
   timestamp at{};                       ///< the time of the call (or manual action) that made the change
-  std::chrono::nanoseconds open_for{};  ///< to == open: how long it stays open; zero otherwise
+  std::chrono::nanoseconds open_for{};  ///< to == open, or isolate_until(): how long it stays so; zero otherwise
   /// The breaker's key: in armor::keyed, the key it serves; otherwise the one
   /// given to its constructor (empty by default). Valid during the call only.
   std::string_view key{};
@@ -552,7 +554,8 @@ class circuit_breaker {
   /// Admits the call (a permit), or refuses it with errc::circuit_open:
   /// retryable with retry_after = the time until it half-opens when open;
   /// retryable without retry_after when half-open with every probe slot
-  /// taken; not retryable when isolated.
+  /// taken; not retryable when isolated (with retry_after = the time left
+  /// after isolate_until(), without after isolate()).
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<circuit_breaker_permit> admit(context& ctx) noexcept {
     const std::int64_t t = ctx.now().time_since_epoch().count();
     const detail::breaker_grant g = core_->acquire(t);
@@ -577,8 +580,8 @@ class circuit_breaker {
   /// Asks to make a call now (the breaker's clock): granted with a permit,
   /// to be handed back with the call's outcome by record(); or refused with
   /// errc::circuit_open and retry_after() = the time until the breaker
-  /// half-opens (nanoseconds::max() when no time is known: half-open with
-  /// every probe slot taken, or isolated).
+  /// half-opens, or an isolate_until() ends (nanoseconds::max() when no
+  /// time is known: half-open with every probe slot taken, or isolate()).
   [[nodiscard]] decision<circuit_breaker_permit> try_acquire() noexcept(noexcept(std::declval<const Clock&>().now())) {
     return try_acquire(now());
   }
@@ -620,7 +623,30 @@ class circuit_breaker {
 
   /// Holds the breaker open (state isolated) until reset(): every call is
   /// refused with errc::circuit_open, not retryable, without retry_after.
-  void isolate() noexcept(noexcept(std::declval<const Clock&>().now())) { force(detail::breaker_phase::isolated); }
+  void isolate() noexcept(noexcept(std::declval<const Clock&>().now())) {
+    report(core_->isolate(std::numeric_limits<std::int64_t>::max(), read_clock()));
+  }
+
+  /// Holds the breaker open (state isolated) until `until` on its clock, or
+  /// reset(): calls are refused with errc::circuit_open, not retryable, with
+  /// retry_after = the time left; the first call at or after `until` is a
+  /// probe, as when open_for has passed (half-open, reason open_elapsed). An
+  /// isolated breaker keeps the later end (isolate() without a time: never
+  /// ends). For "quota exhausted -> isolate until it resets":
+  /// isolate_on_exhaustion below, docs/quota_tracker.md.
+  void isolate_until(timestamp until) noexcept(noexcept(std::declval<const Clock&>().now())) {
+    isolate_until(until, now());
+  }
+  /// isolate_until(), at `now` (on the breaker's clock; the time of the event).
+  void isolate_until(timestamp until, timestamp now) noexcept {
+    report(core_->isolate(until.time_since_epoch().count(), now.time_since_epoch().count()));
+  }
+  /// isolate_until(now + d); `d` saturates (nanoseconds::max(): until reset()).
+  void isolate_for(std::chrono::nanoseconds d) noexcept(noexcept(std::declval<const Clock&>().now())) {
+    const timestamp t = now();
+    isolate_until(timestamp{std::chrono::nanoseconds{detail::saturating_add(t.time_since_epoch().count(), d.count())}},
+                  t);
+  }
 
   /// Closes the breaker and clears what its decisions rest on (the windows,
   /// the run of failures, the count of consecutive trips). Calls admitted
@@ -785,6 +811,40 @@ class circuit_breaker {
   [[no_unique_address]] Listener listener_;
   [[no_unique_address]] key_type key_;
   std::unique_ptr<detail::breaker_block> core_;
+};
+
+/// A pipeline layer that isolates `breaker` when a layer inside it refuses
+/// the call with errc::quota_exhausted, for the refusal's retry_after (the
+/// time until the quota's window has room: for a fixed window, its reset;
+/// for a lifetime window, never: until reset()). Place it just inside the
+/// breaker, outside the quota tracker:
+/// `pipeline{std::ref(breaker), isolate_on_exhaustion{breaker}, std::ref(quota)}`.
+/// The breaker then refuses every call (circuit_open, with the time left)
+/// without asking the quota, and probes when the window resets
+/// (docs/quota_tracker.md, "Quota exhausted: isolate the breaker"). Holds a
+/// pointer: the breaker must outlive it. Costs nothing but a branch on calls
+/// the quota does not refuse; uses the pipeline's time (no clock read).
+template <class Breaker>
+class isolate_on_exhaustion {
+ public:
+  using permit_type = no_permit;
+
+  explicit isolate_on_exhaustion(Breaker& breaker) noexcept : breaker_(&breaker) {}
+
+  [[nodiscard]] admission<> admit(context&) const noexcept { return admission<>::admit(); }
+
+  void settle(context& ctx, no_permit, const verdict& v) const noexcept {
+    if (v.kind == outcome::rejected && v.retry_after && v.code == errc::quota_exhausted) [[unlikely]] {
+      const timestamp now = ctx.now();
+      breaker_->isolate_until(
+          timestamp{std::chrono::nanoseconds{detail::saturating_add(now.time_since_epoch().count(),
+                                                                     std::max(v.retry_after->count(), std::int64_t{0}))}},
+          now);
+    }
+  }
+
+ private:
+  Breaker* breaker_;
 };
 
 }  // namespace armor

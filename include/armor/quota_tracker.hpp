@@ -19,8 +19,9 @@
 // The counts live in a storage: this process (the default), one host
 // (armor/storage/sqlite.hpp), many hosts (armor/redis/quota_storage.hpp),
 // or your own (armor/storage/quota_storage.hpp). Windows, reservations,
-// alerts, the pipeline protocol, costs and proofs: docs/quota_tracker.md;
-// limits changed at run time (reconfigure()): docs/reconfiguration.md.
+// alerts, spend forecasts, the pipeline protocol, costs and proofs:
+// docs/quota_tracker.md; limits changed at run time (reconfigure()):
+// docs/reconfiguration.md.
 #pragma once
 
 #include <armor/clock.hpp>
@@ -104,6 +105,21 @@ enum class quota_alert_basis : std::uint8_t {
   return "unknown";
 }
 
+/// What a quota_tracker_event reports.
+enum class quota_alert_kind : std::uint8_t {
+  used,      ///< a window's use reached a threshold (quota_tracker_options::alerts)
+  forecast,  ///< a window's projected use at its period's end reached quota_tracker_options::forecast_alert
+};
+
+/// The name of a quota_alert_kind, as written in the code (`forecast`).
+[[nodiscard]] constexpr std::string_view to_string(quota_alert_kind k) noexcept {
+  switch (k) {
+    case quota_alert_kind::used: return "used";
+    case quota_alert_kind::forecast: return "forecast";
+  }
+  return "unknown";
+}
+
 /// The most alert thresholds a tracker can have.
 inline constexpr std::size_t quota_max_alerts = 8;
 /// The most buckets a rolling window can have.
@@ -165,6 +181,19 @@ struct quota_tracker_options {
   /// What the alerts count: settled use (the default; a reservation counts
   /// once committed, with its real cost) or every reserved unit.
   quota_alert_basis alert_basis = quota_alert_basis::settled;
+  /// A forecast alert, as a fraction of each window's limit in (0, 1]; none
+  /// by default. When a fixed, week or month window's projected use at the
+  /// end of its period (its alert use so far at the period's average rate:
+  /// quota_usage::projected) reaches it, the listener hears an event of
+  /// kind quota_alert_kind::forecast, once per window and period. Rolling
+  /// and lifetime windows have no period end and are not forecast.
+  std::optional<double> forecast_alert{};
+  /// The forecast alert waits until this fraction of the period has passed,
+  /// in [0, 1): a burst early in a period, extrapolated over all of it,
+  /// would otherwise project far more than will be used (a projection made
+  /// after a fraction f overstates a burst that is not repeated at most
+  /// 1/f times). 0.1 by default: 2.4 h of a day, 3 days of a month.
+  double forecast_after = 0.1;
   /// In a pipeline, a refusal whose retry_after is shorter than this is
   /// marked retryable, so an outer backoff may wait for it (within its
   /// max_refusal_wait, max_retry_after and the deadline). 0 (the default):
@@ -309,6 +338,11 @@ struct quota_usage {
   /// units counted now; zero when it has; none when nothing is used or the
   /// projection lies past the reset (for a rolling window, past its length).
   std::optional<std::chrono::nanoseconds> exhausted_in{};
+  /// Fixed, week and month windows: the use projected at the end of the
+  /// period at the period's average rate so far, used x period / elapsed
+  /// (may exceed the limit: what the rate would spend, not what the quota
+  /// allows). None for rolling and lifetime windows.
+  std::optional<std::int64_t> projected{};
 
   [[nodiscard]] constexpr std::int64_t remaining() const noexcept { return used >= limit ? 0 : limit - used; }
   /// used / limit (above 1 after an overrun).
@@ -324,6 +358,9 @@ struct quota_usage {
         armor::gauge("resets_in", &quota_usage::resets_in, "armor_quota_reset_seconds",
                      "Seconds until the quota window resets (rolling: until its oldest units expire)."),
         armor::field("exhausted_in", &quota_usage::exhausted_in),
+        armor::gauge("projected", &quota_usage::projected, "armor_quota_projected",
+                     "Units the quota window is projected to have used when its period ends, at its average rate so "
+                     "far (fixed, week and month windows)."),
     };
   }
 };
@@ -338,17 +375,22 @@ struct quota_usage {
 /// sharing the counts, restarts included.
 struct quota_tracker_event {
   std::size_t window = 0;    ///< position in quota_tracker_options::windows
-  double threshold = 0;      ///< the fraction reached (0.8 for 80 %)
+  double threshold = 0;      ///< the fraction reached (0.8 for 80 %; forecast: forecast_alert)
   std::int64_t used = 0;     ///< the use that reached it (settled units, by default)
   std::int64_t limit = 0;
   std::chrono::nanoseconds resets_in{};                         ///< as in quota_usage
   std::chrono::sys_time<std::chrono::nanoseconds> resets_at{};  ///< the same as a wall time
+  /// used: the use reached `threshold`; forecast: the projected use did.
+  quota_alert_kind kind = quota_alert_kind::used;
+  /// forecast: the use projected at the period's end (quota_usage::projected); none otherwise.
+  std::optional<std::int64_t> projected{};
 
   /// How fmt prints it (armor/stats.hpp); resets_at, the same as resets_in, is left out.
   static constexpr auto fields() noexcept {
     using e = quota_tracker_event;
-    return std::tuple{armor::field("window", &e::window), armor::field("threshold", &e::threshold),
-                      armor::field("used", &e::used), armor::field("limit", &e::limit),
+    return std::tuple{armor::field("kind", &e::kind),           armor::field("window", &e::window),
+                      armor::field("threshold", &e::threshold), armor::field("used", &e::used),
+                      armor::field("limit", &e::limit),         armor::field("projected", &e::projected),
                       armor::field("resets_in", &e::resets_in)};
   }
 };
@@ -363,6 +405,7 @@ struct quota_tracker_stats {
   std::uint64_t invalid = 0;      ///< consumptions refused for a negative number of units
   std::uint64_t unavailable = 0;  ///< consumptions and charges the storage failed to count
   std::uint64_t alerts = 0;       ///< alerts fired (once per threshold, window and period)
+  std::uint64_t forecast_alerts = 0;  ///< forecast alerts fired (once per window and period)
 
   /// Consumptions refused, for any reason.
   [[nodiscard]] constexpr std::uint64_t rejected() const noexcept {
@@ -383,6 +426,8 @@ struct quota_tracker_stats {
             .labelled("reason", "unavailable"),
         armor::counter("alerts", &quota_tracker_stats::alerts, "armor_quota_alerts_total",
                        "Quota alerts fired (once per threshold, window and period)."),
+        armor::counter("forecast_alerts", &quota_tracker_stats::forecast_alerts, "armor_quota_forecast_alerts_total",
+                       "Quota forecast alerts fired (once per window and period)."),
     };
   }
 };
@@ -519,7 +564,7 @@ inline std::string quota_window_name(const std::vector<quota_window>& windows, s
 
 
 /// The counters of quota_tracker_stats.
-enum class quota_counter : std::uint8_t { exhausted, too_large, invalid, unavailable, alerts, count };
+enum class quota_counter : std::uint8_t { exhausted, too_large, invalid, unavailable, alerts, forecasts, count };
 
 /// A tracker's counters, on a cache line of their own (refusals and alerts
 /// write them; grants do not).
@@ -542,6 +587,19 @@ inline constexpr std::uint64_t alert_unused = 0xff;
   std::uint64_t d = (static_cast<std::uint64_t>(period) - (cell >> 8)) & alert_period_mask;
   if (d >= (alert_period_mask >> 1) + 1) d |= ~alert_period_mask;
   return static_cast<std::int64_t>(d);
+}
+
+/// The use at the end of a period of `length` ns projected from `used` in
+/// its first `elapsed` ns, at the same rate: used x length / elapsed,
+/// saturating (and used, unchanged, at or past the end; with no time
+/// elapsed, the most there is unless nothing is used).
+[[nodiscard]] constexpr std::int64_t quota_projection(std::int64_t used, std::int64_t elapsed,
+                                                      std::int64_t length) noexcept {
+  if (used <= 0 || elapsed >= length) return used;
+  if (elapsed <= 0) return std::numeric_limits<std::int64_t>::max();
+  const quota_int128 p = static_cast<quota_int128>(used) * length / elapsed;
+  return p > std::numeric_limits<std::int64_t>::max() ? std::numeric_limits<std::int64_t>::max()
+                                                      : static_cast<std::int64_t>(p);
 }
 
 /// The units a settled-alert tracker's uncommitted permits hold, on a cache
@@ -632,7 +690,14 @@ class quota_tracker {
     alerts_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
     // Relaxed: not shared yet; whatever shares the tracker orders this.
     for (std::size_t i = 0; i < count_; ++i) alerts_[i].store(detail::alert_unused, std::memory_order_relaxed);
-    if (alert_count_ > 0 && options_.alert_basis == quota_alert_basis::settled) {
+    if (options_.forecast_alert) {
+      forecast_ = *options_.forecast_alert;
+      forecast_gate_ = forecast_ * options_.forecast_after;
+      forecasts_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
+      // Relaxed: as the alert cells above.
+      for (std::size_t i = 0; i < count_; ++i) forecasts_[i].store(detail::alert_unused, std::memory_order_relaxed);
+    }
+    if ((alert_count_ > 0 || forecasts_) && options_.alert_basis == quota_alert_basis::settled) {
       pending_ = std::make_unique<detail::quota_pending>();
     }
   }
@@ -710,6 +775,9 @@ class quota_tracker {
     u.resets_in = s.cycle.cut == detail::quota_cut::lifetime
                       ? std::chrono::nanoseconds::max()  // never
                       : std::chrono::nanoseconds{std::max<std::int64_t>(u.resets_at.time_since_epoch().count() - t, 0)};
+    if (s.buckets == 0 && s.cycle.cut != detail::quota_cut::lifetime) {
+      u.projected = detail::quota_projection(u.used, t - since, horizon - since);
+    }
     if (u.used >= u.limit) {
       u.exhausted_in = std::chrono::nanoseconds::zero();
     } else if (u.used > 0 && t > since && s.cycle.cut != detail::quota_cut::lifetime) {
@@ -730,6 +798,7 @@ class quota_tracker {
     s.invalid = c.load(detail::quota_counter::invalid);
     s.unavailable = c.load(detail::quota_counter::unavailable);
     s.alerts = c.load(detail::quota_counter::alerts);
+    s.forecast_alerts = c.load(detail::quota_counter::forecasts);
     return s;
   }
 
@@ -783,6 +852,8 @@ class quota_tracker {
     if (options.utc_offset != options_.utc_offset) detail::fixed_at_construction(who, "utc_offset");
     if (options.alerts != options_.alerts) detail::fixed_at_construction(who, "alerts");
     if (options.alert_basis != options_.alert_basis) detail::fixed_at_construction(who, "alert_basis");
+    if (options.forecast_alert != options_.forecast_alert) detail::fixed_at_construction(who, "forecast_alert");
+    if (options.forecast_after != options_.forecast_after) detail::fixed_at_construction(who, "forecast_after");
     if (!(options.cost == options_.cost)) detail::fixed_at_construction(who, "cost");
     limits_.store(limits_of(options));
   }
@@ -1077,7 +1148,7 @@ class quota_tracker {
   alert_outlook after_consumption(const limits& l, const quota_consumption& c, std::int64_t t,
                                   quota_deadline until, std::int64_t reserved) noexcept {
     alert_outlook o;
-    if (alert_count_ == 0) return o;
+    if (alert_count_ == 0 && !forecasts_) return o;
     // A degraded storage answer (Redis fail_open, fallback_local) counts
     // nothing shared and reports no use: no pending units, no alerts.
     o.pended = pending_ && reserved > 0 && c.used[0] >= reserved;
@@ -1098,7 +1169,63 @@ class quota_tracker {
       const std::size_t fired = raise(l, i, c.at[i], use, t, until);
       if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i, fired) - others);
     }
+    if (forecasts_) [[unlikely]] forecast(l, c, t);
     return o;
+  }
+
+  // ---- forecast alerts (docs/quota_tracker.md, "Forecasts")
+  //
+  // Per window, a cell (period, 1 once the forecast alert fired in it),
+  // packed as the alert cells. A projection grows only with use (time
+  // alone lowers it), so checking after each consumption finds every
+  // crossing; a commit's units are seen by the next consumption.
+
+  // After a consumption counted `c` at t (its own reservation, if any, is
+  // pending already): fires the forecast alert of each fixed, week or month
+  // window whose alert use projects to forecast_alert at its period's end.
+  void forecast(const limits& l, const quota_consumption& c, std::int64_t t) noexcept {
+    std::int64_t held = -1;
+    for (std::size_t i = 0; i < count_; ++i) {
+      const window_state& s = windows_[i];
+      if (s.buckets != 0 || s.cycle.cut == detail::quota_cut::lifetime) continue;
+      std::int64_t use = c.used[i];
+      // After forecast_after of the period the projection is at most
+      // use / forecast_after: below the gate it cannot reach the alert.
+      if (ARMOR_LIKELY(static_cast<double>(use) < forecast_gate_ * static_cast<double>(l.limit[i]))) continue;
+      std::atomic<std::uint64_t>& cell = forecasts_[i];
+      const std::int64_t period = c.at[i];
+      // Relaxed: as the alert cells (the CAS alone decides who fires).
+      std::uint64_t cur = cell.load(std::memory_order_relaxed);
+      if ((cur & 0xff) != detail::alert_unused && detail::alert_distance(cur, period) <= 0) continue;
+      if (pending_) {
+        // Relaxed: as in after_consumption().
+        if (held < 0) held = pending_->units.load(std::memory_order_relaxed);
+        use -= std::min(use, held);
+      }
+      const std::int64_t start = s.cycle.start(period);
+      const std::int64_t length = s.cycle.end(period) - start;
+      const std::int64_t elapsed = t - start;
+      if (static_cast<double>(elapsed) < options_.forecast_after * static_cast<double>(length)) continue;
+      const std::int64_t projected = detail::quota_projection(use, elapsed, length);
+      if (!reaches(projected, forecast_, l.limit[i])) continue;
+      for (;;) {
+        if ((cur & 0xff) != detail::alert_unused && detail::alert_distance(cur, period) <= 0) break;
+        if (cell.compare_exchange_weak(cur, detail::alert_pack(period, 1), std::memory_order_relaxed,
+                                       std::memory_order_relaxed)) {
+          counters_->c.add(detail::quota_counter::forecasts);
+          if constexpr (detail::listens<Listener>) {
+            const std::int64_t end = detail::saturating_add(start, length);
+            detail::notify(listener_, [&] {
+              quota_tracker_event e{i, forecast_, use, l.limit[i], std::chrono::nanoseconds{end - t}, to_sys(end)};
+              e.kind = quota_alert_kind::forecast;
+              e.projected = projected;
+              return e;
+            });
+          }
+          break;
+        }
+      }
+    }
   }
 
   // After a refusal: the refusing window's count may have reached a
@@ -1334,6 +1461,16 @@ class quota_tracker {
     }
   }
 
+  // units >= threshold_units(fraction, limit), without its rounding calls
+  // (nearbyint saves and restores the floating-point environment: tens of
+  // nanoseconds): an integer reaches ceil(x), or x's nearest integer when x
+  // lies within the same tolerance of it, exactly when it reaches x less
+  // that tolerance.
+  [[nodiscard]] static bool reaches(std::int64_t units, double fraction, std::int64_t limit) noexcept {
+    const double x = fraction * static_cast<double>(limit);
+    return static_cast<double>(units) >= x - 1e-9 * std::max(x, 1.0) && units >= 1;
+  }
+
   // ceil(fraction * limit), without a rounding error making 0.8 * 50 into 41.
   [[nodiscard]] static std::int64_t threshold_units(double fraction, std::int64_t limit) noexcept {
     const long double exact = static_cast<long double>(fraction) * static_cast<long double>(limit);
@@ -1439,6 +1576,12 @@ class quota_tracker {
     if (o.retryable_within.count() < 0) {
       fail("retryable_within must not be negative (got " + std::to_string(o.retryable_within.count()) + " ns)");
     }
+    if (o.forecast_alert && !(*o.forecast_alert > 0.0 && *o.forecast_alert <= 1.0)) {
+      fail("forecast_alert must be within (0, 1] (got " + std::to_string(*o.forecast_alert) + ")");
+    }
+    if (!(o.forecast_after >= 0.0 && o.forecast_after < 1.0)) {
+      fail("forecast_after must be within [0, 1) (got " + std::to_string(o.forecast_after) + ")");
+    }
     detail::check_cost_source(o.cost, "armor::quota_tracker");
   }
 
@@ -1463,6 +1606,12 @@ class quota_tracker {
   std::unique_ptr<detail::quota_pending> pending_;
   // Refusals and alerts (stats()). Written only by refusals and alerts.
   std::unique_ptr<detail::quota_counters> counters_;
+  // Forecast alerts (none without forecast_alert): per window, (period,
+  // fired), written once per period; the alert and its gate (alert x
+  // forecast_after), fixed at construction.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> forecasts_;
+  double forecast_ = 0;
+  double forecast_gate_ = 0;
 };
 
 quota_tracker(quota_tracker_options) -> quota_tracker<>;

@@ -342,18 +342,18 @@ TEST_CASE("fmt: quota decisions, usage, events and stats") {
   armor::quota_tracker quota{{.windows = {armor::quota_window::per_day(50)}}, clock, armor::memory_quota_storage{},
                              std::ref(heard)};
   // exhausted_in is a std::optional: printed only when it holds a value.
-  CHECK(fmt::format("{}", quota.usage(0)) == "used=0 limit=50 resets_in=12h");
+  CHECK(fmt::format("{}", quota.usage(0)) == "used=0 limit=50 resets_in=12h projected=0");
   CHECK(fmt::format("{}", quota.try_consume(40)) == "granted");
   // 40 units in the 12 hours since midnight: the last 10 would go in 3 hours.
-  CHECK(fmt::format("{}", quota.usage(0)) == "used=40 limit=50 resets_in=12h exhausted_in=3h");
+  CHECK(fmt::format("{}", quota.usage(0)) == "used=40 limit=50 resets_in=12h exhausted_in=3h projected=80");
   clock.advance(1h);
-  CHECK(fmt::format("{}", quota.usage(0)) == "used=40 limit=50 resets_in=11h exhausted_in=3h15m");
+  CHECK(fmt::format("{}", quota.usage(0)) == "used=40 limit=50 resets_in=11h exhausted_in=3h15m projected=73");
   CHECK(fmt::format("{}", quota.try_consume(11)) == "quota_exhausted (retry after 11h)");
   CHECK(fmt::format("{}", quota.try_consume(51)) == "request_too_large");
   CHECK(fmt::format("{}", quota.try_consume(-1)) == "invalid_argument");
   REQUIRE(heard.lines.size() == 1);
-  CHECK(heard.lines[0] == "window=0 threshold=0.8 used=40 limit=50 resets_in=12h");
-  CHECK(fmt::format("{}", quota.stats()) == "exhausted=1 too_large=1 invalid=1 unavailable=0 alerts=1");
+  CHECK(heard.lines[0] == "kind=used window=0 threshold=0.8 used=40 limit=50 resets_in=12h");
+  CHECK(fmt::format("{}", quota.stats()) == "exhausted=1 too_large=1 invalid=1 unavailable=0 alerts=1 forecast_alerts=0");
 }
 
 // ---------------------------------------------------------------- bulkhead

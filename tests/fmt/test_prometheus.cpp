@@ -373,6 +373,10 @@ TEST_CASE("prometheus: the exposition parses back, each family once, with the po
   CHECK(e.value("armor_quota_rejected_total", {{"api", "gemini"}, {"reason", "too_large"}}) == 0.0);
   CHECK(e.value("armor_quota_alerts_total", {{"api", "gemini"}}) == static_cast<double>(s.quota.stats().alerts));
   CHECK(s.quota.stats().alerts > 0);
+  // The projection at the day's end: 42 units in the 12 h 4 min since midnight, 42 x 1440 / 724.
+  CHECK(e.value("armor_quota_projected", q("day")) == 83.0);
+  CHECK_FALSE(e.value("armor_quota_projected", q("rolling_1h")));  // a rolling window has no period end
+  CHECK(e.value("armor_quota_forecast_alerts_total", {{"api", "gemini"}}) == 0.0);
 
   // The bulkhead: gauges only (it keeps no counters).
   REQUIRE(s.inside.size() == 3);

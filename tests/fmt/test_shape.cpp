@@ -37,6 +37,7 @@ TEST_CASE("shape: every public enumeration has a name and formats with fmt", "[s
   armor_test::check_enum<armor::quota_window_kind>("quota_window_kind");
   armor_test::check_enum<armor::quota_tracker_status>("quota_tracker_status");
   armor_test::check_enum<armor::quota_alert_basis>("quota_alert_basis");
+  armor_test::check_enum<armor::quota_alert_kind>("quota_alert_kind");
   armor_test::check_enum<armor::quota_storage_status>("quota_storage_status");
   armor_test::check_enum<armor::token_bucket_status>("token_bucket_status");
   armor_test::check_enum<armor::window_status>("window_status");

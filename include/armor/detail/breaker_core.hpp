@@ -49,6 +49,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 
 // GCC 12 at -O2/-O3 reports -Wmaybe-uninitialized on the fields of the
@@ -228,8 +229,27 @@ class breaker_core {
         case breaker_phase::closed:
         case breaker_phase::disabled:
           return {breaker_grant_kind::call, w.gen};
-        case breaker_phase::isolated:
-          return refuse(-1, false);
+        case breaker_phase::isolated: {
+          // Relaxed: as in the open case.
+          const std::uint64_t info = info_.load(std::memory_order_relaxed);
+          // Not yet written by the thread that isolated it, or held until reset().
+          if (!breaker_info_is_for(info, w.gen)) return refuse(-1, false);
+          const std::int64_t until = breaker_info_time(info, base_);
+          if (until >= isolated_forever()) return refuse(-1, false);
+          if (now < until) return refuse(until - now, false);
+          // The isolation has ended: as after open_for, this call is the first probe.
+          breaker_word next = w.moved_to(breaker_phase::half_open, w.trips);
+          next.a = 1;
+          // Relaxed: as in the open case.
+          if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_relaxed,
+                                           std::memory_order_relaxed)) {
+            publish(next.gen, now);  // when half-open began (half_open_timeout)
+            breaker_grant g{breaker_grant_kind::probe, next.gen};
+            g.change = {true, breaker_phase::isolated, breaker_phase::half_open, breaker_cause::open_elapsed, now, 0};
+            return g;
+          }
+          break;  // `raw` holds the new word: decide again
+        }
         case breaker_phase::open: {
           // Relaxed: the info word is self-contained and tagged with its generation.
           const std::uint64_t info = info_.load(std::memory_order_relaxed);
@@ -367,6 +387,27 @@ class breaker_core {
                                 : to == breaker_phase::isolated ? breaker_cause::isolated
                                                                 : breaker_cause::disabled;
     return {true, w.phase, to, cause, now, 0};
+  }
+
+  /// Isolates the breaker until `until` (ns; saturating: INT64_MAX holds it
+  /// until reset()). An isolated breaker keeps the later of its end and
+  /// `until`: a timed isolation never shortens another.
+  breaker_change isolate(std::int64_t until, std::int64_t now) noexcept {
+    // Relaxed: as in acquire().
+    std::uint64_t raw = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      const breaker_word w = breaker_word::decode(raw);
+      if (w.phase == breaker_phase::isolated) {
+        hold_until(w.gen, until);
+        return {};
+      }
+      const breaker_word next = w.moved_to(breaker_phase::isolated, 0);
+      if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_relaxed, std::memory_order_relaxed)) {
+        hold_until(next.gen, until);
+        const std::int64_t held = until >= isolated_forever() ? 0 : std::max<std::int64_t>(until - now, 0);
+        return {true, w.phase, breaker_phase::isolated, breaker_cause::isolated, now, held};
+      }
+    }
   }
 
   // ---------------------------------------------------------------- observation
@@ -562,6 +603,28 @@ class breaker_core {
     for (;;) {
       // Relaxed: ordered by the acquire above (see the comment on this function).
       if (breaker_word::decode(state_.load(std::memory_order_relaxed)).gen != gen) return;
+      if (info_.compare_exchange_weak(cur, value, std::memory_order_release, std::memory_order_acquire)) return;
+    }
+  }
+
+  // The info time of an isolation held until reset() (and of any end as
+  // far from the base as the info word can say).
+  [[nodiscard]] std::int64_t isolated_forever() const noexcept {
+    return breaker_info_time(breaker_info_encode(0, std::numeric_limits<std::int64_t>::max(), base_), base_);
+  }
+
+  // publish() for an isolation of generation `gen`: writes `until` unless
+  // the info word already holds a later end for `gen`, so that concurrent
+  // isolations (and the winner, writing after them) leave the latest end.
+  // Ordered as publish().
+  void hold_until(std::uint32_t gen, std::int64_t until) noexcept {
+    const std::uint64_t value = breaker_info_encode(gen, until, base_);
+    const std::int64_t rounded = breaker_info_time(value, base_);
+    std::uint64_t cur = info_.load(std::memory_order_acquire);
+    for (;;) {
+      // Relaxed: ordered by the acquire above (see publish()).
+      if (breaker_word::decode(state_.load(std::memory_order_relaxed)).gen != gen) return;
+      if (breaker_info_is_for(cur, gen) && breaker_info_time(cur, base_) >= rounded) return;
       if (info_.compare_exchange_weak(cur, value, std::memory_order_release, std::memory_order_acquire)) return;
     }
   }
