@@ -79,11 +79,12 @@ class bulkhead_permit {
   }
   bulkhead_permit(const bulkhead_permit&) = delete;
   bulkhead_permit& operator=(const bulkhead_permit&) = delete;
-  // Small enough to inline into every admission that holds a permit: a
-  // settled (moved-from) permit is one test; dropping one unsettled is the
-  // out-of-line release below.
+  // One test, inlined wherever a permit dies (every admission a driver
+  // holds: a settled permit is empty); dropping a permit that still holds
+  // something is a call. A full release inline here made GCC keep the
+  // admissions' destructors out of line (a call per layer per call).
   ARMOR_ALWAYS_INLINE ~bulkhead_permit() {
-    if (ARMOR_UNLIKELY(state_ != nullptr)) drop();
+    if (state_ != nullptr) drop();
   }
 
   /// True while it holds a slot or a place in the queue.
@@ -114,10 +115,10 @@ class bulkhead_permit {
   }
 
  private:
-  ARMOR_BULKHEAD_COLD void drop() noexcept { release(); }
+  ARMOR_BULKHEAD_NOINLINE void drop() noexcept { release(); }
 
   // A place in the queue: leaves it, or gives back the slot it was handed.
-  void release_place(detail::bulkhead_state& s) noexcept {
+  ARMOR_BULKHEAD_COLD void release_place(detail::bulkhead_state& s) noexcept {
     if (s.leave(*std::exchange(waiter_, nullptr))) s.release();
   }
 

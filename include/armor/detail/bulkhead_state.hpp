@@ -61,8 +61,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define ARMOR_BULKHEAD_COLD __attribute__((noinline, cold))
+#define ARMOR_BULKHEAD_NOINLINE __attribute__((noinline))
 #else
 #define ARMOR_BULKHEAD_COLD
+#define ARMOR_BULKHEAD_NOINLINE
 #endif
 
 namespace armor::detail {
