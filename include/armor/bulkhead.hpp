@@ -106,7 +106,7 @@ class bulkhead_permit {
   /// Gives back the slot or the place now; the permit is empty afterwards.
   ARMOR_ALWAYS_INLINE void release() noexcept {
     detail::bulkhead_state* s = std::exchange(state_, nullptr);
-    if (s == nullptr) return;
+    if (ARMOR_UNLIKELY(s == nullptr)) return;
     if (ARMOR_UNLIKELY(waiter_ != nullptr)) {
       release_place(*s);
       return;

@@ -59,8 +59,12 @@
 #include <cstdint>
 #include <mutex>
 
+// Out of line, but not `cold`: GCC then takes every path that may reach
+// the function for cold too, and moved the whole release (which reaches
+// serve() only when someone is queued) to the cold section. The branches
+// that lead to these carry ARMOR_UNLIKELY instead.
 #if defined(__GNUC__) || defined(__clang__)
-#define ARMOR_BULKHEAD_COLD __attribute__((noinline, cold))
+#define ARMOR_BULKHEAD_COLD __attribute__((noinline))
 #define ARMOR_BULKHEAD_NOINLINE __attribute__((noinline))
 #else
 #define ARMOR_BULKHEAD_COLD
