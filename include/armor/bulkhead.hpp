@@ -79,7 +79,13 @@ class bulkhead_permit {
   }
   bulkhead_permit(const bulkhead_permit&) = delete;
   bulkhead_permit& operator=(const bulkhead_permit&) = delete;
-  ~bulkhead_permit() { release(); }
+  // One test, inlined wherever a permit dies (every admission a driver
+  // holds: a settled permit is empty); dropping a permit that still holds
+  // something is a call. A full release inline here made GCC keep the
+  // admissions' destructors out of line (a call per layer per call).
+  ARMOR_ALWAYS_INLINE ~bulkhead_permit() {
+    if (state_ != nullptr) drop();
+  }
 
   /// True while it holds a slot or a place in the queue.
   [[nodiscard]] explicit operator bool() const noexcept { return state_ != nullptr; }
@@ -98,14 +104,24 @@ class bulkhead_permit {
   }
 
   /// Gives back the slot or the place now; the permit is empty afterwards.
-  void release() noexcept {
+  ARMOR_ALWAYS_INLINE void release() noexcept {
     detail::bulkhead_state* s = std::exchange(state_, nullptr);
-    if (s == nullptr) return;
-    if (queue_waiter* w = std::exchange(waiter_, nullptr); w != nullptr && !s->leave(*w)) return;
+    if (ARMOR_UNLIKELY(s == nullptr)) return;
+    if (ARMOR_UNLIKELY(waiter_ != nullptr)) {
+      release_place(*s);
+      return;
+    }
     s->release();
   }
 
  private:
+  ARMOR_BULKHEAD_NOINLINE void drop() noexcept { release(); }
+
+  // A place in the queue: leaves it, or gives back the slot it was handed.
+  ARMOR_BULKHEAD_COLD void release_place(detail::bulkhead_state& s) noexcept {
+    if (s.leave(*std::exchange(waiter_, nullptr))) s.release();
+  }
+
   template <class>
   friend class bulkhead;
   explicit bulkhead_permit(detail::bulkhead_state* s, queue_waiter* w = nullptr) noexcept : state_(s), waiter_(w) {}
@@ -192,9 +208,11 @@ static_assert(decision_like<decision<bulkhead_permit>>);
 ///
 /// Thread-safety: every member may be called concurrently, except moving
 /// the bulkhead (move it before sharing it; share it with std::ref). Cost:
-/// a call that finds a free slot is one load and one CAS to enter and the
-/// same to leave; a refusal is one load and writes nothing; only callers
-/// that queue take a lock. No allocation, no clock read.
+/// a call that finds a free slot is one load and one CAS to enter and one
+/// fetch_sub to leave, plus one load of the limits (on a line of their
+/// own); a refusal reads the same and writes only its counter; only
+/// callers that queue, and a leaving call that finds someone queued, take
+/// a lock. No allocation, no clock read.
 ///
 /// Constructors throw armor::error(invalid_argument), naming the option,
 /// for max_concurrent outside [1, 2^31), max_queue of 2^31 or more, a
@@ -243,8 +261,7 @@ class bulkhead {
   /// options' retry_after_hint, or nanoseconds::max() without one: a
   /// bulkhead cannot know when a holder will leave.
   [[nodiscard]] decision<bulkhead_permit> try_acquire() noexcept {
-    const limits l = state_.config();
-    if (state_.try_enter(l.max_inside)) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
+    if (state_.try_enter(state_.admit_config().max_inside)) return decision<bulkhead_permit>::granted(bulkhead_permit(&state_));
     refused();
     const std::int64_t hint_ns = retry_after_.load();
     return decision<bulkhead_permit>::refused(
@@ -254,7 +271,7 @@ class bulkhead {
   /// Policy protocol: a slot now; or, when every slot is taken, bulkhead_full
   /// (no queue) or an invitation to queue (the driver then calls enqueue()).
   [[nodiscard]] ARMOR_ALWAYS_INLINE admission<bulkhead_permit> admit(context&) noexcept {
-    const limits l = state_.config();  // one reading per decision (reconfigure())
+    const auto l = state_.admit_config();  // one reading per decision (reconfigure())
     if (ARMOR_LIKELY(state_.try_enter(l.max_inside))) return admission<bulkhead_permit>::admit(bulkhead_permit(&state_));
     if (l.max_queue == 0) {
       refused();
@@ -298,13 +315,13 @@ class bulkhead {
   /// Slots free now (0 while anyone waits).
   [[nodiscard]] std::uint32_t available() const noexcept {
     const std::uint64_t w = state_.load();
-    const std::uint32_t max = state_.config().max_inside;
+    const std::uint32_t max = state_.admit_config().max_inside;
     const std::uint32_t inside = detail::bulkhead_state::inside(w);
     if (detail::bulkhead_state::queued(w) != 0 || inside >= max) return 0;
     return max - inside;
   }
-  [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.config().max_inside; }
-  [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.config().max_queue; }
+  [[nodiscard]] std::uint32_t max_concurrent() const noexcept { return state_.admit_config().max_inside; }
+  [[nodiscard]] std::uint32_t max_queue() const noexcept { return state_.admit_config().max_queue; }
   [[nodiscard]] std::chrono::nanoseconds max_wait() const noexcept {
     return std::chrono::nanoseconds{state_.config().max_wait_ns};
   }
@@ -335,7 +352,7 @@ class bulkhead {
   /// refusal counters (always kept: they are written on refusals only).
   [[nodiscard]] bulkhead_stats stats() const noexcept {
     const std::uint64_t w = state_.load();
-    const limits l = state_.config();
+    const auto l = state_.admit_config();
     return {detail::bulkhead_state::inside(w), detail::bulkhead_state::queued(w), l.max_inside,
             l.max_queue, counts_.load(tally::rejected), counts_.load(tally::abandoned)};
   }

@@ -191,7 +191,12 @@ struct call_options {
 
 namespace detail {
 struct context_access;
-}
+
+/// The options of a call given none: a constant, so that a call without
+/// options copies known values into its context instead of building a
+/// temporary call_options (and zeroing it) first.
+inline constexpr call_options no_call_options{};
+}  // namespace detail
 
 /// The state of one call, shared by the driver, the policies and the
 /// operation. Not shared between threads; not copied by the driver.

@@ -289,8 +289,22 @@ template <class R>
   out.stopped_by_armor = false;
   out.recovered = false;
   out.value.reset();
-  out.exception = nullptr;
+  if (ARMOR_UNLIKELY(out.exception != nullptr)) out.exception = nullptr;  // a retry after a throw
   return true;
+}
+
+/// Stores a verdict field by field: a whole-struct copy of a verdict just
+/// built makes GCC store it in pieces and reload it in 16-byte halves (a
+/// store-forwarding stall on every call).
+ARMOR_ALWAYS_INLINE void set_verdict(verdict& to, const verdict& v) noexcept {
+  to.kind = v.kind;
+  to.retryable = v.retryable;
+  if (v.retry_after.has_value()) {
+    to.retry_after.emplace(*v.retry_after);
+  } else {
+    to.retry_after.reset();
+  }
+  to.code.assign(v.code.value(), v.code.category());
 }
 
 /// Classifies what the attempt left in `out` (a value or an exception).
@@ -299,9 +313,9 @@ ARMOR_ALWAYS_INLINE void judge_attempt(const K& classifier, call_outcome<R>& out
   if (out.exception) {
     out.v = judge_exception(classifier, out.exception);
   } else if constexpr (std::is_void_v<R>) {
-    out.v = judge_void(classifier);
+    set_verdict(out.v, judge_void(classifier));
   } else {
-    out.v = judge_value(classifier, *out.value);
+    set_verdict(out.v, judge_value(classifier, *out.value));
   }
 }
 
@@ -403,7 +417,7 @@ class pipeline {
   /// operation's exception when that ended the call; throws armor::error when
   /// armor stopped the call (see the top of this header).
   template <class F>
-  detail::operation_result_t<F> execute(F&& f, const call_options& options = {}) const {
+  detail::operation_result_t<F> execute(F&& f, const call_options& options = detail::no_call_options) const {
     static_assert(!has_hedge,
                   "armor::hedge: hedging runs attempts side by side, which the sync driver cannot do; "
                   "call async_execute / async_try_execute (armor/asio.hpp) instead, or take the hedge out of this "
@@ -428,7 +442,8 @@ class pipeline {
   /// ended the call; never throws for armor's reasons (an exception escaping
   /// the user's classifier or clock still propagates).
   template <class F>
-  [[nodiscard]] result<detail::operation_result_t<F>> try_execute(F&& f, const call_options& options = {}) const {
+  [[nodiscard]] result<detail::operation_result_t<F>> try_execute(
+      F&& f, const call_options& options = detail::no_call_options) const {
     using R = detail::operation_result_t<F>;
     static_assert(!std::is_same_v<R, failure>, "armor: an operation must not return armor::failure");
     static_assert(!has_hedge,

@@ -70,7 +70,10 @@ struct admission {
   admission_kind kind = admission_kind::admitted;
   Permit permit{};
   std::chrono::nanoseconds delay{};                     ///< wait: how long
-  std::error_code code{};                               ///< rejected: why
+  /// rejected: why. Empty (value 0) otherwise, in armor's category, as a
+  /// verdict's: std::error_code{} would call std::system_category(), an
+  /// out-of-line library call, in every admission.
+  std::error_code code{0, error_category()};
   std::optional<std::chrono::nanoseconds> retry_after;  ///< rejected: when it may succeed
   bool retryable = false;                               ///< rejected: worth a retry later
 

@@ -1,6 +1,10 @@
 // The driver allocates nothing per call on the success path.
+#include <armor/backoff.hpp>
+#include <armor/bulkhead.hpp>
+#include <armor/circuit_breaker.hpp>
 #include <armor/deadline.hpp>
 #include <armor/pipeline.hpp>
+#include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
 #include "counting_new.hpp"
@@ -50,6 +54,23 @@ TEST_CASE("try_execute and void operations allocate nothing on the success path"
   }
   CHECK(scope.allocations() == 0);
   CHECK(calls == 1000);
+}
+
+TEST_CASE("the five-policy pipeline of bench_pipeline allocates nothing per call") {
+  // deadline + backoff + breaker + bucket + bulkhead over steady_clock, the
+  // policies shared as a service holds them (issue #23's pipeline).
+  armor::circuit_breaker breaker{};
+  armor::token_bucket bucket{{.rate = {1'000'000'000, 1s}, .burst = 1'000'000}};
+  armor::bulkhead slots{{.max_concurrent = 64}};
+  const auto p = armor::pipeline{armor::deadline{2s}, armor::backoff{{.max_attempts = 3}}, std::ref(breaker),
+                                 std::ref(bucket), std::ref(slots)};
+  long sum = 0;
+  sum += p.execute([] { return 1L; });  // warm-up
+  armor_test::allocation_scope scope;
+  for (int i = 0; i < 1000; ++i) sum += p.execute([] { return 1L; });
+  CHECK(scope.allocations() == 0);
+  CHECK(sum == 1001);
+  CHECK(slots.in_use() == 0);
 }
 
 TEST_CASE("the counting allocator sees allocations (the test can fail)") {

@@ -3,37 +3,52 @@
 //
 // One std::atomic<uint64_t> holds both counts: the calls inside (low 32
 // bits) and the callers waiting in the queue (high 32 bits). Two rules keep
-// the fast path to one CAS and make the queue fair:
+// the fast path to a counter and make the queue fair:
 //
 //   - a caller enters at once only when a slot is free AND nobody is queued
-//     (so a newcomer never overtakes a waiter);
-//   - nobody queues while a slot is free, so `queued > 0` implies
-//     `inside == max_inside`.
+//     (so a newcomer never overtakes a waiter): one load and one CAS, and
+//     since `queued` is the high half, "free and nobody queued" is the one
+//     comparison `word < max_inside`;
+//   - leaving is one fetch_sub of one inside, whoever waits; only when the
+//     word it replaced had someone queued does the caller go on to the slow
+//     path, take the lock and hand the freed slot to the head of the queue.
 //
-// Entering and leaving without waiters are one CAS each on the word. Every
-// change to the queue (joining it, leaving it unserved, handing a released
-// slot to its head) happens under `mutex`; while the queue is not empty the
-// fast paths cannot change the word (their CAS sees `queued > 0` and fails),
-// so a holder of the lock can rely on it. A released slot goes straight to
-// the head of the queue: `inside` stays at the maximum and `queued` drops by
-// one, and the waiter is told by its wake-up. A waiter that gives up takes
-// the lock, and either finds it was granted meanwhile (then it holds the
-// slot) or unlinks itself: a slot is never handed to a waiter that has left,
-// and never lost.
+// `queued` changes only under `mutex` (joining the queue, leaving it
+// unserved, being served); `inside` grows without the lock only while
+// nobody is queued (the CAS above), and shrinks without it at any time (a
+// release). So, under the lock, while someone is queued the word can only
+// lose calls inside, and a holder of the lock serves the queue with one
+// fetch_add per waiter (one more inside, one fewer queued) as long as
+// inside < max_inside. Between a release's fetch_sub and its serving, a
+// slot may be free while someone is queued; nobody can take it (the CAS
+// sees `queued > 0`), and the release serves it once it has the lock (it
+// serves everyone the free slots allow, so several releases racing to the
+// lock hand over each slot once). Outside that window `queued > 0` implies
+// `inside >= max_inside`. A served waiter is told by its wake-up; a waiter
+// that gives up takes the lock and either finds it was granted meanwhile
+// (then it holds the slot) or unlinks itself: a slot is never handed to a
+// waiter that has left, and never lost.
 //
-// The limits (max_inside, max_queue, max_wait) live in a
-// config cell (config_cell.hpp), read whole once per decision, so that a
-// reconfiguration lands between decisions. A lowered max_inside lets the
+// The limits live in two places: max_inside and max_queue, the only ones a
+// decision without the lock reads, in one word (a config cell,
+// config_cell.hpp: one relaxed load); max_wait beside it. reconfigure()
+// stores both under the lock, so a reader holding the lock (join(), the
+// hand-over) sees one reconfiguration whole. A lowered max_inside lets the
 // calls inside finish: a released slot goes back (not to a waiter) while
-// inside > max_inside. A raised one hands the new slots to waiters at once
-// (reconfigure(), under the lock). So `queued > 0` implies
-// `inside >= max_inside` outside that lock.
+// inside >= max_inside after it. A raised one hands the new slots to
+// waiters at once (reconfigure(), under the lock).
+//
+// Layout: the word, the lock and the queue links fill the first 64 bytes
+// (written by every call; the rest only when someone queues); the limits
+// and the abandon hook sit in the next 64, written only by reconfigure()
+// and construction, so a call on another core that writes the word does
+// not take the limits' line away from a reader. The state stays one
+// cache_line (128 bytes on x86-64), as before.
 //
 // The bulkhead sets an abandon hook: leave() calls it, after the lock is
 // released, when a waiter left unserved (the permit that holds the place
 // knows the state, not the bulkhead), to count it and tell its listener. A
-// state without a hook tests it once; the hook's two pointers sit in the
-// padding of the cache-line-aligned state, so the state does not grow.
+// state without a hook tests it once.
 #pragma once
 
 #include <armor/detail/config.hpp>
@@ -44,19 +59,32 @@
 #include <cstdint>
 #include <mutex>
 
+// Out of line, but not `cold`: GCC then takes every path that may reach
+// the function for cold too, and moved the whole release (which reaches
+// serve() only when someone is queued) to the cold section. The branches
+// that lead to these carry ARMOR_UNLIKELY instead.
 #if defined(__GNUC__) || defined(__clang__)
-#define ARMOR_BULKHEAD_COLD __attribute__((noinline, cold))
+#define ARMOR_BULKHEAD_COLD __attribute__((noinline))
+#define ARMOR_BULKHEAD_NOINLINE __attribute__((noinline))
 #else
 #define ARMOR_BULKHEAD_COLD
+#define ARMOR_BULKHEAD_NOINLINE
 #endif
 
 namespace armor::detail {
 
-/// A bulkhead's limits, as one value (read whole: see config_cell.hpp).
+/// A bulkhead's limits, as one value.
 struct bulkhead_limits {
   std::uint32_t max_inside = 1;
   std::uint32_t max_queue = 0;
   std::int64_t max_wait_ns = 0;
+};
+
+/// The limits a decision without the lock reads: one word (trivial, as a
+/// config cell's value must be).
+struct bulkhead_admit_limits {
+  std::uint32_t max_inside;
+  std::uint32_t max_queue;
 };
 
 class bulkhead_state {
@@ -65,14 +93,16 @@ class bulkhead_state {
   static constexpr std::uint64_t one_queued = std::uint64_t{1} << 32;
 
   using limits = bulkhead_limits;
+  using admit_limits = bulkhead_admit_limits;
 
-  explicit bulkhead_state(const limits& l) noexcept : limits_(l) {}
+  explicit bulkhead_state(const limits& l) noexcept
+      : admit_(admit_limits{l.max_inside, l.max_queue}), max_wait_ns_(l.max_wait_ns) {}
 
   /// Not thread-safe (a bulkhead is moved before it is shared); the queue
   /// must be empty. The abandon hook is not copied (its new owner sets its
   /// own).
   bulkhead_state(const bulkhead_state& other) noexcept
-      : word_(other.word_.load(std::memory_order_relaxed)), limits_(other.limits_) {}
+      : word_(other.word_.load(std::memory_order_relaxed)), admit_(other.admit_), max_wait_ns_(other.max_wait_ns_) {}
   bulkhead_state& operator=(const bulkhead_state&) = delete;
   ~bulkhead_state() = default;
 
@@ -80,46 +110,41 @@ class bulkhead_state {
   static constexpr std::uint32_t queued(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
 
   [[nodiscard]] std::uint64_t load() const noexcept { return word_.load(std::memory_order_acquire); }
-  /// The limits now, read whole.
-  [[nodiscard]] limits config() const noexcept { return limits_.load(); }
+  /// max_inside and max_queue now, read whole (one relaxed load).
+  [[nodiscard]] ARMOR_ALWAYS_INLINE admit_limits admit_config() const noexcept { return admit_.load(); }
+  /// The limits now. max_inside and max_queue are read whole; max_wait
+  /// apart from them (outside the lock, a reconfiguration may fall
+  /// between; under it, it cannot).
+  [[nodiscard]] limits config() const noexcept {
+    const admit_limits a = admit_.load();
+    return {a.max_inside, a.max_queue, max_wait_ns_.load()};
+  }
 
   /// Replaces the limits. When max_inside grows, waiters take the new slots
   /// now (in queue order); when it shrinks, calls inside finish as usual and
   /// no new one enters until inside < max_inside.
   void reconfigure(const limits& l) noexcept {
-    const std::lock_guard lock(mutex_);  // not a hot path; orders against join() and hand_over()
-    limits_.store(l);
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
-    while (queued(w) != 0 && inside(w) < l.max_inside) {
-      // Under the lock, with someone queued, the fast paths cannot change the word.
-      if (!word_.compare_exchange_weak(w, w + one_inside - one_queued, std::memory_order_acq_rel,
-                                       std::memory_order_relaxed)) {
-        continue;
-      }
-      w = w + one_inside - one_queued;
-      queue_waiter* head = head_;
-      unlink(*head);
-      head->granted = true;
-      head->wake();
-    }
+    const std::lock_guard lock(mutex_);  // not a hot path; orders against join() and serve()
+    max_wait_ns_.store(l.max_wait_ns);
+    admit_.store(admit_limits{l.max_inside, l.max_queue});
+    serve_locked(l.max_inside);
   }
 
   /// Takes a slot if one is free and nobody waits. A refusal writes nothing.
   [[nodiscard]] ARMOR_ALWAYS_INLINE bool try_enter(std::uint32_t max_inside) noexcept {
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     do {
-      if (inside(w) >= max_inside || queued(w) != 0) return false;
+      // queued is the high half: below max_inside means nobody queued and a slot free.
+      if (w >= max_inside) return false;
     } while (!word_.compare_exchange_weak(w, w + one_inside, std::memory_order_acquire, std::memory_order_relaxed));
     return true;
   }
 
-  /// Gives a slot back: to the head of the queue if someone waits.
+  /// Gives a slot back: one fetch_sub; and, if someone was queued, hands
+  /// the slot to the head of the queue (under the lock).
   ARMOR_ALWAYS_INLINE void release() noexcept {
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
-    while (queued(w) == 0) {
-      if (word_.compare_exchange_weak(w, w - one_inside, std::memory_order_release, std::memory_order_relaxed)) return;
-    }
-    hand_over();
+    const std::uint64_t before = word_.fetch_sub(one_inside, std::memory_order_release);
+    if (ARMOR_UNLIKELY(queued(before) != 0)) serve();
   }
 
   /// Told, outside the lock, that a waiter left the queue unserved; gets
@@ -142,7 +167,7 @@ class bulkhead_state {
   /// behind free slots.
   [[nodiscard]] join_result join(queue_waiter& waiter, limits& l) noexcept {
     const std::lock_guard lock(mutex_);
-    l = limits_.load();
+    l = config();  // whole: reconfigure() stores under the lock
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (queued(w) == 0 && inside(w) < l.max_inside) {
@@ -151,9 +176,11 @@ class bulkhead_state {
         }
         continue;
       }
+      // Someone is queued (a slot a release freed is theirs: it serves
+      // them once it has the lock), or every slot is taken.
       if (queued(w) >= l.max_queue) return join_result::full;
-      // inside == max here; while queued was 0 the fast paths may still
-      // change the word, hence the CAS.
+      // Without the lock the word may still lose calls inside, or (while
+      // nobody is queued) gain them: hence the CAS.
       if (word_.compare_exchange_weak(w, w + one_queued, std::memory_order_relaxed, std::memory_order_relaxed)) break;
     }
     waiter.granted = false;
@@ -197,35 +224,38 @@ class bulkhead_state {
     waiter.prev = waiter.next = nullptr;
   }
 
-  // The slow half of release(): someone was queued when we looked.
-  ARMOR_BULKHEAD_COLD void hand_over() noexcept {
+  // The slow half of release(): someone was queued when it gave its slot back.
+  ARMOR_BULKHEAD_COLD void serve() noexcept {
     const std::lock_guard lock(mutex_);
-    const std::uint32_t max_inside = limits_.load().max_inside;  // stable: reconfigure() takes the lock
+    serve_locked(admit_.load().max_inside);  // stable: reconfigure() takes the lock
+  }
+
+  // Under the lock: hands free slots to the head of the queue, one by one,
+  // while someone is queued and inside < max_inside. `queued` cannot change
+  // meanwhile (we hold the lock) and `inside` can only drop (no CAS enters
+  // while someone is queued), so each check stays true until its fetch_add.
+  void serve_locked(std::uint32_t max_inside) noexcept {
     std::uint64_t w = word_.load(std::memory_order_relaxed);
-    for (;;) {
-      if (queued(w) == 0 || inside(w) > max_inside) {
-        // The last waiter left before we got the lock, or a lowered limit:
-        // the slot goes back instead of to a waiter.
-        if (word_.compare_exchange_weak(w, w - one_inside, std::memory_order_release, std::memory_order_relaxed)) {
-          return;
-        }
-        continue;
-      }
-      // Queued and holding the lock: nobody else can change the word now.
-      word_.fetch_sub(one_queued, std::memory_order_acq_rel);
+    while (queued(w) != 0 && inside(w) < max_inside) {
+      // One more inside, one fewer queued. Acquire: the slot's last holder
+      // released it; the waiter sees its work through the lock and wake().
+      w = word_.fetch_add(one_inside - one_queued, std::memory_order_acq_rel) + (one_inside - one_queued);
       queue_waiter* head = head_;
       unlink(*head);
       head->granted = true;
       head->wake();
-      return;
     }
   }
 
+  // First line: written by every call (the word), and by queueing callers.
   alignas(cache_line) std::atomic<std::uint64_t> word_{0};
-  config_cell<limits> limits_;
   std::mutex mutex_;  // the queue; never taken while nobody waits
   queue_waiter* head_ = nullptr;
   queue_waiter* tail_ = nullptr;
+  // The next 64-byte line (the state is 128 bytes, as before): read by
+  // every call, written by reconfigure() only.
+  alignas(64) config_cell<admit_limits> admit_;
+  config_cell<std::int64_t> max_wait_ns_;
   abandon_hook hook_ = nullptr;  // set by the bulkhead that owns the state
   void* hook_owner_ = nullptr;
 };
