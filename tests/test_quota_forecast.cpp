@@ -218,6 +218,28 @@ TEST_CASE("forecasts count settled use: a reservation counts once committed, see
   CHECK(log.events[0].projected == 90);
 }
 
+TEST_CASE("a forecast crossed by a commit that fills the window fires at the next refusal", "[quota_forecast]") {
+  const auto clock = clock_at(monday + 13h);  // past forecast_after
+  quota_log log;
+  logged_tracker t{
+      {.windows = {quota_window::per_day(100)}, .alerts = {1.0}, .forecast_alert = 1.0, .forecast_after = 0.5},
+      clock, armor::memory_quota_storage{}, std::ref(log)};
+  auto r = t.reserve(50);  // pending: not settled use yet
+  REQUIRE(r);
+  auto p = std::move(r).permit();
+  REQUIRE(t.try_consume(50));  // 100 counted, 50 of them pending: 50 settled projects 92 < 100
+  CHECK(t.stats().forecast_alerts == 0);
+  p.commit(50);                  // 100 of 100 settled at 13:00 (184 projected); nothing granted checks it
+  CHECK_FALSE(t.try_consume(1));  // refused: the refusal hears the forecast
+  CHECK(t.stats().forecast_alerts == 1);
+  clock.advance(1h);
+  CHECK_FALSE(t.try_consume(1));
+  CHECK(t.stats().forecast_alerts == 1);  // once per period
+  std::size_t forecasts = 0;
+  for (const auto& e : log.events) forecasts += e.kind == quota_alert_kind::forecast ? 1 : 0;
+  CHECK(forecasts == 1);
+}
+
 TEST_CASE("forecast alerts: each fixed window on its own, rolling and lifetime windows never", "[quota_forecast]") {
   const auto clock = clock_at(monday + 12h);  // Monday noon
   quota_log log;
