@@ -418,6 +418,20 @@ TEST_CASE("isolate_on_exhaustion: a quota refusal isolates the breaker until the
   CHECK(breaker.state() == breaker_state::closed);
 }
 
+TEST_CASE("isolate_on_exhaustion leaves an operator's disable() alone", "[quota_forecast][circuit_breaker]") {
+  const auto clock = clock_at(monday + 20h);
+  armor::circuit_breaker<armor::manual_clock> breaker{{}, clock};
+  armor::quota_tracker<armor::manual_clock> quota{{.windows = {quota_window::per_day(1)}}, clock};
+  auto p = armor::pipeline{clock, std::ref(breaker), armor::isolate_on_exhaustion{breaker}, std::ref(quota)};
+  breaker.disable();
+  REQUIRE(p.try_execute([] { return 1; }).has_value());
+  CHECK(p.try_execute([] { return 2; }).code() == armor::errc::quota_exhausted);
+  CHECK(breaker.state() == breaker_state::disabled);
+  breaker.reset();  // the operator's reset: refusals isolate again
+  CHECK(p.try_execute([] { return 3; }).code() == armor::errc::quota_exhausted);
+  CHECK(breaker.state() == breaker_state::isolated);
+}
+
 TEST_CASE("isolate_on_exhaustion: a lifetime budget, once spent, isolates until reset()",
           "[quota_forecast][circuit_breaker]") {
   const auto clock = clock_at(monday);
