@@ -377,6 +377,28 @@ TEST_CASE("isolate() is not shortened by isolate_until(); reset() ends either", 
   CHECK(b.try_acquire());
 }
 
+TEST_CASE("isolate_until(): the time left saturates for an extreme `now`", "[quota_forecast][circuit_breaker]") {
+  armor::manual_clock clock;
+  breaker_log log;
+  logged_breaker b{{}, clock, std::ref(log)};
+  const auto t0 = armor::to_timestamp(clock.now());
+  const armor::timestamp earliest{nanoseconds::min()};
+  b.isolate_until(t0 + 1h, earliest);
+  REQUIRE(log.events.size() == 1);
+  CHECK(log.events[0].open_for == nanoseconds::max());
+  auto d = b.try_acquire(earliest);
+  CHECK_FALSE(d);
+  CHECK(d.retry_after() == nanoseconds::max());
+  CHECK(b.try_acquire(t0 + 1h - 1us).retry_after() == 1us);
+  // An extension (a later end) and a shorter one change nothing but the end.
+  b.isolate_until(t0 + 2h, t0);
+  b.isolate_until(t0 + 1min, t0);
+  CHECK(log.events.size() == 1);
+  CHECK(b.try_acquire(t0 + 1h).retry_after() == 1h);
+  CHECK(b.try_acquire(t0 + 2h));  // the probe
+  CHECK(b.state() == breaker_state::half_open);
+}
+
 // ---------------------------------------------------------------- quota exhausted -> isolate the breaker
 
 TEST_CASE("isolate_on_exhaustion: a quota refusal isolates the breaker until the quota resets, then it probes "
