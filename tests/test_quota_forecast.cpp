@@ -218,6 +218,28 @@ TEST_CASE("forecasts count settled use: a reservation counts once committed, see
   CHECK(log.events[0].projected == 90);
 }
 
+TEST_CASE("a forecast crossed by a commit that fills the window fires at the next refusal", "[quota_forecast]") {
+  const auto clock = clock_at(monday + 13h);  // past forecast_after
+  quota_log log;
+  logged_tracker t{
+      {.windows = {quota_window::per_day(100)}, .alerts = {1.0}, .forecast_alert = 1.0, .forecast_after = 0.5},
+      clock, armor::memory_quota_storage{}, std::ref(log)};
+  auto r = t.reserve(50);  // pending: not settled use yet
+  REQUIRE(r);
+  auto p = std::move(r).permit();
+  REQUIRE(t.try_consume(50));  // 100 counted, 50 of them pending: 50 settled projects 92 < 100
+  CHECK(t.stats().forecast_alerts == 0);
+  p.commit(50);                  // 100 of 100 settled at 13:00 (184 projected); nothing granted checks it
+  CHECK_FALSE(t.try_consume(1));  // refused: the refusal hears the forecast
+  CHECK(t.stats().forecast_alerts == 1);
+  clock.advance(1h);
+  CHECK_FALSE(t.try_consume(1));
+  CHECK(t.stats().forecast_alerts == 1);  // once per period
+  std::size_t forecasts = 0;
+  for (const auto& e : log.events) forecasts += e.kind == quota_alert_kind::forecast ? 1 : 0;
+  CHECK(forecasts == 1);
+}
+
 TEST_CASE("forecast alerts: each fixed window on its own, rolling and lifetime windows never", "[quota_forecast]") {
   const auto clock = clock_at(monday + 12h);  // Monday noon
   quota_log log;
@@ -355,6 +377,28 @@ TEST_CASE("isolate() is not shortened by isolate_until(); reset() ends either", 
   CHECK(b.try_acquire());
 }
 
+TEST_CASE("isolate_until(): the time left saturates for an extreme `now`", "[quota_forecast][circuit_breaker]") {
+  armor::manual_clock clock;
+  breaker_log log;
+  logged_breaker b{{}, clock, std::ref(log)};
+  const auto t0 = armor::to_timestamp(clock.now());
+  const armor::timestamp earliest{nanoseconds::min()};
+  b.isolate_until(t0 + 1h, earliest);
+  REQUIRE(log.events.size() == 1);
+  CHECK(log.events[0].open_for == nanoseconds::max());
+  auto d = b.try_acquire(earliest);
+  CHECK_FALSE(d);
+  CHECK(d.retry_after() == nanoseconds::max());
+  CHECK(b.try_acquire(t0 + 1h - 1us).retry_after() == 1us);
+  // An extension (a later end) and a shorter one change nothing but the end.
+  b.isolate_until(t0 + 2h, t0);
+  b.isolate_until(t0 + 1min, t0);
+  CHECK(log.events.size() == 1);
+  CHECK(b.try_acquire(t0 + 1h).retry_after() == 1h);
+  CHECK(b.try_acquire(t0 + 2h));  // the probe
+  CHECK(b.state() == breaker_state::half_open);
+}
+
 // ---------------------------------------------------------------- quota exhausted -> isolate the breaker
 
 TEST_CASE("isolate_on_exhaustion: a quota refusal isolates the breaker until the quota resets, then it probes "
@@ -394,6 +438,20 @@ TEST_CASE("isolate_on_exhaustion: a quota refusal isolates the breaker until the
   auto big = p.try_execute([&] { return ++calls; }, {.cost = 4});
   CHECK(big.code() == armor::errc::request_too_large);
   CHECK(breaker.state() == breaker_state::closed);
+}
+
+TEST_CASE("isolate_on_exhaustion leaves an operator's disable() alone", "[quota_forecast][circuit_breaker]") {
+  const auto clock = clock_at(monday + 20h);
+  armor::circuit_breaker<armor::manual_clock> breaker{{}, clock};
+  armor::quota_tracker<armor::manual_clock> quota{{.windows = {quota_window::per_day(1)}}, clock};
+  auto p = armor::pipeline{clock, std::ref(breaker), armor::isolate_on_exhaustion{breaker}, std::ref(quota)};
+  breaker.disable();
+  REQUIRE(p.try_execute([] { return 1; }).has_value());
+  CHECK(p.try_execute([] { return 2; }).code() == armor::errc::quota_exhausted);
+  CHECK(breaker.state() == breaker_state::disabled);
+  breaker.reset();  // the operator's reset: refusals isolate again
+  CHECK(p.try_execute([] { return 3; }).code() == armor::errc::quota_exhausted);
+  CHECK(breaker.state() == breaker_state::isolated);
 }
 
 TEST_CASE("isolate_on_exhaustion: a lifetime budget, once spent, isolates until reset()",

@@ -824,6 +824,9 @@ class circuit_breaker {
 /// (docs/quota_tracker.md, "Quota exhausted: isolate the breaker"). Holds a
 /// pointer: the breaker must outlive it. Costs nothing but a branch on calls
 /// the quota does not refuse; uses the pipeline's time (no clock read).
+/// A disabled breaker (an operator's disable()) is left disabled: the state
+/// is read just before isolating, so only a disable() racing the refusal
+/// can be overtaken by it.
 template <class Breaker>
 class isolate_on_exhaustion {
  public:
@@ -835,6 +838,7 @@ class isolate_on_exhaustion {
 
   void settle(context& ctx, no_permit, const verdict& v) const noexcept {
     if (v.kind == outcome::rejected && v.retry_after && v.code == errc::quota_exhausted) [[unlikely]] {
+      if (breaker_->state() == breaker_state::disabled) return;  // the operator's choice stands
       const timestamp now = ctx.now();
       breaker_->isolate_until(
           timestamp{std::chrono::nanoseconds{detail::saturating_add(now.time_since_epoch().count(),

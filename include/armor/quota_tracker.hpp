@@ -1169,7 +1169,7 @@ class quota_tracker {
       const std::size_t fired = raise(l, i, c.at[i], use, t, until);
       if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i, fired) - others);
     }
-    if (forecasts_) [[unlikely]] forecast(l, c, t);
+    if (forecasts_) [[unlikely]] forecast(l, c, t, 0, count_);
     return o;
   }
 
@@ -1183,9 +1183,11 @@ class quota_tracker {
   // After a consumption counted `c` at t (its own reservation, if any, is
   // pending already): fires the forecast alert of each fixed, week or month
   // window whose alert use projects to forecast_alert at its period's end.
-  void forecast(const limits& l, const quota_consumption& c, std::int64_t t) noexcept {
+  // Checks windows [first, last) (after a refusal: the refusing one only).
+  void forecast(const limits& l, const quota_consumption& c, std::int64_t t, std::size_t first,
+                std::size_t last) noexcept {
     std::int64_t held = -1;
-    for (std::size_t i = 0; i < count_; ++i) {
+    for (std::size_t i = first; i < last; ++i) {
       const window_state& s = windows_[i];
       if (s.buckets != 0 || s.cycle.cut == detail::quota_cut::lifetime) continue;
       std::int64_t use = c.used[i];
@@ -1233,6 +1235,9 @@ class quota_tracker {
   // after_consumption()); a full window refuses every later consumption,
   // so this is where its 100 % is heard. Writes nothing unless it fires.
   void after_refusal(const limits& l, const quota_consumption& c, std::int64_t t, quota_deadline until) noexcept {
+    // Its forecast too: a commit's units may have made the crossing, and a
+    // full window grants nothing that would check it later.
+    if (forecasts_) [[unlikely]] forecast(l, c, t, c.window, c.window + 1);
     if (alert_count_ == 0) return;
     const std::size_t w = c.window;
     std::int64_t use = c.used[w];

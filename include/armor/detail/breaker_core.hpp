@@ -230,13 +230,22 @@ class breaker_core {
         case breaker_phase::disabled:
           return {breaker_grant_kind::call, w.gen};
         case breaker_phase::isolated: {
-          // Relaxed: as in the open case.
+          // The end not yet published (a == 0, see isolate()): no time is known.
+          if (w.a == 0) return refuse(-1, false);
+          // Acquire: pairs with the release that published the end
+          // (isolate()), so the info word read below holds at least that end.
+          // (A load rather than a fence: ThreadSanitizer does not model fences.)
+          if (const std::uint64_t seen = state_.load(std::memory_order_acquire); seen != raw) {
+            raw = seen;
+            break;  // moved on meanwhile: decide again
+          }
+          // Relaxed: ordered by the acquire load above.
           const std::uint64_t info = info_.load(std::memory_order_relaxed);
-          // Not yet written by the thread that isolated it, or held until reset().
+          // Not for this generation (never so once published), or held until reset().
           if (!breaker_info_is_for(info, w.gen)) return refuse(-1, false);
           const std::int64_t until = breaker_info_time(info, base_);
           if (until >= isolated_forever()) return refuse(-1, false);
-          if (now < until) return refuse(until - now, false);
+          if (now < until) return refuse(saturating_sub(until, now), false);
           // The isolation has ended: as after open_for, this call is the first probe.
           breaker_word next = w.moved_to(breaker_phase::half_open, w.trips);
           next.a = 1;
@@ -257,7 +266,7 @@ class breaker_core {
           // for at least open_for from about now.
           if (!breaker_info_is_for(info, w.gen)) return refuse(cfg->open_ns, true);
           const std::int64_t until = breaker_info_time(info, base_);
-          if (now < until) return refuse(until - now, true);
+          if (now < until) return refuse(saturating_sub(until, now), true);
           // Open long enough: become half-open, taking the first probe slot in
           // the same step. Relaxed: the word is self-contained (see above).
           breaker_word next = w.moved_to(breaker_phase::half_open, w.trips);
@@ -392,19 +401,62 @@ class breaker_core {
   /// Isolates the breaker until `until` (ns; saturating: INT64_MAX holds it
   /// until reset()). An isolated breaker keeps the later of its end and
   /// `until`: a timed isolation never shortens another.
+  ///
+  /// Every change of an isolation's end shows in the state word, so the
+  /// call that ends an isolation (isolated -> half-open, acquire_slow())
+  /// fails its compare-exchange whenever the end moved after it read it.
+  /// While isolated, `a` says whether the end is published: the winning
+  /// transition sets a = 0, writes its end (hold_until), then a = 1
+  /// (release); a call refuses while a == 0 without reading the info word.
+  /// Extending a published end is a transition isolated -> isolated (next
+  /// generation, a = 0) that carries the later end. Extending an unpublished
+  /// one writes the end for the winner to keep (hold_until keeps the later)
+  /// and then bumps `b` while the word still says unpublished (release); if
+  /// the winner published first, it extends again as a published end.
   breaker_change isolate(std::int64_t until, std::int64_t now) noexcept {
-    // Relaxed: as in acquire().
-    std::uint64_t raw = state_.load(std::memory_order_relaxed);
+    // Acquire: pairs with the release that published an end (see above).
+    std::uint64_t raw = state_.load(std::memory_order_acquire);
+    bool wrote = false;  // this call wrote its end into an unpublished isolation
     for (;;) {
       const breaker_word w = breaker_word::decode(raw);
-      if (w.phase == breaker_phase::isolated) {
+      if (w.phase == breaker_phase::isolated && w.a == 0) {
+        // The winner has not published its end: leave ours for it to keep.
         hold_until(w.gen, until);
-        return {};
+        breaker_word next = w;
+        next.b = (w.b + 1) & breaker_field_max;
+        // Release: the winner's a = 1 (an RMW on this word, after this one)
+        // continues the release sequence, so a call that reads a = 1 sees our end.
+        if (state_.compare_exchange_strong(raw, next.encode(), std::memory_order_release,
+                                           std::memory_order_acquire)) {
+          return {};
+        }
+        wrote = true;  // changed under us: decide again from `raw`
+        continue;
       }
-      const breaker_word next = w.moved_to(breaker_phase::isolated, 0);
-      if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_relaxed, std::memory_order_relaxed)) {
-        hold_until(next.gen, until);
-        const std::int64_t held = until >= isolated_forever() ? 0 : std::max<std::int64_t>(until - now, 0);
+      if (w.phase == breaker_phase::isolated) {
+        // Published: the info word holds the end of w.gen (acquire above).
+        // Relaxed: ordered by the acquire load or failed CAS that read `raw`.
+        const std::uint64_t info = info_.load(std::memory_order_relaxed);
+        if (!breaker_info_is_for(info, w.gen)) {  // moved on since: read again
+          raw = state_.load(std::memory_order_acquire);
+          continue;
+        }
+        const std::int64_t end = breaker_info_time(info, base_);
+        const std::int64_t rounded = breaker_info_time(breaker_info_encode(w.gen, until, base_), base_);
+        // Not later: nothing to change (unless our own end may sit unseen in it).
+        if (!wrote && rounded <= end) return {};
+        breaker_word next = w.moved_to(breaker_phase::isolated, w.trips);  // a = 0: unpublished
+        if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_acquire, std::memory_order_acquire)) {
+          const std::int64_t kept = end >= isolated_forever() ? std::numeric_limits<std::int64_t>::max() : end;
+          publish_isolation(next.gen, end >= rounded ? kept : until);
+          return {};
+        }
+        continue;  // `raw` holds the new word: decide again
+      }
+      const breaker_word next = w.moved_to(breaker_phase::isolated, 0);  // a = 0: unpublished
+      if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_acquire, std::memory_order_acquire)) {
+        publish_isolation(next.gen, until);
+        const std::int64_t held = until >= isolated_forever() ? 0 : std::max<std::int64_t>(saturating_sub(until, now), 0);
         return {true, w.phase, breaker_phase::isolated, breaker_cause::isolated, now, held};
       }
     }
@@ -626,6 +678,27 @@ class breaker_core {
       if (breaker_word::decode(state_.load(std::memory_order_relaxed)).gen != gen) return;
       if (breaker_info_is_for(cur, gen) && breaker_info_time(cur, base_) >= rounded) return;
       if (info_.compare_exchange_weak(cur, value, std::memory_order_release, std::memory_order_acquire)) return;
+    }
+  }
+
+  // After a won transition into (isolated, gen) with a = 0: writes the end
+  // (keeping a later one an extender left), then publishes it: a 0 -> 1,
+  // release, while the word is still (isolated, gen). A reset() or another
+  // transition meanwhile leaves nothing to publish.
+  void publish_isolation(std::uint32_t gen, std::int64_t until) noexcept {
+    hold_until(gen, until);
+    // Relaxed: the CAS below reads the word again.
+    std::uint64_t raw = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      const breaker_word w = breaker_word::decode(raw);
+      if (w.phase != breaker_phase::isolated || w.gen != gen || w.a != 0) return;
+      breaker_word next = w;
+      next.a = 1;
+      // Release (acq_rel): the end written above, and the ends extenders
+      // wrote before their release bumps of `b`, are seen by whoever reads a = 1.
+      if (state_.compare_exchange_weak(raw, next.encode(), std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        return;
+      }
     }
   }
 

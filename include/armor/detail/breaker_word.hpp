@@ -9,7 +9,9 @@
 //   bits 24..31  trips        consecutive trips since the breaker last closed
 //   bits 32..47  a            closed/disabled: consecutive failures
 //                             half_open: probes in flight
+//                             isolated: 1 once the end is published
 //   bits 48..63  b            half_open: probe successes so far
+//                             isolated: bumped by an end left unpublished
 //
 // Every permit carries the generation it was admitted in; an outcome whose
 // generation is no longer the word's is stale and ignored. A call would have
