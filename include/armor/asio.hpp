@@ -563,13 +563,32 @@ struct flat_loop_state<Pol> {
   using type = typename Pol::loop_state;
 };
 
+/// A queueing layer's waiter, made when the call joins the queue. The
+/// call's state is moved once, into its coroutine's frame, before any
+/// layer runs: moving takes an empty slot, and gives an empty one.
+template <class Executor>
+struct flat_waiter_slot {
+  flat_waiter_slot() noexcept = default;
+  flat_waiter_slot(flat_waiter_slot&&) noexcept {}
+  flat_waiter_slot& operator=(flat_waiter_slot&&) = delete;
+  ~flat_waiter_slot() = default;
+
+  template <class... Args>
+  asio_waiter<Executor>& emplace(Args&&... args) {
+    return waiter.emplace(std::forward<Args>(args)...);
+  }
+  void reset() noexcept { waiter.reset(); }
+  asio_waiter<Executor>& operator*() noexcept { return *waiter; }
+
+  std::optional<asio_waiter<Executor>> waiter;
+};
+
 template <class Pol, class Executor>
 struct flat_layer_state {
   std::optional<admission<typename Pol::permit_type>> adm;
   timestamp outer_deadline{};
   [[no_unique_address]] typename flat_loop_state<Pol>::type loop{};
-  [[no_unique_address]] std::conditional_t<queueing_policy<Pol>, std::optional<asio_waiter<Executor>>, flat_none>
-      waiter{};
+  [[no_unique_address]] std::conditional_t<queueing_policy<Pol>, flat_waiter_slot<Executor>, flat_none> waiter{};
   [[no_unique_address]] std::conditional_t<injects_faults<Pol>(), bool, flat_none> injected{};
 };
 
@@ -624,11 +643,39 @@ class async_flat_call {
                                         ::asio::basic_waitable_timer<std::chrono::system_clock>,
                                         ::asio::basic_waitable_timer<std::chrono::steady_clock>>;
 
-  async_flat_call(const P& p, const call_options& options, const executor_type& ex)
-      : p_(p), executor_(ex), ctx(read_clock(), options) {}
+  // Whether the call's first clock reading can be seen at all: by a layer,
+  // or by an operation that takes the context. An empty pipeline around an
+  // operation without one reads the clock only when the call has a timeout
+  // (and, as the sync driver does, after a failed attempt).
+  static constexpr bool reads_start_time =
+      std::tuple_size_v<std::remove_cvref_t<decltype(pipeline_access::layers(std::declval<const P&>()))>> != 0 ||
+      takes_context<F>();
+
+  // Built where async_execute is called, without reading the clock (the
+  // awaitable may run much later): begin() reads it when the coroutine
+  // starts. Moved into the coroutine's frame as its only parameter, so the
+  // call's state is there once (not also the options it came from).
+  async_flat_call(const P& p, F&& f, const call_options& options)
+      : p_(p), f_(std::move(f)), ctx(timestamp{}, options), timeout_(options.timeout) {
+    context_access::set_deadline(ctx, timestamp::max());  // begin() sets the timeout's
+  }
+
+  /// The call's start: its clock reading and the deadline its timeout sets
+  /// (as context's constructor does).
+  void begin() {
+    if (!reads_start_time && timeout_ == std::chrono::nanoseconds::max()) return;
+    const timestamp now = read_clock();
+    context_access::set_now(ctx, now);
+    if (timeout_ != std::chrono::nanoseconds::max()) {
+      const auto t = std::max<std::int64_t>(timeout_.count(), 0);
+      context_access::set_deadline(
+          ctx, timestamp{std::chrono::nanoseconds{saturating_add(now.time_since_epoch().count(), t)}});
+    }
+  }
 
   [[nodiscard]] timestamp read_clock() const { return to_timestamp(pipeline_access::clock(p_).now()); }
   [[nodiscard]] const P& pipeline() const noexcept { return p_; }
+  [[nodiscard]] F& operation() noexcept { return f_; }
 
   /// The walk from the outermost layer.
   [[nodiscard]] flat_action start() { return settle_go(enter<0>()); }
@@ -656,11 +703,14 @@ class async_flat_call {
 
  private:
   const P& p_;
+  F f_;
 
  public:
-  executor_type executor_;
+  // A queue's waiter needs the executor (set by the coroutine at its start).
+  [[no_unique_address]] std::conditional_t<queues, std::optional<executor_type>, flat_none> executor_{};
   context ctx;
   call_outcome<R> out;
+  std::chrono::nanoseconds timeout_;
   timestamp queue_give_up_{};
 
  private:
@@ -876,7 +926,7 @@ class async_flat_call {
     auto& pol = policy<I>();
     auto& st = std::get<I>(states_);
     st.adm.reset();
-    st.waiter.emplace(executor_);
+    st.waiter.emplace(*executor_);
     auto& adm = st.adm.emplace(pol.enqueue(ctx, *st.waiter));
     if (adm.kind == admission_kind::queued) {
       queue_give_up_ = queue_give_up(ctx, adm);
@@ -908,24 +958,24 @@ class async_flat_call {
   bool inject_outlasts_ = false;
 };
 
-/// The flat driver's deadline (in the call's frame): one timer wait per
-/// call (re-armed only when the deadline moves, as a per-attempt deadline
-/// inside a retry does) whose handler cancels the attempt in flight through
-/// `signal`, the cancellation slot bound to the operation.
+/// The flat driver's deadline for one attempt (in the frame of
+/// async_entry::attempt_with_deadline): the signal bound to the attempt's
+/// cancellation slot, and a timer made and armed only if the attempt is
+/// still running once it has started, whose handler emits the signal.
+template <class Timer>
 struct flat_deadline_guard {
   ::asio::cancellation_signal signal;
   std::atomic<bool> armed{false};        // a wait is pending; should it succeed, its handler touches this
-  std::atomic<bool> arm_pending{false};  // the arming task is posted and has not run
-  std::atomic<bool> op_running{false};   // an attempt is in flight
+  std::atomic<bool> arm_pending{true};   // the arming task may still refer to this
+  std::atomic<bool> op_running{true};    // the attempt is in flight (cleared by the attempt itself)
   std::atomic<bool> fired{false};        // the deadline passed during the attempt
-  timestamp armed_for{};
-  void* timer = nullptr;
-  std::chrono::steady_clock::time_point steady_expiry{};
-  std::chrono::system_clock::time_point system_expiry{};
+  typename Timer::time_point expiry{};
+  std::optional<Timer> timer;
 };
 
+template <class Timer>
 struct flat_deadline_handler {
-  flat_deadline_guard* g;
+  flat_deadline_guard<Timer>* g;
   void operator()(const std::error_code& ec) const {
     if (ec) return;  // cancelled by the call, which no longer counts on this handler
     if (g->op_running.load(std::memory_order_acquire)) {
@@ -937,19 +987,24 @@ struct flat_deadline_handler {
 };
 
 /// Arms the deadline's timer for an attempt still running.
-template <class Timer>
+template <class Timer, class Executor>
 struct flat_arm_deadline {
-  flat_deadline_guard* g;
-  void operator()() const {
+  flat_deadline_guard<Timer>* g;
+  Executor ex;
+  void operator()() const noexcept {
     if (g->op_running.load(std::memory_order_acquire)) {
-      auto& timer = *static_cast<Timer*>(g->timer);
-      if constexpr (std::is_same_v<typename Timer::clock_type, std::chrono::system_clock>) {
-        timer.expires_at(g->system_expiry);
-      } else {
-        timer.expires_at(g->steady_expiry);
+      try {
+        Timer& timer = g->timer.emplace(ex);
+        timer.expires_at(g->expiry);
+        g->armed.store(true, std::memory_order_relaxed);
+        timer.async_wait(flat_deadline_handler<Timer>{g});
+      } catch (...) {
+        // No timer (out of memory): rather than let the attempt run past
+        // its deadline unwatched, end it now, as the deadline would.
+        g->armed.store(false, std::memory_order_relaxed);
+        g->fired.store(true, std::memory_order_relaxed);
+        g->signal.emit(::asio::cancellation_type::terminal);
       }
-      g->armed.store(true, std::memory_order_relaxed);
-      timer.async_wait(flat_deadline_handler{g});
     }
     g->arm_pending.store(false, std::memory_order_release);
   }
@@ -969,22 +1024,22 @@ struct async_entry {
   static constexpr bool nested = has_hedge_layer<layers_of<P>>::value;
 
   template <class P>
-  static auto try_execute(const P& p, F f, call_options options)
+  static auto try_execute(const P& p, F f, const call_options& options)
       -> ::asio::awaitable<result<typename async_call<P, F>::R>, typename async_call<P, F>::executor_type> {
     if constexpr (nested<P>) {
       return try_execute_nested(p, std::move(f), options);
     } else {
-      return run_flat<false>(p, std::move(f), options);
+      return run_flat<false, P>(async_flat_call<P, F>(p, std::move(f), options));
     }
   }
 
   template <class P>
-  static auto execute(const P& p, F f, call_options options)
+  static auto execute(const P& p, F f, const call_options& options)
       -> ::asio::awaitable<typename async_call<P, F>::R, typename async_call<P, F>::executor_type> {
     if constexpr (nested<P>) {
       return execute_nested(p, std::move(f), options);
     } else {
-      return run_flat<true>(p, std::move(f), options);
+      return run_flat<true, P>(async_flat_call<P, F>(p, std::move(f), options));
     }
   }
 
@@ -1018,9 +1073,11 @@ struct async_entry {
   }
 
   // The operation, its value or exception captured into `out`: what the
-  // deadline's path co_spawns.
+  // deadline's path co_spawns. It says itself that it has ended
+  // (`running`), before co_spawn hands its completion on.
   template <class R, class Executor>
-  static ::asio::awaitable<void, Executor> attempt(F& f, const context& ctx, call_outcome<R>& out) {
+  static ::asio::awaitable<void, Executor> attempt(F& f, const context& ctx, call_outcome<R>& out,
+                                                   std::atomic<bool>& running) {
     try {
       if constexpr (std::is_void_v<R>) {
         co_await call_operation(f, ctx);
@@ -1031,6 +1088,7 @@ struct async_entry {
     } catch (...) {
       out.exception = std::current_exception();
     }
+    running.store(false, std::memory_order_release);
   }
 
   // (GCC 12 takes Asio's frame operator new/delete pair for a mismatch
@@ -1040,192 +1098,205 @@ struct async_entry {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
+  // One attempt under a deadline, in a coroutine of its own (its timer and
+  // signal stay out of the call's frame, which Asio then recycles). The
+  // operation runs with its own cancellation slot (Asio 1.22 gives an
+  // awaitable one only as its own thread: co_spawn), cancelled by the
+  // deadline's timer or by our caller. The timer is made and armed by a
+  // task posted only when the operation is still running once co_spawn
+  // returns: an operation that completes at once costs no timer and no
+  // task. Answers whether the deadline cut the attempt short.
+  template <class R, class Executor, class Timer>
+  static ::asio::awaitable<bool, Executor> attempt_with_deadline(F& f, const context& ctx, call_outcome<R>& out,
+                                                                 typename Timer::time_point expiry) {
+    constexpr auto use_awaitable = ::asio::use_awaitable_t<Executor>{};
+    flat_deadline_guard<Timer> guard;
+    guard.expiry = expiry;
+    const Executor ex = co_await ::asio::this_coro::executor;
+    const ::asio::cancellation_state caller_state = co_await ::asio::this_coro::cancellation_state;
+    ::asio::cancellation_slot caller_slot = caller_state.slot();
+    if (caller_slot.is_connected()) caller_slot.assign(flat_forward_cancellation{&guard.signal});
+    try {
+      co_await ::asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr)>(
+          [&](auto handler) {
+            // Once the handler is given away this closure may be gone (the
+            // attempt can end on another thread at once): what the arming
+            // needs is copied first. The frame stays while arm_pending.
+            flat_deadline_guard<Timer>* g = &guard;
+            const Executor arm_ex = ex;
+            try {
+              ::asio::co_spawn(arm_ex, attempt<R, Executor>(f, ctx, out, g->op_running),
+                               ::asio::bind_cancellation_slot(g->signal.slot(), std::move(handler)));
+            } catch (...) {
+              g->op_running.store(false, std::memory_order_relaxed);
+              g->arm_pending.store(false, std::memory_order_relaxed);
+              throw;
+            }
+            if (g->op_running.load(std::memory_order_acquire)) {
+              try {
+                ::asio::post(arm_ex, flat_arm_deadline<Timer, Executor>{g, arm_ex});
+              } catch (...) {
+                g->fired.store(true, std::memory_order_relaxed);  // as flat_arm_deadline does without a timer
+                g->signal.emit(::asio::cancellation_type::terminal);
+                g->arm_pending.store(false, std::memory_order_release);
+              }
+            } else {
+              g->arm_pending.store(false, std::memory_order_release);
+            }
+          },
+          use_awaitable);
+    } catch (...) {
+      out.exception = std::current_exception();  // attempt() keeps the operation's own
+    }
+    if (caller_slot.is_connected()) caller_slot.clear();
+    if (guard.arm_pending.load(std::memory_order_acquire) || guard.armed.load(std::memory_order_acquire)) {
+      // The arming task, or the timer's handler, still refers to this
+      // frame: take the wait back, and let what is on its way land.
+      const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
+      co_await ::asio::this_coro::throw_if_cancelled(false);
+      while (guard.arm_pending.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+      if (guard.armed.load(std::memory_order_acquire) && guard.timer->cancel() == 0) {
+        while (guard.armed.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
+      }
+      co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+    }
+    co_return guard.fired.load(std::memory_order_relaxed);
+  }
+
+  // A real wait of the walk (a sleep, or a place in a queue), in a
+  // coroutine of its own so that its timer is not in the call's frame.
+  // False when the caller cancelled it.
+  template <class Call>
+  static ::asio::awaitable<bool, typename Call::executor_type> wait(Call& c, flat_action a) {
+    using executor_type = typename Call::executor_type;
+    using clock_type = typename Call::clock_type;
+    constexpr auto use_awaitable = ::asio::use_awaitable_t<executor_type>{};
+    const executor_type ex = co_await ::asio::this_coro::executor;
+    bool ok = true;
+    bool sleep = a.kind == flat_kind::sleep;
+    if constexpr (Call::queues) {
+      if (a.kind == flat_kind::queue) {
+        asio_waiter<executor_type>* waiter = nullptr;
+        c.with_queue(a.layer, [&](auto& st) { waiter = &*st.waiter; });
+        if constexpr (Call::real_clock) {
+          typename Call::timer_type timer(ex);
+          timer.expires_at(Call::deadline_time(a.until));
+          auto [order, receive_error, unused, timer_error] =
+              co_await ::asio::experimental::make_parallel_group(waiter->channel().async_receive(asio_deferred),
+                                                                 timer.async_wait(asio_deferred))
+                  .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
+          (void)order;
+          (void)receive_error;
+          (void)unused;
+          (void)timer_error;
+          if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
+        } else {
+          sleep = !waiter->woken();
+        }
+      }
+    }
+    if (sleep) {
+      if constexpr (Call::real_clock) {
+        typename Call::timer_type timer(ex);
+        timer.expires_at(Call::deadline_time(a.until));
+        try {
+          co_await timer.async_wait(use_awaitable);
+        } catch (const std::system_error&) {
+          ok = false;  // operation_aborted: the caller cancelled
+        }
+      } else {
+        // A virtual clock: move it, then let the executor run others.
+        pipeline_access::clock(c.pipeline()).sleep_until(from_timestamp<clock_type>(a.until));
+        try {
+          co_await ::asio::post(ex, use_awaitable);
+        } catch (const std::system_error&) {
+          ok = false;  // operation_aborted: the caller cancelled
+        }
+      }
+      if (ok && is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
+    }
+    co_return ok;
+  }
+
   // Every pipeline without a hedge: the call in this one coroutine frame
-  // (see async_flat_call). It suspends only to await the operation and for
-  // real waits, on one timer.
+  // (see async_flat_call), its state the only parameter. It suspends only
+  // to await the operation and for real waits; a deadline's attempt and a
+  // wait are coroutines of their own, so this frame stays small enough for
+  // Asio to recycle it.
   template <bool Throwing, class P>
-  static auto run_flat(const P& p, F f, call_options options)
+  static auto run_flat(async_flat_call<P, F> c)
       -> ::asio::awaitable<std::conditional_t<Throwing, flat_result_t<P>, result<flat_result_t<P>>>,
                            typename async_flat_call<P, F>::executor_type> {
     using call_type = async_flat_call<P, F>;
     using R = typename call_type::R;
     using executor_type = typename call_type::executor_type;
-    using clock_type = typename call_type::clock_type;
     constexpr bool real_clock = call_type::real_clock;
-    constexpr auto use_awaitable = ::asio::use_awaitable_t<executor_type>{};
 
-    call_type c(p, options, co_await ::asio::this_coro::executor);
-    const executor_type& ex = c.executor_;
-    context& ctx = c.ctx;
-    call_outcome<R>& out = c.out;
-    std::optional<typename call_type::timer_type> timer;
-    flat_deadline_guard guard;
-    std::exception_ptr escaped;
+    if constexpr (call_type::queues) c.executor_.emplace(co_await ::asio::this_coro::executor);
+    c.begin();
     flat_action a = c.start();
-    for (;;) {
-      if constexpr (real_clock) {
-        // The deadline's wait stays armed while attempts keep the same
-        // deadline; otherwise it is taken back, and a success already on its
-        // way is let land before the guard is used again or goes.
-        const bool keep = a.kind == flat_kind::operation && ctx.has_deadline() && guard.armed_for == ctx.deadline();
-        if (guard.armed.load(std::memory_order_acquire) && !keep) {
-          if (timer->cancel() == 0) {
-            const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
-            co_await ::asio::this_coro::throw_if_cancelled(false);
-            while (guard.armed.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
-            co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
+    while (a.kind != flat_kind::done) {
+      bool ok = true;
+      if (a.kind == flat_kind::operation) {
+        if (begin_attempt(c.ctx, c.out)) {
+          bool deadline_hit = false;
+          bool under_deadline = false;
+          if constexpr (real_clock) under_deadline = c.ctx.has_deadline();
+          try {
+            if (under_deadline) {
+              if constexpr (real_clock) {
+                deadline_hit = co_await attempt_with_deadline<R, executor_type, typename call_type::timer_type>(
+                    c.operation(), std::as_const(c.ctx), c.out, call_type::deadline_time(c.ctx.deadline()));
+              }
+            } else if constexpr (std::is_void_v<R>) {
+              co_await call_operation(c.operation(), std::as_const(c.ctx));
+              c.out.value.emplace();
+            } else {
+              c.out.value.emplace(co_await call_operation(c.operation(), std::as_const(c.ctx)));
+            }
+          } catch (...) {
+            c.out.exception = std::current_exception();
           }
-          guard.armed.store(false, std::memory_order_relaxed);
+          if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
+            c.out.stop(outcome::cancelled, errc::cancelled, std::nullopt, false);
+          } else {
+            judge_attempt(c.pipeline().classifier(), c.out);
+            if (deadline_hit) {
+              // The budget ran out with the operation in flight: the upstream
+              // was too slow. Its own exception (operation_aborted) stays.
+              c.out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
+            }
+            if (!c.out.v.ok() || pipeline_access::wants_completion_time(c.pipeline())) {
+              end_attempt(c.ctx, c.read_clock(), c.out);
+            }
+          }
         }
-      }
-      if (a.kind == flat_kind::done) break;
-      try {
-        bool ok = true;
-        if (a.kind == flat_kind::operation) {
-          if (begin_attempt(ctx, out)) {
-            bool deadline_hit = false;
-            if (real_clock && ctx.has_deadline()) {
-              // The operation runs with its own cancellation slot (Asio gives
-              // an awaitable one only as its own thread: co_spawn, whose frames
-              // Asio recycles), cancelled by the deadline's timer or by our
-              // caller. The timer is armed by a task posted behind the attempt's
-              // start, and only if the attempt is still running then: an
-              // operation that completes at once costs no timer at all.
-              if (!timer) timer.emplace(ex);
-              guard.timer = &*timer;
-              guard.fired.store(false, std::memory_order_relaxed);
-              guard.op_running.store(true, std::memory_order_release);
-              const bool arm = !guard.armed.load(std::memory_order_relaxed);
-              if (arm) {
-                guard.armed_for = ctx.deadline();
-                if constexpr (std::is_same_v<clock_type, system_clock>) {
-                  guard.system_expiry = call_type::deadline_time(ctx.deadline());
-                } else {
-                  guard.steady_expiry = call_type::deadline_time(ctx.deadline());
-                }
-                guard.arm_pending.store(true, std::memory_order_relaxed);
-              }
-              const ::asio::cancellation_state caller_state = co_await ::asio::this_coro::cancellation_state;
-              ::asio::cancellation_slot caller_slot = caller_state.slot();
-              if (caller_slot.is_connected()) caller_slot.assign(flat_forward_cancellation{&guard.signal});
-              try {
-                co_await ::asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr)>(
-                    [&](auto handler) {
-                      // Once the handler is given away this closure may be gone
-                      // (the attempt can end on another thread at once): what
-                      // the arming needs is copied first. The frame stays: it
-                      // waits for the arming task (arm_pending).
-                      flat_deadline_guard* g = &guard;
-                      std::optional<executor_type> arm_ex;
-                      if (arm) arm_ex.emplace(ex);
-                      ::asio::co_spawn(ex, attempt<R, executor_type>(f, std::as_const(ctx), out),
-                                       ::asio::bind_cancellation_slot(g->signal.slot(), std::move(handler)));
-                      if (arm_ex) ::asio::post(*arm_ex, flat_arm_deadline<typename call_type::timer_type>{g});
-                    },
-                    use_awaitable);
-              } catch (...) {
-                out.exception = std::current_exception();  // attempt() keeps the operation's own
-              }
-              if (caller_slot.is_connected()) caller_slot.clear();
-              guard.op_running.store(false, std::memory_order_release);
-              if (guard.arm_pending.load(std::memory_order_acquire)) {
-                // The arming task still refers to this frame: let it run (it
-                // sees the attempt ended and arms nothing).
-                const bool caller_throws = co_await ::asio::this_coro::throw_if_cancelled();
-                co_await ::asio::this_coro::throw_if_cancelled(false);
-                while (guard.arm_pending.load(std::memory_order_acquire)) co_await ::asio::post(ex, use_awaitable);
-                co_await ::asio::this_coro::throw_if_cancelled(caller_throws);
-              }
-              deadline_hit = guard.fired.load(std::memory_order_relaxed);
-            } else {
-              try {
-                if constexpr (std::is_void_v<R>) {
-                  co_await call_operation(f, std::as_const(ctx));
-                  out.value.emplace();
-                } else {
-                  out.value.emplace(co_await call_operation(f, std::as_const(ctx)));
-                }
-              } catch (...) {
-                out.exception = std::current_exception();
-              }
-            }
-            if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
-              out.stop(outcome::cancelled, errc::cancelled, std::nullopt, false);
-            } else {
-              judge_attempt(p.classifier(), out);
-              if (deadline_hit) {
-                // The budget ran out with the operation in flight: the upstream
-                // was too slow. Its own exception (operation_aborted) stays.
-                out.stop(outcome::timeout, errc::deadline_exceeded, std::nullopt, true);
-              }
-              if (!out.v.ok() || pipeline_access::wants_completion_time(p)) end_attempt(ctx, c.read_clock(), out);
-            }
-          }
+      } else {
+        // (Checked first: a nested co_await throws once the caller has
+        // cancelled, and a cancelled wait is a `false`, not an exception.)
+        if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) {
+          ok = false;
         } else {
-          bool sleep = a.kind == flat_kind::sleep;
-          if constexpr (call_type::queues) {
-            if (a.kind == flat_kind::queue) {
-            asio_waiter<executor_type>* waiter = nullptr;
-            c.with_queue(a.layer, [&](auto& st) { waiter = &*st.waiter; });
-            if constexpr (real_clock) {
-              if (!timer) timer.emplace(ex);
-              timer->expires_at(call_type::deadline_time(a.until));
-              auto [order, receive_error, unused, timer_error] =
-                  co_await ::asio::experimental::make_parallel_group(waiter->channel().async_receive(asio_deferred),
-                                                                     timer->async_wait(asio_deferred))
-                      .async_wait(::asio::experimental::wait_for_one(), use_awaitable);
-              (void)order;
-              (void)receive_error;
-              (void)unused;
-              (void)timer_error;
-              if (is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
-            } else {
-              sleep = !waiter->woken();
-            }
-            }
-          }
-          if (sleep) {
-            if constexpr (real_clock) {
-              if (!timer) timer.emplace(ex);
-              timer->expires_at(call_type::deadline_time(a.until));
-              try {
-                co_await timer->async_wait(use_awaitable);
-              } catch (const std::system_error&) {
-                ok = false;  // operation_aborted: the caller cancelled
-              }
-            } else {
-              // A virtual clock: move it, then let the executor run others.
-              pipeline_access::clock(p).sleep_until(from_timestamp<clock_type>(a.until));
-              try {
-                co_await ::asio::post(ex, use_awaitable);
-              } catch (const std::system_error&) {
-                ok = false;  // operation_aborted: the caller cancelled
-              }
-            }
-            if (ok && is_cancelled(co_await ::asio::this_coro::cancellation_state)) ok = false;
-          }
-          context_access::set_now(ctx, c.read_clock());
+          ok = co_await wait(c, a);
         }
-          a = c.resume(a, ok);
-      } catch (...) {
-        // A policy or the classifier threw: the loop's top takes the
-        // deadline's wait back (and lets a completion already on its way
-        // land) before the exception leaves this frame, which the wait's
-        // handler refers to.
-        escaped = std::current_exception();
-        a = flat_action{};
+        context_access::set_now(c.ctx, c.read_clock());
       }
+      a = c.resume(a, ok);
     }
-    if (escaped) std::rethrow_exception(escaped);
     if constexpr (Throwing) {
+      // The common case returns straight from the outcome (as the sync
+      // driver's execute does); every other ending throws what
+      // finish().value() throws.
+      const bool returns = c.out.value.has_value() && !c.out.stopped_by_armor;
       if constexpr (std::is_void_v<R>) {
-        std::move(out).finish(ctx.attempt()).value();
+        if (!returns) std::move(c.out).finish(c.ctx.attempt()).value();
         co_return;
       } else {
-        co_return std::move(out).finish(ctx.attempt()).value();
+        if (ARMOR_LIKELY(returns)) co_return std::move(*c.out.value);
+        co_return std::move(c.out).finish(c.ctx.attempt()).value();
       }
     } else {
-      co_return std::move(out).finish(ctx.attempt());
+      co_return std::move(c.out).finish(c.ctx.attempt());
     }
   }
 #if defined(__GNUC__) && !defined(__clang__)
