@@ -57,6 +57,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -665,6 +666,11 @@ class quota_tracker {
     thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
     alert_count_ = thresholds.size();
     std::copy(thresholds.begin(), thresholds.end(), thresholds_.begin());
+    if (alert_count_ > 0) {
+      alert_rows_ = std::make_unique<alert_table>();
+      alert_rows_->rows.reserve(count_);
+      for (std::size_t i = 0; i < count_; ++i) alert_rows_->rows.emplace_back(alert_row_of(options_.windows[i].limit));
+    }
 
     const std::int64_t offset = detail::to_ns(options_.utc_offset);
     std::vector<quota_window_layout> layouts;
@@ -855,7 +861,17 @@ class quota_tracker {
     if (options.forecast_alert != options_.forecast_alert) detail::fixed_at_construction(who, "forecast_alert");
     if (options.forecast_after != options_.forecast_after) detail::fixed_at_construction(who, "forecast_after");
     if (!(options.cost == options_.cost)) detail::fixed_at_construction(who, "cost");
+    if (!alert_rows_) {
+      limits_.store(limits_of(options));
+      return;
+    }
+    // One reconfigure() at a time, so that the rows end with the limits of
+    // the same call as the cell (a row that does not match is recomputed
+    // per call: correct, but slow).
+    while (alert_rows_->writing.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
     limits_.store(limits_of(options));
+    for (std::size_t i = 0; i < count_; ++i) alert_rows_->rows[i].store(alert_row_of(options.windows[i].limit));
+    alert_rows_->writing.store(false, std::memory_order_release);
   }
   /// The wall clock the tracker reads.
   [[nodiscard]] const WallClock& clock() const noexcept { return clock_; }
@@ -952,9 +968,35 @@ class quota_tracker {
     return l;
   }
 
-  // The units of alert threshold k in window w under `l`.
-  [[nodiscard]] std::int64_t alert_units(const limits& l, std::size_t w, std::size_t k) const noexcept {
-    return k == 0 ? l.first_alert[w] : threshold_units(thresholds_[k], l.limit[w]);
+  // The units of each alert threshold (thresholds_) at one limit, computed
+  // when the limits are set (construction, reconfigure()): the per-call
+  // checks are integer compares.
+  struct alert_row {
+    std::int64_t limit = 0;  // the limit the units are of
+    std::array<std::int64_t, quota_max_alerts> units{};
+  };
+  // Per window, its alert_row (config_cell: read whole), and the claim that
+  // keeps reconfigure() calls from interleaving their rows.
+  struct alert_table {
+    std::atomic<bool> writing{false};
+    std::vector<detail::config_cell<alert_row>> rows;
+  };
+
+  [[nodiscard]] alert_row alert_row_of(std::int64_t limit) const noexcept {
+    alert_row r;
+    r.limit = limit;
+    for (std::size_t k = 0; k < alert_count_; ++k) r.units[k] = threshold_units(thresholds_[k], limit);
+    return r;
+  }
+
+  // The units of window w's alert thresholds under `l` (alert_count_ > 0).
+  // A row written for other limits (a reconfigure() between the decision's
+  // reading of `l` and this one) is recomputed for l's: a decision's
+  // thresholds are always those of the limits it decides with.
+  [[nodiscard]] alert_row alert_units(const limits& l, std::size_t w) const noexcept {
+    const alert_row r = alert_rows_->rows[w].load();
+    if (ARMOR_LIKELY(r.limit == l.limit[w])) return r;
+    return alert_row_of(l.limit[w]);
   }
 
   [[nodiscard]] static std::string window_field(std::size_t i) {
@@ -1133,8 +1175,10 @@ class quota_tracker {
 
   // How many thresholds `use` reaches in window w.
   [[nodiscard]] std::size_t reached(const limits& l, std::size_t w, std::int64_t use) const noexcept {
-    std::size_t level = 0;
-    while (level < alert_count_ && use >= alert_units(l, w, level)) ++level;
+    if (alert_count_ == 0 || use < l.first_alert[w]) return 0;
+    const alert_row r = alert_units(l, w);
+    std::size_t level = 1;
+    while (level < alert_count_ && use >= r.units[level]) ++level;
     return level;
   }
 
@@ -1167,7 +1211,7 @@ class quota_tracker {
         continue;
       }
       const std::size_t fired = raise(l, i, c.at[i], use, t, until);
-      if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i, fired) - others);
+      if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i).units[fired] - others);
     }
     if (forecasts_) [[unlikely]] forecast(l, c, t);
     return o;
@@ -1594,6 +1638,9 @@ class quota_tracker {
   std::vector<std::string> names_;  // window_name(i)
   std::array<double, quota_max_alerts> thresholds_{};
   std::size_t alert_count_ = 0;
+  // Per window, the units of each alert threshold (none without alerts).
+  // Written only by the constructor and reconfigure().
+  std::unique_ptr<alert_table> alert_rows_;
   [[no_unique_address]] WallClock clock_;
   // Written by calls (its own cache lines, in the backend).
   Storage storage_;
