@@ -1176,8 +1176,11 @@ class quota_tracker {
   // How many thresholds `use` reaches in window w.
   [[nodiscard]] std::size_t reached(const limits& l, std::size_t w, std::int64_t use) const noexcept {
     if (alert_count_ == 0 || use < l.first_alert[w]) return 0;
-    const alert_row r = alert_units(l, w);
-    std::size_t level = 1;
+    return reached(alert_units(l, w), use);
+  }
+  // The same with window w's thresholds in units at hand.
+  [[nodiscard]] std::size_t reached(const alert_row& r, std::int64_t use) const noexcept {
+    std::size_t level = 0;
     while (level < alert_count_ && use >= r.units[level]) ++level;
     return level;
   }
@@ -1210,8 +1213,9 @@ class quota_tracker {
         o.trigger = std::min(o.trigger, l.first_alert[i] - others);
         continue;
       }
-      const std::size_t fired = raise(l, i, c.at[i], use, t, until);
-      if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i).units[fired] - others);
+      const alert_row r = alert_units(l, i);  // once per window: raise() and the trigger
+      const std::size_t fired = raise(l, i, r, c.at[i], use, t, until);
+      if (fired < alert_count_) o.trigger = std::min(o.trigger, r.units[fired] - others);
     }
     if (forecasts_) [[unlikely]] forecast(l, c, t);
     return o;
@@ -1282,15 +1286,16 @@ class quota_tracker {
     std::int64_t use = c.used[w];
     if (ARMOR_LIKELY(use < l.first_alert[w])) return;
     if (pending_) use -= std::min(use, pending_->units.load(std::memory_order_relaxed));
-    if (use >= l.first_alert[w]) (void)raise(l, w, c.at[w], use, t, until);
+    if (use >= l.first_alert[w]) (void)raise(l, w, alert_units(l, w), c.at[w], use, t, until);
   }
 
   // Raises window w's cell to the thresholds `use` reaches in the period of
   // `slice`, firing those this thread moved it past. Returns the thresholds
-  // fired in that period now (alert_count_ if a later period began).
-  std::size_t raise(const limits& l, std::size_t w, std::int64_t slice, std::int64_t use, std::int64_t t,
-                    quota_deadline until) noexcept {
-    const std::size_t level = reached(l, w, use);
+  // fired in that period now (alert_count_ if a later period began). `r`:
+  // window w's thresholds in units under `l` (alert_units()).
+  std::size_t raise(const limits& l, std::size_t w, const alert_row& r, std::int64_t slice, std::int64_t use,
+                    std::int64_t t, quota_deadline until) noexcept {
+    const std::size_t level = reached(r, use);
     const std::int64_t period = alert_period(w, slice);
     std::atomic<std::uint64_t>& cell = alerts_[w];
     // Relaxed: the cell is a standalone number; the CAS alone decides which
@@ -1355,7 +1360,7 @@ class quota_tracker {
     if (d < 0) return;
     const std::size_t fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
     if (level > fired) {
-      (void)raise(l, w, slice, use, t, quota_deadline::max());
+      (void)raise(l, w, alert_units(l, w), slice, use, t, quota_deadline::max());
     } else if (level < fired && options_.alert_basis == quota_alert_basis::reserved) {
       // One attempt: if the cell moved since it was read, whoever moved it
       // saw counts at least as recent as these.
