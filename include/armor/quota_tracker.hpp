@@ -838,10 +838,10 @@ class quota_tracker {
   /// window frees enough, and usage() reports used above limit. Alerts are
   /// fractions of the new limits from the next consumption; those already
   /// fired in the current period stay fired. Available with a storage that
-  /// takes the limits per call (memory_quota_storage); a durable storage
-  /// keeps its counts under keys that omit the limit, so a tracker rebuilt
-  /// with new limits finds them. Thread-safe and lock-free for the calls;
-  /// allocates nothing (beyond the message of a refusal).
+  /// takes the limits per call (memory_quota_storage, sqlite_quota_storage);
+  /// Redis keeps its counts under keys that omit the limit, so a tracker
+  /// rebuilt with new limits finds them. Thread-safe and lock-free for the
+  /// calls; allocates nothing (beyond the message of a refusal).
   void reconfigure(const quota_tracker_options& options)
     requires detail::limits_quota_storage<Storage>
   {

@@ -171,7 +171,7 @@ namespace detail {
 }
 
 /// A storage that takes the limits per call, `try_consume(at, n, limits)`,
-/// noexcept (memory_quota_storage): what quota_tracker::reconfigure needs,
+/// noexcept (memory_quota_storage, sqlite_quota_storage): what quota_tracker::reconfigure needs,
 /// so that one decision checks every window against one set of limits.
 template <class S>
 concept limits_quota_storage = requires(S& s, const quota_stamp& at, std::int64_t n, const quota_values& limits) {
