@@ -838,12 +838,12 @@ class quota_tracker {
   /// window frees enough, and usage() reports used above limit. Alerts are
   /// fractions of the new limits from the next consumption; those already
   /// fired in the current period stay fired. Available with a storage that
-  /// takes the limits per call (memory_quota_storage, sqlite_quota_storage);
-  /// Redis keeps its counts under keys that omit the limit, so a tracker
-  /// rebuilt with new limits finds them. Thread-safe and lock-free for the
-  /// calls; allocates nothing (beyond the message of a refusal).
+  /// takes the limits per call (memory_quota_storage, sqlite_quota_storage,
+  /// redis_quota_storage: there, no lease while the limits differ from
+  /// those built with). Thread-safe and lock-free for the calls; allocates
+  /// nothing (beyond the message of a refusal).
   void reconfigure(const quota_tracker_options& options)
-    requires detail::limits_quota_storage<Storage>
+    requires(detail::limits_quota_storage<Storage> || detail::limits_deadline_quota_storage<Storage>)
   {
     constexpr const char* who = "armor::quota_tracker::reconfigure";
     check(options);
@@ -1036,7 +1036,9 @@ class quota_tracker {
 
   quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost, quota_deadline until,
                                         const limits& l) noexcept(quiet) {
-    if constexpr (detail::limits_quota_storage<Storage>) {
+    if constexpr (detail::limits_deadline_quota_storage<Storage>) {
+      return storage_.try_consume(at, cost, until, l.limit);
+    } else if constexpr (detail::limits_quota_storage<Storage>) {
       (void)until;
       return storage_.try_consume(at, cost, l.limit);
     } else if constexpr (deadline_quota_storage<Storage>) {
