@@ -6,6 +6,7 @@
 //     one thread and two sharing the tracker;
 //   - a mutex-based tracker with the same window arithmetic, the obvious way
 //     to write one, for the same cases;
+//   - three windows past their first alert threshold (85 % used);
 //   - reserve + commit, and a call through a pipeline;
 //   - with ARMOR_BENCH_SQLITE (the build defines it when armor::sqlite is
 //     enabled), the sqlite backend in durable and batched modes.
@@ -159,6 +160,20 @@ void bm_forecast(benchmark::State& state) {
 BENCHMARK(bm_forecast<0>)->Name("bm_forecast/below_gate")->Threads(1)->Threads(2);
 BENCHMARK(bm_forecast<20>)->Name("bm_forecast/projecting")->Threads(1)->Threads(2);
 BENCHMARK(bm_forecast<95>)->Name("bm_forecast/fired")->Threads(1)->Threads(2);
+
+// The same three windows, with the default thresholds (80, 90, 100 %), past
+// the first one in every window (85 % used): each call compares its use
+// with the thresholds' units, against bm_memory_manual_clock (below them).
+void bm_past_alert(benchmark::State& state) {
+  static armor::quota_tracker<armor::manual_clock> t{{.windows = three()}, armor::manual_clock{1'700'000'000s}};
+  static const bool ready = [] {
+    (void)t.charge(huge / 100 * 85);
+    return t.stats().alerts == 3U;
+  }();
+  if (!ready) std::abort();
+  for (auto _ : state) benchmark::DoNotOptimize(t.try_consume(1));
+}
+BENCHMARK(bm_past_alert)->Name("bm_memory_manual_clock/past_80_percent")->Threads(1)->Threads(2);
 
 void bm_reserve_commit(benchmark::State& state) {
   static armor::quota_tracker t{{.windows = three()}};

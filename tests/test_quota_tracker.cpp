@@ -10,6 +10,7 @@
 #include "armor_catch.hpp"
 #include "test_policies.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -1328,4 +1329,80 @@ TEST_CASE("a call's remaining time becomes a storage deadline; nanoseconds::max(
   CHECK(in_a_second <= after + 1s);
   CHECK(gone <= after - 1s);
   CHECK(gone >= before - 1s);
+}
+
+namespace {
+
+/// The alert threshold in units as quota_tracker computed it per call until
+/// it precomputed them (long double, the nearest integer within a relative
+/// 1e-9, else rounded up; at least 1): the reference the precomputed units
+/// must equal.
+std::int64_t reference_threshold_units(double fraction, std::int64_t limit) {
+  const long double exact = static_cast<long double>(fraction) * static_cast<long double>(limit);
+  const long double nearest = std::nearbyint(exact);
+  const long double units =
+      std::fabs(exact - nearest) <= 1e-9L * std::max<long double>(exact, 1.0L) ? nearest : std::ceil(exact);
+  return std::max<std::int64_t>(static_cast<std::int64_t>(units), 1);
+}
+
+/// Consumes one unit at a time up to the limit; the unit (use) at which each
+/// threshold was heard, in the order of `thresholds` (0: never heard).
+std::vector<std::int64_t> units_heard(armor::quota_tracker<armor::manual_clock, armor::memory_quota_storage,
+                                                           std::reference_wrapper<recording_listener>>& t,
+                                      recording_listener& heard, const std::vector<double>& thresholds,
+                                      std::int64_t limit) {
+  heard.alerts.clear();
+  for (std::int64_t n = 0; n < limit; ++n) REQUIRE(t.try_consume(1));
+  std::vector<std::int64_t> at(thresholds.size(), 0);
+  for (const armor::quota_tracker_event& e : heard.alerts) {
+    for (std::size_t k = 0; k < thresholds.size(); ++k) {
+      if (e.threshold == thresholds[k] && at[k] == 0) at[k] = e.used;
+    }
+  }
+  return at;
+}
+
+}  // namespace
+
+TEST_CASE("precomputed thresholds fire at the same unit as the per-call rounding did, at every small limit") {
+  const std::vector<double> thresholds{0.1 * 3, 0.55, 0.8, 0.9, 1.0 / 3, 0.7, 1.0};
+  for (std::int64_t limit = 1; limit <= 60; ++limit) {
+    CAPTURE(limit);
+    std::vector<std::int64_t> expected;
+    for (const double f : thresholds) expected.push_back(reference_threshold_units(f, limit));
+    recording_listener heard;
+    armor::quota_tracker t{{.windows = {quota_window::per_day(limit)}, .alerts = thresholds},
+                           clock_at(utc(sys_days{2024y / June / 15})), armor::memory_quota_storage{},
+                           std::ref(heard)};
+    CHECK(units_heard(t, heard, thresholds, limit) == expected);
+    // The same limit set by reconfigure(), from another one.
+    recording_listener heard2;
+    armor::quota_tracker t2{{.windows = {quota_window::per_day(limit + 13)}, .alerts = thresholds},
+                            clock_at(utc(sys_days{2024y / June / 15})), armor::memory_quota_storage{},
+                            std::ref(heard2)};
+    t2.reconfigure({.windows = {quota_window::per_day(limit)}, .alerts = thresholds});
+    CHECK(units_heard(t2, heard2, thresholds, limit) == expected);
+  }
+  // The brief's case: 80 % of 7 is 5.6, heard at the 6th unit.
+  CHECK(reference_threshold_units(0.8, 7) == 6);
+}
+
+TEST_CASE("precomputed thresholds round a half unit at a large limit as the per-call rounding did") {
+  // 0.5 x 2'000'000'001 = 1'000'000'000.5: within the relative tolerance of
+  // both neighbours; the nearest-even rounding gave 1'000'000'000. And
+  // 0.5 x 2'000'000'003 gave 1'000'000'002.
+  for (const std::int64_t limit : {std::int64_t{2'000'000'001}, std::int64_t{2'000'000'003}}) {
+    const std::int64_t expected = reference_threshold_units(0.5, limit);
+    CHECK(expected == (limit == 2'000'000'001 ? 1'000'000'000 : 1'000'000'002));
+    recording_listener heard;
+    armor::quota_tracker t{{.windows = {quota_window::per_day(limit)}, .alerts = {0.5, 1.0}},
+                           clock_at(utc(sys_days{2024y / June / 15})), armor::memory_quota_storage{},
+                           std::ref(heard)};
+    REQUIRE(t.charge(expected - 1) == armor::quota_tracker_status::granted);
+    CHECK(heard.alerts.empty());
+    REQUIRE(t.try_consume(1));
+    REQUIRE(heard.alerts.size() == 1);
+    CHECK(heard.alerts[0].used == expected);
+    CHECK(heard.alerts[0].threshold == 0.5);
+  }
 }

@@ -57,6 +57,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -665,6 +666,11 @@ class quota_tracker {
     thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
     alert_count_ = thresholds.size();
     std::copy(thresholds.begin(), thresholds.end(), thresholds_.begin());
+    if (alert_count_ > 0) {
+      alert_rows_ = std::make_unique<alert_table>();
+      alert_rows_->rows.reserve(count_);
+      for (std::size_t i = 0; i < count_; ++i) alert_rows_->rows.emplace_back(alert_row_of(options_.windows[i].limit));
+    }
 
     const std::int64_t offset = detail::to_ns(options_.utc_offset);
     std::vector<quota_window_layout> layouts;
@@ -832,12 +838,12 @@ class quota_tracker {
   /// window frees enough, and usage() reports used above limit. Alerts are
   /// fractions of the new limits from the next consumption; those already
   /// fired in the current period stay fired. Available with a storage that
-  /// takes the limits per call (memory_quota_storage); a durable storage
-  /// keeps its counts under keys that omit the limit, so a tracker rebuilt
-  /// with new limits finds them. Thread-safe and lock-free for the calls;
-  /// allocates nothing (beyond the message of a refusal).
+  /// takes the limits per call (memory_quota_storage, sqlite_quota_storage,
+  /// redis_quota_storage: there, no lease while the limits differ from
+  /// those built with). Thread-safe and lock-free for the calls; allocates
+  /// nothing (beyond the message of a refusal).
   void reconfigure(const quota_tracker_options& options)
-    requires detail::limits_quota_storage<Storage>
+    requires(detail::limits_quota_storage<Storage> || detail::limits_deadline_quota_storage<Storage>)
   {
     constexpr const char* who = "armor::quota_tracker::reconfigure";
     check(options);
@@ -855,7 +861,17 @@ class quota_tracker {
     if (options.forecast_alert != options_.forecast_alert) detail::fixed_at_construction(who, "forecast_alert");
     if (options.forecast_after != options_.forecast_after) detail::fixed_at_construction(who, "forecast_after");
     if (!(options.cost == options_.cost)) detail::fixed_at_construction(who, "cost");
+    if (!alert_rows_) {
+      limits_.store(limits_of(options));
+      return;
+    }
+    // One reconfigure() at a time, so that the rows end with the limits of
+    // the same call as the cell (a row that does not match is recomputed
+    // per call: correct, but slow).
+    while (alert_rows_->writing.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
     limits_.store(limits_of(options));
+    for (std::size_t i = 0; i < count_; ++i) alert_rows_->rows[i].store(alert_row_of(options.windows[i].limit));
+    alert_rows_->writing.store(false, std::memory_order_release);
   }
   /// The wall clock the tracker reads.
   [[nodiscard]] const WallClock& clock() const noexcept { return clock_; }
@@ -952,9 +968,35 @@ class quota_tracker {
     return l;
   }
 
-  // The units of alert threshold k in window w under `l`.
-  [[nodiscard]] std::int64_t alert_units(const limits& l, std::size_t w, std::size_t k) const noexcept {
-    return k == 0 ? l.first_alert[w] : threshold_units(thresholds_[k], l.limit[w]);
+  // The units of each alert threshold (thresholds_) at one limit, computed
+  // when the limits are set (construction, reconfigure()): the per-call
+  // checks are integer compares.
+  struct alert_row {
+    std::int64_t limit = 0;  // the limit the units are of
+    std::array<std::int64_t, quota_max_alerts> units{};
+  };
+  // Per window, its alert_row (config_cell: read whole), and the claim that
+  // keeps reconfigure() calls from interleaving their rows.
+  struct alert_table {
+    std::atomic<bool> writing{false};
+    std::vector<detail::config_cell<alert_row>> rows;
+  };
+
+  [[nodiscard]] alert_row alert_row_of(std::int64_t limit) const noexcept {
+    alert_row r;
+    r.limit = limit;
+    for (std::size_t k = 0; k < alert_count_; ++k) r.units[k] = threshold_units(thresholds_[k], limit);
+    return r;
+  }
+
+  // The units of window w's alert thresholds under `l` (alert_count_ > 0).
+  // A row written for other limits (a reconfigure() between the decision's
+  // reading of `l` and this one) is recomputed for l's: a decision's
+  // thresholds are always those of the limits it decides with.
+  [[nodiscard]] alert_row alert_units(const limits& l, std::size_t w) const noexcept {
+    const alert_row r = alert_rows_->rows[w].load();
+    if (ARMOR_LIKELY(r.limit == l.limit[w])) return r;
+    return alert_row_of(l.limit[w]);
   }
 
   [[nodiscard]] static std::string window_field(std::size_t i) {
@@ -994,7 +1036,9 @@ class quota_tracker {
 
   quota_consumption storage_try_consume(const quota_stamp& at, std::int64_t cost, quota_deadline until,
                                         const limits& l) noexcept(quiet) {
-    if constexpr (detail::limits_quota_storage<Storage>) {
+    if constexpr (detail::limits_deadline_quota_storage<Storage>) {
+      return storage_.try_consume(at, cost, until, l.limit);
+    } else if constexpr (detail::limits_quota_storage<Storage>) {
       (void)until;
       return storage_.try_consume(at, cost, l.limit);
     } else if constexpr (deadline_quota_storage<Storage>) {
@@ -1133,8 +1177,13 @@ class quota_tracker {
 
   // How many thresholds `use` reaches in window w.
   [[nodiscard]] std::size_t reached(const limits& l, std::size_t w, std::int64_t use) const noexcept {
+    if (alert_count_ == 0 || use < l.first_alert[w]) return 0;
+    return reached(alert_units(l, w), use);
+  }
+  // The same with window w's thresholds in units at hand.
+  [[nodiscard]] std::size_t reached(const alert_row& r, std::int64_t use) const noexcept {
     std::size_t level = 0;
-    while (level < alert_count_ && use >= alert_units(l, w, level)) ++level;
+    while (level < alert_count_ && use >= r.units[level]) ++level;
     return level;
   }
 
@@ -1166,8 +1215,9 @@ class quota_tracker {
         o.trigger = std::min(o.trigger, l.first_alert[i] - others);
         continue;
       }
-      const std::size_t fired = raise(l, i, c.at[i], use, t, until);
-      if (fired < alert_count_) o.trigger = std::min(o.trigger, alert_units(l, i, fired) - others);
+      const alert_row r = alert_units(l, i);  // once per window: raise() and the trigger
+      const std::size_t fired = raise(l, i, r, c.at[i], use, t, until);
+      if (fired < alert_count_) o.trigger = std::min(o.trigger, r.units[fired] - others);
     }
     if (forecasts_) [[unlikely]] forecast(l, c, t, 0, count_);
     return o;
@@ -1243,15 +1293,16 @@ class quota_tracker {
     std::int64_t use = c.used[w];
     if (ARMOR_LIKELY(use < l.first_alert[w])) return;
     if (pending_) use -= std::min(use, pending_->units.load(std::memory_order_relaxed));
-    if (use >= l.first_alert[w]) (void)raise(l, w, c.at[w], use, t, until);
+    if (use >= l.first_alert[w]) (void)raise(l, w, alert_units(l, w), c.at[w], use, t, until);
   }
 
   // Raises window w's cell to the thresholds `use` reaches in the period of
   // `slice`, firing those this thread moved it past. Returns the thresholds
-  // fired in that period now (alert_count_ if a later period began).
-  std::size_t raise(const limits& l, std::size_t w, std::int64_t slice, std::int64_t use, std::int64_t t,
-                    quota_deadline until) noexcept {
-    const std::size_t level = reached(l, w, use);
+  // fired in that period now (alert_count_ if a later period began). `r`:
+  // window w's thresholds in units under `l` (alert_units()).
+  std::size_t raise(const limits& l, std::size_t w, const alert_row& r, std::int64_t slice, std::int64_t use,
+                    std::int64_t t, quota_deadline until) noexcept {
+    const std::size_t level = reached(r, use);
     const std::int64_t period = alert_period(w, slice);
     std::atomic<std::uint64_t>& cell = alerts_[w];
     // Relaxed: the cell is a standalone number; the CAS alone decides which
@@ -1316,7 +1367,7 @@ class quota_tracker {
     if (d < 0) return;
     const std::size_t fired = d == 0 ? static_cast<std::size_t>(cur & 0xff) : 0;
     if (level > fired) {
-      (void)raise(l, w, slice, use, t, quota_deadline::max());
+      (void)raise(l, w, alert_units(l, w), slice, use, t, quota_deadline::max());
     } else if (level < fired && options_.alert_basis == quota_alert_basis::reserved) {
       // One attempt: if the cell moved since it was read, whoever moved it
       // saw counts at least as recent as these.
@@ -1599,6 +1650,9 @@ class quota_tracker {
   std::vector<std::string> names_;  // window_name(i)
   std::array<double, quota_max_alerts> thresholds_{};
   std::size_t alert_count_ = 0;
+  // Per window, the units of each alert threshold (none without alerts).
+  // Written only by the constructor and reconfigure().
+  std::unique_ptr<alert_table> alert_rows_;
   [[no_unique_address]] WallClock clock_;
   // Written by calls (its own cache lines, in the backend).
   Storage storage_;

@@ -655,3 +655,76 @@ TEST_CASE("redis quota config from a backend URL: what it cannot do is refused b
   // Accepted: database 0 written out, and the ACL's default user.
   CHECK(message("redis://default:pw@h/0") == "(nothing thrown)");
 }
+
+// ---------------------------------------------------------------- reconfigure
+
+TEST_CASE("redis backend: reconfigure() changes the limits from the next consumption; Redis's counts stay",
+          "[reconfigure]") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{local_redis(server.port())};
+  const auto per_day = [](std::int64_t limit) {
+    return armor::quota_tracker_options{.windows = {quota_window::per_day(limit), quota_window::per_minute(100)}};
+  };
+  for (const std::int64_t lease : {std::int64_t{0}, std::int64_t{2}}) {
+    CAPTURE(lease);
+    const std::string name = unique_name("reconfigure");
+    redis_tracker t{per_day(3), clock_at(noon), caller_time_storage(conn, name, lease)};
+    CHECK(t.try_consume(1));
+    t.reconfigure(per_day(5));
+    // Another process, sharing the counts with the limits built with.
+    redis_tracker other{per_day(3), clock_at(noon), caller_time_storage(conn, name)};
+    CHECK(t.try_consume(1));
+    CHECK(t.try_consume(1));
+    CHECK(other.try_consume(1).status() == armor::quota_tracker_status::exhausted);  // 3 of its 3
+    CHECK(t.try_consume(1));
+    CHECK(t.try_consume(1));  // 5 of the new 5: a lease taken before was given back
+    const auto d = t.try_consume(1);
+    CHECK(d.status() == armor::quota_tracker_status::exhausted);
+    CHECK(d.limit() == 5);
+    // Lowered below the use: refused, used above limit.
+    t.reconfigure(per_day(4));
+    CHECK(t.try_consume(0).status() == armor::quota_tracker_status::exhausted);
+    CHECK(t.usage(0).limit == 4);
+    // A bad value is refused by name; the old limits stay.
+    try {
+      t.reconfigure(per_day(0));
+      FAIL("a zero limit was taken");
+    } catch (const armor::error& e) {
+      CHECK(e.code() == armor::errc::invalid_argument);
+      CHECK(std::string(e.what()).find("windows[0].limit") != std::string::npos);
+    }
+    CHECK(t.options().windows[0].limit == 4);
+    // Back to the limits built with (leases again), then raised: the counts
+    // in Redis are what both trackers see.
+    t.reconfigure(per_day(3));
+    CHECK(!t.try_consume(1));
+    t.reconfigure(per_day(9));
+    redis_tracker fresh{per_day(9), clock_at(noon), caller_time_storage(conn, name)};
+    const std::int64_t used = fresh.usage(0).used;
+    CHECK(used == 5);
+    for (std::int64_t k = used; k < 9; ++k) CHECK(t.try_consume(1));
+    CHECK(!t.try_consume(1));
+    CHECK(!fresh.try_consume(1));
+  }
+}
+
+TEST_CASE("redis killed: fallback_local serves its share of the reconfigured limits", "[reconfigure]") {
+  armor_test::redis_server server;
+  const armor::redis_connection conn{armor_test::failing_redis_options(local_redis(server.port()))};
+  sys_tracker t{{.windows = {quota_window::per_day(10)}},
+                {},
+                armor::redis_quota_storage{conn,
+                                           {.tracker = unique_name("local-reconfigure"),
+                                            .on_failure = armor::redis_failure_mode::fallback_local,
+                                            .local_share = 0.5}}};
+  REQUIRE(t.try_consume(1));
+  t.reconfigure({.windows = {quota_window::per_day(16)}});
+  server.kill();
+  int admitted = 0;
+  for (int i = 0; i < 20; ++i) {
+    const auto d = t.try_consume(1);
+    if (d) ++admitted;
+    else CHECK(d.status() == armor::quota_tracker_status::exhausted);
+  }
+  CHECK(admitted == 8);  // half of 16 (the limit built with: 5)
+}

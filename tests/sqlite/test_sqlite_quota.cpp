@@ -712,3 +712,44 @@ TEST_CASE("sqlite quota options from a backend URL: bad parameters are refused b
   CHECK_THAT(message("redis://h"), Catch::Contains("names a redis backend, not sqlite:"));
   CHECK_THAT(message("sqlite:"), Catch::Contains("path is missing"));
 }
+
+TEST_CASE("sqlite quota: reconfigure() changes the limits from the next consumption; the file's counts stay",
+          "[sqlite][reconfigure]") {
+  for (const armor::sqlite_mode mode : {armor::sqlite_mode::durable, armor::sqlite_mode::batched}) {
+    CAPTURE(armor::to_string(mode));
+    const temp_db db;
+    const auto per_day = [](std::int64_t limit) {
+      return armor::quota_tracker_options{.windows = {quota_window::per_day(limit), quota_window::per_minute(100)}};
+    };
+    {
+      sql_tracker t{per_day(3), clock_at(noon), storage(db, mode)};
+      CHECK(t.try_consume(2));
+      t.reconfigure(per_day(5));
+      CHECK(t.try_consume(3));  // 5 of 5: the old limit would have refused
+      auto d = t.try_consume(1);
+      CHECK(d.status() == armor::quota_tracker_status::exhausted);
+      CHECK(d.used() == 5);
+      CHECK(d.limit() == 5);
+      // Lowered below the use: refused until the day turns, used above limit.
+      t.reconfigure(per_day(4));
+      CHECK(t.try_consume(0).status() == armor::quota_tracker_status::exhausted);
+      CHECK(t.usage(0).used == 5);
+      CHECK(t.usage(0).limit == 4);
+      // A bad value is refused by name; the old limits stay.
+      const auto [code, what] = error_of([&] { t.reconfigure(per_day(0)); });
+      CHECK(code == armor::errc::invalid_argument);
+      CHECK(contains(what, "windows[0].limit"));
+      CHECK(t.options().windows[0].limit == 4);
+      CHECK(t.try_consume(1).status() == armor::quota_tracker_status::exhausted);
+      // A charge counts whatever the limits.
+      CHECK(t.charge(1) == armor::quota_tracker_status::granted);
+      if (mode == armor::sqlite_mode::batched) REQUIRE(t.storage().flush());
+    }
+    // The counts are in the file, under keys without the limit: a tracker
+    // built with other limits finds them.
+    sql_tracker again{per_day(8), clock_at(noon), storage(db, mode)};
+    CHECK(again.usage(0).used == 6);
+    CHECK(again.try_consume(2));
+    CHECK(!again.try_consume(1));
+  }
+}

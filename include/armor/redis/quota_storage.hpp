@@ -257,29 +257,51 @@ class redis_quota_state {
     std::vector<quota_window_layout> local(layouts.begin(), layouts.end());
     for (std::size_t i = 0; i < count_; ++i) {
       windows_[i] = parse(layouts[i]);
-      if (options_.on_failure == redis_failure_mode::fallback_local) {
-        const auto share = static_cast<long double>(options_.local_share) * static_cast<long double>(layouts[i].limit);
-        local[i].limit = std::max<std::int64_t>(1, static_cast<std::int64_t>(share));
-      }
+      if (options_.on_failure == redis_failure_mode::fallback_local) local[i].limit = local_limit(layouts[i].limit);
     }
     if (options_.on_failure == redis_failure_mode::fallback_local) local_.bind(local);
   }
 
+  // fallback_local: each window's local limit, local_share of `limits`.
+  [[nodiscard]] quota_values local_limits(const quota_values& limits) const noexcept {
+    quota_values local{};
+    for (std::size_t i = 0; i < count_; ++i) local[i] = local_limit(limits[i]);
+    return local;
+  }
+  [[nodiscard]] std::int64_t local_limit(std::int64_t limit) const noexcept {
+    const auto share = static_cast<long double>(options_.local_share) * static_cast<long double>(limit);
+    return std::max<std::int64_t>(1, static_cast<std::int64_t>(share));
+  }
+
+  // `limits`: the limits to check (quota_tracker::reconfigure()), or
+  // nullptr for those bound. Leases serve only the limits bound: with
+  // others every consumption asks Redis, and a lease held (taken under the
+  // limits bound) is given back first.
   quota_consumption consume(const quota_stamp& at, std::int64_t n, bool check,
-                            redis_deadline until = redis_no_deadline) noexcept {
+                            redis_deadline until = redis_no_deadline, const quota_values* limits = nullptr) noexcept {
+    if (limits != nullptr && bound(*limits)) limits = nullptr;
+    if (limits != nullptr && options_.lease > 0 && lease_.units() > 0) (void)return_lease();
     quota_consumption r;
-    if (check && options_.lease > 0 && n <= options_.lease) {
+    if (check && options_.lease > 0 && n <= options_.lease && limits == nullptr) {
       if (lease_take(at, n, r)) return r;
       r = lease_refill(at, n, until);
     } else {
-      r = remote_consume(at, n, n, check, nullptr, until);
+      r = remote_consume(at, n, n, check, nullptr, until, limits);
     }
     if (r.status == quota_storage_status::deadline_exceeded) {
       count(counter::deadline_exceeded);
       return r;
     }
     if (r.status != quota_storage_status::unavailable) return r;
-    return degrade(at, n, check);
+    return degrade(at, n, check, limits);
+  }
+
+  // Whether `limits` are the limits bound.
+  [[nodiscard]] bool bound(const quota_values& limits) const noexcept {
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (limits[i] != windows_[i].limit) return false;
+    }
+    return true;
   }
 
   void release(const quota_stamp& at, std::int64_t n) noexcept {
@@ -445,7 +467,8 @@ class redis_quota_state {
   // One consumption script: n units (a lease: up to `want`), all windows or
   // none. `granted` receives the units counted.
   quota_consumption remote_consume(const quota_stamp& at, std::int64_t n, std::int64_t want, bool check,
-                                   std::int64_t* granted, redis_deadline until) const noexcept {
+                                   std::int64_t* granted, redis_deadline until,
+                                   const quota_values* limits = nullptr) const noexcept {
     redis_args args;
     args.add(n);
     args.add(std::max<std::int64_t>(n, 1));
@@ -458,7 +481,7 @@ class redis_quota_state {
       const redis_window& w = windows_[i];
       keys[i] = w.key;
       if (!add_stamp(args, at, i)) return unavailable();
-      args.add(w.limit);
+      args.add(limits != nullptr ? (*limits)[i] : w.limit);
       args.add(std::int64_t{w.buckets});
       args.add(std::int64_t{w.cut});
       args.add(w.step_us);
@@ -519,7 +542,8 @@ class redis_quota_state {
   }
 
   // What on_failure says to do when Redis did not answer.
-  quota_consumption degrade(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+  quota_consumption degrade(const quota_stamp& at, std::int64_t n, bool check,
+                            const quota_values* limits = nullptr) noexcept {
     switch (options_.on_failure) {
       case redis_failure_mode::fail_open: {
         count(counter::failed_open);
@@ -529,7 +553,9 @@ class redis_quota_state {
       }
       case redis_failure_mode::fallback_local: {
         count(counter::served_locally);
-        quota_consumption r = check ? local_.try_consume(at, n) : local_.charge(at, n);
+        quota_consumption r = !check            ? local_.charge(at, n)
+                              : limits == nullptr ? local_.try_consume(at, n)
+                                                  : local_.try_consume(at, n, local_limits(*limits));
         if (r.status == quota_storage_status::consumed) {
           for (std::size_t i = 0; i < count_; ++i) {
             r.at[i] += redis_tag_local;
@@ -654,6 +680,16 @@ class redis_quota_storage {
   /// lease fast path reads no clock.
   [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until) noexcept {
     return state_->consume(at, n, true, until);
+  }
+  /// The same, against `limits` (one per window) instead of the limits
+  /// bound: the limits of the tracker's last reconfigure(), read with the
+  /// decision (the scripts take the limits per call; Redis keeps counts
+  /// only). With limits other than those bound, no lease is used (one held
+  /// is given back first): every consumption asks Redis; fallback_local
+  /// counts local_share of them.
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until,
+                                              const quota_values& limits) noexcept {
+    return state_->consume(at, n, true, until, &limits);
   }
   /// Carries no deadline: units are not lost to a spent one.
   void release(const quota_stamp& at, std::int64_t n) noexcept {

@@ -171,12 +171,21 @@ namespace detail {
 }
 
 /// A storage that takes the limits per call, `try_consume(at, n, limits)`,
-/// noexcept (memory_quota_storage): what quota_tracker::reconfigure needs,
+/// noexcept (memory_quota_storage, sqlite_quota_storage): with
+/// limits_deadline_quota_storage, what quota_tracker::reconfigure needs,
 /// so that one decision checks every window against one set of limits.
 template <class S>
 concept limits_quota_storage = requires(S& s, const quota_stamp& at, std::int64_t n, const quota_values& limits) {
   { s.try_consume(at, n, limits) } noexcept -> std::same_as<quota_consumption>;
 };
+
+/// The same for a deadline_quota_storage, `try_consume(at, n, until, limits)`
+/// (redis_quota_storage).
+template <class S>
+concept limits_deadline_quota_storage =
+    requires(S& s, const quota_stamp& at, std::int64_t n, quota_deadline until, const quota_values& limits) {
+      { s.try_consume(at, n, until, limits) } noexcept -> std::same_as<quota_consumption>;
+    };
 
 /// Whether the deadline overload of try_consume (if any) is noexcept.
 template <class S>

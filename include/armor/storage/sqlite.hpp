@@ -146,7 +146,10 @@ class sqlite_quota_state {
   void bind(std::span<const quota_window_layout> layouts) {
     const std::lock_guard<std::mutex> lock(m_);
     if (db_ != nullptr) fail("bind() called twice");
-    for (const quota_window_layout& l : layouts) windows_.push_back({l.limit, l.buckets, l.key});
+    for (const quota_window_layout& l : layouts) {
+      windows_.push_back({l.buckets, l.key});
+      limits_[windows_.size() - 1] = l.limit;
+    }
     open();
     if (options_.mode == sqlite_mode::batched) {
       caches_.resize(windows_.size());
@@ -155,10 +158,14 @@ class sqlite_quota_state {
     }
   }
 
-  quota_consumption try_consume(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+  /// The limits bound, one per window.
+  [[nodiscard]] const quota_values& limits() const noexcept { return limits_; }
+
+  // `limits`: one per window, or nullptr to count whatever the limits (a charge).
+  quota_consumption try_consume(const quota_stamp& at, std::int64_t n, const quota_values* limits) noexcept {
     try {
       const std::lock_guard<std::mutex> lock(m_);
-      return options_.mode == sqlite_mode::durable ? consume_durable(at, n, check) : consume_batched(at, n, check);
+      return options_.mode == sqlite_mode::durable ? consume_durable(at, n, limits) : consume_batched(at, n, limits);
     } catch (...) {
       return unavailable();
     }
@@ -255,7 +262,6 @@ class sqlite_quota_state {
 
  private:
   struct window {
-    std::int64_t limit;
     std::uint32_t buckets;
     std::string key;
   };
@@ -279,13 +285,13 @@ class sqlite_quota_state {
                 "armor::sqlite_quota_storage: cannot read '" + options_.path + "': " + sqlite3_errmsg(db_));
   }
 
-  quota_consumption consume_durable(const quota_stamp& at, std::int64_t n, bool check) noexcept {
+  quota_consumption consume_durable(const quota_stamp& at, std::int64_t n, const quota_values* limits) noexcept {
     if (!begin()) return unavailable();
     const std::int64_t need = n > 0 ? n : 1;
     std::array<view, quota_max_windows> seen{};
     for (std::size_t i = 0; i < windows_.size(); ++i) {
       if (!load(i, at[i], seen[i], nullptr)) return roll_back();
-      if (check && seen[i].used + need > windows_[i].limit) {
+      if (limits != nullptr && seen[i].used + need > (*limits)[i]) {
         (void)commit();  // nothing was written
         return refused(i, seen[i].slice, seen[i].used);
       }
@@ -305,14 +311,14 @@ class sqlite_quota_state {
     return r;
   }
 
-  quota_consumption consume_batched(const quota_stamp& at, std::int64_t n, bool check) {
+  quota_consumption consume_batched(const quota_stamp& at, std::int64_t n, const quota_values* limits) {
     if (std::chrono::steady_clock::now() - synced_ >= options_.flush_every) (void)sync();
     const std::int64_t need = n > 0 ? n : 1;
     std::array<std::int64_t, quota_max_windows> used{};
     for (std::size_t i = 0; i < windows_.size(); ++i) {
       if (!cached(i, at[i])) return unavailable();
       used[i] = cached_used(caches_[i]);
-      if (check && used[i] + need > windows_[i].limit) return refused(i, caches_[i].slice, used[i]);
+      if (limits != nullptr && used[i] + need > (*limits)[i]) return refused(i, caches_[i].slice, used[i]);
     }
     const std::int64_t units = std::min(n, quota_used_cap);
     quota_consumption r;
@@ -643,6 +649,7 @@ class sqlite_quota_state {
 
   sqlite_quota_options options_;
   std::vector<window> windows_;
+  quota_values limits_{};  // per window, as bound (read-only after bind())
   sqlite3* db_ = nullptr;
   sqlite3_stmt* latest_ = nullptr;
   sqlite3_stmt* add_ = nullptr;
@@ -682,10 +689,17 @@ class sqlite_quota_storage {
   void bind(std::span<const quota_window_layout> layouts) { state_->bind(layouts); }
 
   [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n) noexcept {
-    return state_->try_consume(at, n, true);
+    return state_->try_consume(at, n, &state_->limits());
+  }
+  /// The same, against `limits` (one per window) instead of the limits
+  /// bound: the limits of the tracker's last reconfigure(), read with the
+  /// decision (the file keeps no limit: only counts).
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n,
+                                              const quota_values& limits) noexcept {
+    return state_->try_consume(at, n, &limits);
   }
   [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
-    return state_->try_consume(at, n, false);
+    return state_->try_consume(at, n, nullptr);
   }
   void release(const quota_stamp& at, std::int64_t n) noexcept {
     if (state_) state_->release(at, n);
