@@ -657,3 +657,22 @@ TEST_CASE("redis windows: reconfigure changes the limit as the memory windows' r
   CHECK(rl.limit() == 30);
   CHECK(rl.try_acquire(30));
 }
+
+TEST_CASE("redis windows: reconfigure while other threads decide: every decision reads one whole limit") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{window_redis(server.port())};
+  armor::redis_sliding_window<> w{{.limit = 1000, .window = 10s, .segments = 10}, conn, caller_time(window_name("re-t"))};
+  std::atomic<int> odd{0};
+  std::thread decider([&] {
+    for (int i = 0; i < 200; ++i) {
+      const armor::window_decision d = w.try_acquire(1);
+      if (d.limit() != 1000 && d.limit() != 2000) odd.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < 500; ++i) {
+    armor::sliding_window_options o{.limit = i % 2 == 0 ? 2000 : 1000, .window = 10s, .segments = 10};
+    w.reconfigure(o);
+  }
+  decider.join();
+  CHECK(odd.load() == 0);
+}
