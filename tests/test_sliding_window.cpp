@@ -10,6 +10,7 @@
 #include "armor_catch.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -356,4 +357,41 @@ TEST_CASE("sliding window: a fresh window counts in the clock's period at any ep
   clock.advance(nanoseconds{99'925'020'128});
   CHECK(x.try_acquire(100));
   CHECK(a.try_acquire(100));
+}
+
+TEST_CASE("approximate: long windows, large limits, offsets and negative times decide as the exact formula",
+          "[sliding_window]") {
+  // The products reach 2^95 here (24 h windows, limits near 2^48): both the
+  // counts-alone shortcuts and the 128-bit comparison are exercised.
+  __extension__ typedef __int128 wide;
+  std::mt19937_64 rng(8191);
+  const std::vector<std::int64_t> lengths{1, 7, 1000, 999'999'937, 1'000'000'000, 86'400'000'000'000};
+  for (int round = 0; round < 60; ++round) {
+    const std::int64_t len = lengths[static_cast<std::size_t>(round) % lengths.size()];
+    const unsigned count_bits = static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(len))) - 1 + 3;
+    const std::uint64_t max_limit = (std::uint64_t{1} << count_bits) - 1;
+    const std::int64_t limit = 1 + static_cast<std::int64_t>(rng() % (round % 2 == 0 ? max_limit : std::min<std::uint64_t>(max_limit, 50)));
+    const std::int64_t offset = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len));
+    sliding w{{.limit = limit, .window = nanoseconds{len}, .algorithm = approximate, .offset = nanoseconds{offset}},
+              armor::manual_clock{}};
+    std::int64_t t = -5 * len - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len));
+    std::int64_t cur = floor_div(t - offset, len);
+    std::int64_t curr = 0;
+    std::int64_t prev = 0;
+    for (int step = 0; step < 400; ++step) {
+      t += static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len / 2 + 1));
+      const std::int64_t idx = floor_div(t - offset, len);
+      if (idx != cur) {
+        prev = idx == cur + 1 ? curr : 0;
+        curr = 0;
+        cur = idx;
+      }
+      const std::int64_t n = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(limit / 3 + 2));
+      const std::int64_t e = t - offset - idx * len;
+      const bool want = n <= limit && wide{prev} * (len - e) + wide{curr + n} * len <= wide{limit} * len;
+      const auto d = w.try_acquire(n, at(t));
+      REQUIRE(static_cast<bool>(d) == want);
+      if (want) curr += n;
+    }
+  }
 }

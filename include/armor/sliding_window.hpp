@@ -280,16 +280,9 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  __extension__ typedef __int128 wide;
+  __extension__ typedef unsigned __int128 uwide;
 
   static constexpr std::int64_t ns(timestamp t) noexcept { return t.time_since_epoch().count(); }
-
-  // With m = max(limit, prev, curr) (counts may exceed a lowered limit): prev <= m and curr + n <= 2m,
-  // so every term is below 3 * m * window.
-  static constexpr bool fits_in_64_bits(std::int64_t limit, std::int64_t window) noexcept {
-    std::int64_t p = 0;
-    return !__builtin_mul_overflow(limit, window, &p) && p < INT64_MAX / 3;
-  }
 
   static detail::window_packing checked(const sliding_window_options& o) {
     const char* who = "armor::sliding_window";
@@ -423,16 +416,30 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     r.x = prev;
     r.y = curr;
     r.z = e;
-    // Granted iff prev * (W - e) + (curr + n) * W <= limit * W.
     if (n > limit) {
       r.outcome = detail::window_outcome::too_large;
-    } else if (fits_in_64_bits(std::max({limit, prev, curr}), window_)  // counts may exceed a lowered limit
-                   ? prev * (window_ - e) + (curr + n) * window_ > limit * window_
-                   : static_cast<wide>(prev) * (window_ - e) + static_cast<wide>(curr + n) * window_ >
-                         static_cast<wide>(limit) * window_) {
+    } else if (approx_full(prev, curr, n, limit, e)) {
       r.outcome = detail::window_outcome::denied;
     }
     return r;
+  }
+
+  // Whether the approximation refuses n more units (0 <= n <= limit), with
+  // prev and curr counted and e ns (0 <= e < W) elapsed in the current
+  // window: prev * (W - e) + (curr + n) * W > limit * W, that is
+  // prev * (W - e) > room * W with room = limit - curr - n, in exact
+  // arithmetic. Since 0 <= prev * (W - e) <= prev * W, curr alone refuses
+  // when room < 0, and prev <= room grants (prev + curr + n <= limit):
+  // only the calls in between multiply. Both products are below 2^127
+  // (each factor is below 2^63): one 64 x 64 -> 128-bit multiplication
+  // each, no overflow test.
+  [[nodiscard]] ARMOR_ALWAYS_INLINE bool approx_full(std::int64_t prev, std::int64_t curr, std::int64_t n,
+                                                     std::int64_t limit, std::int64_t e) const noexcept {
+    const std::int64_t room = limit - curr - n;
+    if (room < 0) return true;
+    if (prev <= room) return false;
+    return static_cast<uwide>(static_cast<std::uint64_t>(prev)) * static_cast<std::uint64_t>(window_ - e) >
+           static_cast<uwide>(static_cast<std::uint64_t>(room)) * static_cast<std::uint64_t>(window_);
   }
 
   [[nodiscard]] detail::window_result acquire_peek(std::int64_t t) const noexcept {
@@ -452,19 +459,91 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     }
   }
 
-  detail::window_result acquire(std::int64_t n, std::int64_t t) noexcept {
+  ARMOR_ALWAYS_INLINE detail::window_result acquire(std::int64_t n, std::int64_t t) noexcept {
+    return exact_ ? acquire_exact(n, t) : acquire_approx(n, t);
+  }
+
+  // The approximation's call, on its own: one division for the window's
+  // index and the time elapsed in it (its remainder), both kept across CAS
+  // retries; the same view and decision as view_of and judge_approx.
+  ARMOR_ALWAYS_INLINE detail::window_result acquire_approx(std::int64_t n, std::int64_t t) noexcept {
+    // Acquire: the previous window archived before the head moved is visible.
+    std::uint64_t w = head_.load(std::memory_order_acquire);
+    const std::int64_t limit = limit_.load();  // one reading per decision
+    const std::int64_t since = t - offset_;
+    std::int64_t index = since / window_;  // one division: quotient and remainder
+    std::int64_t elapsed = since % window_;
+    if (elapsed < 0) {  // rounded towards zero: floor it
+      --index;
+      elapsed += window_;
+    }
+    const std::uint64_t tag_now = pack_.tag(index);
+    for (;;) {
+      const std::int64_t count = pack_.count_of(w);
+      std::int64_t now = index;
+      std::int64_t head = index;
+      std::int64_t e = elapsed;
+      if (pack_.tag_of(w) == tag_now) {
+        // The usual case: the head is the call's own window.
+      } else if (const std::int64_t ahead = pack_.ahead(w, index); ahead != 0) {
+        now += ahead;  // another thread's newer clock reading: count in its window
+        head = now;
+        e = 0;         // the call is counted in a window that starts after its clock reading
+      } else {
+        head = now - static_cast<std::int64_t>((pack_.tag(now) - pack_.tag_of(w)) & pack_.tag_mask);
+      }
+      std::int64_t prev = 0;
+      std::int64_t curr = 0;
+      if (head == now) {
+        curr = count;
+        const std::uint64_t u = slot_.load(std::memory_order_relaxed);  // ordered by the head's acquire
+        if (pack_.tag_of(u) == pack_.tag(now - 1)) prev = pack_.count_of(u);
+      } else if (head == now - 1) {
+        prev = count;
+      }
+      detail::window_result r;
+      r.approx = true;
+      r.n = n;
+      r.limit = limit;
+      r.window = window_;
+      r.x = prev;
+      r.y = curr;
+      r.z = e;
+      if (n > limit) [[unlikely]] {
+        r.outcome = detail::window_outcome::too_large;
+        return r;
+      }
+      if (approx_full(prev, curr, n, limit, e)) {
+        r.outcome = detail::window_outcome::denied;
+        return r;
+      }
+      if (n == 0) [[unlikely]] return r;
+      std::uint64_t next = 0;
+      if (head == now) {
+        next = pack_.pack(now, count + n);
+      } else {
+        if (count > 0 && head == now - 1) archive(head, count);
+        next = pack_.pack(now, n);
+      }
+      // Release: the archived window is published with the new head.
+      if (head_.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_acquire)) return r;
+    }
+  }
+
+  // Out of line: its loops would crowd the approximation's inlined path.
+  [[gnu::noinline]] detail::window_result acquire_exact(std::int64_t n, std::int64_t t) noexcept {
     // Acquire: segments archived before the head moved are visible.
     std::uint64_t w = head_.load(std::memory_order_acquire);
     const std::int64_t limit = limit_.load();  // one reading per decision
     for (;;) {
       const view v = view_of(w, t);
-      detail::window_result r = judge(v, n, t, limit);
+      detail::window_result r = judge_exact(v, n, t, limit);
       if (r.outcome != detail::window_outcome::granted || n == 0) return r;
       std::uint64_t next = 0;
       if (v.head == v.now) {
         next = pack_.pack(v.now, v.count + n);
       } else {
-        if (v.count > 0 && v.head > v.now - segments_ - (exact_ ? 0 : 1)) archive(v.head, v.count);
+        if (v.count > 0 && v.head > v.now - segments_) archive(v.head, v.count);
         next = pack_.pack(v.now, n);
       }
       // Release: the archived segment is published with the new head.

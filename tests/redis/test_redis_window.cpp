@@ -564,3 +564,115 @@ TEST_CASE("redis windows, Redis frozen: a pipeline call ends at its deadline, no
   CHECK(conn.stats().failures == 0);
   CHECK(armor_test::eventually([&] { return fixed.try_acquire(1).allowed(); }));
 }
+
+TEST_CASE("redis windows: reconfigure changes the limit as the memory windows' reconfigure does") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{window_redis(server.port())};
+  const armor::manual_clock clock{nanoseconds{noon_ns + 3'000'000'000}};
+  const auto approximate = armor::sliding_window_algorithm::approximate;
+  const armor::fixed_window_options f{.limit = 10, .window = 10s};
+  const armor::sliding_window_options x{.limit = 10, .window = 10s, .segments = 5};
+  const armor::sliding_window_options a{.limit = 10, .window = 10s, .algorithm = approximate};
+  armor::fixed_window<armor::manual_clock> mf{f, clock};
+  armor::sliding_window<armor::manual_clock> mx{x, clock};
+  armor::sliding_window<armor::manual_clock> ma{a, clock};
+  armor::redis_fixed_window<armor::manual_clock> rf{f, conn, caller_time(window_name("re-f")), clock};
+  armor::redis_sliding_window<armor::manual_clock> rx{x, conn, caller_time(window_name("re-x")), clock};
+  armor::redis_sliding_window<armor::manual_clock> ra{a, conn, caller_time(window_name("re-a")), clock};
+  std::mt19937_64 rng(2113);
+  const std::vector<std::int64_t> limits{10, 4, 25, 1, 12};
+  int bad = 0;
+  for (std::size_t round = 0; round < limits.size(); ++round) {
+    const std::int64_t limit = limits[round];
+    if (round > 0) {  // the same reconfiguration on both twins, mid-window
+      armor::fixed_window_options f2 = f;
+      f2.limit = limit;
+      armor::sliding_window_options x2 = x;
+      x2.limit = limit;
+      armor::sliding_window_options a2 = a;
+      a2.limit = limit;
+      mf.reconfigure(f2);
+      rf.reconfigure(f2);
+      mx.reconfigure(x2);
+      rx.reconfigure(x2);
+      ma.reconfigure(a2);
+      ra.reconfigure(a2);
+    }
+    CHECK(rf.limit() == limit);
+    CHECK(rx.limit() == limit);
+    CHECK(ra.limit() == limit);
+    for (int step = 0; step < 40; ++step) {
+      clock.advance(nanoseconds{static_cast<std::int64_t>(rng() % 700'000'000)});
+      const std::int64_t n = static_cast<std::int64_t>(rng() % 4);
+      const auto same = [&](const armor::window_decision& m, const armor::window_decision& r) {
+        if (describe(m) != describe(r)) {
+          if (bad++ == 0) FAIL_CHECK("limit " << limit << " n " << n << ": memory " << describe(m) << " / redis " << describe(r));
+        }
+      };
+      same(mf.try_acquire(n), rf.try_acquire(n));
+      same(mx.try_acquire(n), rx.try_acquire(n));
+      same(ma.try_acquire(n), ra.try_acquire(n));
+    }
+  }
+  CHECK(bad == 0);
+
+  // Refused by name; the old limit stays.
+  const auto refused = [&](auto& w, auto options) {
+    const std::string m = message_of([&] { w.reconfigure(options); });
+    CHECK(w.limit() == 12);
+    return m;
+  };
+  armor::fixed_window_options bad_f = f;
+  bad_f.limit = 0;
+  CHECK_THAT(refused(rf, bad_f), Catch::Contains("limit"));
+  bad_f.limit = (std::int64_t{1} << 52) + 1;
+  CHECK_THAT(refused(rf, bad_f), Catch::Contains("limit 4503599627370497 is too large"));
+  bad_f = f;
+  bad_f.window = 20s;
+  CHECK_THAT(refused(rf, bad_f), Catch::Contains("redis_fixed_window::reconfigure: window"));
+  bad_f = f;
+  bad_f.offset = 1s;
+  CHECK_THAT(refused(rf, bad_f), Catch::Contains("offset"));
+  armor::sliding_window_options bad_x = x;
+  bad_x.segments = 10;
+  CHECK_THAT(refused(rx, bad_x), Catch::Contains("redis_sliding_window::reconfigure: segments"));
+  bad_x = x;
+  bad_x.algorithm = approximate;
+  CHECK_THAT(refused(rx, bad_x), Catch::Contains("algorithm"));
+  armor::sliding_window_options bad_a = a;
+  bad_a.window = 5s;
+  CHECK_THAT(refused(ra, bad_a), Catch::Contains("window"));
+  bad_a = a;
+  bad_a.limit = -3;
+  CHECK_THAT(refused(ra, bad_a), Catch::Contains("limit"));
+
+  // With a local fallback, its windows take their share of the new limit.
+  armor::redis_window_options local = caller_time(window_name("re-local"));
+  local.on_failure = armor::redis_failure_mode::fallback_local;
+  local.local_share = 0.5;
+  armor::redis_fixed_window<armor::manual_clock> rl{f, conn, local, clock};
+  armor::fixed_window_options f3 = f;
+  f3.limit = 30;
+  rl.reconfigure(f3);
+  CHECK(rl.limit() == 30);
+  CHECK(rl.try_acquire(30));
+}
+
+TEST_CASE("redis windows: reconfigure while other threads decide: every decision reads one whole limit") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{window_redis(server.port())};
+  armor::redis_sliding_window<> w{{.limit = 1000, .window = 10s, .segments = 10}, conn, caller_time(window_name("re-t"))};
+  std::atomic<int> odd{0};
+  std::thread decider([&] {
+    for (int i = 0; i < 200; ++i) {
+      const armor::window_decision d = w.try_acquire(1);
+      if (d.limit() != 1000 && d.limit() != 2000) odd.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < 500; ++i) {
+    armor::sliding_window_options o{.limit = i % 2 == 0 ? 2000 : 1000, .window = 10s, .segments = 10};
+    w.reconfigure(o);
+  }
+  decider.join();
+  CHECK(odd.load() == 0);
+}

@@ -21,6 +21,7 @@
 #include <armor/clock.hpp>
 #include <armor/context.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/redis_reply.hpp>
 #include <armor/detail/redis_scripts.hpp>
 #include <armor/detail/window_state.hpp>
@@ -140,6 +141,7 @@ class redis_window_state {
       : conn_(std::move(conn)),
         options_(std::move(o)),
         shape_(shape),
+        limit_(shape.limit),
         key_(conn_.options().prefix + kind + "{" + options_.name + "}") {
     if (local) {
       local_ = std::make_unique<keyed<Local>>(*local, keyed_options{.max_keys = options_.local_keys},
@@ -153,29 +155,32 @@ class redis_window_state {
   // `left`: the time the call has left (nanoseconds::max(): no deadline).
   window_decision acquire(std::string_view key, std::int64_t n, std::int64_t now,
                           std::chrono::nanoseconds left = std::chrono::nanoseconds::max()) noexcept {
+    // One reading of the limit per decision: a reconfiguration lands
+    // between decisions, never inside one.
+    redis_window_shape s = shape_;
+    s.limit = limit_.load();
     if (n < 0) {
-      return window_decision_access::make(
-          window_status::invalid,
-          window_result::exact(window_outcome::too_large, n, shape_.limit, shape_.window, 0, 0, 0));
+      return window_decision_access::make(window_status::invalid,
+                                          window_result::exact(window_outcome::too_large, n, s.limit, s.window, 0, 0, 0));
     }
     const redis_deadline until = redis_until(left);
     try {
-      if (key.empty()) return remote(key_, key, n, now, until);
+      if (key.empty()) return remote(s, key_, key, n, now, until);
       const std::size_t len = key_.size() + 3 + key.size();
       if (len <= stack_key) {
         std::array<char, stack_key> buf;
         std::copy(key_.begin(), key_.end(), buf.begin());
         std::copy_n(":k:", 3, buf.begin() + static_cast<std::ptrdiff_t>(key_.size()));
         std::copy(key.begin(), key.end(), buf.begin() + static_cast<std::ptrdiff_t>(key_.size() + 3));
-        return remote(std::string_view(buf.data(), len), key, n, now, until);
+        return remote(s, std::string_view(buf.data(), len), key, n, now, until);
       }
       std::string long_key = key_;
       long_key += ":k:";
       long_key += key;
-      return remote(long_key, key, n, now, until);
+      return remote(s, long_key, key, n, now, until);
     } catch (...) {  // out of memory for a long key or a local window
       count(counter::failed_closed);
-      return closed(n);
+      return closed(s, n);
     }
   }
 
@@ -191,7 +196,17 @@ class redis_window_state {
   }
 
   [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
+  /// The shape at construction; its limit is the first one (see limit()).
   [[nodiscard]] const redis_window_shape& shape() const noexcept { return shape_; }
+  [[nodiscard]] std::int64_t limit() const noexcept { return limit_.load(); }
+  [[nodiscard]] const redis_window_options& options() const noexcept { return options_; }
+
+  /// Replaces the limit (checked by the caller) and, with a local fallback,
+  /// the local windows' options (their share of it).
+  void reconfigure(std::int64_t limit, const std::optional<typename Local::options_type>& local) {
+    if (local_ && local) local_->reconfigure(*local);
+    limit_.store(limit);
+  }
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
 
  private:
@@ -200,13 +215,12 @@ class redis_window_state {
 
   void count(counter c) noexcept { counters_.add(c, 1); }
 
-  window_decision closed(std::int64_t n) const noexcept {
-    return window_decision_access::refused(errc::storage_unavailable, shape_.limit, shape_.window, n);
+  static window_decision closed(const redis_window_shape& s, std::int64_t n) noexcept {
+    return window_decision_access::refused(errc::storage_unavailable, s.limit, s.window, n);
   }
 
-  window_decision remote(std::string_view redis_key, std::string_view key, std::int64_t n, std::int64_t now,
-                         redis_deadline until) {
-    const redis_window_shape& s = shape_;
+  window_decision remote(const redis_window_shape& s, std::string_view redis_key, std::string_view key, std::int64_t n,
+                         std::int64_t now, redis_deadline until) {
     redis_window_ask q;
     q.script = s.script;
     q.n = n;
@@ -234,16 +248,16 @@ class redis_window_state {
         count(counter::deadline_exceeded);
         return window_decision_access::refused(errc::deadline_exceeded, s.limit, s.window, n);
       }
-      return degrade(key, n, now);
+      return degrade(s, key, n, now);
     }
-    return window_decision_access::make(result(*r, n));
+    return window_decision_access::make(result(s, *r, n));
   }
 
   // The memory limiters' numbers from the script's counts (fixed_window::
   // acquire, sliding_window::judge_exact and judge_approx), with every time
   // measured from the call's own: t = start of period i + e.
-  [[nodiscard]] window_result result(const redis_window_answer& r, std::int64_t n) const noexcept {
-    const redis_window_shape& s = shape_;
+  [[nodiscard]] static window_result result(const redis_window_shape& s, const redis_window_answer& r,
+                                            std::int64_t n) noexcept {
     const auto o = r.status == 0 ? window_outcome::granted
                    : r.status == 1 ? window_outcome::denied
                                    : window_outcome::too_large;
@@ -285,12 +299,12 @@ class redis_window_state {
 
   // What on_failure says to do when Redis did not answer. May throw (a new
   // local window); the caller turns that into fail_closed.
-  window_decision degrade(std::string_view key, std::int64_t n, std::int64_t now) {
+  window_decision degrade(const redis_window_shape& s, std::string_view key, std::int64_t n, std::int64_t now) {
     switch (options_.on_failure) {
       case redis_failure_mode::fail_open:
         count(counter::failed_open);
         return window_decision_access::make(
-            window_result::exact(window_outcome::granted, n, shape_.limit, shape_.window, shape_.limit, 0, 0));
+            window_result::exact(window_outcome::granted, n, s.limit, s.window, s.limit, 0, 0));
       case redis_failure_mode::fallback_local: {
         count(counter::served_locally);
         const timestamp at{std::chrono::nanoseconds{now}};
@@ -300,12 +314,13 @@ class redis_window_state {
       case redis_failure_mode::fail_closed: break;
     }
     count(counter::failed_closed);
-    return closed(n);
+    return closed(s, n);
   }
 
   redis_connection conn_;
   redis_window_options options_;
   redis_window_shape shape_;
+  config_cell<std::int64_t> limit_;  // the one option that changes at run time
   std::string key_;
   std::unique_ptr<keyed<Local>> local_;
   redis_limit_counters counters_;
@@ -396,10 +411,40 @@ class redis_fixed_window {
   /// Policy protocol: nothing to do (the units stay counted).
   void settle(context&, no_permit, const verdict&) noexcept {}
 
-  [[nodiscard]] std::int64_t limit() const noexcept { return state_->shape().limit; }
+  [[nodiscard]] std::int64_t limit() const noexcept { return state_->limit(); }
   [[nodiscard]] std::chrono::nanoseconds window() const noexcept {
     return std::chrono::nanoseconds{state_->shape().window};
   }
+
+  /// Changes the limit at run time, as fixed_window::reconfigure does
+  /// (docs/reconfiguration.md): `options` is checked as by the constructor,
+  /// and window, offset and cost must equal the limiter's (count_calls is
+  /// ignored). The next decision sends the new limit to the script, which
+  /// weighs the units already counted in Redis against it; a local
+  /// fallback's windows take their share of it. Throws
+  /// armor::error(invalid_argument) naming the option; the old limit then
+  /// stays. Thread-safe; decisions never wait for it. Other instances that
+  /// name the same limiter keep their own limit.
+  void reconfigure(const fixed_window_options& options) {
+    constexpr const char* who = "armor::redis_fixed_window::reconfigure";
+    (void)fixed_window<Clock>{options, clock_};  // what the memory window refuses, with its messages
+    const detail::redis_window_shape& now = state_->shape();
+    if (options.window.count() != now.window) detail::fixed_at_construction(who, "window");
+    if (options.offset.count() != now.offset) detail::fixed_at_construction(who, "offset");
+    if (!(options.cost == cost_)) detail::fixed_at_construction(who, "cost");
+    detail::redis_window_shape s = now;
+    s.limit = options.limit;
+    detail::redis_check_window([](const std::string& what) { detail::invalid_config(std::string(who) + ": " + what); },
+                               s, state_->options());
+    std::optional<fixed_window_options> local;
+    if (state_->options().on_failure == redis_failure_mode::fallback_local) {
+      local = options;
+      local->limit = detail::redis_local_limit(options.limit, state_->options().local_share);
+      local->count_calls = false;
+    }
+    state_->reconfigure(options.limit, local);
+  }
+
   [[nodiscard]] redis_window_stats stats() const noexcept { return state_->stats(); }
   [[nodiscard]] const redis_connection& connection() const noexcept { return state_->connection(); }
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }

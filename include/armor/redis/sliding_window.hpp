@@ -105,9 +105,35 @@ class redis_sliding_window {
   /// Policy protocol: nothing to do (the units stay counted).
   void settle(context&, no_permit, const verdict&) noexcept {}
 
-  [[nodiscard]] std::int64_t limit() const noexcept { return state_->shape().limit; }
+  [[nodiscard]] std::int64_t limit() const noexcept { return state_->limit(); }
   [[nodiscard]] std::chrono::nanoseconds window() const noexcept {
     return std::chrono::nanoseconds{state_->shape().window};
+  }
+
+  /// Changes the limit at run time, as sliding_window::reconfigure does:
+  /// as redis_fixed_window::reconfigure, with window, algorithm, segments
+  /// (exact), offset and cost fixed at construction.
+  void reconfigure(const sliding_window_options& options) {
+    constexpr const char* who = "armor::redis_sliding_window::reconfigure";
+    (void)sliding_window<Clock>{options, clock_};  // what the memory window refuses, with its messages
+    const detail::redis_window_shape& now = state_->shape();
+    const bool exact = options.algorithm == sliding_window_algorithm::exact;
+    if (options.window.count() != now.window) detail::fixed_at_construction(who, "window");
+    if (exact != (now.script == detail::redis_script::window_exact)) detail::fixed_at_construction(who, "algorithm");
+    if (exact && options.segments != now.segments) detail::fixed_at_construction(who, "segments");
+    if (options.offset.count() != now.offset) detail::fixed_at_construction(who, "offset");
+    if (!(options.cost == cost_)) detail::fixed_at_construction(who, "cost");
+    detail::redis_window_shape s = now;
+    s.limit = options.limit;
+    detail::redis_check_window([](const std::string& what) { detail::invalid_config(std::string(who) + ": " + what); },
+                               s, state_->options());
+    std::optional<sliding_window_options> local;
+    if (state_->options().on_failure == redis_failure_mode::fallback_local) {
+      local = options;
+      local->limit = detail::redis_local_limit(options.limit, state_->options().local_share);
+      local->count_calls = false;
+    }
+    state_->reconfigure(options.limit, local);
   }
   [[nodiscard]] sliding_window_algorithm algorithm() const noexcept {
     return state_->shape().script == detail::redis_script::window_exact ? sliding_window_algorithm::exact
