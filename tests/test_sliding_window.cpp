@@ -345,7 +345,6 @@ TEST_CASE("sliding window: a fresh window counts in the clock's period at any ep
   // have the top bit of their tag set; the fresh state's empty words (head
   // and archive) once read as periods 30 years ahead.
   const armor::manual_clock clock{nanoseconds{1'718'452'800'074'979'872}};
-  const auto approximate = armor::sliding_window_algorithm::approximate;
   sliding a{{.limit = 100, .window = 10s, .algorithm = approximate}, clock};
   sliding x{{.limit = 100, .window = 100s, .segments = 10}, clock};
   const armor::window_decision d = a.try_acquire(100);
