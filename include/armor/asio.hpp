@@ -585,10 +585,14 @@ struct flat_waiter_slot {
 
 template <class Pol, class Executor>
 struct flat_layer_state {
+  // Declared before `adm` so that it is destroyed after it: when a frame
+  // suspended in a bulkhead's queue is destroyed (its io_context shut down),
+  // the queued admission leaves the queue (under the bulkhead's lock) while
+  // the waiter that a releasing thread could still wake is alive.
+  [[no_unique_address]] std::conditional_t<queueing_policy<Pol>, flat_waiter_slot<Executor>, flat_none> waiter{};
   std::optional<admission<typename Pol::permit_type>> adm;
   timestamp outer_deadline{};
   [[no_unique_address]] typename flat_loop_state<Pol>::type loop{};
-  [[no_unique_address]] std::conditional_t<queueing_policy<Pol>, flat_waiter_slot<Executor>, flat_none> waiter{};
   [[no_unique_address]] std::conditional_t<injects_faults<Pol>(), bool, flat_none> injected{};
 };
 

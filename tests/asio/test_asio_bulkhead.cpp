@@ -187,3 +187,27 @@ TEST_CASE("a fallback answers for a failed async call") {
     CHECK(live == "live");
   });
 }
+
+TEST_CASE("an io_context destroyed while a coroutine waits in the queue takes it out; a release then touches nothing") {
+  armor::bulkhead b{{.max_concurrent = 1, .max_queue = 4, .max_wait = 10s}};
+  const auto p = armor::pipeline{std::ref(b)};
+  auto holder = b.try_acquire().permit();
+  bool finished = false;
+  {
+    asio::io_context io;
+    asio::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+          (void)co_await p.async_try_execute([]() -> awaitable<int> { co_return 1; });
+          finished = true;
+        },
+        asio::detached);
+    io.run_for(20ms);  // the coroutine queues behind the holder and suspends
+    CHECK(b.queued() == 1);
+  }  // its frame is destroyed with the io_context, suspended in the queue
+  CHECK_FALSE(finished);
+  CHECK(b.queued() == 0);
+  holder.release();  // serves nobody: the waiter left with its frame
+  CHECK(b.in_use() == 0);
+  CHECK(b.queued() == 0);
+}
