@@ -582,33 +582,6 @@ TEST_CASE("redis cluster: CLUSTER FAILOVER under load: calls end by their deadli
   CHECK(std::stoll(run(c.port(2), {"DBSIZE"})) >= 1);  // the bucket's keys, on the new primary
 }
 
-// Last: it kills a node of the shared cluster.
-TEST_CASE("redis cluster: a node gone, its slot given to another: the map is read again after the failure") {
-  auto& c = shared_cluster();
-  const armor::redis_connection conn{cluster_redis(c)};
-  std::string name;
-  for (int i = 0; name.empty() || c.owner(slot_of(name)) != 2; ++i) name = name_of("gone", i);
-  const std::uint16_t slot = slot_of(name);
-  pair_of_buckets b({.rate = {5, 1s}, .burst = 4}, conn, name);
-  for (int i = 0; i < 3; ++i) b.same(1);
-  const std::uint64_t loads = conn.stats().slot_map_loads;
-  c.kill(2);  // as a failover would, its slot now lives on node 1 (empty there)
-  for (std::size_t i : {std::size_t{1}, std::size_t{0}}) {
-    REQUIRE(run(c.port(i), {"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", c.id(1)}) == "OK");
-  }
-  const auto d = b.red.try_acquire(1);  // to the dead node: fails, and the map is read from another
-  CHECK(d.code() == armor::errc::storage_unavailable);
-  armor::redis_connection_stats s = conn.stats();
-  CHECK(s.failures == 1);
-  CHECK(s.slot_map_loads == loads + 1);
-  const auto e = b.red.try_acquire(1);  // to node 1: a fresh bucket there
-  CHECK(e.status() == armor::token_bucket_status::granted);
-  CHECK(e.remaining() == 3);
-  s = conn.stats();
-  CHECK(s.failures == 1);
-  CHECK(run(c.port(1), {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}) == "1");
-}
-
 TEST_CASE("redis cluster: window limiters on all three nodes decide as their memory twins") {
   auto& c = shared_cluster();
   const armor::redis_connection conn{cluster_redis(c)};
@@ -656,4 +629,31 @@ TEST_CASE("redis cluster: window limiters on all three nodes decide as their mem
   const armor::redis_connection_stats s = conn.stats();
   CHECK(s.failures == 0);
   CHECK(s.redirects == 0);
+}
+
+// Last: it kills a node of the shared cluster.
+TEST_CASE("redis cluster: a node gone, its slot given to another: the map is read again after the failure") {
+  auto& c = shared_cluster();
+  const armor::redis_connection conn{cluster_redis(c)};
+  std::string name;
+  for (int i = 0; name.empty() || c.owner(slot_of(name)) != 2; ++i) name = name_of("gone", i);
+  const std::uint16_t slot = slot_of(name);
+  pair_of_buckets b({.rate = {5, 1s}, .burst = 4}, conn, name);
+  for (int i = 0; i < 3; ++i) b.same(1);
+  const std::uint64_t loads = conn.stats().slot_map_loads;
+  c.kill(2);  // as a failover would, its slot now lives on node 1 (empty there)
+  for (std::size_t i : {std::size_t{1}, std::size_t{0}}) {
+    REQUIRE(run(c.port(i), {"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", c.id(1)}) == "OK");
+  }
+  const auto d = b.red.try_acquire(1);  // to the dead node: fails, and the map is read from another
+  CHECK(d.code() == armor::errc::storage_unavailable);
+  armor::redis_connection_stats s = conn.stats();
+  CHECK(s.failures == 1);
+  CHECK(s.slot_map_loads == loads + 1);
+  const auto e = b.red.try_acquire(1);  // to node 1: a fresh bucket there
+  CHECK(e.status() == armor::token_bucket_status::granted);
+  CHECK(e.remaining() == 3);
+  s = conn.stats();
+  CHECK(s.failures == 1);
+  CHECK(run(c.port(1), {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}) == "1");
 }
