@@ -9,6 +9,7 @@
 #include <armor/pipeline.hpp>
 
 #include "armor_catch.hpp"
+#include "bucket_describe.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -22,6 +23,7 @@
 
 using namespace std::chrono;
 using namespace std::chrono_literals;
+using armor_test::describe;
 
 namespace {
 
@@ -42,22 +44,6 @@ std::string refusal_of(F make) {
 std::string refusal(std::string_view url, const armor::any_token_bucket_options<>& o = {},
                     const armor::token_bucket_options& b = {.rate = {10, 1s}, .burst = 5}) {
   return refusal_of([&] { (void)armor::make_token_bucket(url, b, o); });
-}
-
-std::string describe(const armor::token_bucket_decision<>& d) {
-  std::string s = "status ";
-  s += std::to_string(static_cast<int>(d.status()));
-  s += " code ";
-  s += std::to_string(d.code().value());
-  s += " remaining ";
-  s += std::to_string(d.remaining());
-  s += " retry_after ";
-  s += std::to_string(d.retry_after().count());
-  s += " reset ";
-  s += std::to_string(d.reset().count());
-  s += " limit ";
-  s += std::to_string(d.limit());
-  return s;
 }
 
 /// A bucket that takes keys itself (as redis_token_bucket does) and

@@ -9,6 +9,7 @@
 #include <armor/redis/token_bucket.hpp>
 
 #include "armor_catch.hpp"
+#include "bucket_describe.hpp"
 #include "redis/redis_server.hpp"
 
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using armor_test::describe;
 using namespace std::chrono;
 
 namespace {
@@ -48,22 +50,6 @@ std::string unique(const char* what) {
   s += std::to_string(::getpid());
   s += '-';
   s += std::to_string(++n);
-  return s;
-}
-
-std::string describe(const armor::token_bucket_decision<>& d) {
-  std::string s = "status ";
-  s += std::to_string(static_cast<int>(d.status()));
-  s += " code ";
-  s += std::to_string(d.code().value());
-  s += " remaining ";
-  s += std::to_string(d.remaining());
-  s += " retry_after ";
-  s += std::to_string(d.retry_after().count());
-  s += " reset ";
-  s += std::to_string(d.reset().count());
-  s += " limit ";
-  s += std::to_string(d.limit());
   return s;
 }
 

@@ -9,6 +9,7 @@
 #include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
+#include "bucket_describe.hpp"
 #include "redis/failure_support.hpp"
 #include "redis/fork_children.hpp"
 #include "redis/redis_server.hpp"
@@ -30,6 +31,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using armor_test::describe;
 using namespace std::chrono;
 
 namespace {
@@ -73,12 +75,6 @@ traced trace(const armor::redis_connection& c, F f) {
   const std::uint64_t before = c.stats().calls;
   const armor::token_bucket_decision<> d = f();
   return {d, c.stats().calls > before};
-}
-
-std::string describe(const armor::token_bucket_decision<>& d) {
-  return "status " + std::to_string(static_cast<int>(d.status())) + " remaining " + std::to_string(d.remaining()) +
-         " retry_after " + std::to_string(d.retry_after().count()) + " reset " + std::to_string(d.reset().count()) +
-         " limit " + std::to_string(d.limit());
 }
 
 }  // namespace

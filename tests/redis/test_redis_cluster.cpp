@@ -14,6 +14,7 @@
 #include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
+#include "bucket_describe.hpp"
 #include "redis/any_storage_support.hpp"
 #include "redis/redis_server.hpp"
 
@@ -34,6 +35,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using armor_test::describe;
 using namespace std::chrono;
 
 namespace {
@@ -111,11 +113,6 @@ armor::redis_options cluster_redis(const cluster& c) {
 
 using memory_bucket = armor::token_bucket<armor::manual_clock>;
 using redis_bucket = armor::redis_token_bucket<armor::manual_clock>;
-
-std::string describe(const armor::token_bucket_decision<>& d) {
-  return "status " + std::to_string(static_cast<int>(d.status())) + " remaining " + std::to_string(d.remaining()) +
-         " retry_after " + std::to_string(d.retry_after().count()) + " reset " + std::to_string(d.reset().count());
-}
 
 std::string name_of(const char* what, int i) {
   std::string s = what;
