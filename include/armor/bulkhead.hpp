@@ -130,9 +130,10 @@ class bulkhead_permit {
   queue_waiter* waiter_ = nullptr;
 };
 
-/// A snapshot of a bulkhead: what is inside and waiting now, and its limits.
-/// Read with one relaxed load of the bulkhead's word: a bulkhead keeps no
-/// counters, so neither an admission nor a refusal writes anything for it.
+/// A snapshot of a bulkhead: what is inside and waiting now, its limits, and
+/// how many calls it refused or lost from its queue. Read with a load of the
+/// bulkhead's word, one of its limits and one of each count (not one atomic
+/// snapshot); an admission writes nothing for it, a refusal one count.
 struct bulkhead_stats {
   std::uint32_t in_use = 0;          ///< calls inside now
   std::uint32_t queued = 0;          ///< callers waiting for a slot now
