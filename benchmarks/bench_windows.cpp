@@ -164,6 +164,14 @@ void bm_mutex_denied_time_given(benchmark::State& state) {
 }
 
 template <class Get>
+void denied_clock_read(benchmark::State& state, Get get) {
+  auto& l = get();
+  long granted = 0;
+  for (auto _ : state) granted += l.try_acquire(1) ? 1 : 0;
+  if (granted != 0) state.SkipWithError("a denial was granted");
+}
+
+template <class Get>
 void pipeline_granted(benchmark::State& state, Get get) {
   const auto p = armor::pipeline{std::ref(get())};
   int x = 0;
@@ -171,6 +179,19 @@ void pipeline_granted(benchmark::State& state, Get get) {
     x = p.execute([&] { return x + 1; });
     benchmark::DoNotOptimize(x);
   }
+}
+// A refusal through the pipeline (try_execute: no exception), the error
+// and retry_after it reports included.
+template <class Get>
+void pipeline_denied(benchmark::State& state, Get get) {
+  const auto p = armor::pipeline{std::ref(get())};
+  long granted = 0;
+  for (auto _ : state) {
+    auto r = p.try_execute([] { return 1; });
+    benchmark::DoNotOptimize(r);
+    granted += r.has_value() ? 1 : 0;
+  }
+  if (granted != 0) state.SkipWithError("a denial was granted");
 }
 
 }  // namespace
@@ -193,6 +214,15 @@ BENCHMARK_CAPTURE(denied_time_given, approx, approx_never)->Threads(1)->Threads(
 BENCHMARK_CAPTURE(denied_time_given, exact10, exact_never)->Threads(1)->Threads(2);
 BENCHMARK(bm_mutex_denied_time_given)->Threads(1)->Threads(2);
 
+BENCHMARK_CAPTURE(denied_clock_read, bucket, bucket_never)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(denied_clock_read, fixed, fixed_never)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(denied_clock_read, approx, approx_never)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(denied_clock_read, mutex, mutex_never)->Threads(1)->Threads(2);
+
 BENCHMARK_CAPTURE(pipeline_granted, bucket, bucket_always)->Threads(1)->Threads(2);
 BENCHMARK_CAPTURE(pipeline_granted, fixed, fixed_always)->Threads(1)->Threads(2);
 BENCHMARK_CAPTURE(pipeline_granted, approx, approx_always)->Threads(1)->Threads(2);
+
+BENCHMARK_CAPTURE(pipeline_denied, bucket, bucket_never)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(pipeline_denied, fixed, fixed_never)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(pipeline_denied, approx, approx_never)->Threads(1)->Threads(2);

@@ -7,6 +7,8 @@
 
 #include "armor_catch.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -116,6 +118,65 @@ TEST_CASE("a fixed window matches a brute-force count on random traffic", "[fixe
       REQUIRE(d.remaining() == limit - used);
     }
   }
+}
+
+TEST_CASE("a fixed window decides as a count by division at offsets, negative times and where its index outgrows the tag",
+          "[fixed_window]") {
+  // The state's word holds its window's index modulo 2^tag_bits, and a call
+  // in the window whose index is the tag itself decides without dividing.
+  // These runs cross both ends of that range (t - offset = 0, and
+  // 2^tag_bits windows later), lower and raise the limit on the way, and
+  // check every number a decision reports against a count by division.
+  __extension__ typedef __int128 wide;
+  const auto floor_div = [](std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0 && a < 0) ? 1 : 0); };
+  std::mt19937_64 rng(2122);
+  const std::vector<std::int64_t> lengths{1, 7, 1000, 999'999'937, 1'000'000'000, 86'400'000'000'000};
+  int fast_denials = 0;
+  for (int round = 0; round < 48; ++round) {
+    const std::int64_t len = lengths[static_cast<std::size_t>(round / 2) % lengths.size()];
+    const unsigned count_bits =
+        std::min(63U, static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(len))) - 1 + 3);
+    const std::int64_t edge = static_cast<std::int64_t>((wide{1} << (64 - count_bits)) * len);
+    const std::int64_t offset = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len));
+    // At most 12, and what the count's bits hold (7 for 1 ns windows).
+    const std::uint64_t most = std::min<std::uint64_t>(12, (std::uint64_t{1} << count_bits) - 1);
+    std::int64_t limit = 1 + static_cast<std::int64_t>(rng() % most);
+    const armor::fixed_window_options options{.limit = limit, .window = nanoseconds{len}, .offset = nanoseconds{offset}};
+    window w{options, armor::manual_clock{}};
+    std::int64_t t = (round % 2 == 0 ? 0 : edge) + offset - 3 * len - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len));
+    std::int64_t cur = floor_div(t - offset, len);
+    std::int64_t used = 0;
+    for (int step = 0; step < 400; ++step) {
+      t += static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len / 3 + 2));
+      if (step % 37 == 36) {
+        limit = 1 + static_cast<std::int64_t>(rng() % most);
+        armor::fixed_window_options o = options;
+        o.limit = limit;
+        w.reconfigure(o);
+      }
+      const std::int64_t idx = floor_div(t - offset, len);
+      if (idx != cur) {
+        cur = idx;
+        used = 0;
+      }
+      const std::int64_t to_end = (cur + 1) * len + offset - t;
+      const std::int64_t n = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(limit + 2));
+      const armor::window_decision d = w.try_acquire(n, at(nanoseconds{t}));
+      INFO("round " << round << " step " << step << " t " << t << " n " << n << " used " << used << " limit " << limit);
+      if (n > limit) {
+        REQUIRE(d.status() == armor::window_status::too_large);
+      } else {
+        const bool want = used + n <= limit;
+        REQUIRE(static_cast<bool>(d) == want);
+        if (want) used += n;
+        REQUIRE(d.retry_after().count() == (want ? 0 : to_end));
+        if (!want && t - offset >= 0 && t - offset < edge) ++fast_denials;
+      }
+      REQUIRE(d.remaining() == std::max<std::int64_t>(0, limit - used));
+      REQUIRE(d.reset().count() == (used == 0 ? 0 : to_end));
+    }
+  }
+  CHECK(fast_denials > 1000);
 }
 
 TEST_CASE("in a pipeline a fixed window refuses with rate_limited and the time to the window's end", "[fixed_window]") {

@@ -215,6 +215,71 @@ TEST_CASE("approximate: decisions equal the integer formula on random sequences"
   }
 }
 
+TEST_CASE("approximate: every number as the formula at offsets, negative times, reconfigurations and where the index "
+          "outgrows the tag",
+          "[sliding_window]") {
+  // The head word holds its window's index modulo 2^tag_bits; a call in that
+  // window or the next decides without dividing, and a call that curr alone
+  // refuses does not read the previous window's count. These runs cross both
+  // ends of that range (t - offset = 0, and 2^tag_bits windows later), lower
+  // and raise the limit on the way (a lowered limit finds curr >= limit
+  // with prev > 0), and check remaining, reset and retry_after.
+  __extension__ typedef __int128 wide;
+  std::mt19937_64 rng(2123);
+  const std::vector<std::int64_t> lengths{1, 7, 1000, 999'999'937, 1'000'000'000, 86'400'000'000'000};
+  int refused_by_curr = 0;
+  for (int round = 0; round < 48; ++round) {
+    const std::int64_t len = lengths[static_cast<std::size_t>(round / 2) % lengths.size()];
+    const unsigned count_bits =
+        std::min(63U, static_cast<unsigned>(std::bit_width(static_cast<std::uint64_t>(len))) - 1 + 3);
+    const std::int64_t edge = static_cast<std::int64_t>((wide{1} << (64 - count_bits)) * len);
+    const std::int64_t offset = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len));
+    const std::uint64_t most = std::min<std::uint64_t>(12, (std::uint64_t{1} << count_bits) - 1);
+    std::int64_t limit = 1 + static_cast<std::int64_t>(rng() % most);
+    const armor::sliding_window_options options{
+        .limit = limit, .window = nanoseconds{len}, .algorithm = approximate, .offset = nanoseconds{offset}};
+    sliding w{options, armor::manual_clock{}};
+    std::int64_t t = (round % 2 == 0 ? 0 : edge) + offset - 3 * len -
+                     static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len));
+    std::int64_t cur = floor_div(t - offset, len);
+    std::int64_t curr = 0;
+    std::int64_t prev = 0;
+    for (int step = 0; step < 400; ++step) {
+      t += static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(len / 3 + 2));
+      if (step % 37 == 36) {
+        limit = 1 + static_cast<std::int64_t>(rng() % most);
+        armor::sliding_window_options o = options;
+        o.limit = limit;
+        w.reconfigure(o);
+      }
+      const std::int64_t idx = floor_div(t - offset, len);
+      if (idx != cur) {
+        prev = idx == cur + 1 ? curr : 0;
+        curr = 0;
+        cur = idx;
+      }
+      const std::int64_t e = t - offset - idx * len;
+      const std::int64_t n = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(limit + 2));
+      const bool want = n <= limit && wide{prev} * (len - e) + wide{curr + n} * len <= wide{limit} * len;
+      const armor::window_decision d = w.try_acquire(n, at(t));
+      INFO("round " << round << " step " << step << " t " << t << " n " << n << " prev " << prev << " curr " << curr
+                    << " limit " << limit);
+      REQUIRE(static_cast<bool>(d) == want);
+      if (n > limit) REQUIRE(d.status() == armor::window_status::too_large);
+      if (want) curr += n;
+      const wide room = wide{limit - curr} * len - wide{prev} * (len - e);
+      REQUIRE(d.remaining() == (room <= 0 ? 0 : static_cast<std::int64_t>(room / len)));
+      REQUIRE(d.reset().count() == (curr > 0 ? len - e + len : (prev > 0 ? len - e : 0)));
+      if (!want && n >= 1 && n <= limit) {
+        if (curr >= limit) ++refused_by_curr;
+        REQUIRE(w.available(at(t + d.retry_after().count())) >= n);
+        REQUIRE(w.available(at(t + d.retry_after().count() - 1)) < n);
+      }
+    }
+  }
+  CHECK(refused_by_curr > 500);
+}
+
 TEST_CASE("approximate: its error against a true sliding log on random traffic", "[sliding_window]") {
   // Poisson arrivals at 0.5x to 4x the limit. For every call, the true
   // sliding log (grants in (t - window, t]) says whether it would admit; we

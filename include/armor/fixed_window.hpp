@@ -444,7 +444,21 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   [[nodiscard]] std::int64_t end_of(std::int64_t index) const noexcept { return (index + 1) * window_ + offset_; }
 
   // The window a call at `t` counts in, and its count, given the word `w`.
-  [[nodiscard]] usage usage_of(std::uint64_t w, std::int64_t t) const noexcept {
+  [[nodiscard]] ARMOR_ALWAYS_INLINE usage usage_of(std::uint64_t w, std::int64_t t) const noexcept {
+    // First without dividing: the word's tag is its window's index modulo
+    // 2^tag_bits, so when t falls in the window whose index is the tag
+    // itself (k * window <= t - offset < (k + 1) * window), t's index is k,
+    // its tag is k's and the call counts in the word's window, as below.
+    // This holds for every call at clock times in [offset, offset +
+    // 2^tag_bits * window), at least 2^61 ns (73 years) from the clock's
+    // epoch; elsewhere (negative times, a window turning) the call divides.
+    // No overflow: the tag has at most max(1, 61 - floor(log2(window)))
+    // bits (checked_window_packing), so k * window < 2^63; since - start is
+    // computed only when since >= start.
+    const std::int64_t k = static_cast<std::int64_t>(pack_.tag_of(w));
+    const std::int64_t start = k * window_;
+    const std::int64_t since = t - offset_;
+    if (since >= start && since - start < window_) [[likely]] return {k, pack_.count_of(w)};
     std::int64_t index = index_of(t);
     if (pack_.tag_of(w) == pack_.tag(index)) return {index, pack_.count_of(w)};
     const std::int64_t ahead = pack_.ahead(w, index);

@@ -463,19 +463,62 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
     return exact_ ? acquire_exact(n, t) : acquire_approx(n, t);
   }
 
-  // The approximation's call, on its own: one division for the window's
-  // index and the time elapsed in it (its remainder), both kept across CAS
-  // retries; the same view and decision as view_of and judge_approx.
+  // The approximation's call, on its own: the window's index and the time
+  // elapsed in it (by subtraction from the head's window, or one division),
+  // both kept across CAS retries; the same view and decision as view_of and
+  // judge_approx.
   ARMOR_ALWAYS_INLINE detail::window_result acquire_approx(std::int64_t n, std::int64_t t) noexcept {
     // Acquire: the previous window archived before the head moved is visible.
     std::uint64_t w = head_.load(std::memory_order_acquire);
     const std::int64_t limit = limit_.load();  // one reading per decision
     const std::int64_t since = t - offset_;
-    std::int64_t index = since / window_;  // one division: quotient and remainder
-    std::int64_t elapsed = since % window_;
-    if (elapsed < 0) {  // rounded towards zero: floor it
-      --index;
-      elapsed += window_;
+    std::int64_t index = 0;
+    std::int64_t elapsed = 0;
+    // First without dividing (as fixed_window::usage_of): the head's tag is
+    // its window's index modulo 2^tag_bits; when t falls in the window whose
+    // index is the tag itself, or in the next one, t's index and the time
+    // elapsed in its window follow by subtraction. So does every call at
+    // clock times in [offset, offset + 2^tag_bits * window) (at least 73
+    // years from the clock's epoch) while the head is t's window or the one
+    // before. k * window < 2^63 (the tag has at most max(1, 61 -
+    // floor(log2(window))) bits); since - start is computed only when
+    // since >= start.
+    const std::int64_t k = static_cast<std::int64_t>(pack_.tag_of(w));
+    const std::int64_t start = k * window_;
+    bool divided = true;
+    if (since >= start) [[likely]] {
+      const std::int64_t d = since - start;
+      if (d < window_) [[likely]] {
+        // t is in the head's window, so curr is the head's count: a call
+        // that curr alone refuses returns at once, as the loop below would
+        // (head == now, prev unread and reported as 0).
+        if (const std::int64_t curr = pack_.count_of(w); curr >= limit && n >= 1) {
+          detail::window_result r;
+          r.outcome = n > limit ? detail::window_outcome::too_large : detail::window_outcome::denied;
+          r.approx = true;
+          r.n = n;
+          r.limit = limit;
+          r.window = window_;
+          r.y = curr;
+          r.z = d;
+          return r;
+        }
+        index = k;
+        elapsed = d;
+        divided = false;
+      } else if (d - window_ < window_) {
+        index = k + 1;  // the head is the window before t's
+        elapsed = d - window_;
+        divided = false;
+      }
+    }
+    if (divided) [[unlikely]] {
+      index = since / window_;  // one division: quotient and remainder
+      elapsed = since % window_;
+      if (elapsed < 0) {  // rounded towards zero: floor it
+        --index;
+        elapsed += window_;
+      }
     }
     const std::uint64_t tag_now = pack_.tag(index);
     for (;;) {
@@ -496,8 +539,14 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
       std::int64_t curr = 0;
       if (head == now) {
         curr = count;
-        const std::uint64_t u = slot_.load(std::memory_order_relaxed);  // ordered by the head's acquire
-        if (pack_.tag_of(u) == pack_.tag(now - 1)) prev = pack_.count_of(u);
+        // A call of n >= 1 with curr >= limit is refused by curr alone, and
+        // prev changes none of its numbers (remaining 0, reset to_end +
+        // window, retry_after from the next window: see window_result), so
+        // it leaves the archive unread (prev reported as 0).
+        if (curr < limit || n == 0) {
+          const std::uint64_t u = slot_.load(std::memory_order_relaxed);  // ordered by the head's acquire
+          if (pack_.tag_of(u) == pack_.tag(now - 1)) prev = pack_.count_of(u);
+        }
       } else if (head == now - 1) {
         prev = count;
       }
