@@ -9,8 +9,9 @@
 //   mutex        the usual hand-written fixed window: a std::mutex around
 //                {window index, count}.
 //
-// Each granted (time given, as a pipeline gives it; and with its own clock
-// read) and denied (drained). Ratios are recorded in docs/rate_windows.md.
+// Each granted and denied (drained), with the time given (as a pipeline
+// gives it) and with its own clock read, and through a pipeline (denied:
+// try_execute). Ratios are recorded in docs/performance.md.
 // Run with --benchmark_min_time=0.2 on shared machines.
 #include "multithreaded.hpp"
 

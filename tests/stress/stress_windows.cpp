@@ -11,8 +11,9 @@
 //   - no room is lost: a round in which some call was refused ends with
 //     less room than the smallest refused request.
 //
-// Also a keyed map of windows churning under contention. Run under
-// ThreadSanitizer.
+// Also a fixed window shared by threads whose clock readings lag each other
+// (each grant counted in its own window or a newer one), and a keyed map of
+// windows churning under contention. Run under ThreadSanitizer.
 #include <armor/fixed_window.hpp>
 #include <armor/keyed.hpp>
 #include <armor/sliding_window.hpp>
@@ -154,6 +155,64 @@ TEST_CASE("threads sharing an approximate sliding window keep the estimate withi
     REQUIRE(estimate <= i128{limit} * len);
   }
   check_no_room_lost(log);
+}
+
+TEST_CASE("threads whose clock readings lag each other: a fixed window counts each grant in its own window or a "
+          "newer one, and never more than the limit in one",
+          "[stress]") {
+  // Each thread reads the shared virtual time late by up to half a window,
+  // so calls on both sides of a turn interleave: the word's window is then
+  // t's own, the one before it (the call divides) or the one after it (a
+  // late call counts in the newer window). A grant's reset() tells the
+  // window it was counted in: its end is t + reset().
+  constexpr std::int64_t limit = 200;
+  constexpr std::int64_t len = 1'000'000;
+  constexpr std::int64_t offset = 123'457;
+  armor::fixed_window<armor::manual_clock> w{
+      {.limit = limit, .window = nanoseconds{len}, .offset = nanoseconds{offset}}, armor::manual_clock{}};
+  struct grant {
+    std::int64_t end;
+    std::int64_t n;
+  };
+  std::vector<std::vector<grant>> grants(threads);
+  std::atomic<std::int64_t> now{1'000'000'000};
+  std::atomic<int> bad{0};
+  std::mt19937_64 leader_rng(5);
+  std::barrier sync(threads, [&]() noexcept { now.fetch_add(1 + static_cast<std::int64_t>(leader_rng() % (len / 4))); });
+  std::vector<std::thread> pool;
+  for (int id = 0; id < threads; ++id) {
+    pool.emplace_back([&, id] {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(id) + 31);
+      for (int r = 0; r < rounds; ++r) {
+        for (int i = 0; i < calls_per_round; ++i) {
+          const std::int64_t t = now.load() - static_cast<std::int64_t>(rng() % (len / 2));
+          const std::int64_t n = 1 + static_cast<std::int64_t>(rng() % 3);
+          const std::int64_t own_end = ((t - offset) / len + 1) * len + offset;  // t - offset > 0 here
+          const armor::window_decision d = w.try_acquire(n, armor::timestamp{nanoseconds{t}});
+          if (d) {
+            const std::int64_t end = t + d.reset().count();
+            if (end < own_end || (end - own_end) % len != 0) bad.fetch_add(1);
+            grants[static_cast<std::size_t>(id)].push_back({end, n});
+          } else if (d.retry_after().count() <= 0 || (t + d.retry_after().count() - own_end) % len != 0) {
+            bad.fetch_add(1);
+          }
+        }
+        sync.arrive_and_wait();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  CHECK(bad.load() == 0);
+  std::map<std::int64_t, std::int64_t> per_window;
+  std::int64_t total = 0;
+  for (const auto& list : grants) {
+    for (const grant& g : list) {
+      per_window[g.end] += g.n;
+      total += g.n;
+    }
+  }
+  for (const auto& [end, sum] : per_window) REQUIRE(sum <= limit);
+  CHECK(total > limit);  // the windows filled and turned
 }
 
 TEST_CASE("a keyed map of windows churns safely under contention", "[stress]") {
