@@ -208,7 +208,9 @@ class alignas(Padded ? detail::cache_line : alignof(std::atomic<std::uint64_t>))
   }
 
   /// Policy protocol: counts ctx.cost(options.cost) units at ctx.now(), or rejects.
-  [[nodiscard]] admission<no_permit> admit(context& ctx) noexcept {
+  /// (Always inlined: left to itself, GCC 12 calls it out of line, which
+  /// measured 8 to 19 ns more per refusal through a pipeline.)
+  [[nodiscard]] ARMOR_ALWAYS_INLINE admission<no_permit> admit(context& ctx) noexcept {
     const std::int64_t n = ctx.cost(cost_);
     if (n <= 0) [[unlikely]] {
       if (n == 0) return admission<no_permit>::admit();
