@@ -12,7 +12,7 @@
 //                shape);
 //   keyed        armor::keyed<token_bucket<>> holding 1 000 000 keys (client
 //                IPs), looked up in random order, plus a 1000-key hot set;
-//                reports bytes per key (heap growth while inserting, glibc)
+//                reports bytes per key (heap growth while building, glibc)
 //                and, as beyond_policy, those beyond sizeof the bucket kept
 //                per key (keyed's own cost: entry header, key, index, shard);
 //   naive map    the same lookups in a std::unordered_map under one
@@ -285,9 +285,13 @@ struct keyed_fixture {
   double bytes_per_key = 0;
 };
 
+// Bytes in use in the heap: small chunks (uordblks) and those glibc maps on
+// their own (hblkhd: the shards of a large keyed map, the naive map's bucket
+// array), which uordblks alone leaves out.
 std::size_t heap_in_use() {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-  return mallinfo2().uordblks;
+  const auto info = mallinfo2();
+  return info.uordblks + info.hblkhd;
 #else
   return 0;
 #endif
