@@ -703,33 +703,51 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     std::atomic<std::uint64_t> evicted_idle{0};
     std::atomic<std::uint64_t> evicted_lru{0};
     std::atomic<std::uint64_t> erased{0};
-    // The entries' memory: chunks of chunk_slots nodes (each chunk's last
-    // word links to the previous chunk), the free nodes (with the shard held
-    // exclusively), and the nodes of entries whose last handle was released
-    // after they left the table (pushed without the lock, taken back by the
-    // next insert).
+    // The entries' memory: the free nodes (with the shard held
+    // exclusively; a few, the rest go to the map's pool), and the nodes of
+    // entries whose last handle was released after they left the table
+    // (pushed without the lock, taken back by the next insert).
     node* free = nullptr;
+    std::size_t free_count = 0;
     std::atomic<node*> returned{nullptr};
-    void* chunks = nullptr;
     // Entries alive (in the table or held by a handle) + 1 while the map
-    // lives: the shard's chunks go back when it reaches 0.
+    // lives: the shard gives up its hold on the map's memory at 0.
     std::atomic<std::size_t> live{1};
     core* owner = nullptr;
   };
 
-  // The shards, which outlive the map while a handle holds an entry.
+  // The shards and the entries' memory, which outlive the map while a handle
+  // holds an entry. Nodes are carved from chunks that go back only with the
+  // core, so a lookup may read the header of any node the map ever had; free
+  // nodes beyond a few per shard wait in a pool shared by the shards (so
+  // that keys moving between shards do not make each keep its high-water
+  // mark). The pool's mutex is taken only by an insert that finds its shard
+  // without a free node, and by a free that leaves it with too many.
   struct core {
     explicit core(std::size_t n) : shards(std::make_unique<shard[]>(n)) {}
+    core(const core&) = delete;
+    core& operator=(const core&) = delete;
+    ~core() {
+      for (void* c = chunks; c != nullptr;) {
+        void* prev = nullptr;
+        std::memcpy(&prev, static_cast<unsigned char*>(c) + chunk_slots * sizeof(node), sizeof(void*));
+        delete_chunk(c);
+        c = prev;
+      }
+    }
     // 1 for the map + 1 per shard not yet retired once the map is destroyed.
     std::atomic<std::size_t> holders{1};
     std::unique_ptr<shard[]> shards;
+    std::mutex pool_mutex;
+    node* pool = nullptr;   // under pool_mutex
+    void* chunks = nullptr;  // under pool_mutex; each chunk's last word links to the previous one
   };
 
   // Nodes are allocated this many at a time: with 128-byte nodes, glibc's
   // 16 bytes per allocation (the chunk's link fits in them) cost 4 bytes a
-  // node, and a shard's unused nodes (1.5 on average) 3 bytes a key at the
-  // default 64 to 128 keys a shard. (Aligning chunks to cache lines would
-  // cost more: glibc keeps up to the alignment again in use.)
+  // node. (Aligning chunks to cache lines would cost more: glibc keeps up to
+  // the alignment again in use.) A shard keeps up to twice this many free
+  // nodes before it gives some to the pool.
   static constexpr std::size_t chunk_slots = 4;
   static constexpr std::size_t chunk_bytes = chunk_slots * sizeof(node) + sizeof(void*);
   static void* new_chunk() {
@@ -748,23 +766,39 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   }
 
   // With the shard held exclusively: a free node (refs 0) for a new entry,
-  // from the free list, the returned nodes, or a new chunk. Throws
-  // std::bad_alloc.
+  // from the shard's free list, the returned nodes, the map's pool, or a new
+  // chunk. Throws std::bad_alloc.
   static node* take_node(shard& s) {
-    if (s.free == nullptr) s.free = s.returned.exchange(nullptr, std::memory_order_acquire);
     if (s.free == nullptr) {
-      void* chunk = new_chunk();
-      auto* bytes = static_cast<unsigned char*>(chunk);
-      std::memcpy(bytes + chunk_slots * sizeof(node), &s.chunks, sizeof(void*));
-      s.chunks = chunk;
-      for (std::size_t i = chunk_slots; i-- > 0;) {
-        node* n = ::new (static_cast<void*>(bytes + i * sizeof(node))) node;
+      s.free = s.returned.exchange(nullptr, std::memory_order_acquire);
+      for (node* n = s.free; n != nullptr; n = n->next_free()) ++s.free_count;
+    }
+    if (s.free == nullptr) {
+      core& c = *s.owner;
+      const std::lock_guard lock(c.pool_mutex);
+      for (std::size_t i = 0; i < chunk_slots && c.pool != nullptr; ++i) {
+        node* n = c.pool;
+        c.pool = n->next_free();
         n->next_free() = s.free;
         s.free = n;
+        ++s.free_count;
+      }
+      if (s.free == nullptr) {
+        void* chunk = new_chunk();
+        auto* bytes = static_cast<unsigned char*>(chunk);
+        std::memcpy(bytes + chunk_slots * sizeof(node), &c.chunks, sizeof(void*));
+        c.chunks = chunk;
+        for (std::size_t i = chunk_slots; i-- > 0;) {
+          node* n = ::new (static_cast<void*>(bytes + i * sizeof(node))) node;
+          n->next_free() = s.free;
+          s.free = n;
+        }
+        s.free_count = chunk_slots;
       }
     }
     node* n = s.free;
     s.free = n->next_free();
+    --s.free_count;
     return n;
   }
   // With the shard held exclusively: gives back a node take_node() gave
@@ -772,6 +806,16 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   static void put_node(shard& s, node* n) noexcept {
     n->next_free() = s.free;
     s.free = n;
+    if (++s.free_count <= 2 * chunk_slots) return;
+    core& c = *s.owner;
+    const std::lock_guard lock(c.pool_mutex);  // std::mutex::lock does not throw here in practice
+    for (std::size_t i = 0; i < chunk_slots; ++i) {
+      node* m = s.free;
+      s.free = m->next_free();
+      m->next_free() = c.pool;
+      c.pool = m;
+    }
+    s.free_count -= chunk_slots;
   }
 
   // The entry's last reference went (refs is 0), with the shard held
@@ -790,19 +834,12 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     while (!s.returned.compare_exchange_weak(n->next_free(), n, std::memory_order_release,
                                              std::memory_order_relaxed)) {
     }
-    // acq_rel: every entry's destruction happens before retire() frees the chunks.
+    // acq_rel: every entry's destruction happens before the core goes.
     if (s.live.fetch_sub(1, std::memory_order_acq_rel) == 1) retire(s);
   }
-  // The map is gone and the shard holds no entry: its chunks go back, and
-  // the shards with the last of them.
+  // The map is gone and the shard holds no entry: it lets go of the core,
+  // which goes (with every chunk) when the last shard does.
   static void retire(shard& s) noexcept {
-    for (void* c = s.chunks; c != nullptr;) {
-      void* prev = nullptr;
-      std::memcpy(&prev, static_cast<unsigned char*>(c) + chunk_slots * sizeof(node), sizeof(void*));
-      delete_chunk(c);
-      c = prev;
-    }
-    s.chunks = nullptr;
     core* owner = s.owner;
     if (owner->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete owner;
   }
