@@ -160,13 +160,15 @@ class keyed_table {
  private:
   static constexpr std::size_t array_alignment = 64;
   static constexpr std::uintptr_t log_mask = array_alignment - 1;
-  static constexpr int tag_shift = 48;
-  static constexpr std::uintptr_t tag_mask = std::uintptr_t{0xFF} << tag_shift;
+  // Tags need 64-bit pointers; with narrower ones every slot is untagged.
+  static constexpr bool tagged = sizeof(std::uintptr_t) >= 8;
+  static constexpr int tag_shift = tagged ? 48 : 0;
+  static constexpr std::uintptr_t tag_mask = tagged ? std::uintptr_t{0xFF} << tag_shift : 0;
 
   // 8 bits of the hash (not those that pick the home slot in a table of up
   // to 2^24 slots).
   static constexpr std::uintptr_t tag_of(std::uint32_t hash) noexcept {
-    return static_cast<std::uintptr_t>(hash >> 24) << tag_shift;
+    return tagged ? static_cast<std::uintptr_t>(hash >> 24) << tag_shift : 0;
   }
   // A tagged slot has bit 0 set; an untagged one is the pointer as it is.
   static Node* untag(std::uintptr_t v) noexcept {
@@ -234,7 +236,8 @@ class keyed_table {
     while (slots[i].load(std::memory_order_relaxed) != 0) i = (i + 1) & mask;
     const auto p = reinterpret_cast<std::uintptr_t>(node);
     // Release: a reader that loads the slot sees the entry's hash and key.
-    slots[i].store((p & (tag_mask | 1)) == 0 ? p | tag_of(node->hash) | 1 : p, std::memory_order_release);
+    const bool tag = tagged && (p & (tag_mask | 1)) == 0;
+    slots[i].store(tag ? p | tag_of(node->hash) | 1 : p, std::memory_order_release);
   }
 
   void grow() {
