@@ -11,6 +11,7 @@
 #include <armor/detail/key_tally.hpp>
 #include <armor/detail/keyed_table.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -541,4 +542,54 @@ TEST_CASE("keyed refusals per key: windows and quotas count the same way", "[key
   CHECK(refusals_by_key(per_user) == std::map<std::string, std::uint64_t>{{"ann", 2}, {"bob", 1}});
   CHECK(per_user.rejected_other() == 0);
   CHECK(per_user.stats().rejected == 3);
+}
+
+TEST_CASE("keys of any length are kept exactly; entries reuse freed memory; handles outlive the map") {
+  armor::manual_clock clock;
+  // Up to 15 characters sit in the entry; longer keys are allocated.
+  const std::vector<std::string> keys{"", "a", std::string(15, 'x'), std::string(16, 'y'),
+                                      std::string(1000, 'z'), std::string("nul\0inside", 10)};
+  auto m = std::make_unique<keyed_buckets>(armor::token_bucket_options{.rate = {1, 1h}, .burst = 1},
+                                           armor::keyed_options{.max_keys = 4, .shards = 1}, clock);
+  std::vector<keyed_buckets::handle> held;
+  for (const auto& k : keys) {
+    auto h = m->get(k);
+    REQUIRE(h.key() == k);
+    CHECK(h->try_acquire());
+    held.push_back(std::move(h));
+  }
+  // All six are held: the map is over max_keys until they are released.
+  CHECK(m->size() == keys.size());
+  for (const auto& k : keys) {
+    auto h = m->find(k);
+    REQUIRE(h);
+    CHECK(h.key() == k);
+    CHECK_FALSE(h->try_acquire());  // the same instance: its one token is spent
+  }
+  std::size_t visited = 0;
+  m->for_each([&](std::string_view key, const bucket::keyed_instance&) {
+    ++visited;
+    CHECK(std::find(keys.begin(), keys.end(), std::string(key)) != keys.end());
+  });
+  CHECK(visited == keys.size());
+  held.clear();
+  // Churn through many keys with room for 4: entries leave and their memory
+  // is reused; every handle still holds the key it was asked for.
+  for (int i = 0; i < 2000; ++i) {
+    const std::string k = numbered(i % 3 == 0 ? "a-key-longer-than-fifteen-" : "k", static_cast<std::size_t>(i % 37));
+    auto h = m->get(k);
+    REQUIRE(h.key() == k);
+    if (i % 5 == 0) CHECK(m->erase(k));
+  }
+  CHECK(m->size() <= 4);
+  // Handles to entries, one of them erased, outlive the map.
+  (void)m->erase(keys[4]);  // whether or not the churn evicted it: created afresh below
+  held.push_back(m->get(keys[4]));
+  held.push_back(m->get(keys[1]));
+  CHECK(m->erase(keys[1]));
+  m.reset();
+  CHECK(held[0].key() == keys[4]);
+  CHECK(held[1].key() == keys[1]);
+  CHECK(held[0]->try_acquire());  // created afresh: a full bucket
+  held.clear();                   // the map's memory goes back with the last of them (ASan: no leak)
 }

@@ -29,6 +29,7 @@
 #include <armor/detail/key_tally.hpp>
 #include <armor/detail/keyed_table.hpp>
 #include <armor/detail/random.hpp>
+#include <armor/detail/short_key.hpp>
 #include <armor/detail/sharded_counter.hpp>
 #include <armor/error.hpp>
 #include <armor/listener.hpp>
@@ -41,11 +42,13 @@
 #include <bit>
 #include <chrono>
 #include <concepts>
+#include <cstring>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -240,15 +243,33 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
                 }, "armor::keyed<P>: P must have `bool idle(armor::timestamp) const noexcept`");
 
  private:
-  struct node {
-    node(std::string_view k, std::uint32_t h, const Options& options, const Clock& clock,
-         const listener_type& listener)
-        : hash(h), key(k), instance(make_instance(options, clock, listener, key)) {}
-    std::atomic<std::uint32_t> refs{1};      // the table's reference + one per pin
-    std::uint32_t hash;                      // low half of the key's hash (the table's)
-    std::atomic<std::int64_t> last_used{0};  // ns, to lru_resolution
-    std::string key;
+  struct shard;
+
+  // What an entry holds while it is in use.
+  struct payload {
+    payload(std::string_view k, const Options& options, const Clock& clock, const listener_type& listener)
+        : key(k), instance(make_instance(options, clock, listener, std::string_view{key})) {}
+    detail::short_key key;  // 16 bytes: up to 15 characters inline
     instance_type instance;
+  };
+
+  // One slot of a shard's chunks: a header that lives as long as the chunk
+  // (so that a lookup without the lock may read refs of a slot that was
+  // freed or reused meanwhile) and the payload, built and destroyed with
+  // each entry. 128 bytes for a token bucket (96 bytes).
+  struct node {
+    // 0: free, being built, or claimed by an evictor (a lookup then takes
+    // the lock); otherwise the table's reference + one per pin.
+    std::atomic<std::uint32_t> refs{0};
+    std::uint32_t hash = 0;                  // low half of the key's hash (the table's)
+    std::atomic<std::int64_t> last_used{0};  // ns, to lru_resolution
+    alignas(payload) unsigned char storage[sizeof(payload)];
+
+    payload& body() noexcept { return *std::launder(reinterpret_cast<payload*>(storage)); }
+    const payload& body() const noexcept { return *std::launder(reinterpret_cast<const payload*>(storage)); }
+    [[nodiscard]] std::string_view key_view() const noexcept { return body().key; }
+    // A free slot's link (in the payload's place).
+    node*& next_free() noexcept { return *std::launder(reinterpret_cast<node**>(storage)); }
   };
 
  public:
@@ -257,11 +278,12 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   class handle {
    public:
     handle() noexcept = default;
-    handle(handle&& other) noexcept : n_(std::exchange(other.n_, nullptr)) {}
+    handle(handle&& other) noexcept : n_(std::exchange(other.n_, nullptr)), s_(other.s_) {}
     handle& operator=(handle&& other) noexcept {
       if (this != &other) {
         reset();
         n_ = std::exchange(other.n_, nullptr);
+        s_ = other.s_;
       }
       return *this;
     }
@@ -270,19 +292,20 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     ~handle() { reset(); }
 
     [[nodiscard]] explicit operator bool() const noexcept { return n_ != nullptr; }
-    [[nodiscard]] instance_type& operator*() const noexcept { return n_->instance; }
-    [[nodiscard]] instance_type* operator->() const noexcept { return &n_->instance; }
-    [[nodiscard]] std::string_view key() const noexcept { return n_->key; }
+    [[nodiscard]] instance_type& operator*() const noexcept { return n_->body().instance; }
+    [[nodiscard]] instance_type* operator->() const noexcept { return &n_->body().instance; }
+    [[nodiscard]] std::string_view key() const noexcept { return n_->key_view(); }
 
     /// Unpins (the handle becomes empty).
     void reset() noexcept {
-      if (node* n = std::exchange(n_, nullptr)) unpin(n);
+      if (node* n = std::exchange(n_, nullptr)) unpin(*s_, n);
     }
 
    private:
     friend class keyed;
-    explicit handle(node* n) noexcept : n_(n) {}
+    handle(node* n, shard& s) noexcept : n_(n), s_(&s) {}
     node* n_ = nullptr;
+    shard* s_ = nullptr;  // where the entry's memory goes back
   };
 
   /// The permit of one admission: the pinned entry and its instance's permit.
@@ -364,12 +387,18 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     max_keys_ = map_options.max_keys;
     shard_count_ = shards;
     shard_shift_ = shards == 1 ? 0 : 64 - std::countr_zero(shards);
-    shards_ = std::make_unique<shard[]>(shards);
     // Each shard may hold up to twice its even share, so that uneven hashing
     // does not make the map evict before it holds max_keys in all.
     const std::size_t share = (max_keys_ + shards - 1) / shards;
     shard_cap_ = std::min(2 * share, max_keys_);
-    for (std::size_t i = 0; i < shards; ++i) shards_[i].table = detail::keyed_table<node>(share);
+    directory_ = std::make_unique<std::atomic<std::uintptr_t>[]>(shards);
+    auto fresh = std::make_unique<core>(shards);
+    for (std::size_t i = 0; i < shards; ++i) {
+      fresh->shards[i].table = detail::keyed_table<node>(share);
+      fresh->shards[i].owner = fresh.get();
+    }
+    core_ = fresh.release();
+    shards_ = core_->shards.get();
     seed_ = detail::entropy_seed(this);
   }
 
@@ -378,7 +407,9 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       : options_(std::move(other.options_)),
         clock_(std::move(other.clock_)),
         listener_(std::move(other.listener_)),
-        shards_(std::move(other.shards_)),
+        core_(std::exchange(other.core_, nullptr)),
+        shards_(std::exchange(other.shards_, nullptr)),
+        directory_(std::move(other.directory_)),
         shard_count_(std::exchange(other.shard_count_, 0)),
         shard_shift_(other.shard_shift_),
         max_keys_(other.max_keys_),
@@ -396,20 +427,26 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   /// Drops the map's references; entries still pinned by a handle or a
   /// permit live until those are released.
   ~keyed() {
-    if (!shards_) return;
+    if (core_ == nullptr) return;
+    // Each shard gives back the map's memory when its last entry goes: now,
+    // or when the last handle to an entry of it is released.
+    core_->holders.fetch_add(shard_count_, std::memory_order_relaxed);
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      const auto& t = shards_[i].table;
-      for (std::size_t j = 0; j < t.slot_count(); ++j) {
-        if (node* n = t.slot(j)) unpin(n);
+      shard& s = shards_[i];
+      for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
+        node* n = s.table.slot(j);
+        if (n != nullptr && n->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_locked(s, n);
       }
+      if (s.live.fetch_sub(1, std::memory_order_acq_rel) == 1) retire(s);
     }
+    if (core_->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete core_;
   }
 
   /// Policy protocol: the instance for the call's key (ctx.key(), or the one
   /// keyed_options::key selects; created if new) admits.
   /// Throws std::bad_alloc if a new key cannot be stored.
   [[nodiscard]] admission<permit> admit(context& ctx) {
-    handle h(acquire(ctx.key(key_), now_of(ctx)));
+    handle h = acquire(ctx.key(key_), now_of(ctx));
     auto inner = h->admit(ctx);
     switch (inner.kind) {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
@@ -431,7 +468,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   [[nodiscard]] admission<permit> enqueue(context& ctx, queue_waiter& waiter)
     requires queueing_policy<instance_type>
   {
-    handle h(acquire(ctx.key(key_), now_of(ctx)));
+    handle h = acquire(ctx.key(key_), now_of(ctx));
     auto inner = h->enqueue(ctx, waiter);
     switch (inner.kind) {
       case admission_kind::admitted: return admission<permit>::admit(permit(std::move(h), std::move(inner.permit)));
@@ -453,7 +490,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   [[nodiscard]] handle get(std::string_view key) { return get(key, to_timestamp(clock_.now())); }
 
   /// The instance for `key`, created if new, as of `now`.
-  [[nodiscard]] handle get(std::string_view key, timestamp now) { return handle(acquire(key, now)); }
+  [[nodiscard]] handle get(std::string_view key, timestamp now) { return acquire(key, now); }
 
   /// The instance for `key` if it exists (an empty handle otherwise).
   [[nodiscard]] handle find(std::string_view key) const noexcept {
@@ -463,23 +500,17 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     node* n = s.table.find(key, low(h));
     if (n == nullptr) return {};
     pin(n);
-    return handle(n);
+    return handle(n, s);
   }
 
   /// Removes `key` now (a handle to it stays valid). Returns whether it was there.
   bool erase(std::string_view key) noexcept {
     const std::size_t h = hash_of(key);
     shard& s = shard_for(h);
-    node* n = nullptr;
-    {
-      std::unique_lock lock(s.mutex);
-      n = s.table.find(key, low(h));
-      if (n == nullptr) return false;
-      s.table.erase(n);
-      count_.fetch_sub(1, std::memory_order_relaxed);
-      bump(s.erased);
-    }
-    unpin(n);
+    const std::unique_lock lock(s.mutex);
+    node* n = s.table.find(key, low(h));
+    if (n == nullptr) return false;
+    drop(s, n, s.erased);  // a handle to it keeps it until released
     return true;
   }
 
@@ -494,16 +525,19 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       shard& s = shards_[i];
       victims.clear();
       std::unique_lock lock(s.mutex);
+      victims.reserve(s.table.size());  // before any entry is claimed: may throw
       for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
         node* n = s.table.slot(j);
-        if (n == nullptr || !evictable(n)) continue;
+        if (n == nullptr || !claim(n)) continue;
         if (expired(n, t)) {
           victims.emplace_back(n, true);
-        } else if (n->instance.idle(now)) {
+        } else if (n->body().instance.idle(now)) {
           victims.emplace_back(n, false);
+        } else {
+          unclaim(n);
         }
       }
-      for (const auto& [n, old] : victims) drop(s, n, old ? s.expired : s.evicted_idle);
+      for (const auto& [n, old] : victims) drop_claimed(s, n, old ? s.expired : s.evicted_idle);
       evicted += victims.size();
     }
     return evicted;
@@ -525,7 +559,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       const shard& s = shards_[i];
       std::shared_lock lock(s.mutex);
       for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
-        if (const node* n = s.table.slot(j)) f(std::string_view{n->key}, std::as_const(n->instance));
+        if (const node* n = s.table.slot(j)) f(n->key_view(), std::as_const(n->body().instance));
       }
     }
   }
@@ -628,7 +662,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       shard& s = shards_[i];
       std::shared_lock lock(s.mutex);
       for (std::size_t j = 0; j < s.table.slot_count(); ++j) {
-        if (node* n = s.table.slot(j)) n->instance.reconfigure(options);
+        if (node* n = s.table.slot(j)) n->body().instance.reconfigure(options);
       }
     }
   }
@@ -653,7 +687,12 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   // a busy entry.
   static constexpr std::size_t reclaim_budget = 2048;
 
-  struct alignas(detail::cache_line) shard {
+  struct core;
+
+  // One shard: its lock and its table's one word share the first cache
+  // line; a lookup of a key held reads neither (see acquire()). The rest is
+  // read and written by inserts and evictions.
+  struct alignas(64) shard {
     mutable std::shared_mutex mutex;
     detail::keyed_table<node> table;
     std::size_t hand = 0;  // where the next eviction scan starts
@@ -664,7 +703,146 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     std::atomic<std::uint64_t> evicted_idle{0};
     std::atomic<std::uint64_t> evicted_lru{0};
     std::atomic<std::uint64_t> erased{0};
+    // The entries' memory: the free nodes (with the shard held
+    // exclusively; a few, the rest go to the map's pool), and the nodes of
+    // entries whose last handle was released after they left the table
+    // (pushed without the lock, taken back by the next insert).
+    node* free = nullptr;
+    std::size_t free_count = 0;
+    std::atomic<node*> returned{nullptr};
+    // Entries alive (in the table or held by a handle) + 1 while the map
+    // lives: the shard gives up its hold on the map's memory at 0.
+    std::atomic<std::size_t> live{1};
+    core* owner = nullptr;
   };
+
+  // The shards and the entries' memory, which outlive the map while a handle
+  // holds an entry. Nodes are carved from chunks that go back only with the
+  // core, so a lookup may read the header of any node the map ever had; free
+  // nodes beyond a few per shard wait in a pool shared by the shards (so
+  // that keys moving between shards do not make each keep its high-water
+  // mark). The pool's mutex is taken only by an insert that finds its shard
+  // without a free node, and by a free that leaves it with too many.
+  struct core {
+    explicit core(std::size_t n) : shards(std::make_unique<shard[]>(n)) {}
+    core(const core&) = delete;
+    core& operator=(const core&) = delete;
+    ~core() {
+      for (void* c = chunks; c != nullptr;) {
+        void* prev = nullptr;
+        std::memcpy(&prev, static_cast<unsigned char*>(c) + chunk_slots * sizeof(node), sizeof(void*));
+        delete_chunk(c);
+        c = prev;
+      }
+    }
+    // 1 for the map + 1 per shard not yet retired once the map is destroyed.
+    std::atomic<std::size_t> holders{1};
+    std::unique_ptr<shard[]> shards;
+    std::mutex pool_mutex;
+    node* pool = nullptr;   // under pool_mutex
+    void* chunks = nullptr;  // under pool_mutex; each chunk's last word links to the previous one
+  };
+
+  // Nodes are allocated this many at a time: with 128-byte nodes, glibc's
+  // 16 bytes per allocation (the chunk's link fits in them) cost 4 bytes a
+  // node. (Aligning chunks to cache lines would cost more: glibc keeps up to
+  // the alignment again in use.) A shard keeps up to twice this many free
+  // nodes before it gives some to the pool.
+  static constexpr std::size_t chunk_slots = 4;
+  static constexpr std::size_t chunk_bytes = chunk_slots * sizeof(node) + sizeof(void*);
+  static void* new_chunk() {
+    if constexpr (alignof(node) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+      return ::operator new(chunk_bytes, std::align_val_t{alignof(node)});
+    } else {
+      return ::operator new(chunk_bytes);
+    }
+  }
+  static void delete_chunk(void* chunk) noexcept {
+    if constexpr (alignof(node) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+      ::operator delete(chunk, std::align_val_t{alignof(node)});
+    } else {
+      ::operator delete(chunk);
+    }
+  }
+
+  // With the shard held exclusively: a free node (refs 0) for a new entry,
+  // from the shard's free list, the returned nodes, the map's pool, or a new
+  // chunk. Throws std::bad_alloc.
+  static node* take_node(shard& s) {
+    if (s.free == nullptr) {
+      s.free = s.returned.exchange(nullptr, std::memory_order_acquire);
+      for (node* n = s.free; n != nullptr; n = n->next_free()) ++s.free_count;
+    }
+    if (s.free == nullptr) {
+      core& c = *s.owner;
+      const std::lock_guard lock(c.pool_mutex);
+      for (std::size_t i = 0; i < chunk_slots && c.pool != nullptr; ++i) {
+        node* n = c.pool;
+        c.pool = n->next_free();
+        n->next_free() = s.free;
+        s.free = n;
+        ++s.free_count;
+      }
+      if (s.free == nullptr) {
+        void* chunk = new_chunk();
+        auto* bytes = static_cast<unsigned char*>(chunk);
+        std::memcpy(bytes + chunk_slots * sizeof(node), &c.chunks, sizeof(void*));
+        c.chunks = chunk;
+        for (std::size_t i = chunk_slots; i-- > 0;) {
+          node* n = ::new (static_cast<void*>(bytes + i * sizeof(node))) node;
+          n->next_free() = s.free;
+          s.free = n;
+        }
+        s.free_count = chunk_slots;
+      }
+    }
+    node* n = s.free;
+    s.free = n->next_free();
+    --s.free_count;
+    return n;
+  }
+  // With the shard held exclusively: gives back a node take_node() gave
+  // (refs 0, payload destroyed or never built).
+  static void put_node(shard& s, node* n) noexcept {
+    n->next_free() = s.free;
+    s.free = n;
+    if (++s.free_count <= 2 * chunk_slots) return;
+    core& c = *s.owner;
+    const std::lock_guard lock(c.pool_mutex);  // std::mutex::lock does not throw here in practice
+    for (std::size_t i = 0; i < chunk_slots; ++i) {
+      node* m = s.free;
+      s.free = m->next_free();
+      m->next_free() = c.pool;
+      c.pool = m;
+    }
+    s.free_count -= chunk_slots;
+  }
+
+  // The entry's last reference went (refs is 0), with the shard held
+  // exclusively (or in the destructor, which alone uses the free list then).
+  static void free_locked(shard& s, node* n) noexcept {
+    n->body().~payload();
+    put_node(s, n);
+    s.live.fetch_sub(1, std::memory_order_relaxed);  // the map's 1 keeps it above 0
+  }
+  // The entry's last reference went with a handle, after the entry left the
+  // table; the map may be gone.
+  static void free_unlocked(shard& s, node* n) noexcept {
+    n->body().~payload();
+    n->next_free() = s.returned.load(std::memory_order_relaxed);
+    // Release: the link (and the destroyed payload) before the node's reuse.
+    while (!s.returned.compare_exchange_weak(n->next_free(), n, std::memory_order_release,
+                                             std::memory_order_relaxed)) {
+    }
+    // acq_rel: every entry's destruction happens before the core goes.
+    if (s.live.fetch_sub(1, std::memory_order_acq_rel) == 1) retire(s);
+  }
+  // The map is gone and the shard holds no entry: it lets go of the core,
+  // which goes (with every chunk) when the last shard does.
+  static void retire(shard& s) noexcept {
+    core* owner = s.owner;
+    if (owner->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete owner;
+  }
 
   // With the shard held exclusively (the only writer): relaxed load + store.
   static void bump(std::atomic<std::uint64_t>& c) noexcept {
@@ -703,26 +881,44 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   }
 
   static void pin(node* n) noexcept {
-    // Relaxed: taken under the shard lock while the table holds a reference,
-    // so the node cannot be freed meanwhile; the lock orders it against the
-    // evictor's check.
+    // Relaxed: taken under the shard lock while the table holds a reference
+    // (claims are made and undone under the exclusive lock), so refs is not
+    // 0 and the entry cannot be freed meanwhile.
     n->refs.fetch_add(1, std::memory_order_relaxed);
   }
-  static void unpin(node* n) noexcept {
-    // acq_rel: the last holder's writes to the instance happen before the delete.
-    if (n->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete n;
+  // Without the lock: pins the entry unless refs is 0 (free, being built,
+  // or claimed by an evictor). Acquire: pairs with the release that
+  // published the entry (refs 0 -> 1) and with earlier unpins.
+  static bool try_pin(node* n) noexcept {
+    std::uint32_t r = n->refs.load(std::memory_order_relaxed);
+    do {
+      if (r == 0) return false;
+    } while (!n->refs.compare_exchange_weak(r, r + 1, std::memory_order_acquire, std::memory_order_relaxed));
+    return true;
   }
-  // Only the table holds it. Acquire pairs with unpin's release, so the
-  // idle check sees everything the last user did to the instance.
-  static bool evictable(const node* n) noexcept { return n->refs.load(std::memory_order_acquire) == 1; }
+  // With the shard held exclusively: takes an entry only the table holds
+  // (refs 1 -> 0), so that no lookup can pin it until unclaim() or its
+  // removal. Acquire: the eviction checks see everything its last user did.
+  static bool claim(node* n) noexcept {
+    std::uint32_t one = 1;
+    return n->refs.compare_exchange_strong(one, 0, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  static void unclaim(node* n) noexcept { n->refs.store(1, std::memory_order_release); }
+  static void unpin(shard& s, node* n) noexcept {
+    // acq_rel: the last holder's writes to the instance happen before the
+    // destruction. The last holder is a handle only after the entry left
+    // the table.
+    if (n->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_unlocked(s, n);
+  }
 
   [[nodiscard]] std::size_t hash_of(std::string_view key) const noexcept {
     return static_cast<std::size_t>(detail::splitmix64_mix(std::hash<std::string_view>{}(key) ^ seed_));
   }
   static constexpr std::uint32_t low(std::size_t h) noexcept { return static_cast<std::uint32_t>(h); }
-  [[nodiscard]] shard& shard_for(std::size_t h) const noexcept {
-    return shards_[shard_shift_ == 0 ? 0 : static_cast<std::size_t>(static_cast<std::uint64_t>(h) >> shard_shift_)];
+  [[nodiscard]] std::size_t shard_index(std::size_t h) const noexcept {
+    return shard_shift_ == 0 ? 0 : static_cast<std::size_t>(static_cast<std::uint64_t>(h) >> shard_shift_);
   }
+  [[nodiscard]] shard& shard_for(std::size_t h) const noexcept { return shards_[shard_index(h)]; }
 
   static void touch(node* n, std::int64_t now) noexcept {
     // Relaxed: recency is a hint for eviction, never a correctness condition.
@@ -732,50 +928,65 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   }
 
   // Finds or creates the entry for `key` and pins it.
-  node* acquire(std::string_view key, timestamp at) {
+  handle acquire(std::string_view key, timestamp at) {
     const std::int64_t now = at.time_since_epoch().count();
     const std::size_t h = hash_of(key);
-    shard& s = shard_for(h);
-    node* n = nullptr;
-    {
-      std::shared_lock lock(s.mutex);
-      n = s.table.find(key, low(h));
-      // An expired entry is replaced below, with the shard held exclusively.
-      if (n != nullptr && !expired(n, now)) {
-        pin(n);
-      } else {
-        n = nullptr;
-      }
-    }
+    const std::size_t index = shard_index(h);
+    shard& s = shards_[index];
+    // A key held: found and pinned without the shard's lock, through the
+    // directory (8 bytes a shard, so it stays in cache): one cache miss for
+    // the slot, one for the entry, two atomic operations (pin, unpin).
+    node* n = detail::keyed_table<node>::find_pinned(
+        directory_[index].load(std::memory_order_acquire), key, low(h), [](node* x) { return try_pin(x); },
+        [&s](node* x) { unpin(s, x); });
     if (n != nullptr) {
-      touch(n, now);
-      return n;
+      if (!expired(n, now)) {
+        touch(n, now);
+        return handle(n, s);
+      }
+      unpin(s, n);  // an expired entry is replaced below, with the shard held exclusively
     }
     std::unique_lock lock(s.mutex);
     n = s.table.find(key, low(h));
     if (n != nullptr) {
-      if (!expired(n, now) || !evictable(n)) {  // in use by another caller: not expired
+      if (!expired(n, now) || !claim(n)) {  // in use by another caller: not expired
         pin(n);
         lock.unlock();
         touch(n, now);
-        return n;
+        return handle(n, s);
       }
-      drop(s, n, s.expired);  // its key starts afresh
+      drop_claimed(s, n, s.expired);  // its key starts afresh
     }
     if (full(s)) make_room(s, at);
-    // Shared: inserts in other shards build theirs at the same time;
-    // reconfigure() takes it exclusively to replace the options.
-    std::shared_lock options_lock(options_mutex_);
-    auto fresh = std::make_unique<node>(key, low(h), options_, clock_, listener_);
-    options_lock.unlock();
-    fresh->last_used.store(now, std::memory_order_relaxed);
+    n = take_node(s);
+    try {
+      // Shared: inserts in other shards build theirs at the same time;
+      // reconfigure() takes it exclusively to replace the options.
+      std::shared_lock options_lock(options_mutex_);
+      ::new (static_cast<void*>(n->storage)) payload(key, options_, clock_, listener_);
+    } catch (...) {
+      put_node(s, n);
+      throw;
+    }
+    n->hash = low(h);
+    n->last_used.store(now, std::memory_order_relaxed);
+    s.live.fetch_add(1, std::memory_order_relaxed);
+    // The table's reference and ours. Release: a lookup that pins it sees
+    // the payload.
+    n->refs.store(2, std::memory_order_release);
     sweep(s, now);
-    s.table.insert(fresh.get());
+    try {
+      s.table.insert(n);
+    } catch (...) {
+      n->refs.store(0, std::memory_order_relaxed);  // not published: nobody else holds it
+      free_locked(s, n);
+      throw;
+    }
+    // Release: a lookup that loads the word sees the array's contents.
+    directory_[index].store(s.table.word(), std::memory_order_release);
     count_.fetch_add(1, std::memory_order_relaxed);
     bump(s.created);
-    n = fresh.release();
-    pin(n);
-    return n;
+    return handle(n, s);
   }
 
   // With the shard held exclusively: evicts every idle entry among the
@@ -790,19 +1001,21 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     std::pair<std::int64_t, node*> busy[scan_window];  // (last used, entry)
     std::size_t busy_count = 0;
     std::size_t i = s.hand & (slots - 1);
+    // Every candidate is claimed (no lookup can pin it) until it is dropped
+    // or, at the end, given back.
     for (std::size_t k = 0; k < window; ++k, i = (i + 1) & (slots - 1)) {
       node* n = s.table.slot(i);
-      if (n == nullptr || !evictable(n)) continue;
-      if (expired(n, now.time_since_epoch().count()) || n->instance.idle(now)) {
+      if (n == nullptr || !claim(n)) continue;
+      if (expired(n, now.time_since_epoch().count()) || n->body().instance.idle(now)) {
         idle[idle_count++] = n;
       } else {
-        // Stable while we hold the shard: only pinned entries are touched.
+        // Stable while claimed: only pinned entries are touched.
         busy[busy_count++] = {n->last_used.load(std::memory_order_relaxed), n};
       }
     }
     s.hand = i;
     for (std::size_t k = 0; k < idle_count; ++k) {
-      drop(s, idle[k], expired(idle[k], now.time_since_epoch().count()) ? s.expired : s.evicted_idle);
+      drop_claimed(s, idle[k], expired(idle[k], now.time_since_epoch().count()) ? s.expired : s.evicted_idle);
     }
     const std::size_t size = s.table.size();
     std::size_t total = count_.load(std::memory_order_relaxed);
@@ -815,10 +1028,12 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     std::size_t excess = std::max(size >= shard_cap_ ? size - shard_cap_ + 1 : 0,
                                   total >= max_keys_ ? total - max_keys_ + 1 : 0);
     excess = std::min(excess, busy_count);
-    if (excess == 0) return;
-    std::partial_sort(busy, busy + excess, busy + busy_count,
-                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (std::size_t k = 0; k < excess; ++k) drop(s, busy[k].second, s.evicted_lru);
+    if (excess != 0) {
+      std::partial_sort(busy, busy + excess, busy + busy_count,
+                        [](const auto& a, const auto& b) { return a.first < b.first; });
+    }
+    for (std::size_t k = 0; k < excess; ++k) drop_claimed(s, busy[k].second, s.evicted_lru);
+    for (std::size_t k = excess; k < busy_count; ++k) unclaim(busy[k].second);
   }
 
   // With `self` held exclusively: drops up to `want` idle or expired
@@ -829,7 +1044,7 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   // wait for each other. Returns how many it dropped.
   std::size_t reclaim_elsewhere(shard& self, timestamp now, std::size_t want) noexcept {
     const std::int64_t t = now.time_since_epoch().count();
-    const std::size_t me = static_cast<std::size_t>(&self - shards_.get());
+    const std::size_t me = static_cast<std::size_t>(&self - shards_);
     const std::size_t mask = shard_count_ - 1;
     // Relaxed: a hint of where to look, shared by every shard.
     std::size_t at = reclaim_hand_.load(std::memory_order_relaxed) & mask;
@@ -848,10 +1063,17 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
       std::size_t i = slots == 0 ? 0 : o.hand & (slots - 1);
       for (std::size_t j = 0; j < look && got + count < want; ++j, i = (i + 1) & (slots - 1)) {
         node* n = o.table.slot(i);
-        if (n != nullptr && evictable(n) && (expired(n, t) || n->instance.idle(now))) victims[count++] = n;
+        if (n == nullptr || !claim(n)) continue;
+        if (expired(n, t) || n->body().instance.idle(now)) {
+          victims[count++] = n;
+        } else {
+          unclaim(n);
+        }
       }
       if (slots != 0) o.hand = i;
-      for (std::size_t j = 0; j < count; ++j) drop(o, victims[j], expired(victims[j], t) ? o.expired : o.evicted_idle);
+      for (std::size_t j = 0; j < count; ++j) {
+        drop_claimed(o, victims[j], expired(victims[j], t) ? o.expired : o.evicted_idle);
+      }
       got += count;
       if (got >= want) break;  // this shard may have more: start here next time
     }
@@ -868,18 +1090,32 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     std::size_t i = s.hand & (slots - 1);
     for (std::size_t k = 0; k < std::min(sweep_per_insert, slots); ++k, i = (i + 1) & (slots - 1)) {
       node* n = s.table.slot(i);
-      if (n != nullptr && evictable(n) && expired(n, now)) drop(s, n, s.expired);
+      if (n == nullptr || !expired(n, now) || !claim(n)) continue;
+      // Claimed after the check: a lookup may have touched it in between.
+      if (expired(n, now)) {
+        drop_claimed(s, n, s.expired);
+      } else {
+        unclaim(n);
+      }
     }
     s.hand = i;
   }
 
-  // Removes an entry nobody else holds (with the shard held exclusively),
-  // counting why in `reason`.
+  // Removes a claimed entry (with the shard held exclusively), counting
+  // why in `reason`.
+  void drop_claimed(shard& s, node* n, std::atomic<std::uint64_t>& reason) noexcept {
+    s.table.erase(n);
+    count_.fetch_sub(1, std::memory_order_relaxed);
+    bump(reason);
+    free_locked(s, n);
+  }
+  // Removes an entry that may be in use (erase()): the table's reference
+  // goes; the last handle frees it.
   void drop(shard& s, node* n, std::atomic<std::uint64_t>& reason) noexcept {
     s.table.erase(n);
     count_.fetch_sub(1, std::memory_order_relaxed);
     bump(reason);
-    unpin(n);  // the last reference: frees it
+    if (n->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_locked(s, n);
   }
 
   // With the shard held: no room for another key, in the map or in this
@@ -894,7 +1130,11 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   std::mutex reconfigure_mutex_;  // one reconfigure() at a time
   [[no_unique_address]] Clock clock_;
   [[no_unique_address]] listener_type listener_;
-  std::unique_ptr<shard[]> shards_;
+  core* core_ = nullptr;     // owned: see ~keyed()
+  shard* shards_ = nullptr;  // core_->shards
+  // Each shard's table word, apart from the shards (8 bytes a shard, so it
+  // stays in cache), for acquire()'s prefetch. Relaxed: only a hint.
+  std::unique_ptr<std::atomic<std::uintptr_t>[]> directory_;
   std::size_t shard_count_ = 0;
   int shard_shift_ = 0;
   std::size_t max_keys_ = 0;
