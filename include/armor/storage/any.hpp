@@ -18,7 +18,8 @@
 //
 // Cost: one virtual call per storage call (the memory backend's few
 // nanoseconds more are measured in docs/performance.md). Thread-safety: that
-// of the storage inside. Details: docs/backend_urls.md.
+// of the storage inside. A tracker's reconfigure() reaches the storage inside
+// (memory, SQLite, Redis take limits per call). Details: docs/backend_urls.md.
 #pragma once
 
 #include <armor/error.hpp>
