@@ -927,6 +927,42 @@ TEST_CASE("keyed::reconfigure of quota trackers: every key's usage is kept", "[r
   CHECK(per_user.get("u2")->usage(0).limit == 4);
 }
 
+TEST_CASE("keyed::reconfigure reaches the breakers, bulkheads, sliding windows and throttles of every key",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  const armor::timestamp t{1s};
+
+  armor::keyed<armor::circuit_breaker<armor::manual_clock>> per_host{{.failure_threshold = 2}, {}, clock};
+  REQUIRE(per_host.get("a")->options().failure_threshold == 2);
+  per_host.reconfigure({.failure_threshold = 4, .open_for = 3s});
+  CHECK(per_host.get("a")->options().failure_threshold == 4);
+  CHECK(per_host.get("a")->open_time(1) == 3s);
+  CHECK(per_host.get("b")->options().failure_threshold == 4);
+  CHECK(names(refusal([&] { per_host.reconfigure({.failure_threshold = 4, .open_for = -1s}); }), "open_for"));
+  CHECK(per_host.get("a")->open_time(1) == 3s);
+
+  armor::keyed<armor::bulkhead<>> per_tenant{{.max_concurrent = 1}};
+  auto held = per_tenant.get("a")->try_acquire();
+  REQUIRE(held);
+  CHECK_FALSE(per_tenant.get("a")->try_acquire());
+  per_tenant.reconfigure({.max_concurrent = 2});
+  CHECK(per_tenant.get("a")->try_acquire());  // the one held stays inside; a second fits
+  CHECK(per_tenant.get("b")->stats().max_concurrent == 2);
+  CHECK(names(refusal([&] { per_tenant.reconfigure({.max_concurrent = 0}); }), "max_concurrent"));
+  CHECK(per_tenant.get("a")->stats().max_concurrent == 2);
+
+  armor::keyed<armor::sliding_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 4s, .segments = 4}, {}, clock};
+  for (int i = 0; i < 2; ++i) REQUIRE(per_ip.get("a")->try_acquire(1, t));
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t));
+  per_ip.reconfigure({.limit = 3, .window = 4s, .segments = 4});
+  const auto d = per_ip.get("a")->try_acquire(1, t);
+  CHECK(d);
+  CHECK(d.limit() == 3);
+  CHECK(per_ip.get("b")->try_acquire(1, t).limit() == 3);
+  CHECK(names(refusal([&] { per_ip.reconfigure({.limit = 3, .window = 8s, .segments = 4}); }), "window"));
+  CHECK(per_ip.get("a")->try_acquire(1, t).limit() == 3);
+}
+
 TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything", "[reconfigure]") {
   armor::manual_clock clock;
   armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
