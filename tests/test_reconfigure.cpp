@@ -10,6 +10,7 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/histogram.hpp>
 #include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
@@ -963,6 +964,50 @@ TEST_CASE("keyed::reconfigure reaches the breakers, bulkheads, sliding windows a
   CHECK(per_ip.get("a")->try_acquire(1, t).limit() == 3);
 }
 
+TEST_CASE("token_bucket::reconfigure: rate and burst from whole options, the tokens kept; fixed options refused",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::token_bucket<armor::manual_clock> b{{.rate = {1, 1s}, .burst = 4}, clock};
+  REQUIRE(b.try_acquire(3));  // 1 left
+  b.reconfigure({.rate = {2, 1s}, .burst = 6});
+  CHECK(b.rate().per == 500ms);  // 2 a second, in lowest terms
+  CHECK(b.burst() == 6);
+  CHECK(b.available() == 1);  // kept, none added
+  clock.advance(1s);
+  CHECK(b.available() == 3);  // the new rate refills
+  b.reconfigure({.rate = {2, 1s}, .burst = 2});
+  CHECK(b.available() == 2);  // above the new burst: dropped
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {0, 1s}, .burst = 2}); }), "rate.count"));
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {2, 1s}, .burst = 0}); }), "burst"));
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {2, 1s}, .burst = 2, .max_wait = 1s}); }), "max_wait"));
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {2, 1s}, .burst = 2, .count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] {
+                b.reconfigure({.rate = {2, 1s}, .burst = 2, .cost = armor::cost_source::per_call()});
+              }),
+              "cost"));
+  CHECK(b.rate().per == 500ms);  // 2 a second, in lowest terms
+  CHECK(b.burst() == 2);
+}
+
+TEST_CASE("keyed<token_bucket>::reconfigure: every key held keeps its tokens under the new rate; new keys get it",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::token_bucket<armor::manual_clock>> per_ip{{.rate = {1, 1s}, .burst = 2}, {}, clock};
+  const armor::timestamp t0 = armor::to_timestamp(clock.now());
+  REQUIRE(per_ip.get("a")->try_acquire(2, t0));
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t0));
+  per_ip.reconfigure({.rate = {5, 1s}, .burst = 10});
+  CHECK(per_ip.options().burst == 10);
+  CHECK(per_ip.get("a")->burst() == 10);
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t0));  // no token added
+  clock.advance(1s);
+  CHECK(per_ip.get("a")->try_acquire(5));  // refilled at 5 a second
+  CHECK(per_ip.get("b")->try_acquire(10));  // a new key: the new burst, full
+  CHECK(names(refusal([&] { per_ip.reconfigure({.rate = {5, 1s}, .burst = 10, .max_wait = 1s}); }), "max_wait"));
+  CHECK(per_ip.options().max_wait == 0s);
+  CHECK(per_ip.get("c")->burst() == 10);
+}
+
 TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything", "[reconfigure]") {
   armor::manual_clock clock;
   armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
@@ -973,6 +1018,8 @@ TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything",
   CHECK(per_ip.get("a")->limit() == 2);
   CHECK(per_ip.get("b")->limit() == 2);
   // A policy without reconfigure(): keyed has none either.
-  static_assert(!reconfigurable<armor::keyed<armor::token_bucket<armor::manual_clock>>, armor::token_bucket_options>);
+  static_assert(!reconfigurable<armor::keyed<armor::latency_recorder, armor::latency_recorder_options, armor::manual_clock>,
+                                armor::latency_recorder_options>);
   static_assert(reconfigurable<armor::keyed<armor::fixed_window<armor::manual_clock>>, armor::fixed_window_options>);
+  static_assert(reconfigurable<armor::keyed<armor::token_bucket<armor::manual_clock>>, armor::token_bucket_options>);
 }
