@@ -14,6 +14,7 @@
 #include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
+#include <armor/shadow.hpp>
 #include <armor/sliding_window.hpp>
 #include <armor/storage/any.hpp>
 #include <armor/token_bucket.hpp>
@@ -1006,6 +1007,20 @@ TEST_CASE("keyed<token_bucket>::reconfigure: every key held keeps its tokens und
   CHECK(names(refusal([&] { per_ip.reconfigure({.rate = {5, 1s}, .burst = 10, .max_wait = 1s}); }), "max_wait"));
   CHECK(per_ip.options().max_wait == 0s);
   CHECK(per_ip.get("c")->burst() == 10);
+}
+
+TEST_CASE("keyed<shadow<P>>::reconfigure: every key's shadowed policy takes the new limit", "[reconfigure][shadow]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::shadow<armor::fixed_window<armor::manual_clock>>> trial{{.limit = 2, .window = 1min}, {}, clock};
+  const armor::timestamp t{1s};
+  for (int i = 0; i < 2; ++i) REQUIRE_FALSE(trial.get("a")->try_acquire(1, t).would_refuse());
+  CHECK(trial.get("a")->try_acquire(1, t).would_refuse());  // let through, counted
+  trial.reconfigure({.limit = 5, .window = 1min});
+  CHECK(trial.get("a")->policy().limit() == 5);
+  CHECK_FALSE(trial.get("a")->try_acquire(1, t).would_refuse());  // 4 of 5
+  CHECK(trial.get("b")->policy().limit() == 5);
+  CHECK(names(refusal([&] { trial.reconfigure({.limit = 5, .window = 2min}); }), "window"));
+  CHECK(trial.get("a")->policy().limit() == 5);
 }
 
 TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything", "[reconfigure]") {
