@@ -10,17 +10,22 @@
 #include <armor/circuit_breaker.hpp>
 #include <armor/detail/config_cell.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/histogram.hpp>
 #include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
+#include <armor/shadow.hpp>
 #include <armor/sliding_window.hpp>
+#include <armor/storage/any.hpp>
 #include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -44,6 +49,9 @@ std::string refusal(F&& f) {
 }
 
 bool names(const std::string& message, const char* option) { return message.find(option) != std::string::npos; }
+
+template <class K, class O>
+concept reconfigurable = requires(K& k, const O& o) { k.reconfigure(o); };
 
 struct test_waiter : armor::queue_waiter {
   test_waiter() : armor::queue_waiter(&on_wake) {}
@@ -548,6 +556,165 @@ TEST_CASE("quota_tracker::reconfigure refuses a bad limit or a change of shape; 
   CHECK_FALSE(q.try_consume());
 }
 
+// ---------------------------------------------------------------- quota trackers on any_quota_storage
+
+namespace {
+
+using any_quota = armor::quota_tracker<armor::manual_clock, armor::any_quota_storage>;
+using keyed_any_quota = armor::keyed<any_quota>;
+
+// A storage of its own that takes no limits per call (only the interface
+// quota_storage requires): a tracker on an any_quota_storage holding it
+// cannot change its limits.
+class bound_limits_storage {
+ public:
+  void bind(std::span<const armor::quota_window_layout> layouts) { inner_.bind(layouts); }
+  armor::quota_consumption try_consume(const armor::quota_stamp& at, std::int64_t n) noexcept {
+    return inner_.try_consume(at, n);
+  }
+  armor::quota_consumption charge(const armor::quota_stamp& at, std::int64_t n) noexcept {
+    return inner_.charge(at, n);
+  }
+  void release(const armor::quota_stamp& at, std::int64_t n) noexcept { inner_.release(at, n); }
+  std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out) const {
+    return inner_.read(w, i, out);
+  }
+
+ private:
+  armor::memory_quota_storage inner_;
+};
+static_assert(armor::quota_storage<bound_limits_storage>);
+static_assert(!armor::detail::limits_quota_storage<bound_limits_storage>);
+
+armor::quota_tracker_options per_day(std::int64_t limit) {
+  return {.windows = {armor::quota_window::per_day(limit)}, .alerts = {}};
+}
+
+}  // namespace
+
+TEST_CASE("quota_tracker on any_quota_storage (memory:): reconfigure keeps the counts, the new limit applies",
+          "[reconfigure][any_quota_storage]") {
+  armor::manual_clock clock;
+  clock.set(armor::manual_clock::time_point{1h});
+  any_quota q{two_windows(3, 10), clock, armor::make_quota_storage("memory:")};
+  CHECK(q.storage().takes_limits());
+  for (int i = 0; i < 3; ++i) REQUIRE(q.try_consume());
+  CHECK_FALSE(q.try_consume());
+
+  q.reconfigure(two_windows(5, 10));
+  CHECK(q.options().windows[0].limit == 5);
+  CHECK(q.try_consume(2));
+  const auto refused = q.try_consume();
+  CHECK(refused.status() == armor::quota_tracker_status::exhausted);
+  CHECK(refused.limit() == 5);
+  CHECK(refused.used() == 5);
+
+  q.reconfigure(two_windows(2, 10));  // below the 5 counted
+  CHECK(q.usage(0).used == 5);
+  CHECK(q.usage(0).limit == 2);
+  CHECK_FALSE(q.try_consume());
+  clock.advance(1min);
+  CHECK(q.try_consume(2));
+  CHECK_FALSE(q.try_consume());
+
+  // Refused, naming the option; the limits of the last good call stay.
+  CHECK(names(refusal([&] { q.reconfigure(two_windows(0, 10)); }), "windows[0].limit"));
+  CHECK(names(refusal([&] { q.reconfigure(per_day(3)); }), "number of windows"));
+  CHECK(q.options().windows[0].limit == 2);
+  CHECK(q.usage(1).limit == 10);
+  CHECK(q.usage(1).used == 7);
+}
+
+TEST_CASE("quota_tracker on any_quota_storage: a storage inside that takes no limits is refused, naming it",
+          "[reconfigure][any_quota_storage]") {
+  armor::manual_clock clock;
+  any_quota q{per_day(2), clock, armor::any_quota_storage(bound_limits_storage{})};
+  CHECK_FALSE(q.storage().takes_limits());
+  REQUIRE(q.try_consume());
+  const std::string m = refusal([&] { q.reconfigure(per_day(5)); });
+  CHECK(names(m, "armor::quota_tracker::reconfigure: storage"));
+  CHECK(names(m, "takes no limits per call"));
+  CHECK(q.options().windows[0].limit == 2);
+  CHECK(q.try_consume());
+  CHECK_FALSE(q.try_consume());  // still 2
+  // A bad value is named first, as for any tracker.
+  CHECK(names(refusal([&] { q.reconfigure(per_day(0)); }), "windows[0].limit"));
+}
+
+TEST_CASE("keyed quota trackers on any_quota_storage: reconfigure reaches every key held and every new key",
+          "[reconfigure][any_quota_storage]") {
+  static_assert(std::is_same_v<keyed_any_quota::options_type, armor::keyed_quota_options<armor::any_quota_storage>>);
+  static_assert(std::is_same_v<keyed_any_quota::reconfigure_type, armor::quota_tracker_options>);
+  static_assert(reconfigurable<keyed_any_quota, armor::quota_tracker_options>);
+  static_assert(!reconfigurable<keyed_any_quota, armor::keyed_quota_options<armor::any_quota_storage>>);
+  armor::manual_clock clock;
+  clock.set(armor::manual_clock::time_point{1h});
+  keyed_any_quota per_user{{.quota = two_windows(2, 10), .storage = armor::make_quota_storage("memory:")},
+                           {.max_keys = 8, .shards = 4},
+                           clock};
+  for (int i = 0; i < 2; ++i) REQUIRE(per_user.get("ann")->try_consume());
+  REQUIRE(per_user.get("bob")->try_consume());
+  CHECK_FALSE(per_user.get("ann")->try_consume());
+
+  per_user.reconfigure(two_windows(4, 10));
+  CHECK(per_user.options().windows[0].limit == 4);
+  CHECK(per_user.get("ann")->usage(0).used == 2);  // kept
+  CHECK(per_user.get("ann")->usage(0).limit == 4);
+  CHECK(per_user.get("ann")->try_consume(2));
+  CHECK_FALSE(per_user.get("ann")->try_consume());
+  CHECK(per_user.get("bob")->try_consume(3));
+  CHECK_FALSE(per_user.get("bob")->try_consume());
+  CHECK(per_user.get("cid")->usage(0).limit == 4);  // a new key
+  CHECK(per_user.get("cid")->try_consume(4));
+  CHECK_FALSE(per_user.get("cid")->try_consume());
+
+  // Lowered under what ann holds: refused until the minute turns, the hour's count kept.
+  per_user.reconfigure(two_windows(1, 5));
+  CHECK_FALSE(per_user.get("ann")->try_consume());
+  clock.advance(1min);
+  CHECK(per_user.get("ann")->try_consume());
+  const auto hour = per_user.get("ann")->try_consume();  // minute full again; hour 5 of 5
+  CHECK(hour.status() == armor::quota_tracker_status::exhausted);
+  CHECK(per_user.get("ann")->usage(1).used == 5);
+  CHECK(per_user.get("ann")->usage(1).limit == 5);
+}
+
+TEST_CASE("keyed quota trackers on any_quota_storage: a refused reconfigure changes no key and no new key",
+          "[reconfigure][any_quota_storage]") {
+  armor::manual_clock clock;
+  keyed_any_quota per_user{{.quota = per_day(2), .storage = armor::make_quota_storage("memory:")}, {}, clock};
+  REQUIRE(per_user.get("ann")->try_consume());
+  CHECK(names(refusal([&] { per_user.reconfigure(per_day(0)); }), "windows[0].limit"));
+  CHECK(names(refusal([&] { per_user.reconfigure(two_windows(2, 10)); }), "number of windows"));
+  auto shifted = per_day(5);
+  shifted.utc_offset = 2h;
+  CHECK(names(refusal([&] { per_user.reconfigure(shifted); }), "utc_offset"));
+  auto alerting = per_day(5);
+  alerting.alerts = {0.5};
+  CHECK(names(refusal([&] { per_user.reconfigure(alerting); }), "alerts"));
+  CHECK(per_user.options().windows[0].limit == 2);
+  CHECK(per_user.get("ann")->usage(0).limit == 2);
+  CHECK(per_user.get("new")->usage(0).limit == 2);
+
+  // A storage that takes no limits: refused before any key changes.
+  keyed_any_quota bound{{.quota = per_day(2), .storage = armor::any_quota_storage(bound_limits_storage{})}, {}, clock};
+  REQUIRE(bound.get("ann")->try_consume(2));
+  CHECK(names(refusal([&] { bound.reconfigure(per_day(5)); }), "armor::keyed<quota_tracker>::reconfigure: storage"));
+  CHECK(bound.options().windows[0].limit == 2);
+  CHECK_FALSE(bound.get("ann")->try_consume());
+  CHECK(bound.get("bob")->usage(0).limit == 2);
+}
+
+TEST_CASE("quota_tracker::check_reconfigure checks without a tracker, as reconfigure does", "[reconfigure]") {
+  const auto ok = two_windows(3, 10);
+  CHECK(refusal([&] { quota::check_reconfigure(ok, two_windows(5, 1)); }).empty());
+  CHECK(names(refusal([&] { quota::check_reconfigure(ok, two_windows(5, 0)); }), "windows[1].limit"));
+  CHECK(names(refusal([&] { quota::check_reconfigure(ok, per_day(3)); }), "number of windows"));
+  auto retry = ok;
+  retry.retryable_within = -1s;
+  CHECK(names(refusal([&] { quota::check_reconfigure(ok, retry); }), "retryable_within"));
+}
+
 // ---------------------------------------------------------------- load_shedder
 
 TEST_CASE("load_shedder::reconfigure: a new ladder moves the level at once on the latest reading", "[reconfigure]") {
@@ -732,12 +899,6 @@ TEST_CASE("adaptive_throttle::reconfigure refuses a bad value or a change of win
 
 // ---------------------------------------------------------------- keyed
 
-namespace {
-
-template <class K, class O>
-concept reconfigurable = requires(K& k, const O& o) { k.reconfigure(o); };
-
-}  // namespace
 
 TEST_CASE("keyed::reconfigure: every key held and every new key get the new options", "[reconfigure]") {
   armor::manual_clock clock;
@@ -768,6 +929,100 @@ TEST_CASE("keyed::reconfigure of quota trackers: every key's usage is kept", "[r
   CHECK(per_user.get("u2")->usage(0).limit == 4);
 }
 
+TEST_CASE("keyed::reconfigure reaches the breakers, bulkheads, sliding windows and throttles of every key",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  const armor::timestamp t{1s};
+
+  armor::keyed<armor::circuit_breaker<armor::manual_clock>> per_host{{.failure_threshold = 2}, {}, clock};
+  REQUIRE(per_host.get("a")->options().failure_threshold == 2);
+  per_host.reconfigure({.failure_threshold = 4, .open_for = 3s});
+  CHECK(per_host.get("a")->options().failure_threshold == 4);
+  CHECK(per_host.get("a")->open_time(1) == 3s);
+  CHECK(per_host.get("b")->options().failure_threshold == 4);
+  CHECK(names(refusal([&] { per_host.reconfigure({.failure_threshold = 4, .open_for = -1s}); }), "open_for"));
+  CHECK(per_host.get("a")->open_time(1) == 3s);
+
+  armor::keyed<armor::bulkhead<>> per_tenant{{.max_concurrent = 1}};
+  auto held = per_tenant.get("a")->try_acquire();
+  REQUIRE(held);
+  CHECK_FALSE(per_tenant.get("a")->try_acquire());
+  per_tenant.reconfigure({.max_concurrent = 2});
+  CHECK(per_tenant.get("a")->try_acquire());  // the one held stays inside; a second fits
+  CHECK(per_tenant.get("b")->stats().max_concurrent == 2);
+  CHECK(names(refusal([&] { per_tenant.reconfigure({.max_concurrent = 0}); }), "max_concurrent"));
+  CHECK(per_tenant.get("a")->stats().max_concurrent == 2);
+
+  armor::keyed<armor::sliding_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 4s, .segments = 4}, {}, clock};
+  for (int i = 0; i < 2; ++i) REQUIRE(per_ip.get("a")->try_acquire(1, t));
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t));
+  per_ip.reconfigure({.limit = 3, .window = 4s, .segments = 4});
+  const auto d = per_ip.get("a")->try_acquire(1, t);
+  CHECK(d);
+  CHECK(d.limit() == 3);
+  CHECK(per_ip.get("b")->try_acquire(1, t).limit() == 3);
+  CHECK(names(refusal([&] { per_ip.reconfigure({.limit = 3, .window = 8s, .segments = 4}); }), "window"));
+  CHECK(per_ip.get("a")->try_acquire(1, t).limit() == 3);
+}
+
+TEST_CASE("token_bucket::reconfigure: rate and burst from whole options, the tokens kept; fixed options refused",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::token_bucket<armor::manual_clock> b{{.rate = {1, 1s}, .burst = 4}, clock};
+  REQUIRE(b.try_acquire(3));  // 1 left
+  b.reconfigure({.rate = {2, 1s}, .burst = 6});
+  CHECK(b.rate().per == 500ms);  // 2 a second, in lowest terms
+  CHECK(b.burst() == 6);
+  CHECK(b.available() == 1);  // kept, none added
+  clock.advance(1s);
+  CHECK(b.available() == 3);  // the new rate refills
+  b.reconfigure({.rate = {2, 1s}, .burst = 2});
+  CHECK(b.available() == 2);  // above the new burst: dropped
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {0, 1s}, .burst = 2}); }), "rate.count"));
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {2, 1s}, .burst = 0}); }), "burst"));
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {2, 1s}, .burst = 2, .max_wait = 1s}); }), "max_wait"));
+  CHECK(names(refusal([&] { b.reconfigure({.rate = {2, 1s}, .burst = 2, .count_calls = true}); }), "count_calls"));
+  CHECK(names(refusal([&] {
+                b.reconfigure({.rate = {2, 1s}, .burst = 2, .cost = armor::cost_source::per_call()});
+              }),
+              "cost"));
+  CHECK(b.rate().per == 500ms);  // 2 a second, in lowest terms
+  CHECK(b.burst() == 2);
+}
+
+TEST_CASE("keyed<token_bucket>::reconfigure: every key held keeps its tokens under the new rate; new keys get it",
+          "[reconfigure]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::token_bucket<armor::manual_clock>> per_ip{{.rate = {1, 1s}, .burst = 2}, {}, clock};
+  const armor::timestamp t0 = armor::to_timestamp(clock.now());
+  REQUIRE(per_ip.get("a")->try_acquire(2, t0));
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t0));
+  per_ip.reconfigure({.rate = {5, 1s}, .burst = 10});
+  CHECK(per_ip.options().burst == 10);
+  CHECK(per_ip.get("a")->burst() == 10);
+  CHECK_FALSE(per_ip.get("a")->try_acquire(1, t0));  // no token added
+  clock.advance(1s);
+  CHECK(per_ip.get("a")->try_acquire(5));  // refilled at 5 a second
+  CHECK(per_ip.get("b")->try_acquire(10));  // a new key: the new burst, full
+  CHECK(names(refusal([&] { per_ip.reconfigure({.rate = {5, 1s}, .burst = 10, .max_wait = 1s}); }), "max_wait"));
+  CHECK(per_ip.options().max_wait == 0s);
+  CHECK(per_ip.get("c")->burst() == 10);
+}
+
+TEST_CASE("keyed<shadow<P>>::reconfigure: every key's shadowed policy takes the new limit", "[reconfigure][shadow]") {
+  armor::manual_clock clock;
+  armor::keyed<armor::shadow<armor::fixed_window<armor::manual_clock>>> trial{{.limit = 2, .window = 1min}, {}, clock};
+  const armor::timestamp t{1s};
+  for (int i = 0; i < 2; ++i) REQUIRE_FALSE(trial.get("a")->try_acquire(1, t).would_refuse());
+  CHECK(trial.get("a")->try_acquire(1, t).would_refuse());  // let through, counted
+  trial.reconfigure({.limit = 5, .window = 1min});
+  CHECK(trial.get("a")->policy().limit() == 5);
+  CHECK_FALSE(trial.get("a")->try_acquire(1, t).would_refuse());  // 4 of 5
+  CHECK(trial.get("b")->policy().limit() == 5);
+  CHECK(names(refusal([&] { trial.reconfigure({.limit = 5, .window = 2min}); }), "window"));
+  CHECK(trial.get("a")->policy().limit() == 5);
+}
+
 TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything", "[reconfigure]") {
   armor::manual_clock clock;
   armor::keyed<armor::fixed_window<armor::manual_clock>> per_ip{{.limit = 2, .window = 1min}, {}, clock};
@@ -778,6 +1033,8 @@ TEST_CASE("keyed::reconfigure refuses what P refuses, before changing anything",
   CHECK(per_ip.get("a")->limit() == 2);
   CHECK(per_ip.get("b")->limit() == 2);
   // A policy without reconfigure(): keyed has none either.
-  static_assert(!reconfigurable<armor::keyed<armor::token_bucket<armor::manual_clock>>, armor::token_bucket_options>);
+  static_assert(!reconfigurable<armor::keyed<armor::latency_recorder, armor::latency_recorder_options, armor::manual_clock>,
+                                armor::latency_recorder_options>);
   static_assert(reconfigurable<armor::keyed<armor::fixed_window<armor::manual_clock>>, armor::fixed_window_options>);
+  static_assert(reconfigurable<armor::keyed<armor::token_bucket<armor::manual_clock>>, armor::token_bucket_options>);
 }

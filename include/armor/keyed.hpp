@@ -204,6 +204,30 @@ template <class I, class Clock>
   requires keyed_wall_clocked<I>
 struct keyed_clock_base<I, Clock> {};
 
+/// What keyed<P>::reconfigure takes and options() returns: the map's
+/// options, or, for options that carry more than P's reconfigure() takes
+/// (a keyed quota tracker's keyed_quota_options: the tracker options and
+/// a storage prototype that cannot be copied), P's own options, read with
+/// `keyed_reconfigure_part(const Options&)` and applied to the map's with
+/// `keyed_reconfigure(Options&, const P::options_type&)` (which validates,
+/// then replaces that part), both found by argument-dependent lookup
+/// beside the options' type (armor/quota_tracker.hpp).
+template <class Options, class I>
+struct keyed_reconfigure_of {
+  using type = Options;
+  static constexpr bool split = false;
+};
+template <class Options, class I>
+  requires requires { typename I::options_type; } && (!std::is_same_v<typename I::options_type, Options>) &&
+           requires(Options& o, const Options& co, const typename I::options_type& next) {
+             keyed_reconfigure(o, next);
+             { keyed_reconfigure_part(co) } -> std::convertible_to<const typename I::options_type&>;
+           }
+struct keyed_reconfigure_of<Options, I> {
+  using type = typename I::options_type;
+  static constexpr bool split = true;
+};
+
 }  // namespace detail
 
 /// What armor::keyed needs of the policy it stores per key.
@@ -223,6 +247,11 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   /// What is stored per key.
   using instance_type = typename detail::keyed_instance_of<P>::type;
   using options_type = Options;
+  /// What reconfigure() takes and options() returns: Options, or for a
+  /// keyed quota tracker whose storage is kept per key (keyed_quota_options),
+  /// quota_tracker_options (the storage prototype cannot change or be copied).
+  using reconfigure_type =
+      typename detail::keyed_reconfigure_of<Options, typename detail::keyed_instance_of<P>::type>::type;
 
   /// The listener every key's instance gets a copy of (no_listener when P has none).
   using listener_type = typename detail::keyed_listener_of<instance_type>::type;
@@ -629,10 +658,16 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   /// keyed_options::key: which of a call's keys this map uses in a pipeline.
   [[nodiscard]] key_source key() const noexcept { return key_; }
   /// The options new keys are built with: those given at construction, or
-  /// to the last reconfigure() (a copy, under the map's options mutex).
-  [[nodiscard]] Options options() const {
+  /// to the last reconfigure() (a copy, under the map's options mutex). For
+  /// a keyed quota tracker whose storage is kept per key, the tracker
+  /// options (keyed_quota_options::quota: the storage is not copied).
+  [[nodiscard]] reconfigure_type options() const {
     const std::shared_lock lock(options_mutex_);
-    return options_;
+    if constexpr (detail::keyed_reconfigure_of<Options, instance_type>::split) {
+      return keyed_reconfigure_part(options_);
+    } else {
+      return options_;
+    }
   }
 
   /// Reconfigures every key's instance, and the options new keys are built
@@ -648,15 +683,28 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   /// with the new options. What each instance keeps is P's rule (its
   /// counts, its window, its learned limit). Reconfigure calls on one map
   /// run one at a time. Allocates (the scratch instance, the copy).
-  void reconfigure(const Options& options)
-    requires requires(instance_type& i, const Options& o) { i.reconfigure(o); }
+  ///
+  /// A keyed quota tracker whose storage is kept per key (its options are
+  /// keyed_quota_options: SQLite, Redis, any_quota_storage) takes the
+  /// tracker options alone (reconfigure_type): they are checked by
+  /// quota_tracker::check_reconfigure and the storage prototype's
+  /// takes_limits() instead of a scratch tracker (no storage is opened),
+  /// then every key's tracker and every key made later get them; the
+  /// storage prototype stays. Each key keeps the usage its storage holds
+  /// (in the file, in Redis) and the new limits apply to it.
+  void reconfigure(const reconfigure_type& options)
+    requires requires(instance_type& i, const reconfigure_type& o) { i.reconfigure(o); }
   {
     const std::lock_guard writer(reconfigure_mutex_);
     {
       const std::unique_lock lock(options_mutex_);
-      instance_type scratch = make_instance(options_, clock_, listener_, std::string_view{});
-      scratch.reconfigure(options);  // throws, naming the option, before anything changed
-      options_ = options;
+      if constexpr (detail::keyed_reconfigure_of<Options, instance_type>::split) {
+        keyed_reconfigure(options_, options);  // throws, naming the option, before anything changed
+      } else {
+        instance_type scratch = make_instance(options_, clock_, listener_, std::string_view{});
+        scratch.reconfigure(options);  // throws, naming the option, before anything changed
+        options_ = options;
+      }
     }
     for (std::size_t i = 0; i < shard_count_; ++i) {
       shard& s = shards_[i];

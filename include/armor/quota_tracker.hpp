@@ -609,6 +609,25 @@ struct alignas(cache_line) quota_pending {
   std::atomic<std::int64_t> units{0};
 };
 
+/// Refuses a change of limits a storage cannot apply: an any_quota_storage
+/// whose storage inside takes no limits per call (its takes_limits()).
+/// Storages without takes_limits() take them (the tracker's reconfigure()
+/// requires the overloads at compile time).
+template <class S>
+void check_storage_takes_limits(const S& storage, const char* who) {
+  if constexpr (requires {
+                  { storage.takes_limits() } noexcept -> std::same_as<bool>;
+                }) {
+    if (!storage.takes_limits()) {
+      invalid_config(std::string(who) +
+                     ": storage: the storage inside any_quota_storage takes no limits per call (memory, SQLite and "
+                     "Redis do), so its limits cannot change at run time; build a new tracker to change them");
+    }
+  } else {
+    (void)storage, (void)who;
+  }
+}
+
 }  // namespace detail
 
 /// Usage quotas (see the top of this header and docs/quota_tracker.md).
@@ -840,27 +859,16 @@ class quota_tracker {
   /// fired in the current period stay fired. Available with a storage that
   /// takes the limits per call (memory_quota_storage, sqlite_quota_storage,
   /// redis_quota_storage: there, no lease while the limits differ from
-  /// those built with). Thread-safe and lock-free for the calls; allocates
-  /// nothing (beyond the message of a refusal).
+  /// those built with; any_quota_storage holding one of those: with any
+  /// other storage inside it refuses, naming the storage). The stored
+  /// counts of a durable storage are kept as they are (the file and Redis
+  /// keep counts, not limits). Thread-safe and lock-free for the calls;
+  /// allocates nothing (beyond the message of a refusal).
   void reconfigure(const quota_tracker_options& options)
     requires(detail::limits_quota_storage<Storage> || detail::limits_deadline_quota_storage<Storage>)
   {
-    constexpr const char* who = "armor::quota_tracker::reconfigure";
-    check(options);
-    if (options.windows.size() != count_) detail::fixed_at_construction(who, "the number of windows");
-    for (std::size_t i = 0; i < count_; ++i) {
-      const quota_window& a = options.windows[i];
-      const quota_window& b = options_.windows[i];
-      if (a.kind != b.kind || a.length != b.length || a.buckets != b.buckets) {
-        detail::fixed_at_construction(who, window_field(i).c_str());
-      }
-    }
-    if (options.utc_offset != options_.utc_offset) detail::fixed_at_construction(who, "utc_offset");
-    if (options.alerts != options_.alerts) detail::fixed_at_construction(who, "alerts");
-    if (options.alert_basis != options_.alert_basis) detail::fixed_at_construction(who, "alert_basis");
-    if (options.forecast_alert != options_.forecast_alert) detail::fixed_at_construction(who, "forecast_alert");
-    if (options.forecast_after != options_.forecast_after) detail::fixed_at_construction(who, "forecast_after");
-    if (!(options.cost == options_.cost)) detail::fixed_at_construction(who, "cost");
+    check_reconfigure(options_, options);
+    detail::check_storage_takes_limits(storage_, "armor::quota_tracker::reconfigure");
     if (!alert_rows_) {
       limits_.store(limits_of(options));
       return;
@@ -873,6 +881,30 @@ class quota_tracker {
     for (std::size_t i = 0; i < count_; ++i) alert_rows_->rows[i].store(alert_row_of(options.windows[i].limit));
     alert_rows_->writing.store(false, std::memory_order_release);
   }
+  /// What reconfigure() checks, without a tracker: throws
+  /// armor::error(invalid_argument), naming the option, when `next` is
+  /// invalid or changes an option fixed at construction of a tracker built
+  /// with `current` (armor::keyed checks a new configuration with it before
+  /// it reconfigures any key). Allocates nothing when it passes.
+  static void check_reconfigure(const quota_tracker_options& current, const quota_tracker_options& next) {
+    constexpr const char* who = "armor::quota_tracker::reconfigure";
+    check(next);
+    if (next.windows.size() != current.windows.size()) detail::fixed_at_construction(who, "the number of windows");
+    for (std::size_t i = 0; i < current.windows.size(); ++i) {
+      const quota_window& a = next.windows[i];
+      const quota_window& b = current.windows[i];
+      if (a.kind != b.kind || a.length != b.length || a.buckets != b.buckets) {
+        detail::fixed_at_construction(who, window_field(i).c_str());
+      }
+    }
+    if (next.utc_offset != current.utc_offset) detail::fixed_at_construction(who, "utc_offset");
+    if (next.alerts != current.alerts) detail::fixed_at_construction(who, "alerts");
+    if (next.alert_basis != current.alert_basis) detail::fixed_at_construction(who, "alert_basis");
+    if (next.forecast_alert != current.forecast_alert) detail::fixed_at_construction(who, "forecast_alert");
+    if (next.forecast_after != current.forecast_after) detail::fixed_at_construction(who, "forecast_after");
+    if (!(next.cost == current.cost)) detail::fixed_at_construction(who, "cost");
+  }
+
   /// The wall clock the tracker reads.
   [[nodiscard]] const WallClock& clock() const noexcept { return clock_; }
   /// The storage backend (e.g. to flush a batched sqlite storage).
@@ -1672,6 +1704,30 @@ class quota_tracker {
   double forecast_ = 0;
   double forecast_gate_ = 0;
 };
+
+/// For armor::keyed<quota_tracker<C, S>> whose storage is kept per key
+/// (its options are keyed_quota_options<S>): keyed::reconfigure(next), with
+/// the tracker options alone, finds this by argument-dependent lookup. It
+/// checks `next` against `options.quota` as quota_tracker::reconfigure
+/// does, and that the prototype storage takes limits per call (throwing
+/// armor::error(invalid_argument) naming the option, and changing nothing),
+/// then replaces `options.quota`. The storage prototype stays: the storage
+/// is fixed for the map's life (each key's counts stay where they are).
+template <class Storage>
+void keyed_reconfigure(keyed_quota_options<Storage>& options, const quota_tracker_options& next)
+  requires(detail::limits_quota_storage<Storage> || detail::limits_deadline_quota_storage<Storage>)
+{
+  quota_tracker<system_clock, Storage>::check_reconfigure(options.quota, next);
+  detail::check_storage_takes_limits(options.storage, "armor::keyed<quota_tracker>::reconfigure");
+  options.quota = next;
+}
+/// For armor::keyed: the part of keyed_quota_options that keyed::options()
+/// returns and keyed_reconfigure() changes.
+template <class Storage>
+[[nodiscard]] const quota_tracker_options& keyed_reconfigure_part(
+    const keyed_quota_options<Storage>& options) noexcept {
+  return options.quota;
+}
 
 quota_tracker(quota_tracker_options) -> quota_tracker<>;
 template <class C>

@@ -433,6 +433,15 @@ class shadow : public detail::shadow_clock_base<detail::policy_of<P>>,
   /// observation period.
   void reset_stats() noexcept { counters_.clear(); }
 
+  /// Changes the shadowed policy's limits (its own reconfigure(),
+  /// docs/reconfiguration.md), so that keyed<shadow<P>> reconfigures every
+  /// key's shadowed P as keyed<P> does. Throws what P's reconfigure throws.
+  template <class O>
+    requires requires(policy_type& p, const O& o) { p.reconfigure(o); }
+  void reconfigure(const O& options) {
+    policy().reconfigure(options);
+  }
+
   /// The shadowed policy (its own stats, options, runtime changes).
   [[nodiscard]] policy_type& policy() noexcept { return detail::unwrap(policy_); }
   [[nodiscard]] const policy_type& policy() const noexcept { return detail::unwrap(policy_); }

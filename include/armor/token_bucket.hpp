@@ -29,6 +29,7 @@
 #include <armor/detail/bucket_parse.hpp>
 #include <armor/detail/bucket_state.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/counter_set.hpp>
 #include <armor/detail/time.hpp>
 #include <armor/error.hpp>
@@ -590,6 +591,26 @@ class alignas(Padded ? detail::cache_line : alignof(detail::bucket_state)) token
   void set_burst(std::int64_t burst, timestamp now) {
     change([&](const detail::bucket_config& c) { return checked(rate_of(c), burst, "armor::token_bucket::set_burst"); },
            [now] { return ns(now); });
+  }
+
+  /// Changes rate and burst from whole options, now (reads the clock),
+  /// keeping the tokens as set_rate(rate, burst) does: the shape of every
+  /// policy's reconfigure(), so that armor::keyed<token_bucket> reconfigures
+  /// every key held and every new key (docs/reconfiguration.md). max_wait,
+  /// cost and (on a bucket that counts) count_calls are fixed at
+  /// construction. Throws armor::error(invalid_argument) naming a bad or
+  /// fixed option; nothing changes then. As after set_rate, idle() is false
+  /// from then on (the bucket no longer matches the options it was built
+  /// with), so a keyed map evicts such keys least recently used first.
+  void reconfigure(const token_bucket_options& options) {
+    constexpr const char* who = "armor::token_bucket::reconfigure";
+    const detail::bucket_config next = checked(options.rate, options.burst, who);
+    if (options.max_wait.count() != state_.max_wait()) detail::fixed_at_construction(who, "max_wait");
+    if (!(options.cost == state_.cost())) detail::fixed_at_construction(who, "cost");
+    if constexpr (Padded) {
+      if (options.count_calls != counters_.on) detail::fixed_at_construction(who, "count_calls");
+    }
+    change([&](const detail::bucket_config&) { return next; }, [this] { return ns(to_timestamp(clock_.now())); });
   }
 
   /// The current rate, in lowest terms ({60, 1min} reads back as {1, 1s}).

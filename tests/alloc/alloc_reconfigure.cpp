@@ -9,9 +9,12 @@
 #include <armor/bulkhead.hpp>
 #include <armor/circuit_breaker.hpp>
 #include <armor/fixed_window.hpp>
+#include <armor/keyed.hpp>
 #include <armor/load_shedder.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/sliding_window.hpp>
+#include <armor/storage/any.hpp>
+#include <armor/token_bucket.hpp>
 
 #include "armor_catch.hpp"
 #include "counting_new.hpp"
@@ -124,4 +127,65 @@ TEST_CASE("the load shedder's decisions after reconfigure allocate nothing", "[a
   }
   CHECK(allocations == 0);
   CHECK(granted == 10'000);  // a (warning): both; b (shedding, refusing all): neither
+}
+
+// A tracker on any_quota_storage (memory: inside) reconfigures without
+// allocating, and so do its decisions after. A keyed map of them whose
+// storage is made per key copies the options in reconfigure() (it
+// allocates, as keyed::reconfigure always has); the decisions of the keys
+// it holds after it allocate nothing.
+TEST_CASE("a tracker on any_quota_storage and a keyed map of them: decisions after reconfigure allocate nothing",
+          "[alloc][reconfigure]") {
+  using tracker = armor::quota_tracker<armor::manual_clock, armor::any_quota_storage>;
+  const armor::quota_tracker_options a{
+      .windows = {armor::quota_window::per_minute(5), armor::quota_window::per_hour(50)}, .alerts = {}};
+  const armor::quota_tracker_options b{
+      .windows = {armor::quota_window::per_minute(9), armor::quota_window::per_hour(90)}, .alerts = {}};
+  armor::manual_clock clock;
+  tracker one{a, clock, armor::make_quota_storage("memory:")};
+  armor::keyed<tracker> per_user{{.quota = a, .storage = armor::make_quota_storage("memory:")}, {.max_keys = 8}, clock};
+  auto ann = per_user.get("ann");
+  auto bob = per_user.get("bob");
+  long granted = 0;
+  {
+    armor_test::allocation_scope scope;
+    for (int i = 0; i < 10'000; ++i) {
+      one.reconfigure(i % 2 == 0 ? b : a);
+      clock.advance(std::chrono::seconds{7});
+      if (one.try_consume()) ++granted;
+    }
+    CHECK(scope.allocations() == 0);
+  }
+  std::size_t allocations = 0;
+  for (int i = 0; i < 1'000; ++i) {
+    per_user.reconfigure(i % 2 == 0 ? b : a);
+    clock.advance(std::chrono::seconds{7});
+    armor_test::allocation_scope scope;
+    if (ann->try_consume()) ++granted;
+    if (bob->try_consume(2)) ++granted;
+    if (per_user.get("ann")->try_consume()) ++granted;
+    allocations += scope.allocations();
+  }
+  CHECK(allocations == 0);
+  CHECK(granted > 1'000);  // the hour's limit (50 or 90) bounds it
+  CHECK(ann->usage(0).limit == 5);  // the last (i = 999) was a's
+}
+
+// token_bucket::reconfigure validates without building a string (unless it
+// refuses) and changes the state word in place: 10 000 of them, each
+// followed by a decision, allocate nothing.
+TEST_CASE("token_bucket::reconfigure and the decisions after it allocate nothing", "[alloc][reconfigure]") {
+  const armor::token_bucket_options a{.rate = {1, std::chrono::milliseconds{1}}, .burst = 5};
+  const armor::token_bucket_options b{.rate = {1, std::chrono::milliseconds{3}}, .burst = 9};
+  armor::manual_clock clock;
+  armor::token_bucket<armor::manual_clock> bucket{a, clock};
+  long granted = 0;
+  armor_test::allocation_scope scope;
+  for (int i = 0; i < 10'000; ++i) {
+    bucket.reconfigure(i % 2 == 0 ? b : a);
+    clock.advance(std::chrono::milliseconds{1});
+    if (bucket.try_acquire()) ++granted;
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK(granted > 1'000);
 }

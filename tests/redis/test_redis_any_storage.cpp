@@ -3,6 +3,8 @@
 // builds, deciding alike; the URL's parameters and the options' tracker
 // reach the storage; redis+sentinel:// builds without a server up (nothing
 // connects before the first call). The cluster: test_redis_cluster.cpp.
+#include <armor/keyed.hpp>
+#include <armor/quota_tracker.hpp>
 #include <armor/redis/quota_storage.hpp>
 #include <armor/storage/any.hpp>
 
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -79,4 +82,32 @@ TEST_CASE("redis: redis+sentinel:// and redis+cluster:// build their storages be
   armor::any_quota_storage c = armor::make_quota_storage("redis+cluster://127.0.0.1:1,127.0.0.1:2", how);
   REQUIRE(c.target<armor::redis_quota_storage>() != nullptr);
   CHECK(c.target<armor::redis_quota_storage>()->connection().options().cluster);
+}
+
+TEST_CASE("redis: a tracker and a keyed map on a redis:// URL change their limits at run time",
+          "[any_quota_storage][redis][reconfigure]") {
+  using tracker = armor::quota_tracker<armor::manual_clock, armor::any_quota_storage>;
+  const armor::any_quota_storage_options how{.tracker = "any-reconf-" + std::to_string(::getpid()),
+                                             .backends = {armor::redis_quota_backend}};
+  const std::string url = server_url() + "?prefix=armor-test&time=caller";
+  const auto daily = [](std::int64_t limit) {
+    return armor::quota_tracker_options{.windows = {armor::quota_window::per_day(limit)}, .alerts = {}};
+  };
+  const armor::manual_clock clock{armor::manual_clock::time_point{20'000 * 24h + 9h}};
+  tracker t{daily(2), clock, armor::make_quota_storage(url, how)};
+  REQUIRE(t.storage().takes_limits());
+  REQUIRE(t.try_consume(2));
+  CHECK_FALSE(t.try_consume(1));
+  t.reconfigure(daily(3));
+  CHECK(t.try_consume(1));
+  CHECK_FALSE(t.try_consume(1));
+  CHECK(t.usage(0).used == 3);
+
+  armor::keyed<tracker> per_user{{.quota = daily(1), .storage = armor::make_quota_storage(url, how)}, {}, clock};
+  REQUIRE(per_user.get("ann")->try_consume(1));
+  per_user.reconfigure(daily(2));
+  CHECK(per_user.get("ann")->try_consume(1));
+  CHECK_FALSE(per_user.get("ann")->try_consume(1));
+  CHECK(per_user.get("bob")->try_consume(2));
+  CHECK(per_user.get("bob")->usage(0).limit == 2);
 }

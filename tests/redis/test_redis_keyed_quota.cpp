@@ -91,3 +91,78 @@ TEST_CASE("redis keyed quota: two processes share each user's budget", "[redis][
   auto per_user = per_user_daily(conn, name, armor::system_clock{}, armor::redis_time_source::server);
   CHECK(per_user.get("ann")->usage(0).used == 500'000);
 }
+
+// ---------------------------------------------------------------- reconfigure (issue 21)
+
+TEST_CASE("redis keyed quota: reconfigure reaches every key held and every new key; Redis keeps the counts",
+          "[redis][keyed_quota][reconfigure]") {
+  auto& server = armor_test::shared_redis();
+  const armor::redis_connection conn{keyed_redis(server.port())};
+  const std::string name = keyed_name("keyed-reconf");
+  armor::manual_clock clock{20'000 * 24h + 9h};
+  const auto daily = [](std::int64_t limit) {
+    return armor::quota_tracker_options{.windows = {armor::quota_window::per_day(limit)}, .alerts = {}};
+  };
+  // Two maps (two processes) over one tracker name; leases on, to check that
+  // a reconfigured key asks Redis (a lease serves only the limits bound).
+  const auto make = [&](std::int64_t limit) {
+    return keyed_redis_quota<armor::manual_clock>{
+        {.quota = daily(limit),
+         .storage = armor::redis_quota_storage{
+             conn, {.tracker = name, .lease = 2, .time = armor::redis_time_source::caller}}},
+        {.max_keys = 100},
+        clock};
+  };
+  auto a = make(4);
+  auto b = make(4);
+  static_assert(std::is_same_v<decltype(a)::reconfigure_type, armor::quota_tracker_options>);
+  REQUIRE(a.get("ann")->try_consume(3));
+  REQUIRE(a.get("ann")->storage().return_lease());
+  CHECK(b.get("ann")->usage(0).used == 3);
+
+  a.reconfigure(daily(6));
+  CHECK(a.options().windows[0].limit == 6);
+  CHECK(a.get("ann")->usage(0).limit == 6);
+  CHECK(a.get("ann")->try_consume(3));  // 6 of 6 in Redis: the old limit would have refused
+  CHECK(a.get("ann")->storage().leased() == 0);  // no lease under limits other than those bound
+  const auto full = a.get("ann")->try_consume(1);
+  CHECK(full.status() == armor::quota_tracker_status::exhausted);
+  CHECK(full.used() == 6);
+  CHECK(full.limit() == 6);
+  CHECK(full.retry_after() == 15h);
+  // b keeps its own limits: Redis holds counts, each tracker its limits.
+  const auto other = b.get("ann")->try_consume(1);
+  CHECK(other.status() == armor::quota_tracker_status::exhausted);
+  CHECK(other.limit() == 4);
+  CHECK(other.used() == 6);
+  CHECK(a.get("cat")->try_consume(6));  // a key made after: the new limit
+  CHECK_FALSE(a.get("cat")->try_consume(1));
+
+  // Lowered: b's key and a key made later in b, under 2.
+  b.reconfigure(daily(2));
+  CHECK(b.get("bob")->try_consume(2));
+  CHECK_FALSE(b.get("bob")->try_consume(1));
+  CHECK(b.get("cat")->usage(0).used == 6);  // a's spend, seen through Redis
+  CHECK(b.get("cat")->usage(0).limit == 2);
+
+  // Refused by name; nothing changes.
+  try {
+    a.reconfigure({.windows = {armor::quota_window::per_day(6), armor::quota_window::per_hour(1)}, .alerts = {}});
+    FAIL("a window added in place was accepted");
+  } catch (const armor::error& e) {
+    CHECK(e.code() == armor::errc::invalid_argument);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("the number of windows cannot change at run time"));
+  }
+  try {
+    a.reconfigure(daily(armor::quota_max_limit + 1));
+    FAIL("a limit over quota_max_limit was accepted");
+  } catch (const armor::error& e) {
+    CHECK_THAT(std::string(e.what()), Catch::Contains("windows[0].limit"));
+  }
+  CHECK(a.options().windows[0].limit == 6);
+  CHECK(a.get("dan")->usage(0).limit == 6);
+  clock.advance(15h);  // a new day: the new limits, whole
+  CHECK(a.get("ann")->try_consume(6));
+  CHECK(b.get("bob")->try_consume(2));
+  CHECK_FALSE(b.get("bob")->try_consume(1));
+}

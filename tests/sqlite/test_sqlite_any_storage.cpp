@@ -2,6 +2,7 @@
 // builds the same tracker type as memory:, deciding the same way on the same
 // sequence; the URL's parameters and tracker reach the storage; counts are
 // shared through the file between storages that name the same tracker.
+#include <armor/keyed.hpp>
 #include <armor/quota_tracker.hpp>
 #include <armor/storage/any.hpp>
 #include <armor/storage/sqlite.hpp>
@@ -130,4 +131,49 @@ TEST_CASE("a keyed map of trackers on a sqlite: URL keeps each key's counts unde
   CHECK(alice.try_consume(3));
   CHECK_FALSE(alice_again.try_consume(1));
   CHECK(bob.try_consume(3));
+}
+
+TEST_CASE("a tracker and a keyed map on a sqlite: URL change their limits at run time; the file's counts stay",
+          "[any_quota_storage][sqlite][reconfigure]") {
+  const temp_path db;
+  const auto daily = [](std::int64_t limit) {
+    return armor::quota_tracker_options{.windows = {quota_window::per_day(limit)}, .alerts = {}};
+  };
+  const std::string url = "sqlite:" + db.path + "?create=true";
+  const armor::manual_clock clock{armor::manual_clock::time_point{20'000 * 24h + 9h}};
+  {
+    any_tracker t{daily(3), clock, armor::make_quota_storage(url, with_sqlite)};
+    REQUIRE(t.storage().takes_limits());
+    REQUIRE(t.try_consume(3));
+    t.reconfigure(daily(4));
+    CHECK(t.try_consume(1));
+    CHECK_FALSE(t.try_consume(1));
+    CHECK(t.usage(0).used == 4);
+  }
+  any_tracker reopened{daily(5), clock, armor::make_quota_storage(url, with_sqlite)};
+  CHECK(reopened.usage(0).used == 4);
+
+  using keyed_any = armor::keyed<any_tracker>;
+  keyed_any per_user{{.quota = daily(1), .storage = armor::make_quota_storage(url, with_sqlite)}, {}, clock};
+  REQUIRE(per_user.get("ann")->try_consume(1));
+  CHECK_FALSE(per_user.get("ann")->try_consume(1));
+  per_user.reconfigure(daily(3));
+  CHECK(per_user.get("ann")->try_consume(2));
+  CHECK_FALSE(per_user.get("ann")->try_consume(1));
+  CHECK(per_user.get("bob")->try_consume(3));
+  CHECK_THAT(std::string([&] {
+               try {
+                 per_user.reconfigure(daily(-1));
+               } catch (const armor::error& e) {
+                 return std::string(e.what());
+               }
+               return std::string();
+             }()),
+             Catch::Contains("windows[0].limit"));
+  CHECK(per_user.options().windows[0].limit == 3);
+  // Another map over the file sees ann's 3 under its own limits.
+  keyed_any other{{.quota = daily(4), .storage = armor::make_quota_storage(url, with_sqlite)}, {}, clock};
+  CHECK(other.get("ann")->usage(0).used == 3);
+  CHECK(other.get("ann")->try_consume(1));
+  CHECK_FALSE(per_user.get("ann")->try_consume(1));  // 4 used, limit 3
 }

@@ -18,7 +18,8 @@
 //
 // Cost: one virtual call per storage call (the memory backend's few
 // nanoseconds more are measured in docs/performance.md). Thread-safety: that
-// of the storage inside. Details: docs/backend_urls.md.
+// of the storage inside. A tracker's reconfigure() reaches the storage inside
+// (memory, SQLite, Redis take limits per call). Details: docs/backend_urls.md.
 #pragma once
 
 #include <armor/error.hpp>
@@ -52,6 +53,12 @@ class any_quota_backend {
 
   virtual void bind(std::span<const quota_window_layout> layouts) = 0;
   virtual quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until) noexcept = 0;
+  /// Against `limits` (quota_tracker::reconfigure) when the storage inside
+  /// takes limits per call (takes_limits()); against those bound otherwise.
+  virtual quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until,
+                                        const quota_values& limits) noexcept = 0;
+  /// Whether the storage inside takes limits per call (memory, SQLite, Redis).
+  virtual bool takes_limits() const noexcept = 0;
   virtual quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept = 0;
   virtual void release(const quota_stamp& at, std::int64_t n) noexcept = 0;
   virtual std::int64_t read(std::size_t w, std::int64_t i, std::span<std::int64_t> out,
@@ -86,6 +93,23 @@ class any_quota_model final : public any_quota_backend {
         return s_.try_consume(at, n);
       }
     });
+  }
+  quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until,
+                                const quota_values& limits) noexcept override {
+    if constexpr (limits_deadline_quota_storage<S>) {
+      return s_.try_consume(at, n, until, limits);
+    } else if constexpr (limits_quota_storage<S>) {
+      (void)until;
+      return s_.try_consume(at, n, limits);
+    } else {
+      // Its limits are those bound: quota_tracker::reconfigure refuses to
+      // change them (takes_limits() is false), so `limits` are those.
+      (void)limits;
+      return try_consume(at, n, until);
+    }
+  }
+  bool takes_limits() const noexcept override {
+    return limits_deadline_quota_storage<S> || limits_quota_storage<S>;
   }
   quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept override {
     return quietly([&] { return s_.charge(at, n); });
@@ -188,6 +212,19 @@ class any_quota_storage {
   [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until) noexcept {
     return backend_->try_consume(at, n, until);
   }
+  /// The same, against `limits` (one per window) instead of the limits
+  /// bound: how a quota_tracker on this storage decides with the limits of
+  /// its last reconfigure(). A storage inside that takes no limits per call
+  /// is checked against its own (see takes_limits()).
+  [[nodiscard]] quota_consumption try_consume(const quota_stamp& at, std::int64_t n, quota_deadline until,
+                                              const quota_values& limits) noexcept {
+    return backend_->try_consume(at, n, until, limits);
+  }
+  /// Whether the storage inside takes the limits per call, as the memory,
+  /// SQLite and Redis backends do: only then can a tracker on this storage
+  /// change its limits at run time (quota_tracker::reconfigure refuses
+  /// otherwise, saying so).
+  [[nodiscard]] bool takes_limits() const noexcept { return backend_ && backend_->takes_limits(); }
   [[nodiscard]] quota_consumption charge(const quota_stamp& at, std::int64_t n) noexcept {
     return backend_->charge(at, n);
   }
@@ -234,6 +271,7 @@ class any_quota_storage {
 static_assert(deadline_quota_storage<any_quota_storage>);
 static_assert(alert_quota_storage<any_quota_storage>);
 static_assert(keyed_quota_storage<any_quota_storage>);
+static_assert(detail::limits_deadline_quota_storage<any_quota_storage>);
 
 /// A backend make_quota_storage can build beyond memory:, given by the
 /// header of its integration: armor::sqlite_quota_backend,
