@@ -33,6 +33,25 @@
 
 namespace armor {
 
+namespace detail {
+
+/// Limits laid out for memory_quota_storage::try_fast() (quota_tracker's
+/// fast path): packed, per half, the sums over the windows of
+/// (cap - limit) << shift and (2^c - first alert) << shift; one fixed
+/// window, the limit and first alert themselves.
+struct quota_fast_limits {
+  std::array<std::uint64_t, 2> room{};
+  std::array<std::uint64_t, 2> alert{};
+  bool usable = false;
+};
+enum class quota_fast_result : std::uint8_t { declined, granted, granted_alerting };
+struct quota_fast_outcome {
+  quota_fast_result result = quota_fast_result::declined;
+  std::array<std::uint64_t, 2> word{};  // granted: the counters as written
+};
+
+}  // namespace detail
+
 /// The default quota storage: counters in this process (see the top of this
 /// header). Move-only; moving hands over the counters (not while in use).
 class memory_quota_storage {
@@ -141,19 +160,9 @@ class memory_quota_storage {
   // laid out beforehand as the counters are, and counted in one CAS. Every
   // other case is declined with nothing written, and goes the general way.
 
-  /// Limits laid out for try_fast(): packed, per half, the sums over the
-  /// windows of (cap - limit) << shift and (2^c - first alert) << shift;
-  /// one fixed window, the limit and first alert themselves.
-  struct fast_limits {
-    std::array<std::uint64_t, 2> room{};
-    std::array<std::uint64_t, 2> alert{};
-    bool usable = false;
-  };
-  enum class fast_result : std::uint8_t { declined, granted, granted_alerting };
-  struct fast_outcome {
-    fast_result result = fast_result::declined;
-    std::array<std::uint64_t, 2> word{};  // granted: the counters as written
-  };
+  using fast_limits = detail::quota_fast_limits;
+  using fast_result = detail::quota_fast_result;
+  using fast_outcome = detail::quota_fast_outcome;
 
   /// `limits` and `first_alert` (units; max(): none) laid out for try_fast().
   [[nodiscard]] fast_limits fast_limits_of(const quota_values& limits, const quota_values& first_alert) const noexcept {
