@@ -1,14 +1,16 @@
 // armor/storage/memory.hpp: armor::memory_quota_storage, the default
 // storage of armor::quota_tracker: lock-free atomics in this process, one
-// word per window on one shared cache line.
+// word per window on one shared cache line, or, for a tracker's fixed
+// windows whose limits fit, all their counts in one 16-byte word.
 //
 //     armor::quota_tracker quota{{.windows = {armor::quota_window::per_day(50)}}};
 //     // is armor::quota_tracker<armor::system_clock, armor::memory_quota_storage>
 //
 // The counts live as long as the tracker and are not shared with other
 // processes (armor/storage/sqlite.hpp keeps them on disk, with the same
-// rules). Layout, the all-or-nothing proof and the rolling-window sealing:
-// docs/quota_tracker.md, "All or nothing, without a lock".
+// rules). Layout, the all-or-nothing proof, the packed counters and the
+// rolling-window sealing: docs/quota_tracker.md, "All or nothing, without a
+// lock".
 //
 // Thread-safety: every member but the move and bind() may be called
 // concurrently. Nothing allocates after bind(); nothing locks.
