@@ -693,8 +693,17 @@ class memory_quota_storage {
       } else {
         // Each window keeps its slice if it is this one or later, else
         // starts this one at zero. A later epoch (a thread whose clock read
-        // later) keeps every slice: each is then at or after this one.
-        view = decode(v, epoch_near(v[0], at[epoch_], detail::quota_skew_max));
+        // later) keeps every slice: each is then at or after this one. An
+        // epoch more than quota_skew_max ahead is a clock stepped back: a
+        // word per window decides that per window (the longer ones keep
+        // their later period), which one epoch cannot say, so the counts
+        // move there.
+        const std::int64_t epoch = epoch_near(v[0], at[epoch_], std::int64_t{1} << 23);
+        if (epoch - at[epoch_] > detail::quota_skew_max) [[unlikely]] {
+          move_out(at[epoch_]);
+          return false;
+        }
+        view = decode(v, epoch);
         view.epoch = std::max(view.epoch, at[epoch_]);
         for (std::size_t i = 0; i < count_; ++i) {
           if (view.slice[i] < at[i]) {
@@ -776,6 +785,9 @@ class memory_quota_storage {
       const packed_view view = decode(v, epoch_near(v[0], ref, std::int64_t{1} << 23));
       cur = view.slice[w];
       used = view.used[w];
+      // As a word per window reads it: more than quota_skew_max slices
+      // ahead is an earlier slice (a clock stepped back that far).
+      if (cur - i > detail::quota_skew_max) cur = i - 1;
     }
     slice = std::max(cur, i);
     if (!out.empty()) out[0] = cur == slice ? used : 0;
