@@ -44,10 +44,13 @@ namespace {
 using armor_bench::work;
 
 constexpr std::int64_t huge = armor::quota_max_limit;
+// The largest limit with which three windows share one packed word in the
+// memory backend (2^30 - 1, about a billion; memory.hpp, "Packed counters").
+constexpr std::int64_t packable = (std::int64_t{1} << 30) - 1;
 
 std::vector<quota_window> one_day() { return {quota_window::per_day(huge)}; }
 std::vector<quota_window> three() {
-  return {quota_window::per_minute(huge), quota_window::per_hour(huge), quota_window::per_day(huge)};
+  return {quota_window::per_minute(packable), quota_window::per_hour(packable), quota_window::per_day(packable)};
 }
 std::vector<quota_window> one_month() { return {quota_window::per_month(huge)}; }
 std::vector<quota_window> one_rolling() { return {quota_window::rolling(huge, 1h, 60)}; }
@@ -151,7 +154,7 @@ void bm_forecast(benchmark::State& state) {
   static armor::quota_tracker<armor::manual_clock> t{{.windows = three(), .alerts = {}, .forecast_alert = 1.0},
                                                      armor::manual_clock{1'700'000'030s}};
   static const bool ready = [] {
-    (void)t.charge(huge / 100 * Percent);
+    (void)t.charge(packable / 100 * Percent);
     return t.stats().forecast_alerts == (Percent >= 95 ? 3U : 0U);
   }();
   if (!ready) std::abort();
@@ -167,7 +170,7 @@ BENCHMARK(bm_forecast<95>)->Name("bm_forecast/fired")->Threads(1)->Threads(2);
 void bm_past_alert(benchmark::State& state) {
   static armor::quota_tracker<armor::manual_clock> t{{.windows = three()}, armor::manual_clock{1'700'000'000s}};
   static const bool ready = [] {
-    (void)t.charge(huge / 100 * 85);
+    (void)t.charge(packable / 100 * 85);
     return t.stats().alerts == 3U;
   }();
   if (!ready) std::abort();

@@ -18,6 +18,8 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -1405,4 +1407,277 @@ TEST_CASE("precomputed thresholds round a half unit at a large limit as the per-
     CHECK(heard.alerts[0].used == expected);
     CHECK(heard.alerts[0].threshold == 0.5);
   }
+}
+
+// ---------------------------------------------------------------- packed counters (issue 23)
+//
+// The memory backend keeps the counts of several fixed windows in one
+// 16-byte word (memory.hpp, "Packed counters") and try_consume() has a
+// one-CAS path over it. The reference below is the same storage without
+// bind_calendar(): a word per window, the general path, as before.
+
+namespace {
+
+/// memory_quota_storage that never packs (and is not the tracker's fast path).
+struct unpacked_memory : armor::memory_quota_storage {
+  void bind_calendar(std::span<const armor::detail::quota_cycle>) = delete;
+};
+
+using plain_tracker = armor::quota_tracker<armor::manual_clock, unpacked_memory>;
+
+struct listener_log {
+  std::shared_ptr<std::vector<std::tuple<std::size_t, double, std::int64_t, int>>> events =
+      std::make_shared<std::vector<std::tuple<std::size_t, double, std::int64_t, int>>>();
+  void operator()(const armor::quota_tracker_event& e) const noexcept {
+    events->emplace_back(e.window, e.threshold, e.used, static_cast<int>(e.kind));
+  }
+};
+
+/// The same random calls on a packed tracker and an unpacked one on one
+/// clock: every answer, usage and event must be the same. The clock only
+/// moves forward: a word per window lets a
+/// refused consumption move the earlier windows' periods on (with nothing
+/// counted, after its rollback), which a clock stepped back then sees;
+/// the packed word writes nothing on a refusal. Steps back are tested on
+/// their own below.
+void differential(const std::vector<quota_window>& windows, std::uint64_t seed, bool expect_packed,
+                  std::optional<double> forecast = std::nullopt) {
+  CAPTURE(seed);
+  armor::manual_clock clock{sys_days{2026y / 12 / 31}.time_since_epoch() + 23h + 58min};
+  armor::quota_tracker_options o{.windows = windows, .utc_offset = -5h};
+  o.forecast_alert = forecast;
+  listener_log packed_log, plain_log;
+  armor::quota_tracker<armor::manual_clock, armor::memory_quota_storage, listener_log> packed{o, clock, {},
+                                                                                             packed_log};
+  armor::quota_tracker<armor::manual_clock, unpacked_memory, listener_log> plain{o, clock, {}, plain_log};
+  REQUIRE(packed.storage().packed() == expect_packed);
+  const auto still_packed = [&] { return packed.storage().packed(); };
+  std::mt19937_64 rng(seed);
+  const auto pick = [&rng](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  std::int64_t smallest = std::numeric_limits<std::int64_t>::max();
+  for (const quota_window& w : windows) smallest = std::min(smallest, w.limit);
+  std::vector<std::pair<decltype(packed.reserve(1).permit()), decltype(plain.reserve(1).permit())>> permits;
+  for (int step = 0; step < 4000; ++step) {
+    CAPTURE(step);
+    if (step == 3000) REQUIRE(still_packed() == expect_packed);
+    const std::int64_t r = pick(0, 99);
+    if (r < 45) {
+      const std::int64_t cost = pick(0, 9) == 0 ? pick(-1, smallest + 1) : pick(1, std::max<std::int64_t>(smallest / 8, 1));
+      const auto a = packed.try_consume(cost);
+      const auto b = plain.try_consume(cost);
+      REQUIRE(a.status() == b.status());
+      REQUIRE(a.window() == b.window());
+      REQUIRE(a.used() == b.used());
+      REQUIRE(a.limit() == b.limit());
+      REQUIRE(a.retry_after() == b.retry_after());
+    } else if (r < 60) {
+      const std::int64_t cost = pick(1, std::max<std::int64_t>(smallest / 4, 1));
+      auto a = packed.reserve(cost);
+      auto b = plain.reserve(cost);
+      REQUIRE(a.status() == b.status());
+      REQUIRE(a.used() == b.used());
+      if (a) permits.emplace_back(std::move(a).permit(), std::move(b).permit());
+    } else if (r < 72 && !permits.empty()) {
+      const std::size_t k = static_cast<std::size_t>(pick(0, static_cast<std::int64_t>(permits.size()) - 1));
+      const std::int64_t how = pick(0, 2);
+      if (how == 0) {
+        permits[k].first.cancel();
+        permits[k].second.cancel();
+      } else {
+        const std::int64_t actual = how == 1 ? pick(0, permits[k].first.amount()) : pick(0, smallest * 2);
+        REQUIRE(permits[k].first.commit(actual) == permits[k].second.commit(actual));
+      }
+      permits.erase(permits.begin() + static_cast<std::ptrdiff_t>(k));
+    } else if (r < 76) {
+      const std::int64_t units = pick(0, 5) == 0 ? pick(0, smallest * 3) : pick(1, 3);
+      REQUIRE(packed.charge(units) == plain.charge(units));
+    } else if (r < 93) {
+      // Seconds, minutes, across an hour or a day, now and then a month or more.
+      const std::int64_t kind = pick(0, 20);
+      const nanoseconds d = kind < 10   ? nanoseconds{pick(1, 20'000'000'000)}
+                            : kind < 17 ? nanoseconds{pick(1, 3'600'000'000'000)}
+                            : kind < 20 ? nanoseconds{pick(1, 2 * 86'400'000'000'000)}
+                                        : nanoseconds{pick(1, 40 * 86'400'000'000'000)};
+      clock.advance(d);
+    } else if (r < 97) {
+      // New limits: sometimes beyond what the packed word holds (the counts move out).
+      armor::quota_tracker_options n = o;
+      for (quota_window& w : n.windows) {
+        w.limit = pick(0, 3) == 0 ? std::max<std::int64_t>(w.limit / 2, 1)
+                  : step > 3000 && pick(0, 9) == 0 ? armor::quota_max_limit  // the first 3000 steps stay packed
+                                    : w.limit + pick(0, 50);
+      }
+      packed.reconfigure(n);
+      plain.reconfigure(n);
+      smallest = std::numeric_limits<std::int64_t>::max();
+      for (const quota_window& w : n.windows) smallest = std::min(smallest, w.limit);
+    }
+    if (step % 7 == 0 || r >= 93) {
+      for (std::size_t w = 0; w < windows.size(); ++w) {
+        CAPTURE(w);
+        const armor::quota_usage a = packed.usage(w);
+        const armor::quota_usage b = plain.usage(w);
+        REQUIRE(a.used == b.used);
+        REQUIRE(a.limit == b.limit);
+        REQUIRE(a.resets_in == b.resets_in);
+        REQUIRE(a.projected == b.projected);
+      }
+      REQUIRE(packed.idle(armor::timestamp{}) == plain.idle(armor::timestamp{}));
+    }
+  }
+  permits.clear();
+  REQUIRE(*packed_log.events == *plain_log.events);
+  const armor::quota_tracker_stats a = packed.stats(), b = plain.stats();
+  REQUIRE(a.exhausted == b.exhausted);
+  REQUIRE(a.too_large == b.too_large);
+  REQUIRE(a.invalid == b.invalid);
+  REQUIRE(a.unavailable == b.unavailable);
+  REQUIRE(a.alerts == b.alerts);
+  REQUIRE(a.forecast_alerts == b.forecast_alerts);
+}
+
+}  // namespace
+
+TEST_CASE("packed counters decide, count, report and alert exactly as a word per window") {
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    differential({quota_window::per_minute(40), quota_window::per_hour(300), quota_window::per_day(2000)}, seed,
+                 true);
+    differential({quota_window::per_minute(7), quota_window::per_month(500)}, seed, true);
+    differential({quota_window::per_hour(60), quota_window::per_week(900), quota_window::lifetime(5000)}, seed,
+                 true);
+    differential({quota_window::fixed(25, 7s), quota_window::fixed(90, 50s), quota_window::per_minute(120),
+                  quota_window::per_hour(1000)},
+                 seed, true);
+    differential({quota_window::per_minute(30), quota_window::per_day(400)}, seed, true, 0.5);
+  }
+}
+
+TEST_CASE("a clock stepped back by days: each window keeps a later period within 4096 of its own, as a word per window does") {
+  armor::manual_clock clock{sys_days{2026y / 3 / 10}.time_since_epoch() + 12h};
+  const armor::quota_tracker_options o{
+      .windows = {quota_window::per_minute(40), quota_window::per_day(900), quota_window::per_month(5000)},
+      .alerts = {}};
+  tracker packed{o, clock};
+  plain_tracker plain{o, clock};
+  REQUIRE(packed.storage().packed());
+  const auto same = [&] {
+    for (std::size_t w = 0; w < 3; ++w) {
+      CAPTURE(w);
+      CHECK(packed.usage(w).used == plain.usage(w).used);
+      CHECK(packed.usage(w).resets_in == plain.usage(w).resets_in);
+    }
+  };
+  REQUIRE(packed.try_consume(30));
+  REQUIRE(plain.try_consume(30));
+  same();
+  clock.set(clock.now() - 4 * 24h);  // 5760 minutes back: the minute restarts, the day and month keep theirs
+  same();
+  CHECK(packed.usage(0).used == 0);
+  CHECK(packed.usage(1).used == 30);
+  const auto a = packed.try_consume(20);
+  const auto b = plain.try_consume(20);
+  CHECK(a.status() == b.status());
+  CHECK_FALSE(packed.storage().packed());  // moved to a word per window, which says this per window
+  same();
+  CHECK(packed.usage(1).used == 50);
+  clock.set(clock.now() + 4 * 24h + 1min);
+  same();
+  CHECK(packed.try_consume(1).status() == plain.try_consume(1).status());
+  same();
+}
+
+TEST_CASE("a window set the packed word cannot name exactly keeps a word per window, and decides the same") {
+  // A 30-day period is shorter than the longest month: one month could hold two of its boundaries.
+  differential({quota_window::fixed(50, 30 * 24h), quota_window::per_month(80)}, 11, false);
+  // Rolling windows need their ring.
+  differential({quota_window::per_minute(20), quota_window::rolling(60, 1h, 6)}, 12, false);
+  // One window already has a word of its own.
+  differential({quota_window::per_day(100)}, 13, false);
+  // Limits too large for three fields (2^30 - 1 at most).
+  differential({quota_window::per_minute(1 << 30), quota_window::per_hour(100), quota_window::per_day(100)}, 14,
+               false);
+}
+
+TEST_CASE("packed counters move to a word per window, keeping every count, when a limit or an overrun does not fit") {
+  armor::manual_clock clock{1'700'000'000s};
+  tracker t{{.windows = {quota_window::per_minute(1000), quota_window::per_hour(5000), quota_window::per_day(9000)},
+             .alerts = {}},
+            clock};
+  REQUIRE(t.storage().packed());
+  REQUIRE(t.try_consume(600));
+  clock.advance(1min);
+  REQUIRE(t.try_consume(300));
+  CHECK(t.usage(0).used == 300);
+  CHECK(t.usage(1).used == 900);
+  SECTION("a limit above the packed limit") {
+    const std::int64_t big = std::int64_t{1} << 31;
+    t.reconfigure({.windows = {quota_window::per_minute(big), quota_window::per_hour(big), quota_window::per_day(big)},
+                   .alerts = {}});
+    REQUIRE(t.try_consume(100));
+    CHECK_FALSE(t.storage().packed());
+    CHECK(t.usage(0).used == 400);
+    CHECK(t.usage(1).used == 1000);
+    CHECK(t.usage(2).used == 1000);
+    REQUIRE(t.try_consume(big - 1000));
+    CHECK_FALSE(t.try_consume(1));
+    CHECK(t.usage(2).used == big);
+  }
+  SECTION("an overrun beyond a field") {
+    const std::int64_t huge = std::int64_t{1} << 33;
+    REQUIRE(t.charge(huge) == armor::quota_tracker_status::granted);
+    CHECK_FALSE(t.storage().packed());
+    CHECK(t.usage(0).used == 300 + huge);
+    CHECK(t.usage(2).used == 900 + huge);
+    CHECK(t.try_consume(1).status() == armor::quota_tracker_status::exhausted);
+    clock.advance(24h);
+    CHECK(t.try_consume(1));
+    CHECK(t.usage(2).used == 1);
+  }
+}
+
+TEST_CASE("packed counters turn over with the calendar: minute, hour, day and month, and never move back") {
+  // 2026-01-31 23:59:30 UTC: the minute, hour, day and month all end in 30 s.
+  armor::manual_clock clock{sys_days{2026y / 1 / 31}.time_since_epoch() + 23h + 59min + 30s};
+  tracker t{{.windows = {quota_window::per_minute(10), quota_window::per_hour(20), quota_window::per_day(30),
+                         quota_window::per_month(40)}},
+            clock};
+  REQUIRE(t.storage().packed());
+  REQUIRE(t.try_consume(10));
+  CHECK(t.try_consume(1).window() == 0);
+  clock.advance(29s);
+  CHECK_FALSE(t.try_consume(1));
+  clock.advance(1s);  // 00:00:00 on February 1st
+  REQUIRE(t.try_consume(10));
+  for (std::size_t w = 0; w < 4; ++w) CHECK(t.usage(w).used == 10);
+  // A reading a second earlier (another thread's) counts in the later periods.
+  clock.set(clock.now() - 1s);
+  CHECK_FALSE(t.try_consume(1));  // the minute of 00:00 is full
+  CHECK(t.usage(0).used == 10);
+  clock.advance(61s);
+  REQUIRE(t.try_consume(5));
+  CHECK(t.usage(0).used == 5);
+  CHECK(t.usage(1).used == 15);
+  CHECK(t.usage(3).used == 15);
+  // A month later only the month turns over with the others.
+  clock.advance(28 * 24h);  // 2026-03-01 00:01:01
+  REQUIRE(t.try_consume(2));
+  for (std::size_t w = 0; w < 4; ++w) CHECK(t.usage(w).used == 2);
+}
+
+TEST_CASE("a packed reservation given back long after still reaches the periods it was counted in") {
+  armor::manual_clock clock{1'700'000'000s};
+  tracker t{{.windows = {quota_window::per_minute(100), quota_window::per_month(1000)}}, clock};
+  REQUIRE(t.storage().packed());
+  auto d = t.reserve(80);
+  REQUIRE(d);
+  clock.advance(5 * 24h);  // more than 4096 minutes: the permit's epoch is far behind the word's
+  REQUIRE(t.try_consume(1));
+  const std::int64_t month_before = t.usage(1).used;
+  d.permit().cancel();
+  // Given back to the month (still the same month, unless these 5 days crossed it).
+  const bool same_month = month_before == 81;
+  CHECK(t.usage(1).used == (same_month ? 1 : month_before));
+  CHECK(t.usage(0).used == 1);
 }

@@ -652,6 +652,12 @@ class quota_tracker {
 
   friend class quota_tracker_permit<WallClock, Storage, Listener>;
 
+  static constexpr bool memory_backend = std::is_same_v<Storage, memory_quota_storage>;
+  struct no_fast_limits {
+    bool usable = false;
+  };
+  using fast_limits_type = std::conditional_t<memory_backend, memory_quota_storage::fast_limits, no_fast_limits>;
+
  public:
   /// The clock the tracker reads (armor::keyed builds each key's tracker
   /// with it). Not named clock_type: the tracker sits in a pipeline of any clock.
@@ -675,6 +681,7 @@ class quota_tracker {
                          Listener listener = Listener{})
       : options_(checked(std::move(options))),
         limits_(limits_of(options_)),
+        built_(limits_of(options_)),
         clock_(std::move(clock)),
         storage_(std::move(storage)),
         listener_(std::move(listener)) {
@@ -711,6 +718,12 @@ class quota_tracker {
       layouts.push_back({w.limit, s.buckets, window_key(w, options_.utc_offset)});
     }
     storage_.bind(layouts);
+    if constexpr (requires(std::span<const detail::quota_cycle> c) { storage_.bind_calendar(c); }) {
+      // The memory backend packs the counts of several fixed windows into one word.
+      std::array<detail::quota_cycle, quota_max_windows> cycles{};
+      for (std::size_t i = 0; i < count_; ++i) cycles[i] = windows_[i].cycle;
+      storage_.bind_calendar(std::span<const detail::quota_cycle>(cycles.data(), count_));
+    }
     counters_ = std::make_unique<detail::quota_counters>();
     alerts_ = std::make_unique<std::atomic<std::uint64_t>[]>(count_);
     // Relaxed: not shared yet; whatever shares the tracker orders this.
@@ -724,6 +737,11 @@ class quota_tracker {
     }
     if ((alert_count_ > 0 || forecasts_) && options_.alert_basis == quota_alert_basis::settled) {
       pending_ = std::make_unique<detail::quota_pending>();
+    }
+    if constexpr (memory_backend) {
+      // Forecasts look at every consumption: none of theirs is fast.
+      if (!forecasts_) fast_ = storage_.fast_limits_of(built_.limit, built_.first_alert);
+      fast_max_cost_ = *std::min_element(built_.limit.begin(), built_.limit.begin() + static_cast<std::ptrdiff_t>(count_));
     }
   }
 
@@ -744,15 +762,20 @@ class quota_tracker {
 
   /// Counts `cost` units in every window now, or none.
   [[nodiscard]] quota_tracker_decision<> try_consume(std::int64_t cost = 1) noexcept(quiet) {
-    return consume(limits_.load(), cost, now_ns()).decision;
+    if constexpr (memory_backend) {
+      if (fast_.usable && cost > 0 && cost <= fast_max_cost_ && !reconfigured_.load()) return consume_fast(cost);
+    }
+    return with_limits([&](const limits& l) { return consume(l, cost, now_ns()).decision; });
   }
 
   /// Reserves `estimate` units in every window now, or none: a granted
   /// decision holds them in its permit(). Commit the permit with the real
   /// cost when it is known; dropping it uncommitted gives the units back.
   [[nodiscard]] quota_tracker_decision<permit_type> reserve(std::int64_t estimate) noexcept(quiet) {
-    const consume_result o = consume(limits_.load(), estimate, now_ns(), quota_deadline::max(), true);
-    return {o.decision, permit_of(o, estimate)};
+    return with_limits([&](const limits& l) -> quota_tracker_decision<permit_type> {
+      const consume_result o = consume(l, estimate, now_ns(), quota_deadline::max(), true);
+      return {o.decision, permit_of(o, estimate)};
+    });
   }
 
   /// Counts `units` in every window now, whatever their limits: units spent
@@ -871,6 +894,7 @@ class quota_tracker {
     detail::check_storage_takes_limits(storage_, "armor::quota_tracker::reconfigure");
     if (!alert_rows_) {
       limits_.store(limits_of(options));
+      reconfigured_.store(true);
       return;
     }
     // One reconfigure() at a time, so that the rows end with the limits of
@@ -878,6 +902,7 @@ class quota_tracker {
     // per call: correct, but slow).
     while (alert_rows_->writing.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
     limits_.store(limits_of(options));
+    reconfigured_.store(true);
     for (std::size_t i = 0; i < count_; ++i) alert_rows_->rows[i].store(alert_row_of(options.windows[i].limit));
     alert_rows_->writing.store(false, std::memory_order_release);
   }
@@ -943,22 +968,7 @@ class quota_tracker {
   /// own deadline refusals), whatever the storage's failure mode.
   [[nodiscard]] admission<permit_type> admit(context& ctx) noexcept(quiet) {
     const std::int64_t cost = ctx.cost(options_.cost);
-    const limits l = limits_.load();  // one reading per decision (reconfigure())
-    const consume_result o = consume(l, cost, now_ns(), deadline_of(ctx), true);
-    if (o.late) [[unlikely]] {
-      return admission<permit_type>::reject(errc::deadline_exceeded, std::nullopt, true);
-    }
-    const quota_tracker_decision<>& d = o.decision;
-    switch (d.status()) {
-      case quota_tracker_status::granted: return admission<permit_type>::admit(permit_of(o, cost));
-      case quota_tracker_status::exhausted:
-        return admission<permit_type>::reject(errc::quota_exhausted, d.retry_after(),
-                                              d.retry_after().count() < l.retryable_within);
-      case quota_tracker_status::unavailable:
-        return admission<permit_type>::reject(errc::storage_unavailable, std::nullopt, true);
-      default: break;
-    }
-    return admission<permit_type>::reject(d.code(), std::nullopt, false);
+    return with_limits([&](const limits& l) { return admit_within(l, cost, ctx); });
   }
 
   /// Policy protocol: commits the reported cost when the operation
@@ -987,6 +997,15 @@ class quota_tracker {
     quota_values first_alert{};  // per window: the units of the lowest alert threshold (max: no alerts)
     std::int64_t retryable_within = 0;
   };
+
+  // Calls f with the limits of one decision: those built with (no copy)
+  // until the first reconfigure(), then a whole reading of limits_.
+  template <class F>
+  decltype(auto) with_limits(F&& f) const noexcept(noexcept(f(std::declval<const limits&>()))) {
+    if (ARMOR_LIKELY(!reconfigured_.load())) return f(built_);
+    const limits l = limits_.load();
+    return f(l);
+  }
 
   [[nodiscard]] static limits limits_of(const quota_tracker_options& o) noexcept {
     limits l;
@@ -1153,6 +1172,42 @@ class quota_tracker {
     }
     counters_->c.add(detail::quota_counter::exhausted);
     return {quota_tracker_decision<>(quota_tracker_status::exhausted, worst, used, l.limit[worst], wait), {}};
+  }
+
+  // try_consume() on the memory backend, with the limits built with: one
+  // CAS when every window is in the slice of the last consumption, has room
+  // and is below its first alert; else the general way, at the same time.
+  [[nodiscard]] quota_tracker_decision<> consume_fast(std::int64_t cost) noexcept(quiet) {
+    const std::int64_t t = now_ns();
+    const quota_stamp at = stamp(t);
+    const auto o = storage_.try_fast(at, cost, fast_);
+    using result = memory_quota_storage::fast_result;
+    if (o.result == result::granted) [[likely]] return {};
+    if (o.result == result::granted_alerting) {
+      (void)after_consumption(built_, storage_.fast_consumption(at, o), t, quota_deadline::max(), 0);
+      return {};
+    }
+    return with_limits([&](const limits& l) { return consume(l, cost, t).decision; });
+  }
+
+  // admit() with the limits of this decision.
+  [[nodiscard]] admission<permit_type> admit_within(const limits& l, std::int64_t cost,
+                                                    const context& ctx) noexcept(quiet) {
+    const consume_result o = consume(l, cost, now_ns(), deadline_of(ctx), true);
+    if (o.late) [[unlikely]] {
+      return admission<permit_type>::reject(errc::deadline_exceeded, std::nullopt, true);
+    }
+    const quota_tracker_decision<>& d = o.decision;
+    switch (d.status()) {
+      case quota_tracker_status::granted: return admission<permit_type>::admit(permit_of(o, cost));
+      case quota_tracker_status::exhausted:
+        return admission<permit_type>::reject(errc::quota_exhausted, d.retry_after(),
+                                              d.retry_after().count() < l.retryable_within);
+      case quota_tracker_status::unavailable:
+        return admission<permit_type>::reject(errc::storage_unavailable, std::nullopt, true);
+      default: break;
+    }
+    return admission<permit_type>::reject(d.code(), std::nullopt, false);
   }
 
   // How long until window w has room for `cost` (-1: it has room now), if
@@ -1677,6 +1732,14 @@ class quota_tracker {
   quota_tracker_options options_;
   // Written only by reconfigure().
   detail::config_cell<limits> limits_;
+  // The limits built with, and whether reconfigure() ever replaced them
+  // (until it does, a decision reads them in place, not a copy of limits_).
+  limits built_;
+  detail::config_cell<bool> reconfigured_{false};
+  // The memory backend's fast path (try_consume()): built_ laid out as its
+  // counters, and the largest cost it takes (the smallest limit).
+  fast_limits_type fast_{};
+  std::int64_t fast_max_cost_ = 0;
   std::array<window_state, quota_max_windows> windows_{};
   std::size_t count_ = 0;
   std::vector<std::string> names_;  // window_name(i)

@@ -49,6 +49,34 @@ TEST_CASE("quota_tracker allocates nothing per call") {
   CHECK(heard.alerts.load() > 0);
 }
 
+TEST_CASE("packed counters allocate nothing per call, nor when they move to a word per window") {
+  armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
+  counting_listener heard;
+  const armor::quota_tracker_options options{
+      .windows = {quota_window::per_minute(100), quota_window::per_hour(1000), quota_window::per_month(100'000)}};
+  armor::quota_tracker t{options, clock, armor::memory_quota_storage{}, std::ref(heard)};
+  REQUIRE(t.storage().packed());
+  armor::quota_tracker_options bigger = options;
+  bigger.windows[2].limit = armor::quota_max_limit;  // beyond the packed word: the counts move out
+  (void)t.try_consume();  // warm-up: nothing lazy should be left
+  armor_test::allocation_scope scope;
+  long granted = 0;
+  for (int minute = 0; minute < 6; ++minute) {
+    if (minute == 3) t.reconfigure(bigger);
+    for (int i = 0; i < 120; ++i) granted += t.try_consume() ? 1 : 0;  // 100 granted, 20 refused
+    auto r = t.reserve(10).permit();
+    (void)r.commit(3);
+    { auto dropped = t.reserve(5); }
+    (void)t.usage(1);
+    (void)t.charge(1);
+    clock.advance(1min);
+  }
+  CHECK(scope.allocations() == 0);
+  CHECK_FALSE(t.storage().packed());
+  CHECK(granted == 99 + 5 * 100);
+  CHECK(heard.alerts.load() > 0);
+}
+
 TEST_CASE("quota alerts reached by a commit, or re-armed by a cancel, allocate nothing") {
   armor::manual_clock clock{(sys_days{2024y / June / 15} + 12h).time_since_epoch()};
   counting_listener settled_heard;

@@ -304,3 +304,82 @@ TEST_CASE("while the clock crosses period boundaries no period admits more than 
   CHECK(repeats == 0);
   CHECK(heard.per_period.size() >= 10);
 }
+
+// The packed counters (memory.hpp, "Packed counters": minute, hour and day
+// in one 16-byte word): threads consume and reserve (committing or giving
+// back) while another moves the clock across minute boundaries, and, in one
+// section, raises the limits beyond what the word holds, so that the counts
+// move to a word per window mid-race. Afterwards, exactly: the hour and the
+// day count what was kept, and no minute admitted more than its limit.
+TEST_CASE("packed counters under racing consumes, releases, minute turnovers and a move to a word per window") {
+  const auto start = sys_days{2024y / June / 15} + 12h;
+  const auto clock = clock_at(start);
+  constexpr std::int64_t per_minute = 300;
+  constexpr std::int64_t per_hour = 3000;
+  const bool move = GENERATE(false, true);
+  CAPTURE(move);
+  tracker t{{.windows = {quota_window::per_minute(per_minute), quota_window::per_hour(per_hour),
+                         quota_window::per_day(100'000)}},
+            clock};
+  REQUIRE(t.storage().packed());
+  std::atomic<bool> done{false};
+  std::atomic<std::int64_t> kept{0};
+  std::mutex m;
+  std::map<std::int64_t, std::int64_t> by_minute;  // units certainly counted in that minute
+  std::thread mover([&] {
+    // Bounded by the work done, not by time (a preempted thread only slows it).
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    for (int i = 0; i < 30; ++i) {
+      while (t.usage(0).remaining() > 0 && t.usage(1).remaining() > 0 && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::yield();
+      if (move && i == 12) {
+        constexpr std::int64_t big = std::int64_t{1} << 32;
+        t.reconfigure({.windows = {quota_window::per_minute(per_minute), quota_window::per_hour(per_hour),
+                                   quota_window::per_day(big)}});
+      }
+      clock.advance(20s);  // 10 minutes in all: the hour and the day stay the same
+    }
+    done.store(true);
+  });
+  together([&](int id) {
+    std::map<std::int64_t, std::int64_t> mine;
+    std::int64_t mine_kept = 0;
+    std::minstd_rand rng(static_cast<unsigned>(id) + 1);
+    while (!done.load(std::memory_order_relaxed)) {
+      const auto before = floor<minutes>(clock.now().time_since_epoch()).count();
+      std::int64_t counted = 0;
+      if (rng() % 4 == 0) {
+        auto d = t.reserve(3);
+        if (d) {
+          const auto r = rng() % 3;
+          if (r == 0) {
+            d.permit().cancel();
+          } else if (r == 1) {
+            (void)d.permit().commit(1);
+            counted = 1;
+          } else {
+            d.permit().commit();
+            counted = 3;
+          }
+        }
+      } else if (t.try_consume(1)) {
+        counted = 1;
+      }
+      const auto after = floor<minutes>(clock.now().time_since_epoch()).count();
+      mine_kept += counted;
+      if (counted > 0 && before == after) mine[before] += counted;
+    }
+    kept.fetch_add(mine_kept);
+    const std::lock_guard<std::mutex> lock(m);
+    for (const auto& [minute, n] : mine) by_minute[minute] += n;
+  });
+  mover.join();
+  CHECK(t.storage().packed() == !move);
+  CHECK(t.usage(1).used == kept.load());
+  CHECK(t.usage(2).used == kept.load());
+  CHECK(kept.load() <= per_hour);
+  std::int64_t worst = 0;
+  for (const auto& [minute, n] : by_minute) worst = std::max(worst, n);
+  CHECK(worst <= per_minute);
+  CHECK(by_minute.size() >= 5);
+}
