@@ -986,7 +986,11 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     // the slot, one for the entry, two atomic operations (pin, unpin).
     node* n = detail::keyed_table<node>::find_pinned(
         directory_[index].load(std::memory_order_acquire), key, low(h), [](node* x) { return try_pin(x); },
-        [&s](node* x) { unpin(s, x); });
+        // An entry pinned that holds another key may have moved to another
+        // shard through the shared pool meanwhile: released to the shard of
+        // the key it holds (pinned, so its key is alive), whose count of
+        // live entries it is in if this is the last reference.
+        [this](node* x) { unpin(shard_for(hash_of(x->key_view())), x); });
     if (n != nullptr) {
       if (!expired(n, now)) {
         touch(n, now);
@@ -1019,17 +1023,20 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
     n->hash = low(h);
     n->last_used.store(now, std::memory_order_relaxed);
     s.live.fetch_add(1, std::memory_order_relaxed);
-    // The table's reference and ours. Release: a lookup that pins it sees
-    // the payload.
-    n->refs.store(2, std::memory_order_release);
     sweep(s, now);
+    // Its count stays 0 until the insert has succeeded: a lookup holding
+    // this entry from a slot of its earlier life cannot pin it meanwhile,
+    // so a throwing insert frees an entry nobody holds.
     try {
       s.table.insert(n);
     } catch (...) {
-      n->refs.store(0, std::memory_order_relaxed);  // not published: nobody else holds it
       free_locked(s, n);
       throw;
     }
+    // The table's reference and ours. Release: a lookup that pins it sees
+    // the payload; one that loaded the new slot before this store fails to
+    // pin and takes the lock, which this insert holds.
+    n->refs.store(2, std::memory_order_release);
     // Release: a lookup that loads the word sees the array's contents.
     directory_[index].store(s.table.word(), std::memory_order_release);
     count_.fetch_add(1, std::memory_order_relaxed);
@@ -1181,7 +1188,8 @@ class keyed : public detail::keyed_clock_base<typename detail::keyed_instance_of
   core* core_ = nullptr;     // owned: see ~keyed()
   shard* shards_ = nullptr;  // core_->shards
   // Each shard's table word, apart from the shards (8 bytes a shard, so it
-  // stays in cache), for acquire()'s prefetch. Relaxed: only a hint.
+  // stays in cache), read by acquire()'s lookup without the lock. Release
+  // (after a growth) and acquire (the lookup): the new array's contents.
   std::unique_ptr<std::atomic<std::uintptr_t>[]> directory_;
   std::size_t shard_count_ = 0;
   int shard_shift_ = 0;

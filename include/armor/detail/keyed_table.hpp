@@ -18,7 +18,8 @@
 // probe past another key does not read that key's entry. prefetch() lets a caller start loading a slot
 // before it takes the shard's lock.
 //
-// Not thread-safe: the shard's lock guards it.
+// The shard's lock guards every change; find_pinned() alone reads without
+// it (slots published with release, replaced arrays kept until the table goes).
 #pragma once
 
 #include <bit>
