@@ -1777,3 +1777,16 @@ TEST_CASE("cancelling a permit 2^24 epochs of the shortest window old gives noth
   CHECK(run(c1, t) == 10);
   CHECK(run(c2, plain) == 10);
 }
+
+TEST_CASE("the counters pack from an epoch window of 38 s: 2^23 of its slices span ten years") {
+  armor::manual_clock clock{1'700'000'000s};
+  const auto packs = [&](std::vector<quota_window> windows) {
+    tracker t{{.windows = std::move(windows), .alerts = {}}, clock};
+    return t.storage().packed();
+  };
+  CHECK_FALSE(packs({quota_window::fixed(10, 37s), quota_window::per_hour(100)}));
+  CHECK(packs({quota_window::fixed(10, 38s), quota_window::per_hour(100)}));
+  CHECK(packs({quota_window::per_minute(10), quota_window::per_day(100)}));
+  CHECK_FALSE(packs({quota_window::per_minute(10), quota_window::lifetime(100)}));
+  CHECK_FALSE(packs({quota_window::fixed(10, 1s), quota_window::per_minute(100)}));
+}
