@@ -1545,10 +1545,19 @@ TEST_CASE("packed counters decide, count, report and alert exactly as a word per
     differential({quota_window::per_minute(40), quota_window::per_hour(300), quota_window::per_day(2000)}, seed,
                  true);
     differential({quota_window::per_minute(7), quota_window::per_month(500)}, seed, true);
+    // A lifetime window, or an epoch window shorter than about 38 s, keeps a
+    // word per window (see the regressions at the end of this file).
     differential({quota_window::per_hour(60), quota_window::per_week(900), quota_window::lifetime(5000)}, seed,
-                 true);
+                 false);
     differential({quota_window::fixed(25, 7s), quota_window::fixed(90, 50s), quota_window::per_minute(120),
                   quota_window::per_hour(1000)},
+                 seed, false);
+    // Packed again: the same shapes without the lifetime window, or with
+    // fixed windows of 40 s and 100 s.
+    differential({quota_window::per_hour(60), quota_window::per_week(900), quota_window::per_month(5000)}, seed,
+                 true);
+    differential({quota_window::fixed(25, 40s), quota_window::fixed(90, 100s), quota_window::per_hour(300),
+                  quota_window::per_day(1000)},
                  seed, true);
     differential({quota_window::per_minute(30), quota_window::per_day(400)}, seed, true, 0.5);
   }
@@ -1680,4 +1689,104 @@ TEST_CASE("a packed reservation given back long after still reaches the periods 
   const bool same_month = month_before == 81;
   CHECK(t.usage(1).used == (same_month ? 1 : month_before));
   CHECK(t.usage(0).used == 1);
+}
+
+// Regressions (review of the packed counters): the 24-bit epoch tag of the
+// shortest window cannot tell a clock stepped back by d epochs from one idle
+// for 2^24 - d, so short epochs and lifetime windows are no longer packed.
+
+TEST_CASE("a tracker idle for 2^23 epochs of its shortest window and more still grants, as a word per window does") {
+  struct set {
+    std::vector<quota_window> windows;
+    nanoseconds epoch;
+    std::int64_t idle;  // epochs
+  };
+  const std::vector<set> sets{
+      {{quota_window::fixed(5, 1s), quota_window::per_day(10)}, 1s, (std::int64_t{1} << 23) + 100'000},
+      {{quota_window::fixed(5, 100ms), quota_window::per_hour(10)}, 100ms, (std::int64_t{1} << 23) + 200'000},
+      {{quota_window::fixed(5, 10ms), quota_window::per_minute(10)}, 10ms, (std::int64_t{1} << 23) + 200'000},
+  };
+  for (std::size_t k = 0; k < sets.size(); ++k) {
+    CAPTURE(k);
+    const set& s = sets[k];
+    armor::manual_clock clock{sys_days{2026y / 3 / 10}.time_since_epoch() + 12h};
+    const armor::quota_tracker_options o{.windows = s.windows, .alerts = {}};
+    tracker t{o, clock};
+    plain_tracker plain{o, clock};
+    for (std::int64_t n = 0; n < s.windows[1].limit; ++n) {
+      REQUIRE(t.try_consume(1));
+      REQUIRE(plain.try_consume(1));
+      clock.advance(s.epoch);
+    }
+    clock.advance(s.epoch * s.idle);  // days to months later: every window is in a new period
+    const auto a = t.try_consume(1);
+    const auto b = plain.try_consume(1);
+    CHECK(b);
+    CHECK(a.status() == b.status());
+    CHECK(a.retry_after() == b.retry_after());
+    CHECK(t.usage(1).used == plain.usage(1).used);
+  }
+}
+
+TEST_CASE("a tracker with a lifetime window keeps a word per window: a read never names the epoch from the start of time") {
+  // Packed, usage() of the lifetime window (or a refusal's retry_after)
+  // could finish another thread's move to a word per window from an epoch
+  // read near the start of time, and decode the day at a bogus period.
+  armor::manual_clock clock{sys_days{2026y / 3 / 10}.time_since_epoch() + 12h};
+  tracker t{{.windows = {quota_window::per_minute(100), quota_window::per_day(10), quota_window::lifetime(1000)},
+             .alerts = {}},
+            clock};
+  CHECK_FALSE(t.storage().packed());
+  for (int n = 0; n < 10; ++n) REQUIRE(t.try_consume(1));
+  CHECK(t.usage(2).used == 10);
+  const auto refused = t.try_consume(1);
+  CHECK_FALSE(refused);
+  CHECK(refused.window() == 1);
+  CHECK(t.usage(1).used == 10);
+  clock.advance(1h);
+  CHECK_FALSE(t.try_consume(1));  // the same day
+  CHECK(t.usage(2).used == 10);
+}
+
+TEST_CASE("cancelling a permit 2^24 epochs of the shortest window old gives nothing to the current period") {
+  // 10 ms epochs: 2^24 of them are 46.6 h. The tracker is used every 11.6 h
+  // meanwhile, so no gap between two calls reaches 2^23 epochs.
+  const armor::quota_tracker_options o{.windows = {quota_window::fixed(1000, 10ms), quota_window::per_minute(10)},
+                                       .alerts = {}};
+  const auto start = sys_days{2026y / 3 / 10}.time_since_epoch() + 12h + 5s;
+  const auto run = [](armor::manual_clock& clock, auto& t) {
+    auto d = t.reserve(5);
+    REQUIRE(d);
+    for (int k = 0; k < 3; ++k) {
+      clock.advance(10ms * (std::int64_t{1} << 22));
+      REQUIRE(t.try_consume(1));
+    }
+    clock.advance(10ms * (std::int64_t{1} << 22) - 30s);
+    REQUIRE(t.try_consume(1));
+    clock.advance(30s);  // the next minute, exactly 2^24 epochs after the reservation
+    int granted = 0;
+    for (int k = 0; k < 10; ++k) granted += t.try_consume(1) ? 1 : 0;
+    CHECK(granted == 10);
+    d.permit().cancel();  // counted 46.6 h ago: nothing to give back in this minute
+    for (int k = 0; k < 10; ++k) granted += t.try_consume(1) ? 1 : 0;
+    return granted;
+  };
+  armor::manual_clock c1{start}, c2{start};
+  tracker t{o, c1};
+  plain_tracker plain{o, c2};
+  CHECK(run(c1, t) == 10);
+  CHECK(run(c2, plain) == 10);
+}
+
+TEST_CASE("the counters pack from an epoch window of 38 s: 2^23 of its slices span ten years") {
+  armor::manual_clock clock{1'700'000'000s};
+  const auto packs = [&](std::vector<quota_window> windows) {
+    tracker t{{.windows = std::move(windows), .alerts = {}}, clock};
+    return t.storage().packed();
+  };
+  CHECK_FALSE(packs({quota_window::fixed(10, 37s), quota_window::per_hour(100)}));
+  CHECK(packs({quota_window::fixed(10, 38s), quota_window::per_hour(100)}));
+  CHECK(packs({quota_window::per_minute(10), quota_window::per_day(100)}));
+  CHECK_FALSE(packs({quota_window::per_minute(10), quota_window::lifetime(100)}));
+  CHECK_FALSE(packs({quota_window::fixed(10, 1s), quota_window::per_minute(100)}));
 }

@@ -83,14 +83,14 @@ class memory_quota_storage {
   }
 
   /// Called by quota_tracker after bind(): how each window numbers its
-  /// slices. With two to eight windows, none rolling, whose limits fit (see
-  /// "Packed counters" in docs/quota_tracker.md), every window's count then
+  /// slices. With two to eight windows, none rolling or lifetime, the
+  /// shortest at least about 38 s, whose limits fit (see "Packed counters"
+  /// in docs/quota_tracker.md), every window's count then
   /// lives in one 16-byte word and a consumption is one compare-and-swap.
   /// Without this call (another owner), the windows keep a word each.
   void bind_calendar(std::span<const detail::quota_cycle> cycles) noexcept {
     packed_ = false;
     if (cycles.size() != count_ || count_ < 2 || !counters_) return;
-    constexpr std::int64_t forever = std::numeric_limits<std::int64_t>::max();
     // Per window, its shortest and longest slice (a month: 28 to 31 days).
     std::array<std::int64_t, quota_max_windows> shortest{}, longest{};
     for (std::size_t i = 0; i < count_; ++i) {
@@ -103,7 +103,9 @@ class memory_quota_storage {
           shortest[i] = 28 * detail::ns_per_day;
           longest[i] = 31 * detail::ns_per_day;
           break;
-        case detail::quota_cut::lifetime: shortest[i] = longest[i] = forever; break;
+        // A lifetime window's reader has no slice near the word's epoch to
+        // read its tag from (read() would name it from the start of time).
+        case detail::quota_cut::lifetime: return;
         case detail::quota_cut::rolling: return;
       }
       if (shortest[i] <= 0) return;
@@ -115,12 +117,17 @@ class memory_quota_storage {
     for (std::size_t i = 1; i < count_; ++i) {
       if (longest[i] < longest[e]) e = i;
     }
+    // The 24-bit epoch tag cannot tell a clock stepped back by d epochs from
+    // one idle for 2^24 - d: only pack when 2^23 epochs span ten years or
+    // more (an epoch of about 38 s at least), so that no idle gap, held
+    // permit or clock jump short of a decade reaches the ambiguity.
+    if (shortest[e] < packed_min_epoch) return;
     for (std::size_t i = 0; i < count_; ++i) {
       if (i == e) continue;
       if (shortest[i] < longest[e]) return;
       // A reader names the epoch from the start of its own window's slice
       // (read()): that slice must span well under 2^23 epochs.
-      if (longest[i] != forever && longest[i] / longest[e] >= (std::int64_t{1} << 22)) return;
+      if (longest[i] / longest[e] >= (std::int64_t{1} << 22)) return;
     }
     // The widest field such that every window gets one, none split between the halves.
     unsigned width = packed_first_bits;
@@ -480,7 +487,8 @@ class memory_quota_storage {
 
   // ---- Packed counters
   //
-  // With bind_calendar(), two to eight windows, none rolling, share one
+  // With bind_calendar(), two to eight windows, none rolling or lifetime,
+  // the epoch window's slices 38 s or more (packed_min_epoch), share one
   // 16-byte word (detail::atomic_pair):
   //
   //   first   bits 63..40  the epoch window's slice, modulo 2^24 (quota_word.hpp's tag)
@@ -514,6 +522,9 @@ class memory_quota_storage {
   static constexpr unsigned packed_first_bits = 38;
   static constexpr std::uint64_t packed_live = std::uint64_t{1} << 39;
   static constexpr std::uint64_t packed_moved = std::uint64_t{1} << 38;
+  // The shortest epoch window slice packed: 2^23 of them span ten years (37.6 s).
+  static constexpr std::int64_t packed_min_epoch =
+      (3653 * detail::ns_per_day + (std::int64_t{1} << 23) - 1) >> 23;
 
   struct packed_field {
     std::uint8_t half = 0;   // 0: first, 1: second
