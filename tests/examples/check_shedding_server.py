@@ -45,6 +45,20 @@ def request(port, method, path, priority=None, source="127.0.0.1"):
         conn.close()
 
 
+def wait_in_flight(port, count=1, limit=10.0):
+    """Until the drain check on /ready counts `count` requests in flight (the
+    slow request has reached the work), at most `limit` seconds: a fixed sleep
+    is too short on a loaded machine, and SIGTERM would then find nothing to
+    drain."""
+    end = time.monotonic() + limit
+    want = f'"detail":"accepting, {count} in flight"'
+    while time.monotonic() < end:
+        if want in request(port, "GET", "/ready")[2]:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def main():
     server = subprocess.Popen([sys.argv[1], "--inject-readings", "--grace-ms", str(GRACE_MS)],
                               stdout=subprocess.PIPE, text=True)
@@ -118,7 +132,7 @@ def run(server, port):
 
     t = threading.Thread(target=slow_request)
     t.start()
-    time.sleep(0.3)  # let it reach the work
+    check("draining: the slow request is in flight before SIGTERM", wait_in_flight(port))
     sent = time.monotonic()
     server.send_signal(signal.SIGTERM)
     ready = None
@@ -173,7 +187,7 @@ def cut_off(binary):
 
         t = threading.Thread(target=slow_request)
         t.start()
-        time.sleep(0.3)  # let it reach the work
+        check("past the grace period: the slow request is in flight before SIGTERM", wait_in_flight(port))
         sent = time.monotonic()
         server.send_signal(signal.SIGTERM)
         try:
