@@ -8,6 +8,15 @@
 // CAPTURE, FAIL, SUCCEED.
 #pragma once
 
+// No try/catch around each CHECK/REQUIRE's expression: Catch2's own switch for
+// faster builds of assertion-heavy files (about 13 % of a test file's g++ -O3
+// compile, measured). An exception escaping an assertion's expression still
+// fails the test case; it is reported at the test case rather than at that
+// assertion. The *_THROWS and *_NOTHROW assertions are unaffected.
+#ifndef CATCH_CONFIG_FAST_COMPILE
+#define CATCH_CONFIG_FAST_COMPILE
+#endif
+
 #if __has_include(<catch2/catch_test_macros.hpp>)
 #include <catch2/catch_test_macros.hpp>
 #else
