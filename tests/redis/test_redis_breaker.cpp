@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <thread>
 #include <utility>
@@ -444,6 +445,277 @@ TEST_CASE("redis breaker: threads through open and half-open cycles (TSan)") {
   CHECK(other_codes.load() == 0);
   CHECK(admitted.load() + refused.load() == 4 * per_thread);
   CHECK(b.stats().shared_rejections == static_cast<std::uint64_t>(refused.load()));
+}
+
+namespace {
+// One instance of its own name that opens the shared breaker alone
+// (min_reporting_instances 1, minimum_calls 10, failure_rate 0.5, open_for 5 s).
+struct lone {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  shared_breaker b;
+  explicit lone(const char* what, const char* instance = "a")
+      : b(patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())},
+          [&] {
+            armor::redis_circuit_breaker_options o = shared_options(breaker_name(what), instance);
+            o.min_reporting_instances = 1;
+            return o;
+          }(),
+          clock) {}
+  void record(int n, const armor::verdict& v) {
+    for (int i = 0; i < n; ++i) {
+      auto d = b.try_acquire();
+      REQUIRE(d);
+      b.record(std::move(d).permit(), v);
+    }
+  }
+  bool admits() {
+    auto d = b.try_acquire();
+    const bool ok = static_cast<bool>(d);
+    if (ok) d.permit().cancel();
+    return ok;
+  }
+};
+}  // namespace
+
+TEST_CASE("redis breaker reconfigure: a lower minimum_calls opens it at the new threshold; a refused one keeps the old") {
+  lone l("re-minc");
+  l.b.sync();
+  l.record(4, armor::verdict::failure());
+  l.b.sync();
+  REQUIRE(l.b.shared_state() == armor::breaker_state::closed);  // 4 calls < 10
+  // Refused: nothing changes, the old minimum (10) still rules.
+  armor::redis_circuit_breaker_options bad = l.b.options();
+  bad.minimum_calls = 0;
+  CHECK_THROWS_WITH(l.b.reconfigure(bad), Catch::Contains("minimum_calls"));
+  CHECK(l.b.options().minimum_calls == 10);
+  l.record(1, armor::verdict::failure());
+  l.b.sync();
+  CHECK(l.b.shared_state() == armor::breaker_state::closed);  // 5 calls < 10
+  // Accepted: 6. The next call syncs at once (no time passed), sends the new
+  // threshold with the 6th failure: open.
+  armor::redis_circuit_breaker_options o = l.b.options();
+  o.minimum_calls = 6;
+  const std::uint64_t syncs = l.b.stats().syncs;
+  l.b.reconfigure(o);
+  CHECK(l.b.options().minimum_calls == 6);
+  l.record(1, armor::verdict::failure());  // its sync runs before it: 5 calls, closed
+  CHECK(l.b.stats().syncs == syncs + 1);
+  CHECK(l.b.shared_state() == armor::breaker_state::closed);
+  l.b.sync();
+  CHECK(l.b.shared_state() == armor::breaker_state::open);
+  auto d = l.b.try_acquire();
+  REQUIRE_FALSE(d);
+  CHECK(d.code() == armor::errc::circuit_open);
+  CHECK(d.retry_after() == 5s);
+}
+
+TEST_CASE("redis breaker reconfigure: a lower failure_rate opens it on the next call, with no new outcome") {
+  lone l("re-rate");
+  l.b.sync();
+  l.record(3, armor::verdict::failure());
+  l.record(7, armor::verdict::success());
+  l.b.sync();
+  REQUIRE(l.b.shared_state() == armor::breaker_state::closed);  // 30 % < 50 %
+  armor::redis_circuit_breaker_options o = l.b.options();
+  o.failure_rate = 0.31;
+  l.b.reconfigure(o);
+  CHECK(l.admits());  // 30 % < 31 %: still closed
+  o.failure_rate = 0.3;
+  l.b.reconfigure(o);
+  CHECK_FALSE(l.admits());  // its sync judges the same window at 30 %: open
+  CHECK(l.b.shared_state() == armor::breaker_state::open);
+}
+
+TEST_CASE("redis breaker reconfigure: open_for applies from the next trip; an open period keeps its end") {
+  lone l("re-open");
+  trip_alone(l.b);  // open for 5 s
+  armor::redis_circuit_breaker_options o = l.b.options();
+  o.open_for = 1s;
+  l.b.reconfigure(o);
+  l.clock.advance(1s);
+  auto d = l.b.try_acquire();  // syncs: the end was set when it opened
+  REQUIRE_FALSE(d);
+  CHECK(d.retry_after() == 4s);
+  l.clock.advance(4s);
+  auto probe = l.b.try_acquire();
+  REQUIRE(probe);
+  REQUIRE(probe.permit().probe());
+  l.b.record(std::move(probe).permit(), armor::verdict::failure());
+  l.b.sync();  // the failed probe reopens it, now for 1 s
+  REQUIRE(l.b.shared_state() == armor::breaker_state::open);
+  auto again = l.b.try_acquire();
+  REQUIRE_FALSE(again);
+  CHECK(again.retry_after() == 1s);
+  l.clock.advance(1s);
+  CHECK(l.admits());  // half-open, a probe slot
+}
+
+TEST_CASE("redis breaker reconfigure: success_threshold and half_open_max_calls reach the half-open breaker") {
+  lone l("re-half");
+  trip_alone(l.b);
+  armor::redis_circuit_breaker_options o = l.b.options();
+  o.half_open_max_calls = 2;
+  o.success_threshold = 2;
+  l.b.reconfigure(o);
+  l.clock.advance(5s);
+  auto p1 = l.b.try_acquire();
+  REQUIRE(p1);
+  REQUIRE(p1.permit().probe());
+  auto p2 = l.b.try_acquire();  // a second slot (1 before the change)
+  REQUIRE(p2);
+  REQUIRE(p2.permit().probe());
+  CHECK_FALSE(l.admits());
+  l.b.record(std::move(p1).permit(), armor::verdict::success());
+  l.b.sync();
+  CHECK(l.b.shared_state() == armor::breaker_state::half_open);  // 1 success < 2
+  l.b.record(std::move(p2).permit(), armor::verdict::success());
+  l.b.sync();
+  CHECK(l.b.shared_state() == armor::breaker_state::closed);
+}
+
+TEST_CASE("redis breaker reconfigure: instances of one name with different thresholds each judge by their own") {
+  trio t("re-mixed");  // min_reporting_instances 2, minimum_calls 10
+  t.sync_all();
+  armor::redis_circuit_breaker_options o = t.b[1].options();
+  o.minimum_calls = 4;
+  t.b[1].reconfigure(o);
+  CHECK(t.b[0].options().minimum_calls == 10);  // the others keep theirs
+  CHECK(t.calls(0, 2, armor::verdict::failure()) == 2);
+  CHECK(t.calls(1, 2, armor::verdict::failure()) == 2);  // b's first call synced: sent nothing yet
+  t.b[1].sync();  // b's 2 failures: 2 calls, 1 reporter
+  CHECK(t.b[1].shared_state() == armor::breaker_state::closed);
+  t.b[0].sync();  // a's 2: 4 calls, 2 reporters, but a judges by minimum_calls 10
+  CHECK(t.b[0].shared_state() == armor::breaker_state::closed);
+  CHECK(t.b[0].reporting_instances() == 2);
+  t.b[2].sync();  // c too (minimum_calls 10)
+  CHECK(t.b[2].shared_state() == armor::breaker_state::closed);
+  t.b[1].sync();  // b: nothing new, but 4 >= its 4: open, for everyone
+  CHECK(t.b[1].shared_state() == armor::breaker_state::open);
+  t.b[0].sync();
+  CHECK(t.b[0].shared_state() == armor::breaker_state::open);
+}
+
+TEST_CASE("redis breaker reconfigure: bad values and fixed options are refused by name; nothing changes") {
+  lone l("re-bad");
+  const armor::redis_circuit_breaker_options before = l.b.options();
+  const auto refuses = [&](const auto& change, const char* what) {
+    armor::redis_circuit_breaker_options o = l.b.options();
+    change(o);
+    try {
+      l.b.reconfigure(o);
+      FAIL("accepted: " << what);
+    } catch (const armor::error& e) {
+      CHECK(e.code() == armor::errc::invalid_argument);
+      CHECK_THAT(e.what(), Catch::Contains(what) && Catch::Contains("reconfigure"));
+    }
+    const armor::redis_circuit_breaker_options now = l.b.options();
+    CHECK(now.sync_interval == before.sync_interval);
+    CHECK(now.min_reporting_instances == before.min_reporting_instances);
+    CHECK(now.failure_rate == before.failure_rate);
+    CHECK(now.minimum_calls == before.minimum_calls);
+    CHECK(now.window == before.window);
+    CHECK(now.open_for == before.open_for);
+    CHECK(now.half_open_max_calls == before.half_open_max_calls);
+    CHECK(now.success_threshold == before.success_threshold);
+  };
+  using opts = armor::redis_circuit_breaker_options;
+  refuses([](opts& o) { o.sync_interval = 0ms; }, "sync_interval");
+  refuses([](opts& o) { o.min_reporting_instances = 0; }, "min_reporting_instances");
+  refuses([](opts& o) { o.failure_rate = 0; }, "failure_rate");
+  refuses([](opts& o) { o.failure_rate = 1.5; }, "failure_rate");
+  refuses([](opts& o) { o.failure_rate = std::numeric_limits<double>::quiet_NaN(); }, "failure_rate");
+  refuses([](opts& o) { o.minimum_calls = 0; }, "minimum_calls");
+  refuses([](opts& o) { o.open_for = 0s; }, "open_for");
+  refuses([](opts& o) { o.open_for = 24h * 366; }, "open_for");
+  refuses([](opts& o) { o.half_open_max_calls = 0; }, "half_open_max_calls");
+  refuses([](opts& o) { o.half_open_max_calls = 65536; }, "half_open_max_calls");
+  refuses([](opts& o) { o.success_threshold = 0; }, "success_threshold");
+  refuses([](opts& o) {
+    o.minimum_calls = 3;  // good, but with a bad one: nothing applied
+    o.success_threshold = 70000;
+  }, "success_threshold");
+  refuses([](opts& o) { o.name = "other"; }, "name");
+  refuses([](opts& o) { o.name = ""; }, "name");
+  refuses([](opts& o) { o.instance = "b"; }, "instance");
+  refuses([](opts& o) { o.instance = ""; }, "instance");  // built with "a", not with an empty one
+  refuses([](opts& o) { o.time = armor::redis_time_source::server; }, "time");
+  refuses([](opts& o) { o.window = 20s; }, "window");
+  refuses([](opts& o) { o.window = 500us; }, "window");
+  // The old behaviour: still minimum_calls 10.
+  l.b.sync();
+  l.record(9, armor::verdict::failure());
+  l.b.sync();
+  CHECK(l.b.shared_state() == armor::breaker_state::closed);
+  l.record(1, armor::verdict::failure());
+  l.b.sync();
+  CHECK(l.b.shared_state() == armor::breaker_state::open);
+}
+
+TEST_CASE("redis breaker reconfigure: an instance built with an empty id takes an empty one or its own") {
+  const armor::redis_connection c{breaker_redis(armor_test::shared_redis().port())};
+  shared_breaker b{{}, c, {.name = breaker_name("re-id")}};
+  armor::redis_circuit_breaker_options o = b.options();
+  o.minimum_calls = 7;
+  b.reconfigure(o);  // its own id
+  CHECK(b.options().minimum_calls == 7);
+  o.instance.clear();
+  o.minimum_calls = 8;
+  b.reconfigure(o);  // empty: the id it made
+  CHECK(b.options().minimum_calls == 8);
+  CHECK_FALSE(b.options().instance.empty());
+  o.instance = "someone-else";
+  CHECK_THROWS_WITH(b.reconfigure(o), Catch::Contains("instance"));
+}
+
+TEST_CASE("redis breaker reconfigure: threads call while another reconfigures (TSan)") {
+  armor::manual_clock clock{std::chrono::nanoseconds{noon_ns}};
+  armor::redis_circuit_breaker_options a = shared_options(breaker_name("re-threads"), "a");
+  a.sync_interval = 1ms;
+  armor::redis_circuit_breaker_options b_opts = a;
+  b_opts.sync_interval = 2ms;
+  b_opts.min_reporting_instances = 3;
+  b_opts.failure_rate = 0.25;
+  b_opts.minimum_calls = 40;
+  b_opts.open_for = 7s;
+  b_opts.half_open_max_calls = 3;
+  b_opts.success_threshold = 4;
+  shared_breaker b{patient_local, armor::redis_connection{breaker_redis(armor_test::shared_redis().port())}, a, clock};
+  constexpr int per_thread = 300;
+  constexpr int changes = 200;
+  std::atomic<int> admitted{0}, torn{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 3; ++k) {
+    threads.emplace_back([&, k] {
+      for (int i = 0; i < per_thread; ++i) {
+        clock.advance(100us);
+        auto d = b.try_acquire();
+        if (!d) continue;
+        admitted.fetch_add(1, std::memory_order_relaxed);
+        b.record(std::move(d).permit(), (i + k) % 2 == 0 ? armor::verdict::success() : armor::verdict::failure());
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < changes; ++i) {
+      b.reconfigure(i % 2 == 0 ? b_opts : a);
+      const armor::redis_circuit_breaker_options o = b.options();
+      const armor::redis_circuit_breaker_options& want = o.minimum_calls == a.minimum_calls ? a : b_opts;
+      if (o.sync_interval != want.sync_interval || o.min_reporting_instances != want.min_reporting_instances ||
+          o.failure_rate != want.failure_rate || o.open_for != want.open_for ||
+          o.half_open_max_calls != want.half_open_max_calls || o.success_threshold != want.success_threshold) {
+        torn.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  });
+  for (std::thread& th : threads) th.join();
+  b.sync();
+  // One instance under min_reporting_instances >= 2 never opens it: every
+  // call admitted, every outcome sent exactly once, whatever the changes.
+  CHECK(torn.load() == 0);
+  CHECK(admitted.load() == 3 * per_thread);
+  CHECK(b.stats().reported == 3 * per_thread);
+  CHECK(b.stats().dropped == 0);
+  CHECK(b.options().minimum_calls == a.minimum_calls);  // the last change (199: odd)
 }
 
 TEST_CASE("redis breaker: bad options are refused, naming the option") {

@@ -27,6 +27,7 @@
 #include <armor/context.hpp>
 #include <armor/decision.hpp>
 #include <armor/detail/config.hpp>
+#include <armor/detail/config_cell.hpp>
 #include <armor/detail/redis_io.hpp>
 #include <armor/detail/redis_reply.hpp>
 #include <armor/detail/redis_scripts.hpp>
@@ -119,12 +120,81 @@ struct redis_circuit_breaker_stats {
 
 namespace detail {
 
+/// The shared options that may change at run time, as one trivially
+/// copyable value (read whole from a config_cell).
+struct redis_breaker_limits {
+  std::chrono::nanoseconds sync_interval{};
+  std::chrono::nanoseconds window{};
+  std::chrono::nanoseconds open_for{};
+  double failure_rate = 0.0;
+  std::uint32_t min_reporting_instances = 0;
+  std::uint32_t minimum_calls = 0;
+  std::uint32_t half_open_max_calls = 0;
+  std::uint32_t success_threshold = 0;
+
+  static redis_breaker_limits of(const redis_circuit_breaker_options& o) noexcept {
+    return {o.sync_interval,           o.window,        o.open_for,           o.failure_rate,
+            o.min_reporting_instances, o.minimum_calls, o.half_open_max_calls, o.success_threshold};
+  }
+  void into(redis_circuit_breaker_options& o) const noexcept {
+    o.sync_interval = sync_interval;
+    o.window = window;
+    o.open_for = open_for;
+    o.failure_rate = failure_rate;
+    o.min_reporting_instances = min_reporting_instances;
+    o.minimum_calls = minimum_calls;
+    o.half_open_max_calls = half_open_max_calls;
+    o.success_threshold = success_threshold;
+  }
+};
+
+/// Checks the shared options as construction and reconfigure() do: throws
+/// armor::error(invalid_argument) naming the first bad one, `who` first.
+inline void redis_breaker_check(const redis_circuit_breaker_options& o, const char* who) {
+  const auto fail = [who](const std::string& what) {
+    std::string m(who);
+    m += ": ";
+    m += what;
+    invalid_config(m);
+  };
+  const auto braces = [](const std::string& v) { return v.find_first_of("{}") != std::string::npos; };
+  if (o.name.empty() || braces(o.name)) {
+    std::string m("name must not be empty nor hold '{' or '}' (got \"");
+    m += o.name;
+    m += "\")";
+    fail(m);
+  }
+  if (braces(o.instance)) {
+    std::string m("instance must not hold '{' or '}' (got \"");
+    m += o.instance;
+    m += "\")";
+    fail(m);
+  }
+  if (o.sync_interval.count() <= 0) fail("sync_interval must be positive");
+  if (o.min_reporting_instances < 1) fail("min_reporting_instances must be at least 1");
+  if (!std::isfinite(o.failure_rate) || o.failure_rate <= 0.0 || o.failure_rate > 1.0) {
+    std::string m("failure_rate must be in (0, 1] (got ");
+    m += std::to_string(o.failure_rate);
+    m += ")";
+    fail(m);
+  }
+  if (o.minimum_calls < 1) fail("minimum_calls must be at least 1");
+  constexpr auto one_ms = std::chrono::milliseconds{1};
+  constexpr auto far = std::chrono::hours{24 * 365};
+  if (o.window < one_ms || o.window > far) fail("window must be within [1 ms, 365 days]");
+  if (o.open_for < one_ms || o.open_for > far) fail("open_for must be within [1 ms, 365 days]");
+  if (o.half_open_max_calls < 1 || o.half_open_max_calls > 65535) fail("half_open_max_calls must be in [1, 65535]");
+  if (o.success_threshold < 1 || o.success_threshold > 65535) fail("success_threshold must be in [1, 65535]");
+}
+
 /// The shared part of a redis_circuit_breaker, behind a pointer so that it moves.
 class redis_breaker_shared {
  public:
   redis_breaker_shared(redis_connection conn, redis_circuit_breaker_options o, health_rule rule, bool throttled)
       : conn_(std::move(conn)),
         options_(std::move(o)),
+        limits_(redis_breaker_limits::of(options_)),
+        default_instance_(options_.instance.empty()),
         key_(conn_.options().prefix + ":cb:{" + options_.name + "}"),
         reporters_key_(key_ + ":r"),
         rule_(rule),
@@ -242,7 +312,31 @@ class redis_breaker_shared {
   }
 
   [[nodiscard]] const redis_connection& connection() const noexcept { return conn_; }
-  [[nodiscard]] const redis_circuit_breaker_options& options() const noexcept { return options_; }
+  /// The options in force: name, instance and time as built, the rest as
+  /// last stored (read whole, without a lock).
+  [[nodiscard]] redis_circuit_breaker_options options() const {
+    redis_circuit_breaker_options o = options_;
+    limits_.load().into(o);
+    return o;
+  }
+
+  /// Throws naming name, instance, time or window when `o` changes one.
+  void check_fixed(const redis_circuit_breaker_options& o, const char* who) const {
+    if (o.name != options_.name) fixed_at_construction(who, "name");
+    if (o.instance != options_.instance && !(o.instance.empty() && default_instance_)) {
+      fixed_at_construction(who, "instance");
+    }
+    if (o.time != options_.time) fixed_at_construction(who, "time");
+    if (o.window != limits_.load().window) fixed_at_construction(who, "window");
+  }
+
+  /// Publishes checked limits. Waits for a round trip under way (it sent
+  /// the old ones), then makes the next call sync, sending the new ones.
+  void reconfigure(const redis_breaker_limits& l) {
+    const std::lock_guard<std::mutex> lock(sync_lock_);
+    limits_.store(l);
+    next_sync_.store(std::numeric_limits<std::int64_t>::min(), std::memory_order_relaxed);
+  }
 
  private:
   static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -280,8 +374,9 @@ class redis_breaker_shared {
     // so that the first instance to sync while half-open cannot take every
     // probe. Those finished since the last sync are given back by this one.
     const std::int64_t finished = pok + pbad + prel;
+    const redis_breaker_limits lim = limits_.load();  // one whole configuration for this round trip
     const std::int64_t share = std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(options_.half_open_max_calls / options_.min_reporting_instances));
+        1, static_cast<std::int64_t>(lim.half_open_max_calls / lim.min_reporting_instances));
     const std::int64_t want =
         !probing || ph == closed ? 0 : std::max<std::int64_t>(0, share - std::max<std::int64_t>(0, mine_ - finished));
     constexpr std::int64_t ns = 1'000'000'000;
@@ -303,13 +398,13 @@ class redis_breaker_shared {
     args.add(pbad);
     args.add(prel);
     args.add(want);
-    args.add(ms(options_.window));
-    args.add(static_cast<std::int64_t>(std::llround(options_.failure_rate * 1e6)));
-    args.add(static_cast<std::int64_t>(options_.minimum_calls));
-    args.add(static_cast<std::int64_t>(options_.min_reporting_instances));
-    args.add(ms(options_.open_for));
-    args.add(static_cast<std::int64_t>(options_.half_open_max_calls));
-    args.add(static_cast<std::int64_t>(options_.success_threshold));
+    args.add(ms(lim.window));
+    args.add(static_cast<std::int64_t>(std::llround(lim.failure_rate * 1e6)));
+    args.add(static_cast<std::int64_t>(lim.minimum_calls));
+    args.add(static_cast<std::int64_t>(lim.min_reporting_instances));
+    args.add(ms(lim.open_for));
+    args.add(static_cast<std::int64_t>(lim.half_open_max_calls));
+    args.add(static_cast<std::int64_t>(lim.success_threshold));
     const std::array<std::string_view, 2> keys{key_, reporters_key_};
     const redis_answer a = conn_.client().run(redis_script::breaker_sync, keys, args.views(), until);
     const std::optional<redis_breaker_sync_answer> rep =
@@ -332,7 +427,7 @@ class redis_breaker_shared {
       next_sync_.store(t, std::memory_order_relaxed);
       return;
     }
-    next_sync_.store(t + options_.sync_interval.count(), std::memory_order_relaxed);
+    next_sync_.store(t + lim.sync_interval.count(), std::memory_order_relaxed);
     if (!rep) {
       // Redis away (or an answer the script cannot give): forget the shared
       // state; the local breaker alone decides.
@@ -362,7 +457,9 @@ class redis_breaker_shared {
   }
 
   redis_connection conn_;
-  redis_circuit_breaker_options options_;
+  redis_circuit_breaker_options options_;  // name, instance, time (the rest: limits_)
+  config_cell<redis_breaker_limits> limits_;
+  bool default_instance_;  // built with an empty instance (options_.instance is the id made for it)
   std::string key_;
   std::string reporters_key_;
   health_rule rule_;
@@ -525,7 +622,29 @@ class redis_circuit_breaker {
   [[nodiscard]] circuit_breaker<Clock>& local() noexcept { return local_; }
   [[nodiscard]] const circuit_breaker<Clock>& local() const noexcept { return local_; }
   [[nodiscard]] redis_circuit_breaker_stats stats() const noexcept { return shared_->stats(); }
-  [[nodiscard]] const redis_circuit_breaker_options& options() const noexcept { return shared_->options(); }
+  /// The shared options in force: those given at construction (instance:
+  /// the id in use), with the changes of the last reconfigure().
+  [[nodiscard]] redis_circuit_breaker_options options() const { return shared_->options(); }
+
+  /// Changes the shared options of this instance: sync_interval,
+  /// min_reporting_instances, failure_rate, minimum_calls, open_for,
+  /// half_open_max_calls, success_threshold. Checked as at construction
+  /// (armor::error(invalid_argument) naming the option; nothing changes);
+  /// name, instance (empty: as built with an empty one), time and window
+  /// cannot change (refused by name). They travel with this instance's
+  /// next round trip, which the next call makes; each round trip sends one
+  /// whole configuration. The script keeps no thresholds: each sync judges
+  /// the shared window by the thresholds of the instance that sends it, so
+  /// instances of one name with different options each apply their own
+  /// (reconfigure every instance to change the breaker for all). Calls stay
+  /// lock-free; reconfigure() waits for a round trip under way. The local
+  /// breaker has its own: local().reconfigure().
+  void reconfigure(const redis_circuit_breaker_options& options) {
+    constexpr const char* who = "armor::redis_circuit_breaker::reconfigure";
+    detail::redis_breaker_check(options, who);
+    shared_->check_fixed(options, who);
+    shared_->reconfigure(detail::redis_breaker_limits::of(options));
+  }
   [[nodiscard]] const redis_connection& connection() const noexcept { return shared_->connection(); }
   [[nodiscard]] const Clock& clock() const noexcept { return local_.clock(); }
 
@@ -548,22 +667,7 @@ class redis_circuit_breaker {
   static std::unique_ptr<detail::redis_breaker_shared> make_shared(const circuit_breaker_options& local,
                                                                    redis_connection conn,
                                                                    redis_circuit_breaker_options o) {
-    const auto fail = [](const std::string& what) { detail::invalid_config("armor::redis_circuit_breaker: " + what); };
-    const auto braces = [](const std::string& s) { return s.find_first_of("{}") != std::string::npos; };
-    if (o.name.empty() || braces(o.name)) fail("name must not be empty nor hold '{' or '}' (got \"" + o.name + "\")");
-    if (braces(o.instance)) fail("instance must not hold '{' or '}' (got \"" + o.instance + "\")");
-    if (o.sync_interval.count() <= 0) fail("sync_interval must be positive");
-    if (o.min_reporting_instances < 1) fail("min_reporting_instances must be at least 1");
-    if (!std::isfinite(o.failure_rate) || o.failure_rate <= 0.0 || o.failure_rate > 1.0) {
-      fail("failure_rate must be in (0, 1] (got " + std::to_string(o.failure_rate) + ")");
-    }
-    if (o.minimum_calls < 1) fail("minimum_calls must be at least 1");
-    constexpr auto one_ms = std::chrono::milliseconds{1};
-    constexpr auto far = std::chrono::hours{24 * 365};
-    if (o.window < one_ms || o.window > far) fail("window must be within [1 ms, 365 days]");
-    if (o.open_for < one_ms || o.open_for > far) fail("open_for must be within [1 ms, 365 days]");
-    if (o.half_open_max_calls < 1 || o.half_open_max_calls > 65535) fail("half_open_max_calls must be in [1, 65535]");
-    if (o.success_threshold < 1 || o.success_threshold > 65535) fail("success_threshold must be in [1, 65535]");
+    detail::redis_breaker_check(o, "armor::redis_circuit_breaker");
     return std::make_unique<detail::redis_breaker_shared>(std::move(conn), std::move(o), local.health,
                                                           local.count_throttled);
   }
