@@ -4,8 +4,9 @@
 // script reads the caller's time): one instance failing alone does not open
 // the shared breaker below the reporter threshold; all failing opens it
 // everywhere within sync_interval; half-open probing, reopening and closing
-// propagate; Redis away leaves the local breaker alone in charge. Plus four
-// forked processes (one at a time) sharing one breaker.
+// propagate; Redis away leaves the local breaker alone in charge;
+// reconfigure() of the shared options. Plus four forked processes (one at a
+// time) sharing one breaker.
 #include <armor/pipeline.hpp>
 #include <armor/redis/circuit_breaker.hpp>
 
@@ -696,8 +697,10 @@ TEST_CASE("redis breaker reconfigure: threads call while another reconfigures (T
     });
   }
   threads.emplace_back([&] {
-    for (int i = 0; i < changes; ++i) {
-      b.reconfigure(i % 2 == 0 ? b_opts : a);
+    for (int i = 0; i < changes; ++i) b.reconfigure(i % 2 == 0 ? b_opts : a);
+  });
+  threads.emplace_back([&] {  // a reader of options() beside the writer: each read one whole configuration
+    for (int i = 0; i < 4 * changes; ++i) {
       const armor::redis_circuit_breaker_options o = b.options();
       const armor::redis_circuit_breaker_options& want = o.minimum_calls == a.minimum_calls ? a : b_opts;
       if (o.sync_interval != want.sync_interval || o.min_reporting_instances != want.min_reporting_instances ||
